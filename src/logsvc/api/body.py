@@ -1,0 +1,67 @@
+"""Reading a request body within limits: the size as sent, the size after gunzip, and the media type."""
+
+from __future__ import annotations
+
+import zlib
+
+from starlette.requests import Request
+
+from logsvc.errors import FieldError, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+
+__all__ = ["is_ndjson", "read_body"]
+
+_JSON_TYPES = frozenset({"application/json", "text/json", ""})
+_NDJSON_TYPES = frozenset(
+    {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
+)
+_READ_CHUNK = 64 * 1024
+
+
+def is_ndjson(request: Request) -> bool:
+    """Whether the body is newline-delimited JSON; 415 for anything that is neither JSON nor NDJSON."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type in _NDJSON_TYPES:
+        return True
+    if media_type in _JSON_TYPES or media_type.endswith("+json"):
+        return False
+    raise UnsupportedMediaType(
+        f"Content-Type {media_type!r} is not accepted; send application/json or application/x-ndjson"
+    )
+
+
+async def read_body(request: Request, *, max_bytes: int, max_decompressed_bytes: int) -> bytes:
+    """The body, gunzipped if so encoded; 413 as soon as a limit is passed, before reading the rest."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise ValidationFailed([FieldError("Content-Length", "must be a whole number")])
+        if int(length) > max_bytes:
+            raise PayloadTooLarge(f"the body is {length} bytes; the limit is {max_bytes}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"the body is over the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("gzip", "x-gzip"):
+        return _gunzip(body, max_decompressed_bytes)
+    if encoding != "identity":
+        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not accepted; send gzip or identity")
+    return body
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+    try:
+        # Inflating at most limit + 1 bytes bounds the memory a gzip bomb can take.
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error:
+        raise ValidationFailed([FieldError("body", "is not valid gzip data")]) from None
+    if len(data) > limit:
+        raise PayloadTooLarge(f"the body inflates to more than the limit of {limit} bytes")
+    if not inflater.eof:
+        raise ValidationFailed([FieldError("body", "is truncated gzip data")])
+    return data

@@ -1,0 +1,95 @@
+"""Prometheus metrics of one app, and the ASGI middleware that records every request."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["Metrics", "MetricsMiddleware"]
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000)
+
+
+class Metrics:
+    """The service's metrics in a registry of their own, so that several apps can live in one process."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "logsvc_http_requests",
+            "HTTP requests answered",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "logsvc_http_request_duration_seconds",
+            "Time from request start to the end of the response",
+            ["method", "route"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.entries_ingested = Counter(
+            "logsvc_entries_ingested", "Log entries stored and acknowledged", registry=self.registry
+        )
+        self.entries_rejected = Counter(
+            "logsvc_entries_rejected", "Log entries refused by validation", registry=self.registry
+        )
+        self.write_batch = Histogram(
+            "logsvc_store_write_batch_entries",
+            "Entries committed per store transaction (group commit)",
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+
+    def ingested(self, count: int) -> None:
+        self.entries_ingested.inc(count)
+
+    def rejected(self, count: int) -> None:
+        self.entries_rejected.inc(count)
+
+    def committed(self, count: int) -> None:
+        self.write_batch.observe(count)
+
+    def exposition(self) -> bytes:
+        # With several worker processes prometheus_client keeps values in files; one scrape sums them all.
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request by route template (never by raw path: that is unbounded)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            route = scope.get("route")
+            template = route.path if isinstance(route, Route) else "unmatched"
+            method = scope["method"]
+            self.metrics.requests.labels(method, template, str(status)).inc()
+            self.metrics.latency.labels(method, template).observe(time.perf_counter() - start)

@@ -1,0 +1,151 @@
+"""OpenAPI 3.1 for the routes, with schemas generated from the same msgspec types the code uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from logsvc import __version__
+from logsvc.api.problems import PROBLEM_TYPE, Problem
+from logsvc.model import MAX_LIMIT, Level, LogEntry, LogEntryIn, Page
+from logsvc.service import BatchCreated, Created
+
+__all__ = ["openapi_document"]
+
+_REF = "#/components/schemas/{name}"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF.format(name=name)}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _problems(*statuses: int) -> dict[str, Any]:
+    content = {PROBLEM_TYPE: {"schema": _ref("Problem")}}
+    return {str(status): {"description": "problem (RFC 9457)", "content": content} for status in statuses}
+
+
+def _param(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+_LEVELS = {"type": "string", "enum": [level.name for level in Level]}
+_TIME = {"type": "string", "description": "RFC 3339 date-time or epoch seconds/ms/µs/ns"}
+_READ_PARAMS = [
+    _param("service_name", "only this service", {"type": "string"}),
+    _param("level", "only this level", _LEVELS),
+    _param("min_level", "this level or more severe", _LEVELS),
+    _param("log_type", "only this log type", {"type": "string"}),
+    _param("since", "event time at or after (inclusive)", _TIME),
+    _param("until", "event time before (exclusive)", _TIME),
+    _param("hours", "window of this many hours ending now", {"type": "number", "exclusiveMinimum": 0}),
+    _param(
+        "q", 'full-text search: every word and "quoted phrase" must occur in the message', {"type": "string"}
+    ),
+    _param(
+        "limit",
+        f"page size, 1-{MAX_LIMIT} (larger is clamped)",
+        {"type": "integer", "minimum": 1, "default": 100},
+    ),
+    _param("cursor", "next_cursor of the previous page", {"type": "string"}),
+]
+
+
+def openapi_document() -> dict[str, Any]:
+    (_, components) = msgspec.json.schema_components(
+        [LogEntryIn, LogEntry, Page, Created, BatchCreated, Problem], ref_template=_REF
+    )
+    ingest_body = {
+        "oneOf": [
+            _ref("LogEntryIn"),
+            {"type": "array", "items": _ref("LogEntryIn"), "minItems": 1, "maxItems": 10_000},
+            {
+                "type": "object",
+                "properties": {"logs": {"type": "array", "items": _ref("LogEntryIn")}},
+                "required": ["logs"],
+                "additionalProperties": False,
+            },
+        ]
+    }
+    read = {
+        "parameters": _READ_PARAMS,
+        "responses": {"200": _json(_ref("Page"), "newest entries first"), **_problems(400, 503)},
+    }
+    health = {"responses": {"200": _json({"type": "object"}, "status")}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Simple Log Service", "version": __version__},
+        "paths": {
+            "/logs": {
+                "post": {
+                    "operationId": "ingest",
+                    "summary": "Store one entry or a batch (atomic), durably",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": ingest_body},
+                            "application/x-ndjson": {
+                                "schema": {"type": "string", "description": "one entry per line"}
+                            },
+                        },
+                    },
+                    "responses": {
+                        "201": {
+                            "description": "stored durably",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"oneOf": [_ref("Created"), _ref("BatchCreated")]}
+                                }
+                            },
+                        },
+                        **_problems(400, 408, 413, 415, 503, 507),
+                    },
+                },
+                "get": {"operationId": "list_logs", "summary": "Same as /logs/recent", **read},
+            },
+            "/logs/recent": {
+                "get": {"operationId": "recent_logs", "summary": "Newest entries first", **read}
+            },
+            "/logs/{log_id}": {
+                "get": {
+                    "operationId": "get_log",
+                    "parameters": [
+                        {
+                            "name": "log_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "format": "uuid"},
+                        }
+                    ],
+                    "responses": {"200": _json(_ref("LogEntry"), "the entry"), **_problems(400, 404)},
+                }
+            },
+            "/healthz": {"get": {"operationId": "healthz", "summary": "The process is up", **health}},
+            "/readyz": {
+                "get": {
+                    "operationId": "readyz",
+                    "summary": "The store takes writes",
+                    **health,
+                    "responses": {**health["responses"], **_problems(503)},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "summary": "Prometheus metrics",
+                    "responses": {
+                        "200": {
+                            "description": "text exposition format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document", **health}},
+        },
+        "components": {"schemas": components},
+    }

@@ -1,0 +1,68 @@
+"""The one place that turns exceptions into RFC 9457 problem+json responses."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+import msgspec
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from logsvc.errors import FieldError, LogServiceError
+
+__all__ = ["PROBLEM_TYPE", "Problem", "handle_error", "problem_response"]
+
+log = logging.getLogger("logsvc.api")
+
+PROBLEM_TYPE = "application/problem+json"
+_TYPE_BASE = "https://logsvc.dev/problems/"
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[FieldError] = []
+
+
+def problem_response(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    *,
+    errors: list[FieldError] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    body = Problem(
+        type=_TYPE_BASE + code, title=title, status=status, detail=detail, code=code, errors=errors or []
+    )
+    return Response(msgspec.json.encode(body), status_code=status, media_type=PROBLEM_TYPE, headers=headers)
+
+
+async def handle_error(request: Request, exc: Exception) -> Response:
+    """Every exception, by class; internal detail of an unexpected error is logged, never sent."""
+    if isinstance(exc, LogServiceError):
+        if exc.status >= 500:
+            log.warning("%s %s: %s", request.method, request.url.path, exc.detail)
+        return problem_response(
+            exc.status,
+            exc.code,
+            exc.title,
+            exc.detail,
+            errors=getattr(exc, "errors", None),
+            headers=exc.headers,
+        )
+    if isinstance(exc, HTTPException):
+        code = _HTTP_CODES.get(exc.status_code, "http_error")
+        detail = f"{request.method} {request.url.path}: {exc.detail}"
+        return problem_response(exc.status_code, code, str(exc.detail), detail, headers=exc.headers)
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(
+        500, "internal_error", "Internal server error", "the server failed to answer; see its log"
+    )

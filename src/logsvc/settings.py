@@ -1,0 +1,107 @@
+"""All settings, read in this one place: defaults < TOML config file < ``LOGSVC_*`` environment < flags."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+
+from logsvc.errors import ConfigError
+from logsvc.model import HARD_MAX_MESSAGE_BYTES, Limits
+
+__all__ = ["ENV_PREFIX", "Settings", "load_settings"]
+
+ENV_PREFIX = "LOGSVC_"
+MiB = 1024 * 1024
+
+
+def _default_data_dir() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "logsvc")
+
+
+class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Every setting with its default and description (docs/configuration.md is checked against these)."""
+
+    host: Annotated[str, msgspec.Meta(description="address to bind; 127.0.0.1 keeps the service local")] = (
+        "127.0.0.1"
+    )
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535, description="TCP port (0 picks a free one)")] = 8080
+    data_dir: Annotated[str, msgspec.Meta(description="where the embedded store lives")] = msgspec.field(
+        default_factory=_default_data_dir
+    )
+    store: Annotated[str, msgspec.Meta(description="store URL; empty means sqlite under data_dir")] = ""
+    workers: Annotated[int, msgspec.Meta(ge=1, le=64, description="server processes sharing the port")] = 1
+    read_threads: Annotated[int, msgspec.Meta(ge=1, le=64, description="reader threads per process")] = 4
+    log_level: Annotated[
+        str, msgspec.Meta(pattern="^(debug|info|warning|error)$", description="service log level")
+    ] = "info"
+    access_log: Annotated[bool, msgspec.Meta(description="log every request (one JSON line each)")] = False
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, description="largest request body as sent")] = (
+        10 * MiB
+    )
+    max_decompressed_bytes: Annotated[int, msgspec.Meta(ge=1024, description="largest body after gunzip")] = (
+        32 * MiB
+    )
+    max_batch_entries: Annotated[int, msgspec.Meta(ge=1, le=10_000, description="entries in one request")] = (
+        10_000
+    )
+    max_message_bytes: Annotated[
+        int, msgspec.Meta(ge=1, le=HARD_MAX_MESSAGE_BYTES, description="largest message, UTF-8 bytes")
+    ] = 256 * 1024
+    body_timeout: Annotated[
+        float, msgspec.Meta(gt=0, description="seconds a client gets to send a request body")
+    ] = 30.0
+    shutdown_timeout: Annotated[
+        float, msgspec.Meta(gt=0, description="seconds in-flight requests get to finish on shutdown")
+    ] = 30.0
+
+    @property
+    def store_url(self) -> str:
+        return self.store or f"sqlite:///{Path(self.data_dir).resolve() / 'logs.db'}"
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(max_message_bytes=self.max_message_bytes, max_batch_entries=self.max_batch_entries)
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge every layer and validate the result; ConfigError names the bad setting and where it came from."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    config_file = config_file or environ.get(f"{ENV_PREFIX}CONFIG")
+    if config_file:
+        try:
+            values.update(msgspec.toml.decode(Path(config_file).read_bytes()))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {config_file}: {exc.strerror}") from None
+        except msgspec.DecodeError as exc:
+            raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from None
+    fields = set(Settings.__struct_fields__)
+    for key, value in environ.items():
+        if key.startswith(ENV_PREFIX) and key != f"{ENV_PREFIX}CONFIG":
+            name = key[len(ENV_PREFIX) :].lower()
+            if name not in fields:
+                raise ConfigError(f"unknown setting {key} in the environment")
+            values[name] = value
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return msgspec.convert(values, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid setting: {exc}") from None
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """The settings as LOGSVC_* variables, for worker processes that rebuild them with load_settings()."""
+    return {
+        f"{ENV_PREFIX}{name.upper()}": str(value).lower() if isinstance(value, bool) else str(value)
+        for name, value in msgspec.structs.asdict(settings).items()
+    }

@@ -1,0 +1,48 @@
+"""The LogStore port and the choice of adapter by URL.
+
+Adapters turn their backend's exceptions into ``logsvc.errors`` types; nothing backend-specific leaves them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from logsvc.errors import ConfigError
+from logsvc.model import LogEntry, NewEntry, Page, Query
+
+__all__ = ["LogStore", "open_store"]
+
+
+class LogStore(Protocol):
+    async def append(self, entries: Sequence[NewEntry]) -> None:
+        """Store entries atomically; returns only once they are durable. A known log_id is a no-op."""
+
+    async def recent(self, query: Query) -> Page:
+        """Matching entries, newest first by event time, ties by arrival."""
+
+    async def get(self, log_id: bytes) -> LogEntry | None: ...
+
+    async def check_writable(self) -> None:
+        """Raise StoreUnavailable unless a write could be taken now."""
+
+    async def close(self) -> None:
+        """Finish every accepted write, then release the backend."""
+
+
+def open_store(
+    url: str, *, read_threads: int = 4, on_commit: Callable[[int], None] | None = None
+) -> LogStore:
+    """The adapter for a store URL: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        from logsvc.storage.sqlite import SQLiteStore  # noqa: PLC0415 (each adapter loads only when chosen)
+
+        if parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
+            raise ConfigError(
+                f"store URL {url!r}: write sqlite:///relative/file.db or sqlite:////absolute/file.db"
+            )
+        return SQLiteStore(Path(parts.path[1:]), read_threads=read_threads, on_commit=on_commit)
+    raise ConfigError(f"store URL {url!r}: unsupported scheme {parts.scheme!r} (supported: sqlite)")

@@ -1,0 +1,434 @@
+"""The embedded store: one SQLite file in WAL mode, one writer thread with group commit, reads in a pool.
+
+Durability: ``synchronous=FULL`` makes every COMMIT fsync the WAL, and a request is acknowledged only after
+the COMMIT that holds its entries returned. Requests that arrive while a commit is in progress queue up
+and share the next transaction and fsync (group commit), which is what makes durable single-entry
+ingest fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Final, TypeAlias, TypeVar, cast
+
+import apsw
+import msgspec
+import uuid_utils
+
+from logsvc.errors import (
+    ConfigError,
+    FieldError,
+    LogServiceError,
+    StoreFull,
+    StoreUnavailable,
+    ValidationFailed,
+)
+from logsvc.model import Level, LogEntry, NewEntry, Page, Query, encode_cursor, format_timestamp
+
+__all__ = ["SQLiteStore"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION: Final = 1
+# Rows are grouped in blocks of 2**12 arrival numbers for the full-text search watermarks (see _search).
+BLOCK_SHIFT: Final = 12
+_MAX_GROUP_ROWS: Final = 50_000
+_BUSY_TIMEOUT_MS: Final = 5_000
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS logs (
+    seq INTEGER PRIMARY KEY,
+    log_id BLOB NOT NULL,
+    ts INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    level INTEGER NOT NULL,
+    log_type TEXT NOT NULL,
+    message TEXT NOT NULL,
+    metadata TEXT,
+    received INTEGER NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX IF NOT EXISTS logs_log_id ON logs(log_id);
+CREATE INDEX IF NOT EXISTS logs_ts ON logs(ts);
+CREATE INDEX IF NOT EXISTS logs_service_ts ON logs(service, ts);
+CREATE INDEX IF NOT EXISTS logs_level_ts ON logs(level, ts);
+CREATE INDEX IF NOT EXISTS logs_service_level_ts ON logs(service, level, ts);
+CREATE VIRTUAL TABLE IF NOT EXISTS logs_fts USING fts5(
+    message, content='logs', content_rowid='seq', tokenize='unicode61 remove_diacritics 2'
+);
+-- max_ts of block b is the largest event time of any row whose seq is below (b + 1) << {BLOCK_SHIFT}.
+CREATE TABLE IF NOT EXISTS ts_watermarks (block INTEGER PRIMARY KEY, max_ts INTEGER NOT NULL) STRICT;
+CREATE TRIGGER IF NOT EXISTS logs_after_insert AFTER INSERT ON logs BEGIN
+    INSERT INTO logs_fts(rowid, message) VALUES (new.seq, new.message);
+    INSERT INTO ts_watermarks(block, max_ts) VALUES (
+        new.seq >> {BLOCK_SHIFT},
+        max(new.ts, coalesce((SELECT max_ts FROM ts_watermarks WHERE block < new.seq >> {BLOCK_SHIFT}
+                              ORDER BY block DESC LIMIT 1), new.ts))
+    ) ON CONFLICT(block) DO UPDATE SET max_ts = max(max_ts, excluded.max_ts);
+END;
+CREATE TRIGGER IF NOT EXISTS logs_after_delete AFTER DELETE ON logs BEGIN
+    INSERT INTO logs_fts(logs_fts, rowid, message) VALUES ('delete', old.seq, old.message);
+END;
+"""
+
+_INSERT = (
+    "INSERT INTO logs(log_id, ts, service, level, log_type, message, metadata, received) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(log_id) DO NOTHING"
+)
+_COLUMNS = "seq, log_id, ts, service, level, log_type, message, metadata, received"
+_LEVEL_NAMES: Final = {int(level): level.name for level in Level}
+
+Row: TypeAlias = tuple[int, bytes, int, str, int, str, str, str | None, int]
+A = TypeVar("A")
+R = TypeVar("R")
+
+
+class _Job:
+    """Rows to insert (or None for a writability probe) and the future of the request waiting on them."""
+
+    __slots__ = ("future", "loop", "rows")
+
+    def __init__(
+        self,
+        rows: list[tuple[Any, ...]] | None,
+        future: asyncio.Future[None],
+        loop: asyncio.AbstractEventLoop,
+    ):
+        self.rows = rows
+        self.future = future
+        self.loop = loop
+
+
+_STOP: Final = object()
+
+
+class SQLiteStore:
+    """LogStore on one SQLite database file."""
+
+    def __init__(
+        self, path: Path, *, read_threads: int = 4, on_commit: Callable[[int], None] | None = None
+    ) -> None:
+        self.path = path
+        self._on_commit = on_commit
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._writer_conn = self._connect(write=True)
+        self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._closing = threading.Lock()
+        self._closed = False
+        self._readers: list[apsw.Connection] = []
+        self._local = threading.local()
+        self._read_pool = ThreadPoolExecutor(read_threads, thread_name_prefix="logsvc-read")
+        self._writer = threading.Thread(target=self._write_loop, name="logsvc-writer", daemon=True)
+        self._writer.start()
+
+    # ---- connections -------------------------------------------------------------------------------------
+
+    def _connect(self, *, write: bool) -> apsw.Connection:
+        try:
+            conn = apsw.Connection(str(self.path))
+            conn.set_busy_timeout(_BUSY_TIMEOUT_MS)
+            if write:
+                conn.execute("PRAGMA journal_mode=WAL").fetchall()
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA journal_size_limit=67108864")
+                self._migrate(conn)
+            else:
+                conn.execute("PRAGMA query_only=ON")
+            conn.execute("PRAGMA cache_size=-32000")
+        except apsw.Error as exc:
+            raise ConfigError(f"cannot open the store at {self.path}: {exc}") from None
+        return conn
+
+    @staticmethod
+    def _migrate(conn: apsw.Connection) -> None:
+        (version,) = conn.execute("PRAGMA user_version").fetchone() or (0,)
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"the store has schema version {version}; this logsvc knows only up to {SCHEMA_VERSION}"
+            )
+        if version < SCHEMA_VERSION:
+            with conn:
+                conn.execute(_SCHEMA)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def _reader(self) -> apsw.Connection:
+        conn: apsw.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect(write=False)
+            self._local.conn = conn
+            self._readers.append(conn)
+        return conn
+
+    # ---- writes ------------------------------------------------------------------------------------------
+
+    async def append(self, entries: Sequence[NewEntry]) -> None:
+        rows = [
+            (
+                e.log_id,
+                e.ts_us,
+                e.service_name,
+                int(e.level),
+                e.log_type,
+                e.message,
+                e.metadata,
+                e.received_us,
+            )
+            for e in entries
+        ]
+        await self._submit(rows)
+
+    async def check_writable(self) -> None:
+        await self._submit(None)
+
+    async def _submit(self, rows: list[tuple[Any, ...]] | None) -> None:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._closing:
+            if self._closed:
+                raise StoreUnavailable("the store is shutting down; nothing from this request was stored")
+            self._jobs.put(_Job(rows, future, loop))
+        await future
+
+    def _write_loop(self) -> None:
+        stopping = False
+        while not stopping:
+            group: list[_Job] = []
+            count = 0
+            item = self._jobs.get()
+            while True:
+                if item is _STOP:
+                    stopping = True
+                else:
+                    assert isinstance(item, _Job)
+                    group.append(item)
+                    count += len(item.rows or ())
+                if count >= _MAX_GROUP_ROWS:
+                    break
+                try:
+                    item = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+            if group:
+                self._commit_group(group, count)
+        self._writer_conn.close()
+
+    def _commit_group(self, group: list[_Job], count: int) -> None:
+        try:
+            self._transaction(group)
+            outcomes: list[LogServiceError | None] = [None] * len(group)
+        except apsw.Error as exc:
+            if len(group) == 1:
+                outcomes = [self._translate(exc)]
+            else:
+                # One request must not fail the others that happened to share its transaction.
+                outcomes = []
+                for job in group:
+                    try:
+                        self._transaction([job])
+                        outcomes.append(None)
+                    except apsw.Error as single_exc:
+                        outcomes.append(self._translate(single_exc))
+        _settle(group, outcomes)
+        if self._on_commit is not None and count:
+            self._on_commit(count)
+
+    def _transaction(self, group: list[_Job]) -> None:
+        conn = self._writer_conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in group:
+                if job.rows:
+                    conn.executemany(_INSERT, job.rows)
+            conn.execute("COMMIT")
+        except apsw.Error:
+            if not conn.getautocommit():
+                conn.execute("ROLLBACK")
+            raise
+
+    def _translate(self, exc: apsw.Error) -> LogServiceError:
+        log.error("store write failed: %s: %s", type(exc).__name__, exc)
+        if isinstance(exc, apsw.FullError):
+            return StoreFull("the disk holding the store is full; nothing from this request was stored")
+        if isinstance(exc, apsw.BusyError | apsw.LockedError):
+            return StoreUnavailable("the store is busy; nothing from this request was stored, retry later")
+        return StoreUnavailable("the store could not write; nothing from this request was stored")
+
+    # ---- reads -------------------------------------------------------------------------------------------
+
+    async def recent(self, query: Query) -> Page:
+        if query.cursor is not None and not isinstance(query.cursor[1], int):
+            raise ValidationFailed([FieldError("cursor", "belongs to another store")])
+        return await self._read(self._recent, query)
+
+    async def get(self, log_id: bytes) -> LogEntry | None:
+        return await self._read(self._get, log_id)
+
+    async def _read(self, function: Callable[[apsw.Connection, A], R], argument: A) -> R:
+        if self._closed:
+            raise StoreUnavailable("the store is shutting down")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._read_pool, lambda: function(self._reader(), argument))
+        except apsw.Error as exc:
+            log.error("store read failed: %s: %s", type(exc).__name__, exc)
+            raise StoreUnavailable("the store could not be read") from None
+
+    def _get(self, conn: apsw.Connection, log_id: bytes) -> LogEntry | None:
+        row = conn.execute(f"SELECT {_COLUMNS} FROM logs WHERE log_id = ?", (log_id,)).fetchone()
+        return _entry(cast(Row, row)) if row else None
+
+    def _recent(self, conn: apsw.Connection, query: Query) -> Page:
+        want = query.limit + 1
+        if query.levels == ():
+            return Page(count=0, logs=[], next_cursor=None)
+        if query.terms:
+            rows = self._search(conn, query, want)
+        elif query.levels is not None and len(query.levels) > 1:
+            # One index range per level, each already newest first; only their heads are merged and sorted.
+            where, args = _filters(query, "")
+            parts = []
+            union_args: list[Any] = []
+            for level in query.levels:
+                parts.append(
+                    f"SELECT * FROM (SELECT {_COLUMNS} FROM logs WHERE level = ?{where} "
+                    "ORDER BY ts DESC, seq DESC LIMIT ?)"
+                )
+                union_args += [int(level), *args, want]
+            sql = " UNION ALL ".join(parts) + " ORDER BY ts DESC, seq DESC LIMIT ?"
+            rows = cast(list[Row], conn.execute(sql, [*union_args, want]).fetchall())
+        else:
+            where, args = _filters(query, "")
+            if query.levels:
+                where += " AND level = ?"
+                args.append(int(query.levels[0]))
+            sql = f"SELECT {_COLUMNS} FROM logs WHERE 1{where} ORDER BY ts DESC, seq DESC LIMIT ?"
+            rows = cast(list[Row], conn.execute(sql, [*args, want]).fetchall())
+        return _page(rows, query.limit)
+
+    def _search(self, conn: apsw.Connection, query: Query, want: int) -> list[Row]:
+        """Full-text matches, newest first by event time, without sorting the whole match set.
+
+        Matches are read in descending arrival order (FTS5's rowid order) in growing chunks. Arrival order
+        is not event-time order, but ts_watermarks bounds the event time of every row that arrived earlier
+        than a given one: once ``want`` candidates are at least that new, no older row can displace them.
+        """
+        match = " ".join('"' + term.replace('"', '""') + '"' for term in query.terms)
+        where, args = _filters(query, "l.")
+        if query.levels:
+            where += f" AND l.level IN ({', '.join('?' * len(query.levels))})"
+            args += [int(level) for level in query.levels]
+        sql = (
+            "SELECT l.ts, l.seq FROM logs_fts f CROSS JOIN logs l ON l.seq = f.rowid "
+            f"WHERE logs_fts MATCH ? AND f.rowid < ?{where} ORDER BY f.rowid DESC LIMIT ?"
+        )
+        candidates: list[tuple[int, int]] = []
+        below = (1 << 63) - 1
+        chunk = want
+        while True:
+            found = cast(list[tuple[int, int]], conn.execute(sql, [match, below, *args, chunk]).fetchall())
+            candidates = sorted(candidates + found, reverse=True)[:want]
+            if len(found) < chunk:
+                break
+            below = found[-1][1]
+            watermark = conn.execute(
+                "SELECT max_ts FROM ts_watermarks WHERE block <= ? ORDER BY block DESC LIMIT 1",
+                (below >> BLOCK_SHIFT,),
+            ).fetchone()
+            if watermark is None:
+                break
+            watermark_ts = cast(int, watermark[0])
+            if len(candidates) == want and candidates[-1][0] >= watermark_ts:
+                break
+            if query.since_us is not None and watermark_ts < query.since_us:
+                break
+            chunk = min(chunk * 2, 10_000)
+        if not candidates:
+            return []
+        seqs = [seq for _, seq in candidates]
+        sql = f"SELECT {_COLUMNS} FROM logs WHERE seq IN ({', '.join('?' * len(seqs))})"
+        rows = cast(list[Row], conn.execute(sql, seqs).fetchall())
+        rows.sort(key=lambda row: (row[2], row[0]), reverse=True)
+        return rows
+
+    # ---- lifecycle ---------------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        with self._closing:
+            if self._closed:
+                return
+            self._closed = True
+            self._jobs.put(_STOP)
+        await asyncio.to_thread(self._writer.join)
+        self._read_pool.shutdown(wait=True)
+        for conn in self._readers:
+            conn.close()
+
+
+def _filters(query: Query, prefix: str) -> tuple[str, list[Any]]:
+    """The WHERE conditions (each starting with AND) shared by every read path, and their arguments."""
+    where = ""
+    args: list[Any] = []
+    if query.service_name is not None:
+        where += f" AND {prefix}service = ?"
+        args.append(query.service_name)
+    if query.log_type is not None:
+        where += f" AND {prefix}log_type = ?"
+        args.append(query.log_type)
+    if query.since_us is not None:
+        where += f" AND {prefix}ts >= ?"
+        args.append(query.since_us)
+    if query.until_us is not None:
+        where += f" AND {prefix}ts < ?"
+        args.append(query.until_us)
+    if query.cursor is not None:
+        where += f" AND ({prefix}ts, {prefix}seq) < (?, ?)"
+        args += list(query.cursor)
+    return where, args
+
+
+def _page(rows: list[Row], limit: int) -> Page:
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = encode_cursor(rows[-1][2], rows[-1][0]) if more else None
+    return Page(count=len(rows), logs=[_entry(row) for row in rows], next_cursor=next_cursor)
+
+
+def _entry(row: Row) -> LogEntry:
+    _seq, log_id, ts, service, level, log_type, message, metadata, received = row
+    return LogEntry(
+        log_id=str(uuid_utils.UUID(bytes=log_id)),
+        service_name=service,
+        timestamp=format_timestamp(ts),
+        level=_LEVEL_NAMES[level],
+        log_type=log_type,
+        message=message,
+        metadata=msgspec.Raw(metadata) if metadata is not None else None,
+        received_at=format_timestamp(received),
+    )
+
+
+def _settle(group: list[_Job], outcomes: list[LogServiceError | None]) -> None:
+    """Complete every waiting request, with one wake-up per event loop rather than one per request."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], LogServiceError | None]]] = {}
+    for job, outcome in zip(group, outcomes, strict=True):
+        by_loop.setdefault(job.loop, []).append((job.future, outcome))
+    for loop, pairs in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_complete, pairs)
+        except RuntimeError:
+            log.warning("a request's event loop closed before its write completed")
+
+
+def _complete(pairs: list[tuple[asyncio.Future[None], LogServiceError | None]]) -> None:
+    for future, outcome in pairs:
+        if future.done():
+            continue
+        if outcome is None:
+            future.set_result(None)
+        else:
+            future.set_exception(outcome)
