@@ -248,22 +248,15 @@ def parse_log_id(value: object) -> bytes:
 def decode_documents(body: bytes, *, ndjson: bool) -> tuple[list[Any], bool]:
     """The entries of a request body and whether it was a single object (rather than a batch)."""
     if ndjson:
-        docs: list[Any] = []
-        for number, line in enumerate(body.splitlines(), start=1):
-            if line.strip():
-                try:
-                    docs.append(msgspec.json.decode(line))
-                except msgspec.DecodeError as exc:
-                    raise ValidationFailed(
-                        [FieldError("body", f"line {number} is not valid JSON: {exc}")]
-                    ) from None
+        docs = [
+            _decode_json(line, f"line {number} is")
+            for number, line in enumerate(body.splitlines(), start=1)
+            if line.strip()
+        ]
         if not docs:
             raise ValidationFailed([FieldError("body", "contains no entries")])
         return docs, False
-    try:
-        doc = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise ValidationFailed([FieldError("body", f"is not valid JSON: {exc}")]) from None
+    doc = _decode_json(body, "is")
     if isinstance(doc, dict) and "logs" in doc:
         if len(doc) != 1:
             extra = ", ".join(sorted(k for k in doc if k != "logs"))
@@ -282,6 +275,16 @@ def decode_documents(body: bytes, *, ndjson: bool) -> tuple[list[Any], bool]:
     raise ValidationFailed(
         [FieldError("body", 'must be an entry object, an array of entries or {"logs": [...]}')]
     )
+
+
+def _decode_json(data: bytes, subject: str) -> Any:
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        problem = str(exc)
+    except RecursionError:
+        problem = "nested too deeply"
+    raise ValidationFailed([FieldError("body", f"{subject} not valid JSON: {problem}")])
 
 
 def validate_entries(docs: Sequence[Any], *, now_us: int, limits: Limits, batch: bool) -> list[NewEntry]:

@@ -53,6 +53,7 @@ def serve(settings: Settings) -> None:
         "loop": "uvloop",
         "http": "httptools",
         "server_header": False,
+        "ws": "none",
     }
     if settings.workers == 1:
         uvicorn.run(create_app(settings), **common)

@@ -1,0 +1,333 @@
+"""The data model's rules, one by one, with the error a client sees for each."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from logsvc.errors import ValidationFailed
+from logsvc.model import (
+    Level,
+    Limits,
+    decode_cursor,
+    decode_documents,
+    encode_cursor,
+    format_timestamp,
+    parse_query,
+    parse_timestamp,
+    validate_entries,
+)
+
+NOW = 1_750_000_000_000_000  # 2025-06-15T15:06:40Z
+LIMITS = Limits()
+
+
+def validate_one(entry: Any) -> Any:
+    return validate_entries([entry], now_us=NOW, limits=LIMITS, batch=False)[0]
+
+
+def errors_of(entry: Any, limits: Limits = LIMITS) -> list[str]:
+    with pytest.raises(ValidationFailed) as caught:
+        validate_entries([entry], now_us=NOW, limits=limits, batch=False)
+    return [str(e) for e in caught.value.errors]
+
+
+class TestTimestamps:
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("2024-05-01T12:00:00Z", "2024-05-01T12:00:00.000000Z"),
+            ("2024-05-01t12:00:00z", "2024-05-01T12:00:00.000000Z"),
+            ("2024-05-01 12:00:00Z", "2024-05-01T12:00:00.000000Z"),
+            ("2024-05-01T12:00:00.5Z", "2024-05-01T12:00:00.500000Z"),
+            ("2024-05-01T12:00:00.123456789Z", "2024-05-01T12:00:00.123456Z"),
+            ("2024-05-01T14:30:00+02:30", "2024-05-01T12:00:00.000000Z"),
+            ("2024-05-01T07:00:00-05:00", "2024-05-01T12:00:00.000000Z"),
+            ("2024-02-29T00:00:00Z", "2024-02-29T00:00:00.000000Z"),
+        ],
+    )
+    def test_rfc3339_is_normalised_to_utc_microseconds(self, text: str, expected: str) -> None:
+        assert format_timestamp(parse_timestamp(text)) == expected
+
+    @pytest.mark.parametrize(
+        ("number", "expected"),
+        [
+            (1714564800, "2024-05-01T12:00:00.000000Z"),
+            (1714564800.25, "2024-05-01T12:00:00.250000Z"),
+            (1714564800123, "2024-05-01T12:00:00.123000Z"),
+            (1714564800123456, "2024-05-01T12:00:00.123456Z"),
+            (1714564800123456789, "2024-05-01T12:00:00.123456Z"),
+            (0, "1970-01-01T00:00:00.000000Z"),
+        ],
+    )
+    def test_epoch_unit_follows_magnitude(self, number: float, expected: str) -> None:
+        assert format_timestamp(parse_timestamp(number)) == expected
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "2024-05-01T12:00:00",  # no offset
+            "2024-05-01",
+            "2024-13-01T12:00:00Z",
+            "2023-02-29T00:00:00Z",
+            "2024-05-01T24:00:00Z",
+            "2024-05-01T12:00:60Z",
+            "2024-05-01T12:00:00+24:00",
+            "yesterday",
+            "",
+            True,
+            None,
+            [],
+            float("nan"),
+        ],
+    )
+    def test_malformed_is_rejected(self, value: object) -> None:
+        with pytest.raises(ValueError, match="RFC 3339"):
+            parse_timestamp(value)
+
+    def test_future_beyond_two_hours_is_rejected(self) -> None:
+        two_hours = 2 * 3600
+        assert validate_one({"message": "m", "timestamp": NOW / 1e6 + two_hours - 1}).ts_us > NOW
+        assert errors_of({"message": "m", "timestamp": NOW / 1e6 + two_hours + 1}) == [
+            "timestamp: must not be more than 2 hours in the future"
+        ]
+
+    def test_before_1970_is_rejected(self) -> None:
+        assert errors_of({"message": "m", "timestamp": "1969-12-31T23:59:59Z"}) == [
+            "timestamp: must not be before 1970-01-01T00:00:00Z"
+        ]
+        assert errors_of({"message": "m", "timestamp": -1}) == ["timestamp: must not be before 1970-01-01T00:00:00Z"]
+
+    def test_default_is_receive_time(self) -> None:
+        entry = validate_one({"message": "m"})
+        assert entry.ts_us == entry.received_us == NOW
+
+
+class TestEntryRules:
+    def test_older_client_shape_is_accepted(self) -> None:
+        entry = validate_one(
+            {
+                "service_name": "test-service",
+                "timestamp": "2025-06-15T15:00:00Z",
+                "log_type": "application",
+                "level": "INFO",
+                "message": "hello",
+                "metadata": {"user_id": 123, "ratio": 0.5},
+            }
+        )
+        assert (entry.service_name, entry.level, entry.log_type) == ("test-service", Level.INFO, "application")
+        assert json.loads(entry.metadata) == {"user_id": 123, "ratio": 0.5}
+
+    def test_defaults(self) -> None:
+        entry = validate_one({"message": "m"})
+        assert (entry.service_name, entry.level, entry.log_type, entry.metadata) == (
+            "default",
+            Level.INFO,
+            "application",
+            None,
+        )
+        assert len(entry.log_id) == 16
+
+    @pytest.mark.parametrize(
+        ("given", "level"),
+        [
+            ("info", Level.INFO),
+            ("Warn", Level.WARN),
+            ("warning", Level.WARN),
+            ("WARNING", Level.WARN),
+            ("err", Level.ERROR),
+            ("critical", Level.FATAL),
+            ("information", Level.INFO),
+            ("trace", Level.TRACE),
+            ("DEBUG", Level.DEBUG),
+            ("fatal", Level.FATAL),
+        ],
+    )
+    def test_levels_any_case_and_synonyms(self, given: str, level: Level) -> None:
+        assert validate_one({"message": "m", "level": given}).level == level
+
+    @pytest.mark.parametrize("given", ["info", "warning", "error"])
+    def test_severity_is_an_alias(self, given: str) -> None:
+        assert validate_one({"message": "m", "severity": given}).level.name == given.upper().replace("WARNING", "WARN")
+
+    def test_level_and_severity_together_is_an_error(self) -> None:
+        assert errors_of({"message": "m", "level": "info", "severity": "error"}) == [
+            "severity: is an alias of level; send only one of them"
+        ]
+
+    def test_bad_level_names_the_rule(self) -> None:
+        assert errors_of({"message": "m", "level": "loud"}) == [
+            "level: must be one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL"
+        ]
+        assert errors_of({"message": "m", "severity": 3}) == [
+            "severity: must be one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL"
+        ]
+
+    def test_unknown_field_is_named(self) -> None:
+        (error,) = errors_of({"message": "m", "servce_name": "typo"})
+        assert error.startswith("servce_name: unknown field")
+
+    @pytest.mark.parametrize(
+        ("entry", "expected"),
+        [
+            ({}, "message: is required"),
+            ({"message": None}, "message: is required"),
+            ({"message": 5}, "message: must be a string"),
+            ({"message": " \n\t"}, "message: must not be blank"),
+            ({"message": "m", "service_name": ""}, "service_name: must be 1-128 characters"),
+            ({"message": "m", "service_name": "a b"}, "service_name: must be 1-128 characters"),
+            ({"message": "m", "service_name": "x" * 129}, "service_name: must be 1-128 characters"),
+            ({"message": "m", "service_name": 7}, "service_name: must be 1-128 characters"),
+            ({"message": "m", "log_type": ""}, "log_type: must be a string of 1-64"),
+            ({"message": "m", "log_type": "t" * 65}, "log_type: must be a string of 1-64"),
+            ({"message": "m", "log_type": "a\nb"}, "log_type: must be a string of 1-64"),
+            ({"message": "m", "metadata": [1]}, "metadata: must be a JSON object"),
+            ({"message": "m", "metadata": "x"}, "metadata: must be a JSON object"),
+            ({"message": "m", "log_id": "not-a-uuid"}, "log_id: must be a UUID"),
+            ({"message": "m", "log_id": 12}, "log_id: must be a UUID"),
+            ("just a string", ": must be a JSON object"),
+        ],
+    )
+    def test_each_rule_names_field_and_rule(self, entry: Any, expected: str) -> None:
+        (error,) = errors_of(entry)
+        assert error.startswith(expected)
+
+    def test_every_broken_rule_is_reported(self) -> None:
+        errors = errors_of({"level": "x", "service_name": "", "timestamp": "soon"})
+        assert {e.split(":")[0] for e in errors} == {"message", "level", "service_name", "timestamp"}
+
+    def test_service_name_charset(self) -> None:
+        assert validate_one({"message": "m", "service_name": "a.b_c:d/e-F9"}).service_name == "a.b_c:d/e-F9"
+
+    def test_message_size_counts_utf8_bytes(self) -> None:
+        limits = Limits(max_message_bytes=8)
+        assert validate_entries([{"message": "é" * 4}], now_us=NOW, limits=limits, batch=False)
+        assert errors_of({"message": "é" * 5}, limits) == ["message: must be at most 8 bytes of UTF-8"]
+
+    def test_metadata_depth_limit(self) -> None:
+        def nested(depth: int) -> dict[str, Any]:
+            node: dict[str, Any] = {"leaf": 1}
+            for _ in range(depth - 1):
+                node = {"k": node}
+            return node
+
+        assert validate_one({"message": "m", "metadata": nested(8)})
+        assert errors_of({"message": "m", "metadata": nested(9)}) == ["metadata: must be nested at most 8 levels deep"]
+        assert errors_of({"message": "m", "metadata": {"a": [[[[[[[[1]]]]]]]]}}) == [
+            "metadata: must be nested at most 8 levels deep"
+        ]
+
+    def test_metadata_key_and_size_limits(self) -> None:
+        assert errors_of({"message": "m", "metadata": {"k" * 129: 1}})[0].startswith(
+            "metadata: keys must be at most 128 characters"
+        )
+        assert errors_of({"message": "m", "metadata": {"big": "x" * 70_000}}) == [
+            "metadata: must be at most 65536 bytes as JSON"
+        ]
+
+    def test_client_received_at_is_ignored(self) -> None:
+        assert validate_one({"message": "m", "received_at": "1999-01-01T00:00:00Z"}).received_us == NOW
+
+    def test_client_log_id_is_kept(self) -> None:
+        log_id = "01890a5d-ac96-774b-bcce-b302099a8057"
+        assert validate_one({"message": "m", "log_id": log_id}).log_id.hex() == log_id.replace("-", "")
+
+    def test_batch_errors_carry_index(self) -> None:
+        with pytest.raises(ValidationFailed) as caught:
+            validate_entries([{"message": "ok"}, {"level": "x"}], now_us=NOW, limits=LIMITS, batch=True)
+        assert [str(e) for e in caught.value.errors] == [
+            "[1].message: is required",
+            "[1].level: must be one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL",
+        ]
+
+    def test_batch_size_limit(self) -> None:
+        with pytest.raises(ValidationFailed, match="at most 3 entries; got 4"):
+            validate_entries([{"message": "m"}] * 4, now_us=NOW, limits=Limits(max_batch_entries=3), batch=True)
+
+
+class TestBodies:
+    def test_shapes(self) -> None:
+        assert decode_documents(b'{"message": "a"}', ndjson=False) == ([{"message": "a"}], True)
+        assert decode_documents(b'[{"message": "a"}]', ndjson=False) == ([{"message": "a"}], False)
+        assert decode_documents(b'{"logs": [{"message": "a"}]}', ndjson=False) == ([{"message": "a"}], False)
+        assert decode_documents(b'{"message": "a"}\n\n{"message": "b"}\n', ndjson=True) == (
+            [{"message": "a"}, {"message": "b"}],
+            False,
+        )
+
+    @pytest.mark.parametrize(
+        ("body", "ndjson", "expected"),
+        [
+            (b"{", False, "body: is not valid JSON"),
+            (b"", False, "body: is not valid JSON"),
+            (b"[]", False, "body: contains no entries"),
+            (b"42", False, "body: must be an entry object"),
+            (b'{"logs": {}}', False, "logs: must be an array"),
+            (b'{"logs": [], "x": 1}', False, "body: a {\"logs\": [...]} batch has no other fields; got x"),
+            (b'{"message": "a"}\n{oops', True, "body: line 2 is not valid JSON"),
+            (b"\n\n", True, "body: contains no entries"),
+            (b"[" * 10_000 + b"]" * 10_000, False, "body: is not valid JSON"),
+        ],
+    )
+    def test_malformed_bodies(self, body: bytes, ndjson: bool, expected: str) -> None:
+        with pytest.raises(ValidationFailed) as caught:
+            decode_documents(body, ndjson=ndjson)
+        assert str(caught.value.errors[0]).startswith(expected)
+
+
+class TestQuery:
+    def query(self, **params: str) -> Any:
+        return parse_query(params.items(), now_us=NOW)
+
+    def errors(self, params: list[tuple[str, str]]) -> list[str]:
+        with pytest.raises(ValidationFailed) as caught:
+            parse_query(params, now_us=NOW)
+        return [str(e) for e in caught.value.errors]
+
+    def test_limit(self) -> None:
+        assert self.query().limit == 100
+        assert self.query(limit="7").limit == 7
+        assert self.query(limit="1000000000").limit == 1000
+        for bad in ("0", "-1", "abc", "1.5", ""):
+            assert self.errors([("limit", bad)]) == ["limit: must be a whole number from 1 to 1000"]
+
+    def test_levels(self) -> None:
+        assert self.query(level="warning").levels == (Level.WARN,)
+        assert self.query(min_level="error").levels == (Level.ERROR, Level.FATAL)
+        assert self.query(min_level="trace").levels is None
+        assert self.query(level="info", min_level="error").levels == ()
+        assert self.errors([("min_level", "loud")]) == [
+            "min_level: must be one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL"
+        ]
+
+    def test_times(self) -> None:
+        q = self.query(since="2024-05-01T00:00:00Z", until="1714564800")
+        assert (q.since_us, q.until_us) == (1714521600000000, 1714564800000000)
+        assert self.query(hours="1.5").since_us == NOW - 5_400_000_000
+        assert self.errors([("since", "2024-05-02T00:00:00Z"), ("until", "2024-05-01T00:00:00Z")]) == [
+            "until: must be later than since"
+        ]
+        assert self.errors([("hours", "1"), ("since", "0")]) == ["hours: use either hours or since, not both"]
+        assert self.errors([("hours", "-1")]) == ["hours: must be a positive number of hours"]
+        assert self.errors([("since", "last week")])[0].startswith("since: must be an RFC 3339")
+
+    def test_unknown_and_repeated_parameters_are_errors(self) -> None:
+        errors = self.errors([("service", "x"), ("limit", "1"), ("limit", "2")])
+        assert errors[0].startswith("service: unknown parameter")
+        assert errors[1] == "limit: given more than once"
+
+    def test_search_terms(self) -> None:
+        assert self.query(q='disk  "out of space" -x').terms == ("disk", "out of space", "-x")
+        assert self.errors([("q", " ! ")]) == ["q: must contain at least one word"]
+        assert self.errors([("q", "a" * 1025)]) == ["q: must be at most 1024 characters"]
+
+    def test_cursor_round_trip_and_garbage(self) -> None:
+        assert decode_cursor(encode_cursor(1714564800000000, 42)) == (1714564800000000, 42)
+        assert decode_cursor(encode_cursor(5, "abc#def")) == (5, "abc#def")
+        assert self.query(cursor=encode_cursor(5, 6)).cursor == (5, 6)
+        for bad in ("", "zzz", "!!!", encode_cursor(1, 2)[:-2]):
+            assert self.errors([("cursor", bad)]) == [
+                "cursor: is not a cursor this service returned (use next_cursor as given)"
+            ]
