@@ -102,9 +102,20 @@ class ServerProcess:
             self.port = free_port()
             log = self.log_path.open("ab")
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "logsvc", "serve", "--data-dir", str(self.data_dir),
-                 "--port", str(self.port), *self.args],
-                stdout=log, stderr=log, env=self.env,
+                [
+                    sys.executable,
+                    "-m",
+                    "logsvc",
+                    "serve",
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--port",
+                    str(self.port),
+                    *self.args,
+                ],
+                stdout=log,
+                stderr=log,
+                env=self.env,
             )
             log.close()
             deadline = time.monotonic() + timeout

@@ -93,11 +93,17 @@ class TestIngestShapes:
         assert response.json()["count"] == 100
 
     def test_batch_is_atomic_and_lists_every_bad_entry(self, client: httpx.Client) -> None:
-        response = post(client, [{"message": "fine"}, {"message": ""}, {"message": "x", "level": "loud"}, "no"])
+        response = post(
+            client, [{"message": "fine"}, {"message": ""}, {"message": "x", "level": "loud"}, "no"]
+        )
         problem = assert_problem(response, 400, "validation_error")
         assert problem["errors"] == [
             {"field": "message", "message": "must not be blank", "index": 1},
-            {"field": "level", "message": "must be one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL", "index": 2},
+            {
+                "field": "level",
+                "message": "must be one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL",
+                "index": 2,
+            },
             {"field": "", "message": "must be a JSON object", "index": 3},
         ]
         assert client.get("/logs/recent").json()["count"] == 0
@@ -113,8 +119,14 @@ class TestIngestShapes:
         assert [e["message"] for e in client.get("/logs").json()["logs"]].count("once") == 1
 
     def test_round_trip_is_exact(self, client: httpx.Client) -> None:
-        message = "line 1\nline 2\ttab \u00e9\u4e2d\U0001f600 \"quoted\" \\ back"
-        metadata = {"float": 1e-300, "neg": -(2**63), "huge": 10**25, "list": [None, True, "x"], "é": {"k": []}}
+        message = 'line 1\nline 2\ttab \u00e9\u4e2d\U0001f600 "quoted" \\ back'
+        metadata = {
+            "float": 1e-300,
+            "neg": -(2**63),
+            "huge": 10**25,
+            "list": [None, True, "x"],
+            "é": {"k": []},
+        }
         log_id = post(client, {"message": message, "metadata": metadata}).json()["log_id"]
         entry = client.get(f"/logs/{log_id}").json()
         assert entry["message"] == message
@@ -141,7 +153,9 @@ class TestIngestErrors:
         assert assert_problem(response, 400, "validation_error")["detail"] == "body: is not valid gzip data"
 
     def test_json_nested_10000_deep(self, client: httpx.Client) -> None:
-        response = client.post("/logs", content=b'{"message": "x", "metadata": ' + b"[" * 10_000, headers=JSON)
+        response = client.post(
+            "/logs", content=b'{"message": "x", "metadata": ' + b"[" * 10_000, headers=JSON
+        )
         assert_problem(response, 400, "validation_error")
         response = client.post("/logs", content=b"[" * 10_000 + b"]" * 10_000, headers=JSON)
         assert "nested too deeply" in assert_problem(response, 400, "validation_error")["detail"]
@@ -152,7 +166,9 @@ class TestIngestErrors:
 
     def test_batch_over_limit(self, client: httpx.Client) -> None:
         response = post(client, [{"message": "m"}] * 10_001)
-        assert "at most 10000 entries; got 10001" in assert_problem(response, 400, "validation_error")["detail"]
+        assert (
+            "at most 10000 entries; got 10001" in assert_problem(response, 400, "validation_error")["detail"]
+        )
 
 
 class TestLimits:
@@ -221,14 +237,19 @@ class TestReads:
         def expect(predicate: Any) -> list[str]:
             return [e["message"] for e in reversed(entries) if predicate(e)]
 
-        assert self.messages(client, service_name="svc-1", limit=1000) == expect(lambda e: e["service_name"] == "svc-1")
+        assert self.messages(client, service_name="svc-1", limit=1000) == expect(
+            lambda e: e["service_name"] == "svc-1"
+        )
         assert self.messages(client, level="warn", limit=1000) == expect(lambda e: e["level"] == "WARN")
         severe = {"ERROR", "FATAL"}
         assert self.messages(client, min_level="ERROR", limit=1000) == expect(lambda e: e["level"] in severe)
-        assert self.messages(client, min_level="ERROR", service_name="svc-2", limit=5) == expect(
-            lambda e: e["level"] in severe and e["service_name"] == "svc-2"
-        )[:5]
-        assert self.messages(client, log_type="audit", limit=1000) == expect(lambda e: e["log_type"] == "audit")
+        assert (
+            self.messages(client, min_level="ERROR", service_name="svc-2", limit=5)
+            == expect(lambda e: e["level"] in severe and e["service_name"] == "svc-2")[:5]
+        )
+        assert self.messages(client, log_type="audit", limit=1000) == expect(
+            lambda e: e["log_type"] == "audit"
+        )
         since, until = 1_735_689_600 + 10, 1_735_689_600 + 20
         assert self.messages(client, since=since, until=until, limit=1000) == expect(
             lambda e: since <= e["timestamp"] < until

@@ -98,7 +98,9 @@ class TestTimestamps:
         assert errors_of({"message": "m", "timestamp": "1969-12-31T23:59:59Z"}) == [
             "timestamp: must not be before 1970-01-01T00:00:00Z"
         ]
-        assert errors_of({"message": "m", "timestamp": -1}) == ["timestamp: must not be before 1970-01-01T00:00:00Z"]
+        assert errors_of({"message": "m", "timestamp": -1}) == [
+            "timestamp: must not be before 1970-01-01T00:00:00Z"
+        ]
 
     def test_default_is_receive_time(self) -> None:
         entry = validate_one({"message": "m"})
@@ -117,7 +119,11 @@ class TestEntryRules:
                 "metadata": {"user_id": 123, "ratio": 0.5},
             }
         )
-        assert (entry.service_name, entry.level, entry.log_type) == ("test-service", Level.INFO, "application")
+        assert (entry.service_name, entry.level, entry.log_type) == (
+            "test-service",
+            Level.INFO,
+            "application",
+        )
         assert json.loads(entry.metadata) == {"user_id": 123, "ratio": 0.5}
 
     def test_defaults(self) -> None:
@@ -150,7 +156,9 @@ class TestEntryRules:
 
     @pytest.mark.parametrize("given", ["info", "warning", "error"])
     def test_severity_is_an_alias(self, given: str) -> None:
-        assert validate_one({"message": "m", "severity": given}).level.name == given.upper().replace("WARNING", "WARN")
+        assert validate_one({"message": "m", "severity": given}).level.name == given.upper().replace(
+            "WARNING", "WARN"
+        )
 
     def test_level_and_severity_together_is_an_error(self) -> None:
         assert errors_of({"message": "m", "level": "info", "severity": "error"}) == [
@@ -214,7 +222,9 @@ class TestEntryRules:
             return node
 
         assert validate_one({"message": "m", "metadata": nested(8)})
-        assert errors_of({"message": "m", "metadata": nested(9)}) == ["metadata: must be nested at most 8 levels deep"]
+        assert errors_of({"message": "m", "metadata": nested(9)}) == [
+            "metadata: must be nested at most 8 levels deep"
+        ]
         assert errors_of({"message": "m", "metadata": {"a": [[[[[[[[1]]]]]]]]}}) == [
             "metadata: must be nested at most 8 levels deep"
         ]
@@ -244,7 +254,9 @@ class TestEntryRules:
 
     def test_batch_size_limit(self) -> None:
         with pytest.raises(ValidationFailed, match="at most 3 entries; got 4"):
-            validate_entries([{"message": "m"}] * 4, now_us=NOW, limits=Limits(max_batch_entries=3), batch=True)
+            validate_entries(
+                [{"message": "m"}] * 4, now_us=NOW, limits=Limits(max_batch_entries=3), batch=True
+            )
 
 
 class TestBodies:
@@ -265,7 +277,7 @@ class TestBodies:
             (b"[]", False, "body: contains no entries"),
             (b"42", False, "body: must be an entry object"),
             (b'{"logs": {}}', False, "logs: must be an array"),
-            (b'{"logs": [], "x": 1}', False, "body: a {\"logs\": [...]} batch has no other fields; got x"),
+            (b'{"logs": [], "x": 1}', False, 'body: a {"logs": [...]} batch has no other fields; got x'),
             (b'{"message": "a"}\n{oops', True, "body: line 2 is not valid JSON"),
             (b"\n\n", True, "body: contains no entries"),
             (b"[" * 10_000 + b"]" * 10_000, False, "body: is not valid JSON"),

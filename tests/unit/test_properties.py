@@ -24,9 +24,13 @@ level_names = st.sampled_from(
     ["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "warning", "err", "critical", "information"]
 ).flatmap(lambda name: st.sampled_from([name, name.lower(), name.upper(), name.capitalize()]))
 messages = st.text(min_size=1, max_size=300).filter(lambda m: m.strip())
-json_scalars = st.none() | st.booleans() | st.integers(min_value=-(10**30), max_value=10**30) | st.floats(
-    allow_nan=False, allow_infinity=False
-) | st.text(max_size=20)
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20)
+)
 keys = st.text(max_size=20)
 
 
@@ -41,7 +45,9 @@ metadata_objects = st.dictionaries(keys, json_values(6), max_size=5)
 moments = st.datetimes(
     min_value=datetime(1970, 1, 1), max_value=datetime(2025, 6, 15), timezones=st.just(UTC)
 )
-offsets = st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59).map(lambda m: timezone(timedelta(minutes=m)))
+offsets = st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59).map(
+    lambda m: timezone(timedelta(minutes=m))
+)
 
 
 def rfc3339(moment: datetime, offset: timezone, digits: int) -> str:
@@ -135,7 +141,9 @@ invalid_changes = st.sampled_from(
 
 @settings(max_examples=300)
 @given(entry=valid_entries(), change=invalid_changes)
-def test_nothing_invalid_passes_and_the_field_is_named(entry: dict[str, Any], change: tuple[str, Any]) -> None:
+def test_nothing_invalid_passes_and_the_field_is_named(
+    entry: dict[str, Any], change: tuple[str, Any]
+) -> None:
     field, value = change
     if field == "level":
         entry.pop("severity", None)

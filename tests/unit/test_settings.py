@@ -21,7 +21,12 @@ def test_layers_file_then_environment_then_flags(tmp_path: Path) -> None:
     config.write_text('port = 9000\nhost = "127.0.0.2"\nworkers = 3\nlog_level = "debug"\n')
     environ = {"LOGSVC_PORT": "9001", "LOGSVC_WORKERS": "2"}
     settings = load_settings(config, environ=environ, overrides={"workers": 4, "host": None})
-    assert (settings.host, settings.port, settings.workers, settings.log_level) == ("127.0.0.2", 9001, 4, "debug")
+    assert (settings.host, settings.port, settings.workers, settings.log_level) == (
+        "127.0.0.2",
+        9001,
+        4,
+        "debug",
+    )
 
 
 def test_config_file_from_environment(tmp_path: Path) -> None:

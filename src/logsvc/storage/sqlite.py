@@ -80,6 +80,7 @@ _INSERT = (
     "INSERT INTO logs(log_id, ts, service, level, log_type, message, metadata, received) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(log_id) DO NOTHING"
 )
+_NEWEST_FIRST = "ORDER BY ts DESC, seq DESC"
 _COLUMNS = "seq, log_id, ts, service, level, log_type, message, metadata, received"
 _LEVEL_NAMES: Final = {int(level): level.name for level in Level}
 
@@ -288,26 +289,9 @@ class SQLiteStore:
             return Page(count=0, logs=[], next_cursor=None)
         if query.terms:
             rows = self._search(conn, query, want)
-        elif query.levels is not None and len(query.levels) > 1:
-            # One index range per level, each already newest first; only their heads are merged and sorted.
-            where, args = _filters(query, "")
-            parts = []
-            union_args: list[Any] = []
-            for level in query.levels:
-                parts.append(
-                    f"SELECT * FROM (SELECT {_COLUMNS} FROM logs WHERE level = ?{where} "
-                    "ORDER BY ts DESC, seq DESC LIMIT ?)"
-                )
-                union_args += [int(level), *args, want]
-            sql = " UNION ALL ".join(parts) + " ORDER BY ts DESC, seq DESC LIMIT ?"
-            rows = cast(list[Row], conn.execute(sql, [*union_args, want]).fetchall())
         else:
-            where, args = _filters(query, "")
-            if query.levels:
-                where += " AND level = ?"
-                args.append(int(query.levels[0]))
-            sql = f"SELECT {_COLUMNS} FROM logs WHERE 1{where} ORDER BY ts DESC, seq DESC LIMIT ?"
-            rows = cast(list[Row], conn.execute(sql, [*args, want]).fetchall())
+            sql, args = select_newest(query, want)
+            rows = cast(list[Row], conn.execute(sql, args).fetchall())
         return _page(rows, query.limit)
 
     def _search(self, conn: apsw.Connection, query: Query, want: int) -> list[Row]:
@@ -367,6 +351,23 @@ class SQLiteStore:
         self._read_pool.shutdown(wait=True)
         for conn in self._readers:
             conn.close()
+
+
+def select_newest(query: Query, want: int) -> tuple[str, list[Any]]:
+    """The SQL for a read without full-text search: always an index range walked newest first."""
+    where, args = _filters(query, "")
+    if query.levels is None or len(query.levels) == 1:
+        if query.levels:
+            where += " AND level = ?"
+            args.append(int(query.levels[0]))
+        return f"SELECT {_COLUMNS} FROM logs WHERE 1{where} {_NEWEST_FIRST} LIMIT ?", [*args, want]
+    # One index range per level, each already newest first; only their heads are merged and sorted.
+    part = f"SELECT * FROM (SELECT {_COLUMNS} FROM logs WHERE level = ?{where} {_NEWEST_FIRST} LIMIT ?)"
+    union_args: list[Any] = []
+    for level in query.levels:
+        union_args += [int(level), *args, want]
+    sql = " UNION ALL ".join([part] * len(query.levels)) + f" {_NEWEST_FIRST} LIMIT ?"
+    return sql, [*union_args, want]
 
 
 def _filters(query: Query, prefix: str) -> tuple[str, list[Any]]:
