@@ -98,7 +98,7 @@ QUERIES = [
 
 @pytest.mark.parametrize("query", QUERIES, ids=[repr(q) for q in QUERIES])
 def test_reads_match_brute_force_across_pages(searchable: tuple[Path, list[NewEntry]], query: Query) -> None:
-    """Pages walked with the cursor equal the brute-force answer, whatever the arrival order of event times."""
+    """Pages walked with the cursor equal the brute-force answer, whatever the arrival order of times."""
     path, entries = searchable
     expected = brute_force(entries, query)
 
@@ -196,7 +196,7 @@ def test_close_finishes_accepted_writes_then_refuses(tmp_path: Path) -> None:
 def test_unopenable_stores_fail_clearly(tmp_path: Path) -> None:
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"this is not a database" * 500)
-    with pytest.raises(ConfigError, match="cannot open the store at .*garbage.db"):
+    with pytest.raises(ConfigError, match=r"cannot open the store at .*garbage\.db"):
         SQLiteStore(garbage)
     newer = tmp_path / "newer.db"
     conn = apsw.Connection(str(newer))
@@ -206,5 +206,5 @@ def test_unopenable_stores_fail_clearly(tmp_path: Path) -> None:
         SQLiteStore(newer)
     with pytest.raises(ConfigError, match="unsupported scheme 'postgres'"):
         open_store("postgres://x")
-    with pytest.raises(ConfigError, match="sqlite:///relative"):
+    with pytest.raises(ConfigError, match=r"sqlite:///relative"):
         open_store("sqlite://host/x.db")

@@ -13,7 +13,8 @@ from logsvc.settings import Settings, load_settings, settings_environment
 def test_defaults() -> None:
     settings = load_settings(environ={})
     assert (settings.host, settings.port, settings.workers) == ("127.0.0.1", 8080, 1)
-    assert settings.store_url.startswith("sqlite:////") and settings.store_url.endswith("/logsvc/logs.db")
+    assert settings.store_url.startswith("sqlite:////")
+    assert settings.store_url.endswith("/logsvc/logs.db")
 
 
 def test_layers_file_then_environment_then_flags(tmp_path: Path) -> None:
