@@ -116,7 +116,10 @@ class SQLiteStore:
     ) -> None:
         self.path = path
         self._on_commit = on_commit
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the store directory {path.parent}: {exc.strerror}") from None
         self._writer_conn = self._connect(write=True)
         self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._closing = threading.Lock()
