@@ -67,7 +67,7 @@ def test_serve_logs_json_and_warns_about_missing_auth(server_process: ServerProc
 
 
 def test_sigterm_acknowledges_only_what_it_stored(server_process: ServerProcess) -> None:
-    """Shut down while clients write: every 201 is durable, and writes after shutdown are refused, not lost."""
+    """Shut down while clients write: every 201 is durable; later writes are refused, not lost."""
     server_process.start()
     acked: list[bytes] = []
     stop = threading.Event()
