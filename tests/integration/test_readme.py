@@ -1,0 +1,37 @@
+"""The README's examples work as printed, against a real server."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ServerThread
+
+README = Path(__file__).parents[2] / "README.md"
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    lines = README.read_text().splitlines()
+    block = lines[lines.index("```") + 1 : lines.index("```") + 3]
+    assert block[0].startswith("make run ")
+    assert block[1].startswith("make test ")
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_readme_examples_succeed(server: ServerThread) -> None:
+    text = README.read_text()
+    script = re.search(r"## Try it.*?```sh\n(.*?)```", text, re.DOTALL)
+    assert script is not None
+    commands = (
+        script.group(1).replace("http://127.0.0.1:8080", server.url).replace("curl -sS", "curl -sS --fail")
+    )
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", commands], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert '"count":2' in result.stdout.replace(" ", "")
+    assert "card declined" in result.stdout
