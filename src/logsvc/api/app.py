@@ -9,6 +9,7 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect
 
 from logsvc.api.metrics import Metrics, MetricsMiddleware
 from logsvc.api.openapi import openapi_document
@@ -47,6 +48,7 @@ def create_app(settings: Settings, store: LogStore | None = None) -> Starlette:
             Exception: handle_error,
             HTTPException: handle_error,
             LogServiceError: handle_error,
+            ClientDisconnect: handle_error,
         },
         lifespan=lifespan,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zlib
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from logsvc.errors import FieldError, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
@@ -14,7 +14,6 @@ _JSON_TYPES = frozenset({"application/json", "text/json", ""})
 _NDJSON_TYPES = frozenset(
     {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
 )
-_READ_CHUNK = 64 * 1024
 
 
 def is_ndjson(request: Request) -> bool:
@@ -39,12 +38,18 @@ async def read_body(request: Request, *, max_bytes: int, max_decompressed_bytes:
             raise PayloadTooLarge(f"the body is {length} bytes; the limit is {max_bytes}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    more = True
+    while more:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect
+        chunk: bytes = message.get("body", b"")
+        more = message.get("more_body", False)
         size += len(chunk)
         if size > max_bytes:
             raise PayloadTooLarge(f"the body is over the limit of {max_bytes} bytes")
         chunks.append(chunk)
-    body = b"".join(chunks)
+    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding in ("gzip", "x-gzip"):
         return _gunzip(body, max_decompressed_bytes)

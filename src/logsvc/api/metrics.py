@@ -34,6 +34,7 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         self.entries_ingested = Counter(
             "logsvc_entries_ingested", "Log entries stored and acknowledged", registry=self.registry
         )
@@ -46,6 +47,16 @@ class Metrics:
             buckets=_BATCH_BUCKETS,
             registry=self.registry,
         )
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        # labels() hashes and locks on every call; the label sets are few, so their children are kept.
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (self.requests.labels(method, route, str(status)), self.latency.labels(method, route))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def ingested(self, count: int) -> None:
         self.entries_ingested.inc(count)
@@ -90,6 +101,4 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = route.path if isinstance(route, Route) else "unmatched"
-            method = scope["method"]
-            self.metrics.requests.labels(method, template, str(status)).inc()
-            self.metrics.latency.labels(method, template).observe(time.perf_counter() - start)
+            self.metrics.observe_request(scope["method"], template, status, time.perf_counter() - start)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import msgspec
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from logsvc.errors import FieldError, LogServiceError
@@ -62,6 +62,9 @@ async def handle_error(request: Request, exc: Exception) -> Response:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         detail = f"{request.method} {request.url.path}: {exc.detail}"
         return problem_response(exc.status_code, code, str(exc.detail), detail, headers=exc.headers)
+    if isinstance(exc, ClientDisconnect):
+        # Nobody is left to read this answer; it exists only for the access log and metrics.
+        return problem_response(400, "client_disconnected", "Client disconnected", "the client went away")
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
         500, "internal_error", "Internal server error", "the server failed to answer; see its log"
