@@ -10,14 +10,23 @@ from __future__ import annotations
 import msgspec
 
 __all__ = [
+    "AuthenticationFailed",
     "ConfigError",
     "FieldError",
+    "Forbidden",
+    "InvalidSignature",
     "LogServiceError",
+    "MissingAuthenticationToken",
     "NotFound",
     "PayloadTooLarge",
+    "ReplayedSignature",
     "RequestTimeout",
+    "SignatureExpired",
+    "SignatureRejected",
     "StoreFull",
     "StoreUnavailable",
+    "TooManyRequests",
+    "UnrecognizedClient",
     "UnsupportedMediaType",
     "ValidationFailed",
 ]
@@ -65,6 +74,78 @@ class ValidationFailed(LogServiceError):
         shown = "; ".join(str(e) for e in errors[:5])
         more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
         super().__init__(shown + more)
+
+
+class AuthenticationFailed(LogServiceError):
+    """No usable credentials (401). ``code`` tells which rule failed, e.g. ``token_expired``."""
+
+    status = 401
+    code = "unauthenticated"
+    title = "Authentication required"
+
+    def __init__(self, detail: str | None = None, *, code: str | None = None) -> None:
+        if code is not None:
+            self.code = code
+        super().__init__(detail)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": 'Bearer realm="logsvc"'}
+
+
+class SignatureRejected(LogServiceError):
+    """An AWS Signature V4 request refused (403, as API Gateway answers); subclasses say why."""
+
+    status = 403
+    code = "invalid_signature"
+    title = "Request signature rejected"
+
+
+class MissingAuthenticationToken(SignatureRejected):
+    code = "missing_authentication_token"
+    title = "Missing Authentication Token"
+
+
+class InvalidSignature(SignatureRejected):
+    code = "invalid_signature"
+    title = "The request signature does not match"
+
+
+class UnrecognizedClient(SignatureRejected):
+    code = "unrecognized_client"
+    title = "The security token included in the request is invalid"
+
+
+class SignatureExpired(SignatureRejected):
+    code = "signature_expired"
+    title = "Signature expired or not yet valid"
+
+
+class ReplayedSignature(SignatureRejected):
+    code = "replayed_signature"
+    title = "Signature already used"
+
+
+class Forbidden(LogServiceError):
+    """Authenticated, but this credential may not do this."""
+
+    status = 403
+    code = "forbidden"
+    title = "Forbidden"
+
+
+class TooManyRequests(LogServiceError):
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
+
+    def __init__(self, detail: str | None = None, *, retry_after_seconds: int = 1) -> None:
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__(detail)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
 
 
 class NotFound(LogServiceError):

@@ -1,0 +1,1 @@
+"""Authentication (SigV4, API keys, OIDC/JWT) and authorization (roles, service scopes)."""
