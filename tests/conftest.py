@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import configparser
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -18,14 +20,26 @@ import pytest
 import uvicorn
 
 from logsvc.api import create_app
+from logsvc.auth.credentials import AuthStore, NewCredential
+from logsvc.auth.policy import Role
 from logsvc.settings import Settings, load_settings
 
 
+def make_key(settings: Settings, role: Role, services: tuple[str, ...] = (), **kwargs: Any) -> NewCredential:
+    """A credential in the data directory's credential store, as `logsvc keys create` makes one."""
+    auth = AuthStore(settings.auth_db)
+    try:
+        return auth.create(role, services=services, actor="test", source="test", **kwargs)
+    finally:
+        auth.close()
+
+
 class ServerThread:
-    """The app served by uvicorn in a thread, on a port the OS chose."""
+    """The app served by uvicorn in a thread, on a port the OS chose, with an admin credential ready."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.admin = make_key(settings, Role.ADMIN)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -53,7 +67,15 @@ class ServerThread:
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
-    return load_settings(environ={}, overrides={"data_dir": str(data_dir), **overrides})
+    defaults = {
+        "data_dir": str(data_dir),
+        "credentials_file": str(data_dir.parent / f"{data_dir.name}.credentials"),
+    }
+    return load_settings(environ={}, overrides={**defaults, **overrides})
+
+
+def bearer(credential: NewCredential) -> dict[str, str]:
+    return {"Authorization": f"Bearer {credential.api_key}"}
 
 
 @pytest.fixture
@@ -70,7 +92,7 @@ def server(settings: Settings) -> Iterator[ServerThread]:
 
 @pytest.fixture
 def client(server: ServerThread) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=10) as c:
+    with httpx.Client(base_url=server.url, timeout=10, headers=bearer(server.admin)) as c:
         yield c
 
 
@@ -87,14 +109,28 @@ class ServerProcess:
     def __init__(self, data_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.args = args
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("LOGSVC_")} | (env or {})
+        self.credentials_file = data_dir.parent / f"{data_dir.name}.credentials"
+        self.env = (
+            {k: v for k, v in os.environ.items() if not k.startswith("LOGSVC_")}
+            | {"LOGSVC_CREDENTIALS_FILE": str(self.credentials_file)}
+            | (env or {})
+        )
         self.port = 0
+        self.scheme = "http"
+        self.verify: ssl.SSLContext | bool = True
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Bearer authentication with the admin API key the server wrote at first start."""
+        profiles = configparser.ConfigParser(interpolation=None)
+        profiles.read(self.credentials_file)
+        return {"Authorization": f"Bearer {profiles['default']['api_key']}"}
 
     def start(self, timeout: float = 20) -> ServerProcess:
         # A port that was free a moment ago can be taken by the time the server binds; try another.
@@ -123,7 +159,7 @@ class ServerProcess:
                 if self.proc.poll() is not None:
                     break
                 try:
-                    if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    if httpx.get(f"{self.url}/healthz", timeout=1, verify=self.verify).status_code == 200:
                         return self
                 except httpx.TransportError:
                     time.sleep(0.05)

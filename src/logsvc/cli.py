@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
+import msgspec
 from rich.console import Console
+from rich.table import Table
 
 from logsvc import __version__
-from logsvc.errors import ConfigError
+from logsvc.auth.credentials import AuthStore
+from logsvc.auth.policy import parse_key_request
+from logsvc.errors import ConfigError, LogServiceError
 from logsvc.server import serve as run_server
 from logsvc.settings import load_settings
 
 __all__ = ["main"]
 
 _err = Console(stderr=True)
+_out = Console(highlight=False)
+_DATA_DIR = click.option("--data-dir", type=click.Path(file_okay=False), help="Directory of the local store.")
+_CONFIG = click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML settings file.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -34,6 +44,10 @@ def main() -> None:
     "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Service log level."
 )
 @click.option("--access-log/--no-access-log", default=None, help="Log every request.")
+@click.option(
+    "--tls-cert", type=click.Path(dir_okay=False), help="PEM certificate chain: serve HTTPS (TLS 1.2+)."
+)
+@click.option("--tls-key", type=click.Path(dir_okay=False), help="PEM private key for --tls-cert.")
 def serve(config_file: str | None, **flags: Any) -> None:
     """Run the HTTP service (embedded store by default).
 
@@ -46,3 +60,130 @@ def serve(config_file: str | None, **flags: Any) -> None:
     except ConfigError as exc:
         _err.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise SystemExit(2) from None
+
+
+@contextmanager
+def _local_auth(config_file: str | None, data_dir: str | None) -> Iterator[AuthStore]:
+    """The credential store of the local data directory; errors become a message and exit status 2."""
+    try:
+        settings = load_settings(config_file, overrides={"data_dir": data_dir})
+        auth = AuthStore(settings.auth_db)
+    except ConfigError as exc:
+        _err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise SystemExit(2) from None
+    try:
+        yield auth
+    except LogServiceError as exc:
+        _err.print(f"[bold red]error:[/] {exc.detail}", highlight=False)
+        raise SystemExit(2) from None
+    finally:
+        auth.close()
+
+
+def _json_out(value: Any) -> None:
+    click.echo(msgspec.json.encode(value).decode())
+
+
+@main.group()
+def keys() -> None:
+    """Manage credentials in the local store (also over HTTP under /admin/keys)."""
+
+
+@keys.command("create")
+@click.option("--role", required=True, type=click.Choice(["ingest", "read", "admin"]), help="What it may do.")
+@click.option(
+    "--service", "services", multiple=True, help="Limit to service names matching this glob (repeat)."
+)
+@click.option("--expires", help="Lifetime such as 90d, 12h, 30m, or an RFC 3339 date-time.")
+@click.option("--description", default="", help="A note for whoever reads `keys list`.")
+@click.option("--json", "as_json", is_flag=True, help="Print the new credential as one JSON object.")
+@_DATA_DIR
+@_CONFIG
+def create_key(
+    role: str,
+    services: tuple[str, ...],
+    expires: str | None,
+    description: str,
+    as_json: bool,
+    data_dir: str | None,
+    config_file: str | None,
+) -> None:
+    """Create a credential; its secrets are shown this once."""
+    with _local_auth(config_file, data_dir) as auth:
+        doc = {"role": role, "services": list(services), "expires": expires, "description": description}
+        request = parse_key_request(doc, time.time_ns() // 1000)
+        credential = auth.create(
+            request.role,
+            services=request.services,
+            expires_at_us=request.expires_at_us,
+            description=request.description,
+            actor="cli",
+            source="local",
+        )
+    if as_json:
+        _json_out(credential)
+        return
+    _out.print(f"access key id:     {credential.access_key_id}")
+    _out.print(f"secret access key: {credential.secret_access_key}")
+    _out.print(f"API key:           {credential.api_key}")
+    _out.print(
+        f"role: {credential.role}  services: {', '.join(credential.services) or '*'}"
+        f"  expires: {credential.expires_at or 'never'}"
+    )
+    _err.print("Store the secrets now: they cannot be shown again.")
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@_DATA_DIR
+@_CONFIG
+def list_keys(as_json: bool, data_dir: str | None, config_file: str | None) -> None:
+    """List credentials (never their secrets)."""
+    with _local_auth(config_file, data_dir) as auth:
+        credentials = auth.credentials()
+    if as_json:
+        _json_out(credentials)
+        return
+    table = Table("access key id", "role", "services", "created", "expires", "revoked", "description")
+    for c in credentials:
+        table.add_row(
+            c.access_key_id,
+            c.role,
+            ", ".join(c.services) or "*",
+            c.created_at[:19],
+            (c.expires_at or "never")[:19],
+            (c.revoked_at or "")[:19],
+            c.description,
+        )
+    _out.print(table)
+
+
+@keys.command("revoke")
+@click.argument("access_key_id")
+@_DATA_DIR
+@_CONFIG
+def revoke_key(access_key_id: str, data_dir: str | None, config_file: str | None) -> None:
+    """Revoke a credential; a running server refuses it from its next request on."""
+    with _local_auth(config_file, data_dir) as auth:
+        auth.revoke(access_key_id, actor="cli", source="local")
+    _out.print(f"revoked {access_key_id}")
+
+
+@main.command()
+@click.option(
+    "--limit", default=100, show_default=True, type=click.IntRange(1, 10_000), help="Newest events."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@_DATA_DIR
+@_CONFIG
+def audit(limit: int, as_json: bool, data_dir: str | None, config_file: str | None) -> None:
+    """Show the audit trail: credentials created and revoked, requests refused."""
+    with _local_auth(config_file, data_dir) as auth:
+        events = auth.audit(limit=limit)
+    if as_json:
+        _json_out(events)
+        return
+    table = Table("time", "actor", "action", "target", "source", "detail")
+    for e in events:
+        table.add_row(e.at[:23], e.actor, e.action, e.target, e.source, e.detail)
+    _out.print(table)

@@ -14,6 +14,7 @@ __all__ = [
     "ConfigError",
     "FieldError",
     "Forbidden",
+    "HeadersTooLarge",
     "InvalidSignature",
     "LogServiceError",
     "MissingAuthenticationToken",
@@ -164,6 +165,12 @@ class PayloadTooLarge(LogServiceError):
     status = 413
     code = "payload_too_large"
     title = "Request body too large"
+
+
+class HeadersTooLarge(LogServiceError):
+    status = 431
+    code = "headers_too_large"
+    title = "Request header fields too large"
 
 
 class UnsupportedMediaType(LogServiceError):

@@ -171,6 +171,7 @@ class Query(msgspec.Struct, frozen=True):
     until_us: int | None = None
     terms: tuple[str, ...] = ()
     cursor: tuple[int, int | str] | None = None
+    service_patterns: tuple[str, ...] = ()
 
 
 class Page(msgspec.Struct, frozen=True):

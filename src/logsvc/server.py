@@ -3,23 +3,39 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import logging.config
 import os
 import shutil
+import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import uvicorn
+from rich.console import Console
+from uvicorn.supervisors import Multiprocess
 
 from logsvc.api import create_app
+from logsvc.auth.credentials import AuthStore, NewCredential
+from logsvc.auth.policy import Role
+from logsvc.auth.profiles import write_profile
 from logsvc.logs import log_config
 from logsvc.settings import Settings, settings_environment
 from logsvc.storage import open_store
 
-__all__ = ["check_store", "serve"]
+__all__ = ["bootstrap_admin", "check_store", "serve"]
 
 log = logging.getLogger("logsvc.server")
+_err = Console(stderr=True, highlight=False)
+
+
+def _tls_context(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    """uvicorn's context from tls_cert/tls_key, with TLS 1.2 as the floor (it has no option for that)."""
+    context = default()
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 def check_store(settings: Settings) -> None:
@@ -35,14 +51,52 @@ def check_store(settings: Settings) -> None:
     asyncio.run(probe())
 
 
+def bootstrap_admin(settings: Settings) -> NewCredential | None:
+    """On first start, create an admin credential and write it to the client credentials file."""
+    auth = AuthStore(settings.auth_db)
+    try:
+        if auth.has_admin():
+            return None
+        credential = auth.create(
+            Role.ADMIN, description="created at first start", actor="logsvc", source="local"
+        )
+    finally:
+        auth.close()
+    scheme = "https" if settings.tls_cert else "http"
+    endpoint = f"{scheme}://{settings.host}:{settings.port}"
+    write_profile(Path(settings.credentials_file), "default", endpoint=endpoint, credential=credential)
+    return credential
+
+
+def _warn_about_exposure(settings: Settings) -> None:
+    if settings.allow_anonymous:
+        log.warning("ANONYMOUS ACCESS IS ON: anyone who can reach the port can write and read every log")
+    try:
+        loopback = ipaddress.ip_address(settings.host).is_loopback
+    except ValueError:
+        loopback = settings.host == "localhost"
+    if not loopback and not settings.tls_cert:
+        log.warning(
+            "listening on %s without TLS: credentials and logs cross the network in clear text; "
+            "set tls_cert and tls_key",
+            settings.host,
+        )
+
+
 def serve(settings: Settings) -> None:
     logging.config.dictConfig(log_config(settings.log_level))
     check_store(settings)
-    log.warning(
-        "authentication is not enabled in this version: anyone who can reach %s:%d can write and read logs",
-        settings.host,
-        settings.port,
-    )
+    credential = bootstrap_admin(settings)
+    if credential is not None:
+        # Printed once, to the terminal only: secrets never go into the service's log.
+        _err.print(
+            "[bold]First start: created an admin credential (shown only this once).[/]\n"
+            f"  access key id:     {credential.access_key_id}\n"
+            f"  secret access key: {credential.secret_access_key}\n"
+            f"  API key:           {credential.api_key}\n"
+            f"Saved as profile 'default' in {settings.credentials_file} (mode 0600)."
+        )
+    _warn_about_exposure(settings)
     log.info("store: %s", settings.store_url)
     common: dict[str, Any] = {
         "host": settings.host,
@@ -55,8 +109,14 @@ def serve(settings: Settings) -> None:
         "server_header": False,
         "ws": "none",
     }
+    if settings.tls_cert:
+        common |= {
+            "ssl_certfile": settings.tls_cert,
+            "ssl_keyfile": settings.tls_key,
+            "ssl_context_factory": _tls_context,
+        }
     if settings.workers == 1:
-        uvicorn.run(create_app(settings), **common)
+        uvicorn.Server(uvicorn.Config(create_app(settings), **common)).run()
         return
     # Workers are separate processes that rebuild the app from the environment; metrics go through files
     # so that a scrape of any worker reports the whole server.
@@ -65,4 +125,7 @@ def serve(settings: Settings) -> None:
     metrics_dir.mkdir(parents=True, mode=0o700)
     os.environ.update(settings_environment(settings))
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    uvicorn.run("logsvc.api:create_app_from_environment", factory=True, workers=settings.workers, **common)
+    config = uvicorn.Config(
+        "logsvc.api:create_app_from_environment", factory=True, workers=settings.workers, **common
+    )
+    Multiprocess(config, sockets=[config.bind_socket()]).run()

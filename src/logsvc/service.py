@@ -9,8 +9,11 @@ from typing import Protocol
 import msgspec
 import uuid_utils
 
-from logsvc.errors import FieldError, NotFound, ValidationFailed
+from logsvc.auth.credentials import AuditEvent, AuthStore, Credential, NewCredential
+from logsvc.auth.policy import Principal, parse_key_request
+from logsvc.errors import FieldError, Forbidden, NotFound, ValidationFailed
 from logsvc.model import (
+    MAX_LIMIT,
     Limits,
     LogEntry,
     NewEntry,
@@ -23,7 +26,7 @@ from logsvc.model import (
 )
 from logsvc.storage import LogStore
 
-__all__ = ["BatchCreated", "Created", "IngestObserver", "LogService"]
+__all__ = ["AdminService", "BatchCreated", "Created", "IngestObserver", "LogService"]
 
 
 class Created(msgspec.Struct, frozen=True):
@@ -59,7 +62,7 @@ class LogService:
         self._observer = observer
         self._clock_us = clock_us
 
-    async def ingest(self, body: bytes, *, ndjson: bool) -> Created | BatchCreated:
+    async def ingest(self, body: bytes, *, ndjson: bool, principal: Principal) -> Created | BatchCreated:
         """Validate a whole request body and store it atomically; returns once the entries are durable."""
         try:
             docs, single = decode_documents(body, ndjson=ndjson)
@@ -71,6 +74,13 @@ class LogService:
         except ValidationFailed:
             self._rejected(len(docs))
             raise
+        outside = sorted({e.service_name for e in entries if not principal.covers(e.service_name)})
+        if outside:
+            self._rejected(len(entries))
+            allowed = ", ".join(principal.services)
+            raise Forbidden(
+                f"this credential may write only to services {allowed}; not to {', '.join(outside)}"
+            )
         await self.store.append(entries)
         if self._observer is not None:
             self._observer.ingested(len(entries))
@@ -84,18 +94,67 @@ class LogService:
         if self._observer is not None:
             self._observer.rejected(count)
 
-    async def recent(self, params: Iterable[tuple[str, str]]) -> Page:
-        return await self.store.recent(parse_query(params, now_us=self._clock_us()))
+    async def recent(self, params: Iterable[tuple[str, str]], *, principal: Principal) -> Page:
+        query = parse_query(params, now_us=self._clock_us())
+        if principal.services:
+            if query.service_name is not None and not principal.covers(query.service_name):
+                allowed = ", ".join(principal.services)
+                raise Forbidden(f"this credential may read only services {allowed}; not {query.service_name}")
+            # A scoped credential reading "everything" reads everything it may see.
+            query = msgspec.structs.replace(query, service_patterns=principal.services)
+        return await self.store.recent(query)
 
-    async def get(self, log_id: str) -> LogEntry:
+    async def get(self, log_id: str, *, principal: Principal) -> LogEntry:
         try:
             key = parse_log_id(log_id)
         except ValueError as exc:
             raise ValidationFailed([FieldError("log_id", str(exc))]) from None
         entry = await self.store.get(key)
-        if entry is None:
+        # An entry of a service the credential may not read does not exist for it.
+        if entry is None or not principal.covers(entry.service_name):
             raise NotFound(f"no log entry with log_id {log_id}")
         return entry
+
+
+class AdminService:
+    """Credential management and the audit trail, for admins."""
+
+    def __init__(
+        self, auth: AuthStore, *, clock_us: Callable[[], int] = lambda: time.time_ns() // 1000
+    ) -> None:
+        self.auth = auth
+        self._clock_us = clock_us
+
+    def create_key(self, body: bytes, *, principal: Principal, source: str) -> NewCredential:
+        try:
+            doc = msgspec.json.decode(body)
+        except msgspec.DecodeError as exc:
+            raise ValidationFailed([FieldError("body", f"is not valid JSON: {exc}")]) from None
+        request = parse_key_request(doc, self._clock_us())
+        return self.auth.create(
+            request.role,
+            services=request.services,
+            expires_at_us=request.expires_at_us,
+            description=request.description,
+            actor=principal.id,
+            source=source,
+        )
+
+    def list_keys(self) -> list[Credential]:
+        return self.auth.credentials()
+
+    def revoke_key(self, access_key_id: str, *, principal: Principal, source: str) -> Credential:
+        return self.auth.revoke(access_key_id, actor=principal.id, source=source)
+
+    def audit(self, params: Iterable[tuple[str, str]]) -> list[AuditEvent]:
+        limit = 100
+        for name, value in params:
+            if name != "limit":
+                raise ValidationFailed([FieldError(name, "unknown parameter (allowed: limit)")])
+            if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+                raise ValidationFailed([FieldError("limit", f"must be a whole number from 1 to {MAX_LIMIT}")])
+            limit = int(value)
+        return self.auth.audit(limit=limit)
 
 
 def _created(entry: NewEntry) -> Created:

@@ -23,6 +23,11 @@ def _default_data_dir() -> str:
     return str(Path(base) / "logsvc")
 
 
+def _default_credentials_file() -> str:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return str(Path(base) / "logsvc" / "credentials")
+
+
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
     """Every setting with its default and description (docs/configuration.md is checked against these)."""
 
@@ -55,13 +60,53 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     body_timeout: Annotated[
         float, msgspec.Meta(gt=0, description="seconds a client gets to send a request body")
     ] = 30.0
+    max_header_bytes: Annotated[int, msgspec.Meta(ge=1024, description="largest request header block")] = (
+        16384
+    )
+    allow_anonymous: Annotated[
+        bool,
+        msgspec.Meta(description="serve requests without credentials as ingest+read (never in production)"),
+    ] = False
+    sigv4_region: Annotated[str, msgspec.Meta(description="region a SigV4 signature must name")] = "us-east-1"
+    sigv4_service: Annotated[str, msgspec.Meta(description="service a SigV4 signature must name")] = (
+        "execute-api"
+    )
+    rate_limit_per_second: Annotated[
+        float, msgspec.Meta(gt=0, description="requests per second per credential")
+    ] = 10_000.0
+    rate_limit_burst: Annotated[float, msgspec.Meta(ge=1, description="bucket size per credential")] = 5_000.0
+    jwt_issuer: Annotated[str, msgspec.Meta(description="OIDC issuer; empty disables JWT bearer tokens")] = ""
+    jwt_audience: Annotated[str, msgspec.Meta(description="expected aud (or Cognito client_id)")] = ""
+    jwt_jwks_url: Annotated[str, msgspec.Meta(description="URL of the issuer's JWKS")] = ""
+    jwt_jwks_file: Annotated[str, msgspec.Meta(description="JWKS file, instead of a URL")] = ""
+    jwt_role_claim: Annotated[str, msgspec.Meta(description="claim holding role names")] = "cognito:groups"
+    jwt_service_claim: Annotated[str, msgspec.Meta(description="claim holding service patterns")] = (
+        "logsvc:services"
+    )
+    tls_cert: Annotated[str, msgspec.Meta(description="PEM certificate chain; with tls_key, serve HTTPS")] = (
+        ""
+    )
+    tls_key: Annotated[str, msgspec.Meta(description="PEM private key")] = ""
+    credentials_file: Annotated[
+        str, msgspec.Meta(description="client credentials file written at first start")
+    ] = msgspec.field(default_factory=_default_credentials_file)
     shutdown_timeout: Annotated[
         float, msgspec.Meta(gt=0, description="seconds in-flight requests get to finish on shutdown")
     ] = 30.0
 
+    def __post_init__(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together: give both or neither")
+        if self.jwt_issuer and (not self.jwt_audience or bool(self.jwt_jwks_url) == bool(self.jwt_jwks_file)):
+            raise ValueError("jwt_issuer needs jwt_audience and exactly one of jwt_jwks_url, jwt_jwks_file")
+
     @property
     def store_url(self) -> str:
         return self.store or f"sqlite:///{Path(self.data_dir).resolve() / 'logs.db'}"
+
+    @property
+    def auth_db(self) -> Path:
+        return Path(self.data_dir).resolve() / "auth.db"
 
     @property
     def limits(self) -> Limits:

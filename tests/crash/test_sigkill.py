@@ -24,9 +24,11 @@ KILLS = 20
 CLIENTS = 6
 
 
-def client_loop(url: str, stop: threading.Event, acked: set[bytes], lock: threading.Lock, seed: int) -> None:
+def client_loop(
+    server: ServerProcess, stop: threading.Event, acked: set[bytes], lock: threading.Lock, seed: int
+) -> None:
     rng = random.Random(seed)
-    with httpx.Client(base_url=url, timeout=5) as client:
+    with httpx.Client(base_url=server.url, timeout=5, headers=server.headers) as client:
         while not stop.is_set():
             size = rng.choice([1, 1, 1, 5, 50])
             batch = [
@@ -82,7 +84,7 @@ def test_acknowledged_entries_survive_sigkill(tmp_path: Path) -> None:
                     stored_before = check_store(data / "logs.db", acked)
             stop = threading.Event()
             clients = [
-                threading.Thread(target=client_loop, args=(server.url, stop, acked, lock, kill * 100 + n))
+                threading.Thread(target=client_loop, args=(server, stop, acked, lock, kill * 100 + n))
                 for n in range(CLIENTS)
             ]
             for thread in clients:

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ServerThread, make_settings
+from tests.conftest import ServerThread, bearer, make_settings
 
 JSON = {"Content-Type": "application/json"}
 
@@ -181,7 +181,7 @@ class TestLimits:
         running.stop()
 
     def test_body_over_limit_gets_413_before_it_is_read(self, small: ServerThread) -> None:
-        with httpx.Client(base_url=small.url) as client:
+        with httpx.Client(base_url=small.url, headers=bearer(small.admin)) as client:
             body = json.dumps({"message": "x" * 4100}).encode()
             assert_problem(client.post("/logs", content=body, headers=JSON), 413, "payload_too_large")
             exactly = json.dumps({"message": "x" * (4096 - 15)}).encode()
@@ -197,7 +197,7 @@ class TestLimits:
     def test_gzip_bomb(self, small: ServerThread) -> None:
         bomb = gzip.compress(b"[" + b" " * 3_000_000 + b"]")
         assert len(bomb) < 4096
-        with httpx.Client(base_url=small.url) as client:
+        with httpx.Client(base_url=small.url, headers=bearer(small.admin)) as client:
             response = client.post("/logs", content=bomb, headers={**JSON, "Content-Encoding": "gzip"})
             assert "inflates to more than" in assert_problem(response, 413, "payload_too_large")["detail"]
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import configparser
 import json
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -55,14 +57,21 @@ def test_bad_settings_stop_start_up_with_a_clear_message(tmp_path: Path) -> None
     assert str(blocked) in result.stderr
 
 
-def test_serve_logs_json_and_warns_about_missing_auth(server_process: ServerProcess) -> None:
+def test_serve_logs_json_without_secrets(server_process: ServerProcess) -> None:
     server_process.start()
-    response = httpx.post(f"{server_process.url}/logs", json={"message": "hello from the cli test"})
+    response = httpx.post(
+        f"{server_process.url}/logs",
+        json={"message": "hello from the cli test"},
+        headers=server_process.headers,
+    )
     assert response.status_code == 201
     assert server_process.terminate() == -signal.SIGTERM  # uvicorn re-raises the signal once shut down
-    lines = [json.loads(line) for line in server_process.log_path.read_text().splitlines()]
+    # Besides JSON log lines, stderr holds the first-start notice meant for the operator's terminal.
+    lines = [
+        json.loads(line) for line in server_process.log_path.read_text().splitlines() if line.startswith("{")
+    ]
     assert lines[-1]["message"].startswith("Finished server process")
-    assert any("authentication is not enabled" in line["message"] for line in lines)
+    assert all("lsk_" not in line["message"] for line in lines), "a secret reached the log"
     assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
 
 
@@ -73,7 +82,7 @@ def test_sigterm_acknowledges_only_what_it_stored(server_process: ServerProcess)
     stop = threading.Event()
 
     def write(seed: int) -> None:
-        with httpx.Client(base_url=server_process.url, timeout=10) as client:
+        with httpx.Client(base_url=server_process.url, timeout=10, headers=server_process.headers) as client:
             while not stop.is_set():
                 log_id = uuid.uuid4()
                 try:
@@ -104,12 +113,74 @@ def test_several_workers_share_one_store_and_one_metrics_view(tmp_path: Path) ->
     server = ServerProcess(tmp_path / "data", "--workers", "2")
     try:
         server.start()
-        with httpx.Client(base_url=server.url, timeout=10) as client:
+        with httpx.Client(base_url=server.url, timeout=10, headers=server.headers) as client:
             for i in range(40):  # new connections, so the kernel spreads them over both workers
-                response = httpx.post(f"{server.url}/logs", json={"message": f"worker test {i}"})
+                response = httpx.post(
+                    f"{server.url}/logs", json={"message": f"worker test {i}"}, headers=server.headers
+                )
                 assert response.status_code == 201
             assert client.get("/logs/recent", params={"limit": 100}).json()["count"] == 40
             metrics = client.get("/metrics").text
         assert "logsvc_entries_ingested_total 40.0" in metrics
     finally:
         server.kill()
+
+
+def test_first_start_creates_an_admin_and_a_private_credentials_file(server_process: ServerProcess) -> None:
+    server_process.start()
+    assert stat.S_IMODE(server_process.credentials_file.stat().st_mode) == 0o600
+    profiles = configparser.ConfigParser(interpolation=None)
+    profiles.read(server_process.credentials_file)
+    default = profiles["default"]
+    assert default["endpoint"] == server_process.url
+    assert default["api_key"].startswith("lsk_")
+    assert httpx.get(f"{server_process.url}/admin/keys", headers=server_process.headers).status_code == 200
+    server_process.kill()
+    output = server_process.log_path.read_text()
+    assert output.count(default["secret_access_key"]) == 1  # printed once on the terminal, never logged
+    server_process.start()
+    server_process.kill()
+    assert server_process.log_path.read_text().count("First start") == 1
+
+
+def test_keys_commands(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    created = logsvc(
+        "keys",
+        "create",
+        "--role",
+        "ingest",
+        "--service",
+        "payments*",
+        "--expires",
+        "90d",
+        "--json",
+        "--data-dir",
+        data,
+    )
+    assert created.returncode == 0, created.stderr
+    credential = json.loads(created.stdout)
+    assert set(credential) == {
+        "access_key_id",
+        "secret_access_key",
+        "api_key",
+        "role",
+        "services",
+        "expires_at",
+    }
+    assert (credential["role"], credential["services"]) == ("ingest", ["payments*"])
+    listed = json.loads(logsvc("keys", "list", "--json", "--data-dir", data).stdout)
+    assert [c["access_key_id"] for c in listed] == [credential["access_key_id"]]
+    assert credential["secret_access_key"] not in json.dumps(listed)
+    assert logsvc("keys", "revoke", credential["access_key_id"], "--data-dir", data).returncode == 0
+    assert json.loads(logsvc("keys", "list", "--json", "--data-dir", data).stdout)[0]["revoked_at"]
+    again = logsvc("keys", "revoke", credential["access_key_id"], "--data-dir", data)
+    assert again.returncode == 2
+    assert "no active credential" in again.stderr
+    bad = logsvc("keys", "create", "--role", "ingest", "--expires", "soon", "--data-dir", data)
+    assert bad.returncode == 2
+    assert "expires" in bad.stderr
+    table = logsvc("audit", "--data-dir", data)
+    assert "key.create" in table.stdout
+    assert "key.revoke" in table.stdout
+    assert logsvc("keys", "list", "--data-dir", data).returncode == 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from logsvc.auth.profiles import write_profile
 from tests.conftest import ServerThread
 
 README = Path(__file__).parents[2] / "README.md"
@@ -26,8 +27,14 @@ def test_readme_examples_succeed(server: ServerThread) -> None:
     text = README.read_text()
     script = re.search(r"## Try it.*?```sh\n(.*?)```", text, re.DOTALL)
     assert script is not None
+    write_profile(
+        Path(server.settings.credentials_file), "default", endpoint=server.url, credential=server.admin
+    )
     commands = (
-        script.group(1).replace("http://127.0.0.1:8080", server.url).replace("curl -sS", "curl -sS --fail")
+        script.group(1)
+        .replace("http://127.0.0.1:8080", server.url)
+        .replace("~/.config/logsvc/credentials", server.settings.credentials_file)
+        .replace("curl -sS", "curl -sS --fail")
     )
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", commands], check=False, capture_output=True, text=True, timeout=60

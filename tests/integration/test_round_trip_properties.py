@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ServerThread, make_settings
+from tests.conftest import ServerThread, bearer, make_settings
 
 scalars = (
     st.none()
@@ -36,7 +36,7 @@ entries = st.fixed_dictionaries(
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     data: Path = tmp_path_factory.mktemp("round-trip")
     running = ServerThread(make_settings(data)).start()
-    with httpx.Client(base_url=running.url, timeout=10) as c:
+    with httpx.Client(base_url=running.url, timeout=10, headers=bearer(running.admin)) as c:
         yield c
     running.stop()
 

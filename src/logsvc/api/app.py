@@ -15,8 +15,12 @@ from logsvc.api.metrics import Metrics, MetricsMiddleware
 from logsvc.api.openapi import openapi_document
 from logsvc.api.problems import handle_error
 from logsvc.api.routes import ROUTES
+from logsvc.api.security import SecurityMiddleware
+from logsvc.auth.authenticator import Authenticator
+from logsvc.auth.credentials import AuthStore
+from logsvc.auth.jwt import JwtVerifier
 from logsvc.errors import LogServiceError
-from logsvc.service import LogService
+from logsvc.service import AdminService, LogService
 from logsvc.settings import Settings, load_settings
 from logsvc.storage import LogStore, open_store
 
@@ -34,16 +38,25 @@ def create_app(settings: Settings, store: LogStore | None = None) -> Starlette:
         active = store or open_store(
             settings.store_url, read_threads=settings.read_threads, on_commit=metrics.committed
         )
+        auth = AuthStore(settings.auth_db)
         app.state.service = LogService(active, settings.limits, observer=metrics)
+        app.state.admin = AdminService(auth)
+        app.state.authenticator = Authenticator(
+            auth, region=settings.sigv4_region, service=settings.sigv4_service, jwt=_jwt_verifier(settings)
+        )
         try:
             yield
         finally:
+            auth.close()
             if own_store:
                 await active.close()
 
     app = Starlette(
         routes=ROUTES,
-        middleware=[Middleware(MetricsMiddleware, metrics=metrics)],
+        middleware=[
+            Middleware(MetricsMiddleware, metrics=metrics),
+            Middleware(SecurityMiddleware, settings=settings),
+        ],
         exception_handlers={
             Exception: handle_error,
             HTTPException: handle_error,
@@ -56,6 +69,19 @@ def create_app(settings: Settings, store: LogStore | None = None) -> Starlette:
     app.state.metrics = metrics
     app.state.openapi = msgspec.json.encode(openapi_document())
     return app
+
+
+def _jwt_verifier(settings: Settings) -> JwtVerifier | None:
+    if not settings.jwt_issuer:
+        return None
+    return JwtVerifier(
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        jwks_url=settings.jwt_jwks_url or None,
+        jwks_file=settings.jwt_jwks_file or None,
+        role_claim=settings.jwt_role_claim,
+        service_claim=settings.jwt_service_claim,
+    )
 
 
 def create_app_from_environment() -> Starlette:

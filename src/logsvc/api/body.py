@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
-from logsvc.errors import FieldError, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from logsvc.errors import FieldError, PayloadTooLarge, RequestTimeout, UnsupportedMediaType, ValidationFailed
 
-__all__ = ["is_ndjson", "read_body"]
+__all__ = ["decode_content", "is_ndjson", "receive_body"]
 
 _JSON_TYPES = frozenset({"application/json", "text/json", ""})
 _NDJSON_TYPES = frozenset(
@@ -16,9 +19,9 @@ _NDJSON_TYPES = frozenset(
 )
 
 
-def is_ndjson(request: Request) -> bool:
+def is_ndjson(headers: Headers) -> bool:
     """Whether the body is newline-delimited JSON; 415 for anything that is neither JSON nor NDJSON."""
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type in _NDJSON_TYPES:
         return True
     if media_type in _JSON_TYPES or media_type.endswith("+json"):
@@ -28,9 +31,9 @@ def is_ndjson(request: Request) -> bool:
     )
 
 
-async def read_body(request: Request, *, max_bytes: int, max_decompressed_bytes: int) -> bytes:
-    """The body, gunzipped if so encoded; 413 as soon as a limit is passed, before reading the rest."""
-    length = request.headers.get("content-length")
+async def receive_body(receive: Receive, headers: Headers, *, max_bytes: int, timeout: float) -> bytes:
+    """The body as sent; 413 as soon as it passes the limit (before reading the rest), 408 if too slow."""
+    length = headers.get("content-length")
     if length is not None:
         if not length.isdigit():
             raise ValidationFailed([FieldError("Content-Length", "must be a whole number")])
@@ -39,18 +42,26 @@ async def read_body(request: Request, *, max_bytes: int, max_decompressed_bytes:
     chunks: list[bytes] = []
     size = 0
     more = True
-    while more:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect
-        chunk: bytes = message.get("body", b"")
-        more = message.get("more_body", False)
-        size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLarge(f"the body is over the limit of {max_bytes} bytes")
-        chunks.append(chunk)
-    body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    try:
+        async with asyncio.timeout(timeout):
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnect
+                chunk: bytes = message.get("body", b"")
+                more = message.get("more_body", False)
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLarge(f"the body is over the limit of {max_bytes} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise RequestTimeout(f"the body did not arrive within {timeout:g} seconds") from None
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def decode_content(body: bytes, headers: Headers, *, max_decompressed_bytes: int) -> bytes:
+    """The body gunzipped if so encoded; 413 if it inflates past the limit."""
+    encoding = headers.get("content-encoding", "identity").strip().lower()
     if encoding in ("gzip", "x-gzip"):
         return _gunzip(body, max_decompressed_bytes)
     if encoding != "identity":

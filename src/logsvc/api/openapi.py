@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
 from logsvc import __version__
 from logsvc.api.problems import PROBLEM_TYPE, Problem
+from logsvc.auth.credentials import AuditEvent, Credential, NewCredential
+from logsvc.auth.policy import Role
 from logsvc.model import MAX_LIMIT, Level, LogEntry, LogEntryIn, Page
 from logsvc.service import BatchCreated, Created
 
@@ -55,10 +57,32 @@ _READ_PARAMS = [
 ]
 
 
+class KeyRequestIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A request for a new credential (documentation; the rules live in auth.policy.parse_key_request)."""
+
+    role: Role
+    services: list[str] = []
+    expires: Annotated[str | None, msgspec.Meta(description="90d, 12h, 30m or an RFC 3339 date-time")] = None
+    description: Annotated[str, msgspec.Meta(max_length=256)] = ""
+
+
 def openapi_document() -> dict[str, Any]:
     (_, components) = msgspec.json.schema_components(
-        [LogEntryIn, LogEntry, Page, Created, BatchCreated, Problem], ref_template=_REF
+        [
+            LogEntryIn,
+            LogEntry,
+            Page,
+            Created,
+            BatchCreated,
+            Problem,
+            KeyRequestIn,
+            NewCredential,
+            Credential,
+            AuditEvent,
+        ],
+        ref_template=_REF,
     )
+    admin_problems = _problems(400, 401, 403, 404)
     ingest_body = {
         "oneOf": [
             _ref("LogEntryIn"),
@@ -75,7 +99,7 @@ def openapi_document() -> dict[str, Any]:
         "parameters": _READ_PARAMS,
         "responses": {"200": _json(_ref("Page"), "newest entries first"), **_problems(400, 503)},
     }
-    health = {"responses": {"200": _json({"type": "object"}, "status")}}
+    health = {"security": [], "responses": {"200": _json({"type": "object"}, "status")}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Simple Log Service", "version": __version__},
@@ -146,6 +170,75 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             "/openapi.json": {"get": {"operationId": "openapi", "summary": "This document", **health}},
+            "/admin/keys": {
+                "get": {
+                    "operationId": "list_keys",
+                    "summary": "Credentials, without their secrets (admin)",
+                    "responses": {
+                        "200": _json({"type": "array", "items": _ref("Credential")}, "credentials"),
+                        **admin_problems,
+                    },
+                },
+                "post": {
+                    "operationId": "create_key",
+                    "summary": "Create a credential; its secrets are in this answer only (admin)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("KeyRequestIn")}},
+                    },
+                    "responses": {
+                        "201": _json(_ref("NewCredential"), "the new credential"),
+                        **admin_problems,
+                    },
+                },
+            },
+            "/admin/keys/{access_key_id}": {
+                "delete": {
+                    "operationId": "revoke_key",
+                    "summary": "Revoke a credential at once (admin)",
+                    "parameters": [
+                        {
+                            "name": "access_key_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json(_ref("Credential"), "the revoked credential"),
+                        **admin_problems,
+                    },
+                }
+            },
+            "/admin/audit": {
+                "get": {
+                    "operationId": "audit",
+                    "summary": "The audit trail, newest first (admin)",
+                    "parameters": [
+                        _param("limit", "events to return, 1-1000", {"type": "integer", "default": 100})
+                    ],
+                    "responses": {
+                        "200": _json({"type": "array", "items": _ref("AuditEvent")}, "events"),
+                        **admin_problems,
+                    },
+                }
+            },
         },
-        "components": {"schemas": components},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "sigv4": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "AWS Signature Version 4, service execute-api",
+                },
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "API key (lsk_...) or OIDC token",
+                },
+            },
+        },
+        "security": [{"sigv4": []}, {"bearer": []}],
     }

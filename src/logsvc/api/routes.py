@@ -1,8 +1,12 @@
-"""HTTP routes: parse the request, call the service, encode the answer. No business rules here."""
+"""HTTP routes: parse the request, call the service, encode the answer. No business rules here.
+
+Every route is declared with the permission it needs (``PERMISSIONS``); the guard in ``_route`` enforces it
+before the handler runs, so a route cannot be added without saying who may call it.
+"""
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -11,12 +15,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from logsvc.api.body import is_ndjson, read_body
-from logsvc.errors import RequestTimeout
-from logsvc.service import Created, LogService
+from logsvc.api.body import decode_content, is_ndjson, receive_body
+from logsvc.api.security import PRINCIPAL_KEY, client_address
+from logsvc.auth.policy import Permission, Principal
+from logsvc.errors import AuthenticationFailed, Forbidden
+from logsvc.service import AdminService, Created, LogService
 from logsvc.settings import Settings
 
-__all__ = ["ROUTES"]
+__all__ = ["PERMISSIONS", "ROUTES"]
+
+Handler = Callable[[Request, Principal], Awaitable[Response]]
+PERMISSIONS: dict[str, Permission] = {}
+# Who a public route sees when the caller sent no credentials.
+_NOBODY = Principal(id="nobody", roles=frozenset())
 
 
 def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -25,60 +36,112 @@ def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None
     )
 
 
+def _route(path: str, method: str, name: str, permission: Permission, handler: Handler) -> Route:
+    async def endpoint(request: Request) -> Response:
+        principal: Principal | None = request.scope.get(PRINCIPAL_KEY)
+        if permission is not Permission.PUBLIC:
+            if principal is None:
+                raise AuthenticationFailed(
+                    "send credentials: an AWS Signature V4, or Authorization: Bearer <API key or OIDC token>",
+                    code="missing_authentication_token",
+                )
+            try:
+                principal.require(permission)
+            except Forbidden as exc:
+                request.app.state.authenticator.store.record_denied(
+                    actor=principal.id,
+                    target=f"{method} {path}",
+                    source=client_address(request.scope),
+                    detail=exc.detail,
+                )
+                raise
+        return await handler(request, principal or _NOBODY)
+
+    PERMISSIONS[name] = permission
+    return Route(path, endpoint, methods=[method], name=name)
+
+
 def _service(request: Request) -> LogService:
     service: LogService = request.app.state.service
     return service
 
 
-async def ingest(request: Request) -> Response:
+def _admin(request: Request) -> AdminService:
+    admin: AdminService = request.app.state.admin
+    return admin
+
+
+async def _body(request: Request) -> bytes:
     settings: Settings = request.app.state.settings
-    ndjson = is_ndjson(request)
-    try:
-        async with asyncio.timeout(settings.body_timeout):
-            body = await read_body(
-                request,
-                max_bytes=settings.max_body_bytes,
-                max_decompressed_bytes=settings.max_decompressed_bytes,
-            )
-    except TimeoutError:
-        raise RequestTimeout(f"the body did not arrive within {settings.body_timeout:g} seconds") from None
-    result = await _service(request).ingest(body, ndjson=ndjson)
+    raw = await receive_body(
+        request.receive, request.headers, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout
+    )
+    return decode_content(raw, request.headers, max_decompressed_bytes=settings.max_decompressed_bytes)
+
+
+async def ingest(request: Request, principal: Principal) -> Response:
+    ndjson = is_ndjson(request.headers)
+    result = await _service(request).ingest(await _body(request), ndjson=ndjson, principal=principal)
     headers = {"Location": f"/logs/{result.log_id}"} if isinstance(result, Created) else None
     return _json(result, 201, headers)
 
 
-async def recent(request: Request) -> Response:
-    return _json(await _service(request).recent(request.query_params.multi_items()))
+async def recent(request: Request, principal: Principal) -> Response:
+    return _json(await _service(request).recent(request.query_params.multi_items(), principal=principal))
 
 
-async def get_entry(request: Request) -> Response:
-    return _json(await _service(request).get(request.path_params["log_id"]))
+async def get_entry(request: Request, principal: Principal) -> Response:
+    return _json(await _service(request).get(request.path_params["log_id"], principal=principal))
 
 
-async def healthz(request: Request) -> Response:
+async def list_keys(request: Request, principal: Principal) -> Response:
+    return _json(_admin(request).list_keys())
+
+
+async def create_key(request: Request, principal: Principal) -> Response:
+    source = client_address(request.scope)
+    return _json(_admin(request).create_key(await _body(request), principal=principal, source=source), 201)
+
+
+async def revoke_key(request: Request, principal: Principal) -> Response:
+    key_id = request.path_params["access_key_id"]
+    return _json(
+        _admin(request).revoke_key(key_id, principal=principal, source=client_address(request.scope))
+    )
+
+
+async def audit(request: Request, principal: Principal) -> Response:
+    return _json(_admin(request).audit(request.query_params.multi_items()))
+
+
+async def healthz(request: Request, principal: Principal) -> Response:
     return _json({"status": "ok"})
 
 
-async def readyz(request: Request) -> Response:
+async def readyz(request: Request, principal: Principal) -> Response:
     await _service(request).store.check_writable()
     return _json({"status": "ready"})
 
 
-async def metrics(request: Request) -> Response:
+async def metrics(request: Request, principal: Principal) -> Response:
     return Response(request.app.state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
-async def openapi(request: Request) -> Response:
+async def openapi(request: Request, principal: Principal) -> Response:
     return Response(request.app.state.openapi, media_type="application/json")
 
 
 ROUTES = [
-    Route("/logs", ingest, methods=["POST"], name="ingest"),
-    Route("/logs", recent, methods=["GET"], name="list_logs"),
-    Route("/logs/recent", recent, methods=["GET"], name="recent_logs"),
-    Route("/logs/{log_id}", get_entry, methods=["GET"], name="get_log"),
-    Route("/healthz", healthz, methods=["GET"], name="healthz"),
-    Route("/readyz", readyz, methods=["GET"], name="readyz"),
-    Route("/metrics", metrics, methods=["GET"], name="metrics"),
-    Route("/openapi.json", openapi, methods=["GET"], name="openapi"),
+    _route("/logs", "POST", "ingest", Permission.INGEST, ingest),
+    _route("/logs", "GET", "list_logs", Permission.READ, recent),
+    _route("/logs/recent", "GET", "recent_logs", Permission.READ, recent),
+    _route("/logs/{log_id}", "GET", "get_log", Permission.READ, get_entry),
+    _route("/admin/keys", "GET", "list_keys", Permission.ADMIN, list_keys),
+    _route("/admin/keys", "POST", "create_key", Permission.ADMIN, create_key),
+    _route("/admin/keys/{access_key_id}", "DELETE", "revoke_key", Permission.ADMIN, revoke_key),
+    _route("/admin/audit", "GET", "audit", Permission.ADMIN, audit),
+    _route("/healthz", "GET", "healthz", Permission.PUBLIC, healthz),
+    _route("/readyz", "GET", "readyz", Permission.PUBLIC, readyz),
+    _route("/metrics", "GET", "metrics", Permission.READ, metrics),
+    _route("/openapi.json", "GET", "openapi", Permission.PUBLIC, openapi),
 ]

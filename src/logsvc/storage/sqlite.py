@@ -398,6 +398,9 @@ def _filters(query: Query, prefix: str) -> tuple[str, list[Any]]:
     if query.service_name is not None:
         where += f" AND {prefix}service = ?"
         args.append(query.service_name)
+    if query.service_patterns:
+        where += " AND (" + " OR ".join(f"{prefix}service GLOB ?" for _ in query.service_patterns) + ")"
+        args += query.service_patterns
     if query.log_type is not None:
         where += f" AND {prefix}log_type = ?"
         args.append(query.log_type)

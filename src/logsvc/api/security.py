@@ -1,0 +1,112 @@
+"""Authentication and throttling in front of every route.
+
+The middleware establishes *who* is calling (or refuses bad credentials) and applies the per-credential
+rate limit; each route then states *what* it needs (see routes.py), so no route can forget to check.
+A SigV4 signature covers the body, so for signed requests the body is read here, within the same limits
+as everywhere, and handed on to the route unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from logsvc.api.body import receive_body
+from logsvc.api.problems import problem_response
+from logsvc.auth.authenticator import SIGV4_SCHEME, Authenticator
+from logsvc.auth.policy import ANONYMOUS, Principal
+from logsvc.auth.ratelimit import RateLimiter
+from logsvc.auth.sigv4 import SignedRequest
+from logsvc.errors import HeadersTooLarge, LogServiceError, TooManyRequests
+from logsvc.settings import Settings
+
+__all__ = ["PRINCIPAL_KEY", "SecurityMiddleware", "client_address"]
+
+PRINCIPAL_KEY = "logsvc.principal"
+log = logging.getLogger("logsvc.security")
+
+
+def client_address(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+class SecurityMiddleware:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        authenticator: Authenticator = scope["app"].state.authenticator
+        try:
+            principal, receive = await self._authenticate(scope, receive, authenticator)
+            if principal is not None:
+                wait = self.limiter.take(principal.id)
+                if wait:
+                    raise TooManyRequests(
+                        f"this credential is over its rate limit of {self.settings.rate_limit_per_second:g} "
+                        "requests per second",
+                        retry_after_seconds=max(1, math.ceil(wait)),
+                    )
+        except LogServiceError as exc:
+            if exc.status in (401, 403):
+                authenticator.store.record_denied(
+                    actor="unauthenticated",
+                    target=f"{scope['method']} {scope['path']}",
+                    source=client_address(scope),
+                    detail=exc.code,
+                )
+            response = problem_response(exc.status, exc.code, exc.title, exc.detail, headers=exc.headers)
+            await response(scope, receive, send)
+            return
+        scope[PRINCIPAL_KEY] = principal
+        await self.app(scope, receive, send)
+
+    async def _authenticate(
+        self, scope: Scope, receive: Receive, authenticator: Authenticator
+    ) -> tuple[Principal | None, Receive]:
+        if sum(len(name) + len(value) for name, value in scope["headers"]) > self.settings.max_header_bytes:
+            raise HeadersTooLarge(f"the request headers are over {self.settings.max_header_bytes} bytes")
+        headers = Headers(scope=scope)
+        authorization = headers.get("authorization")
+        if not authorization:
+            return (ANONYMOUS if self.settings.allow_anonymous else None), receive
+        if authorization.startswith(SIGV4_SCHEME):
+            body = await receive_body(
+                receive, headers, max_bytes=self.settings.max_body_bytes, timeout=self.settings.body_timeout
+            )
+            signed = SignedRequest(
+                method=scope["method"],
+                path=scope.get("raw_path", scope["path"].encode()).decode("latin-1").split("?", 1)[0],
+                query=scope["query_string"].decode("latin-1"),
+                headers=[
+                    (name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]
+                ],
+                body=body,
+            )
+            return authenticator.from_signature(signed), _replay(body, receive)
+        scheme, _, token = authorization.partition(" ")
+        # API Gateway's Cognito authorizer takes the raw token without "Bearer"; so do we.
+        token = token.strip() if scheme.lower() == "bearer" else authorization.strip()
+        return await authenticator.from_token(token), receive
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive() that hands the already-read body to the route, then defers to the connection."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

@@ -1,0 +1,51 @@
+"""Turning the credentials on a request into a Principal, whichever of the three schemes it uses."""
+
+from __future__ import annotations
+
+import asyncio
+
+from logsvc.auth.credentials import API_KEY_PREFIX, AuthStore
+from logsvc.auth.jwt import JwtVerifier
+from logsvc.auth.policy import Principal, Role
+from logsvc.auth.sigv4 import SignedRequest, SigV4Verifier
+from logsvc.errors import AuthenticationFailed, UnrecognizedClient
+
+__all__ = ["SIGV4_SCHEME", "Authenticator"]
+
+SIGV4_SCHEME = "AWS4-HMAC-SHA256"
+_ROLE_NAMES = {role.value: role for role in Role} | {f"logsvc-{role.value}": role for role in Role}
+
+
+class Authenticator:
+    def __init__(
+        self, store: AuthStore, *, region: str, service: str, jwt: JwtVerifier | None = None
+    ) -> None:
+        self.store = store
+        self.sigv4 = SigV4Verifier(store.secret_for, region=region, service=service)
+        self.jwt = jwt
+
+    def from_signature(self, request: SignedRequest) -> Principal:
+        access_key_id = self.sigv4.verify(request)
+        principal = self.store.principal_for(access_key_id, "sigv4")
+        if principal is None:  # revoked or expired between the two look-ups
+            raise UnrecognizedClient("The security token included in the request is invalid.")
+        return principal
+
+    async def from_token(self, token: str) -> Principal:
+        """An API key (``lsk_...``) or, when OIDC is configured, a JWT."""
+        if token.startswith(API_KEY_PREFIX):
+            principal = self.store.check_api_key(token)
+            if principal is None:
+                raise AuthenticationFailed(
+                    "the API key is unknown, revoked or expired", code="invalid_api_key"
+                )
+            return principal
+        if self.jwt is None:
+            raise AuthenticationFailed(
+                "the bearer token is not an API key (lsk_...) and OIDC tokens are not configured",
+                code="invalid_token",
+            )
+        # A JWKS refresh is a blocking HTTP fetch; keep it off the event loop.
+        claims = await asyncio.to_thread(self.jwt.verify, token)
+        roles = frozenset(_ROLE_NAMES[value] for value in claims.roles if value in _ROLE_NAMES)
+        return Principal(id=f"oidc:{claims.subject}", roles=roles, services=claims.services, method="jwt")

@@ -1,0 +1,299 @@
+"""Credentials and the audit trail, in their own SQLite file (``auth.db`` in the data directory, mode 0600).
+
+A credential is an access key id with two secrets: a secret access key for AWS Signature V4 (kept, since the
+server must compute the same HMAC; encrypted at rest once issue 4 lands) and an API key for bearer
+authentication (only its SHA-256 is kept: it is 256 random bits, so a slow hash would add nothing).
+The server caches active credentials and reloads them whenever another process (``logsvc keys revoke``)
+commits a change, which SQLite's ``data_version`` reveals cheaply, so a revocation takes effect on the
+next request.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Final, cast
+
+import apsw
+import msgspec
+
+from logsvc.auth.policy import Principal, Role
+from logsvc.errors import ConfigError, NotFound
+from logsvc.model import format_timestamp
+
+__all__ = ["AuditEvent", "AuthStore", "Credential", "NewCredential"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS credentials (
+    access_key_id TEXT PRIMARY KEY,
+    secret_access_key TEXT NOT NULL,
+    api_key_sha256 BLOB NOT NULL,
+    role TEXT NOT NULL,
+    services TEXT NOT NULL,
+    description TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    revoked_at INTEGER
+) STRICT;
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    source TEXT NOT NULL,
+    detail TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS audit_at ON audit(at);
+"""
+_INSERT_AUDIT = "INSERT INTO audit(at, actor, action, target, source, detail) VALUES (?, ?, ?, ?, ?, ?)"
+API_KEY_PREFIX: Final = "lsk_"
+_DUMMY_DIGEST: Final = hashlib.sha256(b"no such key").digest()
+_AUDIT_FLUSH_SECONDS: Final = 1.0
+_AUDIT_BUFFER_MAX: Final = 10_000
+
+
+class Credential(msgspec.Struct, frozen=True):
+    """A credential as listed: never its secrets."""
+
+    access_key_id: str
+    role: Role
+    services: tuple[str, ...]
+    description: str
+    created_at: str
+    expires_at: str | None
+    revoked_at: str | None
+
+
+class NewCredential(msgspec.Struct, frozen=True):
+    """A credential as created: the only time its secrets are shown."""
+
+    access_key_id: str
+    secret_access_key: str
+    api_key: str
+    role: Role
+    services: tuple[str, ...]
+    expires_at: str | None
+
+
+class AuditEvent(msgspec.Struct, frozen=True):
+    at: str
+    actor: str
+    action: str
+    target: str
+    source: str
+    detail: str
+
+
+class _Active(msgspec.Struct, frozen=True):
+    secret_access_key: str
+    api_key_sha256: bytes
+    principal: Principal
+    expires_at: int | None
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class AuthStore:
+    def __init__(self, path: Path, *, clock_us: Callable[[], int] = _now_us) -> None:
+        self.path = path
+        self._clock_us = clock_us
+        self._lock = threading.Lock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._conn = apsw.Connection(str(path))
+            os.chmod(path, 0o600)
+            self._conn.set_busy_timeout(5_000)
+            self._conn.execute("PRAGMA journal_mode=WAL").fetchall()
+            self._conn.execute("PRAGMA synchronous=FULL")
+            with self._conn:
+                self._conn.execute(_SCHEMA)
+        except (apsw.Error, OSError) as exc:
+            raise ConfigError(f"cannot open the credential store at {path}: {exc}") from None
+        self._data_version = -1
+        self._active: dict[str, _Active] = {}
+        self._pending_audit: list[tuple[Any, ...]] = []
+        self._flusher: threading.Timer | None = None
+
+    # ---- lookups on the request path --------------------------------------------------------------------
+
+    def _current(self) -> dict[str, _Active]:
+        with self._lock:
+            version = cast(int, self._conn.execute("PRAGMA data_version").get)
+            if version != self._data_version:
+                self._active = self._load_active()
+                self._data_version = version
+            return self._active
+
+    def _load_active(self) -> dict[str, _Active]:
+        rows = cast(
+            list[tuple[str, str, bytes, str, str, int | None]],
+            self._conn.execute(
+                "SELECT access_key_id, secret_access_key, api_key_sha256, role, services, expires_at "
+                "FROM credentials WHERE revoked_at IS NULL"
+            ).fetchall(),
+        )
+        active = {}
+        for key_id, secret, digest, role, services, expires_at in rows:
+            patterns = tuple(msgspec.json.decode(services))
+            principal = Principal(id=key_id, roles=frozenset({Role(role)}), services=patterns)
+            active[key_id] = _Active(secret, digest, principal, expires_at)
+        return active
+
+    def _usable(self, access_key_id: str) -> _Active | None:
+        found = self._current().get(access_key_id)
+        if found is None or (found.expires_at is not None and found.expires_at <= self._clock_us()):
+            return None
+        return found
+
+    def secret_for(self, access_key_id: str) -> str | None:
+        """The SigV4 secret of an active, unexpired credential."""
+        found = self._usable(access_key_id)
+        return found.secret_access_key if found else None
+
+    def principal_for(self, access_key_id: str, method: str) -> Principal | None:
+        found = self._usable(access_key_id)
+        return msgspec.structs.replace(found.principal, method=method) if found else None
+
+    def check_api_key(self, api_key: str) -> Principal | None:
+        """The principal of a valid API key. Unknown ids cost the same hash and compare as wrong secrets."""
+        key_id, _, _ = api_key.removeprefix(API_KEY_PREFIX).partition("_")
+        found = self._usable(key_id) if api_key.startswith(API_KEY_PREFIX) else None
+        digest = hashlib.sha256(api_key.encode()).digest()
+        expected = found.api_key_sha256 if found else _DUMMY_DIGEST
+        if hmac.compare_digest(digest, expected) and found is not None:
+            return msgspec.structs.replace(found.principal, method="api_key")
+        return None
+
+    # ---- management ---------------------------------------------------------------------------------------
+
+    def create(
+        self,
+        role: Role,
+        *,
+        services: Sequence[str] = (),
+        expires_at_us: int | None = None,
+        description: str = "",
+        actor: str,
+        source: str,
+    ) -> NewCredential:
+        key_id = "LSK" + base64.b32encode(secrets.token_bytes(10)).decode()
+        secret = secrets.token_urlsafe(30)
+        api_key = f"{API_KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+        now = self._clock_us()
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT INTO credentials VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+                (
+                    key_id,
+                    secret,
+                    hashlib.sha256(api_key.encode()).digest(),
+                    role.value,
+                    msgspec.json.encode(list(services)).decode(),
+                    description,
+                    now,
+                    expires_at_us,
+                ),
+            )
+            scope = ",".join(services) or "*"
+            self._insert_audit(
+                now, actor, "key.create", key_id, source, f"role={role.value} services={scope}"
+            )
+        self._data_version = -1
+        expires = format_timestamp(expires_at_us) if expires_at_us is not None else None
+        return NewCredential(key_id, secret, api_key, role, tuple(services), expires)
+
+    def revoke(self, access_key_id: str, *, actor: str, source: str) -> Credential:
+        now = self._clock_us()
+        with self._lock, self._conn:
+            self._conn.execute(
+                "UPDATE credentials SET revoked_at = ? WHERE access_key_id = ? AND revoked_at IS NULL",
+                (now, access_key_id),
+            )
+            if self._conn.changes() == 0:
+                raise NotFound(f"no active credential with access key id {access_key_id}")
+            self._insert_audit(now, actor, "key.revoke", access_key_id, source, "")
+        self._data_version = -1
+        return next(c for c in self.credentials() if c.access_key_id == access_key_id)
+
+    def credentials(self) -> list[Credential]:
+        with self._lock:
+            rows = cast(
+                list[tuple[str, str, str, str, int, int | None, int | None]],
+                self._conn.execute(
+                    "SELECT access_key_id, role, services, description, created_at, expires_at, revoked_at "
+                    "FROM credentials ORDER BY created_at"
+                ).fetchall(),
+            )
+        return [
+            Credential(
+                key_id,
+                Role(role),
+                tuple(msgspec.json.decode(services)),
+                description,
+                format_timestamp(created),
+                format_timestamp(expires) if expires is not None else None,
+                format_timestamp(revoked) if revoked is not None else None,
+            )
+            for key_id, role, services, description, created, expires, revoked in rows
+        ]
+
+    def has_admin(self) -> bool:
+        return any(Role.ADMIN in active.principal.roles for active in self._current().values())
+
+    # ---- audit ------------------------------------------------------------------------------------------
+
+    def _insert_audit(self, at: int, actor: str, action: str, target: str, source: str, detail: str) -> None:
+        self._conn.execute(_INSERT_AUDIT, (at, actor, action, target, source, detail))
+
+    def record_denied(self, *, actor: str, target: str, source: str, detail: str) -> None:
+        """Note a refused request. Buffered and written about once a second, so that a flood of refused
+        requests cannot turn into a flood of fsyncs; the buffer is bounded and drops when full."""
+        with self._lock:
+            if len(self._pending_audit) >= _AUDIT_BUFFER_MAX:
+                return
+            self._pending_audit.append((self._clock_us(), actor, "request.denied", target, source, detail))
+            if self._flusher is None:
+                self._flusher = threading.Timer(_AUDIT_FLUSH_SECONDS, self.flush_audit)
+                self._flusher.daemon = True
+                self._flusher.start()
+
+    def flush_audit(self) -> None:
+        with self._lock:
+            pending, self._pending_audit = self._pending_audit, []
+            self._flusher = None
+            if pending:
+                with self._conn:
+                    self._conn.executemany(_INSERT_AUDIT, pending)
+
+    def audit(self, *, limit: int = 100) -> list[AuditEvent]:
+        self.flush_audit()
+        with self._lock:
+            rows = cast(
+                list[tuple[int, str, str, str, str, str]],
+                self._conn.execute(
+                    "SELECT at, actor, action, target, source, detail FROM audit ORDER BY seq DESC LIMIT ?",
+                    (limit,),
+                ).fetchall(),
+            )
+        return [
+            AuditEvent(format_timestamp(at), actor, action, target, source, detail)
+            for at, actor, action, target, source, detail in rows
+        ]
+
+    def close(self) -> None:
+        with self._lock:
+            flusher = self._flusher
+        if flusher is not None:
+            flusher.cancel()
+        self.flush_audit()
+        self._conn.close()

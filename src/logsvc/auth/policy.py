@@ -1,0 +1,123 @@
+"""Who may do what: roles, service scopes, and the principal a request acts as."""
+
+from __future__ import annotations
+
+import enum
+import re
+from fnmatch import fnmatchcase
+
+import msgspec
+
+from logsvc.errors import FieldError, Forbidden, ValidationFailed
+from logsvc.model import parse_timestamp
+
+__all__ = ["ANONYMOUS", "KeyRequest", "Permission", "Principal", "Role", "parse_expiry", "parse_key_request"]
+
+
+class Role(enum.StrEnum):
+    INGEST = "ingest"
+    READ = "read"
+    ADMIN = "admin"
+
+
+class Permission(enum.StrEnum):
+    """What a route needs. PUBLIC routes answer without credentials (probes, the API description)."""
+
+    PUBLIC = "public"
+    INGEST = "ingest"
+    READ = "read"
+    ADMIN = "admin"
+
+
+_GRANTS: dict[Role, frozenset[Permission]] = {
+    Role.INGEST: frozenset({Permission.INGEST}),
+    Role.READ: frozenset({Permission.READ}),
+    Role.ADMIN: frozenset({Permission.INGEST, Permission.READ, Permission.ADMIN}),
+}
+
+
+class Principal(msgspec.Struct, frozen=True):
+    """The identity a request acts as. ``services`` holds glob patterns; empty means every service."""
+
+    id: str
+    roles: frozenset[Role]
+    services: tuple[str, ...] = ()
+    method: str = "none"
+
+    def may(self, permission: Permission) -> bool:
+        return permission is Permission.PUBLIC or any(permission in _GRANTS[role] for role in self.roles)
+
+    def require(self, permission: Permission) -> None:
+        if not self.may(permission):
+            roles = ", ".join(sorted(self.roles)) or "none"
+            raise Forbidden(
+                f"this credential (roles: {roles}) may not {permission.value}; it needs that role"
+            )
+
+    def covers(self, service_name: str) -> bool:
+        return not self.services or any(fnmatchcase(service_name, pattern) for pattern in self.services)
+
+
+ANONYMOUS = Principal(id="anonymous", roles=frozenset({Role.INGEST, Role.READ}), method="anonymous")
+
+
+_PATTERN = re.compile(r"^[A-Za-z0-9._:/*?\[\]!-]{1,128}$")
+_DURATION = re.compile(r"^(\d+)([dhm])$")
+_UNIT_US = {"d": 86_400_000_000, "h": 3_600_000_000, "m": 60_000_000}
+
+
+class KeyRequest(msgspec.Struct, frozen=True):
+    """A validated request for a new credential."""
+
+    role: Role
+    services: tuple[str, ...] = ()
+    expires_at_us: int | None = None
+    description: str = ""
+
+
+def parse_expiry(value: str, now_us: int) -> int:
+    """``90d``, ``12h``, ``30m`` from now, or an RFC 3339 date-time; it must lie in the future."""
+    match = _DURATION.fullmatch(value.strip())
+    if match:
+        at = now_us + int(match.group(1)) * _UNIT_US[match.group(2)]
+    else:
+        try:
+            at = parse_timestamp(value)
+        except ValueError:
+            raise ValueError("must be a duration such as 90d, 12h or 30m, or an RFC 3339 date-time") from None
+    if at <= now_us:
+        raise ValueError("must lie in the future")
+    return at
+
+
+def parse_key_request(doc: object, now_us: int) -> KeyRequest:
+    """A key request from JSON or CLI options, or ValidationFailed naming every bad field."""
+    if not isinstance(doc, dict):
+        raise ValidationFailed([FieldError("body", "must be a JSON object")])
+    errors: list[FieldError] = []
+    for key in doc.keys() - {"role", "services", "expires", "description"}:
+        errors.append(FieldError(str(key), "unknown field (allowed: description, expires, role, services)"))
+    role = None
+    try:
+        role = Role(str(doc.get("role")))
+    except ValueError:
+        errors.append(FieldError("role", "must be one of ingest, read, admin"))
+    services = doc.get("services") or []
+    if isinstance(services, str):
+        services = [services]
+    if not isinstance(services, list) or not all(isinstance(p, str) and _PATTERN.match(p) for p in services):
+        errors.append(FieldError("services", "must be service-name glob patterns such as payments*"))
+        services = []
+    expires_at = None
+    if doc.get("expires") is not None:
+        try:
+            expires_at = parse_expiry(str(doc["expires"]), now_us)
+        except ValueError as exc:
+            errors.append(FieldError("expires", str(exc)))
+    description = doc.get("description") or ""
+    if not isinstance(description, str) or len(description) > 256:
+        errors.append(FieldError("description", "must be a string of at most 256 characters"))
+        description = ""
+    if errors or role is None:
+        raise ValidationFailed(errors)
+    return KeyRequest(role, tuple(services), expires_at, description)

@@ -1,0 +1,461 @@
+"""AWS Signature Version 4: server-side verification of signed requests, and a signer sharing its code.
+
+Only the ``Authorization`` header form (``AWS4-HMAC-SHA256``) is supported; presigned URLs are not.
+The canonicalization follows AWS's published rules as botocore's ``SigV4Auth`` applies them to services other
+than S3, and is checked against AWS's own test suite and against botocore and requests-aws4auth.
+
+Text is UTF-8-encoded for hashing, as clients do. Header values decoded from the wire as latin-1 (as ASGI
+servers hand them over) therefore match what ``http.client``-based clients such as botocore and requests sign,
+since those send header text as latin-1 bytes. Lone surrogates, as ``errors="surrogateescape"`` decoding
+produces, are hashed as the bytes they stand for rather than crashing the verifier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import hmac
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from urllib.parse import quote, quote_from_bytes, unquote_to_bytes
+
+from logsvc.errors import (
+    InvalidSignature,
+    MissingAuthenticationToken,
+    ReplayedSignature,
+    SignatureExpired,
+    UnrecognizedClient,
+)
+
+__all__ = [
+    "ALGORITHM",
+    "SigV4Verifier",
+    "SignedRequest",
+    "canonical_request",
+    "sign",
+    "signing_key",
+    "string_to_sign",
+]
+
+ALGORITHM = "AWS4-HMAC-SHA256"
+_TERMINATOR = "aws4_request"
+_AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+_AMZ_DATE = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z", re.ASCII)
+_SIGNATURE = re.compile(r"[0-9a-f]{64}", re.ASCII)
+_UNSIGNED_PAYLOADS = ("UNSIGNED-PAYLOAD", "STREAMING-")
+_AUTH_PARAMETERS = ("Credential", "SignedHeaders", "Signature")
+# What the signer leaves unsigned: botocore's list. Proxies and HTTP stacks rewrite these hop-by-hop and
+# tracing headers in transit, so signing them would make honest requests fail.
+_UNSIGNABLE = frozenset(
+    {
+        "authorization",
+        "baggage",
+        "connection",
+        "expect",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "traceparent",
+        "tracestate",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "user-agent",
+        "x-amzn-trace-id",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedRequest:
+    """An HTTP request as the server received it (or as a client is about to send it)."""
+
+    method: str
+    path: str
+    """Raw path as on the wire, percent-encoded, without the query."""
+    query: str
+    """Raw query string without ``?``; may be empty."""
+    headers: Sequence[tuple[str, str]]
+    """As received: names in any case, duplicates possible, in order."""
+    body: bytes
+
+
+def _trimall(value: str) -> str:
+    # Splitting on any whitespace, as botocore does, also unfolds obsolete multi-line header values.
+    return " ".join(value.split())
+
+
+def _header_map(headers: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for name, value in headers:
+        found.setdefault(name.strip().lower(), []).append(value)
+    return found
+
+
+def _remove_dot_segments(path: str) -> str:
+    """botocore's ``remove_dot_segments``: RFC 3986 section 5.2.4, and runs of slashes merged as AWS does."""
+    kept: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if kept:
+                kept.pop()
+        elif segment and segment != ".":
+            kept.append(segment)
+    first = "/" if path.startswith("/") else ""
+    last = "/" if path.endswith("/") and kept else ""
+    return first + "/".join(kept) + last
+
+
+def _canonical_path(path: str, normalize: bool) -> str:
+    # The path arrives percent-encoded and is encoded once more: AWS double-encodes paths for every service
+    # but S3, and botocore and requests-aws4auth sign it that way.
+    if normalize:
+        path = _remove_dot_segments(path)
+    return quote(path or "/", safe="/~", errors="surrogateescape")
+
+
+def _query_component(text: str) -> str:
+    # Decoding to bytes, not text, keeps escapes of invalid UTF-8 exact. '+' is a space: that is how
+    # requests and botocore put a space on the wire (urlencode), and both sign it as %20; they send a
+    # literal '+' as %2B.
+    raw = unquote_to_bytes(text.replace("+", " ").encode("utf-8", "surrogateescape"))
+    return quote_from_bytes(raw, safe="-_.~")
+
+
+def _canonical_query(query: str) -> str:
+    """Each name and value decoded and re-encoded strictly, then sorted by name, then value.
+
+    Empty ``&&`` segments carry no parameter and are skipped, as query parsers (and requests-aws4auth) do.
+    """
+    if not query:
+        return ""
+    pairs = []
+    for part in query.split("&"):
+        if part:
+            name, _, value = part.partition("=")
+            pairs.append((_query_component(name), _query_component(value)))
+    pairs.sort()
+    return "&".join(f"{name}={value}" for name, value in pairs)
+
+
+def _canonical_request(
+    request: SignedRequest,
+    headers: dict[str, list[str]],
+    signed_headers: Sequence[str],
+    payload_hash: str,
+    normalize_path: bool,
+) -> str:
+    # The method is used as sent, not upper-cased like botocore does: methods are case-sensitive, and a
+    # router would treat "get" differently from the "GET" that was signed.
+    canonical_headers = "".join(
+        f"{name}:{','.join(_trimall(value) for value in headers[name])}\n" for name in signed_headers
+    )
+    return "\n".join(
+        (
+            request.method,
+            _canonical_path(request.path, normalize_path),
+            _canonical_query(request.query),
+            canonical_headers,
+            ";".join(signed_headers),
+            payload_hash,
+        )
+    )
+
+
+def canonical_request(
+    request: SignedRequest, signed_headers: Sequence[str], payload_hash: str, *, normalize_path: bool = True
+) -> str:
+    """The canonical request: ``signed_headers`` are lowercase names, in the order they are signed (sorted).
+
+    ``normalize_path`` removes dot segments and merges slashes before encoding, as AWS does for every
+    service but S3; without it the path is only encoded.
+    """
+    headers = _header_map(request.headers)
+    missing = [name for name in signed_headers if name not in headers]
+    if missing:
+        raise ValueError(f"signed headers missing from the request: {', '.join(missing)}")
+    return _canonical_request(request, headers, signed_headers, payload_hash, normalize_path)
+
+
+def string_to_sign(amz_date: str, scope: str, canonical: str) -> str:
+    digest = hashlib.sha256(canonical.encode("utf-8", "surrogateescape")).hexdigest()
+    return f"{ALGORITHM}\n{amz_date}\n{scope}\n{digest}"
+
+
+@lru_cache(maxsize=4096)
+def signing_key(secret_access_key: str, date: str, region: str, service: str) -> bytes:
+    """The key derived for one day, region and service; cached, as it serves every request of that day."""
+    key = hmac.digest(f"AWS4{secret_access_key}".encode(), date.encode(), "sha256")
+    for part in (region, service, _TERMINATOR):
+        key = hmac.digest(key, part.encode(), "sha256")
+    return key
+
+
+def _signature(key: bytes, to_sign: str) -> str:
+    return hmac.digest(key, to_sign.encode(), "sha256").hex()
+
+
+def sign(
+    request: SignedRequest,
+    *,
+    access_key_id: str,
+    secret_access_key: str,
+    region: str = "us-east-1",
+    service: str = "execute-api",
+    now: datetime | None = None,
+    session_token: str | None = None,
+) -> list[tuple[str, str]]:
+    """The headers to add so that ``request`` is signed: Authorization, X-Amz-Date, X-Amz-Content-Sha256 and,
+    with a session token, X-Amz-Security-Token.
+
+    Every header of the request is signed except hop-by-hop and tracing ones (botocore's list). Headers of
+    the names above already in the request are treated as replaced: the caller must drop them. The path is
+    signed normalized, as the verifier expects. ``now`` must be timezone-aware.
+    """
+    moment = datetime.now(UTC) if now is None else now
+    if moment.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    amz_date = moment.astimezone(UTC).strftime(_AMZ_DATE_FORMAT)
+    date = amz_date[:8]
+    payload_hash = hashlib.sha256(request.body).hexdigest()
+    added = [("X-Amz-Date", amz_date), ("X-Amz-Content-Sha256", payload_hash)]
+    if session_token is not None:
+        added.append(("X-Amz-Security-Token", session_token))
+    replaced = {name.lower() for name, _ in added} | {"authorization"}
+    headers = _header_map([*(h for h in request.headers if h[0].strip().lower() not in replaced), *added])
+    if "host" not in headers:
+        raise ValueError("the request needs a Host header: SigV4 requires it to be signed")
+    signed = sorted(name for name in headers if name not in _UNSIGNABLE)
+    scope = f"{date}/{region}/{service}/{_TERMINATOR}"
+    canonical = _canonical_request(request, headers, signed, payload_hash, True)
+    signature = _signature(
+        signing_key(secret_access_key, date, region, service), string_to_sign(amz_date, scope, canonical)
+    )
+    authorization = (
+        f"{ALGORITHM} Credential={access_key_id}/{scope}, SignedHeaders={';'.join(signed)}, "
+        f"Signature={signature}"
+    )
+    return [("Authorization", authorization), *added]
+
+
+@dataclass(frozen=True, slots=True)
+class _Authorization:
+    access_key_id: str
+    date: str
+    region: str
+    service: str
+    signed_headers: tuple[str, ...]
+    signature: str
+
+    @property
+    def scope(self) -> str:
+        return f"{self.date}/{self.region}/{self.service}/{_TERMINATOR}"
+
+
+def _shown(text: str) -> str:
+    """Client input quoted in an error message, cut short so that a huge header cannot bloat the answer."""
+    return repr(text if len(text) <= 64 else text[:64] + "...")
+
+
+def _parse_authorization(values: list[str] | None) -> _Authorization:
+    if not values:
+        raise MissingAuthenticationToken("Missing Authentication Token")
+    if len(values) > 1:
+        raise InvalidSignature("Only one Authorization header is allowed")
+    algorithm, _, rest = values[0].strip().partition(" ")
+    if algorithm != ALGORITHM:
+        raise InvalidSignature(f"Authorization header must use {ALGORITHM}")
+    parameters: dict[str, str] = {}
+    for item in rest.split(","):
+        name, equals, value = item.strip().partition("=")
+        if not name and not equals:
+            # No parameters at all, or a stray comma: left for the missing-parameter message below.
+            continue
+        if not equals or name not in _AUTH_PARAMETERS or name in parameters:
+            raise InvalidSignature(
+                f"Authorization header is malformed: unexpected or repeated element {_shown(item.strip())}"
+            )
+        parameters[name] = value
+    missing = [name for name in _AUTH_PARAMETERS if name not in parameters]
+    if missing:
+        raise InvalidSignature(
+            " ".join(f"Authorization header requires '{name}' parameter." for name in missing)
+        )
+    credential = parameters["Credential"].split("/")
+    if len(credential) != 5 or not all(credential) or credential[4] != _TERMINATOR:
+        raise InvalidSignature(
+            "Authorization header is malformed; the Credential is mal-formed; "
+            'expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".'
+        )
+    signed_headers = tuple(parameters["SignedHeaders"].split(";"))
+    distinct = len(set(signed_headers)) == len(signed_headers)
+    if not distinct or not all(name and name == name.lower() for name in signed_headers):
+        raise InvalidSignature("SignedHeaders must be distinct lowercase header names separated by ';'")
+    if not _SIGNATURE.fullmatch(parameters["Signature"]):
+        raise InvalidSignature("Signature must be 64 lowercase hexadecimal digits")
+    access_key_id, date, region, service, _ = credential
+    return _Authorization(access_key_id, date, region, service, signed_headers, parameters["Signature"])
+
+
+def _parse_amz_date(value: str) -> float:
+    match = _AMZ_DATE.fullmatch(value)
+    if match is not None:
+        year, month, day, hour, minute, second = (int(group) for group in match.groups())
+        try:
+            return datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp()
+        except ValueError:
+            pass
+    raise InvalidSignature(
+        f"X-Amz-Date must be a UTC time formatted like 20150830T123600Z, not {_shown(value)}"
+    )
+
+
+def _amz_date(epoch_seconds: float) -> str:
+    return datetime.fromtimestamp(epoch_seconds, UTC).strftime(_AMZ_DATE_FORMAT)
+
+
+class _SeenSignatures:
+    """Signatures accepted recently, each remembered until its request time leaves the skew window.
+
+    Beyond ``capacity`` live entries the one closest to expiry is forgotten early: memory stays bounded
+    (about 200 bytes an entry), at the price of letting that one be replayed; filling the map takes that
+    many validly signed requests within one window, which only holders of a secret can send.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._live: set[bytes] = set()
+        self._by_expiry: list[tuple[float, bytes]] = []
+        self._lock = threading.Lock()
+
+    def first_use(self, signature: str, expires_at: float, now: float) -> bool:
+        """Remember ``signature``; False if it is already remembered."""
+        key = bytes.fromhex(signature)
+        with self._lock:
+            while self._by_expiry and self._by_expiry[0][0] < now:
+                self._live.discard(heapq.heappop(self._by_expiry)[1])
+            if key in self._live:
+                return False
+            if len(self._live) >= self._capacity:
+                self._live.discard(heapq.heappop(self._by_expiry)[1])
+            self._live.add(key)
+            heapq.heappush(self._by_expiry, (expires_at, key))
+            return True
+
+
+class SigV4Verifier:
+    """Checks AWS SigV4 ``Authorization`` headers the way API Gateway's IAM authorization does, and more.
+
+    On top of AWS's rules: the body is hashed here and must match any ``x-amz-content-sha256`` header
+    (``UNSIGNED-PAYLOAD`` is refused), ``host`` and ``x-amz-date`` must be signed, and a signature is
+    accepted only once while its time is within the skew window. Headers that are not signed are ignored:
+    some clients add Content-Type after signing. ``X-Amz-Security-Token`` is not interpreted: this
+    service issues no temporary credentials, so a token is just one more header, signed or not.
+
+    The path is verified normalized (dot segments removed, runs of slashes merged) before it is encoded.
+    That is the rule AWS defines for every service but S3, and what botocore and requests-aws4auth sign for
+    ``execute-api``; and since they sign the normalized path whatever they put on the wire, and HTTP
+    stacks such as urllib3 may normalize the path in transit, verifying the normalized path accepts their
+    requests either way. The consequence for routing: requests whose paths normalize alike share a
+    signature, so route on the normalized path (or refuse paths that are not normalized).
+    """
+
+    def __init__(
+        self,
+        secret_for: Callable[[str], str | None],
+        *,
+        region: str = "us-east-1",
+        service: str = "execute-api",
+        max_skew_seconds: int = 300,
+        clock: Callable[[], float] = time.time,
+        replay_window_entries: int = 1_000_000,
+    ) -> None:
+        if max_skew_seconds < 0 or replay_window_entries < 1:
+            raise ValueError("max_skew_seconds must be >= 0 and replay_window_entries >= 1")
+        self._secret_for = secret_for
+        self._region = region
+        self._service = service
+        self._max_skew = max_skew_seconds
+        self._clock = clock
+        self._seen = _SeenSignatures(replay_window_entries)
+        # Unknown keys are checked against this secret so that they cost what a wrong signature costs.
+        self._decoy_secret = secrets.token_urlsafe(30)
+
+    def verify(self, request: SignedRequest) -> str:
+        """The access key ID that validly signed ``request``; raises a ``SignatureRejected`` otherwise."""
+        headers = _header_map(request.headers)
+        auth = _parse_authorization(headers.get("authorization"))
+        for required in ("host", "x-amz-date"):
+            if required not in auth.signed_headers:
+                raise InvalidSignature(f"'{required}' must be among the SignedHeaders")
+        absent = [name for name in auth.signed_headers if name not in headers]
+        if absent:
+            raise InvalidSignature(f"Signed header {_shown(absent[0])} is not in the request")
+        amz_date = _trimall(",".join(headers["x-amz-date"]))
+        request_time = _parse_amz_date(amz_date)
+        if auth.date != amz_date[:8]:
+            raise InvalidSignature(
+                "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: "
+                f"{_shown(auth.date)} != '{amz_date[:8]}', from '{amz_date}'."
+            )
+        if auth.region != self._region:
+            raise InvalidSignature(
+                f"Credential should be scoped to a valid region: '{self._region}', not {_shown(auth.region)}."
+            )
+        if auth.service != self._service:
+            raise InvalidSignature(
+                f"Credential should be scoped to correct service: '{self._service}', "
+                f"not {_shown(auth.service)}."
+            )
+        now = self._clock()
+        self._check_time(amz_date, request_time, now)
+        payload_hash = hashlib.sha256(request.body).hexdigest()
+        declared = headers.get("x-amz-content-sha256")
+        if declared is not None:
+            declared_hash = _trimall(",".join(declared))
+            if declared_hash.startswith(_UNSIGNED_PAYLOADS):
+                raise InvalidSignature(f"{_shown(declared_hash)} is not accepted: the body must be signed")
+            if declared_hash != payload_hash:
+                raise InvalidSignature(
+                    "The x-amz-content-sha256 header does not match the SHA-256 of the body"
+                )
+
+        secret = self._secret_for(auth.access_key_id)
+        key = signing_key(
+            self._decoy_secret if secret is None else secret, auth.date, auth.region, auth.service
+        )
+        canonical = _canonical_request(request, headers, auth.signed_headers, payload_hash, True)
+        expected = _signature(key, string_to_sign(amz_date, auth.scope, canonical))
+        matches = hmac.compare_digest(expected, auth.signature)
+        if secret is None:
+            raise UnrecognizedClient("The security token included in the request is invalid.")
+        if not matches:
+            raise InvalidSignature(
+                "The request signature we calculated does not match the signature you provided. "
+                "Check your AWS Secret Access Key and signing method."
+            )
+        # Only now, with the signature proven, is it remembered: forged ones must not fill the map.
+        if not self._seen.first_use(auth.signature, request_time + self._max_skew, now):
+            raise ReplayedSignature("This signature has already been used; sign each request afresh.")
+        return auth.access_key_id
+
+    def _check_time(self, amz_date: str, request_time: float, now: float) -> None:
+        skew = self._max_skew
+        shown = f"{skew // 60} min" if skew % 60 == 0 else f"{skew} s"
+        if request_time < now - skew:
+            raise SignatureExpired(
+                f"Signature expired: {amz_date} is now earlier than {_amz_date(now - skew)} "
+                f"({_amz_date(now)} - {shown}.)"
+            )
+        if request_time > now + skew:
+            raise SignatureExpired(
+                f"Signature not yet current: {amz_date} is still later than {_amz_date(now + skew)} "
+                f"({_amz_date(now)} + {shown}.)"
+            )
