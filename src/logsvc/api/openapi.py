@@ -99,7 +99,8 @@ def openapi_document() -> dict[str, Any]:
         "parameters": _READ_PARAMS,
         "responses": {"200": _json(_ref("Page"), "newest entries first"), **_problems(400, 503)},
     }
-    health = {"security": [], "responses": {"200": _json({"type": "object"}, "status")}}
+    status = {"200": _json({"type": "object"}, "status")}
+    health: dict[str, Any] = {"security": [], "responses": status}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Simple Log Service", "version": __version__},
@@ -154,7 +155,7 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "readyz",
                     "summary": "The store takes writes",
                     **health,
-                    "responses": {**health["responses"], **_problems(503)},
+                    "responses": {**status, **_problems(503)},
                 }
             },
             "/metrics": {
