@@ -490,6 +490,19 @@ def test_replay_is_refused() -> None:
         checker.verify(request)
 
 
+def test_a_forgotten_signature_may_be_retried() -> None:
+    """After our 5xx, a client retry within the same second carries the same signature; it must pass."""
+    checker = verifier()
+    request = signed(small_post())
+    assert checker.verify(request) == KEY
+    authorization = next(value for name, value in request.headers if name.lower() == "authorization")
+    checker.forget(authorization)
+    assert checker.verify(request) == KEY
+    with pytest.raises(ReplayedSignature):
+        checker.verify(request)
+    checker.forget("garbage")  # an unparsable header is simply nothing to forget
+
+
 def test_concurrent_replays_let_exactly_one_through() -> None:
     checker = verifier()
     request = signed(small_post())

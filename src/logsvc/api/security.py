@@ -67,7 +67,23 @@ class SecurityMiddleware:
             await response(scope, receive, send)
             return
         scope[PRINCIPAL_KEY] = principal
-        await self.app(scope, receive, send)
+        authorization = Headers(scope=scope).get("authorization", "")
+        if not authorization.startswith(SIGV4_SCHEME):
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            if status >= 500:
+                authenticator.sigv4.forget(authorization)
 
     async def _authenticate(
         self, scope: Scope, receive: Receive, authenticator: Authenticator

@@ -30,6 +30,7 @@ from logsvc.errors import (
     MissingAuthenticationToken,
     ReplayedSignature,
     SignatureExpired,
+    SignatureRejected,
     UnrecognizedClient,
 )
 
@@ -335,6 +336,10 @@ class _SeenSignatures:
         self._by_expiry: list[tuple[float, bytes]] = []
         self._lock = threading.Lock()
 
+    def forget(self, signature: str) -> None:
+        with self._lock:
+            self._live.discard(bytes.fromhex(signature))
+
     def first_use(self, signature: str, expires_at: float, now: float) -> bool:
         """Remember ``signature``; False if it is already remembered."""
         key = bytes.fromhex(signature)
@@ -445,6 +450,14 @@ class SigV4Verifier:
         if not self._seen.first_use(auth.signature, request_time + self._max_skew, now):
             raise ReplayedSignature("This signature has already been used; sign each request afresh.")
         return auth.access_key_id
+
+    def forget(self, authorization: str) -> None:
+        """Let a verified signature be used again: its request failed on our side (5xx), so a client's
+        retry, which within the same second carries the same signature, must not look like a replay."""
+        try:
+            self._seen.forget(_parse_authorization([authorization]).signature)
+        except SignatureRejected:
+            return
 
     def _check_time(self, amz_date: str, request_time: float, now: float) -> None:
         skew = self._max_skew
