@@ -8,7 +8,9 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from logsvc.api._asgi import StatusRecorder
 
 __all__ = ["Metrics", "MetricsMiddleware"]
 
@@ -88,17 +90,12 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = 500
-
-        async def send_and_record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        recorder = StatusRecorder(send)
         try:
-            await self.app(scope, receive, send_and_record)
+            await self.app(scope, receive, recorder)
         finally:
             route = scope.get("route")
             template = route.path if isinstance(route, Route) else "unmatched"
-            self.metrics.observe_request(scope["method"], template, status, time.perf_counter() - start)
+            self.metrics.observe_request(
+                scope["method"], template, recorder.status, time.perf_counter() - start
+            )

@@ -14,6 +14,7 @@ import math
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from logsvc.api._asgi import StatusRecorder
 from logsvc.api.body import receive_body
 from logsvc.api.problems import problem_response
 from logsvc.auth.authenticator import SIGV4_SCHEME, Authenticator
@@ -71,18 +72,11 @@ class SecurityMiddleware:
         if not authorization.startswith(SIGV4_SCHEME):
             await self.app(scope, receive, send)
             return
-        status = 500
-
-        async def send_and_watch(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        recorder = StatusRecorder(send)
         try:
-            await self.app(scope, receive, send_and_watch)
+            await self.app(scope, receive, recorder)
         finally:
-            if status >= 500:
+            if recorder.status >= 500:
                 authenticator.sigv4.forget(authorization)
 
     async def _authenticate(
