@@ -46,8 +46,12 @@ class SecurityMiddleware:
             await self.app(scope, receive, send)
             return
         authenticator: Authenticator = scope["app"].state.authenticator
+        headers = Headers(scope=scope)
+        authorization = headers.get("authorization", "")
         try:
-            principal, receive = await self._authenticate(scope, receive, authenticator)
+            principal, receive = await self._authenticate(
+                scope, receive, headers, authorization, authenticator
+            )
             if principal is not None:
                 wait = self.limiter.take(principal.id)
                 if wait:
@@ -68,7 +72,6 @@ class SecurityMiddleware:
             await response(scope, receive, send)
             return
         scope[PRINCIPAL_KEY] = principal
-        authorization = Headers(scope=scope).get("authorization", "")
         if not authorization.startswith(SIGV4_SCHEME):
             await self.app(scope, receive, send)
             return
@@ -80,12 +83,15 @@ class SecurityMiddleware:
                 authenticator.sigv4.forget(authorization)
 
     async def _authenticate(
-        self, scope: Scope, receive: Receive, authenticator: Authenticator
+        self,
+        scope: Scope,
+        receive: Receive,
+        headers: Headers,
+        authorization: str,
+        authenticator: Authenticator,
     ) -> tuple[Principal | None, Receive]:
         if sum(len(name) + len(value) for name, value in scope["headers"]) > self.settings.max_header_bytes:
             raise HeadersTooLarge(f"the request headers are over {self.settings.max_header_bytes} bytes")
-        headers = Headers(scope=scope)
-        authorization = headers.get("authorization")
         if not authorization:
             return (ANONYMOUS if self.settings.allow_anonymous else None), receive
         if authorization.startswith(SIGV4_SCHEME):
