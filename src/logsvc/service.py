@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import msgspec
-import uuid_utils
 
 from logsvc.auth.credentials import AuditEvent, AuthStore, Credential, NewCredential
 from logsvc.auth.policy import Principal, parse_key_request
@@ -19,6 +18,7 @@ from logsvc.model import (
     NewEntry,
     Page,
     decode_documents,
+    format_log_id,
     format_timestamp,
     parse_log_id,
     parse_query,
@@ -86,9 +86,7 @@ class LogService:
             self._observer.ingested(len(entries))
         if single:
             return _created(entries[0])
-        return BatchCreated(
-            count=len(entries), log_ids=[str(uuid_utils.UUID(bytes=e.log_id)) for e in entries]
-        )
+        return BatchCreated(count=len(entries), log_ids=[format_log_id(e.log_id) for e in entries])
 
     def _rejected(self, count: int) -> None:
         if self._observer is not None:
@@ -160,6 +158,6 @@ class AdminService:
 def _created(entry: NewEntry) -> Created:
     return Created(
         message="Log entry created successfully",
-        log_id=str(uuid_utils.UUID(bytes=entry.log_id)),
+        log_id=format_log_id(entry.log_id),
         timestamp=format_timestamp(entry.ts_us),
     )

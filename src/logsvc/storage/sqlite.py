@@ -12,6 +12,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +20,6 @@ from typing import Any, Final, TypeAlias, TypeVar, cast
 
 import apsw
 import msgspec
-import uuid_utils
 
 from logsvc.errors import (
     ConfigError,
@@ -29,7 +29,16 @@ from logsvc.errors import (
     StoreUnavailable,
     ValidationFailed,
 )
-from logsvc.model import Level, LogEntry, NewEntry, Page, Query, encode_cursor, format_timestamp
+from logsvc.model import (
+    Level,
+    LogEntry,
+    NewEntry,
+    Page,
+    Query,
+    encode_cursor,
+    format_log_id,
+    format_timestamp,
+)
 
 __all__ = ["SQLiteStore"]
 
@@ -40,6 +49,8 @@ SCHEMA_VERSION: Final = 1
 BLOCK_SHIFT: Final = 12
 _MAX_GROUP_ROWS: Final = 50_000
 _BUSY_TIMEOUT_MS: Final = 5_000
+_INLINE_BUDGET_SECONDS: Final = 0.005
+_PROGRESS_STEPS: Final = 1_000
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS logs (
@@ -127,6 +138,8 @@ class SQLiteStore:
         self._closing = threading.Lock()
         self._closed = False
         self._readers: list[apsw.Connection] = []
+        self._inline: apsw.Connection | None = None
+        self._inline_deadline = 0.0
         self._local = threading.local()
         self._read_pool = ThreadPoolExecutor(read_threads, thread_name_prefix="logsvc-read")
         self._writer = threading.Thread(target=self._write_loop, name="logsvc-writer", daemon=True)
@@ -291,14 +304,35 @@ class SQLiteStore:
         return await self._read(self._get, log_id)
 
     async def _read(self, function: Callable[[apsw.Connection, A], R], argument: A) -> R:
+        """Run a read on the event loop's own connection within a small time budget, else in the pool.
+
+        Most reads take a fraction of a millisecond, and their cost is Python building rows, which holds
+        the GIL: handing them to reader threads only adds a GIL hand-over per row (threads slow each other
+        down). A read that overruns the budget is interrupted and run again in the pool, so a slow query
+        never stalls the loop for long.
+        """
         if self._closed:
             raise StoreUnavailable("the store is shutting down")
-        loop = asyncio.get_running_loop()
         try:
+            self._inline_deadline = time.perf_counter() + _INLINE_BUDGET_SECONDS
+            try:
+                return function(self._inline_reader(), argument)
+            except apsw.InterruptError:
+                pass
+            loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._read_pool, lambda: function(self._reader(), argument))
         except apsw.Error as exc:
             log.error("store read failed: %s: %s", type(exc).__name__, exc)
             raise StoreUnavailable("the store could not be read") from None
+
+    def _inline_reader(self) -> apsw.Connection:
+        if self._inline is None:
+            self._inline = self._connect(write=False)
+            self._inline.set_progress_handler(self._over_budget, _PROGRESS_STEPS)
+        return self._inline
+
+    def _over_budget(self) -> bool:
+        return time.perf_counter() > self._inline_deadline
 
     def _get(self, conn: apsw.Connection, log_id: bytes) -> LogEntry | None:
         row = conn.execute(f"SELECT {_COLUMNS} FROM logs WHERE log_id = ?", (log_id,)).fetchone()
@@ -370,7 +404,7 @@ class SQLiteStore:
             self._jobs.put(_STOP)
         await asyncio.to_thread(self._writer.join)
         self._read_pool.shutdown(wait=True)
-        for conn in self._readers:
+        for conn in [*self._readers, *([self._inline] if self._inline else [])]:
             conn.close()
 
 
@@ -426,7 +460,7 @@ def _page(rows: list[Row], limit: int) -> Page:
 def _entry(row: Row) -> LogEntry:
     _seq, log_id, ts, service, level, log_type, message, metadata, received = row
     return LogEntry(
-        log_id=str(uuid_utils.UUID(bytes=log_id)),
+        log_id=format_log_id(log_id),
         service_name=service,
         timestamp=format_timestamp(ts),
         level=_LEVEL_NAMES[level],
