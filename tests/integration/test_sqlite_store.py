@@ -96,9 +96,13 @@ QUERIES = [
 ]
 
 
+@pytest.mark.parametrize("budget", [0.005, 0.0], ids=["inline", "over-budget-so-pooled"])
 @pytest.mark.parametrize("query", QUERIES, ids=[repr(q) for q in QUERIES])
-def test_reads_match_brute_force_across_pages(searchable: tuple[Path, list[NewEntry]], query: Query) -> None:
-    """Pages walked with the cursor equal the brute-force answer, whatever the arrival order of times."""
+def test_reads_match_brute_force_across_pages(
+    searchable: tuple[Path, list[NewEntry]], query: Query, budget: float
+) -> None:
+    """Pages walked with the cursor equal the brute-force answer, whatever the arrival order of times,
+    whether a read runs on the event loop or, over its time budget, is interrupted and rerun in the pool."""
     path, entries = searchable
     expected = brute_force(entries, query)
 
@@ -118,7 +122,7 @@ def test_reads_match_brute_force_across_pages(searchable: tuple[Path, list[NewEn
             )
         return seen
 
-    got = run(walk, path)
+    got = run(walk, path, inline_read_budget=budget)
     assert got == expected[: len(got)]
     assert len(got) == min(len(expected), 4 * query.limit)
 

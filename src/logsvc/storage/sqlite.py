@@ -125,9 +125,15 @@ class SQLiteStore:
     """LogStore on one SQLite database file."""
 
     def __init__(
-        self, path: Path, *, read_threads: int = 4, on_commit: Callable[[int], None] | None = None
+        self,
+        path: Path,
+        *,
+        read_threads: int = 4,
+        on_commit: Callable[[int], None] | None = None,
+        inline_read_budget: float = _INLINE_BUDGET_SECONDS,
     ) -> None:
         self.path = path
+        self._inline_budget = inline_read_budget
         self._on_commit = on_commit
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -314,7 +320,7 @@ class SQLiteStore:
         if self._closed:
             raise StoreUnavailable("the store is shutting down")
         try:
-            self._inline_deadline = time.perf_counter() + _INLINE_BUDGET_SECONDS
+            self._inline_deadline = time.perf_counter() + self._inline_budget
             try:
                 return function(self._inline_reader(), argument)
             except apsw.InterruptError:
