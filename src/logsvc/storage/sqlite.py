@@ -52,7 +52,7 @@ _BUSY_TIMEOUT_MS: Final = 5_000
 _INLINE_BUDGET_SECONDS: Final = 0.005
 _PROGRESS_STEPS: Final = 1_000
 
-_SCHEMA = f"""
+LOGS_TABLE = """
 CREATE TABLE IF NOT EXISTS logs (
     seq INTEGER PRIMARY KEY,
     log_id BLOB NOT NULL,
@@ -64,6 +64,10 @@ CREATE TABLE IF NOT EXISTS logs (
     metadata TEXT,
     received INTEGER NOT NULL
 ) STRICT;
+"""
+_SCHEMA = (
+    LOGS_TABLE
+    + f"""
 CREATE UNIQUE INDEX IF NOT EXISTS logs_log_id ON logs(log_id);
 CREATE INDEX IF NOT EXISTS logs_ts ON logs(ts);
 CREATE INDEX IF NOT EXISTS logs_service_ts ON logs(service, ts);
@@ -80,15 +84,16 @@ CREATE TRIGGER IF NOT EXISTS logs_after_delete AFTER DELETE ON logs BEGIN
     INSERT INTO logs_fts(logs_fts, rowid, message) VALUES ('delete', old.seq, old.message);
 END;
 """
+)
 
-_INSERT = (
+INSERT_ENTRY = (
     "INSERT INTO logs(log_id, ts, service, level, log_type, message, metadata, received) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(log_id) DO NOTHING"
 )
 _NEWEST_FIRST = "ORDER BY ts DESC, seq DESC"
 # The full-text index and the watermarks are written by explicit statements over the rows a transaction
 # added, not by an AFTER INSERT trigger: FTS5 fed row by row from a trigger ingests about 4x slower.
-_INDEX_NEW_ROWS = "INSERT INTO logs_fts(rowid, message) SELECT seq, message FROM logs WHERE seq > ?"
+INDEX_NEW_ROWS = "INSERT INTO logs_fts(rowid, message) SELECT seq, message FROM logs WHERE seq > ?"
 _NEW_BLOCK_MAXIMA = f"SELECT seq >> {BLOCK_SHIFT}, max(ts) FROM logs WHERE seq > ? GROUP BY 1 ORDER BY 1"
 _RAISE_WATERMARK = (
     "INSERT INTO ts_watermarks(block, max_ts) VALUES (?, ?) "
@@ -269,8 +274,8 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
             if rows:
                 last_seq = cast(int, conn.execute("SELECT coalesce(max(seq), 0) FROM logs").get)
-                conn.executemany(_INSERT, rows)
-                conn.execute(_INDEX_NEW_ROWS, (last_seq,))
+                conn.executemany(INSERT_ENTRY, rows)
+                conn.execute(INDEX_NEW_ROWS, (last_seq,))
                 self._raise_watermarks(conn, last_seq)
             conn.execute("COMMIT")
         except apsw.Error:
