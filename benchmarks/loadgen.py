@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 _SCRIPT = Path(__file__).resolve().parent / "wrk" / "report.lua"
-_SIGNED_SCRIPT = Path(__file__).resolve().parent / "wrk" / "signed.lua"
+_PREBUILT_SCRIPT = Path(__file__).resolve().parent / "wrk" / "prebuilt.lua"
 # One per core: wrk's threads compete with the server for the same two cores either way.
 WRK_THREADS = 2
 # wrk's default of 2 s would count a slow 1,000-entry batch as an error instead of as a slow request.
@@ -60,8 +60,8 @@ def wrk(
     threads: int = WRK_THREADS,
 ) -> WrkRun:
     """One wrk run: a GET of url, a POST of body's bytes as application/json, or (requests_file) raw
-    pre-built requests, each sent once per thread's file (signed requests cannot be repeated)."""
-    script = _SIGNED_SCRIPT if requests_file is not None else _SCRIPT
+    pre-built requests, each sent once (a signed request cannot be repeated)."""
+    script = _PREBUILT_SCRIPT if requests_file is not None else _SCRIPT
     argv = [
         "wrk",
         f"-t{threads}",

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from logsvc.api.body import decode_content, is_ndjson, receive_body
-from logsvc.api.security import PRINCIPAL_KEY, client_address
+from logsvc.api.security import BODY_KEY, PRINCIPAL_KEY, client_address
 from logsvc.auth.policy import Permission, Principal
 from logsvc.errors import AuthenticationFailed, Forbidden
 from logsvc.service import AdminService, Created, LogService
@@ -73,9 +73,11 @@ def _admin(request: Request) -> AdminService:
 
 async def _body(request: Request) -> bytes:
     settings: Settings = request.app.state.settings
-    raw = await receive_body(
-        request.receive, request.headers, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout
-    )
+    raw: bytes | None = request.scope.get(BODY_KEY)
+    if raw is None:
+        raw = await receive_body(
+            request.receive, request.headers, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout
+        )
     return decode_content(raw, request.headers, max_decompressed_bytes=settings.max_decompressed_bytes)
 
 

@@ -3,7 +3,7 @@
 The middleware establishes *who* is calling (or refuses bad credentials) and applies the per-credential
 rate limit; each route then states *what* it needs (see routes.py), so no route can forget to check.
 A SigV4 signature covers the body, so for signed requests the body is read here, within the same limits
-as everywhere, and handed on to the route unchanged.
+as everywhere, and left in the scope for the route.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 import math
 
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from logsvc.api._asgi import StatusRecorder
 from logsvc.api.body import receive_body
@@ -24,9 +24,11 @@ from logsvc.auth.sigv4 import SignedRequest
 from logsvc.errors import HeadersTooLarge, LogServiceError, TooManyRequests
 from logsvc.settings import Settings
 
-__all__ = ["PRINCIPAL_KEY", "SecurityMiddleware", "client_address"]
+__all__ = ["BODY_KEY", "PRINCIPAL_KEY", "SecurityMiddleware", "client_address"]
 
 PRINCIPAL_KEY = "logsvc.principal"
+# The body as sent, when authentication had to read it (a SigV4 signature covers it); the route uses it.
+BODY_KEY = "logsvc.body"
 log = logging.getLogger("logsvc.security")
 
 
@@ -107,22 +109,9 @@ class SecurityMiddleware:
                 ],
                 body=body,
             )
-            return authenticator.from_signature(signed), _replay(body, receive)
+            scope[BODY_KEY] = body
+            return authenticator.from_signature(signed), receive
         scheme, _, token = authorization.partition(" ")
         # API Gateway's Cognito authorizer takes the raw token without "Bearer"; so do we.
         token = token.strip() if scheme.lower() == "bearer" else authorization.strip()
         return await authenticator.from_token(token), receive
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A receive() that hands the already-read body to the route, then defers to the connection."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay

@@ -1,4 +1,4 @@
--- Pre-signed requests: a SigV4 signature may be used once, so each request is sent as Python built it.
+-- Pre-built raw requests, each sent once (a SigV4 signature may be used once), exactly as Python built them.
 -- The argument after `--` is the requests file: thread N reads "<file>.N", requests separated by NUL bytes.
 -- report.lua, beside this file, provides done(), which prints the figures.
 
