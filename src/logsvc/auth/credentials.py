@@ -271,7 +271,11 @@ class AuthStore:
         ]
 
     def has_admin(self) -> bool:
-        return any(Role.ADMIN in active.principal.roles for active in self._current().values())
+        """Whether an unexpired, unrevoked admin credential exists."""
+        return any(
+            Role.ADMIN in active.principal.roles and self._usable(key_id) is not None
+            for key_id, active in self._current().items()
+        )
 
     # ---- audit ------------------------------------------------------------------------------------------
 
