@@ -12,6 +12,7 @@ import logging
 import math
 
 from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from logsvc.api._asgi import StatusRecorder
@@ -51,9 +52,7 @@ class SecurityMiddleware:
         headers = Headers(scope=scope)
         authorization = headers.get("authorization", "")
         try:
-            principal, receive = await self._authenticate(
-                scope, receive, headers, authorization, authenticator
-            )
+            principal = await self._authenticate(scope, receive, headers, authorization, authenticator)
             if principal is not None:
                 wait = self.limiter.take(principal.id)
                 if wait:
@@ -62,6 +61,8 @@ class SecurityMiddleware:
                         "requests per second",
                         retry_after_seconds=max(1, math.ceil(wait)),
                     )
+        except ClientDisconnect:
+            return  # gone while sending the body of a signed request: nobody to answer
         except LogServiceError as exc:
             if exc.status in (401, 403):
                 authenticator.store.record_denied(
@@ -91,11 +92,11 @@ class SecurityMiddleware:
         headers: Headers,
         authorization: str,
         authenticator: Authenticator,
-    ) -> tuple[Principal | None, Receive]:
+    ) -> Principal | None:
         if sum(len(name) + len(value) for name, value in scope["headers"]) > self.settings.max_header_bytes:
             raise HeadersTooLarge(f"the request headers are over {self.settings.max_header_bytes} bytes")
         if not authorization:
-            return (ANONYMOUS if self.settings.allow_anonymous else None), receive
+            return ANONYMOUS if self.settings.allow_anonymous else None
         if authorization.startswith(SIGV4_SCHEME):
             body = await receive_body(
                 receive, headers, max_bytes=self.settings.max_body_bytes, timeout=self.settings.body_timeout
@@ -110,8 +111,8 @@ class SecurityMiddleware:
                 body=body,
             )
             scope[BODY_KEY] = body
-            return authenticator.from_signature(signed), receive
+            return authenticator.from_signature(signed)
         scheme, _, token = authorization.partition(" ")
         # API Gateway's Cognito authorizer takes the raw token without "Bearer"; so do we.
         token = token.strip() if scheme.lower() == "bearer" else authorization.strip()
-        return await authenticator.from_token(token), receive
+        return await authenticator.from_token(token)
