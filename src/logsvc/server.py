@@ -94,7 +94,8 @@ def serve(settings: Settings) -> None:
             f"  access key id:     {credential.access_key_id}\n"
             f"  secret access key: {credential.secret_access_key}\n"
             f"  API key:           {credential.api_key}\n"
-            f"Saved as profile 'default' in {settings.credentials_file} (mode 0600)."
+            f"Saved as profile 'default' in {settings.credentials_file} (mode 0600).",
+            soft_wrap=True,  # a wrapped key cannot be copied
         )
     _warn_about_exposure(settings)
     log.info("store: %s", settings.store_url)
