@@ -123,13 +123,12 @@ def create_key(
     if as_json:
         _json_out(credential)
         return
-    _out.print(f"access key id:     {credential.access_key_id}")
-    _out.print(f"secret access key: {credential.secret_access_key}")
-    _out.print(f"API key:           {credential.api_key}")
-    _out.print(
-        f"role: {credential.role}  services: {', '.join(credential.services) or '*'}"
-        f"  expires: {credential.expires_at or 'never'}"
-    )
+    # Plain lines, never wrapped: a secret split over two lines cannot be copied.
+    click.echo(f"access key id:     {credential.access_key_id}")
+    click.echo(f"secret access key: {credential.secret_access_key}")
+    click.echo(f"API key:           {credential.api_key}")
+    scope = ", ".join(credential.services) or "*"
+    click.echo(f"role: {credential.role}  services: {scope}  expires: {credential.expires_at or 'never'}")
     _err.print("Store the secrets now: they cannot be shown again.")
 
 
