@@ -22,12 +22,13 @@ import uvicorn
 from logsvc.api import create_app
 from logsvc.auth.credentials import AuthStore, NewCredential
 from logsvc.auth.policy import Role
+from logsvc.crypto import store_key
 from logsvc.settings import Settings, load_settings
 
 
 def make_key(settings: Settings, role: Role, services: tuple[str, ...] = (), **kwargs: Any) -> NewCredential:
     """A credential in the data directory's credential store, as `logsvc keys create` makes one."""
-    auth = AuthStore(settings.auth_db)
+    auth = AuthStore(settings.auth_db, key=store_key(settings))
     try:
         return auth.create(role, services=services, actor="test", source="test", **kwargs)
     finally:
@@ -70,6 +71,7 @@ def make_settings(data_dir: Path, **overrides: Any) -> Settings:
     defaults = {
         "data_dir": str(data_dir),
         "credentials_file": str(data_dir.parent / f"{data_dir.name}.credentials"),
+        "master_key_file": str(data_dir.parent / f"{data_dir.name}.master.key"),
     }
     return load_settings(environ={}, overrides={**defaults, **overrides})
 
@@ -112,7 +114,10 @@ class ServerProcess:
         self.credentials_file = data_dir.parent / f"{data_dir.name}.credentials"
         self.env = (
             {k: v for k, v in os.environ.items() if not k.startswith("LOGSVC_")}
-            | {"LOGSVC_CREDENTIALS_FILE": str(self.credentials_file)}
+            | {
+                "LOGSVC_CREDENTIALS_FILE": str(self.credentials_file),
+                "LOGSVC_MASTER_KEY_FILE": str(data_dir.parent / f"{data_dir.name}.master.key"),
+            }
             | (env or {})
         )
         self.port = 0

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 import msgspec
@@ -15,6 +16,7 @@ from rich.table import Table
 from logsvc import __version__
 from logsvc.auth.credentials import AuthStore
 from logsvc.auth.policy import parse_key_request
+from logsvc.crypto import rekey_store, rotate_master_key, store_key
 from logsvc.errors import ConfigError, LogServiceError
 from logsvc.server import serve as run_server
 from logsvc.settings import load_settings
@@ -23,6 +25,14 @@ __all__ = ["main"]
 
 _err = Console(stderr=True)
 _out = Console(highlight=False)
+
+
+def _fail(message: str) -> NoReturn:
+    """An error an operator can act on: one line, never wrapped (paths and ids stay copyable), exit 2."""
+    _err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise SystemExit(2)
+
+
 _DATA_DIR = click.option("--data-dir", type=click.Path(file_okay=False), help="Directory of the local store.")
 _CONFIG = click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML settings file.")
 
@@ -58,8 +68,7 @@ def serve(config_file: str | None, **flags: Any) -> None:
         settings = load_settings(config_file, overrides=flags)
         run_server(settings)
     except ConfigError as exc:
-        _err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise SystemExit(2) from None
+        _fail(str(exc))
 
 
 @contextmanager
@@ -67,15 +76,13 @@ def _local_auth(config_file: str | None, data_dir: str | None) -> Iterator[AuthS
     """The credential store of the local data directory; errors become a message and exit status 2."""
     try:
         settings = load_settings(config_file, overrides={"data_dir": data_dir})
-        auth = AuthStore(settings.auth_db)
+        auth = AuthStore(settings.auth_db, key=store_key(settings))
     except ConfigError as exc:
-        _err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise SystemExit(2) from None
+        _fail(str(exc))
     try:
         yield auth
     except LogServiceError as exc:
-        _err.print(f"[bold red]error:[/] {exc.detail}", highlight=False)
-        raise SystemExit(2) from None
+        _fail(exc.detail)
     finally:
         auth.close()
 
@@ -166,6 +173,50 @@ def revoke_key(access_key_id: str, data_dir: str | None, config_file: str | None
     with _local_auth(config_file, data_dir) as auth:
         auth.revoke(access_key_id, actor="cli", source="local")
     _out.print(f"revoked {access_key_id}")
+
+
+@keys.command("rotate-master")
+@_DATA_DIR
+@_CONFIG
+def rotate_master(data_dir: str | None, config_file: str | None) -> None:
+    """Make a new master key and rewrap the store's data key with it; the data is not touched.
+
+    The old master key no longer opens the store afterwards. The server need not stop: it holds the data
+    key already, and reads the master key only when it starts.
+    """
+    try:
+        settings = load_settings(config_file, overrides={"data_dir": data_dir})
+        if settings.master_key_env:
+            raise ConfigError(
+                f"the master key comes from the variable {settings.master_key_env}; rotate-master manages "
+                "key files only: rewrap by pointing master_key_file at a new file instead"
+            )
+        new = rotate_master_key(Path(settings.data_dir).resolve(), key_file=Path(settings.master_key_file))
+    except ConfigError as exc:
+        _fail(str(exc))
+    click.echo(f"new master key (fingerprint {new.fingerprint}) written to {settings.master_key_file}")
+
+
+@main.group()
+def store() -> None:
+    """Maintain the local store."""
+
+
+@store.command("rekey")
+@_DATA_DIR
+@_CONFIG
+def rekey(data_dir: str | None, config_file: str | None) -> None:
+    """Re-encrypt the store with a new data key (stop the server first: a short maintenance window)."""
+    try:
+        settings = load_settings(config_file, overrides={"data_dir": data_dir})
+        rekey_store(
+            Path(settings.data_dir).resolve(),
+            key_file=Path(settings.master_key_file),
+            env_name=settings.master_key_env,
+        )
+    except ConfigError as exc:
+        _fail(str(exc))
+    click.echo(f"re-encrypted the store in {settings.data_dir} with a new data key")
 
 
 @main.command()

@@ -21,6 +21,7 @@ from logsvc.api import create_app
 from logsvc.auth.credentials import AuthStore, NewCredential
 from logsvc.auth.policy import Role
 from logsvc.auth.profiles import write_profile
+from logsvc.crypto import store_key
 from logsvc.logs import log_config
 from logsvc.settings import Settings, settings_environment
 from logsvc.storage import open_store
@@ -42,7 +43,7 @@ def check_store(settings: Settings) -> None:
     """Open and close the store once, so that a bad path or URL fails here, clearly, before serving."""
 
     async def probe() -> None:
-        store = open_store(settings.store_url, read_threads=1)
+        store = open_store(settings.store_url, read_threads=1, key=store_key(settings))
         try:
             await store.check_writable()
         finally:
@@ -53,7 +54,7 @@ def check_store(settings: Settings) -> None:
 
 def bootstrap_admin(settings: Settings) -> NewCredential | None:
     """On first start, create an admin credential and write it to the client credentials file."""
-    auth = AuthStore(settings.auth_db)
+    auth = AuthStore(settings.auth_db, key=store_key(settings))
     try:
         if auth.has_admin():
             return None

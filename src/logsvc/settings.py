@@ -23,9 +23,13 @@ def _default_data_dir() -> str:
     return str(Path(base) / "logsvc")
 
 
-def _default_credentials_file() -> str:
+def _config_dir() -> str:
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return str(Path(base) / "logsvc" / "credentials")
+    return str(Path(base) / "logsvc")
+
+
+def _default_credentials_file() -> str:
+    return str(Path(_config_dir()) / "credentials")
 
 
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -90,6 +94,15 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     credentials_file: Annotated[
         str, msgspec.Meta(description="client credentials file written at first start")
     ] = msgspec.field(default_factory=_default_credentials_file)
+    encryption: Annotated[
+        bool, msgspec.Meta(description="encrypt the databases at rest (page-level, envelope keys)")
+    ] = True
+    master_key_file: Annotated[
+        str, msgspec.Meta(description="file holding the master key (base64, 0600), outside the data dir")
+    ] = msgspec.field(default_factory=lambda: str(Path(_config_dir()) / "master.key"))
+    master_key_env: Annotated[
+        str, msgspec.Meta(description="name of an environment variable holding the master key instead")
+    ] = ""
     shutdown_timeout: Annotated[
         float, msgspec.Meta(gt=0, description="seconds in-flight requests get to finish on shutdown")
     ] = 30.0

@@ -14,11 +14,12 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
-import apsw
 import httpx
 import pytest
 
-from tests.conftest import ServerProcess
+from logsvc.crypto import store_key
+from logsvc.crypto.sqlite import connect
+from tests.conftest import ServerProcess, make_settings
 
 KILLS = 20
 CLIENTS = 6
@@ -48,7 +49,8 @@ def client_loop(
 
 
 def check_store(db: Path, acked: set[bytes]) -> int:
-    conn = apsw.Connection(str(db), flags=apsw.SQLITE_OPEN_READONLY)
+    key = store_key(make_settings(db.parent))
+    conn = connect(db, key)
     try:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         stored = Counter(row[0] for row in conn.execute("SELECT log_id FROM logs"))
@@ -59,7 +61,7 @@ def check_store(db: Path, acked: set[bytes]) -> int:
     assert not [log_id for log_id, n in stored.items() if n > 1], "an entry is stored twice"
     # The full-text index is written in the same transactions: it must agree with the table. (The check is
     # an INSERT into the index's control column, so it needs a writable connection; it changes nothing.)
-    fts = apsw.Connection(str(db))
+    fts = connect(db, key)
     fts.set_busy_timeout(10_000)
     try:
         fts.execute("INSERT INTO logs_fts(logs_fts, rank) VALUES ('integrity-check', 1)")

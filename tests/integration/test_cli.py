@@ -12,20 +12,23 @@ import threading
 import uuid
 from pathlib import Path
 
-import apsw
 import httpx
+import pytest
 
-from tests.conftest import ServerProcess
+from logsvc.crypto import store_key
+from logsvc.crypto.sqlite import connect
+from tests.conftest import ServerProcess, make_settings
 
 
-def logsvc(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(autouse=True)
+def _config_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The master key and the credentials file a command makes go to a temporary config directory."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+
+def logsvc(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "logsvc", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=False,
+        [sys.executable, "-m", "logsvc", *args], capture_output=True, text=True, timeout=60, check=False
     )
 
 
@@ -103,7 +106,7 @@ def test_sigterm_acknowledges_only_what_it_stored(server_process: ServerProcess)
     for thread in writers:
         thread.join(timeout=30)
     assert len(acked) > 50
-    conn = apsw.Connection(str(server_process.data_dir / "logs.db"))
+    conn = connect(server_process.data_dir / "logs.db", store_key(make_settings(server_process.data_dir)))
     stored = {row[0] for row in conn.execute("SELECT log_id FROM logs")}
     assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     assert set(acked) <= stored

@@ -19,6 +19,7 @@ from logsvc.api.security import SecurityMiddleware
 from logsvc.auth.authenticator import Authenticator
 from logsvc.auth.credentials import AuthStore
 from logsvc.auth.jwt import JwtVerifier
+from logsvc.crypto import store_key
 from logsvc.errors import LogServiceError
 from logsvc.service import AdminService, LogService
 from logsvc.settings import Settings, load_settings
@@ -35,10 +36,11 @@ def create_app(settings: Settings, store: LogStore | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own_store = store is None
+        key = store_key(settings)
         active = store or open_store(
-            settings.store_url, read_threads=settings.read_threads, on_commit=metrics.committed
+            settings.store_url, read_threads=settings.read_threads, on_commit=metrics.committed, key=key
         )
-        auth = AuthStore(settings.auth_db)
+        auth = AuthStore(settings.auth_db, key=key)
         app.state.service = LogService(active, settings.limits, observer=metrics)
         app.state.admin = AdminService(auth)
         app.state.authenticator = Authenticator(

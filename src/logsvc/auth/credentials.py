@@ -30,6 +30,7 @@ import apsw
 import msgspec
 
 from logsvc.auth.policy import Principal, Role
+from logsvc.crypto.sqlite import connect
 from logsvc.errors import ConfigError, NotFound
 from logsvc.model import format_timestamp
 
@@ -117,13 +118,15 @@ def _now_us() -> int:
 
 
 class AuthStore:
-    def __init__(self, path: Path, *, clock_us: Callable[[], int] = _now_us) -> None:
+    def __init__(
+        self, path: Path, *, key: bytes | None = None, clock_us: Callable[[], int] = _now_us
+    ) -> None:
         self.path = path
         self._clock_us = clock_us
         self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._conn = apsw.Connection(str(path))
+            self._conn = connect(path, key)
             os.chmod(path, 0o600)
             self._conn.set_busy_timeout(5_000)
             self._conn.execute("PRAGMA journal_mode=WAL").fetchall()

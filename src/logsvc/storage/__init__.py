@@ -33,7 +33,11 @@ class LogStore(Protocol):
 
 
 def open_store(
-    url: str, *, read_threads: int = 4, on_commit: Callable[[int], None] | None = None
+    url: str,
+    *,
+    read_threads: int = 4,
+    on_commit: Callable[[int], None] | None = None,
+    key: bytes | None = None,
 ) -> LogStore:
     """The adapter for a store URL: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``."""
     parts = urlsplit(url)
@@ -44,5 +48,5 @@ def open_store(
             raise ConfigError(
                 f"store URL {url!r}: write sqlite:///relative/file.db or sqlite:////absolute/file.db"
             )
-        return SQLiteStore(Path(parts.path[1:]), read_threads=read_threads, on_commit=on_commit)
+        return SQLiteStore(Path(parts.path[1:]), read_threads=read_threads, on_commit=on_commit, key=key)
     raise ConfigError(f"store URL {url!r}: unsupported scheme {parts.scheme!r} (supported: sqlite)")

@@ -21,6 +21,7 @@ from typing import Any, Final, TypeAlias, TypeVar, cast
 import apsw
 import msgspec
 
+from logsvc.crypto.sqlite import connect
 from logsvc.errors import (
     ConfigError,
     FieldError,
@@ -136,8 +137,10 @@ class SQLiteStore:
         read_threads: int = 4,
         on_commit: Callable[[int], None] | None = None,
         inline_read_budget: float = _INLINE_BUDGET_SECONDS,
+        key: bytes | None = None,
     ) -> None:
         self.path = path
+        self._key = key
         self._inline_budget = inline_read_budget
         self._on_commit = on_commit
         try:
@@ -159,8 +162,8 @@ class SQLiteStore:
     # ---- connections -------------------------------------------------------------------------------------
 
     def _connect(self, *, write: bool) -> apsw.Connection:
+        conn = connect(self.path, self._key)
         try:
-            conn = apsw.Connection(str(self.path))
             conn.set_busy_timeout(_BUSY_TIMEOUT_MS)
             if write:
                 conn.execute("PRAGMA journal_mode=WAL").fetchall()

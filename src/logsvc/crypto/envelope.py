@@ -1,0 +1,176 @@
+"""The database key, wrapped by the master key (AES-256-GCM) in ``keyring.json`` in the data directory.
+
+The databases (log store and credentials) are encrypted page by page by SQLite3 Multiple Ciphers with a
+random 256-bit data key. Only its wrapped form is ever on disk, next to the fingerprint of the master key
+that wrapped it, so a wrong key is named as such instead of surfacing as "file is not a database".
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from pathlib import Path
+
+import apsw
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from logsvc.crypto.keys import KEY_BYTES, MasterKey, master_key_from, write_key_file
+from logsvc.crypto.sqlite import connect
+from logsvc.errors import ConfigError
+
+__all__ = ["KEYRING_NAME", "Keyring", "database_key", "rekey_store", "rotate_master_key"]
+
+KEYRING_NAME = "keyring.json"
+_NEXT_KEYRING = "keyring.json.next"
+_DATABASES = ("logs.db", "auth.db")
+_AAD = b"logsvc database key v1"
+
+
+class Keyring:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def create(self, master: MasterKey) -> bytes:
+        data_key = secrets.token_bytes(KEY_BYTES)
+        self.write(data_key, master)
+        return data_key
+
+    def write(self, data_key: bytes, master: MasterKey) -> None:
+        nonce = secrets.token_bytes(12)
+        document = {
+            "version": 1,
+            "algorithm": "AES-256-GCM",
+            "master_key_fingerprint": master.fingerprint,
+            "nonce": base64.b64encode(nonce).decode(),
+            "wrapped_key": base64.b64encode(AESGCM(master.material).encrypt(nonce, data_key, _AAD)).decode(),
+        }
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            json.dump(document, file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, self.path)
+
+    def unwrap(self, master: MasterKey) -> bytes:
+        try:
+            document = json.loads(self.path.read_text())
+            nonce = base64.b64decode(document["nonce"])
+            wrapped = base64.b64decode(document["wrapped_key"])
+            recorded = document["master_key_fingerprint"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"the keyring {self.path} is unreadable: {exc}") from None
+        try:
+            return AESGCM(master.material).decrypt(nonce, wrapped, _AAD)
+        except InvalidTag:
+            raise ConfigError(
+                f"the master key from the {master.source} (fingerprint {master.fingerprint}) does not open "
+                f"{self.path}, which was wrapped by the master key with fingerprint {recorded}"
+            ) from None
+
+
+def database_key(data_dir: Path, *, key_file: Path, env_name: str) -> bytes:
+    """The data key of the store in ``data_dir``; for a new store, made (with a key file if none exists)."""
+    keyring = Keyring(data_dir / KEYRING_NAME)
+    if Keyring(data_dir / _NEXT_KEYRING).exists():
+        raise ConfigError(
+            f"a re-encryption of the store in {data_dir} was interrupted; "
+            "run `logsvc store rekey` to finish it"
+        )
+    if keyring.exists():
+        return keyring.unwrap(
+            master_key_from(key_file=key_file, env_name=env_name, data_dir=data_dir, create=False)
+        )
+    existing = [name for name in _DATABASES if (data_dir / name).exists()]
+    if existing:
+        raise ConfigError(
+            f"{', '.join(existing)} in {data_dir} exist without {KEYRING_NAME}: either the keyring was lost "
+            "(restore it from a backup) or the store was made without encryption (set encryption = false)"
+        )
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the data directory {data_dir}: {exc.strerror}") from None
+    return keyring.create(
+        master_key_from(key_file=key_file, env_name=env_name, data_dir=data_dir, create=True)
+    )
+
+
+def rotate_master_key(data_dir: Path, *, key_file: Path) -> MasterKey:
+    """Rewrap the data key with a new master key written to ``key_file``; the data is not touched.
+
+    Order matters for a crash: the new key is written beside the old one first, then the keyring is
+    replaced, then the new key file replaces the old. A crash between the last two leaves the new key in
+    ``<key_file>.new``, which opens the keyring.
+    """
+    keyring = Keyring(data_dir / KEYRING_NAME)
+    if not keyring.exists():
+        raise ConfigError(f"there is no {KEYRING_NAME} in {data_dir}: nothing to rotate")
+    current = master_key_from(key_file=key_file, env_name="", data_dir=data_dir, create=False)
+    data_key = keyring.unwrap(current)
+    new_material = secrets.token_bytes(KEY_BYTES)
+    pending = key_file.with_name(key_file.name + ".new")
+    write_key_file(pending, new_material)
+    new = MasterKey(new_material, f"key file {key_file}")
+    keyring.write(data_key, new)
+    os.replace(pending, key_file)
+    return new
+
+
+def rekey_store(data_dir: Path, *, key_file: Path, env_name: str) -> None:
+    """Re-encrypt every database of the store with a new data key. The server must be stopped.
+
+    SQLite3 Multiple Ciphers re-encrypts only outside WAL mode, so each database is switched to a rollback
+    journal, re-encrypted in one transaction, and switched back. The new key is written (wrapped) to
+    ``keyring.json.next`` before any database changes and replaces ``keyring.json`` after all have; an
+    interrupted run leaves the ``.next`` file, start-up refuses with a message, and running the command again
+    finishes the databases still on the old key.
+    """
+    master = master_key_from(key_file=key_file, env_name=env_name, data_dir=data_dir, create=False)
+    current, following = Keyring(data_dir / KEYRING_NAME), Keyring(data_dir / _NEXT_KEYRING)
+    if not current.exists():
+        raise ConfigError(f"there is no {KEYRING_NAME} in {data_dir}: the store is not encrypted")
+    old_key = current.unwrap(master)
+    resuming = following.exists()
+    if resuming:
+        new_key = following.unwrap(master)
+    else:
+        new_key = secrets.token_bytes(KEY_BYTES)
+        following.write(new_key, master)
+    changed = False
+    try:
+        for name in _DATABASES:
+            path = data_dir / name
+            if path.exists():
+                changed = _reencrypt(path, old_key, new_key) or changed
+    except ConfigError:
+        if not changed and not resuming:
+            following.path.unlink()  # refused before touching anything: leave the store as it was
+        raise
+    os.replace(following.path, current.path)
+
+
+def _reencrypt(path: Path, old_key: bytes, new_key: bytes) -> bool:
+    """Whether ``path`` was re-encrypted now (False: an interrupted run had done it already)."""
+    try:
+        conn = connect(path, old_key)
+    except ConfigError:
+        connect(path, new_key).close()  # done by an interrupted run already; otherwise this raises
+        return False
+    try:
+        mode = conn.execute("PRAGMA journal_mode=DELETE").get
+        if mode != "delete":
+            raise ConfigError(f"{path} is in use (a server is running?); stop it for the re-encryption")
+        conn.execute(f"PRAGMA rekey = \"x'{new_key.hex()}'\"")
+        conn.execute("PRAGMA journal_mode=WAL").fetchall()
+        return True
+    except apsw.BusyError:
+        raise ConfigError(f"{path} is in use (a server is running?); stop it for the re-encryption") from None
+    finally:
+        conn.close()

@@ -1,0 +1,35 @@
+"""Opening a SQLite database encrypted page by page (SQLite3 Multiple Ciphers, ChaCha20-Poly1305)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import apsw
+
+from logsvc.errors import ConfigError
+
+__all__ = ["connect"]
+
+
+def connect(path: Path, key: bytes | None) -> apsw.Connection:
+    """A connection that can read ``path``: the key is applied before anything else touches the file,
+    and a key that does not fit is reported as such, before any write."""
+    try:
+        conn = apsw.Connection(str(path))
+    except apsw.Error as exc:
+        raise ConfigError(f"cannot open {path}: {exc}") from None
+    try:
+        if key is not None:
+            conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    except apsw.NotADBError:
+        conn.close()
+        state = "with the store's key" if key is not None else "without a key (encryption = false)"
+        raise ConfigError(
+            f"cannot open {path}: it cannot be read {state}; it is not a logsvc database, "
+            "or it belongs to another keyring"
+        ) from None
+    except apsw.Error as exc:
+        conn.close()
+        raise ConfigError(f"cannot open {path}: {exc}") from None
+    return conn

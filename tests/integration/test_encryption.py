@@ -1,0 +1,218 @@
+"""Encryption at rest: nothing readable on disk, keys that do not fit are refused, master-key rotation."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import apsw
+import httpx
+import pytest
+
+from logsvc.crypto import store_key
+from logsvc.crypto.sqlite import connect
+from logsvc.errors import ConfigError
+from tests.conftest import ServerThread, bearer, make_settings
+
+
+def logsvc(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LOGSVC_")} | (env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "logsvc", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environ,
+        check=False,
+    )
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()
+    }
+
+
+@pytest.fixture
+def filled(tmp_path: Path) -> Iterator[tuple[ServerThread, list[str]]]:
+    """A server whose store holds entries with unique markers, stopped again so its files are at rest."""
+    server = ServerThread(make_settings(tmp_path / "data")).start()
+    markers = [f"MARKER-{uuid.uuid4().hex}" for _ in range(50)]
+    with httpx.Client(base_url=server.url, headers=bearer(server.admin)) as client:
+        for marker in markers:
+            entry = {"service_name": "secret-svc", "message": f"card {marker}", "metadata": {"m": marker}}
+            assert client.post("/logs", json=entry).status_code == 201
+        # While it runs, the entries are in the WAL: it must be encrypted as well.
+        wal = (tmp_path / "data" / "logs.db-wal").read_bytes()
+        assert len(wal) > 0
+        assert not any(marker.encode() in wal for marker in markers)
+    yield server, markers
+    server.stop()
+
+
+def test_no_plaintext_on_disk(filled: tuple[ServerThread, list[str]]) -> None:
+    server, markers = filled
+    server.stop()
+    data = Path(server.settings.data_dir)
+    everything = b"".join(path.read_bytes() for path in data.iterdir() if path.is_file())
+    assert not any(marker.encode() in everything for marker in markers)
+    for secret in (server.admin.secret_access_key, server.admin.access_key_id, "secret-svc"):
+        assert secret.encode() not in everything
+    for name in ("logs.db", "auth.db"):
+        plain = apsw.Connection(str(data / name))
+        with pytest.raises(apsw.NotADBError):
+            plain.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        plain.close()
+    conn = connect(data / "logs.db", store_key(server.settings))
+    assert conn.execute("SELECT count(*) FROM logs WHERE service = 'secret-svc'").get == len(markers)
+    conn.close()
+
+
+def test_a_wrong_or_missing_master_key_stops_start_up_and_touches_nothing(
+    filled: tuple[ServerThread, list[str]],
+) -> None:
+    server, _ = filled
+    server.stop()
+    settings = server.settings
+    data = Path(settings.data_dir)
+    key_file = Path(settings.master_key_file)
+    original = key_file.read_text()
+    before = digest(data)
+    env = {"LOGSVC_MASTER_KEY_FILE": str(key_file), "LOGSVC_CREDENTIALS_FILE": settings.credentials_file}
+
+    key_file.write_text(base64.b64encode(secrets.token_bytes(32)).decode())
+    result = logsvc("serve", "--data-dir", str(data), "--port", "0", env=env)
+    assert result.returncode == 2
+    assert "does not open" in result.stderr
+    assert "fingerprint" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    key_file.unlink()
+    result = logsvc("serve", "--data-dir", str(data), "--port", "0", env=env)
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr
+    assert not key_file.exists(), "a new master key must not be made for an existing store"
+    assert digest(data) == before
+
+    key_file.write_text(original)
+    os.chmod(key_file, 0o644)
+    with pytest.raises(ConfigError, match="readable by others"):
+        store_key(settings)
+
+
+def test_rotating_the_master_key(filled: tuple[ServerThread, list[str]], tmp_path: Path) -> None:
+    server, markers = filled
+    settings = server.settings
+    key_file = Path(settings.master_key_file)
+    old_key = key_file.read_text()
+    env = {"LOGSVC_MASTER_KEY_FILE": str(key_file)}
+    # The server keeps serving across the rotation: it holds the data key, not the master key.
+    result = logsvc("keys", "rotate-master", "--data-dir", settings.data_dir, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "new master key" in result.stdout
+    assert key_file.read_text() != old_key
+    with httpx.Client(base_url=server.url, headers=bearer(server.admin)) as client:
+        assert client.get("/logs", params={"limit": 1000}).json()["count"] == len(markers)
+    server.stop()
+
+    old_file = tmp_path / "old.key"
+    old_file.write_text(old_key)
+    os.chmod(old_file, 0o600)
+    with pytest.raises(ConfigError, match="does not open"):
+        store_key(make_settings(Path(settings.data_dir), master_key_file=str(old_file)))
+    restarted = ServerThread(settings).start()
+    try:
+        with httpx.Client(base_url=restarted.url, headers=bearer(server.admin)) as client:
+            found = client.get("/logs", params={"limit": 1000}).json()["logs"]
+            assert sorted(e["metadata"]["m"] for e in found) == sorted(markers)
+    finally:
+        restarted.stop()
+
+
+def test_master_key_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MY_LOGSVC_KEY", base64.b64encode(secrets.token_bytes(32)).decode())
+    settings = make_settings(tmp_path / "data", master_key_env="MY_LOGSVC_KEY")
+    key = store_key(settings)
+    assert key is not None
+    assert store_key(settings) == key
+    assert not Path(settings.master_key_file).exists()
+    monkeypatch.setenv("MY_LOGSVC_KEY", "not base64!")
+    with pytest.raises(ConfigError, match="not base64"):
+        store_key(settings)
+
+
+def test_key_file_rules(tmp_path: Path) -> None:
+    inside = make_settings(tmp_path / "data", master_key_file=str(tmp_path / "data" / "master.key"))
+    with pytest.raises(ConfigError, match="inside the data directory"):
+        store_key(inside)
+
+
+def test_encryption_can_be_off_but_not_for_an_encrypted_store(tmp_path: Path) -> None:
+    plain = make_settings(tmp_path / "plain", encryption=False)
+    assert store_key(plain) is None
+    encrypted = make_settings(tmp_path / "enc")
+    store_key(encrypted)
+    with pytest.raises(ConfigError, match="is encrypted"):
+        store_key(make_settings(tmp_path / "enc", encryption=False))
+    (tmp_path / "lost").mkdir()
+    (tmp_path / "lost" / "logs.db").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"without keyring\.json"):
+        store_key(make_settings(tmp_path / "lost"))
+
+
+def test_rekey_re_encrypts_and_keeps_every_entry(filled: tuple[ServerThread, list[str]]) -> None:
+    server, markers = filled
+    settings = server.settings
+    data = Path(settings.data_dir)
+    env = {"LOGSVC_MASTER_KEY_FILE": settings.master_key_file}
+    old_key = store_key(settings)
+
+    refused = logsvc("store", "rekey", "--data-dir", str(data), env=env)
+    assert refused.returncode == 2, "the server still has the store open"
+    assert "in use" in refused.stderr
+    assert store_key(settings) == old_key, "a refused re-encryption leaves the store as it was"
+    server.stop()
+    assert logsvc("store", "rekey", "--data-dir", str(data), env=env).returncode == 0
+    new_key = store_key(settings)
+    assert new_key != old_key
+    for name in ("logs.db", "auth.db"):
+        with pytest.raises(ConfigError, match="cannot open"):
+            connect(data / name, old_key)
+    restarted = ServerThread(settings).start()
+    try:
+        with httpx.Client(base_url=restarted.url, headers=bearer(server.admin)) as client:
+            found = client.get("/logs", params={"limit": 1000}).json()["logs"]
+            assert sorted(e["metadata"]["m"] for e in found) == sorted(markers)
+    finally:
+        restarted.stop()
+
+
+def test_an_interrupted_rekey_is_finished_by_running_it_again(filled: tuple[ServerThread, list[str]]) -> None:
+    server, markers = filled
+    server.stop()
+    settings = server.settings
+    data = Path(settings.data_dir)
+    env = {"LOGSVC_MASTER_KEY_FILE": settings.master_key_file}
+    holder = connect(data / "auth.db", store_key(settings))  # auth.db in use: logs.db is done, auth.db not
+    holder.execute("PRAGMA journal_mode=WAL").fetchall()
+    holder.execute("SELECT count(*) FROM credentials").fetchall()
+    try:
+        assert logsvc("store", "rekey", "--data-dir", str(data), env=env).returncode == 2
+    finally:
+        holder.close()
+    with pytest.raises(ConfigError, match="was interrupted"):
+        store_key(settings)
+    assert logsvc("store", "rekey", "--data-dir", str(data), env=env).returncode == 0
+    restarted = ServerThread(settings).start()
+    try:
+        with httpx.Client(base_url=restarted.url, headers=bearer(server.admin)) as client:
+            assert client.get("/logs", params={"limit": 1000}).json()["count"] == len(markers)
+    finally:
+        restarted.stop()
