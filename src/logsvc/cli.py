@@ -20,6 +20,8 @@ from logsvc.crypto import rekey_store, rotate_master_key, store_key
 from logsvc.errors import ConfigError, LogServiceError
 from logsvc.server import serve as run_server
 from logsvc.settings import load_settings
+from logsvc.storage import sqlite_path
+from logsvc.storage.sqlite import store_stats
 
 __all__ = ["main"]
 
@@ -200,6 +202,32 @@ def rotate_master(data_dir: str | None, config_file: str | None) -> None:
 @main.group()
 def store() -> None:
     """Maintain the local store."""
+
+
+@store.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@_DATA_DIR
+@_CONFIG
+def stats(as_json: bool, data_dir: str | None, config_file: str | None) -> None:
+    """Entries, bytes, oldest and newest entry per service (reads the whole store)."""
+    try:
+        settings = load_settings(config_file, overrides={"data_dir": data_dir})
+        path = sqlite_path(settings.store_url)
+        if not path.exists():
+            raise ConfigError(f"there is no store at {path}")
+        result = store_stats(path, store_key(settings))
+    except ConfigError as exc:
+        _fail(str(exc))
+    if as_json:
+        _json_out(result)
+        return
+    table = Table("service", "entries", "bytes", "oldest", "newest")
+    for service in result.services:
+        table.add_row(
+            service.service_name, f"{service.entries:,}", f"{service.bytes:,}", service.oldest, service.newest
+        )
+    _out.print(table)
+    _out.print(f"{result.entries:,} entries; {result.file_bytes:,} bytes on disk in {result.path}")
 
 
 @store.command("rekey")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import secrets
 import subprocess
@@ -216,3 +217,23 @@ def test_an_interrupted_rekey_is_finished_by_running_it_again(filled: tuple[Serv
             assert client.get("/logs", params={"limit": 1000}).json()["count"] == len(markers)
     finally:
         restarted.stop()
+
+
+def test_store_stats_reads_the_encrypted_store(filled: tuple[ServerThread, list[str]]) -> None:
+    server, markers = filled
+    settings = server.settings
+    env = {"LOGSVC_MASTER_KEY_FILE": settings.master_key_file}
+    result = logsvc("store", "stats", "--json", "--data-dir", settings.data_dir, env=env)
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)
+    (service,) = stats["services"]
+    assert (service["service_name"], service["entries"]) == ("secret-svc", len(markers))
+    assert service["oldest"] <= service["newest"]
+    assert service["bytes"] > sum(len(m) for m in markers)
+    assert stats["entries"] == len(markers)
+    assert stats["file_bytes"] > 0
+    table = logsvc("store", "stats", "--data-dir", settings.data_dir, env=env)
+    assert "secret-svc" in table.stdout
+    missing = logsvc("store", "stats", "--data-dir", str(Path(settings.data_dir).parent / "nowhere"), env=env)
+    assert missing.returncode == 2
+    assert "no store" in missing.stderr

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from logsvc.errors import ConfigError
 from logsvc.model import LogEntry, NewEntry, Page, Query
 
-__all__ = ["LogStore", "open_store"]
+__all__ = ["LogStore", "open_store", "sqlite_path"]
 
 
 class LogStore(Protocol):
@@ -40,13 +40,18 @@ def open_store(
     key: bytes | None = None,
 ) -> LogStore:
     """The adapter for a store URL: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``."""
-    parts = urlsplit(url)
-    if parts.scheme == "sqlite":
-        from logsvc.storage.sqlite import SQLiteStore  # noqa: PLC0415 (each adapter loads only when chosen)
+    from logsvc.storage.sqlite import SQLiteStore  # noqa: PLC0415 (each adapter loads only when chosen)
 
-        if parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
-            raise ConfigError(
-                f"store URL {url!r}: write sqlite:///relative/file.db or sqlite:////absolute/file.db"
-            )
-        return SQLiteStore(Path(parts.path[1:]), read_threads=read_threads, on_commit=on_commit, key=key)
-    raise ConfigError(f"store URL {url!r}: unsupported scheme {parts.scheme!r} (supported: sqlite)")
+    return SQLiteStore(sqlite_path(url), read_threads=read_threads, on_commit=on_commit, key=key)
+
+
+def sqlite_path(url: str) -> Path:
+    """The file of a ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` URL."""
+    parts = urlsplit(url)
+    if parts.scheme != "sqlite":
+        raise ConfigError(f"store URL {url!r}: unsupported scheme {parts.scheme!r} (supported: sqlite)")
+    if parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
+        raise ConfigError(
+            f"store URL {url!r}: write sqlite:///relative/file.db or sqlite:////absolute/file.db"
+        )
+    return Path(parts.path[1:])

@@ -41,7 +41,7 @@ from logsvc.model import (
     format_timestamp,
 )
 
-__all__ = ["SQLiteStore"]
+__all__ = ["SQLiteStore", "ServiceStats", "StoreStats", "store_stats"]
 
 log = logging.getLogger(__name__)
 
@@ -505,3 +505,42 @@ def _complete(pairs: list[tuple[asyncio.Future[None], LogServiceError | None]]) 
             future.set_result(None)
         else:
             future.set_exception(outcome)
+
+
+class ServiceStats(msgspec.Struct, frozen=True):
+    service_name: str
+    entries: int
+    bytes: int  # message and metadata text, UTF-8
+    oldest: str
+    newest: str
+
+
+class StoreStats(msgspec.Struct, frozen=True):
+    path: str
+    file_bytes: int  # the database and its WAL on disk
+    entries: int
+    services: list[ServiceStats]
+
+
+def store_stats(path: Path, key: bytes | None) -> StoreStats:
+    """Entries, bytes and time range per service, read from the file (a full scan: an operator's command)."""
+    conn = connect(path, key)
+    try:
+        rows = cast(
+            list[tuple[str, int, int, int, int]],
+            conn.execute(
+                "SELECT service, count(*), sum(length(CAST(message AS BLOB)) + "
+                "coalesce(length(CAST(metadata AS BLOB)), 0)), min(ts), max(ts) FROM logs GROUP BY service "
+                "ORDER BY service"
+            ).fetchall(),
+        )
+    except apsw.SQLError as exc:
+        raise ConfigError(f"{path} is not a logsvc store: {exc}") from None
+    finally:
+        conn.close()
+    services = [
+        ServiceStats(service, count, size, format_timestamp(oldest), format_timestamp(newest))
+        for service, count, size, oldest, newest in rows
+    ]
+    on_disk = sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists())
+    return StoreStats(str(path), on_disk, sum(s.entries for s in services), services)
