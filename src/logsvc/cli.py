@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,9 +20,10 @@ from logsvc.auth.policy import parse_key_request
 from logsvc.crypto import rekey_store, rotate_master_key, store_key
 from logsvc.errors import ConfigError, LogServiceError
 from logsvc.server import serve as run_server
-from logsvc.settings import load_settings
-from logsvc.storage import sqlite_path
-from logsvc.storage.sqlite import store_stats
+from logsvc.service import purge
+from logsvc.settings import Settings, load_settings
+from logsvc.storage import open_store, sqlite_path
+from logsvc.storage.sqlite import destroy_sqlite, store_stats
 
 __all__ = ["main"]
 
@@ -228,6 +230,53 @@ def stats(as_json: bool, data_dir: str | None, config_file: str | None) -> None:
         )
     _out.print(table)
     _out.print(f"{result.entries:,} entries; {result.file_bytes:,} bytes on disk in {result.path}")
+
+
+@store.command("purge")
+@click.option(
+    "--service", "pattern", required=True, help="Service name, or glob pattern, to delete entirely."
+)
+@_DATA_DIR
+@_CONFIG
+def purge_service(pattern: str, data_dir: str | None, config_file: str | None) -> None:
+    """Delete every entry of a service (refused while deletion_protection is on)."""
+
+    async def run(settings: Settings) -> int:
+        store = open_store(settings.store_url, read_threads=1, key=store_key(settings))
+        try:
+            return await purge(store, pattern, protection=settings.deletion_protection)
+        finally:
+            await store.close()
+
+    try:
+        settings = load_settings(config_file, overrides={"data_dir": data_dir})
+        deleted = asyncio.run(run(settings))
+    except ConfigError as exc:
+        _fail(str(exc))
+    except LogServiceError as exc:
+        _fail(exc.detail)
+    click.echo(f"deleted {deleted:,} entries of {pattern}")
+
+
+@store.command("destroy")
+@_DATA_DIR
+@_CONFIG
+def destroy(data_dir: str | None, config_file: str | None) -> None:
+    """Delete the log store's files (refused while deletion_protection is on, or while a server runs)."""
+    try:
+        settings = load_settings(config_file, overrides={"data_dir": data_dir})
+        if settings.deletion_protection:
+            raise ConfigError(
+                "destroying the store is refused while deletion_protection is on: set deletion_protection = "
+                "false first"
+            )
+        path = sqlite_path(settings.store_url)
+        if not path.exists():
+            raise ConfigError(f"there is no store at {path}")
+        destroy_sqlite(path, store_key(settings))
+    except ConfigError as exc:
+        _fail(str(exc))
+    click.echo(f"destroyed the store at {path}")
 
 
 @store.command("rekey")

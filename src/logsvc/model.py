@@ -14,7 +14,7 @@ import functools
 import math
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, cast
 
@@ -32,6 +32,7 @@ __all__ = [
     "NewEntry",
     "Page",
     "Query",
+    "RetentionRule",
     "decode_cursor",
     "decode_documents",
     "encode_cursor",
@@ -40,6 +41,7 @@ __all__ = [
     "parse_log_id",
     "parse_query",
     "parse_timestamp",
+    "retention_rules",
     "validate_entries",
 ]
 
@@ -160,6 +162,37 @@ class LogEntryIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         str | None, msgspec.Meta(description="client UUID: a retry with the same id is a no-op")
     ] = None
     received_at: Annotated[str | None, msgspec.Meta(description="ignored: set by the server")] = None
+
+
+DAY_US = 86_400_000_000
+
+
+class RetentionRule(msgspec.Struct, frozen=True):
+    """Entries of services matching ``include`` (every service when empty) and none of ``exclude`` are
+    kept ``days`` days by event time."""
+
+    include: tuple[str, ...]
+    exclude: tuple[str, ...]
+    days: float
+
+    def cutoff_us(self, now_us: int) -> int:
+        return now_us - round(self.days * DAY_US)
+
+    @property
+    def scope(self) -> str:
+        return "services " + ", ".join(self.include) if self.include else "every other service"
+
+
+def retention_rules(default_days: float, by_service: Mapping[str, float]) -> list[RetentionRule]:
+    """The rules in force: per-service patterns first (first match wins), then the default; 0 days keeps
+    forever, so it makes no rule but still shields its services from the rules after it."""
+    rules: list[RetentionRule] = []
+    before: list[str] = []
+    for pattern, days in by_service.items():
+        rules.append(RetentionRule((pattern,), tuple(before), days))
+        before.append(pattern)
+    rules.append(RetentionRule((), tuple(before), default_days))
+    return [rule for rule in rules if rule.days > 0]
 
 
 class Query(msgspec.Struct, frozen=True):

@@ -18,6 +18,7 @@ from rich.console import Console
 from uvicorn.supervisors import Multiprocess
 
 from logsvc.api import create_app
+from logsvc.api.app import retention_for
 from logsvc.auth.credentials import AuthStore, NewCredential
 from logsvc.auth.policy import Role
 from logsvc.auth.profiles import write_profile
@@ -46,6 +47,7 @@ def check_store(settings: Settings) -> None:
         store = open_store(settings.store_url, read_threads=1, key=store_key(settings))
         try:
             await store.check_writable()
+            await retention_for(settings, store).check()
         finally:
             await store.close()
 

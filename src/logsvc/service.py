@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
 import time
-from collections.abc import Callable, Iterable
-from typing import Protocol
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Protocol
 
 import msgspec
 
 from logsvc.auth.credentials import AuditEvent, AuthStore, Credential, NewCredential
 from logsvc.auth.policy import Principal, parse_key_request
-from logsvc.errors import FieldError, Forbidden, NotFound, ValidationFailed
+from logsvc.errors import ConfigError, FieldError, Forbidden, LogServiceError, NotFound, ValidationFailed
 from logsvc.model import (
     MAX_LIMIT,
     Limits,
@@ -22,11 +26,14 @@ from logsvc.model import (
     format_timestamp,
     parse_log_id,
     parse_query,
+    retention_rules,
     validate_entries,
 )
 from logsvc.storage import LogStore
 
-__all__ = ["AdminService", "BatchCreated", "Created", "IngestObserver", "LogService"]
+__all__ = ["AdminService", "BatchCreated", "Created", "IngestObserver", "LogService", "Retention", "purge"]
+
+log = logging.getLogger("logsvc.service")
 
 
 class Created(msgspec.Struct, frozen=True):
@@ -161,3 +168,99 @@ def _created(entry: NewEntry) -> Created:
         log_id=format_log_id(entry.log_id),
         timestamp=format_timestamp(entry.ts_us),
     )
+
+
+class Retention:
+    """Deletes entries past their retention, and refuses, while deletion protection is on, a retention
+    shortened below data the store already holds. The rules last applied are kept in ``applied_file``."""
+
+    BATCH = 500
+
+    def __init__(
+        self,
+        store: LogStore,
+        *,
+        default_days: float,
+        by_service: Mapping[str, float],
+        protection: bool,
+        applied_file: Path,
+        clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
+    ) -> None:
+        self.store = store
+        self.default_days = default_days
+        self.by_service = dict(by_service)
+        self.rules = retention_rules(default_days, by_service)
+        self.protection = protection
+        self.applied_file = applied_file
+        self._clock_us = clock_us
+
+    async def check(self) -> None:
+        """Refuse a retention that newly deletes existing entries while protection is on; then record it."""
+        applied = self._applied()
+        now = self._clock_us()
+        for rule in self.rules:
+            previous = float(applied.get("default", 0.0))
+            if rule.include:
+                previous = float(applied.get("by_service", {}).get(rule.include[0], previous))
+            if previous and rule.days >= previous:
+                continue  # not shortened: entries expiring under it were already due to expire
+            oldest = await self.store.oldest(include=rule.include, exclude=rule.exclude)
+            if oldest is not None and oldest < rule.cutoff_us(now) and self.protection:
+                raise ConfigError(
+                    f"a retention of {rule.days:g} days for {rule.scope} would delete entries back to "
+                    f"{format_timestamp(oldest)}; deletion_protection is on: set deletion_protection = false "
+                    "to allow it, or keep the longer retention"
+                )
+        record = {"default": self.default_days, "by_service": self.by_service}
+        temporary = self.applied_file.with_name(self.applied_file.name + ".tmp")
+        temporary.write_bytes(msgspec.json.encode(record))
+        os.replace(temporary, self.applied_file)
+
+    def _applied(self) -> dict[str, Any]:
+        try:
+            record: dict[str, Any] = msgspec.json.decode(self.applied_file.read_bytes())
+        except FileNotFoundError:
+            return {}
+        except msgspec.DecodeError:
+            raise ConfigError(
+                f"{self.applied_file} is damaged; remove it to treat the retention as new"
+            ) from None
+        return record
+
+    async def sweep(self) -> int:
+        """Delete every expired entry, in small transactions between the ingest groups; how many."""
+        deleted = 0
+        now = self._clock_us()
+        for rule in self.rules:
+            while True:
+                count = await self.store.delete_older(
+                    rule.cutoff_us(now), include=rule.include, exclude=rule.exclude, limit=self.BATCH
+                )
+                deleted += count
+                if count < self.BATCH:
+                    break
+        return deleted
+
+    async def run_forever(self, interval_seconds: float) -> None:
+        while True:
+            try:
+                deleted = await self.sweep()
+                if deleted:
+                    log.info("retention: deleted %d expired entries", deleted)
+            except LogServiceError as exc:
+                log.warning("retention sweep failed, next try in %g s: %s", interval_seconds, exc.detail)
+            await asyncio.sleep(interval_seconds)
+
+
+async def purge(store: LogStore, pattern: str, *, protection: bool) -> int:
+    """Delete every entry of the services matching ``pattern``, unless deletion protection is on."""
+    if protection:
+        raise Forbidden(
+            "purging is refused while deletion_protection is on: set deletion_protection = false first"
+        )
+    deleted = 0
+    while True:
+        count = await store.delete_older(2**62, include=(pattern,), limit=Retention.BATCH)
+        deleted += count
+        if count < Retention.BATCH:
+            return deleted

@@ -15,6 +15,7 @@ from logsvc.model import HARD_MAX_MESSAGE_BYTES, Limits
 __all__ = ["ENV_PREFIX", "Settings", "load_settings"]
 
 ENV_PREFIX = "LOGSVC_"
+_JSON_FIELDS = frozenset({"retention_by_service"})
 MiB = 1024 * 1024
 
 
@@ -94,6 +95,20 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     credentials_file: Annotated[
         str, msgspec.Meta(description="client credentials file written at first start")
     ] = msgspec.field(default_factory=_default_credentials_file)
+    retention_days: Annotated[
+        float,
+        msgspec.Meta(ge=0, description="keep entries this many days by event time; 0 keeps them forever"),
+    ] = 0
+    retention_by_service: Annotated[
+        dict[str, float],
+        msgspec.Meta(description="service glob pattern -> days, first match wins, before retention_days"),
+    ] = msgspec.field(default_factory=dict)
+    retention_sweep_seconds: Annotated[
+        float, msgspec.Meta(gt=0, description="seconds between two sweeps of expired entries")
+    ] = 60.0
+    deletion_protection: Annotated[
+        bool, msgspec.Meta(description="refuse purges, store destruction and retention shortened below data")
+    ] = True
     encryption: Annotated[
         bool, msgspec.Meta(description="encrypt the databases at rest (page-level, envelope keys)")
     ] = True
@@ -149,7 +164,11 @@ def load_settings(
             name = key[len(ENV_PREFIX) :].lower()
             if name not in fields:
                 raise ConfigError(f"unknown setting {key} in the environment")
-            values[name] = value
+            # Structured settings travel through the environment as JSON.
+            try:
+                values[name] = msgspec.json.decode(value) if name in _JSON_FIELDS else value
+            except msgspec.DecodeError:
+                raise ConfigError(f'{key} must be a JSON object such as {{"payments*": 30}}') from None
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         return msgspec.convert(values, Settings, strict=False)
@@ -159,7 +178,12 @@ def load_settings(
 
 def settings_environment(settings: Settings) -> dict[str, str]:
     """The settings as LOGSVC_* variables, for worker processes that rebuild them with load_settings()."""
+
+    def text(value: object) -> str:
+        if isinstance(value, bool):
+            return str(value).lower()
+        return msgspec.json.encode(value).decode() if isinstance(value, dict) else str(value)
+
     return {
-        f"{ENV_PREFIX}{name.upper()}": str(value).lower() if isinstance(value, bool) else str(value)
-        for name, value in msgspec.structs.asdict(settings).items()
+        f"{ENV_PREFIX}{name.upper()}": text(value) for name, value in msgspec.structs.asdict(settings).items()
     }

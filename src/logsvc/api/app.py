@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import msgspec
 from starlette.applications import Starlette
@@ -21,11 +24,11 @@ from logsvc.auth.credentials import AuthStore
 from logsvc.auth.jwt import JwtVerifier
 from logsvc.crypto import store_key
 from logsvc.errors import LogServiceError
-from logsvc.service import AdminService, LogService
+from logsvc.service import AdminService, LogService, Retention
 from logsvc.settings import Settings, load_settings
 from logsvc.storage import LogStore, open_store
 
-__all__ = ["create_app", "create_app_from_environment"]
+__all__ = ["create_app", "create_app_from_environment", "retention_for"]
 
 
 def create_app(settings: Settings, store: LogStore | None = None) -> Starlette:
@@ -46,9 +49,15 @@ def create_app(settings: Settings, store: LogStore | None = None) -> Starlette:
         app.state.authenticator = Authenticator(
             auth, region=settings.sigv4_region, service=settings.sigv4_service, jwt=_jwt_verifier(settings)
         )
+        retention = retention_for(settings, active)
+        await retention.check()
+        sweeper = asyncio.create_task(retention.run_forever(settings.retention_sweep_seconds))
         try:
             yield
         finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
             auth.close()
             if own_store:
                 await active.close()
@@ -71,6 +80,16 @@ def create_app(settings: Settings, store: LogStore | None = None) -> Starlette:
     app.state.metrics = metrics
     app.state.openapi = msgspec.json.encode(openapi_document())
     return app
+
+
+def retention_for(settings: Settings, store: LogStore) -> Retention:
+    return Retention(
+        store,
+        default_days=settings.retention_days,
+        by_service=settings.retention_by_service,
+        protection=settings.deletion_protection,
+        applied_file=Path(settings.data_dir).resolve() / "retention.json",
+    )
 
 
 def _jwt_verifier(settings: Settings) -> JwtVerifier | None:

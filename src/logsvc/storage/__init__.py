@@ -28,6 +28,19 @@ class LogStore(Protocol):
     async def check_writable(self) -> None:
         """Raise StoreUnavailable unless a write could be taken now."""
 
+    async def delete_older(
+        self,
+        cutoff_us: int,
+        *,
+        include: tuple[str, ...] = (),
+        exclude: tuple[str, ...] = (),
+        limit: int = 500,
+    ) -> int:
+        """Delete up to ``limit`` entries older than ``cutoff_us`` in the service scope; how many."""
+
+    async def oldest(self, *, include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> int | None:
+        """The event time of the oldest entry in the service scope."""
+
     async def close(self) -> None:
         """Finish every accepted write, then release the backend."""
 

@@ -41,7 +41,7 @@ from logsvc.model import (
     format_timestamp,
 )
 
-__all__ = ["SQLiteStore", "ServiceStats", "StoreStats", "store_stats"]
+__all__ = ["SQLiteStore", "ServiceStats", "StoreStats", "destroy_sqlite", "store_stats"]
 
 log = logging.getLogger(__name__)
 
@@ -109,19 +109,23 @@ R = TypeVar("R")
 
 
 class _Job:
-    """Rows to insert (or None for a writability probe) and the future of the request waiting on them."""
+    """Rows to insert, or other work on the write connection (neither: a writability probe), and the
+    future of the request waiting on it."""
 
-    __slots__ = ("future", "loop", "rows")
+    __slots__ = ("future", "loop", "result", "rows", "work")
 
     def __init__(
         self,
         rows: list[tuple[Any, ...]] | None,
-        future: asyncio.Future[None],
+        work: Callable[[apsw.Connection], int] | None,
+        future: asyncio.Future[int | None],
         loop: asyncio.AbstractEventLoop,
     ):
         self.rows = rows
+        self.work = work
         self.future = future
         self.loop = loop
+        self.result: int | None = None
 
 
 _STOP: Final = object()
@@ -218,14 +222,47 @@ class SQLiteStore:
     async def check_writable(self) -> None:
         await self._submit(None)
 
-    async def _submit(self, rows: list[tuple[Any, ...]] | None) -> None:
+    async def delete_older(
+        self,
+        cutoff_us: int,
+        *,
+        include: tuple[str, ...] = (),
+        exclude: tuple[str, ...] = (),
+        limit: int = 500,
+    ) -> int:
+        """Delete up to ``limit`` of the oldest entries before ``cutoff_us`` whose service matches one of
+        ``include`` (all when empty) and none of ``exclude``; the number deleted. One small transaction on
+        the writer, between the ingest groups, so a large deletion never holds ingest up for long."""
+        where, args = _service_scope("", include, exclude)
+        sql = f"DELETE FROM logs WHERE seq IN (SELECT seq FROM logs WHERE ts < ?{where} ORDER BY ts LIMIT ?)"
+
+        def delete(conn: apsw.Connection) -> int:
+            conn.execute(sql, [cutoff_us, *args, limit])
+            return conn.changes()
+
+        return cast(int, await self._submit(None, delete))
+
+    async def oldest(self, *, include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> int | None:
+        """The event time of the oldest entry in scope, if any."""
+        where, args = _service_scope("", include, exclude)
+        sql = f"SELECT ts FROM logs WHERE 1{where} ORDER BY ts LIMIT 1"
+
+        def first(conn: apsw.Connection, _: None) -> int | None:
+            row = conn.execute(sql, args).fetchone()
+            return cast(int, row[0]) if row else None
+
+        return await self._read(first, None)
+
+    async def _submit(
+        self, rows: list[tuple[Any, ...]] | None, work: Callable[[apsw.Connection], int] | None = None
+    ) -> int | None:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
+        future: asyncio.Future[int | None] = loop.create_future()
         with self._closing:
             if self._closed:
                 raise StoreUnavailable("the store is shutting down; nothing from this request was stored")
-            self._jobs.put(_Job(rows, future, loop))
-        await future
+            self._jobs.put(_Job(rows, work, future, loop))
+        return await future
 
     def _write_loop(self) -> None:
         stopping = False
@@ -280,6 +317,9 @@ class SQLiteStore:
                 conn.executemany(INSERT_ENTRY, rows)
                 conn.execute(INDEX_NEW_ROWS, (last_seq,))
                 self._raise_watermarks(conn, last_seq)
+            for job in group:
+                if job.work is not None:
+                    job.result = job.work(conn)
             conn.execute("COMMIT")
         except apsw.Error:
             if not conn.getautocommit():
@@ -439,6 +479,15 @@ def select_newest(query: Query, want: int) -> tuple[str, list[Any]]:
     return sql, [*union_args, want]
 
 
+def _service_scope(prefix: str, include: tuple[str, ...], exclude: tuple[str, ...]) -> tuple[str, list[Any]]:
+    where = ""
+    if include:
+        where += " AND (" + " OR ".join(f"{prefix}service GLOB ?" for _ in include) + ")"
+    if exclude:
+        where += " AND NOT (" + " OR ".join(f"{prefix}service GLOB ?" for _ in exclude) + ")"
+    return where, [*include, *exclude]
+
+
 def _filters(query: Query, prefix: str) -> tuple[str, list[Any]]:
     """The WHERE conditions (each starting with AND) shared by every read path, and their arguments."""
     where = ""
@@ -447,8 +496,9 @@ def _filters(query: Query, prefix: str) -> tuple[str, list[Any]]:
         where += f" AND {prefix}service = ?"
         args.append(query.service_name)
     if query.service_patterns:
-        where += " AND (" + " OR ".join(f"{prefix}service GLOB ?" for _ in query.service_patterns) + ")"
-        args += query.service_patterns
+        scope, scope_args = _service_scope(prefix, query.service_patterns, ())
+        where += scope
+        args += scope_args
     if query.log_type is not None:
         where += f" AND {prefix}log_type = ?"
         args.append(query.log_type)
@@ -487,9 +537,9 @@ def _entry(row: Row) -> LogEntry:
 
 def _settle(group: list[_Job], outcomes: list[LogServiceError | None]) -> None:
     """Complete every waiting request, with one wake-up per event loop rather than one per request."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], LogServiceError | None]]] = {}
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, LogServiceError | None]]] = {}
     for job, outcome in zip(group, outcomes, strict=True):
-        by_loop.setdefault(job.loop, []).append((job.future, outcome))
+        by_loop.setdefault(job.loop, []).append((job, outcome))
     for loop, pairs in by_loop.items():
         try:
             loop.call_soon_threadsafe(_complete, pairs)
@@ -497,14 +547,14 @@ def _settle(group: list[_Job], outcomes: list[LogServiceError | None]) -> None:
             log.warning("a request's event loop closed before its write completed")
 
 
-def _complete(pairs: list[tuple[asyncio.Future[None], LogServiceError | None]]) -> None:
-    for future, outcome in pairs:
-        if future.done():
+def _complete(pairs: list[tuple[_Job, LogServiceError | None]]) -> None:
+    for job, outcome in pairs:
+        if job.future.done():
             continue
         if outcome is None:
-            future.set_result(None)
+            job.future.set_result(job.result)
         else:
-            future.set_exception(outcome)
+            job.future.set_exception(outcome)
 
 
 class ServiceStats(msgspec.Struct, frozen=True):
@@ -544,3 +594,18 @@ def store_stats(path: Path, key: bytes | None) -> StoreStats:
     ]
     on_disk = sum(p.stat().st_size for p in (path, path.with_name(path.name + "-wal")) if p.exists())
     return StoreStats(str(path), on_disk, sum(s.entries for s in services), services)
+
+
+def destroy_sqlite(path: Path, key: bytes | None) -> None:
+    """Delete the store's files; refused while any other connection (a running server) has it open."""
+    conn = connect(path, key)
+    try:
+        in_use = conn.execute("PRAGMA journal_mode=DELETE").get != "delete"
+    except apsw.BusyError:
+        in_use = True
+    finally:
+        conn.close()
+    if in_use:
+        raise ConfigError(f"{path} is in use (a server is running?); stop it before destroying the store")
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)

@@ -1,0 +1,150 @@
+"""Retention, deletion protection, purge and destroy, on real stores and servers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from logsvc.api.app import retention_for
+from logsvc.crypto import store_key
+from logsvc.errors import ConfigError
+from logsvc.settings import Settings, load_settings, settings_environment
+from logsvc.storage import open_store
+from tests.conftest import ServerThread, bearer, make_settings
+
+DAY = 86_400
+
+
+def logsvc(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LOGSVC_")}
+    environ |= {k: v for k, v in settings_environment(settings).items() if k != "LOGSVC_PORT"}
+    return subprocess.run(
+        [sys.executable, "-m", "logsvc", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environ,
+        check=False,
+    )
+
+
+def fill(server: ServerThread, entries: list[dict[str, Any]]) -> None:
+    with httpx.Client(base_url=server.url, headers=bearer(server.admin)) as client:
+        assert client.post("/logs", json=entries).status_code == 201
+
+
+def messages(server: ServerThread, **params: Any) -> set[str]:
+    with httpx.Client(base_url=server.url, headers=bearer(server.admin)) as client:
+        page = client.get("/logs", params={"limit": 1000, **params}).json()
+    return {entry["message"] for entry in page["logs"]}
+
+
+def aged(service: str, days: float, name: str) -> dict[str, Any]:
+    return {"service_name": service, "message": f"{name} findme", "timestamp": time.time() - days * DAY}
+
+
+def test_the_sweep_deletes_expired_entries_by_rule(tmp_path: Path) -> None:
+    settings = make_settings(
+        tmp_path / "data",
+        retention_days=1,
+        retention_by_service={"keep*": 0, "short*": 0.5},
+        retention_sweep_seconds=0.1,
+        deletion_protection=False,
+    )
+    server = ServerThread(settings).start()
+    try:
+        fill(
+            server,
+            [
+                aged("web", 2, "web-old"),
+                aged("web", 0.75, "web-mid"),
+                aged("keep-audit", 30, "keep-ancient"),
+                aged("short-debug", 0.75, "short-mid"),
+                aged("short-debug", 0.1, "short-new"),
+                *[aged("web", 3, f"bulk-{i}") for i in range(1200)],  # more than one delete batch
+            ],
+        )
+        expected = {"web-mid findme", "keep-ancient findme", "short-new findme"}
+        deadline = time.monotonic() + 10
+        while messages(server) != expected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert messages(server) == expected
+        # The full-text index lost the deleted entries too.
+        assert messages(server, q="findme") == expected
+        assert messages(server, q="bulk") == set()
+    finally:
+        server.stop()
+
+
+def test_shortened_retention_is_refused_while_protection_is_on(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    server = ServerThread(make_settings(data)).start()
+    fill(server, [aged("web", 2, "two days old"), aged("web", 0, "new")])
+    server.stop()
+
+    shortened = make_settings(data, retention_days=1)
+    result = logsvc(shortened, "serve", "--port", "0")
+    assert result.returncode == 2
+    assert "deletion_protection is on" in result.stderr
+    assert "retention of 1 days for every other service" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    # A retention that deletes nothing the store holds is not a shortening that matters.
+    assert asyncio.run(_check(make_settings(data, retention_days=3))) is None
+    # With protection off it is applied, and then it stands: a later start does not ask again.
+    allowed = make_settings(data, retention_days=1, deletion_protection=False, retention_sweep_seconds=0.1)
+    server = ServerThread(allowed).start()
+    try:
+        deadline = time.monotonic() + 10
+        while messages(server) != {"new findme"} and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert messages(server) == {"new findme"}
+    finally:
+        server.stop()
+    assert asyncio.run(_check(make_settings(data, retention_days=1))) is None
+
+
+async def _check(settings: Settings) -> None:
+    store = open_store(settings.store_url, read_threads=1, key=store_key(settings))
+    try:
+        await retention_for(settings, store).check()
+    finally:
+        await store.close()
+
+
+def test_purge_and_destroy_respect_deletion_protection(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    server = ServerThread(make_settings(data)).start()
+    fill(server, [aged("payments", 0, "pay"), aged("web", 0, "web")])
+    protected = make_settings(data)
+    refused = logsvc(protected, "store", "purge", "--service", "payments")
+    assert refused.returncode == 2
+    assert "deletion_protection is on" in refused.stderr
+    assert logsvc(protected, "store", "destroy").returncode == 2
+
+    unprotected = make_settings(data, deletion_protection=False)
+    purged = logsvc(unprotected, "store", "purge", "--service", "pay*")
+    assert purged.returncode == 0, purged.stderr
+    assert "deleted 1 entries" in purged.stdout
+    assert messages(server) == {"web findme"}
+    busy = logsvc(unprotected, "store", "destroy")
+    assert busy.returncode == 2
+    assert "in use" in busy.stderr
+    server.stop()
+    assert logsvc(unprotected, "store", "destroy").returncode == 0
+    assert not (data / "logs.db").exists()
+
+
+def test_retention_settings_travel_through_the_environment() -> None:
+    settings = load_settings(environ={}, overrides={"retention_by_service": {"a*": 2, "b": 0}})
+    assert load_settings(environ=settings_environment(settings)).retention_by_service == {"a*": 2.0, "b": 0.0}
+    with pytest.raises(ConfigError, match="JSON object"):
+        load_settings(environ={"LOGSVC_RETENTION_BY_SERVICE": "a*=2"})
