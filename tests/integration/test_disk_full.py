@@ -1,0 +1,80 @@
+"""A full disk: ingest answers 507 and acknowledges nothing it did not store; reads go on; ingest resumes.
+
+The store lives on a tmpfs of a few MB mounted for the test (root only; skipped, saying why, elsewhere).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from logsvc.crypto import store_key
+from logsvc.crypto.sqlite import connect
+from tests.conftest import ServerThread, bearer, make_settings
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)], capture_output=True, check=False
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def test_full_disk_refuses_without_losing_and_recovers(small_disk: Path) -> None:
+    # Ballast to delete later, so that space can come back without touching the store's files.
+    ballast = small_disk / "ballast"
+    ballast.write_bytes(b"\0" * 1_000_000)
+    settings = make_settings(small_disk / "data")
+    server = ServerThread(settings).start()
+    acknowledged: list[str] = []
+    try:
+        with httpx.Client(base_url=server.url, headers=bearer(server.admin), timeout=30) as client:
+            full = None
+            for _ in range(400):
+                batch = [{"log_id": str(uuid.uuid4()), "message": "x" * 2000} for _ in range(20)]
+                response = client.post(
+                    "/logs", content=json.dumps(batch), headers={"Content-Type": "application/json"}
+                )
+                if response.status_code == 201:
+                    acknowledged += [entry["log_id"] for entry in batch]
+                else:
+                    full = response
+                    break
+            assert full is not None, "the disk never filled up"
+            assert full.status_code == 507, full.text
+            assert full.json()["code"] == "store_full"
+            assert len(acknowledged) > 0
+
+            assert client.get("/logs", params={"limit": 5}).status_code == 200  # reads go on
+
+            ballast.unlink()
+            retry = [{"log_id": str(uuid.uuid4()), "message": "after the disk had room again"}]
+            response = client.post(
+                "/logs", content=json.dumps(retry), headers={"Content-Type": "application/json"}
+            )
+            assert response.status_code == 201, response.text
+            acknowledged.append(retry[0]["log_id"])
+    finally:
+        server.stop()
+
+    conn = connect(small_disk / "data" / "logs.db", store_key(settings))
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        stored = {str(uuid.UUID(bytes=row[0])) for row in conn.execute("SELECT log_id FROM logs")}
+    finally:
+        conn.close()
+    assert set(acknowledged) <= stored
