@@ -41,7 +41,7 @@ from logsvc.model import (
     format_timestamp,
 )
 
-__all__ = ["SQLiteStore", "ServiceStats", "StoreStats", "destroy_sqlite", "store_stats"]
+__all__ = ["SQLiteStore", "ServiceStats", "StoreStats", "destroy_sqlite", "snapshot_sqlite", "store_stats"]
 
 log = logging.getLogger(__name__)
 
@@ -609,3 +609,15 @@ def destroy_sqlite(path: Path, key: bytes | None) -> None:
         raise ConfigError(f"{path} is in use (a server is running?); stop it before destroying the store")
     for suffix in ("", "-wal", "-shm", "-journal"):
         path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
+def snapshot_sqlite(path: Path, key: bytes | None, target: Path) -> None:
+    """A consistent copy of the database, encrypted with the same key, taken while writers go on:
+    ``VACUUM INTO`` reads one snapshot of the WAL-mode database and writes a compact file."""
+    conn = connect(path, key)
+    try:
+        conn.execute("VACUUM INTO ?", (str(target),))
+    except apsw.Error as exc:
+        raise StoreUnavailable(f"the snapshot of {path} failed: {exc}") from None
+    finally:
+        conn.close()

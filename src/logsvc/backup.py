@@ -1,0 +1,99 @@
+"""Backups: a consistent, encrypted copy of a store, taken online, and its verified restore.
+
+A backup is a directory with the log store and the credential store (each a ``VACUUM INTO`` snapshot, so
+encrypted with the store's data key), the keyring that wraps that key, and ``manifest.json`` with the
+SHA-256 and size of every file. Restoring checks every checksum before it writes anything. The master key
+is not in the backup: keep it (and any older one that wrapped a backup's keyring) apart from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import time
+from pathlib import Path
+
+import msgspec
+
+from logsvc.crypto import KEYRING_NAME, store_key
+from logsvc.errors import ConfigError
+from logsvc.model import format_timestamp
+from logsvc.settings import Settings
+from logsvc.storage import sqlite_path
+from logsvc.storage.sqlite import snapshot_sqlite
+
+__all__ = ["Manifest", "create_backup", "restore_backup"]
+
+MANIFEST = "manifest.json"
+_VERSION = 1
+
+
+class FileDigest(msgspec.Struct, frozen=True):
+    sha256: str
+    bytes: int
+
+
+class Manifest(msgspec.Struct, frozen=True):
+    version: int
+    created_at: str
+    files: dict[str, FileDigest]
+
+
+def _digest(path: Path) -> FileDigest:
+    sha = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            sha.update(chunk)
+    return FileDigest(sha.hexdigest(), path.stat().st_size)
+
+
+def create_backup(settings: Settings, into: Path) -> tuple[Path, Manifest]:
+    """Back the store up into a new directory below ``into``; safe while the server runs."""
+    key = store_key(settings)
+    data_dir = Path(settings.data_dir).resolve()
+    store = sqlite_path(settings.store_url)
+    if not store.exists():
+        raise ConfigError(f"there is no store at {store}")
+    now_us = time.time_ns() // 1000
+    target = into / f"logsvc-backup-{format_timestamp(now_us).replace(':', '')}"
+    try:
+        target.mkdir(parents=True, mode=0o700)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the backup directory {target}: {exc.strerror}") from None
+    snapshot_sqlite(store, key, target / "logs.db")
+    if settings.auth_db.exists():
+        snapshot_sqlite(settings.auth_db, key, target / "auth.db")
+    if (data_dir / KEYRING_NAME).exists():
+        shutil.copy2(data_dir / KEYRING_NAME, target / KEYRING_NAME)
+    files = {path.name: _digest(path) for path in sorted(target.iterdir())}
+    manifest = Manifest(_VERSION, format_timestamp(now_us), files)
+    (target / MANIFEST).write_bytes(msgspec.json.encode(manifest))
+    for path in target.iterdir():
+        os.chmod(path, 0o600)
+    return target, manifest
+
+
+def restore_backup(source: Path, into: Path) -> Manifest:
+    """Check every file of a backup against its manifest, then copy it into a new data directory."""
+    try:
+        manifest = msgspec.json.decode((source / MANIFEST).read_bytes(), type=Manifest)
+    except FileNotFoundError:
+        raise ConfigError(f"{source} is not a logsvc backup: it has no {MANIFEST}") from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"the manifest of {source} is damaged: {exc}") from None
+    if manifest.version != _VERSION:
+        raise ConfigError(f"{source} is a backup of format {manifest.version}; this logsvc reads {_VERSION}")
+    for name, expected in manifest.files.items():
+        path = source / name
+        if not path.exists():
+            raise ConfigError(f"the backup {source} is missing {name}")
+        if _digest(path) != expected:
+            raise ConfigError(f"the backup {source} is damaged: {name} does not match its checksum")
+    if into.exists() and any(into.iterdir()):
+        raise ConfigError(f"{into} is not empty; restore into a new directory")
+    into.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for name in manifest.files:
+        shutil.copy2(source / name, into / name)
+        os.chmod(into / name, 0o600)
+    return manifest

@@ -1,0 +1,114 @@
+"""Online, encrypted backups and their checked restore."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import apsw
+import httpx
+import pytest
+
+from logsvc.crypto import store_key
+from logsvc.crypto.sqlite import connect
+from logsvc.settings import Settings, settings_environment
+from tests.conftest import ServerThread, bearer, make_settings
+
+
+def logsvc(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LOGSVC_")}
+    environ |= {k: v for k, v in settings_environment(settings).items() if k != "LOGSVC_PORT"}
+    return subprocess.run(
+        [sys.executable, "-m", "logsvc", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environ,
+        check=False,
+    )
+
+
+def stored_ids(data_dir: Path, settings: Settings) -> set[str]:
+    conn = connect(data_dir / "logs.db", store_key(settings))
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        return {str(uuid.UUID(bytes=row[0])) for row in conn.execute("SELECT log_id FROM logs")}
+    finally:
+        conn.close()
+
+
+def test_backup_while_ingesting_then_restore(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data")
+    server = ServerThread(settings).start()
+    acknowledged: list[str] = []
+    stop = threading.Event()
+
+    def ingest() -> None:
+        with httpx.Client(base_url=server.url, headers=bearer(server.admin)) as client:
+            while not stop.is_set():
+                batch = [
+                    {"log_id": str(uuid.uuid4()), "message": f"MARKER-{uuid.uuid4().hex}"} for _ in range(50)
+                ]
+                if client.post("/logs", json=batch).status_code == 201:
+                    acknowledged.extend(entry["log_id"] for entry in batch)
+
+    writer = threading.Thread(target=ingest)
+    writer.start()
+    try:
+        while len(acknowledged) < 500:
+            stop.wait(0.05)
+        before_backup = set(acknowledged)
+        result = logsvc(settings, "backup", "--to", str(tmp_path / "backups"))
+        assert result.returncode == 0, result.stderr
+        after_backup = set(acknowledged)
+    finally:
+        stop.set()
+        writer.join()
+        server.stop()
+    (backup,) = (tmp_path / "backups").iterdir()
+    assert {p.name for p in backup.iterdir()} == {"logs.db", "auth.db", "keyring.json", "manifest.json"}
+    everything = b"".join(p.read_bytes() for p in backup.iterdir())
+    assert b"MARKER-" not in everything
+    plain = apsw.Connection(str(backup / "logs.db"))
+    with pytest.raises(apsw.NotADBError):
+        plain.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    plain.close()
+
+    restored = tmp_path / "restored"
+    result = logsvc(settings, "restore", "--from", str(backup), "--into", str(restored))
+    assert result.returncode == 0, result.stderr
+    ids = stored_ids(restored, make_settings(restored, master_key_file=settings.master_key_file))
+    # A consistent snapshot: everything acknowledged before it began, nothing that was never acknowledged.
+    assert before_backup <= ids <= after_backup
+
+
+def test_a_damaged_backup_is_refused(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data")
+    server = ServerThread(settings).start()
+    with httpx.Client(base_url=server.url, headers=bearer(server.admin)) as client:
+        assert client.post("/logs", json={"message": "keep me"}).status_code == 201
+    server.stop()
+    assert logsvc(settings, "backup", "--to", str(tmp_path / "backups")).returncode == 0
+    (backup,) = (tmp_path / "backups").iterdir()
+    damaged = bytearray((backup / "logs.db").read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01
+    (backup / "logs.db").write_bytes(bytes(damaged))
+    result = logsvc(settings, "restore", "--from", str(backup), "--into", str(tmp_path / "restored"))
+    assert result.returncode == 2
+    assert "damaged: logs.db does not match its checksum" in result.stderr
+    assert not (tmp_path / "restored").exists()
+
+    manifest = json.loads((backup / "manifest.json").read_text())
+    assert set(manifest["files"]) == {"logs.db", "auth.db", "keyring.json"}
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "something").write_text("")
+    (backup / "logs.db").write_bytes(bytes(damaged[: len(damaged) // 2]))
+    result = logsvc(settings, "restore", "--from", str(backup), "--into", str(tmp_path / "busy"))
+    assert result.returncode == 2
+    assert "damaged" in result.stderr
+    assert logsvc(settings, "restore", "--from", str(tmp_path), "--into", str(tmp_path / "x")).returncode == 2
