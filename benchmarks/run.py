@@ -41,6 +41,7 @@ from benchmarks.processes import HOST, Probe, Server, free_port, running
 from logsvc.auth.credentials import AuthStore, NewCredential
 from logsvc.auth.policy import Role
 from logsvc.auth.sigv4 import SignedRequest, SigV4Verifier, sign
+from logsvc.backup import create_backup
 from logsvc.crypto import KEYRING_NAME, Keyring, master_key_from, store_key
 from logsvc.settings import load_settings
 
@@ -183,6 +184,7 @@ class Suite:
         self.store: dict[str, Any] = {}
         self.failures: list[str] = []
         self.auth_micro: dict[str, float] = {}
+        self.backup_rates: dict[str, Any] = {}
         # Every server here gets its admin credential from _admin(); none may write the user's own file.
         os.environ["LOGSVC_CREDENTIALS_FILE"] = str(scratch / "credentials")
         os.environ["LOGSVC_MASTER_KEY_FILE"] = str(scratch / "master.key")
@@ -486,6 +488,23 @@ class Suite:
                         extra={"entries_returned": returned},
                     )
             self._record_server(server)
+        self.backup_rates = self._backup_rates(data_dir)
+
+    def _backup_rates(self, data_dir: Path) -> dict[str, Any]:
+        """MB/s of `logsvc backup` (encrypted snapshots, checksums) of the read store, median of the runs."""
+        settings = load_settings(overrides={"data_dir": str(data_dir)})
+        rates, sizes = [], []
+        for number in range(self.profile.runs):
+            started = time.perf_counter()
+            _, manifest = create_backup(settings, self.scratch / f"backup-{number}")
+            seconds = time.perf_counter() - started
+            size = sum(f.bytes for f in manifest.files.values())
+            rates.append(size / seconds / 1e6)
+            sizes.append(size)
+            console.print(
+                f"  backup {number + 1}: {size / 1e6:,.0f} MB in {seconds:.1f} s = {rates[-1]:.0f} MB/s"
+            )
+        return {"median_mb_per_s": round(statistics.median(rates), 1), "runs_mb_per_s": rates, "bytes": sizes}
 
     def auth_cost(self) -> None:
         """Single-entry ingest on one server without credentials (anonymous allowed), with an API key and
@@ -711,6 +730,7 @@ def main(argv: list[str] | None = None) -> int:
         "servers": suite.servers,
         "read_store": suite.store,
         "auth_costs_us": suite.auth_micro,
+        "backup": suite.backup_rates,
         "targets_missed": [
             f"{s['key']}: {t['metric']} {t['observed']:g} (target {t['op']} {t['value']:g})"
             for s in suite.scenarios
