@@ -15,11 +15,13 @@ from rich.console import Console
 from rich.table import Table
 
 from logsvc import __version__
+from logsvc.archive import restore_to_time
 from logsvc.auth.credentials import AuthStore
 from logsvc.auth.policy import parse_key_request
 from logsvc.backup import create_backup, restore_backup
 from logsvc.crypto import rekey_store, rotate_master_key, store_key
 from logsvc.errors import ConfigError, LogServiceError
+from logsvc.model import format_timestamp, parse_timestamp
 from logsvc.server import serve as run_server
 from logsvc.service import purge
 from logsvc.settings import Settings, load_settings
@@ -318,19 +320,41 @@ def backup(into: str, data_dir: str | None, config_file: str | None) -> None:
 
 @main.command()
 @click.option(
-    "--from", "source", required=True, type=click.Path(file_okay=False, exists=True), help="A backup."
+    "--from",
+    "source",
+    required=True,
+    type=click.Path(file_okay=False, exists=True),
+    help="A backup, or with --to-time an archive directory.",
 )
 @click.option("--into", required=True, type=click.Path(file_okay=False), help="A new data directory.")
-def restore(source: str, into: str) -> None:
-    """Restore a backup into a new data directory, after checking every file's checksum.
+@click.option("--to-time", help="Restore from the archive the entries committed up to this RFC 3339 time.")
+@_CONFIG
+def restore(source: str, into: str, to_time: str | None, config_file: str | None) -> None:
+    """Restore a backup, or an archive up to a point in time, into a new data directory.
 
-    Serve it with --data-dir pointing there and the master key that wrapped the backup's keyring.
+    Every checksum is verified before anything is written. Serve the result with --data-dir pointing there
+    and the master key that wrapped the backup's or archive's keyring.
     """
     try:
-        manifest = restore_backup(Path(source), Path(into))
+        if to_time is None:
+            manifest = restore_backup(Path(source), Path(into))
+            click.echo(f"restored the backup of {manifest.created_at} into {into}")
+            return
+        try:
+            to_us = parse_timestamp(to_time)
+        except ValueError as exc:
+            raise ConfigError(f"--to-time {exc}") from None
+        settings = load_settings(config_file)
+        count = restore_to_time(
+            Path(source),
+            Path(into).resolve(),
+            to_us,
+            key_file=Path(settings.master_key_file),
+            env_name=settings.master_key_env,
+        )
     except ConfigError as exc:
         _fail(str(exc))
-    click.echo(f"restored the backup of {manifest.created_at} into {into}")
+    click.echo(f"restored {count:,} entries committed up to {format_timestamp(to_us)} into {into}")
 
 
 @main.command()

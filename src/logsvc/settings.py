@@ -109,6 +109,15 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     deletion_protection: Annotated[
         bool, msgspec.Meta(description="refuse purges, store destruction and retention shortened below data")
     ] = True
+    archive_dir: Annotated[
+        str, msgspec.Meta(description="write encrypted archive segments here for point-in-time restore")
+    ] = ""
+    archive_seconds: Annotated[
+        float, msgspec.Meta(gt=0, description="seconds between two archive segments (the recovery point)")
+    ] = 60.0
+    archive_window_days: Annotated[
+        float, msgspec.Meta(gt=0, description="days of segments kept; older ones are pruned")
+    ] = 35.0
     encryption: Annotated[
         bool, msgspec.Meta(description="encrypt the databases at rest (page-level, envelope keys)")
     ] = True

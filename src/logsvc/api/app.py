@@ -19,11 +19,12 @@ from logsvc.api.openapi import openapi_document
 from logsvc.api.problems import handle_error
 from logsvc.api.routes import ROUTES
 from logsvc.api.security import SecurityMiddleware
+from logsvc.archive import Archiver
 from logsvc.auth.authenticator import Authenticator
 from logsvc.auth.credentials import AuthStore
 from logsvc.auth.jwt import JwtVerifier
-from logsvc.crypto import store_key
-from logsvc.errors import LogServiceError
+from logsvc.crypto import KEYRING_NAME, store_key
+from logsvc.errors import ConfigError, LogServiceError
 from logsvc.service import AdminService, LogService, Retention
 from logsvc.settings import Settings, load_settings
 from logsvc.storage import LogStore, open_store
@@ -51,13 +52,19 @@ def create_app(settings: Settings, store: LogStore | None = None) -> Starlette:
         )
         retention = retention_for(settings, active)
         await retention.check()
-        sweeper = asyncio.create_task(retention.run_forever(settings.retention_sweep_seconds))
+        background = [asyncio.create_task(retention.run_forever(settings.retention_sweep_seconds))]
+        archiver = _archiver(settings, active, key)
+        if archiver is not None:
+            background.append(asyncio.create_task(archiver.run_forever(settings.archive_seconds)))
         try:
             yield
         finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if archiver is not None:
+                await archiver.archive_once()  # what was committed until shutdown is archived too
             auth.close()
             if own_store:
                 await active.close()
@@ -89,6 +96,20 @@ def retention_for(settings: Settings, store: LogStore) -> Retention:
         by_service=settings.retention_by_service,
         protection=settings.deletion_protection,
         applied_file=Path(settings.data_dir).resolve() / "retention.json",
+    )
+
+
+def _archiver(settings: Settings, store: LogStore, key: bytes | None) -> Archiver | None:
+    if not settings.archive_dir:
+        return None
+    if key is None:
+        raise ConfigError("archiving needs encryption: archive segments are encrypted with the store key")
+    return Archiver(
+        store,
+        key,
+        Path(settings.archive_dir),
+        keyring=Path(settings.data_dir).resolve() / KEYRING_NAME,
+        window_days=settings.archive_window_days,
     )
 
 

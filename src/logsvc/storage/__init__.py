@@ -7,13 +7,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
+
+import msgspec
 
 from logsvc.errors import ConfigError
 from logsvc.model import LogEntry, NewEntry, Page, Query
 
-__all__ = ["LogStore", "open_store", "sqlite_path"]
+__all__ = ["Export", "LogStore", "open_store", "sqlite_path"]
+
+
+class Export(msgspec.Struct, frozen=True):
+    """Rows in arrival order (``seq, log_id, ts, service, level, log_type, message, metadata, received``)
+    and the ``(last_seq, committed_at)`` records of the transactions that wrote them."""
+
+    rows: list[tuple[Any, ...]]
+    commits: list[tuple[int, int]]
+    last_seq: int
 
 
 class LogStore(Protocol):
@@ -37,6 +48,9 @@ class LogStore(Protocol):
         limit: int = 500,
     ) -> int:
         """Delete up to ``limit`` entries older than ``cutoff_us`` in the service scope; how many."""
+
+    async def export_after(self, after_seq: int, limit: int = 100_000) -> Export:
+        """Rows that arrived after ``after_seq``, with their commit records, from one snapshot."""
 
     async def oldest(self, *, include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> int | None:
         """The event time of the oldest entry in the service scope."""

@@ -40,12 +40,13 @@ from logsvc.model import (
     format_log_id,
     format_timestamp,
 )
+from logsvc.storage import Export
 
 __all__ = ["SQLiteStore", "ServiceStats", "StoreStats", "destroy_sqlite", "snapshot_sqlite", "store_stats"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 # Rows are grouped in blocks of 2**12 arrival numbers for the full-text search watermarks (see _search).
 BLOCK_SHIFT: Final = 12
 _MAX_GROUP_ROWS: Final = 50_000
@@ -79,6 +80,8 @@ CREATE VIRTUAL TABLE IF NOT EXISTS logs_fts USING fts5(
 );
 -- max_ts of block b is the largest event time of any row whose seq is below (b + 1) << {BLOCK_SHIFT}.
 CREATE TABLE IF NOT EXISTS ts_watermarks (block INTEGER PRIMARY KEY, max_ts INTEGER NOT NULL) STRICT;
+-- When each transaction committed, by the last arrival number it holds: point-in-time restore needs it.
+CREATE TABLE IF NOT EXISTS commits (last_seq INTEGER PRIMARY KEY, committed_at INTEGER NOT NULL) STRICT;
 -- Fewer, larger merges of the index's segments: ingest is write-heavy and searches read few segments.
 INSERT INTO logs_fts(logs_fts, rank) VALUES ('automerge', 16);
 CREATE TRIGGER IF NOT EXISTS logs_after_delete AFTER DELETE ON logs BEGIN
@@ -92,6 +95,8 @@ INSERT_ENTRY = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(log_id) DO NOTHING"
 )
 _NEWEST_FIRST = "ORDER BY ts DESC, seq DESC"
+# A transaction of duplicates only adds no row: its last_seq is the previous commit's, which stands.
+_RECORD_COMMIT = "INSERT OR IGNORE INTO commits VALUES ((SELECT max(seq) FROM logs), ?)"
 # The full-text index and the watermarks are written by explicit statements over the rows a transaction
 # added, not by an AFTER INSERT trigger: FTS5 fed row by row from a trigger ingests about 4x slower.
 INDEX_NEW_ROWS = "INSERT INTO logs_fts(rowid, message) SELECT seq, message FROM logs WHERE seq > ?"
@@ -242,6 +247,35 @@ class SQLiteStore:
 
         return cast(int, await self._submit(None, delete))
 
+    async def export_after(self, after_seq: int, limit: int = 100_000) -> Export:
+        """Rows that arrived after ``after_seq`` (at most ``limit``), with the commit records covering them,
+        from one snapshot: a row and its commit record are written by the same transaction."""
+
+        def export(conn: apsw.Connection, _: None) -> Export:
+            with conn:  # one read transaction for both queries
+                rows = cast(
+                    list[Row],
+                    conn.execute(
+                        f"SELECT {_COLUMNS} FROM logs WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
+                    ).fetchall(),
+                )
+                last = rows[-1][0] if rows else after_seq
+                commits = cast(
+                    list[tuple[int, int]],
+                    conn.execute(
+                        "SELECT last_seq, committed_at FROM commits WHERE last_seq > ? ORDER BY last_seq",
+                        (after_seq,),
+                    ).fetchall(),
+                )
+            covering = []
+            for commit in commits:  # up to the commit of the last row, which may hold later rows too
+                covering.append(commit)
+                if commit[0] >= last:
+                    break
+            return Export(rows=list(rows), commits=covering if rows else [], last_seq=last)
+
+        return await self._read(export, None)
+
     async def oldest(self, *, include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> int | None:
         """The event time of the oldest entry in scope, if any."""
         where, args = _service_scope("", include, exclude)
@@ -317,6 +351,7 @@ class SQLiteStore:
                 conn.executemany(INSERT_ENTRY, rows)
                 conn.execute(INDEX_NEW_ROWS, (last_seq,))
                 self._raise_watermarks(conn, last_seq)
+                conn.execute(_RECORD_COMMIT, (time.time_ns() // 1000,))
             for job in group:
                 if job.work is not None:
                     job.result = job.work(conn)

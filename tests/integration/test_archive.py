@@ -1,0 +1,110 @@
+"""Continuous archiving and point-in-time restore: exactly the entries acknowledged before T, none after."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from logsvc.crypto import store_key
+from logsvc.crypto.sqlite import connect
+from logsvc.model import format_timestamp
+from logsvc.settings import Settings, settings_environment
+from tests.conftest import ServerThread, bearer, make_settings
+
+
+def logsvc(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LOGSVC_")}
+    environ |= {k: v for k, v in settings_environment(settings).items() if k != "LOGSVC_PORT"}
+    return subprocess.run(
+        [sys.executable, "-m", "logsvc", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environ,
+        check=False,
+    )
+
+
+def ingest_for(client: httpx.Client, seconds: float, acknowledged: list[str]) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        batch = [{"log_id": str(uuid.uuid4()), "message": f"MARKER-{uuid.uuid4().hex}"} for _ in range(20)]
+        if client.post("/logs", json=batch).status_code == 201:
+            acknowledged.extend(entry["log_id"] for entry in batch)
+
+
+def stored_ids(data_dir: Path, settings: Settings) -> set[str]:
+    conn = connect(data_dir / "logs.db", store_key(settings))
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        return {str(uuid.UUID(bytes=row[0])) for row in conn.execute("SELECT log_id FROM logs")}
+    finally:
+        conn.close()
+
+
+def test_point_in_time_restore(tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    settings = make_settings(tmp_path / "data", archive_dir=str(archive), archive_seconds=0.2)
+    server = ServerThread(settings).start()
+    before: list[str] = []
+    after: list[str] = []
+    try:
+        with httpx.Client(base_url=server.url, headers=bearer(server.admin), timeout=30) as client:
+            ingest_for(client, 0.8, before)
+            time.sleep(0.05)
+            point = time.time_ns() // 1000
+            time.sleep(0.05)
+            ingest_for(client, 0.8, after)
+    finally:
+        server.stop()  # archives what was committed until then
+    segments = sorted(archive.glob("segment-*.bin"))
+    assert len(segments) >= 3, "ingest should span several archive intervals"
+    assert not any(b"MARKER-" in segment.read_bytes() for segment in segments)
+
+    restored = tmp_path / "restored"
+    result = logsvc(
+        settings,
+        "restore",
+        "--from",
+        str(archive),
+        "--into",
+        str(restored),
+        "--to-time",
+        format_timestamp(point),
+    )
+    assert result.returncode == 0, result.stderr
+    assert stored_ids(restored, make_settings(restored, master_key_file=settings.master_key_file)) == set(
+        before
+    )
+
+    everything = tmp_path / "everything"
+    later = format_timestamp(time.time_ns() // 1000)
+    result = logsvc(
+        settings, "restore", "--from", str(archive), "--into", str(everything), "--to-time", later
+    )
+    assert result.returncode == 0, result.stderr
+    assert stored_ids(everything, make_settings(everything, master_key_file=settings.master_key_file)) == set(
+        before + after
+    )
+
+    damaged = bytearray(segments[1].read_bytes())
+    damaged[-1] ^= 0x01
+    segments[1].write_bytes(bytes(damaged))
+    result = logsvc(
+        settings, "restore", "--from", str(archive), "--into", str(tmp_path / "x"), "--to-time", later
+    )
+    assert result.returncode == 2
+    assert f"{segments[1].name} is damaged" in result.stderr
+    segments[1].unlink()
+    result = logsvc(
+        settings, "restore", "--from", str(archive), "--into", str(tmp_path / "x"), "--to-time", later
+    )
+    assert result.returncode == 2
+    assert "is missing the segment" in result.stderr
+    assert not (tmp_path / "x").exists()
