@@ -42,7 +42,7 @@ from logsvc.auth.credentials import AuthStore, NewCredential
 from logsvc.auth.policy import Role
 from logsvc.auth.sigv4 import SignedRequest, SigV4Verifier, sign
 from logsvc.backup import create_backup
-from logsvc.crypto import KEYRING_NAME, Keyring, master_key_from, store_key
+from logsvc.crypto import KEYRING_NAME, Keyring, key_source, master_key_from, store_key
 from logsvc.settings import load_settings
 
 _RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -95,9 +95,7 @@ def _encrypt_in_place(data_dir: Path) -> None:
     """Encrypt a copy of the (plain) cached read store as a first start would have: a new data key,
     wrapped by the benchmark's master key in the data directory's keyring."""
     settings = load_settings(overrides={"data_dir": str(data_dir)})
-    master = master_key_from(
-        key_file=Path(settings.master_key_file), env_name="", data_dir=data_dir.resolve(), create=True
-    )
+    master = master_key_from(key_source(settings), data_dir=data_dir.resolve(), create=True)
     data_key = secrets.token_bytes(32)
     conn = apsw.Connection(str(data_dir / "logs.db"))
     try:

@@ -25,7 +25,7 @@ import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from logsvc.crypto import KEYRING_NAME, Keyring, master_key_from
+from logsvc.crypto import KEYRING_NAME, Keyring, KeySource, master_key_from
 from logsvc.errors import ConfigError, LogServiceError
 from logsvc.model import DAY_US, Level, NewEntry
 from logsvc.storage import Export, LogStore
@@ -112,14 +112,12 @@ class Archiver:
                 log.warning("archiving failed, next try in %g s: %s", interval_seconds, exc)
 
 
-def restore_to_time(folder: Path, into: Path, to_us: int, *, key_file: Path, env_name: str) -> int:
+def restore_to_time(folder: Path, into: Path, to_us: int, source: KeySource) -> int:
     """A new store in ``into`` holding exactly the archived entries committed at or before ``to_us``."""
     keyring = Keyring(folder / KEYRING_NAME)
     if not keyring.exists():
         raise ConfigError(f"{folder} is not a logsvc archive: it has no {KEYRING_NAME}")
-    data_key = keyring.unwrap(
-        master_key_from(key_file=key_file, env_name=env_name, data_dir=into, create=False)
-    )
+    data_key = keyring.unwrap(master_key_from(source, data_dir=into, create=False))
     segments = _segments(folder)
     if not segments:
         raise ConfigError(f"{folder} holds no archive segments")

@@ -19,7 +19,7 @@ from logsvc.archive import restore_to_time
 from logsvc.auth.credentials import AuthStore
 from logsvc.auth.policy import parse_key_request
 from logsvc.backup import create_backup, restore_backup
-from logsvc.crypto import rekey_store, rotate_master_key, store_key
+from logsvc.crypto import key_source, rekey_store, rotate_master_key, store_key
 from logsvc.errors import ConfigError, LogServiceError
 from logsvc.model import format_timestamp, parse_timestamp
 from logsvc.server import serve as run_server
@@ -193,10 +193,10 @@ def rotate_master(data_dir: str | None, config_file: str | None) -> None:
     """
     try:
         settings = load_settings(config_file, overrides={"data_dir": data_dir})
-        if settings.master_key_env:
+        if settings.master_key_env or settings.master_key_kms:
             raise ConfigError(
-                f"the master key comes from the variable {settings.master_key_env}; rotate-master manages "
-                "key files only: rewrap by pointing master_key_file at a new file instead"
+                "rotate-master manages key files only: with master_key_env, put a new key in the variable "
+                "and rewrap; with master_key_kms, AWS rotates the key material itself (enable key rotation)"
             )
         new = rotate_master_key(Path(settings.data_dir).resolve(), key_file=Path(settings.master_key_file))
     except ConfigError as exc:
@@ -289,11 +289,7 @@ def rekey(data_dir: str | None, config_file: str | None) -> None:
     """Re-encrypt the store with a new data key (stop the server first: a short maintenance window)."""
     try:
         settings = load_settings(config_file, overrides={"data_dir": data_dir})
-        rekey_store(
-            Path(settings.data_dir).resolve(),
-            key_file=Path(settings.master_key_file),
-            env_name=settings.master_key_env,
-        )
+        rekey_store(Path(settings.data_dir).resolve(), key_source(settings))
     except ConfigError as exc:
         _fail(str(exc))
     click.echo(f"re-encrypted the store in {settings.data_dir} with a new data key")
@@ -345,13 +341,7 @@ def restore(source: str, into: str, to_time: str | None, config_file: str | None
         except ValueError as exc:
             raise ConfigError(f"--to-time {exc}") from None
         settings = load_settings(config_file)
-        count = restore_to_time(
-            Path(source),
-            Path(into).resolve(),
-            to_us,
-            key_file=Path(settings.master_key_file),
-            env_name=settings.master_key_env,
-        )
+        count = restore_to_time(Path(source), Path(into).resolve(), to_us, key_source(settings))
     except ConfigError as exc:
         _fail(str(exc))
     click.echo(f"restored {count:,} entries committed up to {format_timestamp(to_us)} into {into}")

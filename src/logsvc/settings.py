@@ -127,6 +127,13 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     master_key_env: Annotated[
         str, msgspec.Meta(description="name of an environment variable holding the master key instead")
     ] = ""
+    master_key_kms: Annotated[
+        str, msgspec.Meta(description="AWS KMS key id, ARN or alias that wraps the data key instead")
+    ] = ""
+    aws_region: Annotated[str, msgspec.Meta(description="region of AWS services used (KMS)")] = "us-east-1"
+    aws_endpoint_url: Annotated[
+        str, msgspec.Meta(description="endpoint of AWS services, for VPC endpoints or local stand-ins")
+    ] = ""
     shutdown_timeout: Annotated[
         float, msgspec.Meta(gt=0, description="seconds in-flight requests get to finish on shutdown")
     ] = 30.0

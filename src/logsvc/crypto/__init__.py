@@ -3,15 +3,17 @@
 from pathlib import Path
 
 from logsvc.crypto.envelope import KEYRING_NAME, Keyring, database_key, rekey_store, rotate_master_key
-from logsvc.crypto.keys import MasterKey, master_key_from
+from logsvc.crypto.keys import KeySource, MasterKey, master_key_from
 from logsvc.errors import ConfigError
 from logsvc.settings import Settings
 
 __all__ = [
     "KEYRING_NAME",
+    "KeySource",
     "Keyring",
     "MasterKey",
     "database_key",
+    "key_source",
     "master_key_from",
     "rekey_store",
     "rotate_master_key",
@@ -28,4 +30,14 @@ def store_key(settings: Settings) -> bytes | None:
                 f"encryption = false, but the store in {data_dir} is encrypted ({KEYRING_NAME})"
             )
         return None
-    return database_key(data_dir, key_file=Path(settings.master_key_file), env_name=settings.master_key_env)
+    return database_key(data_dir, key_source(settings))
+
+
+def key_source(settings: Settings) -> KeySource:
+    return KeySource(
+        key_file=Path(settings.master_key_file),
+        env_name=settings.master_key_env,
+        kms_key_id=settings.master_key_kms,
+        aws_region=settings.aws_region,
+        aws_endpoint_url=settings.aws_endpoint_url,
+    )

@@ -7,17 +7,22 @@ that wrapped it, so a wrong key is named as such instead of surfacing as "file i
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import secrets
 from pathlib import Path
 
 import apsw
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from logsvc.crypto.keys import KEY_BYTES, MasterKey, master_key_from, write_key_file
+from logsvc.crypto.keys import (
+    KEY_BYTES,
+    KeySource,
+    MasterKey,
+    Wrapper,
+    local_master_key,
+    master_key_from,
+    write_key_file,
+)
 from logsvc.crypto.sqlite import connect
 from logsvc.errors import ConfigError
 
@@ -26,7 +31,6 @@ __all__ = ["KEYRING_NAME", "Keyring", "database_key", "rekey_store", "rotate_mas
 KEYRING_NAME = "keyring.json"
 _NEXT_KEYRING = "keyring.json.next"
 _DATABASES = ("logs.db", "auth.db")
-_AAD = b"logsvc database key v1"
 
 
 class Keyring:
@@ -36,20 +40,13 @@ class Keyring:
     def exists(self) -> bool:
         return self.path.exists()
 
-    def create(self, master: MasterKey) -> bytes:
+    def create(self, master: Wrapper) -> bytes:
         data_key = secrets.token_bytes(KEY_BYTES)
         self.write(data_key, master)
         return data_key
 
-    def write(self, data_key: bytes, master: MasterKey) -> None:
-        nonce = secrets.token_bytes(12)
-        document = {
-            "version": 1,
-            "algorithm": "AES-256-GCM",
-            "master_key_fingerprint": master.fingerprint,
-            "nonce": base64.b64encode(nonce).decode(),
-            "wrapped_key": base64.b64encode(AESGCM(master.material).encrypt(nonce, data_key, _AAD)).decode(),
-        }
+    def write(self, data_key: bytes, master: Wrapper) -> None:
+        document = {"version": 1, **master.wrap(data_key)}
         temporary = self.path.with_name(self.path.name + ".tmp")
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as file:
@@ -58,24 +55,15 @@ class Keyring:
             os.fsync(file.fileno())
         os.replace(temporary, self.path)
 
-    def unwrap(self, master: MasterKey) -> bytes:
+    def unwrap(self, master: Wrapper) -> bytes:
         try:
             document = json.loads(self.path.read_text())
-            nonce = base64.b64decode(document["nonce"])
-            wrapped = base64.b64decode(document["wrapped_key"])
-            recorded = document["master_key_fingerprint"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError) as exc:
             raise ConfigError(f"the keyring {self.path} is unreadable: {exc}") from None
-        try:
-            return AESGCM(master.material).decrypt(nonce, wrapped, _AAD)
-        except InvalidTag:
-            raise ConfigError(
-                f"the master key from the {master.source} (fingerprint {master.fingerprint}) does not open "
-                f"{self.path}, which was wrapped by the master key with fingerprint {recorded}"
-            ) from None
+        return master.unwrap(document, self.path)
 
 
-def database_key(data_dir: Path, *, key_file: Path, env_name: str) -> bytes:
+def database_key(data_dir: Path, source: KeySource) -> bytes:
     """The data key of the store in ``data_dir``; for a new store, made (with a key file if none exists)."""
     keyring = Keyring(data_dir / KEYRING_NAME)
     if Keyring(data_dir / _NEXT_KEYRING).exists():
@@ -84,9 +72,7 @@ def database_key(data_dir: Path, *, key_file: Path, env_name: str) -> bytes:
             "run `logsvc store rekey` to finish it"
         )
     if keyring.exists():
-        return keyring.unwrap(
-            master_key_from(key_file=key_file, env_name=env_name, data_dir=data_dir, create=False)
-        )
+        return keyring.unwrap(master_key_from(source, data_dir=data_dir, create=False))
     existing = [name for name in _DATABASES if (data_dir / name).exists()]
     if existing:
         raise ConfigError(
@@ -97,9 +83,7 @@ def database_key(data_dir: Path, *, key_file: Path, env_name: str) -> bytes:
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         raise ConfigError(f"cannot create the data directory {data_dir}: {exc.strerror}") from None
-    return keyring.create(
-        master_key_from(key_file=key_file, env_name=env_name, data_dir=data_dir, create=True)
-    )
+    return keyring.create(master_key_from(source, data_dir=data_dir, create=True))
 
 
 def rotate_master_key(data_dir: Path, *, key_file: Path) -> MasterKey:
@@ -112,7 +96,7 @@ def rotate_master_key(data_dir: Path, *, key_file: Path) -> MasterKey:
     keyring = Keyring(data_dir / KEYRING_NAME)
     if not keyring.exists():
         raise ConfigError(f"there is no {KEYRING_NAME} in {data_dir}: nothing to rotate")
-    current = master_key_from(key_file=key_file, env_name="", data_dir=data_dir, create=False)
+    current = local_master_key(key_file, "", data_dir=data_dir, create=False)
     data_key = keyring.unwrap(current)
     new_material = secrets.token_bytes(KEY_BYTES)
     pending = key_file.with_name(key_file.name + ".new")
@@ -123,7 +107,7 @@ def rotate_master_key(data_dir: Path, *, key_file: Path) -> MasterKey:
     return new
 
 
-def rekey_store(data_dir: Path, *, key_file: Path, env_name: str) -> None:
+def rekey_store(data_dir: Path, source: KeySource) -> None:
     """Re-encrypt every database of the store with a new data key. The server must be stopped.
 
     SQLite3 Multiple Ciphers re-encrypts only outside WAL mode, so each database is switched to a rollback
@@ -132,7 +116,7 @@ def rekey_store(data_dir: Path, *, key_file: Path, env_name: str) -> None:
     interrupted run leaves the ``.next`` file, start-up refuses with a message, and running the command again
     finishes the databases still on the old key.
     """
-    master = master_key_from(key_file=key_file, env_name=env_name, data_dir=data_dir, create=False)
+    master = master_key_from(source, data_dir=data_dir, create=False)
     current, following = Keyring(data_dir / KEYRING_NAME), Keyring(data_dir / _NEXT_KEYRING)
     if not current.exists():
         raise ConfigError(f"there is no {KEYRING_NAME} in {data_dir}: the store is not encrypted")

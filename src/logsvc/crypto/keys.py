@@ -1,4 +1,5 @@
-"""Where the master key comes from: a key file (0600, outside the data directory) or an environment variable.
+"""Where the master key comes from: a key file (0600, outside the data directory), an environment variable,
+or AWS KMS.
 
 The master key never encrypts data itself; it wraps the random database key (see envelope.py), as KMS
 envelope encryption does, so that changing it only rewraps 60 bytes.
@@ -15,22 +16,122 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from logsvc.errors import ConfigError
 
-__all__ = ["KEY_BYTES", "MasterKey", "master_key_from", "write_key_file"]
+__all__ = [
+    "KEY_BYTES",
+    "KeySource",
+    "KmsMasterKey",
+    "MasterKey",
+    "Wrapper",
+    "local_master_key",
+    "master_key_from",
+    "write_key_file",
+]
+
+_AAD = b"logsvc database key v1"
+_KMS_CONTEXT = {"logsvc": "database key"}
 
 KEY_BYTES = 32
 
 
 @dataclass(frozen=True, slots=True)
+class KeySource:
+    """Where the master key is: a file, an environment variable, or an AWS KMS key."""
+
+    key_file: Path
+    env_name: str = ""
+    kms_key_id: str = ""
+    aws_region: str = "us-east-1"
+    aws_endpoint_url: str = ""
+
+
 class MasterKey:
-    material: bytes
-    source: str  # for messages: "key file /path" or "environment variable NAME"
+    """A master key held here: wraps the data key with AES-256-GCM."""
+
+    def __init__(self, material: bytes, source: str) -> None:
+        self.material = material
+        self.source = source  # for messages: "key file /path" or "environment variable NAME"
 
     @property
     def fingerprint(self) -> str:
         """Names the key in messages and in the keyring without revealing it."""
         return hashlib.sha256(b"logsvc master key fingerprint\0" + self.material).hexdigest()[:16]
+
+    def wrap(self, data_key: bytes) -> dict[str, str]:
+        nonce = secrets.token_bytes(12)
+        return {
+            "algorithm": "AES-256-GCM",
+            "master_key_fingerprint": self.fingerprint,
+            "nonce": base64.b64encode(nonce).decode(),
+            "wrapped_key": base64.b64encode(AESGCM(self.material).encrypt(nonce, data_key, _AAD)).decode(),
+        }
+
+    def unwrap(self, document: dict[str, str], where: Path) -> bytes:
+        try:
+            nonce = base64.b64decode(document["nonce"])
+            wrapped = base64.b64decode(document["wrapped_key"])
+            recorded = document["master_key_fingerprint"]
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ConfigError(f"the keyring {where} was not made with a local master key ({exc})") from None
+        try:
+            return AESGCM(self.material).decrypt(nonce, wrapped, _AAD)
+        except InvalidTag:
+            raise ConfigError(
+                f"the master key from the {self.source} (fingerprint {self.fingerprint}) does not open "
+                f"{where}, which was wrapped by the master key with fingerprint {recorded}"
+            ) from None
+
+
+class KmsMasterKey:
+    """A master key that never leaves AWS KMS: the data key is wrapped by kms:Encrypt, unwrapped by
+    kms:Decrypt, bound to logsvc by an encryption context."""
+
+    def __init__(self, source: KeySource) -> None:
+        import boto3  # noqa: PLC0415 (only stores that use KMS pay for importing the AWS SDK)
+
+        self.key_id = source.kms_key_id
+        self.source = f"AWS KMS key {source.kms_key_id}"
+        self._client = boto3.client(
+            "kms", region_name=source.aws_region, endpoint_url=source.aws_endpoint_url or None
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        return self.key_id
+
+    def wrap(self, data_key: bytes) -> dict[str, str]:
+        try:
+            blob = self._client.encrypt(KeyId=self.key_id, Plaintext=data_key, EncryptionContext=_KMS_CONTEXT)
+        except Exception as exc:  # botocore raises many unrelated types; all mean the same here
+            raise ConfigError(f"{self.source} could not wrap the data key: {exc}") from None
+        return {
+            "algorithm": "AWS-KMS",
+            "kms_key_id": self.key_id,
+            "wrapped_key": base64.b64encode(blob["CiphertextBlob"]).decode(),
+        }
+
+    def unwrap(self, document: dict[str, str], where: Path) -> bytes:
+        if document.get("algorithm") != "AWS-KMS":
+            raise ConfigError(f"the keyring {where} was wrapped by a local master key, not by {self.source}")
+        try:
+            answer = self._client.decrypt(
+                CiphertextBlob=base64.b64decode(document["wrapped_key"]),
+                KeyId=self.key_id,
+                EncryptionContext=_KMS_CONTEXT,
+            )
+        except Exception as exc:  # botocore raises many unrelated types; all mean the same here
+            raise ConfigError(
+                f"{self.source} does not open {where} (wrapped by {document.get('kms_key_id')}): {exc}"
+            ) from None
+        plaintext: bytes = answer["Plaintext"]
+        return plaintext
+
+
+Wrapper = MasterKey | KmsMasterKey
 
 
 def _decode(text: str, source: str) -> bytes:
@@ -43,8 +144,15 @@ def _decode(text: str, source: str) -> bytes:
     return material
 
 
-def master_key_from(*, key_file: Path, env_name: str, data_dir: Path, create: bool) -> MasterKey:
+def master_key_from(source: KeySource, *, data_dir: Path, create: bool) -> Wrapper:
     """The configured master key; with ``create``, a missing key file is made (only for a new store)."""
+    if source.kms_key_id:
+        return KmsMasterKey(source)
+    return local_master_key(source.key_file, source.env_name, data_dir=data_dir, create=create)
+
+
+def local_master_key(key_file: Path, env_name: str, *, data_dir: Path, create: bool) -> MasterKey:
+    """The master key from a key file or an environment variable."""
     if env_name:
         value = os.environ.get(env_name)
         if not value:
