@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -10,11 +12,14 @@ import uuid
 from pathlib import Path
 
 import httpx
+import uuid_utils
 
+from logsvc.archive import Archiver
 from logsvc.crypto import store_key
 from logsvc.crypto.sqlite import connect
-from logsvc.model import format_timestamp
+from logsvc.model import Level, NewEntry, format_timestamp
 from logsvc.settings import Settings, settings_environment
+from logsvc.storage.sqlite import SQLiteStore
 from tests.conftest import ServerThread, bearer, make_settings
 
 
@@ -108,3 +113,31 @@ def test_point_in_time_restore(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "is missing the segment" in result.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_segments_past_the_window_are_pruned(tmp_path: Path) -> None:
+    async def scenario() -> list[str]:
+        key = secrets.token_bytes(32)
+        keyring = tmp_path / "keyring.json"
+        keyring.write_text("{}")
+        store = SQLiteStore(tmp_path / "logs.db", key=key)
+        archiver = Archiver(store, key, tmp_path / "archive", keyring=keyring, window_days=1)
+        try:
+            for round_number in range(3):
+                await store.append([entry(f"round {round_number}")])
+                assert await archiver.archive_once() == 1
+            assert len(list((tmp_path / "archive").glob("segment-*.bin"))) == 3
+            archiver._window_us = 0  # everything is past a window of no length
+            await store.append([entry("round 3")])
+            await archiver.archive_once()
+        finally:
+            await store.close()
+        return sorted(path.name for path in (tmp_path / "archive").glob("segment-*.bin"))
+
+    remaining = asyncio.run(scenario())
+    assert len(remaining) == 1, "only the newest segment, which marks where the next begins, is kept"
+
+
+def entry(message: str) -> NewEntry:
+    now = time.time_ns() // 1000
+    return NewEntry(uuid_utils.uuid7().bytes, "svc", now, Level.INFO, "application", message, None, now)
