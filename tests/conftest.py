@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ from logsvc.api import create_app
 from logsvc.auth.credentials import AuthStore, NewCredential
 from logsvc.auth.policy import Role
 from logsvc.crypto import store_key
-from logsvc.settings import Settings, load_settings
+from logsvc.crypto.sqlite import connect
+from logsvc.settings import Settings, load_settings, settings_environment
 
 
 def make_key(settings: Settings, role: Role, services: tuple[str, ...] = (), **kwargs: Any) -> NewCredential:
@@ -187,3 +189,27 @@ def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
     proc = ServerProcess(tmp_path / "data")
     yield proc
     proc.kill()
+
+
+def run_logsvc(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """The ``logsvc`` command, configured by exactly these settings (through LOGSVC_* variables)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("LOGSVC_")}
+    environ |= {k: v for k, v in settings_environment(settings).items() if k != "LOGSVC_PORT"}
+    return subprocess.run(
+        [sys.executable, "-m", "logsvc", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environ,
+        check=False,
+    )
+
+
+def stored_ids(data_dir: Path, settings: Settings) -> set[str]:
+    """The log ids in a store's file, after SQLite's integrity check passed."""
+    conn = connect(data_dir / "logs.db", store_key(settings))
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        return {str(uuid.UUID(bytes=row[0])) for row in conn.execute("SELECT log_id FROM logs")}
+    finally:
+        conn.close()

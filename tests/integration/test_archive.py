@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -15,25 +12,9 @@ import httpx
 import uuid_utils
 
 from logsvc.archive import Archiver
-from logsvc.crypto import store_key
-from logsvc.crypto.sqlite import connect
 from logsvc.model import Level, NewEntry, format_timestamp
-from logsvc.settings import Settings, settings_environment
 from logsvc.storage.sqlite import SQLiteStore
-from tests.conftest import ServerThread, bearer, make_settings
-
-
-def logsvc(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("LOGSVC_")}
-    environ |= {k: v for k, v in settings_environment(settings).items() if k != "LOGSVC_PORT"}
-    return subprocess.run(
-        [sys.executable, "-m", "logsvc", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=environ,
-        check=False,
-    )
+from tests.conftest import ServerThread, bearer, make_settings, run_logsvc, stored_ids
 
 
 def ingest_for(client: httpx.Client, seconds: float, acknowledged: list[str]) -> None:
@@ -42,15 +23,6 @@ def ingest_for(client: httpx.Client, seconds: float, acknowledged: list[str]) ->
         batch = [{"log_id": str(uuid.uuid4()), "message": f"MARKER-{uuid.uuid4().hex}"} for _ in range(20)]
         if client.post("/logs", json=batch).status_code == 201:
             acknowledged.extend(entry["log_id"] for entry in batch)
-
-
-def stored_ids(data_dir: Path, settings: Settings) -> set[str]:
-    conn = connect(data_dir / "logs.db", store_key(settings))
-    try:
-        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        return {str(uuid.UUID(bytes=row[0])) for row in conn.execute("SELECT log_id FROM logs")}
-    finally:
-        conn.close()
 
 
 def test_point_in_time_restore(tmp_path: Path) -> None:
@@ -73,7 +45,7 @@ def test_point_in_time_restore(tmp_path: Path) -> None:
     assert not any(b"MARKER-" in segment.read_bytes() for segment in segments)
 
     restored = tmp_path / "restored"
-    result = logsvc(
+    result = run_logsvc(
         settings,
         "restore",
         "--from",
@@ -90,7 +62,7 @@ def test_point_in_time_restore(tmp_path: Path) -> None:
 
     everything = tmp_path / "everything"
     later = format_timestamp(time.time_ns() // 1000)
-    result = logsvc(
+    result = run_logsvc(
         settings, "restore", "--from", str(archive), "--into", str(everything), "--to-time", later
     )
     assert result.returncode == 0, result.stderr
@@ -101,13 +73,13 @@ def test_point_in_time_restore(tmp_path: Path) -> None:
     damaged = bytearray(segments[1].read_bytes())
     damaged[-1] ^= 0x01
     segments[1].write_bytes(bytes(damaged))
-    result = logsvc(
+    result = run_logsvc(
         settings, "restore", "--from", str(archive), "--into", str(tmp_path / "x"), "--to-time", later
     )
     assert result.returncode == 2
     assert f"{segments[1].name} is damaged" in result.stderr
     segments[1].unlink()
-    result = logsvc(
+    result = run_logsvc(
         settings, "restore", "--from", str(archive), "--into", str(tmp_path / "x"), "--to-time", later
     )
     assert result.returncode == 2

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import uuid
 from pathlib import Path
@@ -14,32 +11,7 @@ import apsw
 import httpx
 import pytest
 
-from logsvc.crypto import store_key
-from logsvc.crypto.sqlite import connect
-from logsvc.settings import Settings, settings_environment
-from tests.conftest import ServerThread, bearer, make_settings
-
-
-def logsvc(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("LOGSVC_")}
-    environ |= {k: v for k, v in settings_environment(settings).items() if k != "LOGSVC_PORT"}
-    return subprocess.run(
-        [sys.executable, "-m", "logsvc", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=environ,
-        check=False,
-    )
-
-
-def stored_ids(data_dir: Path, settings: Settings) -> set[str]:
-    conn = connect(data_dir / "logs.db", store_key(settings))
-    try:
-        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        return {str(uuid.UUID(bytes=row[0])) for row in conn.execute("SELECT log_id FROM logs")}
-    finally:
-        conn.close()
+from tests.conftest import ServerThread, bearer, make_settings, run_logsvc, stored_ids
 
 
 def test_backup_while_ingesting_then_restore(tmp_path: Path) -> None:
@@ -63,7 +35,7 @@ def test_backup_while_ingesting_then_restore(tmp_path: Path) -> None:
         while len(acknowledged) < 500:
             stop.wait(0.05)
         before_backup = set(acknowledged)
-        result = logsvc(settings, "backup", "--to", str(tmp_path / "backups"))
+        result = run_logsvc(settings, "backup", "--to", str(tmp_path / "backups"))
         assert result.returncode == 0, result.stderr
         after_backup = set(acknowledged)
     finally:
@@ -80,7 +52,7 @@ def test_backup_while_ingesting_then_restore(tmp_path: Path) -> None:
     plain.close()
 
     restored = tmp_path / "restored"
-    result = logsvc(settings, "restore", "--from", str(backup), "--into", str(restored))
+    result = run_logsvc(settings, "restore", "--from", str(backup), "--into", str(restored))
     assert result.returncode == 0, result.stderr
     ids = stored_ids(restored, make_settings(restored, master_key_file=settings.master_key_file))
     # A consistent snapshot: everything acknowledged before it began, nothing that was never acknowledged.
@@ -93,12 +65,12 @@ def test_a_damaged_backup_is_refused(tmp_path: Path) -> None:
     with httpx.Client(base_url=server.url, headers=bearer(server.admin)) as client:
         assert client.post("/logs", json={"message": "keep me"}).status_code == 201
     server.stop()
-    assert logsvc(settings, "backup", "--to", str(tmp_path / "backups")).returncode == 0
+    assert run_logsvc(settings, "backup", "--to", str(tmp_path / "backups")).returncode == 0
     (backup,) = (tmp_path / "backups").iterdir()
     damaged = bytearray((backup / "logs.db").read_bytes())
     damaged[len(damaged) // 2] ^= 0x01
     (backup / "logs.db").write_bytes(bytes(damaged))
-    result = logsvc(settings, "restore", "--from", str(backup), "--into", str(tmp_path / "restored"))
+    result = run_logsvc(settings, "restore", "--from", str(backup), "--into", str(tmp_path / "restored"))
     assert result.returncode == 2
     assert "damaged: logs.db does not match its checksum" in result.stderr
     assert not (tmp_path / "restored").exists()
@@ -108,7 +80,10 @@ def test_a_damaged_backup_is_refused(tmp_path: Path) -> None:
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "something").write_text("")
     (backup / "logs.db").write_bytes(bytes(damaged[: len(damaged) // 2]))
-    result = logsvc(settings, "restore", "--from", str(backup), "--into", str(tmp_path / "busy"))
+    result = run_logsvc(settings, "restore", "--from", str(backup), "--into", str(tmp_path / "busy"))
     assert result.returncode == 2
     assert "damaged" in result.stderr
-    assert logsvc(settings, "restore", "--from", str(tmp_path), "--into", str(tmp_path / "x")).returncode == 2
+    assert (
+        run_logsvc(settings, "restore", "--from", str(tmp_path), "--into", str(tmp_path / "x")).returncode
+        == 2
+    )

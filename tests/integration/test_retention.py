@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,22 +15,9 @@ from logsvc.crypto import store_key
 from logsvc.errors import ConfigError
 from logsvc.settings import Settings, load_settings, settings_environment
 from logsvc.storage import open_store
-from tests.conftest import ServerThread, bearer, make_settings
+from tests.conftest import ServerThread, bearer, make_settings, run_logsvc
 
 DAY = 86_400
-
-
-def logsvc(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("LOGSVC_")}
-    environ |= {k: v for k, v in settings_environment(settings).items() if k != "LOGSVC_PORT"}
-    return subprocess.run(
-        [sys.executable, "-m", "logsvc", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=environ,
-        check=False,
-    )
 
 
 def fill(server: ServerThread, entries: list[dict[str, Any]]) -> None:
@@ -91,7 +75,7 @@ def test_shortened_retention_is_refused_while_protection_is_on(tmp_path: Path) -
     server.stop()
 
     shortened = make_settings(data, retention_days=1)
-    result = logsvc(shortened, "serve", "--port", "0")
+    result = run_logsvc(shortened, "serve", "--port", "0")
     assert result.returncode == 2
     assert "deletion_protection is on" in result.stderr
     assert "retention of 1 days for every other service" in result.stderr
@@ -125,21 +109,21 @@ def test_purge_and_destroy_respect_deletion_protection(tmp_path: Path) -> None:
     server = ServerThread(make_settings(data)).start()
     fill(server, [aged("payments", 0, "pay"), aged("web", 0, "web")])
     protected = make_settings(data)
-    refused = logsvc(protected, "store", "purge", "--service", "payments")
+    refused = run_logsvc(protected, "store", "purge", "--service", "payments")
     assert refused.returncode == 2
     assert "deletion_protection is on" in refused.stderr
-    assert logsvc(protected, "store", "destroy").returncode == 2
+    assert run_logsvc(protected, "store", "destroy").returncode == 2
 
     unprotected = make_settings(data, deletion_protection=False)
-    purged = logsvc(unprotected, "store", "purge", "--service", "pay*")
+    purged = run_logsvc(unprotected, "store", "purge", "--service", "pay*")
     assert purged.returncode == 0, purged.stderr
     assert "deleted 1 entries" in purged.stdout
     assert messages(server) == {"web findme"}
-    busy = logsvc(unprotected, "store", "destroy")
+    busy = run_logsvc(unprotected, "store", "destroy")
     assert busy.returncode == 2
     assert "in use" in busy.stderr
     server.stop()
-    assert logsvc(unprotected, "store", "destroy").returncode == 0
+    assert run_logsvc(unprotected, "store", "destroy").returncode == 0
     assert not (data / "logs.db").exists()
 
 
