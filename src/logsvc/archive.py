@@ -103,6 +103,13 @@ class Archiver:
             if segment.newest_commit_us < horizon:
                 segment.path.unlink()
 
+    async def final_segment(self) -> None:
+        """The last segment, on shutdown; a failure is logged, as it must not keep the store from closing."""
+        try:
+            await self.archive_once()
+        except (LogServiceError, OSError) as exc:
+            log.error("the final archive segment could not be written: %s", exc)
+
     async def run_forever(self, interval_seconds: float) -> None:
         while True:
             await asyncio.sleep(interval_seconds)

@@ -64,7 +64,7 @@ def create_app(settings: Settings, store: LogStore | None = None) -> Starlette:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             if archiver is not None:
-                await archiver.archive_once()  # what was committed until shutdown is archived too
+                await archiver.final_segment()  # what was committed until shutdown is archived too
             auth.close()
             if own_store:
                 await active.close()
