@@ -7,8 +7,6 @@ import hashlib
 import json
 import os
 import secrets
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,19 +18,18 @@ import pytest
 from logsvc.crypto import store_key
 from logsvc.crypto.sqlite import connect
 from logsvc.errors import ConfigError
-from tests.conftest import ServerThread, bearer, make_settings
+from tests.conftest import ServerThread, bearer, make_settings, run_logsvc
 
 
-def logsvc(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("LOGSVC_")} | (env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "logsvc", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=environ,
-        check=False,
-    )
+def assert_markers_after_restart(server: ServerThread, markers: list[str]) -> None:
+    """The store, opened again by a new server with the same settings, holds exactly the marked entries."""
+    restarted = ServerThread(server.settings).start()
+    try:
+        with httpx.Client(base_url=restarted.url, headers=bearer(server.admin)) as client:
+            found = client.get("/logs", params={"limit": 1000}).json()["logs"]
+            assert sorted(e["metadata"]["m"] for e in found) == sorted(markers)
+    finally:
+        restarted.stop()
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -86,17 +83,16 @@ def test_a_wrong_or_missing_master_key_stops_start_up_and_touches_nothing(
     key_file = Path(settings.master_key_file)
     original = key_file.read_text()
     before = digest(data)
-    env = {"LOGSVC_MASTER_KEY_FILE": str(key_file), "LOGSVC_CREDENTIALS_FILE": settings.credentials_file}
 
     key_file.write_text(base64.b64encode(secrets.token_bytes(32)).decode())
-    result = logsvc("serve", "--data-dir", str(data), "--port", "0", env=env)
+    result = run_logsvc(settings, "serve", "--data-dir", str(data), "--port", "0")
     assert result.returncode == 2
     assert "does not open" in result.stderr
     assert "fingerprint" in result.stderr
     assert "Traceback" not in result.stderr
 
     key_file.unlink()
-    result = logsvc("serve", "--data-dir", str(data), "--port", "0", env=env)
+    result = run_logsvc(settings, "serve", "--data-dir", str(data), "--port", "0")
     assert result.returncode == 2
     assert "does not exist" in result.stderr
     assert not key_file.exists(), "a new master key must not be made for an existing store"
@@ -113,9 +109,8 @@ def test_rotating_the_master_key(filled: tuple[ServerThread, list[str]], tmp_pat
     settings = server.settings
     key_file = Path(settings.master_key_file)
     old_key = key_file.read_text()
-    env = {"LOGSVC_MASTER_KEY_FILE": str(key_file)}
     # The server keeps serving across the rotation: it holds the data key, not the master key.
-    result = logsvc("keys", "rotate-master", "--data-dir", settings.data_dir, env=env)
+    result = run_logsvc(settings, "keys", "rotate-master", "--data-dir", settings.data_dir)
     assert result.returncode == 0, result.stderr
     assert "new master key" in result.stdout
     assert key_file.read_text() != old_key
@@ -128,13 +123,7 @@ def test_rotating_the_master_key(filled: tuple[ServerThread, list[str]], tmp_pat
     os.chmod(old_file, 0o600)
     with pytest.raises(ConfigError, match="does not open"):
         store_key(make_settings(Path(settings.data_dir), master_key_file=str(old_file)))
-    restarted = ServerThread(settings).start()
-    try:
-        with httpx.Client(base_url=restarted.url, headers=bearer(server.admin)) as client:
-            found = client.get("/logs", params={"limit": 1000}).json()["logs"]
-            assert sorted(e["metadata"]["m"] for e in found) == sorted(markers)
-    finally:
-        restarted.stop()
+    assert_markers_after_restart(server, markers)
 
 
 def test_master_key_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -172,27 +161,20 @@ def test_rekey_re_encrypts_and_keeps_every_entry(filled: tuple[ServerThread, lis
     server, markers = filled
     settings = server.settings
     data = Path(settings.data_dir)
-    env = {"LOGSVC_MASTER_KEY_FILE": settings.master_key_file}
     old_key = store_key(settings)
 
-    refused = logsvc("store", "rekey", "--data-dir", str(data), env=env)
+    refused = run_logsvc(settings, "store", "rekey", "--data-dir", str(data))
     assert refused.returncode == 2, "the server still has the store open"
     assert "in use" in refused.stderr
     assert store_key(settings) == old_key, "a refused re-encryption leaves the store as it was"
     server.stop()
-    assert logsvc("store", "rekey", "--data-dir", str(data), env=env).returncode == 0
+    assert run_logsvc(settings, "store", "rekey", "--data-dir", str(data)).returncode == 0
     new_key = store_key(settings)
     assert new_key != old_key
     for name in ("logs.db", "auth.db"):
         with pytest.raises(ConfigError, match="cannot open"):
             connect(data / name, old_key)
-    restarted = ServerThread(settings).start()
-    try:
-        with httpx.Client(base_url=restarted.url, headers=bearer(server.admin)) as client:
-            found = client.get("/logs", params={"limit": 1000}).json()["logs"]
-            assert sorted(e["metadata"]["m"] for e in found) == sorted(markers)
-    finally:
-        restarted.stop()
+    assert_markers_after_restart(server, markers)
 
 
 def test_an_interrupted_rekey_is_finished_by_running_it_again(filled: tuple[ServerThread, list[str]]) -> None:
@@ -200,30 +182,23 @@ def test_an_interrupted_rekey_is_finished_by_running_it_again(filled: tuple[Serv
     server.stop()
     settings = server.settings
     data = Path(settings.data_dir)
-    env = {"LOGSVC_MASTER_KEY_FILE": settings.master_key_file}
     holder = connect(data / "auth.db", store_key(settings))  # auth.db in use: logs.db is done, auth.db not
     holder.execute("PRAGMA journal_mode=WAL").fetchall()
     holder.execute("SELECT count(*) FROM credentials").fetchall()
     try:
-        assert logsvc("store", "rekey", "--data-dir", str(data), env=env).returncode == 2
+        assert run_logsvc(settings, "store", "rekey", "--data-dir", str(data)).returncode == 2
     finally:
         holder.close()
     with pytest.raises(ConfigError, match="was interrupted"):
         store_key(settings)
-    assert logsvc("store", "rekey", "--data-dir", str(data), env=env).returncode == 0
-    restarted = ServerThread(settings).start()
-    try:
-        with httpx.Client(base_url=restarted.url, headers=bearer(server.admin)) as client:
-            assert client.get("/logs", params={"limit": 1000}).json()["count"] == len(markers)
-    finally:
-        restarted.stop()
+    assert run_logsvc(settings, "store", "rekey", "--data-dir", str(data)).returncode == 0
+    assert_markers_after_restart(server, markers)
 
 
 def test_store_stats_reads_the_encrypted_store(filled: tuple[ServerThread, list[str]]) -> None:
     server, markers = filled
     settings = server.settings
-    env = {"LOGSVC_MASTER_KEY_FILE": settings.master_key_file}
-    result = logsvc("store", "stats", "--json", "--data-dir", settings.data_dir, env=env)
+    result = run_logsvc(settings, "store", "stats", "--json", "--data-dir", settings.data_dir)
     assert result.returncode == 0, result.stderr
     stats = json.loads(result.stdout)
     (service,) = stats["services"]
@@ -232,8 +207,10 @@ def test_store_stats_reads_the_encrypted_store(filled: tuple[ServerThread, list[
     assert service["bytes"] > sum(len(m) for m in markers)
     assert stats["entries"] == len(markers)
     assert stats["file_bytes"] > 0
-    table = logsvc("store", "stats", "--data-dir", settings.data_dir, env=env)
+    table = run_logsvc(settings, "store", "stats", "--data-dir", settings.data_dir)
     assert "secret-svc" in table.stdout
-    missing = logsvc("store", "stats", "--data-dir", str(Path(settings.data_dir).parent / "nowhere"), env=env)
+    missing = run_logsvc(
+        settings, "store", "stats", "--data-dir", str(Path(settings.data_dir).parent / "nowhere")
+    )
     assert missing.returncode == 2
     assert "no store" in missing.stderr
