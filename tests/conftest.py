@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import logging
 import os
 import signal
 import socket
@@ -213,3 +214,32 @@ def stored_ids(data_dir: Path, settings: Settings) -> set[str]:
         return {str(uuid.UUID(bytes=row[0])) for row in conn.execute("SELECT log_id FROM logs")}
     finally:
         conn.close()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto's server mode on 127.0.0.1: a stand-in for DynamoDB (and KMS), not AWS itself."""
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415 (only tests of the AWS shape need moto)
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{server._server.server_port}"  # type: ignore[attr-defined]
+    server.stop()
+
+
+@pytest.fixture
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture
+def dynamodb_url(moto_endpoint: str, aws_credentials: None) -> str:
+    """A URL of a new, empty table with 4 shards in moto's DynamoDB."""
+    from logsvc.storage.dynamodb import create_table  # noqa: PLC0415
+
+    url = f"dynamodb://logs-{uuid.uuid4().hex[:12]}?region=us-east-1&endpoint={moto_endpoint}&shards=4"
+    create_table(url)
+    return url

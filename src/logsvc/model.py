@@ -408,17 +408,33 @@ def _validate_entry(
     ):
         fail("log_type", f"must be a string of 1-{MAX_LOG_TYPE_CHARS} printable characters")
 
-    ts_us = now_us
+    raw_id = doc.get("log_id")
+    log_id = b""
+    if raw_id is None:
+        log_id = uuid_utils.uuid7().bytes
+    else:
+        try:
+            log_id = parse_log_id(raw_id)
+        except ValueError as exc:
+            fail("log_id", str(exc))
+
+    # A client's UUIDv7 carries the time it was made: taking that rather than the receive time as the
+    # default makes a retried entry identical to the first try, which keyed stores (DynamoDB) need.
+    ts_us, ts_field = (
+        (_uuid7_us(log_id), "log_id") if raw_id is not None and _is_uuid7(log_id) else (now_us, "")
+    )
     raw_ts = doc.get("timestamp")
     if raw_ts is not None:
+        ts_field = "timestamp"
         try:
             ts_us = parse_timestamp(raw_ts)
         except ValueError as exc:
             fail("timestamp", str(exc))
-        else:
-            problem = _check_timestamp_range(ts_us, now_us)
-            if problem:
-                fail("timestamp", problem)
+            ts_field = ""
+    if ts_field:
+        problem = _check_timestamp_range(ts_us, now_us)
+        if problem:
+            fail(ts_field, problem if ts_field == "timestamp" else f"is a UUIDv7 whose time {problem}")
 
     metadata: str | None = None
     raw_metadata = doc.get("metadata")
@@ -435,18 +451,17 @@ def _validate_entry(
                     fail("metadata", f"must be at most {limits.max_metadata_bytes} bytes as JSON")
                 metadata = encoded.decode()
 
-    raw_id = doc.get("log_id")
-    if raw_id is None:
-        log_id = uuid_utils.uuid7().bytes
-    else:
-        try:
-            log_id = parse_log_id(raw_id)
-        except ValueError as exc:
-            fail("log_id", str(exc))
-
     if len(errors) > failed:
         return None
     return NewEntry(log_id, service, ts_us, level, log_type, cast(str, message), metadata, now_us)
+
+
+def _is_uuid7(log_id: bytes) -> bool:
+    return len(log_id) == 16 and log_id[6] >> 4 == 7 and log_id[8] >> 6 == 0b10
+
+
+def _uuid7_us(log_id: bytes) -> int:
+    return int.from_bytes(log_id[:6]) * 1000
 
 
 def _check_metadata(value: dict[str, Any], limits: Limits) -> str | None:

@@ -8,11 +8,10 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
-from logsvc.auth.credentials import AuditEvent, AuthStore, Credential, NewCredential
 from logsvc.auth.policy import Principal, parse_key_request
 from logsvc.errors import ConfigError, FieldError, Forbidden, LogServiceError, NotFound, ValidationFailed
 from logsvc.model import (
@@ -30,6 +29,9 @@ from logsvc.model import (
     validate_entries,
 )
 from logsvc.storage import LogStore
+
+if TYPE_CHECKING:  # the Lambda handlers import this module and must not load SQLite
+    from logsvc.auth.credentials import AuditEvent, AuthStore, Credential, NewCredential
 
 __all__ = ["AdminService", "BatchCreated", "Created", "IngestObserver", "LogService", "Retention", "purge"]
 

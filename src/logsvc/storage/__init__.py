@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from logsvc.errors import ConfigError
-from logsvc.model import LogEntry, NewEntry, Page, Query
+from logsvc.model import LogEntry, NewEntry, Page, Query, RetentionRule
 
 __all__ = ["Export", "LogStore", "open_store", "sqlite_path"]
 
@@ -65,9 +65,16 @@ def open_store(
     read_threads: int = 4,
     on_commit: Callable[[int], None] | None = None,
     key: bytes | None = None,
+    retention: Sequence[RetentionRule] = (),
 ) -> LogStore:
-    """The adapter for a store URL: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``."""
-    from logsvc.storage.sqlite import SQLiteStore  # noqa: PLC0415 (each adapter loads only when chosen)
+    """The adapter for a store URL: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or
+    ``dynamodb://TABLE?region=..``. The DynamoDB store writes ``retention`` as each item's TTL."""
+    # Each adapter loads only when chosen: the Lambda package holds no SQLite, the server no boto3 use.
+    if url.startswith("dynamodb:"):
+        from logsvc.storage.dynamodb import DynamoDBStore  # noqa: PLC0415
+
+        return DynamoDBStore(url, retention=retention)
+    from logsvc.storage.sqlite import SQLiteStore  # noqa: PLC0415
 
     return SQLiteStore(sqlite_path(url), read_threads=read_threads, on_commit=on_commit, key=key)
 
@@ -76,7 +83,9 @@ def sqlite_path(url: str) -> Path:
     """The file of a ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` URL."""
     parts = urlsplit(url)
     if parts.scheme != "sqlite":
-        raise ConfigError(f"store URL {url!r}: unsupported scheme {parts.scheme!r} (supported: sqlite)")
+        raise ConfigError(
+            f"store URL {url!r}: unsupported scheme {parts.scheme!r} (supported: sqlite, dynamodb)"
+        )
     if parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
         raise ConfigError(
             f"store URL {url!r}: write sqlite:///relative/file.db or sqlite:////absolute/file.db"

@@ -1,0 +1,663 @@
+"""The DynamoDB adapter: many writers and readers on one table, with no hot partition.
+
+Keys (decision 11):
+
+- base table: ``pk = service#shard`` (shard = hash(log_id) mod N), ``sk = ts(µs, 19 digits)#log_id``;
+- GSI ``by_time``: ``gpk = day#shard``, ``sk``; serves the newest entries across every service;
+- GSI ``by_id``: ``id = log_id`` (keys only), for ``GET /logs/{id}``;
+- registry items ``#service``/``#day`` list the services and days that hold entries, so a read never scans.
+
+A read merges N (or services x N) key ranges newest first. Reads on the base table are strongly consistent;
+the two GSIs are eventually consistent (a just-acknowledged entry can be missing from ``recent`` without a
+service filter, or from a get by id, for a moment).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from fnmatch import fnmatchcase
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlsplit
+
+import boto3
+import msgspec
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from logsvc.errors import ConfigError, FieldError, StoreUnavailable, ValidationFailed
+from logsvc.model import (
+    DAY_US,
+    Level,
+    LogEntry,
+    NewEntry,
+    Page,
+    Query,
+    RetentionRule,
+    encode_cursor,
+    format_log_id,
+    format_timestamp,
+)
+from logsvc.storage import Export
+
+__all__ = ["DynamoDBStore", "create_table", "parse_url"]
+
+log = logging.getLogger("logsvc.storage.dynamodb")
+
+MAX_ITEM_BYTES = 400 * 1024
+MAX_SHARDS = 64
+DEFAULT_SHARDS = 4
+# A read examines at most this many items before it answers with what it found and a cursor to go on.
+MAX_EXAMINED = 10_000
+# Merging more key ranges than this costs more than filtering the time index by service pattern.
+MAX_SCOPED_RANGES = 64
+_BATCH = 25
+_MAX_WRITE_ATTEMPTS = 8
+_BACKOFF_BASE = 0.05
+_BACKOFF_CAP = 2.0
+_HIGHEST = "~"  # sorts after every sort key (digits, '#', hex)
+_LOWEST = "!"  # sorts before every service name and day
+_LEVEL_NAMES = {int(level): level.name for level in Level}
+_CONFIG_KEY = {"pk": {"S": "#config"}, "sk": {"S": "#config"}}
+
+R = TypeVar("R")
+
+
+class TableUrl(msgspec.Struct, frozen=True):
+    table: str
+    region: str
+    endpoint: str | None
+    shards: int | None
+
+
+def parse_url(url: str) -> TableUrl:
+    """``dynamodb://TABLE?region=..&endpoint=..&shards=N``; ConfigError names what is wrong."""
+    parts = urlsplit(url)
+    if parts.scheme != "dynamodb" or not parts.netloc or parts.path not in ("", "/"):
+        raise ConfigError(
+            f"store URL {url!r}: write dynamodb://TABLE?region=REGION[&shards=N][&endpoint=URL]"
+        )
+    params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    unknown = sorted(params.keys() - {"region", "endpoint", "shards"})
+    if unknown:
+        raise ConfigError(
+            f"store URL {url!r}: unknown parameter {', '.join(unknown)} (allowed: region, endpoint, shards)"
+        )
+    shards = params.get("shards")
+    if shards is not None and (not shards.isdigit() or not 1 <= int(shards) <= MAX_SHARDS):
+        raise ConfigError(f"store URL {url!r}: shards must be a whole number from 1 to {MAX_SHARDS}")
+    return TableUrl(
+        table=parts.netloc,
+        region=params.get("region") or "us-east-1",
+        endpoint=params.get("endpoint") or None,
+        shards=int(shards) if shards else None,
+    )
+
+
+def _client(url: TableUrl, pool: int) -> Any:
+    config = Config(
+        retries={"max_attempts": 4, "mode": "standard"},
+        max_pool_connections=pool,
+        connect_timeout=3,
+        read_timeout=10,
+    )
+    return boto3.client("dynamodb", region_name=url.region, endpoint_url=url.endpoint, config=config)
+
+
+def create_table(url: str) -> None:
+    """Create the table, its indexes and TTL as the Terraform stack does (for DynamoDB Local, moto, tests)."""
+    target = parse_url(url)
+    client = _client(target, 2)
+    shards = target.shards or DEFAULT_SHARDS
+    string = "S"
+    client.create_table(
+        TableName=target.table,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": name, "AttributeType": string} for name in ("pk", "sk", "gpk", "id")
+        ],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by_time",
+                "KeySchema": [
+                    {"AttributeName": "gpk", "KeyType": "HASH"},
+                    {"AttributeName": "sk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            },
+            {
+                "IndexName": "by_id",
+                "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            },
+        ],
+    )
+    client.get_waiter("table_exists").wait(TableName=target.table)
+    client.update_time_to_live(
+        TableName=target.table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+    )
+    client.put_item(TableName=target.table, Item={**_CONFIG_KEY, "shards": {"N": str(shards)}})
+
+
+def shard_of(log_id: bytes, shards: int) -> int:
+    return int.from_bytes(hashlib.blake2b(log_id, digest_size=4).digest()) % shards
+
+
+def sort_key(ts_us: int, log_id_hex: str) -> str:
+    return f"{ts_us:019d}#{log_id_hex}"
+
+
+class _Range:
+    """One key range read newest first, a page at a time; ``head`` is its newest unread item."""
+
+    def __init__(self, request: dict[str, Any], page: int, high: str) -> None:
+        self.request = request
+        self.page = page
+        self.high = high  # exclusive upper end of the range
+        self.started = False
+        self.items: list[dict[str, Any]] = []
+        self.position = 0
+        self.last_key: dict[str, Any] | None = None
+        self.done = False
+
+    @property
+    def empty(self) -> bool:
+        return self.position >= len(self.items)
+
+    @property
+    def head(self) -> str:
+        return str(self.items[self.position]["sk"]["S"])
+
+    def bound(self) -> str | None:
+        """Exclusive upper bound of what this range has not yet shown; None when it is read to the end."""
+        if not self.started:
+            return self.high
+        if not self.empty:
+            return self.head + _HIGHEST  # the head itself is not yet consumed
+        if self.done or self.last_key is None:
+            return None
+        return str(self.last_key["sk"]["S"])
+
+
+class DynamoDBStore:
+    """The LogStore port on one DynamoDB table (see the module docstring for the keys)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        retention: Sequence[RetentionRule] = (),
+        threads: int = 16,
+        client: Any = None,
+    ) -> None:
+        self.url = parse_url(url)
+        self.table = self.url.table
+        self._client = client or _client(self.url, threads)
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="logsvc-dynamodb")
+        self._retention = tuple(retention)
+        self._expiry_days: dict[str, float | None] = {}
+        self._registered: set[tuple[str, str]] = set()
+        self._registered_lock = threading.Lock()
+        self.shards = self._configured_shards()
+
+    def _configured_shards(self) -> int:
+        """The table's shard count: fixed for its life, since a read must query every shard ever written."""
+        try:
+            item = self._client.get_item(TableName=self.table, Key=_CONFIG_KEY, ConsistentRead=True).get(
+                "Item"
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise ConfigError(f"cannot open DynamoDB table {self.table}: {_reason(exc)}") from None
+        if item is None:
+            return self.url.shards or DEFAULT_SHARDS
+        recorded = int(item["shards"]["N"])
+        if self.url.shards is not None and self.url.shards != recorded:
+            raise ConfigError(
+                f"table {self.table} was created with {recorded} shards; the store URL says "
+                f"{self.url.shards}. The shard count cannot change: remove shards= from the URL or make it "
+                f"{recorded}"
+            )
+        return recorded
+
+    async def _call(self, function: Callable[..., R], /, **kwargs: Any) -> R:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, lambda: function(**kwargs))
+        except (ClientError, BotoCoreError) as exc:
+            raise _translate(exc, self.table) from None
+
+    # ---- writes ------------------------------------------------------------------------------------------
+
+    async def append(self, entries: Sequence[NewEntry]) -> None:
+        registry = self._pending_registry(entries)
+        items = self._items(entries, registry)
+        chunks = [items[i : i + _BATCH] for i in range(0, len(items), _BATCH)]
+        await asyncio.gather(*(self._write(chunk) for chunk in chunks))
+        with self._registered_lock:
+            self._registered |= registry
+
+    def _items(self, entries: Sequence[NewEntry], registry: set[tuple[str, str]]) -> list[dict[str, Any]]:
+        """Every entry as an item (refusing any over DynamoDB's item size) plus new registry items."""
+        items: list[dict[str, Any]] = []
+        seen: set[bytes] = set()
+        errors: list[FieldError] = []
+        for index, entry in enumerate(entries):
+            if entry.log_id in seen:  # the first of two same-id entries wins, as a retry would
+                continue
+            seen.add(entry.log_id)
+            item = self._item(entry)
+            size = _item_size(item)
+            if size > MAX_ITEM_BYTES:
+                errors.append(
+                    FieldError(
+                        "message",
+                        f"the entry is {size} bytes as a DynamoDB item; this store takes at most "
+                        f"{MAX_ITEM_BYTES} bytes per entry (message and metadata together)",
+                        index if len(entries) > 1 else None,
+                    )
+                )
+            items.append(item)
+        if errors:
+            raise ValidationFailed(errors)
+        for kind, value in registry:
+            items.append({"pk": {"S": f"#{kind}"}, "sk": {"S": value}})
+        return items
+
+    def _pending_registry(self, entries: Sequence[NewEntry]) -> set[tuple[str, str]]:
+        wanted = {("service", e.service_name) for e in entries} | {("day", _day(e.ts_us)) for e in entries}
+        with self._registered_lock:
+            return wanted - self._registered
+
+    def _item(self, entry: NewEntry) -> dict[str, Any]:
+        hex_id = entry.log_id.hex()
+        shard = shard_of(entry.log_id, self.shards)
+        item: dict[str, Any] = {
+            "pk": {"S": f"{entry.service_name}#{shard:02d}"},
+            "sk": {"S": sort_key(entry.ts_us, hex_id)},
+            "gpk": {"S": f"{_day(entry.ts_us)}#{shard:02d}"},
+            "id": {"S": hex_id},
+            "svc": {"S": entry.service_name},
+            "lvl": {"N": str(int(entry.level))},
+            "typ": {"S": entry.log_type},
+            "msg": {"S": entry.message},
+            "rcv": {"N": str(entry.received_us)},
+        }
+        if entry.metadata is not None:
+            item["meta"] = {"S": entry.metadata}
+        days = self._days_kept(entry.service_name)
+        if days is not None:
+            item["expires_at"] = {"N": str((entry.ts_us + round(days * DAY_US)) // 1_000_000)}
+        return item
+
+    def _days_kept(self, service: str) -> float | None:
+        """Days the first matching retention rule keeps this service (None: forever), for the TTL."""
+        if service not in self._expiry_days:
+            self._expiry_days[service] = next(
+                (
+                    rule.days
+                    for rule in self._retention
+                    if (not rule.include or any(fnmatchcase(service, p) for p in rule.include))
+                    and not any(fnmatchcase(service, p) for p in rule.exclude)
+                ),
+                None,
+            )
+        return self._expiry_days[service]
+
+    async def _write(self, items: list[dict[str, Any]]) -> None:
+        """One BatchWriteItem, retrying what DynamoDB left unprocessed with capped, jittered backoff."""
+        requests = {self.table: [{"PutRequest": {"Item": item}} for item in items]}
+        await self._batch(requests)
+
+    async def _batch(self, requests: dict[str, list[dict[str, Any]]]) -> None:
+        for attempt in range(_MAX_WRITE_ATTEMPTS):
+            response = await self._call(self._client.batch_write_item, RequestItems=requests)
+            requests = response.get("UnprocessedItems") or {}
+            if not requests:
+                return
+            # Full jitter: writers that were throttled together do not come back together.
+            pause = random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt))  # noqa: S311 (not a secret)
+            await asyncio.sleep(pause)
+        left = sum(len(r) for r in requests.values())
+        raise StoreUnavailable(
+            f"DynamoDB left {left} writes unprocessed after {_MAX_WRITE_ATTEMPTS} attempts (throttled); "
+            "nothing was acknowledged: retry the request, retries are idempotent"
+        )
+
+    async def check_writable(self) -> None:
+        await self._call(self._client.get_item, TableName=self.table, Key=_CONFIG_KEY)
+
+    # ---- reads -------------------------------------------------------------------------------------------
+
+    async def get(self, log_id: bytes) -> LogEntry | None:
+        found = await self._call(
+            self._client.query,
+            TableName=self.table,
+            IndexName="by_id",
+            KeyConditionExpression="id = :id",
+            ExpressionAttributeValues={":id": {"S": log_id.hex()}},
+        )
+        if not found["Items"]:
+            return None
+        key = {"pk": found["Items"][0]["pk"], "sk": found["Items"][0]["sk"]}
+        item = await self._call(self._client.get_item, TableName=self.table, Key=key, ConsistentRead=True)
+        return _entry(item["Item"]) if "Item" in item else None
+
+    async def recent(self, query: Query) -> Page:
+        if query.levels == ():
+            return Page(count=0, logs=[], next_cursor=None)
+        low, high = _key_bounds(query)
+        want = query.limit + 1
+        found: list[dict[str, Any]] = []
+        budget = [MAX_EXAMINED]
+        patterns: tuple[str, ...] = ()
+        if query.service_name is not None:
+            groups: Iterator[list[_Range]] = iter(
+                [self._service_ranges([query.service_name], low, high, want)]
+            )
+        elif query.service_patterns:
+            services = [s for s in await self._registry("service") if _covered(s, query.service_patterns)]
+            if len(services) * self.shards <= MAX_SCOPED_RANGES:
+                groups = iter([self._service_ranges(services, low, high, want)])
+            else:
+                patterns = query.service_patterns
+                groups = await self._day_groups(low, high, want)
+        else:
+            groups = await self._day_groups(low, high, want)
+        for ranges in groups:
+            cursor = await self._merge(ranges, query, patterns, high, want, found, budget)
+            if len(found) == want:
+                break
+            if cursor is not None:  # out of budget: answer what was found, and where to go on
+                return _page(found, query.limit, cursor)
+        return _page(found, query.limit, None)
+
+    def _service_ranges(self, services: list[str], low: str, high: str, want: int) -> list[_Range]:
+        page = _first_page(want, len(services) * self.shards)
+        return [
+            _Range(
+                {
+                    "TableName": self.table,
+                    "KeyConditionExpression": "pk = :p AND sk BETWEEN :lo AND :hi",
+                    "ExpressionAttributeValues": {
+                        ":p": {"S": f"{service}#{shard:02d}"},
+                        ":lo": {"S": low},
+                        ":hi": {"S": high},
+                    },
+                    "ScanIndexForward": False,
+                    "ConsistentRead": True,
+                },
+                page,
+                high,
+            )
+            for service in services
+            for shard in range(self.shards)
+        ]
+
+    async def _day_groups(self, low: str, high: str, want: int) -> Iterator[list[_Range]]:
+        """The time index's ranges, one group per day holding entries, newest day first."""
+        top = _HIGHEST if high == _HIGHEST else _day(int(high[:19]))
+        days = await self._registry("day", low=_day(int(low[:19])), high=top, newest=True)
+        page = _first_page(want, self.shards)
+        return (
+            [
+                _Range(
+                    {
+                        "TableName": self.table,
+                        "IndexName": "by_time",
+                        "KeyConditionExpression": "gpk = :p AND sk BETWEEN :lo AND :hi",
+                        "ExpressionAttributeValues": {
+                            ":p": {"S": f"{day}#{shard:02d}"},
+                            ":lo": {"S": low},
+                            ":hi": {"S": high},
+                        },
+                        "ScanIndexForward": False,
+                    },
+                    page,
+                    min(high, sort_key((int(day) + 1) * DAY_US, "")),
+                )
+                for shard in range(self.shards)
+            ]
+            for day in days
+        )
+
+    async def _registry(
+        self, kind: str, *, low: str = _LOWEST, high: str = _HIGHEST, newest: bool = False
+    ) -> list[str]:
+        values: list[str] = []
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :p AND sk BETWEEN :lo AND :hi",
+            "ExpressionAttributeValues": {":p": {"S": f"#{kind}"}, ":lo": {"S": low}, ":hi": {"S": high}},
+            "ScanIndexForward": not newest,
+            "ConsistentRead": True,
+        }
+        while True:
+            response = await self._call(self._client.query, **request)
+            values += [item["sk"]["S"] for item in response["Items"]]
+            if "LastEvaluatedKey" not in response:
+                return values
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    async def _fill(self, ranges: list[_Range], budget: list[int]) -> None:
+        """Read the next page of every range that has run dry, in parallel."""
+
+        async def fill(one: _Range) -> None:
+            request = dict(one.request, Limit=one.page)
+            if one.last_key is not None:
+                request["ExclusiveStartKey"] = one.last_key
+            response = await self._call(self._client.query, **request)
+            one.items, one.position, one.started = response["Items"], 0, True
+            one.last_key = response.get("LastEvaluatedKey")
+            one.done = one.last_key is None
+            one.page = min(one.page * 2, 1000)
+            budget[0] -= response.get("ScannedCount", len(one.items))
+
+        await asyncio.gather(*(fill(one) for one in ranges))
+
+    async def _merge(
+        self,
+        ranges: list[_Range],
+        query: Query,
+        patterns: tuple[str, ...],
+        high: str,
+        want: int,
+        found: list[dict[str, Any]],
+        budget: list[int],
+    ) -> str | None:
+        """Move matches, newest first across ``ranges``, into ``found`` until it holds ``want``.
+
+        Returns None when the ranges are read to the end (or ``found`` is full), else, when the examined-item
+        budget runs out, the exclusive bound above which everything was examined."""
+        while len(found) < want:
+            dry = [one for one in ranges if one.empty and not one.done]
+            if dry:
+                if budget[0] <= 0:
+                    bounds = [b for b in (one.bound() for one in ranges) if b is not None]
+                    return max(bounds) if bounds else None
+                await self._fill(dry, budget)
+                continue
+            live = [one for one in ranges if not one.empty]
+            if not live:
+                return None
+            newest = max(live, key=lambda one: one.head)
+            item = newest.items[newest.position]
+            newest.position += 1
+            if item["sk"]["S"] < high and _matches(item, query, patterns):
+                found.append(item)
+        return None
+
+    # ---- retention ---------------------------------------------------------------------------------------
+
+    async def delete_older(
+        self,
+        cutoff_us: int,
+        *,
+        include: tuple[str, ...] = (),
+        exclude: tuple[str, ...] = (),
+        limit: int = 500,
+    ) -> int:
+        """Delete entries older than the cutoff now, rather than when TTL gets to them (up to days later)."""
+        services = [s for s in await self._registry("service") if _in_scope(s, include, exclude)]
+        high = sort_key(cutoff_us, "")
+        keys: list[dict[str, Any]] = []
+        for service in services:
+            for shard in range(self.shards):
+                if len(keys) >= limit:
+                    break
+                response = await self._call(
+                    self._client.query,
+                    TableName=self.table,
+                    KeyConditionExpression="pk = :p AND sk < :hi",
+                    ExpressionAttributeValues={":p": {"S": f"{service}#{shard:02d}"}, ":hi": {"S": high}},
+                    ProjectionExpression="pk, sk",
+                    Limit=limit - len(keys),
+                    ConsistentRead=True,
+                )
+                keys += response["Items"]
+        chunks = [keys[i : i + _BATCH] for i in range(0, len(keys), _BATCH)]
+        await asyncio.gather(
+            *(
+                self._batch({self.table: [{"DeleteRequest": {"Key": key}} for key in chunk]})
+                for chunk in chunks
+            )
+        )
+        return len(keys)
+
+    async def oldest(self, *, include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> int | None:
+        services = [s for s in await self._registry("service") if _in_scope(s, include, exclude)]
+
+        async def first(partition: str) -> int | None:
+            response = await self._call(
+                self._client.query,
+                TableName=self.table,
+                KeyConditionExpression="pk = :p",
+                ExpressionAttributeValues={":p": {"S": partition}},
+                ProjectionExpression="sk",
+                Limit=1,
+                ConsistentRead=True,
+            )
+            return int(response["Items"][0]["sk"]["S"][:19]) if response["Items"] else None
+
+        firsts = await asyncio.gather(
+            *(first(f"{service}#{shard:02d}") for service in services for shard in range(self.shards))
+        )
+        present = [ts for ts in firsts if ts is not None]
+        return min(present) if present else None
+
+    async def export_after(self, after_seq: int, limit: int = 100_000) -> Export:
+        raise ConfigError(
+            "the DynamoDB store has no archive export: use DynamoDB point-in-time recovery instead"
+        )
+
+    async def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def _query_high(query: Query) -> str:
+    """Exclusive upper sort key of a read: its cursor or its ``until``."""
+    if query.cursor is not None:
+        ts, tiebreak = query.cursor
+        return sort_key(ts, str(tiebreak))
+    if query.until_us is not None:
+        return sort_key(query.until_us, "")
+    return _HIGHEST
+
+
+def _key_bounds(query: Query) -> tuple[str, str]:
+    """Inclusive sort-key bounds for the key condition; the exclusive upper end is filtered after."""
+    if query.cursor is not None and not isinstance(query.cursor[1], str):
+        raise ValidationFailed(
+            [FieldError("cursor", "is not a cursor this service returned (use next_cursor as given)")]
+        )
+    low = f"{query.since_us:019d}" if query.since_us is not None else "0"
+    return low, _query_high(query)
+
+
+def _first_page(want: int, ranges: int) -> int:
+    # Hashing spreads entries evenly over shards, so each range gives about want/ranges; 1.5x that spares
+    # a second round trip in most reads.
+    return max(10, min(1000, want * 3 // (2 * max(ranges, 1)) + 5))
+
+
+def _day(ts_us: int) -> str:
+    return f"{ts_us // DAY_US:06d}"
+
+
+def _covered(service: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatchcase(service, pattern) for pattern in patterns)
+
+
+def _in_scope(service: str, include: tuple[str, ...], exclude: tuple[str, ...]) -> bool:
+    return (not include or _covered(service, include)) and not _covered(service, exclude)
+
+
+def _matches(item: dict[str, Any], query: Query, patterns: tuple[str, ...]) -> bool:
+    if query.levels is not None and int(item["lvl"]["N"]) not in query.levels:
+        return False
+    if query.log_type is not None and item["typ"]["S"] != query.log_type:
+        return False
+    if patterns and not _covered(item["svc"]["S"], patterns):
+        return False
+    if query.terms:
+        # No full-text index here: every term must occur in the message, ignoring case.
+        message = item["msg"]["S"].casefold()
+        return all(term.casefold() in message for term in query.terms)
+    return True
+
+
+def _page(items: list[dict[str, Any]], limit: int, cursor: str | None) -> Page:
+    more = len(items) > limit
+    items = items[:limit]
+    if more:
+        cursor = items[-1]["sk"]["S"]
+    next_cursor = encode_cursor(int(cursor[:19]), cursor[20:]) if cursor is not None else None
+    return Page(count=len(items), logs=[_entry(item) for item in items], next_cursor=next_cursor)
+
+
+def _entry(item: dict[str, Any]) -> LogEntry:
+    metadata = item.get("meta")
+    return LogEntry(
+        log_id=format_log_id(bytes.fromhex(item["id"]["S"])),
+        service_name=item["svc"]["S"],
+        timestamp=format_timestamp(int(item["sk"]["S"][:19])),
+        level=_LEVEL_NAMES[int(item["lvl"]["N"])],
+        log_type=item["typ"]["S"],
+        message=item["msg"]["S"],
+        metadata=msgspec.Raw(metadata["S"].encode()) if metadata is not None else None,
+        received_at=format_timestamp(int(item["rcv"]["N"])),
+    )
+
+
+def _item_size(item: dict[str, Any]) -> int:
+    """DynamoDB's item size: attribute names plus values (strings as UTF-8, numbers about 1 byte per 2
+    digits; an estimate above the real size is safe here)."""
+    size = 0
+    for name, value in item.items():
+        size += len(name)
+        text = value.get("S")
+        size += len(text.encode()) if text is not None else len(value["N"])
+    return size
+
+
+def _reason(exc: ClientError | BotoCoreError) -> str:
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"{error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
+    return type(exc).__name__
+
+
+def _translate(exc: ClientError | BotoCoreError, table: str) -> StoreUnavailable:
+    """A backend failure as the 503 a client may retry; the AWS detail goes to the log, not the client."""
+    log.warning("DynamoDB table %s: %s", table, _reason(exc))
+    code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+    if code in {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}:
+        return StoreUnavailable("DynamoDB is throttling this table; retry after the indicated time")
+    return StoreUnavailable(
+        f"the DynamoDB store could not be reached or refused the request ({code or 'network'})"
+    )

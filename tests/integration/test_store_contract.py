@@ -1,0 +1,276 @@
+"""The LogStore contract, run on every backend: SQLite on a real file, and DynamoDB in moto's server mode
+(a stand-in for DynamoDB on 127.0.0.1; none of this ran against AWS)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import uuid_utils
+
+from logsvc.model import Level, NewEntry, Query, decode_cursor, format_log_id
+from logsvc.storage import LogStore, open_store
+
+T = TypeVar("T")
+BASE = 1_700_000_000_000_000
+WORDS = ["alpha", "beta", "gamma", "delta", "disk", "timeout", "user", "login"]
+
+Opener = Callable[[], LogStore]
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
+    """Opens the same store again each time it is called (as a restarted server would)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'logs.db'}"
+    else:
+        url = request.getfixturevalue("dynamodb_url")
+    return lambda: open_store(url)
+
+
+def run(opener: Opener, body: Callable[[LogStore], Awaitable[T]]) -> T:
+    async def main() -> T:
+        store = opener()
+        try:
+            return await body(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+def entry(
+    ts_us: int, message: str = "m", service: str = "svc", level: Level = Level.INFO, **kw: Any
+) -> NewEntry:
+    return NewEntry(
+        kw.get("log_id", uuid_utils.uuid7().bytes),
+        service,
+        ts_us,
+        level,
+        kw.get("log_type", "application"),
+        message,
+        kw.get("metadata"),
+        ts_us,
+    )
+
+
+def ids(entries: list[NewEntry]) -> list[str]:
+    return [format_log_id(e.log_id) for e in entries]
+
+
+def mixed_entries(count: int, seed: int, services: int = 20) -> list[NewEntry]:
+    """Backfilled and future-dated entries, ties, many services, every level, a few words each."""
+    rng = random.Random(seed)
+    entries: list[NewEntry] = []
+    for i in range(count):
+        ts = BASE + i * 1000
+        roll = rng.random()
+        if roll < 0.05:
+            ts -= rng.randrange(0, count * 1000)
+        elif roll < 0.08:
+            ts += rng.randrange(0, count * 200)
+        elif roll < 0.2 and entries:
+            ts = entries[-1].ts_us
+        words = " ".join(rng.choice(WORDS) for _ in range(3))
+        entries.append(
+            entry(
+                ts,
+                f"{i} {words}",
+                f"svc-{i % services}",
+                rng.choice(list(Level)),
+                log_type=rng.choice(["application", "audit"]),
+            )
+        )
+    return entries
+
+
+def expected(entries: list[NewEntry], query: Query) -> list[tuple[int, str]]:
+    """(timestamp, log_id) of every match, newest first: what the pages must add up to."""
+    from fnmatch import fnmatchcase  # noqa: PLC0415
+
+    return sorted(
+        (
+            (e.ts_us, format_log_id(e.log_id))
+            for e in entries
+            if (query.service_name is None or e.service_name == query.service_name)
+            and (
+                not query.service_patterns
+                or any(fnmatchcase(e.service_name, p) for p in query.service_patterns)
+            )
+            and (query.levels is None or e.level in query.levels)
+            and (query.log_type is None or e.log_type == query.log_type)
+            and (query.since_us is None or e.ts_us >= query.since_us)
+            and (query.until_us is None or e.ts_us < query.until_us)
+            and all(term in e.message.split() for term in query.terms)
+        ),
+        reverse=True,
+    )
+
+
+async def walk(store: LogStore, query: Query, pages: int = 50) -> list[tuple[int, str]]:
+    """Every entry the pages of a read return, following next_cursor."""
+    seen: list[tuple[int, str]] = []
+    current = query
+    for _ in range(pages):
+        page = await store.recent(current)
+        assert page.count == len(page.logs) <= query.limit
+        seen += [(_us(e.timestamp), e.log_id) for e in page.logs]
+        if page.next_cursor is None:
+            return seen
+        current = Query(
+            **{
+                **{f: getattr(query, f) for f in query.__struct_fields__},
+                "cursor": decode_cursor(page.next_cursor),
+            }
+        )
+    raise AssertionError("the pages did not end")
+
+
+def _us(timestamp: str) -> int:
+    from logsvc.model import parse_timestamp  # noqa: PLC0415
+
+    return parse_timestamp(timestamp)
+
+
+def test_newest_100_across_20_services_are_the_newest_by_timestamp(opener: Opener) -> None:
+    rng = random.Random(3)
+    times = rng.sample(range(BASE, BASE + 10_000_000), 600)  # distinct, arriving in random order
+    entries = [entry(ts, f"n{i}", f"svc-{i % 20}") for i, ts in enumerate(times)]
+
+    async def body(store: LogStore) -> list[str]:
+        for start in range(0, len(entries), 150):
+            await store.append(entries[start : start + 150])
+        page = await store.recent(Query(limit=100))
+        return [e.log_id for e in page.logs]
+
+    newest = sorted(entries, key=lambda e: e.ts_us, reverse=True)[:100]
+    assert run(opener, body) == ids(newest)
+
+
+QUERIES = [
+    Query(limit=50),
+    Query(limit=7, service_name="svc-3"),
+    Query(limit=20, levels=(Level.WARN, Level.ERROR, Level.FATAL)),
+    Query(limit=20, levels=(Level.DEBUG,), service_name="svc-1"),
+    Query(limit=25, log_type="audit", since_us=BASE + 100_000, until_us=BASE + 500_000),
+    Query(limit=30, terms=("disk",)),
+    Query(limit=10, terms=("disk", "login"), service_name="svc-2"),
+    Query(limit=40, service_patterns=("svc-1*",)),
+    Query(limit=5, terms=("nomatch",)),
+]
+
+
+@pytest.mark.parametrize("query", QUERIES, ids=[f"q{i}" for i in range(len(QUERIES))])
+def test_pages_add_up_to_every_match_newest_first(opener: Opener, query: Query) -> None:
+    entries = mixed_entries(700, seed=11)
+
+    async def body(store: LogStore) -> list[tuple[int, str]]:
+        await store.append(entries[:350])
+        await store.append(entries[350:])
+        return await walk(store, query)
+
+    got = run(opener, body)
+    want = expected(entries, query)
+    assert [ts for ts, _ in got] == [ts for ts, _ in want]
+    assert sorted(got) == sorted(want)  # every match once; ties may come in either order
+    assert len(set(got)) == len(got)
+
+
+def test_two_entries_with_the_same_service_and_timestamp_both_survive(opener: Opener) -> None:
+    twins = [entry(BASE, "first"), entry(BASE, "second")]
+
+    async def body(store: LogStore) -> list[str]:
+        await store.append(twins[:1])
+        await store.append(twins[1:])
+        return sorted(e.message for e in (await store.recent(Query(service_name="svc"))).logs)
+
+    assert run(opener, body) == ["first", "second"]
+
+
+def test_a_retried_batch_stores_no_duplicates(opener: Opener) -> None:
+    batch = mixed_entries(60, seed=5)
+    duplicate_inside = [*batch[:3], batch[0]]
+
+    async def body(store: LogStore) -> list[tuple[int, str]]:
+        await store.append(batch)
+        await store.append(batch)  # the client never saw the first 201
+        await store.append(duplicate_inside)
+        return await walk(store, Query(limit=1000))
+
+    got = run(opener, body)
+    assert sorted(got) == sorted(expected(batch, Query()))
+
+
+def test_get_returns_the_entry_as_stored_and_none_for_unknown_ids(opener: Opener) -> None:
+    stored = entry(
+        BASE + 5, "hello é ✓", "payments", Level.ERROR, log_type="audit", metadata='{"n":1.5,"a":[1]}'
+    )
+
+    async def body(store: LogStore) -> tuple[Any, Any]:
+        await store.append([stored])
+        return await store.get(stored.log_id), await store.get(uuid_utils.uuid7().bytes)
+
+    found, missing = run(opener, body)
+    assert missing is None
+    assert (found.log_id, found.service_name, found.level, found.log_type, found.message) == (
+        format_log_id(stored.log_id),
+        "payments",
+        "ERROR",
+        "audit",
+        "hello é ✓",
+    )
+    assert bytes(found.metadata) == b'{"n":1.5,"a":[1]}'
+    assert found.timestamp == "2023-11-14T22:13:20.000005Z"
+
+
+def test_entries_survive_a_reopen(opener: Opener) -> None:
+    entries = mixed_entries(40, seed=9)
+
+    async def write(store: LogStore) -> None:
+        await store.append(entries)
+
+    run(opener, write)
+    got = run(opener, lambda store: walk(store, Query(limit=1000)))
+    assert sorted(got) == sorted(expected(entries, Query()))
+
+
+def test_retention_deletes_only_older_entries_in_scope(opener: Opener) -> None:
+    entries = [entry(BASE + i * 1_000_000, f"e{i}", f"svc-{i % 3}") for i in range(30)]
+    cutoff = BASE + 15 * 1_000_000
+
+    async def body(store: LogStore) -> tuple[int | None, int, int | None, list[tuple[int, str]]]:
+        await store.append(entries)
+        oldest_before = await store.oldest(exclude=("svc-0",))
+        deleted = await store.delete_older(cutoff, exclude=("svc-0",), limit=4)
+        deleted += await store.delete_older(cutoff, exclude=("svc-0",), limit=500)
+        return (
+            oldest_before,
+            deleted,
+            await store.oldest(exclude=("svc-0",)),
+            await walk(store, Query(limit=100)),
+        )
+
+    oldest_before, deleted, oldest_after, left = run(opener, body)
+    kept = [e for e in entries if e.ts_us >= cutoff or e.service_name == "svc-0"]
+    assert oldest_before == BASE + 1_000_000
+    assert deleted == len(entries) - len(kept)
+    assert oldest_after == cutoff + 1_000_000  # svc-0 holds multiples of 3; the first after is svc-1
+    assert sorted(left) == sorted(expected(kept, Query()))
+
+
+def test_an_empty_store_answers_empty_pages(opener: Opener) -> None:
+    async def body(store: LogStore) -> tuple[Any, ...]:
+        return (
+            await store.recent(Query()),
+            await store.recent(Query(service_name="nobody")),
+            await store.recent(Query(service_patterns=("x*",))),
+            await store.oldest(),
+        )
+
+    everything, one, scoped, oldest = run(opener, body)
+    assert (everything.count, one.count, scoped.count, oldest) == (0, 0, 0, None)
+    assert everything.next_cursor is None
