@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
 
+from logsvc.auth.policy import Role
 from logsvc.errors import ConfigError
 from logsvc.model import HARD_MAX_MESSAGE_BYTES, Limits
 
-__all__ = ["ENV_PREFIX", "Settings", "load_settings"]
+__all__ = ["ENV_PREFIX", "AwsGrant", "Settings", "load_settings"]
 
 ENV_PREFIX = "LOGSVC_"
-_JSON_FIELDS = frozenset({"retention_by_service"})
+_JSON_FIELDS = frozenset({"retention_by_service", "aws_principals"})
+_JSON_EXAMPLES = {
+    "retention_by_service": '{"payments*": 30}',
+    "aws_principals": '{"arn:aws:iam::123456789012:role/app": {"role": "ingest", "services": ["app*"]}}',
+}
+# An IAM role or user ARN; a role or user may sit under a path (role/path/to/name).
+IAM_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
 MiB = 1024 * 1024
 
 
@@ -31,6 +39,13 @@ def _config_dir() -> str:
 
 def _default_credentials_file() -> str:
     return str(Path(_config_dir()) / "credentials")
+
+
+class AwsGrant(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What an AWS identity (an IAM role or user) may do behind the Lambda handlers."""
+
+    role: Role
+    services: tuple[Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:/*?\[\]!-]{1,128}$")], ...] = ()
 
 
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -134,6 +149,12 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     aws_endpoint_url: Annotated[
         str, msgspec.Meta(description="endpoint of AWS services, for VPC endpoints or local stand-ins")
     ] = ""
+    aws_principals: Annotated[
+        dict[str, AwsGrant],
+        msgspec.Meta(
+            description="IAM role or user ARN -> role and service patterns, for the Lambda handlers"
+        ),
+    ] = msgspec.field(default_factory=dict)
     shutdown_timeout: Annotated[
         float, msgspec.Meta(gt=0, description="seconds in-flight requests get to finish on shutdown")
     ] = 30.0
@@ -143,6 +164,14 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             raise ValueError("tls_cert and tls_key go together: give both or neither")
         if self.jwt_issuer and (not self.jwt_audience or bool(self.jwt_jwks_url) == bool(self.jwt_jwks_file)):
             raise ValueError("jwt_issuer needs jwt_audience and exactly one of jwt_jwks_url, jwt_jwks_file")
+        if self.archive_dir and self.store.startswith("dynamodb:"):
+            raise ValueError("archive_dir works with the sqlite store; DynamoDB has point-in-time recovery")
+        for arn in self.aws_principals:
+            if not IAM_ARN_PATTERN.match(arn):
+                raise ValueError(
+                    f"aws_principals: {arn!r} is not an IAM role or user ARN "
+                    "(arn:aws:iam::ACCOUNT:role/NAME or arn:aws:iam::ACCOUNT:user/NAME)"
+                )
 
     @property
     def store_url(self) -> str:
@@ -184,7 +213,7 @@ def load_settings(
             try:
                 values[name] = msgspec.json.decode(value) if name in _JSON_FIELDS else value
             except msgspec.DecodeError:
-                raise ConfigError(f'{key} must be a JSON object such as {{"payments*": 30}}') from None
+                raise ConfigError(f"{key} must be a JSON object such as {_JSON_EXAMPLES[name]}") from None
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         return msgspec.convert(values, Settings, strict=False)

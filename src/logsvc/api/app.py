@@ -25,6 +25,7 @@ from logsvc.auth.credentials import AuthStore
 from logsvc.auth.jwt import JwtVerifier
 from logsvc.crypto import KEYRING_NAME, store_key
 from logsvc.errors import ConfigError, LogServiceError
+from logsvc.model import retention_rules
 from logsvc.service import AdminService, LogService, Retention
 from logsvc.settings import Settings, load_settings
 from logsvc.storage import LogStore, open_store
@@ -42,7 +43,11 @@ def create_app(settings: Settings, store: LogStore | None = None) -> Starlette:
         own_store = store is None
         key = store_key(settings)
         active = store or open_store(
-            settings.store_url, read_threads=settings.read_threads, on_commit=metrics.committed, key=key
+            settings.store_url,
+            read_threads=settings.read_threads,
+            on_commit=metrics.committed,
+            key=key,
+            retention=retention_rules(settings.retention_days, settings.retention_by_service),
         )
         auth = AuthStore(settings.auth_db, key=key)
         app.state.service = LogService(active, settings.limits, observer=metrics)

@@ -82,6 +82,11 @@ def open_store(
 def sqlite_path(url: str) -> Path:
     """The file of a ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` URL."""
     parts = urlsplit(url)
+    if parts.scheme == "dynamodb":
+        raise ConfigError(
+            f"store URL {url!r}: this command works on the embedded sqlite store; for DynamoDB use its own "
+            "tools (point-in-time recovery, on-demand backups, the console)"
+        )
     if parts.scheme != "sqlite":
         raise ConfigError(
             f"store URL {url!r}: unsupported scheme {parts.scheme!r} (supported: sqlite, dynamodb)"

@@ -114,12 +114,18 @@ def create_table(url: str) -> None:
     target = parse_url(url)
     client = _client(target, 2)
     shards = target.shards or DEFAULT_SHARDS
-    string = "S"
+    try:
+        _create(client, target.table, shards)
+    except (ClientError, BotoCoreError) as exc:
+        raise ConfigError(f"cannot create DynamoDB table {target.table}: {_reason(exc)}") from None
+
+
+def _create(client: Any, table: str, shards: int) -> None:
     client.create_table(
-        TableName=target.table,
+        TableName=table,
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[
-            {"AttributeName": name, "AttributeType": string} for name in ("pk", "sk", "gpk", "id")
+            {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "gpk", "id")
         ],
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
         GlobalSecondaryIndexes=[
@@ -138,11 +144,11 @@ def create_table(url: str) -> None:
             },
         ],
     )
-    client.get_waiter("table_exists").wait(TableName=target.table)
+    client.get_waiter("table_exists").wait(TableName=table)
     client.update_time_to_live(
-        TableName=target.table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
+        TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
     )
-    client.put_item(TableName=target.table, Item={**_CONFIG_KEY, "shards": {"N": str(shards)}})
+    client.put_item(TableName=table, Item={**_CONFIG_KEY, "shards": {"N": str(shards)}})
 
 
 def shard_of(log_id: bytes, shards: int) -> int:
@@ -195,12 +201,14 @@ class DynamoDBStore:
         retention: Sequence[RetentionRule] = (),
         threads: int = 16,
         client: Any = None,
+        examine_limit: int = MAX_EXAMINED,
     ) -> None:
         self.url = parse_url(url)
         self.table = self.url.table
         self._client = client or _client(self.url, threads)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="logsvc-dynamodb")
         self._retention = tuple(retention)
+        self._examine_limit = examine_limit
         self._expiry_days: dict[str, float | None] = {}
         self._registered: set[tuple[str, str]] = set()
         self._registered_lock = threading.Lock()
@@ -354,7 +362,7 @@ class DynamoDBStore:
         low, high = _key_bounds(query)
         want = query.limit + 1
         found: list[dict[str, Any]] = []
-        budget = [MAX_EXAMINED]
+        budget = [self._examine_limit]
         patterns: tuple[str, ...] = ()
         if query.service_name is not None:
             groups: Iterator[list[_Range]] = iter(
