@@ -343,3 +343,34 @@ class TestQuery:
             assert self.errors([("cursor", bad)]) == [
                 "cursor: is not a cursor this service returned (use next_cursor as given)"
             ]
+
+
+class TestClientLogIds:
+    """A client's own UUIDv7 dates an entry that has no timestamp, so that a retry is the very same entry."""
+
+    UUID7_AT_NOW_MINUS_1S = "01977420-d818-7000-8000-000000000001"  # 1749999999000 ms
+
+    def test_a_uuid7_without_timestamp_takes_its_time(self) -> None:
+        entry = validate_one({"message": "m", "log_id": self.UUID7_AT_NOW_MINUS_1S})
+        assert entry.ts_us == 1_749_999_999_000_000
+        assert entry.received_us == NOW
+
+    def test_the_same_body_sent_twice_is_the_same_entry(self) -> None:
+        body = {"message": "m", "log_id": self.UUID7_AT_NOW_MINUS_1S}
+        first = validate_entries([body], now_us=NOW, limits=LIMITS, batch=False)[0]
+        retry = validate_entries([body], now_us=NOW + 5_000_000, limits=LIMITS, batch=False)[0]
+        assert (first.log_id, first.ts_us) == (retry.log_id, retry.ts_us)
+
+    def test_an_explicit_timestamp_wins(self) -> None:
+        entry = validate_one({"message": "m", "log_id": self.UUID7_AT_NOW_MINUS_1S, "timestamp": 0})
+        assert entry.ts_us == 0
+
+    def test_other_uuid_versions_default_to_the_receive_time(self) -> None:
+        entry = validate_one({"message": "m", "log_id": "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b"})
+        assert entry.ts_us == NOW
+
+    def test_a_uuid7_from_the_far_future_is_refused_by_name(self) -> None:
+        future = "ffff0000-0000-7000-8000-000000000000"
+        assert errors_of({"message": "m", "log_id": future}) == [
+            "log_id: is a UUIDv7 whose time must not be more than 2 hours in the future"
+        ]
