@@ -1,8 +1,9 @@
-"""The one exception hierarchy of the service.
+"""The one exception hierarchy of the service, and the RFC 9457 problem document it is reported as.
 
 Each class carries its HTTP status, a stable machine-readable ``code`` and a human title, so that one handler
-can turn any of them into an RFC 9457 problem document. Storage adapters translate their backend's
-exceptions into these; nothing else reaches a client.
+can turn any of them into a problem document. Storage adapters translate their backend's exceptions into
+these; nothing else reaches a client. The encoding lives here, free of any web framework, so that the HTTP
+server and the Lambda handlers answer with the same bytes.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import msgspec
 
 __all__ = [
+    "PROBLEM_TYPE",
     "AuthenticationFailed",
     "ConfigError",
     "FieldError",
@@ -20,6 +22,7 @@ __all__ = [
     "MissingAuthenticationToken",
     "NotFound",
     "PayloadTooLarge",
+    "Problem",
     "ReplayedSignature",
     "RequestTimeout",
     "SignatureExpired",
@@ -30,7 +33,12 @@ __all__ = [
     "UnrecognizedClient",
     "UnsupportedMediaType",
     "ValidationFailed",
+    "encode_problem",
+    "problem_of",
 ]
+
+PROBLEM_TYPE = "application/problem+json"
+_PROBLEM_TYPE_BASE = "https://logsvc.dev/problems/"
 
 
 class FieldError(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -45,6 +53,32 @@ class FieldError(msgspec.Struct, frozen=True, omit_defaults=True):
         return (
             f"{where}{self.field}: {self.message}" if self.field else f"{where.rstrip('.')}: {self.message}"
         )
+
+
+class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
+    """An RFC 9457 problem document; ``type`` is the code under the service's problem namespace."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[FieldError] = []
+
+
+def encode_problem(
+    status: int, code: str, title: str, detail: str, *, errors: list[FieldError] | None = None
+) -> bytes:
+    """The JSON body of a problem response."""
+    problem = Problem(
+        type=_PROBLEM_TYPE_BASE + code,
+        title=title,
+        status=status,
+        detail=detail,
+        code=code,
+        errors=errors or [],
+    )
+    return msgspec.json.encode(problem)
 
 
 class LogServiceError(Exception):
@@ -196,6 +230,12 @@ class StoreFull(LogServiceError):
     status = 507
     code = "store_full"
     title = "Storage full"
+
+
+def problem_of(exc: LogServiceError) -> bytes:
+    """The JSON body reporting ``exc``: its status, code, title, detail and, for a 400, every field error."""
+    errors: list[FieldError] | None = getattr(exc, "errors", None)
+    return encode_problem(exc.status, exc.code, exc.title, exc.detail, errors=errors)
 
 
 class ConfigError(Exception):

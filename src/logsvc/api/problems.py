@@ -1,33 +1,22 @@
-"""The one place that turns exceptions into RFC 9457 problem+json responses."""
+"""The one place that turns exceptions into RFC 9457 problem+json responses (the document itself is encoded
+by ``logsvc.errors``, which the Lambda handlers share)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
 
-import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from logsvc.errors import FieldError, LogServiceError
+from logsvc.errors import PROBLEM_TYPE, FieldError, LogServiceError, Problem, encode_problem
 
 __all__ = ["PROBLEM_TYPE", "Problem", "handle_error", "problem_response"]
 
 log = logging.getLogger("logsvc.api")
 
-PROBLEM_TYPE = "application/problem+json"
-_TYPE_BASE = "https://logsvc.dev/problems/"
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
-
-
-class Problem(msgspec.Struct, frozen=True, omit_defaults=True):
-    type: str
-    title: str
-    status: int
-    detail: str
-    code: str
-    errors: list[FieldError] = []
 
 
 def problem_response(
@@ -39,10 +28,8 @@ def problem_response(
     errors: list[FieldError] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    body = Problem(
-        type=_TYPE_BASE + code, title=title, status=status, detail=detail, code=code, errors=errors or []
-    )
-    return Response(msgspec.json.encode(body), status_code=status, media_type=PROBLEM_TYPE, headers=headers)
+    body = encode_problem(status, code, title, detail, errors=errors)
+    return Response(body, status_code=status, media_type=PROBLEM_TYPE, headers=headers)
 
 
 async def handle_error(request: Request, exc: Exception) -> Response:
