@@ -1,0 +1,65 @@
+"""The request body's media type and content encoding, as ``logsvc.api.body`` reads them on the server.
+
+The server's module cannot be imported here (``logsvc.api`` loads Starlette), so the two rules it applies
+are restated with plain header mappings; ``tests/aws/test_body.py`` runs both over the same inputs and
+requires the same answers and the same errors.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+
+from logsvc.errors import FieldError, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+
+__all__ = ["check_size", "decode_content", "is_ndjson"]
+
+_JSON_TYPES = frozenset({"application/json", "text/json", ""})
+_NDJSON_TYPES = frozenset(
+    {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
+)
+
+
+def is_ndjson(headers: Mapping[str, str]) -> bool:
+    """Whether the body is newline-delimited JSON; 415 for anything that is neither JSON nor NDJSON.
+
+    ``headers`` has lower-case names.
+    """
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type in _NDJSON_TYPES:
+        return True
+    if media_type in _JSON_TYPES or media_type.endswith("+json"):
+        return False
+    raise UnsupportedMediaType(
+        f"Content-Type {media_type!r} is not accepted; send application/json or application/x-ndjson"
+    )
+
+
+def check_size(body: bytes, *, max_bytes: int) -> None:
+    """413 for a body over the limit as sent (API Gateway and function URLs also have limits of their own)."""
+    if len(body) > max_bytes:
+        raise PayloadTooLarge(f"the body is {len(body)} bytes; the limit is {max_bytes}")
+
+
+def decode_content(body: bytes, headers: Mapping[str, str], *, max_decompressed_bytes: int) -> bytes:
+    """The body gunzipped if so encoded; 413 if it inflates past the limit."""
+    encoding = headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("gzip", "x-gzip"):
+        return _gunzip(body, max_decompressed_bytes)
+    if encoding != "identity":
+        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not accepted; send gzip or identity")
+    return body
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+    try:
+        # Inflating at most limit + 1 bytes bounds the memory a gzip bomb can take.
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error:
+        raise ValidationFailed([FieldError("body", "is not valid gzip data")]) from None
+    if len(data) > limit:
+        raise PayloadTooLarge(f"the body inflates to more than the limit of {limit} bytes")
+    if not inflater.eof:
+        raise ValidationFailed([FieldError("body", "is truncated gzip data")])
+    return data
