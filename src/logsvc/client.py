@@ -1,0 +1,155 @@
+"""A small client for the HTTP API, used by `logsvc send` and `logsvc recent`.
+
+It signs with SigV4 (a profile's keys, or AWS credentials for API Gateway with IAM authorization) or sends
+an API key as a bearer token. Answers of 400 and above become ``RequestFailed`` carrying the problem.
+"""
+
+from __future__ import annotations
+
+import configparser
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import httpx
+import msgspec
+
+from logsvc.auth.sigv4 import SignedRequest, sign
+from logsvc.errors import ConfigError
+
+__all__ = ["AwsKeys", "LogClient", "RequestFailed", "aws_keys", "load_profile", "region_of"]
+
+_AWS_HOST = re.compile(r"\.(?:execute-api|lambda-url)\.([a-z0-9-]+)\.(?:amazonaws\.com|on\.aws)$")
+
+
+class AwsKeys(msgspec.Struct, frozen=True):
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None = None
+
+
+class Profile(msgspec.Struct, frozen=True):
+    endpoint: str
+    keys: AwsKeys | None
+    api_key: str | None
+
+
+class RequestFailed(Exception):
+    """The service answered with an error; ``problem`` is its problem+json body when it sent one."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        self.status = status
+        self.problem = problem
+        title = problem.get("title") or "error"
+        errors = [_describe(e) for e in problem.get("errors", [])]
+        detail = "; ".join(errors) if errors else str(problem.get("detail") or problem.get("message") or "")
+        super().__init__(f"{status} {title}" + (f": {detail}" if detail and detail != title else ""))
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = "" if error.get("index") is None else f"[{error['index']}] "
+    return f"{where}{error.get('field')}: {error.get('message')}"
+
+
+def load_profile(path: Path, name: str) -> Profile:
+    """A profile of the client credentials file that `logsvc serve` writes at first start."""
+    parser = configparser.ConfigParser(interpolation=None)
+    if not parser.read(path):
+        raise ConfigError(f"no credentials file at {path}: start the server once, or pass --endpoint")
+    if name not in parser:
+        raise ConfigError(
+            f"{path} has no profile {name!r} (it has: {', '.join(parser.sections()) or 'none'})"
+        )
+    section = parser[name]
+    keys = None
+    if section.get("access_key_id") and section.get("secret_access_key"):
+        keys = AwsKeys(section["access_key_id"], section["secret_access_key"])
+    return Profile(endpoint=section.get("endpoint", ""), keys=keys, api_key=section.get("api_key") or None)
+
+
+def region_of(endpoint: str) -> str | None:
+    """The region in an API Gateway or function URL host name."""
+    match = _AWS_HOST.search(urlsplit(endpoint).hostname or "")
+    return match.group(1) if match else None
+
+
+def aws_keys(*, role_arn: str | None = None, external_id: str | None = None, region: str) -> AwsKeys:
+    """Credentials from the AWS chain (environment, profile, instance role); with ``role_arn``, those of
+    that role, assumed with the external ID its trust policy requires."""
+    import boto3  # noqa: PLC0415 (only the --aws path needs it)
+
+    session = boto3.Session()
+    if role_arn:
+        request: dict[str, Any] = {"RoleArn": role_arn, "RoleSessionName": "logsvc-cli"}
+        if external_id:
+            request["ExternalId"] = external_id
+        given = session.client("sts", region_name=region).assume_role(**request)["Credentials"]
+        return AwsKeys(given["AccessKeyId"], given["SecretAccessKey"], given["SessionToken"])
+    found = session.get_credentials()
+    if found is None:
+        raise ConfigError("no AWS credentials found (environment, ~/.aws, or an instance role)")
+    frozen = found.get_frozen_credentials()
+    return AwsKeys(frozen.access_key, frozen.secret_key, frozen.token)
+
+
+class LogClient:
+    """Requests to one endpoint (a base URL, with the API Gateway stage if there is one)."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        keys: AwsKeys | None = None,
+        api_key: str | None = None,
+        region: str = "us-east-1",
+        timeout: float = 30.0,
+    ) -> None:
+        if keys is None and api_key is None:
+            raise ConfigError("give credentials: SigV4 keys or an API key")
+        self.endpoint = endpoint.rstrip("/")
+        self.keys = keys
+        self.api_key = api_key
+        self.region = region
+        self._http = httpx.Client(timeout=timeout)
+
+    def send(self, entries: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        body = msgspec.json.encode(entries[0] if len(entries) == 1 else list(entries))
+        return self._request("POST", "/logs", (), body)
+
+    def recent(self, params: Iterable[tuple[str, str]]) -> dict[str, Any]:
+        return self._request("GET", "/logs/recent", params, b"")
+
+    def _request(
+        self, method: str, path: str, params: Iterable[tuple[str, str]], body: bytes
+    ) -> dict[str, Any]:
+        url = httpx.URL(self.endpoint + path)
+        query = urlencode(list(params), quote_via=quote, safe="-_.~")
+        headers = [("Host", url.netloc.decode()), ("Accept", "application/json")]
+        if body:
+            headers.append(("Content-Type", "application/json"))
+        if self.keys is not None:
+            signed = SignedRequest(method, url.raw_path.decode(), query, headers, body)
+            headers += sign(
+                signed,
+                access_key_id=self.keys.access_key_id,
+                secret_access_key=self.keys.secret_access_key,
+                session_token=self.keys.session_token,
+                region=self.region,
+            )
+        else:
+            headers.append(("Authorization", f"Bearer {self.api_key}"))
+        response = self._http.request(
+            method, url.copy_with(query=query.encode()), headers=headers, content=body
+        )
+        try:
+            answer: dict[str, Any] = msgspec.json.decode(response.content) if response.content else {}
+        except msgspec.DecodeError:
+            answer = {"detail": response.text[:500]}
+        if response.status_code >= 400:
+            raise RequestFailed(response.status_code, answer)
+        return answer
+
+    def close(self) -> None:
+        self._http.close()
