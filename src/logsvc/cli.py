@@ -18,6 +18,8 @@ from logsvc import __version__
 from logsvc.archive import restore_to_time
 from logsvc.auth.credentials import AuthStore
 from logsvc.auth.policy import parse_key_request
+from logsvc.aws.package import ARCHITECTURES, PackageError
+from logsvc.aws.package import build as build_lambda_zips
 from logsvc.backup import create_backup, restore_backup
 from logsvc.crypto import key_source, rekey_store, rotate_master_key, store_key
 from logsvc.errors import ConfigError, LogServiceError
@@ -365,3 +367,44 @@ def audit(limit: int, as_json: bool, data_dir: str | None, config_file: str | No
     for e in events:
         table.add_row(e.at[:23], e.actor, e.action, e.target, e.source, e.detail)
     _out.print(table)
+
+
+@main.group()
+def aws() -> None:
+    """The AWS serverless shape: Lambda deployment packages."""
+
+
+@aws.command("package")
+@click.option(
+    "--arch",
+    type=click.Choice(["x86_64", "arm64", "all"]),
+    default="all",
+    show_default=True,
+    help="Lambda architecture to build for.",
+)
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False),
+    default="dist/lambda",
+    show_default=True,
+    help="Directory for logsvc-lambda-<arch>.zip.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+def aws_package(arch: str, output: str, as_json: bool) -> None:
+    """Build the Lambda deployment zips for Python 3.12 (manylinux wheels, reproducible).
+
+    Set SOURCE_DATE_EPOCH to stamp the entries with another time than 1980-01-01. Handlers:
+    logsvc.aws.handlers.ingest and logsvc.aws.handlers.read.
+    """
+    arches = list(ARCHITECTURES) if arch == "all" else [arch]
+    try:
+        built = build_lambda_zips(arches, Path(output))
+    except PackageError as exc:
+        _fail(str(exc))
+    if as_json:
+        _json_out(built)
+        return
+    for z in built:
+        _out.print(
+            f"{z.arch:<7} {z.path}  {z.size:,} bytes, {z.files} files  sha256 {z.sha256}", soft_wrap=True
+        )
