@@ -219,7 +219,7 @@ def stored_ids(data_dir: Path, settings: Settings) -> set[str]:
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     """moto's server mode on 127.0.0.1: a stand-in for DynamoDB (and KMS), not AWS itself."""
-    from moto.server import ThreadedMotoServer  # noqa: PLC0415 (only tests of the AWS shape need moto)
+    from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -238,7 +238,7 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def dynamodb_url(moto_endpoint: str, aws_credentials: None) -> str:
     """A URL of a new, empty table with 4 shards in moto's DynamoDB."""
-    from logsvc.storage.dynamodb import create_table  # noqa: PLC0415
+    from logsvc.storage.dynamodb import create_table
 
     url = f"dynamodb://logs-{uuid.uuid4().hex[:12]}?region=us-east-1&endpoint={moto_endpoint}&shards=4"
     create_table(url)

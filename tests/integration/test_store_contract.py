@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import uuid_utils
 
-from logsvc.model import Level, NewEntry, Query, decode_cursor, format_log_id
+from logsvc.model import Level, NewEntry, Query, decode_cursor, format_log_id, parse_timestamp
 from logsvc.storage import LogStore, open_store
 
 T = TypeVar("T")
@@ -90,8 +91,6 @@ def mixed_entries(count: int, seed: int, services: int = 20) -> list[NewEntry]:
 
 def expected(entries: list[NewEntry], query: Query) -> list[tuple[int, str]]:
     """(timestamp, log_id) of every match, newest first: what the pages must add up to."""
-    from fnmatch import fnmatchcase  # noqa: PLC0415
-
     return sorted(
         (
             (e.ts_us, format_log_id(e.log_id))
@@ -118,7 +117,7 @@ async def walk(store: LogStore, query: Query, pages: int = 50) -> list[tuple[int
     for _ in range(pages):
         page = await store.recent(current)
         assert page.count == len(page.logs) <= query.limit
-        seen += [(_us(e.timestamp), e.log_id) for e in page.logs]
+        seen += [(parse_timestamp(e.timestamp), e.log_id) for e in page.logs]
         if page.next_cursor is None:
             return seen
         current = Query(
@@ -128,12 +127,6 @@ async def walk(store: LogStore, query: Query, pages: int = 50) -> list[tuple[int
             }
         )
     raise AssertionError("the pages did not end")
-
-
-def _us(timestamp: str) -> int:
-    from logsvc.model import parse_timestamp  # noqa: PLC0415
-
-    return parse_timestamp(timestamp)
 
 
 def test_newest_100_across_20_services_are_the_newest_by_timestamp(opener: Opener) -> None:
