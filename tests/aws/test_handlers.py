@@ -418,3 +418,28 @@ def test_a_misconfigured_function_answers_500_and_logs_why(
     problem = assert_problem(response, 500, "internal_error")
     assert problem["detail"] == "the server failed to answer; see its log"
     assert "LOGSVC_STORE=dynamodb://" in caplog.text
+
+
+def test_a_route_without_its_path_parameter_is_not_found(lambda_app: LambdaApp) -> None:
+    event = read_event("rest_v1", f"/logs/{uuid.uuid4()}")
+    event["pathParameters"] = None
+    assert_problem(lambda_app.read(event, None), 404, "not_found")
+
+
+def test_a_page_over_the_lambda_response_limit_is_refused_with_advice(lambda_app: LambdaApp) -> None:
+    """Lambda answers at most 6 MB; more would reach the client as API Gateway's bare 502."""
+    service = _service()
+    big = "x" * 250_000
+    for _ in range(2):
+        batch = [{"service_name": service, "message": big} for _ in range(14)]
+        assert lambda_app.ingest(ingest_event("http_v2", batch), None)["statusCode"] == 201
+    problem = assert_problem(
+        lambda_app.read(read_event("http_v2", "/logs/recent", f"service_name={service}"), None),
+        400,
+        "validation_error",
+    )
+    assert problem["errors"][0]["field"] == "limit"
+    assert "next_cursor" in problem["errors"][0]["message"]
+    fits = lambda_app.read(read_event("http_v2", "/logs/recent", f"service_name={service}&limit=20"), None)
+    assert fits["statusCode"] == 200
+    assert len(json.dumps(fits)) < 6 * 1024 * 1024

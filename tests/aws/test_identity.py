@@ -20,6 +20,15 @@ from logsvc.settings import AwsGrant, load_settings
         ("arn:aws:sts::123456789012:assumed-role/app/a@b.example", ("aws", "123456789012", "role", "app")),
         ("arn:aws-cn:sts::123456789012:assumed-role/app/s", ("aws-cn", "123456789012", "role", "app")),
         ("arn:aws:iam::123456789012:user/ops/alice", ("aws", "123456789012", "user", "alice")),
+        # IAM Identity Center: the role sits under a long path; its sessions are named after the user.
+        (
+            "arn:aws:iam::123456789012:role/aws-reserved/sso.amazonaws.com/eu-west-1/AWSReservedSSO_Ops_0a1b",
+            ("aws", "123456789012", "role", "AWSReservedSSO_Ops_0a1b"),
+        ),
+        (
+            "arn:aws:sts::123456789012:assumed-role/AWSReservedSSO_Ops_0a1b/alice@example.com",
+            ("aws", "123456789012", "role", "AWSReservedSSO_Ops_0a1b"),
+        ),
         ("arn:aws:iam::123456789012:root", None),
         ("arn:aws:sts::123456789012:federated-user/bob", None),
         ("arn:aws:sts::123456789012:assumed-role/no-session", None),

@@ -27,7 +27,15 @@ from logsvc.auth.policy import Permission, Principal
 from logsvc.aws.body import check_size, decode_content, is_ndjson
 from logsvc.aws.events import Request, parse_event
 from logsvc.aws.identity import PrincipalMap
-from logsvc.errors import PROBLEM_TYPE, ConfigError, LogServiceError, encode_problem, problem_of
+from logsvc.errors import (
+    PROBLEM_TYPE,
+    ConfigError,
+    FieldError,
+    LogServiceError,
+    ValidationFailed,
+    encode_problem,
+    problem_of,
+)
 from logsvc.logs import JsonFormatter
 from logsvc.model import retention_rules
 from logsvc.service import Created, LogService
@@ -37,6 +45,11 @@ from logsvc.storage import LogStore, open_store
 __all__ = ["INGEST_ROUTES", "READ_ROUTES", "LambdaApp", "configure_logging", "ingest", "read"]
 
 log = logging.getLogger("logsvc.aws")
+
+# Lambda returns at most 6 MB of response document (API Gateway would turn more into a bare 502); bodies
+# shorter than the second figure cannot reach it, however much JSON escaping adds.
+MAX_RESPONSE_BYTES = 6 * 1024 * 1024
+_SURELY_FITS_BYTES = 2 * 1024 * 1024
 
 Response = dict[str, Any]
 Operation = Callable[["LambdaApp", Request, Principal, dict[str, str]], Awaitable[Response]]
@@ -114,7 +127,14 @@ async def _ingest(app: LambdaApp, request: Request, principal: Principal, params
 
 
 async def _recent(app: LambdaApp, request: Request, principal: Principal, params: dict[str, str]) -> Response:
-    return _json(await (await app.service()).recent(request.query, principal=principal))
+    response = _json(await (await app.service()).recent(request.query, principal=principal))
+    if len(response["body"]) > _SURELY_FITS_BYTES:
+        size = len(msgspec.json.encode(response))
+        if size > MAX_RESPONSE_BYTES:
+            advice = "ask for fewer entries and follow next_cursor"
+            too_big = f"the page would be {size} bytes, over the {MAX_RESPONSE_BYTES} a Lambda can answer"
+            raise ValidationFailed([FieldError("limit", f"{too_big}; {advice}")])
+    return response
 
 
 async def _get(app: LambdaApp, request: Request, principal: Principal, params: dict[str, str]) -> Response:
@@ -130,20 +150,27 @@ READ_ROUTES = (
 
 
 def match_route(request: Request, routes: tuple[Route, ...]) -> tuple[Route, dict[str, str]]:
-    """The route of this function for the request, with its path parameters; 404 or 405 as the server."""
+    """The route of this function for the request, with its path parameters; 404 or 405 as the server.
+
+    API Gateway names the route it matched (and decodes its parameters); a function URL or a catch-all route
+    does not, and then the path is matched against each route's template.
+    """
     by_template = request.route in {route.template for route in routes}
     path = request.path.rstrip("/") or "/"
     allowed: list[str] = []
     for route in routes:
+        pattern = _template_pattern(route.template)
         if by_template:
             if route.template != request.route:
                 continue
             params = dict(request.path_params)
         else:
-            found = _template_pattern(route.template).fullmatch(path)
+            found = pattern.fullmatch(path)
             if found is None:
                 continue
             params = {name: unquote(value) for name, value in found.groupdict().items()}
+        if not params.keys() >= pattern.groupindex.keys():
+            continue  # a route template without its parameter: nothing to answer with
         if route.method == request.method:
             return route, params
         allowed.append(route.method)
