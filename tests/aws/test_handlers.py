@@ -406,9 +406,7 @@ def test_an_event_that_is_not_http_is_a_400(lambda_app: LambdaApp) -> None:
         assert problem["errors"][0]["field"] == "event"
 
 
-def test_a_misconfigured_function_answers_500_and_logs_why(
-    moto_endpoint: str, aws_credentials: None, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_a_misconfigured_function_answers_500_and_logs_why(caplog: pytest.LogCaptureFixture) -> None:
     """No stack trace and no internal detail in the answer; the reason is in the log."""
     app = LambdaApp(load_settings(environ={}, overrides={"aws_principals": PRINCIPALS}))  # no store set
     try:
