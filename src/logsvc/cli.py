@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+import httpx
 import msgspec
 from rich.console import Console
 from rich.table import Table
@@ -21,6 +22,7 @@ from logsvc.auth.policy import parse_key_request
 from logsvc.aws.package import ARCHITECTURES, PackageError
 from logsvc.aws.package import build as build_lambda_zips
 from logsvc.backup import create_backup, restore_backup
+from logsvc.client import LogClient, RequestFailed, aws_keys, load_profile, region_of
 from logsvc.crypto import key_source, rekey_store, rotate_master_key, store_key
 from logsvc.errors import ConfigError, LogServiceError
 from logsvc.model import format_timestamp, parse_timestamp
@@ -369,9 +371,156 @@ def audit(limit: int, as_json: bool, data_dir: str | None, config_file: str | No
     _out.print(table)
 
 
+_CLIENT_OPTIONS = [
+    click.option("--profile", default="default", show_default=True, help="Profile of the credentials file."),
+    click.option("--endpoint", help="Base URL (with the API Gateway stage); default: the profile's."),
+    click.option(
+        "--aws",
+        "use_aws",
+        is_flag=True,
+        help="Sign with AWS credentials (environment, ~/.aws, instance role) for API Gateway IAM auth.",
+    ),
+    click.option("--role-arn", help="With --aws: assume this client role first (logsvc-ingest, ...)."),
+    click.option("--external-id", envvar="LOGSVC_EXTERNAL_ID", help="External ID the role's trust requires."),
+    click.option("--region", help="SigV4 region; default: from the endpoint's host name, else us-east-1."),
+    click.option("--bearer", is_flag=True, help="Send the profile's API key instead of signing with SigV4."),
+    _CONFIG,
+]
+
+
+def _client_options(function: Any) -> Any:
+    for option in reversed(_CLIENT_OPTIONS):
+        function = option(function)
+    return function
+
+
+def _client(config_file: str | None, options: dict[str, Any]) -> LogClient:
+    """A client from the credentials file's profile, or from AWS credentials with --aws."""
+    endpoint = options["endpoint"]
+    profile = None
+    if not options["use_aws"] or not endpoint:
+        settings = load_settings(config_file)
+        profile = load_profile(Path(settings.credentials_file), options["profile"])
+        endpoint = endpoint or profile.endpoint
+    region = options["region"] or region_of(endpoint) or "us-east-1"
+    if options["use_aws"]:
+        keys = aws_keys(role_arn=options["role_arn"], external_id=options["external_id"], region=region)
+        return LogClient(endpoint, keys=keys, region=region)
+    if profile is None:
+        _fail("give --endpoint with --aws, or a profile with an endpoint")
+    if options["bearer"]:
+        return LogClient(endpoint, api_key=profile.api_key, region=region)
+    return LogClient(endpoint, keys=profile.keys, api_key=profile.api_key, region=region)
+
+
+@contextmanager
+def _calling(config_file: str | None, options: dict[str, Any]) -> Iterator[LogClient]:
+    """A client whose failures become one line and exit status 1 (2 for bad options)."""
+    try:
+        client = _client(config_file, options)
+    except ConfigError as exc:
+        _fail(str(exc))
+    try:
+        yield client
+    except RequestFailed as exc:
+        _err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise SystemExit(1) from None
+    except httpx.HTTPError as exc:
+        _err.print(
+            f"[bold red]error:[/] cannot reach {client.endpoint}: {exc}", highlight=False, soft_wrap=True
+        )
+        raise SystemExit(1) from None
+    finally:
+        client.close()
+
+
+@main.command()
+@click.argument("message", required=False)
+@click.option("--service", "service_name", help="service_name of the entry.")
+@click.option("--level", help="TRACE, DEBUG, INFO, WARN, ERROR or FATAL.")
+@click.option(
+    "--file", "source", type=click.File("rb"), help="Send the JSON entries of this file (- for stdin)."
+)
+@_client_options
+def send(
+    message: str | None,
+    service_name: str | None,
+    level: str | None,
+    source: Any,
+    config_file: str | None,
+    **options: Any,
+) -> None:
+    """Send one entry, or the entries of a JSON or NDJSON file, and print what the service stored."""
+    if (message is None) == (source is None):
+        _fail("give a MESSAGE or --file, not both")
+    if source is not None:
+        entries = _entries_of(source.read())
+    else:
+        entry = {"message": message, "service_name": service_name, "level": level}
+        entries = [{k: v for k, v in entry.items() if v is not None}]
+    with _calling(config_file, options) as client:
+        _json_out(client.send(entries))
+
+
+def _entries_of(data: bytes) -> list[dict[str, Any]]:
+    try:
+        doc = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        try:
+            return [msgspec.json.decode(line) for line in data.splitlines() if line.strip()]
+        except msgspec.DecodeError as exc:
+            _fail(f"the file is neither JSON nor NDJSON: {exc}")
+    return list(doc) if isinstance(doc, list) else [doc]
+
+
+@main.command()
+@click.option("--service", "service_name", help="Only this service.")
+@click.option("--level", help="Only this level.")
+@click.option("--min-level", help="This level and above.")
+@click.option("--type", "log_type", help="Only this log_type.")
+@click.option("--since", help="RFC 3339 time or epoch.")
+@click.option("--hours", help="The last N hours.")
+@click.option("--q", help="Words that must all occur in the message.")
+@click.option("--limit", type=int, help="Entries per page (1-1000).  [default: 100]")
+@click.option("--json", "as_json", is_flag=True, help="Print the service's JSON answer.")
+@_client_options
+def recent(as_json: bool, config_file: str | None, **options: Any) -> None:
+    """The newest entries, newest first."""
+    names = ["service_name", "level", "min_level", "log_type", "since", "hours", "q", "limit"]
+    params = [(name, str(options.pop(name))) for name in names if options.get(name) is not None]
+    for name in names:
+        options.pop(name, None)
+    with _calling(config_file, options) as client:
+        page = client.recent(params)
+    if as_json:
+        _json_out(page)
+        return
+    table = Table("timestamp", "service", "level", "message")
+    for e in page["logs"]:
+        table.add_row(e["timestamp"], e["service_name"], e["level"], e["message"])
+    _out.print(table)
+    if page.get("next_cursor"):
+        _out.print("more: --json shows next_cursor", style="dim")
+
+
 @main.group()
 def aws() -> None:
-    """The AWS serverless shape: Lambda deployment packages."""
+    """The AWS serverless shape: Lambda deployment packages, DynamoDB tables."""
+
+
+@aws.command("create-table")
+@click.argument("url")
+def aws_create_table(url: str) -> None:
+    """Create a table for `serve --store URL` outside Terraform (DynamoDB Local, moto, a test account):
+    keys, the by_time and by_id indexes, TTL and the shard count, e.g.
+    dynamodb://logs?region=eu-west-1&shards=4 (credentials from the AWS chain)."""
+    from logsvc.storage.dynamodb import create_table, parse_url  # noqa: PLC0415 (boto3 only when needed)
+
+    try:
+        create_table(url)
+    except ConfigError as exc:
+        _fail(str(exc))
+    _out.print(f"created {parse_url(url).table}", soft_wrap=True)
 
 
 @aws.command("package")

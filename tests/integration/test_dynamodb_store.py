@@ -271,3 +271,17 @@ def test_sqlite_only_features_refuse_a_dynamodb_store_by_name(dynamodb_url: str,
     stats = run_logsvc(make_settings(tmp_path / "e", store=dynamodb_url), "store", "stats")
     assert stats.returncode == 2
     assert "this command works on the embedded sqlite store; for DynamoDB use its own tools" in stats.stderr
+
+
+def test_the_cli_creates_a_table_the_server_can_use(
+    moto_endpoint: str, aws_credentials: None, tmp_path: Any
+) -> None:
+    url = f"dynamodb://cli-made?region=us-east-1&endpoint={moto_endpoint}&shards=2"
+    settings = make_settings(tmp_path / "d")
+    created = run_logsvc(settings, "aws", "create-table", url)
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip() == "created cli-made"
+    assert DynamoDBStore(url.replace("&shards=2", "")).shards == 2
+    again = run_logsvc(settings, "aws", "create-table", url)
+    assert again.returncode == 2
+    assert "cannot create DynamoDB table cli-made: ResourceInUseException" in again.stderr
