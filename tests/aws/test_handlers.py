@@ -179,6 +179,16 @@ def test_gzip_body_in_base64_is_inflated(lambda_app: LambdaApp, fmt: str) -> Non
     assert recent(lambda_app, fmt, f"service_name={service}&limit=1000")["count"] == 50
 
 
+def test_a_body_the_rest_api_already_gunzipped_is_taken_as_it_is(lambda_app: LambdaApp) -> None:
+    """A REST API inflates a gzip body before invoking the integration, and the header may come along."""
+    service = _service()
+    event = ingest_event("rest_v1", [{"service_name": service, "message": "inflated by API Gateway"}])
+    event["headers"]["Content-Encoding"] = "gzip"
+    response = lambda_app.ingest(event, None)
+    assert response["statusCode"] == 201, response
+    assert recent(lambda_app, "rest_v1", f"service_name={service}")["count"] == 1
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_ndjson_and_base64_plain_json(lambda_app: LambdaApp, fmt: str) -> None:
     service = _service()

@@ -1,34 +1,16 @@
-"""Reading a request body within limits: the size as sent, the size after gunzip, and the media type."""
+"""Reading a request body within its size limit and time (media type and encoding: ``logsvc.content``)."""
 
 from __future__ import annotations
 
 import asyncio
-import zlib
 
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive
 
-from logsvc.errors import FieldError, PayloadTooLarge, RequestTimeout, UnsupportedMediaType, ValidationFailed
+from logsvc.errors import FieldError, PayloadTooLarge, RequestTimeout, ValidationFailed
 
-__all__ = ["decode_content", "is_ndjson", "receive_body"]
-
-_JSON_TYPES = frozenset({"application/json", "text/json", ""})
-_NDJSON_TYPES = frozenset(
-    {"application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"}
-)
-
-
-def is_ndjson(headers: Headers) -> bool:
-    """Whether the body is newline-delimited JSON; 415 for anything that is neither JSON nor NDJSON."""
-    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type in _NDJSON_TYPES:
-        return True
-    if media_type in _JSON_TYPES or media_type.endswith("+json"):
-        return False
-    raise UnsupportedMediaType(
-        f"Content-Type {media_type!r} is not accepted; send application/json or application/x-ndjson"
-    )
+__all__ = ["receive_body"]
 
 
 async def receive_body(receive: Receive, headers: Headers, *, max_bytes: int, timeout: float) -> bytes:
@@ -57,27 +39,3 @@ async def receive_body(receive: Receive, headers: Headers, *, max_bytes: int, ti
     except TimeoutError:
         raise RequestTimeout(f"the body did not arrive within {timeout:g} seconds") from None
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def decode_content(body: bytes, headers: Headers, *, max_decompressed_bytes: int) -> bytes:
-    """The body gunzipped if so encoded; 413 if it inflates past the limit."""
-    encoding = headers.get("content-encoding", "identity").strip().lower()
-    if encoding in ("gzip", "x-gzip"):
-        return _gunzip(body, max_decompressed_bytes)
-    if encoding != "identity":
-        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not accepted; send gzip or identity")
-    return body
-
-
-def _gunzip(body: bytes, limit: int) -> bytes:
-    inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
-    try:
-        # Inflating at most limit + 1 bytes bounds the memory a gzip bomb can take.
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error:
-        raise ValidationFailed([FieldError("body", "is not valid gzip data")]) from None
-    if len(data) > limit:
-        raise PayloadTooLarge(f"the body inflates to more than the limit of {limit} bytes")
-    if not inflater.eof:
-        raise ValidationFailed([FieldError("body", "is truncated gzip data")])
-    return data

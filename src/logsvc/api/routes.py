@@ -15,9 +15,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from logsvc.api.body import decode_content, is_ndjson, receive_body
+from logsvc.api.body import receive_body
 from logsvc.api.security import BODY_KEY, PRINCIPAL_KEY, client_address
 from logsvc.auth.policy import Permission, Principal
+from logsvc.content import decode_content, is_ndjson
 from logsvc.errors import AuthenticationFailed, Forbidden
 from logsvc.service import AdminService, Created, LogService
 from logsvc.settings import Settings

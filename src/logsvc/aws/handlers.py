@@ -16,7 +16,7 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -24,9 +24,9 @@ from urllib.parse import unquote
 import msgspec
 
 from logsvc.auth.policy import Permission, Principal
-from logsvc.aws.body import check_size, decode_content, is_ndjson
 from logsvc.aws.events import Request, parse_event
 from logsvc.aws.identity import PrincipalMap
+from logsvc.content import GZIP_MAGIC, check_size, decode_content, is_ndjson
 from logsvc.errors import (
     PROBLEM_TYPE,
     ConfigError,
@@ -119,11 +119,21 @@ async def _ingest(app: LambdaApp, request: Request, principal: Principal, params
     ndjson = is_ndjson(request.headers)
     check_size(request.body, max_bytes=settings.max_body_bytes)
     body = decode_content(
-        request.body, request.headers, max_decompressed_bytes=settings.max_decompressed_bytes
+        request.body, _encoding_as_received(request), max_decompressed_bytes=settings.max_decompressed_bytes
     )
     result = await (await app.service()).ingest(body, ndjson=ndjson, principal=principal)
-    headers = {"location": f"/logs/{result.log_id}"} if isinstance(result, Created) else None
-    return _json(result, 201, headers)
+    location = {"location": f"/logs/{result.log_id}"} if isinstance(result, Created) else None
+    return _json(result, 201, location)
+
+
+def _encoding_as_received(request: Request) -> Mapping[str, str]:
+    """The headers, without a gzip Content-Encoding whose body is no longer gzip: a REST API gunzips request
+    bodies before it invokes the integration and may pass the header on (API Gateway developer guide,
+    "Call an API method with a compressed payload")."""
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("gzip", "x-gzip") and not request.body.startswith(GZIP_MAGIC):
+        return {name: value for name, value in request.headers.items() if name != "content-encoding"}
+    return request.headers
 
 
 async def _recent(app: LambdaApp, request: Request, principal: Principal, params: dict[str, str]) -> Response:

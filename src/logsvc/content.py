@@ -1,9 +1,5 @@
-"""The request body's media type and content encoding, as ``logsvc.api.body`` reads them on the server.
-
-The server's module cannot be imported here (``logsvc.api`` loads Starlette), so the two rules it applies
-are restated with plain header mappings; ``tests/aws/test_body.py`` runs both over the same inputs and
-requires the same answers and the same errors.
-"""
+"""A request body's media type and content encoding, for the server and the Lambda handlers alike (no
+Starlette here: the Lambda package does not carry it). Header names are looked up in lower case."""
 
 from __future__ import annotations
 
@@ -12,7 +8,9 @@ from collections.abc import Mapping
 
 from logsvc.errors import FieldError, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
-__all__ = ["check_size", "decode_content", "is_ndjson"]
+__all__ = ["GZIP_MAGIC", "check_size", "decode_content", "is_ndjson"]
+
+GZIP_MAGIC = b"\x1f\x8b"
 
 _JSON_TYPES = frozenset({"application/json", "text/json", ""})
 _NDJSON_TYPES = frozenset(
@@ -21,10 +19,7 @@ _NDJSON_TYPES = frozenset(
 
 
 def is_ndjson(headers: Mapping[str, str]) -> bool:
-    """Whether the body is newline-delimited JSON; 415 for anything that is neither JSON nor NDJSON.
-
-    ``headers`` has lower-case names.
-    """
+    """Whether the body is newline-delimited JSON; 415 for anything that is neither JSON nor NDJSON."""
     media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type in _NDJSON_TYPES:
         return True
