@@ -257,7 +257,12 @@ def test_architecture_and_package_variables(stack: Stack) -> None:
 
 def test_function_environment(stack: Stack) -> None:
     environment = stack.locals["lambda_environment"]
-    assert set(environment) == {"LOGSVC_STORE", "LOGSVC_AWS_PRINCIPALS", "LOGSVC_RETENTION_DAYS"}
+    assert set(environment) == {
+        "LOGSVC_STORE",
+        "LOGSVC_AWS_PRINCIPALS",
+        "LOGSVC_RETENTION_DAYS",
+        "LOGSVC_JWT_SERVICE_CLAIM",
+    }
     assert environment["LOGSVC_STORE"] == expr("local.store_url")
     assert stack.locals["store_url"] == (
         "dynamodb://${aws_dynamodb_table.logs.name}?region=${local.region}&shards=${var.shards}"
@@ -603,6 +608,35 @@ def test_cognito_is_optional_and_strict(stack: Stack) -> None:
     authorizer = stack.resource("aws_api_gateway_authorizer", "cognito")
     assert authorizer["type"] == "COGNITO_USER_POOLS"
     assert authorizer["provider_arns"] == [expr("aws_cognito_user_pool.this[0].arn")]
+
+
+def test_cognito_users_carry_a_service_scope_only_admins_set(stack: Stack) -> None:
+    """custom:services holds a user's service patterns; the app client can read it but never write it."""
+    pool = stack.resource("aws_cognito_user_pool", "this")
+    (services,) = [attribute for attribute in pool["schema"] if attribute["name"] == "services"]
+    assert services["attribute_data_type"] == "String"
+    assert services["mutable"] is True  # an administrator can change a user's scope
+    assert services["developer_only_attribute"] is False
+    # Without the constraints block the provider plans a replacement of the pool on every run.
+    assert single(services["string_attribute_constraints"]) == {"min_length": 0, "max_length": 2048}
+
+    client = stack.resource("aws_cognito_user_pool_client", "this")
+    assert "custom:services" in client["read_attributes"]  # else Cognito leaves it out of the ID token
+    # A user's access token may write whatever the client may (UpdateUserAttributes). No list at all, or an
+    # empty one, leaves every attribute writable: so the list is explicit, not empty, and custom-free.
+    writable = client["write_attributes"]
+    assert writable
+    assert "custom:services" not in writable
+    assert not [name for name in writable if name.startswith("custom:")]
+    assert set(writable) <= set(client["read_attributes"])
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_functions_read_services_from_the_cognito_attribute(stack: Stack, name: str) -> None:
+    # Cognito cannot emit the default claim name (logsvc:services).
+    function = stack.resource("aws_lambda_function", name)
+    assert single(function["environment"])["variables"] == expr("local.lambda_environment")
+    assert stack.locals["lambda_environment"]["LOGSVC_JWT_SERVICE_CLAIM"] == "custom:services"
 
 
 # ----------------------------------------------------------------------------------------------------------

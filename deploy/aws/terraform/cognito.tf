@@ -1,6 +1,10 @@
 # Optional: Cognito user pool authorization instead of IAM (enable_cognito). Users are created by an
 # administrator only and put in one of the groups ingest, read, admin; the handlers take the role from the
-# token's cognito:groups claim. See api.tf for why IAM stays the default.
+# token's cognito:groups claim and the services it covers from custom:services (LOGSVC_JWT_SERVICE_CLAIM in
+# lambda.tf). See api.tf for why IAM stays the default.
+#
+# Clients send the ID token: the methods set no authorization scopes, so the authorizer validates ID tokens,
+# and only ID tokens carry user attributes such as custom:services (access tokens do not).
 
 locals {
   cognito_groups = var.enable_cognito ? toset(["ingest", "read", "admin"]) : toset([])
@@ -44,6 +48,23 @@ resource "aws_cognito_user_pool" "this" {
   user_pool_add_ons {
     advanced_security_mode = var.cognito_threat_protection ? "ENFORCED" : "OFF"
   }
+
+  # The services a user may write or read, as comma-separated glob patterns ("payments*,checkout"); in the ID
+  # token as custom:services. Unset means every service. Only an administrator sets it
+  # (admin-update-user-attributes): the app client below cannot write it. Mutable so that it can be changed;
+  # the constraints block keeps the provider from planning a replacement of the pool on every run.
+  schema {
+    name                     = "services"
+    attribute_data_type      = "String"
+    mutable                  = true
+    required                 = false
+    developer_only_attribute = false
+
+    string_attribute_constraints {
+      min_length = 0
+      max_length = 2048
+    }
+  }
 }
 
 resource "aws_cognito_user_pool_client" "this" {
@@ -58,6 +79,13 @@ resource "aws_cognito_user_pool_client" "this" {
   access_token_validity         = 60
   id_token_validity             = 60
   refresh_token_validity        = 12
+
+  # Without write_attributes an app client may write the user's attributes with the user's own access token
+  # (UpdateUserAttributes), so a user could widen custom:services. The list must not be empty: an empty one
+  # leaves every attribute writable. Users may change their display name, nothing else. An attribute appears
+  # in the ID token only if the client can read it.
+  read_attributes  = ["email", "email_verified", "name", "custom:services"]
+  write_attributes = ["name"]
 
   token_validity_units {
     access_token  = "minutes"

@@ -14,10 +14,13 @@ locals {
     }
   }
 
+  # LOGSVC_JWT_SERVICE_CLAIM matters only with enable_cognito: Cognito cannot emit the default claim name
+  # (logsvc:services), so a user's services come from the custom attribute in cognito.tf.
   lambda_environment = {
-    LOGSVC_STORE          = local.store_url
-    LOGSVC_AWS_PRINCIPALS = jsonencode(local.aws_principals)
-    LOGSVC_RETENTION_DAYS = tostring(var.retention_days)
+    LOGSVC_STORE             = local.store_url
+    LOGSVC_AWS_PRINCIPALS    = jsonencode(local.aws_principals)
+    LOGSVC_RETENTION_DAYS    = tostring(var.retention_days)
+    LOGSVC_JWT_SERVICE_CLAIM = "custom:services"
   }
 }
 
