@@ -479,14 +479,27 @@ def _entries_of(data: bytes) -> list[dict[str, Any]]:
 @click.option("--min-level", help="This level and above.")
 @click.option("--type", "log_type", help="Only this log_type.")
 @click.option("--since", help="RFC 3339 time or epoch.")
+@click.option("--until", help="RFC 3339 time or epoch (exclusive).")
 @click.option("--hours", help="The last N hours.")
 @click.option("--q", help="Words that must all occur in the message.")
 @click.option("--limit", type=int, help="Entries per page (1-1000).  [default: 100]")
+@click.option("--cursor", help="Go on after a page: its next_cursor.")
 @click.option("--json", "as_json", is_flag=True, help="Print the service's JSON answer.")
 @_client_options
 def recent(as_json: bool, config_file: str | None, **options: Any) -> None:
     """The newest entries, newest first."""
-    names = ["service_name", "level", "min_level", "log_type", "since", "hours", "q", "limit"]
+    names = [
+        "service_name",
+        "level",
+        "min_level",
+        "log_type",
+        "since",
+        "until",
+        "hours",
+        "q",
+        "limit",
+        "cursor",
+    ]
     params = [(name, str(options.pop(name))) for name in names if options.get(name) is not None]
     for name in names:
         options.pop(name, None)
@@ -500,7 +513,7 @@ def recent(as_json: bool, config_file: str | None, **options: Any) -> None:
         table.add_row(e["timestamp"], e["service_name"], e["level"], e["message"])
     _out.print(table)
     if page.get("next_cursor"):
-        _out.print("more: --json shows next_cursor", style="dim")
+        _out.print(f"more: --cursor {page['next_cursor']}", style="dim", soft_wrap=True)
 
 
 @main.group()

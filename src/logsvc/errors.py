@@ -19,12 +19,14 @@ __all__ = [
     "HeadersTooLarge",
     "InvalidSignature",
     "LogServiceError",
+    "MethodNotAllowed",
     "MissingAuthenticationToken",
     "NotFound",
     "PayloadTooLarge",
     "Problem",
     "ReplayedSignature",
     "RequestTimeout",
+    "RouteNotFound",
     "SignatureExpired",
     "SignatureRejected",
     "StoreFull",
@@ -187,6 +189,28 @@ class NotFound(LogServiceError):
     status = 404
     code = "not_found"
     title = "Not found"
+
+
+class RouteNotFound(LogServiceError):
+    """No route has the path (titled as Starlette's router titles it, so both shapes answer alike)."""
+
+    status = 404
+    code = "not_found"
+    title = "Not Found"
+
+
+class MethodNotAllowed(LogServiceError):
+    status = 405
+    code = "method_not_allowed"
+    title = "Method Not Allowed"
+
+    def __init__(self, detail: str, *, allow: list[str]) -> None:
+        self.allow = allow
+        super().__init__(detail)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"allow": ", ".join(self.allow)}
 
 
 class RequestTimeout(LogServiceError):

@@ -434,12 +434,31 @@ def test_a_route_without_its_path_parameter_is_not_found(lambda_app: LambdaApp) 
     assert_problem(lambda_app.read(event, None), 404, "not_found")
 
 
-def test_a_page_over_the_lambda_response_limit_is_refused_with_advice(lambda_app: LambdaApp) -> None:
-    """Lambda answers at most 6 MB; more would reach the client as API Gateway's bare 502."""
+def test_large_entries_come_in_pages_under_the_lambda_response_limit(lambda_app: LambdaApp) -> None:
+    """Lambda answers at most 6 MB (more reaches the client as API Gateway's bare 502): the store ends a
+    page before that and hands a cursor on."""
     service = _service()
-    big = "x" * 250_000
-    for _ in range(2):
-        batch = [{"service_name": service, "message": big} for _ in range(14)]
+    for _ in range(7):  # bodies under 10 MB: the request escapes each é as 6 bytes
+        batch = [{"service_name": service, "message": "é" * 125_000} for _ in range(4)]
+        assert lambda_app.ingest(ingest_event("http_v2", batch), None)["statusCode"] == 201
+    seen, query = 0, f"service_name={service}"
+    for _ in range(10):
+        response = lambda_app.read(read_event("http_v2", "/logs/recent", query), None)
+        assert response["statusCode"] == 200
+        assert len(json.dumps(response, ensure_ascii=False).encode()) < 6 * 1024 * 1024
+        page = body_of(response)
+        seen += page["count"]
+        if page["next_cursor"] is None:
+            break
+        query = f"service_name={service}&cursor={page['next_cursor']}"
+    assert seen == 28
+
+
+def test_a_page_that_escaping_would_blow_past_the_limit_is_refused_with_advice(lambda_app: LambdaApp) -> None:
+    """A control character takes 6 bytes as JSON: such pages can outgrow the answer the store measured."""
+    service = _service()
+    for _ in range(8):
+        batch = [{"service_name": service, "message": "\x01" * 200_000} for _ in range(2)]
         assert lambda_app.ingest(ingest_event("http_v2", batch), None)["statusCode"] == 201
     problem = assert_problem(
         lambda_app.read(read_event("http_v2", "/logs/recent", f"service_name={service}"), None),
@@ -448,6 +467,6 @@ def test_a_page_over_the_lambda_response_limit_is_refused_with_advice(lambda_app
     )
     assert problem["errors"][0]["field"] == "limit"
     assert "next_cursor" in problem["errors"][0]["message"]
-    fits = lambda_app.read(read_event("http_v2", "/logs/recent", f"service_name={service}&limit=20"), None)
+    fits = lambda_app.read(read_event("http_v2", "/logs/recent", f"service_name={service}&limit=4"), None)
     assert fits["statusCode"] == 200
     assert len(json.dumps(fits)) < 6 * 1024 * 1024

@@ -35,6 +35,17 @@ def test_send_then_recent_signed_with_sigv4(profiled: ServerThread) -> None:
     assert "api" in table.stdout
 
 
+def test_recent_follows_its_cursor(profiled: ServerThread) -> None:
+    for message in ("first", "second", "third"):
+        assert run_logsvc(profiled.settings, "send", message).returncode == 0
+    first = run_logsvc(profiled.settings, "recent", "--limit", "2")
+    assert "third" in first.stdout
+    assert "second" in first.stdout
+    cursor = first.stdout.split("more: --cursor ")[1].split()[0]
+    rest = run_logsvc(profiled.settings, "recent", "--limit", "2", "--cursor", cursor, "--json")
+    assert [e["message"] for e in json.loads(rest.stdout)["logs"]] == ["first"]
+
+
 def test_send_a_file_with_a_bearer_key(profiled: ServerThread, tmp_path: Path) -> None:
     batch = tmp_path / "batch.ndjson"
     batch.write_text('{"message": "one"}\n{"message": "two", "service_name": "web"}\n')

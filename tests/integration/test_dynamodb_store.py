@@ -16,9 +16,9 @@ import pytest
 import uuid_utils
 
 from logsvc.errors import ConfigError, StoreUnavailable, ValidationFailed
-from logsvc.model import Level, NewEntry, Query, RetentionRule, decode_cursor
+from logsvc.model import Level, NewEntry, Query, RetentionRule, decode_cursor, parse_timestamp
 from logsvc.storage import open_store
-from logsvc.storage.dynamodb import DynamoDBStore, create_table, parse_url, shard_of
+from logsvc.storage.dynamodb import MAX_PAGE_BYTES, DynamoDBStore, create_table, parse_url, shard_of
 from tests.conftest import ServerThread, bearer, make_settings, run_logsvc
 
 T = TypeVar("T")
@@ -98,7 +98,8 @@ def test_unprocessed_items_are_retried_until_written(dynamodb_url: str) -> None:
 
     assert run(DynamoDBStore(dynamodb_url, client=client), body) == 30
     assert refusals["left"] == 0
-    assert calls.operations.count("BatchWriteItem") == 2 + 3  # two chunks, three of their tries refused
+    # the registry items, then two chunks of entries; three tries refused along the way
+    assert calls.operations.count("BatchWriteItem") == 1 + 2 + 3
 
 
 def test_writes_never_processed_are_not_acknowledged(dynamodb_url: str) -> None:
@@ -285,3 +286,120 @@ def test_the_cli_creates_a_table_the_server_can_use(
     again = run_logsvc(settings, "aws", "create-table", url)
     assert again.returncode == 2
     assert "cannot create DynamoDB table cli-made: ResourceInUseException" in again.stderr
+
+
+def test_a_budget_stop_between_days_loses_nothing(dynamodb_url: str) -> None:
+    day = 86_400_000_000
+    entries = [
+        entry(BASE + i * day // 3, "needle" if i % 7 == 0 else "hay", f"svc-{i % 2}") for i in range(90)
+    ]
+    needles = sorted(((e.ts_us, e.log_id.hex()) for e in entries if e.message == "needle"), reverse=True)
+
+    async def body(store: DynamoDBStore) -> list[tuple[int, str]]:
+        await store.append(entries)
+        found: list[tuple[int, str]] = []
+        query = Query(limit=4, terms=("needle",))
+        for _ in range(200):
+            page = await store.recent(query)
+            found += [(parse_timestamp(e.timestamp), e.log_id.replace("-", "")) for e in page.logs]
+            if page.next_cursor is None:
+                return found
+            query = Query(limit=4, terms=("needle",), cursor=decode_cursor(page.next_cursor))
+        raise AssertionError("the pages did not end")
+
+    assert run(DynamoDBStore(dynamodb_url, examine_limit=100), body) == needles
+
+
+def test_an_entry_stored_by_a_failed_batch_is_still_found(dynamodb_url: str) -> None:
+    """The registry is written before the entries: a chunk that fails leaves the others readable, and a
+    retry of the whole batch completes it without duplicates."""
+    client = client_for(dynamodb_url)
+    entries = [entry(BASE + i, f"e{i}", "orders") for i in range(30)]
+    failing = {"on": True}
+
+    def refuse_the_second_chunk(operation: str, request: dict[str, Any]) -> Any:
+        if operation != "BatchWriteItem" or not failing["on"]:
+            return None
+        if len(request["RequestItems"][parse_url(dynamodb_url).table]) == 5:
+            return SimpleNamespace(status_code=200), {"UnprocessedItems": request["RequestItems"]}
+        return None
+
+    Calls(client, refuse_the_second_chunk)
+
+    async def body(store: DynamoDBStore) -> tuple[int, int, int]:
+        with pytest.raises(StoreUnavailable):
+            await store.append(entries)
+        everything = (await store.recent(Query())).count
+        scoped = (await store.recent(Query(service_patterns=("ord*",)))).count
+        failing["on"] = False
+        await store.append(entries)
+        return everything, scoped, (await store.recent(Query())).count
+
+    assert run(DynamoDBStore(dynamodb_url, client=client), body) == (25, 25, 30)
+
+
+def test_a_cursor_older_than_a_moving_since_answers_an_empty_page_without_asking(dynamodb_url: str) -> None:
+    client = client_for(dynamodb_url)
+    calls = Calls(client)
+
+    async def body(store: DynamoDBStore) -> Any:
+        await store.append([entry(BASE)])
+        calls.operations.clear()
+        return await store.recent(Query(since_us=BASE + 10, cursor=(BASE + 5, "0" * 32)))
+
+    page = run(DynamoDBStore(dynamodb_url, client=client), body)
+    assert (page.count, page.next_cursor) == (0, None)
+    assert calls.operations == []  # DynamoDB refuses a BETWEEN whose low end is above its high end
+
+
+@pytest.mark.parametrize("cursor", [(-1, "0" * 32), (BASE, 17), (BASE, "zz"), (BASE, "0" * 2000)])
+def test_tampered_cursors_are_400s(dynamodb_url: str, cursor: tuple[int, Any]) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        run(DynamoDBStore(dynamodb_url), lambda store: store.recent(Query(cursor=cursor)))
+    assert caught.value.errors[0].field == "cursor"
+
+
+def test_a_page_stops_before_its_bytes_outgrow_a_lambda_answer(dynamodb_url: str) -> None:
+    entries = [
+        NewEntry(
+            uuid_utils.uuid7().bytes, "big", BASE + i, Level.INFO, "application", "é" * 150_000, None, BASE
+        )
+        for i in range(30)
+    ]
+
+    async def body(store: DynamoDBStore) -> list[int]:
+        await store.append(entries)
+        counts: list[int] = []
+        query = Query(limit=1000)
+        while True:
+            page = await store.recent(query)
+            counts.append(page.count)
+            if page.next_cursor is None:
+                return counts
+            query = Query(limit=1000, cursor=decode_cursor(page.next_cursor))
+
+    counts = run(DynamoDBStore(dynamodb_url), body)
+    assert sum(counts) == 30
+    assert max(counts) * 300_000 <= MAX_PAGE_BYTES + 300_000  # each entry is 300 KB of UTF-8
+    assert len(counts) >= 3
+
+
+def test_walking_empty_days_is_bounded_per_request(dynamodb_url: str) -> None:
+    """Days whose entries were all deleted stay in the registry: a read must not query them all at once."""
+    client = client_for(dynamodb_url)
+    calls = Calls(client)
+    day = 86_400_000_000
+
+    async def body(store: DynamoDBStore) -> tuple[int, str | None]:
+        await store.append([entry(BASE + i * day, service="old") for i in range(120)])
+        await store.delete_older(BASE + 200 * day, limit=1000)
+        calls.operations.clear()
+        page = await store.recent(Query())
+        return page.count, page.next_cursor
+
+    count, cursor = run(DynamoDBStore(dynamodb_url, examine_limit=400), body)
+    assert count == 0
+    assert cursor is not None  # stopped at its budget: the client may go on, or stop
+    assert (
+        calls.operations.count("Query") <= 400 // 40 + 4 + 1
+    )  # budget / cost per query, one day, the day list

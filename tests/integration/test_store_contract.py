@@ -10,6 +10,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, TypeVar
 
+import msgspec
 import pytest
 import uuid_utils
 
@@ -267,3 +268,30 @@ def test_an_empty_store_answers_empty_pages(opener: Opener) -> None:
     everything, one, scoped, oldest = run(opener, body)
     assert (everything.count, one.count, scoped.count, oldest) == (0, 0, 0, None)
     assert everything.next_cursor is None
+
+
+SPREAD_QUERIES = [
+    Query(limit=30),
+    Query(limit=25, terms=("disk",)),
+    Query(limit=40, since_us=BASE + 20 * 86_400_000_000, until_us=BASE + 60 * 86_400_000_000),
+    Query(limit=15, service_patterns=("svc-1*",), levels=(Level.ERROR, Level.FATAL)),
+]
+
+
+@pytest.mark.parametrize("query", SPREAD_QUERIES, ids=[f"q{i}" for i in range(len(SPREAD_QUERIES))])
+def test_pages_add_up_across_many_days(opener: Opener, query: Query) -> None:
+    """Entries eleven hours apart over about three months, backfilled and out of order."""
+    entries = [
+        msgspec.structs.replace(e, ts_us=BASE + (e.ts_us - BASE) * 39_600_000)
+        for e in mixed_entries(200, seed=21)
+    ]
+
+    async def body(store: LogStore) -> list[tuple[int, str]]:
+        await store.append(entries[100:])
+        await store.append(entries[:100])
+        return await walk(store, query)
+
+    got = run(opener, body)
+    want = expected(entries, query)
+    assert [ts for ts, _ in got] == [ts for ts, _ in want]
+    assert sorted(got) == sorted(want)

@@ -10,13 +10,21 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from logsvc.errors import PROBLEM_TYPE, FieldError, LogServiceError, Problem, encode_problem
+from logsvc.errors import (
+    PROBLEM_TYPE,
+    FieldError,
+    LogServiceError,
+    MethodNotAllowed,
+    Problem,
+    RouteNotFound,
+    encode_problem,
+)
 
 __all__ = ["PROBLEM_TYPE", "Problem", "handle_error", "problem_response"]
 
 log = logging.getLogger("logsvc.api")
 
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+_HTTP_CODES = {404: RouteNotFound.code, 405: MethodNotAllowed.code}
 
 
 def problem_response(

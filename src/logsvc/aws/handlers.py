@@ -32,6 +32,8 @@ from logsvc.errors import (
     ConfigError,
     FieldError,
     LogServiceError,
+    MethodNotAllowed,
+    RouteNotFound,
     ValidationFailed,
     encode_problem,
     problem_of,
@@ -46,35 +48,14 @@ __all__ = ["INGEST_ROUTES", "READ_ROUTES", "LambdaApp", "configure_logging", "in
 
 log = logging.getLogger("logsvc.aws")
 
-# Lambda returns at most 6 MB of response document (API Gateway would turn more into a bare 502); bodies
-# shorter than the second figure cannot reach it, however much JSON escaping adds.
+# Lambda returns at most 6 MB of response document (API Gateway would turn more into a bare 502). A body
+# character takes at most 6 bytes in that document (a JSON-escaped control character; UTF-8 takes 4), so a
+# body of fewer characters than the second figure cannot reach it. The store keeps pages far below anyway.
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024
-_SURELY_FITS_BYTES = 2 * 1024 * 1024
+_SURELY_FITS_CHARS = MAX_RESPONSE_BYTES // 6
 
 Response = dict[str, Any]
 Operation = Callable[["LambdaApp", Request, Principal, dict[str, str]], Awaitable[Response]]
-
-
-class RouteNotFound(LogServiceError):
-    """No route of this function has the path (titled as the server's router titles it)."""
-
-    status = 404
-    code = "not_found"
-    title = "Not Found"
-
-
-class MethodNotAllowed(LogServiceError):
-    status = 405
-    code = "method_not_allowed"
-    title = "Method Not Allowed"
-
-    def __init__(self, detail: str, *, allow: list[str]) -> None:
-        self.allow = allow
-        super().__init__(detail)
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"allow": ", ".join(self.allow)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +119,7 @@ def _encoding_as_received(request: Request) -> Mapping[str, str]:
 
 async def _recent(app: LambdaApp, request: Request, principal: Principal, params: dict[str, str]) -> Response:
     response = _json(await (await app.service()).recent(request.query, principal=principal))
-    if len(response["body"]) > _SURELY_FITS_BYTES:
+    if len(response["body"]) > _SURELY_FITS_CHARS:
         size = len(msgspec.json.encode(response))
         if size > MAX_RESPONSE_BYTES:
             advice = "ask for fewer entries and follow next_cursor"

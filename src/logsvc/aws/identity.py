@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from logsvc.auth.policy import Principal, Role
 from logsvc.aws.events import Identity
@@ -53,9 +53,10 @@ class PrincipalMap:
     ) -> None:
         self._grants: dict[IamKey, AwsGrant] = {}
         for arn, grant in grants.items():
-            key = iam_key(arn) if _IAM_ARN.match(arn) else None
-            if key is None:
+            match = _IAM_ARN.match(arn)  # a role or user itself, never a session
+            if match is None:
                 raise ConfigError(f"aws_principals: {arn} is not an IAM role or user ARN")
+            key = cast(IamKey, match.groups())
             if key in self._grants and self._grants[key] != grant:
                 raise ConfigError(
                     f"aws_principals: {arn} names the same {key[2]} as another entry with other rights "

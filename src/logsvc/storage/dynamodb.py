@@ -18,8 +18,10 @@ import asyncio
 import hashlib
 import logging
 import random
+import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from fnmatch import fnmatchcase
 from typing import Any, TypeVar
@@ -54,15 +56,21 @@ MAX_SHARDS = 64
 DEFAULT_SHARDS = 4
 # A read examines at most this many items before it answers with what it found and a cursor to go on.
 MAX_EXAMINED = 10_000
+# A page stops growing past this many bytes of entries: a Lambda answer must stay under 6 MB, and the
+# memory of a read is bounded by it rather than by limit x the largest entry.
+MAX_PAGE_BYTES = 3 * 1024 * 1024
+_QUERY_COST = 40
 # Merging more key ranges than this costs more than filtering the time index by service pattern.
 MAX_SCOPED_RANGES = 64
 _BATCH = 25
+_MAX_REMEMBERED = 100_000
 _MAX_WRITE_ATTEMPTS = 8
 _BACKOFF_BASE = 0.05
 _BACKOFF_CAP = 2.0
 _HIGHEST = "~"  # sorts after every sort key (digits, '#', hex)
 _LOWEST = "!"  # sorts before every service name and day
 _LEVEL_NAMES = {int(level): level.name for level in Level}
+_TIEBREAK = re.compile(r"(?:[0-9a-f]{32}~?)?")
 _CONFIG_KEY = {"pk": {"S": "#config"}, "sk": {"S": "#config"}}
 
 R = TypeVar("R")
@@ -159,6 +167,15 @@ def sort_key(ts_us: int, log_id_hex: str) -> str:
     return f"{ts_us:019d}#{log_id_hex}"
 
 
+class _Budget:
+    """What one read may still spend: items DynamoDB examines, and bytes of the page it answers."""
+
+    def __init__(self, examine_limit: int) -> None:
+        self.examine_limit = examine_limit
+        self.examined = 0
+        self.page_bytes = 0
+
+
 class _Range:
     """One key range read newest first, a page at a time; ``head`` is its newest unread item."""
 
@@ -243,15 +260,21 @@ class DynamoDBStore:
     # ---- writes ------------------------------------------------------------------------------------------
 
     async def append(self, entries: Sequence[NewEntry]) -> None:
+        """Registry items first, then the entries in parallel chunks of 25: an entry is never stored
+        where no read can find it. A failed chunk fails the request, while other chunks may be stored;
+        the client's retry rewrites them as the same items."""
+        items = self._items(entries)
         registry = self._pending_registry(entries)
-        items = self._items(entries, registry)
-        chunks = [items[i : i + _BATCH] for i in range(0, len(items), _BATCH)]
-        await asyncio.gather(*(self._write(chunk) for chunk in chunks))
-        with self._registered_lock:
-            self._registered |= registry
+        if registry:
+            await self._put([{"pk": {"S": f"#{kind}"}, "sk": {"S": value}} for kind, value in registry])
+            with self._registered_lock:
+                if len(self._registered) > _MAX_REMEMBERED:  # a bound on made-up service names
+                    self._registered.clear()
+                self._registered |= registry
+        await asyncio.gather(*(self._put(items[i : i + _BATCH]) for i in range(0, len(items), _BATCH)))
 
-    def _items(self, entries: Sequence[NewEntry], registry: set[tuple[str, str]]) -> list[dict[str, Any]]:
-        """Every entry as an item (refusing any over DynamoDB's item size) plus new registry items."""
+    def _items(self, entries: Sequence[NewEntry]) -> list[dict[str, Any]]:
+        """Every entry as an item, refusing any over DynamoDB's item size."""
         items: list[dict[str, Any]] = []
         seen: set[bytes] = set()
         errors: list[FieldError] = []
@@ -273,8 +296,6 @@ class DynamoDBStore:
             items.append(item)
         if errors:
             raise ValidationFailed(errors)
-        for kind, value in registry:
-            items.append({"pk": {"S": f"#{kind}"}, "sk": {"S": value}})
         return items
 
     def _pending_registry(self, entries: Sequence[NewEntry]) -> set[tuple[str, str]]:
@@ -306,31 +327,28 @@ class DynamoDBStore:
     def _days_kept(self, service: str) -> float | None:
         """Days the first matching retention rule keeps this service (None: forever), for the TTL."""
         if service not in self._expiry_days:
+            if len(self._expiry_days) > _MAX_REMEMBERED:
+                self._expiry_days.clear()
             self._expiry_days[service] = next(
-                (
-                    rule.days
-                    for rule in self._retention
-                    if (not rule.include or any(fnmatchcase(service, p) for p in rule.include))
-                    and not any(fnmatchcase(service, p) for p in rule.exclude)
-                ),
+                (rule.days for rule in self._retention if _in_scope(service, rule.include, rule.exclude)),
                 None,
             )
         return self._expiry_days[service]
 
-    async def _write(self, items: list[dict[str, Any]]) -> None:
-        """One BatchWriteItem, retrying what DynamoDB left unprocessed with capped, jittered backoff."""
-        requests = {self.table: [{"PutRequest": {"Item": item}} for item in items]}
-        await self._batch(requests)
+    async def _put(self, items: list[dict[str, Any]]) -> None:
+        await self._batch({self.table: [{"PutRequest": {"Item": item}} for item in items]})
 
     async def _batch(self, requests: dict[str, list[dict[str, Any]]]) -> None:
+        """One BatchWriteItem, retrying what DynamoDB left unprocessed with capped, jittered backoff."""
         for attempt in range(_MAX_WRITE_ATTEMPTS):
+            if attempt:
+                # Full jitter: writers that were throttled together do not come back together.
+                pause = random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt))  # noqa: S311
+                await asyncio.sleep(pause)
             response = await self._call(self._client.batch_write_item, RequestItems=requests)
             requests = response.get("UnprocessedItems") or {}
             if not requests:
                 return
-            # Full jitter: writers that were throttled together do not come back together.
-            pause = random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**attempt))  # noqa: S311 (not a secret)
-            await asyncio.sleep(pause)
         left = sum(len(r) for r in requests.values())
         raise StoreUnavailable(
             f"DynamoDB left {left} writes unprocessed after {_MAX_WRITE_ATTEMPTS} attempts (throttled); "
@@ -338,7 +356,9 @@ class DynamoDBStore:
         )
 
     async def check_writable(self) -> None:
-        await self._call(self._client.get_item, TableName=self.table, Key=_CONFIG_KEY)
+        """A real write, so that a role without PutItem or a deleted table is not reported ready."""
+        item = {"pk": {"S": "#ready"}, "sk": {"S": "#ready"}, "at": {"N": str(time.time_ns() // 1000)}}
+        await self._call(self._client.put_item, TableName=self.table, Item=item)
 
     # ---- reads -------------------------------------------------------------------------------------------
 
@@ -360,18 +380,18 @@ class DynamoDBStore:
         if query.levels == ():
             return Page(count=0, logs=[], next_cursor=None)
         low, high = _key_bounds(query)
+        if high <= low:  # e.g. a cursor older than a moving `since`: DynamoDB refuses such a BETWEEN
+            return Page(count=0, logs=[], next_cursor=None)
         want = query.limit + 1
         found: list[dict[str, Any]] = []
-        budget = [self._examine_limit]
+        budget = _Budget(self._examine_limit)
         patterns: tuple[str, ...] = ()
         if query.service_name is not None:
-            groups: Iterator[list[_Range]] = iter(
-                [self._service_ranges([query.service_name], low, high, want)]
-            )
+            groups = [self._service_ranges([query.service_name], low, high, want)]
         elif query.service_patterns:
-            services = [s for s in await self._registry("service") if _covered(s, query.service_patterns)]
+            services = await self._services(query.service_patterns, ())
             if len(services) * self.shards <= MAX_SCOPED_RANGES:
-                groups = iter([self._service_ranges(services, low, high, want)])
+                groups = [self._service_ranges(services, low, high, want)]
             else:
                 patterns = query.service_patterns
                 groups = await self._day_groups(low, high, want)
@@ -384,6 +404,11 @@ class DynamoDBStore:
             if cursor is not None:  # out of budget: answer what was found, and where to go on
                 return _page(found, query.limit, cursor)
         return _page(found, query.limit, None)
+
+    async def _services(self, include: tuple[str, ...], exclude: tuple[str, ...]) -> list[str]:
+        return [
+            service for service in await self._registry("service") if _in_scope(service, include, exclude)
+        ]
 
     def _service_ranges(self, services: list[str], low: str, high: str, want: int) -> list[_Range]:
         page = _first_page(want, len(services) * self.shards)
@@ -407,12 +432,13 @@ class DynamoDBStore:
             for shard in range(self.shards)
         ]
 
-    async def _day_groups(self, low: str, high: str, want: int) -> Iterator[list[_Range]]:
+    async def _day_groups(self, low: str, high: str, want: int) -> list[list[_Range]]:
         """The time index's ranges, one group per day holding entries, newest day first."""
-        top = _HIGHEST if high == _HIGHEST else _day(int(high[:19]))
+        # high is exclusive: "T#" admits only times before T, which may lie in the day before T's.
+        top = _HIGHEST if high == _HIGHEST else _day(int(high[:19]) - high.endswith("#"))
         days = await self._registry("day", low=_day(int(low[:19])), high=top, newest=True)
         page = _first_page(want, self.shards)
-        return (
+        return [
             [
                 _Range(
                     {
@@ -432,7 +458,7 @@ class DynamoDBStore:
                 for shard in range(self.shards)
             ]
             for day in days
-        )
+        ]
 
     async def _registry(
         self, kind: str, *, low: str = _LOWEST, high: str = _HIGHEST, newest: bool = False
@@ -452,7 +478,7 @@ class DynamoDBStore:
                 return values
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    async def _fill(self, ranges: list[_Range], budget: list[int]) -> None:
+    async def _fill(self, ranges: list[_Range], budget: _Budget) -> None:
         """Read the next page of every range that has run dry, in parallel."""
 
         async def fill(one: _Range) -> None:
@@ -464,7 +490,8 @@ class DynamoDBStore:
             one.last_key = response.get("LastEvaluatedKey")
             one.done = one.last_key is None
             one.page = min(one.page * 2, 1000)
-            budget[0] -= response.get("ScannedCount", len(one.items))
+            # An empty answer costs too: walking many empty days must run out of budget as well.
+            budget.examined += max(response.get("ScannedCount", 0), _QUERY_COST)
 
         await asyncio.gather(*(fill(one) for one in ranges))
 
@@ -476,18 +503,21 @@ class DynamoDBStore:
         high: str,
         want: int,
         found: list[dict[str, Any]],
-        budget: list[int],
+        budget: _Budget,
     ) -> str | None:
         """Move matches, newest first across ``ranges``, into ``found`` until it holds ``want``.
 
-        Returns None when the ranges are read to the end (or ``found`` is full), else, when the examined-item
-        budget runs out, the exclusive bound above which everything was examined."""
+        Returns None when the ranges are read to the end (or ``found`` is full), else, when the budget runs
+        out, the exclusive bound above which everything was examined."""
         while len(found) < want:
             dry = [one for one in ranges if one.empty and not one.done]
             if dry:
-                if budget[0] <= 0:
+                if budget.examined >= budget.examine_limit:
                     bounds = [b for b in (one.bound() for one in ranges) if b is not None]
-                    return max(bounds) if bounds else None
+                    if not bounds:
+                        return None
+                    if max(bounds) < high:  # stop only after progress, or the next page would start here
+                        return max(bounds)
                 await self._fill(dry, budget)
                 continue
             live = [one for one in ranges if not one.empty]
@@ -498,6 +528,9 @@ class DynamoDBStore:
             newest.position += 1
             if item["sk"]["S"] < high and _matches(item, query, patterns):
                 found.append(item)
+                budget.page_bytes += _item_size(item)
+                if budget.page_bytes > MAX_PAGE_BYTES and len(found) < want:
+                    return str(item["sk"]["S"])  # everything newer was examined; go on below this one
         return None
 
     # ---- retention ---------------------------------------------------------------------------------------
@@ -511,23 +544,24 @@ class DynamoDBStore:
         limit: int = 500,
     ) -> int:
         """Delete entries older than the cutoff now, rather than when TTL gets to them (up to days later)."""
-        services = [s for s in await self._registry("service") if _in_scope(s, include, exclude)]
+        partitions = [
+            f"{s}#{shard:02d}" for s in await self._services(include, exclude) for shard in range(self.shards)
+        ]
         high = sort_key(cutoff_us, "")
         keys: list[dict[str, Any]] = []
-        for service in services:
-            for shard in range(self.shards):
-                if len(keys) >= limit:
-                    break
-                response = await self._call(
-                    self._client.query,
-                    TableName=self.table,
-                    KeyConditionExpression="pk = :p AND sk < :hi",
-                    ExpressionAttributeValues={":p": {"S": f"{service}#{shard:02d}"}, ":hi": {"S": high}},
-                    ProjectionExpression="pk, sk",
-                    Limit=limit - len(keys),
-                    ConsistentRead=True,
-                )
-                keys += response["Items"]
+        for partition in partitions:
+            if len(keys) >= limit:
+                break
+            response = await self._call(
+                self._client.query,
+                TableName=self.table,
+                KeyConditionExpression="pk = :p AND sk < :hi",
+                ExpressionAttributeValues={":p": {"S": partition}, ":hi": {"S": high}},
+                ProjectionExpression="pk, sk",
+                Limit=limit - len(keys),
+                ConsistentRead=True,
+            )
+            keys += response["Items"]
         chunks = [keys[i : i + _BATCH] for i in range(0, len(keys), _BATCH)]
         await asyncio.gather(
             *(
@@ -538,7 +572,7 @@ class DynamoDBStore:
         return len(keys)
 
     async def oldest(self, *, include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> int | None:
-        services = [s for s in await self._registry("service") if _in_scope(s, include, exclude)]
+        services = await self._services(include, exclude)
 
         async def first(partition: str) -> int | None:
             response = await self._call(
@@ -579,10 +613,12 @@ def _query_high(query: Query) -> str:
 
 def _key_bounds(query: Query) -> tuple[str, str]:
     """Inclusive sort-key bounds for the key condition; the exclusive upper end is filtered after."""
-    if query.cursor is not None and not isinstance(query.cursor[1], str):
-        raise ValidationFailed(
-            [FieldError("cursor", "is not a cursor this service returned (use next_cursor as given)")]
-        )
+    if query.cursor is not None:
+        ts, tiebreak = query.cursor
+        if not isinstance(tiebreak, str) or not 0 <= ts < 10**19 or _TIEBREAK.fullmatch(tiebreak) is None:
+            raise ValidationFailed(
+                [FieldError("cursor", "is not a cursor this service returned (use next_cursor as given)")]
+            )
     low = f"{query.since_us:019d}" if query.since_us is not None else "0"
     return low, _query_high(query)
 
@@ -661,11 +697,11 @@ def _reason(exc: ClientError | BotoCoreError) -> str:
 
 
 def _translate(exc: ClientError | BotoCoreError, table: str) -> StoreUnavailable:
-    """A backend failure as the 503 a client may retry; the AWS detail goes to the log, not the client."""
+    """A backend failure as the 503 a client may retry; what AWS said goes to the log, not the client."""
     log.warning("DynamoDB table %s: %s", table, _reason(exc))
     code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
     if code in {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}:
         return StoreUnavailable("DynamoDB is throttling this table; retry after the indicated time")
     return StoreUnavailable(
-        f"the DynamoDB store could not be reached or refused the request ({code or 'network'})"
+        "the DynamoDB store could not answer; retry later (the service log has the reason)"
     )
