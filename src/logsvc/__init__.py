@@ -1,5 +1,5 @@
 """Simple Log Service: a secure, fast log service."""
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = ["__version__"]
