@@ -25,7 +25,7 @@ from logsvc.backup import create_backup, restore_backup
 from logsvc.client import LogClient, RequestFailed, aws_keys, load_profile, region_of
 from logsvc.crypto import key_source, rekey_store, rotate_master_key, store_key
 from logsvc.errors import ConfigError, LogServiceError
-from logsvc.model import format_timestamp, parse_timestamp
+from logsvc.model import QUERY_PARAMETERS, format_timestamp, parse_timestamp
 from logsvc.server import serve as run_server
 from logsvc.service import purge
 from logsvc.settings import Settings, load_settings
@@ -488,21 +488,8 @@ def _entries_of(data: bytes) -> list[dict[str, Any]]:
 @_client_options
 def recent(as_json: bool, config_file: str | None, **options: Any) -> None:
     """The newest entries, newest first."""
-    names = [
-        "service_name",
-        "level",
-        "min_level",
-        "log_type",
-        "since",
-        "until",
-        "hours",
-        "q",
-        "limit",
-        "cursor",
-    ]
-    params = [(name, str(options.pop(name))) for name in names if options.get(name) is not None]
-    for name in names:
-        options.pop(name, None)
+    values = {name: options.pop(name, None) for name in QUERY_PARAMETERS}
+    params = sorted((name, str(value)) for name, value in values.items() if value is not None)
     with _calling(config_file, options) as client:
         page = client.recent(params)
     if as_json:

@@ -25,6 +25,7 @@ from logsvc.errors import FieldError, ValidationFailed
 
 __all__ = [
     "MAX_LIMIT",
+    "QUERY_PARAMETERS",
     "Level",
     "Limits",
     "LogEntry",
@@ -485,7 +486,7 @@ def _check_metadata(value: dict[str, Any], limits: Limits) -> str | None:
 
 # ---- reads -------------------------------------------------------------------------------------------------
 
-_QUERY_PARAMS = frozenset(
+QUERY_PARAMETERS = frozenset(
     {"service_name", "level", "min_level", "log_type", "since", "until", "hours", "q", "limit", "cursor"}
 )
 
@@ -495,9 +496,9 @@ def parse_query(params: Iterable[tuple[str, str]], *, now_us: int) -> Query:
     errors: list[FieldError] = []
     values: dict[str, str] = {}
     for name, value in params:
-        if name not in _QUERY_PARAMS:
+        if name not in QUERY_PARAMETERS:
             errors.append(
-                FieldError(name, "unknown parameter (allowed: " + ", ".join(sorted(_QUERY_PARAMS)) + ")")
+                FieldError(name, "unknown parameter (allowed: " + ", ".join(sorted(QUERY_PARAMETERS)) + ")")
             )
         elif name in values:
             errors.append(FieldError(name, "given more than once"))
