@@ -153,6 +153,14 @@ def test_table_pitr_ttl_and_customer_managed_key(stack: Stack) -> None:
     assert sse["kms_key_arn"] == KEY_ARN
 
 
+def test_the_shard_count_is_recorded_once(stack: Stack) -> None:
+    item = stack.resource("aws_dynamodb_table_item", "config")
+    assert item["table_name"] == expr("aws_dynamodb_table.logs.name")
+    assert '"#config"' in item["item"]
+    assert "tostring(var.shards)" in item["item"]
+    assert single(item["lifecycle"])["ignore_changes"] == ["item"]
+
+
 def test_deletion_protection_defaults_on_and_is_wired(stack: Stack) -> None:
     assert stack.variables["deletion_protection"]["default"] is True
     assert stack.variables["deletion_protection"]["type"] == "bool"

@@ -59,3 +59,21 @@ resource "aws_dynamodb_table" "logs" {
     enabled = true
   }
 }
+
+# The shard count, recorded once: the store reads it at start-up and refuses a URL that names another count,
+# since a read must query every shard ever written. ignore_changes keeps the recorded value when var.shards
+# changes later, so that the functions fail loudly instead of silently missing entries.
+resource "aws_dynamodb_table_item" "config" {
+  table_name = aws_dynamodb_table.logs.name
+  hash_key   = aws_dynamodb_table.logs.hash_key
+  range_key  = aws_dynamodb_table.logs.range_key
+  item = jsonencode({
+    pk     = { S = "#config" }
+    sk     = { S = "#config" }
+    shards = { N = tostring(var.shards) }
+  })
+
+  lifecycle {
+    ignore_changes = [item]
+  }
+}
