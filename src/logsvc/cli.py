@@ -536,6 +536,20 @@ def aws_create_table(url: str) -> None:
     _out.print(f"created {parse_url(url).table}", soft_wrap=True)
 
 
+@aws.command("create-auth-table")
+@click.argument("url")
+def aws_create_auth_table(url: str) -> None:
+    """Create a credential table for the auth_store setting, which server replicas share: keys made or
+    revoked on one reach the others, e.g. dynamodb://logsvc-auth?region=eu-west-1 (not the log table)."""
+    from logsvc.auth.dynamodb_credentials import create_auth_table  # noqa: PLC0415 (boto3 only when needed)
+
+    try:
+        create_auth_table(url)
+    except ConfigError as exc:
+        _fail(str(exc))
+    _out.print(f"created {url.partition('?')[0].removeprefix('dynamodb://')}", soft_wrap=True)
+
+
 @aws.command("package")
 @click.option(
     "--arch",

@@ -45,7 +45,7 @@ from logsvc.auth.policy import Principal, Role
 from logsvc.crypto.keys import KEY_BYTES, Wrapper
 from logsvc.errors import ConfigError, LogServiceError, NotFound, StoreUnavailable
 from logsvc.model import format_timestamp
-from logsvc.storage.dynamodb import TableUrl, client_for, error_reason
+from logsvc.storage.dynamodb import TableUrl, client_for, error_reason, parse_url
 
 __all__ = ["DynamoCredentialStore", "create_auth_table"]
 
@@ -84,8 +84,9 @@ def _code(exc: ClientError | BotoCoreError) -> str:
     return str(exc.response.get("Error", {}).get("Code", "")) if isinstance(exc, ClientError) else ""
 
 
-def create_auth_table(url: TableUrl) -> None:
-    """Create a credential table (keys only, on demand) outside Terraform: DynamoDB Local, moto, tests."""
+def create_auth_table(auth_store: str) -> None:
+    """Create a credential table (``pk``/``sk``, on demand) for ``auth_store = dynamodb://TABLE?..``."""
+    url = parse_url(auth_store, setting="auth_store", shards=False)
     client = client_for(url, 2)
     try:
         client.create_table(
