@@ -84,6 +84,12 @@ def _code(exc: ClientError | BotoCoreError) -> str:
     return str(exc.response.get("Error", {}).get("Code", "")) if isinstance(exc, ClientError) else ""
 
 
+def _first_condition_failed(exc: ClientError) -> bool:
+    """Whether a transaction was cancelled because the condition of its first item did not hold."""
+    reasons = exc.response.get("CancellationReasons") or [{}]
+    return _code(exc) == "TransactionCanceledException" and reasons[0].get("Code") == "ConditionalCheckFailed"
+
+
 def create_auth_table(auth_store: str) -> None:
     """Create a credential table (``pk``/``sk``, on demand) for ``auth_store = dynamodb://TABLE?..``."""
     url = parse_url(auth_store, setting="auth_store", shards=False)
@@ -383,19 +389,15 @@ class DynamoCredentialStore:
             "Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(sk)"}
         }
         try:
-            self._transact([{"Put": claim}, put, *self._audit_puts(event)], _day(now))
-        except StoreUnavailable:
-            if self._bootstrap_epoch() != epoch:
-                return None  # another replica created it
-            raise
-        return new
-
-    def _bootstrap_epoch(self) -> int:
-        try:
-            found = self._client.get_item(TableName=self.table, Key=_BOOTSTRAP, ConsistentRead=True)
-        except _BackendError as exc:
+            self._client.transact_write_items(TransactItems=[{"Put": claim}, put, *self._audit_puts(event)])
+        except ClientError as exc:
+            if _first_condition_failed(exc):
+                return None  # another replica moved the epoch first: it creates the admin
             raise self._unavailable(exc) from None
-        return int(found["Item"]["epoch"]["N"]) if "Item" in found else 0
+        except BotoCoreError as exc:
+            raise self._unavailable(exc) from None
+        self._days.add(_day(now))
+        return new
 
     def revoke(self, access_key_id: str, *, actor: str, source: str) -> Credential:
         now = self._clock_us()
@@ -412,17 +414,14 @@ class DynamoCredentialStore:
         try:
             self._client.transact_write_items(TransactItems=[update, *self._audit_puts(event)])
         except ClientError as exc:
-            reasons = exc.response.get("CancellationReasons") or [{}]
-            if (
-                _code(exc) == "TransactionCanceledException"
-                and reasons[0].get("Code") == "ConditionalCheckFailed"
-            ):
+            if _first_condition_failed(exc):
                 raise NotFound(f"no active credential with access key id {access_key_id}") from None
             raise self._unavailable(exc) from None
         except BotoCoreError as exc:
             raise self._unavailable(exc) from None
         self._days.add(_day(now))
-        self._active = {k: v for k, v in self._active.items() if k != access_key_id}  # here at once
+        with self._refresh_lock:  # here at once; a reload under way read the table before the revocation
+            self._active = {k: v for k, v in self._active.items() if k != access_key_id}
         return next(c for c in self.credentials() if c.access_key_id == access_key_id)
 
     def credentials(self) -> list[Credential]:
