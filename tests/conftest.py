@@ -22,16 +22,17 @@ import pytest
 import uvicorn
 
 from logsvc.api import create_app
-from logsvc.auth.credentials import AuthStore, NewCredential
+from logsvc.auth.credentials import NewCredential
 from logsvc.auth.policy import Role
+from logsvc.auth.store import open_credentials
 from logsvc.crypto import store_key
 from logsvc.crypto.sqlite import connect
 from logsvc.settings import Settings, load_settings, settings_environment
 
 
 def make_key(settings: Settings, role: Role, services: tuple[str, ...] = (), **kwargs: Any) -> NewCredential:
-    """A credential in the data directory's credential store, as `logsvc keys create` makes one."""
-    auth = AuthStore(settings.auth_db, key=store_key(settings))
+    """A credential in the configured credential store, as `logsvc keys create` makes one."""
+    auth = open_credentials(settings)
     try:
         return auth.create(role, services=services, actor="test", source="test", **kwargs)
     finally:

@@ -17,8 +17,8 @@ from rich.table import Table
 
 from logsvc import __version__
 from logsvc.archive import restore_to_time
-from logsvc.auth.credentials import AuthStore
 from logsvc.auth.policy import parse_key_request
+from logsvc.auth.store import CredentialStore, open_credentials
 from logsvc.aws.package import ARCHITECTURES, PackageError
 from logsvc.aws.package import build as build_lambda_zips
 from logsvc.backup import create_backup, restore_backup
@@ -83,11 +83,11 @@ def serve(config_file: str | None, **flags: Any) -> None:
 
 
 @contextmanager
-def _local_auth(config_file: str | None, data_dir: str | None) -> Iterator[AuthStore]:
-    """The credential store of the local data directory; errors become a message and exit status 2."""
+def _local_auth(config_file: str | None, data_dir: str | None) -> Iterator[CredentialStore]:
+    """The configured credential store (auth.db, or auth_store); errors become a message and exit status 2."""
     try:
         settings = load_settings(config_file, overrides={"data_dir": data_dir})
-        auth = AuthStore(settings.auth_db, key=store_key(settings))
+        auth = open_credentials(settings)
     except ConfigError as exc:
         _fail(str(exc))
     try:
@@ -104,7 +104,7 @@ def _json_out(value: Any) -> None:
 
 @main.group()
 def keys() -> None:
-    """Manage credentials in the local store (also over HTTP under /admin/keys)."""
+    """Manage credentials in the credential store (also over HTTP under /admin/keys)."""
 
 
 @keys.command("create")
@@ -521,6 +521,20 @@ def aws_create_table(url: str) -> None:
     except ConfigError as exc:
         _fail(str(exc))
     _out.print(f"created {parse_url(url).table}", soft_wrap=True)
+
+
+@aws.command("create-auth-table")
+@click.argument("url")
+def aws_create_auth_table(url: str) -> None:
+    """Create a credential table for the auth_store setting, which server replicas share: keys made or
+    revoked on one reach the others, e.g. dynamodb://logsvc-auth?region=eu-west-1 (not the log table)."""
+    from logsvc.auth.dynamodb_credentials import create_auth_table  # noqa: PLC0415 (boto3 only when needed)
+
+    try:
+        create_auth_table(url)
+    except ConfigError as exc:
+        _fail(str(exc))
+    _out.print(f"created {url.partition('?')[0].removeprefix('dynamodb://')}", soft_wrap=True)
 
 
 @aws.command("package")

@@ -19,9 +19,9 @@ from uvicorn.supervisors import Multiprocess
 
 from logsvc.api import create_app
 from logsvc.api.app import retention_for
-from logsvc.auth.credentials import AuthStore, NewCredential
-from logsvc.auth.policy import Role
+from logsvc.auth.credentials import NewCredential
 from logsvc.auth.profiles import write_profile
+from logsvc.auth.store import open_credentials
 from logsvc.crypto import store_key
 from logsvc.logs import log_config
 from logsvc.settings import Settings, settings_environment
@@ -55,16 +55,17 @@ def check_store(settings: Settings) -> None:
 
 
 def bootstrap_admin(settings: Settings) -> NewCredential | None:
-    """On first start, create an admin credential and write it to the client credentials file."""
-    auth = AuthStore(settings.auth_db, key=store_key(settings))
+    """On first start, create an admin credential and write it to the client credentials file. With a
+    shared credential store, of replicas starting at once only one creates it (and writes the file)."""
+    auth = open_credentials(settings)
     try:
-        if auth.has_admin():
-            return None
-        credential = auth.create(
-            Role.ADMIN, description="created at first start", actor="logsvc", source="local"
+        credential = auth.bootstrap_admin(
+            description="created at first start", actor="logsvc", source="local"
         )
     finally:
         auth.close()
+    if credential is None:
+        return None
     scheme = "https" if settings.tls_cert else "http"
     endpoint = f"{scheme}://{settings.host}:{settings.port}"
     write_profile(Path(settings.credentials_file), "default", endpoint=endpoint, credential=credential)

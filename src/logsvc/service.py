@@ -31,7 +31,8 @@ from logsvc.model import (
 from logsvc.storage import LogStore
 
 if TYPE_CHECKING:  # the Lambda handlers import this module and must not load SQLite
-    from logsvc.auth.credentials import AuditEvent, AuthStore, Credential, NewCredential
+    from logsvc.auth.credentials import AuditEvent, Credential, NewCredential
+    from logsvc.auth.store import CredentialStore
 
 __all__ = ["AdminService", "BatchCreated", "Created", "IngestObserver", "LogService", "Retention", "purge"]
 
@@ -127,7 +128,7 @@ class AdminService:
     """Credential management and the audit trail, for admins."""
 
     def __init__(
-        self, auth: AuthStore, *, clock_us: Callable[[], int] = lambda: time.time_ns() // 1000
+        self, auth: CredentialStore, *, clock_us: Callable[[], int] = lambda: time.time_ns() // 1000
     ) -> None:
         self.auth = auth
         self._clock_us = clock_us

@@ -136,6 +136,16 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     encryption: Annotated[
         bool, msgspec.Meta(description="encrypt the databases at rest (page-level, envelope keys)")
     ] = True
+    auth_store: Annotated[
+        str,
+        msgspec.Meta(
+            description="credential store URL; empty means auth.db in data_dir, or dynamodb://TABLE"
+        ),
+    ] = ""
+    auth_cache_seconds: Annotated[
+        float,
+        msgspec.Meta(gt=0, le=3600, description="seconds a shared credential store's cache may lag behind"),
+    ] = 5.0
     master_key_file: Annotated[
         str, msgspec.Meta(description="file holding the master key (base64, 0600), outside the data dir")
     ] = msgspec.field(default_factory=lambda: str(Path(_config_dir()) / "master.key"))
@@ -166,6 +176,11 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             raise ValueError("jwt_issuer needs jwt_audience and exactly one of jwt_jwks_url, jwt_jwks_file")
         if self.archive_dir and self.store.startswith("dynamodb:"):
             raise ValueError("archive_dir works with the sqlite store; DynamoDB has point-in-time recovery")
+        if self.auth_store and not self.auth_store.startswith("dynamodb://"):
+            raise ValueError("auth_store is empty (auth.db in data_dir) or dynamodb://TABLE?region=REGION")
+        if self.auth_store and not self.encryption:
+            # A shared store keeps SigV4 secrets wrapped by the master key; without one, they would be clear.
+            raise ValueError("auth_store = dynamodb://... needs encryption = true (secrets are kept wrapped)")
         for arn in self.aws_principals:
             if not IAM_ARN_PATTERN.match(arn):
                 raise ValueError(

@@ -21,8 +21,8 @@ from logsvc.api.routes import ROUTES
 from logsvc.api.security import SecurityMiddleware
 from logsvc.archive import Archiver
 from logsvc.auth.authenticator import Authenticator
-from logsvc.auth.credentials import AuthStore
 from logsvc.auth.jwt import JwtVerifier
+from logsvc.auth.store import open_credentials
 from logsvc.crypto import KEYRING_NAME, store_key
 from logsvc.errors import ConfigError, LogServiceError
 from logsvc.model import retention_rules
@@ -49,7 +49,7 @@ def create_app(settings: Settings, store: LogStore | None = None) -> Starlette:
             key=key,
             retention=retention_rules(settings.retention_days, settings.retention_by_service),
         )
-        auth = AuthStore(settings.auth_db, key=key)
+        auth = open_credentials(settings)
         app.state.service = LogService(active, settings.limits, observer=metrics)
         app.state.admin = AdminService(auth)
         app.state.authenticator = Authenticator(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-from logsvc.auth.credentials import API_KEY_PREFIX, AuthStore
+from logsvc.auth.credentials import API_KEY_PREFIX
 from logsvc.auth.jwt import JwtVerifier
 from logsvc.auth.policy import Principal, Role
 from logsvc.auth.sigv4 import SignedRequest, SigV4Verifier
+from logsvc.auth.store import CredentialStore
 from logsvc.errors import AuthenticationFailed, UnrecognizedClient
 
 __all__ = ["SIGV4_SCHEME", "Authenticator"]
@@ -18,7 +19,7 @@ _ROLE_NAMES = {role.value: role for role in Role} | {f"logsvc-{role.value}": rol
 
 class Authenticator:
     def __init__(
-        self, store: AuthStore, *, region: str, service: str, jwt: JwtVerifier | None = None
+        self, store: CredentialStore, *, region: str, service: str, jwt: JwtVerifier | None = None
     ) -> None:
         self.store = store
         self.sigv4 = SigV4Verifier(store.secret_for, region=region, service=service)

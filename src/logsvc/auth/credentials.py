@@ -34,7 +34,7 @@ from logsvc.crypto.sqlite import connect
 from logsvc.errors import ConfigError, NotFound
 from logsvc.model import format_timestamp
 
-__all__ = ["AuditEvent", "AuthStore", "Credential", "NewCredential"]
+__all__ = ["AuditEvent", "AuthStore", "Credential", "NewCredential", "api_key_id", "new_secrets"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS credentials (
@@ -104,6 +104,19 @@ class _Active(msgspec.Struct, frozen=True):
     api_key_sha256: bytes
     principal: Principal
     expires_at: int | None
+
+
+def new_secrets() -> tuple[str, str, str]:
+    """A new access key id, its SigV4 secret access key and its API key (which names the key id)."""
+    key_id = "LSK" + base64.b32encode(secrets.token_bytes(10)).decode()
+    return key_id, secrets.token_urlsafe(30), f"{API_KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+
+
+def api_key_id(api_key: str) -> str | None:
+    """The access key id an API key names, or None when it is not one of ours."""
+    if not api_key.startswith(API_KEY_PREFIX):
+        return None
+    return api_key.removeprefix(API_KEY_PREFIX).partition("_")[0]
 
 
 def _map_generation(path: Path) -> tuple[int, mmap.mmap]:
@@ -212,9 +225,7 @@ class AuthStore:
         actor: str,
         source: str,
     ) -> NewCredential:
-        key_id = "LSK" + base64.b32encode(secrets.token_bytes(10)).decode()
-        secret = secrets.token_urlsafe(30)
-        api_key = f"{API_KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
+        key_id, secret, api_key = new_secrets()
         now = self._clock_us()
         with self._lock, self._conn:
             self._conn.execute(
@@ -237,6 +248,12 @@ class AuthStore:
         self._announce_change()
         expires = format_timestamp(expires_at_us) if expires_at_us is not None else None
         return NewCredential(key_id, secret, api_key, role, tuple(services), expires)
+
+    def bootstrap_admin(self, *, description: str, actor: str, source: str) -> NewCredential | None:
+        """An admin credential, unless a usable one exists (one process starts a server on this file)."""
+        if self.has_admin():
+            return None
+        return self.create(Role.ADMIN, description=description, actor=actor, source=source)
 
     def revoke(self, access_key_id: str, *, actor: str, source: str) -> Credential:
         now = self._clock_us()

@@ -70,7 +70,7 @@ class MasterKey:
             "wrapped_key": base64.b64encode(AESGCM(self.material).encrypt(nonce, data_key, _AAD)).decode(),
         }
 
-    def unwrap(self, document: dict[str, str], where: Path) -> bytes:
+    def unwrap(self, document: dict[str, str], where: Path | str) -> bytes:
         try:
             nonce = base64.b64decode(document["nonce"])
             wrapped = base64.b64decode(document["wrapped_key"])
@@ -114,7 +114,7 @@ class KmsMasterKey:
             "wrapped_key": base64.b64encode(blob["CiphertextBlob"]).decode(),
         }
 
-    def unwrap(self, document: dict[str, str], where: Path) -> bytes:
+    def unwrap(self, document: dict[str, str], where: Path | str) -> bytes:
         if document.get("algorithm") != "AWS-KMS":
             raise ConfigError(f"the keyring {where} was wrapped by a local master key, not by {self.source}")
         try:

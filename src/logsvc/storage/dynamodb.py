@@ -47,7 +47,7 @@ from logsvc.model import (
 )
 from logsvc.storage import Export
 
-__all__ = ["DynamoDBStore", "create_table", "parse_url"]
+__all__ = ["DynamoDBStore", "client_for", "create_table", "error_reason", "parse_url"]
 
 log = logging.getLogger("logsvc.storage.dynamodb")
 
@@ -83,31 +83,37 @@ class TableUrl(msgspec.Struct, frozen=True):
     shards: int | None
 
 
-def parse_url(url: str) -> TableUrl:
-    """``dynamodb://TABLE?region=..&endpoint=..&shards=N``; ConfigError names what is wrong."""
+def parse_url(url: str, *, setting: str = "store", shards: bool = True) -> TableUrl:
+    """``dynamodb://TABLE?region=..&endpoint=..&shards=N``; ConfigError names what is wrong.
+
+    ``setting`` names the setting in messages; ``shards=False`` refuses the parameter (a table of another
+    kind, such as the credential table, has no shards)."""
     parts = urlsplit(url)
+    allowed = ["region", "endpoint", "shards"] if shards else ["region", "endpoint"]
     if parts.scheme != "dynamodb" or not parts.netloc or parts.path not in ("", "/"):
+        shape = "[&shards=N]" if shards else ""
         raise ConfigError(
-            f"store URL {url!r}: write dynamodb://TABLE?region=REGION[&shards=N][&endpoint=URL]"
+            f"{setting} URL {url!r}: write dynamodb://TABLE?region=REGION{shape}[&endpoint=URL]"
         )
     params = dict(parse_qsl(parts.query, keep_blank_values=True))
-    unknown = sorted(params.keys() - {"region", "endpoint", "shards"})
+    unknown = sorted(params.keys() - set(allowed))
     if unknown:
         raise ConfigError(
-            f"store URL {url!r}: unknown parameter {', '.join(unknown)} (allowed: region, endpoint, shards)"
+            f"{setting} URL {url!r}: unknown parameter {', '.join(unknown)} (allowed: {', '.join(allowed)})"
         )
-    shards = params.get("shards")
-    if shards is not None and (not shards.isdigit() or not 1 <= int(shards) <= MAX_SHARDS):
-        raise ConfigError(f"store URL {url!r}: shards must be a whole number from 1 to {MAX_SHARDS}")
+    count = params.get("shards")
+    if count is not None and (not count.isdigit() or not 1 <= int(count) <= MAX_SHARDS):
+        raise ConfigError(f"{setting} URL {url!r}: shards must be a whole number from 1 to {MAX_SHARDS}")
     return TableUrl(
         table=parts.netloc,
         region=params.get("region") or "us-east-1",
         endpoint=params.get("endpoint") or None,
-        shards=int(shards) if shards else None,
+        shards=int(count) if count else None,
     )
 
 
-def _client(url: TableUrl, pool: int) -> Any:
+def client_for(url: TableUrl, pool: int) -> Any:
+    """A DynamoDB client for the URL's region and endpoint, with bounded retries and timeouts."""
     config = Config(
         retries={"max_attempts": 4, "mode": "standard"},
         max_pool_connections=pool,
@@ -120,12 +126,12 @@ def _client(url: TableUrl, pool: int) -> Any:
 def create_table(url: str) -> None:
     """Create the table, its indexes and TTL as the Terraform stack does (for DynamoDB Local, moto, tests)."""
     target = parse_url(url)
-    client = _client(target, 2)
+    client = client_for(target, 2)
     shards = target.shards or DEFAULT_SHARDS
     try:
         _create(client, target.table, shards)
     except (ClientError, BotoCoreError) as exc:
-        raise ConfigError(f"cannot create DynamoDB table {target.table}: {_reason(exc)}") from None
+        raise ConfigError(f"cannot create DynamoDB table {target.table}: {error_reason(exc)}") from None
 
 
 def _create(client: Any, table: str, shards: int) -> None:
@@ -222,7 +228,7 @@ class DynamoDBStore:
     ) -> None:
         self.url = parse_url(url)
         self.table = self.url.table
-        self._client = client or _client(self.url, threads)
+        self._client = client or client_for(self.url, threads)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="logsvc-dynamodb")
         self._retention = tuple(retention)
         self._examine_limit = examine_limit
@@ -238,7 +244,7 @@ class DynamoDBStore:
                 "Item"
             )
         except (ClientError, BotoCoreError) as exc:
-            raise ConfigError(f"cannot open DynamoDB table {self.table}: {_reason(exc)}") from None
+            raise ConfigError(f"cannot open DynamoDB table {self.table}: {error_reason(exc)}") from None
         if item is None:
             return self.url.shards or DEFAULT_SHARDS
         recorded = int(item["shards"]["N"])
@@ -689,7 +695,8 @@ def _item_size(item: dict[str, Any]) -> int:
     return size
 
 
-def _reason(exc: ClientError | BotoCoreError) -> str:
+def error_reason(exc: ClientError | BotoCoreError) -> str:
+    """What AWS said, for messages and the service log (never for clients)."""
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         return f"{error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
@@ -698,7 +705,7 @@ def _reason(exc: ClientError | BotoCoreError) -> str:
 
 def _translate(exc: ClientError | BotoCoreError, table: str) -> StoreUnavailable:
     """A backend failure as the 503 a client may retry; what AWS said goes to the log, not the client."""
-    log.warning("DynamoDB table %s: %s", table, _reason(exc))
+    log.warning("DynamoDB table %s: %s", table, error_reason(exc))
     code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
     if code in {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}:
         return StoreUnavailable("DynamoDB is throttling this table; retry after the indicated time")

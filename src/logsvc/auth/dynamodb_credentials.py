@@ -1,0 +1,536 @@
+"""Credentials and the audit trail in a DynamoDB table of their own, shared by server replicas (decision 13).
+
+Items (``pk`` / ``sk``, both strings; no index, nothing is ever scanned):
+
+- ``#keyring`` / ``#keyring``: the table's data key, wrapped by the master key (key file, environment
+  variable or AWS KMS: every replica needs the same one);
+- ``#credential`` / access key id: role, services, description, times, the SHA-256 of the API key, and the
+  SigV4 secret encrypted with the data key (AES-256-GCM, the access key id as associated data);
+- ``#bootstrap`` / ``#bootstrap``: an epoch that decides, by a conditional write, which replica creates the
+  first admin;
+- ``#audit#DAY`` / ``µs(19 digits)#random``: audit events; ``#auditday`` / ``DAY`` lists the days that hold
+  some, so that the newest events are found with Queries.
+
+Look-ups on the request path read an in-memory copy of the active credentials, reloaded every
+``cache_seconds`` by a background thread: a new or revoked credential reaches every replica within that
+time. An access key id that is not in the copy reloads it at once, at most once a second, so that a key just
+created on another replica works without letting a flood of unknown ids turn into a flood of Queries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import msgspec
+from botocore.exceptions import BotoCoreError, ClientError
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from logsvc.auth.credentials import (
+    AuditEvent,
+    Credential,
+    NewCredential,
+    api_key_id,
+    new_secrets,
+)
+from logsvc.auth.policy import Principal, Role
+from logsvc.crypto.keys import KEY_BYTES, Wrapper
+from logsvc.errors import ConfigError, LogServiceError, NotFound, StoreUnavailable
+from logsvc.model import format_timestamp
+from logsvc.storage.dynamodb import TableUrl, client_for, error_reason, parse_url
+
+__all__ = ["DynamoCredentialStore", "create_auth_table"]
+
+log = logging.getLogger("logsvc.auth.dynamodb")
+
+_KEYRING = {"pk": {"S": "#keyring"}, "sk": {"S": "#keyring"}}
+_BOOTSTRAP = {"pk": {"S": "#bootstrap"}, "sk": {"S": "#bootstrap"}}
+_CREDENTIAL_PK: Final = "#credential"
+_AUDIT_DAYS_PK: Final = "#auditday"
+_SECRET_AAD: Final = b"logsvc credential secret v1\0"
+_DUMMY_DIGEST: Final = hashlib.sha256(b"no such key").digest()
+_MISS_REFRESH_SECONDS: Final = 1.0
+_AUDIT_FLUSH_SECONDS: Final = 1.0
+_AUDIT_BUFFER_MAX: Final = 10_000
+_BATCH: Final = 25
+_WRITE_ATTEMPTS: Final = 6
+_BackendError = (ClientError, BotoCoreError)
+
+
+class _Active(msgspec.Struct, frozen=True):
+    secret_access_key: str
+    api_key_sha256: bytes
+    principal: Principal
+    expires_at: int | None
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _day(at_us: int) -> str:
+    return datetime.fromtimestamp(at_us / 1_000_000, UTC).strftime("%Y-%m-%d")
+
+
+def _code(exc: ClientError | BotoCoreError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", "")) if isinstance(exc, ClientError) else ""
+
+
+def _first_condition_failed(exc: ClientError) -> bool:
+    """Whether a transaction was cancelled because the condition of its first item did not hold."""
+    reasons = exc.response.get("CancellationReasons") or [{}]
+    return _code(exc) == "TransactionCanceledException" and reasons[0].get("Code") == "ConditionalCheckFailed"
+
+
+def create_auth_table(auth_store: str) -> None:
+    """Create a credential table (``pk``/``sk``, on demand) for ``auth_store = dynamodb://TABLE?..``."""
+    url = parse_url(auth_store, setting="auth_store", shards=False)
+    client = client_for(url, 2)
+    try:
+        client.create_table(
+            TableName=url.table,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk")],
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+        )
+        client.get_waiter("table_exists").wait(
+            TableName=url.table, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+        )
+    except _BackendError as exc:
+        raise ConfigError(f"cannot create DynamoDB table {url.table}: {error_reason(exc)}") from None
+
+
+class DynamoCredentialStore:
+    """The credential store port on DynamoDB. ``master(create)`` gives the master key (``create``: a missing
+    key file may be made, only when the table has no data key yet)."""
+
+    def __init__(
+        self,
+        url: TableUrl,
+        *,
+        master: Callable[[bool], Wrapper],
+        cache_seconds: float = 5.0,
+        clock_us: Callable[[], int] = _now_us,
+        client: Any = None,
+    ) -> None:
+        self.table = url.table
+        self._client = client or client_for(url, 4)
+        self._clock_us = clock_us
+        self._cache_seconds = cache_seconds
+        # A copy older than this (DynamoDB unreachable all along) is no longer trusted: 503 until it answers.
+        self._max_stale = max(60.0, 10 * cache_seconds)
+        self._lock = threading.Lock()  # pending audit events, the flusher, registered days
+        self._refresh_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._refresher: threading.Thread | None = None
+        self._pending_audit: list[tuple[int, str, str, str, str, str]] = []
+        self._flusher: threading.Timer | None = None
+        self._days: set[str] = set()
+        self._last_miss_refresh = float("-inf")
+        try:
+            self._aead = AESGCM(self._data_key(master))
+            self._active = self._load_active()
+        except _BackendError as exc:
+            raise ConfigError(f"cannot open the credential table {self.table}: {error_reason(exc)}") from None
+        self._loaded_at = time.monotonic()
+
+    # ---- the data key -----------------------------------------------------------------------------------
+
+    def _data_key(self, master: Callable[[bool], Wrapper]) -> bytes:
+        where = f"the data key of DynamoDB table {self.table}"
+        found = self._client.get_item(TableName=self.table, Key=_KEYRING, ConsistentRead=True).get("Item")
+        if found is None:
+            wrapper = master(True)
+            data_key = secrets.token_bytes(KEY_BYTES)
+            document = wrapper.wrap(data_key)
+            try:
+                self._client.put_item(
+                    TableName=self.table,
+                    Item=_KEYRING | {"wrapped": {"M": {k: {"S": v} for k, v in document.items()}}},
+                    ConditionExpression="attribute_not_exists(pk)",
+                )
+                return data_key
+            except ClientError as exc:
+                if _code(exc) != "ConditionalCheckFailedException":
+                    raise
+            # Another replica made it at the same moment: use theirs.
+            found = self._client.get_item(TableName=self.table, Key=_KEYRING, ConsistentRead=True)["Item"]
+        document = {k: v["S"] for k, v in found["wrapped"]["M"].items()}
+        return master(False).unwrap(document, where)
+
+    def _seal(self, access_key_id: str, secret: str) -> bytes:
+        nonce = secrets.token_bytes(12)
+        return nonce + self._aead.encrypt(nonce, secret.encode(), _SECRET_AAD + access_key_id.encode())
+
+    def _open(self, access_key_id: str, sealed: bytes) -> str | None:
+        try:
+            plain = self._aead.decrypt(sealed[:12], sealed[12:], _SECRET_AAD + access_key_id.encode())
+        except InvalidTag:
+            log.warning("the secret of credential %s does not open with this table's data key", access_key_id)
+            return None
+        return plain.decode()
+
+    # ---- lookups on the request path --------------------------------------------------------------------
+
+    def _query(self, pk: str, **extra: Any) -> Iterator[dict[str, Any]]:
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": pk}},
+            "ConsistentRead": True,
+            **extra,
+        }
+        while True:
+            answer = self._client.query(**request)
+            yield from answer.get("Items", [])
+            if "LastEvaluatedKey" not in answer:
+                return
+            request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+    def _load_active(self) -> dict[str, _Active]:
+        active = {}
+        for item in self._query(_CREDENTIAL_PK):
+            if "revoked_at" in item:
+                continue
+            key_id = item["sk"]["S"]
+            secret = self._open(key_id, item["secret"]["B"])
+            if secret is None:
+                continue
+            services = tuple(value["S"] for value in item["services"]["L"])
+            principal = Principal(id=key_id, roles=frozenset({Role(item["role"]["S"])}), services=services)
+            expires = int(item["expires_at"]["N"]) if "expires_at" in item else None
+            active[key_id] = _Active(secret, item["api_key_sha256"]["B"], principal, expires)
+        return active
+
+    def _refresh(self) -> None:
+        """Reload the copy now (raises the backend's exception)."""
+        with self._refresh_lock:
+            started = time.monotonic()
+            self._active = self._load_active()
+            self._loaded_at = started
+
+    def _refresh_forever(self) -> None:
+        while not self._stop.wait(self._cache_seconds):
+            try:
+                self._refresh()
+            except _BackendError as exc:
+                log.warning(
+                    "credential table %s: reload failed, keeping the copy: %s", self.table, error_reason(exc)
+                )
+
+    def _current(self) -> dict[str, _Active]:
+        if self._refresher is None:
+            with self._lock:
+                if self._refresher is None and not self._stop.is_set():
+                    self._refresher = threading.Thread(
+                        target=self._refresh_forever, name="logsvc-credentials", daemon=True
+                    )
+                    self._refresher.start()
+        if time.monotonic() - self._loaded_at > self._max_stale:
+            raise StoreUnavailable("the credential store could not be reached; retry later")
+        return self._active
+
+    def _usable(self, access_key_id: str) -> _Active | None:
+        found = self._current().get(access_key_id)
+        if found is None and access_key_id:
+            found = self._after_miss(access_key_id)
+        if found is None or (found.expires_at is not None and found.expires_at <= self._clock_us()):
+            return None
+        return found
+
+    def _after_miss(self, access_key_id: str) -> _Active | None:
+        """Reload once for an id the copy does not know (perhaps created on another replica a moment ago)."""
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last_miss_refresh < _MISS_REFRESH_SECONDS:
+                return None
+            self._last_miss_refresh = now
+        try:
+            self._refresh()
+        except _BackendError as exc:
+            raise self._unavailable(exc) from None
+        return self._active.get(access_key_id)
+
+    def secret_for(self, access_key_id: str) -> str | None:
+        found = self._usable(access_key_id)
+        return found.secret_access_key if found else None
+
+    def principal_for(self, access_key_id: str, method: str) -> Principal | None:
+        found = self._usable(access_key_id)
+        return msgspec.structs.replace(found.principal, method=method) if found else None
+
+    def check_api_key(self, api_key: str) -> Principal | None:
+        key_id = api_key_id(api_key)
+        found = self._usable(key_id) if key_id is not None else None
+        digest = hashlib.sha256(api_key.encode()).digest()
+        expected = found.api_key_sha256 if found else _DUMMY_DIGEST
+        if hmac.compare_digest(digest, expected) and found is not None:
+            return msgspec.structs.replace(found.principal, method="api_key")
+        return None
+
+    # ---- management ---------------------------------------------------------------------------------------
+
+    def _unavailable(self, exc: ClientError | BotoCoreError) -> StoreUnavailable:
+        log.warning("credential table %s: %s", self.table, error_reason(exc))
+        return StoreUnavailable("the credential store could not answer; retry later")
+
+    def _new(
+        self,
+        role: Role,
+        services: Sequence[str],
+        expires_at_us: int | None,
+        description: str,
+        now: int,
+    ) -> tuple[NewCredential, dict[str, Any]]:
+        key_id, secret, api_key = new_secrets()
+        item: dict[str, Any] = {
+            "pk": {"S": _CREDENTIAL_PK},
+            "sk": {"S": key_id},
+            "role": {"S": role.value},
+            "services": {"L": [{"S": pattern} for pattern in services]},
+            "description": {"S": description},
+            "created_at": {"N": str(now)},
+            "api_key_sha256": {"B": hashlib.sha256(api_key.encode()).digest()},
+            "secret": {"B": self._seal(key_id, secret)},
+        }
+        if expires_at_us is not None:
+            item["expires_at"] = {"N": str(expires_at_us)}
+        expires = format_timestamp(expires_at_us) if expires_at_us is not None else None
+        return NewCredential(key_id, secret, api_key, role, tuple(services), expires), item
+
+    def _audit_puts(self, event: tuple[int, str, str, str, str, str]) -> list[dict[str, Any]]:
+        """The transaction items that record one audit event (and its day, the first time)."""
+        day = _day(event[0])
+        puts = [{"Put": {"TableName": self.table, "Item": self._audit_item(event)}}]
+        if day not in self._days:
+            puts.append({"Put": {"TableName": self.table, "Item": self._day_item(day)}})
+        return puts
+
+    def _audit_item(self, event: tuple[int, str, str, str, str, str]) -> dict[str, Any]:
+        at, actor, action, target, source, detail = event
+        return {
+            "pk": {"S": f"#audit#{_day(at)}"},
+            "sk": {"S": f"{at:019d}#{secrets.token_hex(8)}"},
+            "at": {"N": str(at)},
+            "actor": {"S": actor},
+            "action": {"S": action},
+            "target": {"S": target},
+            "source": {"S": source},
+            "detail": {"S": detail},
+        }
+
+    @staticmethod
+    def _day_item(day: str) -> dict[str, Any]:
+        return {"pk": {"S": _AUDIT_DAYS_PK}, "sk": {"S": day}}
+
+    def create(
+        self,
+        role: Role,
+        *,
+        services: Sequence[str] = (),
+        expires_at_us: int | None = None,
+        description: str = "",
+        actor: str,
+        source: str,
+    ) -> NewCredential:
+        now = self._clock_us()
+        new, item = self._new(role, services, expires_at_us, description, now)
+        scope = ",".join(services) or "*"
+        event = (now, actor, "key.create", new.access_key_id, source, f"role={role.value} services={scope}")
+        put = {
+            "Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(sk)"}
+        }
+        self._transact([put, *self._audit_puts(event)], _day(now))
+        return new
+
+    def _transact(self, items: list[dict[str, Any]], day: str) -> None:
+        try:
+            self._client.transact_write_items(TransactItems=items)
+        except _BackendError as exc:
+            raise self._unavailable(exc) from None
+        self._days.add(day)
+
+    def bootstrap_admin(self, *, description: str, actor: str, source: str) -> NewCredential | None:
+        """The first admin, created by exactly one replica: the write that creates it also moves the
+        ``#bootstrap`` epoch, on condition that it is still the epoch this replica read before it found no
+        admin. A replica that read the same epoch loses the condition and creates nothing."""
+        try:
+            found = self._client.get_item(TableName=self.table, Key=_BOOTSTRAP, ConsistentRead=True)
+            epoch = int(found["Item"]["epoch"]["N"]) if "Item" in found else 0
+            self._refresh()  # after reading the epoch: a bootstrap that moved it is visible here
+        except _BackendError as exc:
+            raise self._unavailable(exc) from None
+        if self._has_admin_loaded():
+            return None
+        now = self._clock_us()
+        new, item = self._new(Role.ADMIN, (), None, description, now)
+        claim: dict[str, Any] = {
+            "TableName": self.table,
+            "Item": _BOOTSTRAP | {"epoch": {"N": str(epoch + 1)}, "admin": {"S": new.access_key_id}},
+        }
+        if epoch == 0:
+            claim["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            claim["ConditionExpression"] = "epoch = :seen"
+            claim["ExpressionAttributeValues"] = {":seen": {"N": str(epoch)}}
+        event = (now, actor, "key.create", new.access_key_id, source, "role=admin services=*")
+        put = {
+            "Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(sk)"}
+        }
+        try:
+            self._client.transact_write_items(TransactItems=[{"Put": claim}, put, *self._audit_puts(event)])
+        except ClientError as exc:
+            if _first_condition_failed(exc):
+                return None  # another replica moved the epoch first: it creates the admin
+            raise self._unavailable(exc) from None
+        except BotoCoreError as exc:
+            raise self._unavailable(exc) from None
+        self._days.add(_day(now))
+        return new
+
+    def revoke(self, access_key_id: str, *, actor: str, source: str) -> Credential:
+        now = self._clock_us()
+        update = {
+            "Update": {
+                "TableName": self.table,
+                "Key": {"pk": {"S": _CREDENTIAL_PK}, "sk": {"S": access_key_id}},
+                "UpdateExpression": "SET revoked_at = :now",
+                "ConditionExpression": "attribute_exists(sk) AND attribute_not_exists(revoked_at)",
+                "ExpressionAttributeValues": {":now": {"N": str(now)}},
+            }
+        }
+        event = (now, actor, "key.revoke", access_key_id, source, "")
+        try:
+            self._client.transact_write_items(TransactItems=[update, *self._audit_puts(event)])
+        except ClientError as exc:
+            if _first_condition_failed(exc):
+                raise NotFound(f"no active credential with access key id {access_key_id}") from None
+            raise self._unavailable(exc) from None
+        except BotoCoreError as exc:
+            raise self._unavailable(exc) from None
+        self._days.add(_day(now))
+        with self._refresh_lock:  # here at once; a reload under way read the table before the revocation
+            self._active = {k: v for k, v in self._active.items() if k != access_key_id}
+        return next(c for c in self.credentials() if c.access_key_id == access_key_id)
+
+    def credentials(self) -> list[Credential]:
+        try:
+            items = list(self._query(_CREDENTIAL_PK))
+        except _BackendError as exc:
+            raise self._unavailable(exc) from None
+        listed = [
+            Credential(
+                item["sk"]["S"],
+                Role(item["role"]["S"]),
+                tuple(value["S"] for value in item["services"]["L"]),
+                item["description"]["S"],
+                format_timestamp(int(item["created_at"]["N"])),
+                format_timestamp(int(item["expires_at"]["N"])) if "expires_at" in item else None,
+                format_timestamp(int(item["revoked_at"]["N"])) if "revoked_at" in item else None,
+            )
+            for item in items
+        ]
+        return sorted(listed, key=lambda c: c.created_at)
+
+    def _has_admin_loaded(self) -> bool:
+        now = self._clock_us()
+        return any(
+            Role.ADMIN in active.principal.roles and (active.expires_at is None or active.expires_at > now)
+            for active in self._active.values()
+        )
+
+    def has_admin(self) -> bool:
+        """Whether an unexpired, unrevoked admin credential exists (asks the table)."""
+        try:
+            self._refresh()
+        except _BackendError as exc:
+            raise self._unavailable(exc) from None
+        return self._has_admin_loaded()
+
+    # ---- audit ------------------------------------------------------------------------------------------
+
+    def record_denied(self, *, actor: str, target: str, source: str, detail: str) -> None:
+        """Note a refused request; buffered and written about once a second, bounded, as AuthStore does."""
+        with self._lock:
+            if len(self._pending_audit) >= _AUDIT_BUFFER_MAX:
+                return
+            self._pending_audit.append((self._clock_us(), actor, "request.denied", target, source, detail))
+            if self._flusher is None:
+                self._flusher = threading.Timer(_AUDIT_FLUSH_SECONDS, self.flush_audit)
+                self._flusher.daemon = True
+                self._flusher.start()
+
+    def flush_audit(self) -> None:
+        """Write the buffered events. A failure is logged and the events dropped (they are refused
+        requests, and the buffer must not grow without bound while DynamoDB is away)."""
+        with self._lock:
+            pending, self._pending_audit = self._pending_audit, []
+            self._flusher = None
+        if not pending:
+            return
+        try:
+            for day in sorted({_day(event[0]) for event in pending} - self._days):
+                self._client.put_item(TableName=self.table, Item=self._day_item(day))
+                self._days.add(day)
+            requests = [{"PutRequest": {"Item": self._audit_item(event)}} for event in pending]
+            for start in range(0, len(requests), _BATCH):
+                self._batch_write(requests[start : start + _BATCH])
+        except (*_BackendError, LogServiceError) as exc:
+            reason = error_reason(exc) if isinstance(exc, _BackendError) else str(exc)
+            log.warning(
+                "credential table %s: %d audit events not written: %s", self.table, len(pending), reason
+            )
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        for attempt in range(_WRITE_ATTEMPTS):
+            answer = self._client.batch_write_item(RequestItems={self.table: requests})
+            requests = answer.get("UnprocessedItems", {}).get(self.table, [])
+            if not requests:
+                return
+            time.sleep(min(2.0, 0.05 * 2**attempt) * secrets.SystemRandom().uniform(0.5, 1.0))
+        raise StoreUnavailable(f"{len(requests)} audit events left unprocessed (throttled)")
+
+    def audit(self, *, limit: int = 100) -> list[AuditEvent]:
+        """The newest events first: the days that hold events, newest first, then each day's events."""
+        self.flush_audit()
+        events: list[AuditEvent] = []
+        try:
+            for day in self._query(_AUDIT_DAYS_PK, ScanIndexForward=False):
+                events_of_day = self._query(f"#audit#{day['sk']['S']}", ScanIndexForward=False, Limit=limit)
+                for item in events_of_day:
+                    events.append(
+                        AuditEvent(
+                            format_timestamp(int(item["at"]["N"])),
+                            item["actor"]["S"],
+                            item["action"]["S"],
+                            item["target"]["S"],
+                            item["source"]["S"],
+                            item["detail"]["S"],
+                        )
+                    )
+                    if len(events) >= limit:
+                        return events
+        except _BackendError as exc:
+            raise self._unavailable(exc) from None
+        return events
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._lock:
+            flusher = self._flusher
+        if flusher is not None:
+            flusher.cancel()
+        self.flush_audit()
+        if self._refresher is not None:
+            self._refresher.join(timeout=self._cache_seconds + 15)

@@ -1,0 +1,336 @@
+"""Credentials shared by server replicas through a DynamoDB table of their own (``auth_store``).
+
+DynamoDB here is moto's server mode on 127.0.0.1 (the ``moto_endpoint`` fixture), a stand-in for DynamoDB,
+not AWS itself: what is verified is the behaviour against moto's implementation of the API.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from logsvc.auth.credentials import NewCredential
+from logsvc.auth.dynamodb_credentials import DynamoCredentialStore, create_auth_table
+from logsvc.auth.policy import Role
+from logsvc.auth.store import open_credentials
+from logsvc.crypto import key_source, master_key_from
+from logsvc.errors import ConfigError, NotFound, StoreUnavailable
+from logsvc.server import bootstrap_admin
+from logsvc.settings import Settings
+from logsvc.storage.dynamodb import parse_url
+from tests.conftest import ServerThread, bearer, make_key, make_settings, run_logsvc
+
+
+@pytest.fixture
+def auth_url(moto_endpoint: str, aws_credentials: None) -> str:
+    """A new, empty credential table in moto's DynamoDB."""
+    url = f"dynamodb://auth-{uuid.uuid4().hex[:12]}?region=us-east-1&endpoint={moto_endpoint}"
+    create_auth_table(url)
+    return url
+
+
+def replica_settings(tmp_path: Path, name: str, auth_url: str, **overrides: Any) -> Settings:
+    """A replica's settings: its own data directory, the shared credential table and master key file."""
+    defaults: dict[str, Any] = {
+        "auth_store": auth_url,
+        "auth_cache_seconds": 0.2,
+        "master_key_file": str(tmp_path / "shared.master.key"),
+    }
+    return make_settings(tmp_path / name, **(defaults | overrides))
+
+
+def raw_items(url: str) -> list[dict[str, Any]]:
+    """Every item of the table as stored (a Scan: the test reads everything; the store never scans)."""
+    target = parse_url(url)
+    client = boto3.client("dynamodb", region_name=target.region, endpoint_url=target.endpoint)
+    items: list[dict[str, Any]] = client.scan(TableName=target.table)["Items"]
+    return items
+
+
+def sigv4_post(url: str, key: NewCredential) -> httpx.Response:
+    body = json.dumps({"service_name": "shared", "message": f"signed {uuid.uuid4()}"}).encode()
+    request = AWSRequest(method="POST", url=url, data=body)
+    SigV4Auth(Credentials(key.access_key_id, key.secret_access_key), "execute-api", "us-east-1").add_auth(
+        request
+    )
+    headers = dict(request.headers.items()) | {"Content-Type": "application/json"}
+    return httpx.post(url, content=body, headers=headers, timeout=10)
+
+
+def eventually(check: Callable[[], bool], seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+@pytest.fixture
+def replicas(tmp_path: Path, dynamodb_url: str, auth_url: str) -> Iterator[tuple[ServerThread, ServerThread]]:
+    """Two servers on one log table and one credential table."""
+    one = ServerThread(replica_settings(tmp_path, "one", auth_url, store=dynamodb_url)).start()
+    two = ServerThread(replica_settings(tmp_path, "two", auth_url, store=dynamodb_url)).start()
+    yield one, two
+    one.stop()
+    two.stop()
+
+
+def test_a_key_made_on_one_replica_works_on_the_other_until_revoked_there(
+    replicas: tuple[ServerThread, ServerThread],
+) -> None:
+    one, two = replicas
+    with httpx.Client(base_url=one.url, timeout=10, headers=bearer(one.admin)) as admin_one:
+        made = admin_one.post("/admin/keys", json={"role": "ingest", "services": ["shared"]})
+        assert made.status_code == 201, made.text
+        key = NewCredential(**{k: v for k, v in made.json().items() if k != "description"})
+
+        # At once on the other replica: an unknown id reloads its copy.
+        sent = httpx.post(
+            f"{two.url}/logs", json={"service_name": "shared", "message": "bearer"}, headers=bearer(key)
+        )
+        assert sent.status_code == 201, sent.text
+        assert sigv4_post(f"{two.url}/logs", key).status_code == 201
+        assert sigv4_post(f"{one.url}/logs", key).status_code == 201
+        scoped = httpx.post(
+            f"{two.url}/logs", json={"service_name": "other", "message": "x"}, headers=bearer(key)
+        )
+        assert scoped.status_code == 403
+
+        assert admin_one.delete(f"/admin/keys/{key.access_key_id}").status_code == 200
+        # Refused at once where it was revoked, within auth_cache_seconds on the other.
+        assert sigv4_post(f"{one.url}/logs", key).json()["code"] == "unrecognized_client"
+
+    def refused_on_two() -> bool:
+        answer = httpx.post(
+            f"{two.url}/logs", json={"service_name": "shared", "message": "late"}, headers=bearer(key)
+        )
+        return answer.status_code == 401
+
+    assert eventually(refused_on_two, seconds=3)
+    assert sigv4_post(f"{two.url}/logs", key).json()["code"] == "unrecognized_client"
+
+    with httpx.Client(base_url=two.url, timeout=10, headers=bearer(two.admin)) as admin_two:
+        listed = {c["access_key_id"]: c for c in admin_two.get("/admin/keys").json()}
+        assert listed[key.access_key_id]["revoked_at"] is not None
+        assert {one.admin.access_key_id, two.admin.access_key_id} <= listed.keys()
+        events = admin_two.get("/admin/audit", params={"limit": 50}).json()
+    actions = [(e["action"], e["target"], e["actor"]) for e in events if e["action"].startswith("key.")]
+    assert any(e["action"] == "request.denied" for e in events)  # the refusals on replica two
+    assert actions[:2] == [
+        ("key.revoke", key.access_key_id, one.admin.access_key_id),
+        ("key.create", key.access_key_id, one.admin.access_key_id),
+    ]
+    assert [e["at"] for e in events] == sorted((e["at"] for e in events), reverse=True)
+
+
+def test_refused_requests_are_audited_in_the_shared_table(
+    replicas: tuple[ServerThread, ServerThread],
+) -> None:
+    one, two = replicas
+    wrong = httpx.get(f"{one.url}/logs", headers={"Authorization": "Bearer lsk_LSKNOSUCH_wrong"})
+    assert wrong.status_code == 401
+
+    def denied_on_two() -> bool:
+        events = httpx.get(f"{two.url}/admin/audit", headers=bearer(two.admin), timeout=10).json()
+        return any(e["action"] == "request.denied" for e in events)
+
+    assert eventually(denied_on_two, seconds=5)
+
+
+def test_secrets_are_not_stored_in_the_clear(tmp_path: Path, auth_url: str) -> None:
+    settings = replica_settings(tmp_path, "one", auth_url)
+    key = make_key(settings, Role.READ, description="reader")
+    stored = json.dumps(raw_items(auth_url), default=repr)
+    assert key.access_key_id in stored
+    assert key.secret_access_key not in stored
+    assert key.api_key not in stored
+    assert key.api_key.rsplit("_", 1)[1] not in stored
+    # And yet the store can still sign with it: the secret is sealed, not hashed.
+    store = open_credentials(settings)
+    try:
+        assert store.secret_for(key.access_key_id) == key.secret_access_key
+        principal = store.check_api_key(key.api_key)
+        assert principal is not None
+        assert principal.roles == {Role.READ}
+        assert store.check_api_key(key.api_key + "x") is None
+    finally:
+        store.close()
+
+
+def test_two_replicas_starting_at_once_create_one_admin(
+    tmp_path: Path, moto_endpoint: str, aws_credentials: None
+) -> None:
+    for attempt in range(3):
+        url = f"dynamodb://boot-{uuid.uuid4().hex[:12]}?region=us-east-1&endpoint={moto_endpoint}"
+        create_auth_table(url)
+        settings = [replica_settings(tmp_path / str(attempt), name, url) for name in ("a", "b", "c")]
+        # Every replica needs the master key before the race: the first start makes the key file.
+        open_credentials(settings[0]).close()
+        barrier = threading.Barrier(len(settings))
+        made: list[NewCredential | None] = [None] * len(settings)
+
+        def start(
+            index: int, barrier: threading.Barrier, made: list[NewCredential | None], settings: list[Settings]
+        ) -> None:
+            barrier.wait()
+            made[index] = bootstrap_admin(settings[index])
+
+        threads = [
+            threading.Thread(target=start, args=(i, barrier, made, settings)) for i in range(len(settings))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        winners = [i for i, credential in enumerate(made) if credential is not None]
+        assert len(winners) == 1, made
+        written = [Path(s.credentials_file).exists() for s in settings]
+        assert written == [i in winners for i in range(len(settings))]
+        store = open_credentials(settings[0])
+        try:
+            admins = [c for c in store.credentials() if c.role is Role.ADMIN]
+            assert [c.access_key_id for c in admins] == [made[winners[0]].access_key_id]  # type: ignore[union-attr]
+            # A later start finds the admin; once it is revoked, the next start makes another.
+            assert bootstrap_admin(settings[1]) is None
+            store.revoke(admins[0].access_key_id, actor="test", source="test")
+            assert bootstrap_admin(settings[2]) is not None
+        finally:
+            store.close()
+
+
+def test_a_replica_with_another_master_key_does_not_start(tmp_path: Path, auth_url: str) -> None:
+    good = replica_settings(tmp_path, "one", auth_url)
+    make_key(good, Role.READ)
+    other = replica_settings(tmp_path, "two", auth_url, master_key_file=str(tmp_path / "other.master.key"))
+    shared = master_key_from(key_source(good), data_dir=Path(good.data_dir), create=False)
+    # The other replica has a master key of its own (made by a local store), not the shared one.
+    open_credentials(make_settings(tmp_path / "own", master_key_file=other.master_key_file)).close()
+    with pytest.raises(ConfigError) as refused:
+        open_credentials(other)
+    assert f"wrapped by the master key with fingerprint {shared.fingerprint}" in str(refused.value)
+    assert "does not open the data key of DynamoDB table" in str(refused.value)
+    # And the CLI says so in one line, exit status 2.
+    listed = run_logsvc(other, "keys", "list")
+    assert listed.returncode == 2
+    assert "does not open the data key of DynamoDB table" in listed.stderr
+    # A missing key file is named too, rather than a new key made for a table that has one.
+    missing = replica_settings(tmp_path, "three", auth_url, master_key_file=str(tmp_path / "none.key"))
+    with pytest.raises(ConfigError, match=r"none\.key does not exist"):
+        open_credentials(missing)
+
+
+def test_settings_that_cannot_work_are_refused(tmp_path: Path, dynamodb_url: str, auth_url: str) -> None:
+    with pytest.raises(ConfigError, match=r"auth_store = dynamodb://\.\.\. needs encryption = true"):
+        replica_settings(tmp_path, "one", auth_url, encryption=False)
+    with pytest.raises(ConfigError, match="auth_store is empty"):
+        make_settings(tmp_path / "two", auth_store="sqlite:///auth.db")
+    same = replica_settings(tmp_path, "three", dynamodb_url.replace("&shards=4", ""), store=dynamodb_url)
+    with pytest.raises(ConfigError, match="auth_store names the log table of store"):
+        open_credentials(same)
+    with pytest.raises(ConfigError, match=r"auth_store URL .*unknown parameter shards"):
+        open_credentials(replica_settings(tmp_path, "four", auth_url + "&shards=2"))
+    unreachable = replica_settings(
+        tmp_path, "five", "dynamodb://nosuch?region=us-east-1&endpoint=http://127.0.0.1:9"
+    )
+    with pytest.raises(ConfigError, match="cannot open the credential table nosuch"):
+        open_credentials(unreachable)
+
+
+class _Recorder:
+    """The DynamoDB operations a client makes (botocore's own event hooks; nothing of ours is replaced)."""
+
+    def __init__(self, url: str) -> None:
+        target = parse_url(url)
+        self.client = boto3.client("dynamodb", region_name=target.region, endpoint_url=target.endpoint)
+        self.calls: list[str] = []
+        self.client.meta.events.register("before-call.dynamodb.*", self._before_call)
+
+    def _before_call(self, model: Any, **_: Any) -> None:
+        self.calls.append(model.name)
+
+
+def test_lookups_are_answered_from_memory_and_nothing_scans(tmp_path: Path, auth_url: str) -> None:
+    settings = replica_settings(tmp_path, "one", auth_url, auth_cache_seconds=30)
+    key = make_key(settings, Role.INGEST)
+    recorder = _Recorder(auth_url)
+    source = key_source(settings)
+    store = DynamoCredentialStore(
+        parse_url(auth_url),
+        master=lambda create: master_key_from(source, data_dir=Path(settings.data_dir), create=create),
+        cache_seconds=30,
+        client=recorder.client,
+    )
+    try:
+        opened = len(recorder.calls)
+        for _ in range(200):
+            assert store.check_api_key(key.api_key) is not None
+            assert store.secret_for(key.access_key_id) == key.secret_access_key
+        assert len(recorder.calls) == opened
+        # A flood of unknown ids reloads at most once a second.
+        for number in range(200):
+            assert store.secret_for(f"LSKUNKNOWN{number}") is None
+        assert recorder.calls[opened:] == ["Query"]
+        store.record_denied(actor="x", target="/logs", source="127.0.0.1", detail="test")
+        made = store.create(Role.READ, actor="test", source="test")
+        store.revoke(made.access_key_id, actor="test", source="test")
+        with pytest.raises(NotFound):
+            store.revoke(made.access_key_id, actor="test", source="test")
+        assert [e.action for e in store.audit(limit=3)] == ["key.revoke", "key.create", "request.denied"]
+        assert store.has_admin() is False
+    finally:
+        store.close()
+    assert "Scan" not in recorder.calls
+    assert set(recorder.calls) <= {"GetItem", "PutItem", "Query", "TransactWriteItems", "BatchWriteItem"}
+
+
+def test_a_lost_table_is_a_503_not_a_backend_error(tmp_path: Path, auth_url: str) -> None:
+    settings = replica_settings(tmp_path, "one", auth_url)
+    store = open_credentials(settings)
+    try:
+        target = parse_url(auth_url)
+        boto3.client("dynamodb", region_name=target.region, endpoint_url=target.endpoint).delete_table(
+            TableName=target.table
+        )
+        with pytest.raises(StoreUnavailable):
+            store.credentials()
+        with pytest.raises(StoreUnavailable):
+            store.create(Role.READ, actor="test", source="test")
+        with pytest.raises(StoreUnavailable):
+            store.secret_for("LSKNEVERSEEN")  # an unknown id asks the table, which is gone
+    finally:
+        store.close()
+
+
+def test_the_cli_creates_the_table_and_manages_keys_in_it(
+    tmp_path: Path, moto_endpoint: str, aws_credentials: None
+) -> None:
+    url = f"dynamodb://cli-auth-{uuid.uuid4().hex[:8]}?region=us-east-1&endpoint={moto_endpoint}"
+    one = replica_settings(tmp_path, "one", url)
+    created = run_logsvc(one, "aws", "create-auth-table", url)
+    assert created.returncode == 0, created.stderr
+    assert created.stdout.strip() == f"created {parse_url(url).table}"
+    made = run_logsvc(one, "keys", "create", "--role", "read", "--json")
+    assert made.returncode == 0, made.stderr
+    key_id = json.loads(made.stdout)["access_key_id"]
+    # Another machine (another data directory) with the same master key sees it, and its audit trail.
+    two = replica_settings(tmp_path, "two", url)
+    listed = run_logsvc(two, "keys", "list", "--json")
+    assert key_id in [c["access_key_id"] for c in json.loads(listed.stdout)]
+    audit = run_logsvc(two, "audit", "--json")
+    assert ("key.create", key_id) in [(e["action"], e["target"]) for e in json.loads(audit.stdout)]
+    again = run_logsvc(one, "aws", "create-auth-table", url)
+    assert again.returncode == 2
+    assert "ResourceInUseException" in again.stderr
