@@ -239,7 +239,7 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def dynamodb_url(moto_endpoint: str, aws_credentials: None) -> str:
     """A URL of a new, empty table with 4 shards in moto's DynamoDB."""
-    from logsvc.storage.dynamodb import create_table
+    from logsvc.storage.dynamodb_table import create_table
 
     url = f"dynamodb://logs-{uuid.uuid4().hex[:12]}?region=us-east-1&endpoint={moto_endpoint}&shards=4"
     create_table(url)

@@ -514,7 +514,7 @@ def aws_create_table(url: str) -> None:
     """Create a table for `serve --store URL` outside Terraform (DynamoDB Local, moto, a test account):
     keys, the by_time and by_id indexes, TTL and the shard count, e.g.
     dynamodb://logs?region=eu-west-1&shards=4 (credentials from the AWS chain)."""
-    from logsvc.storage.dynamodb import create_table, parse_url  # noqa: PLC0415 (boto3 only when needed)
+    from logsvc.storage.dynamodb_table import create_table, parse_url  # noqa: PLC0415 (boto3 only when needed)
 
     try:
         create_table(url)

@@ -29,7 +29,7 @@ from logsvc.crypto import key_source, master_key_from
 from logsvc.errors import ConfigError, NotFound, StoreUnavailable
 from logsvc.server import bootstrap_admin
 from logsvc.settings import Settings
-from logsvc.storage.dynamodb import parse_url
+from logsvc.storage.dynamodb_table import parse_url
 from tests.conftest import ServerThread, bearer, make_key, make_settings, run_logsvc
 
 

@@ -45,7 +45,7 @@ from logsvc.auth.policy import Principal, Role
 from logsvc.crypto.keys import KEY_BYTES, Wrapper
 from logsvc.errors import ConfigError, LogServiceError, NotFound, StoreUnavailable
 from logsvc.model import format_timestamp
-from logsvc.storage.dynamodb import TableUrl, client_for, error_reason, parse_url
+from logsvc.storage.dynamodb_table import TableUrl, client_for, error_reason, parse_url
 
 __all__ = ["DynamoCredentialStore", "create_auth_table"]
 

@@ -64,7 +64,7 @@ def open_credentials(settings: Settings) -> CredentialStore:
     if not settings.auth_store:
         return AuthStore(settings.auth_db, key=store_key(settings))
     from logsvc.auth.dynamodb_credentials import DynamoCredentialStore  # noqa: PLC0415 (boto3 when needed)
-    from logsvc.storage.dynamodb import parse_url  # noqa: PLC0415
+    from logsvc.storage.dynamodb_table import parse_url  # noqa: PLC0415
 
     target = parse_url(settings.auth_store, setting="auth_store", shards=False)
     if settings.store.startswith("dynamodb:"):

@@ -25,11 +25,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from fnmatch import fnmatchcase
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlsplit
 
-import boto3
 import msgspec
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from logsvc.errors import ConfigError, FieldError, StoreUnavailable, ValidationFailed
@@ -46,14 +43,19 @@ from logsvc.model import (
     format_timestamp,
 )
 from logsvc.storage import Export
+from logsvc.storage.dynamodb_table import (
+    CONFIG_KEY,
+    DEFAULT_SHARDS,
+    client_for,
+    error_reason,
+    parse_url,
+)
 
-__all__ = ["DynamoDBStore", "client_for", "create_table", "error_reason", "parse_url"]
+__all__ = ["MAX_PAGE_BYTES", "DynamoDBStore", "shard_of", "sort_key"]
 
 log = logging.getLogger("logsvc.storage.dynamodb")
 
 MAX_ITEM_BYTES = 400 * 1024
-MAX_SHARDS = 64
-DEFAULT_SHARDS = 4
 # A read examines at most this many items before it answers with what it found and a cursor to go on.
 MAX_EXAMINED = 10_000
 # A page stops growing past this many bytes of entries: a Lambda answer must stay under 6 MB, and the
@@ -71,98 +73,8 @@ _HIGHEST = "~"  # sorts after every sort key (digits, '#', hex)
 _LOWEST = "!"  # sorts before every service name and day
 _LEVEL_NAMES = {int(level): level.name for level in Level}
 _TIEBREAK = re.compile(r"(?:[0-9a-f]{32}~?)?")
-_CONFIG_KEY = {"pk": {"S": "#config"}, "sk": {"S": "#config"}}
 
 R = TypeVar("R")
-
-
-class TableUrl(msgspec.Struct, frozen=True):
-    table: str
-    region: str
-    endpoint: str | None
-    shards: int | None
-
-
-def parse_url(url: str, *, setting: str = "store", shards: bool = True) -> TableUrl:
-    """``dynamodb://TABLE?region=..&endpoint=..&shards=N``; ConfigError names what is wrong.
-
-    ``setting`` names the setting in messages; ``shards=False`` refuses the parameter (a table of another
-    kind, such as the credential table, has no shards)."""
-    parts = urlsplit(url)
-    allowed = ["region", "endpoint", "shards"] if shards else ["region", "endpoint"]
-    if parts.scheme != "dynamodb" or not parts.netloc or parts.path not in ("", "/"):
-        shape = "[&shards=N]" if shards else ""
-        raise ConfigError(
-            f"{setting} URL {url!r}: write dynamodb://TABLE?region=REGION{shape}[&endpoint=URL]"
-        )
-    params = dict(parse_qsl(parts.query, keep_blank_values=True))
-    unknown = sorted(params.keys() - set(allowed))
-    if unknown:
-        raise ConfigError(
-            f"{setting} URL {url!r}: unknown parameter {', '.join(unknown)} (allowed: {', '.join(allowed)})"
-        )
-    count = params.get("shards")
-    if count is not None and (not count.isdigit() or not 1 <= int(count) <= MAX_SHARDS):
-        raise ConfigError(f"{setting} URL {url!r}: shards must be a whole number from 1 to {MAX_SHARDS}")
-    return TableUrl(
-        table=parts.netloc,
-        region=params.get("region") or "us-east-1",
-        endpoint=params.get("endpoint") or None,
-        shards=int(count) if count else None,
-    )
-
-
-def client_for(url: TableUrl, pool: int) -> Any:
-    """A DynamoDB client for the URL's region and endpoint, with bounded retries and timeouts."""
-    config = Config(
-        retries={"max_attempts": 4, "mode": "standard"},
-        max_pool_connections=pool,
-        connect_timeout=3,
-        read_timeout=10,
-    )
-    return boto3.client("dynamodb", region_name=url.region, endpoint_url=url.endpoint, config=config)
-
-
-def create_table(url: str) -> None:
-    """Create the table, its indexes and TTL as the Terraform stack does (for DynamoDB Local, moto, tests)."""
-    target = parse_url(url)
-    client = client_for(target, 2)
-    shards = target.shards or DEFAULT_SHARDS
-    try:
-        _create(client, target.table, shards)
-    except (ClientError, BotoCoreError) as exc:
-        raise ConfigError(f"cannot create DynamoDB table {target.table}: {error_reason(exc)}") from None
-
-
-def _create(client: Any, table: str, shards: int) -> None:
-    client.create_table(
-        TableName=table,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "gpk", "id")
-        ],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "by_time",
-                "KeySchema": [
-                    {"AttributeName": "gpk", "KeyType": "HASH"},
-                    {"AttributeName": "sk", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            },
-            {
-                "IndexName": "by_id",
-                "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
-                "Projection": {"ProjectionType": "KEYS_ONLY"},
-            },
-        ],
-    )
-    client.get_waiter("table_exists").wait(TableName=table)
-    client.update_time_to_live(
-        TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"}
-    )
-    client.put_item(TableName=table, Item={**_CONFIG_KEY, "shards": {"N": str(shards)}})
 
 
 def shard_of(log_id: bytes, shards: int) -> int:
@@ -240,7 +152,7 @@ class DynamoDBStore:
     def _configured_shards(self) -> int:
         """The table's shard count: fixed for its life, since a read must query every shard ever written."""
         try:
-            item = self._client.get_item(TableName=self.table, Key=_CONFIG_KEY, ConsistentRead=True).get(
+            item = self._client.get_item(TableName=self.table, Key=CONFIG_KEY, ConsistentRead=True).get(
                 "Item"
             )
         except (ClientError, BotoCoreError) as exc:
@@ -693,14 +605,6 @@ def _item_size(item: dict[str, Any]) -> int:
         text = value.get("S")
         size += len(text.encode()) if text is not None else len(value["N"])
     return size
-
-
-def error_reason(exc: ClientError | BotoCoreError) -> str:
-    """What AWS said, for messages and the service log (never for clients)."""
-    if isinstance(exc, ClientError):
-        error = exc.response.get("Error", {})
-        return f"{error.get('Code', 'error')}: {error.get('Message', '')}".rstrip(": ")
-    return type(exc).__name__
 
 
 def _translate(exc: ClientError | BotoCoreError, table: str) -> StoreUnavailable:
