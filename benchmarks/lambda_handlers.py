@@ -37,7 +37,7 @@ from benchmarks.processes import HOST, Probe, free_port, running
 from logsvc.aws.handlers import LambdaApp
 from logsvc.model import parse_query, validate_entries
 from logsvc.settings import load_settings
-from logsvc.storage.dynamodb import create_table
+from logsvc.storage.dynamodb_table import create_table
 
 _RESULTS = Path(__file__).resolve().parent / "results" / "lambda.json"
 _EVENTS = Path(__file__).resolve().parent.parent / "tests" / "events"
