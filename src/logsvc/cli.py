@@ -202,6 +202,12 @@ def rotate_master(data_dir: str | None, config_file: str | None) -> None:
                 "rotate-master manages key files only: with master_key_env, put a new key in the variable "
                 "and rewrap; with master_key_kms, AWS rotates the key material itself (enable key rotation)"
             )
+        if settings.auth_store:
+            raise ConfigError(
+                "rotate-master rewraps keyring.json only, not the data key in the #keyring item of the "
+                "auth_store table, which every replica opens with this master key: after a rotation no "
+                "replica could start. Keep the master key while auth_store is set (decision 13)"
+            )
         new = rotate_master_key(Path(settings.data_dir).resolve(), key_file=Path(settings.master_key_file))
     except ConfigError as exc:
         _fail(str(exc))

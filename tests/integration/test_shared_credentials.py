@@ -334,3 +334,14 @@ def test_the_cli_creates_the_table_and_manages_keys_in_it(
     again = run_logsvc(one, "aws", "create-auth-table", url)
     assert again.returncode == 2
     assert "ResourceInUseException" in again.stderr
+
+
+def test_rotate_master_is_refused_while_the_table_holds_a_data_key(tmp_path: Path, auth_url: str) -> None:
+    settings = replica_settings(tmp_path, "one", auth_url)
+    make_key(settings, Role.READ)
+    before = Path(settings.master_key_file).read_bytes()
+    rotated = run_logsvc(settings, "keys", "rotate-master")
+    assert rotated.returncode == 2
+    assert "not the data key in the #keyring item of the auth_store table" in rotated.stderr
+    assert Path(settings.master_key_file).read_bytes() == before
+    open_credentials(settings).close()  # the table still opens with the master key
