@@ -345,3 +345,43 @@ def test_rotate_master_is_refused_while_the_table_holds_a_data_key(tmp_path: Pat
     assert "not the data key in the #keyring item of the auth_store table" in rotated.stderr
     assert Path(settings.master_key_file).read_bytes() == before
     open_credentials(settings).close()  # the table still opens with the master key
+
+
+class _Clock:
+    """A monotonic clock the test moves (the store's staleness is measured on it)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def open_store(settings: Settings, client: Any, **options: Any) -> DynamoCredentialStore:
+    """A store on ``client`` (whose calls a test may record or refuse), with the settings' master key."""
+    source = key_source(settings)
+    assert settings.auth_store is not None
+    return DynamoCredentialStore(
+        parse_url(settings.auth_store),
+        master=lambda create: master_key_from(source, data_dir=Path(settings.data_dir), create=create),
+        client=client,
+        **options,
+    )
+
+
+def test_an_idle_replica_keeps_its_copy_fresh(tmp_path: Path, auth_url: str) -> None:
+    settings = replica_settings(tmp_path, "one", auth_url)
+    key = make_key(settings, Role.INGEST)
+    recorder = _Recorder(auth_url)
+    clock = _Clock()
+    threads = set(threading.enumerate())
+    store = open_store(settings, recorder.client, cache_seconds=0.05, monotonic=clock)
+    try:
+        opened = recorder.calls.count("Query")
+        clock.now += 3600  # an hour without a request: the reloads went on all the same
+        # Two Queries after the move: the first (at least) completed with the clock moved.
+        assert eventually(lambda: recorder.calls.count("Query") >= opened + 2)
+        assert store.secret_for(key.access_key_id) == key.secret_access_key
+    finally:
+        store.close()
+    assert set(threading.enumerate()) <= threads  # close() stopped the reloads

@@ -122,18 +122,19 @@ class DynamoCredentialStore:
         master: Callable[[bool], Wrapper],
         cache_seconds: float = 5.0,
         clock_us: Callable[[], int] = _now_us,
+        monotonic: Callable[[], float] = time.monotonic,
         client: Any = None,
     ) -> None:
         self.table = url.table
         self._client = client or client_for(url, 4)
         self._clock_us = clock_us
+        self._monotonic = monotonic
         self._cache_seconds = cache_seconds
         # A copy older than this (DynamoDB unreachable all along) is no longer trusted: 503 until it answers.
         self._max_stale = max(60.0, 10 * cache_seconds)
         self._lock = threading.Lock()  # pending audit events, the flusher, registered days
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
-        self._refresher: threading.Thread | None = None
         self._pending_audit: list[tuple[int, str, str, str, str, str]] = []
         self._flusher: threading.Timer | None = None
         self._days: set[str] = set()
@@ -143,7 +144,13 @@ class DynamoCredentialStore:
             self._active = self._load_active()
         except _BackendError as exc:
             raise ConfigError(f"cannot open the credential table {self.table}: {error_reason(exc)}") from None
-        self._loaded_at = time.monotonic()
+        self._loaded_at = self._monotonic()
+        # Started here, not at the first look-up: an idle replica keeps its copy fresh (else a first request
+        # after max_stale would get a 503). close() stops it.
+        self._refresher = threading.Thread(
+            target=self._refresh_forever, name="logsvc-credentials", daemon=True
+        )
+        self._refresher.start()
 
     # ---- the data key -----------------------------------------------------------------------------------
 
@@ -216,7 +223,7 @@ class DynamoCredentialStore:
     def _refresh(self) -> None:
         """Reload the copy now (raises the backend's exception)."""
         with self._refresh_lock:
-            started = time.monotonic()
+            started = self._monotonic()
             self._active = self._load_active()
             self._loaded_at = started
 
@@ -230,14 +237,7 @@ class DynamoCredentialStore:
                 )
 
     def _current(self) -> dict[str, _Active]:
-        if self._refresher is None:
-            with self._lock:
-                if self._refresher is None and not self._stop.is_set():
-                    self._refresher = threading.Thread(
-                        target=self._refresh_forever, name="logsvc-credentials", daemon=True
-                    )
-                    self._refresher.start()
-        if time.monotonic() - self._loaded_at > self._max_stale:
+        if self._monotonic() - self._loaded_at > self._max_stale:
             raise StoreUnavailable("the credential store could not be reached; retry later")
         return self._active
 
@@ -252,7 +252,7 @@ class DynamoCredentialStore:
     def _after_miss(self, access_key_id: str) -> _Active | None:
         """Reload once for an id the copy does not know (perhaps created on another replica a moment ago)."""
         with self._lock:
-            now = time.monotonic()
+            now = self._monotonic()
             if now - self._last_miss_refresh < _MISS_REFRESH_SECONDS:
                 return None
             self._last_miss_refresh = now
@@ -532,5 +532,4 @@ class DynamoCredentialStore:
         if flusher is not None:
             flusher.cancel()
         self.flush_audit()
-        if self._refresher is not None:
-            self._refresher.join(timeout=self._cache_seconds + 15)
+        self._refresher.join(timeout=self._cache_seconds + 15)
