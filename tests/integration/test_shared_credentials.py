@@ -385,3 +385,27 @@ def test_an_idle_replica_keeps_its_copy_fresh(tmp_path: Path, auth_url: str) -> 
     finally:
         store.close()
     assert set(threading.enumerate()) <= threads  # close() stopped the reloads
+
+
+def test_an_unknown_id_does_not_wait_for_a_slow_reload(tmp_path: Path, auth_url: str) -> None:
+    settings = replica_settings(tmp_path, "one", auth_url)
+    key = make_key(settings, Role.INGEST)
+    recorder = _Recorder(auth_url)
+    in_reload, release = threading.Event(), threading.Event()
+
+    def slow_background_query(model: Any, **_: Any) -> None:
+        if model.name == "Query" and threading.current_thread().name == "logsvc-credentials":
+            in_reload.set()
+            release.wait(10)
+
+    recorder.client.meta.events.register("before-call.dynamodb.Query", slow_background_query)
+    store = open_store(settings, recorder.client, cache_seconds=0.05)
+    try:
+        assert in_reload.wait(5)
+        started = time.monotonic()
+        assert store.secret_for("LSKUNKNOWN") is None  # answered from the copy, no Query of its own
+        assert store.secret_for(key.access_key_id) == key.secret_access_key
+        assert time.monotonic() - started < 1
+    finally:
+        release.set()
+        store.close()

@@ -223,9 +223,13 @@ class DynamoCredentialStore:
     def _refresh(self) -> None:
         """Reload the copy now (raises the backend's exception)."""
         with self._refresh_lock:
-            started = self._monotonic()
-            self._active = self._load_active()
-            self._loaded_at = started
+            self._reload()
+
+    def _reload(self) -> None:
+        """Reload the copy; the caller holds ``_refresh_lock``."""
+        started = self._monotonic()
+        self._active = self._load_active()
+        self._loaded_at = started
 
     def _refresh_forever(self) -> None:
         while not self._stop.wait(self._cache_seconds):
@@ -250,16 +254,23 @@ class DynamoCredentialStore:
         return found
 
     def _after_miss(self, access_key_id: str) -> _Active | None:
-        """Reload once for an id the copy does not know (perhaps created on another replica a moment ago)."""
-        with self._lock:
+        """Reload once for an id the copy does not know (perhaps created on another replica a moment ago).
+
+        Called on the event loop, so it never waits: while a reload is under way (the background one, or
+        another miss's) the answer comes from the current copy, and there is at most one such Query a second.
+        """
+        if not self._refresh_lock.acquire(blocking=False):
+            return None
+        try:
             now = self._monotonic()
             if now - self._last_miss_refresh < _MISS_REFRESH_SECONDS:
                 return None
             self._last_miss_refresh = now
-        try:
-            self._refresh()
+            self._reload()
         except _BackendError as exc:
             raise self._unavailable(exc) from None
+        finally:
+            self._refresh_lock.release()
         return self._active.get(access_key_id)
 
     def secret_for(self, access_key_id: str) -> str | None:
