@@ -7,11 +7,13 @@ not AWS itself: what is verified is the behaviour against moto's implementation 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -409,3 +411,54 @@ def test_an_unknown_id_does_not_wait_for_a_slow_reload(tmp_path: Path, auth_url:
     finally:
         release.set()
         store.close()
+
+
+def test_a_flood_of_refusals_is_a_few_writes_one_at_a_time(tmp_path: Path, auth_url: str) -> None:
+    settings = replica_settings(tmp_path, "one", auth_url)
+    recorder = _Recorder(auth_url)
+    in_flush, release = threading.Event(), threading.Event()
+
+    def slow_first_write(model: Any, **_: Any) -> None:
+        if not in_flush.is_set():
+            in_flush.set()
+            release.wait(10)
+
+    recorder.client.meta.events.register("before-call.dynamodb.BatchWriteItem", slow_first_write)
+    store = open_store(settings, recorder.client, cache_seconds=30)
+    try:
+        store.record_denied(actor="a", target="GET /admin/keys", source="10.0.0.1", detail="first")
+        assert in_flush.wait(5)
+        for _ in range(3000):
+            store.record_denied(actor="a", target="GET /admin/keys", source="10.0.0.1", detail="flood")
+        store.record_denied(actor="a", target="GET /admin/keys", source="10.0.0.2", detail="flood")
+        time.sleep(1.5)  # more than a flush period: no second flush starts while the first is slow
+        assert recorder.calls.count("BatchWriteItem") == 1
+        release.set()
+        details = sorted(e.detail for e in store.audit(limit=10) if e.action == "request.denied")
+    finally:
+        release.set()
+        store.close()
+    assert details == ["first", "flood", "flood (3000 times)"]
+    assert recorder.calls.count("BatchWriteItem") == 2
+
+
+def test_refusals_beyond_the_buffer_are_dropped_and_counted(
+    tmp_path: Path, auth_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = replica_settings(tmp_path, "one", auth_url)
+    recorder = _Recorder(auth_url)
+
+    def refused(model: Any, **_: Any) -> Any:
+        return SimpleNamespace(status_code=400), {"Error": {"Code": "ValidationException", "Message": "no"}}
+
+    recorder.client.meta.events.register("before-call.dynamodb.BatchWriteItem", refused)
+    store = open_store(settings, recorder.client, cache_seconds=30)
+    try:
+        for number in range(10_005):
+            store.record_denied(actor="a", target="GET /logs", source=f"s{number}", detail="x")
+        with caplog.at_level(logging.WARNING, logger="logsvc.auth.dynamodb"):
+            store.flush_audit()
+    finally:
+        store.close()
+    assert "5 refused-request audit events dropped (more than 10000 waiting)" in caplog.text
+    assert "10000 audit events not written" in caplog.text

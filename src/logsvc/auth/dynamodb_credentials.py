@@ -132,12 +132,15 @@ class DynamoCredentialStore:
         self._cache_seconds = cache_seconds
         # A copy older than this (DynamoDB unreachable all along) is no longer trusted: 503 until it answers.
         self._max_stale = max(60.0, 10 * cache_seconds)
-        self._lock = threading.Lock()  # pending audit events, the flusher, registered days
+        self._lock = threading.Lock()  # the refusals waiting to be written and the count dropped
         self._refresh_lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # one audit flush at a time
         self._stop = threading.Event()
-        self._pending_audit: list[tuple[int, str, str, str, str, str]] = []
-        self._flusher: threading.Timer | None = None
-        self._days: set[str] = set()
+        # Refused requests, by (actor, target, source, detail): [first time (µs), how many].
+        self._pending_audit: dict[tuple[str, str, str, str], list[int]] = {}
+        self._dropped_audit = 0
+        self._audit_wanted = threading.Event()
+        self._days: set[str] = set()  # days registered under #auditday; only grows (set.add is atomic)
         self._last_miss_refresh = float("-inf")
         try:
             self._aead = AESGCM(self._data_key(master))
@@ -151,6 +154,8 @@ class DynamoCredentialStore:
             target=self._refresh_forever, name="logsvc-credentials", daemon=True
         )
         self._refresher.start()
+        self._flusher = threading.Thread(target=self._flush_forever, name="logsvc-audit", daemon=True)
+        self._flusher.start()
 
     # ---- the data key -----------------------------------------------------------------------------------
 
@@ -472,35 +477,70 @@ class DynamoCredentialStore:
     # ---- audit ------------------------------------------------------------------------------------------
 
     def record_denied(self, *, actor: str, target: str, source: str, detail: str) -> None:
-        """Note a refused request; buffered and written about once a second, bounded, as AuthStore does."""
+        """Note a refused request. One thread writes them about once a second, one flush at a time;
+        identical refusals of one second are one event with their count, and the refusals waiting are
+        bounded (beyond, they are dropped and counted in a log line)."""
+        refusal = (actor, target, source, detail)
         with self._lock:
-            if len(self._pending_audit) >= _AUDIT_BUFFER_MAX:
+            seen = self._pending_audit.get(refusal)
+            if seen is not None:
+                seen[1] += 1
+            elif len(self._pending_audit) >= _AUDIT_BUFFER_MAX:
+                self._dropped_audit += 1
                 return
-            self._pending_audit.append((self._clock_us(), actor, "request.denied", target, source, detail))
-            if self._flusher is None:
-                self._flusher = threading.Timer(_AUDIT_FLUSH_SECONDS, self.flush_audit)
-                self._flusher.daemon = True
-                self._flusher.start()
+            else:
+                self._pending_audit[refusal] = [self._clock_us(), 1]
+        self._audit_wanted.set()
+
+    def _flush_forever(self) -> None:
+        while self._audit_wanted.wait() and not self._stop.wait(_AUDIT_FLUSH_SECONDS):
+            self._audit_wanted.clear()
+            try:
+                self.flush_audit()
+            except Exception:
+                log.exception("credential table %s: audit flush failed", self.table)
+        # close() writes what is left.
 
     def flush_audit(self) -> None:
-        """Write the buffered events. A failure is logged and the events dropped (they are refused
+        """Write the refusals waiting. A failure is logged and the events dropped (they are refused
         requests, and the buffer must not grow without bound while DynamoDB is away)."""
-        with self._lock:
-            pending, self._pending_audit = self._pending_audit, []
-            self._flusher = None
-        if not pending:
-            return
+        with self._flush_lock:
+            with self._lock:
+                pending, self._pending_audit = self._pending_audit, {}
+                dropped, self._dropped_audit = self._dropped_audit, 0
+            if dropped:
+                log.warning(
+                    "credential table %s: %d refused-request audit events dropped (more than %d waiting)",
+                    self.table,
+                    dropped,
+                    _AUDIT_BUFFER_MAX,
+                )
+            if pending:
+                self._write_refusals(pending)
+
+    def _write_refusals(self, pending: dict[tuple[str, str, str, str], list[int]]) -> None:
+        events = [
+            (
+                at,
+                actor,
+                "request.denied",
+                target,
+                source,
+                detail if count == 1 else f"{detail} ({count} times)",
+            )
+            for (actor, target, source, detail), (at, count) in pending.items()
+        ]
         try:
-            for day in sorted({_day(event[0]) for event in pending} - self._days):
+            for day in sorted({_day(event[0]) for event in events} - self._days):
                 self._client.put_item(TableName=self.table, Item=self._day_item(day))
                 self._days.add(day)
-            requests = [{"PutRequest": {"Item": self._audit_item(event)}} for event in pending]
+            requests = [{"PutRequest": {"Item": self._audit_item(event)}} for event in events]
             for start in range(0, len(requests), _BATCH):
                 self._batch_write(requests[start : start + _BATCH])
         except (*_BackendError, LogServiceError) as exc:
             reason = error_reason(exc) if isinstance(exc, _BackendError) else str(exc)
             log.warning(
-                "credential table %s: %d audit events not written: %s", self.table, len(pending), reason
+                "credential table %s: %d audit events not written: %s", self.table, len(events), reason
             )
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
@@ -538,9 +578,7 @@ class DynamoCredentialStore:
 
     def close(self) -> None:
         self._stop.set()
-        with self._lock:
-            flusher = self._flusher
-        if flusher is not None:
-            flusher.cancel()
+        self._audit_wanted.set()
+        self._flusher.join(timeout=30)
         self.flush_audit()
         self._refresher.join(timeout=self._cache_seconds + 15)
