@@ -462,3 +462,40 @@ def test_refusals_beyond_the_buffer_are_dropped_and_counted(
         store.close()
     assert "5 refused-request audit events dropped (more than 10000 waiting)" in caplog.text
     assert "10000 audit events not written" in caplog.text
+
+
+def test_bad_items_and_failed_reloads_do_not_stop_the_reloads(
+    tmp_path: Path, auth_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = replica_settings(tmp_path, "one", auth_url)
+    key = make_key(settings, Role.INGEST)
+    target = parse_url(auth_url)
+    writer = boto3.client("dynamodb", region_name=target.region, endpoint_url=target.endpoint)
+    (good,) = [item for item in raw_items(auth_url) if item["sk"]["S"] == key.access_key_id]
+    # A role from a newer version (a rolling upgrade), and an item missing a field.
+    writer.put_item(TableName=target.table, Item=good | {"sk": {"S": "LSKNEWROLE"}, "role": {"S": "auditor"}})
+    writer.put_item(
+        TableName=target.table,
+        Item={k: v for k, v in good.items() if k != "services"} | {"sk": {"S": "LSKBROKEN"}},
+    )
+    recorder = _Recorder(auth_url)
+    failures = {"left": 0}
+
+    def fail_some_reloads(model: Any, **_: Any) -> None:
+        if failures["left"] and threading.current_thread().name == "logsvc-credentials":
+            failures["left"] -= 1
+            raise RuntimeError("not a backend error")
+
+    recorder.client.meta.events.register("before-call.dynamodb.Query", fail_some_reloads)
+    store = open_store(settings, recorder.client, cache_seconds=0.05)
+    try:
+        assert store.secret_for(key.access_key_id) == key.secret_access_key
+        assert "credential LSKNEWROLE skipped: ValueError" in caplog.text
+        assert "credential LSKBROKEN skipped: KeyError('services')" in caplog.text
+        failures["left"] = 2
+        assert eventually(lambda: failures["left"] == 0)
+        reloads = recorder.calls.count("Query")
+        assert eventually(lambda: recorder.calls.count("Query") > reloads + 1)  # the thread lives on
+        assert "reload failed, keeping the copy" in caplog.text
+    finally:
+        store.close()

@@ -215,15 +215,25 @@ class DynamoCredentialStore:
         for item in self._query(_CREDENTIAL_PK):
             if "revoked_at" in item:
                 continue
-            key_id = item["sk"]["S"]
-            secret = self._open(key_id, item["secret"]["B"])
-            if secret is None:
+            key_id = item.get("sk", {}).get("S", "?")
+            try:
+                found = self._active_of(key_id, item)
+            except (KeyError, TypeError, ValueError) as exc:
+                # A malformed item, or a role this version does not know (a rolling upgrade): skip it alone.
+                log.warning("credential table %s: credential %s skipped: %r", self.table, key_id, exc)
                 continue
-            services = tuple(value["S"] for value in item["services"]["L"])
-            principal = Principal(id=key_id, roles=frozenset({Role(item["role"]["S"])}), services=services)
-            expires = int(item["expires_at"]["N"]) if "expires_at" in item else None
-            active[key_id] = _Active(secret, item["api_key_sha256"]["B"], principal, expires)
+            if found is not None:
+                active[key_id] = found
         return active
+
+    def _active_of(self, key_id: str, item: dict[str, Any]) -> _Active | None:
+        services = tuple(value["S"] for value in item["services"]["L"])
+        principal = Principal(id=key_id, roles=frozenset({Role(item["role"]["S"])}), services=services)
+        expires = int(item["expires_at"]["N"]) if "expires_at" in item else None
+        secret = self._open(key_id, item["secret"]["B"])
+        return (
+            _Active(secret, item["api_key_sha256"]["B"], principal, expires) if secret is not None else None
+        )
 
     def _refresh(self) -> None:
         """Reload the copy now (raises the backend's exception)."""
@@ -244,6 +254,8 @@ class DynamoCredentialStore:
                 log.warning(
                     "credential table %s: reload failed, keeping the copy: %s", self.table, error_reason(exc)
                 )
+            except Exception:  # the thread must outlive any one reload: it is what keeps the copy fresh
+                log.exception("credential table %s: reload failed, keeping the copy", self.table)
 
     def _current(self) -> dict[str, _Active]:
         if self._monotonic() - self._loaded_at > self._max_stale:
