@@ -499,3 +499,23 @@ def test_bad_items_and_failed_reloads_do_not_stop_the_reloads(
         assert "reload failed, keeping the copy" in caplog.text
     finally:
         store.close()
+
+
+def test_a_revoked_key_works_nowhere_longer_than_three_reload_periods(tmp_path: Path, auth_url: str) -> None:
+    settings = replica_settings(tmp_path, "one", auth_url)
+    key = make_key(settings, Role.INGEST)
+    clock = _Clock()
+    # Reloads every 10 s of real time: none happens during the test, as if every one failed.
+    lagging = open_store(settings, _Recorder(auth_url).client, cache_seconds=10, monotonic=clock)
+    revoking = open_credentials(settings)
+    try:
+        revoking.revoke(key.access_key_id, actor="test", source="test")
+        assert revoking.check_api_key(key.api_key) is None  # at once where it was revoked
+        clock.now += 29
+        assert lagging.check_api_key(key.api_key) is not None  # the documented lag
+        clock.now += 2  # past max(3 x 10 s, 15 s): the copy is no longer trusted
+        with pytest.raises(StoreUnavailable):
+            lagging.check_api_key(key.api_key)
+    finally:
+        revoking.close()
+        lagging.close()

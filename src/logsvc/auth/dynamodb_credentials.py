@@ -13,8 +13,12 @@ Items (``pk`` / ``sk``, both strings; no index, nothing is ever scanned):
 
 Look-ups on the request path read an in-memory copy of the active credentials, reloaded every
 ``cache_seconds`` by a background thread: a new or revoked credential reaches every replica within that
-time. An access key id that is not in the copy reloads it at once, at most once a second, so that a key just
-created on another replica works without letting a flood of unknown ids turn into a flood of Queries.
+time (and one Query) while the table answers. While reloads fail, a copy is used for at most
+``max(3 * cache_seconds, 15 s)`` after the start of its last successful reload, then look-ups answer 503:
+that is the bound on how long a revoked key may still work anywhere. The copy is per process: with
+``workers > 1``, a revocation applies at once only in the worker that handled it. An access key id that is
+not in the copy reloads it at once, at most once a second, so that a key just created on another replica
+works without letting a flood of unknown ids turn into a flood of Queries.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ _AUDIT_DAYS_PK: Final = "#auditday"
 _SECRET_AAD: Final = b"logsvc credential secret v1\0"
 _DUMMY_DIGEST: Final = hashlib.sha256(b"no such key").digest()
 _MISS_REFRESH_SECONDS: Final = 1.0
+_MIN_STALE_SECONDS: Final = 15.0
 _AUDIT_FLUSH_SECONDS: Final = 1.0
 _AUDIT_BUFFER_MAX: Final = 10_000
 _BATCH: Final = 25
@@ -131,7 +136,9 @@ class DynamoCredentialStore:
         self._monotonic = monotonic
         self._cache_seconds = cache_seconds
         # A copy older than this (DynamoDB unreachable all along) is no longer trusted: 503 until it answers.
-        self._max_stale = max(60.0, 10 * cache_seconds)
+        # It bounds how long a revoked key may work; the floor keeps a brief DynamoDB hiccup, with a small
+        # cache_seconds, from turning into 503s for every request.
+        self._max_stale = max(3 * cache_seconds, _MIN_STALE_SECONDS)
         self._lock = threading.Lock()  # the refusals waiting to be written and the count dropped
         self._refresh_lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one audit flush at a time
