@@ -519,3 +519,32 @@ def test_a_revoked_key_works_nowhere_longer_than_three_reload_periods(tmp_path: 
     finally:
         revoking.close()
         lagging.close()
+
+
+def test_a_first_admin_transaction_in_conflict_is_tried_again(tmp_path: Path, auth_url: str) -> None:
+    settings = replica_settings(tmp_path, "one", auth_url)
+    recorder = _Recorder(auth_url)
+    conflicts = {"left": 2}
+
+    def conflict(model: Any, **_: Any) -> Any:
+        if not conflicts["left"]:
+            return None
+        conflicts["left"] -= 1
+        reasons = [{"Code": "TransactionConflict"}, {"Code": "None"}, {"Code": "None"}]
+        error = {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"}
+        return SimpleNamespace(status_code=400), {"Error": error, "CancellationReasons": reasons}
+
+    recorder.client.meta.events.register("before-call.dynamodb.TransactWriteItems", conflict)
+    store = open_store(settings, recorder.client, cache_seconds=30)
+    try:
+        made = store.bootstrap_admin(description="first", actor="test", source="test")
+        assert made is not None
+        assert conflicts["left"] == 0
+        assert [c.access_key_id for c in store.credentials()] == [made.access_key_id]
+        store.revoke(made.access_key_id, actor="test", source="test")
+        conflicts["left"] = 100  # conflicts that never end: a 503 after a few tries, not a loop
+        with pytest.raises(StoreUnavailable):
+            store.bootstrap_admin(description="second", actor="test", source="test")
+        assert conflicts["left"] == 96
+    finally:
+        store.close()

@@ -63,6 +63,7 @@ _SECRET_AAD: Final = b"logsvc credential secret v1\0"
 _DUMMY_DIGEST: Final = hashlib.sha256(b"no such key").digest()
 _MISS_REFRESH_SECONDS: Final = 1.0
 _MIN_STALE_SECONDS: Final = 15.0
+_BOOTSTRAP_ATTEMPTS: Final = 4
 _AUDIT_FLUSH_SECONDS: Final = 1.0
 _AUDIT_BUFFER_MAX: Final = 10_000
 _BATCH: Final = 25
@@ -93,6 +94,15 @@ def _first_condition_failed(exc: ClientError) -> bool:
     """Whether a transaction was cancelled because the condition of its first item did not hold."""
     reasons = exc.response.get("CancellationReasons") or [{}]
     return _code(exc) == "TransactionCanceledException" and reasons[0].get("Code") == "ConditionalCheckFailed"
+
+
+def _transaction_conflict(exc: ClientError) -> bool:
+    """Whether a transaction was cancelled because another one was writing the same item."""
+    reasons = exc.response.get("CancellationReasons") or []
+    return _code(exc) == "TransactionConflictException" or (
+        _code(exc) == "TransactionCanceledException"
+        and any(reason.get("Code") == "TransactionConflict" for reason in reasons)
+    )
 
 
 def create_auth_table(auth_store: str) -> None:
@@ -399,13 +409,25 @@ class DynamoCredentialStore:
     def bootstrap_admin(self, *, description: str, actor: str, source: str) -> NewCredential | None:
         """The first admin, created by exactly one replica: the write that creates it also moves the
         ``#bootstrap`` epoch, on condition that it is still the epoch this replica read before it found no
-        admin. A replica that read the same epoch loses the condition and creates nothing."""
-        try:
-            found = self._client.get_item(TableName=self.table, Key=_BOOTSTRAP, ConsistentRead=True)
-            epoch = int(found["Item"]["epoch"]["N"]) if "Item" in found else 0
-            self._refresh()  # after reading the epoch: a bootstrap that moved it is visible here
-        except _BackendError as exc:
-            raise self._unavailable(exc) from None
+        admin. A replica that read the same epoch loses the condition and creates nothing. DynamoDB may
+        instead cancel concurrent transactions on ``#bootstrap`` as a conflict: then read again, a few
+        times, after a random pause."""
+        attempts = 0
+        while True:
+            try:
+                return self._bootstrap_once(description=description, actor=actor, source=source)
+            except ClientError as exc:
+                attempts += 1
+                if not _transaction_conflict(exc) or attempts >= _BOOTSTRAP_ATTEMPTS:
+                    raise self._unavailable(exc) from None
+            except BotoCoreError as exc:
+                raise self._unavailable(exc) from None
+            time.sleep(secrets.SystemRandom().uniform(0.05, 0.2 * attempts))
+
+    def _bootstrap_once(self, *, description: str, actor: str, source: str) -> NewCredential | None:
+        found = self._client.get_item(TableName=self.table, Key=_BOOTSTRAP, ConsistentRead=True)
+        epoch = int(found["Item"]["epoch"]["N"]) if "Item" in found else 0
+        self._refresh()  # after reading the epoch: a bootstrap that moved it is visible here
         if self._has_admin_loaded():
             return None
         now = self._clock_us()
@@ -428,9 +450,7 @@ class DynamoCredentialStore:
         except ClientError as exc:
             if _first_condition_failed(exc):
                 return None  # another replica moved the epoch first: it creates the admin
-            raise self._unavailable(exc) from None
-        except BotoCoreError as exc:
-            raise self._unavailable(exc) from None
+            raise
         self._days.add(_day(now))
         return new
 
