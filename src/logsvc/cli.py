@@ -535,12 +535,13 @@ def aws_create_auth_table(url: str) -> None:
     """Create a credential table for the auth_store setting, which server replicas share: keys made or
     revoked on one reach the others, e.g. dynamodb://logsvc-auth?region=eu-west-1 (not the log table)."""
     from logsvc.auth.dynamodb_credentials import create_auth_table  # noqa: PLC0415 (boto3 only when needed)
+    from logsvc.storage.dynamodb_table import parse_url  # noqa: PLC0415
 
     try:
         create_auth_table(url)
     except ConfigError as exc:
         _fail(str(exc))
-    _out.print(f"created {url.partition('?')[0].removeprefix('dynamodb://')}", soft_wrap=True)
+    _out.print(f"created {parse_url(url, setting='auth_store', shards=False).table}", soft_wrap=True)
 
 
 @aws.command("package")

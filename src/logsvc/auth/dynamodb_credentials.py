@@ -68,7 +68,7 @@ _AUDIT_FLUSH_SECONDS: Final = 1.0
 _AUDIT_BUFFER_MAX: Final = 10_000
 _BATCH: Final = 25
 _WRITE_ATTEMPTS: Final = 6
-_BackendError = (ClientError, BotoCoreError)
+_BACKEND_ERRORS = (ClientError, BotoCoreError)
 
 
 class _Active(msgspec.Struct, frozen=True):
@@ -105,6 +105,18 @@ def _transaction_conflict(exc: ClientError) -> bool:
     )
 
 
+def _credential_of(item: dict[str, Any]) -> Credential:
+    return Credential(
+        item["sk"]["S"],
+        Role(item["role"]["S"]),
+        tuple(value["S"] for value in item["services"]["L"]),
+        item["description"]["S"],
+        format_timestamp(int(item["created_at"]["N"])),
+        format_timestamp(int(item["expires_at"]["N"])) if "expires_at" in item else None,
+        format_timestamp(int(item["revoked_at"]["N"])) if "revoked_at" in item else None,
+    )
+
+
 def create_auth_table(auth_store: str) -> None:
     """Create a credential table (``pk``/``sk``, on demand) for ``auth_store = dynamodb://TABLE?..``."""
     url = parse_url(auth_store, setting="auth_store", shards=False)
@@ -122,7 +134,7 @@ def create_auth_table(auth_store: str) -> None:
         client.get_waiter("table_exists").wait(
             TableName=url.table, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
         )
-    except _BackendError as exc:
+    except _BACKEND_ERRORS as exc:
         raise ConfigError(f"cannot create DynamoDB table {url.table}: {error_reason(exc)}") from None
 
 
@@ -162,7 +174,7 @@ class DynamoCredentialStore:
         try:
             self._aead = AESGCM(self._data_key(master))
             self._active = self._load_active()
-        except _BackendError as exc:
+        except _BACKEND_ERRORS as exc:
             raise ConfigError(f"cannot open the credential table {self.table}: {error_reason(exc)}") from None
         self._loaded_at = self._monotonic()
         # Started here, not at the first look-up: an idle replica keeps its copy fresh (else a first request
@@ -267,7 +279,7 @@ class DynamoCredentialStore:
         while not self._stop.wait(self._cache_seconds):
             try:
                 self._refresh()
-            except _BackendError as exc:
+            except _BACKEND_ERRORS as exc:
                 log.warning(
                     "credential table %s: reload failed, keeping the copy: %s", self.table, error_reason(exc)
                 )
@@ -301,7 +313,7 @@ class DynamoCredentialStore:
                 return None
             self._last_miss_refresh = now
             self._reload()
-        except _BackendError as exc:
+        except _BACKEND_ERRORS as exc:
             raise self._unavailable(exc) from None
         finally:
             self._refresh_lock.release()
@@ -402,7 +414,7 @@ class DynamoCredentialStore:
     def _transact(self, items: list[dict[str, Any]], day: str) -> None:
         try:
             self._client.transact_write_items(TransactItems=items)
-        except _BackendError as exc:
+        except _BACKEND_ERRORS as exc:
             raise self._unavailable(exc) from None
         self._days.add(day)
 
@@ -477,26 +489,19 @@ class DynamoCredentialStore:
         self._days.add(_day(now))
         with self._refresh_lock:  # here at once; a reload under way read the table before the revocation
             self._active = {k: v for k, v in self._active.items() if k != access_key_id}
-        return next(c for c in self.credentials() if c.access_key_id == access_key_id)
+        try:
+            key = {"pk": {"S": _CREDENTIAL_PK}, "sk": {"S": access_key_id}}
+            item = self._client.get_item(TableName=self.table, Key=key, ConsistentRead=True)["Item"]
+        except _BACKEND_ERRORS as exc:
+            raise self._unavailable(exc) from None
+        return _credential_of(item)
 
     def credentials(self) -> list[Credential]:
         try:
             items = list(self._query(_CREDENTIAL_PK))
-        except _BackendError as exc:
+        except _BACKEND_ERRORS as exc:
             raise self._unavailable(exc) from None
-        listed = [
-            Credential(
-                item["sk"]["S"],
-                Role(item["role"]["S"]),
-                tuple(value["S"] for value in item["services"]["L"]),
-                item["description"]["S"],
-                format_timestamp(int(item["created_at"]["N"])),
-                format_timestamp(int(item["expires_at"]["N"])) if "expires_at" in item else None,
-                format_timestamp(int(item["revoked_at"]["N"])) if "revoked_at" in item else None,
-            )
-            for item in items
-        ]
-        return sorted(listed, key=lambda c: c.created_at)
+        return sorted((_credential_of(item) for item in items), key=lambda c: c.created_at)
 
     def _has_admin_loaded(self) -> bool:
         now = self._clock_us()
@@ -509,7 +514,7 @@ class DynamoCredentialStore:
         """Whether an unexpired, unrevoked admin credential exists (asks the table)."""
         try:
             self._refresh()
-        except _BackendError as exc:
+        except _BACKEND_ERRORS as exc:
             raise self._unavailable(exc) from None
         return self._has_admin_loaded()
 
@@ -576,8 +581,8 @@ class DynamoCredentialStore:
             requests = [{"PutRequest": {"Item": self._audit_item(event)}} for event in events]
             for start in range(0, len(requests), _BATCH):
                 self._batch_write(requests[start : start + _BATCH])
-        except (*_BackendError, LogServiceError) as exc:
-            reason = error_reason(exc) if isinstance(exc, _BackendError) else str(exc)
+        except (*_BACKEND_ERRORS, LogServiceError) as exc:
+            reason = error_reason(exc) if isinstance(exc, _BACKEND_ERRORS) else str(exc)
             log.warning(
                 "credential table %s: %d audit events not written: %s", self.table, len(events), reason
             )
@@ -611,7 +616,7 @@ class DynamoCredentialStore:
                     )
                     if len(events) >= limit:
                         return events
-        except _BackendError as exc:
+        except _BACKEND_ERRORS as exc:
             raise self._unavailable(exc) from None
         return events
 
