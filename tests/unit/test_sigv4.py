@@ -327,7 +327,13 @@ def verifier_at(moment: datetime) -> SigV4Verifier:
     method=methods,
     path=paths(),
     params=query_params,
-    headers=st.lists(st.tuples(header_names.map("X-Test-{}".format), header_values()), max_size=4),
+    # Names unique regardless of case: botocore signs both of two names differing only in case (joined with a
+    # comma) but sends only one of them, so no server could verify such a request.
+    headers=st.lists(
+        st.tuples(header_names.map("X-Test-{}".format), header_values()),
+        max_size=4,
+        unique_by=lambda header: header[0].lower(),
+    ),
     body=bodies,
 )
 def test_botocore_agrees_and_its_signatures_verify(
