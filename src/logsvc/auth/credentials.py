@@ -34,7 +34,16 @@ from logsvc.crypto.sqlite import connect
 from logsvc.errors import ConfigError, NotFound
 from logsvc.model import format_timestamp
 
-__all__ = ["AuditEvent", "AuthStore", "Credential", "NewCredential", "api_key_id", "new_secrets"]
+__all__ = [
+    "ActiveCredential",
+    "ActiveLookups",
+    "AuditEvent",
+    "AuthStore",
+    "Credential",
+    "NewCredential",
+    "api_key_id",
+    "new_secrets",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS credentials (
@@ -99,11 +108,39 @@ class AuditEvent(msgspec.Struct, frozen=True):
     detail: str
 
 
-class _Active(msgspec.Struct, frozen=True):
+class ActiveCredential(msgspec.Struct, frozen=True):
+    """What the request path needs of a credential that is not revoked."""
+
     secret_access_key: str
     api_key_sha256: bytes
     principal: Principal
     expires_at: int | None
+
+
+class ActiveLookups:
+    """The request-path look-ups of a credential store, over its ``_usable`` (active and unexpired)."""
+
+    def _usable(self, access_key_id: str) -> ActiveCredential | None:
+        raise NotImplementedError
+
+    def secret_for(self, access_key_id: str) -> str | None:
+        """The SigV4 secret of an active, unexpired credential."""
+        found = self._usable(access_key_id)
+        return found.secret_access_key if found else None
+
+    def principal_for(self, access_key_id: str, method: str) -> Principal | None:
+        found = self._usable(access_key_id)
+        return msgspec.structs.replace(found.principal, method=method) if found else None
+
+    def check_api_key(self, api_key: str) -> Principal | None:
+        """The principal of a valid API key. Unknown ids cost the same hash and compare as wrong secrets."""
+        key_id = api_key_id(api_key)
+        found = self._usable(key_id) if key_id is not None else None
+        digest = hashlib.sha256(api_key.encode()).digest()
+        expected = found.api_key_sha256 if found else _DUMMY_DIGEST
+        if hmac.compare_digest(digest, expected) and found is not None:
+            return msgspec.structs.replace(found.principal, method="api_key")
+        return None
 
 
 def new_secrets() -> tuple[str, str, str]:
@@ -130,7 +167,7 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
-class AuthStore:
+class AuthStore(ActiveLookups):
     def __init__(
         self, path: Path, *, key: bytes | None = None, clock_us: Callable[[], int] = _now_us
     ) -> None:
@@ -150,13 +187,13 @@ class AuthStore:
         except (apsw.Error, OSError) as exc:
             raise ConfigError(f"cannot open the credential store at {path}: {exc}") from None
         self._loaded_generation = -1
-        self._active: dict[str, _Active] = {}
+        self._active: dict[str, ActiveCredential] = {}
         self._pending_audit: list[tuple[Any, ...]] = []
         self._flusher: threading.Timer | None = None
 
     # ---- lookups on the request path --------------------------------------------------------------------
 
-    def _current(self) -> dict[str, _Active]:
+    def _current(self) -> dict[str, ActiveCredential]:
         generation: int = _GENERATION.unpack_from(self._generation)[0]
         if generation != self._loaded_generation:
             with self._lock:
@@ -173,7 +210,7 @@ class AuthStore:
         finally:
             fcntl.flock(self._generation_fd, fcntl.LOCK_UN)
 
-    def _load_active(self) -> dict[str, _Active]:
+    def _load_active(self) -> dict[str, ActiveCredential]:
         rows = cast(
             list[tuple[str, str, bytes, str, str, int | None]],
             self._conn.execute(
@@ -185,33 +222,14 @@ class AuthStore:
         for key_id, secret, digest, role, services, expires_at in rows:
             patterns = tuple(msgspec.json.decode(services))
             principal = Principal(id=key_id, roles=frozenset({Role(role)}), services=patterns)
-            active[key_id] = _Active(secret, digest, principal, expires_at)
+            active[key_id] = ActiveCredential(secret, digest, principal, expires_at)
         return active
 
-    def _usable(self, access_key_id: str) -> _Active | None:
+    def _usable(self, access_key_id: str) -> ActiveCredential | None:
         found = self._current().get(access_key_id)
         if found is None or (found.expires_at is not None and found.expires_at <= self._clock_us()):
             return None
         return found
-
-    def secret_for(self, access_key_id: str) -> str | None:
-        """The SigV4 secret of an active, unexpired credential."""
-        found = self._usable(access_key_id)
-        return found.secret_access_key if found else None
-
-    def principal_for(self, access_key_id: str, method: str) -> Principal | None:
-        found = self._usable(access_key_id)
-        return msgspec.structs.replace(found.principal, method=method) if found else None
-
-    def check_api_key(self, api_key: str) -> Principal | None:
-        """The principal of a valid API key. Unknown ids cost the same hash and compare as wrong secrets."""
-        key_id, _, _ = api_key.removeprefix(API_KEY_PREFIX).partition("_")
-        found = self._usable(key_id) if api_key.startswith(API_KEY_PREFIX) else None
-        digest = hashlib.sha256(api_key.encode()).digest()
-        expected = found.api_key_sha256 if found else _DUMMY_DIGEST
-        if hmac.compare_digest(digest, expected) and found is not None:
-            return msgspec.structs.replace(found.principal, method="api_key")
-        return None
 
     # ---- management ---------------------------------------------------------------------------------------
 

@@ -24,7 +24,6 @@ works without letting a flood of unknown ids turn into a flood of Queries.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import secrets
 import threading
@@ -33,16 +32,16 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import msgspec
 from botocore.exceptions import BotoCoreError, ClientError
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from logsvc.auth.credentials import (
+    ActiveCredential,
+    ActiveLookups,
     AuditEvent,
     Credential,
     NewCredential,
-    api_key_id,
     new_secrets,
 )
 from logsvc.auth.policy import Principal, Role
@@ -60,7 +59,6 @@ _BOOTSTRAP = {"pk": {"S": "#bootstrap"}, "sk": {"S": "#bootstrap"}}
 _CREDENTIAL_PK: Final = "#credential"
 _AUDIT_DAYS_PK: Final = "#auditday"
 _SECRET_AAD: Final = b"logsvc credential secret v1\0"
-_DUMMY_DIGEST: Final = hashlib.sha256(b"no such key").digest()
 _MISS_REFRESH_SECONDS: Final = 1.0
 _MIN_STALE_SECONDS: Final = 15.0
 _BOOTSTRAP_ATTEMPTS: Final = 4
@@ -69,13 +67,6 @@ _AUDIT_BUFFER_MAX: Final = 10_000
 _BATCH: Final = 25
 _WRITE_ATTEMPTS: Final = 6
 _BACKEND_ERRORS = (ClientError, BotoCoreError)
-
-
-class _Active(msgspec.Struct, frozen=True):
-    secret_access_key: str
-    api_key_sha256: bytes
-    principal: Principal
-    expires_at: int | None
 
 
 def _now_us() -> int:
@@ -138,7 +129,7 @@ def create_auth_table(auth_store: str) -> None:
         raise ConfigError(f"cannot create DynamoDB table {url.table}: {error_reason(exc)}") from None
 
 
-class DynamoCredentialStore:
+class DynamoCredentialStore(ActiveLookups):
     """The credential store port on DynamoDB. ``master(create)`` gives the master key (``create``: a missing
     key file may be made, only when the table has no data key yet)."""
 
@@ -239,7 +230,7 @@ class DynamoCredentialStore:
                 return
             request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
-    def _load_active(self) -> dict[str, _Active]:
+    def _load_active(self) -> dict[str, ActiveCredential]:
         active = {}
         for item in self._query(_CREDENTIAL_PK):
             if "revoked_at" in item:
@@ -255,13 +246,15 @@ class DynamoCredentialStore:
                 active[key_id] = found
         return active
 
-    def _active_of(self, key_id: str, item: dict[str, Any]) -> _Active | None:
+    def _active_of(self, key_id: str, item: dict[str, Any]) -> ActiveCredential | None:
         services = tuple(value["S"] for value in item["services"]["L"])
         principal = Principal(id=key_id, roles=frozenset({Role(item["role"]["S"])}), services=services)
         expires = int(item["expires_at"]["N"]) if "expires_at" in item else None
         secret = self._open(key_id, item["secret"]["B"])
         return (
-            _Active(secret, item["api_key_sha256"]["B"], principal, expires) if secret is not None else None
+            ActiveCredential(secret, item["api_key_sha256"]["B"], principal, expires)
+            if secret is not None
+            else None
         )
 
     def _refresh(self) -> None:
@@ -286,12 +279,12 @@ class DynamoCredentialStore:
             except Exception:  # the thread must outlive any one reload: it is what keeps the copy fresh
                 log.exception("credential table %s: reload failed, keeping the copy", self.table)
 
-    def _current(self) -> dict[str, _Active]:
+    def _current(self) -> dict[str, ActiveCredential]:
         if self._monotonic() - self._loaded_at > self._max_stale:
             raise StoreUnavailable("the credential store could not be reached; retry later")
         return self._active
 
-    def _usable(self, access_key_id: str) -> _Active | None:
+    def _usable(self, access_key_id: str) -> ActiveCredential | None:
         found = self._current().get(access_key_id)
         if found is None and access_key_id:
             found = self._after_miss(access_key_id)
@@ -299,7 +292,7 @@ class DynamoCredentialStore:
             return None
         return found
 
-    def _after_miss(self, access_key_id: str) -> _Active | None:
+    def _after_miss(self, access_key_id: str) -> ActiveCredential | None:
         """Reload once for an id the copy does not know (perhaps created on another replica a moment ago).
 
         Called on the event loop, so it never waits: while a reload is under way (the background one, or
@@ -318,23 +311,6 @@ class DynamoCredentialStore:
         finally:
             self._refresh_lock.release()
         return self._active.get(access_key_id)
-
-    def secret_for(self, access_key_id: str) -> str | None:
-        found = self._usable(access_key_id)
-        return found.secret_access_key if found else None
-
-    def principal_for(self, access_key_id: str, method: str) -> Principal | None:
-        found = self._usable(access_key_id)
-        return msgspec.structs.replace(found.principal, method=method) if found else None
-
-    def check_api_key(self, api_key: str) -> Principal | None:
-        key_id = api_key_id(api_key)
-        found = self._usable(key_id) if key_id is not None else None
-        digest = hashlib.sha256(api_key.encode()).digest()
-        expected = found.api_key_sha256 if found else _DUMMY_DIGEST
-        if hmac.compare_digest(digest, expected) and found is not None:
-            return msgspec.structs.replace(found.principal, method="api_key")
-        return None
 
     # ---- management ---------------------------------------------------------------------------------------
 
