@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import contextlib
 import logging
 import os
 import signal
@@ -161,6 +162,8 @@ class ServerProcess:
                 stdout=log,
                 stderr=log,
                 env=self.env,
+                # Its own process group, so that kill() reaches the workers of --workers N too.
+                start_new_session=True,
             )
             log.close()
             deadline = time.monotonic() + timeout
@@ -176,9 +179,12 @@ class ServerProcess:
         raise RuntimeError(f"logsvc serve did not start; log:\n{self.log_path.read_text()[-3000:]}")
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        """SIGKILL to the whole process group: the server and any worker processes it started."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
 
     def terminate(self, timeout: float = 30) -> int:
         assert self.proc is not None
