@@ -117,11 +117,11 @@ class LogService:
             key = parse_log_id(log_id)
         except ValueError as exc:
             raise ValidationFailed([FieldError("log_id", str(exc))]) from None
-        entry = await self.store.get(key)
-        # An entry of a service the credential may not read does not exist for it.
-        if entry is None or not principal.covers(entry.service_name):
-            raise NotFound(f"no log entry with log_id {log_id}")
-        return entry
+        # Entries of services the credential may not read do not exist for it; ids are unique per service.
+        for entry in await self.store.get(key):
+            if principal.covers(entry.service_name):
+                return entry
+        raise NotFound(f"no log entry with log_id {log_id}")
 
 
 class AdminService:

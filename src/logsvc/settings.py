@@ -13,6 +13,7 @@ import msgspec
 from logsvc.auth.policy import Role
 from logsvc.errors import ConfigError
 from logsvc.model import HARD_MAX_MESSAGE_BYTES, Limits
+from logsvc.scopes import PATTERN_REGEX, check_pattern
 
 __all__ = ["ENV_PREFIX", "AwsGrant", "Settings", "load_settings"]
 
@@ -45,7 +46,7 @@ class AwsGrant(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """What an AWS identity (an IAM role or user) may do behind the Lambda handlers."""
 
     role: Role
-    services: tuple[Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:/*?\[\]!-]{1,128}$")], ...] = ()
+    services: tuple[Annotated[str, msgspec.Meta(pattern=PATTERN_REGEX)], ...] = ()
 
 
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -181,6 +182,11 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
         if self.auth_store and not self.encryption:
             # A shared store keeps SigV4 secrets wrapped by the master key; without one, they would be clear.
             raise ValueError("auth_store = dynamodb://... needs encryption = true (secrets are kept wrapped)")
+        for pattern in self.retention_by_service:
+            try:
+                check_pattern(pattern)  # the grammar of every service scope, so both backends agree
+            except ValueError as exc:
+                raise ValueError(f"retention_by_service: {exc}") from None
         for arn in self.aws_principals:
             if not IAM_ARN_PATTERN.match(arn):
                 raise ValueError(

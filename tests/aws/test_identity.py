@@ -112,10 +112,10 @@ def test_two_entries_for_one_role_must_agree() -> None:
         ("[read]", ("read",)),
         ("[]", ()),
         ("", ()),
-        (None, ()),
+        (None, None),
     ],
 )
-def test_claim_values_in_every_rendering(value: object, values: tuple[str, ...]) -> None:
+def test_claim_values_in_every_rendering(value: object, values: tuple[str, ...] | None) -> None:
     assert claim_values(value) == values
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,6 +14,7 @@ import pytest
 import uuid_utils
 
 from logsvc.model import Level, NewEntry, Query, decode_cursor, format_log_id, parse_timestamp
+from logsvc.scopes import covers
 from logsvc.storage import LogStore, open_store
 
 T = TypeVar("T")
@@ -97,10 +97,7 @@ def expected(entries: list[NewEntry], query: Query) -> list[tuple[int, str]]:
             (e.ts_us, format_log_id(e.log_id))
             for e in entries
             if (query.service_name is None or e.service_name == query.service_name)
-            and (
-                not query.service_patterns
-                or any(fnmatchcase(e.service_name, p) for p in query.service_patterns)
-            )
+            and (not query.service_patterns or covers(query.service_patterns, e.service_name))
             and (query.levels is None or e.level in query.levels)
             and (query.log_type is None or e.log_type == query.log_type)
             and (query.since_us is None or e.ts_us >= query.since_us)
@@ -199,7 +196,7 @@ def test_a_retried_batch_stores_no_duplicates(opener: Opener) -> None:
     assert sorted(got) == sorted(expected(batch, Query()))
 
 
-def test_get_returns_the_entry_as_stored_and_none_for_unknown_ids(opener: Opener) -> None:
+def test_get_returns_the_entry_as_stored_and_nothing_for_unknown_ids(opener: Opener) -> None:
     stored = entry(
         BASE + 5, "hello é ✓", "payments", Level.ERROR, log_type="audit", metadata='{"n":1.5,"a":[1]}'
     )
@@ -208,8 +205,8 @@ def test_get_returns_the_entry_as_stored_and_none_for_unknown_ids(opener: Opener
         await store.append([stored])
         return await store.get(stored.log_id), await store.get(uuid_utils.uuid7().bytes)
 
-    found, missing = run(opener, body)
-    assert missing is None
+    (found,), missing = run(opener, body)
+    assert missing == []
     assert (found.log_id, found.service_name, found.level, found.log_type, found.message) == (
         format_log_id(stored.log_id),
         "payments",
@@ -295,3 +292,25 @@ def test_pages_add_up_across_many_days(opener: Opener, query: Query) -> None:
     want = expected(entries, query)
     assert [ts for ts, _ in got] == [ts for ts, _ in want]
     assert sorted(got) == sorted(want)
+
+
+def test_a_log_id_is_unique_within_its_service_not_across_services(opener: Opener) -> None:
+    """A writer reusing another service's log_id neither loses its own entry nor touches the other's."""
+    first = entry(BASE + 1, "of payments", "payments")
+    same_id_elsewhere = msgspec.structs.replace(
+        entry(BASE + 2, "of checkout", "checkout"), log_id=first.log_id
+    )
+
+    async def body(store: LogStore) -> list[Any]:
+        await store.append([first])
+        await store.append([same_id_elsewhere])
+        await store.append([first, same_id_elsewhere])  # a retry of both: no duplicates
+        page = await store.recent(Query(limit=10))
+        return [await store.get(first.log_id), page]
+
+    found, page = run(opener, body)
+    assert [(e.service_name, e.message) for e in found] == [
+        ("checkout", "of checkout"),
+        ("payments", "of payments"),
+    ]
+    assert page.count == 2

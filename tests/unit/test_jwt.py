@@ -146,7 +146,7 @@ def jwks_file(tmp_path: Path, *signers: SigningKey) -> Path:
 def test_valid_rs256(verifier: JwtVerifier, rsa_signer: SigningKey) -> None:
     token_claims = claims(**{"cognito:groups": ["writers"]})
     assert verifier.verify(rsa_signer.sign(token_claims)) == TokenClaims(
-        subject="user-1", roles=("writers",), services=(), expires_at=token_claims["exp"]
+        subject="user-1", roles=("writers",), services=None, expires_at=token_claims["exp"]
     )
 
 

@@ -6,7 +6,7 @@ import asyncio
 
 from logsvc.auth.credentials import API_KEY_PREFIX
 from logsvc.auth.jwt import JwtVerifier
-from logsvc.auth.policy import Principal, Role
+from logsvc.auth.policy import Principal, token_principal
 from logsvc.auth.sigv4 import SignedRequest, SigV4Verifier
 from logsvc.auth.store import CredentialStore
 from logsvc.errors import AuthenticationFailed, UnrecognizedClient
@@ -14,7 +14,6 @@ from logsvc.errors import AuthenticationFailed, UnrecognizedClient
 __all__ = ["SIGV4_SCHEME", "Authenticator"]
 
 SIGV4_SCHEME = "AWS4-HMAC-SHA256"
-_ROLE_NAMES = {role.value: role for role in Role} | {f"logsvc-{role.value}": role for role in Role}
 
 
 class Authenticator:
@@ -48,5 +47,6 @@ class Authenticator:
             )
         # A JWKS refresh is a blocking HTTP fetch; keep it off the event loop.
         claims = await asyncio.to_thread(self.jwt.verify, token)
-        roles = frozenset(_ROLE_NAMES[value] for value in claims.roles if value in _ROLE_NAMES)
-        return Principal(id=f"oidc:{claims.subject}", roles=roles, services=claims.services, method="jwt")
+        return token_principal(
+            claims.subject, claims.roles, claims.services, service_claim=self.jwt.service_claim
+        )

@@ -16,6 +16,7 @@ import base64
 import fcntl
 import hashlib
 import hmac
+import logging
 import mmap
 import os
 import secrets
@@ -69,6 +70,7 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_at ON audit(at);
 """
 _GENERATION = struct.Struct("<Q")
+log = logging.getLogger("logsvc.auth")
 _INSERT_AUDIT = "INSERT INTO audit(at, actor, action, target, source, detail) VALUES (?, ?, ?, ?, ?, ?)"
 API_KEY_PREFIX: Final = "lsk_"
 _DUMMY_DIGEST: Final = hashlib.sha256(b"no such key").digest()
@@ -221,7 +223,12 @@ class AuthStore(ActiveLookups):
         active = {}
         for key_id, secret, digest, role, services, expires_at in rows:
             patterns = tuple(msgspec.json.decode(services))
-            principal = Principal(id=key_id, roles=frozenset({Role(role)}), services=patterns)
+            try:
+                principal = Principal(id=key_id, roles=frozenset({Role(role)}), services=patterns)
+            except ValueError as exc:
+                # A scope made before the pattern grammar narrowed: refused (closed), never read loosely.
+                log.warning("credential %s is not usable, recreate it: %s", key_id, exc)
+                continue
             active[key_id] = ActiveCredential(secret, digest, principal, expires_at)
         return active
 

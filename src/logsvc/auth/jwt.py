@@ -62,7 +62,7 @@ class TokenClaims:
 
     subject: str
     roles: tuple[str, ...]
-    services: tuple[str, ...]
+    services: tuple[str, ...] | None  # None: the token has no service claim
     expires_at: int | None
 
 
@@ -96,7 +96,7 @@ class JwtVerifier:
         self._issuer = issuer
         self._audience = audience
         self._role_claim = role_claim
-        self._service_claim = service_claim
+        self.service_claim = service_claim
         # A tuple, not a set: membership then compares with ==, so an unhashable "alg" in a hostile
         # header is simply not found instead of raising TypeError.
         self._algorithms = tuple(algorithms)
@@ -150,8 +150,8 @@ class JwtVerifier:
             raise AuthenticationFailed("the bearer token's subject ('sub') is empty", code="invalid_token")
         return TokenClaims(
             subject=claims["sub"],
-            roles=_claim_values(claims, self._role_claim),
-            services=_claim_values(claims, self._service_claim),
+            roles=_claim_values(claims, self._role_claim) or (),
+            services=_claim_values(claims, self.service_claim),
             expires_at=int(claims["exp"]),
         )
 
@@ -235,11 +235,12 @@ def _load_jwks_file(path: Path) -> jwt.PyJWKSet:
         raise ConfigError(f"the JWKS file {path} holds no usable key: {exc}") from None
 
 
-def _claim_values(claims: dict[str, Any], name: str) -> tuple[str, ...]:
-    """A claim given as a list of strings or as one space- or comma-separated string, as IdPs differ."""
+def _claim_values(claims: dict[str, Any], name: str) -> tuple[str, ...] | None:
+    """A claim given as a list of strings or as one space- or comma-separated string, as IdPs differ;
+    None when the token does not have it."""
     value = claims.get(name)
     if value is None:
-        return ()
+        return None
     if isinstance(value, str):
         return tuple(item for item in _LIST_SEPARATORS.split(value) if item)
     if isinstance(value, list) and all(isinstance(item, str) for item in value):

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import enum
 import re
-from fnmatch import fnmatchcase
+from collections.abc import Iterable
 
 import msgspec
 
 from logsvc.errors import FieldError, Forbidden, ValidationFailed
 from logsvc.model import parse_timestamp
+from logsvc.scopes import PATTERN_GRAMMAR, check_pattern, covers
 
-__all__ = ["ANONYMOUS", "KeyRequest", "Permission", "Principal", "Role", "parse_expiry", "parse_key_request"]
+__all__ = [
+    "ANONYMOUS",
+    "KeyRequest",
+    "Permission",
+    "Principal",
+    "Role",
+    "parse_expiry",
+    "parse_key_request",
+    "token_principal",
+]
 
 
 class Role(enum.StrEnum):
@@ -37,12 +47,18 @@ _GRANTS: dict[Role, frozenset[Permission]] = {
 
 
 class Principal(msgspec.Struct, frozen=True):
-    """The identity a request acts as. ``services`` holds glob patterns; empty means every service."""
+    """The identity a request acts as. ``services`` holds service patterns (``logsvc.scopes``); empty means
+    every service. A principal with a pattern outside the grammar cannot be made (ValueError), so a scope
+    that some route might read differently never reaches one."""
 
     id: str
     roles: frozenset[Role]
     services: tuple[str, ...] = ()
     method: str = "none"
+
+    def __post_init__(self) -> None:
+        for pattern in self.services:
+            check_pattern(pattern)
 
     def may(self, permission: Permission) -> bool:
         return permission is Permission.PUBLIC or any(permission in _GRANTS[role] for role in self.roles)
@@ -55,13 +71,32 @@ class Principal(msgspec.Struct, frozen=True):
             )
 
     def covers(self, service_name: str) -> bool:
-        return not self.services or any(fnmatchcase(service_name, pattern) for pattern in self.services)
+        return covers(self.services, service_name)
+
+
+# A group or role claim names our roles as "ingest" or as "logsvc-ingest" (Cognito group names are global).
+_ROLE_NAMES = {role.value: role for role in Role} | {f"logsvc-{role.value}": role for role in Role}
+
+
+def token_principal(
+    subject: str, role_names: Iterable[str], services: tuple[str, ...] | None, *, service_claim: str
+) -> Principal:
+    """The principal of a verified token, on the server (OIDC bearer) and behind API Gateway alike. Names
+    that are not roles of ours are ignored. ``services`` is the service claim: absent (None) means every
+    service; present but naming none, or naming a pattern outside the grammar, refuses the token: an
+    identity provider that meant to scope a token must never grant every service by accident."""
+    if services is not None and not services:
+        raise Forbidden(f"the token's '{service_claim}' claim is present but names no service")
+    roles = frozenset(_ROLE_NAMES[name] for name in role_names if name in _ROLE_NAMES)
+    try:
+        return Principal(id=f"oidc:{subject}", roles=roles, services=services or (), method="jwt")
+    except ValueError as exc:
+        raise Forbidden(f"the token's '{service_claim}' claim: {exc}") from None
 
 
 ANONYMOUS = Principal(id="anonymous", roles=frozenset({Role.INGEST, Role.READ}), method="anonymous")
 
 
-_PATTERN = re.compile(r"^[A-Za-z0-9._:/*?\[\]!-]{1,128}$")
 _DURATION = re.compile(r"^(\d+)([dhm])$")
 _UNIT_US = {"d": 86_400_000_000, "h": 3_600_000_000, "m": 60_000_000}
 
@@ -90,6 +125,14 @@ def parse_expiry(value: str, now_us: int) -> int:
     return at
 
 
+def _pattern_error(pattern: object) -> str:
+    try:
+        check_pattern(pattern)
+    except ValueError as exc:
+        return str(exc)
+    return ""
+
+
 def parse_key_request(doc: object, now_us: int) -> KeyRequest:
     """A key request from JSON or CLI options, or ValidationFailed naming every bad field."""
     if not isinstance(doc, dict):
@@ -105,8 +148,12 @@ def parse_key_request(doc: object, now_us: int) -> KeyRequest:
     services = doc.get("services") or []
     if isinstance(services, str):
         services = [services]
-    if not isinstance(services, list) or not all(isinstance(p, str) and _PATTERN.match(p) for p in services):
-        errors.append(FieldError("services", "must be service-name glob patterns such as payments*"))
+    if not isinstance(services, list):
+        errors.append(FieldError("services", f"must be a list of service patterns: {PATTERN_GRAMMAR}"))
+        services = []
+    bad = [(index, _pattern_error(pattern)) for index, pattern in enumerate(services)]
+    if any(problem for _, problem in bad):
+        errors += [FieldError(f"services[{index}]", problem) for index, problem in bad if problem]
         services = []
     expires_at = None
     if doc.get("expires") is not None:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, cast
 
-from logsvc.auth.policy import Principal, Role
+from logsvc.auth.policy import Principal, token_principal
 from logsvc.aws.events import Identity
 from logsvc.errors import AuthenticationFailed, ConfigError, Forbidden
 from logsvc.settings import AwsGrant, Settings
@@ -25,7 +25,6 @@ IamKey = tuple[str, str, str, str]
 
 _IAM_ARN = re.compile(r"^arn:(aws[a-z-]*):iam::(\d{12}):(role|user)/(?:[^/]+/)*([^/]+)$")
 _ASSUMED_ROLE_ARN = re.compile(r"^arn:(aws[a-z-]*):sts::(\d{12}):assumed-role/([^/]+)/[^/]+$")
-_ROLE_NAMES = {role.value: role for role in Role} | {f"logsvc-{role.value}": role for role in Role}
 _LIST_SEPARATORS = re.compile(r"[\s,]+")
 
 
@@ -105,17 +104,20 @@ class PrincipalMap:
 
     def _jwt(self, claims: dict[str, Any]) -> Principal:
         subject = str(claims.get("sub") or claims.get("cognito:username") or claims.get("username") or "")
-        names = claim_values(claims.get(self._role_claim))
-        roles = frozenset(_ROLE_NAMES[name] for name in names if name in _ROLE_NAMES)
-        services = claim_values(claims.get(self._service_claim))
-        return Principal(id=f"oidc:{subject}", roles=roles, services=services, method="jwt")
+        return token_principal(
+            subject,
+            claim_values(claims.get(self._role_claim)) or (),
+            claim_values(claims.get(self._service_claim)),
+            service_claim=self._service_claim,
+        )
 
 
-def claim_values(value: object) -> tuple[str, ...]:
+def claim_values(value: object) -> tuple[str, ...] | None:
     """A claim as the authorizer passed it: a list of strings, or one string that is comma- or
-    space-separated, possibly in brackets (an HTTP API's JWT authorizer renders an array as ``[a b]``)."""
+    space-separated, possibly in brackets (an HTTP API's JWT authorizer renders an array as ``[a b]``);
+    None when the claim is absent."""
     if value is None:
-        return ()
+        return None
     if isinstance(value, list):
         return tuple(str(item) for item in value if item)
     text = str(value).strip()

@@ -29,12 +29,14 @@ class Export(msgspec.Struct, frozen=True):
 
 class LogStore(Protocol):
     async def append(self, entries: Sequence[NewEntry]) -> None:
-        """Store entries atomically; returns only once they are durable. A known log_id is a no-op."""
+        """Store entries atomically; returns only once they are durable. A log_id already stored for the
+        same service is a no-op."""
 
     async def recent(self, query: Query) -> Page:
         """Matching entries, newest first by event time, ties by arrival."""
 
-    async def get(self, log_id: bytes) -> LogEntry | None: ...
+    async def get(self, log_id: bytes) -> list[LogEntry]:
+        """Every entry with this id, newest first: a log_id is unique within a service, not across them."""
 
     async def check_writable(self) -> None:
         """Raise StoreUnavailable unless a write could be taken now."""

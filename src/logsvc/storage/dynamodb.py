@@ -23,7 +23,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from fnmatch import fnmatchcase
 from typing import Any, TypeVar
 
 import msgspec
@@ -42,6 +41,7 @@ from logsvc.model import (
     format_log_id,
     format_timestamp,
 )
+from logsvc.scopes import covers
 from logsvc.storage import Export
 from logsvc.storage.dynamodb_table import (
     CONFIG_KEY,
@@ -280,7 +280,7 @@ class DynamoDBStore:
 
     # ---- reads -------------------------------------------------------------------------------------------
 
-    async def get(self, log_id: bytes) -> LogEntry | None:
+    async def get(self, log_id: bytes) -> list[LogEntry]:
         found = await self._call(
             self._client.query,
             TableName=self.table,
@@ -288,11 +288,13 @@ class DynamoDBStore:
             KeyConditionExpression="id = :id",
             ExpressionAttributeValues={":id": {"S": log_id.hex()}},
         )
-        if not found["Items"]:
-            return None
-        key = {"pk": found["Items"][0]["pk"], "sk": found["Items"][0]["sk"]}
-        item = await self._call(self._client.get_item, TableName=self.table, Key=key, ConsistentRead=True)
-        return _entry(item["Item"]) if "Item" in item else None
+        entries = []
+        for index_item in found["Items"]:  # one per service that used this id, at most a few
+            key = {"pk": index_item["pk"], "sk": index_item["sk"]}
+            item = await self._call(self._client.get_item, TableName=self.table, Key=key, ConsistentRead=True)
+            if "Item" in item:
+                entries.append(_entry(item["Item"]))
+        return sorted(entries, key=lambda entry: entry.timestamp, reverse=True)
 
     async def recent(self, query: Query) -> Page:
         if query.levels == ():
@@ -551,12 +553,8 @@ def _day(ts_us: int) -> str:
     return f"{ts_us // DAY_US:06d}"
 
 
-def _covered(service: str, patterns: tuple[str, ...]) -> bool:
-    return any(fnmatchcase(service, pattern) for pattern in patterns)
-
-
 def _in_scope(service: str, include: tuple[str, ...], exclude: tuple[str, ...]) -> bool:
-    return (not include or _covered(service, include)) and not _covered(service, exclude)
+    return covers(include, service) and not (exclude and covers(exclude, service))
 
 
 def _matches(item: dict[str, Any], query: Query, patterns: tuple[str, ...]) -> bool:
@@ -564,7 +562,7 @@ def _matches(item: dict[str, Any], query: Query, patterns: tuple[str, ...]) -> b
         return False
     if query.log_type is not None and item["typ"]["S"] != query.log_type:
         return False
-    if patterns and not _covered(item["svc"]["S"], patterns):
+    if not covers(patterns, item["svc"]["S"]):
         return False
     if query.terms:
         # No full-text index here: every term must occur in the message, ignoring case.

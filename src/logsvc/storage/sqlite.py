@@ -40,13 +40,14 @@ from logsvc.model import (
     format_log_id,
     format_timestamp,
 )
+from logsvc.scopes import sql_glob
 from logsvc.storage import Export
 
 __all__ = ["SQLiteStore", "ServiceStats", "StoreStats", "destroy_sqlite", "snapshot_sqlite", "store_stats"]
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 # Rows are grouped in blocks of 2**12 arrival numbers for the full-text search watermarks (see _search).
 BLOCK_SHIFT: Final = 12
 _MAX_GROUP_ROWS: Final = 50_000
@@ -70,7 +71,8 @@ CREATE TABLE IF NOT EXISTS logs (
 _SCHEMA = (
     LOGS_TABLE
     + f"""
-CREATE UNIQUE INDEX IF NOT EXISTS logs_log_id ON logs(log_id);
+-- A log_id is unique within its service (decision 14): a writer cannot make another service's entry vanish.
+CREATE UNIQUE INDEX IF NOT EXISTS logs_log_id_service ON logs(log_id, service);
 CREATE INDEX IF NOT EXISTS logs_ts ON logs(ts);
 CREATE INDEX IF NOT EXISTS logs_service_ts ON logs(service, ts);
 CREATE INDEX IF NOT EXISTS logs_level_ts ON logs(level, ts);
@@ -92,7 +94,7 @@ END;
 
 INSERT_ENTRY = (
     "INSERT INTO logs(log_id, ts, service, level, log_type, message, metadata, received) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(log_id) DO NOTHING"
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(log_id, service) DO NOTHING"
 )
 _NEWEST_FIRST = "ORDER BY ts DESC, seq DESC"
 # A transaction of duplicates only adds no row: its last_seq is the previous commit's, which stands.
@@ -195,6 +197,7 @@ class SQLiteStore:
             )
         if version < SCHEMA_VERSION:
             with conn:
+                conn.execute("DROP INDEX IF EXISTS logs_log_id")  # version 2: log_id unique store-wide
                 conn.execute(_SCHEMA)
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
@@ -389,7 +392,7 @@ class SQLiteStore:
             raise ValidationFailed([FieldError("cursor", "belongs to another store")])
         return await self._read(self._recent, query)
 
-    async def get(self, log_id: bytes) -> LogEntry | None:
+    async def get(self, log_id: bytes) -> list[LogEntry]:
         return await self._read(self._get, log_id)
 
     async def _read(self, function: Callable[[apsw.Connection, A], R], argument: A) -> R:
@@ -423,9 +426,9 @@ class SQLiteStore:
     def _over_budget(self) -> bool:
         return time.perf_counter() > self._inline_deadline
 
-    def _get(self, conn: apsw.Connection, log_id: bytes) -> LogEntry | None:
-        row = conn.execute(f"SELECT {_COLUMNS} FROM logs WHERE log_id = ?", (log_id,)).fetchone()
-        return _entry(cast(Row, row)) if row else None
+    def _get(self, conn: apsw.Connection, log_id: bytes) -> list[LogEntry]:
+        rows = conn.execute(f"SELECT {_COLUMNS} FROM logs WHERE log_id = ? {_NEWEST_FIRST}", (log_id,))
+        return [_entry(cast(Row, row)) for row in rows]
 
     def _recent(self, conn: apsw.Connection, query: Query) -> Page:
         want = query.limit + 1
@@ -520,7 +523,7 @@ def _service_scope(prefix: str, include: tuple[str, ...], exclude: tuple[str, ..
         where += " AND (" + " OR ".join(f"{prefix}service GLOB ?" for _ in include) + ")"
     if exclude:
         where += " AND NOT (" + " OR ".join(f"{prefix}service GLOB ?" for _ in exclude) + ")"
-    return where, [*include, *exclude]
+    return where, [sql_glob(pattern) for pattern in (*include, *exclude)]
 
 
 def _filters(query: Query, prefix: str) -> tuple[str, list[Any]]:
