@@ -129,6 +129,14 @@ def test_jwt_claims_give_roles_and_services() -> None:
     assert mapping.principal(Identity(kind="jwt", claims={"sub": "u-2"})).roles == frozenset()
 
 
+@pytest.mark.parametrize("claim", ["", "[]", ",", []])
+def test_a_service_claim_naming_no_service_fails_closed(claim: object) -> None:
+    mapping = PrincipalMap({}, role_claim="groups", service_claim="custom:services")
+    claims = {"sub": "u-1", "groups": "read", "custom:services": claim}
+    with pytest.raises(Forbidden, match="names no service"):
+        mapping.principal(Identity(kind="jwt", claims=claims))
+
+
 def test_the_setting_reaches_the_map_from_the_environment() -> None:
     settings = load_settings(
         environ={

@@ -184,6 +184,18 @@ def test_oidc_tokens(oidc: tuple[ServerThread, Any]) -> None:
         assert client.get("/logs", headers={"Authorization": reader}).json()["count"] == 1
 
 
+@pytest.mark.parametrize("claim", ["", [], ",", " ", ["team-[!a]*"]])
+def test_a_service_claim_naming_no_service_or_a_bad_pattern_fails_closed(
+    oidc: tuple[ServerThread, Any], claim: object
+) -> None:
+    server, private = oidc
+    scoped = token(private, **{"cognito:groups": ["read"], "logsvc:services": claim})
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        response = client.get("/logs", headers={"Authorization": f"Bearer {scoped}"})
+    assert response.status_code == 403
+    assert "logsvc:services" in response.json()["detail"]
+
+
 # ---- TLS -------------------------------------------------------------------------------------------------
 
 
