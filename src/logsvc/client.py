@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import configparser
 import re
+import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,13 @@ class LogClient:
     ) -> dict[str, Any]:
         url = httpx.URL(self.endpoint + path)
         query = urlencode(list(params), quote_via=quote, safe="-_.~")
-        headers = [("Host", url.netloc.decode()), ("Accept", "application/json")]
+        # A signed request id makes every signature unique, so that a server with the optional replay
+        # guard on never takes two identical sends (a heartbeat) for a replay.
+        headers = [
+            ("Host", url.netloc.decode()),
+            ("Accept", "application/json"),
+            ("X-Request-Id", uuid.uuid4().hex),
+        ]
         if body:
             headers.append(("Content-Type", "application/json"))
         if self.keys is not None:

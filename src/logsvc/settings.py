@@ -92,6 +92,12 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     sigv4_service: Annotated[str, msgspec.Meta(description="service a SigV4 signature must name")] = (
         "execute-api"
     )
+    sigv4_replay_guard: Annotated[
+        bool,
+        msgspec.Meta(
+            description="refuse a SigV4 signature already used within the skew window (API Gateway does not)"
+        ),
+    ] = False
     rate_limit_per_second: Annotated[
         float, msgspec.Meta(gt=0, description="requests per second per credential")
     ] = 10_000.0

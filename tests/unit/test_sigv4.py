@@ -484,8 +484,15 @@ def test_skew_of_exactly_five_minutes_is_accepted(offset: int) -> None:
     assert verifier(offset).verify(signed(small_post())) == KEY
 
 
-def test_replay_is_refused() -> None:
+def test_identical_requests_are_accepted_by_default_as_api_gateway_does() -> None:
     checker = verifier()
+    request = signed(small_post())
+    assert checker.verify(request) == KEY
+    assert checker.verify(request) == KEY
+
+
+def test_replay_is_refused_with_the_guard_on() -> None:
+    checker = verifier(replay_guard=True)
     request = signed(small_post())
     assert checker.verify(request) == KEY
     with pytest.raises(ReplayedSignature):
@@ -494,7 +501,7 @@ def test_replay_is_refused() -> None:
 
 def test_a_forgotten_signature_may_be_retried() -> None:
     """After our 5xx, a client retry within the same second carries the same signature; it must pass."""
-    checker = verifier()
+    checker = verifier(replay_guard=True)
     request = signed(small_post())
     assert checker.verify(request) == KEY
     authorization = next(value for name, value in request.headers if name.lower() == "authorization")
@@ -506,7 +513,7 @@ def test_a_forgotten_signature_may_be_retried() -> None:
 
 
 def test_concurrent_replays_let_exactly_one_through() -> None:
-    checker = verifier()
+    checker = verifier(replay_guard=True)
     request = signed(small_post())
     outcomes: list[str] = []
     start = threading.Barrier(8)
@@ -527,7 +534,7 @@ def test_concurrent_replays_let_exactly_one_through() -> None:
 
 
 def test_replay_memory_is_bounded_forgetting_the_soonest_to_expire() -> None:
-    checker = verifier(replay_window_entries=2)
+    checker = verifier(replay_guard=True, replay_window_entries=2)
     first, second, third = (signed(small_post(), at=NOW + timedelta(seconds=offset)) for offset in (-2, 2, 1))
     for request in (first, second, third):
         assert checker.verify(request) == KEY

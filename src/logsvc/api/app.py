@@ -53,7 +53,11 @@ def create_app(settings: Settings, store: LogStore | None = None) -> Starlette:
         app.state.service = LogService(active, settings.limits, observer=metrics)
         app.state.admin = AdminService(auth)
         app.state.authenticator = Authenticator(
-            auth, region=settings.sigv4_region, service=settings.sigv4_service, jwt=_jwt_verifier(settings)
+            auth,
+            region=settings.sigv4_region,
+            service=settings.sigv4_service,
+            jwt=_jwt_verifier(settings),
+            replay_guard=settings.sigv4_replay_guard,
         )
         retention = retention_for(settings, active)
         await retention.check()

@@ -18,10 +18,18 @@ SIGV4_SCHEME = "AWS4-HMAC-SHA256"
 
 class Authenticator:
     def __init__(
-        self, store: CredentialStore, *, region: str, service: str, jwt: JwtVerifier | None = None
+        self,
+        store: CredentialStore,
+        *,
+        region: str,
+        service: str,
+        jwt: JwtVerifier | None = None,
+        replay_guard: bool = False,
     ) -> None:
         self.store = store
-        self.sigv4 = SigV4Verifier(store.secret_for, region=region, service=service)
+        self.sigv4 = SigV4Verifier(
+            store.secret_for, region=region, service=service, replay_guard=replay_guard
+        )
         self.jwt = jwt
 
     def from_signature(self, request: SignedRequest) -> Principal:

@@ -359,10 +359,10 @@ class SigV4Verifier:
     """Checks AWS SigV4 ``Authorization`` headers the way API Gateway's IAM authorization does, and more.
 
     On top of AWS's rules: the body is hashed here and must match any ``x-amz-content-sha256`` header
-    (``UNSIGNED-PAYLOAD`` is refused), ``host`` and ``x-amz-date`` must be signed, and a signature is
-    accepted only once while its time is within the skew window. Headers that are not signed are ignored:
-    some clients add Content-Type after signing. ``X-Amz-Security-Token`` is not interpreted: this
-    service issues no temporary credentials, so a token is just one more header, signed or not.
+    (``UNSIGNED-PAYLOAD`` is refused), ``host`` and ``x-amz-date`` must be signed, and, with
+    ``replay_guard``, a signature is accepted only once while its time is within the skew window. Headers
+    that are not signed are ignored: some clients add Content-Type after signing. ``X-Amz-Security-Token``
+    is not interpreted: this service issues no temporary credentials, so a token is just one more header.
 
     The path is verified normalized (dot segments removed, runs of slashes merged) before it is encoded.
     That is the rule AWS defines for every service but S3, and what botocore and requests-aws4auth sign for
@@ -380,6 +380,7 @@ class SigV4Verifier:
         service: str = "execute-api",
         max_skew_seconds: int = 300,
         clock: Callable[[], float] = time.time,
+        replay_guard: bool = False,
         replay_window_entries: int = 1_000_000,
     ) -> None:
         if max_skew_seconds < 0 or replay_window_entries < 1:
@@ -389,7 +390,9 @@ class SigV4Verifier:
         self._service = service
         self._max_skew = max_skew_seconds
         self._clock = clock
-        self._seen = _SeenSignatures(replay_window_entries)
+        # Off by default, as API Gateway has none: two identical log lines signed in one second are two
+        # events, not an attack (decision 15).
+        self._seen = _SeenSignatures(replay_window_entries) if replay_guard else None
         # Unknown keys are checked against this secret so that they cost what a wrong signature costs.
         self._decoy_secret = secrets.token_urlsafe(30)
 
@@ -447,13 +450,17 @@ class SigV4Verifier:
                 "Check your AWS Secret Access Key and signing method."
             )
         # Only now, with the signature proven, is it remembered: forged ones must not fill the map.
-        if not self._seen.first_use(auth.signature, request_time + self._max_skew, now):
+        if self._seen is not None and not self._seen.first_use(
+            auth.signature, request_time + self._max_skew, now
+        ):
             raise ReplayedSignature("This signature has already been used; sign each request afresh.")
         return auth.access_key_id
 
     def forget(self, authorization: str) -> None:
         """Let a verified signature be used again: its request failed on our side (5xx), so a client's
         retry, which within the same second carries the same signature, must not look like a replay."""
+        if self._seen is None:
+            return
         try:
             self._seen.forget(_parse_authorization([authorization]).signature)
         except SignatureRejected:
