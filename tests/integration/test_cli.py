@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import configparser
 import json
+import os
+import re
 import signal
 import stat
 import subprocess
 import sys
 import threading
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -187,3 +191,30 @@ def test_keys_commands(tmp_path: Path) -> None:
     assert "key.create" in table.stdout
     assert "key.revoke" in table.stdout
     assert logsvc("keys", "list", "--data-dir", data).returncode == 0
+
+
+def test_background_jobs_run_in_one_worker_and_move_when_it_dies(tmp_path: Path) -> None:
+    """With --workers 2, one process sweeps and archives; when it is killed another takes the jobs over."""
+    server = ServerProcess(tmp_path / "data", "--workers", "2", env={"LOGSVC_RETENTION_SWEEP_SECONDS": "0.2"})
+    pattern = re.compile(r"process (\d+) runs the background jobs")
+
+    def runners() -> list[int]:
+        return [int(pid) for pid in pattern.findall(server.log_path.read_text())]
+
+    def wait_for(condition: Callable[[], bool], what: str) -> None:
+        deadline = time.monotonic() + 30
+        while not condition():
+            assert time.monotonic() < deadline, f"{what}; log:\n{server.log_path.read_text()[-3000:]}"
+            time.sleep(0.05)
+
+    try:
+        server.start()
+        wait_for(lambda: server.log_path.read_text().count("Application startup complete") >= 2, "2 workers")
+        wait_for(lambda: len(runners()) >= 1, "a worker runs the jobs")
+        time.sleep(1)  # five sweep intervals in which the other worker keeps trying for the lease
+        (first,) = runners()
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: len(runners()) == 2, "another worker takes the jobs over")
+        assert runners()[1] != first
+    finally:
+        server.kill()

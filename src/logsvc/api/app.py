@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,12 +27,15 @@ from logsvc.auth.jwt import JwtVerifier
 from logsvc.auth.store import open_credentials
 from logsvc.crypto import KEYRING_NAME, store_key
 from logsvc.errors import ConfigError, LogServiceError
+from logsvc.jobs import JobsLease
 from logsvc.model import retention_rules
 from logsvc.service import AdminService, LogService, Retention
 from logsvc.settings import Settings, load_settings
 from logsvc.storage import LogStore, open_store
 
 __all__ = ["create_app", "create_app_from_environment", "retention_for"]
+
+log = logging.getLogger("logsvc.app")
 
 
 def create_app(settings: Settings, store: LogStore | None = None) -> Starlette:
@@ -60,20 +65,20 @@ def create_app(settings: Settings, store: LogStore | None = None) -> Starlette:
             replay_guard=settings.sigv4_replay_guard,
         )
         retention = retention_for(settings, active)
-        await retention.check()
-        background = [asyncio.create_task(retention.run_forever(settings.retention_sweep_seconds))]
         archiver = _archiver(settings, active, key)
-        if archiver is not None:
-            background.append(asyncio.create_task(archiver.run_forever(settings.archive_seconds)))
+        lease = JobsLease(Path(settings.data_dir).resolve())
+        if lease.try_take():
+            await retention.check()
+        background = asyncio.create_task(_run_jobs(lease, retention, archiver, settings))
         try:
             yield
         finally:
-            for task in background:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            if archiver is not None:
+            background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await background
+            if archiver is not None and lease.held:
                 await archiver.final_segment()  # what was committed until shutdown is archived too
+            lease.release()
             auth.close()
             if own_store:
                 await active.close()
@@ -96,6 +101,19 @@ def create_app(settings: Settings, store: LogStore | None = None) -> Starlette:
     app.state.metrics = metrics
     app.state.openapi = msgspec.json.encode(openapi_document())
     return app
+
+
+async def _run_jobs(
+    lease: JobsLease, retention: Retention, archiver: Archiver | None, settings: Settings
+) -> None:
+    """The background jobs, once this process holds the data directory's lease (see ``logsvc.jobs``)."""
+    while not lease.try_take():
+        await asyncio.sleep(settings.retention_sweep_seconds)
+    log.info("process %d runs the background jobs of %s", os.getpid(), lease.path.parent)
+    async with asyncio.TaskGroup() as jobs:
+        jobs.create_task(retention.run_forever(settings.retention_sweep_seconds))
+        if archiver is not None:
+            jobs.create_task(archiver.run_forever(settings.archive_seconds))
 
 
 def retention_for(settings: Settings, store: LogStore) -> Retention:
