@@ -14,6 +14,7 @@ import httpx
 import msgspec
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from logsvc import __version__
 from logsvc.archive import restore_to_time
@@ -24,6 +25,7 @@ from logsvc.aws.package import build as build_lambda_zips
 from logsvc.backup import create_backup, restore_backup
 from logsvc.client import LogClient, RequestFailed, aws_keys, load_profile, region_of
 from logsvc.crypto import key_source, rekey_store, rotate_master_key, store_key
+from logsvc.display import json_line, printable, untrusted
 from logsvc.errors import ConfigError, LogServiceError
 from logsvc.model import QUERY_PARAMETERS, format_timestamp, parse_timestamp
 from logsvc.server import serve as run_server
@@ -38,9 +40,16 @@ _err = Console(stderr=True)
 _out = Console(highlight=False)
 
 
+def _error(message: object) -> None:
+    """One line, never wrapped (paths and ids stay copyable); the message may quote a server or a file."""
+    _err.print(
+        Text.assemble(("error:", "bold red"), " ", untrusted(message)), highlight=False, soft_wrap=True
+    )
+
+
 def _fail(message: str) -> NoReturn:
-    """An error an operator can act on: one line, never wrapped (paths and ids stay copyable), exit 2."""
-    _err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """An error an operator can act on, exit 2."""
+    _error(message)
     raise SystemExit(2)
 
 
@@ -99,7 +108,7 @@ def _local_auth(config_file: str | None, data_dir: str | None) -> Iterator[Crede
 
 
 def _json_out(value: Any) -> None:
-    click.echo(msgspec.json.encode(value).decode())
+    click.echo(json_line(value))
 
 
 @main.group()
@@ -146,7 +155,9 @@ def create_key(
     click.echo(f"secret access key: {credential.secret_access_key}")
     click.echo(f"API key:           {credential.api_key}")
     scope = ", ".join(credential.services) or "*"
-    click.echo(f"role: {credential.role}  services: {scope}  expires: {credential.expires_at or 'never'}")
+    click.echo(
+        printable(f"role: {credential.role}  services: {scope}  expires: {credential.expires_at or 'never'}")
+    )
     _err.print("Store the secrets now: they cannot be shown again.")
 
 
@@ -164,13 +175,13 @@ def list_keys(as_json: bool, data_dir: str | None, config_file: str | None) -> N
     table = Table("access key id", "role", "services", "created", "expires", "revoked", "description")
     for c in credentials:
         table.add_row(
-            c.access_key_id,
-            c.role,
-            ", ".join(c.services) or "*",
-            c.created_at[:19],
-            (c.expires_at or "never")[:19],
-            (c.revoked_at or "")[:19],
-            c.description,
+            untrusted(c.access_key_id),
+            untrusted(c.role),
+            untrusted(", ".join(c.services) or "*"),
+            untrusted(c.created_at[:19]),
+            untrusted((c.expires_at or "never")[:19]),
+            untrusted((c.revoked_at or "")[:19]),
+            untrusted(c.description),
         )
     _out.print(table)
 
@@ -183,7 +194,7 @@ def revoke_key(access_key_id: str, data_dir: str | None, config_file: str | None
     """Revoke a credential; a running server refuses it from its next request on."""
     with _local_auth(config_file, data_dir) as auth:
         auth.revoke(access_key_id, actor="cli", source="local")
-    _out.print(f"revoked {access_key_id}")
+    _out.print("revoked", untrusted(access_key_id))
 
 
 @keys.command("rotate-master")
@@ -239,10 +250,14 @@ def stats(as_json: bool, data_dir: str | None, config_file: str | None) -> None:
     table = Table("service", "entries", "bytes", "oldest", "newest")
     for service in result.services:
         table.add_row(
-            service.service_name, f"{service.entries:,}", f"{service.bytes:,}", service.oldest, service.newest
+            untrusted(service.service_name),
+            f"{service.entries:,}",
+            f"{service.bytes:,}",
+            untrusted(service.oldest),
+            untrusted(service.newest),
         )
     _out.print(table)
-    _out.print(f"{result.entries:,} entries; {result.file_bytes:,} bytes on disk in {result.path}")
+    _out.print(untrusted(f"{result.entries:,} entries; {result.file_bytes:,} bytes on disk in {result.path}"))
 
 
 @store.command("purge")
@@ -268,7 +283,7 @@ def purge_service(pattern: str, data_dir: str | None, config_file: str | None) -
         _fail(str(exc))
     except LogServiceError as exc:
         _fail(exc.detail)
-    click.echo(f"deleted {deleted:,} entries of {pattern}")
+    click.echo(printable(f"deleted {deleted:,} entries of {pattern}"))
 
 
 @store.command("destroy")
@@ -344,7 +359,7 @@ def restore(source: str, into: str, to_time: str | None, config_file: str | None
     try:
         if to_time is None:
             manifest = restore_backup(Path(source), Path(into))
-            click.echo(f"restored the backup of {manifest.created_at} into {into}")
+            click.echo(printable(f"restored the backup of {manifest.created_at} into {into}"))
             return
         try:
             to_us = parse_timestamp(to_time)
@@ -373,12 +388,14 @@ def audit(limit: int, as_json: bool, data_dir: str | None, config_file: str | No
         return
     table = Table("time", "actor", "action", "target", "source", "detail")
     for e in events:
-        table.add_row(e.at[:23], e.actor, e.action, e.target, e.source, e.detail)
+        table.add_row(*(untrusted(v) for v in (e.at[:23], e.actor, e.action, e.target, e.source, e.detail)))
     _out.print(table)
 
 
 _CLIENT_OPTIONS = [
-    click.option("--profile", default="default", show_default=True, help="Profile of the credentials file."),
+    click.option(
+        "--profile", help="Profile of the credentials file (or LOGSVC_PROFILE).  [default: default]"
+    ),
     click.option("--endpoint", help="Base URL (with the API Gateway stage); default: the profile's."),
     click.option(
         "--aws",
@@ -405,8 +422,8 @@ def _client(config_file: str | None, options: dict[str, Any]) -> LogClient:
     endpoint = options["endpoint"]
     profile = None
     if not options["use_aws"] or not endpoint:
-        settings = load_settings(config_file)
-        profile = load_profile(Path(settings.credentials_file), options["profile"])
+        settings = load_settings(config_file, overrides={"profile": options["profile"]})
+        profile = load_profile(Path(settings.credentials_file), settings.profile)
         endpoint = endpoint or profile.endpoint
     region = options["region"] or region_of(endpoint) or "us-east-1"
     if options["use_aws"]:
@@ -429,12 +446,10 @@ def _calling(config_file: str | None, options: dict[str, Any]) -> Iterator[LogCl
     try:
         yield client
     except RequestFailed as exc:
-        _err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        _error(exc)
         raise SystemExit(1) from None
     except httpx.HTTPError as exc:
-        _err.print(
-            f"[bold red]error:[/] cannot reach {client.endpoint}: {exc}", highlight=False, soft_wrap=True
-        )
+        _error(f"cannot reach {client.endpoint}: {exc}")
         raise SystemExit(1) from None
     finally:
         client.close()
@@ -503,10 +518,10 @@ def recent(as_json: bool, config_file: str | None, **options: Any) -> None:
         return
     table = Table("timestamp", "service", "level", "message")
     for e in page["logs"]:
-        table.add_row(e["timestamp"], e["service_name"], e["level"], e["message"])
+        table.add_row(*(untrusted(e[k]) for k in ("timestamp", "service_name", "level", "message")))
     _out.print(table)
     if page.get("next_cursor"):
-        _out.print(f"more: --cursor {page['next_cursor']}", style="dim", soft_wrap=True)
+        _out.print(untrusted(f"more: --cursor {page['next_cursor']}"), style="dim", soft_wrap=True)
 
 
 @main.group()
@@ -526,7 +541,7 @@ def aws_create_table(url: str) -> None:
         create_table(url)
     except ConfigError as exc:
         _fail(str(exc))
-    _out.print(f"created {parse_url(url).table}", soft_wrap=True)
+    _out.print(untrusted(f"created {parse_url(url).table}"), soft_wrap=True)
 
 
 @aws.command("create-auth-table")
@@ -541,7 +556,9 @@ def aws_create_auth_table(url: str) -> None:
         create_auth_table(url)
     except ConfigError as exc:
         _fail(str(exc))
-    _out.print(f"created {parse_url(url, setting='auth_store', shards=False).table}", soft_wrap=True)
+    _out.print(
+        untrusted(f"created {parse_url(url, setting='auth_store', shards=False).table}"), soft_wrap=True
+    )
 
 
 @aws.command("package")
@@ -576,5 +593,6 @@ def aws_package(arch: str, output: str, as_json: bool) -> None:
         return
     for z in built:
         _out.print(
-            f"{z.arch:<7} {z.path}  {z.size:,} bytes, {z.files} files  sha256 {z.sha256}", soft_wrap=True
+            untrusted(f"{z.arch:<7} {z.path}  {z.size:,} bytes, {z.files} files  sha256 {z.sha256}"),
+            soft_wrap=True,
         )

@@ -20,9 +20,10 @@ from uvicorn.supervisors import Multiprocess
 from logsvc.api import create_app
 from logsvc.api.app import retention_for
 from logsvc.auth.credentials import NewCredential
-from logsvc.auth.profiles import write_profile
+from logsvc.auth.profiles import DEFAULT_PROFILE, SavedProfile, save_server_profile
 from logsvc.auth.store import open_credentials
 from logsvc.crypto import store_key
+from logsvc.display import untrusted
 from logsvc.logs import log_config
 from logsvc.settings import Settings, settings_environment
 from logsvc.storage import open_store
@@ -54,9 +55,10 @@ def check_store(settings: Settings) -> None:
     asyncio.run(probe())
 
 
-def bootstrap_admin(settings: Settings) -> NewCredential | None:
-    """On first start, create an admin credential and write it to the client credentials file. With a
-    shared credential store, of replicas starting at once only one creates it (and writes the file)."""
+def bootstrap_admin(settings: Settings) -> tuple[NewCredential, SavedProfile] | None:
+    """On first start, create an admin credential and save it in a profile of the client credentials file
+    that no other server uses. With a shared credential store, of replicas starting at once only one creates
+    it (and writes the file)."""
     auth = open_credentials(settings)
     try:
         credential = auth.bootstrap_admin(
@@ -68,8 +70,13 @@ def bootstrap_admin(settings: Settings) -> NewCredential | None:
         return None
     scheme = "https" if settings.tls_cert else "http"
     endpoint = f"{scheme}://{settings.host}:{settings.port}"
-    write_profile(Path(settings.credentials_file), "default", endpoint=endpoint, credential=credential)
-    return credential
+    saved = save_server_profile(
+        Path(settings.credentials_file),
+        endpoint=endpoint,
+        data_dir=str(Path(settings.data_dir).resolve()),
+        credential=credential,
+    )
+    return credential, saved
 
 
 def _warn_about_exposure(settings: Settings) -> None:
@@ -90,15 +97,26 @@ def _warn_about_exposure(settings: Settings) -> None:
 def serve(settings: Settings) -> None:
     logging.config.dictConfig(log_config(settings.log_level))
     check_store(settings)
-    credential = bootstrap_admin(settings)
-    if credential is not None:
-        # Printed once, to the terminal only: secrets never go into the service's log.
-        _err.print(
-            "[bold]First start: created an admin credential (shown only this once).[/]\n"
+    first_start = bootstrap_admin(settings)
+    if first_start is not None:
+        credential, saved = first_start
+        notice = (
             f"  access key id:     {credential.access_key_id}\n"
             f"  secret access key: {credential.secret_access_key}\n"
             f"  API key:           {credential.api_key}\n"
-            f"Saved as profile 'default' in {settings.credentials_file} (mode 0600).",
+            f"Saved as profile '{saved.name}' in {settings.credentials_file} (mode 0600)"
+        )
+        if saved.replaced:
+            notice += ", replacing this server's earlier admin credential"
+        elif saved.name != DEFAULT_PROFILE:
+            notice += f": profile '{DEFAULT_PROFILE}' belongs to another server"
+        if saved.name != DEFAULT_PROFILE:
+            notice += f". Use it with --profile {saved.name} or LOGSVC_PROFILE={saved.name}"
+        # Printed once, to the terminal only: secrets never go into the service's log.
+        _err.print(
+            "[bold]First start: created an admin credential (shown only this once).[/]",
+            untrusted(notice + "."),
+            sep="\n",
             soft_wrap=True,  # a wrapped key cannot be copied
         )
     _warn_about_exposure(settings)

@@ -117,6 +117,10 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     credentials_file: Annotated[
         str, msgspec.Meta(description="client credentials file written at first start")
     ] = msgspec.field(default_factory=_default_credentials_file)
+    profile: Annotated[
+        str,
+        msgspec.Meta(min_length=1, description="profile of credentials_file that the client commands use"),
+    ] = "default"
     retention_days: Annotated[
         float,
         msgspec.Meta(ge=0, description="keep entries this many days by event time; 0 keeps them forever"),
