@@ -71,7 +71,8 @@ def sigv4_post(url: str, key: NewCredential) -> httpx.Response:
     return httpx.post(url, content=body, headers=headers, timeout=10)
 
 
-def eventually(check: Callable[[], bool], seconds: float = 5.0) -> bool:
+def eventually(check: Callable[[], bool], seconds: float = 30.0) -> bool:
+    """Whether ``check`` holds by the deadline: generous, as a loaded machine must not fail a test."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if check():
@@ -102,11 +103,15 @@ def test_a_key_made_on_one_replica_works_on_the_other_until_revoked_there(
         assert made.status_code == 201, made.text
         key = NewCredential(**{k: v for k, v in made.json().items() if k != "description"})
 
-        # At once on the other replica: an unknown id reloads its copy.
-        sent = httpx.post(
-            f"{two.url}/logs", json={"service_name": "shared", "message": "bearer"}, headers=bearer(key)
-        )
-        assert sent.status_code == 201, sent.text
+        # On the other replica an unknown id reloads its copy, unless a reload is under way (one that may
+        # have read the table before the key existed): the key works there within one reload period.
+        def accepted_on_two() -> bool:
+            sent = httpx.post(
+                f"{two.url}/logs", json={"service_name": "shared", "message": "bearer"}, headers=bearer(key)
+            )
+            return sent.status_code == 201
+
+        assert eventually(accepted_on_two)
         assert sigv4_post(f"{two.url}/logs", key).status_code == 201
         assert sigv4_post(f"{one.url}/logs", key).status_code == 201
         scoped = httpx.post(
@@ -124,7 +129,7 @@ def test_a_key_made_on_one_replica_works_on_the_other_until_revoked_there(
         )
         return answer.status_code == 401
 
-    assert eventually(refused_on_two, seconds=3)
+    assert eventually(refused_on_two)
     assert sigv4_post(f"{two.url}/logs", key).json()["code"] == "unrecognized_client"
 
     with httpx.Client(base_url=two.url, timeout=10, headers=bearer(two.admin)) as admin_two:
@@ -152,7 +157,7 @@ def test_refused_requests_are_audited_in_the_shared_table(
         events = httpx.get(f"{two.url}/admin/audit", headers=bearer(two.admin), timeout=10).json()
         return any(e["action"] == "request.denied" for e in events)
 
-    assert eventually(denied_on_two, seconds=5)
+    assert eventually(denied_on_two)
 
 
 def test_secrets_are_not_stored_in_the_clear(tmp_path: Path, auth_url: str) -> None:
@@ -366,7 +371,7 @@ class _Clock:
 def open_store(settings: Settings, client: Any, **options: Any) -> DynamoCredentialStore:
     """A store on ``client`` (whose calls a test may record or refuse), with the settings' master key."""
     source = key_source(settings)
-    assert settings.auth_store is not None
+    assert settings.auth_store.startswith("dynamodb://")
     return DynamoCredentialStore(
         parse_url(settings.auth_store),
         master=lambda create: master_key_from(source, data_dir=Path(settings.data_dir), create=create),
@@ -380,8 +385,10 @@ def test_an_idle_replica_keeps_its_copy_fresh(tmp_path: Path, auth_url: str) -> 
     key = make_key(settings, Role.INGEST)
     recorder = _Recorder(auth_url)
     clock = _Clock()
-    threads = set(threading.enumerate())
     store = open_store(settings, recorder.client, cache_seconds=0.05, monotonic=clock)
+    # Only the store's own threads: moto serves each request on a thread of its own, alive for a moment.
+    ours = {store._refresher, store._flusher}
+    assert all(thread.is_alive() for thread in ours)
     try:
         opened = recorder.calls.count("Query")
         clock.now += 3600  # an hour without a request: the reloads went on all the same
@@ -390,7 +397,7 @@ def test_an_idle_replica_keeps_its_copy_fresh(tmp_path: Path, auth_url: str) -> 
         assert store.secret_for(key.access_key_id) == key.secret_access_key
     finally:
         store.close()
-    assert set(threading.enumerate()) <= threads  # close() stopped the reloads
+    assert not any(thread.is_alive() for thread in ours)  # close() stopped the reloads and the flusher
 
 
 def test_an_unknown_id_does_not_wait_for_a_slow_reload(tmp_path: Path, auth_url: str) -> None:
