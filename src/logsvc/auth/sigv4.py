@@ -391,7 +391,7 @@ class SigV4Verifier:
         self._max_skew = max_skew_seconds
         self._clock = clock
         # Off by default, as API Gateway has none: two identical log lines signed in one second are two
-        # events, not an attack (decision 15).
+        # events, not an attack (decision 16).
         self._seen = _SeenSignatures(replay_window_entries) if replay_guard else None
         # Unknown keys are checked against this secret so that they cost what a wrong signature costs.
         self._decoy_secret = secrets.token_urlsafe(30)

@@ -71,7 +71,7 @@ CREATE TABLE IF NOT EXISTS logs (
 _SCHEMA = (
     LOGS_TABLE
     + f"""
--- A log_id is unique within its service (decision 14): a writer cannot make another service's entry vanish.
+-- A log_id is unique within its service (decision 15): a writer cannot make another service's entry vanish.
 CREATE UNIQUE INDEX IF NOT EXISTS logs_log_id_service ON logs(log_id, service);
 CREATE INDEX IF NOT EXISTS logs_ts ON logs(ts);
 CREATE INDEX IF NOT EXISTS logs_service_ts ON logs(service, ts);
