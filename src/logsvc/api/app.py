@@ -57,7 +57,10 @@ def create_app(settings: Settings, store: LogStore | None = None) -> Starlette:
         )
         retention = retention_for(settings, active)
         await retention.check()
-        background = [asyncio.create_task(retention.run_forever(settings.retention_sweep_seconds))]
+        background = [
+            asyncio.create_task(retention.run_forever(settings.retention_sweep_seconds)),
+            asyncio.create_task(app.state.admin.expire_audit_forever(settings.retention_sweep_seconds)),
+        ]
         archiver = _archiver(settings, active, key)
         if archiver is not None:
             background.append(asyncio.create_task(archiver.run_forever(settings.archive_seconds)))
