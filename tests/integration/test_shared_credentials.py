@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -551,3 +552,45 @@ def test_a_first_admin_transaction_in_conflict_is_tried_again(tmp_path: Path, au
         assert conflicts["left"] == 96
     finally:
         store.close()
+
+
+def test_shared_audit_follows_the_same_rules_and_its_own_retention(tmp_path: Path, auth_url: str) -> None:
+    """Refusals in the table are bounded, printable and counted as in auth.db; days of events past
+    ``audit_retention_days`` are deleted whole, with Queries and BatchWriteItem."""
+    settings = replica_settings(tmp_path, "one", auth_url)
+    day_us = 86_400_000_000
+    now_us = time.time_ns() // 1000
+    recorder = _Recorder(auth_url)
+    ticks = iter(range(now_us - 40 * day_us, now_us, 1000))  # a clock 40 days behind that moves on
+    old = open_store(settings, recorder.client, clock_us=lambda: next(ticks), cache_seconds=30)
+    try:
+        old.create(Role.READ, actor="past", source="local")
+        for _ in range(3):
+            old.record_denied(actor="unauthenticated", target="GET /\x1b[2J", source="10.0.0.1", detail="old")
+    finally:
+        old.close()
+    store = open_store(
+        settings, recorder.client, audit_retention_days=30, cache_seconds=30, clock_us=lambda: now_us
+    )
+    try:
+        store.record_denied(
+            actor="unauthenticated", target="GET /" + "A" * 5000, source="10.0.0.2", detail="x"
+        )
+        store.record_denied(
+            actor="unauthenticated", target="GET /" + "A" * 5000, source="10.0.0.2", detail="x"
+        )
+        before = [(e.actor, e.target, e.count) for e in store.audit(limit=10)]
+        calls = len(recorder.calls)
+        assert store.expire_audit() == 2  # the old day's key.create and its refusals (one record)
+        assert "Scan" not in recorder.calls[calls:]
+        after = [(e.actor, e.target, e.count) for e in store.audit(limit=10)]
+    finally:
+        store.close()
+    assert before == [
+        ("unauthenticated", "GET /" + "A" * 195 + "…(+4805 chars)", 2),
+        ("unauthenticated", "GET /\\x1b[2J", 3),
+        ("past", before[2][1], 1),
+    ]
+    assert after == before[:1]
+    old_day = datetime.fromtimestamp((now_us - 40 * day_us) / 1e6, UTC).strftime("%Y-%m-%d")
+    assert not [item for item in raw_items(auth_url) if old_day in item["pk"]["S"] + item["sk"]["S"]]
