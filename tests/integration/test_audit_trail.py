@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from logsvc.auth.credentials import AuthStore
 from logsvc.auth.policy import Role
@@ -30,6 +33,13 @@ def disk_usage(directory: Path) -> int:
 def denied(client: httpx.Client, **params: Any) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = client.get("/admin/audit", params={"limit": 1000, **params}).json()
     return [event for event in events if event["action"] == "request.denied"]
+
+
+def badly_signed(url: str, access_key_id: str) -> dict[str, str]:
+    """SigV4 headers for a POST of ``{}`` to ``url``, signed with a wrong secret."""
+    request = AWSRequest(method="POST", url=url, data=b"{}")
+    SigV4Auth(Credentials(access_key_id, "not-the-secret"), "execute-api", "us-east-1").add_auth(request)
+    return dict(request.headers.items())
 
 
 def eventually(check: Callable[[], bool], seconds: float = 15.0) -> bool:
@@ -128,12 +138,21 @@ def test_failed_authentication_is_throttled_per_client_address(tmp_path: Path) -
             assert client.get("/logs", headers=neighbour | BOGUS).status_code == 401
             # Requests without credentials are not throttled: the probes stay up.
             assert client.get("/healthz", headers=attacker).status_code == 200
+            # Refused SigV4 signatures (403) count as failed authentication too.
+            forger = {"X-Forwarded-For": "192.0.2.44"}
+            for number in range(6):
+                headers = forger | badly_signed(f"{server.url}/logs", reader.access_key_id)
+                answer = client.post("/logs", content=b"{}", headers=headers)
+                assert (answer.status_code, answer.json()["code"]) == (
+                    (403, "invalid_signature") if number < 5 else (429, "too_many_failed_authentications")
+                )
             events = denied(admin)
     finally:
         server.stop()
     # The refused attempts past the limit are not recorded: they cost neither a check nor a record.
     assert sum(e["count"] for e in events if e["source"] == "203.0.113.9") == 5
     assert sum(e["count"] for e in events if e["source"] == "198.51.100.7") == 1
+    assert sum(e["count"] for e in events if e["source"] == "192.0.2.44") == 5
 
 
 def test_the_server_deletes_audit_records_past_their_retention(tmp_path: Path) -> None:

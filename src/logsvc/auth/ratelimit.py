@@ -101,7 +101,9 @@ class FailedAuthThrottle:
 
     def delay(self, address: str) -> float:
         """Seconds ``address`` must wait before its next attempt (0.0: it may try now)."""
-        return self._buckets.delay(_client_key(address)) if self._buckets is not None else 0.0
+        if self._buckets is None or not len(self._buckets):
+            return 0.0  # nobody has failed: every request pays nothing for this
+        return self._buckets.delay(_client_key(address))
 
     def failed(self, address: str) -> None:
         if self._buckets is not None:
