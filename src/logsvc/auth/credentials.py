@@ -210,7 +210,7 @@ class AuthStore(ActiveLookups):
         try:
             self._conn.execute(_SCHEMA)
             columns = {row[1] for row in self._conn.execute("PRAGMA table_info(audit)")}
-            if "count" not in columns:  # before refusals were aggregated (0.5.0)
+            if "count" not in columns:  # a file made before refusals were aggregated
                 self._conn.execute("ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1")
         except BaseException:
             self._conn.execute("ROLLBACK")

@@ -161,7 +161,7 @@ class DynamoCredentialStore(ActiveLookups):
         self._stop = threading.Event()
         self._refusals = RefusalBuffer(f"credential table {self.table}", clock_us=clock_us)
         self._audit_wanted = threading.Event()
-        self._days: set[str] = set()  # days registered under #auditday; only grows (set.add is atomic)
+        self._days: set[str] = set()  # days registered under #auditday (set.add, .discard are atomic)
         self._last_miss_refresh = float("-inf")
         try:
             self._aead = AESGCM(self._data_key(master))
@@ -550,16 +550,19 @@ class DynamoCredentialStore(ActiveLookups):
                 day = day_item["sk"]["S"]
                 if day >= last_kept:
                     break  # the days come in order, oldest first
-                keys = [
-                    {"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}}
-                    for item in self._query(f"#audit#{day}", ProjectionExpression="pk, sk")
-                ]
-                for start in range(0, len(keys), _BATCH):
-                    self._batch_write(keys[start : start + _BATCH])
+                batch: list[dict[str, Any]] = []
+                # Deleted page by page as the Query reads them: a day may hold many.
+                for item in self._query(f"#audit#{day}", ProjectionExpression="pk, sk"):
+                    batch.append({"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}})
+                    if len(batch) == _BATCH:
+                        self._batch_write(batch)
+                        deleted, batch = deleted + len(batch), []
+                if batch:
+                    self._batch_write(batch)
+                    deleted += len(batch)
                 # The day's entry goes last: while it exists, a failed run is found and finished next time.
                 self._client.delete_item(TableName=self.table, Key=self._day_item(day))
                 self._days.discard(day)
-                deleted += len(keys)
         except _BACKEND_ERRORS as exc:
             raise self._unavailable(exc) from None
         return deleted
