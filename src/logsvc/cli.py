@@ -386,9 +386,12 @@ def audit(limit: int, as_json: bool, data_dir: str | None, config_file: str | No
     if as_json:
         _json_out(events)
         return
-    table = Table("time", "actor", "action", "target", "source", "detail")
+    table = Table("time", "actor", "action", "target", "source", "detail", "count")
     for e in events:
-        table.add_row(*(untrusted(v) for v in (e.at[:23], e.actor, e.action, e.target, e.source, e.detail)))
+        table.add_row(
+            *(untrusted(v) for v in (e.at[:23], e.actor, e.action, e.target, e.source, e.detail)),
+            str(e.count),
+        )
     _out.print(table)
 
 

@@ -31,6 +31,7 @@ __all__ = [
     "SignatureRejected",
     "StoreFull",
     "StoreUnavailable",
+    "TooManyFailedAuthentications",
     "TooManyRequests",
     "UnrecognizedClient",
     "UnsupportedMediaType",
@@ -183,6 +184,13 @@ class TooManyRequests(LogServiceError):
     @property
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_seconds)}
+
+
+class TooManyFailedAuthentications(TooManyRequests):
+    """A client address over its limit of failed authentications: refused before its credentials are
+    checked."""
+
+    code = "too_many_failed_authentications"
 
 
 class NotFound(LogServiceError):

@@ -164,6 +164,17 @@ class AdminService:
             limit = int(value)
         return self.auth.audit(limit=limit)
 
+    async def expire_audit_forever(self, interval_seconds: float) -> None:
+        """Delete the audit records past their retention now, then every ``interval_seconds``."""
+        while True:
+            try:
+                deleted = await asyncio.to_thread(self.auth.expire_audit)
+                if deleted:
+                    log.info("audit retention: deleted %d records", deleted)
+            except LogServiceError as exc:
+                log.warning("audit retention failed, next try in %g s: %s", interval_seconds, exc.detail)
+            await asyncio.sleep(interval_seconds)
+
 
 def _created(entry: NewEntry) -> Created:
     return Created(

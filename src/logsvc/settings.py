@@ -102,6 +102,10 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
         float, msgspec.Meta(gt=0, description="requests per second per credential")
     ] = 10_000.0
     rate_limit_burst: Annotated[float, msgspec.Meta(ge=1, description="bucket size per credential")] = 5_000.0
+    failed_auth_per_minute: Annotated[
+        float,
+        msgspec.Meta(ge=0, description="failed authentications per client address and minute; 0: no limit"),
+    ] = 30.0
     jwt_issuer: Annotated[str, msgspec.Meta(description="OIDC issuer; empty disables JWT bearer tokens")] = ""
     jwt_audience: Annotated[str, msgspec.Meta(description="expected aud (or Cognito client_id)")] = ""
     jwt_jwks_url: Annotated[str, msgspec.Meta(description="URL of the issuer's JWKS")] = ""
@@ -153,6 +157,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             description="credential store URL; empty means auth.db in data_dir, or dynamodb://TABLE"
         ),
     ] = ""
+    audit_retention_days: Annotated[
+        float, msgspec.Meta(ge=0, description="keep audit records this many days; 0 keeps them forever")
+    ] = 90.0
     auth_cache_seconds: Annotated[
         float,
         msgspec.Meta(gt=0, le=3600, description="seconds a shared credential store's cache may lag behind"),

@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -445,11 +446,11 @@ def test_a_flood_of_refusals_is_a_few_writes_one_at_a_time(tmp_path: Path, auth_
         time.sleep(1.5)  # more than a flush period: no second flush starts while the first is slow
         assert recorder.calls.count("BatchWriteItem") == 1
         release.set()
-        details = sorted(e.detail for e in store.audit(limit=10) if e.action == "request.denied")
+        details = sorted((e.detail, e.count) for e in store.audit(limit=10) if e.action == "request.denied")
     finally:
         release.set()
         store.close()
-    assert details == ["first", "flood", "flood (3000 times)"]
+    assert details == [("first", 1), ("flood", 1), ("flood", 3000)]
     assert recorder.calls.count("BatchWriteItem") == 2
 
 
@@ -559,3 +560,48 @@ def test_a_first_admin_transaction_in_conflict_is_tried_again(tmp_path: Path, au
         assert conflicts["left"] == 96
     finally:
         store.close()
+
+
+def test_shared_audit_follows_the_same_rules_and_its_own_retention(tmp_path: Path, auth_url: str) -> None:
+    """Refusals in the table are bounded, printable and counted as in auth.db; days of events past
+    ``audit_retention_days`` are deleted whole, with Queries and BatchWriteItem."""
+    settings = replica_settings(tmp_path, "one", auth_url)
+    day_us = 86_400_000_000
+    now_us = time.time_ns() // 1000
+    recorder = _Recorder(auth_url)
+    ticks = iter(range(now_us - 40 * day_us, now_us, 1000))  # a clock 40 days behind that moves on
+    old = open_store(settings, recorder.client, clock_us=lambda: next(ticks), cache_seconds=30)
+    try:
+        old.create(Role.READ, actor="past", source="local")
+        for _ in range(3):
+            old.record_denied(actor="unauthenticated", target="GET /\x1b[2J", source="10.0.0.1", detail="old")
+        old.flush_audit()
+        for number in range(40):  # more than one BatchWriteItem to delete
+            old.record_denied(
+                actor="unauthenticated", target="GET /", source=f"10.0.1.{number}", detail="old"
+            )
+    finally:
+        old.close()
+    store = open_store(
+        settings, recorder.client, audit_retention_days=30, cache_seconds=30, clock_us=lambda: now_us
+    )
+    try:
+        store.record_denied(
+            actor="unauthenticated", target="GET /" + "A" * 5000, source="10.0.0.2", detail="x"
+        )
+        store.record_denied(
+            actor="unauthenticated", target="GET /" + "A" * 5000, source="10.0.0.2", detail="x"
+        )
+        before = [(e.actor, e.target, e.count) for e in store.audit(limit=100)]
+        calls = len(recorder.calls)
+        assert store.expire_audit() == 42  # the old day's key.create and its refusals (41 records)
+        assert "Scan" not in recorder.calls[calls:]
+        after = [(e.actor, e.target, e.count) for e in store.audit(limit=100)]
+    finally:
+        store.close()
+    assert len(before) == 43
+    assert before[0] == ("unauthenticated", "GET /" + "A" * 195 + "…(+4805 chars)", 2)
+    assert before[-2:] == [("unauthenticated", "GET /\\x1b[2J", 3), ("past", before[-1][1], 1)]
+    assert after == before[:1]
+    old_day = datetime.fromtimestamp((now_us - 40 * day_us) / 1e6, UTC).strftime("%Y-%m-%d")
+    assert not [item for item in raw_items(auth_url) if old_day in item["pk"]["S"] + item["sk"]["S"]]

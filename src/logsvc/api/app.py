@@ -69,7 +69,7 @@ def create_app(settings: Settings, store: LogStore | None = None) -> Starlette:
         lease = JobsLease(Path(settings.data_dir).resolve())
         if lease.try_take():
             await retention.check()
-        background = asyncio.create_task(_run_jobs(lease, retention, archiver, settings))
+        background = asyncio.create_task(_run_jobs(lease, retention, archiver, app.state.admin, settings))
         try:
             yield
         finally:
@@ -104,7 +104,7 @@ def create_app(settings: Settings, store: LogStore | None = None) -> Starlette:
 
 
 async def _run_jobs(
-    lease: JobsLease, retention: Retention, archiver: Archiver | None, settings: Settings
+    lease: JobsLease, retention: Retention, archiver: Archiver | None, admin: AdminService, settings: Settings
 ) -> None:
     """The background jobs, once this process holds the data directory's lease (see ``logsvc.jobs``)."""
     while not lease.try_take():
@@ -112,6 +112,7 @@ async def _run_jobs(
     log.info("process %d runs the background jobs of %s", os.getpid(), lease.path.parent)
     async with asyncio.TaskGroup() as jobs:
         jobs.create_task(retention.run_forever(settings.retention_sweep_seconds))
+        jobs.create_task(admin.expire_audit_forever(settings.retention_sweep_seconds))
         if archiver is not None:
             jobs.create_task(archiver.run_forever(settings.archive_seconds))
 

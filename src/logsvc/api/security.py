@@ -20,9 +20,9 @@ from logsvc.api.body import receive_body
 from logsvc.api.problems import problem_response
 from logsvc.auth.authenticator import SIGV4_SCHEME, Authenticator
 from logsvc.auth.policy import ANONYMOUS, Principal
-from logsvc.auth.ratelimit import RateLimiter
+from logsvc.auth.ratelimit import FailedAuthThrottle, RateLimiter
 from logsvc.auth.sigv4 import SignedRequest
-from logsvc.errors import HeadersTooLarge, LogServiceError, TooManyRequests
+from logsvc.errors import HeadersTooLarge, LogServiceError, TooManyFailedAuthentications, TooManyRequests
 from logsvc.settings import Settings
 
 __all__ = ["BODY_KEY", "PRINCIPAL_KEY", "SecurityMiddleware", "client_address"]
@@ -43,6 +43,7 @@ class SecurityMiddleware:
         self.app = app
         self.settings = settings
         self.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+        self.failures = FailedAuthThrottle(settings.failed_auth_per_minute)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -52,6 +53,8 @@ class SecurityMiddleware:
         headers = Headers(scope=scope)
         authorization = headers.get("authorization", "")
         try:
+            if authorization:
+                self._throttle_failures(scope)
             principal = await self._authenticate(scope, receive, headers, authorization, authenticator)
             if principal is not None:
                 wait = self.limiter.take(principal.id)
@@ -65,6 +68,7 @@ class SecurityMiddleware:
             return  # gone while sending the body of a signed request: nobody to answer
         except LogServiceError as exc:
             if exc.status in (401, 403):
+                self.failures.failed(client_address(scope))
                 authenticator.store.record_denied(
                     actor="unauthenticated",
                     target=f"{scope['method']} {scope['path']}",
@@ -84,6 +88,17 @@ class SecurityMiddleware:
         finally:
             if recorder.status >= 500:
                 authenticator.sigv4.forget(authorization)
+
+    def _throttle_failures(self, scope: Scope) -> None:
+        """Refuse an address over its failed authentications before checking (or reading) anything, so
+        that guessing costs the server nothing and fills no audit trail."""
+        wait = self.failures.delay(client_address(scope))
+        if wait:
+            raise TooManyFailedAuthentications(
+                "too many failed authentications from this address: over "
+                f"{self.failures.per_minute:g} a minute",
+                retry_after_seconds=max(1, math.ceil(wait)),
+            )
 
     async def _authenticate(
         self,

@@ -25,11 +25,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Final, cast
 
 import apsw
 import msgspec
 
+from logsvc.auth.audit import DENIED, FLUSH_SECONDS, RefusalBuffer, audit_cutoff_us
 from logsvc.auth.policy import Principal, Role
 from logsvc.crypto.sqlite import connect
 from logsvc.errors import ConfigError, NotFound
@@ -65,17 +66,18 @@ CREATE TABLE IF NOT EXISTS audit (
     action TEXT NOT NULL,
     target TEXT NOT NULL,
     source TEXT NOT NULL,
-    detail TEXT NOT NULL
+    detail TEXT NOT NULL,
+    count INTEGER NOT NULL DEFAULT 1
 ) STRICT;
 CREATE INDEX IF NOT EXISTS audit_at ON audit(at);
 """
 _GENERATION = struct.Struct("<Q")
 log = logging.getLogger("logsvc.auth")
-_INSERT_AUDIT = "INSERT INTO audit(at, actor, action, target, source, detail) VALUES (?, ?, ?, ?, ?, ?)"
+_INSERT_AUDIT = (
+    "INSERT INTO audit(at, actor, action, target, source, detail, count) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 API_KEY_PREFIX: Final = "lsk_"
 _DUMMY_DIGEST: Final = hashlib.sha256(b"no such key").digest()
-_AUDIT_FLUSH_SECONDS: Final = 1.0
-_AUDIT_BUFFER_MAX: Final = 10_000
 
 
 class Credential(msgspec.Struct, frozen=True):
@@ -102,12 +104,15 @@ class NewCredential(msgspec.Struct, frozen=True):
 
 
 class AuditEvent(msgspec.Struct, frozen=True):
+    """One record of the audit trail; ``count`` identical refused requests from ``at`` on (audit.py)."""
+
     at: str
     actor: str
     action: str
     target: str
     source: str
     detail: str
+    count: int = 1
 
 
 class ActiveCredential(msgspec.Struct, frozen=True):
@@ -170,11 +175,19 @@ def _now_us() -> int:
 
 
 class AuthStore(ActiveLookups):
+    """``audit_retention_days``: ``expire_audit`` deletes audit records older than that (0: never)."""
+
     def __init__(
-        self, path: Path, *, key: bytes | None = None, clock_us: Callable[[], int] = _now_us
+        self,
+        path: Path,
+        *,
+        key: bytes | None = None,
+        clock_us: Callable[[], int] = _now_us,
+        audit_retention_days: float = 0,
     ) -> None:
         self.path = path
         self._clock_us = clock_us
+        self._audit_retention_days = audit_retention_days
         self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -183,15 +196,28 @@ class AuthStore(ActiveLookups):
             self._conn.set_busy_timeout(5_000)
             self._conn.execute("PRAGMA journal_mode=WAL").fetchall()
             self._conn.execute("PRAGMA synchronous=FULL")
-            with self._conn:
-                self._conn.execute(_SCHEMA)
+            self._migrate()
             self._generation_fd, self._generation = _map_generation(path.with_name(path.name + "-generation"))
         except (apsw.Error, OSError) as exc:
             raise ConfigError(f"cannot open the credential store at {path}: {exc}") from None
         self._loaded_generation = -1
         self._active: dict[str, ActiveCredential] = {}
-        self._pending_audit: list[tuple[Any, ...]] = []
+        self._refusals = RefusalBuffer(str(path), clock_us=clock_us)
         self._flusher: threading.Timer | None = None
+
+    def _migrate(self) -> None:
+        """Create the schema, or bring an older one up to date. IMMEDIATE: two processes opening an old
+        file at once must not both see the column missing."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            self._conn.execute(_SCHEMA)
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(audit)")}
+            if "count" not in columns:  # a file made before refusals were aggregated
+                self._conn.execute("ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
 
     # ---- lookups on the request path --------------------------------------------------------------------
 
@@ -325,41 +351,54 @@ class AuthStore(ActiveLookups):
     # ---- audit ------------------------------------------------------------------------------------------
 
     def _insert_audit(self, at: int, actor: str, action: str, target: str, source: str, detail: str) -> None:
-        self._conn.execute(_INSERT_AUDIT, (at, actor, action, target, source, detail))
+        self._conn.execute(_INSERT_AUDIT, (at, actor, action, target, source, detail, 1))
 
     def record_denied(self, *, actor: str, target: str, source: str, detail: str) -> None:
-        """Note a refused request. Buffered and written about once a second, so that a flood of refused
-        requests cannot turn into a flood of fsyncs; the buffer is bounded and drops when full."""
+        """Note a refused request, by the rules of audit.py. Written about once a second, so that a flood
+        of refused requests cannot turn into a flood of fsyncs."""
+        if not self._refusals.add(actor=actor, target=target, source=source, detail=detail):
+            return
         with self._lock:
-            if len(self._pending_audit) >= _AUDIT_BUFFER_MAX:
-                return
-            self._pending_audit.append((self._clock_us(), actor, "request.denied", target, source, detail))
             if self._flusher is None:
-                self._flusher = threading.Timer(_AUDIT_FLUSH_SECONDS, self.flush_audit)
+                self._flusher = threading.Timer(FLUSH_SECONDS, self.flush_audit)
                 self._flusher.daemon = True
                 self._flusher.start()
 
     def flush_audit(self) -> None:
         with self._lock:
-            pending, self._pending_audit = self._pending_audit, []
             self._flusher = None
+            pending = self._refusals.take()
             if pending:
                 with self._conn:
-                    self._conn.executemany(_INSERT_AUDIT, pending)
+                    self._conn.executemany(
+                        _INSERT_AUDIT,
+                        [(r.at, r.actor, DENIED, r.target, r.source, r.detail, r.count) for r in pending],
+                    )
+
+    def expire_audit(self) -> int:
+        """Delete the audit records past ``audit_retention_days``; how many."""
+        cutoff = audit_cutoff_us(self._clock_us(), self._audit_retention_days)
+        if cutoff is None:
+            return 0
+        with self._lock, self._conn:
+            self._conn.execute("DELETE FROM audit WHERE at < ?", (cutoff,))
+            deleted: int = self._conn.changes()
+        return deleted
 
     def audit(self, *, limit: int = 100) -> list[AuditEvent]:
         self.flush_audit()
         with self._lock:
             rows = cast(
-                list[tuple[int, str, str, str, str, str]],
+                list[tuple[int, str, str, str, str, str, int]],
                 self._conn.execute(
-                    "SELECT at, actor, action, target, source, detail FROM audit ORDER BY seq DESC LIMIT ?",
+                    "SELECT at, actor, action, target, source, detail, count FROM audit "
+                    "ORDER BY seq DESC LIMIT ?",
                     (limit,),
                 ).fetchall(),
             )
         return [
-            AuditEvent(format_timestamp(at), actor, action, target, source, detail)
-            for at, actor, action, target, source, detail in rows
+            AuditEvent(format_timestamp(at), actor, action, target, source, detail, count)
+            for at, actor, action, target, source, detail, count in rows
         ]
 
     def close(self) -> None:
@@ -368,6 +407,7 @@ class AuthStore(ActiveLookups):
         if flusher is not None:
             flusher.cancel()
         self.flush_audit()
-        self._conn.close()
+        with self._lock:  # a sweep in another thread may still be using the connection
+            self._conn.close()
         self._generation.close()
         os.close(self._generation_fd)

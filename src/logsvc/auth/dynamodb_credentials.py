@@ -9,7 +9,8 @@ Items (``pk`` / ``sk``, both strings; no index, nothing is ever scanned):
 - ``#bootstrap`` / ``#bootstrap``: an epoch that decides, by a conditional write, which replica creates the
   first admin;
 - ``#audit#DAY`` / ``µs(19 digits)#random``: audit events; ``#auditday`` / ``DAY`` lists the days that hold
-  some, so that the newest events are found with Queries.
+  some, so that the newest events are found with Queries, and the days past the audit retention are
+  deleted whole with Queries too.
 
 Look-ups on the request path read an in-memory copy of the active credentials, reloaded every
 ``cache_seconds`` by a background thread: a new or revoked credential reaches every replica within that
@@ -36,6 +37,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from logsvc.auth.audit import DENIED, FLUSH_SECONDS, Refusal, RefusalBuffer, audit_cutoff_us
 from logsvc.auth.credentials import (
     ActiveCredential,
     ActiveLookups,
@@ -62,11 +64,11 @@ _SECRET_AAD: Final = b"logsvc credential secret v1\0"
 _MISS_REFRESH_SECONDS: Final = 1.0
 _MIN_STALE_SECONDS: Final = 15.0
 _BOOTSTRAP_ATTEMPTS: Final = 4
-_AUDIT_FLUSH_SECONDS: Final = 1.0
-_AUDIT_BUFFER_MAX: Final = 10_000
 _BATCH: Final = 25
 _WRITE_ATTEMPTS: Final = 6
 _BACKEND_ERRORS = (ClientError, BotoCoreError)
+# An audit event as written: at (µs), actor, action, target, source, detail, count.
+_Event = tuple[int, str, str, str, str, str, int]
 
 
 def _now_us() -> int:
@@ -142,8 +144,10 @@ class DynamoCredentialStore(ActiveLookups):
         clock_us: Callable[[], int] = _now_us,
         monotonic: Callable[[], float] = time.monotonic,
         client: Any = None,
+        audit_retention_days: float = 0,
     ) -> None:
         self.table = url.table
+        self._audit_retention_days = audit_retention_days
         self._client = client or client_for(url, 4)
         self._clock_us = clock_us
         self._monotonic = monotonic
@@ -152,15 +156,12 @@ class DynamoCredentialStore(ActiveLookups):
         # It bounds how long a revoked key may work; the floor keeps a brief DynamoDB hiccup, with a small
         # cache_seconds, from turning into 503s for every request.
         self._max_stale = max(3 * cache_seconds, _MIN_STALE_SECONDS)
-        self._lock = threading.Lock()  # the refusals waiting to be written and the count dropped
         self._refresh_lock = threading.Lock()
         self._flush_lock = threading.Lock()  # one audit flush at a time
         self._stop = threading.Event()
-        # Refused requests, by (actor, target, source, detail): [first time (µs), how many].
-        self._pending_audit: dict[tuple[str, str, str, str], list[int]] = {}
-        self._dropped_audit = 0
+        self._refusals = RefusalBuffer(f"credential table {self.table}", clock_us=clock_us)
         self._audit_wanted = threading.Event()
-        self._days: set[str] = set()  # days registered under #auditday; only grows (set.add is atomic)
+        self._days: set[str] = set()  # days registered under #auditday (set.add, .discard are atomic)
         self._last_miss_refresh = float("-inf")
         try:
             self._aead = AESGCM(self._data_key(master))
@@ -342,7 +343,7 @@ class DynamoCredentialStore(ActiveLookups):
         expires = format_timestamp(expires_at_us) if expires_at_us is not None else None
         return NewCredential(key_id, secret, api_key, role, tuple(services), expires), item
 
-    def _audit_puts(self, event: tuple[int, str, str, str, str, str]) -> list[dict[str, Any]]:
+    def _audit_puts(self, event: _Event) -> list[dict[str, Any]]:
         """The transaction items that record one audit event (and its day, the first time)."""
         day = _day(event[0])
         puts = [{"Put": {"TableName": self.table, "Item": self._audit_item(event)}}]
@@ -350,8 +351,8 @@ class DynamoCredentialStore(ActiveLookups):
             puts.append({"Put": {"TableName": self.table, "Item": self._day_item(day)}})
         return puts
 
-    def _audit_item(self, event: tuple[int, str, str, str, str, str]) -> dict[str, Any]:
-        at, actor, action, target, source, detail = event
+    def _audit_item(self, event: _Event) -> dict[str, Any]:
+        at, actor, action, target, source, detail, count = event
         return {
             "pk": {"S": f"#audit#{_day(at)}"},
             "sk": {"S": f"{at:019d}#{secrets.token_hex(8)}"},
@@ -361,6 +362,7 @@ class DynamoCredentialStore(ActiveLookups):
             "target": {"S": target},
             "source": {"S": source},
             "detail": {"S": detail},
+            "count": {"N": str(count)},
         }
 
     @staticmethod
@@ -380,7 +382,8 @@ class DynamoCredentialStore(ActiveLookups):
         now = self._clock_us()
         new, item = self._new(role, services, expires_at_us, description, now)
         scope = ",".join(services) or "*"
-        event = (now, actor, "key.create", new.access_key_id, source, f"role={role.value} services={scope}")
+        detail = f"role={role.value} services={scope}"
+        event: _Event = (now, actor, "key.create", new.access_key_id, source, detail, 1)
         put = {
             "Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(sk)"}
         }
@@ -429,7 +432,7 @@ class DynamoCredentialStore(ActiveLookups):
         else:
             claim["ConditionExpression"] = "epoch = :seen"
             claim["ExpressionAttributeValues"] = {":seen": {"N": str(epoch)}}
-        event = (now, actor, "key.create", new.access_key_id, source, "role=admin services=*")
+        event = (now, actor, "key.create", new.access_key_id, source, "role=admin services=*", 1)
         put = {
             "Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(sk)"}
         }
@@ -453,7 +456,7 @@ class DynamoCredentialStore(ActiveLookups):
                 "ExpressionAttributeValues": {":now": {"N": str(now)}},
             }
         }
-        event = (now, actor, "key.revoke", access_key_id, source, "")
+        event = (now, actor, "key.revoke", access_key_id, source, "", 1)
         try:
             self._client.transact_write_items(TransactItems=[update, *self._audit_puts(event)])
         except ClientError as exc:
@@ -497,23 +500,13 @@ class DynamoCredentialStore(ActiveLookups):
     # ---- audit ------------------------------------------------------------------------------------------
 
     def record_denied(self, *, actor: str, target: str, source: str, detail: str) -> None:
-        """Note a refused request. One thread writes them about once a second, one flush at a time;
-        identical refusals of one second are one event with their count, and the refusals waiting are
-        bounded (beyond, they are dropped and counted in a log line)."""
-        refusal = (actor, target, source, detail)
-        with self._lock:
-            seen = self._pending_audit.get(refusal)
-            if seen is not None:
-                seen[1] += 1
-            elif len(self._pending_audit) >= _AUDIT_BUFFER_MAX:
-                self._dropped_audit += 1
-                return
-            else:
-                self._pending_audit[refusal] = [self._clock_us(), 1]
+        """Note a refused request, by the rules of audit.py. One thread writes them about once a second,
+        one flush at a time."""
+        self._refusals.add(actor=actor, target=target, source=source, detail=detail)
         self._audit_wanted.set()
 
     def _flush_forever(self) -> None:
-        while self._audit_wanted.wait() and not self._stop.wait(_AUDIT_FLUSH_SECONDS):
+        while self._audit_wanted.wait() and not self._stop.wait(FLUSH_SECONDS):
             self._audit_wanted.clear()
             try:
                 self.flush_audit()
@@ -525,31 +518,12 @@ class DynamoCredentialStore(ActiveLookups):
         """Write the refusals waiting. A failure is logged and the events dropped (they are refused
         requests, and the buffer must not grow without bound while DynamoDB is away)."""
         with self._flush_lock:
-            with self._lock:
-                pending, self._pending_audit = self._pending_audit, {}
-                dropped, self._dropped_audit = self._dropped_audit, 0
-            if dropped:
-                log.warning(
-                    "credential table %s: %d refused-request audit events dropped (more than %d waiting)",
-                    self.table,
-                    dropped,
-                    _AUDIT_BUFFER_MAX,
-                )
+            pending = self._refusals.take()
             if pending:
                 self._write_refusals(pending)
 
-    def _write_refusals(self, pending: dict[tuple[str, str, str, str], list[int]]) -> None:
-        events = [
-            (
-                at,
-                actor,
-                "request.denied",
-                target,
-                source,
-                detail if count == 1 else f"{detail} ({count} times)",
-            )
-            for (actor, target, source, detail), (at, count) in pending.items()
-        ]
+    def _write_refusals(self, pending: list[Refusal]) -> None:
+        events = [(r.at, r.actor, DENIED, r.target, r.source, r.detail, r.count) for r in pending]
         try:
             for day in sorted({_day(event[0]) for event in events} - self._days):
                 self._client.put_item(TableName=self.table, Item=self._day_item(day))
@@ -562,6 +536,36 @@ class DynamoCredentialStore(ActiveLookups):
             log.warning(
                 "credential table %s: %d audit events not written: %s", self.table, len(events), reason
             )
+
+    def expire_audit(self) -> int:
+        """Delete the audit events past ``audit_retention_days``, by whole days (UTC): a day goes when all
+        of it is older than the retention. Queries and BatchWriteItem, never a Scan; how many events."""
+        cutoff = audit_cutoff_us(self._clock_us(), self._audit_retention_days)
+        if cutoff is None:
+            return 0
+        last_kept = _day(cutoff)
+        deleted = 0
+        try:
+            for day_item in list(self._query(_AUDIT_DAYS_PK)):
+                day = day_item["sk"]["S"]
+                if day >= last_kept:
+                    break  # the days come in order, oldest first
+                batch: list[dict[str, Any]] = []
+                # Deleted page by page as the Query reads them: a day may hold many.
+                for item in self._query(f"#audit#{day}", ProjectionExpression="pk, sk"):
+                    batch.append({"DeleteRequest": {"Key": {"pk": item["pk"], "sk": item["sk"]}}})
+                    if len(batch) == _BATCH:
+                        self._batch_write(batch)
+                        deleted, batch = deleted + len(batch), []
+                if batch:
+                    self._batch_write(batch)
+                    deleted += len(batch)
+                # The day's entry goes last: while it exists, a failed run is found and finished next time.
+                self._client.delete_item(TableName=self.table, Key=self._day_item(day))
+                self._days.discard(day)
+        except _BACKEND_ERRORS as exc:
+            raise self._unavailable(exc) from None
+        return deleted
 
     def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         for attempt in range(_WRITE_ATTEMPTS):
@@ -588,6 +592,7 @@ class DynamoCredentialStore(ActiveLookups):
                             item["target"]["S"],
                             item["source"]["S"],
                             item["detail"]["S"],
+                            int(item["count"]["N"]) if "count" in item else 1,
                         )
                     )
                     if len(events) >= limit:

@@ -56,13 +56,19 @@ class CredentialStore(Protocol):
 
     def audit(self, *, limit: int = 100) -> list[AuditEvent]: ...
 
+    def expire_audit(self) -> int:
+        """Delete the audit records older than the store's ``audit_retention_days``; how many."""
+        ...
+
     def close(self) -> None: ...
 
 
 def open_credentials(settings: Settings) -> CredentialStore:
     """The configured credential store; ConfigError when it cannot be opened."""
     if not settings.auth_store:
-        return AuthStore(settings.auth_db, key=store_key(settings))
+        return AuthStore(
+            settings.auth_db, key=store_key(settings), audit_retention_days=settings.audit_retention_days
+        )
     from logsvc.auth.dynamodb_credentials import DynamoCredentialStore  # noqa: PLC0415 (boto3 when needed)
     from logsvc.storage.dynamodb_table import parse_url  # noqa: PLC0415
 
@@ -80,4 +86,5 @@ def open_credentials(settings: Settings) -> CredentialStore:
         target,
         master=lambda create: master_key_from(source, data_dir=data_dir, create=create),
         cache_seconds=settings.auth_cache_seconds,
+        audit_retention_days=settings.audit_retention_days,
     )
