@@ -27,6 +27,7 @@ __all__ = [
     "ReplayedSignature",
     "RequestTimeout",
     "RouteNotFound",
+    "ServerBusy",
     "SignatureExpired",
     "SignatureRejected",
     "StoreFull",
@@ -243,6 +244,19 @@ class StoreUnavailable(LogServiceError):
     status = 503
     code = "store_unavailable"
     title = "Storage unavailable"
+    retry_after_seconds = 1
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
+
+
+class ServerBusy(LogServiceError):
+    """Every slot for decoding large request bodies stayed taken; clients should retry shortly."""
+
+    status = 503
+    code = "server_busy"
+    title = "Server busy"
     retry_after_seconds = 1
 
     @property
