@@ -87,6 +87,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     max_header_bytes: Annotated[int, msgspec.Meta(ge=1024, description="largest request header block")] = (
         16384
     )
+    header_timeout: Annotated[
+        float, msgspec.Meta(gt=0, description="seconds a client gets to send a request head")
+    ] = 10.0
     allow_anonymous: Annotated[
         bool,
         msgspec.Meta(description="serve requests without credentials as ingest+read (never in production)"),
