@@ -123,8 +123,10 @@ class Limits(msgspec.Struct, frozen=True):
 
     @property
     def max_body_values(self) -> int:
-        """JSON values a body may hold: as many as a full batch of average entries."""
-        return self.max_batch_entries * VALUES_PER_ENTRY
+        """JSON values a body may hold: a full batch of average entries, plus one entry with metadata as
+        large as allowed (each value takes at least 2 bytes of it), so that a small batch limit still
+        admits any valid entry."""
+        return self.max_batch_entries * VALUES_PER_ENTRY + self.max_metadata_bytes // 2
 
 
 class NewEntry(msgspec.Struct, frozen=True, gc=False):

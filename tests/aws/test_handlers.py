@@ -249,7 +249,7 @@ def test_body_limits_apply_as_on_the_server(dynamodb_url: str) -> None:
             "application/json",
             b"[" + b"{}," * 11_184_809 + b"{}]",
             413,
-            "the body holds more than 1000000 JSON values; a batch holds at most 10000 entries",
+            "the body holds more than 1032768 JSON values; a batch holds at most 10000 entries",
         ),
         (
             "application/x-ndjson",

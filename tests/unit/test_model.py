@@ -300,11 +300,11 @@ class TestBodies:
     def test_a_body_of_more_values_than_a_batch_may_hold_is_refused_before_decoding(
         self, ndjson: bool
     ) -> None:
-        limits = Limits(max_batch_entries=10)
-        nested = b'{"message": "m", "metadata": {"k": [' + b"{}," * 1000 + b"{}]}}"
+        limits = Limits(max_batch_entries=10, max_metadata_bytes=1024)
+        nested = b'{"message": "m", "metadata": {"k": [' + b"{}," * 1500 + b"{}]}}"
         body = nested if ndjson else b"[" + nested + b"]"
         with pytest.raises(
-            PayloadTooLarge, match="more than 1000 JSON values; a batch holds at most 10 entries"
+            PayloadTooLarge, match="more than 1512 JSON values; a batch holds at most 10 entries"
         ):
             decode_documents(body, ndjson=ndjson, limits=limits)
         # Commas, brackets and escaped quotes inside strings are not values.
@@ -312,6 +312,12 @@ class TestBodies:
         body = b"\n".join([text] * 10) if ndjson else b"[" + b",".join([text] * 10) + b"]"
         docs, _ = decode_documents(body, ndjson=ndjson, limits=limits)
         assert [doc["message"] for doc in docs] == ['[{,"' * 1000] * 10
+
+    def test_a_batch_limit_of_one_still_admits_the_largest_metadata(self) -> None:
+        body = b'{"message": "m", "metadata": {"k": [' + b"0," * 30_000 + b"0]}}"
+        docs, single = decode_documents(body, ndjson=False, limits=Limits(max_batch_entries=1))
+        assert single
+        assert len(docs[0]["metadata"]["k"]) == 30_001
 
     def test_ndjson_past_the_batch_limit_is_refused_before_decoding(self) -> None:
         limits = Limits(max_batch_entries=3)
