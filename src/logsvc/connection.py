@@ -16,13 +16,9 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from logsvc.errors import HeadersTooLarge, LogServiceError, RequestTimeout, problem_of
+from logsvc.errors import HeadersTooLarge, HeadTimeout, LogServiceError, problem_of
 
 __all__ = ["HeadLimitedProtocol", "ServerConfig"]
-
-
-class HeadTimeout(RequestTimeout):
-    title = "Request head not received in time"
 
 
 class ServerConfig(uvicorn.Config):

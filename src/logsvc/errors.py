@@ -16,6 +16,7 @@ __all__ = [
     "ConfigError",
     "FieldError",
     "Forbidden",
+    "HeadTimeout",
     "HeadersTooLarge",
     "InvalidSignature",
     "LogServiceError",
@@ -218,6 +219,12 @@ class RequestTimeout(LogServiceError):
     status = 408
     code = "request_timeout"
     title = "Request body not received in time"
+
+
+class HeadTimeout(RequestTimeout):
+    """The request head (request line and headers) was not complete in time; the connection is closed."""
+
+    title = "Request head not received in time"
 
 
 class PayloadTooLarge(LogServiceError):
