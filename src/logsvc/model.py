@@ -321,7 +321,7 @@ def decode_documents(body: bytes, *, ndjson: bool, limits: Limits) -> tuple[list
         if not docs:
             raise ValidationFailed([FieldError("body", "contains no entries")])
         return docs, False
-    _check_values(body, limits)
+    _check_values(body, limits, documents=1)
     doc = _decode_json(body, "is")
     if isinstance(doc, dict) and "logs" in doc:
         if len(doc) != 1:
@@ -349,7 +349,7 @@ def _decode_lines(body: bytes, limits: Limits) -> list[Any]:
         raise ValidationFailed(
             [FieldError("body", f"a batch holds at most {limits.max_batch_entries} entries; got more")]
         )
-    _check_values(body, limits)
+    _check_values(body, limits, documents=len(lines))
     docs = []
     for line in lines:
         try:
@@ -366,22 +366,22 @@ def _line_number(body: bytes, offset: int) -> int:
     return 1 + body.count(b"\n", 0, offset) + body.count(b"\r", 0, offset) - crlf
 
 
-def _check_values(body: bytes, limits: Limits) -> None:
+def _check_values(body: bytes, limits: Limits, *, documents: int) -> None:
     """413 for a body of more JSON values than limits.max_body_values, counted without decoding it."""
-    budget = limits.max_body_values
+    budget = limits.max_body_values - documents
     # Commas and brackets inside strings are not structure; without the strings the count is exact.
     if _values_at_most(body) <= budget or _values_at_most(_JSON_STRING.sub(b"", body)) <= budget:
         return
     raise PayloadTooLarge(
-        f"the body holds more than {budget} JSON values; a batch holds at most {limits.max_batch_entries} "
-        f"entries of about {VALUES_PER_ENTRY} values each: send smaller batches"
+        f"the body holds more than {limits.max_body_values} JSON values; a batch holds at most "
+        f"{limits.max_batch_entries} entries of about {VALUES_PER_ENTRY} values each: send smaller batches"
     )
 
 
 def _values_at_most(data: bytes) -> int:
-    # Each value but the first of an array or object follows a comma, and each NDJSON line starts a
-    # document: this bounds the values (and, as many, the object keys) that decoding builds.
-    return data.count(b",") + data.count(b"[") + data.count(b"{") + data.count(b"\n") + 1
+    # Each value but the first of an array or object follows a comma: with one first value per document,
+    # this bounds the values (and, as many, the object keys) that decoding builds.
+    return data.count(b",") + data.count(b"[") + data.count(b"{")
 
 
 def _decode_json(data: bytes, subject: str) -> Any:
