@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from logsvc.errors import FieldError, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
-__all__ = ["GZIP_MAGIC", "check_size", "decode_content", "is_ndjson"]
+__all__ = ["GZIP_MAGIC", "check_size", "decode_content", "is_encoded", "is_ndjson"]
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -34,6 +34,11 @@ def check_size(body: bytes, *, max_bytes: int) -> None:
     """413 for a body over the limit as sent (API Gateway and function URLs also have limits of their own)."""
     if len(body) > max_bytes:
         raise PayloadTooLarge(f"the body is {len(body)} bytes; the limit is {max_bytes}")
+
+
+def is_encoded(headers: Mapping[str, str]) -> bool:
+    """Whether the body has a Content-Encoding other than identity (what it inflates to is not known yet)."""
+    return headers.get("content-encoding", "identity").strip().lower() not in ("identity", "")
 
 
 def decode_content(body: bytes, headers: Mapping[str, str], *, max_decompressed_bytes: int) -> bytes:

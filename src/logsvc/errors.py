@@ -16,6 +16,7 @@ __all__ = [
     "ConfigError",
     "FieldError",
     "Forbidden",
+    "HeadTimeout",
     "HeadersTooLarge",
     "InvalidSignature",
     "LogServiceError",
@@ -27,6 +28,7 @@ __all__ = [
     "ReplayedSignature",
     "RequestTimeout",
     "RouteNotFound",
+    "ServerBusy",
     "SignatureExpired",
     "SignatureRejected",
     "StoreFull",
@@ -227,6 +229,12 @@ class RequestTimeout(LogServiceError):
     title = "Request body not received in time"
 
 
+class HeadTimeout(RequestTimeout):
+    """The request head (request line and headers) was not complete in time; the connection is closed."""
+
+    title = "Request head not received in time"
+
+
 class PayloadTooLarge(LogServiceError):
     status = 413
     code = "payload_too_large"
@@ -251,6 +259,19 @@ class StoreUnavailable(LogServiceError):
     status = 503
     code = "store_unavailable"
     title = "Storage unavailable"
+    retry_after_seconds = 1
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_seconds)}
+
+
+class ServerBusy(LogServiceError):
+    """Every slot for decoding large request bodies stayed taken; clients should retry shortly."""
+
+    status = 503
+    code = "server_busy"
+    title = "Server busy"
     retry_after_seconds = 1
 
     @property

@@ -11,6 +11,7 @@ import base64
 import binascii
 import enum
 import functools
+import itertools
 import math
 import re
 import time
@@ -21,11 +22,12 @@ from typing import Annotated, Any, cast
 import msgspec
 import uuid_utils
 
-from logsvc.errors import FieldError, ValidationFailed
+from logsvc.errors import FieldError, PayloadTooLarge, ValidationFailed
 
 __all__ = [
     "MAX_LIMIT",
     "QUERY_PARAMETERS",
+    "VALUES_PER_ENTRY",
     "Level",
     "Limits",
     "LogEntry",
@@ -77,6 +79,13 @@ MAX_LIMIT = 1000
 MAX_FUTURE_US = 2 * 3600 * 1_000_000
 MAX_QUERY_CHARS = 1024
 HARD_MAX_MESSAGE_BYTES = 1024 * 1024
+# What a body may cost to decode: this many JSON values per entry of a full batch, on average (the fields
+# and the metadata). A decoded value takes 30-70 bytes against 2-3 bytes of JSON, so the count of values,
+# not the size, bounds the memory of a body: 32 MiB of "{}," would be 11 million dicts, about 900 MB.
+VALUES_PER_ENTRY = 100
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A non-blank NDJSON line, from its first non-blank byte (bytes.splitlines breaks at \r and \n alone).
+_NDJSON_LINE = re.compile(rb"\S[^\r\n]*")
 
 _ENTRY_FIELDS = frozenset(
     {
@@ -110,6 +119,14 @@ class Limits(msgspec.Struct, frozen=True):
     max_metadata_depth: int = 8
     max_metadata_key_chars: int = 128
     max_batch_entries: int = 10_000
+    max_decompressed_bytes: int = 32 * 1024 * 1024
+
+    @property
+    def max_body_values(self) -> int:
+        """JSON values a body may hold: a full batch of average entries, plus one entry with metadata as
+        large as allowed (each value takes at least 2 bytes of it), so that a small batch limit still
+        admits any valid entry."""
+        return self.max_batch_entries * VALUES_PER_ENTRY + self.max_metadata_bytes // 2
 
 
 class NewEntry(msgspec.Struct, frozen=True, gc=False):
@@ -293,17 +310,18 @@ def parse_log_id(value: object) -> bytes:
         raise ValueError("must be a UUID such as 01890a5d-ac96-774b-bcce-b302099a8057") from None
 
 
-def decode_documents(body: bytes, *, ndjson: bool) -> tuple[list[Any], bool]:
-    """The entries of a request body and whether it was a single object (rather than a batch)."""
+def decode_documents(body: bytes, *, ndjson: bool, limits: Limits) -> tuple[list[Any], bool]:
+    """The entries of a request body and whether it was a single object (rather than a batch).
+
+    A body holding more entries or JSON values than a batch may is refused before it is decoded, at the
+    cost of a few scans of its bytes: decoding first would build every object of a gzip bomb.
+    """
     if ndjson:
-        docs = [
-            _decode_json(line, f"line {number} is")
-            for number, line in enumerate(body.splitlines(), start=1)
-            if line.strip()
-        ]
+        docs = _decode_lines(body, limits)
         if not docs:
             raise ValidationFailed([FieldError("body", "contains no entries")])
         return docs, False
+    _check_values(body, limits, documents=1)
     doc = _decode_json(body, "is")
     if isinstance(doc, dict) and "logs" in doc:
         if len(doc) != 1:
@@ -325,14 +343,57 @@ def decode_documents(body: bytes, *, ndjson: bool) -> tuple[list[Any], bool]:
     )
 
 
+def _decode_lines(body: bytes, limits: Limits) -> list[Any]:
+    lines = list(itertools.islice(_NDJSON_LINE.finditer(body), limits.max_batch_entries + 1))
+    if len(lines) > limits.max_batch_entries:
+        raise ValidationFailed(
+            [FieldError("body", f"a batch holds at most {limits.max_batch_entries} entries; got more")]
+        )
+    _check_values(body, limits, documents=len(lines))
+    docs = []
+    for line in lines:
+        try:
+            docs.append(msgspec.json.decode(line.group()))
+        except (msgspec.DecodeError, RecursionError) as exc:
+            # Numbered only now: counting the lines before each one would scan the body once per line.
+            raise _invalid_json(f"line {_line_number(body, line.start())} is", exc) from None
+    return docs
+
+
+def _line_number(body: bytes, offset: int) -> int:
+    """The line, counted from 1 as bytes.splitlines counts them (\r\n, \r or \n ends one), of an offset."""
+    crlf = body.count(b"\r\n", 0, offset)
+    return 1 + body.count(b"\n", 0, offset) + body.count(b"\r", 0, offset) - crlf
+
+
+def _check_values(body: bytes, limits: Limits, *, documents: int) -> None:
+    """413 for a body of more JSON values than limits.max_body_values, counted without decoding it."""
+    budget = limits.max_body_values - documents
+    # Commas and brackets inside strings are not structure; without the strings the count is exact.
+    if _values_at_most(body) <= budget or _values_at_most(_JSON_STRING.sub(b"", body)) <= budget:
+        return
+    raise PayloadTooLarge(
+        f"the body holds more than {limits.max_body_values} JSON values; a batch holds at most "
+        f"{limits.max_batch_entries} entries of about {VALUES_PER_ENTRY} values each: send smaller batches"
+    )
+
+
+def _values_at_most(data: bytes) -> int:
+    # Each value but the first of an array or object follows a comma: with one first value per document,
+    # this bounds the values (and, as many, the object keys) that decoding builds.
+    return data.count(b",") + data.count(b"[") + data.count(b"{")
+
+
 def _decode_json(data: bytes, subject: str) -> Any:
     try:
         return msgspec.json.decode(data)
-    except msgspec.DecodeError as exc:
-        problem = str(exc)
-    except RecursionError:
-        problem = "nested too deeply"
-    raise ValidationFailed([FieldError("body", f"{subject} not valid JSON: {problem}")])
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise _invalid_json(subject, exc) from None
+
+
+def _invalid_json(subject: str, exc: Exception) -> ValidationFailed:
+    problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+    return ValidationFailed([FieldError("body", f"{subject} not valid JSON: {problem}")])
 
 
 def validate_entries(docs: Sequence[Any], *, now_us: int, limits: Limits, batch: bool) -> list[NewEntry]:

@@ -22,6 +22,7 @@ from logsvc.api.app import retention_for
 from logsvc.auth.credentials import NewCredential
 from logsvc.auth.profiles import DEFAULT_PROFILE, SavedProfile, save_server_profile
 from logsvc.auth.store import open_credentials
+from logsvc.connection import ServerConfig
 from logsvc.crypto import store_key
 from logsvc.display import untrusted
 from logsvc.logs import log_config
@@ -128,9 +129,10 @@ def serve(settings: Settings) -> None:
         "access_log": settings.access_log,
         "timeout_graceful_shutdown": int(settings.shutdown_timeout),
         "loop": "uvloop",
-        "http": "httptools",
         "server_header": False,
         "ws": "none",
+        "max_header_bytes": settings.max_header_bytes,
+        "header_timeout": settings.header_timeout,
     }
     if settings.tls_cert:
         common |= {
@@ -139,7 +141,7 @@ def serve(settings: Settings) -> None:
             "ssl_context_factory": _tls_context,
         }
     if settings.workers == 1:
-        uvicorn.Server(uvicorn.Config(create_app(settings), **common)).run()
+        uvicorn.Server(ServerConfig(create_app(settings), **common)).run()
         return
     # Workers are separate processes that rebuild the app from the environment; metrics go through files
     # so that a scrape of any worker reports the whole server.
@@ -148,7 +150,7 @@ def serve(settings: Settings) -> None:
     metrics_dir.mkdir(parents=True, mode=0o700)
     os.environ.update(settings_environment(settings))
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    config = uvicorn.Config(
+    config = ServerConfig(
         "logsvc.api:create_app_from_environment", factory=True, workers=settings.workers, **common
     )
     Multiprocess(config, sockets=[config.bind_socket()]).run()

@@ -13,7 +13,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 import msgspec
 
 from logsvc.auth.policy import Principal, parse_key_request
-from logsvc.errors import ConfigError, FieldError, Forbidden, LogServiceError, NotFound, ValidationFailed
+from logsvc.content import decode_content, is_encoded, is_ndjson
+from logsvc.errors import (
+    ConfigError,
+    FieldError,
+    Forbidden,
+    LogServiceError,
+    NotFound,
+    ServerBusy,
+    ValidationFailed,
+)
 from logsvc.model import (
     MAX_LIMIT,
     Limits,
@@ -37,6 +46,12 @@ if TYPE_CHECKING:  # the Lambda handlers import this module and must not load SQ
 __all__ = ["AdminService", "BatchCreated", "Created", "IngestObserver", "LogService", "Retention", "purge"]
 
 log = logging.getLogger("logsvc.service")
+
+# Bodies up to this size, as sent and not compressed, are decoded on the event loop: a thread hop would cost
+# a small post more than its decoding. Larger ones go to a thread, a few at a time.
+INLINE_BODY_BYTES = 64 * 1024
+# How long a large body waits for a decoding slot before the answer is 503.
+DECODE_QUEUE_SECONDS = 5.0
 
 
 class Created(msgspec.Struct, frozen=True):
@@ -66,24 +81,35 @@ class LogService:
         *,
         observer: IngestObserver | None = None,
         clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
+        decode_threads: int = 2,
     ) -> None:
         self.store = store
         self.limits = limits
         self._observer = observer
         self._clock_us = clock_us
+        self._decoding = asyncio.Semaphore(decode_threads)
 
-    async def ingest(self, body: bytes, *, ndjson: bool, principal: Principal) -> Created | BatchCreated:
-        """Validate a whole request body and store it atomically; returns once the entries are durable."""
-        try:
-            docs, single = decode_documents(body, ndjson=ndjson)
-        except ValidationFailed:
-            self._rejected(1)
-            raise
-        try:
-            entries = validate_entries(docs, now_us=self._clock_us(), limits=self.limits, batch=not single)
-        except ValidationFailed:
-            self._rejected(len(docs))
-            raise
+    async def ingest(
+        self, body: bytes, headers: Mapping[str, str], *, principal: Principal
+    ) -> Created | BatchCreated:
+        """Validate a whole request body (as sent: ``headers`` give its media type and content encoding)
+        and store it atomically; returns once the entries are durable."""
+        ndjson = is_ndjson(headers)
+        if len(body) <= INLINE_BODY_BYTES and not is_encoded(headers):
+            entries, single = self._entries(body, headers, ndjson)
+        else:
+            # Inflating and decoding up to max_decompressed_bytes takes a CPU for a while: off the event
+            # loop, and a few at a time, so that a burst of large bodies cannot take every thread and all
+            # the memory at once.
+            try:
+                async with asyncio.timeout(DECODE_QUEUE_SECONDS):
+                    await self._decoding.acquire()
+            except TimeoutError:
+                raise ServerBusy("too many large request bodies are being decoded; retry shortly") from None
+            try:
+                entries, single = await asyncio.to_thread(self._entries, body, headers, ndjson)
+            finally:
+                self._decoding.release()
         outside = sorted({e.service_name for e in entries if not principal.covers(e.service_name)})
         if outside:
             self._rejected(len(entries))
@@ -97,6 +123,20 @@ class LogService:
         if single:
             return _created(entries[0])
         return BatchCreated(count=len(entries), log_ids=[format_log_id(e.log_id) for e in entries])
+
+    def _entries(self, body: bytes, headers: Mapping[str, str], ndjson: bool) -> tuple[list[NewEntry], bool]:
+        content = decode_content(body, headers, max_decompressed_bytes=self.limits.max_decompressed_bytes)
+        try:
+            docs, single = decode_documents(content, ndjson=ndjson, limits=self.limits)
+        except LogServiceError:
+            self._rejected(1)
+            raise
+        try:
+            entries = validate_entries(docs, now_us=self._clock_us(), limits=self.limits, batch=not single)
+        except ValidationFailed:
+            self._rejected(len(docs))
+            raise
+        return entries, single
 
     def _rejected(self, count: int) -> None:
         if self._observer is not None:

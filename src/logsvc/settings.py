@@ -78,12 +78,19 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     max_message_bytes: Annotated[
         int, msgspec.Meta(ge=1, le=HARD_MAX_MESSAGE_BYTES, description="largest message, UTF-8 bytes")
     ] = 256 * 1024
+    decode_threads: Annotated[
+        int,
+        msgspec.Meta(ge=1, le=64, description="large or gzip bodies decoded at once per process; more wait"),
+    ] = 2
     body_timeout: Annotated[
         float, msgspec.Meta(gt=0, description="seconds a client gets to send a request body")
     ] = 30.0
     max_header_bytes: Annotated[int, msgspec.Meta(ge=1024, description="largest request header block")] = (
         16384
     )
+    header_timeout: Annotated[
+        float, msgspec.Meta(gt=0, description="seconds a client gets to send a request head")
+    ] = 10.0
     allow_anonymous: Annotated[
         bool,
         msgspec.Meta(description="serve requests without credentials as ingest+read (never in production)"),
@@ -221,7 +228,11 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
 
     @property
     def limits(self) -> Limits:
-        return Limits(max_message_bytes=self.max_message_bytes, max_batch_entries=self.max_batch_entries)
+        return Limits(
+            max_message_bytes=self.max_message_bytes,
+            max_batch_entries=self.max_batch_entries,
+            max_decompressed_bytes=self.max_decompressed_bytes,
+        )
 
 
 def load_settings(

@@ -3,6 +3,7 @@ moto's server mode (a stand-in for DynamoDB, not AWS itself)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -239,6 +240,35 @@ def test_body_limits_apply_as_on_the_server(dynamodb_url: str) -> None:
         assert_problem(app.ingest(event, None), 413, "payload_too_large")
     finally:
         app.close()
+
+
+@pytest.mark.parametrize(
+    ("content_type", "inflated", "status", "detail"),
+    [
+        (
+            "application/json",
+            b"[" + b"{}," * 11_184_809 + b"{}]",
+            413,
+            "the body holds more than 1032768 JSON values; a batch holds at most 10000 entries",
+        ),
+        (
+            "application/x-ndjson",
+            b"{}\n" * 11_184_810,
+            400,
+            "body: a batch holds at most 10000 entries; got more",
+        ),
+    ],
+)
+def test_a_gzip_bomb_of_tiny_entries_is_refused_before_it_is_decoded(
+    lambda_app: LambdaApp, content_type: str, inflated: bytes, status: int, detail: str
+) -> None:
+    bomb = gzip.compress(inflated)
+    assert len(bomb) < 64 * 1024
+    event = ingest_event("http_v2", bomb, headers={"Content-Type": content_type, "Content-Encoding": "gzip"})
+    problem = assert_problem(
+        lambda_app.ingest(event, None), status, "payload_too_large" if status == 413 else "validation_error"
+    )
+    assert problem["detail"].startswith(detail)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

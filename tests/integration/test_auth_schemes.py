@@ -100,7 +100,7 @@ def test_our_signer_is_accepted(signed_server: tuple[ServerThread, NewCredential
         ("other region", 403, "invalid_signature"),
         ("skew 5 min + 1 s", 403, "signature_expired"),
         ("body swapped after signing", 403, "invalid_signature"),
-        ("unknown key", 403, "unrecognized_client"),
+        ("unknown key", 403, "invalid_signature"),
         ("unsigned", 401, "missing_authentication_token"),
     ],
 )

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from logsvc.errors import ValidationFailed
+from logsvc.errors import PayloadTooLarge, ValidationFailed
 from logsvc.model import (
     Level,
     Limits,
@@ -261,10 +261,13 @@ class TestEntryRules:
 
 class TestBodies:
     def test_shapes(self) -> None:
-        assert decode_documents(b'{"message": "a"}', ndjson=False) == ([{"message": "a"}], True)
-        assert decode_documents(b'[{"message": "a"}]', ndjson=False) == ([{"message": "a"}], False)
-        assert decode_documents(b'{"logs": [{"message": "a"}]}', ndjson=False) == ([{"message": "a"}], False)
-        assert decode_documents(b'{"message": "a"}\n\n{"message": "b"}\n', ndjson=True) == (
+        def decode(body: bytes, *, ndjson: bool = False) -> tuple[list[Any], bool]:
+            return decode_documents(body, ndjson=ndjson, limits=LIMITS)
+
+        assert decode(b'{"message": "a"}') == ([{"message": "a"}], True)
+        assert decode(b'[{"message": "a"}]') == ([{"message": "a"}], False)
+        assert decode(b'{"logs": [{"message": "a"}]}') == ([{"message": "a"}], False)
+        assert decode(b'{"message": "a"}\n\n{"message": "b"}\n', ndjson=True) == (
             [{"message": "a"}, {"message": "b"}],
             False,
         )
@@ -279,14 +282,48 @@ class TestBodies:
             (b'{"logs": {}}', False, "logs: must be an array"),
             (b'{"logs": [], "x": 1}', False, 'body: a {"logs": [...]} batch has no other fields; got x'),
             (b'{"message": "a"}\n{oops', True, "body: line 2 is not valid JSON"),
+            (
+                b'{"message": "a"}\r\n\r\n  \n{"message": "b"}\r{oops\n',
+                True,
+                "body: line 5 is not valid JSON",
+            ),
             (b"\n\n", True, "body: contains no entries"),
             (b"[" * 10_000 + b"]" * 10_000, False, "body: is not valid JSON"),
         ],
     )
     def test_malformed_bodies(self, body: bytes, ndjson: bool, expected: str) -> None:
         with pytest.raises(ValidationFailed) as caught:
-            decode_documents(body, ndjson=ndjson)
+            decode_documents(body, ndjson=ndjson, limits=LIMITS)
         assert str(caught.value.errors[0]).startswith(expected)
+
+    @pytest.mark.parametrize("ndjson", [False, True])
+    def test_a_body_of_more_values_than_a_batch_may_hold_is_refused_before_decoding(
+        self, ndjson: bool
+    ) -> None:
+        limits = Limits(max_batch_entries=10, max_metadata_bytes=1024)
+        nested = b'{"message": "m", "metadata": {"k": [' + b"{}," * 1500 + b"{}]}}"
+        body = nested if ndjson else b"[" + nested + b"]"
+        with pytest.raises(
+            PayloadTooLarge, match="more than 1512 JSON values; a batch holds at most 10 entries"
+        ):
+            decode_documents(body, ndjson=ndjson, limits=limits)
+        # Commas, brackets and escaped quotes inside strings are not values.
+        text = b'{"message": "' + b'[{,\\"' * 1000 + b'"}'
+        body = b"\n".join([text] * 10) if ndjson else b"[" + b",".join([text] * 10) + b"]"
+        docs, _ = decode_documents(body, ndjson=ndjson, limits=limits)
+        assert [doc["message"] for doc in docs] == ['[{,"' * 1000] * 10
+
+    def test_a_batch_limit_of_one_still_admits_the_largest_metadata(self) -> None:
+        body = b'{"message": "m", "metadata": {"k": [' + b"0," * 30_000 + b"0]}}"
+        docs, single = decode_documents(body, ndjson=False, limits=Limits(max_batch_entries=1))
+        assert single
+        assert len(docs[0]["metadata"]["k"]) == 30_001
+
+    def test_ndjson_past_the_batch_limit_is_refused_before_decoding(self) -> None:
+        limits = Limits(max_batch_entries=3)
+        body = b'{"message": "m"}\n \r\n' * 3 + b"{not even json\n"
+        with pytest.raises(ValidationFailed, match="a batch holds at most 3 entries; got more"):
+            decode_documents(body, ndjson=True, limits=limits)
 
 
 class TestQuery:

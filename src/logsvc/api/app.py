@@ -55,7 +55,9 @@ def create_app(settings: Settings, store: LogStore | None = None) -> Starlette:
             retention=retention_rules(settings.retention_days, settings.retention_by_service),
         )
         auth = open_credentials(settings)
-        app.state.service = LogService(active, settings.limits, observer=metrics)
+        app.state.service = LogService(
+            active, settings.limits, observer=metrics, decode_threads=settings.decode_threads
+        )
         app.state.admin = AdminService(auth)
         app.state.authenticator = Authenticator(
             auth,

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from logsvc.api.body import receive_body
 from logsvc.api.security import BODY_KEY, PRINCIPAL_KEY, client_address
 from logsvc.auth.policy import Permission, Principal
-from logsvc.content import decode_content, is_ndjson
+from logsvc.content import decode_content
 from logsvc.errors import AuthenticationFailed, Forbidden
 from logsvc.service import AdminService, Created, LogService
 from logsvc.settings import Settings
@@ -73,19 +73,24 @@ def _admin(request: Request) -> AdminService:
     return admin
 
 
-async def _body(request: Request) -> bytes:
+async def _sent_body(request: Request) -> bytes:
     settings: Settings = request.app.state.settings
     raw: bytes | None = request.scope.get(BODY_KEY)
     if raw is None:
         raw = await receive_body(
             request.receive, request.headers, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout
         )
+    return raw
+
+
+async def _body(request: Request) -> bytes:
+    settings: Settings = request.app.state.settings
+    raw = await _sent_body(request)
     return decode_content(raw, request.headers, max_decompressed_bytes=settings.max_decompressed_bytes)
 
 
 async def ingest(request: Request, principal: Principal) -> Response:
-    ndjson = is_ndjson(request.headers)
-    result = await _service(request).ingest(await _body(request), ndjson=ndjson, principal=principal)
+    result = await _service(request).ingest(await _sent_body(request), request.headers, principal=principal)
     headers = {"Location": f"/logs/{result.log_id}"} if isinstance(result, Created) else None
     return _json(result, 201, headers)
 

@@ -3,7 +3,7 @@
 The middleware establishes *who* is calling (or refuses bad credentials) and applies the per-credential
 rate limit; each route then states *what* it needs (see routes.py), so no route can forget to check.
 A SigV4 signature covers the body, so for signed requests the body is read here, within the same limits
-as everywhere, and left in the scope for the route.
+as everywhere, and left in the scope for the route; everything else about the signature is checked before.
 """
 
 from __future__ import annotations
@@ -113,6 +113,9 @@ class SecurityMiddleware:
         if not authorization:
             return ANONYMOUS if self.settings.allow_anonymous else None
         if authorization.startswith(SIGV4_SCHEME):
+            pairs = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
+            # All but the signature itself is checked first: a malformed or unknown credential costs no body.
+            head = authenticator.sigv4.check_head(pairs)
             body = await receive_body(
                 receive, headers, max_bytes=self.settings.max_body_bytes, timeout=self.settings.body_timeout
             )
@@ -120,13 +123,11 @@ class SecurityMiddleware:
                 method=scope["method"],
                 path=scope.get("raw_path", scope["path"].encode()).decode("latin-1").split("?", 1)[0],
                 query=scope["query_string"].decode("latin-1"),
-                headers=[
-                    (name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]
-                ],
+                headers=pairs,
                 body=body,
             )
             scope[BODY_KEY] = body
-            return authenticator.from_signature(signed)
+            return authenticator.from_signature(signed, head)
         scheme, _, token = authorization.partition(" ")
         # API Gateway's Cognito authorizer takes the raw token without "Bearer"; so do we.
         token = token.strip() if scheme.lower() == "bearer" else authorization.strip()

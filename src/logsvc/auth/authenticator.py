@@ -7,7 +7,7 @@ import asyncio
 from logsvc.auth.credentials import API_KEY_PREFIX
 from logsvc.auth.jwt import JwtVerifier
 from logsvc.auth.policy import Principal, token_principal
-from logsvc.auth.sigv4 import SignedRequest, SigV4Verifier
+from logsvc.auth.sigv4 import SignedHead, SignedRequest, SigV4Verifier
 from logsvc.auth.store import CredentialStore
 from logsvc.errors import AuthenticationFailed, UnrecognizedClient
 
@@ -32,8 +32,9 @@ class Authenticator:
         )
         self.jwt = jwt
 
-    def from_signature(self, request: SignedRequest) -> Principal:
-        access_key_id = self.sigv4.verify(request)
+    def from_signature(self, request: SignedRequest, head: SignedHead | None = None) -> Principal:
+        """The signer of ``request``; ``head`` is what ``sigv4.check_head`` found before the body came."""
+        access_key_id = self.sigv4.verify(request, head)
         principal = self.store.principal_for(access_key_id, "sigv4")
         if principal is None:  # revoked or expired between the two look-ups
             raise UnrecognizedClient("The security token included in the request is invalid.")

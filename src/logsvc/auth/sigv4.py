@@ -20,7 +20,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from urllib.parse import quote, quote_from_bytes, unquote_to_bytes
@@ -31,12 +31,12 @@ from logsvc.errors import (
     ReplayedSignature,
     SignatureExpired,
     SignatureRejected,
-    UnrecognizedClient,
 )
 
 __all__ = [
     "ALGORITHM",
     "SigV4Verifier",
+    "SignedHead",
     "SignedRequest",
     "canonical_request",
     "sign",
@@ -260,6 +260,19 @@ class _Authorization:
         return f"{self.date}/{self.region}/{self.service}/{_TERMINATOR}"
 
 
+@dataclass(frozen=True, slots=True)
+class SignedHead:
+    """What ``SigV4Verifier.check_head`` found in a request's headers, for ``verify`` once the body is in."""
+
+    authorization: _Authorization
+    amz_date: str
+    request_time: float
+    declared_hash: str | None
+    """The ``x-amz-content-sha256`` header, if sent."""
+    secret: str | None = field(repr=False)
+    """None for an access key id nobody holds."""
+
+
 def _shown(text: str) -> str:
     """Client input quoted in an error message, cut short so that a huge header cannot bloat the answer."""
     return repr(text if len(text) <= 64 else text[:64] + "...")
@@ -396,17 +409,19 @@ class SigV4Verifier:
         # Unknown keys are checked against this secret so that they cost what a wrong signature costs.
         self._decoy_secret = secrets.token_urlsafe(30)
 
-    def verify(self, request: SignedRequest) -> str:
-        """The access key ID that validly signed ``request``; raises a ``SignatureRejected`` otherwise."""
-        headers = _header_map(request.headers)
-        auth = _parse_authorization(headers.get("authorization"))
+    def check_head(self, headers: Sequence[tuple[str, str]]) -> SignedHead:
+        """Every rule that needs no body, checked before the body is read so that a refused request costs
+        none: a well-formed ``Authorization``, its signed headers present, the date, region, service and
+        clock skew and a signed body (not ``UNSIGNED-PAYLOAD``). Raises a ``SignatureRejected``."""
+        found = _header_map(headers)
+        auth = _parse_authorization(found.get("authorization"))
         for required in ("host", "x-amz-date"):
             if required not in auth.signed_headers:
                 raise InvalidSignature(f"'{required}' must be among the SignedHeaders")
-        absent = [name for name in auth.signed_headers if name not in headers]
+        absent = [name for name in auth.signed_headers if name not in found]
         if absent:
             raise InvalidSignature(f"Signed header {_shown(absent[0])} is not in the request")
-        amz_date = _trimall(",".join(headers["x-amz-date"]))
+        amz_date = _trimall(",".join(found["x-amz-date"]))
         request_time = _parse_amz_date(amz_date)
         if auth.date != amz_date[:8]:
             raise InvalidSignature(
@@ -422,37 +437,37 @@ class SigV4Verifier:
                 f"Credential should be scoped to correct service: '{self._service}', "
                 f"not {_shown(auth.service)}."
             )
-        now = self._clock()
-        self._check_time(amz_date, request_time, now)
-        payload_hash = hashlib.sha256(request.body).hexdigest()
-        declared = headers.get("x-amz-content-sha256")
-        if declared is not None:
-            declared_hash = _trimall(",".join(declared))
-            if declared_hash.startswith(_UNSIGNED_PAYLOADS):
-                raise InvalidSignature(f"{_shown(declared_hash)} is not accepted: the body must be signed")
-            if declared_hash != payload_hash:
-                raise InvalidSignature(
-                    "The x-amz-content-sha256 header does not match the SHA-256 of the body"
-                )
+        self._check_time(amz_date, request_time, self._clock())
+        declared = found.get("x-amz-content-sha256")
+        declared_hash = None if declared is None else _trimall(",".join(declared))
+        if declared_hash is not None and declared_hash.startswith(_UNSIGNED_PAYLOADS):
+            raise InvalidSignature(f"{_shown(declared_hash)} is not accepted: the body must be signed")
+        # An unknown key is not refused here: it waits for the body and a decoy HMAC like a wrong secret,
+        # and gets the same answer, so neither the answer nor its timing tells which key ids exist.
+        return SignedHead(auth, amz_date, request_time, declared_hash, self._secret_for(auth.access_key_id))
 
-        secret = self._secret_for(auth.access_key_id)
-        key = signing_key(
-            self._decoy_secret if secret is None else secret, auth.date, auth.region, auth.service
+    def verify(self, request: SignedRequest, head: SignedHead | None = None) -> str:
+        """The access key ID that validly signed ``request``; raises a ``SignatureRejected`` otherwise.
+        ``head`` is what check_head returned for the request's headers, if it was called already."""
+        if head is None:
+            head = self.check_head(request.headers)
+        auth = head.authorization
+        payload_hash = hashlib.sha256(request.body).hexdigest()
+        if head.declared_hash is not None and head.declared_hash != payload_hash:
+            raise InvalidSignature("The x-amz-content-sha256 header does not match the SHA-256 of the body")
+        key = signing_key(head.secret or self._decoy_secret, auth.date, auth.region, auth.service)
+        canonical = _canonical_request(
+            request, _header_map(request.headers), auth.signed_headers, payload_hash, True
         )
-        canonical = _canonical_request(request, headers, auth.signed_headers, payload_hash, True)
-        expected = _signature(key, string_to_sign(amz_date, auth.scope, canonical))
-        matches = hmac.compare_digest(expected, auth.signature)
-        if secret is None:
-            raise UnrecognizedClient("The security token included in the request is invalid.")
-        if not matches:
+        expected = _signature(key, string_to_sign(head.amz_date, auth.scope, canonical))
+        if not hmac.compare_digest(expected, auth.signature) or head.secret is None:
             raise InvalidSignature(
                 "The request signature we calculated does not match the signature you provided. "
                 "Check your AWS Secret Access Key and signing method."
             )
         # Only now, with the signature proven, is it remembered: forged ones must not fill the map.
-        if self._seen is not None and not self._seen.first_use(
-            auth.signature, request_time + self._max_skew, now
-        ):
+        expires_at = head.request_time + self._max_skew
+        if self._seen is not None and not self._seen.first_use(auth.signature, expires_at, self._clock()):
             raise ReplayedSignature("This signature has already been used; sign each request afresh.")
         return auth.access_key_id
 

@@ -26,7 +26,7 @@ import msgspec
 from logsvc.auth.policy import Permission, Principal
 from logsvc.aws.events import Request, parse_event
 from logsvc.aws.identity import PrincipalMap
-from logsvc.content import GZIP_MAGIC, check_size, decode_content, is_ndjson
+from logsvc.content import GZIP_MAGIC, check_size
 from logsvc.errors import (
     PROBLEM_TYPE,
     ConfigError,
@@ -96,13 +96,9 @@ def _internal_error() -> Response:
 
 
 async def _ingest(app: LambdaApp, request: Request, principal: Principal, params: dict[str, str]) -> Response:
-    settings = app.settings
-    ndjson = is_ndjson(request.headers)
-    check_size(request.body, max_bytes=settings.max_body_bytes)
-    body = decode_content(
-        request.body, _encoding_as_received(request), max_decompressed_bytes=settings.max_decompressed_bytes
-    )
-    result = await (await app.service()).ingest(body, ndjson=ndjson, principal=principal)
+    check_size(request.body, max_bytes=app.settings.max_body_bytes)
+    service = await app.service()
+    result = await service.ingest(request.body, _encoding_as_received(request), principal=principal)
     location = {"location": f"/logs/{result.log_id}"} if isinstance(result, Created) else None
     return _json(result, 201, location)
 

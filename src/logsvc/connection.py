@@ -1,0 +1,106 @@
+"""HTTP/1.1 connections: uvicorn's httptools protocol, with each request head bounded while it is read.
+
+uvicorn buffers a request head without a limit of size or time: httptools gathers a header line of any
+length, and the keep-alive timer stops at the first byte of the next request. Here a head must be complete
+within ``max_header_bytes`` (else 431) and ``header_timeout`` seconds from its first byte (else 408), or
+from the connect for a new connection (else it is closed); either answer closes the connection. See
+decision 18.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from logsvc.errors import HeadersTooLarge, HeadTimeout, LogServiceError, problem_of
+
+__all__ = ["HeadLimitedProtocol", "ServerConfig"]
+
+
+class ServerConfig(uvicorn.Config):
+    """uvicorn's Config serving with HeadLimitedProtocol, and the limits it applies."""
+
+    def __init__(self, app: Any, *, max_header_bytes: int, header_timeout: float, **kwargs: Any) -> None:
+        super().__init__(app, http=HeadLimitedProtocol, **kwargs)
+        self.max_header_bytes = max_header_bytes
+        self.header_timeout = header_timeout
+
+
+class HeadLimitedProtocol(HttpToolsProtocol):
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        if not isinstance(config, ServerConfig):
+            raise TypeError("HeadLimitedProtocol takes its limits from a ServerConfig")
+        super().__init__(config, server_state, app_state, _loop)
+        self._max_head_bytes = config.max_header_bytes
+        self._head_timeout = config.header_timeout
+        self._awaiting_head = True
+        self._head_bytes = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_timer = self.loop.call_later(self._head_timeout, self._head_timed_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._awaiting_head:
+            if self._head_timer is None:
+                self._head_timer = self.loop.call_later(self._head_timeout, self._head_timed_out)
+            self._head_bytes += len(data)
+        super().data_received(data)
+        # Checked after parsing: the head may have ended within this chunk, followed by the body. So the
+        # parser holds at most the limit plus one read (64-256 KiB) of an unfinished head.
+        over = self._head_bytes > self._max_head_bytes
+        if self._awaiting_head and over and not self.transport.is_closing():
+            self._refuse(HeadersTooLarge(f"the request head is over {self._max_head_bytes} bytes"))
+
+    def on_headers_complete(self) -> None:
+        self._awaiting_head = False
+        self._stop_head_timer()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        # What follows belongs to the next request's head, whose timer starts with its first byte.
+        self._awaiting_head = True
+        self._head_bytes = 0
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self._awaiting_head or self.transport.is_closing():
+            return
+        answering = self.cycle is not None and not self.cycle.response_complete
+        if self._head_bytes and not answering:
+            timeout = self._head_timeout
+            self._refuse(HeadTimeout(f"the request head did not arrive within {timeout:g} seconds"))
+        else:
+            self.transport.close()  # nothing was asked, or a pipelined answer is still being written
+
+    def _refuse(self, exc: LogServiceError) -> None:
+        self._awaiting_head = False
+        self._stop_head_timer()
+        body = problem_of(exc)
+        head = [STATUS_LINE[exc.status]]
+        head.extend(name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers)
+        head.append(b"content-type: application/problem+json\r\n")
+        head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
