@@ -12,8 +12,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
-from logsvc.auth.policy import Principal, parse_key_request
-from logsvc.errors import ConfigError, FieldError, Forbidden, LogServiceError, NotFound, ValidationFailed
+from logsvc.auth.policy import Principal, Role, parse_key_request
+from logsvc.errors import (
+    ConfigError,
+    Conflict,
+    FieldError,
+    Forbidden,
+    LogServiceError,
+    NotFound,
+    ValidationFailed,
+)
 from logsvc.model import (
     MAX_LIMIT,
     Limits,
@@ -25,6 +33,8 @@ from logsvc.model import (
     format_timestamp,
     parse_log_id,
     parse_query,
+    parse_timestamp,
+    parse_whole_number,
     retention_rules,
     validate_entries,
 )
@@ -152,6 +162,21 @@ class AdminService:
         return self.auth.credentials()
 
     def revoke_key(self, access_key_id: str, *, principal: Principal, source: str) -> Credential:
+        """Revoke a credential, unless it is the last usable admin credential: with it gone, nobody could
+        manage credentials over the API any more (the HTTP route and the CLI both come here)."""
+        now = self._clock_us()
+        usable_admins = {
+            c.access_key_id
+            for c in self.auth.credentials()
+            if c.role is Role.ADMIN
+            and c.revoked_at is None
+            and (c.expires_at is None or parse_timestamp(c.expires_at) > now)
+        }
+        if usable_admins == {access_key_id}:
+            raise Conflict(
+                f"{access_key_id} is the last usable admin credential; create another admin credential "
+                "before revoking this one"
+            )
         return self.auth.revoke(access_key_id, actor=principal.id, source=source)
 
     def audit(self, params: Iterable[tuple[str, str]]) -> list[AuditEvent]:
@@ -159,9 +184,13 @@ class AdminService:
         for name, value in params:
             if name != "limit":
                 raise ValidationFailed([FieldError(name, "unknown parameter (allowed: limit)")])
-            if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
-                raise ValidationFailed([FieldError("limit", f"must be a whole number from 1 to {MAX_LIMIT}")])
-            limit = int(value)
+            try:
+                limit = parse_whole_number(value)
+                if not 1 <= limit <= MAX_LIMIT:
+                    raise ValueError
+            except ValueError:
+                rule = f"must be a whole number from 1 to {MAX_LIMIT}"
+                raise ValidationFailed([FieldError("limit", rule)]) from None
         return self.auth.audit(limit=limit)
 
 

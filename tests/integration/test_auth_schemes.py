@@ -100,7 +100,7 @@ def test_our_signer_is_accepted(signed_server: tuple[ServerThread, NewCredential
         ("skew 5 min + 1 s", 403, "signature_expired"),
         ("replay", 403, "replayed_signature"),
         ("body swapped after signing", 403, "invalid_signature"),
-        ("unknown key", 403, "unrecognized_client"),
+        ("unknown key", 403, "invalid_signature"),
         ("unsigned", 401, "missing_authentication_token"),
     ],
 )
@@ -136,6 +136,22 @@ def test_bad_signatures_are_refused(
     assert response.status_code == status, response.text
     assert response.json()["code"] == code
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_an_unknown_key_id_is_answered_as_a_wrong_secret(
+    signed_server: tuple[ServerThread, NewCredential],
+) -> None:
+    """The same status, code and detail: an answer that differed would tell which key ids exist."""
+    server, key = signed_server
+    url = f"{server.url}/logs"
+    stranger = NewCredential("LSKNOBODYKNOWSME", "s" * 40, "lsk_x", Role.ADMIN, (), None)
+    answers = []
+    for credential, secret in ((stranger, None), (key, "not-the-secret")):
+        body = fresh_body()
+        response = post_signed(url, body, botocore_headers(url, body, credential, secret=secret))
+        answers.append((response.status_code, response.json()))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 403
 
 
 # ---- OIDC ------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from fnmatch import fnmatchcase
 import msgspec
 
 from logsvc.errors import FieldError, Forbidden, ValidationFailed
-from logsvc.model import parse_timestamp
+from logsvc.model import parse_timestamp, timestamp_in_range
 
 __all__ = ["ANONYMOUS", "KeyRequest", "Permission", "Principal", "Role", "parse_expiry", "parse_key_request"]
 
@@ -62,7 +62,7 @@ ANONYMOUS = Principal(id="anonymous", roles=frozenset({Role.INGEST, Role.READ}),
 
 
 _PATTERN = re.compile(r"^[A-Za-z0-9._:/*?\[\]!-]{1,128}$")
-_DURATION = re.compile(r"^(\d+)([dhm])$")
+_DURATION = re.compile(r"([0-9]+)([dhm])")
 _UNIT_US = {"d": 86_400_000_000, "h": 3_600_000_000, "m": 60_000_000}
 
 
@@ -78,13 +78,16 @@ class KeyRequest(msgspec.Struct, frozen=True):
 def parse_expiry(value: str, now_us: int) -> int:
     """``90d``, ``12h``, ``30m`` from now, or an RFC 3339 date-time; it must lie in the future."""
     match = _DURATION.fullmatch(value.strip())
-    if match:
-        at = now_us + int(match.group(1)) * _UNIT_US[match.group(2)]
-    else:
-        try:
+    try:
+        if match:
+            at = timestamp_in_range(now_us + int(match.group(1)) * _UNIT_US[match.group(2)])
+        else:
             at = parse_timestamp(value)
-        except ValueError:
-            raise ValueError("must be a duration such as 90d, 12h or 30m, or an RFC 3339 date-time") from None
+    except ValueError:
+        raise ValueError(
+            "must be a duration such as 90d, 12h or 30m, or an RFC 3339 date-time, "
+            "ending before the year 10000"
+        ) from None
     if at <= now_us:
         raise ValueError("must lie in the future")
     return at

@@ -30,8 +30,8 @@ from logsvc.errors import (
     MissingAuthenticationToken,
     ReplayedSignature,
     SignatureExpired,
+    SignatureMismatch,
     SignatureRejected,
-    UnrecognizedClient,
 )
 
 __all__ = [
@@ -438,14 +438,8 @@ class SigV4Verifier:
         )
         canonical = _canonical_request(request, headers, auth.signed_headers, payload_hash, True)
         expected = _signature(key, string_to_sign(amz_date, auth.scope, canonical))
-        matches = hmac.compare_digest(expected, auth.signature)
-        if secret is None:
-            raise UnrecognizedClient("The security token included in the request is invalid.")
-        if not matches:
-            raise InvalidSignature(
-                "The request signature we calculated does not match the signature you provided. "
-                "Check your AWS Secret Access Key and signing method."
-            )
+        if not hmac.compare_digest(expected, auth.signature) or secret is None:
+            raise SignatureMismatch()
         # Only now, with the signature proven, is it remembered: forged ones must not fill the map.
         if not self._seen.first_use(auth.signature, request_time + self._max_skew, now):
             raise ReplayedSignature("This signature has already been used; sign each request afresh.")

@@ -32,6 +32,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from logsvc.errors import ConfigError, FieldError, StoreUnavailable, ValidationFailed
 from logsvc.model import (
     DAY_US,
+    MAX_PAGE_BYTES,
     Level,
     LogEntry,
     NewEntry,
@@ -51,16 +52,13 @@ from logsvc.storage.dynamodb_table import (
     parse_url,
 )
 
-__all__ = ["MAX_PAGE_BYTES", "DynamoDBStore", "shard_of", "sort_key"]
+__all__ = ["DynamoDBStore", "shard_of", "sort_key"]
 
 log = logging.getLogger("logsvc.storage.dynamodb")
 
 MAX_ITEM_BYTES = 400 * 1024
 # A read examines at most this many items before it answers with what it found and a cursor to go on.
 MAX_EXAMINED = 10_000
-# A page stops growing past this many bytes of entries: a Lambda answer must stay under 6 MB, and the
-# memory of a read is bounded by it rather than by limit x the largest entry.
-MAX_PAGE_BYTES = 3 * 1024 * 1024
 _QUERY_COST = 40
 # Merging more key ranges than this costs more than filtering the time index by service pattern.
 MAX_SCOPED_RANGES = 64
