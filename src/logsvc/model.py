@@ -80,6 +80,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_FUTURE_US = 2 * 3600 * 1_000_000
 MAX_QUERY_CHARS = 1024
+MAX_HOURS = 24 * 366 * 100
 # A page stops growing once its entries pass this many bytes (message and metadata), and always holds at
 # least one: a Lambda answer must stay under 6 MB, and a read's memory is bounded by this rather than by
 # limit x the largest entry (1000 x 256 KiB). The next page starts after the last entry given.
@@ -160,22 +161,26 @@ class LogEntryIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     message: Annotated[
         str, msgspec.Meta(min_length=1, description="required, non-blank, at most 256 KiB of UTF-8")
     ]
-    service_name: Annotated[str, msgspec.Meta(pattern=SERVICE_NAME_PATTERN)] = DEFAULT_SERVICE
+    # Every optional field may also be null, which means the same as absent.
+    service_name: Annotated[str, msgspec.Meta(pattern=SERVICE_NAME_PATTERN)] | None = DEFAULT_SERVICE
     timestamp: (
         Annotated[str, msgspec.Meta(description="RFC 3339 with offset or Z")]
         | Annotated[float, msgspec.Meta(ge=0, description="epoch seconds, ms, µs or ns (magnitude decides)")]
         | None
     ) = None
-    level: Annotated[
-        str, msgspec.Meta(description="TRACE DEBUG INFO WARN ERROR FATAL, any case; synonyms")
-    ] = "INFO"
+    level: (
+        Annotated[str, msgspec.Meta(description="TRACE DEBUG INFO WARN ERROR FATAL, any case; synonyms")]
+        | None
+    ) = "INFO"
     severity: Annotated[str | None, msgspec.Meta(description="alias of level for older clients")] = None
-    log_type: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_LOG_TYPE_CHARS)] = DEFAULT_LOG_TYPE
+    log_type: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_LOG_TYPE_CHARS)] | None = (
+        DEFAULT_LOG_TYPE
+    )
     metadata: dict[str, Any] | None = None
     log_id: Annotated[
         str | None, msgspec.Meta(description="client UUID: a retry with the same id is a no-op")
     ] = None
-    received_at: Annotated[str | None, msgspec.Meta(description="ignored: set by the server")] = None
+    received_at: Annotated[Any, msgspec.Meta(description="ignored (set by the server)")] = None
 
 
 DAY_US = 86_400_000_000
@@ -413,7 +418,7 @@ def _validate_entry(
     service = doc.get("service_name")
     if service is None:
         service = DEFAULT_SERVICE
-    elif not isinstance(service, str) or _SERVICE_NAME.match(service) is None:
+    elif not isinstance(service, str) or _SERVICE_NAME.fullmatch(service) is None:
         fail("service_name", _SERVICE_RULE)
 
     level = Level.INFO
@@ -549,7 +554,7 @@ def parse_query(params: Iterable[tuple[str, str]], *, now_us: int) -> Query:
                 errors.append(FieldError("limit", f"must be a whole number from 1 to {MAX_LIMIT}"))
 
     service = values.get("service_name")
-    if service is not None and _SERVICE_NAME.match(service) is None:
+    if service is not None and _SERVICE_NAME.fullmatch(service) is None:
         errors.append(FieldError("service_name", _SERVICE_RULE))
 
     levels: set[Level] | None = None
@@ -578,7 +583,7 @@ def parse_query(params: Iterable[tuple[str, str]], *, now_us: int) -> Query:
             errors.append(FieldError("hours", "use either hours or since, not both"))
         try:
             hours = _parse_number(values["hours"])
-            if not 0 < hours <= 24 * 366 * 100:
+            if not 0 < hours <= MAX_HOURS:
                 raise ValueError
         except ValueError:
             errors.append(FieldError("hours", "must be a positive number of hours"))

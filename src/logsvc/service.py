@@ -245,7 +245,9 @@ class Retention:
                 )
         record = {"default": self.default_days, "by_service": self.by_service}
         temporary = self.applied_file.with_name(self.applied_file.name + ".tmp")
-        temporary.write_bytes(msgspec.json.encode(record))
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(msgspec.json.encode(record))
         os.replace(temporary, self.applied_file)
 
     def _applied(self) -> dict[str, Any]:

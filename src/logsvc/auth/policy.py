@@ -105,10 +105,14 @@ def parse_key_request(doc: object, now_us: int) -> KeyRequest:
         role = Role(str(doc.get("role")))
     except ValueError:
         errors.append(FieldError("role", "must be one of ingest, read, admin"))
-    services = doc.get("services") or []
-    if isinstance(services, str):
+    services = doc.get("services")
+    if services is None:
+        services = []
+    elif isinstance(services, str):
         services = [services]
-    if not isinstance(services, list) or not all(isinstance(p, str) and _PATTERN.match(p) for p in services):
+    if not isinstance(services, list) or not all(
+        isinstance(p, str) and _PATTERN.fullmatch(p) for p in services
+    ):
         errors.append(FieldError("services", "must be service-name glob patterns such as payments*"))
         services = []
     expires_at = None
@@ -117,8 +121,10 @@ def parse_key_request(doc: object, now_us: int) -> KeyRequest:
             expires_at = parse_expiry(str(doc["expires"]), now_us)
         except ValueError as exc:
             errors.append(FieldError("expires", str(exc)))
-    description = doc.get("description") or ""
-    if not isinstance(description, str) or len(description) > 256:
+    description = doc.get("description")
+    if description is None:
+        description = ""
+    elif not isinstance(description, str) or len(description) > 256:
         errors.append(FieldError("description", "must be a string of at most 256 characters"))
         description = ""
     if errors or role is None:

@@ -9,7 +9,9 @@ ingest fast.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -156,8 +158,9 @@ class SQLiteStore:
         self._on_commit = on_commit
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _make_private(path)
         except OSError as exc:
-            raise ConfigError(f"cannot create the store directory {path.parent}: {exc.strerror}") from None
+            raise ConfigError(f"cannot create the store {path}: {exc.strerror}") from None
         self._writer_conn = self._connect(write=True)
         self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._closing = threading.Lock()
@@ -496,6 +499,15 @@ class SQLiteStore:
         self._read_pool.shutdown(wait=True)
         for conn in [*self._readers, *([self._inline] if self._inline else [])]:
             conn.close()
+
+
+def _make_private(path: Path) -> None:
+    """The database file exists with mode 0600 before SQLite opens it: SQLite makes its -wal and -shm
+    files with the database's mode. Files of an older store are made private too."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path.with_name(path.name + suffix), 0o600)
 
 
 def select_newest(query: Query, want: int) -> tuple[str, list[Any]]:
