@@ -221,6 +221,10 @@ class TestEntryRules:
 
     def test_service_name_charset(self) -> None:
         assert validate_one({"message": "m", "service_name": "a.b_c:d/e-F9"}).service_name == "a.b_c:d/e-F9"
+        # The whole name is matched: a pattern's "$" would let a trailing newline through.
+        assert errors_of({"message": "m", "service_name": "web\n"}) == [
+            "service_name: must be 1-128 characters of A-Z a-z 0-9 . _ : / -"
+        ]
 
     def test_message_size_counts_utf8_bytes(self) -> None:
         limits = Limits(max_message_bytes=8)
@@ -360,6 +364,9 @@ class TestQuery:
         assert self.errors([("hours", "1"), ("since", "0")]) == ["hours: use either hours or since, not both"]
         assert self.errors([("hours", "-1")]) == ["hours: must be a positive number of hours"]
         assert self.errors([("since", "last week")])[0].startswith("since: must be an RFC 3339")
+
+    def test_service_name_is_matched_whole(self) -> None:
+        assert self.errors([("service_name", "web\n")])[0].startswith("service_name: must be 1-128")
 
     def test_unknown_and_repeated_parameters_are_errors(self) -> None:
         errors = self.errors([("service", "x"), ("limit", "1"), ("limit", "2")])
