@@ -38,6 +38,7 @@ __all__ = [
     "decode_cursor",
     "decode_documents",
     "encode_cursor",
+    "entry_bytes",
     "format_log_id",
     "format_timestamp",
     "parse_log_id",
@@ -45,7 +46,6 @@ __all__ = [
     "parse_timestamp",
     "parse_whole_number",
     "retention_rules",
-    "text_bytes",
     "timestamp_in_range",
     "validate_entries",
 ]
@@ -247,9 +247,13 @@ def _second_prefix(seconds: int) -> str:
     return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}."
 
 
-def text_bytes(text: str) -> int:
-    """The UTF-8 size of ``text``, without encoding it when it is ASCII (most log lines are)."""
-    return len(text) if text.isascii() else len(text.encode())
+def entry_bytes(message: str, metadata: str | None) -> int:
+    """What an entry counts against MAX_PAGE_BYTES, in every store: its message and metadata as UTF-8
+    (measured without encoding when ASCII, as most log lines are)."""
+    size = len(message) if message.isascii() else len(message.encode())
+    if metadata is not None:
+        size += len(metadata) if metadata.isascii() else len(metadata.encode())
+    return size
 
 
 def format_log_id(log_id: bytes) -> str:

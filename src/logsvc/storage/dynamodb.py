@@ -40,6 +40,7 @@ from logsvc.model import (
     Query,
     RetentionRule,
     encode_cursor,
+    entry_bytes,
     format_log_id,
     format_timestamp,
 )
@@ -444,7 +445,9 @@ class DynamoDBStore:
             newest.position += 1
             if item["sk"]["S"] < high and _matches(item, query, patterns):
                 found.append(item)
-                budget.page_bytes += _item_size(item)
+                budget.page_bytes += entry_bytes(
+                    item["msg"]["S"], item["meta"]["S"] if "meta" in item else None
+                )
                 if budget.page_bytes > MAX_PAGE_BYTES and len(found) < want:
                     return str(item["sk"]["S"])  # everything newer was examined; go on below this one
         return None

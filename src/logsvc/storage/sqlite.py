@@ -40,9 +40,9 @@ from logsvc.model import (
     Page,
     Query,
     encode_cursor,
+    entry_bytes,
     format_log_id,
     format_timestamp,
-    text_bytes,
 )
 from logsvc.storage import Export
 
@@ -572,7 +572,7 @@ def _page(rows: Iterator[Row], limit: int) -> Page:
         if last is not None and (len(logs) == limit or size > MAX_PAGE_BYTES):
             return Page(count=len(logs), logs=logs, next_cursor=encode_cursor(last[2], last[0]))
         logs.append(_entry(row))
-        size += text_bytes(row[6]) + (text_bytes(row[7]) if row[7] is not None else 0)
+        size += entry_bytes(row[6], row[7])
         last = row
     return Page(count=len(logs), logs=logs, next_cursor=None)
 
