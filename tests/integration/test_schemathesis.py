@@ -47,6 +47,8 @@ def test_the_fuzzed_document_is_the_one_served(server: ServerThread) -> None:
 
 @schema.parametrize()
 # One server per operation serves all of its examples: that it is not made afresh for each is the point.
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+# too_slow times data generation: on a busy shared machine that would fail a test that found nothing;
+# the run is bounded by EXAMPLES_PER_OPERATION instead.
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 def test_no_input_breaks_the_contract(case: schemathesis.Case, server: ServerThread) -> None:
     case.call_and_validate(base_url=server.url, headers=bearer(server.admin), checks=CHECKS)
