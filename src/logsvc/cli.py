@@ -18,7 +18,7 @@ from rich.text import Text
 
 from logsvc import __version__
 from logsvc.archive import restore_to_time
-from logsvc.auth.policy import parse_key_request
+from logsvc.auth.policy import Principal, Role, parse_key_request
 from logsvc.auth.store import CredentialStore, open_credentials
 from logsvc.aws.package import ARCHITECTURES, PackageError
 from logsvc.aws.package import build as build_lambda_zips
@@ -29,7 +29,7 @@ from logsvc.display import json_line, printable, untrusted
 from logsvc.errors import ConfigError, LogServiceError
 from logsvc.model import QUERY_PARAMETERS, format_timestamp, parse_timestamp
 from logsvc.server import serve as run_server
-from logsvc.service import purge
+from logsvc.service import AdminService, purge
 from logsvc.settings import Settings, load_settings
 from logsvc.storage import open_store, sqlite_path
 from logsvc.storage.sqlite import destroy_sqlite, store_stats
@@ -53,6 +53,8 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
+# Whoever runs the CLI on the host holds the data directory, so acts as an admin.
+_OPERATOR = Principal(id="cli", roles=frozenset({Role.ADMIN}), method="local")
 _DATA_DIR = click.option("--data-dir", type=click.Path(file_okay=False), help="Directory of the local store.")
 _CONFIG = click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML settings file.")
 
@@ -193,7 +195,7 @@ def list_keys(as_json: bool, data_dir: str | None, config_file: str | None) -> N
 def revoke_key(access_key_id: str, data_dir: str | None, config_file: str | None) -> None:
     """Revoke a credential; a running server refuses it from its next request on."""
     with _local_auth(config_file, data_dir) as auth:
-        auth.revoke(access_key_id, actor="cli", source="local")
+        AdminService(auth).revoke_key(access_key_id, principal=_OPERATOR, source="local")
     _out.print("revoked", untrusted(access_key_id))
 
 

@@ -14,6 +14,7 @@ __all__ = [
     "PROBLEM_TYPE",
     "AuthenticationFailed",
     "ConfigError",
+    "Conflict",
     "FieldError",
     "Forbidden",
     "HeadTimeout",
@@ -30,12 +31,12 @@ __all__ = [
     "RouteNotFound",
     "ServerBusy",
     "SignatureExpired",
+    "SignatureMismatch",
     "SignatureRejected",
     "StoreFull",
     "StoreUnavailable",
     "TooManyFailedAuthentications",
     "TooManyRequests",
-    "UnrecognizedClient",
     "UnsupportedMediaType",
     "ValidationFailed",
     "encode_problem",
@@ -151,9 +152,15 @@ class InvalidSignature(SignatureRejected):
     title = "The request signature does not match"
 
 
-class UnrecognizedClient(SignatureRejected):
-    code = "unrecognized_client"
-    title = "The security token included in the request is invalid"
+class SignatureMismatch(InvalidSignature):
+    """The signature does not verify: the secret is wrong, or no usable credential has the access key id.
+    Both get this one answer, so that refusals do not tell which key ids exist."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The request signature we calculated does not match the signature you provided. "
+            "Check your AWS Access Key ID, Secret Access Key and signing method."
+        )
 
 
 class SignatureExpired(SignatureRejected):
@@ -207,6 +214,14 @@ class RouteNotFound(LogServiceError):
     status = 404
     code = "not_found"
     title = "Not Found"
+
+
+class Conflict(LogServiceError):
+    """The request is valid but the state of what it names forbids it (e.g. revoking the last admin key)."""
+
+    status = 409
+    code = "conflict"
+    title = "Conflict"
 
 
 class MethodNotAllowed(LogServiceError):

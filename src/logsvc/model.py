@@ -26,6 +26,7 @@ from logsvc.errors import FieldError, PayloadTooLarge, ValidationFailed
 
 __all__ = [
     "MAX_LIMIT",
+    "MAX_PAGE_BYTES",
     "QUERY_PARAMETERS",
     "VALUES_PER_ENTRY",
     "Level",
@@ -39,12 +40,15 @@ __all__ = [
     "decode_cursor",
     "decode_documents",
     "encode_cursor",
+    "entry_bytes",
     "format_log_id",
     "format_timestamp",
     "parse_log_id",
     "parse_query",
     "parse_timestamp",
+    "parse_whole_number",
     "retention_rules",
+    "timestamp_in_range",
     "validate_entries",
 ]
 
@@ -78,6 +82,11 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 MAX_FUTURE_US = 2 * 3600 * 1_000_000
 MAX_QUERY_CHARS = 1024
+MAX_HOURS = 24 * 366 * 100
+# A page stops growing once its entries pass this many bytes (message and metadata), and always holds at
+# least one: a Lambda answer must stay under 6 MB, and a read's memory is bounded by this rather than by
+# limit x the largest entry (1000 x 256 KiB). The next page starts after the last entry given.
+MAX_PAGE_BYTES = 3 * 1024 * 1024
 HARD_MAX_MESSAGE_BYTES = 1024 * 1024
 # What a body may cost to decode: this many JSON values per entry of a full batch, on average (the fields
 # and the metadata). A decoded value takes 30-70 bytes against 2-3 bytes of JSON, so the count of values,
@@ -109,6 +118,11 @@ _RFC3339 = re.compile(
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+# The times RFC 3339 can write (years 0001-9999); beyond them a number would overflow the stores' integers.
+_MIN_US = (datetime(1, 1, 1, tzinfo=UTC) - _EPOCH) // _MICROSECOND
+_MAX_US = (datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - _EPOCH) // _MICROSECOND
+_WHOLE_NUMBER = re.compile(r"[0-9]+")
+_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 
 
 class Limits(msgspec.Struct, frozen=True):
@@ -164,22 +178,26 @@ class LogEntryIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     message: Annotated[
         str, msgspec.Meta(min_length=1, description="required, non-blank, at most 256 KiB of UTF-8")
     ]
-    service_name: Annotated[str, msgspec.Meta(pattern=SERVICE_NAME_PATTERN)] = DEFAULT_SERVICE
+    # Every optional field may also be null, which means the same as absent.
+    service_name: Annotated[str, msgspec.Meta(pattern=SERVICE_NAME_PATTERN)] | None = DEFAULT_SERVICE
     timestamp: (
         Annotated[str, msgspec.Meta(description="RFC 3339 with offset or Z")]
         | Annotated[float, msgspec.Meta(ge=0, description="epoch seconds, ms, µs or ns (magnitude decides)")]
         | None
     ) = None
-    level: Annotated[
-        str, msgspec.Meta(description="TRACE DEBUG INFO WARN ERROR FATAL, any case; synonyms")
-    ] = "INFO"
+    level: (
+        Annotated[str, msgspec.Meta(description="TRACE DEBUG INFO WARN ERROR FATAL, any case; synonyms")]
+        | None
+    ) = "INFO"
     severity: Annotated[str | None, msgspec.Meta(description="alias of level for older clients")] = None
-    log_type: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_LOG_TYPE_CHARS)] = DEFAULT_LOG_TYPE
+    log_type: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_LOG_TYPE_CHARS)] | None = (
+        DEFAULT_LOG_TYPE
+    )
     metadata: dict[str, Any] | None = None
     log_id: Annotated[
         str | None, msgspec.Meta(description="client UUID: a retry with the same id is a no-op")
     ] = None
-    received_at: Annotated[str | None, msgspec.Meta(description="ignored: set by the server")] = None
+    received_at: Annotated[Any, msgspec.Meta(description="ignored (set by the server)")] = None
 
 
 DAY_US = 86_400_000_000
@@ -246,10 +264,34 @@ def _second_prefix(seconds: int) -> str:
     return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}."
 
 
+def entry_bytes(message: str, metadata: str | None) -> int:
+    """What an entry counts against MAX_PAGE_BYTES, in every store: its message and metadata as UTF-8
+    (measured without encoding when ASCII, as most log lines are)."""
+    size = len(message) if message.isascii() else len(message.encode())
+    if metadata is not None:
+        size += len(metadata) if metadata.isascii() else len(metadata.encode())
+    return size
+
+
 def format_log_id(log_id: bytes) -> str:
     """16 bytes as a UUID's canonical text (lower-case, dashed)."""
     h = log_id.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def timestamp_in_range(us: int) -> int:
+    """``us`` when it is a time of the years 0001-9999; ValueError otherwise."""
+    if not _MIN_US <= us <= _MAX_US:
+        raise ValueError("must be a time between the years 0001 and 9999")
+    return us
+
+
+def parse_whole_number(text: str) -> int:
+    """A whole number written in ASCII digits only; ValueError otherwise. (int() also takes "5_0", "+5",
+    " 5" and the digits of other scripts, which no client means as a number.)"""
+    if _WHOLE_NUMBER.fullmatch(text) is None:
+        raise ValueError(f"{text!r} is not a whole number")
+    return int(text)
 
 
 def parse_timestamp(value: object) -> int:
@@ -257,7 +299,7 @@ def parse_timestamp(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError(_TIMESTAMP_RULE)
     if isinstance(value, int | float):
-        return _epoch_number_to_us(value)
+        return timestamp_in_range(_epoch_number_to_us(value))
     if not isinstance(value, str):
         raise ValueError(_TIMESTAMP_RULE)
     match = _RFC3339.fullmatch(value)
@@ -274,11 +316,11 @@ def parse_timestamp(value: object) -> int:
             raise ValueError(f"{_TIMESTAMP_RULE}; offset {sign}{off_h}:{off_m} is out of range")
         offset = (int(off_h) * 3600 + int(off_m) * 60) * 1_000_000
         us = us - offset if sign == "+" else us + offset
-    return us
+    return timestamp_in_range(us)
 
 
 def _epoch_number_to_us(value: float) -> int:
-    if not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value):  # an int too large for a float is refused later
         raise ValueError(_TIMESTAMP_RULE)
     magnitude = abs(value)
     if magnitude < 1e11:
@@ -441,7 +483,7 @@ def _validate_entry(
     service = doc.get("service_name")
     if service is None:
         service = DEFAULT_SERVICE
-    elif not isinstance(service, str) or _SERVICE_NAME.match(service) is None:
+    elif not isinstance(service, str) or _SERVICE_NAME.fullmatch(service) is None:
         fail("service_name", _SERVICE_RULE)
 
     level = Level.INFO
@@ -569,7 +611,7 @@ def parse_query(params: Iterable[tuple[str, str]], *, now_us: int) -> Query:
     limit = DEFAULT_LIMIT
     if "limit" in values:
         try:
-            limit = min(int(values["limit"]), MAX_LIMIT)
+            limit = min(parse_whole_number(values["limit"]), MAX_LIMIT)
         except ValueError:
             errors.append(FieldError("limit", f"must be a whole number from 1 to {MAX_LIMIT}"))
         else:
@@ -577,7 +619,7 @@ def parse_query(params: Iterable[tuple[str, str]], *, now_us: int) -> Query:
                 errors.append(FieldError("limit", f"must be a whole number from 1 to {MAX_LIMIT}"))
 
     service = values.get("service_name")
-    if service is not None and _SERVICE_NAME.match(service) is None:
+    if service is not None and _SERVICE_NAME.fullmatch(service) is None:
         errors.append(FieldError("service_name", _SERVICE_RULE))
 
     levels: set[Level] | None = None
@@ -605,8 +647,8 @@ def parse_query(params: Iterable[tuple[str, str]], *, now_us: int) -> Query:
         if since is not None:
             errors.append(FieldError("hours", "use either hours or since, not both"))
         try:
-            hours = float(values["hours"])
-            if not 0 < hours <= 24 * 366 * 100:
+            hours = _parse_number(values["hours"])
+            if not 0 < hours <= MAX_HOURS:
                 raise ValueError
         except ValueError:
             errors.append(FieldError("hours", "must be a positive number of hours"))
@@ -621,6 +663,9 @@ def parse_query(params: Iterable[tuple[str, str]], *, now_us: int) -> Query:
         terms = _search_terms(q)
         if len(q) > MAX_QUERY_CHARS:
             errors.append(FieldError("q", f"must be at most {MAX_QUERY_CHARS} characters"))
+        elif "\x00" in q:
+            # SQLite's full-text query syntax ends a string at NUL; no message holds one to be found.
+            errors.append(FieldError("q", "must not contain NUL characters"))
         elif not terms:
             errors.append(FieldError("q", "must contain at least one word"))
 
@@ -652,18 +697,22 @@ def _parse_time_param(name: str, values: dict[str, str], errors: list[FieldError
     if raw is None:
         return None
     value: str | float = raw
-    if raw.isdigit():
+    if _WHOLE_NUMBER.fullmatch(raw):
         value = int(raw)
-    else:
-        try:
-            value = float(raw)
-        except ValueError:
-            value = raw
+    elif _NUMBER.fullmatch(raw):
+        value = float(raw)
     try:
         return parse_timestamp(value)
     except ValueError as exc:
         errors.append(FieldError(name, str(exc)))
         return None
+
+
+def _parse_number(text: str) -> float:
+    """A decimal number such as 1.5, -2 or 1e3; ValueError for anything else float() would take."""
+    if _NUMBER.fullmatch(text) is None:
+        raise ValueError(f"{text!r} is not a number")
+    return float(text)
 
 
 _TERM = re.compile(r'"([^"]*)"|(\S+)')
@@ -685,11 +734,15 @@ def encode_cursor(ts_us: int, tiebreak: int | str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[int, int | str]:
+    """The position ``encode_cursor`` wrote; ValueError for anything else, however it was made."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         version, ts_us, tiebreak = msgspec.msgpack.decode(raw, type=tuple[int, int, int | str])
     except (binascii.Error, ValueError, msgspec.DecodeError):
         raise ValueError("not a cursor") from None
-    if version != _CURSOR_VERSION:
+    # A cursor is client input: numbers out of the stores' range would overflow their integers.
+    if version != _CURSOR_VERSION or not 0 <= ts_us <= _MAX_US:
+        raise ValueError("not a cursor")
+    if isinstance(tiebreak, int) and not 0 <= tiebreak < 2**63:
         raise ValueError("not a cursor")
     return ts_us, tiebreak

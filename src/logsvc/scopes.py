@@ -18,7 +18,7 @@ PATTERN_GRAMMAR = (
     "1-128 characters: letters, digits, '.', '_', ':', '/', '-', with '*' for any run of characters "
     "and '?' for exactly one"
 )
-PATTERN_REGEX = r"^[A-Za-z0-9._:/*?-]{1,128}$"
+PATTERN_REGEX = r"^[A-Za-z0-9._:/*?-]{1,128}\Z"  # \Z: "$" would let a final newline through
 _PATTERN = re.compile(PATTERN_REGEX)
 
 

@@ -96,6 +96,9 @@ def _warn_about_exposure(settings: Settings) -> None:
 
 
 def serve(settings: Settings) -> None:
+    # Whatever the server and its workers create is for this user only, also files made by libraries
+    # (the metrics files of prometheus_client) that take no mode.
+    os.umask(0o077)
     logging.config.dictConfig(log_config(settings.log_level))
     check_store(settings)
     first_start = bootstrap_admin(settings)

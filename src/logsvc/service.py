@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
-from logsvc.auth.policy import Principal, parse_key_request
+from logsvc.auth.policy import Principal, Role, parse_key_request
 from logsvc.content import decode_content, is_encoded, is_ndjson
 from logsvc.errors import (
     ConfigError,
+    Conflict,
     FieldError,
     Forbidden,
     LogServiceError,
@@ -34,6 +35,8 @@ from logsvc.model import (
     format_timestamp,
     parse_log_id,
     parse_query,
+    parse_timestamp,
+    parse_whole_number,
     retention_rules,
     validate_entries,
 )
@@ -192,6 +195,21 @@ class AdminService:
         return self.auth.credentials()
 
     def revoke_key(self, access_key_id: str, *, principal: Principal, source: str) -> Credential:
+        """Revoke a credential, unless it is the last usable admin credential: with it gone, nobody could
+        manage credentials over the API any more (the HTTP route and the CLI both come here)."""
+        now = self._clock_us()
+        usable_admins = {
+            c.access_key_id
+            for c in self.auth.credentials()
+            if c.role is Role.ADMIN
+            and c.revoked_at is None
+            and (c.expires_at is None or parse_timestamp(c.expires_at) > now)
+        }
+        if usable_admins == {access_key_id}:
+            raise Conflict(
+                f"{access_key_id} is the last usable admin credential; create another admin credential "
+                "before revoking this one"
+            )
         return self.auth.revoke(access_key_id, actor=principal.id, source=source)
 
     def audit(self, params: Iterable[tuple[str, str]]) -> list[AuditEvent]:
@@ -199,9 +217,13 @@ class AdminService:
         for name, value in params:
             if name != "limit":
                 raise ValidationFailed([FieldError(name, "unknown parameter (allowed: limit)")])
-            if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
-                raise ValidationFailed([FieldError("limit", f"must be a whole number from 1 to {MAX_LIMIT}")])
-            limit = int(value)
+            try:
+                limit = parse_whole_number(value)
+                if not 1 <= limit <= MAX_LIMIT:
+                    raise ValueError
+            except ValueError:
+                rule = f"must be a whole number from 1 to {MAX_LIMIT}"
+                raise ValidationFailed([FieldError("limit", rule)]) from None
         return self.auth.audit(limit=limit)
 
     async def expire_audit_forever(self, interval_seconds: float) -> None:
@@ -267,7 +289,9 @@ class Retention:
                 )
         record = {"default": self.default_days, "by_service": self.by_service}
         temporary = self.applied_file.with_name(self.applied_file.name + ".tmp")
-        temporary.write_bytes(msgspec.json.encode(record))
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as file:
+            file.write(msgspec.json.encode(record))
         os.replace(temporary, self.applied_file)
 
     def _applied(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from logsvc.model import MAX_PAGE_BYTES, encode_cursor
 from tests.conftest import ServerThread, bearer, make_settings
 
 JSON = {"Content-Type": "application/json"}
@@ -300,6 +301,65 @@ class TestReads:
         ]:
             problem = assert_problem(client.get("/logs/recent", params=params), 400, "validation_error")
             assert problem["errors"][0]["field"] == field
+
+    @pytest.mark.parametrize(
+        ("query", "field"),
+        [
+            ("since=99999999999999999999999", "since"),
+            ("since=1" + "0" * 400, "since"),
+            ("until=1e300", "until"),
+            ("since=-1e300", "since"),
+            ("cursor=kwHP__________8F", "cursor"),
+            (f"cursor={encode_cursor(5, 2**63)}", "cursor"),
+            ("q=secret%00", "q"),
+            ("limit=5_0", "limit"),
+            ("limit=%2B5", "limit"),
+            ("limit=%205", "limit"),
+            ("limit=%C2%B2", "limit"),
+            ("since=%C2%B2", "since"),
+            ("hours=1_0", "hours"),
+        ],
+    )
+    def test_bad_numbers_and_nul_are_400_naming_the_parameter(
+        self, client: httpx.Client, query: str, field: str
+    ) -> None:
+        """These used to answer 500 (an overflow in the store), 503 (NUL in a full-text query) or 200."""
+        post(client, {"message": "secret"})
+        for path in ("/logs", "/logs/recent"):
+            response = client.get(f"{path}?{query}")
+            problem = assert_problem(response, 400, "validation_error")
+            assert [e["field"] for e in problem["errors"]] == [field]
+            assert "retry-after" not in response.headers
+
+    @pytest.mark.parametrize("params", [{}, {"q": "bulky"}, {"min_level": "info"}])
+    def test_pages_are_bounded_by_bytes_and_the_cursor_goes_on(
+        self, client: httpx.Client, params: dict[str, str]
+    ) -> None:
+        """limit=1000 of 200 KiB entries would be 200 MB in one answer; a page stops at MAX_PAGE_BYTES."""
+        size = 200 * 1024
+        for batch in range(4):  # equal timestamps in pairs: the cursor must also split ties right
+            entries = [
+                {"message": f"bulky {n:02d} " + "x" * size, "timestamp": 1_735_689_600 + n // 2}
+                for n in range(batch * 10, batch * 10 + 10)
+            ]
+            assert post(client, entries).status_code == 201
+        seen: list[str] = []
+        counts: list[int] = []
+        cursor = None
+        while True:
+            response = client.get(
+                "/logs", params={**params, "limit": 1000, **({"cursor": cursor} if cursor else {})}
+            )
+            assert response.status_code == 200, response.text
+            assert len(response.content) < MAX_PAGE_BYTES + 2 * size
+            page = response.json()
+            counts.append(page["count"])
+            seen += [e["message"][: len("bulky 00")] for e in page["logs"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert len(counts) >= 3
+        assert seen == [f"bulky {n:02d}" for n in reversed(range(40))]  # each once, newest first
 
     def test_limit_is_clamped(self, client: httpx.Client) -> None:
         post(client, [{"message": f"m{i}"} for i in range(1005)])

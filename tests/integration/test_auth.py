@@ -197,6 +197,44 @@ def test_key_requests_are_validated(secured: tuple[ServerThread, dict[str, NewCr
         assert response.status_code == 400
         assert {e["field"] for e in response.json()["errors"]} == {"role", "services[0]", "expires"}
         assert client.delete("/admin/keys/LSKNOSUCH").status_code == 404
+        # Each of these used to be taken: a 500 (an expiry past the stores' integers) or a silent default.
+        for field, value in [("expires", "999999999999999d"), ("description", {}), ("services", {})]:
+            response = client.post("/admin/keys", json={"role": "read", field: value})
+            assert response.status_code == 400, response.text
+            assert [e["field"] for e in response.json()["errors"]] == [field]
+        for loose in ("5_0", "+5", " 5", "\u00b2"):
+            response = client.get("/admin/audit", params={"limit": loose})
+            assert response.status_code == 400, response.text
+            assert [e["field"] for e in response.json()["errors"]] == ["limit"]
+
+
+def test_the_last_usable_admin_key_cannot_be_revoked(server: ServerThread, client: httpx.Client) -> None:
+    first = server.admin.access_key_id
+    refused = client.delete(f"/admin/keys/{first}")
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "conflict"
+    assert "last usable admin credential" in refused.json()["detail"]
+    assert client.get("/admin/keys").status_code == 200  # still an admin
+
+    second = client.post("/admin/keys", json={"role": "admin"}).json()
+    assert client.delete(f"/admin/keys/{first}").status_code == 200
+    # An expired admin key cannot manage anything: it does not count.
+    make_key(server.settings, Role.ADMIN, expires_at_us=time.time_ns() // 1000 - 1)
+    with httpx.Client(base_url=server.url, timeout=10, headers=bearer(NewCredential(**second))) as admin:
+        assert admin.delete(f"/admin/keys/{second['access_key_id']}").status_code == 409
+        assert admin.get("/admin/keys").status_code == 200
+
+
+def test_admin_answers_are_never_cached(client: httpx.Client) -> None:
+    made = client.post("/admin/keys", json={"role": "read"})
+    assert made.status_code == 201
+    answers = [
+        made,
+        client.get("/admin/keys"),
+        client.get("/admin/audit"),
+        client.delete(f"/admin/keys/{made.json()['access_key_id']}"),
+    ]
+    assert [a.headers.get("cache-control") for a in answers] == ["no-store"] * 4
 
 
 class TestAbuseLimits:

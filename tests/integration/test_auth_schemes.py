@@ -168,6 +168,22 @@ def test_the_optional_replay_guard_refuses_a_replay_but_never_our_client(tmp_pat
         server.stop()
 
 
+def test_an_unknown_key_id_is_answered_as_a_wrong_secret(
+    signed_server: tuple[ServerThread, NewCredential],
+) -> None:
+    """The same status, code and detail: an answer that differed would tell which key ids exist."""
+    server, key = signed_server
+    url = f"{server.url}/logs"
+    stranger = NewCredential("LSKNOBODYKNOWSME", "s" * 40, "lsk_x", Role.ADMIN, (), None)
+    answers = []
+    for credential, secret in ((stranger, None), (key, "not-the-secret")):
+        body = fresh_body()
+        response = post_signed(url, body, botocore_headers(url, body, credential, secret=secret))
+        answers.append((response.status_code, response.json()))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 403
+
+
 # ---- OIDC ------------------------------------------------------------------------------------------------
 
 ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_example"

@@ -150,6 +150,17 @@ def test_first_start_creates_an_admin_and_a_private_credentials_file(server_proc
     assert server_process.log_path.read_text().count("First start") == 1
 
 
+def test_keys_revoke_refuses_the_last_admin_key(tmp_path: Path) -> None:
+    """The rule of the admin API holds on the command line too: both go through AdminService."""
+    data = str(tmp_path / "data")
+    first = json.loads(logsvc("keys", "create", "--role", "admin", "--json", "--data-dir", data).stdout)
+    refused = logsvc("keys", "revoke", first["access_key_id"], "--data-dir", data)
+    assert refused.returncode == 2
+    assert "last usable admin credential" in refused.stderr
+    assert logsvc("keys", "create", "--role", "admin", "--data-dir", data).returncode == 0
+    assert logsvc("keys", "revoke", first["access_key_id"], "--data-dir", data).returncode == 0
+
+
 def test_keys_commands(tmp_path: Path) -> None:
     data = str(tmp_path / "data")
     created = logsvc(

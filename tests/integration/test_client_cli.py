@@ -103,7 +103,7 @@ def test_an_assumed_role_signs_with_its_session_credentials(
     sent = run_logsvc(server.settings, *args)
     assert sent.returncode == 1
     assert "403" in sent.stderr
-    assert "403 The security token included in the request is invalid" in sent.stderr
+    assert "403 The request signature does not match" in sent.stderr
 
 
 def test_a_missing_credentials_file_or_profile_is_named(profiled: ServerThread, tmp_path: Path) -> None:

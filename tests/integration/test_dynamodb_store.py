@@ -16,9 +16,9 @@ import pytest
 import uuid_utils
 
 from logsvc.errors import ConfigError, StoreUnavailable, ValidationFailed
-from logsvc.model import Level, NewEntry, Query, RetentionRule, decode_cursor, parse_timestamp
+from logsvc.model import MAX_PAGE_BYTES, Level, NewEntry, Query, RetentionRule, decode_cursor, parse_timestamp
 from logsvc.storage import open_store
-from logsvc.storage.dynamodb import MAX_PAGE_BYTES, DynamoDBStore, shard_of
+from logsvc.storage.dynamodb import DynamoDBStore, shard_of
 from logsvc.storage.dynamodb_table import create_table, parse_url
 from tests.conftest import ServerThread, bearer, make_settings, run_logsvc
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
+import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from logsvc.errors import PayloadTooLarge, ValidationFailed
 from logsvc.model import (
@@ -21,6 +25,7 @@ from logsvc.model import (
 )
 
 NOW = 1_750_000_000_000_000  # 2025-06-15T15:06:40Z
+WORDS = st.integers(-(2**63), 2**64 - 1)  # every integer msgpack holds
 LIMITS = Limits()
 
 
@@ -85,6 +90,14 @@ class TestTimestamps:
     )
     def test_malformed_is_rejected(self, value: object) -> None:
         with pytest.raises(ValueError, match="RFC 3339"):
+            parse_timestamp(value)
+
+    @pytest.mark.parametrize(
+        "value", [1e300, -1e300, 10**400, 10**22, 99999999999999999999999, "9999-12-31T23:59:59-01:00"]
+    )
+    def test_beyond_the_years_1_to_9999_is_rejected(self, value: object) -> None:
+        """Such numbers used to reach the store and overflow its 64-bit integers (a 500)."""
+        with pytest.raises(ValueError, match="between the years 0001 and 9999"):
             parse_timestamp(value)
 
     def test_future_beyond_two_hours_is_rejected(self) -> None:
@@ -208,6 +221,10 @@ class TestEntryRules:
 
     def test_service_name_charset(self) -> None:
         assert validate_one({"message": "m", "service_name": "a.b_c:d/e-F9"}).service_name == "a.b_c:d/e-F9"
+        # The whole name is matched: a pattern's "$" would let a trailing newline through.
+        assert errors_of({"message": "m", "service_name": "web\n"}) == [
+            "service_name: must be 1-128 characters of A-Z a-z 0-9 . _ : / -"
+        ]
 
     def test_message_size_counts_utf8_bytes(self) -> None:
         limits = Limits(max_message_bytes=8)
@@ -342,6 +359,29 @@ class TestQuery:
         for bad in ("0", "-1", "abc", "1.5", ""):
             assert self.errors([("limit", bad)]) == ["limit: must be a whole number from 1 to 1000"]
 
+    @pytest.mark.parametrize("loose", ["5_0", "+5", " 5", "5 ", "\u0665", "\u00b2", "5\n"])
+    def test_limit_is_ascii_digits_only(self, loose: str) -> None:
+        """int() takes all of these (or, for "²", passes isdigit() and then fails): none is a limit."""
+        assert self.errors([("limit", loose)]) == ["limit: must be a whole number from 1 to 1000"]
+
+    @pytest.mark.parametrize(
+        ("name", "value"),
+        [
+            ("since", "99999999999999999999999"),
+            ("since", "1" + "0" * 400),  # more than a float holds
+            ("until", "1e300"),
+            ("until", "-1e300"),
+            ("since", "5_0"),
+            ("since", "\u00b2"),
+            ("hours", "1_0"),
+            ("hours", " 1"),
+        ],
+    )
+    def test_numbers_out_of_range_or_loosely_written_name_their_parameter(
+        self, name: str, value: str
+    ) -> None:
+        assert [e.split(":")[0] for e in self.errors([(name, value)])] == [name]
+
     def test_levels(self) -> None:
         assert self.query(level="warning").levels == (Level.WARN,)
         assert self.query(min_level="error").levels == (Level.ERROR, Level.FATAL)
@@ -362,6 +402,9 @@ class TestQuery:
         assert self.errors([("hours", "-1")]) == ["hours: must be a positive number of hours"]
         assert self.errors([("since", "last week")])[0].startswith("since: must be an RFC 3339")
 
+    def test_service_name_is_matched_whole(self) -> None:
+        assert self.errors([("service_name", "web\n")])[0].startswith("service_name: must be 1-128")
+
     def test_unknown_and_repeated_parameters_are_errors(self) -> None:
         errors = self.errors([("service", "x"), ("limit", "1"), ("limit", "2")])
         assert errors[0].startswith("service: unknown parameter")
@@ -371,15 +414,32 @@ class TestQuery:
         assert self.query(q='disk  "out of space" -x').terms == ("disk", "out of space", "-x")
         assert self.errors([("q", " ! ")]) == ["q: must contain at least one word"]
         assert self.errors([("q", "a" * 1025)]) == ["q: must be at most 1024 characters"]
+        assert self.errors([("q", "secret\x00")]) == ["q: must not contain NUL characters"]
 
     def test_cursor_round_trip_and_garbage(self) -> None:
         assert decode_cursor(encode_cursor(1714564800000000, 42)) == (1714564800000000, 42)
         assert decode_cursor(encode_cursor(5, "abc#def")) == (5, "abc#def")
         assert self.query(cursor=encode_cursor(5, 6)).cursor == (5, 6)
-        for bad in ("", "zzz", "!!!", encode_cursor(1, 2)[:-2]):
+        out_of_range = [encode_cursor(2**64 - 1, 5), encode_cursor(-1, 5), encode_cursor(5, 2**63)]
+        assert "kwHP__________8F" in out_of_range
+        for bad in ("", "zzz", "!!!", "é", encode_cursor(1, 2)[:-2], *out_of_range):
             assert self.errors([("cursor", bad)]) == [
                 "cursor: is not a cursor this service returned (use next_cursor as given)"
             ]
+
+    @given(
+        st.text()
+        | st.tuples(st.integers(0, 2), WORDS, WORDS | st.text(max_size=40)).map(
+            lambda made: base64.urlsafe_b64encode(msgspec.msgpack.encode(made)).decode()
+        )
+    )
+    def test_any_cursor_text_is_a_position_in_range_or_refused(self, text: str) -> None:
+        try:
+            ts_us, tiebreak = decode_cursor(text)
+        except ValueError:
+            return
+        assert 0 <= ts_us < 2**63
+        assert isinstance(tiebreak, str) or 0 <= tiebreak < 2**63
 
 
 class TestClientLogIds:

@@ -40,7 +40,6 @@ from logsvc.errors import (
     ReplayedSignature,
     SignatureExpired,
     SignatureRejected,
-    UnrecognizedClient,
 )
 
 # AWS's published SigV4 test suite, vendored with its licence (tests/vendor/aws-sigv4-test-suite/LICENSE).
@@ -685,7 +684,7 @@ def test_session_token_is_signed_and_accepted() -> None:
 
 
 def test_every_refusal_is_a_403_signature_rejection() -> None:
-    for exc in (InvalidSignature, MissingAuthenticationToken, UnrecognizedClient, SignatureExpired):
+    for exc in (InvalidSignature, MissingAuthenticationToken, SignatureExpired):
         assert issubclass(exc, SignatureRejected)
         assert exc.status == 403
 

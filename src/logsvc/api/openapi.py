@@ -10,7 +10,17 @@ from logsvc import __version__
 from logsvc.api.problems import PROBLEM_TYPE, Problem
 from logsvc.auth.credentials import AuditEvent, Credential, NewCredential
 from logsvc.auth.policy import Role
-from logsvc.model import MAX_LIMIT, Level, LogEntry, LogEntryIn, Page
+from logsvc.model import (
+    MAX_HOURS,
+    MAX_LIMIT,
+    MAX_LOG_TYPE_CHARS,
+    MAX_QUERY_CHARS,
+    SERVICE_NAME_PATTERN,
+    Level,
+    LogEntry,
+    LogEntryIn,
+    Page,
+)
 from logsvc.service import BatchCreated, Created
 
 __all__ = ["openapi_document"]
@@ -31,29 +41,45 @@ def _problems(*statuses: int) -> dict[str, Any]:
     return {str(status): {"description": "problem (RFC 9457)", "content": content} for status in statuses}
 
 
+# Every route sits behind the authentication middleware: headers too large (431), credentials refused (401,
+# 403, also on public routes when bad ones are sent) and the per-credential rate limit (429).
+_GUARDED = (401, 403, 429, 431)
+
+
 def _param(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
 
 
 _LEVELS = {"type": "string", "enum": [level.name for level in Level]}
-_TIME = {"type": "string", "description": "RFC 3339 date-time or epoch seconds/ms/µs/ns"}
+_TIME = {
+    "anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}],
+    "description": "RFC 3339 date-time, or epoch seconds/ms/µs/ns (magnitude decides)",
+}
 _READ_PARAMS = [
-    _param("service_name", "only this service", {"type": "string"}),
+    _param("service_name", "only this service", {"type": "string", "pattern": SERVICE_NAME_PATTERN}),
     _param("level", "only this level", _LEVELS),
     _param("min_level", "this level or more severe", _LEVELS),
-    _param("log_type", "only this log type", {"type": "string"}),
+    _param(
+        "log_type", "only this log type", {"type": "string", "minLength": 1, "maxLength": MAX_LOG_TYPE_CHARS}
+    ),
     _param("since", "event time at or after (inclusive)", _TIME),
     _param("until", "event time before (exclusive)", _TIME),
-    _param("hours", "window of this many hours ending now", {"type": "number", "exclusiveMinimum": 0}),
     _param(
-        "q", 'full-text search: every word and "quoted phrase" must occur in the message', {"type": "string"}
+        "hours",
+        "window of this many hours ending now",
+        {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_HOURS},
+    ),
+    _param(
+        "q",
+        'full-text search: every word and "quoted phrase" must occur in the message',
+        {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS},
     ),
     _param(
         "limit",
         f"page size, 1-{MAX_LIMIT} (larger is clamped)",
         {"type": "integer", "minimum": 1, "default": 100},
     ),
-    _param("cursor", "next_cursor of the previous page", {"type": "string"}),
+    _param("cursor", "next_cursor of the previous page", {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"}),
 ]
 
 
@@ -61,9 +87,11 @@ class KeyRequestIn(msgspec.Struct, forbid_unknown_fields=True):
     """A request for a new credential (documentation; the rules live in auth.policy.parse_key_request)."""
 
     role: Role
-    services: list[str] = []
+    services: Annotated[
+        list[str] | str | None, msgspec.Meta(description="service-name glob patterns; absent or null: all")
+    ] = None
     expires: Annotated[str | None, msgspec.Meta(description="90d, 12h, 30m or an RFC 3339 date-time")] = None
-    description: Annotated[str, msgspec.Meta(max_length=256)] = ""
+    description: Annotated[str, msgspec.Meta(max_length=256)] | None = None
 
 
 def openapi_document() -> dict[str, Any]:
@@ -82,7 +110,7 @@ def openapi_document() -> dict[str, Any]:
         ],
         ref_template=_REF,
     )
-    admin_problems = _problems(400, 401, 403, 404)
+    admin_problems = _problems(400, *_GUARDED)
     ingest_body = {
         "oneOf": [
             _ref("LogEntryIn"),
@@ -97,10 +125,10 @@ def openapi_document() -> dict[str, Any]:
     }
     read = {
         "parameters": _READ_PARAMS,
-        "responses": {"200": _json(_ref("Page"), "newest entries first"), **_problems(400, 503)},
+        "responses": {"200": _json(_ref("Page"), "newest entries first"), **_problems(400, *_GUARDED, 503)},
     }
     status = {"200": _json({"type": "object"}, "status")}
-    health: dict[str, Any] = {"security": [], "responses": status}
+    health: dict[str, Any] = {"security": [], "responses": {**status, **_problems(*_GUARDED)}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "Simple Log Service", "version": __version__},
@@ -127,7 +155,7 @@ def openapi_document() -> dict[str, Any]:
                                 }
                             },
                         },
-                        **_problems(400, 408, 413, 415, 503, 507),
+                        **_problems(400, *_GUARDED, 408, 413, 415, 503, 507),
                     },
                 },
                 "get": {"operationId": "list_logs", "summary": "Same as /logs/recent", **read},
@@ -146,7 +174,10 @@ def openapi_document() -> dict[str, Any]:
                             "schema": {"type": "string", "format": "uuid"},
                         }
                     ],
-                    "responses": {"200": _json(_ref("LogEntry"), "the entry"), **_problems(400, 404)},
+                    "responses": {
+                        "200": _json(_ref("LogEntry"), "the entry"),
+                        **_problems(400, *_GUARDED, 404, 503),
+                    },
                 }
             },
             "/healthz": {"get": {"operationId": "healthz", "summary": "The process is up", **health}},
@@ -155,7 +186,7 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "readyz",
                     "summary": "The store takes writes",
                     **health,
-                    "responses": {**status, **_problems(503)},
+                    "responses": {**status, **_problems(*_GUARDED, 503)},
                 }
             },
             "/metrics": {
@@ -166,7 +197,8 @@ def openapi_document() -> dict[str, Any]:
                         "200": {
                             "description": "text exposition format",
                             "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
+                        },
+                        **_problems(*_GUARDED),
                     },
                 }
             },
@@ -190,6 +222,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "201": _json(_ref("NewCredential"), "the new credential"),
                         **admin_problems,
+                        **_problems(408, 413, 415),
                     },
                 },
             },
@@ -208,6 +241,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": _json(_ref("Credential"), "the revoked credential"),
                         **admin_problems,
+                        **_problems(404, 409),
                     },
                 }
             },
@@ -216,7 +250,11 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "audit",
                     "summary": "The audit trail, newest first (admin)",
                     "parameters": [
-                        _param("limit", "events to return, 1-1000", {"type": "integer", "default": 100})
+                        _param(
+                            "limit",
+                            f"events to return, 1-{MAX_LIMIT}",
+                            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100},
+                        )
                     ],
                     "responses": {
                         "200": _json({"type": "array", "items": _ref("AuditEvent")}, "events"),

@@ -57,7 +57,11 @@ def _route(path: str, method: str, name: str, permission: Permission, handler: H
                     detail=exc.detail,
                 )
                 raise
-        return await handler(request, principal or _NOBODY)
+        response = await handler(request, principal or _NOBODY)
+        if permission is Permission.ADMIN:
+            # New secrets, the credential list, the audit trail: no cache on the way may keep them.
+            response.headers["Cache-Control"] = "no-store"
+        return response
 
     PERMISSIONS[name] = permission
     return Route(path, endpoint, methods=[method], name=name)

@@ -9,7 +9,7 @@ from logsvc.auth.jwt import JwtVerifier
 from logsvc.auth.policy import Principal, token_principal
 from logsvc.auth.sigv4 import SignedHead, SignedRequest, SigV4Verifier
 from logsvc.auth.store import CredentialStore
-from logsvc.errors import AuthenticationFailed, UnrecognizedClient
+from logsvc.errors import AuthenticationFailed, SignatureMismatch
 
 __all__ = ["SIGV4_SCHEME", "Authenticator"]
 
@@ -37,7 +37,7 @@ class Authenticator:
         access_key_id = self.sigv4.verify(request, head)
         principal = self.store.principal_for(access_key_id, "sigv4")
         if principal is None:  # revoked or expired between the two look-ups
-            raise UnrecognizedClient("The security token included in the request is invalid.")
+            raise SignatureMismatch()
         return principal
 
     async def from_token(self, token: str) -> Principal:

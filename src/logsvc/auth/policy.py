@@ -9,7 +9,7 @@ from collections.abc import Iterable
 import msgspec
 
 from logsvc.errors import FieldError, Forbidden, ValidationFailed
-from logsvc.model import parse_timestamp
+from logsvc.model import parse_timestamp, timestamp_in_range
 from logsvc.scopes import PATTERN_GRAMMAR, check_pattern, covers
 
 __all__ = [
@@ -97,7 +97,7 @@ def token_principal(
 ANONYMOUS = Principal(id="anonymous", roles=frozenset({Role.INGEST, Role.READ}), method="anonymous")
 
 
-_DURATION = re.compile(r"^(\d+)([dhm])$")
+_DURATION = re.compile(r"([0-9]+)([dhm])")
 _UNIT_US = {"d": 86_400_000_000, "h": 3_600_000_000, "m": 60_000_000}
 
 
@@ -113,13 +113,16 @@ class KeyRequest(msgspec.Struct, frozen=True):
 def parse_expiry(value: str, now_us: int) -> int:
     """``90d``, ``12h``, ``30m`` from now, or an RFC 3339 date-time; it must lie in the future."""
     match = _DURATION.fullmatch(value.strip())
-    if match:
-        at = now_us + int(match.group(1)) * _UNIT_US[match.group(2)]
-    else:
-        try:
+    try:
+        if match:
+            at = timestamp_in_range(now_us + int(match.group(1)) * _UNIT_US[match.group(2)])
+        else:
             at = parse_timestamp(value)
-        except ValueError:
-            raise ValueError("must be a duration such as 90d, 12h or 30m, or an RFC 3339 date-time") from None
+    except ValueError:
+        raise ValueError(
+            "must be a duration such as 90d, 12h or 30m, or an RFC 3339 date-time, "
+            "ending before the year 10000"
+        ) from None
     if at <= now_us:
         raise ValueError("must lie in the future")
     return at
@@ -145,8 +148,10 @@ def parse_key_request(doc: object, now_us: int) -> KeyRequest:
         role = Role(str(doc.get("role")))
     except ValueError:
         errors.append(FieldError("role", "must be one of ingest, read, admin"))
-    services = doc.get("services") or []
-    if isinstance(services, str):
+    services = doc.get("services")
+    if services is None:
+        services = []
+    elif isinstance(services, str):
         services = [services]
     if not isinstance(services, list):
         errors.append(FieldError("services", f"must be a list of service patterns: {PATTERN_GRAMMAR}"))
@@ -161,8 +166,10 @@ def parse_key_request(doc: object, now_us: int) -> KeyRequest:
             expires_at = parse_expiry(str(doc["expires"]), now_us)
         except ValueError as exc:
             errors.append(FieldError("expires", str(exc)))
-    description = doc.get("description") or ""
-    if not isinstance(description, str) or len(description) > 256:
+    description = doc.get("description")
+    if description is None:
+        description = ""
+    elif not isinstance(description, str) or len(description) > 256:
         errors.append(FieldError("description", "must be a string of at most 256 characters"))
         description = ""
     if errors or role is None:

@@ -30,6 +30,7 @@ from logsvc.errors import (
     MissingAuthenticationToken,
     ReplayedSignature,
     SignatureExpired,
+    SignatureMismatch,
     SignatureRejected,
 )
 
@@ -461,10 +462,7 @@ class SigV4Verifier:
         )
         expected = _signature(key, string_to_sign(head.amz_date, auth.scope, canonical))
         if not hmac.compare_digest(expected, auth.signature) or head.secret is None:
-            raise InvalidSignature(
-                "The request signature we calculated does not match the signature you provided. "
-                "Check your AWS Secret Access Key and signing method."
-            )
+            raise SignatureMismatch()
         # Only now, with the signature proven, is it remembered: forged ones must not fill the map.
         expires_at = head.request_time + self._max_skew
         if self._seen is not None and not self._seen.first_use(auth.signature, expires_at, self._clock()):

@@ -31,6 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from logsvc.errors import ConfigError, FieldError, StoreUnavailable, ValidationFailed
 from logsvc.model import (
     DAY_US,
+    MAX_PAGE_BYTES,
     Level,
     LogEntry,
     NewEntry,
@@ -38,6 +39,7 @@ from logsvc.model import (
     Query,
     RetentionRule,
     encode_cursor,
+    entry_bytes,
     format_log_id,
     format_timestamp,
 )
@@ -51,16 +53,13 @@ from logsvc.storage.dynamodb_table import (
     parse_url,
 )
 
-__all__ = ["MAX_PAGE_BYTES", "DynamoDBStore", "shard_of", "sort_key"]
+__all__ = ["DynamoDBStore", "shard_of", "sort_key"]
 
 log = logging.getLogger("logsvc.storage.dynamodb")
 
 MAX_ITEM_BYTES = 400 * 1024
 # A read examines at most this many items before it answers with what it found and a cursor to go on.
 MAX_EXAMINED = 10_000
-# A page stops growing past this many bytes of entries: a Lambda answer must stay under 6 MB, and the
-# memory of a read is bounded by it rather than by limit x the largest entry.
-MAX_PAGE_BYTES = 3 * 1024 * 1024
 _QUERY_COST = 40
 # Merging more key ranges than this costs more than filtering the time index by service pattern.
 MAX_SCOPED_RANGES = 64
@@ -448,7 +447,9 @@ class DynamoDBStore:
             newest.position += 1
             if item["sk"]["S"] < high and _matches(item, query, patterns):
                 found.append(item)
-                budget.page_bytes += _item_size(item)
+                budget.page_bytes += entry_bytes(
+                    item["msg"]["S"], item["meta"]["S"] if "meta" in item else None
+                )
                 if budget.page_bytes > MAX_PAGE_BYTES and len(found) < want:
                     return str(item["sk"]["S"])  # everything newer was examined; go on below this one
         return None

@@ -9,11 +9,13 @@ ingest fast.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final, TypeAlias, TypeVar, cast
@@ -31,12 +33,14 @@ from logsvc.errors import (
     ValidationFailed,
 )
 from logsvc.model import (
+    MAX_PAGE_BYTES,
     Level,
     LogEntry,
     NewEntry,
     Page,
     Query,
     encode_cursor,
+    entry_bytes,
     format_log_id,
     format_timestamp,
 )
@@ -156,8 +160,9 @@ class SQLiteStore:
         self._on_commit = on_commit
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _make_private(path)
         except OSError as exc:
-            raise ConfigError(f"cannot create the store directory {path.parent}: {exc.strerror}") from None
+            raise ConfigError(f"cannot create the store {path}: {exc.strerror}") from None
         self._writer_conn = self._connect(write=True)
         self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._closing = threading.Lock()
@@ -438,10 +443,13 @@ class SQLiteStore:
             rows = self._search(conn, query, want)
         else:
             sql, args = select_newest(query, want)
-            rows = cast(list[Row], conn.execute(sql, args).fetchall())
-        return _page(rows, query.limit)
+            rows = conn.execute(sql, args)
+        try:
+            return _page(cast(Iterator[Row], rows), query.limit)
+        finally:
+            rows.close()  # a page cut short by size leaves rows unread
 
-    def _search(self, conn: apsw.Connection, query: Query, want: int) -> list[Row]:
+    def _search(self, conn: apsw.Connection, query: Query, want: int) -> apsw.Cursor:
         """Full-text matches, newest first by event time, without sorting the whole match set.
 
         Matches are read in descending arrival order (FTS5's rowid order) in growing chunks. Arrival order
@@ -478,13 +486,9 @@ class SQLiteStore:
             if query.since_us is not None and watermark_ts < query.since_us:
                 break
             chunk = min(chunk * 2, 10_000)
-        if not candidates:
-            return []
         seqs = [seq for _, seq in candidates]
-        sql = f"SELECT {_COLUMNS} FROM logs WHERE seq IN ({', '.join('?' * len(seqs))})"
-        rows = cast(list[Row], conn.execute(sql, seqs).fetchall())
-        rows.sort(key=lambda row: (row[2], row[0]), reverse=True)
-        return rows
+        sql = f"SELECT {_COLUMNS} FROM logs WHERE seq IN ({', '.join('?' * len(seqs))}) {_NEWEST_FIRST}"
+        return conn.execute(sql, seqs)
 
     # ---- lifecycle ---------------------------------------------------------------------------------------
 
@@ -498,6 +502,15 @@ class SQLiteStore:
         self._read_pool.shutdown(wait=True)
         for conn in [*self._readers, *([self._inline] if self._inline else [])]:
             conn.close()
+
+
+def _make_private(path: Path) -> None:
+    """The database file exists with mode 0600 before SQLite opens it: SQLite makes its -wal and -shm
+    files with the database's mode. Files of an older store are made private too."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(path.with_name(path.name + suffix), 0o600)
 
 
 def select_newest(query: Query, want: int) -> tuple[str, list[Any]]:
@@ -552,11 +565,19 @@ def _filters(query: Query, prefix: str) -> tuple[str, list[Any]]:
     return where, args
 
 
-def _page(rows: list[Row], limit: int) -> Page:
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1][2], rows[-1][0]) if more else None
-    return Page(count=len(rows), logs=[_entry(row) for row in rows], next_cursor=next_cursor)
+def _page(rows: Iterator[Row], limit: int) -> Page:
+    """Rows newest first (at most ``limit`` + 1) as a page of up to ``limit`` entries and MAX_PAGE_BYTES
+    (with one entry at least), read no further than needed; the cursor is set when rows are left."""
+    logs: list[LogEntry] = []
+    size = 0
+    last: Row | None = None
+    for row in rows:
+        if last is not None and (len(logs) == limit or size > MAX_PAGE_BYTES):
+            return Page(count=len(logs), logs=logs, next_cursor=encode_cursor(last[2], last[0]))
+        logs.append(_entry(row))
+        size += entry_bytes(row[6], row[7])
+        last = row
+    return Page(count=len(logs), logs=logs, next_cursor=None)
 
 
 def _entry(row: Row) -> LogEntry:
