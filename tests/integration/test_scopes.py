@@ -58,7 +58,7 @@ class Fixture:
             body = msgspec.json.encode(
                 {"service_name": name, "message": f"word {name}", "timestamp": (NOW_US - offset) / 1e6}
             )
-            created = self.run(self.service.ingest(body, ndjson=False, principal=admin))
+            created = self.run(self.service.ingest(body, {}, principal=admin))
             self.ids[name] = created.log_id  # type: ignore[union-attr]
 
     def run(self, coroutine):  # type: ignore[no-untyped-def]
@@ -92,7 +92,7 @@ class Fixture:
                 }
             )
             try:
-                self.run(self.service.ingest(body, ndjson=False, principal=principal))
+                self.run(self.service.ingest(body, {}, principal=principal))
             except Forbidden:
                 continue
             accepted.add(name)
