@@ -47,4 +47,3 @@ def test_a_request_without_credentials_is_refused_but_not_recorded(store: AuthSt
     with pytest.raises(AuthenticationFailed):
         authorize(guarded, None, RefusalAudit(store), source="10.0.0.3")
     assert store.audit(limit=10) == []
-
