@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,8 @@ from logsvc.auth.policy import Role
 from logsvc.auth.store import open_credentials
 from logsvc.crypto import store_key
 from logsvc.crypto.sqlite import connect
+from logsvc.endpoints import ENDPOINTS
+from logsvc.routing import Endpoint
 from logsvc.settings import Settings, load_settings, settings_environment
 
 
@@ -43,7 +45,7 @@ def make_key(settings: Settings, role: Role, services: tuple[str, ...] = (), **k
 class ServerThread:
     """The app served by uvicorn in a thread, on a port the OS chose, with an admin credential ready."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, endpoints: Sequence[Endpoint] = ENDPOINTS) -> None:
         self.settings = settings
         self.admin = make_key(settings, Role.ADMIN)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -52,7 +54,11 @@ class ServerThread:
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            create_app(settings), log_level="warning", ws="none", lifespan="on", timeout_graceful_shutdown=10
+            create_app(settings, endpoints=endpoints),
+            log_level="warning",
+            ws="none",
+            lifespan="on",
+            timeout_graceful_shutdown=10,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)

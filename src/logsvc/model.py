@@ -36,6 +36,7 @@ __all__ = [
     "NewEntry",
     "Page",
     "Query",
+    "ReadParameters",
     "RetentionRule",
     "decode_cursor",
     "decode_documents",
@@ -589,9 +590,63 @@ def _check_metadata(value: dict[str, Any], limits: Limits) -> str | None:
 
 # ---- reads -------------------------------------------------------------------------------------------------
 
-QUERY_PARAMETERS = frozenset(
-    {"service_name", "level", "min_level", "log_type", "since", "until", "hours", "q", "limit", "cursor"}
-)
+_LEVEL = msgspec.Meta(extra_json_schema={"enum": [level.name for level in Level]})
+_TIME_FORMS = "an RFC 3339 date-time, or epoch seconds/ms/µs/ns (magnitude decides)"
+
+
+class ReadParameters(msgspec.Struct, frozen=True):
+    """The query-string parameters of a read, as documented (OpenAPI); ``parse_query`` holds the rules."""
+
+    service_name: Annotated[
+        str, msgspec.Meta(pattern=SERVICE_NAME_PATTERN, description="only this service")
+    ] | (msgspec.UnsetType) = msgspec.UNSET
+    level: Annotated[str, _LEVEL, msgspec.Meta(description="only this level")] | msgspec.UnsetType = (
+        msgspec.UNSET
+    )
+    min_level: Annotated[str, _LEVEL, msgspec.Meta(description="this level or more severe")] | (
+        msgspec.UnsetType
+    ) = msgspec.UNSET
+    log_type: (
+        Annotated[
+            str, msgspec.Meta(min_length=1, max_length=MAX_LOG_TYPE_CHARS, description="only this log type")
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    since: (
+        Annotated[str | float, msgspec.Meta(description=f"event time at or after (inclusive): {_TIME_FORMS}")]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    until: (
+        Annotated[str | float, msgspec.Meta(description=f"event time before (exclusive): {_TIME_FORMS}")]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    hours: (
+        Annotated[float, msgspec.Meta(gt=0, le=MAX_HOURS, description="window of this many hours ending now")]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    q: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1,
+                max_length=MAX_QUERY_CHARS,
+                description='full-text search: every word and "quoted phrase" must occur in the message',
+            ),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    limit: Annotated[int, msgspec.Meta(ge=1, description=f"page size, 1-{MAX_LIMIT} (larger is clamped)")] = (
+        DEFAULT_LIMIT
+    )
+    cursor: (
+        Annotated[
+            str, msgspec.Meta(pattern="^[A-Za-z0-9_-]+$", description="next_cursor of the previous page")
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+
+
+QUERY_PARAMETERS = frozenset(ReadParameters.__struct_fields__)
 
 
 def parse_query(params: Iterable[tuple[str, str]], *, now_us: int) -> Query:

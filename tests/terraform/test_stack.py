@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from logsvc.endpoints import ENDPOINTS
 from tests.terraform.stack import (
     STACK_DIR,
     TF_FILES,
@@ -391,6 +392,13 @@ ROUTES = {
     "get_logs_recent": ("GET", "logs_recent", "read"),
     "get_log_by_id": ("GET", "log_by_id", "read"),
 }
+
+PATHS = {"logs": "/logs", "logs_recent": "/logs/recent", "log_by_id": "/logs/{log_id}"}
+
+
+def test_the_api_routes_are_those_the_route_table_gives_the_functions() -> None:
+    served = {(e.method, e.path, e.function) for e in ENDPOINTS if e.function is not None}
+    assert {(verb, PATHS[path], function) for verb, path, function in ROUTES.values()} == served
 
 
 def test_api_is_regional_and_its_paths(stack: Stack) -> None:

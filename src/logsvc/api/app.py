@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -19,16 +19,19 @@ from starlette.requests import ClientDisconnect
 from logsvc.api.metrics import Metrics, MetricsMiddleware
 from logsvc.api.openapi import openapi_document
 from logsvc.api.problems import handle_error
-from logsvc.api.routes import ROUTES
+from logsvc.api.routes import starlette_routes
 from logsvc.api.security import SecurityMiddleware
 from logsvc.archive import Archiver
 from logsvc.auth.authenticator import Authenticator
 from logsvc.auth.jwt import JwtVerifier
+from logsvc.auth.refusals import RefusalAudit
 from logsvc.auth.store import open_credentials
 from logsvc.crypto import KEYRING_NAME, store_key
+from logsvc.endpoints import ENDPOINTS
 from logsvc.errors import ConfigError, LogServiceError
 from logsvc.jobs import JobsLease
 from logsvc.model import retention_rules
+from logsvc.routing import Endpoint
 from logsvc.service import AdminService, LogService, Retention
 from logsvc.settings import Settings, load_settings
 from logsvc.storage import LogStore, open_store
@@ -38,9 +41,11 @@ __all__ = ["create_app", "create_app_from_environment", "retention_for"]
 log = logging.getLogger("logsvc.app")
 
 
-def create_app(settings: Settings, store: LogStore | None = None) -> Starlette:
-    """The app. With ``store`` given, the caller owns it; otherwise it is opened from settings and closed
-    (after every accepted write is committed) when the app shuts down."""
+def create_app(
+    settings: Settings, store: LogStore | None = None, *, endpoints: Sequence[Endpoint] = ENDPOINTS
+) -> Starlette:
+    """The app serving ``endpoints`` (the route table). With ``store`` given, the caller owns it; otherwise it
+    is opened from settings and closed (after every accepted write is committed) when the app shuts down."""
     metrics = Metrics()
 
     @asynccontextmanager
@@ -59,6 +64,7 @@ def create_app(settings: Settings, store: LogStore | None = None) -> Starlette:
             active, settings.limits, observer=metrics, decode_threads=settings.decode_threads
         )
         app.state.admin = AdminService(auth)
+        app.state.refusals = RefusalAudit(auth)
         app.state.authenticator = Authenticator(
             auth,
             region=settings.sigv4_region,
@@ -86,7 +92,7 @@ def create_app(settings: Settings, store: LogStore | None = None) -> Starlette:
                 await active.close()
 
     app = Starlette(
-        routes=ROUTES,
+        routes=starlette_routes(endpoints),
         middleware=[
             Middleware(MetricsMiddleware, metrics=metrics),
             Middleware(SecurityMiddleware, settings=settings),
@@ -101,7 +107,7 @@ def create_app(settings: Settings, store: LogStore | None = None) -> Starlette:
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.openapi = msgspec.json.encode(openapi_document())
+    app.state.openapi = msgspec.json.encode(openapi_document(endpoints))
     return app
 
 

@@ -21,6 +21,7 @@ from logsvc.api.problems import problem_response
 from logsvc.auth.authenticator import SIGV4_SCHEME, Authenticator
 from logsvc.auth.policy import ANONYMOUS, Principal
 from logsvc.auth.ratelimit import FailedAuthThrottle, RateLimiter
+from logsvc.auth.refusals import RefusalAudit
 from logsvc.auth.sigv4 import SignedRequest
 from logsvc.errors import HeadersTooLarge, LogServiceError, TooManyFailedAuthentications, TooManyRequests
 from logsvc.settings import Settings
@@ -69,11 +70,12 @@ class SecurityMiddleware:
         except LogServiceError as exc:
             if exc.status in (401, 403):
                 self.failures.failed(client_address(scope))
-                authenticator.store.record_denied(
-                    actor="unauthenticated",
+                refusals: RefusalAudit = scope["app"].state.refusals
+                refusals.refused(
+                    exc,
+                    principal=None,
                     target=f"{scope['method']} {scope['path']}",
                     source=client_address(scope),
-                    detail=exc.code,
                 )
             response = problem_response(exc.status, exc.code, exc.title, exc.detail, headers=exc.headers)
             await response(scope, receive, send)

@@ -1,9 +1,10 @@
-"""The two Lambda functions: ``ingest`` (POST /logs) and ``read`` (GET /logs, /logs/recent, /logs/{log_id}).
+"""The two Lambda functions: ``ingest`` (POST /logs) and ``read`` (GET /logs, /logs/recent, /logs/{log_id}):
+each serves the endpoints of the route table (``logsvc.endpoints``) that name it.
 
-Each is thin: read the event, map the caller to a Principal, call ``LogService``, encode the answer as the
-HTTP server does (same bodies, same problem+json errors). The settings, the store and an event loop are made
-at the first invocation of a container and kept for its life; tests build a ``LambdaApp`` from explicit
-settings instead of the environment.
+Each is thin: read the event, map the caller to a Principal, run the endpoint's operation, encode the answer
+as the HTTP server does (same bodies, same problem+json errors). The settings, the store and an event loop
+are made at the first invocation of a container and kept for its life; tests build a ``LambdaApp`` from
+explicit settings instead of the environment.
 
 Handler names for the Lambda configuration: ``logsvc.aws.handlers.ingest`` and ``logsvc.aws.handlers.read``.
 """
@@ -13,38 +14,38 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import re
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import unquote
 
 import msgspec
 
-from logsvc.auth.policy import Permission, Principal
+from logsvc.auth.policy import Principal
+from logsvc.auth.refusals import RefusalAudit
 from logsvc.aws.events import Request, parse_event
 from logsvc.aws.identity import PrincipalMap
 from logsvc.content import GZIP_MAGIC, check_size
+from logsvc.endpoints import ENDPOINTS
 from logsvc.errors import (
     PROBLEM_TYPE,
+    AuthenticationFailed,
     ConfigError,
     FieldError,
+    Forbidden,
     LogServiceError,
-    MethodNotAllowed,
-    RouteNotFound,
     ValidationFailed,
     encode_problem,
     problem_of,
 )
 from logsvc.logs import JsonFormatter
 from logsvc.model import retention_rules
-from logsvc.service import Created, LogService
+from logsvc.routing import Answer, Call, Endpoint, LambdaFunction, Services, authorize, match, respond
+from logsvc.service import LogService
 from logsvc.settings import Settings, load_settings
 from logsvc.storage import LogStore, open_store
 
-__all__ = ["INGEST_ROUTES", "READ_ROUTES", "LambdaApp", "configure_logging", "ingest", "read"]
+__all__ = ["LambdaApp", "configure_logging", "ingest", "read"]
 
 log = logging.getLogger("logsvc.aws")
 
@@ -53,35 +54,32 @@ log = logging.getLogger("logsvc.aws")
 # body of fewer characters than the second figure cannot reach it. The store keeps pages far below anyway.
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024
 _SURELY_FITS_CHARS = MAX_RESPONSE_BYTES // 6
+# API Gateway knows the caller's address, the events as read here do not carry it.
+_SOURCE = "unknown"
 
 Response = dict[str, Any]
-Operation = Callable[["LambdaApp", Request, Principal, dict[str, str]], Awaitable[Response]]
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
-    template: str
-    method: str
-    permission: Permission
-    operation: Operation
-
-
-@functools.cache
-def _template_pattern(template: str) -> re.Pattern[str]:
-    """``/logs/{log_id}`` as a regular expression with one named group per path parameter."""
-    return re.compile(re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template)))
-
-
-def _json(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return _response(status, msgspec.json.encode(content), "application/json", headers)
-
-
-def _response(status: int, body: bytes, media_type: str, headers: dict[str, str] | None = None) -> Response:
+def _response(
+    status: int, body: bytes, media_type: str, headers: Mapping[str, str] | None = None
+) -> Response:
     """A Lambda proxy answer; REST APIs, HTTP APIs and function URLs all read these four keys."""
     all_headers = {"content-type": media_type} | {
         name.lower(): value for name, value in (headers or {}).items()
     }
     return {"statusCode": status, "headers": all_headers, "body": body.decode(), "isBase64Encoded": False}
+
+
+def _answered(answer: Answer) -> Response:
+    """The answer as a Lambda response, if it fits in one (only a page of entries could be too big)."""
+    response = _response(answer.status, answer.body, answer.media_type, answer.headers)
+    if len(response["body"]) > _SURELY_FITS_CHARS:
+        size = len(msgspec.json.encode(response))
+        if size > MAX_RESPONSE_BYTES:
+            advice = "ask for fewer entries and follow next_cursor"
+            too_big = f"the page would be {size} bytes, over the {MAX_RESPONSE_BYTES} a Lambda can answer"
+            raise ValidationFailed([FieldError("limit", f"{too_big}; {advice}")])
+    return response
 
 
 def _problem(exc: LogServiceError) -> Response:
@@ -95,14 +93,6 @@ def _internal_error() -> Response:
     )
 
 
-async def _ingest(app: LambdaApp, request: Request, principal: Principal, params: dict[str, str]) -> Response:
-    check_size(request.body, max_bytes=app.settings.max_body_bytes)
-    service = await app.service()
-    result = await service.ingest(request.body, _encoding_as_received(request), principal=principal)
-    location = {"location": f"/logs/{result.log_id}"} if isinstance(result, Created) else None
-    return _json(result, 201, location)
-
-
 def _encoding_as_received(request: Request) -> Mapping[str, str]:
     """The headers, without a gzip Content-Encoding whose body is no longer gzip: a REST API gunzips request
     bodies before it invokes the integration and may pass the header on (API Gateway developer guide,
@@ -113,67 +103,20 @@ def _encoding_as_received(request: Request) -> Mapping[str, str]:
     return request.headers
 
 
-async def _recent(app: LambdaApp, request: Request, principal: Principal, params: dict[str, str]) -> Response:
-    response = _json(await (await app.service()).recent(request.query, principal=principal))
-    if len(response["body"]) > _SURELY_FITS_CHARS:
-        size = len(msgspec.json.encode(response))
-        if size > MAX_RESPONSE_BYTES:
-            advice = "ask for fewer entries and follow next_cursor"
-            too_big = f"the page would be {size} bytes, over the {MAX_RESPONSE_BYTES} a Lambda can answer"
-            raise ValidationFailed([FieldError("limit", f"{too_big}; {advice}")])
-    return response
-
-
-async def _get(app: LambdaApp, request: Request, principal: Principal, params: dict[str, str]) -> Response:
-    return _json(await (await app.service()).get(params["log_id"], principal=principal))
-
-
-INGEST_ROUTES = (Route("/logs", "POST", Permission.INGEST, _ingest),)
-READ_ROUTES = (
-    Route("/logs", "GET", Permission.READ, _recent),
-    Route("/logs/recent", "GET", Permission.READ, _recent),
-    Route("/logs/{log_id}", "GET", Permission.READ, _get),
-)
-
-
-def match_route(request: Request, routes: tuple[Route, ...]) -> tuple[Route, dict[str, str]]:
-    """The route of this function for the request, with its path parameters; 404 or 405 as the server.
-
-    API Gateway names the route it matched (and decodes its parameters); a function URL or a catch-all route
-    does not, and then the path is matched against each route's template.
-    """
-    by_template = request.route in {route.template for route in routes}
-    path = request.path.rstrip("/") or "/"
-    allowed: list[str] = []
-    for route in routes:
-        pattern = _template_pattern(route.template)
-        if by_template:
-            if route.template != request.route:
-                continue
-            params = dict(request.path_params)
-        else:
-            found = pattern.fullmatch(path)
-            if found is None:
-                continue
-            params = {name: unquote(value) for name, value in found.groupdict().items()}
-        if not params.keys() >= pattern.groupindex.keys():
-            continue  # a route template without its parameter: nothing to answer with
-        if route.method == request.method:
-            return route, params
-        allowed.append(route.method)
-    where = f"{request.method} {request.path}"
-    if allowed:
-        raise MethodNotAllowed(f"{where}: Method Not Allowed", allow=sorted(set(allowed)))
-    raise RouteNotFound(f"{where}: Not Found")
-
-
 class LambdaApp:
     """What one Lambda container keeps between invocations: settings, the caller mapping, an event loop,
-    and the service over the store (opened at the first request that needs it)."""
+    and the service over the store (opened at the first request that needs it). Each function serves the
+    endpoints of the route table that name it."""
 
-    def __init__(self, settings: Settings, *, store: LogStore | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, store: LogStore | None = None, endpoints: Sequence[Endpoint] = ENDPOINTS
+    ) -> None:
         self.settings = settings
         self.principals = PrincipalMap.from_settings(settings)
+        self.endpoints = endpoints
+        # A Lambda function opens no credential store, so it has no audit trail to record refusals in.
+        self.refusals = RefusalAudit(None)
+        self._services = Services(settings=settings, log=self.service)
         self._store = store
         self._service: LogService | None = None
         self._loop = asyncio.new_event_loop()
@@ -186,22 +129,33 @@ class LambdaApp:
         return self._service
 
     def ingest(self, event: dict[str, Any], context: Any) -> Response:
-        return self.handle(event, context, INGEST_ROUTES)
+        return self.handle(event, context, "ingest")
 
     def read(self, event: dict[str, Any], context: Any) -> Response:
-        return self.handle(event, context, READ_ROUTES)
+        return self.handle(event, context, "read")
 
-    def handle(self, event: dict[str, Any], context: Any, routes: tuple[Route, ...]) -> Response:
+    def handle(self, event: dict[str, Any], context: Any, function: LambdaFunction) -> Response:
         """One invocation; every failure becomes a problem+json answer, never a stack trace."""
         started = time.perf_counter()
         request: Request | None = None
         principal: Principal | None = None
         try:
             request = parse_event(event)
-            route, params = match_route(request, routes)
-            principal = self.principals.principal(request.identity)
-            principal.require(route.permission)
-            response = self._loop.run_until_complete(route.operation(self, request, principal, params))
+            served = [endpoint for endpoint in self.endpoints if endpoint.function == function]
+            endpoint, params = match(
+                served, request.method, request.path, route=request.route, route_params=request.path_params
+            )
+            principal = self._principal(request, endpoint)
+            call = Call(
+                principal=principal,
+                path_params=params,
+                query=request.query,
+                headers=_encoding_as_received(request),
+                source=_SOURCE,
+                body=functools.partial(self._body, request),
+                services=self._services,
+            )
+            response = _answered(self._loop.run_until_complete(respond(endpoint, call)))
         except LogServiceError as exc:
             if exc.status >= 500:
                 log.warning("%s: %s", _describe(request, context), exc.detail)
@@ -221,6 +175,21 @@ class LambdaApp:
                 principal.id if principal else "-",
             )
         return response
+
+    def _principal(self, request: Request, endpoint: Endpoint) -> Principal:
+        """The caller API Gateway authenticated, mapped to a role and held to the endpoint's permission."""
+        try:
+            principal = self.principals.principal(request.identity)
+        except (AuthenticationFailed, Forbidden) as exc:
+            if request.identity is not None:  # as on the server, a request without credentials is no refusal
+                target = f"{request.method} {request.path}"
+                self.refusals.refused(exc, principal=None, target=target, source=_SOURCE)
+            raise
+        return authorize(endpoint, principal, self.refusals, source=_SOURCE)
+
+    async def _body(self, request: Request) -> bytes:
+        check_size(request.body, max_bytes=self.settings.max_body_bytes)
+        return request.body
 
     def close(self) -> None:
         """Finish the store's writes and release it (tests; a Lambda container is simply frozen)."""

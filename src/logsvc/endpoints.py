@@ -1,0 +1,249 @@
+"""The route table: every route of the service, declared once (see ``logsvc.routing``).
+
+The HTTP server (``logsvc.api.routes``), the OpenAPI document (``logsvc.api.openapi``) and the Lambda
+functions (``logsvc.aws.handlers``) are derived from ``ENDPOINTS``. Operations stay thin: parse the request,
+call the service, encode the answer; the rules live in the services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import msgspec
+
+from logsvc.auth.policy import Permission
+from logsvc.content import decode_content
+from logsvc.model import MAX_LIMIT, ReadParameters
+from logsvc.routing import Answer, Call, Endpoint, json_answer, json_response, schema_ref
+from logsvc.service import Created
+
+__all__ = ["ENDPOINTS", "AuditParameters"]
+
+
+class AuditParameters(msgspec.Struct, frozen=True):
+    """The audit trail's query-string parameters, as documented; ``AdminService.audit`` holds the rules."""
+
+    limit: Annotated[
+        int, msgspec.Meta(ge=1, le=MAX_LIMIT, description=f"events to return, 1-{MAX_LIMIT}")
+    ] = 100
+
+
+async def ingest(call: Call) -> Answer:
+    service = await call.services.log()
+    result = await service.ingest(await call.body(), call.headers, principal=call.principal)
+    headers = {"Location": f"/logs/{result.log_id}"} if isinstance(result, Created) else None
+    return json_answer(result, 201, headers)
+
+
+async def recent(call: Call) -> Answer:
+    service = await call.services.log()
+    return json_answer(await service.recent(call.query, principal=call.principal))
+
+
+async def get_entry(call: Call) -> Answer:
+    service = await call.services.log()
+    return json_answer(await service.get(call.path_params["log_id"], principal=call.principal))
+
+
+# The admin routes call the credential store, which blocks (SQLite, DynamoDB over the network): threads.
+
+
+async def list_keys(call: Call) -> Answer:
+    return json_answer(await asyncio.to_thread(call.services.admin_service().list_keys))
+
+
+async def create_key(call: Call) -> Answer:
+    limit = call.services.settings.max_decompressed_bytes
+    body = decode_content(await call.body(), call.headers, max_decompressed_bytes=limit)
+    admin = call.services.admin_service()
+    made = await asyncio.to_thread(admin.create_key, body, principal=call.principal, source=call.source)
+    return json_answer(made, 201)
+
+
+async def revoke_key(call: Call) -> Answer:
+    admin, key_id = call.services.admin_service(), call.path_params["access_key_id"]
+    return json_answer(
+        await asyncio.to_thread(admin.revoke_key, key_id, principal=call.principal, source=call.source)
+    )
+
+
+async def audit(call: Call) -> Answer:
+    return json_answer(await asyncio.to_thread(call.services.admin_service().audit, call.query))
+
+
+async def healthz(call: Call) -> Answer:
+    return json_answer({"status": "ok"})
+
+
+async def readyz(call: Call) -> Answer:
+    await (await call.services.log()).store.check_writable()
+    return json_answer({"status": "ready"})
+
+
+async def metrics(call: Call) -> Answer:
+    body, media_type = call.services.exposition()
+    return Answer(200, body, media_type)
+
+
+async def openapi(call: Call) -> Answer:
+    return Answer(200, call.services.openapi, "application/json")
+
+
+_INGEST_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    schema_ref("LogEntryIn"),
+                    {"type": "array", "items": schema_ref("LogEntryIn"), "minItems": 1, "maxItems": 10_000},
+                    {
+                        "type": "object",
+                        "properties": {"logs": {"type": "array", "items": schema_ref("LogEntryIn")}},
+                        "required": ["logs"],
+                        "additionalProperties": False,
+                    },
+                ]
+            }
+        },
+        "application/x-ndjson": {"schema": {"type": "string", "description": "one entry per line"}},
+    },
+}
+_CREATED = json_response({"oneOf": [schema_ref("Created"), schema_ref("BatchCreated")]}, "stored durably")
+_PAGE = {"200": json_response(schema_ref("Page"), "newest entries first")}
+_STATUS = {"200": json_response({"type": "object"}, "status")}
+_EXPOSITION = {
+    "description": "text exposition format",
+    "content": {"text/plain": {"schema": {"type": "string"}}},
+}
+
+
+def _read(path: str, name: str, summary: str) -> Endpoint:
+    return Endpoint(
+        path=path,
+        method="GET",
+        name=name,
+        permission=Permission.READ,
+        operation=recent,
+        function="read",
+        summary=summary,
+        query=ReadParameters,
+        answers=_PAGE,
+        problems=(400, 503),
+    )
+
+
+def _list(item: str, description: str) -> dict[str, Any]:
+    return json_response({"type": "array", "items": schema_ref(item)}, description)
+
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(
+        path="/logs",
+        method="POST",
+        name="ingest",
+        permission=Permission.INGEST,
+        operation=ingest,
+        function="ingest",
+        summary="Store one entry or a batch (atomic), durably",
+        request_body=_INGEST_BODY,
+        answers={"201": _CREATED},
+        problems=(400, 408, 413, 415, 503, 507),
+    ),
+    _read("/logs", "list_logs", "Same as /logs/recent"),
+    _read("/logs/recent", "recent_logs", "Newest entries first"),
+    Endpoint(
+        path="/logs/{log_id}",
+        method="GET",
+        name="get_log",
+        permission=Permission.READ,
+        operation=get_entry,
+        function="read",
+        path_schemas={"log_id": {"type": "string", "format": "uuid"}},
+        answers={"200": json_response(schema_ref("LogEntry"), "the entry")},
+        problems=(400, 404, 503),
+    ),
+    Endpoint(
+        path="/admin/keys",
+        method="GET",
+        name="list_keys",
+        permission=Permission.ADMIN,
+        operation=list_keys,
+        summary="Credentials, without their secrets (admin)",
+        answers={"200": _list("Credential", "credentials")},
+        problems=(400,),
+    ),
+    Endpoint(
+        path="/admin/keys",
+        method="POST",
+        name="create_key",
+        permission=Permission.ADMIN,
+        operation=create_key,
+        summary="Create a credential; its secrets are in this answer only (admin)",
+        request_body={
+            "required": True,
+            "content": {"application/json": {"schema": schema_ref("KeyRequestIn")}},
+        },
+        answers={"201": json_response(schema_ref("NewCredential"), "the new credential")},
+        problems=(400, 408, 413, 415),
+    ),
+    Endpoint(
+        path="/admin/keys/{access_key_id}",
+        method="DELETE",
+        name="revoke_key",
+        permission=Permission.ADMIN,
+        operation=revoke_key,
+        summary="Revoke a credential at once (admin)",
+        answers={"200": json_response(schema_ref("Credential"), "the revoked credential")},
+        problems=(400, 404, 409),
+    ),
+    Endpoint(
+        path="/admin/audit",
+        method="GET",
+        name="audit",
+        permission=Permission.ADMIN,
+        operation=audit,
+        summary="The audit trail, newest first (admin)",
+        query=AuditParameters,
+        answers={"200": _list("AuditEvent", "events")},
+        problems=(400,),
+    ),
+    Endpoint(
+        path="/healthz",
+        method="GET",
+        name="healthz",
+        permission=Permission.PUBLIC,
+        operation=healthz,
+        summary="The process is up",
+        answers=_STATUS,
+    ),
+    Endpoint(
+        path="/readyz",
+        method="GET",
+        name="readyz",
+        permission=Permission.PUBLIC,
+        operation=readyz,
+        summary="The store takes writes",
+        answers=_STATUS,
+        problems=(503,),
+    ),
+    Endpoint(
+        path="/metrics",
+        method="GET",
+        name="metrics",
+        permission=Permission.READ,
+        operation=metrics,
+        summary="Prometheus metrics",
+        answers={"200": _EXPOSITION},
+    ),
+    Endpoint(
+        path="/openapi.json",
+        method="GET",
+        name="openapi",
+        permission=Permission.PUBLIC,
+        operation=openapi,
+        summary="This document",
+        answers=_STATUS,
+    ),
+)
