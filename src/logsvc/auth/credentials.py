@@ -26,32 +26,21 @@ import apsw
 import msgspec
 
 from logsvc.auth.credential_service import (
-    API_KEY_PREFIX,
     ActiveCredential,
     AuditEvent,
     AuditRecord,
     Credential,
     CredentialRecord,
     NewCredential,
-    api_key_id,
-    new_secrets,
 )
 from logsvc.auth.policy import Principal, Role
 from logsvc.crypto.sqlite import connect
 from logsvc.errors import ConfigError, NotFound, StoreUnavailable
 from logsvc.model import format_timestamp
 
-# The credential types were defined here before the rules moved to credential_service.py: still importable.
-__all__ = [
-    "API_KEY_PREFIX",
-    "ActiveCredential",
-    "AuditEvent",
-    "AuthStore",
-    "Credential",
-    "NewCredential",
-    "api_key_id",
-    "new_secrets",
-]
+# AuditEvent, Credential and NewCredential are defined in credential_service.py; api/openapi.py still
+# imports them from here.
+__all__ = ["AuditEvent", "AuthStore", "Credential", "NewCredential"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS credentials (
