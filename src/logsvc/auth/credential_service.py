@@ -1,6 +1,6 @@
 """The rules of credentials and of the audit trail, over either credential store (``store.py``, the port).
 
-Who may create and revoke, what an audit event says, when a credential is no longer usable (``expires_at
+What an audit event says (who did what, from where), when a credential is no longer usable (``expires_at
 <= now``), that the last usable admin credential stays, that a first admin is created only while there is
 none, and how refused requests are buffered and written: all here, once. The adapters (``credentials.py``
 on SQLite, ``dynamodb_credentials.py`` on DynamoDB) only store and load, and give the atomic primitive
@@ -259,9 +259,16 @@ class CredentialService:
             source=source,
         )
 
-    def _has_usable_admin(self, active: Iterable[ActiveCredential]) -> bool:
+    def _usable_admins(self, active: Iterable[ActiveCredential]) -> set[str]:
         now = self._clock_us()
-        return any(Role.ADMIN in found.principal.roles and _usable_at(found, now) for found in active)
+        return {
+            found.principal.id
+            for found in active
+            if Role.ADMIN in found.principal.roles and _usable_at(found, now)
+        }
+
+    def _has_usable_admin(self, active: Iterable[ActiveCredential]) -> bool:
+        return bool(self._usable_admins(active))
 
     def has_admin(self) -> bool:
         """Whether an unexpired, unrevoked admin credential exists (as the store holds them now)."""
@@ -282,9 +289,7 @@ class CredentialService:
     def revoke_keeping_an_admin(self, access_key_id: str, *, actor: str, source: str) -> Credential:
         """Revoke a credential, unless it is the last usable admin credential: with it gone, nobody could
         manage credentials over the API any more (the HTTP route and the CLI both come here)."""
-        usable_admins = {
-            found.principal.id for found in self.store.all_active() if self._has_usable_admin((found,))
-        }
+        usable_admins = self._usable_admins(self.store.all_active())
         if usable_admins == {access_key_id}:
             raise Conflict(
                 f"{access_key_id} is the last usable admin credential; create another admin credential "
