@@ -95,7 +95,7 @@ def serve(config_file: str | None, **flags: Any) -> None:
 
 @contextmanager
 def _local_auth(config_file: str | None, data_dir: str | None) -> Iterator[CredentialService]:
-    """The configured credential store (auth.db, or auth_store); errors become a message and exit status 2."""
+    """The credential service on the configured store (auth.db, or auth_store); errors exit with status 2."""
     try:
         settings = load_settings(config_file, overrides={"data_dir": data_dir})
         auth = open_credentials(settings)
