@@ -38,7 +38,8 @@ import logsvc
 from benchmarks import ceilings, dataset
 from benchmarks.loadgen import WRK_THREADS, WrkRun, check_wrk, wrk, wrk_version
 from benchmarks.processes import HOST, Probe, Server, free_port, running
-from logsvc.auth.credentials import AuthStore, NewCredential
+from logsvc.auth.credential_service import CredentialService, NewCredential
+from logsvc.auth.credentials import AuthStore
 from logsvc.auth.policy import Role
 from logsvc.auth.sigv4 import SignedRequest, SigV4Verifier, sign
 from logsvc.backup import create_backup
@@ -133,7 +134,7 @@ def _prebuilt_request(host: str, key: NewCredential, scheme: str, unique: str) -
 def auth_costs(samples: int = 5000) -> dict[str, float]:
     """Median microseconds of one SigV4 verification and one API-key check, in this process."""
     with tempfile.TemporaryDirectory() as folder:
-        auth = AuthStore(Path(folder) / "auth.db")
+        auth = CredentialService(AuthStore(Path(folder) / "auth.db"))
         try:
             key = auth.create(Role.INGEST, actor="benchmark", source="local")
             verifier = SigV4Verifier(auth.secret_for)
@@ -234,7 +235,7 @@ class Suite:
     def _admin(data_dir: Path) -> NewCredential:
         """An admin credential in the server's credential store, made before it starts (so it makes none)."""
         settings = load_settings(overrides={"data_dir": str(data_dir)})
-        auth = AuthStore(settings.auth_db, key=store_key(settings))
+        auth = CredentialService(AuthStore(settings.auth_db, key=store_key(settings)))
         try:
             return auth.create(Role.ADMIN, description="benchmark", actor="benchmark", source="local")
         finally:

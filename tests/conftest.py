@@ -23,7 +23,7 @@ import pytest
 import uvicorn
 
 from logsvc.api import create_app
-from logsvc.auth.credentials import NewCredential
+from logsvc.auth.credential_service import NewCredential
 from logsvc.auth.policy import Role
 from logsvc.auth.store import open_credentials
 from logsvc.crypto import store_key

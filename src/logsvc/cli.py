@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,8 +17,9 @@ from rich.text import Text
 
 from logsvc import __version__
 from logsvc.archive import restore_to_time
-from logsvc.auth.policy import Principal, Role, parse_key_request
-from logsvc.auth.store import CredentialStore, open_credentials
+from logsvc.auth.credential_service import CredentialService, check_master_rotation
+from logsvc.auth.policy import Principal, Role
+from logsvc.auth.store import open_credentials
 from logsvc.aws.package import ARCHITECTURES, PackageError
 from logsvc.aws.package import build as build_lambda_zips
 from logsvc.backup import create_backup, restore_backup
@@ -29,7 +29,7 @@ from logsvc.display import json_line, printable, untrusted
 from logsvc.errors import ConfigError, LogServiceError
 from logsvc.model import QUERY_PARAMETERS, format_timestamp, parse_timestamp
 from logsvc.server import serve as run_server
-from logsvc.service import AdminService, purge
+from logsvc.service import AdminService, check_destroy, purge
 from logsvc.settings import Settings, load_settings
 from logsvc.storage import open_store, sqlite_path
 from logsvc.storage.sqlite import destroy_sqlite, store_stats
@@ -94,8 +94,8 @@ def serve(config_file: str | None, **flags: Any) -> None:
 
 
 @contextmanager
-def _local_auth(config_file: str | None, data_dir: str | None) -> Iterator[CredentialStore]:
-    """The configured credential store (auth.db, or auth_store); errors become a message and exit status 2."""
+def _local_auth(config_file: str | None, data_dir: str | None) -> Iterator[CredentialService]:
+    """The credential service on the configured store (auth.db, or auth_store); errors exit with status 2."""
     try:
         settings = load_settings(config_file, overrides={"data_dir": data_dir})
         auth = open_credentials(settings)
@@ -140,15 +140,7 @@ def create_key(
     """Create a credential; its secrets are shown this once."""
     with _local_auth(config_file, data_dir) as auth:
         doc = {"role": role, "services": list(services), "expires": expires, "description": description}
-        request = parse_key_request(doc, time.time_ns() // 1000)
-        credential = auth.create(
-            request.role,
-            services=request.services,
-            expires_at_us=request.expires_at_us,
-            description=request.description,
-            actor="cli",
-            source="local",
-        )
+        credential = auth.create_requested(doc, actor=_OPERATOR.id, source="local")
     if as_json:
         _json_out(credential)
         return
@@ -210,17 +202,7 @@ def rotate_master(data_dir: str | None, config_file: str | None) -> None:
     """
     try:
         settings = load_settings(config_file, overrides={"data_dir": data_dir})
-        if settings.master_key_env or settings.master_key_kms:
-            raise ConfigError(
-                "rotate-master manages key files only: with master_key_env, put a new key in the variable "
-                "and rewrap; with master_key_kms, AWS rotates the key material itself (enable key rotation)"
-            )
-        if settings.auth_store:
-            raise ConfigError(
-                "rotate-master rewraps keyring.json only, not the data key in the #keyring item of the "
-                "auth_store table, which every replica opens with this master key: after a rotation no "
-                "replica could start. Keep the master key while auth_store is set (decision 13)"
-            )
+        check_master_rotation(settings)
         new = rotate_master_key(Path(settings.data_dir).resolve(), key_file=Path(settings.master_key_file))
     except ConfigError as exc:
         _fail(str(exc))
@@ -295,11 +277,7 @@ def destroy(data_dir: str | None, config_file: str | None) -> None:
     """Delete the log store's files (refused while deletion_protection is on, or while a server runs)."""
     try:
         settings = load_settings(config_file, overrides={"data_dir": data_dir})
-        if settings.deletion_protection:
-            raise ConfigError(
-                "destroying the store is refused while deletion_protection is on: set deletion_protection = "
-                "false first"
-            )
+        check_destroy(protection=settings.deletion_protection)
         path = sqlite_path(settings.store_url)
         if not path.exists():
             raise ConfigError(f"there is no store at {path}")

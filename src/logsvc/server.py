@@ -19,7 +19,7 @@ from uvicorn.supervisors import Multiprocess
 
 from logsvc.api import create_app
 from logsvc.api.app import retention_for
-from logsvc.auth.credentials import NewCredential
+from logsvc.auth.credential_service import NewCredential
 from logsvc.auth.profiles import DEFAULT_PROFILE, SavedProfile, save_server_profile
 from logsvc.auth.store import open_credentials
 from logsvc.connection import ServerConfig

@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
-from logsvc.auth.policy import Principal, Role, parse_key_request
+from logsvc.auth.policy import Principal
 from logsvc.content import decode_content, is_encoded, is_ndjson
 from logsvc.errors import (
     ConfigError,
-    Conflict,
     FieldError,
     Forbidden,
     LogServiceError,
@@ -35,7 +34,6 @@ from logsvc.model import (
     format_timestamp,
     parse_log_id,
     parse_query,
-    parse_timestamp,
     parse_whole_number,
     retention_rules,
     validate_entries,
@@ -43,10 +41,18 @@ from logsvc.model import (
 from logsvc.storage import LogStore
 
 if TYPE_CHECKING:  # the Lambda handlers import this module and must not load SQLite
-    from logsvc.auth.credentials import AuditEvent, Credential, NewCredential
-    from logsvc.auth.store import CredentialStore
+    from logsvc.auth.credential_service import AuditEvent, Credential, CredentialService, NewCredential
 
-__all__ = ["AdminService", "BatchCreated", "Created", "IngestObserver", "LogService", "Retention", "purge"]
+__all__ = [
+    "AdminService",
+    "BatchCreated",
+    "Created",
+    "IngestObserver",
+    "LogService",
+    "Retention",
+    "check_destroy",
+    "purge",
+]
 
 log = logging.getLogger("logsvc.service")
 
@@ -168,49 +174,24 @@ class LogService:
 
 
 class AdminService:
-    """Credential management and the audit trail, for admins."""
+    """Credential management and the audit trail, for admins, over the credential service (which holds
+    the rules)."""
 
-    def __init__(
-        self, auth: CredentialStore, *, clock_us: Callable[[], int] = lambda: time.time_ns() // 1000
-    ) -> None:
+    def __init__(self, auth: CredentialService) -> None:
         self.auth = auth
-        self._clock_us = clock_us
 
     def create_key(self, body: bytes, *, principal: Principal, source: str) -> NewCredential:
         try:
             doc = msgspec.json.decode(body)
         except msgspec.DecodeError as exc:
             raise ValidationFailed([FieldError("body", f"is not valid JSON: {exc}")]) from None
-        request = parse_key_request(doc, self._clock_us())
-        return self.auth.create(
-            request.role,
-            services=request.services,
-            expires_at_us=request.expires_at_us,
-            description=request.description,
-            actor=principal.id,
-            source=source,
-        )
+        return self.auth.create_requested(doc, actor=principal.id, source=source)
 
     def list_keys(self) -> list[Credential]:
         return self.auth.credentials()
 
     def revoke_key(self, access_key_id: str, *, principal: Principal, source: str) -> Credential:
-        """Revoke a credential, unless it is the last usable admin credential: with it gone, nobody could
-        manage credentials over the API any more (the HTTP route and the CLI both come here)."""
-        now = self._clock_us()
-        usable_admins = {
-            c.access_key_id
-            for c in self.auth.credentials()
-            if c.role is Role.ADMIN
-            and c.revoked_at is None
-            and (c.expires_at is None or parse_timestamp(c.expires_at) > now)
-        }
-        if usable_admins == {access_key_id}:
-            raise Conflict(
-                f"{access_key_id} is the last usable admin credential; create another admin credential "
-                "before revoking this one"
-            )
-        return self.auth.revoke(access_key_id, actor=principal.id, source=source)
+        return self.auth.revoke_keeping_an_admin(access_key_id, actor=principal.id, source=source)
 
     def audit(self, params: Iterable[tuple[str, str]]) -> list[AuditEvent]:
         limit = 100
@@ -328,6 +309,15 @@ class Retention:
             except LogServiceError as exc:
                 log.warning("retention sweep failed, next try in %g s: %s", interval_seconds, exc.detail)
             await asyncio.sleep(interval_seconds)
+
+
+def check_destroy(*, protection: bool) -> None:
+    """ConfigError while deletion protection forbids destroying the store."""
+    if protection:
+        raise ConfigError(
+            "destroying the store is refused while deletion_protection is on: set deletion_protection = "
+            "false first"
+        )
 
 
 async def purge(store: LogStore, pattern: str, *, protection: bool) -> int:

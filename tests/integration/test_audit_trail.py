@@ -15,6 +15,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from logsvc.auth.credential_service import CredentialService
 from logsvc.auth.credentials import AuthStore
 from logsvc.auth.policy import Role
 from logsvc.crypto import store_key
@@ -161,7 +162,9 @@ def test_failed_authentication_is_throttled_per_client_address(tmp_path: Path) -
 def test_the_server_deletes_audit_records_past_their_retention(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "data", audit_retention_days=30, retention_sweep_seconds=0.2)
     now_us = time.time_ns() // 1000
-    old = AuthStore(settings.auth_db, key=store_key(settings), clock_us=lambda: now_us - 31 * DAY_US)
+    old = CredentialService(
+        AuthStore(settings.auth_db, key=store_key(settings)), clock_us=lambda: now_us - 31 * DAY_US
+    )
     try:
         old.create(Role.READ, description="made long ago", actor="past", source="local")
         old.record_denied(actor="unauthenticated", target="GET /logs", source="10.0.0.1", detail="old")
@@ -191,7 +194,8 @@ def test_the_audit_records_of_an_older_store_are_kept_and_counted(tmp_path: Path
         "VALUES (1700000000000000, 'alice', 'key.create', 'LSKOLD', 'local', 'role=read services=*')"
     )
     conn.close()
-    opened = [AuthStore(path), AuthStore(path)]  # two processes may open it at once
+    # Two processes may open it at once.
+    opened = [CredentialService(AuthStore(path)), CredentialService(AuthStore(path))]
     try:
         for _ in range(3):
             opened[0].record_denied(actor="unauthenticated", target="GET /", source="10.0.0.1", detail="x")

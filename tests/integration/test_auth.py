@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from logsvc.api.routes import PERMISSIONS, ROUTES
-from logsvc.auth.credentials import AuthStore, NewCredential
+from logsvc.auth.credential_service import CredentialService, NewCredential
+from logsvc.auth.credentials import AuthStore
 from logsvc.auth.policy import Permission, Role
 from logsvc.crypto import store_key
 from tests.conftest import ServerThread, bearer, make_key, make_settings
@@ -159,7 +160,9 @@ def test_revocation_takes_effect_at_once(tmp_path: Path) -> None:
             # Revoked from another process (the CLI works on the store directly): refused on the next request.
             second = make_key(server.settings, Role.READ)
             assert client.get("/logs", headers=bearer(second)).status_code == 200
-            other_process = AuthStore(server.settings.auth_db, key=store_key(server.settings))
+            other_process = CredentialService(
+                AuthStore(server.settings.auth_db, key=store_key(server.settings))
+            )
             other_process.revoke(second.access_key_id, actor="cli", source="local")
             other_process.close()
             assert client.get("/logs", headers=bearer(second)).status_code == 401

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from requests_aws4auth import AWS4Auth
 
-from logsvc.auth.credentials import NewCredential
+from logsvc.auth.credential_service import NewCredential
 from logsvc.auth.policy import Role
 from logsvc.auth.sigv4 import SignedRequest, sign
 from logsvc.client import AwsKeys, LogClient

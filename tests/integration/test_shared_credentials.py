@@ -24,7 +24,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from logsvc.auth.credentials import NewCredential
+from logsvc.auth.credential_service import CredentialService, NewCredential
 from logsvc.auth.dynamodb_credentials import DynamoCredentialStore, create_auth_table
 from logsvc.auth.policy import Role
 from logsvc.auth.store import open_credentials
@@ -279,11 +279,13 @@ def test_lookups_are_answered_from_memory_and_nothing_scans(tmp_path: Path, auth
     key = make_key(settings, Role.INGEST)
     recorder = _Recorder(auth_url)
     source = key_source(settings)
-    store = DynamoCredentialStore(
-        parse_url(auth_url),
-        master=lambda create: master_key_from(source, data_dir=Path(settings.data_dir), create=create),
-        cache_seconds=30,
-        client=recorder.client,
+    store = CredentialService(
+        DynamoCredentialStore(
+            parse_url(auth_url),
+            master=lambda create: master_key_from(source, data_dir=Path(settings.data_dir), create=create),
+            cache_seconds=30,
+            client=recorder.client,
+        )
     )
     try:
         opened = len(recorder.calls)
@@ -369,16 +371,27 @@ class _Clock:
         return self.now
 
 
-def open_store(settings: Settings, client: Any, **options: Any) -> DynamoCredentialStore:
-    """A store on ``client`` (whose calls a test may record or refuse), with the settings' master key."""
+def open_store(
+    settings: Settings,
+    client: Any,
+    *,
+    clock_us: Callable[[], int] | None = None,
+    audit_retention_days: float = 0,
+    **options: Any,
+) -> CredentialService:
+    """The credential service on a store on ``client`` (whose calls a test may record or refuse), with the
+    settings' master key."""
     source = key_source(settings)
     assert settings.auth_store.startswith("dynamodb://")
-    return DynamoCredentialStore(
+    store = DynamoCredentialStore(
         parse_url(settings.auth_store),
         master=lambda create: master_key_from(source, data_dir=Path(settings.data_dir), create=create),
         client=client,
         **options,
     )
+    if clock_us is None:
+        return CredentialService(store, audit_retention_days=audit_retention_days)
+    return CredentialService(store, clock_us=clock_us, audit_retention_days=audit_retention_days)
 
 
 def test_an_idle_replica_keeps_its_copy_fresh(tmp_path: Path, auth_url: str) -> None:
@@ -388,7 +401,8 @@ def test_an_idle_replica_keeps_its_copy_fresh(tmp_path: Path, auth_url: str) -> 
     clock = _Clock()
     store = open_store(settings, recorder.client, cache_seconds=0.05, monotonic=clock)
     # Only the store's own threads: moto serves each request on a thread of its own, alive for a moment.
-    ours = {store._refresher, store._flusher}
+    assert isinstance(store.store, DynamoCredentialStore)
+    ours = {store.store._refresher, store._flusher}
     assert all(thread.is_alive() for thread in ours)
     try:
         opened = recorder.calls.count("Query")

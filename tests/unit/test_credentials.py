@@ -7,17 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from logsvc.auth.credential_service import CredentialService
 from logsvc.auth.credentials import AuthStore
 from logsvc.auth.policy import Role
 from logsvc.errors import NotFound
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> AuthStore:
-    return AuthStore(tmp_path / "auth.db")
+def store(tmp_path: Path) -> CredentialService:
+    return CredentialService(AuthStore(tmp_path / "auth.db"))
 
 
-def test_api_keys_are_kept_only_as_hashes(store: AuthStore, tmp_path: Path) -> None:
+def test_api_keys_are_kept_only_as_hashes(store: CredentialService, tmp_path: Path) -> None:
     credential = store.create(Role.INGEST, services=("web*",), actor="test", source="test")
     store.close()
     on_disk = b"".join(path.read_bytes() for path in tmp_path.iterdir() if path.name.startswith("auth.db"))
@@ -30,7 +31,7 @@ def test_api_keys_are_kept_only_as_hashes(store: AuthStore, tmp_path: Path) -> N
 
 
 def test_a_change_in_another_process_is_seen_on_the_next_look_up(tmp_path: Path) -> None:
-    server, cli = AuthStore(tmp_path / "auth.db"), AuthStore(tmp_path / "auth.db")
+    server, cli = (CredentialService(AuthStore(tmp_path / "auth.db")) for _ in range(2))
     try:
         assert server.credentials() == []
         created = cli.create(Role.READ, actor="cli", source="local")
@@ -50,7 +51,7 @@ def test_a_change_in_another_process_is_seen_on_the_next_look_up(tmp_path: Path)
 
 def test_expiry_follows_the_clock(tmp_path: Path) -> None:
     now = [1_000_000_000_000_000]
-    store = AuthStore(tmp_path / "auth.db", clock_us=lambda: now[0])
+    store = CredentialService(AuthStore(tmp_path / "auth.db"), clock_us=lambda: now[0])
     try:
         credential = store.create(Role.ADMIN, expires_at_us=now[0] + 10, actor="test", source="test")
         assert store.check_api_key(credential.api_key) is not None
@@ -62,7 +63,7 @@ def test_expiry_follows_the_clock(tmp_path: Path) -> None:
         store.close()
 
 
-def test_unknown_keys_cost_what_wrong_secrets_cost(store: AuthStore) -> None:
+def test_unknown_keys_cost_what_wrong_secrets_cost(store: CredentialService) -> None:
     """Fastest of many interleaved runs filters out scheduling noise. An unknown key id still hashes and
     compares, so that timing does not tell an attacker which key ids exist."""
     real = store.create(Role.READ, actor="test", source="test")
@@ -80,7 +81,7 @@ def test_unknown_keys_cost_what_wrong_secrets_cost(store: AuthStore) -> None:
     assert 0.7 < unknown / wrong < 1.4
 
 
-def test_audit_keeps_no_secrets(store: AuthStore) -> None:
+def test_audit_keeps_no_secrets(store: CredentialService) -> None:
     credential = store.create(Role.ADMIN, description="ops", actor="alice", source="10.0.0.1")
     store.revoke(credential.access_key_id, actor="alice", source="10.0.0.1")
     store.record_denied(

@@ -6,7 +6,7 @@ import configparser
 import stat
 from pathlib import Path
 
-from logsvc.auth.credentials import NewCredential
+from logsvc.auth.credential_service import NewCredential
 from logsvc.auth.policy import Role
 from logsvc.auth.profiles import SavedProfile, save_server_profile, write_profile
 

@@ -1,4 +1,4 @@
-"""The rules of the audit trail's records of refused requests, shared by both credential stores.
+"""The rules of the audit trail's records of refused requests, applied by ``CredentialService``.
 
 Anyone can be refused, without credentials, as often as the network allows, and chooses the path that
 becomes the record's target (up to the size of a request line). So every field of a refusal is cut to
@@ -6,7 +6,7 @@ becomes the record's target (up to the size of a request line). So every field o
 characters (and the backslash, so that the escapes are unambiguous) become ``\\xNN``, ``\\uNNNN`` or
 ``\\UNNNNNNNN``. Identical refusals waiting for the next write are one record with their count. The
 records waiting are bounded in number and in bytes; what does not fit is counted and logged when the
-waiting records are taken. The stores only persist what ``RefusalBuffer.take`` gives them.
+waiting records are taken. The stores only persist what ``RefusalBuffer.take`` gives the service.
 """
 
 from __future__ import annotations

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from logsvc.auth.credentials import API_KEY_PREFIX
+from logsvc.auth.credential_service import API_KEY_PREFIX, CredentialService
 from logsvc.auth.jwt import JwtVerifier
 from logsvc.auth.policy import Principal, token_principal
 from logsvc.auth.sigv4 import SignedHead, SignedRequest, SigV4Verifier
-from logsvc.auth.store import CredentialStore
 from logsvc.errors import AuthenticationFailed, SignatureMismatch
 
 __all__ = ["SIGV4_SCHEME", "Authenticator"]
@@ -19,7 +18,7 @@ SIGV4_SCHEME = "AWS4-HMAC-SHA256"
 class Authenticator:
     def __init__(
         self,
-        store: CredentialStore,
+        store: CredentialService,
         *,
         region: str,
         service: str,

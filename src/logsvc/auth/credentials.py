@@ -12,40 +12,35 @@ next request, without a cache lifetime.
 
 from __future__ import annotations
 
-import base64
 import fcntl
-import hashlib
-import hmac
 import logging
 import mmap
 import os
-import secrets
 import struct
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Final, cast
+from typing import cast
 
 import apsw
 import msgspec
 
-from logsvc.auth.audit import DENIED, FLUSH_SECONDS, RefusalBuffer, audit_cutoff_us
+from logsvc.auth.credential_service import (
+    ActiveCredential,
+    AuditEvent,
+    AuditRecord,
+    Credential,
+    CredentialRecord,
+    NewCredential,
+)
 from logsvc.auth.policy import Principal, Role
 from logsvc.crypto.sqlite import connect
-from logsvc.errors import ConfigError, NotFound
+from logsvc.errors import ConfigError, NotFound, StoreUnavailable
 from logsvc.model import format_timestamp
 
-__all__ = [
-    "ActiveCredential",
-    "ActiveLookups",
-    "AuditEvent",
-    "AuthStore",
-    "Credential",
-    "NewCredential",
-    "api_key_id",
-    "new_secrets",
-]
+# AuditEvent, Credential and NewCredential are defined in credential_service.py; api/openapi.py still
+# imports them from here.
+__all__ = ["AuditEvent", "AuthStore", "Credential", "NewCredential"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS credentials (
@@ -76,91 +71,6 @@ log = logging.getLogger("logsvc.auth")
 _INSERT_AUDIT = (
     "INSERT INTO audit(at, actor, action, target, source, detail, count) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-API_KEY_PREFIX: Final = "lsk_"
-_DUMMY_DIGEST: Final = hashlib.sha256(b"no such key").digest()
-
-
-class Credential(msgspec.Struct, frozen=True):
-    """A credential as listed: never its secrets."""
-
-    access_key_id: str
-    role: Role
-    services: tuple[str, ...]
-    description: str
-    created_at: str
-    expires_at: str | None
-    revoked_at: str | None
-
-
-class NewCredential(msgspec.Struct, frozen=True):
-    """A credential as created: the only time its secrets are shown."""
-
-    access_key_id: str
-    secret_access_key: str
-    api_key: str
-    role: Role
-    services: tuple[str, ...]
-    expires_at: str | None
-
-
-class AuditEvent(msgspec.Struct, frozen=True):
-    """One record of the audit trail; ``count`` identical refused requests from ``at`` on (audit.py)."""
-
-    at: str
-    actor: str
-    action: str
-    target: str
-    source: str
-    detail: str
-    count: int = 1
-
-
-class ActiveCredential(msgspec.Struct, frozen=True):
-    """What the request path needs of a credential that is not revoked."""
-
-    secret_access_key: str
-    api_key_sha256: bytes
-    principal: Principal
-    expires_at: int | None
-
-
-class ActiveLookups:
-    """The request-path look-ups of a credential store, over its ``_usable`` (active and unexpired)."""
-
-    def _usable(self, access_key_id: str) -> ActiveCredential | None:
-        raise NotImplementedError
-
-    def secret_for(self, access_key_id: str) -> str | None:
-        """The SigV4 secret of an active, unexpired credential."""
-        found = self._usable(access_key_id)
-        return found.secret_access_key if found else None
-
-    def principal_for(self, access_key_id: str, method: str) -> Principal | None:
-        found = self._usable(access_key_id)
-        return msgspec.structs.replace(found.principal, method=method) if found else None
-
-    def check_api_key(self, api_key: str) -> Principal | None:
-        """The principal of a valid API key. Unknown ids cost the same hash and compare as wrong secrets."""
-        key_id = api_key_id(api_key)
-        found = self._usable(key_id) if key_id is not None else None
-        digest = hashlib.sha256(api_key.encode()).digest()
-        expected = found.api_key_sha256 if found else _DUMMY_DIGEST
-        if hmac.compare_digest(digest, expected) and found is not None:
-            return msgspec.structs.replace(found.principal, method="api_key")
-        return None
-
-
-def new_secrets() -> tuple[str, str, str]:
-    """A new access key id, its SigV4 secret access key and its API key (which names the key id)."""
-    key_id = "LSK" + base64.b32encode(secrets.token_bytes(10)).decode()
-    return key_id, secrets.token_urlsafe(30), f"{API_KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-
-
-def api_key_id(api_key: str) -> str | None:
-    """The access key id an API key names, or None when it is not one of ours."""
-    if not api_key.startswith(API_KEY_PREFIX):
-        return None
-    return api_key.removeprefix(API_KEY_PREFIX).partition("_")[0]
 
 
 def _map_generation(path: Path) -> tuple[int, mmap.mmap]:
@@ -170,24 +80,12 @@ def _map_generation(path: Path) -> tuple[int, mmap.mmap]:
     return descriptor, mmap.mmap(descriptor, _GENERATION.size)
 
 
-def _now_us() -> int:
-    return time.time_ns() // 1000
+class AuthStore:
+    """The credential store port on an SQLite file (``auth.db``)."""
 
-
-class AuthStore(ActiveLookups):
-    """``audit_retention_days``: ``expire_audit`` deletes audit records older than that (0: never)."""
-
-    def __init__(
-        self,
-        path: Path,
-        *,
-        key: bytes | None = None,
-        clock_us: Callable[[], int] = _now_us,
-        audit_retention_days: float = 0,
-    ) -> None:
+    def __init__(self, path: Path, *, key: bytes | None = None) -> None:
         self.path = path
-        self._clock_us = clock_us
-        self._audit_retention_days = audit_retention_days
+        self.name = str(path)
         self._lock = threading.Lock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -202,8 +100,6 @@ class AuthStore(ActiveLookups):
             raise ConfigError(f"cannot open the credential store at {path}: {exc}") from None
         self._loaded_generation = -1
         self._active: dict[str, ActiveCredential] = {}
-        self._refusals = RefusalBuffer(str(path), clock_us=clock_us)
-        self._flusher: threading.Timer | None = None
 
     def _migrate(self) -> None:
         """Create the schema, or bring an older one up to date. IMMEDIATE: two processes opening an old
@@ -258,64 +154,65 @@ class AuthStore(ActiveLookups):
             active[key_id] = ActiveCredential(secret, digest, principal, expires_at)
         return active
 
-    def _usable(self, access_key_id: str) -> ActiveCredential | None:
-        found = self._current().get(access_key_id)
-        if found is None or (found.expires_at is not None and found.expires_at <= self._clock_us()):
-            return None
-        return found
+    def active(self, access_key_id: str) -> ActiveCredential | None:
+        return self._current().get(access_key_id)
+
+    def all_active(self) -> list[ActiveCredential]:
+        return list(self._current().values())
 
     # ---- management ---------------------------------------------------------------------------------------
 
-    def create(
-        self,
-        role: Role,
-        *,
-        services: Sequence[str] = (),
-        expires_at_us: int | None = None,
-        description: str = "",
-        actor: str,
-        source: str,
-    ) -> NewCredential:
-        key_id, secret, api_key = new_secrets()
-        now = self._clock_us()
+    def _insert_credential(self, record: CredentialRecord, event: AuditRecord) -> None:
+        self._conn.execute(
+            "INSERT INTO credentials VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+            (
+                record.access_key_id,
+                record.secret_access_key,
+                record.api_key_sha256,
+                record.role.value,
+                msgspec.json.encode(list(record.services)).decode(),
+                record.description,
+                record.created_at,
+                record.expires_at,
+            ),
+        )
+        self._insert_audit([event])
+
+    def put_credential(self, record: CredentialRecord, event: AuditRecord) -> None:
         with self._lock, self._conn:
-            self._conn.execute(
-                "INSERT INTO credentials VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-                (
-                    key_id,
-                    secret,
-                    hashlib.sha256(api_key.encode()).digest(),
-                    role.value,
-                    msgspec.json.encode(list(services)).decode(),
-                    description,
-                    now,
-                    expires_at_us,
-                ),
-            )
-            scope = ",".join(services) or "*"
-            self._insert_audit(
-                now, actor, "key.create", key_id, source, f"role={role.value} services={scope}"
-            )
+            self._insert_credential(record, event)
         self._announce_change()
-        expires = format_timestamp(expires_at_us) if expires_at_us is not None else None
-        return NewCredential(key_id, secret, api_key, role, tuple(services), expires)
 
-    def bootstrap_admin(self, *, description: str, actor: str, source: str) -> NewCredential | None:
-        """An admin credential, unless a usable one exists (one process starts a server on this file)."""
-        if self.has_admin():
-            return None
-        return self.create(Role.ADMIN, description=description, actor=actor, source=source)
+    def put_first_admin(
+        self,
+        record: CredentialRecord,
+        event: AuditRecord,
+        has_admin: Callable[[Iterable[ActiveCredential]], bool],
+    ) -> bool:
+        """IMMEDIATE: of processes starting on this file at once, one looks and creates, then the next."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                created = not has_admin(self._load_active().values())
+                if created:
+                    self._insert_credential(record, event)
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        if created:
+            self._announce_change()
+        return created
 
-    def revoke(self, access_key_id: str, *, actor: str, source: str) -> Credential:
-        now = self._clock_us()
+    def put_revocation(self, access_key_id: str, event: AuditRecord) -> Credential:
         with self._lock, self._conn:
             self._conn.execute(
                 "UPDATE credentials SET revoked_at = ? WHERE access_key_id = ? AND revoked_at IS NULL",
-                (now, access_key_id),
+                (event.at, access_key_id),
             )
             if self._conn.changes() == 0:
                 raise NotFound(f"no active credential with access key id {access_key_id}")
-            self._insert_audit(now, actor, "key.revoke", access_key_id, source, "")
+            self._insert_audit([event])
         self._announce_change()
         return next(c for c in self.credentials() if c.access_key_id == access_key_id)
 
@@ -341,52 +238,28 @@ class AuthStore(ActiveLookups):
             for key_id, role, services, description, created, expires, revoked in rows
         ]
 
-    def has_admin(self) -> bool:
-        """Whether an unexpired, unrevoked admin credential exists."""
-        return any(
-            Role.ADMIN in active.principal.roles and self._usable(key_id) is not None
-            for key_id, active in self._current().items()
-        )
-
     # ---- audit ------------------------------------------------------------------------------------------
 
-    def _insert_audit(self, at: int, actor: str, action: str, target: str, source: str, detail: str) -> None:
-        self._conn.execute(_INSERT_AUDIT, (at, actor, action, target, source, detail, 1))
+    def _insert_audit(self, events: Sequence[AuditRecord]) -> None:
+        self._conn.executemany(
+            _INSERT_AUDIT, [(e.at, e.actor, e.action, e.target, e.source, e.detail, e.count) for e in events]
+        )
 
-    def record_denied(self, *, actor: str, target: str, source: str, detail: str) -> None:
-        """Note a refused request, by the rules of audit.py. Written about once a second, so that a flood
-        of refused requests cannot turn into a flood of fsyncs."""
-        if not self._refusals.add(actor=actor, target=target, source=source, detail=detail):
-            return
-        with self._lock:
-            if self._flusher is None:
-                self._flusher = threading.Timer(FLUSH_SECONDS, self.flush_audit)
-                self._flusher.daemon = True
-                self._flusher.start()
+    def write_audit(self, events: Sequence[AuditRecord]) -> None:
+        try:
+            with self._lock, self._conn:
+                self._insert_audit(events)
+        except apsw.Error as exc:
+            log.warning("%s: %s", self.name, exc)
+            raise StoreUnavailable("the credential store could not write; retry later") from None
 
-    def flush_audit(self) -> None:
-        with self._lock:
-            self._flusher = None
-            pending = self._refusals.take()
-            if pending:
-                with self._conn:
-                    self._conn.executemany(
-                        _INSERT_AUDIT,
-                        [(r.at, r.actor, DENIED, r.target, r.source, r.detail, r.count) for r in pending],
-                    )
-
-    def expire_audit(self) -> int:
-        """Delete the audit records past ``audit_retention_days``; how many."""
-        cutoff = audit_cutoff_us(self._clock_us(), self._audit_retention_days)
-        if cutoff is None:
-            return 0
+    def delete_audit_before(self, cutoff_us: int) -> int:
         with self._lock, self._conn:
-            self._conn.execute("DELETE FROM audit WHERE at < ?", (cutoff,))
+            self._conn.execute("DELETE FROM audit WHERE at < ?", (cutoff_us,))
             deleted: int = self._conn.changes()
         return deleted
 
-    def audit(self, *, limit: int = 100) -> list[AuditEvent]:
-        self.flush_audit()
+    def read_audit(self, limit: int) -> list[AuditEvent]:
         with self._lock:
             rows = cast(
                 list[tuple[int, str, str, str, str, str, int]],
@@ -402,11 +275,6 @@ class AuthStore(ActiveLookups):
         ]
 
     def close(self) -> None:
-        with self._lock:
-            flusher = self._flusher
-        if flusher is not None:
-            flusher.cancel()
-        self.flush_audit()
         with self._lock:  # a sweep in another thread may still be using the connection
             self._conn.close()
         self._generation.close()

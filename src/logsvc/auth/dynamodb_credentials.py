@@ -24,12 +24,11 @@ works without letting a flood of unknown ids turn into a flood of Queries.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -37,18 +36,16 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from logsvc.auth.audit import DENIED, FLUSH_SECONDS, Refusal, RefusalBuffer, audit_cutoff_us
-from logsvc.auth.credentials import (
+from logsvc.auth.credential_service import (
     ActiveCredential,
-    ActiveLookups,
     AuditEvent,
+    AuditRecord,
     Credential,
-    NewCredential,
-    new_secrets,
+    CredentialRecord,
 )
 from logsvc.auth.policy import Principal, Role
 from logsvc.crypto.keys import KEY_BYTES, Wrapper
-from logsvc.errors import ConfigError, LogServiceError, NotFound, StoreUnavailable
+from logsvc.errors import ConfigError, NotFound, StoreUnavailable
 from logsvc.model import format_timestamp
 from logsvc.storage.dynamodb_table import TableUrl, client_for, error_reason, parse_url
 
@@ -67,12 +64,6 @@ _BOOTSTRAP_ATTEMPTS: Final = 4
 _BATCH: Final = 25
 _WRITE_ATTEMPTS: Final = 6
 _BACKEND_ERRORS = (ClientError, BotoCoreError)
-# An audit event as written: at (µs), actor, action, target, source, detail, count.
-_Event = tuple[int, str, str, str, str, str, int]
-
-
-def _now_us() -> int:
-    return time.time_ns() // 1000
 
 
 def _day(at_us: int) -> str:
@@ -131,7 +122,7 @@ def create_auth_table(auth_store: str) -> None:
         raise ConfigError(f"cannot create DynamoDB table {url.table}: {error_reason(exc)}") from None
 
 
-class DynamoCredentialStore(ActiveLookups):
+class DynamoCredentialStore:
     """The credential store port on DynamoDB. ``master(create)`` gives the master key (``create``: a missing
     key file may be made, only when the table has no data key yet)."""
 
@@ -141,15 +132,12 @@ class DynamoCredentialStore(ActiveLookups):
         *,
         master: Callable[[bool], Wrapper],
         cache_seconds: float = 5.0,
-        clock_us: Callable[[], int] = _now_us,
         monotonic: Callable[[], float] = time.monotonic,
         client: Any = None,
-        audit_retention_days: float = 0,
     ) -> None:
         self.table = url.table
-        self._audit_retention_days = audit_retention_days
+        self.name = f"credential table {url.table}"
         self._client = client or client_for(url, 4)
-        self._clock_us = clock_us
         self._monotonic = monotonic
         self._cache_seconds = cache_seconds
         # A copy older than this (DynamoDB unreachable all along) is no longer trusted: 503 until it answers.
@@ -157,10 +145,7 @@ class DynamoCredentialStore(ActiveLookups):
         # cache_seconds, from turning into 503s for every request.
         self._max_stale = max(3 * cache_seconds, _MIN_STALE_SECONDS)
         self._refresh_lock = threading.Lock()
-        self._flush_lock = threading.Lock()  # one audit flush at a time
         self._stop = threading.Event()
-        self._refusals = RefusalBuffer(f"credential table {self.table}", clock_us=clock_us)
-        self._audit_wanted = threading.Event()
         self._days: set[str] = set()  # days registered under #auditday (set.add, .discard are atomic)
         self._last_miss_refresh = float("-inf")
         try:
@@ -175,8 +160,6 @@ class DynamoCredentialStore(ActiveLookups):
             target=self._refresh_forever, name="logsvc-credentials", daemon=True
         )
         self._refresher.start()
-        self._flusher = threading.Thread(target=self._flush_forever, name="logsvc-audit", daemon=True)
-        self._flusher.start()
 
     # ---- the data key -----------------------------------------------------------------------------------
 
@@ -285,12 +268,10 @@ class DynamoCredentialStore(ActiveLookups):
             raise StoreUnavailable("the credential store could not be reached; retry later")
         return self._active
 
-    def _usable(self, access_key_id: str) -> ActiveCredential | None:
+    def active(self, access_key_id: str) -> ActiveCredential | None:
         found = self._current().get(access_key_id)
         if found is None and access_key_id:
             found = self._after_miss(access_key_id)
-        if found is None or (found.expires_at is not None and found.expires_at <= self._clock_us()):
-            return None
         return found
 
     def _after_miss(self, access_key_id: str) -> ActiveCredential | None:
@@ -319,76 +300,54 @@ class DynamoCredentialStore(ActiveLookups):
         log.warning("credential table %s: %s", self.table, error_reason(exc))
         return StoreUnavailable("the credential store could not answer; retry later")
 
-    def _new(
-        self,
-        role: Role,
-        services: Sequence[str],
-        expires_at_us: int | None,
-        description: str,
-        now: int,
-    ) -> tuple[NewCredential, dict[str, Any]]:
-        key_id, secret, api_key = new_secrets()
+    def _item(self, record: CredentialRecord) -> dict[str, Any]:
         item: dict[str, Any] = {
             "pk": {"S": _CREDENTIAL_PK},
-            "sk": {"S": key_id},
-            "role": {"S": role.value},
-            "services": {"L": [{"S": pattern} for pattern in services]},
-            "description": {"S": description},
-            "created_at": {"N": str(now)},
-            "api_key_sha256": {"B": hashlib.sha256(api_key.encode()).digest()},
-            "secret": {"B": self._seal(key_id, secret)},
+            "sk": {"S": record.access_key_id},
+            "role": {"S": record.role.value},
+            "services": {"L": [{"S": pattern} for pattern in record.services]},
+            "description": {"S": record.description},
+            "created_at": {"N": str(record.created_at)},
+            "api_key_sha256": {"B": record.api_key_sha256},
+            "secret": {"B": self._seal(record.access_key_id, record.secret_access_key)},
         }
-        if expires_at_us is not None:
-            item["expires_at"] = {"N": str(expires_at_us)}
-        expires = format_timestamp(expires_at_us) if expires_at_us is not None else None
-        return NewCredential(key_id, secret, api_key, role, tuple(services), expires), item
+        if record.expires_at is not None:
+            item["expires_at"] = {"N": str(record.expires_at)}
+        return item
 
-    def _audit_puts(self, event: _Event) -> list[dict[str, Any]]:
+    def _put_new(self, record: CredentialRecord) -> dict[str, Any]:
+        item = self._item(record)
+        return {
+            "Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(sk)"}
+        }
+
+    def _audit_puts(self, event: AuditRecord) -> list[dict[str, Any]]:
         """The transaction items that record one audit event (and its day, the first time)."""
-        day = _day(event[0])
+        day = _day(event.at)
         puts = [{"Put": {"TableName": self.table, "Item": self._audit_item(event)}}]
         if day not in self._days:
             puts.append({"Put": {"TableName": self.table, "Item": self._day_item(day)}})
         return puts
 
-    def _audit_item(self, event: _Event) -> dict[str, Any]:
-        at, actor, action, target, source, detail, count = event
+    def _audit_item(self, event: AuditRecord) -> dict[str, Any]:
         return {
-            "pk": {"S": f"#audit#{_day(at)}"},
-            "sk": {"S": f"{at:019d}#{secrets.token_hex(8)}"},
-            "at": {"N": str(at)},
-            "actor": {"S": actor},
-            "action": {"S": action},
-            "target": {"S": target},
-            "source": {"S": source},
-            "detail": {"S": detail},
-            "count": {"N": str(count)},
+            "pk": {"S": f"#audit#{_day(event.at)}"},
+            "sk": {"S": f"{event.at:019d}#{secrets.token_hex(8)}"},
+            "at": {"N": str(event.at)},
+            "actor": {"S": event.actor},
+            "action": {"S": event.action},
+            "target": {"S": event.target},
+            "source": {"S": event.source},
+            "detail": {"S": event.detail},
+            "count": {"N": str(event.count)},
         }
 
     @staticmethod
     def _day_item(day: str) -> dict[str, Any]:
         return {"pk": {"S": _AUDIT_DAYS_PK}, "sk": {"S": day}}
 
-    def create(
-        self,
-        role: Role,
-        *,
-        services: Sequence[str] = (),
-        expires_at_us: int | None = None,
-        description: str = "",
-        actor: str,
-        source: str,
-    ) -> NewCredential:
-        now = self._clock_us()
-        new, item = self._new(role, services, expires_at_us, description, now)
-        scope = ",".join(services) or "*"
-        detail = f"role={role.value} services={scope}"
-        event: _Event = (now, actor, "key.create", new.access_key_id, source, detail, 1)
-        put = {
-            "Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(sk)"}
-        }
-        self._transact([put, *self._audit_puts(event)], _day(now))
-        return new
+    def put_credential(self, record: CredentialRecord, event: AuditRecord) -> None:
+        self._transact([self._put_new(record), *self._audit_puts(event)], _day(event.at))
 
     def _transact(self, items: list[dict[str, Any]], day: str) -> None:
         try:
@@ -397,16 +356,21 @@ class DynamoCredentialStore(ActiveLookups):
             raise self._unavailable(exc) from None
         self._days.add(day)
 
-    def bootstrap_admin(self, *, description: str, actor: str, source: str) -> NewCredential | None:
-        """The first admin, created by exactly one replica: the write that creates it also moves the
+    def put_first_admin(
+        self,
+        record: CredentialRecord,
+        event: AuditRecord,
+        has_admin: Callable[[Iterable[ActiveCredential]], bool],
+    ) -> bool:
+        """The first admin, stored by exactly one replica: the write that stores it also moves the
         ``#bootstrap`` epoch, on condition that it is still the epoch this replica read before it found no
-        admin. A replica that read the same epoch loses the condition and creates nothing. DynamoDB may
+        admin. A replica that read the same epoch loses the condition and stores nothing. DynamoDB may
         instead cancel concurrent transactions on ``#bootstrap`` as a conflict: then read again, a few
         times, after a random pause."""
         attempts = 0
         while True:
             try:
-                return self._bootstrap_once(description=description, actor=actor, source=source)
+                return self._first_admin_once(record, event, has_admin)
             except ClientError as exc:
                 attempts += 1
                 if not _transaction_conflict(exc) or attempts >= _BOOTSTRAP_ATTEMPTS:
@@ -415,48 +379,46 @@ class DynamoCredentialStore(ActiveLookups):
                 raise self._unavailable(exc) from None
             time.sleep(secrets.SystemRandom().uniform(0.05, 0.2 * attempts))
 
-    def _bootstrap_once(self, *, description: str, actor: str, source: str) -> NewCredential | None:
+    def _first_admin_once(
+        self,
+        record: CredentialRecord,
+        event: AuditRecord,
+        has_admin: Callable[[Iterable[ActiveCredential]], bool],
+    ) -> bool:
         found = self._client.get_item(TableName=self.table, Key=_BOOTSTRAP, ConsistentRead=True)
         epoch = int(found["Item"]["epoch"]["N"]) if "Item" in found else 0
         self._refresh()  # after reading the epoch: a bootstrap that moved it is visible here
-        if self._has_admin_loaded():
-            return None
-        now = self._clock_us()
-        new, item = self._new(Role.ADMIN, (), None, description, now)
+        if has_admin(self._active.values()):
+            return False
         claim: dict[str, Any] = {
             "TableName": self.table,
-            "Item": _BOOTSTRAP | {"epoch": {"N": str(epoch + 1)}, "admin": {"S": new.access_key_id}},
+            "Item": _BOOTSTRAP | {"epoch": {"N": str(epoch + 1)}, "admin": {"S": record.access_key_id}},
         }
         if epoch == 0:
             claim["ConditionExpression"] = "attribute_not_exists(pk)"
         else:
             claim["ConditionExpression"] = "epoch = :seen"
             claim["ExpressionAttributeValues"] = {":seen": {"N": str(epoch)}}
-        event = (now, actor, "key.create", new.access_key_id, source, "role=admin services=*", 1)
-        put = {
-            "Put": {"TableName": self.table, "Item": item, "ConditionExpression": "attribute_not_exists(sk)"}
-        }
+        items = [{"Put": claim}, self._put_new(record), *self._audit_puts(event)]
         try:
-            self._client.transact_write_items(TransactItems=[{"Put": claim}, put, *self._audit_puts(event)])
+            self._client.transact_write_items(TransactItems=items)
         except ClientError as exc:
             if _first_condition_failed(exc):
-                return None  # another replica moved the epoch first: it creates the admin
+                return False  # another replica moved the epoch first: it stores the admin
             raise
-        self._days.add(_day(now))
-        return new
+        self._days.add(_day(event.at))
+        return True
 
-    def revoke(self, access_key_id: str, *, actor: str, source: str) -> Credential:
-        now = self._clock_us()
+    def put_revocation(self, access_key_id: str, event: AuditRecord) -> Credential:
         update = {
             "Update": {
                 "TableName": self.table,
                 "Key": {"pk": {"S": _CREDENTIAL_PK}, "sk": {"S": access_key_id}},
                 "UpdateExpression": "SET revoked_at = :now",
                 "ConditionExpression": "attribute_exists(sk) AND attribute_not_exists(revoked_at)",
-                "ExpressionAttributeValues": {":now": {"N": str(now)}},
+                "ExpressionAttributeValues": {":now": {"N": str(event.at)}},
             }
         }
-        event = (now, actor, "key.revoke", access_key_id, source, "", 1)
         try:
             self._client.transact_write_items(TransactItems=[update, *self._audit_puts(event)])
         except ClientError as exc:
@@ -465,7 +427,7 @@ class DynamoCredentialStore(ActiveLookups):
             raise self._unavailable(exc) from None
         except BotoCoreError as exc:
             raise self._unavailable(exc) from None
-        self._days.add(_day(now))
+        self._days.add(_day(event.at))
         with self._refresh_lock:  # here at once; a reload under way read the table before the revocation
             self._active = {k: v for k, v in self._active.items() if k != access_key_id}
         try:
@@ -482,68 +444,31 @@ class DynamoCredentialStore(ActiveLookups):
             raise self._unavailable(exc) from None
         return sorted((_credential_of(item) for item in items), key=lambda c: c.created_at)
 
-    def _has_admin_loaded(self) -> bool:
-        now = self._clock_us()
-        return any(
-            Role.ADMIN in active.principal.roles and (active.expires_at is None or active.expires_at > now)
-            for active in self._active.values()
-        )
-
-    def has_admin(self) -> bool:
-        """Whether an unexpired, unrevoked admin credential exists (asks the table)."""
+    def all_active(self) -> list[ActiveCredential]:
+        """Asks the table."""
         try:
             self._refresh()
         except _BACKEND_ERRORS as exc:
             raise self._unavailable(exc) from None
-        return self._has_admin_loaded()
+        return list(self._active.values())
 
     # ---- audit ------------------------------------------------------------------------------------------
 
-    def record_denied(self, *, actor: str, target: str, source: str, detail: str) -> None:
-        """Note a refused request, by the rules of audit.py. One thread writes them about once a second,
-        one flush at a time."""
-        self._refusals.add(actor=actor, target=target, source=source, detail=detail)
-        self._audit_wanted.set()
-
-    def _flush_forever(self) -> None:
-        while self._audit_wanted.wait() and not self._stop.wait(FLUSH_SECONDS):
-            self._audit_wanted.clear()
-            try:
-                self.flush_audit()
-            except Exception:
-                log.exception("credential table %s: audit flush failed", self.table)
-        # close() writes what is left.
-
-    def flush_audit(self) -> None:
-        """Write the refusals waiting. A failure is logged and the events dropped (they are refused
-        requests, and the buffer must not grow without bound while DynamoDB is away)."""
-        with self._flush_lock:
-            pending = self._refusals.take()
-            if pending:
-                self._write_refusals(pending)
-
-    def _write_refusals(self, pending: list[Refusal]) -> None:
-        events = [(r.at, r.actor, DENIED, r.target, r.source, r.detail, r.count) for r in pending]
+    def write_audit(self, events: Sequence[AuditRecord]) -> None:
         try:
-            for day in sorted({_day(event[0]) for event in events} - self._days):
+            for day in sorted({_day(event.at) for event in events} - self._days):
                 self._client.put_item(TableName=self.table, Item=self._day_item(day))
                 self._days.add(day)
             requests = [{"PutRequest": {"Item": self._audit_item(event)}} for event in events]
             for start in range(0, len(requests), _BATCH):
                 self._batch_write(requests[start : start + _BATCH])
-        except (*_BACKEND_ERRORS, LogServiceError) as exc:
-            reason = error_reason(exc) if isinstance(exc, _BACKEND_ERRORS) else str(exc)
-            log.warning(
-                "credential table %s: %d audit events not written: %s", self.table, len(events), reason
-            )
+        except _BACKEND_ERRORS as exc:
+            raise self._unavailable(exc) from None
 
-    def expire_audit(self) -> int:
-        """Delete the audit events past ``audit_retention_days``, by whole days (UTC): a day goes when all
-        of it is older than the retention. Queries and BatchWriteItem, never a Scan; how many events."""
-        cutoff = audit_cutoff_us(self._clock_us(), self._audit_retention_days)
-        if cutoff is None:
-            return 0
-        last_kept = _day(cutoff)
+    def delete_audit_before(self, cutoff_us: int) -> int:
+        """By whole days (UTC): a day goes when all of it is older than ``cutoff_us``. Queries and
+        BatchWriteItem, never a Scan; how many events."""
+        last_kept = _day(cutoff_us)
         deleted = 0
         try:
             for day_item in list(self._query(_AUDIT_DAYS_PK)):
@@ -576,9 +501,8 @@ class DynamoCredentialStore(ActiveLookups):
             time.sleep(min(2.0, 0.05 * 2**attempt) * secrets.SystemRandom().uniform(0.5, 1.0))
         raise StoreUnavailable(f"{len(requests)} audit events left unprocessed (throttled)")
 
-    def audit(self, *, limit: int = 100) -> list[AuditEvent]:
-        """The newest events first: the days that hold events, newest first, then each day's events."""
-        self.flush_audit()
+    def read_audit(self, limit: int) -> list[AuditEvent]:
+        """The days that hold events, newest first, then each day's events."""
         events: list[AuditEvent] = []
         try:
             for day in self._query(_AUDIT_DAYS_PK, ScanIndexForward=False):
@@ -603,7 +527,4 @@ class DynamoCredentialStore(ActiveLookups):
 
     def close(self) -> None:
         self._stop.set()
-        self._audit_wanted.set()
-        self._flusher.join(timeout=30)
-        self.flush_audit()
         self._refresher.join(timeout=self._cache_seconds + 15)

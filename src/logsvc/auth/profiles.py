@@ -18,7 +18,7 @@ from pathlib import Path
 
 import msgspec
 
-from logsvc.auth.credentials import NewCredential
+from logsvc.auth.credential_service import NewCredential
 
 __all__ = ["DEFAULT_PROFILE", "SavedProfile", "save_server_profile", "write_profile"]
 

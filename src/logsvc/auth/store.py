@@ -1,5 +1,5 @@
-"""The credential store port: what the server, the admin API and the CLI need of a credential store, and the
-one factory that opens the configured one.
+"""The credential store port: what ``CredentialService`` needs a credential store to persist and load, and the
+one factory that opens the service on the configured store.
 
 Two adapters: ``AuthStore`` (``auth.db`` in the data directory, SQLite, the default) and
 ``DynamoCredentialStore`` (a DynamoDB table of its own, shared by server replicas; decision 13).
@@ -7,12 +7,19 @@ Two adapters: ``AuthStore`` (``auth.db`` in the data directory, SQLite, the defa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from logsvc.auth.credentials import AuditEvent, AuthStore, Credential, NewCredential
-from logsvc.auth.policy import Principal, Role
+from logsvc.auth.credential_service import (
+    ActiveCredential,
+    AuditEvent,
+    AuditRecord,
+    Credential,
+    CredentialRecord,
+    CredentialService,
+)
+from logsvc.auth.credentials import AuthStore
 from logsvc.crypto import key_source, master_key_from, store_key
 from logsvc.errors import ConfigError
 from logsvc.settings import Settings
@@ -21,54 +28,71 @@ __all__ = ["CredentialStore", "open_credentials"]
 
 
 class CredentialStore(Protocol):
+    """What a credential store persists and loads; every rule is ``CredentialService``'s. Backend errors
+    come out as ``logsvc.errors`` types (``StoreUnavailable``; ``NotFound`` where said)."""
+
+    name: str
+    """Which store this is, in log lines."""
+
     # ---- lookups on the request path: answered from memory ----------------------------------------------
-    def secret_for(self, access_key_id: str) -> str | None: ...
+    def active(self, access_key_id: str) -> ActiveCredential | None:
+        """The credential if it is not revoked (expired or not)."""
+        ...
 
-    def principal_for(self, access_key_id: str, method: str) -> Principal | None: ...
-
-    def check_api_key(self, api_key: str) -> Principal | None: ...
+    def all_active(self) -> list[ActiveCredential]:
+        """Every credential not revoked, as the backend holds them now."""
+        ...
 
     # ---- management ---------------------------------------------------------------------------------------
-    def create(
+    def put_credential(self, record: CredentialRecord, event: AuditRecord) -> None:
+        """Store a new credential and its audit event, both or neither."""
+        ...
+
+    def put_first_admin(
         self,
-        role: Role,
-        *,
-        services: Sequence[str] = (),
-        expires_at_us: int | None = None,
-        description: str = "",
-        actor: str,
-        source: str,
-    ) -> NewCredential: ...
+        record: CredentialRecord,
+        event: AuditRecord,
+        has_admin: Callable[[Iterable[ActiveCredential]], bool],
+    ) -> bool:
+        """Store ``record`` (and ``event``) unless ``has_admin`` holds of the active credentials, as one
+        atomic step against every process sharing the store; whether it was stored."""
+        ...
 
-    def revoke(self, access_key_id: str, *, actor: str, source: str) -> Credential: ...
+    def put_revocation(self, access_key_id: str, event: AuditRecord) -> Credential:
+        """Mark an active credential revoked at ``event.at`` and store the event; NotFound when there is no
+        active credential of that id."""
+        ...
 
-    def credentials(self) -> list[Credential]: ...
-
-    def has_admin(self) -> bool: ...
-
-    def bootstrap_admin(self, *, description: str, actor: str, source: str) -> NewCredential | None:
-        """Create an admin credential unless a usable one exists; None when none was created here (also
-        when another process sharing the store created it at the same moment)."""
+    def credentials(self) -> list[Credential]:
+        """Every credential, revoked ones too, oldest first."""
         ...
 
     # ---- audit ------------------------------------------------------------------------------------------
-    def record_denied(self, *, actor: str, target: str, source: str, detail: str) -> None: ...
+    def write_audit(self, events: Sequence[AuditRecord]) -> None: ...
 
-    def audit(self, *, limit: int = 100) -> list[AuditEvent]: ...
+    def read_audit(self, limit: int) -> list[AuditEvent]:
+        """The newest ``limit`` events, newest first."""
+        ...
 
-    def expire_audit(self) -> int:
-        """Delete the audit records older than the store's ``audit_retention_days``; how many."""
+    def delete_audit_before(self, cutoff_us: int) -> int:
+        """Delete audit events older than ``cutoff_us`` (a store may keep a few more, up to its own unit of
+        deletion); how many were deleted."""
         ...
 
     def close(self) -> None: ...
 
 
-def open_credentials(settings: Settings) -> CredentialStore:
-    """The configured credential store; ConfigError when it cannot be opened."""
+def open_credentials(settings: Settings) -> CredentialService:
+    """The credential service on the configured store; ConfigError when it cannot be opened."""
+    store: CredentialStore
     if not settings.auth_store:
-        return AuthStore(
-            settings.auth_db, key=store_key(settings), audit_retention_days=settings.audit_retention_days
-        )
+        store = AuthStore(settings.auth_db, key=store_key(settings))
+    else:
+        store = _dynamodb_store(settings)
+    return CredentialService(store, audit_retention_days=settings.audit_retention_days)
+
+
+def _dynamodb_store(settings: Settings) -> CredentialStore:
     from logsvc.auth.dynamodb_credentials import DynamoCredentialStore  # noqa: PLC0415 (boto3 when needed)
     from logsvc.storage.dynamodb_table import parse_url  # noqa: PLC0415
 
@@ -86,5 +110,4 @@ def open_credentials(settings: Settings) -> CredentialStore:
         target,
         master=lambda create: master_key_from(source, data_dir=data_dir, create=create),
         cache_seconds=settings.auth_cache_seconds,
-        audit_retention_days=settings.audit_retention_days,
     )
