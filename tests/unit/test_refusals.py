@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from logsvc.auth.credential_service import CredentialService
 from logsvc.auth.credentials import AuthStore
 from logsvc.auth.policy import Permission, Principal, Role
 from logsvc.auth.refusals import RefusalAudit
@@ -15,11 +17,13 @@ from logsvc.routing import authorize
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> AuthStore:
-    return AuthStore(tmp_path / "auth.db")
+def store(tmp_path: Path) -> Iterator[CredentialService]:
+    service = CredentialService(AuthStore(tmp_path / "auth.db"))
+    yield service
+    service.close()
 
 
-def test_refused_credentials_are_recorded_as_unauthenticated_with_the_code(store: AuthStore) -> None:
+def test_refused_credentials_are_recorded_as_unauthenticated_with_the_code(store: CredentialService) -> None:
     refused = AuthenticationFailed("the API key is unknown, revoked or expired", code="invalid_api_key")
     RefusalAudit(store).refused(refused, principal=None, target="GET /logs", source="10.0.0.1")
     (event,) = store.audit(limit=10)
@@ -32,7 +36,9 @@ def test_refused_credentials_are_recorded_as_unauthenticated_with_the_code(store
     )
 
 
-def test_a_known_caller_refused_a_permission_is_recorded_by_id_with_the_reason(store: AuthStore) -> None:
+def test_a_known_caller_refused_a_permission_is_recorded_by_id_with_the_reason(
+    store: CredentialService,
+) -> None:
     reader = Principal(id="LSKREADER", roles=frozenset({Role.READ}))
     admin_route = next(endpoint for endpoint in ENDPOINTS if endpoint.permission is Permission.ADMIN)
     with pytest.raises(Forbidden) as refused:
@@ -42,7 +48,7 @@ def test_a_known_caller_refused_a_permission_is_recorded_by_id_with_the_reason(s
     assert event.detail == refused.value.detail
 
 
-def test_a_request_without_credentials_is_refused_but_not_recorded(store: AuthStore) -> None:
+def test_a_request_without_credentials_is_refused_but_not_recorded(store: CredentialService) -> None:
     guarded = next(endpoint for endpoint in ENDPOINTS if endpoint.permission is Permission.READ)
     with pytest.raises(AuthenticationFailed):
         authorize(guarded, None, RefusalAudit(store), source="10.0.0.3")

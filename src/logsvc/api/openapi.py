@@ -10,7 +10,7 @@ import msgspec
 
 from logsvc import __version__
 from logsvc.api.problems import PROBLEM_TYPE, Problem
-from logsvc.auth.credentials import AuditEvent, Credential, NewCredential
+from logsvc.auth.credential_service import AuditEvent, Credential, NewCredential
 from logsvc.auth.policy import Permission, Role
 from logsvc.endpoints import ENDPOINTS
 from logsvc.model import LogEntry, LogEntryIn, Page

@@ -31,16 +31,13 @@ from logsvc.auth.credential_service import (
     AuditRecord,
     Credential,
     CredentialRecord,
-    NewCredential,
 )
 from logsvc.auth.policy import Principal, Role
 from logsvc.crypto.sqlite import connect
 from logsvc.errors import ConfigError, NotFound, StoreUnavailable
 from logsvc.model import format_timestamp
 
-# AuditEvent, Credential and NewCredential are defined in credential_service.py; api/openapi.py still
-# imports them from here.
-__all__ = ["AuditEvent", "AuthStore", "Credential", "NewCredential"]
+__all__ = ["AuthStore"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS credentials (

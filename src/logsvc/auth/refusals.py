@@ -14,13 +14,13 @@ from logsvc.auth.policy import Principal
 from logsvc.errors import LogServiceError
 
 if TYPE_CHECKING:  # the Lambda functions import this module and must not load SQLite
-    from logsvc.auth.store import CredentialStore
+    from logsvc.auth.credential_service import CredentialService
 
 __all__ = ["RefusalAudit"]
 
 
 class RefusalAudit:
-    def __init__(self, store: CredentialStore | None) -> None:
+    def __init__(self, store: CredentialService | None) -> None:
         self.store = store
 
     def refused(self, exc: LogServiceError, *, principal: Principal | None, target: str, source: str) -> None:
