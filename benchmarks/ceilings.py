@@ -18,7 +18,7 @@ import apsw
 import msgspec
 import uuid_utils
 
-from logsvc.model import Level
+from logsvc.domain.entries import Level
 from logsvc.storage import sqlite as sqlite_store
 from logsvc.storage.sqlite import SQLiteStore
 

@@ -16,7 +16,7 @@ from typing import Any
 import apsw
 import uuid_utils
 
-from logsvc.model import Level, NewEntry
+from logsvc.domain.entries import Level, NewEntry
 from logsvc.storage.sqlite import SCHEMA_VERSION, SQLiteStore
 
 SERVICES = [f"svc-{i}" for i in range(20)]

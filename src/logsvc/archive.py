@@ -26,8 +26,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from logsvc.crypto import KEYRING_NAME, Keyring, KeySource, master_key_from
+from logsvc.domain.entries import Level, NewEntry
+from logsvc.domain.timestamps import DAY_US
 from logsvc.errors import ConfigError, LogServiceError
-from logsvc.model import DAY_US, Level, NewEntry
 from logsvc.storage import Export, LogStore
 from logsvc.storage.sqlite import SQLiteStore
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import msgspec
 
 from logsvc.crypto import KEYRING_NAME, store_key
+from logsvc.domain.timestamps import format_timestamp
 from logsvc.errors import ConfigError
-from logsvc.model import format_timestamp
 from logsvc.settings import Settings
 from logsvc.storage import sqlite_path
 from logsvc.storage.sqlite import snapshot_sqlite

@@ -26,8 +26,9 @@ from logsvc.backup import create_backup, restore_backup
 from logsvc.client import LogClient, RequestFailed, aws_keys, load_profile, region_of
 from logsvc.crypto import key_source, rekey_store, rotate_master_key, store_key
 from logsvc.display import json_line, printable, untrusted
+from logsvc.domain.queries import QUERY_PARAMETERS
+from logsvc.domain.timestamps import format_timestamp, parse_timestamp
 from logsvc.errors import ConfigError, LogServiceError
-from logsvc.model import QUERY_PARAMETERS, format_timestamp, parse_timestamp
 from logsvc.server import serve as run_server
 from logsvc.service import AdminService, purge
 from logsvc.settings import Settings, load_settings

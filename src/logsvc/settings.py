@@ -10,9 +10,9 @@ from typing import Annotated, Any
 
 import msgspec
 
-from logsvc.auth.policy import Role
+from logsvc.domain.entries import HARD_MAX_MESSAGE_BYTES, Limits
+from logsvc.domain.roles import Role
 from logsvc.errors import ConfigError
-from logsvc.model import HARD_MAX_MESSAGE_BYTES, Limits
 from logsvc.scopes import PATTERN_REGEX, check_pattern
 
 __all__ = ["ENV_PREFIX", "AwsGrant", "Settings", "load_settings"]

@@ -15,8 +15,12 @@ import httpx
 import pytest
 import uuid_utils
 
+from logsvc.domain.cursors import decode_cursor
+from logsvc.domain.entries import Level, NewEntry
+from logsvc.domain.queries import MAX_PAGE_BYTES, Query
+from logsvc.domain.retention import RetentionRule
+from logsvc.domain.timestamps import parse_timestamp
 from logsvc.errors import ConfigError, StoreUnavailable, ValidationFailed
-from logsvc.model import MAX_PAGE_BYTES, Level, NewEntry, Query, RetentionRule, decode_cursor, parse_timestamp
 from logsvc.storage import open_store
 from logsvc.storage.dynamodb import DynamoDBStore, shard_of
 from logsvc.storage.dynamodb_table import create_table, parse_url

@@ -12,8 +12,10 @@ import apsw
 import pytest
 import uuid_utils
 
+from logsvc.domain.cursors import decode_cursor
+from logsvc.domain.entries import Level, NewEntry
+from logsvc.domain.queries import Query
 from logsvc.errors import ConfigError, StoreUnavailable
-from logsvc.model import Level, NewEntry, Query, decode_cursor
 from logsvc.storage import open_store
 from logsvc.storage.sqlite import BLOCK_SHIFT, SQLiteStore, select_newest
 

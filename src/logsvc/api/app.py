@@ -26,9 +26,9 @@ from logsvc.auth.authenticator import Authenticator
 from logsvc.auth.jwt import JwtVerifier
 from logsvc.auth.store import open_credentials
 from logsvc.crypto import KEYRING_NAME, store_key
+from logsvc.domain.retention import retention_rules
 from logsvc.errors import ConfigError, LogServiceError
 from logsvc.jobs import JobsLease
-from logsvc.model import retention_rules
 from logsvc.service import AdminService, LogService, Retention
 from logsvc.settings import Settings, load_settings
 from logsvc.storage import LogStore, open_store

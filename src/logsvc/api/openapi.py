@@ -10,17 +10,8 @@ from logsvc import __version__
 from logsvc.api.problems import PROBLEM_TYPE, Problem
 from logsvc.auth.credentials import AuditEvent, Credential, NewCredential
 from logsvc.auth.policy import Role
-from logsvc.model import (
-    MAX_HOURS,
-    MAX_LIMIT,
-    MAX_LOG_TYPE_CHARS,
-    MAX_QUERY_CHARS,
-    SERVICE_NAME_PATTERN,
-    Level,
-    LogEntry,
-    LogEntryIn,
-    Page,
-)
+from logsvc.domain.entries import MAX_LOG_TYPE_CHARS, SERVICE_NAME_PATTERN, Level, LogEntry, LogEntryIn
+from logsvc.domain.queries import MAX_HOURS, MAX_LIMIT, MAX_QUERY_CHARS, Page
 from logsvc.service import BatchCreated, Created
 
 __all__ = ["openapi_document"]

@@ -33,8 +33,8 @@ import msgspec
 from logsvc.auth.audit import DENIED, FLUSH_SECONDS, RefusalBuffer, audit_cutoff_us
 from logsvc.auth.policy import Principal, Role
 from logsvc.crypto.sqlite import connect
+from logsvc.domain.timestamps import format_timestamp
 from logsvc.errors import ConfigError, NotFound
-from logsvc.model import format_timestamp
 
 __all__ = [
     "ActiveCredential",

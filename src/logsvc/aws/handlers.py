@@ -27,6 +27,7 @@ from logsvc.auth.policy import Permission, Principal
 from logsvc.aws.events import Request, parse_event
 from logsvc.aws.identity import PrincipalMap
 from logsvc.content import GZIP_MAGIC, check_size
+from logsvc.domain.retention import retention_rules
 from logsvc.errors import (
     PROBLEM_TYPE,
     ConfigError,
@@ -39,7 +40,6 @@ from logsvc.errors import (
     problem_of,
 )
 from logsvc.logs import JsonFormatter
-from logsvc.model import retention_rules
 from logsvc.service import Created, LogService
 from logsvc.settings import Settings, load_settings
 from logsvc.storage import LogStore, open_store

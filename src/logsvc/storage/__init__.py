@@ -12,8 +12,10 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from logsvc.domain.entries import LogEntry, NewEntry
+from logsvc.domain.queries import Page, Query
+from logsvc.domain.retention import RetentionRule
 from logsvc.errors import ConfigError
-from logsvc.model import LogEntry, NewEntry, Page, Query, RetentionRule
 
 __all__ = ["Export", "LogStore", "open_store", "sqlite_path"]
 

@@ -28,21 +28,12 @@ from typing import Any, TypeVar
 import msgspec
 from botocore.exceptions import BotoCoreError, ClientError
 
+from logsvc.domain.cursors import encode_cursor
+from logsvc.domain.entries import Level, LogEntry, NewEntry, entry_bytes, format_log_id
+from logsvc.domain.queries import MAX_PAGE_BYTES, Page, Query
+from logsvc.domain.retention import RetentionRule
+from logsvc.domain.timestamps import DAY_US, format_timestamp
 from logsvc.errors import ConfigError, FieldError, StoreUnavailable, ValidationFailed
-from logsvc.model import (
-    DAY_US,
-    MAX_PAGE_BYTES,
-    Level,
-    LogEntry,
-    NewEntry,
-    Page,
-    Query,
-    RetentionRule,
-    encode_cursor,
-    entry_bytes,
-    format_log_id,
-    format_timestamp,
-)
 from logsvc.scopes import covers
 from logsvc.storage import Export
 from logsvc.storage.dynamodb_table import (

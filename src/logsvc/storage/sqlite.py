@@ -24,6 +24,10 @@ import apsw
 import msgspec
 
 from logsvc.crypto.sqlite import connect
+from logsvc.domain.cursors import encode_cursor
+from logsvc.domain.entries import Level, LogEntry, NewEntry, entry_bytes, format_log_id
+from logsvc.domain.queries import MAX_PAGE_BYTES, Page, Query
+from logsvc.domain.timestamps import format_timestamp
 from logsvc.errors import (
     ConfigError,
     FieldError,
@@ -31,18 +35,6 @@ from logsvc.errors import (
     StoreFull,
     StoreUnavailable,
     ValidationFailed,
-)
-from logsvc.model import (
-    MAX_PAGE_BYTES,
-    Level,
-    LogEntry,
-    NewEntry,
-    Page,
-    Query,
-    encode_cursor,
-    entry_bytes,
-    format_log_id,
-    format_timestamp,
 )
 from logsvc.scopes import sql_glob
 from logsvc.storage import Export
