@@ -29,8 +29,8 @@ from logsvc.crypto import KEYRING_NAME, Keyring, KeySource, master_key_from
 from logsvc.domain.entries import Level, NewEntry
 from logsvc.domain.timestamps import DAY_US
 from logsvc.errors import ConfigError, LogServiceError
-from logsvc.storage import Export, LogStore
-from logsvc.storage.sqlite import SQLiteStore
+from logsvc.storage.open import open_store, sqlite_url
+from logsvc.storage.port import Export, Exportable
 
 __all__ = ["Archiver", "restore_to_time"]
 
@@ -64,7 +64,7 @@ def _segments(folder: Path) -> list[_Segment]:
 
 class Archiver:
     def __init__(
-        self, store: LogStore, data_key: bytes, folder: Path, *, keyring: Path, window_days: float
+        self, store: Exportable, data_key: bytes, folder: Path, *, keyring: Path, window_days: float
     ) -> None:
         self.store = store
         self.folder = folder
@@ -162,7 +162,7 @@ def restore_to_time(folder: Path, into: Path, to_us: int, source: KeySource) -> 
 
 
 async def _replay(path: Path, key: bytes, rows: list[tuple[object, ...]]) -> None:
-    store = SQLiteStore(path, read_threads=1, key=key)
+    store = open_store(sqlite_url(path), read_threads=1, key=key)
     try:
         for start in range(0, len(rows), _RESTORE_BATCH):
             await store.append(

@@ -32,8 +32,7 @@ from logsvc.errors import ConfigError, LogServiceError
 from logsvc.server import serve as run_server
 from logsvc.service import AdminService, purge
 from logsvc.settings import Settings, load_settings
-from logsvc.storage import open_store, sqlite_path
-from logsvc.storage.sqlite import destroy_sqlite, store_stats
+from logsvc.storage.open import open_store, store_files
 
 __all__ = ["main"]
 
@@ -241,10 +240,8 @@ def stats(as_json: bool, data_dir: str | None, config_file: str | None) -> None:
     """Entries, bytes, oldest and newest entry per service (reads the whole store)."""
     try:
         settings = load_settings(config_file, overrides={"data_dir": data_dir})
-        path = sqlite_path(settings.store_url)
-        if not path.exists():
-            raise ConfigError(f"there is no store at {path}")
-        result = store_stats(path, store_key(settings))
+        files = store_files(settings.store_url)
+        result = files.stats(store_key(settings))
     except ConfigError as exc:
         _fail(str(exc))
     if as_json:
@@ -301,13 +298,11 @@ def destroy(data_dir: str | None, config_file: str | None) -> None:
                 "destroying the store is refused while deletion_protection is on: set deletion_protection = "
                 "false first"
             )
-        path = sqlite_path(settings.store_url)
-        if not path.exists():
-            raise ConfigError(f"there is no store at {path}")
-        destroy_sqlite(path, store_key(settings))
+        files = store_files(settings.store_url)
+        files.destroy(store_key(settings))
     except ConfigError as exc:
         _fail(str(exc))
-    click.echo(f"destroyed the store at {path}")
+    click.echo(f"destroyed the store at {files.path}")
 
 
 @store.command("rekey")

@@ -27,7 +27,7 @@ from logsvc.crypto import store_key
 from logsvc.display import untrusted
 from logsvc.logs import log_config
 from logsvc.settings import Settings, settings_environment
-from logsvc.storage import open_store
+from logsvc.storage.open import open_store
 
 __all__ = ["bootstrap_admin", "check_store", "serve"]
 

@@ -30,7 +30,7 @@ from logsvc.errors import (
     ServerBusy,
     ValidationFailed,
 )
-from logsvc.storage import LogStore
+from logsvc.storage.port import LogStore
 
 if TYPE_CHECKING:  # the Lambda handlers import this module and must not load SQLite
     from logsvc.auth.credentials import AuditEvent, Credential, NewCredential

@@ -31,7 +31,8 @@ from logsvc.errors import ConfigError, LogServiceError
 from logsvc.jobs import JobsLease
 from logsvc.service import AdminService, LogService, Retention
 from logsvc.settings import Settings, load_settings
-from logsvc.storage import LogStore, open_store
+from logsvc.storage.open import open_store
+from logsvc.storage.port import LogStore, exportable
 
 __all__ = ["create_app", "create_app_from_environment", "retention_for"]
 
@@ -135,7 +136,7 @@ def _archiver(settings: Settings, store: LogStore, key: bytes | None) -> Archive
     if key is None:
         raise ConfigError("archiving needs encryption: archive segments are encrypted with the store key")
     return Archiver(
-        store,
+        exportable(store),
         key,
         Path(settings.archive_dir),
         keyring=Path(settings.data_dir).resolve() / KEYRING_NAME,

@@ -42,7 +42,8 @@ from logsvc.errors import (
 from logsvc.logs import JsonFormatter
 from logsvc.service import Created, LogService
 from logsvc.settings import Settings, load_settings
-from logsvc.storage import LogStore, open_store
+from logsvc.storage.open import open_store
+from logsvc.storage.port import LogStore
 
 __all__ = ["INGEST_ROUTES", "READ_ROUTES", "LambdaApp", "configure_logging", "ingest", "read"]
 

@@ -35,7 +35,6 @@ from logsvc.domain.retention import RetentionRule
 from logsvc.domain.timestamps import DAY_US, format_timestamp
 from logsvc.errors import ConfigError, FieldError, StoreUnavailable, ValidationFailed
 from logsvc.scopes import covers
-from logsvc.storage import Export
 from logsvc.storage.dynamodb_table import (
     CONFIG_KEY,
     DEFAULT_SHARDS,
@@ -503,11 +502,6 @@ class DynamoDBStore:
         )
         present = [ts for ts in firsts if ts is not None]
         return min(present) if present else None
-
-    async def export_after(self, after_seq: int, limit: int = 100_000) -> Export:
-        raise ConfigError(
-            "the DynamoDB store has no archive export: use DynamoDB point-in-time recovery instead"
-        )
 
     async def close(self) -> None:
         self._pool.shutdown(wait=True)
