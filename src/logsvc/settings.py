@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,6 +10,7 @@ from typing import Annotated, Any
 import msgspec
 
 from logsvc.domain.entries import HARD_MAX_MESSAGE_BYTES, Limits
+from logsvc.domain.iam import iam_role_or_user
 from logsvc.domain.roles import Role
 from logsvc.errors import ConfigError
 from logsvc.scopes import PATTERN_REGEX, check_pattern
@@ -24,7 +24,6 @@ _JSON_EXAMPLES = {
     "aws_principals": '{"arn:aws:iam::123456789012:role/app": {"role": "ingest", "services": ["app*"]}}',
 }
 # An IAM role or user ARN; a role or user may sit under a path (role/path/to/name).
-IAM_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
 MiB = 1024 * 1024
 
 
@@ -212,7 +211,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             except ValueError as exc:
                 raise ValueError(f"retention_by_service: {exc}") from None
         for arn in self.aws_principals:
-            if not IAM_ARN_PATTERN.match(arn):
+            if iam_role_or_user(arn) is None:
                 raise ValueError(
                     f"aws_principals: {arn!r} is not an IAM role or user ARN "
                     "(arn:aws:iam::ACCOUNT:role/NAME or arn:aws:iam::ACCOUNT:user/NAME)"
