@@ -25,7 +25,8 @@ import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from logsvc.crypto import KEYRING_NAME, Keyring, KeySource, master_key_from
+from logsvc.crypto import Keyring, KeySource, master_key_from
+from logsvc.datadir import DataDir
 from logsvc.domain.entries import Level, NewEntry
 from logsvc.domain.timestamps import DAY_US
 from logsvc.errors import ConfigError, LogServiceError
@@ -76,7 +77,7 @@ class Archiver:
         """Write one segment of what arrived since the last; the number of entries in it."""
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         # The keyring (the wrapped data key) travels with the segments it decrypts.
-        shutil.copyfile(self._keyring, self.folder / KEYRING_NAME)
+        shutil.copyfile(self._keyring, self.folder / DataDir.KEYRING)
         existing = _segments(self.folder)
         after = existing[-1].last if existing else 0
         export = await self.store.export_after(after, _BATCH)
@@ -122,9 +123,9 @@ class Archiver:
 
 def restore_to_time(folder: Path, into: Path, to_us: int, source: KeySource) -> int:
     """A new store in ``into`` holding exactly the archived entries committed at or before ``to_us``."""
-    keyring = Keyring(folder / KEYRING_NAME)
+    keyring = Keyring(folder / DataDir.KEYRING)
     if not keyring.exists():
-        raise ConfigError(f"{folder} is not a logsvc archive: it has no {KEYRING_NAME}")
+        raise ConfigError(f"{folder} is not a logsvc archive: it has no {DataDir.KEYRING}")
     data_key = keyring.unwrap(master_key_from(source, data_dir=into, create=False))
     segments = _segments(folder)
     if not segments:
@@ -148,7 +149,8 @@ def restore_to_time(folder: Path, into: Path, to_us: int, source: KeySource) -> 
     if into.exists() and any(into.iterdir()):
         raise ConfigError(f"{into} is not empty; restore into a new directory")
     into.mkdir(parents=True, exist_ok=True, mode=0o700)
-    shutil.copyfile(keyring.path, into / KEYRING_NAME)
+    restored = DataDir(into)
+    shutil.copyfile(keyring.path, restored.keyring)
     commits = sorted({commit for export in exports for commit in export.commits})
     last_seqs = [last_seq for last_seq, _ in commits]
     chosen = []
@@ -157,7 +159,7 @@ def restore_to_time(folder: Path, into: Path, to_us: int, source: KeySource) -> 
             position = bisect.bisect_left(last_seqs, row[0])
             if position < len(commits) and commits[position][1] <= to_us:
                 chosen.append(row)
-    asyncio.run(_replay(into / "logs.db", data_key, chosen))
+    asyncio.run(_replay(restored.logs, data_key, chosen))
     return len(chosen)
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from logsvc.datadir import DataDir
 from logsvc.domain.entries import HARD_MAX_MESSAGE_BYTES, Limits
 from logsvc.domain.iam import iam_role_or_user
 from logsvc.domain.roles import Role
@@ -219,11 +220,11 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
 
     @property
     def store_url(self) -> str:
-        return self.store or f"sqlite:///{Path(self.data_dir).resolve() / 'logs.db'}"
+        return self.store or f"sqlite:///{DataDir(self.data_dir).logs}"
 
     @property
     def auth_db(self) -> Path:
-        return Path(self.data_dir).resolve() / "auth.db"
+        return DataDir(self.data_dir).auth
 
     @property
     def limits(self) -> Limits:

@@ -25,7 +25,8 @@ from logsvc.archive import Archiver
 from logsvc.auth.authenticator import Authenticator
 from logsvc.auth.jwt import JwtVerifier
 from logsvc.auth.store import open_credentials
-from logsvc.crypto import KEYRING_NAME, store_key
+from logsvc.crypto import store_key
+from logsvc.datadir import DataDir
 from logsvc.domain.retention import retention_rules
 from logsvc.errors import ConfigError, LogServiceError
 from logsvc.jobs import JobsLease
@@ -69,7 +70,7 @@ def create_app(settings: Settings, store: LogStore | None = None) -> Starlette:
         )
         retention = retention_for(settings, active)
         archiver = _archiver(settings, active, key)
-        lease = JobsLease(Path(settings.data_dir).resolve())
+        lease = JobsLease(DataDir(settings.data_dir).jobs_lock)
         if lease.try_take():
             await retention.check()
         background = asyncio.create_task(_run_jobs(lease, retention, archiver, app.state.admin, settings))
@@ -126,7 +127,7 @@ def retention_for(settings: Settings, store: LogStore) -> Retention:
         default_days=settings.retention_days,
         by_service=settings.retention_by_service,
         protection=settings.deletion_protection,
-        applied_file=Path(settings.data_dir).resolve() / "retention.json",
+        applied_file=DataDir(settings.data_dir).retention,
     )
 
 
@@ -139,7 +140,7 @@ def _archiver(settings: Settings, store: LogStore, key: bytes | None) -> Archive
         exportable(store),
         key,
         Path(settings.archive_dir),
-        keyring=Path(settings.data_dir).resolve() / KEYRING_NAME,
+        keyring=DataDir(settings.data_dir).keyring,
         window_days=settings.archive_window_days,
     )
 
