@@ -21,7 +21,8 @@ from logsvc.domain.queries import MAX_PAGE_BYTES, Query
 from logsvc.domain.retention import RetentionRule
 from logsvc.domain.timestamps import parse_timestamp
 from logsvc.errors import ConfigError, StoreUnavailable, ValidationFailed
-from logsvc.storage.dynamodb import DynamoDBStore, shard_of
+from logsvc.storage.dynamodb import DynamoDBStore
+from logsvc.storage.dynamodb_items import shard_of
 from logsvc.storage.dynamodb_table import create_table, parse_url
 from logsvc.storage.open import open_store
 from logsvc.storage.port import Exportable, exportable
