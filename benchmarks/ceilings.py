@@ -18,8 +18,8 @@ import apsw
 import msgspec
 import uuid_utils
 
-from logsvc.model import Level
-from logsvc.storage import sqlite as sqlite_store
+from logsvc.domain.entries import Level
+from logsvc.storage import sqlite_schema as sqlite_store
 from logsvc.storage.sqlite import SQLiteStore
 
 # The store's own statements: the same insert (a known log_id is skipped) and the same one-statement feed

@@ -20,10 +20,10 @@ import apsw
 import uuid_utils
 
 from benchmarks import ceilings, dataset
-from logsvc.storage import sqlite as store_sql
+from logsvc.storage import sqlite_schema as store_sql
 
 _KEY = secrets.token_bytes(32).hex()
-_SCHEMA = store_sql._SCHEMA
+_SCHEMA = store_sql.SCHEMA
 
 
 def _rows(template: ceilings.Template) -> list[tuple[Any, ...]]:

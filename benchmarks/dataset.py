@@ -16,8 +16,9 @@ from typing import Any
 import apsw
 import uuid_utils
 
-from logsvc.model import Level, NewEntry
-from logsvc.storage.sqlite import SCHEMA_VERSION, SQLiteStore
+from logsvc.domain.entries import Level, NewEntry
+from logsvc.storage.sqlite import SQLiteStore
+from logsvc.storage.sqlite_schema import SCHEMA_VERSION
 
 SERVICES = [f"svc-{i}" for i in range(20)]
 # COMMON_WORD is put in about COMMON_SHARE of the messages, RARE_WORD in about one in RARE_EVERY; the

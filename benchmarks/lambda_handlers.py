@@ -35,7 +35,8 @@ from rich.table import Table
 
 from benchmarks.processes import HOST, Probe, free_port, running
 from logsvc.aws.handlers import LambdaApp
-from logsvc.model import parse_query, validate_entries
+from logsvc.domain.queries import parse_query
+from logsvc.domain.validation import validate_entries
 from logsvc.settings import load_settings
 from logsvc.storage.dynamodb_table import create_table
 

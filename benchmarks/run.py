@@ -43,7 +43,8 @@ from logsvc.auth.credentials import AuthStore
 from logsvc.auth.policy import Role
 from logsvc.auth.sigv4 import SignedRequest, SigV4Verifier, sign
 from logsvc.backup import create_backup
-from logsvc.crypto import KEYRING_NAME, Keyring, key_source, master_key_from, store_key
+from logsvc.crypto import Keyring, key_source, master_key_from, store_key
+from logsvc.datadir import DataDir
 from logsvc.settings import load_settings
 
 _RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -104,7 +105,7 @@ def _encrypt_in_place(data_dir: Path) -> None:
         conn.execute(f"PRAGMA rekey = \"x'{data_key.hex()}'\"")
     finally:
         conn.close()
-    Keyring(data_dir / KEYRING_NAME).write(data_key, master)
+    Keyring(DataDir(data_dir).keyring).write(data_key, master)
 
 
 def _bearer(key: NewCredential) -> dict[str, str]:

@@ -25,11 +25,13 @@ import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from logsvc.crypto import KEYRING_NAME, Keyring, KeySource, master_key_from
+from logsvc.crypto import Keyring, KeySource, master_key_from
+from logsvc.datadir import DataDir
+from logsvc.domain.entries import Level, NewEntry
+from logsvc.domain.timestamps import DAY_US
 from logsvc.errors import ConfigError, LogServiceError
-from logsvc.model import DAY_US, Level, NewEntry
-from logsvc.storage import Export, LogStore
-from logsvc.storage.sqlite import SQLiteStore
+from logsvc.storage.open import open_store, sqlite_url
+from logsvc.storage.port import Export, Exportable
 
 __all__ = ["Archiver", "restore_to_time"]
 
@@ -63,7 +65,7 @@ def _segments(folder: Path) -> list[_Segment]:
 
 class Archiver:
     def __init__(
-        self, store: LogStore, data_key: bytes, folder: Path, *, keyring: Path, window_days: float
+        self, store: Exportable, data_key: bytes, folder: Path, *, keyring: Path, window_days: float
     ) -> None:
         self.store = store
         self.folder = folder
@@ -75,7 +77,7 @@ class Archiver:
         """Write one segment of what arrived since the last; the number of entries in it."""
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         # The keyring (the wrapped data key) travels with the segments it decrypts.
-        shutil.copyfile(self._keyring, self.folder / KEYRING_NAME)
+        shutil.copyfile(self._keyring, self.folder / DataDir.KEYRING)
         existing = _segments(self.folder)
         after = existing[-1].last if existing else 0
         export = await self.store.export_after(after, _BATCH)
@@ -121,9 +123,9 @@ class Archiver:
 
 def restore_to_time(folder: Path, into: Path, to_us: int, source: KeySource) -> int:
     """A new store in ``into`` holding exactly the archived entries committed at or before ``to_us``."""
-    keyring = Keyring(folder / KEYRING_NAME)
+    keyring = Keyring(folder / DataDir.KEYRING)
     if not keyring.exists():
-        raise ConfigError(f"{folder} is not a logsvc archive: it has no {KEYRING_NAME}")
+        raise ConfigError(f"{folder} is not a logsvc archive: it has no {DataDir.KEYRING}")
     data_key = keyring.unwrap(master_key_from(source, data_dir=into, create=False))
     segments = _segments(folder)
     if not segments:
@@ -147,7 +149,8 @@ def restore_to_time(folder: Path, into: Path, to_us: int, source: KeySource) -> 
     if into.exists() and any(into.iterdir()):
         raise ConfigError(f"{into} is not empty; restore into a new directory")
     into.mkdir(parents=True, exist_ok=True, mode=0o700)
-    shutil.copyfile(keyring.path, into / KEYRING_NAME)
+    restored = DataDir(into)
+    shutil.copyfile(keyring.path, restored.keyring)
     commits = sorted({commit for export in exports for commit in export.commits})
     last_seqs = [last_seq for last_seq, _ in commits]
     chosen = []
@@ -156,12 +159,12 @@ def restore_to_time(folder: Path, into: Path, to_us: int, source: KeySource) -> 
             position = bisect.bisect_left(last_seqs, row[0])
             if position < len(commits) and commits[position][1] <= to_us:
                 chosen.append(row)
-    asyncio.run(_replay(into / "logs.db", data_key, chosen))
+    asyncio.run(_replay(restored.logs, data_key, chosen))
     return len(chosen)
 
 
 async def _replay(path: Path, key: bytes, rows: list[tuple[object, ...]]) -> None:
-    store = SQLiteStore(path, read_threads=1, key=key)
+    store = open_store(sqlite_url(path), read_threads=1, key=key)
     try:
         for start in range(0, len(rows), _RESTORE_BATCH):
             await store.append(

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import msgspec
 
-from logsvc.crypto import KEYRING_NAME, store_key
+from logsvc.crypto import store_key
+from logsvc.crypto.sqlite import snapshot
+from logsvc.datadir import DataDir
+from logsvc.domain.timestamps import format_timestamp
 from logsvc.errors import ConfigError
-from logsvc.model import format_timestamp
 from logsvc.settings import Settings
-from logsvc.storage import sqlite_path
-from logsvc.storage.sqlite import snapshot_sqlite
+from logsvc.storage.open import store_files
 
 __all__ = ["Manifest", "create_backup", "restore_backup"]
 
@@ -51,21 +52,21 @@ def _digest(path: Path) -> FileDigest:
 def create_backup(settings: Settings, into: Path) -> tuple[Path, Manifest]:
     """Back the store up into a new directory below ``into``; safe while the server runs."""
     key = store_key(settings)
-    data_dir = Path(settings.data_dir).resolve()
-    store = sqlite_path(settings.store_url)
-    if not store.exists():
-        raise ConfigError(f"there is no store at {store}")
+    data_dir = DataDir(settings.data_dir)
+    store = store_files(settings.store_url)
     now_us = time.time_ns() // 1000
     target = into / f"logsvc-backup-{format_timestamp(now_us).replace(':', '')}"
     try:
         target.mkdir(parents=True, mode=0o700)
     except OSError as exc:
         raise ConfigError(f"cannot create the backup directory {target}: {exc.strerror}") from None
-    snapshot_sqlite(store, key, target / "logs.db")
-    if settings.auth_db.exists():
-        snapshot_sqlite(settings.auth_db, key, target / "auth.db")
-    if (data_dir / KEYRING_NAME).exists():
-        shutil.copy2(data_dir / KEYRING_NAME, target / KEYRING_NAME)
+    # A backup is laid out as a data directory: restoring copies its files into a new one by name.
+    backup = DataDir(target)
+    store.snapshot(key, backup.logs)
+    if data_dir.auth.exists():
+        snapshot(data_dir.auth, key, backup.auth)
+    if data_dir.keyring.exists():
+        shutil.copy2(data_dir.keyring, backup.keyring)
     files = {path.name: _digest(path) for path in sorted(target.iterdir())}
     manifest = Manifest(_VERSION, format_timestamp(now_us), files)
     (target / MANIFEST).write_bytes(msgspec.json.encode(manifest))

@@ -26,13 +26,13 @@ from logsvc.backup import create_backup, restore_backup
 from logsvc.client import LogClient, RequestFailed, aws_keys, load_profile, region_of
 from logsvc.crypto import key_source, rekey_store, rotate_master_key, store_key
 from logsvc.display import json_line, printable, untrusted
+from logsvc.domain.queries import QUERY_PARAMETERS
+from logsvc.domain.timestamps import format_timestamp, parse_timestamp
 from logsvc.errors import ConfigError, LogServiceError
-from logsvc.model import QUERY_PARAMETERS, format_timestamp, parse_timestamp
 from logsvc.server import serve as run_server
 from logsvc.service import AdminService, check_destroy, purge
 from logsvc.settings import Settings, load_settings
-from logsvc.storage import open_store, sqlite_path
-from logsvc.storage.sqlite import destroy_sqlite, store_stats
+from logsvc.storage.open import open_store, store_files
 
 __all__ = ["main"]
 
@@ -222,10 +222,8 @@ def stats(as_json: bool, data_dir: str | None, config_file: str | None) -> None:
     """Entries, bytes, oldest and newest entry per service (reads the whole store)."""
     try:
         settings = load_settings(config_file, overrides={"data_dir": data_dir})
-        path = sqlite_path(settings.store_url)
-        if not path.exists():
-            raise ConfigError(f"there is no store at {path}")
-        result = store_stats(path, store_key(settings))
+        files = store_files(settings.store_url)
+        result = files.stats(store_key(settings))
     except ConfigError as exc:
         _fail(str(exc))
     if as_json:
@@ -278,13 +276,11 @@ def destroy(data_dir: str | None, config_file: str | None) -> None:
     try:
         settings = load_settings(config_file, overrides={"data_dir": data_dir})
         check_destroy(protection=settings.deletion_protection)
-        path = sqlite_path(settings.store_url)
-        if not path.exists():
-            raise ConfigError(f"there is no store at {path}")
-        destroy_sqlite(path, store_key(settings))
+        files = store_files(settings.store_url)
+        files.destroy(store_key(settings))
     except ConfigError as exc:
         _fail(str(exc))
-    click.echo(f"destroyed the store at {path}")
+    click.echo(f"destroyed the store at {files.path}")
 
 
 @store.command("rekey")

@@ -14,7 +14,7 @@ import msgspec
 
 from logsvc.auth.policy import Permission
 from logsvc.content import decode_content
-from logsvc.model import MAX_LIMIT, ReadParameters
+from logsvc.domain.queries import MAX_LIMIT, ReadParameters
 from logsvc.routing import Answer, Call, Endpoint, json_answer, json_response, schema_ref
 from logsvc.service import Created
 

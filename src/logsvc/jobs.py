@@ -12,14 +12,13 @@ import fcntl
 import os
 from pathlib import Path
 
-__all__ = ["JOBS_LOCK", "JobsLease"]
-
-JOBS_LOCK = "jobs.lock"
+__all__ = ["JobsLease"]
 
 
 class JobsLease:
-    def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / JOBS_LOCK
+    def __init__(self, path: Path) -> None:
+        """``path``: the lock file (``DataDir.jobs_lock``)."""
+        self.path = path
         self._fd: int | None = None
 
     @property

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from logsvc.model import format_timestamp
+from logsvc.domain.timestamps import format_timestamp
 
 __all__ = ["JsonFormatter", "log_config"]
 

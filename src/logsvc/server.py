@@ -24,10 +24,11 @@ from logsvc.auth.profiles import DEFAULT_PROFILE, SavedProfile, save_server_prof
 from logsvc.auth.store import open_credentials
 from logsvc.connection import ServerConfig
 from logsvc.crypto import store_key
+from logsvc.datadir import DataDir
 from logsvc.display import untrusted
 from logsvc.logs import log_config
 from logsvc.settings import Settings, settings_environment
-from logsvc.storage import open_store
+from logsvc.storage.open import open_store
 
 __all__ = ["bootstrap_admin", "check_store", "serve"]
 
@@ -148,7 +149,7 @@ def serve(settings: Settings) -> None:
         return
     # Workers are separate processes that rebuild the app from the environment; metrics go through files
     # so that a scrape of any worker reports the whole server.
-    metrics_dir = Path(settings.data_dir) / "metrics"
+    metrics_dir = DataDir(settings.data_dir).metrics
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True, mode=0o700)
     os.environ.update(settings_environment(settings))

@@ -14,6 +14,12 @@ import msgspec
 
 from logsvc.auth.policy import Principal
 from logsvc.content import decode_content, is_encoded, is_ndjson
+from logsvc.domain.documents import decode_documents
+from logsvc.domain.entries import Limits, LogEntry, NewEntry, format_log_id, parse_log_id
+from logsvc.domain.queries import MAX_LIMIT, Page, parse_query
+from logsvc.domain.retention import retention_rules
+from logsvc.domain.timestamps import format_timestamp, parse_whole_number
+from logsvc.domain.validation import validate_entries
 from logsvc.errors import (
     ConfigError,
     FieldError,
@@ -23,22 +29,7 @@ from logsvc.errors import (
     ServerBusy,
     ValidationFailed,
 )
-from logsvc.model import (
-    MAX_LIMIT,
-    Limits,
-    LogEntry,
-    NewEntry,
-    Page,
-    decode_documents,
-    format_log_id,
-    format_timestamp,
-    parse_log_id,
-    parse_query,
-    parse_whole_number,
-    retention_rules,
-    validate_entries,
-)
-from logsvc.storage import LogStore
+from logsvc.storage.port import LogStore
 
 if TYPE_CHECKING:  # the Lambda handlers import this module and must not load SQLite
     from logsvc.auth.credential_service import AuditEvent, Credential, CredentialService, NewCredential

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
 
-from logsvc.auth.policy import Role
+from logsvc.datadir import DataDir
+from logsvc.domain.entries import HARD_MAX_MESSAGE_BYTES, Limits
+from logsvc.domain.iam import iam_role_or_user
+from logsvc.domain.roles import Role
 from logsvc.errors import ConfigError
-from logsvc.model import HARD_MAX_MESSAGE_BYTES, Limits
 from logsvc.scopes import PATTERN_REGEX, check_pattern
 
 __all__ = ["ENV_PREFIX", "AwsGrant", "Settings", "load_settings"]
@@ -24,7 +25,6 @@ _JSON_EXAMPLES = {
     "aws_principals": '{"arn:aws:iam::123456789012:role/app": {"role": "ingest", "services": ["app*"]}}',
 }
 # An IAM role or user ARN; a role or user may sit under a path (role/path/to/name).
-IAM_ARN_PATTERN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}$")
 MiB = 1024 * 1024
 
 
@@ -212,7 +212,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             except ValueError as exc:
                 raise ValueError(f"retention_by_service: {exc}") from None
         for arn in self.aws_principals:
-            if not IAM_ARN_PATTERN.match(arn):
+            if iam_role_or_user(arn) is None:
                 raise ValueError(
                     f"aws_principals: {arn!r} is not an IAM role or user ARN "
                     "(arn:aws:iam::ACCOUNT:role/NAME or arn:aws:iam::ACCOUNT:user/NAME)"
@@ -220,11 +220,11 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
 
     @property
     def store_url(self) -> str:
-        return self.store or f"sqlite:///{Path(self.data_dir).resolve() / 'logs.db'}"
+        return self.store or f"sqlite:///{DataDir(self.data_dir).logs}"
 
     @property
     def auth_db(self) -> Path:
-        return Path(self.data_dir).resolve() / "auth.db"
+        return DataDir(self.data_dir).auth
 
     @property
     def limits(self) -> Limits:

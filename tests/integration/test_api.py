@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from logsvc.model import MAX_PAGE_BYTES, encode_cursor
+from logsvc.domain.cursors import encode_cursor
+from logsvc.domain.queries import MAX_PAGE_BYTES
 from tests.conftest import ServerThread, bearer, make_settings
 
 JSON = {"Content-Type": "application/json"}

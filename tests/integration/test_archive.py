@@ -12,7 +12,8 @@ import httpx
 import uuid_utils
 
 from logsvc.archive import Archiver
-from logsvc.model import Level, NewEntry, format_timestamp
+from logsvc.domain.entries import Level, NewEntry
+from logsvc.domain.timestamps import format_timestamp
 from logsvc.storage.sqlite import SQLiteStore
 from tests.conftest import ServerThread, bearer, make_settings, run_logsvc, stored_ids
 

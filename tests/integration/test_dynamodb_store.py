@@ -15,11 +15,17 @@ import httpx
 import pytest
 import uuid_utils
 
+from logsvc.domain.cursors import decode_cursor
+from logsvc.domain.entries import Level, NewEntry
+from logsvc.domain.queries import MAX_PAGE_BYTES, Query
+from logsvc.domain.retention import RetentionRule
+from logsvc.domain.timestamps import parse_timestamp
 from logsvc.errors import ConfigError, StoreUnavailable, ValidationFailed
-from logsvc.model import MAX_PAGE_BYTES, Level, NewEntry, Query, RetentionRule, decode_cursor, parse_timestamp
-from logsvc.storage import open_store
-from logsvc.storage.dynamodb import DynamoDBStore, shard_of
+from logsvc.storage.dynamodb import DynamoDBStore
+from logsvc.storage.dynamodb_items import shard_of
 from logsvc.storage.dynamodb_table import create_table, parse_url
+from logsvc.storage.open import open_store
+from logsvc.storage.port import Exportable, exportable
 from tests.conftest import ServerThread, bearer, make_settings, run_logsvc
 
 T = TypeVar("T")
@@ -273,6 +279,17 @@ def test_sqlite_only_features_refuse_a_dynamodb_store_by_name(dynamodb_url: str,
     stats = run_logsvc(make_settings(tmp_path / "e", store=dynamodb_url), "store", "stats")
     assert stats.returncode == 2
     assert "this command works on the embedded sqlite store; for DynamoDB use its own tools" in stats.stderr
+
+
+def test_the_dynamodb_store_offers_no_archive_export(dynamodb_url: str) -> None:
+    """Archiving is a capability of its own: a store without it is refused by name, not by a stub method."""
+    store = DynamoDBStore(dynamodb_url)
+    try:
+        assert not isinstance(store, Exportable)
+        with pytest.raises(ConfigError, match=r"has no archive export: .*point-in-time recovery"):
+            exportable(store)
+    finally:
+        asyncio.run(store.close())
 
 
 def test_the_cli_creates_a_table_the_server_can_use(

@@ -14,7 +14,7 @@ from logsvc.api.app import retention_for
 from logsvc.crypto import store_key
 from logsvc.errors import ConfigError
 from logsvc.settings import Settings, load_settings, settings_environment
-from logsvc.storage import open_store
+from logsvc.storage.open import open_store
 from tests.conftest import ServerThread, bearer, make_settings, run_logsvc
 
 DAY = 86_400

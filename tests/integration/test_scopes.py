@@ -21,11 +21,12 @@ from hypothesis import strategies as st
 from logsvc.auth.policy import Principal, Role
 from logsvc.crypto import store_key
 from logsvc.crypto.sqlite import connect
+from logsvc.domain.entries import Limits, format_log_id
 from logsvc.errors import Forbidden, NotFound
-from logsvc.model import Limits, format_log_id
 from logsvc.scopes import check_pattern, covers
 from logsvc.service import LogService
-from logsvc.storage import LogStore, open_store
+from logsvc.storage.open import open_store
+from logsvc.storage.port import LogStore
 from tests.conftest import ServerThread, bearer, make_key, make_settings
 
 # Names over a small alphabet, so that generated patterns often match some and miss others.

@@ -12,10 +12,15 @@ import apsw
 import pytest
 import uuid_utils
 
+from logsvc.domain.cursors import decode_cursor
+from logsvc.domain.entries import Level, NewEntry
+from logsvc.domain.queries import Query
 from logsvc.errors import ConfigError, StoreUnavailable
-from logsvc.model import Level, NewEntry, Query, decode_cursor
-from logsvc.storage import open_store
-from logsvc.storage.sqlite import BLOCK_SHIFT, SQLiteStore, select_newest
+from logsvc.storage.open import open_store, sqlite_url, store_files
+from logsvc.storage.port import Exportable, exportable
+from logsvc.storage.sqlite import SQLiteStore
+from logsvc.storage.sqlite_reads import select_newest
+from logsvc.storage.sqlite_schema import BLOCK_SHIFT
 
 T = TypeVar("T")
 WORDS = ["alpha", "beta", "gamma", "delta", "disk", "timeout", "user", "login"]
@@ -212,3 +217,27 @@ def test_unopenable_stores_fail_clearly(tmp_path: Path) -> None:
         open_store("postgres://x")
     with pytest.raises(ConfigError, match=r"sqlite:///relative"):
         open_store("sqlite://host/x.db")
+
+
+def test_the_sqlite_store_offers_export_and_offline_files(tmp_path: Path) -> None:
+    """The capabilities beyond the LogStore port: archive export, and stats, snapshot and destroy offline."""
+    path = tmp_path / "logs.db"
+    with pytest.raises(ConfigError, match="there is no store at"):
+        store_files(sqlite_url(path))
+    with pytest.raises(ConfigError, match="for DynamoDB use its own tools"):
+        store_files("dynamodb://table?region=us-east-1")
+
+    async def fill(store: SQLiteStore) -> int:
+        assert isinstance(store, Exportable)
+        await store.append([entry(1_000_000 + i, f"m{i}", service=f"s{i % 2}") for i in range(10)])
+        return len((await exportable(store).export_after(0)).rows)
+
+    assert run(fill, path) == 10
+    files = store_files(sqlite_url(path))
+    assert files.path == path
+    stats = files.stats(None)
+    assert (stats.entries, [s.entries for s in stats.services]) == (10, [5, 5])
+    files.snapshot(None, tmp_path / "copy.db")
+    assert store_files(sqlite_url(tmp_path / "copy.db")).stats(None).entries == 10
+    files.destroy(None)
+    assert not path.exists()

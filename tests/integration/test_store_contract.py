@@ -13,9 +13,13 @@ import msgspec
 import pytest
 import uuid_utils
 
-from logsvc.model import Level, NewEntry, Query, decode_cursor, format_log_id, parse_timestamp
+from logsvc.domain.cursors import decode_cursor
+from logsvc.domain.entries import Level, NewEntry, format_log_id
+from logsvc.domain.queries import Query
+from logsvc.domain.timestamps import parse_timestamp
 from logsvc.scopes import covers
-from logsvc.storage import LogStore, open_store
+from logsvc.storage.open import open_store
+from logsvc.storage.port import LogStore
 
 T = TypeVar("T")
 BASE = 1_700_000_000_000_000

@@ -11,18 +11,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from logsvc.domain.cursors import decode_cursor, encode_cursor
+from logsvc.domain.documents import decode_documents
+from logsvc.domain.entries import Level, Limits
+from logsvc.domain.queries import parse_query
+from logsvc.domain.timestamps import format_timestamp, parse_timestamp
+from logsvc.domain.validation import validate_entries
 from logsvc.errors import PayloadTooLarge, ValidationFailed
-from logsvc.model import (
-    Level,
-    Limits,
-    decode_cursor,
-    decode_documents,
-    encode_cursor,
-    format_timestamp,
-    parse_query,
-    parse_timestamp,
-    validate_entries,
-)
 
 NOW = 1_750_000_000_000_000  # 2025-06-15T15:06:40Z
 WORDS = st.integers(-(2**63), 2**64 - 1)  # every integer msgpack holds

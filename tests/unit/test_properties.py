@@ -13,8 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from logsvc.domain.entries import Level, Limits
+from logsvc.domain.timestamps import format_timestamp, parse_timestamp
+from logsvc.domain.validation import validate_entries
 from logsvc.errors import ValidationFailed
-from logsvc.model import Level, Limits, format_timestamp, parse_timestamp, validate_entries
 
 NOW = 1_750_000_000_000_000
 LIMITS = Limits()

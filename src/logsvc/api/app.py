@@ -26,15 +26,17 @@ from logsvc.auth.authenticator import Authenticator
 from logsvc.auth.jwt import JwtVerifier
 from logsvc.auth.refusals import RefusalAudit
 from logsvc.auth.store import open_credentials
-from logsvc.crypto import KEYRING_NAME, store_key
+from logsvc.crypto import store_key
+from logsvc.datadir import DataDir
+from logsvc.domain.retention import retention_rules
 from logsvc.endpoints import ENDPOINTS
 from logsvc.errors import ConfigError, LogServiceError
 from logsvc.jobs import JobsLease
-from logsvc.model import retention_rules
 from logsvc.routing import Endpoint
 from logsvc.service import AdminService, LogService, Retention
 from logsvc.settings import Settings, load_settings
-from logsvc.storage import LogStore, open_store
+from logsvc.storage.open import open_store
+from logsvc.storage.port import LogStore, exportable
 
 __all__ = ["create_app", "create_app_from_environment", "retention_for"]
 
@@ -74,7 +76,7 @@ def create_app(
         )
         retention = retention_for(settings, active)
         archiver = _archiver(settings, active, key)
-        lease = JobsLease(Path(settings.data_dir).resolve())
+        lease = JobsLease(DataDir(settings.data_dir).jobs_lock)
         if lease.try_take():
             await retention.check()
         background = asyncio.create_task(_run_jobs(lease, retention, archiver, app.state.admin, settings))
@@ -131,7 +133,7 @@ def retention_for(settings: Settings, store: LogStore) -> Retention:
         default_days=settings.retention_days,
         by_service=settings.retention_by_service,
         protection=settings.deletion_protection,
-        applied_file=Path(settings.data_dir).resolve() / "retention.json",
+        applied_file=DataDir(settings.data_dir).retention,
     )
 
 
@@ -141,10 +143,10 @@ def _archiver(settings: Settings, store: LogStore, key: bytes | None) -> Archive
     if key is None:
         raise ConfigError("archiving needs encryption: archive segments are encrypted with the store key")
     return Archiver(
-        store,
+        exportable(store),
         key,
         Path(settings.archive_dir),
-        keyring=Path(settings.data_dir).resolve() / KEYRING_NAME,
+        keyring=DataDir(settings.data_dir).keyring,
         window_days=settings.archive_window_days,
     )
 

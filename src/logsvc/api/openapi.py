@@ -12,8 +12,9 @@ from logsvc import __version__
 from logsvc.api.problems import PROBLEM_TYPE, Problem
 from logsvc.auth.credential_service import AuditEvent, Credential, NewCredential
 from logsvc.auth.policy import Permission, Role
+from logsvc.domain.entries import LogEntry, LogEntryIn
+from logsvc.domain.queries import Page
 from logsvc.endpoints import ENDPOINTS
-from logsvc.model import LogEntry, LogEntryIn, Page
 from logsvc.routing import SCHEMA_REF, Endpoint, path_parameters, schema_ref
 from logsvc.service import BatchCreated, Created
 

@@ -23,8 +23,8 @@ import msgspec
 
 from logsvc.auth.audit import DENIED, FLUSH_SECONDS, RefusalBuffer, audit_cutoff_us
 from logsvc.auth.policy import Principal, Role, parse_key_request
+from logsvc.domain.timestamps import format_timestamp
 from logsvc.errors import ConfigError, Conflict, LogServiceError
-from logsvc.model import format_timestamp
 
 if TYPE_CHECKING:
     from logsvc.auth.store import CredentialStore

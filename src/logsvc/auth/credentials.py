@@ -34,8 +34,8 @@ from logsvc.auth.credential_service import (
 )
 from logsvc.auth.policy import Principal, Role
 from logsvc.crypto.sqlite import connect
+from logsvc.domain.timestamps import format_timestamp
 from logsvc.errors import ConfigError, NotFound, StoreUnavailable
-from logsvc.model import format_timestamp
 
 __all__ = ["AuthStore"]
 

@@ -45,8 +45,8 @@ from logsvc.auth.credential_service import (
 )
 from logsvc.auth.policy import Principal, Role
 from logsvc.crypto.keys import KEY_BYTES, Wrapper
+from logsvc.domain.timestamps import format_timestamp
 from logsvc.errors import ConfigError, NotFound, StoreUnavailable
-from logsvc.model import format_timestamp
 from logsvc.storage.dynamodb_table import TableUrl, client_for, error_reason, parse_url
 
 __all__ = ["DynamoCredentialStore", "create_auth_table"]

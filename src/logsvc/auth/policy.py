@@ -8,8 +8,9 @@ from collections.abc import Iterable
 
 import msgspec
 
+from logsvc.domain.roles import Role
+from logsvc.domain.timestamps import parse_timestamp, timestamp_in_range
 from logsvc.errors import FieldError, Forbidden, ValidationFailed
-from logsvc.model import parse_timestamp, timestamp_in_range
 from logsvc.scopes import PATTERN_GRAMMAR, check_pattern, covers
 
 __all__ = [
@@ -22,12 +23,6 @@ __all__ = [
     "parse_key_request",
     "token_principal",
 ]
-
-
-class Role(enum.StrEnum):
-    INGEST = "ingest"
-    READ = "read"
-    ADMIN = "admin"
 
 
 class Permission(enum.StrEnum):

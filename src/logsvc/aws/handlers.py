@@ -26,6 +26,7 @@ from logsvc.auth.refusals import RefusalAudit
 from logsvc.aws.events import Request, parse_event
 from logsvc.aws.identity import PrincipalMap
 from logsvc.content import GZIP_MAGIC, check_size
+from logsvc.domain.retention import retention_rules
 from logsvc.endpoints import ENDPOINTS
 from logsvc.errors import (
     PROBLEM_TYPE,
@@ -39,11 +40,11 @@ from logsvc.errors import (
     problem_of,
 )
 from logsvc.logs import JsonFormatter
-from logsvc.model import retention_rules
 from logsvc.routing import Answer, Call, Endpoint, LambdaFunction, Services, authorize, match, respond
 from logsvc.service import LogService
 from logsvc.settings import Settings, load_settings
-from logsvc.storage import LogStore, open_store
+from logsvc.storage.open import open_store
+from logsvc.storage.port import LogStore
 
 __all__ = ["LambdaApp", "configure_logging", "ingest", "read"]
 

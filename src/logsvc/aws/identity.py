@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 from logsvc.auth.policy import Principal, token_principal
 from logsvc.aws.events import Identity
+from logsvc.domain.iam import IamKey, iam_role_or_user
 from logsvc.errors import AuthenticationFailed, ConfigError, Forbidden
 from logsvc.settings import AwsGrant, Settings
 
 __all__ = ["PrincipalMap", "claim_values", "iam_key"]
 
-# (partition, account, "role" | "user", name)
-IamKey = tuple[str, str, str, str]
-
-_IAM_ARN = re.compile(r"^arn:(aws[a-z-]*):iam::(\d{12}):(role|user)/(?:[^/]+/)*([^/]+)$")
 _ASSUMED_ROLE_ARN = re.compile(r"^arn:(aws[a-z-]*):sts::(\d{12}):assumed-role/([^/]+)/[^/]+$")
 _LIST_SEPARATORS = re.compile(r"[\s,]+")
 
@@ -31,9 +28,8 @@ _LIST_SEPARATORS = re.compile(r"[\s,]+")
 def iam_key(arn: str) -> IamKey | None:
     """What identifies an IAM role or user in an ARN: an ``iam`` role or user ARN (any path), or an
     assumed-role session ARN (which names its role). None for anything else (root, federated users)."""
-    if match := _IAM_ARN.match(arn):
-        partition, account, kind, name = match.groups()
-        return partition, account, kind, name
+    if key := iam_role_or_user(arn):
+        return key
     if match := _ASSUMED_ROLE_ARN.match(arn):
         partition, account, name = match.groups()
         return partition, account, "role", name
@@ -52,10 +48,9 @@ class PrincipalMap:
     ) -> None:
         self._grants: dict[IamKey, AwsGrant] = {}
         for arn, grant in grants.items():
-            match = _IAM_ARN.match(arn)  # a role or user itself, never a session
-            if match is None:
+            key = iam_role_or_user(arn)  # a role or user itself, never a session
+            if key is None:
                 raise ConfigError(f"aws_principals: {arn} is not an IAM role or user ARN")
-            key = cast(IamKey, match.groups())
             if key in self._grants and self._grants[key] != grant:
                 raise ConfigError(
                     f"aws_principals: {arn} names the same {key[2]} as another entry with other rights "

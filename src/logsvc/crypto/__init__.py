@@ -2,13 +2,13 @@
 
 from pathlib import Path
 
-from logsvc.crypto.envelope import KEYRING_NAME, Keyring, database_key, rekey_store, rotate_master_key
+from logsvc.crypto.envelope import Keyring, database_key, rekey_store, rotate_master_key
 from logsvc.crypto.keys import KeySource, MasterKey, master_key_from
+from logsvc.datadir import DataDir
 from logsvc.errors import ConfigError
 from logsvc.settings import Settings
 
 __all__ = [
-    "KEYRING_NAME",
     "KeySource",
     "Keyring",
     "MasterKey",
@@ -23,14 +23,14 @@ __all__ = [
 
 def store_key(settings: Settings) -> bytes | None:
     """The key of the databases in the data directory, or None when encryption is off."""
-    data_dir = Path(settings.data_dir).resolve()
+    files = DataDir(settings.data_dir)
     if not settings.encryption:
-        if (data_dir / KEYRING_NAME).exists():
+        if files.keyring.exists():
             raise ConfigError(
-                f"encryption = false, but the store in {data_dir} is encrypted ({KEYRING_NAME})"
+                f"encryption = false, but the store in {files.root} is encrypted ({DataDir.KEYRING})"
             )
         return None
-    return database_key(data_dir, key_source(settings))
+    return database_key(files.root, key_source(settings))
 
 
 def key_source(settings: Settings) -> KeySource:

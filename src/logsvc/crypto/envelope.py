@@ -24,13 +24,10 @@ from logsvc.crypto.keys import (
     write_key_file,
 )
 from logsvc.crypto.sqlite import connect
+from logsvc.datadir import DataDir
 from logsvc.errors import ConfigError
 
-__all__ = ["KEYRING_NAME", "Keyring", "database_key", "rekey_store", "rotate_master_key"]
-
-KEYRING_NAME = "keyring.json"
-_NEXT_KEYRING = "keyring.json.next"
-_DATABASES = ("logs.db", "auth.db")
+__all__ = ["Keyring", "database_key", "rekey_store", "rotate_master_key"]
 
 
 class Keyring:
@@ -65,19 +62,21 @@ class Keyring:
 
 def database_key(data_dir: Path, source: KeySource) -> bytes:
     """The data key of the store in ``data_dir``; for a new store, made (with a key file if none exists)."""
-    keyring = Keyring(data_dir / KEYRING_NAME)
-    if Keyring(data_dir / _NEXT_KEYRING).exists():
+    files = DataDir(data_dir)
+    keyring = Keyring(files.keyring)
+    if Keyring(files.keyring_next).exists():
         raise ConfigError(
             f"a re-encryption of the store in {data_dir} was interrupted; "
             "run `logsvc store rekey` to finish it"
         )
     if keyring.exists():
         return keyring.unwrap(master_key_from(source, data_dir=data_dir, create=False))
-    existing = [name for name in _DATABASES if (data_dir / name).exists()]
+    existing = [name for name in DataDir.DATABASES if (files.root / name).exists()]
     if existing:
         raise ConfigError(
-            f"{', '.join(existing)} in {data_dir} exist without {KEYRING_NAME}: either the keyring was lost "
-            "(restore it from a backup) or the store was made without encryption (set encryption = false)"
+            f"{', '.join(existing)} in {data_dir} exist without {DataDir.KEYRING}: either the keyring was "
+            "lost (restore it from a backup) or the store was made without encryption "
+            "(set encryption = false)"
         )
     try:
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -93,9 +92,9 @@ def rotate_master_key(data_dir: Path, *, key_file: Path) -> MasterKey:
     replaced, then the new key file replaces the old. A crash between the last two leaves the new key in
     ``<key_file>.new``, which opens the keyring.
     """
-    keyring = Keyring(data_dir / KEYRING_NAME)
+    keyring = Keyring(DataDir(data_dir).keyring)
     if not keyring.exists():
-        raise ConfigError(f"there is no {KEYRING_NAME} in {data_dir}: nothing to rotate")
+        raise ConfigError(f"there is no {DataDir.KEYRING} in {data_dir}: nothing to rotate")
     current = local_master_key(key_file, "", data_dir=data_dir, create=False)
     data_key = keyring.unwrap(current)
     new_material = secrets.token_bytes(KEY_BYTES)
@@ -117,9 +116,10 @@ def rekey_store(data_dir: Path, source: KeySource) -> None:
     finishes the databases still on the old key.
     """
     master = master_key_from(source, data_dir=data_dir, create=False)
-    current, following = Keyring(data_dir / KEYRING_NAME), Keyring(data_dir / _NEXT_KEYRING)
+    files = DataDir(data_dir)
+    current, following = Keyring(files.keyring), Keyring(files.keyring_next)
     if not current.exists():
-        raise ConfigError(f"there is no {KEYRING_NAME} in {data_dir}: the store is not encrypted")
+        raise ConfigError(f"there is no {DataDir.KEYRING} in {data_dir}: the store is not encrypted")
     old_key = current.unwrap(master)
     resuming = following.exists()
     if resuming:
@@ -129,8 +129,8 @@ def rekey_store(data_dir: Path, source: KeySource) -> None:
         following.write(new_key, master)
     changed = False
     try:
-        for name in _DATABASES:
-            path = data_dir / name
+        for name in DataDir.DATABASES:
+            path = files.root / name
             if path.exists():
                 changed = _reencrypt(path, old_key, new_key) or changed
     except ConfigError:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import apsw
 
-from logsvc.errors import ConfigError
+from logsvc.errors import ConfigError, StoreUnavailable
 
-__all__ = ["connect"]
+__all__ = ["connect", "snapshot"]
 
 
 def connect(path: Path, key: bytes | None) -> apsw.Connection:
@@ -33,3 +33,15 @@ def connect(path: Path, key: bytes | None) -> apsw.Connection:
         conn.close()
         raise ConfigError(f"cannot open {path}: {exc}") from None
     return conn
+
+
+def snapshot(path: Path, key: bytes | None, target: Path) -> None:
+    """A consistent copy of the database, encrypted with the same key, taken while writers go on:
+    ``VACUUM INTO`` reads one snapshot of the WAL-mode database and writes a compact file."""
+    conn = connect(path, key)
+    try:
+        conn.execute("VACUUM INTO ?", (str(target),))
+    except apsw.Error as exc:
+        raise StoreUnavailable(f"the snapshot of {path} failed: {exc}") from None
+    finally:
+        conn.close()

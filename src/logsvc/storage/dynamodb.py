@@ -15,36 +15,33 @@ service filter, or from a get by id, for a moment).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import msgspec
 from botocore.exceptions import BotoCoreError, ClientError
 
+from logsvc.domain.entries import LogEntry, NewEntry, entry_bytes
+from logsvc.domain.queries import MAX_PAGE_BYTES, Page, Query
+from logsvc.domain.retention import RetentionRule
+from logsvc.domain.timestamps import DAY_US
 from logsvc.errors import ConfigError, FieldError, StoreUnavailable, ValidationFailed
-from logsvc.model import (
-    DAY_US,
-    MAX_PAGE_BYTES,
-    Level,
-    LogEntry,
-    NewEntry,
-    Page,
-    Query,
-    RetentionRule,
-    encode_cursor,
-    entry_bytes,
-    format_log_id,
-    format_timestamp,
-)
 from logsvc.scopes import covers
-from logsvc.storage import Export
+from logsvc.storage.dynamodb_items import (
+    HIGHEST,
+    LOWEST,
+    day_key,
+    item_size,
+    key_bounds,
+    shard_of,
+    sort_key,
+    to_entry,
+    to_page,
+)
 from logsvc.storage.dynamodb_table import (
     CONFIG_KEY,
     DEFAULT_SHARDS,
@@ -53,7 +50,7 @@ from logsvc.storage.dynamodb_table import (
     parse_url,
 )
 
-__all__ = ["DynamoDBStore", "shard_of", "sort_key"]
+__all__ = ["DynamoDBStore"]
 
 log = logging.getLogger("logsvc.storage.dynamodb")
 
@@ -68,20 +65,8 @@ _MAX_REMEMBERED = 100_000
 _MAX_WRITE_ATTEMPTS = 8
 _BACKOFF_BASE = 0.05
 _BACKOFF_CAP = 2.0
-_HIGHEST = "~"  # sorts after every sort key (digits, '#', hex)
-_LOWEST = "!"  # sorts before every service name and day
-_LEVEL_NAMES = {int(level): level.name for level in Level}
-_TIEBREAK = re.compile(r"(?:[0-9a-f]{32}~?)?")
 
 R = TypeVar("R")
-
-
-def shard_of(log_id: bytes, shards: int) -> int:
-    return int.from_bytes(hashlib.blake2b(log_id, digest_size=4).digest()) % shards
-
-
-def sort_key(ts_us: int, log_id_hex: str) -> str:
-    return f"{ts_us:019d}#{log_id_hex}"
 
 
 class _Budget:
@@ -119,7 +104,7 @@ class _Range:
         if not self.started:
             return self.high
         if not self.empty:
-            return self.head + _HIGHEST  # the head itself is not yet consumed
+            return self.head + HIGHEST  # the head itself is not yet consumed
         if self.done or self.last_key is None:
             return None
         return str(self.last_key["sk"]["S"])
@@ -200,7 +185,7 @@ class DynamoDBStore:
                 continue
             seen.add(entry.log_id)
             item = self._item(entry)
-            size = _item_size(item)
+            size = item_size(item)
             if size > MAX_ITEM_BYTES:
                 errors.append(
                     FieldError(
@@ -216,7 +201,7 @@ class DynamoDBStore:
         return items
 
     def _pending_registry(self, entries: Sequence[NewEntry]) -> set[tuple[str, str]]:
-        wanted = {("service", e.service_name) for e in entries} | {("day", _day(e.ts_us)) for e in entries}
+        wanted = {("service", e.service_name) for e in entries} | {("day", day_key(e.ts_us)) for e in entries}
         with self._registered_lock:
             return wanted - self._registered
 
@@ -226,7 +211,7 @@ class DynamoDBStore:
         item: dict[str, Any] = {
             "pk": {"S": f"{entry.service_name}#{shard:02d}"},
             "sk": {"S": sort_key(entry.ts_us, hex_id)},
-            "gpk": {"S": f"{_day(entry.ts_us)}#{shard:02d}"},
+            "gpk": {"S": f"{day_key(entry.ts_us)}#{shard:02d}"},
             "id": {"S": hex_id},
             "svc": {"S": entry.service_name},
             "lvl": {"N": str(int(entry.level))},
@@ -292,13 +277,13 @@ class DynamoDBStore:
             key = {"pk": index_item["pk"], "sk": index_item["sk"]}
             item = await self._call(self._client.get_item, TableName=self.table, Key=key, ConsistentRead=True)
             if "Item" in item:
-                entries.append(_entry(item["Item"]))
+                entries.append(to_entry(item["Item"]))
         return sorted(entries, key=lambda entry: entry.timestamp, reverse=True)
 
     async def recent(self, query: Query) -> Page:
         if query.levels == ():
             return Page(count=0, logs=[], next_cursor=None)
-        low, high = _key_bounds(query)
+        low, high = key_bounds(query)
         if high <= low:  # e.g. a cursor older than a moving `since`: DynamoDB refuses such a BETWEEN
             return Page(count=0, logs=[], next_cursor=None)
         want = query.limit + 1
@@ -321,8 +306,8 @@ class DynamoDBStore:
             if len(found) == want:
                 break
             if cursor is not None:  # out of budget: answer what was found, and where to go on
-                return _page(found, query.limit, cursor)
-        return _page(found, query.limit, None)
+                return to_page(found, query.limit, cursor)
+        return to_page(found, query.limit, None)
 
     async def _services(self, include: tuple[str, ...], exclude: tuple[str, ...]) -> list[str]:
         return [
@@ -330,7 +315,7 @@ class DynamoDBStore:
         ]
 
     def _service_ranges(self, services: list[str], low: str, high: str, want: int) -> list[_Range]:
-        page = _first_page(want, len(services) * self.shards)
+        page = _firstpage(want, len(services) * self.shards)
         return [
             _Range(
                 {
@@ -354,9 +339,9 @@ class DynamoDBStore:
     async def _day_groups(self, low: str, high: str, want: int) -> list[list[_Range]]:
         """The time index's ranges, one group per day holding entries, newest day first."""
         # high is exclusive: "T#" admits only times before T, which may lie in the day before T's.
-        top = _HIGHEST if high == _HIGHEST else _day(int(high[:19]) - high.endswith("#"))
-        days = await self._registry("day", low=_day(int(low[:19])), high=top, newest=True)
-        page = _first_page(want, self.shards)
+        top = HIGHEST if high == HIGHEST else day_key(int(high[:19]) - high.endswith("#"))
+        days = await self._registry("day", low=day_key(int(low[:19])), high=top, newest=True)
+        page = _firstpage(want, self.shards)
         return [
             [
                 _Range(
@@ -380,7 +365,7 @@ class DynamoDBStore:
         ]
 
     async def _registry(
-        self, kind: str, *, low: str = _LOWEST, high: str = _HIGHEST, newest: bool = False
+        self, kind: str, *, low: str = LOWEST, high: str = HIGHEST, newest: bool = False
     ) -> list[str]:
         values: list[str] = []
         request: dict[str, Any] = {
@@ -513,45 +498,14 @@ class DynamoDBStore:
         present = [ts for ts in firsts if ts is not None]
         return min(present) if present else None
 
-    async def export_after(self, after_seq: int, limit: int = 100_000) -> Export:
-        raise ConfigError(
-            "the DynamoDB store has no archive export: use DynamoDB point-in-time recovery instead"
-        )
-
     async def close(self) -> None:
         self._pool.shutdown(wait=True)
 
 
-def _query_high(query: Query) -> str:
-    """Exclusive upper sort key of a read: its cursor or its ``until``."""
-    if query.cursor is not None:
-        ts, tiebreak = query.cursor
-        return sort_key(ts, str(tiebreak))
-    if query.until_us is not None:
-        return sort_key(query.until_us, "")
-    return _HIGHEST
-
-
-def _key_bounds(query: Query) -> tuple[str, str]:
-    """Inclusive sort-key bounds for the key condition; the exclusive upper end is filtered after."""
-    if query.cursor is not None:
-        ts, tiebreak = query.cursor
-        if not isinstance(tiebreak, str) or not 0 <= ts < 10**19 or _TIEBREAK.fullmatch(tiebreak) is None:
-            raise ValidationFailed(
-                [FieldError("cursor", "is not a cursor this service returned (use next_cursor as given)")]
-            )
-    low = f"{query.since_us:019d}" if query.since_us is not None else "0"
-    return low, _query_high(query)
-
-
-def _first_page(want: int, ranges: int) -> int:
+def _firstpage(want: int, ranges: int) -> int:
     # Hashing spreads entries evenly over shards, so each range gives about want/ranges; 1.5x that spares
     # a second round trip in most reads.
     return max(10, min(1000, want * 3 // (2 * max(ranges, 1)) + 5))
-
-
-def _day(ts_us: int) -> str:
-    return f"{ts_us // DAY_US:06d}"
 
 
 def _in_scope(service: str, include: tuple[str, ...], exclude: tuple[str, ...]) -> bool:
@@ -570,40 +524,6 @@ def _matches(item: dict[str, Any], query: Query, patterns: tuple[str, ...]) -> b
         message = item["msg"]["S"].casefold()
         return all(term.casefold() in message for term in query.terms)
     return True
-
-
-def _page(items: list[dict[str, Any]], limit: int, cursor: str | None) -> Page:
-    more = len(items) > limit
-    items = items[:limit]
-    if more:
-        cursor = items[-1]["sk"]["S"]
-    next_cursor = encode_cursor(int(cursor[:19]), cursor[20:]) if cursor is not None else None
-    return Page(count=len(items), logs=[_entry(item) for item in items], next_cursor=next_cursor)
-
-
-def _entry(item: dict[str, Any]) -> LogEntry:
-    metadata = item.get("meta")
-    return LogEntry(
-        log_id=format_log_id(bytes.fromhex(item["id"]["S"])),
-        service_name=item["svc"]["S"],
-        timestamp=format_timestamp(int(item["sk"]["S"][:19])),
-        level=_LEVEL_NAMES[int(item["lvl"]["N"])],
-        log_type=item["typ"]["S"],
-        message=item["msg"]["S"],
-        metadata=msgspec.Raw(metadata["S"].encode()) if metadata is not None else None,
-        received_at=format_timestamp(int(item["rcv"]["N"])),
-    )
-
-
-def _item_size(item: dict[str, Any]) -> int:
-    """DynamoDB's item size: attribute names plus values (strings as UTF-8, numbers about 1 byte per 2
-    digits; an estimate above the real size is safe here)."""
-    size = 0
-    for name, value in item.items():
-        size += len(name)
-        text = value.get("S")
-        size += len(text.encode()) if text is not None else len(value["N"])
-    return size
 
 
 def _translate(exc: ClientError | BotoCoreError, table: str) -> StoreUnavailable:

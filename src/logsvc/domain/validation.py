@@ -1,0 +1,224 @@
+"""The rules an incoming entry must keep, checked field by field so that a rejected batch names every bad
+entry and field at once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, cast
+
+import msgspec
+import uuid_utils
+
+from logsvc.domain.entries import (
+    DEFAULT_LOG_TYPE,
+    DEFAULT_SERVICE,
+    LEVEL_RULE,
+    MAX_LOG_TYPE_CHARS,
+    SERVICE_RULE,
+    Level,
+    Limits,
+    NewEntry,
+    is_service_name,
+    level_named,
+    parse_log_id,
+)
+from logsvc.domain.timestamps import parse_timestamp
+from logsvc.errors import FieldError, ValidationFailed
+
+__all__ = ["MAX_FUTURE_US", "validate_entries"]
+
+MAX_FUTURE_US = 2 * 3600 * 1_000_000
+_ENTRY_FIELDS = frozenset(
+    {
+        "log_id",
+        "service_name",
+        "timestamp",
+        "level",
+        "severity",
+        "log_type",
+        "message",
+        "metadata",
+        "received_at",
+    }
+)
+
+
+def validate_entries(docs: Sequence[Any], *, now_us: int, limits: Limits, batch: bool) -> list[NewEntry]:
+    """Every entry validated and normalised, or ValidationFailed listing every broken rule."""
+    if len(docs) > limits.max_batch_entries:
+        raise ValidationFailed(
+            [FieldError("body", f"a batch holds at most {limits.max_batch_entries} entries; got {len(docs)}")]
+        )
+    errors: list[FieldError] = []
+    entries: list[NewEntry] = []
+    for position, doc in enumerate(docs):
+        index = position if batch else None
+        entry = _validate_entry(doc, index, now_us, limits, errors)
+        if entry is not None:
+            entries.append(entry)
+    if errors:
+        raise ValidationFailed(errors)
+    return entries
+
+
+# Records a broken rule of one field of the entry being checked.
+_Fail = Callable[[str, str], None]
+
+
+def _validate_entry(
+    doc: Any, index: int | None, now_us: int, limits: Limits, errors: list[FieldError]
+) -> NewEntry | None:
+    if not isinstance(doc, dict):
+        errors.append(FieldError("", "must be a JSON object", index))
+        return None
+    failed = len(errors)
+
+    def fail(field: str, message: str) -> None:
+        errors.append(FieldError(field, message, index))
+
+    for key in doc.keys() - _ENTRY_FIELDS:
+        fail(str(key), "unknown field (allowed: " + ", ".join(sorted(_ENTRY_FIELDS)) + ")")
+    message = _message(doc.get("message"), limits, fail)
+    service = _service_name(doc.get("service_name"), fail)
+    level = _level(doc, fail)
+    log_type = _log_type(doc.get("log_type"), fail)
+    raw_id = doc.get("log_id")
+    log_id = _log_id(raw_id, fail)
+    ts_us = _timestamp(doc.get("timestamp"), log_id if raw_id is not None else None, now_us, fail)
+    metadata = _metadata(doc.get("metadata"), limits, fail)
+    if len(errors) > failed:
+        return None
+    return NewEntry(log_id, service, ts_us, level, log_type, cast(str, message), metadata, now_us)
+
+
+def _message(message: Any, limits: Limits, fail: _Fail) -> Any:
+    if message is None:
+        fail("message", "is required")
+    elif not isinstance(message, str):
+        fail("message", "must be a string")
+    elif not message.strip():
+        fail("message", "must not be blank")
+    elif len(message) * 4 > limits.max_message_bytes and len(message.encode()) > limits.max_message_bytes:
+        fail("message", f"must be at most {limits.max_message_bytes} bytes of UTF-8")
+    return message
+
+
+def _service_name(service: Any, fail: _Fail) -> Any:
+    if service is None:
+        return DEFAULT_SERVICE
+    if not isinstance(service, str) or not is_service_name(service):
+        fail("service_name", SERVICE_RULE)
+    return service
+
+
+def _level(doc: dict[str, Any], fail: _Fail) -> Level:
+    raw_level = doc.get("level")
+    if "severity" in doc and doc["severity"] is not None:
+        if raw_level is not None:
+            fail("severity", "is an alias of level; send only one of them")
+        raw_level = doc["severity"]
+        level_field = "severity"
+    else:
+        level_field = "level"
+    if raw_level is None:
+        return Level.INFO
+    found = level_named(raw_level) if isinstance(raw_level, str) else None
+    if found is None:
+        fail(level_field, LEVEL_RULE)
+        return Level.INFO
+    return found
+
+
+def _log_type(log_type: Any, fail: _Fail) -> Any:
+    if log_type is None:
+        return DEFAULT_LOG_TYPE
+    if (
+        not isinstance(log_type, str)
+        or not 1 <= len(log_type) <= MAX_LOG_TYPE_CHARS
+        or not log_type.isprintable()
+    ):
+        fail("log_type", f"must be a string of 1-{MAX_LOG_TYPE_CHARS} printable characters")
+    return log_type
+
+
+def _log_id(raw_id: Any, fail: _Fail) -> bytes:
+    if raw_id is None:
+        return uuid_utils.uuid7().bytes
+    try:
+        return parse_log_id(raw_id)
+    except ValueError as exc:
+        fail("log_id", str(exc))
+        return b""
+
+
+def _timestamp(raw_ts: Any, client_id: bytes | None, now_us: int, fail: _Fail) -> int:
+    """The event time: ``timestamp`` when given, else the time in a client's UUIDv7, else the receive time."""
+    # A client's UUIDv7 carries the time it was made: taking that rather than the receive time as the
+    # default makes a retried entry identical to the first try, which keyed stores (DynamoDB) need.
+    ts_us, ts_field = (
+        (_uuid7_us(client_id), "log_id") if client_id is not None and _is_uuid7(client_id) else (now_us, "")
+    )
+    if raw_ts is not None:
+        ts_field = "timestamp"
+        try:
+            ts_us = parse_timestamp(raw_ts)
+        except ValueError as exc:
+            fail("timestamp", str(exc))
+            ts_field = ""
+    if ts_field:
+        problem = _check_timestamp_range(ts_us, now_us)
+        if problem:
+            fail(ts_field, problem if ts_field == "timestamp" else f"is a UUIDv7 whose time {problem}")
+    return ts_us
+
+
+def _metadata(raw_metadata: Any, limits: Limits, fail: _Fail) -> str | None:
+    """The metadata object as compact JSON text."""
+    if raw_metadata is None:
+        return None
+    if not isinstance(raw_metadata, dict):
+        fail("metadata", "must be a JSON object")
+        return None
+    problem = _check_metadata(raw_metadata, limits)
+    if problem:
+        fail("metadata", problem)
+        return None
+    encoded = msgspec.json.encode(raw_metadata)
+    if len(encoded) > limits.max_metadata_bytes:
+        fail("metadata", f"must be at most {limits.max_metadata_bytes} bytes as JSON")
+    return encoded.decode()
+
+
+def _check_timestamp_range(us: int, now_us: int) -> str | None:
+    if us < 0:
+        return "must not be before 1970-01-01T00:00:00Z"
+    if us > now_us + MAX_FUTURE_US:
+        return "must not be more than 2 hours in the future"
+    return None
+
+
+def _is_uuid7(log_id: bytes) -> bool:
+    return len(log_id) == 16 and log_id[6] >> 4 == 7 and log_id[8] >> 6 == 0b10
+
+
+def _uuid7_us(log_id: bytes) -> int:
+    return int.from_bytes(log_id[:6]) * 1000
+
+
+def _check_metadata(value: dict[str, Any], limits: Limits) -> str | None:
+    """The first nesting or key-length rule the object breaks, if any."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limits.max_metadata_depth:
+            return f"must be nested at most {limits.max_metadata_depth} levels deep"
+        if isinstance(node, dict):
+            for key, child in node.items():
+                if len(key) > limits.max_metadata_key_chars:
+                    limit = limits.max_metadata_key_chars
+                    return f"keys must be at most {limit} characters; {key[:32]!r}... is longer"
+                if isinstance(child, dict | list):
+                    stack.append((child, depth + 1))
+        else:
+            stack.extend((child, depth + 1) for child in node if isinstance(child, dict | list))
+    return None

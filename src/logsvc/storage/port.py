@@ -1,0 +1,112 @@
+"""The LogStore port, and the capabilities a backend may offer beyond it.
+
+Adapters turn their backend's exceptions into ``logsvc.errors`` types; nothing backend-specific leaves them.
+A capability is a Protocol of its own: a caller asks for it with ``exportable`` (or ``isinstance``) and gets
+a clear error where the backend has none, instead of every adapter carrying methods that only raise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import msgspec
+
+from logsvc.domain.entries import LogEntry, NewEntry
+from logsvc.domain.queries import Page, Query
+from logsvc.errors import ConfigError
+
+__all__ = ["Export", "Exportable", "LogStore", "ServiceStats", "StoreFiles", "StoreStats", "exportable"]
+
+
+class LogStore(Protocol):
+    async def append(self, entries: Sequence[NewEntry]) -> None:
+        """Store entries atomically; returns only once they are durable. A log_id already stored for the
+        same service is a no-op."""
+
+    async def recent(self, query: Query) -> Page:
+        """Matching entries, newest first by event time, ties by arrival."""
+
+    async def get(self, log_id: bytes) -> list[LogEntry]:
+        """Every entry with this id, newest first: a log_id is unique within a service, not across them."""
+
+    async def check_writable(self) -> None:
+        """Raise StoreUnavailable unless a write could be taken now."""
+
+    async def delete_older(
+        self,
+        cutoff_us: int,
+        *,
+        include: tuple[str, ...] = (),
+        exclude: tuple[str, ...] = (),
+        limit: int = 500,
+    ) -> int:
+        """Delete up to ``limit`` entries older than ``cutoff_us`` in the service scope; how many."""
+
+    async def oldest(self, *, include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> int | None:
+        """The event time of the oldest entry in the service scope."""
+
+    async def close(self) -> None:
+        """Finish every accepted write, then release the backend."""
+
+
+class Export(msgspec.Struct, frozen=True):
+    """Rows in arrival order (``seq, log_id, ts, service, level, log_type, message, metadata, received``)
+    and the ``(last_seq, committed_at)`` records of the transactions that wrote them."""
+
+    rows: list[tuple[Any, ...]]
+    commits: list[tuple[int, int]]
+    last_seq: int
+
+
+@runtime_checkable
+class Exportable(Protocol):
+    """A store that numbers entries by arrival and records when each transaction committed, so that what
+    arrived since a point can be archived and replayed up to a time (continuous archiving)."""
+
+    async def export_after(self, after_seq: int, limit: int = 100_000) -> Export:
+        """Rows that arrived after ``after_seq``, with their commit records, from one snapshot."""
+
+
+def exportable(store: LogStore) -> Exportable:
+    """The store's archive export; ConfigError naming the alternative when its backend has none."""
+    if isinstance(store, Exportable):
+        return store
+    raise ConfigError(
+        f"the {type(store).__name__} has no archive export: back its backend up with its own tools "
+        "(for DynamoDB, point-in-time recovery)"
+    )
+
+
+class ServiceStats(msgspec.Struct, frozen=True):
+    service_name: str
+    entries: int
+    bytes: int  # message and metadata text, UTF-8
+    oldest: str
+    newest: str
+
+
+class StoreStats(msgspec.Struct, frozen=True):
+    path: str
+    file_bytes: int  # the database and its WAL on disk
+    entries: int
+    services: list[ServiceStats]
+
+
+class StoreFiles(Protocol):
+    """A store kept in local files, worked on offline by the operator's commands (no server needed); each
+    takes the store's key (None when encryption is off)."""
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+
+    def stats(self, key: bytes | None) -> StoreStats:
+        """Entries, bytes and time range per service (a full scan)."""
+
+    def snapshot(self, key: bytes | None, target: Path) -> None:
+        """A consistent copy into ``target``, encrypted like the store, taken while writers go on."""
+
+    def destroy(self, key: bytes | None) -> None:
+        """Delete the store's files; refused while another connection (a running server) has it open."""

@@ -1,0 +1,199 @@
+"""The embedded store's one writer thread, with group commit.
+
+Requests that arrive while a commit is in progress queue up and share the next transaction and fsync (group
+commit), which is what makes durable single-entry ingest fast. Other work on the write connection (retention
+deletes, writability probes) takes its turn between the ingest groups.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Final, cast
+
+import apsw
+
+from logsvc.errors import LogServiceError, StoreFull, StoreUnavailable
+from logsvc.storage.sqlite_schema import BLOCK_SHIFT, INDEX_NEW_ROWS, INSERT_ENTRY
+
+__all__ = ["Writer"]
+
+log = logging.getLogger("logsvc.storage.sqlite")
+
+_MAX_GROUP_ROWS: Final = 50_000
+# A transaction of duplicates only adds no row: its last_seq is the previous commit's, which stands.
+_RECORD_COMMIT = "INSERT OR IGNORE INTO commits VALUES ((SELECT max(seq) FROM logs), ?)"
+_NEW_BLOCK_MAXIMA = f"SELECT seq >> {BLOCK_SHIFT}, max(ts) FROM logs WHERE seq > ? GROUP BY 1 ORDER BY 1"
+_RAISE_WATERMARK = (
+    "INSERT INTO ts_watermarks(block, max_ts) VALUES (?, ?) "
+    "ON CONFLICT(block) DO UPDATE SET max_ts = max(max_ts, excluded.max_ts)"
+)
+
+
+class _Job:
+    """Rows to insert, or other work on the write connection (neither: a writability probe), and the
+    future of the request waiting on it."""
+
+    __slots__ = ("future", "loop", "result", "rows", "work")
+
+    def __init__(
+        self,
+        rows: list[tuple[Any, ...]] | None,
+        work: Callable[[apsw.Connection], int] | None,
+        future: asyncio.Future[int | None],
+        loop: asyncio.AbstractEventLoop,
+    ):
+        self.rows = rows
+        self.work = work
+        self.future = future
+        self.loop = loop
+        self.result: int | None = None
+
+
+_STOP: Final = object()
+
+
+class Writer:
+    """The thread that owns the write connection; requests wait on a future until their COMMIT returned."""
+
+    def __init__(self, conn: apsw.Connection, on_commit: Callable[[int], None] | None) -> None:
+        self._conn = conn
+        self._on_commit = on_commit
+        self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._closing = threading.Lock()
+        self.closed = False
+        self._thread = threading.Thread(target=self._write_loop, name="logsvc-writer", daemon=True)
+        self._thread.start()
+
+    async def submit(
+        self, rows: list[tuple[Any, ...]] | None, work: Callable[[apsw.Connection], int] | None = None
+    ) -> int | None:
+        """Rows to insert, or other work on the write connection (neither: a writability probe); waits for
+        the COMMIT that holds it and returns what the work returned."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int | None] = loop.create_future()
+        with self._closing:
+            if self.closed:
+                raise StoreUnavailable("the store is shutting down; nothing from this request was stored")
+            self._jobs.put(_Job(rows, work, future, loop))
+        return await future
+
+    async def close(self) -> bool:
+        """Finish every accepted write and close the connection; False when already closed."""
+        with self._closing:
+            if self.closed:
+                return False
+            self.closed = True
+            self._jobs.put(_STOP)
+        await asyncio.to_thread(self._thread.join)
+        return True
+
+    def _write_loop(self) -> None:
+        stopping = False
+        while not stopping:
+            group: list[_Job] = []
+            count = 0
+            item = self._jobs.get()
+            while True:
+                if item is _STOP:
+                    stopping = True
+                else:
+                    assert isinstance(item, _Job)
+                    group.append(item)
+                    count += len(item.rows or ())
+                if count >= _MAX_GROUP_ROWS:
+                    break
+                try:
+                    item = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+            if group:
+                self._commit_group(group, count)
+        self._conn.close()
+
+    def _commit_group(self, group: list[_Job], count: int) -> None:
+        try:
+            self._transaction(group)
+            outcomes: list[LogServiceError | None] = [None] * len(group)
+        except apsw.Error as exc:
+            if len(group) == 1:
+                outcomes = [self._translate(exc)]
+            else:
+                # One request must not fail the others that happened to share its transaction.
+                outcomes = []
+                for job in group:
+                    try:
+                        self._transaction([job])
+                        outcomes.append(None)
+                    except apsw.Error as single_exc:
+                        outcomes.append(self._translate(single_exc))
+        _settle(group, outcomes)
+        if self._on_commit is not None and count:
+            self._on_commit(count)
+
+    def _transaction(self, group: list[_Job]) -> None:
+        conn = self._conn
+        rows = [row for job in group if job.rows for row in job.rows]
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            if rows:
+                last_seq = cast(int, conn.execute("SELECT coalesce(max(seq), 0) FROM logs").get)
+                conn.executemany(INSERT_ENTRY, rows)
+                conn.execute(INDEX_NEW_ROWS, (last_seq,))
+                self._raise_watermarks(conn, last_seq)
+                conn.execute(_RECORD_COMMIT, (time.time_ns() // 1000,))
+            for job in group:
+                if job.work is not None:
+                    job.result = job.work(conn)
+            conn.execute("COMMIT")
+        except apsw.Error:
+            if not conn.getautocommit():
+                conn.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _raise_watermarks(conn: apsw.Connection, last_seq: int) -> None:
+        """Keep each touched block's max_ts at least the largest event time of every row up to its end."""
+        previous = conn.execute("SELECT max_ts FROM ts_watermarks ORDER BY block DESC LIMIT 1").fetchone()
+        running: int = previous[0] if previous else 0
+        raised = []
+        for block, block_max in cast(
+            list[tuple[int, int]], conn.execute(_NEW_BLOCK_MAXIMA, (last_seq,)).fetchall()
+        ):
+            running = max(running, block_max)
+            raised.append((block, running))
+        conn.executemany(_RAISE_WATERMARK, raised)
+
+    def _translate(self, exc: apsw.Error) -> LogServiceError:
+        log.error("store write failed: %s: %s", type(exc).__name__, exc)
+        if isinstance(exc, apsw.FullError):
+            return StoreFull("the disk holding the store is full; nothing from this request was stored")
+        if isinstance(exc, apsw.BusyError | apsw.LockedError):
+            return StoreUnavailable("the store is busy; nothing from this request was stored, retry later")
+        return StoreUnavailable("the store could not write; nothing from this request was stored")
+
+
+def _settle(group: list[_Job], outcomes: list[LogServiceError | None]) -> None:
+    """Complete every waiting request, with one wake-up per event loop rather than one per request."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, LogServiceError | None]]] = {}
+    for job, outcome in zip(group, outcomes, strict=True):
+        by_loop.setdefault(job.loop, []).append((job, outcome))
+    for loop, pairs in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_complete, pairs)
+        except RuntimeError:
+            log.warning("a request's event loop closed before its write completed")
+
+
+def _complete(pairs: list[tuple[_Job, LogServiceError | None]]) -> None:
+    for job, outcome in pairs:
+        if job.future.done():
+            continue
+        if outcome is None:
+            job.future.set_result(job.result)
+        else:
+            job.future.set_exception(outcome)
