@@ -26,6 +26,7 @@ from logsvc.api import create_app
 from logsvc.auth.credential_service import NewCredential
 from logsvc.auth.policy import Role
 from logsvc.auth.store import open_credentials
+from logsvc.connection import ServerConfig
 from logsvc.crypto import store_key
 from logsvc.crypto.sqlite import connect
 from logsvc.endpoints import ENDPOINTS
@@ -53,8 +54,11 @@ class ServerThread:
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
+        # The connection protocol `logsvc serve` uses, with its limits on request heads.
+        config = ServerConfig(
             create_app(settings, endpoints=endpoints),
+            max_header_bytes=settings.max_header_bytes,
+            header_timeout=settings.header_timeout,
             log_level="warning",
             ws="none",
             lifespan="on",

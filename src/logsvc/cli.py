@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import IO, Any
 
 import click
 import httpx
@@ -17,9 +17,8 @@ from rich.text import Text
 
 from logsvc import __version__
 from logsvc.archive import restore_to_time
-from logsvc.auth.credential_service import CredentialService, check_master_rotation
+from logsvc.auth.credential_service import check_master_rotation
 from logsvc.auth.policy import Principal, Role
-from logsvc.auth.store import open_credentials
 from logsvc.aws.package import ARCHITECTURES, PackageError
 from logsvc.aws.package import build as build_lambda_zips
 from logsvc.backup import create_backup, restore_backup
@@ -29,10 +28,11 @@ from logsvc.display import json_line, printable, untrusted
 from logsvc.domain.queries import QUERY_PARAMETERS
 from logsvc.domain.timestamps import format_timestamp, parse_timestamp
 from logsvc.errors import ConfigError, LogServiceError
+from logsvc.root import Root
 from logsvc.server import serve as run_server
-from logsvc.service import AdminService, check_destroy, purge
+from logsvc.service import check_destroy, purge
 from logsvc.settings import Settings, load_settings
-from logsvc.storage.open import open_store, store_files
+from logsvc.storage.open import store_files
 
 __all__ = ["main"]
 
@@ -40,17 +40,40 @@ _err = Console(stderr=True)
 _out = Console(highlight=False)
 
 
-def _error(message: object) -> None:
-    """One line, never wrapped (paths and ids stay copyable); the message may quote a server or a file."""
-    _err.print(
-        Text.assemble(("error:", "bold red"), " ", untrusted(message)), highlight=False, soft_wrap=True
-    )
+class Failed(click.ClickException):
+    """An error an operator can act on: one line, never wrapped (paths and ids stay copyable) and printed as
+    text (the message may quote a server or a file); exit status 2."""
+
+    exit_code = 2
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        _err.print(
+            Text.assemble(("error:", "bold red"), " ", untrusted(self.message)),
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
-def _fail(message: str) -> NoReturn:
-    """An error an operator can act on, exit 2."""
-    _error(message)
-    raise SystemExit(2)
+class Unanswered(Failed):
+    """The service refused the request or could not be reached: exit status 1."""
+
+    exit_code = 1
+
+
+class _Main(click.Group):
+    """The command group that maps the service's errors to the CLI's, once for every command."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            raise Failed(str(exc)) from None
+        except LogServiceError as exc:
+            raise Failed(exc.detail) from None
+        except PackageError as exc:
+            raise Failed(str(exc)) from None
+        except RequestFailed as exc:
+            raise Unanswered(str(exc)) from None
 
 
 # Whoever runs the CLI on the host holds the data directory, so acts as an admin.
@@ -59,7 +82,7 @@ _DATA_DIR = click.option("--data-dir", type=click.Path(file_okay=False), help="D
 _CONFIG = click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML settings file.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="logsvc")
 def main() -> None:
     """Simple Log Service: send, search and tail logs, self-hosted or on AWS."""
@@ -86,27 +109,18 @@ def serve(config_file: str | None, **flags: Any) -> None:
     Settings come from defaults, then the TOML file (--config or LOGSVC_CONFIG), then LOGSVC_* variables,
     then these flags.
     """
-    try:
-        settings = load_settings(config_file, overrides=flags)
-        run_server(settings)
-    except ConfigError as exc:
-        _fail(str(exc))
+    settings = load_settings(config_file, overrides=flags)
+    run_server(settings)
 
 
 @contextmanager
-def _local_auth(config_file: str | None, data_dir: str | None) -> Iterator[CredentialService]:
-    """The credential service on the configured store (auth.db, or auth_store); errors exit with status 2."""
+def _local(config_file: str | None, data_dir: str | None) -> Iterator[Root]:
+    """The service's parts on the configured stores, closed afterwards."""
+    root = Root(load_settings(config_file, overrides={"data_dir": data_dir}))
     try:
-        settings = load_settings(config_file, overrides={"data_dir": data_dir})
-        auth = open_credentials(settings)
-    except ConfigError as exc:
-        _fail(str(exc))
-    try:
-        yield auth
-    except LogServiceError as exc:
-        _fail(exc.detail)
+        yield root
     finally:
-        auth.close()
+        asyncio.run(root.close())
 
 
 def _json_out(value: Any) -> None:
@@ -138,9 +152,9 @@ def create_key(
     config_file: str | None,
 ) -> None:
     """Create a credential; its secrets are shown this once."""
-    with _local_auth(config_file, data_dir) as auth:
+    with _local(config_file, data_dir) as root:
         doc = {"role": role, "services": list(services), "expires": expires, "description": description}
-        credential = auth.create_requested(doc, actor=_OPERATOR.id, source="local")
+        credential = root.credentials().create_requested(doc, actor=_OPERATOR.id, source="local")
     if as_json:
         _json_out(credential)
         return
@@ -161,8 +175,8 @@ def create_key(
 @_CONFIG
 def list_keys(as_json: bool, data_dir: str | None, config_file: str | None) -> None:
     """List credentials (never their secrets)."""
-    with _local_auth(config_file, data_dir) as auth:
-        credentials = auth.credentials()
+    with _local(config_file, data_dir) as root:
+        credentials = root.credentials().credentials()
     if as_json:
         _json_out(credentials)
         return
@@ -186,8 +200,8 @@ def list_keys(as_json: bool, data_dir: str | None, config_file: str | None) -> N
 @_CONFIG
 def revoke_key(access_key_id: str, data_dir: str | None, config_file: str | None) -> None:
     """Revoke a credential; a running server refuses it from its next request on."""
-    with _local_auth(config_file, data_dir) as auth:
-        AdminService(auth).revoke_key(access_key_id, principal=_OPERATOR, source="local")
+    with _local(config_file, data_dir) as root:
+        root.admin().revoke_key(access_key_id, principal=_OPERATOR, source="local")
     _out.print("revoked", untrusted(access_key_id))
 
 
@@ -200,12 +214,9 @@ def rotate_master(data_dir: str | None, config_file: str | None) -> None:
     The old master key no longer opens the store afterwards. The server need not stop: it holds the data
     key already, and reads the master key only when it starts.
     """
-    try:
-        settings = load_settings(config_file, overrides={"data_dir": data_dir})
-        check_master_rotation(settings)
-        new = rotate_master_key(Path(settings.data_dir).resolve(), key_file=Path(settings.master_key_file))
-    except ConfigError as exc:
-        _fail(str(exc))
+    settings = load_settings(config_file, overrides={"data_dir": data_dir})
+    check_master_rotation(settings)
+    new = rotate_master_key(Path(settings.data_dir).resolve(), key_file=Path(settings.master_key_file))
     click.echo(f"new master key (fingerprint {new.fingerprint}) written to {settings.master_key_file}")
 
 
@@ -220,12 +231,9 @@ def store() -> None:
 @_CONFIG
 def stats(as_json: bool, data_dir: str | None, config_file: str | None) -> None:
     """Entries, bytes, oldest and newest entry per service (reads the whole store)."""
-    try:
-        settings = load_settings(config_file, overrides={"data_dir": data_dir})
-        files = store_files(settings.store_url)
-        result = files.stats(store_key(settings))
-    except ConfigError as exc:
-        _fail(str(exc))
+    settings = load_settings(config_file, overrides={"data_dir": data_dir})
+    files = store_files(settings.store_url)
+    result = files.stats(store_key(settings))
     if as_json:
         _json_out(result)
         return
@@ -252,19 +260,14 @@ def purge_service(pattern: str, data_dir: str | None, config_file: str | None) -
     """Delete every entry of a service (refused while deletion_protection is on)."""
 
     async def run(settings: Settings) -> int:
-        store = open_store(settings.store_url, read_threads=1, key=store_key(settings))
+        root = Root(settings)
         try:
-            return await purge(store, pattern, protection=settings.deletion_protection)
+            return await purge(root.store(), pattern, protection=settings.deletion_protection)
         finally:
-            await store.close()
+            await root.close()
 
-    try:
-        settings = load_settings(config_file, overrides={"data_dir": data_dir})
-        deleted = asyncio.run(run(settings))
-    except ConfigError as exc:
-        _fail(str(exc))
-    except LogServiceError as exc:
-        _fail(exc.detail)
+    settings = load_settings(config_file, overrides={"data_dir": data_dir})
+    deleted = asyncio.run(run(settings))
     click.echo(printable(f"deleted {deleted:,} entries of {pattern}"))
 
 
@@ -273,13 +276,10 @@ def purge_service(pattern: str, data_dir: str | None, config_file: str | None) -
 @_CONFIG
 def destroy(data_dir: str | None, config_file: str | None) -> None:
     """Delete the log store's files (refused while deletion_protection is on, or while a server runs)."""
-    try:
-        settings = load_settings(config_file, overrides={"data_dir": data_dir})
-        check_destroy(protection=settings.deletion_protection)
-        files = store_files(settings.store_url)
-        files.destroy(store_key(settings))
-    except ConfigError as exc:
-        _fail(str(exc))
+    settings = load_settings(config_file, overrides={"data_dir": data_dir})
+    check_destroy(protection=settings.deletion_protection)
+    files = store_files(settings.store_url)
+    files.destroy(store_key(settings))
     click.echo(f"destroyed the store at {files.path}")
 
 
@@ -288,11 +288,8 @@ def destroy(data_dir: str | None, config_file: str | None) -> None:
 @_CONFIG
 def rekey(data_dir: str | None, config_file: str | None) -> None:
     """Re-encrypt the store with a new data key (stop the server first: a short maintenance window)."""
-    try:
-        settings = load_settings(config_file, overrides={"data_dir": data_dir})
-        rekey_store(Path(settings.data_dir).resolve(), key_source(settings))
-    except ConfigError as exc:
-        _fail(str(exc))
+    settings = load_settings(config_file, overrides={"data_dir": data_dir})
+    rekey_store(Path(settings.data_dir).resolve(), key_source(settings))
     click.echo(f"re-encrypted the store in {settings.data_dir} with a new data key")
 
 
@@ -304,13 +301,8 @@ def rekey(data_dir: str | None, config_file: str | None) -> None:
 @_CONFIG
 def backup(into: str, data_dir: str | None, config_file: str | None) -> None:
     """Back the store up (consistent, encrypted, checksummed), also while the server runs."""
-    try:
-        settings = load_settings(config_file, overrides={"data_dir": data_dir})
-        target, manifest = create_backup(settings, Path(into))
-    except ConfigError as exc:
-        _fail(str(exc))
-    except LogServiceError as exc:
-        _fail(exc.detail)
+    settings = load_settings(config_file, overrides={"data_dir": data_dir})
+    target, manifest = create_backup(settings, Path(into))
     size = sum(f.bytes for f in manifest.files.values())
     click.echo(f"backed up {size:,} bytes into {target}")
 
@@ -332,19 +324,16 @@ def restore(source: str, into: str, to_time: str | None, config_file: str | None
     Every checksum is verified before anything is written. Serve the result with --data-dir pointing there
     and the master key that wrapped the backup's or archive's keyring.
     """
+    if to_time is None:
+        manifest = restore_backup(Path(source), Path(into))
+        click.echo(printable(f"restored the backup of {manifest.created_at} into {into}"))
+        return
     try:
-        if to_time is None:
-            manifest = restore_backup(Path(source), Path(into))
-            click.echo(printable(f"restored the backup of {manifest.created_at} into {into}"))
-            return
-        try:
-            to_us = parse_timestamp(to_time)
-        except ValueError as exc:
-            raise ConfigError(f"--to-time {exc}") from None
-        settings = load_settings(config_file)
-        count = restore_to_time(Path(source), Path(into).resolve(), to_us, key_source(settings))
-    except ConfigError as exc:
-        _fail(str(exc))
+        to_us = parse_timestamp(to_time)
+    except ValueError as exc:
+        raise ConfigError(f"--to-time {exc}") from None
+    settings = load_settings(config_file)
+    count = restore_to_time(Path(source), Path(into).resolve(), to_us, key_source(settings))
     click.echo(f"restored {count:,} entries committed up to {format_timestamp(to_us)} into {into}")
 
 
@@ -357,8 +346,8 @@ def restore(source: str, into: str, to_time: str | None, config_file: str | None
 @_CONFIG
 def audit(limit: int, as_json: bool, data_dir: str | None, config_file: str | None) -> None:
     """Show the audit trail: credentials created and revoked, requests refused."""
-    with _local_auth(config_file, data_dir) as auth:
-        events = auth.audit(limit=limit)
+    with _local(config_file, data_dir) as root:
+        events = root.credentials().audit(limit=limit)
     if as_json:
         _json_out(events)
         return
@@ -409,7 +398,7 @@ def _client(config_file: str | None, options: dict[str, Any]) -> LogClient:
         keys = aws_keys(role_arn=options["role_arn"], external_id=options["external_id"], region=region)
         return LogClient(endpoint, keys=keys, region=region)
     if profile is None:
-        _fail("give --endpoint with --aws, or a profile with an endpoint")
+        raise Failed("give --endpoint with --aws, or a profile with an endpoint")
     if options["bearer"]:
         return LogClient(endpoint, api_key=profile.api_key, region=region)
     return LogClient(endpoint, keys=profile.keys, api_key=profile.api_key, region=region)
@@ -417,19 +406,12 @@ def _client(config_file: str | None, options: dict[str, Any]) -> LogClient:
 
 @contextmanager
 def _calling(config_file: str | None, options: dict[str, Any]) -> Iterator[LogClient]:
-    """A client whose failures become one line and exit status 1 (2 for bad options)."""
-    try:
-        client = _client(config_file, options)
-    except ConfigError as exc:
-        _fail(str(exc))
+    """A client whose transport failures name the endpoint it could not reach."""
+    client = _client(config_file, options)
     try:
         yield client
-    except RequestFailed as exc:
-        _error(exc)
-        raise SystemExit(1) from None
     except httpx.HTTPError as exc:
-        _error(f"cannot reach {client.endpoint}: {exc}")
-        raise SystemExit(1) from None
+        raise Unanswered(f"cannot reach {client.endpoint}: {exc}") from None
     finally:
         client.close()
 
@@ -452,7 +434,7 @@ def send(
 ) -> None:
     """Send one entry, or the entries of a JSON or NDJSON file, and print what the service stored."""
     if (message is None) == (source is None):
-        _fail("give a MESSAGE or --file, not both")
+        raise Failed("give a MESSAGE or --file, not both")
     if source is not None:
         entries = _entries_of(source.read())
     else:
@@ -469,7 +451,7 @@ def _entries_of(data: bytes) -> list[dict[str, Any]]:
         try:
             return [msgspec.json.decode(line) for line in data.splitlines() if line.strip()]
         except msgspec.DecodeError as exc:
-            _fail(f"the file is neither JSON nor NDJSON: {exc}")
+            raise Failed(f"the file is neither JSON nor NDJSON: {exc}") from None
     return list(doc) if isinstance(doc, list) else [doc]
 
 
@@ -516,10 +498,7 @@ def aws_create_table(url: str) -> None:
     dynamodb://logs?region=eu-west-1&shards=4 (credentials from the AWS chain)."""
     from logsvc.storage.dynamodb_table import create_table, parse_url  # noqa: PLC0415 (boto3 only when needed)
 
-    try:
-        create_table(url)
-    except ConfigError as exc:
-        _fail(str(exc))
+    create_table(url)
     _out.print(untrusted(f"created {parse_url(url).table}"), soft_wrap=True)
 
 
@@ -531,10 +510,7 @@ def aws_create_auth_table(url: str) -> None:
     from logsvc.auth.dynamodb_credentials import create_auth_table  # noqa: PLC0415 (boto3 only when needed)
     from logsvc.storage.dynamodb_table import parse_url  # noqa: PLC0415
 
-    try:
-        create_auth_table(url)
-    except ConfigError as exc:
-        _fail(str(exc))
+    create_auth_table(url)
     _out.print(
         untrusted(f"created {parse_url(url, setting='auth_store', shards=False).table}"), soft_wrap=True
     )
@@ -563,10 +539,7 @@ def aws_package(arch: str, output: str, as_json: bool) -> None:
     logsvc.aws.handlers.ingest and logsvc.aws.handlers.read.
     """
     arches = list(ARCHITECTURES) if arch == "all" else [arch]
-    try:
-        built = build_lambda_zips(arches, Path(output))
-    except PackageError as exc:
-        _fail(str(exc))
+    built = build_lambda_zips(arches, Path(output))
     if as_json:
         _json_out(built)
         return

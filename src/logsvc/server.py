@@ -18,17 +18,14 @@ from rich.console import Console
 from uvicorn.supervisors import Multiprocess
 
 from logsvc.api import create_app
-from logsvc.api.app import retention_for
 from logsvc.auth.credential_service import NewCredential
 from logsvc.auth.profiles import DEFAULT_PROFILE, SavedProfile, save_server_profile
-from logsvc.auth.store import open_credentials
 from logsvc.connection import ServerConfig
-from logsvc.crypto import store_key
 from logsvc.datadir import DataDir
 from logsvc.display import untrusted
 from logsvc.logs import log_config
+from logsvc.root import Root
 from logsvc.settings import Settings, settings_environment
-from logsvc.storage.open import open_store
 
 __all__ = ["bootstrap_admin", "check_store", "serve"]
 
@@ -44,15 +41,16 @@ def _tls_context(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) 
 
 
 def check_store(settings: Settings) -> None:
-    """Open and close the store once, so that a bad path or URL fails here, clearly, before serving."""
+    """Open and close the store once, so that a bad path or URL (or a retention that deletion protection
+    refuses) fails here, clearly, before serving."""
 
     async def probe() -> None:
-        store = open_store(settings.store_url, read_threads=1, key=store_key(settings))
+        root = Root(settings)
         try:
-            await store.check_writable()
-            await retention_for(settings, store).check()
+            await root.store().check_writable()
+            await root.retention().check()
         finally:
-            await store.close()
+            await root.close()
 
     asyncio.run(probe())
 
@@ -61,13 +59,13 @@ def bootstrap_admin(settings: Settings) -> tuple[NewCredential, SavedProfile] | 
     """On first start, create an admin credential and save it in a profile of the client credentials file
     that no other server uses. With a shared credential store, of replicas starting at once only one creates
     it (and writes the file)."""
-    auth = open_credentials(settings)
+    root = Root(settings)
     try:
-        credential = auth.bootstrap_admin(
+        credential = root.credentials().bootstrap_admin(
             description="created at first start", actor="logsvc", source="local"
         )
     finally:
-        auth.close()
+        asyncio.run(root.close())
     if credential is None:
         return None
     scheme = "https" if settings.tls_cert else "http"

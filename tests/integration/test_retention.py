@@ -10,11 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from logsvc.api.app import retention_for
-from logsvc.crypto import store_key
 from logsvc.errors import ConfigError
+from logsvc.root import Root
 from logsvc.settings import Settings, load_settings, settings_environment
-from logsvc.storage.open import open_store
 from tests.conftest import ServerThread, bearer, make_settings, run_logsvc
 
 DAY = 86_400
@@ -97,11 +95,11 @@ def test_shortened_retention_is_refused_while_protection_is_on(tmp_path: Path) -
 
 
 async def _check(settings: Settings) -> None:
-    store = open_store(settings.store_url, read_threads=1, key=store_key(settings))
+    root = Root(settings)
     try:
-        await retention_for(settings, store).check()
+        await root.retention().check()
     finally:
-        await store.close()
+        await root.close()
 
 
 def test_purge_and_destroy_respect_deletion_protection(tmp_path: Path) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
-from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -17,8 +16,7 @@ from logsvc.api.body import receive_body
 from logsvc.api.security import BODY_KEY, PRINCIPAL_KEY, client_address
 from logsvc.auth.policy import Permission, Principal
 from logsvc.endpoints import ENDPOINTS
-from logsvc.routing import Call, Endpoint, Services, authorize, respond
-from logsvc.service import LogService
+from logsvc.routing import Call, Endpoint, authorize, respond
 from logsvc.settings import Settings
 
 __all__ = ["PERMISSIONS", "ROUTES", "starlette_routes"]
@@ -43,28 +41,12 @@ def _endpoint(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
             headers=request.headers,
             source=source,
             body=lambda: _sent_body(request),
-            services=_services(request),
+            services=request.app.state.services,
         )
         answer = await respond(endpoint, call)
         return Response(answer.body, answer.status, answer.headers, answer.media_type)
 
     return serve
-
-
-def _services(request: Request) -> Services:
-    state = request.app.state
-    service: LogService = state.service
-
-    async def log() -> LogService:
-        return service
-
-    return Services(
-        settings=state.settings,
-        log=log,
-        admin=state.admin,
-        metrics=lambda: (state.metrics.exposition(), CONTENT_TYPE_LATEST),
-        openapi=state.openapi,
-    )
 
 
 async def _sent_body(request: Request) -> bytes:

@@ -26,7 +26,6 @@ from logsvc.auth.refusals import RefusalAudit
 from logsvc.aws.events import Request, parse_event
 from logsvc.aws.identity import PrincipalMap
 from logsvc.content import GZIP_MAGIC, check_size
-from logsvc.domain.retention import retention_rules
 from logsvc.endpoints import ENDPOINTS
 from logsvc.errors import (
     PROBLEM_TYPE,
@@ -40,10 +39,10 @@ from logsvc.errors import (
     problem_of,
 )
 from logsvc.logs import JsonFormatter
+from logsvc.root import Root
 from logsvc.routing import Answer, Call, Endpoint, LambdaFunction, Services, authorize, match, respond
 from logsvc.service import LogService
 from logsvc.settings import Settings, load_settings
-from logsvc.storage.open import open_store
 from logsvc.storage.port import LogStore
 
 __all__ = ["LambdaApp", "configure_logging", "ingest", "read"]
@@ -118,16 +117,15 @@ class LambdaApp:
         # A Lambda function opens no credential store, so it has no audit trail to record refusals in.
         self.refusals = RefusalAudit(None)
         self._services = Services(settings=settings, log=self.service)
-        self._store = store
-        self._service: LogService | None = None
+        self._opens_store = store is None
+        self._root = Root(settings, store=store)
         self._loop = asyncio.new_event_loop()
 
     async def service(self) -> LogService:
-        if self._service is None:
-            if self._store is None:
-                self._store = open_lambda_store(self.settings)
-            self._service = LogService(self._store, self.settings.limits)
-        return self._service
+        """The log service over the store, which opens at the first request that needs it."""
+        if self._opens_store:
+            check_lambda_store(self.settings)
+        return self._root.log_service()
 
     def ingest(self, event: dict[str, Any], context: Any) -> Response:
         return self.handle(event, context, "ingest")
@@ -194,20 +192,17 @@ class LambdaApp:
 
     def close(self) -> None:
         """Finish the store's writes and release it (tests; a Lambda container is simply frozen)."""
-        if self._store is not None:
-            self._loop.run_until_complete(self._store.close())
+        self._loop.run_until_complete(self._root.close())
         self._loop.close()
 
 
-def open_lambda_store(settings: Settings) -> LogStore:
-    """The DynamoDB store of the settings; a Lambda has no disk to keep SQLite on."""
+def check_lambda_store(settings: Settings) -> None:
+    """A Lambda has no disk to keep SQLite on: the store must be DynamoDB."""
     if not settings.store.startswith("dynamodb://"):
         raise ConfigError(
             f"the Lambda handlers need a DynamoDB store: set LOGSVC_STORE=dynamodb://TABLE?region=REGION "
             f"(got {settings.store or 'the default SQLite store'})"
         )
-    rules = retention_rules(settings.retention_days, settings.retention_by_service)
-    return open_store(settings.store, retention=rules)
 
 
 def _describe(request: Request | None, context: Any) -> str:

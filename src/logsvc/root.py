@@ -1,0 +1,207 @@
+"""The composition root: the one place where the service's parts are built from ``Settings``.
+
+``Root(settings)`` opens, on first use, the log store, the credential service, the use cases and the
+background jobs. The server serves the ASGI stack that ``logsvc.api.app.create_app`` builds around a root
+(its lifespan calls ``start`` and ``stop``); the Lambda handlers take ``log_service()`` over their DynamoDB
+store; the CLI takes the store, the credentials or the admin service it needs. No other module wires these
+parts together.
+
+Nothing heavy is imported here at module level: the Lambda package imports this module and carries no
+SQLite, Starlette or cryptography.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from logsvc.datadir import DataDir
+from logsvc.domain.retention import retention_rules
+from logsvc.errors import ConfigError
+from logsvc.jobs import JobsLease
+from logsvc.service import AdminService, IngestObserver, LogService, Retention
+from logsvc.settings import Settings
+from logsvc.storage.open import open_store
+from logsvc.storage.port import LogStore, exportable
+
+if TYPE_CHECKING:
+    from logsvc.archive import Archiver
+    from logsvc.auth.authenticator import Authenticator
+    from logsvc.auth.credential_service import CredentialService
+
+__all__ = ["Root"]
+
+log = logging.getLogger("logsvc.root")
+
+
+class Root:
+    """Everything the service is made of, for one ``Settings``. With ``store`` given the caller owns it;
+    otherwise it is opened from the settings and closed by ``close``. ``observer`` and ``on_commit`` let
+    the server's metrics count ingests and commits."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: LogStore | None = None,
+        observer: IngestObserver | None = None,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.data_dir = DataDir(settings.data_dir)
+        self._store = store
+        self._own_store = store is None
+        self._observer = observer
+        self._on_commit = on_commit
+        self._credentials: CredentialService | None = None
+        self._log_service: LogService | None = None
+        self._admin: AdminService | None = None
+        self._lease = JobsLease(self.data_dir.jobs_lock)
+        self._jobs: asyncio.Task[None] | None = None
+        self._archiver: Archiver | None = None
+
+    # ---- parts, each built once on first use --------------------------------------------------------------
+
+    def store(self) -> LogStore:
+        if self._store is None:
+            from logsvc.crypto import store_key  # noqa: PLC0415 (cryptography: not on the Lambda path)
+
+            settings = self.settings
+            url = settings.store_url
+            # A DynamoDB table is encrypted by its KMS key: only files in the data directory take the data
+            # key, and a Lambda function has neither those files nor the master key.
+            self._store = open_store(
+                url,
+                read_threads=settings.read_threads,
+                on_commit=self._on_commit,
+                key=None if url.startswith("dynamodb:") else store_key(settings),
+                retention=retention_rules(settings.retention_days, settings.retention_by_service),
+            )
+        return self._store
+
+    def credentials(self) -> CredentialService:
+        if self._credentials is None:
+            from logsvc.auth.store import open_credentials  # noqa: PLC0415 (SQLite or boto3: when asked for)
+
+            self._credentials = open_credentials(self.settings)
+        return self._credentials
+
+    def log_service(self) -> LogService:
+        if self._log_service is None:
+            self._log_service = LogService(
+                self.store(),
+                self.settings.limits,
+                observer=self._observer,
+                decode_threads=self.settings.decode_threads,
+            )
+        return self._log_service
+
+    def admin(self) -> AdminService:
+        if self._admin is None:
+            self._admin = AdminService(self.credentials())
+        return self._admin
+
+    def authenticator(self) -> Authenticator:
+        from logsvc.auth.authenticator import Authenticator  # noqa: PLC0415
+        from logsvc.auth.jwt import JwtVerifier  # noqa: PLC0415
+
+        settings = self.settings
+        jwt = None
+        if settings.jwt_issuer:
+            jwt = JwtVerifier(
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                jwks_url=settings.jwt_jwks_url or None,
+                jwks_file=settings.jwt_jwks_file or None,
+                role_claim=settings.jwt_role_claim,
+                service_claim=settings.jwt_service_claim,
+            )
+        return Authenticator(
+            self.credentials(),
+            region=settings.sigv4_region,
+            service=settings.sigv4_service,
+            jwt=jwt,
+            replay_guard=settings.sigv4_replay_guard,
+        )
+
+    def retention(self) -> Retention:
+        settings = self.settings
+        return Retention(
+            self.store(),
+            default_days=settings.retention_days,
+            by_service=settings.retention_by_service,
+            protection=settings.deletion_protection,
+            applied_file=self.data_dir.retention,
+        )
+
+    def archiver(self) -> Archiver | None:
+        settings = self.settings
+        if not settings.archive_dir:
+            return None
+        from logsvc.crypto import store_key  # noqa: PLC0415
+
+        key = store_key(settings)
+        if key is None:
+            raise ConfigError("archiving needs encryption: archive segments are encrypted with the store key")
+        from logsvc.archive import Archiver  # noqa: PLC0415
+
+        return Archiver(
+            exportable(self.store()),
+            key,
+            Path(settings.archive_dir),
+            keyring=self.data_dir.keyring,
+            window_days=settings.archive_window_days,
+        )
+
+    # ---- the server's life --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open everything and start the background jobs. The retention check (which refuses to start when
+        deletion protection would be broken) and the jobs run in the one process holding the data
+        directory's lease; another takes them over when it exits (see ``logsvc.jobs``)."""
+        self.log_service()
+        self.admin()
+        retention = self.retention()
+        self._archiver = self.archiver()
+        if self._lease.try_take():
+            await retention.check()
+        self._jobs = asyncio.create_task(self._run_jobs(retention))
+
+    async def _run_jobs(self, retention: Retention) -> None:
+        interval = self.settings.retention_sweep_seconds
+        while not self._lease.try_take():
+            await asyncio.sleep(interval)
+        log.info("process %d runs the background jobs of %s", os.getpid(), self.data_dir.root)
+        async with asyncio.TaskGroup() as jobs:
+            jobs.create_task(retention.run_forever(interval))
+            jobs.create_task(self.admin().expire_audit_forever(interval))
+            if self._archiver is not None:
+                jobs.create_task(self._archiver.run_forever(self.settings.archive_seconds))
+
+    async def stop(self) -> None:
+        """Stop the jobs, archive what was committed (if this process archives), and close everything."""
+        if self._jobs is not None:
+            self._jobs.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._jobs
+            self._jobs = None
+        if self._archiver is not None and self._lease.held:
+            await self._archiver.final_segment()
+        self._lease.release()
+        await self.close()
+
+    async def close(self) -> None:
+        """Release the credential service and, when this root opened it, the store."""
+        if self._credentials is not None:
+            self._credentials.close()
+            self._credentials = None
+        if self._own_store and self._store is not None:
+            await self._store.close()
+            self._store = None
+        self._log_service = None
+        self._admin = None
