@@ -38,6 +38,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # The load generator is wrk (C, from Debian's packages) so that the client does not compete with the
 # server for the two cores the way a Python client would. The Lambda handlers are measured after (cold start

@@ -24,8 +24,8 @@ import uvicorn
 
 from logsvc.api import create_app
 from logsvc.auth.credential_service import NewCredential
+from logsvc.auth.open import open_credentials
 from logsvc.auth.policy import Role
-from logsvc.auth.store import open_credentials
 from logsvc.connection import ServerConfig
 from logsvc.crypto import store_key
 from logsvc.crypto.sqlite import connect

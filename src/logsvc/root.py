@@ -86,7 +86,7 @@ class Root:
 
     def credentials(self) -> CredentialService:
         if self._credentials is None:
-            from logsvc.auth.store import open_credentials  # noqa: PLC0415 (SQLite or boto3: when asked for)
+            from logsvc.auth.open import open_credentials  # noqa: PLC0415 (SQLite or boto3: when asked for)
 
             self._credentials = open_credentials(self.settings)
         return self._credentials

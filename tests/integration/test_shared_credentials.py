@@ -26,8 +26,8 @@ from botocore.credentials import Credentials
 
 from logsvc.auth.credential_service import CredentialService, NewCredential
 from logsvc.auth.dynamodb_credentials import DynamoCredentialStore, create_auth_table
+from logsvc.auth.open import open_credentials
 from logsvc.auth.policy import Role
-from logsvc.auth.store import open_credentials
 from logsvc.crypto import key_source, master_key_from
 from logsvc.errors import ConfigError, NotFound, StoreUnavailable
 from logsvc.server import bootstrap_admin

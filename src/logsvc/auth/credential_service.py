@@ -23,11 +23,19 @@ import msgspec
 
 from logsvc.auth.audit import DENIED, FLUSH_SECONDS, RefusalBuffer, audit_cutoff_us
 from logsvc.auth.policy import Principal, Role, parse_key_request
+from logsvc.auth.records import (
+    ActiveCredential,
+    AuditEvent,
+    AuditRecord,
+    Credential,
+    CredentialRecord,
+    NewCredential,
+)
+from logsvc.auth.store import CredentialStore
 from logsvc.domain.timestamps import format_timestamp
 from logsvc.errors import ConfigError, Conflict, LogServiceError
 
 if TYPE_CHECKING:
-    from logsvc.auth.store import CredentialStore
     from logsvc.settings import Settings
 
 __all__ = [
@@ -50,75 +58,6 @@ API_KEY_PREFIX: Final = "lsk_"
 KEY_CREATE: Final = "key.create"
 KEY_REVOKE: Final = "key.revoke"
 _DUMMY_DIGEST: Final = hashlib.sha256(b"no such key").digest()
-
-
-class Credential(msgspec.Struct, frozen=True):
-    """A credential as listed: never its secrets."""
-
-    access_key_id: str
-    role: Role
-    services: tuple[str, ...]
-    description: str
-    created_at: str
-    expires_at: str | None
-    revoked_at: str | None
-
-
-class NewCredential(msgspec.Struct, frozen=True):
-    """A credential as created: the only time its secrets are shown."""
-
-    access_key_id: str
-    secret_access_key: str
-    api_key: str
-    role: Role
-    services: tuple[str, ...]
-    expires_at: str | None
-
-
-class AuditEvent(msgspec.Struct, frozen=True):
-    """One record of the audit trail; ``count`` identical refused requests from ``at`` on (audit.py)."""
-
-    at: str
-    actor: str
-    action: str
-    target: str
-    source: str
-    detail: str
-    count: int = 1
-
-
-class ActiveCredential(msgspec.Struct, frozen=True):
-    """What the request path needs of a credential that is not revoked."""
-
-    secret_access_key: str
-    api_key_sha256: bytes
-    principal: Principal
-    expires_at: int | None
-
-
-class CredentialRecord(msgspec.Struct, frozen=True):
-    """A new credential as a store keeps it: the SigV4 secret (the store may seal it), the API key's hash."""
-
-    access_key_id: str
-    secret_access_key: str
-    api_key_sha256: bytes
-    role: Role
-    services: tuple[str, ...]
-    description: str
-    created_at: int
-    expires_at: int | None
-
-
-class AuditRecord(msgspec.Struct, frozen=True):
-    """An audit event as a store writes it (``at`` in µs)."""
-
-    at: int
-    actor: str
-    action: str
-    target: str
-    source: str
-    detail: str
-    count: int = 1
 
 
 def new_secrets() -> tuple[str, str, str]:

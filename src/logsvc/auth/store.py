@@ -1,5 +1,5 @@
-"""The credential store port: what ``CredentialService`` needs a credential store to persist and load, and the
-one factory that opens the service on the configured store.
+"""The credential store port: what ``CredentialService`` needs a credential store to persist and load
+(``auth/open.py`` opens the service on the configured store).
 
 Two adapters: ``AuthStore`` (``auth.db`` in the data directory, SQLite, the default) and
 ``DynamoCredentialStore`` (a DynamoDB table of its own, shared by server replicas; decision 13).
@@ -8,23 +8,11 @@ Two adapters: ``AuthStore`` (``auth.db`` in the data directory, SQLite, the defa
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Protocol
 
-from logsvc.auth.credential_service import (
-    ActiveCredential,
-    AuditEvent,
-    AuditRecord,
-    Credential,
-    CredentialRecord,
-    CredentialService,
-)
-from logsvc.auth.credentials import AuthStore
-from logsvc.crypto import key_source, master_key_from, store_key
-from logsvc.errors import ConfigError
-from logsvc.settings import Settings
+from logsvc.auth.records import ActiveCredential, AuditEvent, AuditRecord, Credential, CredentialRecord
 
-__all__ = ["CredentialStore", "open_credentials"]
+__all__ = ["CredentialStore"]
 
 
 class CredentialStore(Protocol):
@@ -80,34 +68,3 @@ class CredentialStore(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def open_credentials(settings: Settings) -> CredentialService:
-    """The credential service on the configured store; ConfigError when it cannot be opened."""
-    store: CredentialStore
-    if not settings.auth_store:
-        store = AuthStore(settings.auth_db, key=store_key(settings))
-    else:
-        store = _dynamodb_store(settings)
-    return CredentialService(store, audit_retention_days=settings.audit_retention_days)
-
-
-def _dynamodb_store(settings: Settings) -> CredentialStore:
-    from logsvc.auth.dynamodb_credentials import DynamoCredentialStore  # noqa: PLC0415 (boto3 when needed)
-    from logsvc.storage.dynamodb_table import parse_url  # noqa: PLC0415
-
-    target = parse_url(settings.auth_store, setting="auth_store", shards=False)
-    if settings.store.startswith("dynamodb:"):
-        logs = parse_url(settings.store)
-        if (logs.table, logs.region, logs.endpoint) == (target.table, target.region, target.endpoint):
-            raise ConfigError(
-                "auth_store names the log table of store: credentials need a table of their own "
-                "(whoever may read the logs must not read the credentials)"
-            )
-    source = key_source(settings)
-    data_dir = Path(settings.data_dir).resolve()
-    return DynamoCredentialStore(
-        target,
-        master=lambda create: master_key_from(source, data_dir=data_dir, create=create),
-        cache_seconds=settings.auth_cache_seconds,
-    )
