@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,17 @@ from logsvc.crypto.sqlite import connect
 from logsvc.endpoints import ENDPOINTS
 from logsvc.routing import Endpoint
 from logsvc.settings import Settings, load_settings, settings_environment
+
+
+def eventually(check: Callable[[], bool], seconds: float = 30.0) -> bool:
+    """Whether ``check`` holds by the deadline, polled: generous, as a loaded machine must not fail a test
+    (no test waits on a bare sleep)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
 
 
 def make_key(settings: Settings, role: Role, services: tuple[str, ...] = (), **kwargs: Any) -> NewCredential:
@@ -69,7 +80,7 @@ class ServerThread:
 
     def start(self) -> ServerThread:
         self.thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("server did not start")
@@ -152,7 +163,7 @@ class ServerProcess:
         profiles.read(self.credentials_file)
         return {"Authorization": f"Bearer {profiles['default']['api_key']}"}
 
-    def start(self, timeout: float = 20) -> ServerProcess:
+    def start(self, timeout: float = 60) -> ServerProcess:
         # A port that was free a moment ago can be taken by the time the server binds; try another.
         for _ in range(5):
             self.port = free_port()

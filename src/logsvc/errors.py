@@ -28,6 +28,7 @@ __all__ = [
     "Problem",
     "ReplayedSignature",
     "RequestTimeout",
+    "RetryLater",
     "RouteNotFound",
     "ServerBusy",
     "SignatureExpired",
@@ -181,10 +182,8 @@ class Forbidden(LogServiceError):
     title = "Forbidden"
 
 
-class TooManyRequests(LogServiceError):
-    status = 429
-    code = "rate_limited"
-    title = "Too many requests"
+class RetryLater(LogServiceError):
+    """A refusal that a client should retry: it says when, in ``Retry-After`` (seconds)."""
 
     def __init__(self, detail: str | None = None, *, retry_after_seconds: int = 1) -> None:
         self.retry_after_seconds = retry_after_seconds
@@ -193,6 +192,12 @@ class TooManyRequests(LogServiceError):
     @property
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_seconds)}
+
+
+class TooManyRequests(RetryLater):
+    status = 429
+    code = "rate_limited"
+    title = "Too many requests"
 
 
 class TooManyFailedAuthentications(TooManyRequests):
@@ -268,30 +273,20 @@ class UnsupportedMediaType(LogServiceError):
     title = "Unsupported media type"
 
 
-class StoreUnavailable(LogServiceError):
+class StoreUnavailable(RetryLater):
     """The store cannot take or answer requests right now; clients should retry later."""
 
     status = 503
     code = "store_unavailable"
     title = "Storage unavailable"
-    retry_after_seconds = 1
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after_seconds)}
 
 
-class ServerBusy(LogServiceError):
+class ServerBusy(RetryLater):
     """Every slot for decoding large request bodies stayed taken; clients should retry shortly."""
 
     status = 503
     code = "server_busy"
     title = "Server busy"
-    retry_after_seconds = 1
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after_seconds)}
 
 
 class StoreFull(LogServiceError):

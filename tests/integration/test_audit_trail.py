@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from logsvc.auth.credentials import AuthStore
 from logsvc.auth.policy import Role
 from logsvc.crypto import store_key
 from logsvc.crypto.sqlite import connect
-from tests.conftest import ServerThread, bearer, make_key, make_settings, run_logsvc
+from tests.conftest import ServerThread, bearer, eventually, make_key, make_settings, run_logsvc
 
 BOGUS = {"Authorization": "Bearer lsk_x"}
 DAY_US = 86_400_000_000
@@ -41,15 +40,6 @@ def badly_signed(url: str, access_key_id: str) -> dict[str, str]:
     request = AWSRequest(method="POST", url=url, data=b"{}")
     SigV4Auth(Credentials(access_key_id, "not-the-secret"), "execute-api", "us-east-1").add_auth(request)
     return dict(request.headers.items())
-
-
-def eventually(check: Callable[[], bool], seconds: float = 15.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 def test_a_flood_of_long_refused_paths_costs_under_3_mb(tmp_path: Path) -> None:

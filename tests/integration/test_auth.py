@@ -16,7 +16,7 @@ from logsvc.auth.credential_service import CredentialService, NewCredential
 from logsvc.auth.credentials import AuthStore
 from logsvc.auth.policy import Permission, Role
 from logsvc.crypto import store_key
-from tests.conftest import ServerThread, bearer, make_key, make_settings
+from tests.conftest import ServerThread, bearer, eventually, make_key, make_settings
 
 ROLES: dict[str, tuple[Role, tuple[str, ...]] | None] = {
     "none": None,
@@ -182,11 +182,11 @@ def test_expired_key_is_refused(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "data")
     server = ServerThread(settings).start()
     try:
-        short = make_key(settings, Role.READ, expires_at_us=time.time_ns() // 1000 + 1_000_000)
+        # Long enough that the first request surely comes before it, on a loaded machine too.
+        short = make_key(settings, Role.READ, expires_at_us=time.time_ns() // 1000 + 5_000_000)
         with httpx.Client(base_url=server.url, timeout=10, headers=bearer(short)) as client:
             assert client.get("/logs").status_code == 200
-            time.sleep(1.2)
-            assert client.get("/logs").status_code == 401
+            assert eventually(lambda: client.get("/logs").status_code == 401)
     finally:
         server.stop()
 

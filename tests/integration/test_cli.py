@@ -21,7 +21,7 @@ import pytest
 
 from logsvc.crypto import store_key
 from logsvc.crypto.sqlite import connect
-from tests.conftest import ServerProcess, make_settings
+from tests.conftest import ServerProcess, eventually, make_settings
 
 
 @pytest.fixture(autouse=True)
@@ -213,10 +213,7 @@ def test_background_jobs_run_in_one_worker_and_move_when_it_dies(tmp_path: Path)
         return [int(pid) for pid in pattern.findall(server.log_path.read_text())]
 
     def wait_for(condition: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + 30
-        while not condition():
-            assert time.monotonic() < deadline, f"{what}; log:\n{server.log_path.read_text()[-3000:]}"
-            time.sleep(0.05)
+        assert eventually(condition), f"{what}; log:\n{server.log_path.read_text()[-3000:]}"
 
     try:
         server.start()

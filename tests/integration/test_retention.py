@@ -13,7 +13,7 @@ import pytest
 from logsvc.errors import ConfigError
 from logsvc.root import Root
 from logsvc.settings import Settings, load_settings, settings_environment
-from tests.conftest import ServerThread, bearer, make_settings, run_logsvc
+from tests.conftest import ServerThread, bearer, eventually, make_settings, run_logsvc
 
 DAY = 86_400
 
@@ -55,10 +55,7 @@ def test_the_sweep_deletes_expired_entries_by_rule(tmp_path: Path) -> None:
             ],
         )
         expected = {"web-mid findme", "keep-ancient findme", "short-new findme"}
-        deadline = time.monotonic() + 10
-        while messages(server) != expected and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert messages(server) == expected
+        assert eventually(lambda: messages(server) == expected), messages(server)
         # The full-text index lost the deleted entries too.
         assert messages(server, q="findme") == expected
         assert messages(server, q="bulk") == set()
@@ -85,10 +82,7 @@ def test_shortened_retention_is_refused_while_protection_is_on(tmp_path: Path) -
     allowed = make_settings(data, retention_days=1, deletion_protection=False, retention_sweep_seconds=0.1)
     server = ServerThread(allowed).start()
     try:
-        deadline = time.monotonic() + 10
-        while messages(server) != {"new findme"} and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert messages(server) == {"new findme"}
+        assert eventually(lambda: messages(server) == {"new findme"}), messages(server)
     finally:
         server.stop()
     assert asyncio.run(_check(make_settings(data, retention_days=1))) is None

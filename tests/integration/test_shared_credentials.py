@@ -33,7 +33,7 @@ from logsvc.errors import ConfigError, NotFound, StoreUnavailable
 from logsvc.server import bootstrap_admin
 from logsvc.settings import Settings
 from logsvc.storage.dynamodb_table import parse_url
-from tests.conftest import ServerThread, bearer, make_key, make_settings, run_logsvc
+from tests.conftest import ServerThread, bearer, eventually, make_key, make_settings, run_logsvc
 
 
 @pytest.fixture
@@ -70,16 +70,6 @@ def sigv4_post(url: str, key: NewCredential) -> httpx.Response:
     )
     headers = dict(request.headers.items()) | {"Content-Type": "application/json"}
     return httpx.post(url, content=body, headers=headers, timeout=10)
-
-
-def eventually(check: Callable[[], bool], seconds: float = 30.0) -> bool:
-    """Whether ``check`` holds by the deadline: generous, as a loaded machine must not fail a test."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.05)
-    return check()
 
 
 @pytest.fixture
