@@ -135,7 +135,7 @@ def keys() -> None:
 @keys.command("create")
 @click.option("--role", required=True, type=click.Choice(["ingest", "read", "admin"]), help="What it may do.")
 @click.option(
-    "--service", "services", multiple=True, help="Limit to service names matching this glob (repeat)."
+    "--service", "services", multiple=True, help="Only services matching this pattern (* and ?; repeat)."
 )
 @click.option("--expires", help="Lifetime such as 90d, 12h, 30m, or an RFC 3339 date-time.")
 @click.option("--description", default="", help="A note for whoever reads `keys list`.")
@@ -252,7 +252,7 @@ def stats(as_json: bool, data_dir: str | None, config_file: str | None) -> None:
 
 @store.command("purge")
 @click.option(
-    "--service", "pattern", required=True, help="Service name, or glob pattern, to delete entirely."
+    "--service", "pattern", required=True, help="Service name, or pattern (* and ?), to delete entirely."
 )
 @_DATA_DIR
 @_CONFIG

@@ -29,6 +29,7 @@ from logsvc.errors import (
     ServerBusy,
     ValidationFailed,
 )
+from logsvc.scopes import check_pattern
 from logsvc.storage.port import LogStore
 
 if TYPE_CHECKING:  # the Lambda handlers import this module and must not load SQLite
@@ -317,6 +318,10 @@ async def purge(store: LogStore, pattern: str, *, protection: bool) -> int:
         raise Forbidden(
             "purging is refused while deletion_protection is on: set deletion_protection = false first"
         )
+    try:
+        check_pattern(pattern)
+    except ValueError as exc:
+        raise ValidationFailed([FieldError("service", str(exc))]) from None
     deleted = 0
     while True:
         count = await store.delete_older(2**62, include=(pattern,), limit=Retention.BATCH)

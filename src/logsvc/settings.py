@@ -138,7 +138,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     ] = 0
     retention_by_service: Annotated[
         dict[str, float],
-        msgspec.Meta(description="service glob pattern -> days, first match wins, before retention_days"),
+        msgspec.Meta(description="service pattern (* ?) -> days, first match wins, before retention_days"),
     ] = msgspec.field(default_factory=dict)
     retention_sweep_seconds: Annotated[
         float, msgspec.Meta(gt=0, description="seconds between two sweeps of expired entries")

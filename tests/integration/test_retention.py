@@ -107,6 +107,9 @@ def test_purge_and_destroy_respect_deletion_protection(tmp_path: Path) -> None:
     assert run_logsvc(protected, "store", "destroy").returncode == 2
 
     unprotected = make_settings(data, deletion_protection=False)
+    bracket = run_logsvc(unprotected, "store", "purge", "--service", "pay[!x]*")
+    assert bracket.returncode == 2
+    assert "is not a service pattern" in bracket.stderr
     purged = run_logsvc(unprotected, "store", "purge", "--service", "pay*")
     assert purged.returncode == 0, purged.stderr
     assert "deleted 1 entries" in purged.stdout

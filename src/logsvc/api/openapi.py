@@ -31,7 +31,7 @@ class KeyRequestIn(msgspec.Struct, forbid_unknown_fields=True):
 
     role: Role
     services: Annotated[
-        list[str] | str | None, msgspec.Meta(description="service-name glob patterns; absent or null: all")
+        list[str] | str | None, msgspec.Meta(description="service patterns (* and ?); absent or null: all")
     ] = None
     expires: Annotated[str | None, msgspec.Meta(description="90d, 12h, 30m or an RFC 3339 date-time")] = None
     description: Annotated[str, msgspec.Meta(max_length=256)] | None = None
