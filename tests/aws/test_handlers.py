@@ -332,6 +332,24 @@ def test_roles_decide_which_function_a_caller_may_use(lambda_app: LambdaApp, fmt
     assert lambda_app.read(read_event(fmt, caller=ADMIN_USER), None)["statusCode"] == 200
 
 
+def test_refusals_are_audited_in_the_function_log_by_the_servers_rule(
+    lambda_app: LambdaApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No credential store on Lambda: the same record as the server's (actor, target, source, detail) is a
+    line of the function's log, bounded and printable."""
+    caplog.set_level("WARNING", logger="logsvc.audit")
+    assert_problem(
+        lambda_app.ingest(ingest_event("rest_v1", {"m": 1}, caller=STRANGER), None), 403, "forbidden"
+    )
+    assert_problem(lambda_app.read(read_event("rest_v1", caller=INGEST_CALLER), None), 403, "forbidden")
+    lines = [record.getMessage() for record in caplog.records if record.name == "logsvc.audit"]
+    assert (
+        lines[0] == "request.denied actor=unauthenticated target=POST /logs source=unknown detail=forbidden"
+    )
+    assert lines[1].startswith(f"request.denied actor={INGEST_CALLER} target=GET /logs")
+    assert "may not read" in lines[1]
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_an_unknown_identity_is_forbidden(lambda_app: LambdaApp, fmt: str) -> None:
     problem = assert_problem(

@@ -3,13 +3,15 @@ functions alike.
 
 A caller whose credentials were refused is recorded as ``unauthenticated`` with the refusal's code (its
 claimed identity proves nothing); a known caller refused a permission is recorded by id, with the reason.
-Without a credential store there is no audit trail to write to (the Lambda functions: docs/aws.md).
+Without a credential store (the Lambda functions: docs/aws.md) the record is a line of the function's log.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
+from logsvc.auth.audit import printable
 from logsvc.auth.policy import Principal
 from logsvc.errors import LogServiceError
 
@@ -18,15 +20,18 @@ if TYPE_CHECKING:  # the Lambda functions import this module and must not load S
 
 __all__ = ["RefusalAudit"]
 
+log = logging.getLogger("logsvc.audit")
+
 
 class RefusalAudit:
     def __init__(self, store: CredentialService | None) -> None:
         self.store = store
 
     def refused(self, exc: LogServiceError, *, principal: Principal | None, target: str, source: str) -> None:
+        actor, detail = ("unauthenticated", exc.code) if principal is None else (principal.id, exc.detail)
         if self.store is None:
+            # The Lambda functions: their log (CloudWatch Logs) is the trail, one bounded, printable line.
+            fields = (printable(value) for value in (actor, target, source, detail))
+            log.warning("request.denied actor=%s target=%s source=%s detail=%s", *fields)
             return
-        if principal is None:
-            self.store.record_denied(actor="unauthenticated", target=target, source=source, detail=exc.code)
-        else:
-            self.store.record_denied(actor=principal.id, target=target, source=source, detail=exc.detail)
+        self.store.record_denied(actor=actor, target=target, source=source, detail=detail)
