@@ -331,6 +331,13 @@ class TestBodies:
         assert single
         assert len(docs[0]["metadata"]["k"]) == 30_001
 
+    # Before the string pattern took an unclosed string to the end, this body took hours (quadratic).
+    @pytest.mark.timeout(60)
+    def test_an_unclosed_string_of_escaped_quotes_is_refused_in_linear_time(self) -> None:
+        body = b'"' + b'\\",' * 3_000_000  # 9 MB: one string that never closes
+        with pytest.raises(ValidationFailed, match="body: is not valid JSON"):
+            decode_documents(body, ndjson=False, limits=Limits(max_batch_entries=1))
+
     def test_ndjson_past_the_batch_limit_is_refused_before_decoding(self) -> None:
         limits = Limits(max_batch_entries=3)
         body = b'{"message": "m"}\n \r\n' * 3 + b"{not even json\n"
