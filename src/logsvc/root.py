@@ -69,20 +69,24 @@ class Root:
 
     def store(self) -> LogStore:
         if self._store is None:
-            from logsvc.crypto import store_key  # noqa: PLC0415 (cryptography: not on the Lambda path)
-
             settings = self.settings
             url = settings.store_url
-            # A DynamoDB table is encrypted by its KMS key: only files in the data directory take the data
-            # key, and a Lambda function has neither those files nor the master key.
             self._store = open_store(
                 url,
                 read_threads=settings.read_threads,
                 on_commit=self._on_commit,
-                key=None if url.startswith("dynamodb:") else store_key(settings),
+                key=None if url.startswith("dynamodb:") else self._data_key(),
                 retention=retention_rules(settings.retention_days, settings.retention_by_service),
             )
         return self._store
+
+    def _data_key(self) -> bytes | None:
+        """The key of the databases in the data directory. A DynamoDB table is encrypted by its own KMS key,
+        and a Lambda function has neither these files nor the master key, nor the packages that read them:
+        so they are imported only here."""
+        from logsvc.crypto import store_key  # noqa: PLC0415
+
+        return store_key(self.settings)
 
     def credentials(self) -> CredentialService:
         if self._credentials is None:
@@ -143,9 +147,7 @@ class Root:
         settings = self.settings
         if not settings.archive_dir:
             return None
-        from logsvc.crypto import store_key  # noqa: PLC0415
-
-        key = store_key(settings)
+        key = self._data_key()
         if key is None:
             raise ConfigError("archiving needs encryption: archive segments are encrypted with the store key")
         from logsvc.archive import Archiver  # noqa: PLC0415
