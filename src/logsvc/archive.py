@@ -112,14 +112,6 @@ class Archiver:
         except (LogServiceError, OSError) as exc:
             log.error("the final archive segment could not be written: %s", exc)
 
-    async def run_forever(self, interval_seconds: float) -> None:
-        while True:
-            await asyncio.sleep(interval_seconds)
-            try:
-                await self.archive_once()
-            except (LogServiceError, OSError) as exc:
-                log.warning("archiving failed, next try in %g s: %s", interval_seconds, exc)
-
 
 def restore_to_time(folder: Path, into: Path, to_us: int, source: KeySource) -> int:
     """A new store in ``into`` holding exactly the archived entries committed at or before ``to_us``."""

@@ -338,16 +338,14 @@ def restore(source: str, into: str, to_time: str | None, config_file: str | None
 
 
 @main.command()
-@click.option(
-    "--limit", default=100, show_default=True, type=click.IntRange(1, 10_000), help="Newest events."
-)
+@click.option("--limit", default="100", show_default=True, help="Newest events (1-1000).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @_DATA_DIR
 @_CONFIG
-def audit(limit: int, as_json: bool, data_dir: str | None, config_file: str | None) -> None:
+def audit(limit: str, as_json: bool, data_dir: str | None, config_file: str | None) -> None:
     """Show the audit trail: credentials created and revoked, requests refused."""
     with _local(config_file, data_dir) as root:
-        events = root.credentials().audit(limit=limit)
+        events = root.admin().audit([("limit", limit)])  # the rule of GET /admin/audit?limit=
     if as_json:
         _json_out(events)
         return

@@ -57,7 +57,11 @@ def _describe(error: dict[str, Any]) -> str:
 def load_profile(path: Path, name: str) -> Profile:
     """A profile of the client credentials file that `logsvc serve` writes at first start."""
     parser = configparser.ConfigParser(interpolation=None)
-    if not parser.read(path):
+    try:
+        found = parser.read(path)
+    except configparser.Error as exc:
+        raise ConfigError(f"{path} is not a credentials file: {exc}") from None
+    if not found:
         raise ConfigError(f"no credentials file at {path}: start the server once, or pass --endpoint")
     if name not in parser:
         raise ConfigError(

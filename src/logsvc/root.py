@@ -16,13 +16,13 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from logsvc.datadir import DataDir
 from logsvc.domain.retention import retention_rules
-from logsvc.errors import ConfigError
+from logsvc.errors import ConfigError, LogServiceError
 from logsvc.jobs import JobsLease
 from logsvc.service import AdminService, IngestObserver, LogService, Retention
 from logsvc.settings import Settings
@@ -165,37 +165,61 @@ class Root:
     async def start(self) -> None:
         """Open everything and start the background jobs. The retention check (which refuses to start when
         deletion protection would be broken) and the jobs run in the one process holding the data
-        directory's lease; another takes them over when it exits (see ``logsvc.jobs``)."""
-        self.log_service()
-        self.admin()
-        retention = self.retention()
-        self._archiver = self.archiver()
-        if self._lease.try_take():
-            await retention.check()
+        directory's lease; another takes them over when it exits (see ``logsvc.jobs``). A start that fails
+        leaves nothing open."""
+        try:
+            self.log_service()
+            self.admin()
+            retention = self.retention()
+            self._archiver = self.archiver()
+            if self._lease.try_take():
+                await retention.check()
+        except BaseException:
+            self._lease.release()
+            await self.close()
+            raise
         self._jobs = asyncio.create_task(self._run_jobs(retention))
 
     async def _run_jobs(self, retention: Retention) -> None:
         interval = self.settings.retention_sweep_seconds
-        while not self._lease.try_take():
-            await asyncio.sleep(interval)
+        sweeping: Retention | None = retention
+        if not self._lease.held:
+            while not self._lease.try_take():
+                await asyncio.sleep(interval)
+            try:
+                await retention.check()  # what the first holder checked at its start, checked again
+            except ConfigError as exc:
+                log.error("retention is not applied: %s", exc)
+                sweeping = None
         log.info("process %d runs the background jobs of %s", os.getpid(), self.data_dir.root)
+        admin = self.admin()
         async with asyncio.TaskGroup() as jobs:
-            jobs.create_task(retention.run_forever(interval))
-            jobs.create_task(self.admin().expire_audit_forever(interval))
+            if sweeping is not None:
+                jobs.create_task(
+                    _every(interval, "retention sweep", sweeping.sweep, "deleted %d expired entries")
+                )
+            jobs.create_task(
+                _every(interval, "audit retention", admin.expire_audit, "deleted %d audit records")
+            )
             if self._archiver is not None:
-                jobs.create_task(self._archiver.run_forever(self.settings.archive_seconds))
+                archive = self._archiver.archive_once
+                jobs.create_task(
+                    _every(self.settings.archive_seconds, "archiving", archive, None, first_wait=True)
+                )
 
     async def stop(self) -> None:
         """Stop the jobs, archive what was committed (if this process archives), and close everything."""
-        if self._jobs is not None:
-            self._jobs.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._jobs
-            self._jobs = None
-        if self._archiver is not None and self._lease.held:
-            await self._archiver.final_segment()
-        self._lease.release()
-        await self.close()
+        try:
+            if self._jobs is not None:
+                self._jobs.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._jobs
+                self._jobs = None
+            if self._archiver is not None and self._lease.held:
+                await self._archiver.final_segment()
+        finally:
+            self._lease.release()
+            await self.close()
 
     async def close(self) -> None:
         """Release the credential service and, when this root opened it, the store."""
@@ -207,3 +231,27 @@ class Root:
             self._store = None
         self._log_service = None
         self._admin = None
+
+
+async def _every(
+    interval: float,
+    name: str,
+    job: Callable[[], Awaitable[int]],
+    done: str | None,
+    *,
+    first_wait: bool = False,
+) -> None:
+    """Run ``job`` every ``interval`` seconds for ever. A failure of any kind is logged and tried again
+    next time: one job failing (a busy or full disk) must neither stop the others nor end its own loop."""
+    if first_wait:
+        await asyncio.sleep(interval)
+    while True:
+        try:
+            count = await job()
+            if done is not None and count:
+                log.info("%s: " + done, name, count)
+        except LogServiceError as exc:
+            log.warning("%s failed, next try in %g s: %s", name, interval, exc.detail)
+        except Exception:
+            log.exception("%s failed, next try in %g s", name, interval)
+        await asyncio.sleep(interval)

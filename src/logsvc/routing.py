@@ -150,8 +150,14 @@ def authorize(
     return principal
 
 
-async def respond(endpoint: Endpoint, call: Call) -> Answer:
-    answer = await endpoint.operation(call)
+async def respond(endpoint: Endpoint, call: Call, refusals: RefusalAudit) -> Answer:
+    """The endpoint's answer to ``call``. A 403 from the operation itself (a service outside the caller's
+    scope) is audited as the permission guard's are."""
+    try:
+        answer = await endpoint.operation(call)
+    except Forbidden as exc:
+        refusals.refused(exc, principal=call.principal, target=endpoint.target, source=call.source)
+        raise
     if endpoint.permission is Permission.ADMIN:
         # New secrets, the credential list, the audit trail: no cache on the way may keep them.
         answer.headers["Cache-Control"] = "no-store"

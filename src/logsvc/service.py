@@ -126,8 +126,8 @@ class LogService:
         return BatchCreated(count=len(entries), log_ids=[format_log_id(e.log_id) for e in entries])
 
     def _entries(self, body: bytes, headers: Mapping[str, str], ndjson: bool) -> tuple[list[NewEntry], bool]:
-        content = decode_content(body, headers, max_decompressed_bytes=self.limits.max_decompressed_bytes)
         try:
+            content = decode_content(body, headers, max_decompressed_bytes=self.limits.max_decompressed_bytes)
             docs, single = decode_documents(content, ndjson=ndjson, limits=self.limits)
         except LogServiceError:
             self._rejected(1)
@@ -199,16 +199,9 @@ class AdminService:
                 raise ValidationFailed([FieldError("limit", rule)]) from None
         return self.auth.audit(limit=limit)
 
-    async def expire_audit_forever(self, interval_seconds: float) -> None:
-        """Delete the audit records past their retention now, then every ``interval_seconds``."""
-        while True:
-            try:
-                deleted = await asyncio.to_thread(self.auth.expire_audit)
-                if deleted:
-                    log.info("audit retention: deleted %d records", deleted)
-            except LogServiceError as exc:
-                log.warning("audit retention failed, next try in %g s: %s", interval_seconds, exc.detail)
-            await asyncio.sleep(interval_seconds)
+    async def expire_audit(self) -> int:
+        """Delete the audit records past their retention; how many."""
+        return await asyncio.to_thread(self.auth.expire_audit)
 
 
 def _created(entry: NewEntry) -> Created:
@@ -291,16 +284,6 @@ class Retention:
                 if count < self.BATCH:
                     break
         return deleted
-
-    async def run_forever(self, interval_seconds: float) -> None:
-        while True:
-            try:
-                deleted = await self.sweep()
-                if deleted:
-                    log.info("retention: deleted %d expired entries", deleted)
-            except LogServiceError as exc:
-                log.warning("retention sweep failed, next try in %g s: %s", interval_seconds, exc.detail)
-            await asyncio.sleep(interval_seconds)
 
 
 def check_destroy(*, protection: bool) -> None:

@@ -126,3 +126,12 @@ def test_a_missing_credentials_file_or_profile_is_named(profiled: ServerThread, 
 )
 def test_the_region_is_read_off_aws_host_names(endpoint: str, region: str | None) -> None:
     assert region_of(endpoint) == region
+
+
+def test_a_damaged_credentials_file_is_one_line_naming_it(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data")
+    Path(settings.credentials_file).write_text("api_key = lsk_without_a_profile\n")
+    shown = run_logsvc(settings, "recent")
+    assert shown.returncode == 2
+    assert shown.stderr.startswith(f"error: {settings.credentials_file} is not a credentials file")
+    assert "Traceback" not in shown.stderr

@@ -222,3 +222,19 @@ def test_a_log_id_of_another_service_neither_vanishes_nor_leaks(tmp_path: Path) 
             assert sorted(e["message"] for e in everything["logs"]) == ["a", "b", "b"]
     finally:
         server.stop()
+
+
+def test_a_write_or_read_outside_the_scope_is_refused_and_audited(tmp_path: Path) -> None:
+    settings_ = make_settings(tmp_path / "data")
+    server = ServerThread(settings_).start()
+    try:
+        team_a = make_key(settings_, Role.ADMIN, services=("team-a*",))
+        with httpx.Client(base_url=server.url, timeout=10, headers=bearer(team_a)) as client:
+            assert client.post("/logs", json={"service_name": "team-b1", "message": "x"}).status_code == 403
+            assert client.get("/logs", params={"service_name": "team-b1"}).status_code == 403
+        with httpx.Client(base_url=server.url, timeout=10, headers=bearer(server.admin)) as admin:
+            events = admin.get("/admin/audit").json()
+    finally:
+        server.stop()
+    denied = {(e["actor"], e["target"]) for e in events if e["action"] == "request.denied"}
+    assert denied == {(team_a.access_key_id, "POST /logs"), (team_a.access_key_id, "GET /logs")}

@@ -11,7 +11,7 @@ from logsvc.auth.audit import (
     Refusal,
     RefusalBuffer,
     audit_cutoff_us,
-    printable,
+    audit_field,
 )
 from logsvc.auth.ratelimit import FailedAuthThrottle
 
@@ -40,19 +40,19 @@ class Clock:
     ],
 )
 def test_fields_are_made_printable(text: str, shown: str) -> None:
-    assert printable(text) == shown
-    assert all(char.isprintable() for char in printable(text))
+    assert audit_field(text) == shown
+    assert all(char.isprintable() for char in audit_field(text))
 
 
 def test_a_long_field_is_cut_with_the_count_of_what_was_cut() -> None:
     path = "GET /x" + "A" * 60_000
-    shown = printable(path)
+    shown = audit_field(path)
     assert shown == path[:MAX_FIELD_CHARS] + f"…(+{len(path) - MAX_FIELD_CHARS} chars)"
-    assert printable("A" * MAX_FIELD_CHARS) == "A" * MAX_FIELD_CHARS
+    assert audit_field("A" * MAX_FIELD_CHARS) == "A" * MAX_FIELD_CHARS
 
 
 def test_escapes_count_against_the_limit_and_are_never_split() -> None:
-    shown = printable("\x00" * 1000)
+    shown = audit_field("\x00" * 1000)
     assert shown == "\\x00" * (MAX_FIELD_CHARS // 4) + f"…(+{1000 - MAX_FIELD_CHARS // 4} chars)"
 
 

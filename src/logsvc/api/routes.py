@@ -14,12 +14,11 @@ from starlette.routing import BaseRoute, Route
 
 from logsvc.api.body import receive_body
 from logsvc.api.security import BODY_KEY, PRINCIPAL_KEY, client_address
-from logsvc.auth.policy import Permission, Principal
-from logsvc.endpoints import ENDPOINTS
+from logsvc.auth.policy import Principal
 from logsvc.routing import Call, Endpoint, authorize, respond
 from logsvc.settings import Settings
 
-__all__ = ["PERMISSIONS", "ROUTES", "starlette_routes"]
+__all__ = ["starlette_routes"]
 
 
 def starlette_routes(endpoints: Sequence[Endpoint]) -> list[BaseRoute]:
@@ -43,7 +42,7 @@ def _endpoint(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
             body=lambda: _sent_body(request),
             services=request.app.state.services,
         )
-        answer = await respond(endpoint, call)
+        answer = await respond(endpoint, call, request.app.state.refusals)
         return Response(answer.body, answer.status, answer.headers, answer.media_type)
 
     return serve
@@ -58,7 +57,3 @@ async def _sent_body(request: Request) -> bytes:
             request.receive, request.headers, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout
         )
     return raw
-
-
-ROUTES = starlette_routes(ENDPOINTS)
-PERMISSIONS: dict[str, Permission] = {endpoint.name: endpoint.permission for endpoint in ENDPOINTS}

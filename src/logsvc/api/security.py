@@ -1,7 +1,8 @@
 """Authentication and throttling in front of every route.
 
 The middleware establishes *who* is calling (or refuses bad credentials) and applies the per-credential
-rate limit; each route then states *what* it needs (see routes.py), so no route can forget to check.
+rate limit; each route declares *what* it needs (``logsvc.endpoints``) and ``routing.authorize`` enforces
+it, so no route can forget to check.
 A SigV4 signature covers the body, so for signed requests the body is read here, within the same limits
 as everywhere, and left in the scope for the route; everything else about the signature is checked before.
 """

@@ -27,7 +27,7 @@ __all__ = [
     "Refusal",
     "RefusalBuffer",
     "audit_cutoff_us",
-    "printable",
+    "audit_field",
 ]
 
 log = logging.getLogger("logsvc.auth.audit")
@@ -50,10 +50,12 @@ def _escaped(char: str) -> str:
     return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
-def printable(text: str, limit: int = MAX_FIELD_CHARS) -> str:
-    """``text`` with every non-printable character and backslash escaped, at most ``limit`` characters of
-    it, then, when cut, ``…(+N chars)`` naming how many characters of ``text`` were left out. Reads no
-    more of ``text`` than it keeps, so a long one costs no more than a short one."""
+def audit_field(text: str, limit: int = MAX_FIELD_CHARS) -> str:
+    """``text`` as the audit trail stores it: every non-printable character and the backslash escaped
+    (stored text is unambiguous), at most ``limit`` characters of it, then, when cut, ``…(+N chars)``
+    naming how many characters were left out. Reads no more of ``text`` than it keeps, so a long one
+    costs no more than a short one. (``logsvc.display.printable`` is the rule for printing any text on a
+    terminal: it keeps backslashes and does not cut.)"""
     kept: list[str] = []
     used = 0
     for index, char in enumerate(text):
@@ -110,7 +112,7 @@ class RefusalBuffer:
 
     def add(self, *, actor: str, target: str, source: str, detail: str) -> bool:
         """Note one refusal; True when it is the first one waiting (the caller arranges a write)."""
-        key = (printable(actor), printable(target), printable(source), printable(detail))
+        key = (audit_field(actor), audit_field(target), audit_field(source), audit_field(detail))
         with self._lock:
             seen = self._pending.get(key)
             if seen is not None:

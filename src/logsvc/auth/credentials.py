@@ -251,9 +251,13 @@ class AuthStore:
             raise StoreUnavailable("the credential store could not write; retry later") from None
 
     def delete_audit_before(self, cutoff_us: int) -> int:
-        with self._lock, self._conn:
-            self._conn.execute("DELETE FROM audit WHERE at < ?", (cutoff_us,))
-            deleted: int = self._conn.changes()
+        try:
+            with self._lock, self._conn:
+                self._conn.execute("DELETE FROM audit WHERE at < ?", (cutoff_us,))
+                deleted: int = self._conn.changes()
+        except apsw.Error as exc:
+            log.warning("%s: %s", self.name, exc)
+            raise StoreUnavailable("the credential store could not delete old audit records") from None
         return deleted
 
     def read_audit(self, limit: int) -> list[AuditEvent]:

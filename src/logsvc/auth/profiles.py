@@ -18,7 +18,8 @@ from pathlib import Path
 
 import msgspec
 
-from logsvc.auth.credential_service import NewCredential
+from logsvc.auth.records import NewCredential
+from logsvc.errors import ConfigError
 
 __all__ = ["DEFAULT_PROFILE", "SavedProfile", "save_server_profile", "write_profile"]
 
@@ -41,7 +42,10 @@ def _editing(path: Path) -> Iterator[configparser.ConfigParser]:
     with os.fdopen(descriptor, "r+") as file:
         fcntl.flock(file, fcntl.LOCK_EX)
         parser = configparser.ConfigParser(interpolation=None)
-        parser.read_string(file.read(), source=str(path))
+        try:
+            parser.read_string(file.read(), source=str(path))
+        except configparser.Error as exc:
+            raise ConfigError(f"{path} is not a credentials file, so it was left as it is: {exc}") from None
         yield parser
         # ``default`` first: the README's recipe takes the first api_key of the file.
         ordered = configparser.ConfigParser(interpolation=None)

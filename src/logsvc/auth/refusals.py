@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from logsvc.auth.audit import printable
+from logsvc.auth.audit import audit_field
 from logsvc.auth.policy import Principal
 from logsvc.errors import LogServiceError
 
@@ -31,7 +31,7 @@ class RefusalAudit:
         actor, detail = ("unauthenticated", exc.code) if principal is None else (principal.id, exc.detail)
         if self.store is None:
             # The Lambda functions: their log (CloudWatch Logs) is the trail, one bounded, printable line.
-            fields = (printable(value) for value in (actor, target, source, detail))
+            fields = (audit_field(value) for value in (actor, target, source, detail))
             log.warning("request.denied actor=%s target=%s source=%s detail=%s", *fields)
             return
         self.store.record_denied(actor=actor, target=target, source=source, detail=detail)

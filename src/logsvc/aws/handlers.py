@@ -154,7 +154,7 @@ class LambdaApp:
                 body=functools.partial(self._body, request),
                 services=self._services,
             )
-            response = _answered(self._loop.run_until_complete(respond(endpoint, call)))
+            response = _answered(self._loop.run_until_complete(respond(endpoint, call, self.refusals)))
         except LogServiceError as exc:
             if exc.status >= 500:
                 log.warning("%s: %s", _describe(request, context), exc.detail)
