@@ -87,12 +87,14 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         self._head_timer = None
         if not self._awaiting_head or self.transport.is_closing():
             return
-        answering = self.cycle is not None and not self.cycle.response_complete
-        if self._head_bytes and not answering:
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined head waits while the answer before it is made: its time starts again after.
+            self._head_timer = self.loop.call_later(self._head_timeout, self._head_timed_out)
+        elif self._head_bytes:
             timeout = self._head_timeout
             self._refuse(HeadTimeout(f"the request head did not arrive within {timeout:g} seconds"))
         else:
-            self.transport.close()  # nothing was asked, or a pipelined answer is still being written
+            self.transport.close()  # nothing was asked
 
     def _refuse(self, exc: LogServiceError) -> None:
         self._awaiting_head = False

@@ -3,6 +3,7 @@ a real ``logsvc serve`` process (its RSS read from /proc)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gzip
 import select
@@ -15,9 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from logsvc.auth.policy import Role
+from logsvc.auth.policy import Permission, Role
 from logsvc.auth.sigv4 import SignedRequest, sign
-from tests.conftest import ServerProcess, bearer, make_key, make_settings
+from logsvc.endpoints import ENDPOINTS
+from logsvc.routing import Answer, Call, Endpoint, json_answer
+from tests.conftest import ServerProcess, ServerThread, bearer, make_key, make_settings
 
 MB = 1024 * 1024
 # 32 MiB - 1 byte once inflated: just under max_decompressed_bytes, about 32 KB as sent.
@@ -199,3 +202,46 @@ class TestSignedRequestsBeforeTheBody:
             answer = read_one_response(sock)
         assert answer.startswith(b"HTTP/1.1 403 ")
         assert b'"code":"invalid_signature"' in answer
+
+
+async def _slow(call: Call) -> Answer:
+    await asyncio.sleep(1.5)
+    return json_answer({"slow": True})
+
+
+SLOW = Endpoint(path="/slow", method="GET", name="slow", permission=Permission.PUBLIC, operation=_slow)
+
+
+def _response(sock: socket.socket) -> bytes:
+    """One response with a Content-Length; b"" if the server closed the connection first."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return b""
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def test_a_pipelined_head_waits_for_a_slow_answer_without_losing_it(tmp_path: Path) -> None:
+    """The head timer of a request that arrives while the one before it is answered does not run out on the
+    answer: the slow answer comes whole, then the next request is served."""
+    settings = make_settings(tmp_path / "data", header_timeout=0.5)
+    server = ServerThread(settings, endpoints=(*ENDPOINTS, SLOW)).start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            sock.sendall(b"GET /slow HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            time.sleep(0.2)  # so that the next head arrives on its own, while /slow is being answered
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            first = _response(sock)
+            assert first.startswith(b"HTTP/1.1 200 "), first
+            assert b'{"slow":true}' in first
+            sock.sendall(b"\r\n")
+            second = _response(sock)
+            assert second.startswith(b"HTTP/1.1 200 "), second
+    finally:
+        server.stop()
