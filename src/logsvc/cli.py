@@ -85,7 +85,7 @@ _CONFIG = click.option("--config", "config_file", type=click.Path(dir_okay=False
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="logsvc")
 def main() -> None:
-    """Simple Log Service: send, search and tail logs, self-hosted or on AWS."""
+    """Simple Log Service: send and search logs, self-hosted or on AWS."""
 
 
 @main.command()
