@@ -1,0 +1,181 @@
+"""OTLP logs (OpenTelemetry's protocol) as our entry documents, and the answer OTLP expects.
+
+An ``ExportLogsServiceRequest`` (protobuf, or OTLP's JSON mapping) becomes one entry document per log record,
+in the shape ``POST /logs`` takes, so that the same validation decides what is stored. The mapping:
+
+- ``service_name``: the resource attribute ``service.name`` (absent: the default service);
+- ``level``: ``severityNumber`` by OpenTelemetry's ranges (our levels are their first numbers), else
+  ``severityText`` when it names a level, else INFO;
+- ``message``: a string body as is; any other body as JSON;
+- ``timestamp``: ``timeUnixNano``, else ``observedTimeUnixNano``, else the receive time;
+- ``metadata``: ``{"attributes", "resource", "scope": {"name", "version"}, "trace_id", "span_id"}``, each
+  only when present; attribute values keep their JSON types;
+- ``log_id``: a UUIDv7 of the record's time and a hash of the record, its resource, its scope and its place
+  in the request, so that an exporter retrying a request stores nothing twice.
+
+The protobuf modules are imported when a request comes: the Lambda handlers import this module and their
+zip does not carry them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+
+from logsvc.domain.entries import Level, level_named
+from logsvc.domain.timestamps import format_timestamp
+from logsvc.errors import FieldError, ValidationFailed
+
+__all__ = ["PROTOBUF", "otlp_documents", "otlp_response"]
+
+PROTOBUF = "application/x-protobuf"
+_HIGHEST_SEVERITY = 24
+# In OTLP's JSON mapping ids are hex, where protobuf's own JSON mapping (json_format) expects base64.
+_HEX_IDS = ("traceId", "spanId")
+
+
+def otlp_documents(body: bytes, *, as_json: bool) -> list[dict[str, Any]]:
+    """One entry document per log record of the request; ValidationFailed for a body that is not one."""
+    request = _parse(body, as_json)
+    docs: list[dict[str, Any]] = []
+    for resource_logs in request.resource_logs:
+        resource = _attributes(resource_logs.resource.attributes)
+        service = resource.pop("service.name", None)
+        resource_bytes = resource_logs.resource.SerializeToString(deterministic=True)
+        for scope_logs in resource_logs.scope_logs:
+            scope = {
+                k: v for k, v in (("name", scope_logs.scope.name), ("version", scope_logs.scope.version)) if v
+            }
+            scope_bytes = scope_logs.scope.SerializeToString(deterministic=True)
+            for record in scope_logs.log_records:
+                doc = _document(record, resource, scope)
+                if service is not None:
+                    doc["service_name"] = service
+                time_ns = record.time_unix_nano or record.observed_time_unix_nano
+                if time_ns:
+                    # As RFC 3339 text: an epoch number is read by its magnitude, which a time near 1970
+                    # in nanoseconds would defeat.
+                    doc["timestamp"] = format_timestamp(time_ns // 1000)
+                    digest = hashlib.blake2b(digest_size=10)
+                    for part in (resource_bytes, scope_bytes, record.SerializeToString(deterministic=True)):
+                        digest.update(len(part).to_bytes(8) + part)
+                    digest.update(len(docs).to_bytes(8))
+                    doc["log_id"] = _uuid7(time_ns // 1_000_000, digest.digest())
+                docs.append(doc)
+    return docs
+
+
+def otlp_response(rejected: int, error_message: str, *, as_json: bool) -> bytes:
+    """An ``ExportLogsServiceResponse``: ``partialSuccess`` only when records were rejected."""
+    if as_json:
+        partial = {"rejectedLogRecords": rejected, "errorMessage": error_message} if rejected else None
+        return msgspec.json.encode({"partialSuccess": partial} if partial else {})
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (  # noqa: PLC0415 (see above)
+        ExportLogsServiceResponse,
+    )
+
+    response = ExportLogsServiceResponse()
+    if rejected:
+        response.partial_success.rejected_log_records = rejected
+        response.partial_success.error_message = error_message
+    return bytes(response.SerializeToString())
+
+
+def _parse(body: bytes, as_json: bool) -> Any:
+    from google.protobuf import json_format  # noqa: PLC0415 (see the module's docstring)
+    from google.protobuf.message import DecodeError  # noqa: PLC0415
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (  # noqa: PLC0415
+        ExportLogsServiceRequest,
+    )
+
+    request = ExportLogsServiceRequest()
+    try:
+        if as_json:
+            doc = json.loads(body)
+            for record in _json_records(doc):
+                for name in _HEX_IDS:
+                    if record.get(name):
+                        record[name] = base64.b64encode(bytes.fromhex(record[name])).decode()
+            # OTLP/JSON receivers must ignore fields they do not know (newer versions of the protocol).
+            json_format.ParseDict(doc, request, ignore_unknown_fields=True)
+        else:
+            request.ParseFromString(body)
+    except (ValueError, TypeError, AttributeError, DecodeError, json_format.ParseError) as exc:
+        kind = "OTLP JSON" if as_json else "an OTLP protobuf"
+        raise ValidationFailed(
+            [FieldError("body", f"is not {kind} ExportLogsServiceRequest: {exc}")]
+        ) from None
+    return request
+
+
+def _json_records(doc: Any) -> Iterator[dict[str, Any]]:
+    """The log records of an OTLP JSON request, as far as its shape lets them be found (ParseDict then
+    judges the rest)."""
+    for resource_logs in _objects(doc, "resourceLogs"):
+        for scope_logs in _objects(resource_logs, "scopeLogs"):
+            yield from _objects(scope_logs, "logRecords")
+
+
+def _objects(parent: Any, name: str) -> Iterator[dict[str, Any]]:
+    children = parent.get(name) if isinstance(parent, dict) else None
+    if isinstance(children, list):
+        yield from (child for child in children if isinstance(child, dict))
+
+
+def _document(record: Any, resource: dict[str, Any], scope: dict[str, str]) -> dict[str, Any]:
+    metadata: dict[str, Any] = {}
+    if record.attributes:
+        metadata["attributes"] = _attributes(record.attributes)
+    if resource:
+        metadata["resource"] = resource
+    if scope:
+        metadata["scope"] = scope
+    if record.trace_id:
+        metadata["trace_id"] = record.trace_id.hex()
+    if record.span_id:
+        metadata["span_id"] = record.span_id.hex()
+    doc: dict[str, Any] = {"level": _level(record.severity_number, record.severity_text).name}
+    if record.HasField("body"):
+        body = _value(record.body)
+        doc["message"] = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
+    if metadata:
+        doc["metadata"] = metadata
+    return doc
+
+
+def _level(number: int, text: str) -> Level:
+    if 1 <= number <= _HIGHEST_SEVERITY:
+        return Level((number - 1) // 4 * 4 + 1)
+    return level_named(text) or Level.INFO
+
+
+def _attributes(pairs: Any) -> dict[str, Any]:
+    return {pair.key: _value(pair.value) for pair in pairs}
+
+
+def _value(value: Any) -> Any:
+    """An AnyValue as JSON: scalars as themselves, bytes as base64 text, arrays and key-value lists nested."""
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [_value(item) for item in value.array_value.values]
+    if kind == "kvlist_value":
+        return _attributes(value.kvlist_value.values)
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    return getattr(value, kind)
+
+
+def _uuid7(ms: int, digest: bytes) -> str:
+    """A UUIDv7 of the millisecond ``ms`` whose random bits are taken from ``digest``."""
+    value = bytearray(ms.to_bytes(6) + digest)
+    value[6] = 0x70 | (value[6] & 0x0F)
+    value[8] = 0x80 | (value[8] & 0x3F)
+    h = value.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
