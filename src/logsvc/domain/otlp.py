@@ -97,6 +97,8 @@ def _parse(body: bytes, as_json: bool) -> Any:
     try:
         if as_json:
             doc = json.loads(body)
+            if not isinstance(doc, dict):
+                raise TypeError("the body must be a JSON object")
             for record in _json_records(doc):
                 for name in _HEX_IDS:
                     if record.get(name):
