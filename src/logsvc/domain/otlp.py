@@ -13,8 +13,8 @@ in the shape ``POST /logs`` takes, so that the same validation decides what is s
 - ``log_id``: a UUIDv7 of the record's time and a hash of the record, its resource, its scope and its place
   in the request, so that an exporter retrying a request stores nothing twice.
 
-The protobuf modules are imported when a request comes: the Lambda handlers import this module and their
-zip does not carry them.
+The protobuf modules are imported when the first such request comes, not with this module: the Lambda
+handlers import it, and a cold start serving only ``POST /logs`` need not load them.
 """
 
 from __future__ import annotations
