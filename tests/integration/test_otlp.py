@@ -10,6 +10,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -134,8 +135,6 @@ def test_the_sdk_logging_bridge_stores_each_record_with_its_context(
 
 
 def _us(timestamp: str) -> int:
-    from datetime import datetime
-
     return int(datetime.fromisoformat(timestamp).timestamp() * 1_000_000)
 
 
@@ -275,7 +274,7 @@ def test_more_records_than_a_batch_may_hold_is_a_413(tmp_path: Path) -> None:
         running.stop()
 
 
-def test_the_service_maps_severity_and_defaults() -> None:
+def test_the_mapping_of_severity_and_defaults() -> None:
     records = [
         LogRecord(severity_number=n, body=_text(str(n)))
         for n in (0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25)
@@ -328,3 +327,21 @@ def test_the_service_rules_directly(tmp_path: Path) -> None:
             await store.close()
 
     asyncio.run(run())
+
+
+def test_a_body_that_is_not_a_string_is_its_json() -> None:
+    kvlist = AnyValue()
+    kvlist.kvlist_value.values.add(key="n", value=AnyValue(int_value=7))
+    array = AnyValue()
+    array.array_value.values.extend([AnyValue(double_value=1.5), AnyValue(string_value="é")])
+    bodies = [
+        kvlist,
+        array,
+        AnyValue(int_value=3),
+        AnyValue(bool_value=False),
+        AnyValue(bytes_value=b"\x00\x01"),
+    ]
+    docs = otlp_documents(
+        _request(None, *(LogRecord(body=b) for b in bodies)).SerializeToString(), as_json=False
+    )
+    assert [d["message"] for d in docs] == ['{"n": 7}', '[1.5, "é"]', "3", "false", '"AAE="']

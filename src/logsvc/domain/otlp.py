@@ -142,9 +142,12 @@ def _document(record: Any, resource: dict[str, Any], scope: dict[str, str]) -> d
     if record.span_id:
         metadata["span_id"] = record.span_id.hex()
     doc: dict[str, Any] = {"level": _level(record.severity_number, record.severity_text).name}
-    if record.HasField("body"):
-        body = _value(record.body)
-        doc["message"] = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False)
+    kind = record.body.WhichOneof("value")
+    if kind == "string_value":
+        doc["message"] = record.body.string_value
+    elif kind is not None:
+        # Bytes too: as JSON their base64 text is quoted, so a message of bytes is not read as text.
+        doc["message"] = json.dumps(_value(record.body), ensure_ascii=False)
     if metadata:
         doc["metadata"] = metadata
     return doc
