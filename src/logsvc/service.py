@@ -14,7 +14,7 @@ import msgspec
 
 from logsvc.auth.policy import Principal
 from logsvc.content import decode_content, is_encoded, is_ndjson, is_otlp_json
-from logsvc.domain.documents import decode_documents
+from logsvc.domain.documents import check_json_values, decode_documents
 from logsvc.domain.entries import Limits, LogEntry, NewEntry, format_log_id, parse_log_id
 from logsvc.domain.otlp import otlp_documents
 from logsvc.domain.queries import MAX_LIMIT, Page, parse_query
@@ -27,7 +27,6 @@ from logsvc.errors import (
     Forbidden,
     LogServiceError,
     NotFound,
-    PayloadTooLarge,
     ServerBusy,
     ValidationFailed,
 )
@@ -175,15 +174,13 @@ class LogService:
     def _otlp_entries(self, body: bytes, headers: Mapping[str, str], as_json: bool) -> OtlpResult:
         try:
             content = decode_content(body, headers, max_decompressed_bytes=self.limits.max_decompressed_bytes)
-            docs = otlp_documents(content, as_json=as_json)
+            if as_json:
+                # The guard of POST /logs against bodies of tiny values that would take gigabytes to decode.
+                check_json_values(content, self.limits)
+            docs = otlp_documents(content, as_json=as_json, max_records=self.limits.max_batch_entries)
         except LogServiceError:
             self._rejected(1)
             raise
-        if len(docs) > self.limits.max_batch_entries:
-            self._rejected(len(docs))
-            raise PayloadTooLarge(
-                f"a request holds at most {self.limits.max_batch_entries} log records; got {len(docs)}"
-            )
         now_us = self._clock_us()
         entries: list[NewEntry] = []
         problems: list[str] = []

@@ -280,7 +280,7 @@ def test_the_mapping_of_severity_and_defaults() -> None:
         for n in (0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25)
     ]
     records.append(LogRecord(severity_text="FATAL", body=_text("text")))
-    docs = otlp_documents(_request(None, *records).SerializeToString(), as_json=False)
+    docs = otlp_documents(_request(None, *records).SerializeToString(), as_json=False, max_records=100)
     assert [d["level"] for d in docs] == [
         "INFO",
         "TRACE",
@@ -323,6 +323,10 @@ def test_the_service_rules_directly(tmp_path: Path) -> None:
                 await service.ingest_otlp(too_many, headers, principal=scoped)
             with pytest.raises(ValidationFailed):
                 await service.ingest_otlp(b"\x0a\xff", headers, principal=scoped)
+            # OTLP JSON of tiny values is refused before it is decoded, as on POST /logs.
+            tiny = b'{"resourceLogs": [' + b",".join([b"{}"] * 40_000) + b"]}"
+            with pytest.raises(PayloadTooLarge, match="JSON values"):
+                await service.ingest_otlp(tiny, {"content-type": "application/json"}, principal=scoped)
         finally:
             await store.close()
 
@@ -341,7 +345,6 @@ def test_a_body_that_is_not_a_string_is_its_json() -> None:
         AnyValue(bool_value=False),
         AnyValue(bytes_value=b"\x00\x01"),
     ]
-    docs = otlp_documents(
-        _request(None, *(LogRecord(body=b) for b in bodies)).SerializeToString(), as_json=False
-    )
+    request = _request(None, *(LogRecord(body=b) for b in bodies))
+    docs = otlp_documents(request.SerializeToString(), as_json=False, max_records=100)
     assert [d["message"] for d in docs] == ['{"n": 7}', '[1.5, "é"]', "3", "false", '"AAE="']

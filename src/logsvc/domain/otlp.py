@@ -29,7 +29,7 @@ import msgspec
 
 from logsvc.domain.entries import Level, level_named
 from logsvc.domain.timestamps import format_timestamp
-from logsvc.errors import FieldError, ValidationFailed
+from logsvc.errors import FieldError, PayloadTooLarge, ValidationFailed
 
 __all__ = ["PROTOBUF", "otlp_documents", "otlp_response"]
 
@@ -39,9 +39,13 @@ _HIGHEST_SEVERITY = 24
 _HEX_IDS = ("traceId", "spanId")
 
 
-def otlp_documents(body: bytes, *, as_json: bool) -> list[dict[str, Any]]:
-    """One entry document per log record of the request; ValidationFailed for a body that is not one."""
+def otlp_documents(body: bytes, *, as_json: bool, max_records: int) -> list[dict[str, Any]]:
+    """One entry document per log record of the request; ValidationFailed for a body that is not one,
+    PayloadTooLarge for more than ``max_records`` records (counted before any document is made)."""
     request = _parse(body, as_json)
+    records = sum(len(s.log_records) for r in request.resource_logs for s in r.scope_logs)
+    if records > max_records:
+        raise PayloadTooLarge(f"a request holds at most {max_records} log records; got {records}")
     docs: list[dict[str, Any]] = []
     for resource_logs in request.resource_logs:
         resource = _attributes(resource_logs.resource.attributes)
