@@ -266,12 +266,26 @@ def test_more_records_than_a_batch_may_hold_is_a_413(tmp_path: Path) -> None:
         service = _service()
         body = _request(service, *(_record(f"r{i}") for i in range(3))).SerializeToString()
         assert _post(running, body, key).status_code == 413
+        # 32 MB of empty records (a 30 KB gzip) would parse into 2 GB of messages: counted on the wire first.
+        wire = _field(1, _field(2, _field(2, b"") * 16_000_000))
+        refused = _post(running, gzip.compress(wire), key, **{"Content-Encoding": "gzip"})
+        assert refused.status_code == 413, refused.text
+        assert "at most 2 log records" in refused.json()["detail"]
         assert (
             _post(running, _request(service, _record("a"), _record("b")).SerializeToString(), key).status_code
             == 200
         )
     finally:
         running.stop()
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field, as the wire has it."""
+    head, length = bytearray([number << 3 | 2]), len(payload)
+    while length > 0x7F:
+        head.append(length & 0x7F | 0x80)
+        length >>= 7
+    return bytes([*head, length]) + payload
 
 
 def test_the_mapping_of_severity_and_defaults() -> None:

@@ -42,10 +42,14 @@ _HEX_IDS = ("traceId", "spanId")
 def otlp_documents(body: bytes, *, as_json: bool, max_records: int) -> list[dict[str, Any]]:
     """One entry document per log record of the request; ValidationFailed for a body that is not one,
     PayloadTooLarge for more than ``max_records`` records (counted before any document is made)."""
+    # Protobuf records are counted on the wire first: 32 MiB of empty records parses into 2 GB of messages.
+    if not as_json:
+        _check_records(_wire_records(body, max_records), max_records)
     request = _parse(body, as_json)
-    records = sum(len(s.log_records) for r in request.resource_logs for s in r.scope_logs)
-    if records > max_records:
-        raise PayloadTooLarge(f"a request holds at most {max_records} log records; got {records}")
+    if as_json:
+        _check_records(
+            sum(len(s.log_records) for r in request.resource_logs for s in r.scope_logs), max_records
+        )
     docs: list[dict[str, Any]] = []
     for resource_logs in request.resource_logs:
         resource = _attributes(resource_logs.resource.attributes)
@@ -117,6 +121,65 @@ def _parse(body: bytes, as_json: bool) -> Any:
             [FieldError("body", f"is not {kind} ExportLogsServiceRequest: {exc}")]
         ) from None
     return request
+
+
+def _check_records(records: int, max_records: int) -> None:
+    if records > max_records:
+        raise PayloadTooLarge(f"a request holds at most {max_records} log records; send smaller batches")
+
+
+def _wire_records(body: bytes, limit: int) -> int:
+    """The log records of a protobuf ExportLogsServiceRequest, counted from the wire without parsing the
+    messages, up to ``limit`` + 1: field 1 (resource_logs) > field 2 (scope_logs) > field 2 (log_records)."""
+    count = 0
+    try:
+        for resource in _len_fields(body, 0, len(body), 1):
+            for scope in _len_fields(body, *resource, 2):
+                for _ in _len_fields(body, *scope, 2):
+                    count += 1
+                    if count > limit:
+                        return count
+    except IndexError:
+        raise ValidationFailed([FieldError("body", "is not an OTLP protobuf message")]) from None
+    return count
+
+
+def _len_fields(data: bytes, start: int, end: int, number: int) -> Iterator[tuple[int, int]]:
+    """Where each length-delimited field ``number`` of the message in ``data[start:end]`` lies; IndexError
+    for bytes that are not protobuf's wire format."""
+    pos = start
+    while pos < end:
+        key, pos = _varint(data, pos, end)
+        wire_type = key & 7
+        if wire_type == 0:
+            pos = _varint(data, pos, end)[1]
+        elif wire_type == 1:
+            pos += 8
+        elif wire_type == 5:
+            pos += 4
+        elif wire_type == 2:
+            length, pos = _varint(data, pos, end)
+            if key >> 3 == number and pos + length <= end:
+                yield pos, pos + length
+            pos += length
+        else:
+            raise IndexError("not a wire type these messages use")
+        if pos > end:
+            raise IndexError("a field runs past its message")
+
+
+def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
+    value = shift = 0
+    while shift < 70:
+        if pos >= end:
+            raise IndexError("a varint runs past its message")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+    raise IndexError("a varint of more than 10 bytes")
 
 
 def _json_records(doc: Any) -> Iterator[dict[str, Any]]:
