@@ -177,7 +177,7 @@ class LogService:
             if as_json:
                 # The guard of POST /logs against bodies of tiny values that would take gigabytes to decode.
                 check_json_values(content, self.limits)
-            docs = otlp_documents(content, as_json=as_json, max_records=self.limits.max_batch_entries)
+            docs = otlp_documents(content, as_json=as_json, limits=self.limits)
         except LogServiceError:
             self._rejected(1)
             raise

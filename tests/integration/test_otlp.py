@@ -294,7 +294,7 @@ def test_the_mapping_of_severity_and_defaults() -> None:
         for n in (0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25)
     ]
     records.append(LogRecord(severity_text="FATAL", body=_text("text")))
-    docs = otlp_documents(_request(None, *records).SerializeToString(), as_json=False, max_records=100)
+    docs = otlp_documents(_request(None, *records).SerializeToString(), as_json=False, limits=Limits())
     assert [d["level"] for d in docs] == [
         "INFO",
         "TRACE",
@@ -337,6 +337,10 @@ def test_the_service_rules_directly(tmp_path: Path) -> None:
                 await service.ingest_otlp(too_many, headers, principal=scoped)
             with pytest.raises(ValidationFailed):
                 await service.ingest_otlp(b"\x0a\xff", headers, principal=scoped)
+            # So is protobuf of tiny fields: one record of 40,000 empty attributes.
+            attributes = _field(1, _field(2, _field(2, _field(6, b"") * 40_000)))
+            with pytest.raises(PayloadTooLarge, match="protobuf fields"):
+                await service.ingest_otlp(attributes, headers, principal=scoped)
             # OTLP JSON of tiny values is refused before it is decoded, as on POST /logs.
             tiny = b'{"resourceLogs": [' + b",".join([b"{}"] * 40_000) + b"]}"
             with pytest.raises(PayloadTooLarge, match="JSON values"):
@@ -360,5 +364,5 @@ def test_a_body_that_is_not_a_string_is_its_json() -> None:
         AnyValue(bytes_value=b"\x00\x01"),
     ]
     request = _request(None, *(LogRecord(body=b) for b in bodies))
-    docs = otlp_documents(request.SerializeToString(), as_json=False, max_records=100)
+    docs = otlp_documents(request.SerializeToString(), as_json=False, limits=Limits())
     assert [d["message"] for d in docs] == ['{"n": 7}', '[1.5, "é"]', "3", "false", '"AAE="']

@@ -27,7 +27,7 @@ from typing import Any
 
 import msgspec
 
-from logsvc.domain.entries import Level, level_named
+from logsvc.domain.entries import VALUES_PER_ENTRY, Level, Limits, level_named
 from logsvc.domain.timestamps import format_timestamp
 from logsvc.errors import FieldError, PayloadTooLarge, ValidationFailed
 
@@ -39,16 +39,17 @@ _HIGHEST_SEVERITY = 24
 _HEX_IDS = ("traceId", "spanId")
 
 
-def otlp_documents(body: bytes, *, as_json: bool, max_records: int) -> list[dict[str, Any]]:
+def otlp_documents(body: bytes, *, as_json: bool, limits: Limits) -> list[dict[str, Any]]:
     """One entry document per log record of the request; ValidationFailed for a body that is not one,
-    PayloadTooLarge for more than ``max_records`` records (counted before any document is made)."""
-    # Protobuf records are counted on the wire first: 32 MiB of empty records parses into 2 GB of messages.
+    PayloadTooLarge for more records than a batch holds (counted before any document is made). A JSON body
+    has passed the value count of POST /logs; a protobuf one is counted here, on the wire."""
     if not as_json:
-        _check_records(_wire_records(body, max_records), max_records)
+        _check_wire(body, limits)
     request = _parse(body, as_json)
     if as_json:
         _check_records(
-            sum(len(s.log_records) for r in request.resource_logs for s in r.scope_logs), max_records
+            sum(len(s.log_records) for r in request.resource_logs for s in r.scope_logs),
+            limits.max_batch_entries,
         )
     docs: list[dict[str, Any]] = []
     for resource_logs in request.resource_logs:
@@ -128,42 +129,67 @@ def _check_records(records: int, max_records: int) -> None:
         raise PayloadTooLarge(f"a request holds at most {max_records} log records; send smaller batches")
 
 
-def _wire_records(body: bytes, limit: int) -> int:
-    """The log records of a protobuf ExportLogsServiceRequest, counted from the wire without parsing the
-    messages, up to ``limit`` + 1: field 1 (resource_logs) > field 2 (scope_logs) > field 2 (log_records)."""
-    count = 0
+# The message fields of the messages a request nests, by field number (opentelemetry/proto/*.proto).
+_MESSAGE_FIELDS: dict[str, dict[int, str]] = {
+    "ExportLogsServiceRequest": {1: "ResourceLogs"},
+    "ResourceLogs": {1: "Resource", 2: "ScopeLogs"},
+    "Resource": {1: "KeyValue"},
+    "ScopeLogs": {1: "InstrumentationScope", 2: "LogRecord"},
+    "InstrumentationScope": {3: "KeyValue"},
+    "LogRecord": {5: "AnyValue", 6: "KeyValue"},
+    "KeyValue": {2: "AnyValue"},
+    "AnyValue": {5: "ArrayValue", 6: "KeyValueList"},
+    "ArrayValue": {1: "AnyValue"},
+    "KeyValueList": {1: "KeyValue"},
+}
+
+
+def _check_wire(body: bytes, limits: Limits) -> None:
+    """PayloadTooLarge for a protobuf request of more records than a batch holds, or of more fields than
+    a body may hold values (as POST /logs counts JSON values), found on the wire before anything is parsed:
+    32 MiB of empty records or attributes parses into 2 GB of messages."""
+    records = fields = 0
+    stack = [(0, len(body), "ExportLogsServiceRequest")]
     try:
-        for resource in _len_fields(body, 0, len(body), 1):
-            for scope in _len_fields(body, *resource, 2):
-                for _ in _len_fields(body, *scope, 2):
-                    count += 1
-                    if count > limit:
-                        return count
+        while stack:
+            start, end, message = stack.pop()
+            children = _MESSAGE_FIELDS[message]
+            for number, field_start, field_end in _fields(body, start, end):
+                fields += 1
+                if fields > limits.max_body_values:
+                    raise PayloadTooLarge(
+                        f"the body holds more than {limits.max_body_values} protobuf fields; a batch holds "
+                        f"at most {limits.max_batch_entries} records of about {VALUES_PER_ENTRY} each: "
+                        "send smaller batches"
+                    )
+                child = children.get(number)
+                if child is not None and field_end is not None:
+                    records += child == "LogRecord"
+                    _check_records(records, limits.max_batch_entries)
+                    stack.append((field_start, field_end, child))
     except IndexError:
         raise ValidationFailed([FieldError("body", "is not an OTLP protobuf message")]) from None
-    return count
 
 
-def _len_fields(data: bytes, start: int, end: int, number: int) -> Iterator[tuple[int, int]]:
-    """Where each length-delimited field ``number`` of the message in ``data[start:end]`` lies; IndexError
-    for bytes that are not protobuf's wire format."""
+def _fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int | None]]:
+    """The fields of the message in ``data[start:end]``: number, and where a length-delimited one's bytes
+    lie (None as the end of any other); IndexError for bytes that are not protobuf's wire format."""
     pos = start
     while pos < end:
         key, pos = _varint(data, pos, end)
         wire_type = key & 7
-        if wire_type == 0:
-            pos = _varint(data, pos, end)[1]
-        elif wire_type == 1:
-            pos += 8
-        elif wire_type == 5:
-            pos += 4
-        elif wire_type == 2:
+        if wire_type == 2:
             length, pos = _varint(data, pos, end)
-            if key >> 3 == number and pos + length <= end:
-                yield pos, pos + length
+            yield key >> 3, pos, pos + length
             pos += length
         else:
-            raise IndexError("not a wire type these messages use")
+            if wire_type == 0:
+                pos = _varint(data, pos, end)[1]
+            elif wire_type in (1, 5):
+                pos += 8 if wire_type == 1 else 4
+            else:
+                raise IndexError("not a wire type these messages use")
+            yield key >> 3, pos, None
         if pos > end:
             raise IndexError("a field runs past its message")
 
