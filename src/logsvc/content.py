@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from logsvc.errors import FieldError, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
-__all__ = ["GZIP_MAGIC", "check_size", "decode_content", "is_encoded", "is_ndjson"]
+__all__ = ["GZIP_MAGIC", "check_size", "decode_content", "is_encoded", "is_ndjson", "is_otlp_json"]
 
 GZIP_MAGIC = b"\x1f\x8b"
 
@@ -27,6 +27,18 @@ def is_ndjson(headers: Mapping[str, str]) -> bool:
         return False
     raise UnsupportedMediaType(
         f"Content-Type {media_type!r} is not accepted; send application/json or application/x-ndjson"
+    )
+
+
+def is_otlp_json(headers: Mapping[str, str]) -> bool:
+    """Whether an OTLP body is in OTLP's JSON mapping rather than protobuf; 415 for anything else."""
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type in ("application/x-protobuf", "application/protobuf"):
+        return False
+    if media_type == "application/json":
+        return True
+    raise UnsupportedMediaType(
+        f"Content-Type {media_type!r} is not accepted; send application/x-protobuf or application/json"
     )
 
 

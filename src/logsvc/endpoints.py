@@ -13,7 +13,8 @@ from typing import Annotated, Any
 import msgspec
 
 from logsvc.auth.policy import Permission
-from logsvc.content import decode_content
+from logsvc.content import decode_content, is_otlp_json
+from logsvc.domain.otlp import PROTOBUF, otlp_response
 from logsvc.domain.queries import MAX_LIMIT, ReadParameters
 from logsvc.routing import Answer, Call, Endpoint, json_answer, json_response, schema_ref
 from logsvc.service import Created
@@ -34,6 +35,14 @@ async def ingest(call: Call) -> Answer:
     result = await service.ingest(await call.body(), call.headers, principal=call.principal)
     headers = {"Location": f"/logs/{result.log_id}"} if isinstance(result, Created) else None
     return json_answer(result, 201, headers)
+
+
+async def ingest_otlp(call: Call) -> Answer:
+    service = await call.services.log()
+    result = await service.ingest_otlp(await call.body(), call.headers, principal=call.principal)
+    as_json = is_otlp_json(call.headers)
+    body = otlp_response(result.rejected, result.error_message, as_json=as_json)
+    return Answer(200, body, "application/json" if as_json else PROTOBUF)
 
 
 async def recent(call: Call) -> Answer:
@@ -110,6 +119,20 @@ _INGEST_BODY = {
         "application/x-ndjson": {"schema": {"type": "string", "description": "one entry per line"}},
     },
 }
+_OTLP_MESSAGE = {
+    "type": "string",
+    "format": "binary",
+    "description": "opentelemetry.proto.collector.logs.v1 ExportLogsService{Request,Response}",
+}
+_OTLP_JSON = {"type": "object", "description": "the same message in OTLP's JSON mapping"}
+_OTLP_BODY = {
+    "required": True,
+    "content": {PROTOBUF: {"schema": _OTLP_MESSAGE}, "application/json": {"schema": _OTLP_JSON}},
+}
+_OTLP_ANSWER = {
+    "description": "the valid records stored durably; partialSuccess counts the rejected ones",
+    "content": _OTLP_BODY["content"],
+}
 _CREATED = json_response({"oneOf": [schema_ref("Created"), schema_ref("BatchCreated")]}, "stored durably")
 _PAGE = {"200": json_response(schema_ref("Page"), "newest entries first")}
 _STATUS = {"200": json_response({"type": "object"}, "status")}
@@ -149,6 +172,18 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         summary="Store one entry or a batch (atomic), durably",
         request_body=_INGEST_BODY,
         answers={"201": _CREATED},
+        problems=(400, 408, 413, 415, 503, 507),
+    ),
+    Endpoint(
+        path="/v1/logs",
+        method="POST",
+        name="ingest_otlp",
+        permission=Permission.INGEST,
+        operation=ingest_otlp,
+        function="ingest",
+        summary="OTLP/HTTP logs (protobuf or JSON): each valid record stored durably, the others rejected",
+        request_body=_OTLP_BODY,
+        answers={"200": _OTLP_ANSWER},
         problems=(400, 408, 413, 415, 503, 507),
     ),
     _read("/logs", "list_logs", "Same as /logs/recent"),

@@ -8,14 +8,15 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import msgspec
 
 from logsvc.auth.policy import Principal
-from logsvc.content import decode_content, is_encoded, is_ndjson
-from logsvc.domain.documents import decode_documents
+from logsvc.content import decode_content, is_encoded, is_ndjson, is_otlp_json
+from logsvc.domain.documents import check_json_values, decode_documents
 from logsvc.domain.entries import Limits, LogEntry, NewEntry, format_log_id, parse_log_id
+from logsvc.domain.otlp import otlp_documents
 from logsvc.domain.queries import MAX_LIMIT, Page, parse_query
 from logsvc.domain.retention import retention_rules
 from logsvc.domain.timestamps import format_timestamp, parse_whole_number
@@ -41,6 +42,7 @@ __all__ = [
     "Created",
     "IngestObserver",
     "LogService",
+    "OtlpResult",
     "Retention",
     "check_destroy",
     "purge",
@@ -53,6 +55,10 @@ log = logging.getLogger("logsvc.service")
 INLINE_BODY_BYTES = 64 * 1024
 # How long a large body waits for a decoding slot before the answer is 503.
 DECODE_QUEUE_SECONDS = 5.0
+# The rejected records an OTLP answer describes one by one; it counts the rest.
+MAX_OTLP_PROBLEMS = 10
+
+_T = TypeVar("_T")
 
 
 class Created(msgspec.Struct, frozen=True):
@@ -64,6 +70,14 @@ class Created(msgspec.Struct, frozen=True):
 class BatchCreated(msgspec.Struct, frozen=True):
     count: int
     log_ids: list[str]
+
+
+class OtlpResult(msgspec.Struct, frozen=True):
+    """What an OTLP request stored and what it rejected (``error_message`` says why)."""
+
+    entries: list[NewEntry]
+    rejected: int
+    error_message: str
 
 
 class IngestObserver(Protocol):
@@ -96,21 +110,41 @@ class LogService:
         """Validate a whole request body (as sent: ``headers`` give its media type and content encoding)
         and store it atomically; returns once the entries are durable."""
         ndjson = is_ndjson(headers)
+        entries, single = await self._decode(body, headers, lambda: self._entries(body, headers, ndjson))
+        await self._store(entries, principal)
+        if single:
+            return _created(entries[0])
+        return BatchCreated(count=len(entries), log_ids=[format_log_id(e.log_id) for e in entries])
+
+    async def ingest_otlp(
+        self, body: bytes, headers: Mapping[str, str], *, principal: Principal
+    ) -> OtlpResult:
+        """Store the valid records of an OTLP logs request (``logsvc.domain.otlp`` maps them to entries) and
+        reject the others, as OTLP's partial success; returns once the stored ones are durable."""
+        as_json = is_otlp_json(headers)
+        result = await self._decode(body, headers, lambda: self._otlp_entries(body, headers, as_json))
+        await self._store(result.entries, principal)
+        return result
+
+    async def _decode(self, body: bytes, headers: Mapping[str, str], decode: Callable[[], _T]) -> _T:
         if len(body) <= INLINE_BODY_BYTES and not is_encoded(headers):
-            entries, single = self._entries(body, headers, ndjson)
-        else:
-            # Inflating and decoding up to max_decompressed_bytes takes a CPU for a while: off the event
-            # loop, and a few at a time, so that a burst of large bodies cannot take every thread and all
-            # the memory at once.
-            try:
-                async with asyncio.timeout(DECODE_QUEUE_SECONDS):
-                    await self._decoding.acquire()
-            except TimeoutError:
-                raise ServerBusy("too many large request bodies are being decoded; retry shortly") from None
-            try:
-                entries, single = await asyncio.to_thread(self._entries, body, headers, ndjson)
-            finally:
-                self._decoding.release()
+            return decode()
+        # Inflating and decoding up to max_decompressed_bytes takes a CPU for a while: off the event
+        # loop, and a few at a time, so that a burst of large bodies cannot take every thread and all
+        # the memory at once.
+        try:
+            async with asyncio.timeout(DECODE_QUEUE_SECONDS):
+                await self._decoding.acquire()
+        except TimeoutError:
+            raise ServerBusy("too many large request bodies are being decoded; retry shortly") from None
+        try:
+            return await asyncio.to_thread(decode)
+        finally:
+            self._decoding.release()
+
+    async def _store(self, entries: list[NewEntry], principal: Principal) -> None:
+        """The scope rule (a credential writing a service it may not: 403 for the whole request), then the
+        durable append."""
         outside = sorted({e.service_name for e in entries if not principal.covers(e.service_name)})
         if outside:
             self._rejected(len(entries))
@@ -118,12 +152,10 @@ class LogService:
             raise Forbidden(
                 f"this credential may write only to services {allowed}; not to {', '.join(outside)}"
             )
-        await self.store.append(entries)
+        if entries:
+            await self.store.append(entries)
         if self._observer is not None:
             self._observer.ingested(len(entries))
-        if single:
-            return _created(entries[0])
-        return BatchCreated(count=len(entries), log_ids=[format_log_id(e.log_id) for e in entries])
 
     def _entries(self, body: bytes, headers: Mapping[str, str], ndjson: bool) -> tuple[list[NewEntry], bool]:
         try:
@@ -138,6 +170,31 @@ class LogService:
             self._rejected(len(docs))
             raise
         return entries, single
+
+    def _otlp_entries(self, body: bytes, headers: Mapping[str, str], as_json: bool) -> OtlpResult:
+        try:
+            content = decode_content(body, headers, max_decompressed_bytes=self.limits.max_decompressed_bytes)
+            if as_json:
+                # The guard of POST /logs against bodies of tiny values that would take gigabytes to decode.
+                check_json_values(content, self.limits)
+            docs = otlp_documents(content, as_json=as_json, limits=self.limits)
+        except LogServiceError:
+            self._rejected(1)
+            raise
+        now_us = self._clock_us()
+        entries: list[NewEntry] = []
+        problems: list[str] = []
+        for index, doc in enumerate(docs):
+            # Each record alone through the rules of POST /logs: a broken one is rejected, not the request.
+            try:
+                entries += validate_entries([doc], now_us=now_us, limits=self.limits, batch=False)
+            except ValidationFailed as exc:
+                problems.append(f"record {index}: " + "; ".join(f"{e.field} {e.message}" for e in exc.errors))
+        self._rejected(len(problems))
+        message = "; ".join(problems[:MAX_OTLP_PROBLEMS])
+        if len(problems) > MAX_OTLP_PROBLEMS:
+            message += f"; and {len(problems) - MAX_OTLP_PROBLEMS} more"
+        return OtlpResult(entries=entries, rejected=len(problems), error_message=message)
 
     def _rejected(self, count: int) -> None:
         if self._observer is not None:

@@ -375,6 +375,9 @@ def test_api_gateway_may_invoke_each_function_only_on_its_routes(stack: Stack) -
     assert ingest["function_name"] == expr("aws_lambda_function.ingest.function_name")
     assert ingest["principal"] == "apigateway.amazonaws.com"
     assert ingest["source_arn"] == execution + "POST/logs"
+    otlp = stack.resource("aws_lambda_permission", "api_ingest_otlp")
+    assert otlp["function_name"] == expr("aws_lambda_function.ingest.function_name")
+    assert otlp["source_arn"] == execution + "POST/v1/logs"
     read = stack.resource("aws_lambda_permission", "api_read")
     assert read["function_name"] == expr("aws_lambda_function.read.function_name")
     assert read["principal"] == "apigateway.amazonaws.com"
@@ -391,9 +394,10 @@ ROUTES = {
     "get_logs": ("GET", "logs", "read"),
     "get_logs_recent": ("GET", "logs_recent", "read"),
     "get_log_by_id": ("GET", "log_by_id", "read"),
+    "post_v1_logs": ("POST", "v1_logs", "ingest"),
 }
 
-PATHS = {"logs": "/logs", "logs_recent": "/logs/recent", "log_by_id": "/logs/{log_id}"}
+PATHS = {"logs": "/logs", "logs_recent": "/logs/recent", "log_by_id": "/logs/{log_id}", "v1_logs": "/v1/logs"}
 
 
 def test_the_api_routes_are_those_the_route_table_gives_the_functions() -> None:
@@ -409,13 +413,18 @@ def test_api_is_regional_and_its_paths(stack: Stack) -> None:
         "logs": "logs",
         "logs_recent": "recent",
         "log_by_id": "{log_id}",
+        "v1": "v1",
+        "v1_logs": "logs",
     }
     assert resources["logs"]["parent_id"] == expr("aws_api_gateway_rest_api.this.root_resource_id")
     assert resources["logs_recent"]["parent_id"] == expr("aws_api_gateway_resource.logs.id")
     assert resources["log_by_id"]["parent_id"] == expr("aws_api_gateway_resource.logs.id")
+    assert resources["v1_logs"]["parent_id"] == expr("aws_api_gateway_resource.v1.id")
+    # OTLP's protobuf bodies must reach the ingest function as they were sent (base64), not as text.
+    assert api["binary_media_types"] == ["application/x-protobuf"]
 
 
-def test_exactly_the_four_methods(stack: Stack) -> None:
+def test_exactly_the_methods_of_the_route_table(stack: Stack) -> None:
     methods = stack.resources["aws_api_gateway_method"]
     assert {name: (m["http_method"], m["resource_id"]) for name, m in methods.items()} == {
         name: (verb, expr(f"aws_api_gateway_resource.{path}.id")) for name, (verb, path, _) in ROUTES.items()
@@ -581,9 +590,9 @@ def test_client_roles_require_the_external_id(stack: Stack) -> None:
 def test_client_roles_invoke_only_their_methods(stack: Stack) -> None:
     routes = {role: body["routes"] for role, body in stack.locals["client_roles"].items()}
     assert routes == {
-        "ingest": ["POST/logs"],
+        "ingest": ["POST/logs", "POST/v1/logs"],
         "read": ["GET/logs", "GET/logs/recent", "GET/logs/*"],
-        "admin": ["POST/logs", "GET/logs", "GET/logs/recent", "GET/logs/*"],
+        "admin": ["POST/logs", "POST/v1/logs", "GET/logs", "GET/logs/recent", "GET/logs/*"],
     }
     invoke = stack.policy("client_invoke")
     assert invoke["for_each"] == expr("local.client_roles")

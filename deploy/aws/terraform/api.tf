@@ -3,6 +3,7 @@
 #   GET  /logs            -> read
 #   GET  /logs/recent     -> read
 #   GET  /logs/{log_id}   -> read
+#   POST /v1/logs         -> ingest (OTLP/HTTP logs: protobuf or JSON)
 #
 # Authorization: every method is AWS_IAM (SigV4; the caller needs execute-api:Invoke on that method, which only
 # the client roles in iam_clients.tf have), or COGNITO_USER_POOLS when enable_cognito is true. A REST API
@@ -16,6 +17,8 @@ resource "aws_api_gateway_rest_api" "this" {
   name                     = var.name_prefix
   description              = "Simple Log Service"
   minimum_compression_size = tostring(var.minimum_compression_size)
+  # OTLP's protobuf bodies reach the ingest function base64-encoded, byte for byte (and its answers go back so).
+  binary_media_types = ["application/x-protobuf"]
 
   endpoint_configuration {
     types = ["REGIONAL"]
@@ -42,6 +45,18 @@ resource "aws_api_gateway_resource" "log_by_id" {
   rest_api_id = aws_api_gateway_rest_api.this.id
   parent_id   = aws_api_gateway_resource.logs.id
   path_part   = "{log_id}"
+}
+
+resource "aws_api_gateway_resource" "v1" {
+  rest_api_id = aws_api_gateway_rest_api.this.id
+  parent_id   = aws_api_gateway_rest_api.this.root_resource_id
+  path_part   = "v1"
+}
+
+resource "aws_api_gateway_resource" "v1_logs" {
+  rest_api_id = aws_api_gateway_rest_api.this.id
+  parent_id   = aws_api_gateway_resource.v1.id
+  path_part   = "logs"
 }
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -185,6 +200,26 @@ resource "aws_api_gateway_integration" "get_log_by_id" {
   uri                     = aws_lambda_function.read.invoke_arn
 }
 
+# OTLP/HTTP logs: no request model (a protobuf body has none), so the validator checks no body here; the
+# function validates every record.
+resource "aws_api_gateway_method" "post_v1_logs" {
+  rest_api_id          = aws_api_gateway_rest_api.this.id
+  resource_id          = aws_api_gateway_resource.v1_logs.id
+  http_method          = "POST"
+  authorization        = var.enable_cognito ? "COGNITO_USER_POOLS" : "AWS_IAM"
+  authorizer_id        = var.enable_cognito ? aws_api_gateway_authorizer.cognito[0].id : null
+  request_validator_id = aws_api_gateway_request_validator.this.id
+}
+
+resource "aws_api_gateway_integration" "post_v1_logs" {
+  rest_api_id             = aws_api_gateway_rest_api.this.id
+  resource_id             = aws_api_gateway_resource.v1_logs.id
+  http_method             = aws_api_gateway_method.post_v1_logs.http_method
+  type                    = "AWS_PROXY"
+  integration_http_method = "POST"
+  uri                     = aws_lambda_function.ingest.invoke_arn
+}
+
 # ---------------------------------------------------------------------------------------------------------------
 # Deployment and stage
 # ---------------------------------------------------------------------------------------------------------------
@@ -198,16 +233,20 @@ resource "aws_api_gateway_deployment" "this" {
       aws_api_gateway_resource.logs,
       aws_api_gateway_resource.logs_recent,
       aws_api_gateway_resource.log_by_id,
+      aws_api_gateway_resource.v1,
+      aws_api_gateway_resource.v1_logs,
       aws_api_gateway_request_validator.this,
       aws_api_gateway_model.ingest_body,
       aws_api_gateway_method.post_logs,
       aws_api_gateway_method.get_logs,
       aws_api_gateway_method.get_logs_recent,
       aws_api_gateway_method.get_log_by_id,
+      aws_api_gateway_method.post_v1_logs,
       aws_api_gateway_integration.post_logs,
       aws_api_gateway_integration.get_logs,
       aws_api_gateway_integration.get_logs_recent,
       aws_api_gateway_integration.get_log_by_id,
+      aws_api_gateway_integration.post_v1_logs,
       aws_api_gateway_authorizer.cognito,
     ]))
   }

@@ -250,6 +250,14 @@ resource "aws_lambda_permission" "api_ingest" {
   source_arn    = "${aws_api_gateway_rest_api.this.execution_arn}/${var.stage_name}/POST/logs"
 }
 
+resource "aws_lambda_permission" "api_ingest_otlp" {
+  statement_id  = "AllowApiGatewayPostOtlpLogs"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.ingest.function_name
+  principal     = "apigateway.amazonaws.com"
+  source_arn    = "${aws_api_gateway_rest_api.this.execution_arn}/${var.stage_name}/POST/v1/logs"
+}
+
 resource "aws_lambda_permission" "api_read" {
   for_each = {
     logs   = "GET/logs"

@@ -12,6 +12,7 @@ Handler names for the Lambda configuration: ``logsvc.aws.handlers.ingest`` and `
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import logging
 import sys
@@ -26,6 +27,7 @@ from logsvc.auth.refusals import RefusalAudit
 from logsvc.aws.events import Request, parse_event
 from logsvc.aws.identity import PrincipalMap
 from logsvc.content import GZIP_MAGIC, check_size
+from logsvc.domain.otlp import PROTOBUF
 from logsvc.endpoints import ENDPOINTS
 from logsvc.errors import (
     PROBLEM_TYPE,
@@ -67,7 +69,15 @@ def _response(
     all_headers = {"content-type": media_type} | {
         name.lower(): value for name, value in (headers or {}).items()
     }
-    return {"statusCode": status, "headers": all_headers, "body": body.decode(), "isBase64Encoded": False}
+    if media_type != PROTOBUF:
+        return {"statusCode": status, "headers": all_headers, "body": body.decode(), "isBase64Encoded": False}
+    # A binary answer (OTLP's protobuf) goes as base64, which API Gateway decodes for the caller.
+    return {
+        "statusCode": status,
+        "headers": all_headers,
+        "body": base64.b64encode(body).decode(),
+        "isBase64Encoded": True,
+    }
 
 
 def _answered(answer: Answer) -> Response:

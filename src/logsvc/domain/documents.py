@@ -13,7 +13,7 @@ import msgspec
 from logsvc.domain.entries import VALUES_PER_ENTRY, Limits
 from logsvc.errors import FieldError, PayloadTooLarge, ValidationFailed
 
-__all__ = ["decode_documents"]
+__all__ = ["check_json_values", "decode_documents"]
 
 # A string, or an unclosed one running to the end: without that alternative an unclosed string makes the
 # engine retry from every quote, quadratic in the body (a 9 MB body of `"\",` would take hours).
@@ -76,6 +76,11 @@ def _line_number(body: bytes, offset: int) -> int:
     """The line, counted from 1 as bytes.splitlines counts them (\r\n, \r or \n ends one), of an offset."""
     crlf = body.count(b"\r\n", 0, offset)
     return 1 + body.count(b"\n", 0, offset) + body.count(b"\r", 0, offset) - crlf
+
+
+def check_json_values(body: bytes, limits: Limits) -> None:
+    """413 for a JSON body (one document) of more values than limits.max_body_values, before decoding it."""
+    _check_values(body, limits, documents=1)
 
 
 def _check_values(body: bytes, limits: Limits, *, documents: int) -> None:
