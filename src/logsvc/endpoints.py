@@ -8,12 +8,14 @@ call the service, encode the answer; the rules live in the services.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Annotated, Any
 
 import msgspec
 
 from logsvc.auth.policy import Permission
 from logsvc.content import decode_content, is_otlp_json
+from logsvc.domain.esbulk import bulk_response, version_document
 from logsvc.domain.otlp import PROTOBUF, otlp_response
 from logsvc.domain.queries import MAX_LIMIT, ReadParameters
 from logsvc.routing import Answer, Call, Endpoint, json_answer, json_response, schema_ref
@@ -43,6 +45,28 @@ async def ingest_otlp(call: Call) -> Answer:
     as_json = is_otlp_json(call.headers)
     body = otlp_response(result.rejected, result.error_message, as_json=as_json)
     return Answer(200, body, "application/json" if as_json else PROTOBUF)
+
+
+# Elasticsearch's clients (Logstash's, and those of the 8.x languages) refuse a server without this header.
+_ELASTIC_PRODUCT = {"X-Elastic-Product": "Elasticsearch"}
+
+
+async def ingest_bulk(call: Call) -> Answer:
+    started = time.monotonic()
+    service = await call.services.log()
+    index = call.path_params.get("index")
+    result = await service.ingest_bulk(await call.body(), call.headers, index=index, principal=call.principal)
+    took_ms = int((time.monotonic() - started) * 1000)
+    body = bulk_response(result.items, result.outcomes, took_ms)
+    return Answer(200, body, "application/json", dict(_ELASTIC_PRODUCT))
+
+
+async def es_version(call: Call) -> Answer:
+    return json_answer(version_document(), headers=dict(_ELASTIC_PRODUCT))
+
+
+async def es_cluster_health(call: Call) -> Answer:
+    return json_answer({"cluster_name": "logsvc", "status": "green"}, headers=dict(_ELASTIC_PRODUCT))
 
 
 async def recent(call: Call) -> Answer:
@@ -133,6 +157,30 @@ _OTLP_ANSWER = {
     "description": "the valid records stored durably; partialSuccess counts the rejected ones",
     "content": _OTLP_BODY["content"],
 }
+_BULK_BODY = {
+    "required": True,
+    "content": {
+        media_type: {
+            "schema": {
+                "type": "string",
+                "description": "action lines, each but delete's followed by its source document",
+            }
+        }
+        for media_type in ("application/x-ndjson", "application/json")
+    },
+}
+_BULK_ANSWER = json_response(
+    {
+        "type": "object",
+        "properties": {
+            "took": {"type": "integer"},
+            "errors": {"type": "boolean"},
+            "items": {"type": "array", "items": {"type": "object"}},
+        },
+        "required": ["took", "errors", "items"],
+    },
+    "the valid items stored durably (status 201), the others refused one by one (status 400)",
+)
 _CREATED = json_response({"oneOf": [schema_ref("Created"), schema_ref("BatchCreated")]}, "stored durably")
 _PAGE = {"200": json_response(schema_ref("Page"), "newest entries first")}
 _STATUS = {"200": json_response({"type": "object"}, "status")}
@@ -185,6 +233,46 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         request_body=_OTLP_BODY,
         answers={"200": _OTLP_ANSWER},
         problems=(400, 408, 413, 415, 503, 507),
+    ),
+    Endpoint(
+        path="/_bulk",
+        method="POST",
+        name="ingest_bulk",
+        permission=Permission.INGEST,
+        operation=ingest_bulk,
+        summary="Elasticsearch's bulk API: each valid item stored durably, the others refused per item",
+        request_body=_BULK_BODY,
+        answers={"200": _BULK_ANSWER},
+        problems=(400, 408, 413, 415, 503, 507),
+    ),
+    Endpoint(
+        path="/{index}/_bulk",
+        method="POST",
+        name="ingest_bulk_index",
+        permission=Permission.INGEST,
+        operation=ingest_bulk,
+        summary="Elasticsearch's bulk API, the index (a service name, if it is a valid one) in the path",
+        request_body=_BULK_BODY,
+        answers={"200": _BULK_ANSWER},
+        problems=(400, 408, 413, 415, 503, 507),
+    ),
+    Endpoint(
+        path="/",
+        method="GET",
+        name="es_version",
+        permission=Permission.INGEST,
+        operation=es_version,
+        summary="The version document Elasticsearch's agents read before they send (an 8.x cluster)",
+        answers=_STATUS,
+    ),
+    Endpoint(
+        path="/_cluster/health",
+        method="GET",
+        name="es_cluster_health",
+        permission=Permission.INGEST,
+        operation=es_cluster_health,
+        summary="Green: the health check of Vector's elasticsearch sink",
+        answers=_STATUS,
     ),
     _read("/logs", "list_logs", "Same as /logs/recent"),
     _read("/logs/recent", "recent_logs", "Newest entries first"),

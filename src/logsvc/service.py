@@ -16,6 +16,7 @@ from logsvc.auth.policy import Principal
 from logsvc.content import decode_content, is_encoded, is_ndjson, is_otlp_json
 from logsvc.domain.documents import check_json_values, decode_documents
 from logsvc.domain.entries import Limits, LogEntry, NewEntry, format_log_id, parse_log_id
+from logsvc.domain.esbulk import BulkItem, BulkOutcome, bulk_items
 from logsvc.domain.otlp import otlp_documents
 from logsvc.domain.queries import MAX_LIMIT, Page, parse_query
 from logsvc.domain.retention import retention_rules
@@ -39,6 +40,7 @@ if TYPE_CHECKING:  # the Lambda handlers import this module and must not load SQ
 __all__ = [
     "AdminService",
     "BatchCreated",
+    "BulkResult",
     "Created",
     "IngestObserver",
     "LogService",
@@ -78,6 +80,13 @@ class OtlpResult(msgspec.Struct, frozen=True):
     entries: list[NewEntry]
     rejected: int
     error_message: str
+
+
+class BulkResult(msgspec.Struct, frozen=True):
+    """The items of an Elasticsearch bulk request and how each ended, in order."""
+
+    items: list[BulkItem]
+    outcomes: list[BulkOutcome]
 
 
 class IngestObserver(Protocol):
@@ -125,6 +134,19 @@ class LogService:
         result = await self._decode(body, headers, lambda: self._otlp_entries(body, headers, as_json))
         await self._store(result.entries, principal)
         return result
+
+    async def ingest_bulk(
+        self, body: bytes, headers: Mapping[str, str], *, index: str | None, principal: Principal
+    ) -> BulkResult:
+        """Store the valid items of an Elasticsearch bulk request (``logsvc.domain.esbulk`` maps them to
+        entries) and refuse the others one by one, as Elasticsearch does; returns once the stored ones are
+        durable. ``index`` is the one named in the path, if any."""
+        is_ndjson(headers)  # only to refuse a media type that is neither JSON nor NDJSON
+        items, entries, outcomes = await self._decode(
+            body, headers, lambda: self._bulk_entries(body, headers, index)
+        )
+        await self._store(entries, principal)
+        return BulkResult(items=items, outcomes=outcomes)
 
     async def _decode(self, body: bytes, headers: Mapping[str, str], decode: Callable[[], _T]) -> _T:
         if len(body) <= INLINE_BODY_BYTES and not is_encoded(headers):
@@ -195,6 +217,34 @@ class LogService:
         if len(problems) > MAX_OTLP_PROBLEMS:
             message += f"; and {len(problems) - MAX_OTLP_PROBLEMS} more"
         return OtlpResult(entries=entries, rejected=len(problems), error_message=message)
+
+    def _bulk_entries(
+        self, body: bytes, headers: Mapping[str, str], index: str | None
+    ) -> tuple[list[BulkItem], list[NewEntry], list[BulkOutcome]]:
+        try:
+            content = decode_content(body, headers, max_decompressed_bytes=self.limits.max_decompressed_bytes)
+            items = bulk_items(content, path_index=index, limits=self.limits)
+        except LogServiceError:
+            self._rejected(1)
+            raise
+        now_us = self._clock_us()
+        entries: list[NewEntry] = []
+        outcomes: list[BulkOutcome] = []
+        for item in items:
+            if item.document is None:
+                outcomes.append(BulkOutcome(error_type=item.error_type, reason=item.reason))
+                continue
+            # Each item alone through the rules of POST /logs: a broken one is refused, not the request.
+            try:
+                (entry,) = validate_entries([item.document], now_us=now_us, limits=self.limits, batch=False)
+            except ValidationFailed as exc:
+                reason = "; ".join(f"{e.field} {e.message}" for e in exc.errors)
+                outcomes.append(BulkOutcome(error_type="mapper_parsing_exception", reason=reason))
+                continue
+            entries.append(entry)
+            outcomes.append(BulkOutcome(log_id=format_log_id(entry.log_id)))
+        self._rejected(len(items) - len(entries))
+        return items, entries, outcomes
 
     def _rejected(self, count: int) -> None:
         if self._observer is not None:

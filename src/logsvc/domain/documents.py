@@ -13,7 +13,7 @@ import msgspec
 from logsvc.domain.entries import VALUES_PER_ENTRY, Limits
 from logsvc.errors import FieldError, PayloadTooLarge, ValidationFailed
 
-__all__ = ["check_json_values", "decode_documents"]
+__all__ = ["check_json_values", "decode_documents", "ndjson_lines"]
 
 # A string, or an unclosed one running to the end: without that alternative an unclosed string makes the
 # engine retry from every quote, quadratic in the body (a 9 MB body of `"\",` would take hours).
@@ -55,9 +55,16 @@ def decode_documents(body: bytes, *, ndjson: bool, limits: Limits) -> tuple[list
     )
 
 
+def ndjson_lines(body: bytes, *, max_lines: int) -> list[re.Match[bytes]] | None:
+    """The non-blank lines of an NDJSON body, or None when it has more than ``max_lines``: found without
+    decoding any, and without scanning past the first line too many."""
+    lines = list(itertools.islice(_NDJSON_LINE.finditer(body), max_lines + 1))
+    return None if len(lines) > max_lines else lines
+
+
 def _decode_lines(body: bytes, limits: Limits) -> list[Any]:
-    lines = list(itertools.islice(_NDJSON_LINE.finditer(body), limits.max_batch_entries + 1))
-    if len(lines) > limits.max_batch_entries:
+    lines = ndjson_lines(body, max_lines=limits.max_batch_entries)
+    if lines is None:
         raise ValidationFailed(
             [FieldError("body", f"a batch holds at most {limits.max_batch_entries} entries; got more")]
         )
@@ -78,9 +85,10 @@ def _line_number(body: bytes, offset: int) -> int:
     return 1 + body.count(b"\n", 0, offset) + body.count(b"\r", 0, offset) - crlf
 
 
-def check_json_values(body: bytes, limits: Limits) -> None:
-    """413 for a JSON body (one document) of more values than limits.max_body_values, before decoding it."""
-    _check_values(body, limits, documents=1)
+def check_json_values(body: bytes, limits: Limits, *, documents: int = 1) -> None:
+    """413 for a JSON body (of ``documents`` documents) of more values than limits.max_body_values, before
+    decoding it."""
+    _check_values(body, limits, documents=documents)
 
 
 def _check_values(body: bytes, limits: Limits, *, documents: int) -> None:
