@@ -15,7 +15,7 @@ import msgspec
 
 from logsvc.auth.policy import Permission
 from logsvc.content import decode_content, is_otlp_json
-from logsvc.domain.esbulk import bulk_response, version_document
+from logsvc.domain.esbulk import bulk_response, license_document, version_document
 from logsvc.domain.otlp import PROTOBUF, otlp_response
 from logsvc.domain.queries import MAX_LIMIT, ReadParameters
 from logsvc.routing import Answer, Call, Endpoint, json_answer, json_response, schema_ref
@@ -63,6 +63,10 @@ async def ingest_bulk(call: Call) -> Answer:
 
 async def es_version(call: Call) -> Answer:
     return json_answer(version_document(), headers=dict(_ELASTIC_PRODUCT))
+
+
+async def es_license(call: Call) -> Answer:
+    return json_answer(license_document(), headers=dict(_ELASTIC_PRODUCT))
 
 
 async def es_cluster_health(call: Call) -> Answer:
@@ -263,6 +267,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         permission=Permission.INGEST,
         operation=es_version,
         summary="The version document Elasticsearch's agents read before they send (an 8.x cluster)",
+        answers=_STATUS,
+    ),
+    Endpoint(
+        path="/_license",
+        method="GET",
+        name="es_license",
+        permission=Permission.INGEST,
+        operation=es_license,
+        summary="An active basic license: the license check of Filebeat",
         answers=_STATUS,
     ),
     Endpoint(

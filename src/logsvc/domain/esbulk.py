@@ -30,10 +30,11 @@ from logsvc.domain.documents import check_json_values, ndjson_lines
 from logsvc.domain.entries import Limits, is_service_name, level_named, parse_log_id
 from logsvc.errors import FieldError, PayloadTooLarge, ValidationFailed
 
-__all__ = ["BulkItem", "BulkOutcome", "bulk_items", "bulk_response", "version_document"]
+__all__ = ["BulkItem", "BulkOutcome", "bulk_items", "bulk_response", "license_document", "version_document"]
 
-# The Elasticsearch version the handshake reports: agents of 7.x and 8.x accept an 8.x cluster.
-ES_VERSION = "8.11.0"
+# The Elasticsearch API version the handshake reports: the last 8.x, since Filebeat refuses a cluster older
+# than itself (unless allow_older_versions), and agents of 7.x and 8.x all speak to an 8.x cluster.
+ES_VERSION = "8.19.0"
 # The namespace of the ids made from an ``_id`` that is not a UUID (a constant: retries must agree).
 _ID_NAMESPACE = uuid.UUID("6f1c1a8e-4f0e-5b7a-9d35-3d6f6c0b9e11")
 _WRITES = frozenset({"create", "index"})
@@ -162,12 +163,16 @@ def version_document() -> dict[str, Any]:
             "number": ES_VERSION,
             "build_flavor": "default",
             "build_type": "logsvc",
-            "lucene_version": "9.8.0",
             "minimum_wire_compatibility_version": "7.17.0",
             "minimum_index_compatibility_version": "7.0.0",
         },
         "tagline": "You Know, for Search",
     }
+
+
+def license_document() -> dict[str, Any]:
+    """What ``GET /_license`` answers: an active basic license, which Filebeat checks before it sends."""
+    return {"license": {"uid": "logsvc", "type": "basic", "mode": "basic", "status": "active"}}
 
 
 def _action(line: bytes, number: int) -> tuple[str, dict[str, Any]]:
