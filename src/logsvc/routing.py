@@ -139,7 +139,8 @@ def authorize(
         return principal or _NOBODY
     if principal is None:
         raise AuthenticationFailed(
-            "send credentials: an AWS Signature V4, or Authorization: Bearer <API key or OIDC token>",
+            "send credentials: an AWS Signature V4, Authorization: Bearer <API key or OIDC token>, or HTTP "
+            "Basic with the API key as the password",
             code="missing_authentication_token",
         )
     try:

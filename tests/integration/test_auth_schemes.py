@@ -295,3 +295,21 @@ def test_tls(tmp_path: Path) -> None:
             httpx.get(f"http://127.0.0.1:{server.port}/healthz")
     finally:
         server.kill()
+
+
+# ---- HTTP Basic, as log shippers send an API key --------------------------------------------------------
+
+
+def test_http_basic_carries_an_api_key(signed_server: tuple[ServerThread, NewCredential]) -> None:
+    """python-logging-loki, Fluent Bit, Vector, Promtail and Filebeat speak Basic: the API key is the
+    password (any user name), or the user name with an empty password."""
+    server, key = signed_server
+    url = f"{server.url}/logs"
+    entry = {"message": "from a shipper"}
+    assert httpx.post(url, json=entry, auth=("logsvc", key.api_key)).status_code == 201
+    assert httpx.post(url, json=entry, auth=(key.api_key, "")).status_code == 201
+    wrong = httpx.post(url, json=entry, auth=("logsvc", "lsk_not_a_key"))
+    assert (wrong.status_code, wrong.json()["code"]) == (401, "invalid_api_key")
+    garbage = httpx.post(url, json=entry, headers={"Authorization": "Basic %%%not-base64"})
+    assert (garbage.status_code, garbage.json()["code"]) == (401, "invalid_token")
+    assert "Basic credentials" in garbage.json()["detail"]

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from logsvc.api._asgi import StatusRecorder
 from logsvc.api.body import receive_body
 from logsvc.api.problems import problem_response
-from logsvc.auth.authenticator import SIGV4_SCHEME, Authenticator
+from logsvc.auth.authenticator import SIGV4_SCHEME, Authenticator, credential_token
 from logsvc.auth.policy import ANONYMOUS, Principal
 from logsvc.auth.ratelimit import FailedAuthThrottle, RateLimiter
 from logsvc.auth.refusals import RefusalAudit
@@ -131,7 +131,4 @@ class SecurityMiddleware:
             )
             scope[BODY_KEY] = body
             return authenticator.from_signature(signed, head)
-        scheme, _, token = authorization.partition(" ")
-        # API Gateway's Cognito authorizer takes the raw token without "Bearer"; so do we.
-        token = token.strip() if scheme.lower() == "bearer" else authorization.strip()
-        return await authenticator.from_token(token)
+        return await authenticator.from_token(credential_token(authorization))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 
 from logsvc.auth.credential_service import API_KEY_PREFIX, CredentialService
 from logsvc.auth.jwt import JwtVerifier
@@ -10,9 +12,27 @@ from logsvc.auth.policy import Principal, token_principal
 from logsvc.auth.sigv4 import SignedHead, SignedRequest, SigV4Verifier
 from logsvc.errors import AuthenticationFailed, SignatureMismatch
 
-__all__ = ["SIGV4_SCHEME", "Authenticator"]
+__all__ = ["SIGV4_SCHEME", "Authenticator", "credential_token"]
 
 SIGV4_SCHEME = "AWS4-HMAC-SHA256"
+
+
+def credential_token(authorization: str) -> str:
+    """The token an ``Authorization`` header carries (an API key or an OIDC token): ``Bearer <token>``;
+    ``Basic base64(user:token)``, as log shippers send an API key (the password, or the user name when the
+    password is empty); or the raw token, as API Gateway's Cognito authorizer takes it."""
+    scheme, _, rest = authorization.partition(" ")
+    if scheme.lower() == "bearer":
+        return rest.strip()
+    if scheme.lower() == "basic":
+        try:
+            user, _, password = base64.b64decode(rest.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise AuthenticationFailed(
+                "the Basic credentials are not base64 of user:password", code="invalid_token"
+            ) from None
+        return password or user
+    return authorization.strip()
 
 
 class Authenticator:
