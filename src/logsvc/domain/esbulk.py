@@ -21,7 +21,7 @@ A bulk body is NDJSON: an action line (``{"create": {...}}`` or ``{"index": {...
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -121,12 +121,10 @@ def entry_document(source: dict[str, Any], index: str | None, doc_id: str | None
         doc["message"] = source.pop("message")
     elif isinstance(source.get("log"), str):
         doc["message"] = source.pop("log")
-    level = _take(source, "log", "level")
-    if isinstance(level, str) and level_named(level) is not None:
+    level = _take(source, "log", "level", lambda value: isinstance(value, str) and bool(level_named(value)))
+    if level is not None:
         doc["level"] = level
-    elif level is not None:
-        source["log.level"] = level
-    service = _take(source, "service", "name")
+    service = _take(source, "service", "name", lambda value: True)
     if service is not None:
         doc["service_name"] = service
     elif index is not None and is_service_name(index):
@@ -188,19 +186,19 @@ def _action(line: bytes, number: int) -> tuple[str, dict[str, Any]]:
     return action, meta
 
 
-def _take(source: dict[str, Any], parent: str, child: str) -> Any:
-    """The value of ``parent.child``, a dotted key or nested, removed from the source (the parent too when
-    that leaves it empty)."""
+def _take(source: dict[str, Any], parent: str, child: str, wanted: Callable[[Any], bool]) -> Any:
+    """The value of ``parent.child`` (a dotted key, or nested) when ``wanted`` takes it, then removed from
+    the source (the parent too when that leaves it empty); None, the source untouched, otherwise."""
     dotted = f"{parent}.{child}"
     if dotted in source:
-        return source.pop(dotted)
+        return source.pop(dotted) if wanted(source[dotted]) else None
     nested = source.get(parent)
-    if isinstance(nested, dict) and child in nested:
-        value = nested.pop(child)
-        if not nested:
-            del source[parent]
-        return value
-    return None
+    if not isinstance(nested, dict) or child not in nested or not wanted(nested[child]):
+        return None
+    value = nested.pop(child)
+    if not nested:
+        del source[parent]
+    return value
 
 
 def _log_id(doc_id: str, index: str | None) -> str:
