@@ -16,6 +16,7 @@ import msgspec
 from logsvc.auth.policy import Permission
 from logsvc.content import decode_content, is_otlp_json
 from logsvc.domain.esbulk import bulk_response, license_document, version_document
+from logsvc.domain.mapping import IngestParameters
 from logsvc.domain.otlp import PROTOBUF, otlp_response
 from logsvc.domain.queries import MAX_LIMIT, ReadParameters
 from logsvc.routing import Answer, Call, Endpoint, json_answer, json_response, schema_ref
@@ -34,7 +35,9 @@ class AuditParameters(msgspec.Struct, frozen=True):
 
 async def ingest(call: Call) -> Answer:
     service = await call.services.log()
-    result = await service.ingest(await call.body(), call.headers, principal=call.principal)
+    result = await service.ingest(
+        await call.body(), call.headers, principal=call.principal, params=call.query
+    )
     headers = {"Location": f"/logs/{result.log_id}"} if isinstance(result, Created) else None
     return json_answer(result, 201, headers)
 
@@ -127,20 +130,38 @@ async def openapi(call: Call) -> Answer:
     return Answer(200, call.services.openapi, "application/json")
 
 
+# With a mapping parameter (message_field, ...) any JSON objects: one, an array of them, or NDJSON lines.
+_MAPPED_BODY = {
+    "description": "with a mapping parameter: any object, or an array of objects",
+    "oneOf": [
+        {"type": "object"},
+        {"type": "array", "items": {"type": "object"}, "minItems": 1, "maxItems": 10_000},
+    ],
+}
 _INGEST_BODY = {
     "required": True,
     "content": {
         "application/json": {
             "schema": {
-                "oneOf": [
-                    schema_ref("LogEntryIn"),
-                    {"type": "array", "items": schema_ref("LogEntryIn"), "minItems": 1, "maxItems": 10_000},
+                "anyOf": [
                     {
-                        "type": "object",
-                        "properties": {"logs": {"type": "array", "items": schema_ref("LogEntryIn")}},
-                        "required": ["logs"],
-                        "additionalProperties": False,
+                        "oneOf": [
+                            schema_ref("LogEntryIn"),
+                            {
+                                "type": "array",
+                                "items": schema_ref("LogEntryIn"),
+                                "minItems": 1,
+                                "maxItems": 10_000,
+                            },
+                            {
+                                "type": "object",
+                                "properties": {"logs": {"type": "array", "items": schema_ref("LogEntryIn")}},
+                                "required": ["logs"],
+                                "additionalProperties": False,
+                            },
+                        ]
                     },
+                    _MAPPED_BODY,
                 ]
             }
         },
@@ -221,7 +242,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         permission=Permission.INGEST,
         operation=ingest,
         function="ingest",
-        summary="Store one entry or a batch (atomic), durably",
+        summary="Store one entry or a batch (atomic), durably; any JSON with a mapping of its fields",
+        query=IngestParameters,
         request_body=_INGEST_BODY,
         answers={"201": _CREATED},
         problems=(400, 408, 413, 415, 503, 507),

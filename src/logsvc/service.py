@@ -17,6 +17,7 @@ from logsvc.content import decode_content, is_encoded, is_ndjson, is_otlp_json
 from logsvc.domain.documents import check_json_values, decode_documents
 from logsvc.domain.entries import Limits, LogEntry, NewEntry, format_log_id, parse_log_id
 from logsvc.domain.esbulk import BulkItem, BulkOutcome, bulk_items
+from logsvc.domain.mapping import FieldMapping, parse_mapping
 from logsvc.domain.otlp import otlp_documents
 from logsvc.domain.queries import MAX_LIMIT, Page, parse_query
 from logsvc.domain.retention import retention_rules
@@ -114,12 +115,21 @@ class LogService:
         self._decoding = asyncio.Semaphore(decode_threads)
 
     async def ingest(
-        self, body: bytes, headers: Mapping[str, str], *, principal: Principal
+        self,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        principal: Principal,
+        params: Iterable[tuple[str, str]] = (),
     ) -> Created | BatchCreated:
         """Validate a whole request body (as sent: ``headers`` give its media type and content encoding)
-        and store it atomically; returns once the entries are durable."""
+        and store it atomically; returns once the entries are durable. ``params``, the query string, may
+        map the fields of any JSON documents to an entry's (``logsvc.domain.mapping``)."""
         ndjson = is_ndjson(headers)
-        entries, single = await self._decode(body, headers, lambda: self._entries(body, headers, ndjson))
+        mapping = parse_mapping(params)
+        entries, single = await self._decode(
+            body, headers, lambda: self._entries(body, headers, ndjson, mapping)
+        )
         await self._store(entries, principal)
         if single:
             return _created(entries[0])
@@ -179,17 +189,28 @@ class LogService:
         if self._observer is not None:
             self._observer.ingested(len(entries))
 
-    def _entries(self, body: bytes, headers: Mapping[str, str], ndjson: bool) -> tuple[list[NewEntry], bool]:
+    def _entries(
+        self, body: bytes, headers: Mapping[str, str], ndjson: bool, mapping: FieldMapping | None
+    ) -> tuple[list[NewEntry], bool]:
         try:
             content = decode_content(body, headers, max_decompressed_bytes=self.limits.max_decompressed_bytes)
-            docs, single = decode_documents(content, ndjson=ndjson, limits=self.limits)
+            docs, single = decode_documents(
+                content, ndjson=ndjson, limits=self.limits, logs_wrapper=mapping is None
+            )
         except LogServiceError:
             self._rejected(1)
             raise
         try:
-            entries = validate_entries(docs, now_us=self._clock_us(), limits=self.limits, batch=not single)
-        except ValidationFailed:
+            entries = validate_entries(
+                docs if mapping is None else mapping.documents(docs),
+                now_us=self._clock_us(),
+                limits=self.limits,
+                batch=not single,
+            )
+        except ValidationFailed as exc:
             self._rejected(len(docs))
+            if mapping is not None:
+                raise ValidationFailed(mapping.source_errors(exc.errors)) from None
             raise
         return entries, single
 

@@ -22,8 +22,13 @@ _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\Z)', re.DOTALL)
 _NDJSON_LINE = re.compile(rb"\S[^\r\n]*")
 
 
-def decode_documents(body: bytes, *, ndjson: bool, limits: Limits) -> tuple[list[Any], bool]:
+def decode_documents(
+    body: bytes, *, ndjson: bool, limits: Limits, logs_wrapper: bool = True
+) -> tuple[list[Any], bool]:
     """The entries of a request body and whether it was a single object (rather than a batch).
+
+    Without ``logs_wrapper`` (a mapped body) an object is one document even with a ``logs`` field: a
+    collector's record may well have one.
 
     A body holding more entries or JSON values than a batch may is refused before it is decoded, at the
     cost of a few scans of its bytes: decoding first would build every object of a gzip bomb.
@@ -35,7 +40,7 @@ def decode_documents(body: bytes, *, ndjson: bool, limits: Limits) -> tuple[list
         return docs, False
     _check_values(body, limits, documents=1)
     doc = _decode_json(body, "is")
-    if isinstance(doc, dict) and "logs" in doc:
+    if logs_wrapper and isinstance(doc, dict) and "logs" in doc:
         if len(doc) != 1:
             extra = ", ".join(sorted(k for k in doc if k != "logs"))
             raise ValidationFailed(
