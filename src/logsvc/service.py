@@ -14,7 +14,7 @@ import msgspec
 
 from logsvc.auth.policy import Principal
 from logsvc.content import decode_content, is_encoded, is_ndjson, is_otlp_json
-from logsvc.domain.documents import check_json_values, decode_documents
+from logsvc.domain.documents import decode_documents
 from logsvc.domain.entries import Limits, LogEntry, NewEntry, format_log_id, parse_log_id
 from logsvc.domain.esbulk import BulkItem, BulkOutcome, bulk_items
 from logsvc.domain.mapping import FieldMapping, parse_mapping
@@ -217,9 +217,6 @@ class LogService:
     def _otlp_entries(self, body: bytes, headers: Mapping[str, str], as_json: bool) -> OtlpResult:
         try:
             content = decode_content(body, headers, max_decompressed_bytes=self.limits.max_decompressed_bytes)
-            if as_json:
-                # The guard of POST /logs against bodies of tiny values that would take gigabytes to decode.
-                check_json_values(content, self.limits)
             docs = otlp_documents(content, as_json=as_json, limits=self.limits)
         except LogServiceError:
             self._rejected(1)

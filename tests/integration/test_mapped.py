@@ -217,3 +217,12 @@ def test_the_rules_directly(tmp_path: Path) -> None:
             await store.close()
 
     asyncio.run(run())
+
+
+def test_a_document_nested_past_python_s_recursion_is_a_400_not_a_500(server: ServerThread) -> None:
+    """Only the objects on the mapped paths are copied: a deep document reaches validation, which refuses
+    metadata nested past its depth, instead of failing the mapping."""
+    body = b'{"log": "deep", "nested": ' + b'{"a": ' * 900 + b"{}" + b"}" * 900 + b"}"
+    response = _post(server, body, {"message_field": "log"})
+    assert response.status_code == 400, response.text
+    assert "metadata" in response.text

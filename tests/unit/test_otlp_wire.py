@@ -1,6 +1,6 @@
-"""The count of log records on the wire, made before a protobuf request is parsed, against protobuf's own
-parser as the reference: for generated requests, the limit admits exactly the requests whose parsed form
-holds at most that many records."""
+"""Bounds of OTLP requests, checked before they are parsed or expanded. The count of log records on the
+wire is held against protobuf's own parser as the reference: for generated requests, the limit admits
+exactly the requests whose parsed form holds at most that many records."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, EntityRef, KeyValue, KeyValueList
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
+from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from logsvc.domain.entries import Limits
-from logsvc.domain.otlp import _check_wire
-from logsvc.errors import PayloadTooLarge
+from logsvc.domain.otlp import _check_wire, otlp_documents
+from logsvc.errors import PayloadTooLarge, ValidationFailed
 
 values = st.recursive(
     st.builds(AnyValue, string_value=st.text(max_size=5))
@@ -66,3 +67,29 @@ def test_the_wire_count_admits_exactly_the_records_protobuf_parses(request: Expo
         limit = 2 * count - 1
         with pytest.raises(PayloadTooLarge, match=f"at most {limit} log records"):
             _check_wire(body + body, Limits(max_batch_entries=limit))
+
+
+def test_strings_inside_any_nested_message_are_counted_before_parsing() -> None:
+    """The table of nested messages comes from the package's descriptors: a message added by a newer
+    version of the protocol (Resource.entity_refs) is looked into, not counted as one field."""
+    resource = Resource(entity_refs=[EntityRef(id_keys=[""] * 50_000)])
+    body = ExportLogsServiceRequest(resource_logs=[ResourceLogs(resource=resource)]).SerializeToString()
+    with pytest.raises(PayloadTooLarge, match="protobuf fields"):
+        _check_wire(body, Limits(max_batch_entries=10))
+
+
+def test_records_that_share_a_large_resource_are_bounded_by_what_they_expand_to() -> None:
+    """One 60 KB resource attribute with 1,000 records: small on the wire, 60 MB once each entry keeps it."""
+    resource = Resource(attributes=[KeyValue(key="big", value=AnyValue(string_value="x" * 60_000))])
+    records = [LogRecord(body=AnyValue(string_value="m"), time_unix_nano=1) for _ in range(1_000)]
+    body = ExportLogsServiceRequest(
+        resource_logs=[ResourceLogs(resource=resource, scope_logs=[ScopeLogs(log_records=records)])]
+    ).SerializeToString()
+    with pytest.raises(PayloadTooLarge, match="with their resource and scope attributes"):
+        otlp_documents(body, as_json=False, limits=Limits())
+
+
+def test_otlp_json_nested_past_python_s_recursion_is_a_400() -> None:
+    body = b'{"resourceLogs":' + b"[" * 5_000 + b"]" * 5_000 + b"}"
+    with pytest.raises(ValidationFailed, match="is not OTLP JSON"):
+        otlp_documents(body, as_json=True, limits=Limits())

@@ -68,7 +68,7 @@ class FieldMapping(msgspec.Struct, frozen=True):
         return [self._document(doc) if isinstance(doc, dict) else doc for doc in docs]
 
     def _document(self, doc: dict[str, Any]) -> dict[str, Any]:
-        leftovers = _copy_objects(doc)
+        leftovers = _copy_along(doc, [path.split(".") for path in self.paths.values()])
         entry: dict[str, Any] = {}
         if "log_id" in leftovers:
             entry["log_id"] = leftovers.pop("log_id")
@@ -111,9 +111,20 @@ def parse_mapping(params: Iterable[tuple[str, str]]) -> FieldMapping | None:
     return FieldMapping({field: given.get(name, field) for name, field in _ENTRY_FIELD.items()})
 
 
-def _copy_objects(value: dict[str, Any]) -> dict[str, Any]:
-    """A copy of the object and of the objects in it, so that taking a field out leaves the document whole."""
-    return {k: _copy_objects(v) if isinstance(v, dict) else v for k, v in value.items()}
+def _copy_along(doc: dict[str, Any], paths: list[list[str]]) -> dict[str, Any]:
+    """A copy of the document and of the objects on the mapped paths, the only ones taking a field out
+    changes: the document itself stays whole, and however deep its other objects are nested, nothing
+    recurses into them."""
+    top = dict(doc)
+    for path in paths:
+        node = top
+        for key in path[:-1]:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                break
+            node[key] = child = dict(child)
+            node = child
+    return top
 
 
 def _take(doc: dict[str, Any], keys: list[str]) -> Any:

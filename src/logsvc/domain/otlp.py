@@ -11,7 +11,8 @@ in the shape ``POST /logs`` takes, so that the same validation decides what is s
 - ``metadata``: ``{"attributes", "resource", "scope": {"name", "version"}, "trace_id", "span_id"}``, each
   only when present; attribute values keep their JSON types;
 - ``log_id``: a UUIDv7 of the record's time and a hash of the record, its resource, its scope and its place
-  in the request, so that an exporter retrying a request stores nothing twice.
+  in the request, so that an exporter retrying a request stores nothing twice. A record with neither time
+  gets a new id each time (its time is the receive time, which a retry changes anyway).
 
 The protobuf modules are imported when the first such request comes, not with this module: the Lambda
 handlers import it, and a cold start serving only ``POST /logs`` need not load them.
@@ -20,6 +21,7 @@ handlers import it, and a cold start serving only ``POST /logs`` need not load t
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 from collections.abc import Iterator
@@ -27,6 +29,7 @@ from typing import Any
 
 import msgspec
 
+from logsvc.domain.documents import check_json_values
 from logsvc.domain.entries import VALUES_PER_ENTRY, Level, Limits, level_named
 from logsvc.domain.timestamps import format_timestamp
 from logsvc.errors import FieldError, PayloadTooLarge, ValidationFailed
@@ -43,7 +46,9 @@ def otlp_documents(body: bytes, *, as_json: bool, limits: Limits) -> list[dict[s
     """One entry document per log record of the request; ValidationFailed for a body that is not one,
     PayloadTooLarge for more records than a batch holds (counted before any document is made). A JSON body
     has passed the value count of POST /logs; a protobuf one is counted here, on the wire."""
-    if not as_json:
+    if as_json:
+        check_json_values(body, limits)
+    else:
         _check_wire(body, limits)
     request = _parse(body, as_json)
     if as_json:
@@ -51,16 +56,17 @@ def otlp_documents(body: bytes, *, as_json: bool, limits: Limits) -> list[dict[s
             sum(len(s.log_records) for r in request.resource_logs for s in r.scope_logs),
             limits.max_batch_entries,
         )
+    _check_expansion(request, limits)
     docs: list[dict[str, Any]] = []
     for resource_logs in request.resource_logs:
         resource = _attributes(resource_logs.resource.attributes)
         service = resource.pop("service.name", None)
-        resource_bytes = resource_logs.resource.SerializeToString(deterministic=True)
+        resource_digest = _digest(resource_logs.resource)
         for scope_logs in resource_logs.scope_logs:
             scope = {
                 k: v for k, v in (("name", scope_logs.scope.name), ("version", scope_logs.scope.version)) if v
             }
-            scope_bytes = scope_logs.scope.SerializeToString(deterministic=True)
+            scope_digest = _digest(scope_logs.scope)
             for record in scope_logs.log_records:
                 doc = _document(record, resource, scope)
                 if service is not None:
@@ -70,13 +76,32 @@ def otlp_documents(body: bytes, *, as_json: bool, limits: Limits) -> list[dict[s
                     # As RFC 3339 text: an epoch number is read by its magnitude, which a time near 1970
                     # in nanoseconds would defeat.
                     doc["timestamp"] = format_timestamp(time_ns // 1000)
-                    digest = hashlib.blake2b(digest_size=10)
-                    for part in (resource_bytes, scope_bytes, record.SerializeToString(deterministic=True)):
-                        digest.update(len(part).to_bytes(8) + part)
+                    digest = hashlib.blake2b(resource_digest + scope_digest, digest_size=10)
+                    digest.update(record.SerializeToString(deterministic=True))
                     digest.update(len(docs).to_bytes(8))
                     doc["log_id"] = _uuid7(time_ns // 1_000_000, digest.digest())
                 docs.append(doc)
     return docs
+
+
+def _digest(message: Any) -> bytes:
+    return hashlib.blake2b(message.SerializeToString(deterministic=True), digest_size=16).digest()
+
+
+def _check_expansion(request: Any, limits: Limits) -> None:
+    """PayloadTooLarge when the records, each with a copy of its resource and scope attributes (as their
+    entries keep them), would come to more than a body may inflate to: one large resource shared by many
+    records is small on the wire and in the value count, and large once stored with each of them."""
+    total = 0
+    for resource_logs in request.resource_logs:
+        shared = resource_logs.resource.ByteSize()
+        for scope_logs in resource_logs.scope_logs:
+            total += scope_logs.ByteSize() + len(scope_logs.log_records) * shared
+            if total > limits.max_decompressed_bytes:
+                raise PayloadTooLarge(
+                    "the log records with their resource and scope attributes come to more than "
+                    f"{limits.max_decompressed_bytes} bytes: send smaller batches or fewer resource fields"
+                )
 
 
 def otlp_response(rejected: int, error_message: str, *, as_json: bool) -> bytes:
@@ -116,7 +141,14 @@ def _parse(body: bytes, as_json: bool) -> Any:
             json_format.ParseDict(doc, request, ignore_unknown_fields=True)
         else:
             request.ParseFromString(body)
-    except (ValueError, TypeError, AttributeError, DecodeError, json_format.ParseError) as exc:
+    except (
+        ValueError,
+        TypeError,
+        AttributeError,
+        RecursionError,
+        DecodeError,
+        json_format.ParseError,
+    ) as exc:
         kind = "OTLP JSON" if as_json else "an OTLP protobuf"
         raise ValidationFailed(
             [FieldError("body", f"is not {kind} ExportLogsServiceRequest: {exc}")]
@@ -129,19 +161,27 @@ def _check_records(records: int, max_records: int) -> None:
         raise PayloadTooLarge(f"a request holds at most {max_records} log records; send smaller batches")
 
 
-# The message fields of the messages a request nests, by field number (opentelemetry/proto/*.proto).
-_MESSAGE_FIELDS: dict[str, dict[int, str]] = {
-    "ExportLogsServiceRequest": {1: "ResourceLogs"},
-    "ResourceLogs": {1: "Resource", 2: "ScopeLogs"},
-    "Resource": {1: "KeyValue"},
-    "ScopeLogs": {1: "InstrumentationScope", 2: "LogRecord"},
-    "InstrumentationScope": {3: "KeyValue"},
-    "LogRecord": {5: "AnyValue", 6: "KeyValue"},
-    "KeyValue": {2: "AnyValue"},
-    "AnyValue": {5: "ArrayValue", 6: "KeyValueList"},
-    "ArrayValue": {1: "AnyValue"},
-    "KeyValueList": {1: "KeyValue"},
-}
+_LOG_RECORD = "opentelemetry.proto.logs.v1.LogRecord"
+
+
+@functools.cache
+def _message_fields() -> tuple[str, dict[str, dict[int, str]]]:
+    """The request's message type, and for each message type its message fields (number -> type), read
+    from the protobuf descriptors of the installed package, so that every nested field is counted."""
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (  # noqa: PLC0415
+        ExportLogsServiceRequest,
+    )
+
+    table: dict[str, dict[int, str]] = {}
+    todo = [ExportLogsServiceRequest.DESCRIPTOR]
+    while todo:
+        descriptor = todo.pop()
+        if descriptor.full_name in table:
+            continue
+        nested = [field for field in descriptor.fields if field.message_type is not None]
+        table[descriptor.full_name] = {field.number: field.message_type.full_name for field in nested}
+        todo += [field.message_type for field in nested]
+    return ExportLogsServiceRequest.DESCRIPTOR.full_name, table
 
 
 def _check_wire(body: bytes, limits: Limits) -> None:
@@ -149,11 +189,12 @@ def _check_wire(body: bytes, limits: Limits) -> None:
     a body may hold values (as POST /logs counts JSON values), found on the wire before anything is parsed:
     32 MiB of empty records or attributes parses into 2 GB of messages."""
     records = fields = 0
-    stack = [(0, len(body), "ExportLogsServiceRequest")]
+    root, message_fields = _message_fields()
+    stack = [(0, len(body), root)]
     try:
         while stack:
             start, end, message = stack.pop()
-            children = _MESSAGE_FIELDS[message]
+            children = message_fields[message]
             for number, field_start, field_end in _fields(body, start, end):
                 fields += 1
                 if fields > limits.max_body_values:
@@ -164,7 +205,7 @@ def _check_wire(body: bytes, limits: Limits) -> None:
                     )
                 child = children.get(number)
                 if child is not None and field_end is not None:
-                    records += child == "LogRecord"
+                    records += child == _LOG_RECORD
                     _check_records(records, limits.max_batch_entries)
                     stack.append((field_start, field_end, child))
     except IndexError:
