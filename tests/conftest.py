@@ -45,6 +45,16 @@ def eventually(check: Callable[[], bool], seconds: float = 30.0) -> bool:
     return check()
 
 
+def read_service(server: ServerThread, service: str) -> list[dict[str, Any]]:
+    """The entries of one service, newest first, as an admin reads them over HTTP."""
+    answer = httpx.get(
+        f"{server.url}/logs", params={"service_name": service}, headers=bearer(server.admin), timeout=10
+    )
+    assert answer.status_code == 200, answer.text
+    logs: list[dict[str, Any]] = answer.json()["logs"]
+    return logs
+
+
 def make_key(settings: Settings, role: Role, services: tuple[str, ...] = (), **kwargs: Any) -> NewCredential:
     """A credential in the configured credential store, as `logsvc keys create` makes one."""
     auth = open_credentials(settings)

@@ -214,22 +214,38 @@ class LogService:
             raise
         return entries, single
 
-    def _otlp_entries(self, body: bytes, headers: Mapping[str, str], as_json: bool) -> OtlpResult:
+    def _parsed(self, body: bytes, headers: Mapping[str, str], parse: Callable[[bytes], _T]) -> _T:
+        """A shipper's body, inflated within the limits and parsed; a refused body counts as rejected."""
         try:
-            content = decode_content(body, headers, max_decompressed_bytes=self.limits.max_decompressed_bytes)
-            docs = otlp_documents(content, as_json=as_json, limits=self.limits)
+            return parse(
+                decode_content(body, headers, max_decompressed_bytes=self.limits.max_decompressed_bytes)
+            )
         except LogServiceError:
             self._rejected(1)
             raise
+
+    def _one_entry(self, doc: Any, now_us: int) -> NewEntry | str:
+        """One record of a shipper's batch through the rules of POST /logs, alone: a broken one is refused
+        (the reason is returned), not the whole request."""
+        try:
+            (entry,) = validate_entries([doc], now_us=now_us, limits=self.limits, batch=False)
+        except ValidationFailed as exc:
+            return "; ".join(f"{e.field} {e.message}" for e in exc.errors)
+        return entry
+
+    def _otlp_entries(self, body: bytes, headers: Mapping[str, str], as_json: bool) -> OtlpResult:
+        docs = self._parsed(
+            body, headers, lambda content: otlp_documents(content, as_json=as_json, limits=self.limits)
+        )
         now_us = self._clock_us()
         entries: list[NewEntry] = []
         problems: list[str] = []
         for index, doc in enumerate(docs):
-            # Each record alone through the rules of POST /logs: a broken one is rejected, not the request.
-            try:
-                entries += validate_entries([doc], now_us=now_us, limits=self.limits, batch=False)
-            except ValidationFailed as exc:
-                problems.append(f"record {index}: " + "; ".join(f"{e.field} {e.message}" for e in exc.errors))
+            found = self._one_entry(doc, now_us)
+            if isinstance(found, str):
+                problems.append(f"record {index}: {found}")
+            else:
+                entries.append(found)
         self._rejected(len(problems))
         message = "; ".join(problems[:MAX_OTLP_PROBLEMS])
         if len(problems) > MAX_OTLP_PROBLEMS:
@@ -239,12 +255,9 @@ class LogService:
     def _bulk_entries(
         self, body: bytes, headers: Mapping[str, str], index: str | None
     ) -> tuple[list[BulkItem], list[NewEntry], list[BulkOutcome]]:
-        try:
-            content = decode_content(body, headers, max_decompressed_bytes=self.limits.max_decompressed_bytes)
-            items = bulk_items(content, path_index=index, limits=self.limits)
-        except LogServiceError:
-            self._rejected(1)
-            raise
+        items = self._parsed(
+            body, headers, lambda content: bulk_items(content, path_index=index, limits=self.limits)
+        )
         now_us = self._clock_us()
         entries: list[NewEntry] = []
         outcomes: list[BulkOutcome] = []
@@ -252,12 +265,9 @@ class LogService:
             if item.document is None:
                 outcomes.append(BulkOutcome(error_type=item.error_type, reason=item.reason))
                 continue
-            # Each item alone through the rules of POST /logs: a broken one is refused, not the request.
-            try:
-                (entry,) = validate_entries([item.document], now_us=now_us, limits=self.limits, batch=False)
-            except ValidationFailed as exc:
-                reason = "; ".join(f"{e.field} {e.message}" for e in exc.errors)
-                outcomes.append(BulkOutcome(error_type="mapper_parsing_exception", reason=reason))
+            entry = self._one_entry(item.document, now_us)
+            if isinstance(entry, str):
+                outcomes.append(BulkOutcome(error_type="mapper_parsing_exception", reason=entry))
                 continue
             entries.append(entry)
             outcomes.append(BulkOutcome(log_id=format_log_id(entry.log_id)))

@@ -20,7 +20,7 @@ from logsvc.domain.esbulk import bulk_items, entry_document
 from logsvc.errors import Forbidden, PayloadTooLarge, ValidationFailed
 from logsvc.service import LogService
 from logsvc.storage.open import open_store
-from tests.conftest import ServerThread, make_key, make_settings
+from tests.conftest import ServerThread, make_key, make_settings, read_service
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "esbulk"
 NDJSON = {"Content-Type": "application/x-ndjson"}
@@ -51,18 +51,6 @@ def _post(
     return httpx.post(f"{server.url}{path}", content=body, headers=sent, timeout=10)
 
 
-def _read(server: ServerThread, service: str) -> list[dict[str, Any]]:
-    answer = httpx.get(
-        f"{server.url}/logs",
-        params={"service_name": service},
-        headers={"Authorization": f"Bearer {server.admin.api_key}"},
-        timeout=10,
-    )
-    assert answer.status_code == 200, answer.text
-    logs: list[dict[str, Any]] = answer.json()["logs"]
-    return logs
-
-
 def test_a_filebeat_bulk_is_stored_with_its_ecs_fields(server: ServerThread, ingest_key: str) -> None:
     service = _service()
     # Filebeat sends its bulks gzipped (compression_level 1), as application/json, with a filter_path.
@@ -83,7 +71,7 @@ def test_a_filebeat_bulk_is_stored_with_its_ecs_fields(server: ServerThread, ing
     assert all(item["create"]["_index"] == service for item in result["items"])
     ids = {item["create"]["_id"] for item in result["items"]}
 
-    second, first = _read(server, service)
+    second, first = read_service(server, service)
     assert {first["log_id"], second["log_id"]} <= ids
     assert (first["level"], first["message"], first["timestamp"]) == (
         "INFO",
@@ -100,7 +88,7 @@ def test_a_filebeat_bulk_is_stored_with_its_ecs_fields(server: ServerThread, ing
     assert "log.level" not in second["metadata"]
 
     # service.name names the service over the index; a level that names none of ours stays in metadata.
-    (payments,) = _read(server, "payments")
+    (payments,) = read_service(server, "payments")
     assert (payments["level"], payments["message"]) == ("INFO", "settlement batch closed")
     assert payments["metadata"]["log"]["level"] == "notice"
     assert "service" not in payments["metadata"]
@@ -121,7 +109,7 @@ def test_a_fluent_bit_bulk_over_basic_auth_and_its_retry(server: ServerThread, i
             "9c0a6b3e-1f2d-4c5b-8e7a-6d5c4b3a2f10",
             "3e2f1d0c-9b8a-4765-a4b3-c2d1e0f9a8b7",
         ]
-    second, first = _read(server, service)
+    second, first = read_service(server, service)
     assert (first["log_id"], first["message"], first["level"]) == (
         "9c0a6b3e-1f2d-4c5b-8e7a-6d5c4b3a2f10",
         "GET /health 200 1ms",
@@ -154,12 +142,12 @@ def test_ids_that_are_not_uuids_make_a_retry_store_nothing_twice(
         "f0e4c2f76c58916ec258f246851bea091d14d4247a2fc3e18694461b1816e13b",
         "order-42",
     ]
-    stored = _read(server, service)
+    stored = read_service(server, service)
     assert [e["message"] for e in stored] == ["two", "one"]
     # The same _id in another index is another entry.
     other = _service()
     assert _post(server, body, ingest_key, path=f"/{other}/_bulk").json()["errors"] is False
-    assert {e["log_id"] for e in _read(server, other)}.isdisjoint({e["log_id"] for e in stored})
+    assert {e["log_id"] for e in read_service(server, other)}.isdisjoint({e["log_id"] for e in stored})
 
 
 def test_invalid_items_are_refused_one_by_one_and_the_others_stored(
@@ -199,7 +187,7 @@ def test_invalid_items_are_refused_one_by_one_and_the_others_stored(
     assert "not supported" in errors[3]["reason"]
     assert "parse" in errors[4]["reason"]
     assert "service_name" in errors[6]["reason"]
-    stored = _read(server, service)
+    stored = read_service(server, service)
     assert [(e["message"], e["level"]) for e in stored] == [("kept", "DEBUG"), ("kept too", "INFO")]
     assert stored[1]["timestamp"] == "2024-05-01T12:00:00.000000Z"
 
@@ -221,8 +209,8 @@ def test_refusals_of_the_whole_request(server: ServerThread, ingest_key: str) ->
     refused = _post(server, mixed, scoped)
     assert refused.status_code == 403, refused.text
     assert service in refused.json()["detail"]
-    assert _read(server, service) == []
-    assert len(_read(server, "checkout-es")) == 1
+    assert read_service(server, service) == []
+    assert len(read_service(server, "checkout-es")) == 1
 
     for malformed in (
         b"",

@@ -21,7 +21,7 @@ from logsvc.domain.mapping import parse_mapping
 from logsvc.errors import Forbidden, ValidationFailed
 from logsvc.service import LogService
 from logsvc.storage.open import open_store
-from tests.conftest import ServerThread, bearer, make_key
+from tests.conftest import ServerThread, bearer, make_key, read_service
 
 KUBERNETES = {"message_field": "log", "time_field": "time", "service_field": "kubernetes.labels.app"}
 
@@ -34,15 +34,6 @@ def _post(server: ServerThread, body: Any, params: dict[str, str], **headers: st
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = {"Content-Type": "application/json"} | headers | bearer(server.admin)
     return httpx.post(f"{server.url}/logs", content=content, params=params, headers=headers, timeout=10)
-
-
-def _read(server: ServerThread, service: str) -> list[dict[str, Any]]:
-    answer = httpx.get(
-        f"{server.url}/logs", params={"service_name": service}, headers=bearer(server.admin), timeout=10
-    )
-    assert answer.status_code == 200, answer.text
-    logs: list[dict[str, Any]] = answer.json()["logs"]
-    return logs
 
 
 def _errors(response: httpx.Response) -> list[dict[str, Any]]:
@@ -67,7 +58,7 @@ def test_a_kubernetes_log_is_mapped_and_read_back(server: ServerThread) -> None:
     }
     answer = _post(server, doc, KUBERNETES)
     assert answer.status_code == 201, answer.text
-    [entry] = _read(server, service)
+    [entry] = read_service(server, service)
     assert entry["log_id"] == answer.json()["log_id"]
     assert entry["message"] == "payment declined: card expired"
     assert entry["timestamp"] == moment.strftime("%Y-%m-%dT%H:%M:%S.123456Z")
@@ -101,7 +92,7 @@ def test_fluent_bit_http_output_json_format(server: ServerThread) -> None:
     answer = _post(server, records, params | {"service_field": "svc"})
     assert answer.status_code == 201, answer.text
     assert answer.json()["count"] == 2
-    logs = _read(server, service)
+    logs = read_service(server, service)
     assert [(e["level"], e["message"]) for e in logs] == [
         ("WARN", "disk 91% full"),
         ("INFO", "GET /cart 200"),
@@ -125,7 +116,7 @@ def test_ndjson_and_logs_objects_and_other_types(server: ServerThread) -> None:
     # A top-level log_id keeps its meaning: the retry stores nothing twice.
     assert answer.json()["log_ids"][0] == lines[0]["log_id"]
     assert _post(server, body, params, **{"Content-Type": "application/x-ndjson"}).status_code == 201
-    logs = _read(server, service)
+    logs = read_service(server, service)
     assert sorted(e["message"] for e in logs) == ["42", '{"event":"login","ok":true}']
     # With a mapping an object with `logs` is one document, and `metadata` is a field like any other.
     assert {"logs": [1, 2], "metadata": {"a": 1}} in [e["metadata"] for e in logs]
@@ -177,7 +168,7 @@ def test_a_scoped_key_may_not_write_another_service_through_the_mapping(server: 
     )
     assert answer.status_code == 403, answer.text
     assert "payments" in answer.json()["detail"]
-    assert _read(server, "checkout-api") == []
+    assert read_service(server, "checkout-api") == []
 
 
 def test_the_rules_directly(tmp_path: Path) -> None:

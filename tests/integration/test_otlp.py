@@ -12,7 +12,6 @@ import warnings
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -34,7 +33,7 @@ from logsvc.domain.otlp import otlp_documents
 from logsvc.errors import Forbidden, PayloadTooLarge, ValidationFailed
 from logsvc.service import LogService
 from logsvc.storage.open import open_store
-from tests.conftest import ServerThread, bearer, make_key, make_settings
+from tests.conftest import ServerThread, make_key, make_settings, read_service
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 TRACE_ID = 0x5B8EFFF798038103D269B633813FC60C
@@ -43,15 +42,6 @@ SPAN_ID = 0xEEE19B7EC3C1B174
 
 def _service() -> str:
     return f"otlp-{uuid.uuid4().hex[:8]}"
-
-
-def _read(server: ServerThread, service: str) -> list[dict[str, Any]]:
-    answer = httpx.get(
-        f"{server.url}/logs", params={"service_name": service}, headers=bearer(server.admin), timeout=10
-    )
-    assert answer.status_code == 200, answer.text
-    logs: list[dict[str, Any]] = answer.json()["logs"]
-    return logs
 
 
 def _text(value: str) -> AnyValue:
@@ -114,7 +104,7 @@ def test_the_sdk_logging_bridge_stores_each_record_with_its_context(
     logger.debug("cache miss")
     logger.error("gave up")
 
-    stored = _read(server, service)
+    stored = read_service(server, service)
     assert [(e["level"], e["message"]) for e in stored] == [
         ("ERROR", "gave up"),
         ("DEBUG", "cache miss"),
@@ -186,7 +176,7 @@ def test_otlp_json_is_read_by_its_own_mapping(server: ServerThread, ingest_key: 
     assert answer.headers["content-type"] == "application/json"
     assert answer.json() == {}
 
-    second, first = _read(server, service)
+    second, first = read_service(server, service)
     assert (first["level"], first["message"], first["timestamp"]) == (
         "ERROR",
         "charge failed",
@@ -216,7 +206,7 @@ def test_gzip_and_a_retried_request_stores_each_record_once(server: ServerThread
         assert answer.headers["content-type"] == "application/x-protobuf"
         assert not ExportLogsServiceResponse.FromString(answer.content).HasField("partial_success")
     # Two equal records of one request are two entries; the retry of the request adds none.
-    assert sorted(e["message"] for e in _read(server, service)) == ["one", "one", "two"]
+    assert sorted(e["message"] for e in read_service(server, service)) == ["one", "one", "two"]
 
 
 def test_invalid_records_are_rejected_as_partial_success_and_the_others_stored(
@@ -232,7 +222,7 @@ def test_invalid_records_are_rejected_as_partial_success_and_the_others_stored(
     assert "record 1: message is required" in partial.error_message
     assert "record 2: message must be at most" in partial.error_message
     assert "record 3: service_name must be" in partial.error_message
-    assert [e["message"] for e in _read(server, service)] == ["kept"]
+    assert [e["message"] for e in read_service(server, service)] == ["kept"]
 
 
 def test_refusals_of_the_whole_request(server: ServerThread, ingest_key: str) -> None:
@@ -256,7 +246,7 @@ def test_refusals_of_the_whole_request(server: ServerThread, ingest_key: str) ->
     refused = _post(server, mine.SerializeToString(), scoped)
     assert refused.status_code == 403
     assert "payments" in refused.json()["detail"]
-    assert _read(server, "payments") == []
+    assert read_service(server, "payments") == []
 
 
 def test_more_records_than_a_batch_may_hold_is_a_413(tmp_path: Path) -> None:
