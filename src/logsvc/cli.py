@@ -103,12 +103,23 @@ def main() -> None:
     "--tls-cert", type=click.Path(dir_okay=False), help="PEM certificate chain: serve HTTPS (TLS 1.2+)."
 )
 @click.option("--tls-key", type=click.Path(dir_okay=False), help="PEM private key for --tls-cert.")
-def serve(config_file: str | None, **flags: Any) -> None:
+@click.option("--syslog-port", type=int, help="Also take syslog on this port, TCP and UDP.  [default: off]")
+@click.option(
+    "--syslog-service",
+    "syslog_services",
+    multiple=True,
+    help="A service pattern syslog may write (* and ?; repeat). Needed with --syslog-port.",
+)
+@click.option(
+    "--syslog-tls/--no-syslog-tls", default=None, help="TLS on the syslog TCP port (the --tls-cert), no UDP."
+)
+def serve(config_file: str | None, syslog_services: tuple[str, ...], **flags: Any) -> None:
     """Run the HTTP service (embedded store by default).
 
     Settings come from defaults, then the TOML file (--config or LOGSVC_CONFIG), then LOGSVC_* variables,
     then these flags.
     """
+    flags["syslog_services"] = syslog_services or None  # none given: the file's or the environment's
     settings = load_settings(config_file, overrides=flags)
     run_server(settings)
 

@@ -6,7 +6,8 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -21,6 +22,7 @@ from logsvc.domain.mapping import FieldMapping, parse_mapping
 from logsvc.domain.otlp import otlp_documents
 from logsvc.domain.queries import MAX_LIMIT, Page, parse_query
 from logsvc.domain.retention import retention_rules
+from logsvc.domain.syslog import SyslogRefused, syslog_document
 from logsvc.domain.timestamps import format_timestamp, parse_whole_number
 from logsvc.domain.validation import validate_entries
 from logsvc.errors import (
@@ -32,7 +34,7 @@ from logsvc.errors import (
     ServerBusy,
     ValidationFailed,
 )
-from logsvc.scopes import check_pattern
+from logsvc.scopes import check_pattern, covers
 from logsvc.storage.port import LogStore
 
 if TYPE_CHECKING:  # the Lambda handlers import this module and must not load SQLite
@@ -47,6 +49,7 @@ __all__ = [
     "LogService",
     "OtlpResult",
     "Retention",
+    "SyslogOutcome",
     "check_destroy",
     "purge",
 ]
@@ -88,6 +91,22 @@ class BulkResult(msgspec.Struct, frozen=True):
 
     items: list[BulkItem]
     outcomes: list[BulkOutcome]
+
+
+class SyslogOutcome(msgspec.Struct, frozen=True):
+    """What a batch of syslog messages became: how many were stored; of the others, how many were dropped
+    for each reason (``logsvc.domain.syslog``'s, ``invalid`` or ``outside_scope``) and the detail of the
+    last one of each."""
+
+    stored: int
+    dropped: dict[str, int]
+    details: dict[str, str]
+
+
+# Why a syslog message was dropped, besides the reasons of its parser: it broke a rule of POST /logs, or
+# names a service outside syslog_services.
+SYSLOG_INVALID = "invalid"
+SYSLOG_OUTSIDE_SCOPE = "outside_scope"
 
 
 class IngestObserver(Protocol):
@@ -158,8 +177,57 @@ class LogService:
         await self._store(entries, principal)
         return BulkResult(items=items, outcomes=outcomes)
 
+    async def ingest_syslog(
+        self, messages: Sequence[tuple[bytes, str | None]], *, scope: tuple[str, ...], zone: tzinfo | None
+    ) -> SyslogOutcome:
+        """Store the syslog messages (each with its sender's address) that follow their format and the
+        rules of POST /logs, one by one (``logsvc.domain.syslog`` maps them to entries); returns once they
+        are durable. Syslog has no credentials: ``scope`` (syslog_services, never empty) stands for one,
+        and a message of a service outside it is dropped, never stored. ``zone``: that of RFC 3164
+        timestamps (None: the server's)."""
+        size = sum(len(frame) for frame, _ in messages)
+        entries, outcome = await self._off_loop(
+            size <= INLINE_BODY_BYTES, lambda: self._syslog_entries(messages, scope, zone)
+        )
+        if entries:
+            await self.store.append(entries)
+        if self._observer is not None:
+            self._observer.ingested(len(entries))
+        return outcome
+
+    def _syslog_entries(
+        self, messages: Sequence[tuple[bytes, str | None]], scope: tuple[str, ...], zone: tzinfo | None
+    ) -> tuple[list[NewEntry], SyslogOutcome]:
+        now_us = self._clock_us()
+        entries: list[NewEntry] = []
+        dropped: dict[str, int] = {}
+        details: dict[str, str] = {}
+
+        def drop(reason: str, detail: str) -> None:
+            dropped[reason] = dropped.get(reason, 0) + 1
+            details[reason] = detail
+
+        for frame, peer in messages:
+            try:
+                doc = syslog_document(frame, now_us=now_us, zone=zone, peer=peer)
+            except SyslogRefused as exc:
+                drop(exc.reason, exc.detail)
+                continue
+            entry = self._one_entry(doc, now_us)
+            if isinstance(entry, str):
+                drop(SYSLOG_INVALID, entry)
+            elif not scope or not covers(scope, entry.service_name):
+                drop(SYSLOG_OUTSIDE_SCOPE, f"service {entry.service_name!r} is outside syslog_services")
+            else:
+                entries.append(entry)
+        self._rejected(len(messages) - len(entries))
+        return entries, SyslogOutcome(stored=len(entries), dropped=dropped, details=details)
+
     async def _decode(self, body: bytes, headers: Mapping[str, str], decode: Callable[[], _T]) -> _T:
-        if len(body) <= INLINE_BODY_BYTES and not is_encoded(headers):
+        return await self._off_loop(len(body) <= INLINE_BODY_BYTES and not is_encoded(headers), decode)
+
+    async def _off_loop(self, inline: bool, decode: Callable[[], _T]) -> _T:
+        if inline:
             return decode()
         # Inflating and decoding up to max_decompressed_bytes takes a CPU for a while: off the event
         # loop, and a few at a time, so that a burst of large bodies cannot take every thread and all

@@ -26,6 +26,7 @@ from logsvc.routing import Endpoint, Services
 from logsvc.service import LogService
 from logsvc.settings import Settings, load_settings
 from logsvc.storage.port import LogStore
+from logsvc.syslog_listener import SyslogListener
 
 __all__ = ["asgi_app", "create_app", "create_app_from_environment"]
 
@@ -64,9 +65,14 @@ def asgi_app(
         )
         app.state.refusals = RefusalAudit(root.credentials())
         app.state.authenticator = root.authenticator()
+        syslog = SyslogListener(root.settings, service, metrics) if root.settings.syslog_port else None
         try:
+            if syslog is not None:
+                await syslog.start()
             yield
         finally:
+            if syslog is not None:
+                await syslog.stop()  # what it read is committed before the store closes
             await root.stop()
 
     app = Starlette(
