@@ -29,7 +29,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from typing import Protocol
+from typing import Protocol, cast
 
 from logsvc.datadir import DataDir
 from logsvc.domain.syslog_frames import FramingError, SyslogFramer
@@ -348,13 +348,12 @@ class _Connection(asyncio.Protocol):
         self._closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio's subclasses
         peer = transport.get_extra_info("peername")
         self.peer = str(peer[0]) if peer else None
         if not self.listener.admit(self):
             self._closed = True
-            transport.abort()
+            self.transport.abort()
             return
         self._restart_timer()
 
