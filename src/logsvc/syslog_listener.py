@@ -417,6 +417,8 @@ class _Connection(asyncio.Protocol):
                 self._restart_timer()
 
     def _refuse(self, exc: FramingError) -> None:
+        if exc.frames:
+            self._submit(exc.frames)
         self.listener.dropped(exc.reason, 1, exc.detail, self.peer)
         self.listener.closed(exc.reason, exc.detail, self.peer)
         self.close()

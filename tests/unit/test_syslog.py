@@ -49,7 +49,8 @@ def test_rfc5424_example_1() -> None:
 
 def test_rfc5424_example_2() -> None:
     doc = parse(
-        b"<165>1 2003-08-24T05:14:15.000003-07:00 192.0.2.1 myproc 8710 - - %% It's time to make the do-nothing."
+        b"<165>1 2003-08-24T05:14:15.000003-07:00 192.0.2.1 myproc 8710 - - "
+        b"%% It's time to make the do-nothing."
     )
     assert doc["timestamp"] == "2003-08-24T12:14:15.000003Z"
     assert (doc["service_name"], doc["level"]) == ("myproc", "INFO")
@@ -98,7 +99,8 @@ def test_rfc5424_sd_escapes_and_repeats() -> None:
         "x@1": {"a": 'q"b\\c]d\\e'},
         "origin": {"ip": ["192.0.2.1", "192.0.2.129"]},
     }
-    assert "timestamp" not in doc and "hostname" not in doc["metadata"]
+    assert "timestamp" not in doc
+    assert "hostname" not in doc["metadata"]
 
 
 def test_rfc5424_a_space_between_elements_ends_the_structured_data() -> None:
@@ -186,7 +188,8 @@ def test_rfc3164_example_3() -> None:
 def test_rfc3164_example_4_without_a_valid_timestamp_is_all_content() -> None:
     frame = b"<0>1990 Oct 22 10:52:01 TZ-6 scapegoat.dmz.example.org 10.1.2.3 sched[0]: That's All Folks!"
     doc = parse(frame)
-    assert "timestamp" not in doc and "hostname" not in doc["metadata"]
+    assert "timestamp" not in doc
+    assert "hostname" not in doc["metadata"]
     assert doc["message"] == frame[3:].decode()
     assert (doc["level"], doc["metadata"]["facility"]) == ("FATAL", "kern")
 
@@ -347,6 +350,12 @@ def test_framing_errors(stream: bytes, reason: str) -> None:
     assert failed.value.reason == reason
 
 
+def test_frames_before_a_fault_are_kept() -> None:
+    with pytest.raises(FramingError) as failed:
+        SyslogFramer(100).feed(b"<13>one\n3 two12x three")
+    assert failed.value.frames == [b"<13>one", b"two"]
+
+
 def test_a_frame_at_the_limit_passes() -> None:
     frame = b"<13>" + b"m" * 96
     assert SyslogFramer(100).feed(b"100 " + frame + frame + b"\r\n") == [frame, frame]
@@ -376,7 +385,7 @@ def test_framing_round_trip_in_any_chunks(messages: list[tuple[bool, bytes]], cu
     framer = SyslogFramer(100)
     frames: list[bytes] = []
     start = 0
-    for cut in sorted({min(c, len(stream)) for c in cuts}) + [len(stream)]:
+    for cut in [*sorted({min(c, len(stream)) for c in cuts}), len(stream)]:
         frames += framer.feed(stream[start:cut])
         start = cut
     assert framer.finish() is None

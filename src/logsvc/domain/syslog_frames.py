@@ -25,12 +25,14 @@ _BETWEEN_FRAMES = b"\r\n\x00"
 
 
 class FramingError(ValueError):
-    """The stream cannot be read on: ``reason`` is FRAME_TOO_LARGE, BAD_FRAMING or TRUNCATED."""
+    """The stream cannot be read on: ``reason`` is FRAME_TOO_LARGE, BAD_FRAMING or TRUNCATED. ``frames``
+    holds the complete frames read before the fault, which are still messages."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+        self.frames: list[bytes] = []
 
 
 class SyslogFramer:
@@ -75,6 +77,9 @@ class SyslogFramer:
                     raise self._too_large("a line")
                 frames.append(frame)
                 position = end + 1
+        except FramingError as exc:
+            exc.frames = frames
+            raise
         finally:
             del buffer[:position]
         return frames
