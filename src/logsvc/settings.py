@@ -320,7 +320,8 @@ def load_settings(
             try:
                 values[name] = msgspec.json.decode(value) if name in _JSON_FIELDS else value
             except msgspec.DecodeError:
-                raise ConfigError(f"{key} must be JSON such as {_JSON_EXAMPLES[name]}") from None
+                shape = "array" if name == "syslog_services" else "object"
+                raise ConfigError(f"{key} must be a JSON {shape} such as {_JSON_EXAMPLES[name]}") from None
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         return msgspec.convert(values, Settings, strict=False)

@@ -246,7 +246,7 @@ class SyslogListener:
     # ---- what connections and datagrams hand over -----------------------------------------------------
 
     def admit(self, connection: _Connection) -> bool:
-        if len(self._connections) >= self.settings.syslog_max_connections or self.stopping:
+        if len(self._connections) >= self.settings.syslog_max_connections:
             self.closed(TOO_MANY_CONNECTIONS, f"over syslog_max_connections ({len(self._connections)})", None)
             return False
         self._connections.add(connection)
