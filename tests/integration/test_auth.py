@@ -143,7 +143,7 @@ def test_revocation_takes_effect_at_once(tmp_path: Path) -> None:
                 "access_key_id",
                 "secret_access_key",
                 "api_key",
-                "role",
+                "roles",
                 "services",
                 "expires_at",
             }

@@ -182,11 +182,11 @@ def test_keys_commands(tmp_path: Path) -> None:
         "access_key_id",
         "secret_access_key",
         "api_key",
-        "role",
+        "roles",
         "services",
         "expires_at",
     }
-    assert (credential["role"], credential["services"]) == ("ingest", ["payments*"])
+    assert (credential["roles"], credential["services"]) == (["ingest"], ["payments*"])
     listed = json.loads(logsvc("keys", "list", "--json", "--data-dir", data).stdout)
     assert [c["access_key_id"] for c in listed] == [credential["access_key_id"]]
     assert credential["secret_access_key"] not in json.dumps(listed)

@@ -8,7 +8,7 @@ import binascii
 
 from logsvc.auth.credential_service import API_KEY_PREFIX, CredentialService
 from logsvc.auth.jwt import JwtVerifier
-from logsvc.auth.policy import Principal, token_principal
+from logsvc.auth.policy import Principal, Role, token_principal
 from logsvc.auth.sigv4 import SignedHead, SignedRequest, SigV4Verifier
 from logsvc.errors import AuthenticationFailed, SignatureMismatch
 
@@ -43,6 +43,7 @@ class Authenticator:
         region: str,
         service: str,
         jwt: JwtVerifier | None = None,
+        jwt_default_roles: tuple[Role, ...] = (),
         replay_guard: bool = False,
     ) -> None:
         self.store = store
@@ -50,6 +51,7 @@ class Authenticator:
             store.secret_for, region=region, service=service, replay_guard=replay_guard
         )
         self.jwt = jwt
+        self._jwt_default_roles = jwt_default_roles
 
     def from_signature(self, request: SignedRequest, head: SignedHead | None = None) -> Principal:
         """The signer of ``request``; ``head`` is what ``sigv4.check_head`` found before the body came."""
@@ -76,5 +78,9 @@ class Authenticator:
         # A JWKS refresh is a blocking HTTP fetch; keep it off the event loop.
         claims = await asyncio.to_thread(self.jwt.verify, token)
         return token_principal(
-            claims.subject, claims.roles, claims.services, service_claim=self.jwt.service_claim
+            claims.subject,
+            claims.roles,
+            claims.services,
+            service_claim=self.jwt.service_claim,
+            default_roles=self._jwt_default_roles,
         )
