@@ -330,7 +330,7 @@ def backup(into: str, data_dir: str | None, config_file: str | None) -> None:
     "source",
     required=True,
     type=click.Path(file_okay=False, exists=True),
-    help="A backup, or with --to-time an archive directory.",
+    help="A backup (or the --to directory of `backup`: its newest), or with --to-time an archive directory.",
 )
 @click.option("--into", required=True, type=click.Path(file_okay=False), help="A new data directory.")
 @click.option("--to-time", help="Restore from the archive the entries committed up to this RFC 3339 time.")
