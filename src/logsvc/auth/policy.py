@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 import msgspec
 
-from logsvc.domain.roles import ROLES_RULE, Role, granted_roles
+from logsvc.domain.roles import ROLES_RULE, Role, granted_roles, ordered_roles
 from logsvc.domain.timestamps import parse_timestamp, timestamp_in_range
 from logsvc.errors import FieldError, Forbidden, ValidationFailed
 from logsvc.scopes import PATTERN_GRAMMAR, check_pattern, covers
@@ -60,7 +60,7 @@ class Principal(msgspec.Struct, frozen=True):
 
     def require(self, permission: Permission) -> None:
         if not self.may(permission):
-            roles = ", ".join(sorted(self.roles)) or "none"
+            roles = ", ".join(ordered_roles(self.roles)) or "none"
             raise Forbidden(
                 f"this credential (roles: {roles}) may not {permission.value}; it needs that role"
             )
