@@ -55,11 +55,15 @@ def read_service(server: ServerThread, service: str) -> list[dict[str, Any]]:
     return logs
 
 
-def make_key(settings: Settings, role: Role, services: tuple[str, ...] = (), **kwargs: Any) -> NewCredential:
-    """A credential in the configured credential store, as `logsvc keys create` makes one."""
+def make_key(
+    settings: Settings, role: Role | tuple[Role, ...], services: tuple[str, ...] = (), **kwargs: Any
+) -> NewCredential:
+    """A credential in the configured credential store, as `logsvc keys create` makes one; ``role`` is
+    one role or a tuple of several."""
+    roles = (role,) if isinstance(role, Role) else role
     auth = open_credentials(settings)
     try:
-        return auth.create(role, services=services, actor="test", source="test", **kwargs)
+        return auth.create(*roles, services=services, actor="test", source="test", **kwargs)
     finally:
         auth.close()
 

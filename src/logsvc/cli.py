@@ -12,7 +12,7 @@ import click
 import httpx
 import msgspec
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from logsvc import __version__
@@ -144,7 +144,14 @@ def keys() -> None:
 
 
 @keys.command("create")
-@click.option("--role", required=True, type=click.Choice(["ingest", "read", "admin"]), help="What it may do.")
+@click.option(
+    "--role",
+    "roles",
+    required=True,
+    multiple=True,
+    type=click.Choice([role.value for role in Role]),
+    help="What it may do; repeat for several roles (--role ingest --role read).",
+)
 @click.option(
     "--service", "services", multiple=True, help="Only services matching this pattern (* and ?; repeat)."
 )
@@ -154,7 +161,7 @@ def keys() -> None:
 @_DATA_DIR
 @_CONFIG
 def create_key(
-    role: str,
+    roles: tuple[str, ...],
     services: tuple[str, ...],
     expires: str | None,
     description: str,
@@ -164,7 +171,12 @@ def create_key(
 ) -> None:
     """Create a credential; its secrets are shown this once."""
     with _local(config_file, data_dir) as root:
-        doc = {"role": role, "services": list(services), "expires": expires, "description": description}
+        doc = {
+            "roles": list(roles),
+            "services": list(services),
+            "expires": expires,
+            "description": description,
+        }
         credential = root.credentials().create_requested(doc, actor=_OPERATOR.id, source="local")
     if as_json:
         _json_out(credential)
@@ -174,9 +186,8 @@ def create_key(
     click.echo(f"secret access key: {credential.secret_access_key}")
     click.echo(f"API key:           {credential.api_key}")
     scope = ", ".join(credential.services) or "*"
-    click.echo(
-        printable(f"role: {credential.role}  services: {scope}  expires: {credential.expires_at or 'never'}")
-    )
+    held = ", ".join(credential.roles)
+    click.echo(printable(f"roles: {held}  services: {scope}  expires: {credential.expires_at or 'never'}"))
     _err.print("Store the secrets now: they cannot be shown again.")
 
 
@@ -191,15 +202,21 @@ def list_keys(as_json: bool, data_dir: str | None, config_file: str | None) -> N
     if as_json:
         _json_out(credentials)
         return
-    table = Table("access key id", "role", "services", "created", "expires", "revoked", "description")
+    # Whole ids, never cut short however narrow the terminal (an id is what `keys revoke` takes); the other
+    # cells wrap rather than lose their end.
+    widest = max((len(c.access_key_id) for c in credentials), default=0)
+    table = Table(
+        Column("access key id", no_wrap=True, min_width=widest),
+        *(Column(name, overflow="fold") for name in ("roles", "services", "created", "expires", "revoked")),
+        Column("description", overflow="fold"),
+    )
     for c in credentials:
         table.add_row(
             untrusted(c.access_key_id),
-            untrusted(c.role),
+            untrusted(", ".join(c.roles)),
             untrusted(", ".join(c.services) or "*"),
-            untrusted(c.created_at[:19]),
-            untrusted((c.expires_at or "never")[:19]),
-            untrusted((c.revoked_at or "")[:19]),
+            *(untrusted(at[:19].replace("T", " ")) for at in (c.created_at, c.expires_at or "never")),
+            untrusted((c.revoked_at or "")[:19].replace("T", " ")),
             untrusted(c.description),
         )
     _out.print(table)
@@ -324,7 +341,7 @@ def backup(into: str, data_dir: str | None, config_file: str | None) -> None:
     "source",
     required=True,
     type=click.Path(file_okay=False, exists=True),
-    help="A backup, or with --to-time an archive directory.",
+    help="A backup (or the --to directory of `backup`: its newest), or with --to-time an archive directory.",
 )
 @click.option("--into", required=True, type=click.Path(file_okay=False), help="A new data directory.")
 @click.option("--to-time", help="Restore from the archive the entries committed up to this RFC 3339 time.")

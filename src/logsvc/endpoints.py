@@ -15,6 +15,19 @@ import msgspec
 
 from logsvc.auth.policy import Permission
 from logsvc.content import decode_content, is_otlp_json
+from logsvc.domain.compat import (
+    COGNITO_PREFIX,
+    FUNCTION_URL_PREFIX,
+    CognitoReadParameters,
+    cognito_created,
+    cognito_entry,
+    cognito_items,
+    cognito_query,
+    function_url_entry,
+    function_url_log,
+    function_url_logs,
+    function_url_query,
+)
 from logsvc.domain.esbulk import bulk_response, license_document, version_document
 from logsvc.domain.mapping import IngestParameters
 from logsvc.domain.otlp import PROTOBUF, otlp_response
@@ -84,6 +97,37 @@ async def recent(call: Call) -> Answer:
 async def get_entry(call: Call) -> Answer:
     service = await call.services.log()
     return json_answer(await service.get(call.path_params["log_id"], principal=call.principal))
+
+
+# The older clients' shapes (logsvc.domain.compat): the same service, their bodies translated.
+
+
+async def function_url_ingest(call: Call) -> Answer:
+    service = await call.services.log()
+    entry = await service.ingest_one(
+        await call.body(), call.headers, to_entry=function_url_entry, principal=call.principal
+    )
+    return json_answer(function_url_log(entry), 201)
+
+
+async def function_url_recent(call: Call) -> Answer:
+    service = await call.services.log()
+    return json_answer(
+        function_url_logs(await service.page(function_url_query(call.query), principal=call.principal))
+    )
+
+
+async def cognito_ingest(call: Call) -> Answer:
+    service = await call.services.log()
+    entry = await service.ingest_one(
+        await call.body(), call.headers, to_entry=cognito_entry, principal=call.principal
+    )
+    return json_answer(cognito_created(entry), 201)
+
+
+async def cognito_list(call: Call) -> Answer:
+    service = await call.services.log()
+    return json_answer(cognito_items(await service.page(cognito_query(call.query), principal=call.principal)))
 
 
 # The admin routes call the credential store, which blocks (SQLite, DynamoDB over the network): threads.
@@ -206,6 +250,12 @@ _BULK_ANSWER = json_response(
     },
     "the valid items stored durably (status 201), the others refused one by one (status 400)",
 )
+
+
+def _json_body(schema: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema_ref(schema)}}}
+
+
 _CREATED = json_response({"oneOf": [schema_ref("Created"), schema_ref("BatchCreated")]}, "stored durably")
 _PAGE = {"200": json_response(schema_ref("Page"), "newest entries first")}
 _STATUS = {"200": json_response({"type": "object"}, "status")}
@@ -321,6 +371,51 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         path_schemas={"log_id": {"type": "string", "format": "uuid"}},
         answers={"200": json_response(schema_ref("LogEntry"), "the entry")},
         problems=(400, 404, 503),
+    ),
+    Endpoint(
+        path=f"{FUNCTION_URL_PREFIX}/logs",
+        method="POST",
+        name="function_url_ingest",
+        permission=Permission.INGEST,
+        operation=function_url_ingest,
+        summary="An older function-URL client's entry, stored durably as service function-url",
+        request_body=_json_body("FunctionUrlEntryIn"),
+        answers={"201": json_response(schema_ref("FunctionUrlLog"), "stored durably")},
+        problems=(400, 408, 413, 415, 503, 507),
+    ),
+    Endpoint(
+        path=f"{FUNCTION_URL_PREFIX}/logs/recent",
+        method="GET",
+        name="function_url_recent",
+        permission=Permission.READ,
+        operation=function_url_recent,
+        summary="The newest 100 entries of service function-url, in the older function-URL clients' shape",
+        answers={"200": json_response(schema_ref("FunctionUrlLogs"), "newest entries first")},
+        problems=(400, 503),
+    ),
+    Endpoint(
+        path=f"{COGNITO_PREFIX}/logs",
+        method="POST",
+        name="cognito_ingest",
+        permission=Permission.INGEST,
+        operation=cognito_ingest,
+        function="ingest",
+        summary="An older Cognito client's entry (raw ID token accepted), stored durably as service cognito",
+        request_body=_json_body("CognitoEntryIn"),
+        answers={"201": json_response(schema_ref("CognitoCreated"), "stored durably")},
+        problems=(400, 408, 413, 415, 503, 507),
+    ),
+    Endpoint(
+        path=f"{COGNITO_PREFIX}/logs",
+        method="GET",
+        name="cognito_list",
+        permission=Permission.READ,
+        operation=cognito_list,
+        function="read",
+        summary="Entries of service cognito, newest first, in the older Cognito clients' shape",
+        query=CognitoReadParameters,
+        answers={"200": json_response(schema_ref("CognitoItems"), "newest entries first")},
+        problems=(400, 503),
     ),
     Endpoint(
         path="/admin/keys",

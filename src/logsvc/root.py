@@ -130,6 +130,7 @@ class Root:
             region=settings.sigv4_region,
             service=settings.sigv4_service,
             jwt=jwt,
+            jwt_default_roles=settings.jwt_default_roles,
             replay_guard=settings.sigv4_replay_guard,
         )
 

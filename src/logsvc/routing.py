@@ -20,7 +20,7 @@ import msgspec
 
 from logsvc.auth.policy import Permission, Principal
 from logsvc.auth.refusals import RefusalAudit
-from logsvc.errors import AuthenticationFailed, ConfigError, Forbidden, MethodNotAllowed, RouteNotFound
+from logsvc.errors import ConfigError, Forbidden, MethodNotAllowed, MissingCredentials, RouteNotFound
 from logsvc.service import AdminService, LogService
 from logsvc.settings import Settings
 
@@ -138,11 +138,7 @@ def authorize(
     if endpoint.permission is Permission.PUBLIC:
         return principal or _NOBODY
     if principal is None:
-        raise AuthenticationFailed(
-            "send credentials: an AWS Signature V4, Authorization: Bearer <API key or OIDC token>, or HTTP "
-            "Basic with the API key as the password",
-            code="missing_authentication_token",
-        )
+        raise MissingCredentials()
     try:
         principal.require(endpoint.permission)
     except Forbidden as exc:

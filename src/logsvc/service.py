@@ -20,7 +20,7 @@ from logsvc.domain.entries import Limits, LogEntry, NewEntry, format_log_id, par
 from logsvc.domain.esbulk import BulkItem, BulkOutcome, bulk_items
 from logsvc.domain.mapping import FieldMapping, parse_mapping
 from logsvc.domain.otlp import otlp_documents
-from logsvc.domain.queries import MAX_LIMIT, Page, parse_query
+from logsvc.domain.queries import MAX_LIMIT, Page, Query, parse_query
 from logsvc.domain.retention import retention_rules
 from logsvc.domain.syslog import SyslogRefused, syslog_document
 from logsvc.domain.timestamps import format_timestamp, parse_whole_number
@@ -223,6 +223,40 @@ class LogService:
         self._rejected(len(messages) - len(entries))
         return entries, SyslogOutcome(stored=len(entries), dropped=dropped, details=details)
 
+    async def ingest_one(
+        self,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        to_entry: Callable[[Any], dict[str, Any]],
+        principal: Principal,
+    ) -> NewEntry:
+        """Store one entry that an older client sent in its own shape (``logsvc.domain.compat``): the body
+        is one JSON object whatever its media type (the function URLs those clients called read it so),
+        ``to_entry`` makes it an entry document, and the rules of ``POST /logs`` apply; returns once it is
+        durable."""
+        (entry,) = await self._decode(body, headers, lambda: self._translated(body, headers, to_entry))
+        await self._store([entry], principal)
+        return entry
+
+    def _translated(
+        self, body: bytes, headers: Mapping[str, str], to_entry: Callable[[Any], dict[str, Any]]
+    ) -> list[NewEntry]:
+        docs, single = self._parsed(
+            body,
+            headers,
+            lambda content: decode_documents(content, ndjson=False, limits=self.limits, logs_wrapper=False),
+        )
+        try:
+            if not single:
+                raise ValidationFailed([FieldError("body", "must be one JSON object")])
+            return validate_entries(
+                [to_entry(docs[0])], now_us=self._clock_us(), limits=self.limits, batch=False
+            )
+        except ValidationFailed:
+            self._rejected(1)
+            raise
+
     async def _decode(self, body: bytes, headers: Mapping[str, str], decode: Callable[[], _T]) -> _T:
         return await self._off_loop(len(body) <= INLINE_BODY_BYTES and not is_encoded(headers), decode)
 
@@ -347,7 +381,11 @@ class LogService:
             self._observer.rejected(count)
 
     async def recent(self, params: Iterable[tuple[str, str]], *, principal: Principal) -> Page:
-        query = parse_query(params, now_us=self._clock_us())
+        """A read of ``GET /logs`` by its query-string parameters."""
+        return await self.page(parse_query(params, now_us=self._clock_us()), principal=principal)
+
+    async def page(self, query: Query, *, principal: Principal) -> Page:
+        """The page a query asks for, held to the credential's service scope."""
         if principal.services:
             if query.service_name is not None and not principal.covers(query.service_name):
                 allowed = ", ".join(principal.services)

@@ -14,18 +14,19 @@ import msgspec
 from logsvc.datadir import DataDir
 from logsvc.domain.entries import HARD_MAX_MESSAGE_BYTES, Limits
 from logsvc.domain.iam import iam_role_or_user
-from logsvc.domain.roles import Role
+from logsvc.domain.roles import Role, granted_roles
 from logsvc.errors import ConfigError
 from logsvc.scopes import PATTERN_REGEX, check_pattern
 
 __all__ = ["ENV_PREFIX", "AwsGrant", "Settings", "load_settings"]
 
 ENV_PREFIX = "LOGSVC_"
-_JSON_FIELDS = frozenset({"retention_by_service", "aws_principals", "syslog_services"})
+_JSON_FIELDS = frozenset({"retention_by_service", "aws_principals", "jwt_default_roles", "syslog_services"})
 _JSON_EXAMPLES = {
-    "retention_by_service": '{"payments*": 30}',
-    "syslog_services": '["myapp", "web-*"]',
-    "aws_principals": '{"arn:aws:iam::123456789012:role/app": {"role": "ingest", "services": ["app*"]}}',
+    "retention_by_service": 'a JSON object such as {"payments*": 30}',
+    "aws_principals": 'a JSON object such as {"arn:aws:iam::123456789012:role/app": {"roles": ["read"]}}',
+    "jwt_default_roles": 'a JSON array such as ["ingest", "read"]',
+    "syslog_services": 'a JSON array such as ["myapp", "web-*"]',
 }
 # An IAM role or user ARN; a role or user may sit under a path (role/path/to/name).
 MiB = 1024 * 1024
@@ -45,11 +46,20 @@ def _default_credentials_file() -> str:
     return str(Path(_config_dir()) / "credentials")
 
 
-class AwsGrant(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """What an AWS identity (an IAM role or user) may do behind the Lambda handlers."""
+class AwsGrant(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """What an AWS identity (an IAM role or user) may do behind the Lambda handlers: ``roles``, or one
+    ``role`` as the setting was written before a grant could hold several."""
 
-    role: Role
+    role: Role | None = None
     services: tuple[Annotated[str, msgspec.Meta(pattern=PATTERN_REGEX)], ...] = ()
+    roles: tuple[Role, ...] = ()
+
+    def __post_init__(self) -> None:
+        granted_roles(self.role, self.roles)  # ValueError unless exactly one form names some
+
+    @property
+    def granted(self) -> tuple[Role, ...]:
+        return granted_roles(self.role, self.roles)
 
 
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -124,6 +134,10 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     jwt_service_claim: Annotated[str, msgspec.Meta(description="claim holding service patterns")] = (
         "logsvc:services"
     )
+    jwt_default_roles: Annotated[
+        tuple[Role, ...],
+        msgspec.Meta(description="roles of a token without the role claim (a pool user in no group)"),
+    ] = ()
     tls_cert: Annotated[str, msgspec.Meta(description="PEM certificate chain; with tls_key, serve HTTPS")] = (
         ""
     )
@@ -320,8 +334,7 @@ def load_settings(
             try:
                 values[name] = msgspec.json.decode(value) if name in _JSON_FIELDS else value
             except msgspec.DecodeError:
-                shape = "array" if name == "syslog_services" else "object"
-                raise ConfigError(f"{key} must be a JSON {shape} such as {_JSON_EXAMPLES[name]}") from None
+                raise ConfigError(f"{key} must be {_JSON_EXAMPLES[name]}") from None
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         return msgspec.convert(values, Settings, strict=False)

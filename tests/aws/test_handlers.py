@@ -370,7 +370,7 @@ def test_no_identity_at_all_is_a_401(lambda_app: LambdaApp, fmt: str) -> None:
     event = with_caller(ingest_event(fmt, {"message": "x"}), None)
     response = lambda_app.ingest(event, None)
     assert_problem(response, 401, "missing_authentication_token")
-    assert response["headers"]["www-authenticate"] == 'Bearer realm="logsvc"'
+    assert response["headers"]["www-authenticate"] == 'Bearer realm="logsvc", AWS4-HMAC-SHA256 realm="logsvc"'
 
 
 def test_a_function_url_with_auth_type_none_gets_a_401(lambda_app: LambdaApp) -> None:

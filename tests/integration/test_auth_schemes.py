@@ -127,7 +127,7 @@ def test_bad_signatures_are_refused(
         headers = botocore_headers(url, body, key)
         body = body.replace(b"signed by", b"forged by")
     elif case == "unknown key":
-        stranger = NewCredential("LSKNOBODYKNOWSME", "s" * 40, "lsk_x", Role.ADMIN, (), None)
+        stranger = NewCredential("LSKNOBODYKNOWSME", "s" * 40, "lsk_x", (Role.ADMIN,), (), None)
         headers = botocore_headers(url, body, stranger)
     else:
         headers = {}
@@ -176,7 +176,7 @@ def test_an_unknown_key_id_is_answered_as_a_wrong_secret(
     """The same status, code and detail: an answer that differed would tell which key ids exist."""
     server, key = signed_server
     url = f"{server.url}/logs"
-    stranger = NewCredential("LSKNOBODYKNOWSME", "s" * 40, "lsk_x", Role.ADMIN, (), None)
+    stranger = NewCredential("LSKNOBODYKNOWSME", "s" * 40, "lsk_x", (Role.ADMIN,), (), None)
     answers = []
     for credential, secret in ((stranger, None), (key, "not-the-secret")):
         body = fresh_body()
@@ -229,7 +229,7 @@ def test_oidc_tokens(oidc: tuple[ServerThread, Any]) -> None:
         response = client.get("/logs", headers={"Authorization": f"Bearer {wrong_audience}"})
         assert (response.status_code, response.json()["code"]) == (401, "invalid_audience")
         reader = token(private, **{"cognito:groups": ["read"], "logsvc:services": ["default"]})
-        assert client.get("/logs", headers={"Authorization": reader}).json()["count"] == 1
+        assert client.get("/logs", headers={"Authorization": f"Bearer {reader}"}).json()["count"] == 1
 
 
 @pytest.mark.parametrize("claim", ["", [], ",", " ", ["team-[!a]*"]])

@@ -378,9 +378,28 @@ def test_a_port_without_services_refuses_to_start(tmp_path: Path) -> None:
     assert "syslog_port needs syslog_services" in result.stderr
 
 
+@contextlib.contextmanager
+def _udp_port_whose_tcp_twin_is_free() -> Iterator[socket.socket]:
+    """A bound UDP socket; its port number is free on TCP too, or the start would fail on TCP instead (a
+    random UDP port can be some TCP client's ephemeral port)."""
+    for _ in range(100):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", 0))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                tcp.bind(("127.0.0.1", udp.getsockname()[1]))
+            except OSError:
+                udp.close()
+                continue
+        with udp:
+            yield udp
+        return
+    raise AssertionError("no UDP port with a free TCP twin in 100 tries")
+
+
 def test_a_port_in_use_stops_the_start(tmp_path: Path) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
-        taken.bind(("127.0.0.1", 0))
+    with _udp_port_whose_tcp_twin_is_free() as taken:
         port = taken.getsockname()[1]
         settings = make_settings(tmp_path / "data")
         result = run_logsvc(

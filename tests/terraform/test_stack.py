@@ -271,7 +271,11 @@ def test_function_environment(stack: Stack) -> None:
         "LOGSVC_AWS_PRINCIPALS",
         "LOGSVC_RETENTION_DAYS",
         "LOGSVC_JWT_SERVICE_CLAIM",
+        "LOGSVC_JWT_DEFAULT_ROLES",
     }
+    # Empty unless the operator opts in: a Cognito user in no group may do nothing.
+    assert environment["LOGSVC_JWT_DEFAULT_ROLES"] == expr("jsonencode(var.cognito_default_roles)")
+    assert stack.variables["cognito_default_roles"]["default"] == []
     assert environment["LOGSVC_STORE"] == expr("local.store_url")
     assert stack.locals["store_url"] == (
         "dynamodb://${aws_dynamodb_table.logs.name}?region=${local.region}&shards=${var.shards}"
@@ -378,11 +382,19 @@ def test_api_gateway_may_invoke_each_function_only_on_its_routes(stack: Stack) -
     otlp = stack.resource("aws_lambda_permission", "api_ingest_otlp")
     assert otlp["function_name"] == expr("aws_lambda_function.ingest.function_name")
     assert otlp["source_arn"] == execution + "POST/v1/logs"
+    compat = stack.resource("aws_lambda_permission", "api_ingest_compat_cognito")
+    assert compat["function_name"] == expr("aws_lambda_function.ingest.function_name")
+    assert compat["source_arn"] == execution + "POST/compat/cognito/logs"
     read = stack.resource("aws_lambda_permission", "api_read")
     assert read["function_name"] == expr("aws_lambda_function.read.function_name")
     assert read["principal"] == "apigateway.amazonaws.com"
     assert read["source_arn"] == execution + "${each.value}"
-    assert sorted(read["for_each"].values()) == ["GET/logs", "GET/logs/*", "GET/logs/recent"]
+    assert sorted(read["for_each"].values()) == [
+        "GET/compat/cognito/logs",
+        "GET/logs",
+        "GET/logs/*",
+        "GET/logs/recent",
+    ]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -395,9 +407,17 @@ ROUTES = {
     "get_logs_recent": ("GET", "logs_recent", "read"),
     "get_log_by_id": ("GET", "log_by_id", "read"),
     "post_v1_logs": ("POST", "v1_logs", "ingest"),
+    "post_compat_cognito_logs": ("POST", "compat_cognito_logs", "ingest"),
+    "get_compat_cognito_logs": ("GET", "compat_cognito_logs", "read"),
 }
 
-PATHS = {"logs": "/logs", "logs_recent": "/logs/recent", "log_by_id": "/logs/{log_id}", "v1_logs": "/v1/logs"}
+PATHS = {
+    "logs": "/logs",
+    "logs_recent": "/logs/recent",
+    "log_by_id": "/logs/{log_id}",
+    "v1_logs": "/v1/logs",
+    "compat_cognito_logs": "/compat/cognito/logs",
+}
 
 
 def test_the_api_routes_are_those_the_route_table_gives_the_functions() -> None:
@@ -415,11 +435,16 @@ def test_api_is_regional_and_its_paths(stack: Stack) -> None:
         "log_by_id": "{log_id}",
         "v1": "v1",
         "v1_logs": "logs",
+        "compat": "compat",
+        "compat_cognito": "cognito",
+        "compat_cognito_logs": "logs",
     }
     assert resources["logs"]["parent_id"] == expr("aws_api_gateway_rest_api.this.root_resource_id")
     assert resources["logs_recent"]["parent_id"] == expr("aws_api_gateway_resource.logs.id")
     assert resources["log_by_id"]["parent_id"] == expr("aws_api_gateway_resource.logs.id")
     assert resources["v1_logs"]["parent_id"] == expr("aws_api_gateway_resource.v1.id")
+    assert resources["compat_cognito_logs"]["parent_id"] == expr("aws_api_gateway_resource.compat_cognito.id")
+    assert resources["compat_cognito"]["parent_id"] == expr("aws_api_gateway_resource.compat.id")
     # OTLP's protobuf bodies must reach the ingest function as they were sent (base64), not as text.
     assert api["binary_media_types"] == ["application/x-protobuf"]
 
@@ -469,6 +494,7 @@ def test_ingest_body_model_and_read_parameters(stack: Stack) -> None:
     assert names == {
         "service_name",
         "level",
+        "severity",
         "min_level",
         "log_type",
         "since",
@@ -480,6 +506,12 @@ def test_ingest_body_model_and_read_parameters(stack: Stack) -> None:
     }
     assert not any(declared.values()), "every query parameter is optional"
     assert methods["get_log_by_id"]["request_parameters"] == {"method.request.path.log_id": True}
+    compat = methods["get_compat_cognito_logs"]["request_parameters"]
+    assert {key.removeprefix("method.request.querystring."): v for key, v in compat.items()} == {
+        "severity": False,
+        "limit": False,
+        "startKey": False,
+    }
 
 
 def test_every_method_has_its_lambda_proxy_integration(stack: Stack) -> None:

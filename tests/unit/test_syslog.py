@@ -272,7 +272,7 @@ def _escape(value: str) -> str:
     pri=st.integers(0, 191),
     us=st.integers(0, parse_timestamp("2030-01-01T00:00:00Z")),
     host=_PRINTABLE.filter(lambda s: s != "-"),
-    app=_SERVICE,
+    app=_SERVICE.filter(lambda s: s != "-"),  # "-" is the NILVALUE: no APP-NAME
     procid=_PRINTABLE.filter(lambda s: s != "-"),
     msgid=_PRINTABLE.filter(lambda s: s != "-"),
     sd=st.dictionaries(_SD_NAME, st.dictionaries(_SD_NAME, st.text(max_size=20), max_size=3), max_size=3),

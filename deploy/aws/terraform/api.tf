@@ -4,6 +4,11 @@
 #   GET  /logs/recent     -> read
 #   GET  /logs/{log_id}   -> read
 #   POST /v1/logs         -> ingest (OTLP/HTTP logs: protobuf or JSON)
+#   POST /compat/cognito/logs -> ingest   the older Cognito clients' shapes (docs/migrating.md); their raw
+#   GET  /compat/cognito/logs -> read     ID token is what the Cognito authorizer takes anyway
+#
+# The older function-URL clients' routes (/compat/function-url/...) are not here: those clients send no
+# credentials, and nothing in this API is ever NONE (decision 22).
 #
 # Authorization: every method is AWS_IAM (SigV4; the caller needs execute-api:Invoke on that method, which only
 # the client roles in iam_clients.tf have), or COGNITO_USER_POOLS when enable_cognito is true. A REST API
@@ -45,6 +50,24 @@ resource "aws_api_gateway_resource" "log_by_id" {
   rest_api_id = aws_api_gateway_rest_api.this.id
   parent_id   = aws_api_gateway_resource.logs.id
   path_part   = "{log_id}"
+}
+
+resource "aws_api_gateway_resource" "compat" {
+  rest_api_id = aws_api_gateway_rest_api.this.id
+  parent_id   = aws_api_gateway_rest_api.this.root_resource_id
+  path_part   = "compat"
+}
+
+resource "aws_api_gateway_resource" "compat_cognito" {
+  rest_api_id = aws_api_gateway_rest_api.this.id
+  parent_id   = aws_api_gateway_resource.compat.id
+  path_part   = "cognito"
+}
+
+resource "aws_api_gateway_resource" "compat_cognito_logs" {
+  rest_api_id = aws_api_gateway_rest_api.this.id
+  parent_id   = aws_api_gateway_resource.compat_cognito.id
+  path_part   = "logs"
 }
 
 resource "aws_api_gateway_resource" "v1" {
@@ -103,6 +126,7 @@ locals {
   list_query_parameters = {
     "method.request.querystring.service_name" = false
     "method.request.querystring.level"        = false
+    "method.request.querystring.severity"     = false
     "method.request.querystring.min_level"    = false
     "method.request.querystring.log_type"     = false
     "method.request.querystring.since"        = false
@@ -220,6 +244,50 @@ resource "aws_api_gateway_integration" "post_v1_logs" {
   uri                     = aws_lambda_function.ingest.invoke_arn
 }
 
+# The older Cognito clients' shapes: the function translates them (logsvc.domain.compat) and holds the rules, so
+# API Gateway checks no body model here; the read's parameters are declared, all optional.
+resource "aws_api_gateway_method" "post_compat_cognito_logs" {
+  rest_api_id          = aws_api_gateway_rest_api.this.id
+  resource_id          = aws_api_gateway_resource.compat_cognito_logs.id
+  http_method          = "POST"
+  authorization        = var.enable_cognito ? "COGNITO_USER_POOLS" : "AWS_IAM"
+  authorizer_id        = var.enable_cognito ? aws_api_gateway_authorizer.cognito[0].id : null
+  request_validator_id = aws_api_gateway_request_validator.this.id
+}
+
+resource "aws_api_gateway_integration" "post_compat_cognito_logs" {
+  rest_api_id             = aws_api_gateway_rest_api.this.id
+  resource_id             = aws_api_gateway_resource.compat_cognito_logs.id
+  http_method             = aws_api_gateway_method.post_compat_cognito_logs.http_method
+  type                    = "AWS_PROXY"
+  integration_http_method = "POST"
+  uri                     = aws_lambda_function.ingest.invoke_arn
+}
+
+resource "aws_api_gateway_method" "get_compat_cognito_logs" {
+  rest_api_id          = aws_api_gateway_rest_api.this.id
+  resource_id          = aws_api_gateway_resource.compat_cognito_logs.id
+  http_method          = "GET"
+  authorization        = var.enable_cognito ? "COGNITO_USER_POOLS" : "AWS_IAM"
+  authorizer_id        = var.enable_cognito ? aws_api_gateway_authorizer.cognito[0].id : null
+  request_validator_id = aws_api_gateway_request_validator.this.id
+
+  request_parameters = {
+    "method.request.querystring.severity" = false
+    "method.request.querystring.limit"    = false
+    "method.request.querystring.startKey" = false
+  }
+}
+
+resource "aws_api_gateway_integration" "get_compat_cognito_logs" {
+  rest_api_id             = aws_api_gateway_rest_api.this.id
+  resource_id             = aws_api_gateway_resource.compat_cognito_logs.id
+  http_method             = aws_api_gateway_method.get_compat_cognito_logs.http_method
+  type                    = "AWS_PROXY"
+  integration_http_method = "POST"
+  uri                     = aws_lambda_function.read.invoke_arn
+}
+
 # ---------------------------------------------------------------------------------------------------------------
 # Deployment and stage
 # ---------------------------------------------------------------------------------------------------------------
@@ -235,6 +303,9 @@ resource "aws_api_gateway_deployment" "this" {
       aws_api_gateway_resource.log_by_id,
       aws_api_gateway_resource.v1,
       aws_api_gateway_resource.v1_logs,
+      aws_api_gateway_resource.compat,
+      aws_api_gateway_resource.compat_cognito,
+      aws_api_gateway_resource.compat_cognito_logs,
       aws_api_gateway_request_validator.this,
       aws_api_gateway_model.ingest_body,
       aws_api_gateway_method.post_logs,
@@ -242,11 +313,15 @@ resource "aws_api_gateway_deployment" "this" {
       aws_api_gateway_method.get_logs_recent,
       aws_api_gateway_method.get_log_by_id,
       aws_api_gateway_method.post_v1_logs,
+      aws_api_gateway_method.post_compat_cognito_logs,
+      aws_api_gateway_method.get_compat_cognito_logs,
       aws_api_gateway_integration.post_logs,
       aws_api_gateway_integration.get_logs,
       aws_api_gateway_integration.get_logs_recent,
       aws_api_gateway_integration.get_log_by_id,
       aws_api_gateway_integration.post_v1_logs,
+      aws_api_gateway_integration.post_compat_cognito_logs,
+      aws_api_gateway_integration.get_compat_cognito_logs,
       aws_api_gateway_authorizer.cognito,
     ]))
   }

@@ -10,6 +10,8 @@ import msgspec
 
 from logsvc.domain.cursors import decode_cursor
 from logsvc.domain.entries import (
+    LEVEL_ALIAS,
+    LEVEL_ALIAS_RULE,
     LEVEL_RULE,
     MAX_LOG_TYPE_CHARS,
     SERVICE_NAME_PATTERN,
@@ -57,6 +59,9 @@ class ReadParameters(msgspec.Struct, frozen=True):
     level: Annotated[str, _LEVEL, msgspec.Meta(description="only this level")] | msgspec.UnsetType = (
         msgspec.UNSET
     )
+    severity: Annotated[str, _LEVEL, msgspec.Meta(description="alias of level, for older clients")] | (
+        msgspec.UnsetType
+    ) = msgspec.UNSET
     min_level: Annotated[str, _LEVEL, msgspec.Meta(description="this level or more severe")] | (
         msgspec.UnsetType
     ) = msgspec.UNSET
@@ -181,12 +186,18 @@ def _limit(values: dict[str, str], errors: list[FieldError]) -> int:
 
 
 def _levels(values: dict[str, str], errors: list[FieldError]) -> set[Level] | None:
-    """The levels ``level`` and ``min_level`` leave; None when they filter nothing."""
+    """The levels ``level`` (or its alias ``severity``, as ingest takes it too) and ``min_level`` leave;
+    None when they filter nothing."""
     levels: set[Level] | None = None
-    if "level" in values:
-        exact = level_named(values["level"])
+    name = "level"
+    if LEVEL_ALIAS in values:
+        if "level" in values:
+            errors.append(FieldError(LEVEL_ALIAS, LEVEL_ALIAS_RULE))
+        name = LEVEL_ALIAS
+    if name in values:
+        exact = level_named(values[name])
         if exact is None:
-            errors.append(FieldError("level", LEVEL_RULE))
+            errors.append(FieldError(name, LEVEL_RULE))
         else:
             levels = {exact}
     if "min_level" in values:
