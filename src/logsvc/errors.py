@@ -38,6 +38,7 @@ __all__ = [
     "StoreUnavailable",
     "TooManyFailedAuthentications",
     "TooManyRequests",
+    "TooManyStreams",
     "UnsupportedMediaType",
     "ValidationFailed",
     "encode_problem",
@@ -198,6 +199,12 @@ class TooManyRequests(RetryLater):
     status = 429
     code = "rate_limited"
     title = "Too many requests"
+
+
+class TooManyStreams(TooManyRequests):
+    """Over a limit of concurrent tail streams (per credential, or of the process)."""
+
+    code = "too_many_streams"
 
 
 class TooManyFailedAuthentications(TooManyRequests):

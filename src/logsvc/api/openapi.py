@@ -17,13 +17,25 @@ from logsvc.domain.queries import Page
 from logsvc.endpoints import ENDPOINTS
 from logsvc.routing import SCHEMA_REF, Endpoint, path_parameters, schema_ref
 from logsvc.service import BatchCreated, Created
+from logsvc.tail import TailPage
 
 __all__ = ["openapi_document"]
 
 # Every route sits behind the authentication middleware: headers too large (431), credentials refused (401,
 # 403, also on public routes when bad ones are sent) and the per-credential rate limit (429).
 _GUARDED = (401, 403, 429, 431)
-_SCHEMAS = (LogEntryIn, LogEntry, Page, Created, BatchCreated, Problem, NewCredential, Credential, AuditEvent)
+_SCHEMAS = (
+    LogEntryIn,
+    LogEntry,
+    Page,
+    TailPage,
+    Created,
+    BatchCreated,
+    Problem,
+    NewCredential,
+    Credential,
+    AuditEvent,
+)
 
 
 class KeyRequestIn(msgspec.Struct, forbid_unknown_fields=True):
