@@ -96,7 +96,7 @@ def arrivals(
     ``limit`` and MAX_PAGE_BYTES, and each search as the full-text index matches the same rows."""
     with conn:  # one snapshot for every query
         found = _arrivals(conn, after, limit, searches)
-    return found
+    return found  # noqa: RET504 (returned inside, mypy takes apsw's __exit__ for one that may swallow)
 
 
 def _arrivals(
