@@ -31,6 +31,8 @@ SUBSCRIBERS = 100
 RATE = 1000  # entries a second, one per request
 INGEST_CONNECTIONS = 48  # each waits for its 201 (an fsync) before it sends again
 PROBE_EVERY = 10
+WARMUP_SECONDS = 2.0
+WARMUP_NUMBERS = 9_000_000  # the warm-up's probes, told apart from the measured ones
 _TOKEN = re.compile(rb"probe-(\d{7})-")
 _TOKEN_BYTES = len(b"probe-0000000-")
 
@@ -97,22 +99,30 @@ async def _ingester(
     return sent, acknowledged
 
 
+async def _ingest(
+    port: int, api_key: str, rate: int, seconds: float, offset: int
+) -> list[tuple[int, dict[int, float]]]:
+    deadline = time.perf_counter() + seconds
+    return await asyncio.gather(
+        *(
+            _ingester(port, api_key, rate / INGEST_CONNECTIONS, offset + first, INGEST_CONNECTIONS, deadline)
+            for first in range(INGEST_CONNECTIONS)
+        )
+    )
+
+
 async def _measure(port: int, api_key: str, subscribers: int, rate: int, seconds: float) -> dict[str, Any]:
     seen = [dict[int, float]() for _ in range(subscribers)]
     opened: asyncio.Queue[int] = asyncio.Queue()
     readers = [asyncio.create_task(_subscriber(port, api_key, s, opened)) for s in seen]
     for _ in range(subscribers):
         await asyncio.wait_for(opened.get(), 60)
+    await _ingest(port, api_key, rate, WARMUP_SECONDS, WARMUP_NUMBERS)  # connections, caches: not measured
     started = time.perf_counter()
-    deadline = started + seconds
-    results = await asyncio.gather(
-        *(
-            _ingester(port, api_key, rate / INGEST_CONNECTIONS, first, INGEST_CONNECTIONS, deadline)
-            for first in range(INGEST_CONNECTIONS)
-        )
-    )
+    results = await _ingest(port, api_key, rate, seconds, 0)
     elapsed = time.perf_counter() - started
     acknowledged = {number: at for _, acked in results for number, at in acked.items()}
+    seen = [{number: at for number, at in s.items() if number < WARMUP_NUMBERS} for s in seen]
     await asyncio.sleep(2)  # the last events on their way
     for task in readers:
         task.cancel()
