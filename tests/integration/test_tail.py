@@ -22,6 +22,7 @@ from httpx_sse import EventSource, ServerSentEvent
 
 from logsvc.auth.policy import Role
 from logsvc.auth.profiles import write_profile
+from logsvc.client import LogClient
 from logsvc.settings import Settings, settings_environment
 from logsvc.tail import TailHub
 from tests.conftest import ServerProcess, ServerThread, bearer, eventually, make_key, make_settings
@@ -516,3 +517,48 @@ def test_logsvc_tail_prints_ndjson_and_text_safely(tail_server: ServerThread) ->
         for process in processes.values():
             _, errors = process.communicate(timeout=30)
             assert process.returncode == 0, errors
+
+
+def _tail_streams_ended(server: ServerThread) -> int:
+    metrics = httpx.get(f"{server.url}/metrics", headers=bearer(server.admin), timeout=10).text
+    counts = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("logsvc_http_requests_total{")
+        and 'route="/logs/tail"' in line
+        and 'status="200"' in line
+    ]
+    return int(sum(counts))
+
+
+def test_the_client_resumes_after_every_end_of_its_stream(tmp_path: Path) -> None:
+    server = ServerThread(tail_settings(tmp_path, tail_stream_seconds=0.5)).start()
+    client = LogClient(server.url, api_key=server.admin.api_key)
+    got: list[str] = []
+    failure: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            for event in client.tail([("service_name", "resumed")], retries=2):
+                got.append(event.entry["message"] if event.entry else "")
+        except httpx.TransportError as exc:  # the server stopped: the test is over
+            failure.append(exc)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert eventually(lambda: hub(server).open_streams == 1)
+        for round_ in range(3):
+            ended = _tail_streams_ended(server)
+            send(server, {"message": f"r{round_}", "service_name": "resumed"})
+            assert eventually(
+                lambda ended=ended: _tail_streams_ended(server) > ended
+            )  # then the stream ended
+            send(server, {"message": f"between {round_}", "service_name": "resumed"})
+        assert eventually(lambda: len(got) == 6)
+        assert got == [message for r in range(3) for message in (f"r{r}", f"between {r}")]
+    finally:
+        server.stop()
+        reader.join(30)
+        client.close()
+    assert not reader.is_alive()
