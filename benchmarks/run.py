@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 import logsvc
-from benchmarks import ceilings, dataset
+from benchmarks import ceilings, dataset, tail
 from benchmarks.loadgen import WRK_THREADS, WrkRun, check_wrk, wrk, wrk_version
 from benchmarks.processes import HOST, Probe, Server, free_port, running
 from logsvc.auth.credential_service import CredentialService, NewCredential
@@ -577,6 +577,32 @@ class Suite:
                     out.write(_prebuilt_request(host, key, scheme, f"{number}-{counter}") + b"\0")
         return base
 
+    def tail_latency(self) -> None:
+        name = "logsvc-tail"
+        key = self._admin(self.scratch / name)
+        os.environ["LOGSVC_TAIL_STREAMS_PER_CREDENTIAL"] = str(tail.SUBSCRIBERS)  # one key opens them all
+        try:
+            with self._logsvc(name, self.scratch / name, 1) as server:
+                result = tail.measure(server, key.api_key, seconds=2 * self.profile.duration_s)
+                self._record_server(server)
+        finally:
+            del os.environ["LOGSVC_TAIL_STREAMS_PER_CREDENTIAL"]
+        console.print(f"  {result}")
+        median = {metric: result[metric] for metric in ("rate", "p50_ms", "p99_ms")}
+        self.scenarios.append(
+            {
+                "key": "tail_latency",
+                "label": f"tail, {tail.SUBSCRIBERS} streams",
+                "title": f"201 of POST /logs to the event at each of {tail.SUBSCRIBERS} tail streams",
+                "unit": "entries/s",
+                "connections": tail.SUBSCRIBERS,
+                "server": name,
+                "median": median,
+                "runs": [result],
+                "targets": [Target("p99_ms", False, 250).judge(median)],
+            }
+        )
+
     def run_all(self) -> None:
         self._step("Ceiling A: minimal ASGI app", self.ceiling_a)
         self._step("Single-entry ingest, 1 worker", lambda: self.single_ingest(1))
@@ -586,6 +612,7 @@ class Suite:
         self._step("Batched ingest", self.batch_ingest)
         self._step("Reads", self.reads)
         self._step("Authentication cost", self.auth_cost)
+        self._step("Tail latency", self.tail_latency)
 
 
 def source() -> dict[str, Any]:

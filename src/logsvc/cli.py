@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -509,6 +510,49 @@ def recent(as_json: bool, config_file: str | None, **options: Any) -> None:
     _out.print(table)
     if page.get("next_cursor"):
         _out.print(untrusted(f"more: --cursor {page['next_cursor']}"), style="dim", soft_wrap=True)
+
+
+# Reconnections in a row before `logsvc tail` gives up: about two and a half minutes of backing off.
+_TAIL_RETRIES = 10
+_LEVEL_STYLES = {"TRACE": "dim", "DEBUG": "dim", "WARN": "yellow", "ERROR": "red", "FATAL": "bold red"}
+
+
+@main.command()
+@click.option("--service", "service_name", help="Only this service.")
+@click.option("--level", help="Only this level.")
+@click.option("--min-level", help="This level and above.")
+@click.option("--type", "log_type", help="Only this log_type.")
+@click.option("--q", help="Words that must all occur in the message.")
+@click.option("--cursor", help="Go on after this cursor (an event id) instead of from now.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON entry per line (NDJSON).")
+@_client_options
+def tail(as_json: bool, cursor: str | None, config_file: str | None, **options: Any) -> None:
+    """New entries as they arrive, until interrupted; a dropped connection is resumed without gaps."""
+    values = {name: options.pop(name, None) for name in QUERY_PARAMETERS if name != "cursor"}
+    params = sorted((name, str(value)) for name, value in values.items() if value is not None)
+    with contextlib.suppress(KeyboardInterrupt), _calling(config_file, options) as client:
+        for event in client.tail(params, cursor=cursor, retries=_TAIL_RETRIES):
+            if event.kind == "dropped":
+                _err.print(
+                    untrusted(f"{event.dropped} entries dropped: this reader was too slow"), style="yellow"
+                )
+            elif as_json:
+                _json_out(event.entry)
+            else:
+                _out.print(_entry_line(event.entry or {}), soft_wrap=True)
+
+
+def _entry_line(entry: dict[str, Any]) -> Text:
+    level = str(entry.get("level", ""))
+    return Text.assemble(
+        (printable(str(entry.get("timestamp", ""))), "dim"),
+        " ",
+        (printable(str(entry.get("service_name", ""))), "cyan"),
+        " ",
+        (printable(f"{level:<5}"), _LEVEL_STYLES.get(level, "")),
+        " ",
+        untrusted(entry.get("message", "")),
+    )
 
 
 @main.group()

@@ -1,4 +1,4 @@
-"""A small client for the HTTP API, used by `logsvc send` and `logsvc recent`.
+"""A small client for the HTTP API, used by `logsvc send`, `logsvc recent` and `logsvc tail`.
 
 It signs with SigV4 (a profile's keys, or AWS credentials for API Gateway with IAM authorization) or sends
 an API key as a bearer token. Answers of 400 and above become ``RequestFailed`` carrying the problem.
@@ -7,9 +7,10 @@ an API key as a bearer token. Answers of 400 and above become ``RequestFailed`` 
 from __future__ import annotations
 
 import configparser
+import contextlib
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -19,6 +20,7 @@ import msgspec
 
 from logsvc.auth.sigv4 import SignedRequest, sign
 from logsvc.errors import ConfigError
+from logsvc.sse import TailEvent, follow
 
 __all__ = ["AwsKeys", "LogClient", "RequestFailed", "aws_keys", "load_profile", "region_of"]
 
@@ -52,6 +54,14 @@ class RequestFailed(Exception):
 def _describe(error: dict[str, Any]) -> str:
     where = "" if error.get("index") is None else f"[{error['index']}] "
     return f"{where}{error.get('field')}: {error.get('message')}"
+
+
+def _answer(response: httpx.Response) -> dict[str, Any]:
+    try:
+        answer: dict[str, Any] = msgspec.json.decode(response.content) if response.content else {}
+    except msgspec.DecodeError:
+        answer = {"detail": response.text[:500]}
+    return answer
 
 
 def load_profile(path: Path, name: str) -> Profile:
@@ -126,18 +136,50 @@ class LogClient:
     def recent(self, params: Iterable[tuple[str, str]]) -> dict[str, Any]:
         return self._request("GET", "/logs/recent", params, b"")
 
+    def tail(
+        self, params: Sequence[tuple[str, str]], *, cursor: str | None = None, retries: int | None = None
+    ) -> Iterator[TailEvent]:
+        """New entries as they commit (``logsvc.sse.follow``): streamed, or polled where the service
+        cannot stream; resumed after a dropped connection (``retries`` times in a row at most)."""
+        return follow(self._open_tail, params, cursor=cursor, retries=retries)
+
+    @contextlib.contextmanager
+    def _open_tail(
+        self, params: Sequence[tuple[str, str]], headers: dict[str, str]
+    ) -> Iterator[httpx.Response]:
+        url, sent = self._prepare("GET", "/logs/tail", params, b"", headers)
+        # A stream is quiet between entries; its heartbeats come every 15 s (by default).
+        timeout = httpx.Timeout(self._http.timeout.connect, read=max(60.0, self._http.timeout.read or 0))
+        with self._http.stream("GET", url, headers=sent, timeout=timeout) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise RequestFailed(response.status_code, _answer(response))
+            yield response
+
     def _request(
         self, method: str, path: str, params: Iterable[tuple[str, str]], body: bytes
     ) -> dict[str, Any]:
+        url, headers = self._prepare(method, path, params, body, {"Accept": "application/json"})
+        response = self._http.request(method, url, headers=headers, content=body)
+        answer = _answer(response)
+        if response.status_code >= 400:
+            raise RequestFailed(response.status_code, answer)
+        return answer
+
+    def _prepare(
+        self,
+        method: str,
+        path: str,
+        params: Iterable[tuple[str, str]],
+        body: bytes,
+        extra: dict[str, str],
+    ) -> tuple[httpx.URL, list[tuple[str, str]]]:
+        """The URL and the headers of a request, signed (SigV4) or with the API key."""
         url = httpx.URL(self.endpoint + path)
         query = urlencode(list(params), quote_via=quote, safe="-_.~")
         # A signed request id makes every signature unique, so that a server with the optional replay
         # guard on never takes two identical sends (a heartbeat) for a replay.
-        headers = [
-            ("Host", url.netloc.decode()),
-            ("Accept", "application/json"),
-            ("X-Request-Id", uuid.uuid4().hex),
-        ]
+        headers = [("Host", url.netloc.decode()), *extra.items(), ("X-Request-Id", uuid.uuid4().hex)]
         if body:
             headers.append(("Content-Type", "application/json"))
         if self.keys is not None:
@@ -151,16 +193,7 @@ class LogClient:
             )
         else:
             headers.append(("Authorization", f"Bearer {self.api_key}"))
-        response = self._http.request(
-            method, url.copy_with(query=query.encode()), headers=headers, content=body
-        )
-        try:
-            answer: dict[str, Any] = msgspec.json.decode(response.content) if response.content else {}
-        except msgspec.DecodeError:
-            answer = {"detail": response.text[:500]}
-        if response.status_code >= 400:
-            raise RequestFailed(response.status_code, answer)
-        return answer
+        return url.copy_with(query=query.encode()), headers
 
     def close(self) -> None:
         self._http.close()

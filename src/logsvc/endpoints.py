@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import msgspec
@@ -92,6 +93,28 @@ async def es_cluster_health(call: Call) -> Answer:
 async def recent(call: Call) -> Answer:
     service = await call.services.log()
     return json_answer(await service.recent(call.query, principal=call.principal))
+
+
+# The stream's answer: no cache may keep it, and no proxy buffer it (nginx reads X-Accel-Buffering).
+_STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+
+
+def _accepts_stream(headers: Mapping[str, str]) -> bool:
+    accept = headers.get("accept", "")
+    return any(part.split(";")[0].strip().lower() == "text/event-stream" for part in accept.split(","))
+
+
+async def tail(call: Call) -> Answer:
+    """Server-Sent Events when the client accepts them and this shape can stream (not a Lambda), else the
+    polling page: one route, one set of rules, and the client tells the two apart by the media type."""
+    service = await call.services.log()
+    request = service.tail_request(
+        call.query, principal=call.principal, last_event_id=call.headers.get("last-event-id")
+    )
+    if call.services.tail is None or not _accepts_stream(call.headers):
+        return json_answer(await service.tail_page(request))
+    stream = await call.services.tail.open(request, call.principal.id)
+    return Answer(200, b"", "text/event-stream", dict(_STREAM_HEADERS), stream=stream)
 
 
 async def get_entry(call: Call) -> Answer:
@@ -258,6 +281,19 @@ def _json_body(schema: str) -> dict[str, Any]:
 
 _CREATED = json_response({"oneOf": [schema_ref("Created"), schema_ref("BatchCreated")]}, "stored durably")
 _PAGE = {"200": json_response(schema_ref("Page"), "newest entries first")}
+_TAIL = {
+    "200": {
+        "description": (
+            "with Accept: text/event-stream (not on Lambda), Server-Sent Events: `entry` events (id: the "
+            'cursor, data: the entry), `dropped` events ({"dropped": n}), `: heartbeat` comments; '
+            "otherwise the polling page: entries after the cursor, oldest first"
+        ),
+        "content": {
+            "text/event-stream": {"schema": {"type": "string"}},
+            "application/json": {"schema": schema_ref("TailPage")},
+        },
+    }
+}
 _STATUS = {"200": json_response({"type": "object"}, "status")}
 _EXPOSITION = {
     "description": "text exposition format",
@@ -361,6 +397,18 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     _read("/logs", "list_logs", "Same as /logs/recent"),
     _read("/logs/recent", "recent_logs", "Newest entries first"),
+    Endpoint(
+        path="/logs/tail",
+        method="GET",
+        name="tail_logs",
+        permission=Permission.READ,
+        operation=tail,
+        function="read",
+        summary="New entries as they commit: a stream (SSE), or a page after a cursor (polling)",
+        query=ReadParameters,
+        answers=_TAIL,
+        problems=(400, 503),
+    ),
     Endpoint(
         path="/logs/{log_id}",
         method="GET",

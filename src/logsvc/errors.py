@@ -40,6 +40,7 @@ __all__ = [
     "StoreUnavailable",
     "TooManyFailedAuthentications",
     "TooManyRequests",
+    "TooManyStreams",
     "UnsupportedMediaType",
     "ValidationFailed",
     "encode_problem",
@@ -221,6 +222,12 @@ class TooManyRequests(RetryLater):
     status = 429
     code = "rate_limited"
     title = "Too many requests"
+
+
+class TooManyStreams(TooManyRequests):
+    """Over a limit of concurrent tail streams (per credential, or of the process)."""
+
+    code = "too_many_streams"
 
 
 class TooManyFailedAuthentications(TooManyRequests):

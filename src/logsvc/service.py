@@ -15,6 +15,7 @@ import msgspec
 
 from logsvc.auth.policy import Principal
 from logsvc.content import decode_content, is_encoded, is_ndjson, is_otlp_json
+from logsvc.domain.cursors import decode_position, encode_position
 from logsvc.domain.documents import decode_documents
 from logsvc.domain.entries import Limits, LogEntry, NewEntry, format_log_id, parse_log_id
 from logsvc.domain.esbulk import BulkItem, BulkOutcome, bulk_items
@@ -36,6 +37,7 @@ from logsvc.errors import (
 )
 from logsvc.scopes import check_pattern, covers
 from logsvc.storage.port import LogStore
+from logsvc.tail import TailPage, TailRequest, wanted
 
 if TYPE_CHECKING:  # the Lambda handlers import this module and must not load SQLite
     from logsvc.auth.credential_service import AuditEvent, Credential, CredentialService, NewCredential
@@ -126,10 +128,12 @@ class LogService:
         observer: IngestObserver | None = None,
         clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
         decode_threads: int = 2,
+        on_stored: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.limits = limits
         self._observer = observer
+        self._on_stored = on_stored
         self._clock_us = clock_us
         self._decoding = asyncio.Semaphore(decode_threads)
 
@@ -288,6 +292,8 @@ class LogService:
             )
         if entries:
             await self.store.append(entries)
+            if self._on_stored is not None:
+                self._on_stored()
         if self._observer is not None:
             self._observer.ingested(len(entries))
 
@@ -382,17 +388,62 @@ class LogService:
 
     async def recent(self, params: Iterable[tuple[str, str]], *, principal: Principal) -> Page:
         """A read of ``GET /logs`` by its query-string parameters."""
-        return await self.page(parse_query(params, now_us=self._clock_us()), principal=principal)
+        return await self.store.recent(self._read_query(params, principal))
 
     async def page(self, query: Query, *, principal: Principal) -> Page:
         """The page a query asks for, held to the credential's service scope."""
+        return await self.store.recent(self._scoped(query, principal))
+
+    def _read_query(self, params: Iterable[tuple[str, str]], principal: Principal) -> Query:
+        """A read's parameters as a Query held to the credential's scope."""
+        return self._scoped(parse_query(params, now_us=self._clock_us()), principal)
+
+    def _scoped(self, query: Query, principal: Principal) -> Query:
         if principal.services:
             if query.service_name is not None and not principal.covers(query.service_name):
                 allowed = ", ".join(principal.services)
                 raise Forbidden(f"this credential may read only services {allowed}; not {query.service_name}")
             # A scoped credential reading "everything" reads everything it may see.
             query = msgspec.structs.replace(query, service_patterns=principal.services)
-        return await self.store.recent(query)
+        return query
+
+    def tail_request(
+        self, params: Iterable[tuple[str, str]], *, principal: Principal, last_event_id: str | None = None
+    ) -> TailRequest:
+        """A tail's filters (those of a read, held to the scope in the same way) and the position it goes
+        on after: the ``Last-Event-ID`` of a reconnecting stream, else ``cursor``. A stream reconnects to
+        the URL it first opened, so the header, which is newer, wins over a cursor in the URL."""
+        params = list(params)
+        cursors = [value for name, value in params if name == "cursor"]
+        query = self._read_query([(n, v) for n, v in params if n != "cursor"], principal)
+        if len(cursors) > 1:
+            raise ValidationFailed([FieldError("cursor", "given more than once")])
+        if last_event_id is not None:
+            name, value = "Last-Event-ID", last_event_id
+        elif cursors:
+            name, value = "cursor", cursors[0]
+        else:
+            return TailRequest(query=query, after=None)
+        try:
+            return TailRequest(query=query, after=decode_position(value.strip()))
+        except ValueError:
+            rule = "is not a tail cursor this service returned (an event id or next_cursor, as given)"
+            raise ValidationFailed([FieldError(name, rule)]) from None
+
+    async def tail_page(self, request: TailRequest) -> TailPage:
+        """The polling form of a tail: what committed after its position, oldest first, up to the query's
+        limit of entries read; without a position, none, and the cursor of the newest commit."""
+        if request.after is None:
+            head = await self.store.arrivals(None, limit=1)
+            return TailPage(count=0, logs=[], next_cursor=encode_position(head.position), more=False)
+        query = request.query
+        arrivals = await self.store.arrivals(
+            request.after, limit=query.limit, searches=(query.terms,) if query.terms else ()
+        )
+        logs = [arrival.entry for arrival in wanted(query, arrivals)]
+        return TailPage(
+            count=len(logs), logs=logs, next_cursor=encode_position(arrivals.position), more=arrivals.more
+        )
 
     async def get(self, log_id: str, *, principal: Principal) -> LogEntry:
         try:

@@ -234,6 +234,32 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     syslog_timezone: Annotated[
         str, msgspec.Meta(description="zone of RFC 3164 timestamps (IANA name); empty: the server's")
     ] = ""
+    tail_streams: Annotated[
+        int, msgspec.Meta(ge=1, description="open GET /logs/tail streams per server process, in all")
+    ] = 1000
+    tail_streams_per_credential: Annotated[
+        int, msgspec.Meta(ge=1, description="open tail streams per credential and server process")
+    ] = 10
+    tail_queue_entries: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1, le=100_000, description="entries a tail stream holds for a slow reader; more drop"
+        ),
+    ] = 1000
+    tail_heartbeat_seconds: Annotated[
+        float,
+        msgspec.Meta(gt=0, description="seconds without entries before a tail stream sends a heartbeat"),
+    ] = 15.0
+    tail_poll_seconds: Annotated[
+        float,
+        msgspec.Meta(
+            gt=0, le=60, description="seconds between two reads of the store for the tail (other processes)"
+        ),
+    ] = 0.25
+    tail_stream_seconds: Annotated[
+        float,
+        msgspec.Meta(gt=0, description="seconds a tail stream lasts; the client resumes (credentials again)"),
+    ] = 3600.0
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):

@@ -134,9 +134,12 @@ def test_table_keys_indexes_and_billing(stack: Stack) -> None:
         ("sk", "S"),
         ("gpk", "S"),
         ("id", "S"),
+        ("apk", "S"),
+        ("ask", "S"),
     }
     indexes = {index["name"]: index for index in table["global_secondary_index"]}
-    assert set(indexes) == {"by_time", "by_id"}
+    assert set(indexes) == {"by_time", "by_id", "by_arrival"}
+    assert (indexes["by_arrival"]["hash_key"], indexes["by_arrival"]["range_key"]) == ("apk", "ask")
     assert (indexes["by_time"]["hash_key"], indexes["by_time"]["range_key"]) == ("gpk", "sk")
     assert indexes["by_time"]["projection_type"] == "ALL"
     assert indexes["by_id"]["hash_key"] == "id"
@@ -405,6 +408,7 @@ ROUTES = {
     "post_logs": ("POST", "logs", "ingest"),
     "get_logs": ("GET", "logs", "read"),
     "get_logs_recent": ("GET", "logs_recent", "read"),
+    "get_logs_tail": ("GET", "logs_tail", "read"),
     "get_log_by_id": ("GET", "log_by_id", "read"),
     "post_v1_logs": ("POST", "v1_logs", "ingest"),
     "post_compat_cognito_logs": ("POST", "compat_cognito_logs", "ingest"),
@@ -414,6 +418,7 @@ ROUTES = {
 PATHS = {
     "logs": "/logs",
     "logs_recent": "/logs/recent",
+    "logs_tail": "/logs/tail",
     "log_by_id": "/logs/{log_id}",
     "v1_logs": "/v1/logs",
     "compat_cognito_logs": "/compat/cognito/logs",
@@ -432,6 +437,7 @@ def test_api_is_regional_and_its_paths(stack: Stack) -> None:
     assert {name: r["path_part"] for name, r in resources.items()} == {
         "logs": "logs",
         "logs_recent": "recent",
+        "logs_tail": "tail",
         "log_by_id": "{log_id}",
         "v1": "v1",
         "v1_logs": "logs",
@@ -441,6 +447,7 @@ def test_api_is_regional_and_its_paths(stack: Stack) -> None:
     }
     assert resources["logs"]["parent_id"] == expr("aws_api_gateway_rest_api.this.root_resource_id")
     assert resources["logs_recent"]["parent_id"] == expr("aws_api_gateway_resource.logs.id")
+    assert resources["logs_tail"]["parent_id"] == expr("aws_api_gateway_resource.logs.id")
     assert resources["log_by_id"]["parent_id"] == expr("aws_api_gateway_resource.logs.id")
     assert resources["v1_logs"]["parent_id"] == expr("aws_api_gateway_resource.v1.id")
     assert resources["compat_cognito_logs"]["parent_id"] == expr("aws_api_gateway_resource.compat_cognito.id")
@@ -487,7 +494,7 @@ def test_ingest_body_model_and_read_parameters(stack: Stack) -> None:
     assert "logs = {" in schema
     assert "required" not in schema  # field rules are the function's, with its detailed errors
 
-    for name in ("get_logs", "get_logs_recent"):
+    for name in ("get_logs", "get_logs_recent", "get_logs_tail"):
         assert methods[name]["request_parameters"] == expr("local.list_query_parameters"), name
     declared = stack.locals["list_query_parameters"]
     names = {key.removeprefix("method.request.querystring.") for key in declared}

@@ -2,6 +2,7 @@
 #   POST /logs            -> ingest
 #   GET  /logs            -> read
 #   GET  /logs/recent     -> read
+#   GET  /logs/tail       -> read (the tail's polling page: API Gateway cannot stream)
 #   GET  /logs/{log_id}   -> read
 #   POST /v1/logs         -> ingest (OTLP/HTTP logs: protobuf or JSON)
 #   POST /compat/cognito/logs -> ingest   the older Cognito clients' shapes (docs/migrating.md); their raw
@@ -44,6 +45,12 @@ resource "aws_api_gateway_resource" "logs_recent" {
   rest_api_id = aws_api_gateway_rest_api.this.id
   parent_id   = aws_api_gateway_resource.logs.id
   path_part   = "recent"
+}
+
+resource "aws_api_gateway_resource" "logs_tail" {
+  rest_api_id = aws_api_gateway_rest_api.this.id
+  parent_id   = aws_api_gateway_resource.logs.id
+  path_part   = "tail"
 }
 
 resource "aws_api_gateway_resource" "log_by_id" {
@@ -122,7 +129,7 @@ resource "aws_api_gateway_model" "ingest_body" {
 }
 
 locals {
-  # Query parameters of the two listing routes (DESIGN.md section 3); all optional.
+  # Query parameters of the listing routes and the tail (DESIGN.md section 3); all optional.
   list_query_parameters = {
     "method.request.querystring.service_name" = false
     "method.request.querystring.level"        = false
@@ -290,6 +297,25 @@ resource "aws_api_gateway_integration" "get_compat_cognito_logs" {
 
 # ---------------------------------------------------------------------------------------------------------------
 # Deployment and stage
+resource "aws_api_gateway_method" "get_logs_tail" {
+  rest_api_id          = aws_api_gateway_rest_api.this.id
+  resource_id          = aws_api_gateway_resource.logs_tail.id
+  http_method          = "GET"
+  authorization        = var.enable_cognito ? "COGNITO_USER_POOLS" : "AWS_IAM"
+  authorizer_id        = var.enable_cognito ? aws_api_gateway_authorizer.cognito[0].id : null
+  request_validator_id = aws_api_gateway_request_validator.this.id
+  request_parameters   = local.list_query_parameters
+}
+
+resource "aws_api_gateway_integration" "get_logs_tail" {
+  rest_api_id             = aws_api_gateway_rest_api.this.id
+  resource_id             = aws_api_gateway_resource.logs_tail.id
+  http_method             = aws_api_gateway_method.get_logs_tail.http_method
+  type                    = "AWS_PROXY"
+  integration_http_method = "POST"
+  uri                     = aws_lambda_function.read.invoke_arn
+}
+
 # ---------------------------------------------------------------------------------------------------------------
 
 resource "aws_api_gateway_deployment" "this" {
@@ -300,6 +326,7 @@ resource "aws_api_gateway_deployment" "this" {
     redeployment = sha1(jsonencode([
       aws_api_gateway_resource.logs,
       aws_api_gateway_resource.logs_recent,
+      aws_api_gateway_resource.logs_tail,
       aws_api_gateway_resource.log_by_id,
       aws_api_gateway_resource.v1,
       aws_api_gateway_resource.v1_logs,
@@ -311,6 +338,7 @@ resource "aws_api_gateway_deployment" "this" {
       aws_api_gateway_method.post_logs,
       aws_api_gateway_method.get_logs,
       aws_api_gateway_method.get_logs_recent,
+      aws_api_gateway_method.get_logs_tail,
       aws_api_gateway_method.get_log_by_id,
       aws_api_gateway_method.post_v1_logs,
       aws_api_gateway_method.post_compat_cognito_logs,
@@ -318,6 +346,7 @@ resource "aws_api_gateway_deployment" "this" {
       aws_api_gateway_integration.post_logs,
       aws_api_gateway_integration.get_logs,
       aws_api_gateway_integration.get_logs_recent,
+      aws_api_gateway_integration.get_logs_tail,
       aws_api_gateway_integration.get_log_by_id,
       aws_api_gateway_integration.post_v1_logs,
       aws_api_gateway_integration.post_compat_cognito_logs,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -19,6 +20,7 @@ from logsvc.api.problems import handle_error
 from logsvc.api.routes import starlette_routes
 from logsvc.api.security import SecurityMiddleware
 from logsvc.auth.refusals import RefusalAudit
+from logsvc.connection import SHUTDOWN_HOOK
 from logsvc.endpoints import ENDPOINTS
 from logsvc.errors import LogServiceError
 from logsvc.root import Root
@@ -49,7 +51,7 @@ def asgi_app(
     openapi = msgspec.json.encode(openapi_document(endpoints))
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         await root.start()
         service = root.log_service()
 
@@ -59,6 +61,7 @@ def asgi_app(
         app.state.services = Services(
             settings=root.settings,
             log=log,
+            tail=root.tail_hub(),
             admin=root.admin(),
             metrics=lambda: (metrics.exposition(), CONTENT_TYPE_LATEST),
             openapi=openapi,
@@ -69,7 +72,7 @@ def asgi_app(
         try:
             if syslog is not None:
                 await syslog.start()
-            yield
+            yield {SHUTDOWN_HOOK: root.tail_hub().close}
         finally:
             if syslog is not None:
                 await syslog.stop()  # what it read is committed before the store closes

@@ -25,6 +25,7 @@ from logsvc.domain.queries import Page
 from logsvc.endpoints import ENDPOINTS
 from logsvc.routing import SCHEMA_REF, Endpoint, path_parameters, schema_ref
 from logsvc.service import BatchCreated, Created
+from logsvc.tail import TailPage
 
 __all__ = ["openapi_document"]
 
@@ -35,6 +36,7 @@ _SCHEMAS = (
     LogEntryIn,
     LogEntry,
     Page,
+    TailPage,
     Created,
     BatchCreated,
     Problem,

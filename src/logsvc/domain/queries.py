@@ -23,6 +23,7 @@ from logsvc.domain.entries import (
 )
 from logsvc.domain.timestamps import parse_number, parse_timestamp_text, parse_whole_number
 from logsvc.errors import FieldError, ValidationFailed
+from logsvc.scopes import covers
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -34,6 +35,7 @@ __all__ = [
     "Page",
     "Query",
     "ReadParameters",
+    "admits",
     "parse_query",
 ]
 
@@ -154,6 +156,20 @@ def parse_query(params: Iterable[tuple[str, str]], *, now_us: int) -> Query:
         until_us=until,
         terms=terms,
         cursor=cursor,
+    )
+
+
+def admits(query: Query, *, service: str, level: int, log_type: str, ts_us: int) -> bool:
+    """Whether an entry passes a query's filters, all but its search terms (whose rule is the store's own:
+    a full-text index, or words in the message) and its page position. Stores that filter in memory and
+    the tail (``logsvc.tail``) apply this; the SQLite store's SQL states the same conditions."""
+    return (
+        (query.service_name is None or service == query.service_name)
+        and (query.levels is None or level in query.levels)
+        and (query.log_type is None or log_type == query.log_type)
+        and (query.since_us is None or ts_us >= query.since_us)
+        and (query.until_us is None or ts_us < query.until_us)
+        and covers(query.service_patterns, service)
     )
 
 
