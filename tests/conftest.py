@@ -173,10 +173,11 @@ class ServerProcess:
         profiles.read(self.credentials_file)
         return {"Authorization": f"Bearer {profiles['default']['api_key']}"}
 
-    def start(self, timeout: float = 60) -> ServerProcess:
-        # A port that was free a moment ago can be taken by the time the server binds; try another.
-        for _ in range(5):
-            self.port = free_port()
+    def start(self, timeout: float = 60, *, port: int | None = None) -> ServerProcess:
+        """Start on ``port`` (a restart on the port it had, for clients that hold the URL), or on a free one:
+        a port that was free a moment ago can be taken by the time the server binds, so then up to 5 tries."""
+        for _ in range(5 if port is None else 1):
+            self.port = port or free_port()
             log = self.log_path.open("ab")
             self.proc = subprocess.Popen(
                 [
