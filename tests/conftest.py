@@ -231,16 +231,22 @@ def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
     proc.kill()
 
 
-def run_logsvc(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    """The ``logsvc`` command, configured by exactly these settings (through LOGSVC_* variables)."""
+def logsvc_environment(settings: Settings) -> dict[str, str]:
+    """The environment that configures the ``logsvc`` command with exactly these settings."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("LOGSVC_")}
-    environ |= {k: v for k, v in settings_environment(settings).items() if k != "LOGSVC_PORT"}
+    return environ | {k: v for k, v in settings_environment(settings).items() if k != "LOGSVC_PORT"}
+
+
+def run_logsvc(settings: Settings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The ``logsvc`` command, configured by exactly these settings (through LOGSVC_* variables); ``stdin``
+    is piped in when given."""
     return subprocess.run(
         [sys.executable, "-m", "logsvc", *args],
         capture_output=True,
         text=True,
         timeout=120,
-        env=environ,
+        env=logsvc_environment(settings),
+        input=stdin,
         check=False,
     )
 
