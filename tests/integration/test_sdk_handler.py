@@ -107,9 +107,11 @@ def test_records_map_to_entries(server: ServerThread, logger: logging.Logger) ->
     assert odd.metadata["user"]["roles"] == ["admin"]
     assert odd.metadata["user"]["groups"] == ["ops"]
     assert odd.metadata["when"] == "2026-05-04T03:02:01+00:00"
-    assert odd.metadata["big"] == str(2**70)
+    assert odd.metadata["big"] == 2**70
     assert odd.metadata["thing"].startswith("<object object at")
     assert odd.metadata["raw"] == "\\xffbytes"
+    # Nesting past the service's 8 levels (the metadata object is the first) is sent as text.
+    assert odd.metadata["deep"][0][0][0][0][0] == ["[[['too deep']]]"]
     assert odd.metadata["env"] == "test"
     assert odd.metadata["region"] == "us"  # extra= wins over the handler's own metadata
     assert by_message["a custom level"].level == "INFO"

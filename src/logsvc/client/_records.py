@@ -26,7 +26,6 @@ __all__ = ["event_entry", "json_safe", "level_of_number", "record_entry"]
 # The service's limits on metadata (docs/api.md): deeper values are sent as their text, longer keys cut.
 _MAX_DEPTH = 8
 _MAX_KEY_CHARS = 128
-_INT64 = range(-(2**63), 2**63)
 
 # Attributes every LogRecord has; the rest of its __dict__ came from ``extra=``.
 _RECORD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
@@ -49,12 +48,11 @@ def _text(value: object) -> str:
 
 def json_safe(value: Any, depth: int = 1) -> Any:
     """``value`` as JSON-encodable Python: containers copied (to ``_MAX_DEPTH``, deeper ones as text), times
-    in ISO 8601, enums as their value, integers beyond 64 bits, bytes and anything else as text."""
+    in ISO 8601, enums as their value, bytes and anything else as text. Integers of any size stay numbers,
+    as the service keeps them."""
     kind = type(value)
-    if kind is str or kind is bool or kind is float or value is None:
+    if kind is str or kind is int or kind is bool or kind is float or value is None:
         return value
-    if kind is int:
-        return value if value in _INT64 else str(value)
     if isinstance(value, enum.Enum):
         return json_safe(value.value, depth)
     if depth < _MAX_DEPTH:
@@ -68,7 +66,7 @@ def json_safe(value: Any, depth: int = 1) -> Any:
         return value.decode("utf-8", "backslashreplace")
     # Subclasses of the plain types, as their plain value.
     if isinstance(value, int):
-        return int(value) if value in _INT64 else str(value)
+        return int(value)
     if isinstance(value, float):
         return float(value)
     return _text(value)
