@@ -229,6 +229,22 @@ def test_refused_records_do_not_hold_back_the_others(
     assert scoped.rejected >= 1
 
 
+def test_a_batch_too_large_for_the_server_is_split(tmp_path: Path, logger: logging.Logger) -> None:
+    server = ServerThread(make_settings(tmp_path / "data", max_body_bytes=4096)).start()
+    try:
+        handler = LogHandler(server.url, service="split", api_key=server.admin.api_key, batch_size=100)
+        logger.addHandler(handler)
+        for n in range(100):
+            logger.info("record %03d %s", n, "x" * 150)
+        logger.info("alone too large %s", "y" * 5000)
+        assert handler.flush(60)
+        assert (handler.delivered, handler.rejected) == (100, 1)
+        entries = every_entry(server.url, server.admin.api_key, "split")
+        assert sorted(e.message[:10] for e in entries) == [f"record {n:03d}" for n in range(100)]
+    finally:
+        server.stop()
+
+
 def test_the_handler_does_not_send_what_its_own_requests_log(server: ServerThread) -> None:
     """httpx logs each request at INFO; with the handler on the root logger that must not come back."""
     root = logging.getLogger()
