@@ -100,7 +100,8 @@ class LogHandler(_Sending, logging.Handler):
     ``logging.getLogger().addHandler(LogHandler(url, service="api", api_key=key))``
 
     Each record becomes an entry: its time, ``levelname`` as the level (custom levels as the standard one
-    below them), the message (``getMessage()``, or the output of a formatter if one is set) and metadata
+    below them), the message (``getMessage()``: a formatter is not applied, since the level, logger and
+    the rest are fields of their own, and ``basicConfig`` sets one on every handler) and metadata
     with ``logger``, ``module``, ``function``, ``line``, ``thread``, ``process``, ``exception`` (the
     formatted traceback) and ``stack`` when there are, and every ``extra=`` field made JSON-safe; the
     handler's own ``metadata`` comes under those. docs/sdk.md describes every option and the guarantees.
@@ -154,8 +155,7 @@ class LogHandler(_Sending, logging.Handler):
         if threading.get_ident() == self._shipper.sender_ident:
             return  # httpx logging the handler's own requests: sending that would never end
         try:
-            message = record.getMessage() if self.formatter is None else self.format(record)
-            self._shipper.put(record_entry(record, message, self._base, self._defaults))
+            self._shipper.put(record_entry(record, self._base, self._defaults))
         except Exception:
             self.handleError(record)
 

@@ -93,7 +93,6 @@ def _formatted(exc_info: tuple[type[BaseException], BaseException, TracebackType
 
 def record_entry(
     record: logging.LogRecord,
-    message: str,
     base: dict[str, Any],
     defaults: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
@@ -124,7 +123,7 @@ def record_entry(
     entry["log_id"] = str(uuid_utils.uuid7())
     entry["timestamp"] = int(record.created * 1_000_000)
     entry["level"] = level_of_number(record.levelno)
-    entry["message"] = message
+    entry["message"] = record.getMessage()
     entry["metadata"] = metadata
     return entry
 
