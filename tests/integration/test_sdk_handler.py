@@ -245,6 +245,21 @@ def test_a_batch_too_large_for_the_server_is_split(tmp_path: Path, logger: loggi
         server.stop()
 
 
+def test_batches_larger_than_the_service_takes_are_split(tmp_path: Path, logger: logging.Logger) -> None:
+    server = ServerThread(make_settings(tmp_path / "data", max_batch_entries=10)).start()
+    try:
+        handler = LogHandler(server.url, service="small", api_key=server.admin.api_key, batch_size=50)
+        logger.addHandler(handler)
+        for n in range(100):
+            logger.info("record %d", n)
+        logger.info("")  # refused alone, once its batch is small enough for the service to name it
+        assert handler.flush(60)
+        assert (handler.delivered, handler.rejected) == (100, 1)
+        assert len(every_entry(server.url, server.admin.api_key, "small")) == 100
+    finally:
+        server.stop()
+
+
 def test_the_handler_does_not_send_what_its_own_requests_log(server: ServerThread) -> None:
     """httpx logs each request at INFO; with the handler on the root logger that must not come back."""
     root = logging.getLogger()

@@ -7,6 +7,7 @@ a retry harmless. httpx's ``transport=`` is the seam for tests and for in-proces
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from types import TracebackType
@@ -118,7 +119,7 @@ class Client:
         region: str | None = None,
         timeout: float = 10.0,
         headers: Mapping[str, str] | None = None,
-        verify: bool | str = True,
+        verify: bool | ssl.SSLContext = True,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")
@@ -219,7 +220,7 @@ class AsyncClient:
         region: str | None = None,
         timeout: float = 10.0,
         headers: Mapping[str, str] | None = None,
-        verify: bool | str = True,
+        verify: bool | ssl.SSLContext = True,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.url = url.rstrip("/")

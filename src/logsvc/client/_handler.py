@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any
@@ -38,7 +39,7 @@ class _Sending:
         timeout: float = 10.0,
         backoff: float = 0.5,
         max_backoff: float = 30.0,
-        verify: bool | str = True,
+        verify: bool | ssl.SSLContext = True,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         # Checked here, not at the first batch: a bad name would otherwise have every record refused.
@@ -126,7 +127,7 @@ class LogHandler(_Sending, logging.Handler):
         timeout: float = 10.0,
         backoff: float = 0.5,
         max_backoff: float = 30.0,
-        verify: bool | str = True,
+        verify: bool | ssl.SSLContext = True,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         logging.Handler.__init__(self, level)

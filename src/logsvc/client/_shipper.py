@@ -154,8 +154,9 @@ class Shipper:
             return False
         with self._lock:
             target = self._enqueued
-            if self._settled >= target:
-                return True
+            if self._settled >= target or self._closed:
+                # Closed: close() waited already; logging.shutdown flushing after it must not wait again.
+                return self._settled >= target
             self._flush_target = max(self._flush_target, target)
         self._wake.set()
         with self._lock:
@@ -227,17 +228,20 @@ class Shipper:
                     e["index"]
                     for e in exc.errors
                     if isinstance(e.get("index"), int) and 0 <= e["index"] < len(part)
-                } or set(range(len(part)))
-                self._refused(len(bad), exc)
-                rest = [entry for index, entry in enumerate(part) if index not in bad]
+                }
+                if not bad and len(part) > 1:
+                    # Refused as a whole (a service whose max_batch_entries is below batch_size): halves.
+                    parts += _halves(part)
+                    continue
+                self._refused(len(bad) or len(part), exc)
+                rest = [entry for index, entry in enumerate(part) if index not in bad] if bad else []
                 if rest:
                     parts.append(rest)
             except PayloadTooLarge as exc:
                 if len(part) == 1:
                     self._refused(1, exc)
                 else:
-                    half = len(part) // 2
-                    parts += [part[half:], part[:half]]
+                    parts += _halves(part)
             except ClientError as exc:
                 if not exc.retryable:
                     self._refused(len(part), exc)
@@ -273,6 +277,12 @@ class Shipper:
         # copy of the parent's client is kept, never closed: closing would shut connections the parent uses.
         self._inherited.append(self._client)
         self._start()
+
+
+def _halves(part: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The two halves of a batch, the first last: ``parts`` is a stack, and order is kept."""
+    half = len(part) // 2
+    return [part[half:], part[:half]]
 
 
 _LIVE: weakref.WeakSet[Shipper] = weakref.WeakSet()
