@@ -403,7 +403,7 @@ def _client(config_file: str | None, options: dict[str, Any]) -> Client:
     if profile.keys is not None and not options["bearer"]:
         return Client(endpoint, aws_credentials=profile.keys, region=region, timeout=_TIMEOUT)
     if profile.api_key is None:
-        raise Failed("the profile has neither SigV4 keys nor an API key")
+        raise Failed("the profile has no API key" if options["bearer"] else "the profile has no credentials")
     return Client(endpoint, api_key=profile.api_key, timeout=_TIMEOUT)
 
 
