@@ -91,25 +91,33 @@ def _formatted(exc_info: tuple[type[BaseException], BaseException, TracebackType
     return "".join(traceback.format_exception(*exc_info)).rstrip("\n")
 
 
+_STANDARD_LEVELS = {n: level_of_number(n) for n in (0, 5, 10, 20, 30, 40, 50)}
+
+
 def record_entry(
     record: logging.LogRecord,
     base: dict[str, Any],
     defaults: Mapping[str, Any] | None,
 ) -> dict[str, Any]:
-    """The entry for a ``logging`` record: ``base`` holds the fields every entry of the handler shares."""
-    metadata = dict(defaults) if defaults else {}
+    """The entry for a ``logging`` record: ``base`` holds the fields every entry of the handler shares.
+    Written for speed: it runs on the application's thread in every logging call."""
+    metadata = {
+        "logger": record.name,
+        "module": record.module,
+        "function": record.funcName,
+        "line": record.lineno,
+        "thread": record.threadName,
+        "process": record.process,
+    }
     # A set difference in C: most records have no extra= fields, and then this is all it costs.
     extras = record.__dict__.keys() - _RECORD_ATTRIBUTES
-    if extras:
+    if extras or defaults:
         fields = record.__dict__
+        own = metadata
+        metadata = dict(defaults) if defaults else {}
         for key in extras:
             metadata[key] = json_safe(fields[key], 2)
-    metadata["logger"] = record.name
-    metadata["module"] = record.module
-    metadata["function"] = record.funcName
-    metadata["line"] = record.lineno
-    metadata["thread"] = record.threadName
-    metadata["process"] = record.process
+        metadata.update(own)
     if record.exc_info and record.exc_info[0] is not None:
         # Cached on the record as logging's own Formatter does, so other handlers format it once.
         if not record.exc_text:
@@ -119,13 +127,15 @@ def record_entry(
         metadata["exception"] = record.exc_text
     if record.stack_info:
         metadata["stack"] = record.stack_info
-    entry = dict(base)
-    entry["log_id"] = str(uuid_utils.uuid7())
-    entry["timestamp"] = int(record.created * 1_000_000)
-    entry["level"] = level_of_number(record.levelno)
-    entry["message"] = record.getMessage()
-    entry["metadata"] = metadata
-    return entry
+    level = _STANDARD_LEVELS.get(record.levelno) or level_of_number(record.levelno)
+    return {
+        **base,
+        "log_id": str(uuid_utils.uuid7()),
+        "timestamp": int(record.created * 1_000_000),
+        "level": level,
+        "message": record.getMessage(),
+        "metadata": metadata,
+    }
 
 
 def _event_exception(event: Mapping[str, Any]) -> Any:

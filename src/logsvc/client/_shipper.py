@@ -1,7 +1,9 @@
 """The sending side of ``LogHandler`` and ``LogProcessor``: a bounded queue and one thread that sends it.
 
-The application's thread only appends an entry to the queue (or counts it dropped when the queue is full);
-everything that can wait, encoding, HTTP and retries, happens on the sending thread. Each entry carries a
+The application's thread encodes an entry and appends it to the queue (or counts it dropped when the queue
+is full); everything that can wait, HTTP and retries, happens on the sending thread. Entries wait encoded:
+bytes are not tracked by the garbage collector, while thousands of queued dicts would make every collection
+of the application's own heap longer (measured: a third of the cost of a logging call). Each entry carries a
 log id made when it was logged, and the service keeps one entry per service and log id (decision 15), so a
 batch sent again after a timeout, a lost answer, a 429 or a 5xx cannot store anything twice.
 """
@@ -19,6 +21,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from logsvc.client._client import Client
 from logsvc.client._errors import BadRequest, ClientError, PayloadTooLarge
 
@@ -29,6 +33,7 @@ _WARN_INTERVAL = 60.0
 # A Retry-After longer than this is taken as this: a broken header must not park the sender for a day.
 _MAX_RETRY_AFTER = 300.0
 _JOIN_SECONDS = 1.0
+_ENCODER = msgspec.json.Encoder()
 
 
 class _Warnings:
@@ -93,7 +98,7 @@ class Shipper:
     def _start(self) -> None:
         self._lock = threading.Lock()
         self._settled_changed = threading.Condition(self._lock)
-        self._queue: deque[dict[str, Any]] = deque()
+        self._queue: deque[msgspec.Raw] = deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._closed = False
@@ -127,13 +132,15 @@ class Shipper:
         return len(self._queue)
 
     def put(self, entry: dict[str, Any]) -> None:
-        """Queue ``entry`` or drop it; never blocks beyond a lock held for an append."""
+        """Queue ``entry`` (JSON-safe values only) or drop it; never blocks beyond a lock held for an
+        append."""
+        encoded = msgspec.Raw(_ENCODER.encode(entry))
         with self._lock:
             if self._closed or len(self._queue) >= self._queue_size:
                 self.dropped += 1
                 dropped = True
             else:
-                self._queue.append(entry)
+                self._queue.append(encoded)
                 self._enqueued += 1
                 dropped = False
                 wake = len(self._queue) == self._wake_at
@@ -211,7 +218,7 @@ class Shipper:
         finally:
             self._client.close()
 
-    def _deliver(self, batch: list[dict[str, Any]]) -> None:
+    def _deliver(self, batch: list[msgspec.Raw]) -> None:
         """Send ``batch`` until it is stored, retrying what may succeed later; parts the service refuses
         as invalid are counted in ``rejected``. Gives up only when the shipper is closed."""
         parts = [batch]
@@ -279,7 +286,7 @@ class Shipper:
         self._start()
 
 
-def _halves(part: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+def _halves(part: list[msgspec.Raw]) -> list[list[msgspec.Raw]]:
     """The two halves of a batch, the first last: ``parts`` is a stack, and order is kept."""
     half = len(part) // 2
     return [part[half:], part[:half]]
