@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 import logsvc
-from benchmarks import ceilings, dataset, tail
+from benchmarks import ceilings, dataset, sdk_handler, tail
 from benchmarks.loadgen import WRK_THREADS, WrkRun, check_wrk, wrk, wrk_version
 from benchmarks.processes import HOST, Probe, Server, free_port, running
 from logsvc.auth.credential_service import CredentialService, NewCredential
@@ -184,6 +184,7 @@ class Suite:
         self.store: dict[str, Any] = {}
         self.failures: list[str] = []
         self.auth_micro: dict[str, float] = {}
+        self.sdk_handler: dict[str, Any] = {}
         self.backup_rates: dict[str, Any] = {}
         # Every server here gets its admin credential from _admin(); none may write the user's own file.
         os.environ["LOGSVC_CREDENTIALS_FILE"] = str(scratch / "credentials")
@@ -562,6 +563,18 @@ class Suite:
             + ", ".join(f"{name} {value:.1f} µs" for name, value in self.auth_micro.items())
         )
 
+    def sdk_handler_cost(self) -> None:
+        """LogHandler's cost on the application's thread, sending to a server of its own."""
+        name = "logsvc-sdk-w1"
+        data_dir = self.scratch / name
+        key = self._admin(data_dir)
+        quick = self.profile.name == "quick"
+        with self._logsvc(name, data_dir, 1) as server:
+            self.sdk_handler = sdk_handler.measure(
+                server.url, key.api_key, calls=20_000 if quick else 50_000, rounds=self.profile.runs + 2
+            )
+        console.print("  " + sdk_handler.describe(self.sdk_handler))
+
     def _prebuilt_requests(
         self, host: str, key: NewCredential, scheme: str, number: int, seconds: float
     ) -> Path:
@@ -613,6 +626,7 @@ class Suite:
         self._step("Reads", self.reads)
         self._step("Authentication cost", self.auth_cost)
         self._step("Tail latency", self.tail_latency)
+        self._step("SDK: LogHandler cost per log call", self.sdk_handler_cost)
 
 
 def source() -> dict[str, Any]:
@@ -757,13 +771,19 @@ def main(argv: list[str] | None = None) -> int:
         "servers": suite.servers,
         "read_store": suite.store,
         "auth_costs_us": suite.auth_micro,
+        "sdk_handler": suite.sdk_handler,
         "backup": suite.backup_rates,
         "targets_missed": [
             f"{s['key']}: {t['metric']} {t['observed']:g} (target {t['op']} {t['value']:g})"
             for s in suite.scenarios
             for t in s["targets"]
             if not t["met"]
-        ],
+        ]
+        + (
+            [f"sdk_handler: log_info_us {suite.sdk_handler['log_info_us']:g} (<= {sdk_handler.TARGET_US:g})"]
+            if suite.sdk_handler and not suite.sdk_handler["met"]
+            else []
+        ),
         "failures": suite.failures,
     }
     _RESULTS_DIR.mkdir(exist_ok=True)

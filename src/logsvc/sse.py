@@ -72,9 +72,11 @@ def follow(
                             yield TailEvent(event.kind, event.entry, event.dropped, cursor)
                     raise _Lost  # the service ended the stream (shutting down, or its time was up)
                 page = msgspec.json.decode(response.read())
-        except (httpx.TransportError, _Lost):
+        except (httpx.TransportError, _Lost) as exc:
             failures += 1
             if retries is not None and failures > retries:
+                if isinstance(exc, _Lost):
+                    raise httpx.RemoteProtocolError("the service ended every stream at once") from None
                 raise
             sleep(min(_BACKOFF_CAP, _BACKOFF_FIRST * 2 ** (failures - 1)) if failures > 1 else 0)
             continue

@@ -29,7 +29,7 @@ from requests_aws4auth import AWS4Auth
 from logsvc.auth.credential_service import NewCredential
 from logsvc.auth.policy import Role
 from logsvc.auth.sigv4 import SignedRequest, sign
-from logsvc.client import AwsKeys, LogClient
+from logsvc.client import AwsCredentials, Client
 from tests.conftest import ServerProcess, ServerThread, make_key, make_settings
 
 
@@ -158,14 +158,12 @@ def test_the_optional_replay_guard_refuses_a_replay_but_never_our_client(tmp_pat
         assert post_signed(url, body, headers).status_code == 201
         replayed = post_signed(url, body, headers)
         assert (replayed.status_code, replayed.json()["code"]) == (403, "replayed_signature")
-        client = LogClient(server.url, keys=AwsKeys(key.access_key_id, key.secret_access_key))
+        credentials = AwsCredentials(key.access_key_id, key.secret_access_key)
         # Identical sends in a tight loop: several share a second, so without a unique signed request id
         # they would share a signature.
-        try:
-            sent = [client.send([{"message": "heartbeat"}]) for _ in range(5)]
-        finally:
-            client.close()
-        assert len({answer["log_id"] for answer in sent}) == 5
+        with Client(server.url, aws_credentials=credentials) as client:
+            sent = [client.send("heartbeat") for _ in range(5)]
+        assert len({answer.log_id for answer in sent}) == 5
     finally:
         server.stop()
 

@@ -22,7 +22,7 @@ from httpx_sse import EventSource, ServerSentEvent
 
 from logsvc.auth.policy import Role
 from logsvc.auth.profiles import write_profile
-from logsvc.client import LogClient
+from logsvc.client import Client, Unreachable
 from logsvc.settings import Settings, settings_environment
 from logsvc.tail import TailHub
 from tests.conftest import ServerProcess, ServerThread, bearer, eventually, make_key, make_settings
@@ -533,15 +533,15 @@ def _tail_streams_ended(server: ServerThread) -> int:
 
 def test_the_client_resumes_after_every_end_of_its_stream(tmp_path: Path) -> None:
     server = ServerThread(tail_settings(tmp_path, tail_stream_seconds=0.5)).start()
-    client = LogClient(server.url, api_key=server.admin.api_key)
+    client = Client(server.url, api_key=server.admin.api_key)
     got: list[str] = []
     failure: list[BaseException] = []
 
     def read() -> None:
         try:
-            for event in client.tail([("service_name", "resumed")], retries=2):
+            for event in client.tail(service_name="resumed", retries=2):
                 got.append(event.entry["message"] if event.entry else "")
-        except httpx.TransportError as exc:  # the server stopped: the test is over
+        except Unreachable as exc:  # the server stopped: the test is over
             failure.append(exc)
 
     reader = threading.Thread(target=read, daemon=True)
