@@ -17,12 +17,15 @@ from typing import Final, TypeVar, cast
 
 import apsw
 
+from logsvc.domain.context import Context
 from logsvc.domain.entries import LogEntry, NewEntry
 from logsvc.domain.queries import Page, Query
+from logsvc.domain.stats import ServiceTotal, StatsQuery
 from logsvc.errors import ConfigError, FieldError, StoreUnavailable, ValidationFailed
 from logsvc.storage.port import Export
 from logsvc.storage.sqlite_reads import NEWEST_FIRST, entry, recent, service_scope
 from logsvc.storage.sqlite_schema import COLUMNS, Row, make_private, open_connection
+from logsvc.storage.sqlite_stats import context, histogram, services
 from logsvc.storage.sqlite_writer import Writer
 
 __all__ = ["SQLiteStore"]
@@ -162,6 +165,15 @@ class SQLiteStore:
 
     async def get(self, log_id: bytes) -> list[LogEntry]:
         return await self._read(_get, log_id)
+
+    async def histogram(self, query: StatsQuery) -> list[tuple[int, int | str, int]]:
+        return await self._read(histogram, query)
+
+    async def services(self, patterns: tuple[str, ...]) -> list[ServiceTotal]:
+        return await self._read(services, patterns)
+
+    async def context(self, log_id: bytes, service: str, *, before: int, after: int) -> Context | None:
+        return await self._read(context, (log_id, service, before, after))
 
     async def _read(self, function: Callable[[apsw.Connection, A], R], argument: A) -> R:
         """Run a read on the event loop's own connection within a small time budget, else in the pool.
