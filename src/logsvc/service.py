@@ -315,9 +315,7 @@ class LogService:
             service = (await self.get(log_id, principal=principal)).service_name
         else:
             _scoped(Query(service_name=service), principal)
-        found = await self.store.context(
-            _log_id(log_id), service, before=request.before, after=request.after
-        )
+        found = await self.store.context(_log_id(log_id), service, before=request.before, after=request.after)
         if found is None:
             raise NotFound(f"no log entry with log_id {log_id} in service {service}")
         return found

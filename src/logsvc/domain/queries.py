@@ -24,11 +24,11 @@ from logsvc.errors import FieldError, ValidationFailed
 
 __all__ = [
     "DEFAULT_LIMIT",
+    "FILTER_PARAMETERS",
     "MAX_HOURS",
     "MAX_LIMIT",
     "MAX_PAGE_BYTES",
     "MAX_QUERY_CHARS",
-    "FILTER_PARAMETERS",
     "QUERY_PARAMETERS",
     "Page",
     "Query",

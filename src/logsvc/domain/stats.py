@@ -52,7 +52,8 @@ _MAX_INTERVAL_DAYS: Final = 36_600
 INTERVAL_PATTERN = r"^[1-9][0-9]{0,8}[smhd]$"
 _INTERVAL = re.compile(INTERVAL_PATTERN.replace("$", r"\Z"))
 _INTERVAL_RULE = (
-    f"must be a whole number and a unit, s, m, h or d (e.g. 10s, 5m, 1h, 1d), from 1s to {_MAX_INTERVAL_DAYS}d"
+    "must be a whole number and a unit, s, m, h or d (e.g. 10s, 5m, 1h, 1d), "
+    f"from 1s to {_MAX_INTERVAL_DAYS}d"
 )
 # The steps a window is widened to, in seconds; past a day: 1, 2 and 5 times a power of ten, in days.
 _ROUND_SECONDS: Final = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200)
@@ -276,7 +277,7 @@ class ServiceList(msgspec.Struct, frozen=True):
 
 
 def service_list(totals: Iterable[ServiceTotal]) -> ServiceList:
-    """The answer of ``GET /services``: services holding entries, sorted by name."""
+    """The answer of ``GET /services``: the services a store found, sorted by name."""
     return ServiceList(
         services=[
             ServiceCount(
@@ -285,6 +286,5 @@ def service_list(totals: Iterable[ServiceTotal]) -> ServiceList:
                 newest=None if total.newest_us is None else format_timestamp(total.newest_us),
             )
             for total in sorted(totals, key=lambda total: total.service_name)
-            if total.count > 0
         ]
     )

@@ -20,7 +20,7 @@ import apsw
 from logsvc.domain.context import Context
 from logsvc.domain.entries import LogEntry, NewEntry
 from logsvc.domain.queries import Page, Query
-from logsvc.domain.stats import ServiceTotal, StatsQuery
+from logsvc.domain.stats import MAX_COUNTED, ServiceTotal, StatsQuery
 from logsvc.errors import ConfigError, FieldError, StoreUnavailable, ValidationFailed
 from logsvc.storage.port import Export
 from logsvc.storage.sqlite_reads import NEWEST_FIRST, entry, recent, service_scope
@@ -50,9 +50,11 @@ class SQLiteStore:
         on_commit: Callable[[int], None] | None = None,
         inline_read_budget: float = _INLINE_BUDGET_SECONDS,
         key: bytes | None = None,
+        count_limit: int = MAX_COUNTED,
     ) -> None:
         self.path = path
         self._key = key
+        self._count_limit = count_limit
         self._inline_budget = inline_read_budget
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -167,7 +169,7 @@ class SQLiteStore:
         return await self._read(_get, log_id)
 
     async def histogram(self, query: StatsQuery) -> list[tuple[int, int | str, int]]:
-        return await self._read(histogram, query)
+        return await self._read(histogram, (query, self._count_limit))
 
     async def services(self, patterns: tuple[str, ...]) -> list[ServiceTotal]:
         return await self._read(services, patterns)

@@ -65,7 +65,9 @@ CREATE TABLE IF NOT EXISTS {table} (
     n INTEGER NOT NULL,
     PRIMARY KEY (slot, level, service, log_type)
 ) STRICT, WITHOUT ROWID;"""
-_OLD_KEY = "slot = old.ts / {grain} AND level = old.level AND service = old.service AND log_type = old.log_type"
+_OLD_KEY = (
+    "slot = old.ts / {grain} AND level = old.level AND service = old.service AND log_type = old.log_type"
+)
 _UNCOUNT = """
     UPDATE {table} SET n = n - 1 WHERE {key};
     DELETE FROM {table} WHERE {key} AND n = 0;"""
@@ -92,7 +94,10 @@ CREATE TRIGGER IF NOT EXISTS logs_after_delete AFTER DELETE ON logs BEGIN
     INSERT INTO logs_fts(logs_fts, rowid, message) VALUES ('delete', old.seq, old.message);
 END;
 {"".join(_ROLLUP_TABLE.format(table=table) for _, table in ROLLUPS)}
-CREATE TABLE IF NOT EXISTS service_counts (service TEXT PRIMARY KEY, n INTEGER NOT NULL) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS service_counts (
+    service TEXT PRIMARY KEY,
+    n INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
 CREATE TRIGGER IF NOT EXISTS logs_counts_after_delete AFTER DELETE ON logs BEGIN{
         "".join(_UNCOUNT.format(table=table, key=_OLD_KEY.format(grain=grain)) for grain, table in ROLLUPS)
     }
@@ -106,8 +111,8 @@ END;
 COUNT_NEW_ROWS: Final = (
     *(
         f"INSERT INTO {table}(slot, level, service, log_type, n) "
-        f"SELECT ts / {grain}, level, service, log_type, count(*) FROM logs WHERE seq > ? GROUP BY 1, 2, 3, 4 "
-        "ON CONFLICT DO UPDATE SET n = n + excluded.n"
+        f"SELECT ts / {grain}, level, service, log_type, count(*) FROM logs WHERE seq > ? "
+        "GROUP BY 1, 2, 3, 4 ON CONFLICT DO UPDATE SET n = n + excluded.n"
         for grain, table in ROLLUPS
     ),
     "INSERT INTO service_counts(service, n) SELECT service, count(*) FROM logs WHERE seq > ? GROUP BY 1 "

@@ -11,7 +11,7 @@ import apsw
 from logsvc.domain.context import Context, fit_context
 from logsvc.domain.entries import LogEntry, entry_bytes
 from logsvc.domain.queries import MAX_PAGE_BYTES, Query
-from logsvc.domain.stats import MAX_COUNTED, ServiceTotal, StatsQuery
+from logsvc.domain.stats import ServiceTotal, StatsQuery
 from logsvc.errors import FieldError, ValidationFailed
 from logsvc.storage.sqlite_reads import attribute_filters, entry, match_expression, service_scope
 from logsvc.storage.sqlite_schema import BLOCK_SHIFT, COLUMNS, ROLLUPS, Row
@@ -21,18 +21,20 @@ __all__ = ["context", "histogram", "services"]
 _MINUTE: Final = 60_000_000
 
 
-def histogram(conn: apsw.Connection, query: StatsQuery) -> list[tuple[int, int | str, int]]:
+def histogram(conn: apsw.Connection, request: tuple[StatsQuery, int]) -> list[tuple[int, int | str, int]]:
     """``(bucket, key, count)`` rows: from the coarsest rollup whose grain divides the interval (the window
-    is whole intervals, so whole slots of it), else counted from the entries."""
+    is whole intervals, so whole slots of it), else counted from the entries, at most ``limit`` of them
+    (MAX_COUNTED but in tests)."""
+    query, limit = request
     if query.filters.levels == ():
         return []
     key = "level" if query.by == "level" else "service"
     if query.filters.terms:
-        return _counted_matches(conn, query, key)
+        return _counted_matches(conn, query, key, limit)
     for grain, table in ROLLUPS:
         if query.step_us % grain == 0:
             return _from_rollup(conn, query, key, grain, table)
-    return _counted(conn, query, key)
+    return _counted(conn, query, key, limit)
 
 
 def _rollup_filters(query: Query, prefix: str = "") -> tuple[str, list[Any]]:
@@ -55,9 +57,11 @@ def _from_rollup(
     return [(query.bucket_of(slot * grain), name, count) for slot, name, count in rows]
 
 
-def _counted(conn: apsw.Connection, query: StatsQuery, key: str) -> list[tuple[int, int | str, int]]:
+def _counted(
+    conn: apsw.Connection, query: StatsQuery, key: str, limit: int
+) -> list[tuple[int, int | str, int]]:
     """An interval that is not a whole number of minutes: the entries counted one by one, once the minute
-    rollup said that the window's whole minutes hold at most MAX_COUNTED entries of the services read."""
+    rollup said that the window's whole minutes hold at most ``limit`` entries of the services read."""
     filters = query.filters
     scope = Query(service_name=filters.service_name, service_patterns=filters.service_patterns)
     where, args = _rollup_filters(scope)
@@ -69,21 +73,19 @@ def _counted(conn: apsw.Connection, query: StatsQuery, key: str) -> list[tuple[i
             [query.since_us // _MINUTE, last_minute, *args],
         ).get,
     )
-    if held > MAX_COUNTED:
+    if held > limit:
         raise ValidationFailed(
             [
                 FieldError(
                     "interval",
                     f"an interval that is not a whole number of minutes counts the entries one by one, at "
-                    f"most {MAX_COUNTED:,}; this window holds {held:,}: use whole minutes (60s, 5m, 1h) or "
+                    f"most {limit:,}; this window holds {held:,}: use whole minutes (60s, 5m, 1h) or "
                     "a shorter window",
                 )
             ]
         )
     where, args = _rollup_filters(filters)
-    sql = (
-        f"SELECT (ts - ?) / ?, {key}, count(*) FROM logs WHERE ts >= ? AND ts < ?{where} GROUP BY 1, 2"
-    )
+    sql = f"SELECT (ts - ?) / ?, {key}, count(*) FROM logs WHERE ts >= ? AND ts < ?{where} GROUP BY 1, 2"
     step, since = query.step_us, query.since_us
     return cast(
         list[tuple[int, int | str, int]],
@@ -91,10 +93,12 @@ def _counted(conn: apsw.Connection, query: StatsQuery, key: str) -> list[tuple[i
     )
 
 
-def _counted_matches(conn: apsw.Connection, query: StatsQuery, key: str) -> list[tuple[int, int | str, int]]:
+def _counted_matches(
+    conn: apsw.Connection, query: StatsQuery, key: str, limit: int
+) -> list[tuple[int, int | str, int]]:
     """Full-text ``q``: the matches counted one by one. The rollups know nothing of words; the full-text
     index gives matches in arrival order, and the watermarks (see ``sqlite_reads.search``) tell from which
-    arrival on an entry can be in the window. Refused when more than MAX_COUNTED matches arrived since."""
+    arrival on an entry can be in the window. Refused when more than ``limit`` matches arrived since."""
     first_block = conn.execute(
         "SELECT min(block) FROM ts_watermarks WHERE max_ts >= ?", (query.since_us,)
     ).get
@@ -106,16 +110,16 @@ def _counted_matches(conn: apsw.Connection, query: StatsQuery, key: str) -> list
         int,
         conn.execute(
             "SELECT count(*) FROM (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ? AND rowid >= ? LIMIT ?)",
-            (match, low_seq, MAX_COUNTED + 1),
+            (match, low_seq, limit + 1),
         ).get,
     )
-    if examined > MAX_COUNTED:
+    if examined > limit:
         raise ValidationFailed(
             [
                 FieldError(
                     "q",
                     f"counting a full-text search examines every match since the window's start, at most "
-                    f"{MAX_COUNTED:,}; this one has more: use a shorter window or rarer words",
+                    f"{limit:,}; this one has more: use a shorter window or rarer words",
                 )
             ]
         )
