@@ -24,7 +24,8 @@ from logsvc.domain.timestamps import parse_timestamp
 from logsvc.scopes import covers
 from logsvc.service import LogService
 from logsvc.storage.sqlite import SQLiteStore
-from logsvc.storage.sqlite_schema import ROLLUPS, SCHEMA_VERSION
+from logsvc.storage.sqlite_rollups import ROLLUP_TABLES
+from logsvc.storage.sqlite_schema import SCHEMA_VERSION
 
 BASE = 1_700_000_000_000_000
 NOW = BASE + 3 * 86_400_000_000
@@ -215,9 +216,8 @@ def test_an_older_store_gets_its_rollups_when_opened(tmp_path: Path) -> None:
 
     asyncio.run(write())
     conn = connect(path, key)  # back to what schema 3 held: no rollups, no trigger keeping them
-    for _, table in ROLLUPS:
+    for table in ROLLUP_TABLES:
         conn.execute(f"DROP TABLE {table}")
-    conn.execute("DROP TABLE service_counts")
     conn.execute("DROP TRIGGER logs_counts_after_delete")
     conn.execute("PRAGMA user_version=3")
     conn.close()

@@ -15,15 +15,14 @@ import apsw
 
 from logsvc.crypto.sqlite import connect
 from logsvc.errors import ConfigError
+from logsvc.storage.sqlite_rollups import ROLLUP_SCHEMA, count_new_rows
 
 __all__ = [
     "BLOCK_SHIFT",
     "COLUMNS",
-    "COUNT_NEW_ROWS",
     "INDEX_NEW_ROWS",
     "INSERT_ENTRY",
     "LOGS_TABLE",
-    "ROLLUPS",
     "SCHEMA",
     "SCHEMA_VERSION",
     "Row",
@@ -51,27 +50,6 @@ CREATE TABLE IF NOT EXISTS logs (
     received INTEGER NOT NULL
 ) STRICT;
 """
-# The rollups (decision 24): entries counted per (slot of the grain, level, service, type), coarsest grain
-# first, and per service. The writer adds each transaction's rows to them in that transaction
-# (COUNT_NEW_ROWS); a trigger takes off every entry deleted, whatever deletes it (retention, purge), and
-# drops the counts that reach 0. Event times are never before 1970, so ts / grain is the slot's floor.
-ROLLUPS: Final = ((3_600_000_000, "counts_hour"), (60_000_000, "counts_minute"))
-_ROLLUP_TABLE = """
-CREATE TABLE IF NOT EXISTS {table} (
-    slot INTEGER NOT NULL,
-    level INTEGER NOT NULL,
-    service TEXT NOT NULL,
-    log_type TEXT NOT NULL,
-    n INTEGER NOT NULL,
-    PRIMARY KEY (slot, level, service, log_type)
-) STRICT, WITHOUT ROWID;"""
-_OLD_KEY = (
-    "slot = old.ts / {grain} AND level = old.level AND service = old.service AND log_type = old.log_type"
-)
-_UNCOUNT = """
-    UPDATE {table} SET n = n - 1 WHERE {key};
-    DELETE FROM {table} WHERE {key} AND n = 0;"""
-
 SCHEMA = (
     LOGS_TABLE
     + f"""
@@ -93,30 +71,8 @@ INSERT INTO logs_fts(logs_fts, rank) VALUES ('automerge', 16);
 CREATE TRIGGER IF NOT EXISTS logs_after_delete AFTER DELETE ON logs BEGIN
     INSERT INTO logs_fts(logs_fts, rowid, message) VALUES ('delete', old.seq, old.message);
 END;
-{"".join(_ROLLUP_TABLE.format(table=table) for _, table in ROLLUPS)}
-CREATE TABLE IF NOT EXISTS service_counts (
-    service TEXT PRIMARY KEY,
-    n INTEGER NOT NULL
-) STRICT, WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS logs_counts_after_delete AFTER DELETE ON logs BEGIN{
-        "".join(_UNCOUNT.format(table=table, key=_OLD_KEY.format(grain=grain)) for grain, table in ROLLUPS)
-    }
-    UPDATE service_counts SET n = n - 1 WHERE service = old.service;
-    DELETE FROM service_counts WHERE service = old.service AND n = 0;
-END;
 """
-)
-# Each rollup counts the rows a transaction added (seq > ?): what was stored, not the duplicates ON CONFLICT
-# skipped. (The WHERE also settles SQLite's INSERT ... SELECT ... ON CONFLICT parsing ambiguity.)
-COUNT_NEW_ROWS: Final = (
-    *(
-        f"INSERT INTO {table}(slot, level, service, log_type, n) "
-        f"SELECT ts / {grain}, level, service, log_type, count(*) FROM logs WHERE seq > ? "
-        "GROUP BY 1, 2, 3, 4 ON CONFLICT DO UPDATE SET n = n + excluded.n"
-        for grain, table in ROLLUPS
-    ),
-    "INSERT INTO service_counts(service, n) SELECT service, count(*) FROM logs WHERE seq > ? GROUP BY 1 "
-    "ON CONFLICT DO UPDATE SET n = n + excluded.n",
+    + ROLLUP_SCHEMA
 )
 
 INSERT_ENTRY = (
@@ -140,6 +96,9 @@ def open_connection(path: Path, key: bytes | None, *, write: bool) -> apsw.Conne
             conn.execute("PRAGMA journal_mode=WAL").fetchall()
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA journal_size_limit=67108864")
+            # The writer's scratch tables (the rollups' new counts) stay in memory, never in a temporary
+            # file that the store's encryption does not cover.
+            conn.execute("PRAGMA temp_store=MEMORY")
             _migrate(conn)
         else:
             conn.execute("PRAGMA query_only=ON")
@@ -161,8 +120,7 @@ def _migrate(conn: apsw.Connection) -> None:
             conn.execute(SCHEMA)
             if version < _ROLLUPS_SINCE:
                 # The entries already stored, counted as the writer counts new ones (a full scan, once).
-                for statement in COUNT_NEW_ROWS:
-                    conn.execute(statement, (0,))
+                count_new_rows(conn, 0)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 

@@ -14,11 +14,13 @@ from logsvc.domain.queries import MAX_PAGE_BYTES, Query
 from logsvc.domain.stats import ServiceTotal, StatsQuery
 from logsvc.errors import FieldError, ValidationFailed
 from logsvc.storage.sqlite_reads import attribute_filters, entry, match_expression, service_scope
-from logsvc.storage.sqlite_schema import BLOCK_SHIFT, COLUMNS, ROLLUPS, Row
+from logsvc.storage.sqlite_rollups import GRAINS
+from logsvc.storage.sqlite_schema import BLOCK_SHIFT, COLUMNS, Row
 
 __all__ = ["context", "histogram", "services"]
 
 _MINUTE: Final = 60_000_000
+_KEYS: Final = {"level": "level", "service_name": "service"}
 
 
 def histogram(conn: apsw.Connection, request: tuple[StatsQuery, int]) -> list[tuple[int, int | str, int]]:
@@ -28,33 +30,47 @@ def histogram(conn: apsw.Connection, request: tuple[StatsQuery, int]) -> list[tu
     query, limit = request
     if query.filters.levels == ():
         return []
-    key = "level" if query.by == "level" else "service"
     if query.filters.terms:
-        return _counted_matches(conn, query, key, limit)
-    for grain, table in ROLLUPS:
-        if query.step_us % grain == 0:
-            return _from_rollup(conn, query, key, grain, table)
-    return _counted(conn, query, key, limit)
+        return _counted_matches(conn, query, _KEYS[query.by], limit)
+    for grain, us in GRAINS:
+        if query.step_us % us == 0:
+            table, where, args = _rollup(query.filters, query.by, grain)
+            # Summed per bucket and key by SQLite: slots are whole buckets' parts, (slot - first) / slots
+            # per bucket is a slot's bucket, as StatsQuery.bucket_of says for an event time.
+            sql = (
+                f"SELECT (slot - ?) / ?, {_KEYS[query.by]}, sum(n) FROM {table} "
+                f"WHERE {where} AND slot >= ? AND slot < ? GROUP BY 1, 2"
+            )
+            first, last = query.since_us // us, query.until_us // us
+            bounds = [first, query.step_us // us, *args, first, last]
+            return cast(list[tuple[int, int | str, int]], conn.execute(sql, bounds).fetchall())
+    return _counted(conn, query, _KEYS[query.by], limit)
 
 
-def _rollup_filters(query: Query, prefix: str = "") -> tuple[str, list[Any]]:
-    """The read's conditions on the columns the rollups keep: service, scope, type and level."""
-    where, args = attribute_filters(query, prefix)
-    if query.levels is not None:
-        where += f" AND {prefix}level IN ({', '.join('?' * len(query.levels))})"
-        args += [int(level) for level in query.levels]
-    return where, args
+def _rollup(filters: Query, by: str, grain: str) -> tuple[str, str, list[Any]]:
+    """The rollup table of this grain that answers the read, and the conditions on it (no time bounds):
+    the counts of every service by level when nothing but the level is filtered, else the per-service
+    counts of the service named or of the services the scope covers (each one's range of the key)."""
+    where, args = _levels(filters)
+    everything = filters.service_name is None and not filters.service_patterns and filters.log_type is None
+    if by == "level" and everything:
+        return f"levels_{grain}", "1" + where, args
+    if filters.service_name is not None:
+        services, service_args = "service = ?", [filters.service_name]
+    else:
+        scope, service_args = service_scope("", filters.service_patterns, ())
+        services = f"service IN (SELECT service FROM service_counts WHERE 1{scope})"
+    if filters.log_type is not None:
+        where += " AND log_type = ?"
+        args.append(filters.log_type)
+    return f"counts_{grain}", services + where, [*service_args, *args]
 
 
-def _from_rollup(
-    conn: apsw.Connection, query: StatsQuery, key: str, grain: int, table: str
-) -> list[tuple[int, int | str, int]]:
-    # Grouped by slot in the key's order, so SQLite sums as it walks (no sort); the slots are then folded
-    # into buckets here: at most (slots in the window) x (keys) rows.
-    where, args = _rollup_filters(query.filters)
-    sql = f"SELECT slot, {key}, sum(n) FROM {table} WHERE slot >= ? AND slot < ?{where} GROUP BY slot, {key}"
-    rows = conn.execute(sql, [query.since_us // grain, query.until_us // grain, *args])
-    return [(query.bucket_of(slot * grain), name, count) for slot, name, count in rows]
+def _levels(query: Query, prefix: str = "") -> tuple[str, list[Any]]:
+    if query.levels is None:
+        return "", []
+    marks = ", ".join("?" * len(query.levels))
+    return f" AND {prefix}level IN ({marks})", [int(level) for level in query.levels]
 
 
 def _counted(
@@ -64,13 +80,13 @@ def _counted(
     rollup said that the window's whole minutes hold at most ``limit`` entries of the services read."""
     filters = query.filters
     scope = Query(service_name=filters.service_name, service_patterns=filters.service_patterns)
-    where, args = _rollup_filters(scope)
+    table, where, args = _rollup(scope, "level", "minute")
     last_minute = -(-query.until_us // _MINUTE)
     held = cast(
         int,
         conn.execute(
-            f"SELECT coalesce(sum(n), 0) FROM counts_minute WHERE slot >= ? AND slot < ?{where}",
-            [query.since_us // _MINUTE, last_minute, *args],
+            f"SELECT coalesce(sum(n), 0) FROM {table} WHERE {where} AND slot >= ? AND slot < ?",
+            [*args, query.since_us // _MINUTE, last_minute],
         ).get,
     )
     if held > limit:
@@ -84,13 +100,20 @@ def _counted(
                 )
             ]
         )
-    where, args = _rollup_filters(filters)
+    where, args = _entry_filters(filters)
     sql = f"SELECT (ts - ?) / ?, {key}, count(*) FROM logs WHERE ts >= ? AND ts < ?{where} GROUP BY 1, 2"
     step, since = query.step_us, query.since_us
     return cast(
         list[tuple[int, int | str, int]],
         conn.execute(sql, [since, step, since, query.until_us, *args]).fetchall(),
     )
+
+
+def _entry_filters(query: Query, prefix: str = "") -> tuple[str, list[Any]]:
+    """A read's conditions on the entries but for the time: service, scope, type and level."""
+    where, args = attribute_filters(query, prefix)
+    levels, level_args = _levels(query, prefix)
+    return where + levels, args + level_args
 
 
 def _counted_matches(
@@ -123,7 +146,7 @@ def _counted_matches(
                 )
             ]
         )
-    where, args = _rollup_filters(query.filters, "l.")
+    where, args = _entry_filters(query.filters, "l.")
     sql = (
         f"SELECT (l.ts - ?) / ?, l.{key}, count(*) FROM logs_fts f CROSS JOIN logs l ON l.seq = f.rowid "
         f"WHERE logs_fts MATCH ? AND f.rowid >= ? AND l.ts >= ? AND l.ts < ?{where} GROUP BY 1, 2"
