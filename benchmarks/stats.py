@@ -5,8 +5,8 @@ keeping the rollups costs ingest.
   worker: the read store of the other read scenarios (entries 10 ms apart, about 2.8 hours: the window
   holds them all) and the same number of entries spread over the 24 hours (86.4 ms apart), where the
   histogram reads a rollup row for every minute of the day and every (service, level) of that minute.
-- Ingest cost: in this process, as ceiling B measures SQLite, durable transactions of 1,000 entries with
-  the store's own statements (insert, full-text feed) with and without the rollup statements, into two
+- Ingest cost: in this process, as ceiling B measures SQLite, durable transactions of 1,000 and 4,000
+  entries with the store's own statements (insert, full-text feed) with and without the rollups, into
   encrypted stores, taking turns so that the machine's noise falls on both alike.
 - The migration of an existing store: opening the read store as schema 3 (the rollups dropped) counts
   its entries once; how long that takes.
@@ -107,57 +107,61 @@ def _latency(suite: Suite, name: str, cached: Path) -> None:
 
 
 def _ingest_cost(suite: Suite) -> dict[str, Any]:
-    """Entries/s of durable 1,000-entry transactions with and without the rollups, the ratio of the two."""
+    """Entries/s of durable transactions with and without the rollups, and the ratio of the two: of 1,000
+    entries (ceiling B's size) and of 4,000 (about what group commit makes of batched ingest)."""
     from benchmarks.run import console
 
-    template = ceilings.template_rows(suite.batch)
     key = secrets.token_bytes(32)
-    connections: dict[bool, apsw.Connection] = {}
-    for counted in (True, False):
-        path = suite.scratch / f"rollups-{'with' if counted else 'without'}" / "logs.db"
-        path.parent.mkdir()
-        asyncio.run(SQLiteStore(path, read_threads=1, key=key).close())  # logsvc's schema, encrypted
-        conn = connect(path, key)
-        conn.execute("PRAGMA journal_mode=WAL").fetchall()
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA cache_size=-32000")
-        conn.execute("PRAGMA temp_store=MEMORY")  # as the store's writer
-        connections[counted] = conn
-    rates: dict[bool, list[float]] = {True: [], False: []}
-    try:
-        for round_number in range(suite.profile.runs + 1):
-            seconds = suite.profile.warmup_s if round_number == 0 else suite.profile.duration_s
-            order = (True, False) if round_number % 2 else (False, True)
-            for counted in order:
-                # ceiling B's loop: only the transactions are timed.
-                rate = ceilings._rate(
-                    lambda rows, c=counted: _transaction(connections[c], rows, c), template, seconds
-                )
-                if round_number:  # round 0 warms up
-                    rates[counted].append(rate)
-    finally:
-        for conn in connections.values():
-            conn.close()
-    with_rollups, without = statistics.median(rates[True]), statistics.median(rates[False])
-    console.print(
-        f"  1,000-entry transactions: {with_rollups:,.0f} entries/s with the rollups, {without:,.0f} without "
-        f"({with_rollups / without:.2f})"
-    )
-    for name, label, median in (
-        ("B_rollups", "raw SQLite, logsvc schema with its rollups (encrypted)", with_rollups),
-        ("B_no_rollups", "the same without the rollup statements", without),
-    ):
-        suite.ceilings[name] = {
-            "label": label,
-            "title": "in-process durable transactions of 1,000 entries: insert, full-text feed (and rollups)",
-            "unit": "entries/s",
-            "median": {"rate": round(median, 1)},
+    costs: dict[str, Any] = {}
+    for size in (1000, 4000):
+        template = ceilings.template_rows(suite.batch) * (size // len(suite.batch))
+        connections: dict[bool, apsw.Connection] = {}
+        for counted in (True, False):
+            path = suite.scratch / f"rollups-{size}-{'with' if counted else 'without'}" / "logs.db"
+            path.parent.mkdir()
+            asyncio.run(SQLiteStore(path, read_threads=1, key=key).close())  # logsvc's schema, encrypted
+            conn = connect(path, key)
+            conn.execute("PRAGMA journal_mode=WAL").fetchall()
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA cache_size=-32000")
+            conn.execute("PRAGMA temp_store=MEMORY")  # as the store's writer
+            connections[counted] = conn
+        rates: dict[bool, list[float]] = {True: [], False: []}
+        try:
+            for round_number in range(suite.profile.runs + 1):
+                seconds = suite.profile.warmup_s if round_number == 0 else suite.profile.duration_s
+                for counted in (True, False) if round_number % 2 else (False, True):
+                    # ceiling B's loop: only the transactions are timed.
+                    rate = ceilings._rate(
+                        lambda rows, c=counted: _transaction(connections[c], rows, c), template, seconds
+                    )
+                    if round_number:  # round 0 warms up
+                        rates[counted].append(rate)
+        finally:
+            for conn in connections.values():
+                conn.close()
+        with_rollups, without = statistics.median(rates[True]), statistics.median(rates[False])
+        console.print(
+            f"  {size:,}-entry transactions: {with_rollups:,.0f} entries/s with the rollups, {without:,.0f} "
+            f"without ({with_rollups / without:.2f})"
+        )
+        for name, label, median in (
+            (f"B{size}_rollups", f"raw SQLite, {size:,} rows, with its rollups (encrypted)", with_rollups),
+            (f"B{size}_no_rollups", f"raw SQLite, {size:,} rows, without the rollups", without),
+        ):
+            suite.ceilings[name] = {
+                "label": label,
+                "title": f"in-process durable transactions of {size:,} entries: insert, full-text feed "
+                "(and rollups)",
+                "unit": "entries/s",
+                "median": {"rate": round(median, 1)},
+            }
+        costs[f"{size}_entries_per_transaction"] = {
+            "with_rollups": [round(rate, 1) for rate in rates[True]],
+            "without_rollups": [round(rate, 1) for rate in rates[False]],
+            "ratio": round(with_rollups / without, 3),
         }
-    return {
-        "with_rollups": [round(rate, 1) for rate in rates[True]],
-        "without_rollups": [round(rate, 1) for rate in rates[False]],
-        "ratio": round(with_rollups / without, 3),
-    }
+    return costs
 
 
 def _transaction(conn: apsw.Connection, rows: list[tuple[Any, ...]], counted: bool) -> None:

@@ -14,7 +14,7 @@ from logsvc.domain.queries import MAX_PAGE_BYTES, Query
 from logsvc.domain.stats import ServiceTotal, StatsQuery
 from logsvc.errors import FieldError, ValidationFailed
 from logsvc.storage.sqlite_reads import attribute_filters, entry, match_expression, service_scope
-from logsvc.storage.sqlite_rollups import GRAINS
+from logsvc.storage.sqlite_rollups import rollup_for
 from logsvc.storage.sqlite_schema import BLOCK_SHIFT, COLUMNS, Row
 
 __all__ = ["context", "histogram", "services"]
@@ -24,46 +24,59 @@ _KEYS: Final = {"level": "level", "service_name": "service"}
 
 
 def histogram(conn: apsw.Connection, request: tuple[StatsQuery, int]) -> list[tuple[int, int | str, int]]:
-    """``(bucket, key, count)`` rows: from the coarsest rollup whose grain divides the interval (the window
-    is whole intervals, so whole slots of it), else counted from the entries, at most ``limit`` of them
+    """``(bucket, key, count)`` rows: from the rollup that answers the query (``rollup_for``; the window is
+    whole intervals, so whole slots of its grain), else counted from the entries, at most ``limit`` of them
     (MAX_COUNTED but in tests)."""
     query, limit = request
     if query.filters.levels == ():
         return []
+    key = _KEYS[query.by]
     if query.filters.terms:
-        return _counted_matches(conn, query, _KEYS[query.by], limit)
-    for grain, us in GRAINS:
-        if query.step_us % us == 0:
-            table, where, args = _rollup(query.filters, query.by, grain)
-            # Summed per bucket and key by SQLite: slots are whole buckets' parts, (slot - first) / slots
-            # per bucket is a slot's bucket, as StatsQuery.bucket_of says for an event time.
-            sql = (
-                f"SELECT (slot - ?) / ?, {_KEYS[query.by]}, sum(n) FROM {table} "
-                f"WHERE {where} AND slot >= ? AND slot < ? GROUP BY 1, 2"
-            )
-            first, last = query.since_us // us, query.until_us // us
-            bounds = [first, query.step_us // us, *args, first, last]
-            return cast(list[tuple[int, int | str, int]], conn.execute(sql, bounds).fetchall())
-    return _counted(conn, query, _KEYS[query.by], limit)
+        return _counted_matches(conn, query, key, limit)
+    rollup = rollup_for(query.step_us, {key} | _filtered_columns(query.filters))
+    if rollup is None:
+        return _counted(conn, query, key, limit)
+    where, args = _rollup_filters(query.filters)
+    # Summed per bucket and key by SQLite: a slot lies in one bucket, (slot - first slot) / slots per bucket
+    # (StatsQuery.bucket_of, in slots).
+    sql = (
+        f"SELECT (slot - ?) / ?, {key}, sum(n) FROM {rollup.table} WHERE {where} AND slot >= ? AND slot < ? "
+        "GROUP BY 1, 2"
+    )
+    us = rollup.grain_us
+    first, last = query.since_us // us, query.until_us // us
+    rows = conn.execute(sql, [first, query.step_us // us, *args, first, last])
+    return cast(list[tuple[int, int | str, int]], rows.fetchall())
 
 
-def _rollup(filters: Query, by: str, grain: str) -> tuple[str, str, list[Any]]:
-    """The rollup table of this grain that answers the read, and the conditions on it (no time bounds):
-    the counts of every service by level when nothing but the level is filtered, else the per-service
-    counts of the service named or of the services the scope covers (each one's range of the key)."""
-    where, args = _levels(filters)
-    everything = filters.service_name is None and not filters.service_patterns and filters.log_type is None
-    if by == "level" and everything:
-        return f"levels_{grain}", "1" + where, args
+def _filtered_columns(filters: Query) -> set[str]:
+    """The columns a read filters on (but time and text)."""
+    columns = set()
+    if filters.service_name is not None or filters.service_patterns:
+        columns.add("service")
+    if filters.levels is not None:
+        columns.add("level")
+    if filters.log_type is not None:
+        columns.add("log_type")
+    return columns
+
+
+def _rollup_filters(filters: Query) -> tuple[str, list[Any]]:
+    """The conditions on a rollup that keeps the filtered columns (no time bounds): the service named or
+    those the scope covers (each one's range of the key), the levels, the type."""
+    where, args = "1", []
     if filters.service_name is not None:
-        services, service_args = "service = ?", [filters.service_name]
-    else:
-        scope, service_args = service_scope("", filters.service_patterns, ())
-        services = f"service IN (SELECT service FROM service_counts WHERE 1{scope})"
+        where, args = "service = ?", [filters.service_name]
+    elif filters.service_patterns:
+        scope, args = service_scope("", filters.service_patterns, ())
+        where = f"service IN (SELECT service FROM service_counts WHERE 1{scope})"
+    levels, level_args = _levels(filters)
+    where += levels
+    args += level_args
     if filters.log_type is not None:
         where += " AND log_type = ?"
         args.append(filters.log_type)
-    return f"counts_{grain}", services + where, [*service_args, *args]
+    return where, args
 
 
 def _levels(query: Query, prefix: str = "") -> tuple[str, list[Any]]:
@@ -80,7 +93,10 @@ def _counted(
     rollup said that the window's whole minutes hold at most ``limit`` entries of the services read."""
     filters = query.filters
     scope = Query(service_name=filters.service_name, service_patterns=filters.service_patterns)
-    table, where, args = _rollup(scope, "level", "minute")
+    minutes = rollup_for(_MINUTE, _filtered_columns(scope))
+    assert minutes is not None  # a minute rollup keeps the service
+    table = minutes.table
+    where, args = _rollup_filters(scope)
     last_minute = -(-query.until_us // _MINUTE)
     held = cast(
         int,
