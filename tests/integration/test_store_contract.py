@@ -374,6 +374,7 @@ def stats_query(params: str) -> StatsQuery:
 STATS_PARAMS = [
     "hours=80&interval=1h",  # the hour rollup
     "hours=80&interval=2d",  # the day rollup of every service by level
+    "hours=20&interval=4m",  # the 2-minute rollup of every service by level
     "hours=80&interval=15m&by=service_name",  # the minute rollup
     "hours=30&interval=1d&min_level=ERROR&log_type=audit",
     "since=1700000000&until=1700043200&interval=90s&service_name=svc-2",  # counted: not whole minutes

@@ -7,7 +7,8 @@ smallest rollup that keeps every column it groups or filters by, at the coarsest
 interval (``rollup_for``):
 
 - ``levels_<grain>``: by level, every service together: the histogram of everything, a few rows a slot
-  whatever the number of services; kept at four grains, as it costs little;
+  whatever the number of services; kept at five grains, as it costs little (2 minutes: the finest
+  interval a day allows in 1,000 buckets);
 - ``services_<grain>``: by service: the histogram by service, of all or of some services;
 - ``counts_<grain>``: by service, level and type: everything else (a service or scope by level, a type).
   The widest and dearest to keep, so per minute and per hour only.
@@ -30,7 +31,13 @@ import apsw
 __all__ = ["ROLLUPS", "ROLLUP_SCHEMA", "ROLLUP_TABLES", "Rollup", "count_new_rows", "rollup_for"]
 
 _MINUTE: Final = 60_000_000
-_GRAINS: Final = {"1d": 1440 * _MINUTE, "1h": 60 * _MINUTE, "5m": 5 * _MINUTE, "1m": _MINUTE}
+_GRAINS: Final = {
+    "1d": 1440 * _MINUTE,
+    "1h": 60 * _MINUTE,
+    "5m": 5 * _MINUTE,
+    "2m": 2 * _MINUTE,
+    "1m": _MINUTE,
+}
 _TYPES: Final = {"service": "TEXT", "level": "INTEGER", "log_type": "TEXT"}
 
 
@@ -51,7 +58,7 @@ def _rollups(name: str, keys: tuple[str, ...], grains: tuple[str, ...]) -> tuple
 
 
 ROLLUPS: Final = (
-    *_rollups("levels", ("level",), ("1d", "1h", "5m", "1m")),
+    *_rollups("levels", ("level",), ("1d", "1h", "5m", "2m", "1m")),
     *_rollups("services", ("service",), ("1d", "1h", "5m", "1m")),
     *_rollups("counts", ("service", "level", "log_type"), ("1h", "1m")),
 )
