@@ -132,8 +132,9 @@ def _ingest_cost(suite: Suite) -> dict[str, Any]:
                 seconds = suite.profile.warmup_s if round_number == 0 else suite.profile.duration_s
                 for counted in (True, False) if round_number % 2 else (False, True):
                     # ceiling B's loop: only the transactions are timed.
+                    conn = connections[counted]
                     rate = ceilings._rate(
-                        lambda rows, c=counted: _transaction(connections[c], rows, c), template, seconds
+                        lambda rows, conn=conn, c=counted: _transaction(conn, rows, c), template, seconds
                     )
                     if round_number:  # round 0 warms up
                         rates[counted].append(rate)

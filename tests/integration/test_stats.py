@@ -63,7 +63,9 @@ entries_strategy = st.lists(
     min_size=30,
     max_size=150,
 )
-intervals = st.sampled_from([None, "1s", "10s", "90s", "60s", "1m", "4m", "7m", "15m", "1h", "2h", "1d", "3d"])
+intervals = st.sampled_from(
+    [None, "1s", "10s", "90s", "60s", "1m", "4m", "7m", "15m", "1h", "2h", "1d", "3d"]
+)
 windows = st.one_of(
     st.sampled_from(["hours=1", "hours=12", "hours=80", ""]),
     st.tuples(st.integers(-3_600, 3 * 86_400), st.integers(1, 4 * 86_400)).map(

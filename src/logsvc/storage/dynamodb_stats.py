@@ -37,21 +37,19 @@ async def count_items(
     key = "lvl" if query.by == "level" else "svc"
     counts: Counter[tuple[int, int | str]] = Counter()
     examined = 0
-    over = False
 
     async def walk(request: dict[str, Any]) -> None:
-        nonlocal examined, over
+        nonlocal examined
         request = {
             **request,
             "ProjectionExpression": ", ".join(names),
             "ExpressionAttributeNames": names,
             "ConsistentRead": False,
         }
-        while not over:
+        while True:
             response = await run(**request)
             examined += response.get("ScannedCount", len(response["Items"]))
             if examined > limit:
-                over = True
                 raise ValidationFailed(
                     [
                         FieldError(
@@ -69,8 +67,15 @@ async def count_items(
                 return
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
-    # The first range over the bound fails the request; the others stop at their next page.
-    await asyncio.gather(*(walk(request) for request in requests))
+    walkers = [asyncio.ensure_future(walk(request)) for request in requests]
+    try:
+        await asyncio.gather(*walkers)
+    except BaseException:
+        # The first range over the bound fails the request: the others stop now, not at their end.
+        for walker in walkers:
+            walker.cancel()
+        await asyncio.gather(*walkers, return_exceptions=True)
+        raise
     return [(bucket, value, count) for (bucket, value), count in counts.items()]
 
 

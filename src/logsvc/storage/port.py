@@ -36,7 +36,7 @@ class LogStore(Protocol):
     async def histogram(self, query: StatsQuery) -> list[tuple[int, int | str, int]]:
         """``(bucket, key, count)`` of the entries matching ``query.filters`` in its window, by bucket and by
         ``query.by`` (the level number, or the service name); a key may come in several rows of a bucket.
-        Counting that the backend cannot bound is refused with ValidationFailed naming the parameter."""
+        Counting past the backend's bound is refused with ValidationFailed naming the parameter to change."""
 
     async def services(self, patterns: tuple[str, ...]) -> list[ServiceTotal]:
         """Every service holding entries that the patterns cover (all when empty), any order."""
