@@ -59,6 +59,7 @@ _INTERVAL_RULE = (
 _ROUND_SECONDS: Final = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200)
 
 By = Literal["level", "service_name"]
+_LEVEL_NAMES: Final = {int(level): level.name for level in Level}
 
 
 class StatsParameters(ReadFilters, frozen=True):
@@ -240,16 +241,17 @@ def stats_answer(query: StatsQuery, counted: Iterable[tuple[int, int | str, int]
     every bucket of the window, oldest first; by level the keys are level names."""
     buckets: list[dict[str, int]] = [{} for _ in range(query.buckets)]
     for bucket, key, count in counted:
-        name = Level(key).name if isinstance(key, int) else key
+        name = _LEVEL_NAMES[key] if isinstance(key, int) else key
         counts = buckets[bucket]
         counts[name] = counts.get(name, 0) + count
+    since, step = query.since_us, query.step_us
     return Stats(
         interval=query.interval,
         by=query.by,
-        since=format_timestamp(query.since_us),
+        since=format_timestamp(since),
         until=format_timestamp(query.until_us),
         buckets=[
-            Bucket(start=format_timestamp(query.since_us + index * query.step_us), counts=counts)
+            Bucket(start=format_timestamp(since + index * step), counts=counts)
             for index, counts in enumerate(buckets)
         ],
         requested_interval=msgspec.UNSET if query.requested_interval is None else query.requested_interval,
