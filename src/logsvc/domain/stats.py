@@ -164,15 +164,14 @@ def parse_stats(params: Iterable[tuple[str, str]], *, now_us: int) -> StatsQuery
     since, until = _window(query, now_us, errors)
     if errors:
         raise ValidationFailed(errors)
+    widened_from = None
     if requested is None:
         step = _round_step(since, until, 1, AUTO_BUCKETS)
-        widened_from = None
+    elif _count(since, until, requested) > MAX_BUCKETS:
+        step = _round_step(since, until, requested, MAX_BUCKETS)
+        widened_from = own["interval"]
     else:
         step = requested
-        widened_from = None
-        if _count(since, until, step) > MAX_BUCKETS:
-            step = _round_step(since, until, requested, MAX_BUCKETS)
-            widened_from = own["interval"]
     start, end = since // step * step, -(-until // step) * step
     return StatsQuery(
         filters=msgspec.structs.replace(query, since_us=start, until_us=end),
