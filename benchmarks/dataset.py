@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import json
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ _SYLLABLES = [c + v for c in "bcdfghklmnprstvw" for v in "aeiou"]
 # Bump when the generator changes, so that a cached store made by the old one is not reused.
 _DATASET_VERSION = 1
 _FILL_BATCH = 10_000
+# Event times 10 ms apart: the 1,000,000-entry read store spans about 2.8 hours.
+SPACING_US = 10_000
 _CACHE_DIR = Path(__file__).resolve().parent / ".cache"
 
 
@@ -109,8 +112,9 @@ def schema_fingerprint(scratch: Path) -> str:
     return hashlib.sha256(repr((schema, settings)).encode()).hexdigest()[:12]
 
 
-def cached_store(entries: int, scratch: Path) -> tuple[Path, dict[str, Any]]:
-    """The path of a store of `entries` entries for the read scenarios, built (slowly) only if not cached.
+def cached_store(entries: int, scratch: Path, spacing_us: int = SPACING_US) -> tuple[Path, dict[str, Any]]:
+    """The path of a store of `entries` entries for the read scenarios, built (slowly) only if not cached;
+    their event times are `spacing_us` apart, ending at the time it was built.
 
     The returned file must not be modified: copy it before serving it.
     """
@@ -118,18 +122,21 @@ def cached_store(entries: int, scratch: Path) -> tuple[Path, dict[str, Any]]:
     # The directory holds large generated files only; this keeps them out of git without touching the
     # project's .gitignore.
     (_CACHE_DIR / ".gitignore").write_text("*\n")
-    stem = f"store-v{SCHEMA_VERSION}-{schema_fingerprint(scratch)}-d{_DATASET_VERSION}-{entries}"
+    spread = "" if spacing_us == SPACING_US else f"-every{spacing_us}us"
+    stem = f"store-v{SCHEMA_VERSION}-{schema_fingerprint(scratch)}-d{_DATASET_VERSION}{spread}-{entries}"
     path = _CACHE_DIR / f"{stem}.db"
     info_path = _CACHE_DIR / f"{stem}.json"
     if path.exists() and info_path.exists():
         info: dict[str, Any] = json.loads(info_path.read_text())
         return path, info | {"cached": True}
     for stale in _CACHE_DIR.glob(f"store-*-{entries}.*"):
-        stale.unlink()
+        spaced = re.search(r"-every(\d+)us-", stale.name)
+        if (int(spaced[1]) if spaced else SPACING_US) == spacing_us:  # a store of this kind, made before
+            stale.unlink()
     partial = _CACHE_DIR / f"{stem}.partial"
     try:
         started = time.monotonic()
-        asyncio.run(_fill(partial, entries))
+        asyncio.run(_fill(partial, entries, spacing_us))
         seconds = time.monotonic() - started
         info = _describe(partial) | {"entries": entries, "build_seconds": round(seconds, 1)}
         info_path.write_text(json.dumps(info, indent=2) + "\n")
@@ -140,12 +147,11 @@ def cached_store(entries: int, scratch: Path) -> tuple[Path, dict[str, Any]]:
     return path, info | {"cached": False}
 
 
-async def _fill(path: Path, count: int) -> None:
+async def _fill(path: Path, count: int, spacing_us: int) -> None:
     """Append through the store's own write path, so indexes, FTS and watermarks are exactly as served."""
     store = SQLiteStore(path, read_threads=1)
     messages = Messages(seed=3)
     rng = random.Random(4)
-    spacing_us = 10_000
     start_us = time.time_ns() // 1000 - count * spacing_us
     pending: asyncio.Future[None] | None = None
     try:

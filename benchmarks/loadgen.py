@@ -64,7 +64,7 @@ def wrk(
     script = _PREBUILT_SCRIPT if requests_file is not None else _SCRIPT
     argv = [
         "wrk",
-        f"-t{threads}",
+        f"-t{min(threads, connections)}",  # wrk wants a connection for each thread at least
         f"-c{connections}",
         f"-d{duration_s:g}s",
         f"--timeout={_REQUEST_TIMEOUT_S}s",

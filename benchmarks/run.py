@@ -36,6 +36,7 @@ from rich.table import Table
 
 import logsvc
 from benchmarks import ceilings, dataset, sdk_handler, tail
+from benchmarks import stats as volume
 from benchmarks.loadgen import WRK_THREADS, WrkRun, check_wrk, wrk, wrk_version
 from benchmarks.processes import HOST, Probe, Server, free_port, running
 from logsvc.auth.credential_service import CredentialService, NewCredential
@@ -186,6 +187,7 @@ class Suite:
         self.auth_micro: dict[str, float] = {}
         self.sdk_handler: dict[str, Any] = {}
         self.backup_rates: dict[str, Any] = {}
+        self.volume: dict[str, Any] = {}
         # Every server here gets its admin credential from _admin(); none may write the user's own file.
         os.environ["LOGSVC_CREDENTIALS_FILE"] = str(scratch / "credentials")
         os.environ["LOGSVC_MASTER_KEY_FILE"] = str(scratch / "master.key")
@@ -624,6 +626,7 @@ class Suite:
         self._step("Batched ingest, encryption off", lambda: self.batch_ingest(encrypted=False))
         self._step("Batched ingest", self.batch_ingest)
         self._step("Reads", self.reads)
+        self._step("Volume over time", lambda: volume.measure(self))
         self._step("Authentication cost", self.auth_cost)
         self._step("Tail latency", self.tail_latency)
         self._step("SDK: LogHandler cost per log call", self.sdk_handler_cost)
@@ -773,6 +776,7 @@ def main(argv: list[str] | None = None) -> int:
         "auth_costs_us": suite.auth_micro,
         "sdk_handler": suite.sdk_handler,
         "backup": suite.backup_rates,
+        "volume": suite.volume,
         "targets_missed": [
             f"{s['key']}: {t['metric']} {t['observed']:g} (target {t['op']} {t['value']:g})"
             for s in suite.scenarios

@@ -3,7 +3,10 @@
 #   GET  /logs            -> read
 #   GET  /logs/recent     -> read
 #   GET  /logs/tail       -> read (the tail's polling page: API Gateway cannot stream)
+#   GET  /logs/stats      -> read
 #   GET  /logs/{log_id}   -> read
+#   GET  /logs/{log_id}/context -> read
+#   GET  /services        -> read
 #   POST /v1/logs         -> ingest (OTLP/HTTP logs: protobuf or JSON)
 #   POST /compat/cognito/logs -> ingest   the older Cognito clients' shapes (docs/migrating.md); their raw
 #   GET  /compat/cognito/logs -> read     ID token is what the Cognito authorizer takes anyway
@@ -53,6 +56,12 @@ resource "aws_api_gateway_resource" "logs_tail" {
   path_part   = "tail"
 }
 
+resource "aws_api_gateway_resource" "logs_stats" {
+  rest_api_id = aws_api_gateway_rest_api.this.id
+  parent_id   = aws_api_gateway_resource.logs.id
+  path_part   = "stats"
+}
+
 resource "aws_api_gateway_resource" "log_by_id" {
   rest_api_id = aws_api_gateway_rest_api.this.id
   parent_id   = aws_api_gateway_resource.logs.id
@@ -75,6 +84,18 @@ resource "aws_api_gateway_resource" "compat_cognito_logs" {
   rest_api_id = aws_api_gateway_rest_api.this.id
   parent_id   = aws_api_gateway_resource.compat_cognito.id
   path_part   = "logs"
+}
+
+resource "aws_api_gateway_resource" "log_context" {
+  rest_api_id = aws_api_gateway_rest_api.this.id
+  parent_id   = aws_api_gateway_resource.log_by_id.id
+  path_part   = "context"
+}
+
+resource "aws_api_gateway_resource" "services" {
+  rest_api_id = aws_api_gateway_rest_api.this.id
+  parent_id   = aws_api_gateway_rest_api.this.root_resource_id
+  path_part   = "services"
 }
 
 resource "aws_api_gateway_resource" "v1" {
@@ -142,6 +163,20 @@ locals {
     "method.request.querystring.q"            = false
     "method.request.querystring.limit"        = false
     "method.request.querystring.cursor"       = false
+  }
+  # GET /logs/stats: the same filters, with the bucket width and the grouping instead of the page.
+  stats_query_parameters = {
+    "method.request.querystring.service_name" = false
+    "method.request.querystring.level"        = false
+    "method.request.querystring.severity"     = false
+    "method.request.querystring.min_level"    = false
+    "method.request.querystring.log_type"     = false
+    "method.request.querystring.since"        = false
+    "method.request.querystring.until"        = false
+    "method.request.querystring.hours"        = false
+    "method.request.querystring.q"            = false
+    "method.request.querystring.interval"     = false
+    "method.request.querystring.by"           = false
   }
 }
 
@@ -226,6 +261,68 @@ resource "aws_api_gateway_integration" "get_log_by_id" {
   rest_api_id             = aws_api_gateway_rest_api.this.id
   resource_id             = aws_api_gateway_resource.log_by_id.id
   http_method             = aws_api_gateway_method.get_log_by_id.http_method
+  type                    = "AWS_PROXY"
+  integration_http_method = "POST"
+  uri                     = aws_lambda_function.read.invoke_arn
+}
+
+resource "aws_api_gateway_method" "get_logs_stats" {
+  rest_api_id          = aws_api_gateway_rest_api.this.id
+  resource_id          = aws_api_gateway_resource.logs_stats.id
+  http_method          = "GET"
+  authorization        = var.enable_cognito ? "COGNITO_USER_POOLS" : "AWS_IAM"
+  authorizer_id        = var.enable_cognito ? aws_api_gateway_authorizer.cognito[0].id : null
+  request_validator_id = aws_api_gateway_request_validator.this.id
+  request_parameters   = local.stats_query_parameters
+}
+
+resource "aws_api_gateway_integration" "get_logs_stats" {
+  rest_api_id             = aws_api_gateway_rest_api.this.id
+  resource_id             = aws_api_gateway_resource.logs_stats.id
+  http_method             = aws_api_gateway_method.get_logs_stats.http_method
+  type                    = "AWS_PROXY"
+  integration_http_method = "POST"
+  uri                     = aws_lambda_function.read.invoke_arn
+}
+
+resource "aws_api_gateway_method" "get_log_context" {
+  rest_api_id          = aws_api_gateway_rest_api.this.id
+  resource_id          = aws_api_gateway_resource.log_context.id
+  http_method          = "GET"
+  authorization        = var.enable_cognito ? "COGNITO_USER_POOLS" : "AWS_IAM"
+  authorizer_id        = var.enable_cognito ? aws_api_gateway_authorizer.cognito[0].id : null
+  request_validator_id = aws_api_gateway_request_validator.this.id
+
+  request_parameters = {
+    "method.request.path.log_id"              = true
+    "method.request.querystring.before"       = false
+    "method.request.querystring.after"        = false
+    "method.request.querystring.service_name" = false
+  }
+}
+
+resource "aws_api_gateway_integration" "get_log_context" {
+  rest_api_id             = aws_api_gateway_rest_api.this.id
+  resource_id             = aws_api_gateway_resource.log_context.id
+  http_method             = aws_api_gateway_method.get_log_context.http_method
+  type                    = "AWS_PROXY"
+  integration_http_method = "POST"
+  uri                     = aws_lambda_function.read.invoke_arn
+}
+
+resource "aws_api_gateway_method" "get_services" {
+  rest_api_id          = aws_api_gateway_rest_api.this.id
+  resource_id          = aws_api_gateway_resource.services.id
+  http_method          = "GET"
+  authorization        = var.enable_cognito ? "COGNITO_USER_POOLS" : "AWS_IAM"
+  authorizer_id        = var.enable_cognito ? aws_api_gateway_authorizer.cognito[0].id : null
+  request_validator_id = aws_api_gateway_request_validator.this.id
+}
+
+resource "aws_api_gateway_integration" "get_services" {
+  rest_api_id             = aws_api_gateway_rest_api.this.id
+  resource_id             = aws_api_gateway_resource.services.id
+  http_method             = aws_api_gateway_method.get_services.http_method
   type                    = "AWS_PROXY"
   integration_http_method = "POST"
   uri                     = aws_lambda_function.read.invoke_arn
@@ -327,7 +424,10 @@ resource "aws_api_gateway_deployment" "this" {
       aws_api_gateway_resource.logs,
       aws_api_gateway_resource.logs_recent,
       aws_api_gateway_resource.logs_tail,
+      aws_api_gateway_resource.logs_stats,
       aws_api_gateway_resource.log_by_id,
+      aws_api_gateway_resource.log_context,
+      aws_api_gateway_resource.services,
       aws_api_gateway_resource.v1,
       aws_api_gateway_resource.v1_logs,
       aws_api_gateway_resource.compat,
@@ -339,7 +439,10 @@ resource "aws_api_gateway_deployment" "this" {
       aws_api_gateway_method.get_logs,
       aws_api_gateway_method.get_logs_recent,
       aws_api_gateway_method.get_logs_tail,
+      aws_api_gateway_method.get_logs_stats,
       aws_api_gateway_method.get_log_by_id,
+      aws_api_gateway_method.get_log_context,
+      aws_api_gateway_method.get_services,
       aws_api_gateway_method.post_v1_logs,
       aws_api_gateway_method.post_compat_cognito_logs,
       aws_api_gateway_method.get_compat_cognito_logs,
@@ -347,7 +450,10 @@ resource "aws_api_gateway_deployment" "this" {
       aws_api_gateway_integration.get_logs,
       aws_api_gateway_integration.get_logs_recent,
       aws_api_gateway_integration.get_logs_tail,
+      aws_api_gateway_integration.get_logs_stats,
       aws_api_gateway_integration.get_log_by_id,
+      aws_api_gateway_integration.get_log_context,
+      aws_api_gateway_integration.get_services,
       aws_api_gateway_integration.post_v1_logs,
       aws_api_gateway_integration.post_compat_cognito_logs,
       aws_api_gateway_integration.get_compat_cognito_logs,

@@ -20,8 +20,10 @@ from logsvc.domain.compat import (
     FunctionUrlLog,
     FunctionUrlLogs,
 )
+from logsvc.domain.context import Context
 from logsvc.domain.entries import LogEntry, LogEntryIn
 from logsvc.domain.queries import Page
+from logsvc.domain.stats import ServiceList, Stats
 from logsvc.endpoints import ENDPOINTS
 from logsvc.routing import SCHEMA_REF, Endpoint, path_parameters, schema_ref
 from logsvc.service import BatchCreated, Created
@@ -37,6 +39,9 @@ _SCHEMAS = (
     LogEntry,
     Page,
     TailPage,
+    Stats,
+    ServiceList,
+    Context,
     Created,
     BatchCreated,
     Problem,

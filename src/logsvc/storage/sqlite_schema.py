@@ -15,6 +15,7 @@ import apsw
 
 from logsvc.crypto.sqlite import connect
 from logsvc.errors import ConfigError
+from logsvc.storage.sqlite_rollups import ROLLUP_SCHEMA, count_new_rows
 
 __all__ = [
     "BLOCK_SHIFT",
@@ -30,7 +31,9 @@ __all__ = [
     "open_connection",
 ]
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
+# The schema version that added the rollups: a store made before has them filled from its entries.
+_ROLLUPS_SINCE: Final = 4
 # Rows are grouped in blocks of 2**12 arrival numbers for the full-text search watermarks (see sqlite_reads).
 BLOCK_SHIFT: Final = 12
 _BUSY_TIMEOUT_MS: Final = 5_000
@@ -70,6 +73,7 @@ CREATE TRIGGER IF NOT EXISTS logs_after_delete AFTER DELETE ON logs BEGIN
     INSERT INTO logs_fts(logs_fts, rowid, message) VALUES ('delete', old.seq, old.message);
 END;
 """
+    + ROLLUP_SCHEMA
 )
 
 INSERT_ENTRY = (
@@ -99,6 +103,9 @@ def open_connection(path: Path, key: bytes | None, *, write: bool) -> apsw.Conne
             conn.execute("PRAGMA journal_mode=WAL").fetchall()
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA journal_size_limit=67108864")
+            # The writer's scratch tables (the rollups' new counts) stay in memory, never in a temporary
+            # file that the store's encryption does not cover.
+            conn.execute("PRAGMA temp_store=MEMORY")
             _migrate(conn)
         else:
             conn.execute("PRAGMA query_only=ON")
@@ -118,6 +125,9 @@ def _migrate(conn: apsw.Connection) -> None:
         with conn:
             conn.execute("DROP INDEX IF EXISTS logs_log_id")  # version 2: log_id unique store-wide
             conn.execute(SCHEMA)
+            if version < _ROLLUPS_SINCE:
+                # The entries already stored, counted as the writer counts new ones (a full scan, once).
+                count_new_rows(conn, 0)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 

@@ -18,6 +18,7 @@ from typing import Any, Final, cast
 import apsw
 
 from logsvc.errors import LogServiceError, StoreFull, StoreUnavailable
+from logsvc.storage.sqlite_rollups import count_new_rows
 from logsvc.storage.sqlite_schema import BLOCK_SHIFT, INDEX_NEW_ROWS, INSERT_ENTRY, INSERT_NUMBERED
 
 __all__ = ["Writer"]
@@ -151,6 +152,7 @@ class Writer:
                     numbered = [(committed + i, *row) for i, row in enumerate(rows, 1)]
                     conn.executemany(INSERT_NUMBERED, numbered)
                 conn.execute(INDEX_NEW_ROWS, (last_seq,))
+                count_new_rows(conn, last_seq)  # the rollups, in the entries' own transaction
                 self._raise_watermarks(conn, last_seq)
                 conn.execute(_RECORD_COMMIT, (time.time_ns() // 1000,))
             for job in group:
