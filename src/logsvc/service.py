@@ -13,10 +13,18 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import msgspec
 
 from logsvc.auth.policy import Principal
-from logsvc.content import decode_content, is_encoded, is_ndjson, is_otlp_json
+from logsvc.content import (
+    decode_content,
+    decode_snappy_body,
+    is_encoded,
+    is_loki_json,
+    is_ndjson,
+    is_otlp_json,
+)
 from logsvc.domain.documents import decode_documents
 from logsvc.domain.entries import Limits, LogEntry, NewEntry, format_log_id, parse_log_id
 from logsvc.domain.esbulk import BulkItem, BulkOutcome, bulk_items
+from logsvc.domain.loki import loki_documents
 from logsvc.domain.mapping import FieldMapping, parse_mapping
 from logsvc.domain.otlp import otlp_documents
 from logsvc.domain.queries import MAX_LIMIT, Page, parse_query
@@ -25,6 +33,7 @@ from logsvc.domain.timestamps import format_timestamp, parse_whole_number
 from logsvc.domain.validation import validate_entries
 from logsvc.errors import (
     ConfigError,
+    EntriesRefused,
     FieldError,
     Forbidden,
     LogServiceError,
@@ -58,8 +67,8 @@ log = logging.getLogger("logsvc.service")
 INLINE_BODY_BYTES = 64 * 1024
 # How long a large body waits for a decoding slot before the answer is 503.
 DECODE_QUEUE_SECONDS = 5.0
-# The rejected records an OTLP answer describes one by one; it counts the rest.
-MAX_OTLP_PROBLEMS = 10
+# The rejected records an OTLP answer or a Loki refusal describes one by one; it counts the rest.
+MAX_PROBLEMS = 10
 
 _T = TypeVar("_T")
 
@@ -158,8 +167,26 @@ class LogService:
         await self._store(entries, principal)
         return BulkResult(items=items, outcomes=outcomes)
 
-    async def _decode(self, body: bytes, headers: Mapping[str, str], decode: Callable[[], _T]) -> _T:
-        if len(body) <= INLINE_BODY_BYTES and not is_encoded(headers):
+    async def ingest_loki(self, body: bytes, headers: Mapping[str, str], *, principal: Principal) -> int:
+        """Store the valid entries of a Loki push (``logsvc.domain.loki`` maps them to entries); returns how
+        many once they are durable. If any were refused, EntriesRefused (a 400 naming them) is raised after
+        the others are durable, as Loki answers: a shipper does not retry a 400, and nothing it was told
+        is stored can be lost."""
+        as_json = is_loki_json(headers)
+        entries, refused, problems = await self._decode(
+            body, headers, lambda: self._loki_entries(body, headers, as_json), compressed=not as_json
+        )
+        await self._store(entries, principal)
+        if refused:
+            raise EntriesRefused(problems, refused=refused, stored=len(entries))
+        return len(entries)
+
+    async def _decode(
+        self, body: bytes, headers: Mapping[str, str], decode: Callable[[], _T], *, compressed: bool = False
+    ) -> _T:
+        """``decode()``, on the event loop for a small body as sent, else in a thread. ``compressed``: the
+        body is compressed whatever its Content-Encoding says (Loki's snappy)."""
+        if len(body) <= INLINE_BODY_BYTES and not compressed and not is_encoded(headers):
             return decode()
         # Inflating and decoding up to max_decompressed_bytes takes a CPU for a while: off the event
         # loop, and a few at a time, so that a burst of large bodies cannot take every thread and all
@@ -214,12 +241,14 @@ class LogService:
             raise
         return entries, single
 
-    def _parsed(self, body: bytes, headers: Mapping[str, str], parse: Callable[[bytes], _T]) -> _T:
-        """A shipper's body, inflated within the limits and parsed; a refused body counts as rejected."""
+    def _parsed(
+        self, body: bytes, headers: Mapping[str, str], parse: Callable[[bytes], _T], *, snappy: bool = False
+    ) -> _T:
+        """A shipper's body, inflated within the limits (``snappy``: also from snappy's block format) and
+        parsed; a refused body counts as rejected."""
+        inflate = decode_snappy_body if snappy else decode_content
         try:
-            return parse(
-                decode_content(body, headers, max_decompressed_bytes=self.limits.max_decompressed_bytes)
-            )
+            return parse(inflate(body, headers, max_decompressed_bytes=self.limits.max_decompressed_bytes))
         except LogServiceError:
             self._rejected(1)
             raise
@@ -247,9 +276,9 @@ class LogService:
             else:
                 entries.append(found)
         self._rejected(len(problems))
-        message = "; ".join(problems[:MAX_OTLP_PROBLEMS])
-        if len(problems) > MAX_OTLP_PROBLEMS:
-            message += f"; and {len(problems) - MAX_OTLP_PROBLEMS} more"
+        message = "; ".join(problems[:MAX_PROBLEMS])
+        if len(problems) > MAX_PROBLEMS:
+            message += f"; and {len(problems) - MAX_PROBLEMS} more"
         return OtlpResult(entries=entries, rejected=len(problems), error_message=message)
 
     def _bulk_entries(
@@ -273,6 +302,31 @@ class LogService:
             outcomes.append(BulkOutcome(log_id=format_log_id(entry.log_id)))
         self._rejected(len(items) - len(entries))
         return items, entries, outcomes
+
+    def _loki_entries(
+        self, body: bytes, headers: Mapping[str, str], as_json: bool
+    ) -> tuple[list[NewEntry], int, list[FieldError]]:
+        """The valid entries of a push, how many were refused, and the first refusals named."""
+        push = self._parsed(
+            body,
+            headers,
+            lambda content: loki_documents(content, as_json=as_json, limits=self.limits),
+            snappy=not as_json,
+        )
+        now_us = self._clock_us()
+        entries: list[NewEntry] = []
+        problems = push.refused[:MAX_PROBLEMS]
+        refused = push.refused_entries
+        for doc, (stream, index) in zip(push.documents, push.places, strict=True):
+            found = self._one_entry(doc, now_us)
+            if isinstance(found, str):
+                refused += 1
+                if len(problems) < MAX_PROBLEMS:
+                    problems.append(FieldError(f"streams[{stream}].{push.entries_field}[{index}]", found))
+            else:
+                entries.append(found)
+        self._rejected(refused)
+        return entries, refused, problems
 
     def _rejected(self, count: int) -> None:
         if self._observer is not None:

@@ -43,7 +43,7 @@ def _endpoint(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
             services=request.app.state.services,
         )
         answer = await respond(endpoint, call, request.app.state.refusals)
-        return Response(answer.body, answer.status, answer.headers, answer.media_type)
+        return Response(answer.body, answer.status, answer.headers, answer.media_type or None)
 
     return serve
 

@@ -24,6 +24,7 @@ __all__ = [
     "LogEntry",
     "LogEntryIn",
     "NewEntry",
+    "derived_log_id",
     "entry_bytes",
     "format_log_id",
     "is_service_name",
@@ -161,6 +162,15 @@ def format_log_id(log_id: bytes) -> str:
     """16 bytes as a UUID's canonical text (lower-case, dashed)."""
     h = log_id.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def derived_log_id(ms: int, digest: bytes) -> str:
+    """A UUIDv7 of the millisecond ``ms`` whose random bits are taken from ``digest`` (at least 10 bytes): the
+    id of a shipper's record made from its time and a hash of its content, so that a retry stores it once."""
+    value = bytearray(ms.to_bytes(6) + digest[:10])
+    value[6] = 0x70 | (value[6] & 0x0F)
+    value[8] = 0x80 | (value[8] & 0x3F)
+    return format_log_id(bytes(value))
 
 
 def parse_log_id(value: object) -> bytes:
