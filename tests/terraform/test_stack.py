@@ -378,6 +378,9 @@ def test_api_gateway_may_invoke_each_function_only_on_its_routes(stack: Stack) -
     otlp = stack.resource("aws_lambda_permission", "api_ingest_otlp")
     assert otlp["function_name"] == expr("aws_lambda_function.ingest.function_name")
     assert otlp["source_arn"] == execution + "POST/v1/logs"
+    loki = stack.resource("aws_lambda_permission", "api_ingest_loki")
+    assert loki["function_name"] == expr("aws_lambda_function.ingest.function_name")
+    assert loki["source_arn"] == execution + "POST/loki/api/v1/push"
     read = stack.resource("aws_lambda_permission", "api_read")
     assert read["function_name"] == expr("aws_lambda_function.read.function_name")
     assert read["principal"] == "apigateway.amazonaws.com"
@@ -395,9 +398,16 @@ ROUTES = {
     "get_logs_recent": ("GET", "logs_recent", "read"),
     "get_log_by_id": ("GET", "log_by_id", "read"),
     "post_v1_logs": ("POST", "v1_logs", "ingest"),
+    "post_loki_push": ("POST", "loki_push", "ingest"),
 }
 
-PATHS = {"logs": "/logs", "logs_recent": "/logs/recent", "log_by_id": "/logs/{log_id}", "v1_logs": "/v1/logs"}
+PATHS = {
+    "logs": "/logs",
+    "logs_recent": "/logs/recent",
+    "log_by_id": "/logs/{log_id}",
+    "v1_logs": "/v1/logs",
+    "loki_push": "/loki/api/v1/push",
+}
 
 
 def test_the_api_routes_are_those_the_route_table_gives_the_functions() -> None:
@@ -415,12 +425,20 @@ def test_api_is_regional_and_its_paths(stack: Stack) -> None:
         "log_by_id": "{log_id}",
         "v1": "v1",
         "v1_logs": "logs",
+        "loki": "loki",
+        "loki_api": "api",
+        "loki_api_v1": "v1",
+        "loki_push": "push",
     }
     assert resources["logs"]["parent_id"] == expr("aws_api_gateway_rest_api.this.root_resource_id")
     assert resources["logs_recent"]["parent_id"] == expr("aws_api_gateway_resource.logs.id")
     assert resources["log_by_id"]["parent_id"] == expr("aws_api_gateway_resource.logs.id")
     assert resources["v1_logs"]["parent_id"] == expr("aws_api_gateway_resource.v1.id")
-    # OTLP's protobuf bodies must reach the ingest function as they were sent (base64), not as text.
+    assert resources["loki"]["parent_id"] == expr("aws_api_gateway_rest_api.this.root_resource_id")
+    assert resources["loki_api"]["parent_id"] == expr("aws_api_gateway_resource.loki.id")
+    assert resources["loki_api_v1"]["parent_id"] == expr("aws_api_gateway_resource.loki_api.id")
+    assert resources["loki_push"]["parent_id"] == expr("aws_api_gateway_resource.loki_api_v1.id")
+    # OTLP's and Loki's protobuf bodies must reach the ingest function as sent (base64), not as text.
     assert api["binary_media_types"] == ["application/x-protobuf"]
 
 
@@ -590,9 +608,16 @@ def test_client_roles_require_the_external_id(stack: Stack) -> None:
 def test_client_roles_invoke_only_their_methods(stack: Stack) -> None:
     routes = {role: body["routes"] for role, body in stack.locals["client_roles"].items()}
     assert routes == {
-        "ingest": ["POST/logs", "POST/v1/logs"],
+        "ingest": ["POST/logs", "POST/v1/logs", "POST/loki/api/v1/push"],
         "read": ["GET/logs", "GET/logs/recent", "GET/logs/*"],
-        "admin": ["POST/logs", "POST/v1/logs", "GET/logs", "GET/logs/recent", "GET/logs/*"],
+        "admin": [
+            "POST/logs",
+            "POST/v1/logs",
+            "POST/loki/api/v1/push",
+            "GET/logs",
+            "GET/logs/recent",
+            "GET/logs/*",
+        ],
     }
     invoke = stack.policy("client_invoke")
     assert invoke["for_each"] == expr("local.client_roles")
