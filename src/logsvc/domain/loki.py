@@ -59,7 +59,7 @@ class _JsonLevel(msgspec.Struct):
 _JSON_LEVEL = msgspec.json.Decoder(_JsonLevel)
 
 
-class _JsonEntry(msgspec.Struct, array_like=True, frozen=True):
+class _JsonEntry(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
     ts: str
     line: str
     structured_metadata: dict[str, str] | None = None
