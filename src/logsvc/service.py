@@ -30,7 +30,7 @@ from logsvc.domain.otlp import otlp_documents
 from logsvc.domain.queries import MAX_LIMIT, Page, parse_query
 from logsvc.domain.retention import retention_rules
 from logsvc.domain.timestamps import format_timestamp, parse_whole_number
-from logsvc.domain.validation import validate_entries
+from logsvc.domain.validation import validate_each, validate_entries
 from logsvc.errors import (
     ConfigError,
     EntriesRefused,
@@ -253,24 +253,21 @@ class LogService:
             self._rejected(1)
             raise
 
-    def _one_entry(self, doc: Any, now_us: int) -> NewEntry | str:
-        """One record of a shipper's batch through the rules of POST /logs, alone: a broken one is refused
-        (the reason is returned), not the whole request."""
-        try:
-            (entry,) = validate_entries([doc], now_us=now_us, limits=self.limits, batch=False)
-        except ValidationFailed as exc:
-            return "; ".join(f"{e.field} {e.message}" for e in exc.errors)
-        return entry
+    def _each_entry(self, docs: list[Any]) -> list[NewEntry | str]:
+        """The records of a shipper's batch through the rules of POST /logs, each alone: a broken one is
+        refused (the reason is given in its place), not the whole request."""
+        return [
+            found if isinstance(found, NewEntry) else "; ".join(f"{e.field} {e.message}" for e in found)
+            for found in validate_each(docs, now_us=self._clock_us(), limits=self.limits)
+        ]
 
     def _otlp_entries(self, body: bytes, headers: Mapping[str, str], as_json: bool) -> OtlpResult:
         docs = self._parsed(
             body, headers, lambda content: otlp_documents(content, as_json=as_json, limits=self.limits)
         )
-        now_us = self._clock_us()
         entries: list[NewEntry] = []
         problems: list[str] = []
-        for index, doc in enumerate(docs):
-            found = self._one_entry(doc, now_us)
+        for index, found in enumerate(self._each_entry(docs)):
             if isinstance(found, str):
                 problems.append(f"record {index}: {found}")
             else:
@@ -287,14 +284,14 @@ class LogService:
         items = self._parsed(
             body, headers, lambda content: bulk_items(content, path_index=index, limits=self.limits)
         )
-        now_us = self._clock_us()
+        found = iter(self._each_entry([item.document for item in items if item.document is not None]))
         entries: list[NewEntry] = []
         outcomes: list[BulkOutcome] = []
         for item in items:
             if item.document is None:
                 outcomes.append(BulkOutcome(error_type=item.error_type, reason=item.reason))
                 continue
-            entry = self._one_entry(item.document, now_us)
+            entry = next(found)
             if isinstance(entry, str):
                 outcomes.append(BulkOutcome(error_type="mapper_parsing_exception", reason=entry))
                 continue
@@ -313,12 +310,10 @@ class LogService:
             lambda content: loki_documents(content, as_json=as_json, limits=self.limits),
             snappy=not as_json,
         )
-        now_us = self._clock_us()
         entries: list[NewEntry] = []
         problems = push.refused[:MAX_PROBLEMS]
         refused = push.refused_entries
-        for doc, (stream, index) in zip(push.documents, push.places, strict=True):
-            found = self._one_entry(doc, now_us)
+        for found, (stream, index) in zip(self._each_entry(push.documents), push.places, strict=True):
             if isinstance(found, str):
                 refused += 1
                 if len(problems) < MAX_PROBLEMS:

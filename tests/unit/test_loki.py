@@ -173,6 +173,10 @@ def test_times_and_ids() -> None:
     ]
     ids = {late["log_id"]} | {_docs(body).documents[0]["log_id"] for body in changed}
     assert len(ids) == 5
+    # A time far ahead is the validation's to refuse (no id is made of it); one past the year 9999 is refused.
+    year_3000 = str(32_503_680_000 * 10**9)
+    (far,) = _docs(_json({"stream": {"app": "a"}, "values": [[year_3000, "x"]]})).documents
+    assert (far["timestamp"], "log_id" in far) == (int(year_3000), False)
     # The same entry pushed as protobuf is the same entry.
     proto = push_request([('{app="a"}', [(NS, "x")])]).SerializeToString()
     assert _docs(proto, as_json=False).documents[0]["log_id"] == late["log_id"]

@@ -164,13 +164,16 @@ def format_log_id(log_id: bytes) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+# The version (4 bits from bit 76) and variant (2 bits from bit 62) of a UUID as an integer.
+_NOT_VERSION_OR_VARIANT = ~(0xF << 76 | 0x3 << 62)
+_VERSION_7_VARIANT_10 = 0x7 << 76 | 0x2 << 62
+
+
 def derived_log_id(ms: int, digest: bytes) -> str:
     """A UUIDv7 of the millisecond ``ms`` whose random bits are taken from ``digest`` (at least 10 bytes): the
     id of a shipper's record made from its time and a hash of its content, so that a retry stores it once."""
-    value = bytearray(ms.to_bytes(6) + digest[:10])
-    value[6] = 0x70 | (value[6] & 0x0F)
-    value[8] = 0x80 | (value[8] & 0x3F)
-    return format_log_id(bytes(value))
+    value = (ms << 80 | int.from_bytes(digest[:10])) & _NOT_VERSION_OR_VARIANT | _VERSION_7_VARIANT_10
+    return str(uuid_utils.UUID(int=value))
 
 
 def parse_log_id(value: object) -> bytes:

@@ -24,9 +24,10 @@ entries, and an entry with an impossible timestamp alone; the others are kept (`
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -35,21 +36,19 @@ from logsvc.domain.documents import check_json_values
 from logsvc.domain.entries import Limits, derived_log_id, level_named
 from logsvc.domain.labels import is_label_name, parse_labels
 from logsvc.domain.loki_proto import push_request
-from logsvc.domain.timestamps import format_timestamp, timestamp_in_range
-from logsvc.domain.wire import check_expanded, check_records, check_wire
+from logsvc.domain.timestamps import ns_timestamp
+from logsvc.domain.wire import check_expanded, check_records, check_wire, needs_wire_count
 from logsvc.errors import FieldError, ValidationFailed
 
 __all__ = ["LEVEL_KEYS", "SERVICE_LABELS", "LokiPush", "loki_documents"]
 
 SERVICE_LABELS = ("service_name", "service", "app", "application", "job", "container")
 LEVEL_KEYS = ("level", "severity", "detected_level")
+_LEVEL_KEYS = frozenset(LEVEL_KEYS)
 _ENTRY = "logproto.EntryAdapter"
 _NANOS = 1_000_000_000
-# From here on (March 1973) an epoch number is read as nanoseconds by its magnitude, so the time goes to the
-# validation as that number; before, as RFC 3339 text.
-_NS_BY_MAGNITUDE = 10**17
-# `level=warn` or `level="warn"` as a logfmt key of its own (at the start, or after a space).
-_LOGFMT_LEVEL = re.compile(r'(?:^|[ \t])level=(?:"([^"]*)"|([^ \t"]*))')
+# The value of a logfmt key: `"quoted"` or up to the next space.
+_LOGFMT_VALUE = re.compile(r'"([^"]*)"|([^ \t"]*)')
 
 
 class _JsonLevel(msgspec.Struct):
@@ -77,7 +76,7 @@ class _JsonPush(msgspec.Struct, frozen=True):
 _JSON_PUSH = msgspec.json.Decoder(_JsonPush)
 
 # One entry as either format gives it: epoch ns (None: not sent), line, structured metadata (None: none).
-_Entry = tuple[int | None, str, Mapping[str, str] | None]
+_Entry = tuple[int | None, str, dict[str, str] | None]
 
 
 class LokiPush(msgspec.Struct, frozen=True):
@@ -153,7 +152,8 @@ def _protobuf_streams(body: bytes, limits: Limits) -> list[_Stream]:
     from google.protobuf.message import DecodeError  # noqa: PLC0415 (see logsvc.domain.loki_proto)
 
     request_class = push_request()
-    check_wire(body, request_class.DESCRIPTOR, _ENTRY, limits, noun="entries", kind="a Loki PushRequest")
+    if needs_wire_count(body, limits):
+        check_wire(body, request_class.DESCRIPTOR, _ENTRY, limits, noun="entries", kind="a Loki PushRequest")
     request = request_class()
     try:
         request.ParseFromString(body)
@@ -161,6 +161,7 @@ def _protobuf_streams(body: bytes, limits: Limits) -> list[_Stream]:
         raise ValidationFailed(
             [FieldError("body", f"is not a Loki PushRequest (snappy-compressed protobuf): {exc}")]
         ) from None
+    check_records(sum(len(stream.entries) for stream in request.streams), limits, noun="entries")
     streams: list[_Stream] = []
     for number, stream in enumerate(request.streams):
         labels: tuple[tuple[str, str], ...] | str
@@ -219,36 +220,37 @@ class _StreamRule:
         self.level = _take_level(named)
         self.labels = named
         self.metadata = {"labels": named} if named else None
-        self.key = hashlib.blake2b(msgspec.json.encode(sorted(labels)), digest_size=16).digest()
+        # The entries' hashes start from the labels in order of name, as Loki orders a stream's labels.
+        self.hash = hashlib.blake2b(msgspec.json.encode(sorted(labels)), digest_size=10)
 
-    def document(self, ns: int | None, line: str, metadata: Mapping[str, str] | None) -> dict[str, Any]:
-        """The entry document of one entry; ValueError for a time no RFC 3339 date can write."""
+    def document(self, ns: int | None, line: str, metadata: dict[str, str] | None) -> dict[str, Any]:
+        """The entry document of one entry (``metadata``, its structured metadata, becomes the document's);
+        ValueError for a time no RFC 3339 date can write."""
         doc: dict[str, Any] = {"message": line}
         if self.service is not None:
             doc["service_name"] = self.service
         level = self.level
-        own = dict(metadata) if metadata else None
-        if level is None and own:
+        own = metadata
+        if level is None and metadata and not _LEVEL_KEYS.isdisjoint(metadata):
+            own = dict(metadata)
             level = _take_level(own)
         if level is None:
             level = _line_level(line)
         if level is not None:
             doc["level"] = level
         if own:
-            doc["metadata"] = {**(self.metadata or {}), "structured_metadata": own}
+            doc["metadata"] = (
+                {"labels": self.labels, "structured_metadata": own}
+                if self.labels
+                else {"structured_metadata": own}
+            )
         elif self.metadata is not None:
             doc["metadata"] = self.metadata
         if ns is not None:
-            us = timestamp_in_range(ns // 1000)
-            doc["timestamp"] = ns if ns >= _NS_BY_MAGNITUDE else format_timestamp(us)
-            if ns >= 0:  # an earlier time is refused by the validation
-                digest = hashlib.blake2b(self.key, digest_size=10)
-                digest.update(ns.to_bytes(12, signed=True))
-                if metadata:
-                    encoded = msgspec.json.encode(sorted(metadata.items()))
-                    digest.update(len(encoded).to_bytes(4))
-                    digest.update(encoded)
-                digest.update(line.encode())
+            doc["timestamp"] = ns_timestamp(ns)
+            if 0 <= ns < 2**63:  # any other time is refused by the validation (before 1970, far ahead)
+                digest = self.hash.copy()
+                digest.update(msgspec.json.encode((ns, line, metadata)))
                 doc["log_id"] = derived_log_id(ns // 1_000_000, digest.digest())
         return doc
 
@@ -257,11 +259,18 @@ def _take_level(pairs: dict[str, str]) -> str | None:
     """The name of the level the first of LEVEL_KEYS that names one gives, taken out of ``pairs``."""
     for key in LEVEL_KEYS:
         value = pairs.get(key)
-        level = level_named(value) if value is not None else None
+        level = _level_name(value) if value is not None else None
         if level is not None:
             del pairs[key]
-            return level.name
+            return level
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _level_name(value: str) -> str | None:
+    """The name of the level ``value`` names (a line's few level words are looked up once each)."""
+    level = level_named(value)
+    return level.name if level is not None else None
 
 
 def _line_level(line: str) -> str | None:
@@ -272,10 +281,13 @@ def _line_level(line: str) -> str | None:
         except (msgspec.DecodeError, RecursionError):
             found = None
         else:
-            level = level_named(found) if isinstance(found, str) else None
-            return level.name if level is not None else None
-    match = _LOGFMT_LEVEL.search(line)
-    if match is None:
+            return _level_name(found) if isinstance(found, str) else None
+    at = line.find("level=")
+    while at > 0 and line[at - 1] not in " \t":  # a key of its own: at the start or after a space
+        at = line.find("level=", at + 6)
+    if at < 0:
         return None
-    level = level_named(match.group(1) if match.group(1) is not None else match.group(2))
-    return level.name if level is not None else None
+    value = _LOGFMT_VALUE.match(line, at + 6)
+    if value is None:
+        return None
+    return _level_name(value.group(1) if value.group(1) is not None else value.group(2))

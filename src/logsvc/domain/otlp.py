@@ -30,8 +30,8 @@ import msgspec
 
 from logsvc.domain.documents import check_json_values
 from logsvc.domain.entries import Level, Limits, derived_log_id, level_named
-from logsvc.domain.timestamps import format_timestamp
-from logsvc.domain.wire import check_expanded, check_records, check_wire
+from logsvc.domain.timestamps import ns_timestamp
+from logsvc.domain.wire import check_expanded, check_records, check_wire, needs_wire_count
 from logsvc.errors import FieldError, ValidationFailed
 
 __all__ = ["PROTOBUF", "otlp_documents", "otlp_response"]
@@ -45,18 +45,18 @@ _HEX_IDS = ("traceId", "spanId")
 def otlp_documents(body: bytes, *, as_json: bool, limits: Limits) -> list[dict[str, Any]]:
     """One entry document per log record of the request; ValidationFailed for a body that is not one,
     PayloadTooLarge for more records than a batch holds (counted before any document is made). A JSON body
-    has passed the value count of POST /logs; a protobuf one is counted here, on the wire."""
+    has passed the value count of POST /logs; a protobuf one large enough to need it is counted here, on the
+    wire, before it is parsed (``logsvc.domain.wire``)."""
     if as_json:
         check_json_values(body, limits)
-    else:
+    elif needs_wire_count(body, limits):
         _check_wire(body, limits)
     request = _parse(body, as_json)
-    if as_json:
-        check_records(
-            sum(len(s.log_records) for r in request.resource_logs for s in r.scope_logs),
-            limits,
-            noun="log records",
-        )
+    check_records(
+        sum(len(s.log_records) for r in request.resource_logs for s in r.scope_logs),
+        limits,
+        noun="log records",
+    )
     _check_expansion(request, limits)
     docs: list[dict[str, Any]] = []
     for resource_logs in request.resource_logs:
@@ -67,17 +67,16 @@ def otlp_documents(body: bytes, *, as_json: bool, limits: Limits) -> list[dict[s
             scope = {
                 k: v for k, v in (("name", scope_logs.scope.name), ("version", scope_logs.scope.version)) if v
             }
-            scope_digest = _digest(scope_logs.scope)
+            # Each record's hash starts from its resource's and scope's, hashed once.
+            shared = hashlib.blake2b(resource_digest + _digest(scope_logs.scope), digest_size=10)
             for record in scope_logs.log_records:
                 doc = _document(record, resource, scope)
                 if service is not None:
                     doc["service_name"] = service
                 time_ns = record.time_unix_nano or record.observed_time_unix_nano
                 if time_ns:
-                    # As RFC 3339 text: an epoch number is read by its magnitude, which a time near 1970
-                    # in nanoseconds would defeat.
-                    doc["timestamp"] = format_timestamp(time_ns // 1000)
-                    digest = hashlib.blake2b(resource_digest + scope_digest, digest_size=10)
+                    doc["timestamp"] = ns_timestamp(time_ns)
+                    digest = shared.copy()
                     digest.update(record.SerializeToString(deterministic=True))
                     digest.update(len(docs).to_bytes(8))
                     doc["log_id"] = derived_log_id(time_ns // 1_000_000, digest.digest())

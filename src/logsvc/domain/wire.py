@@ -12,7 +12,7 @@ from typing import Any
 from logsvc.domain.entries import VALUES_PER_ENTRY, Limits
 from logsvc.errors import FieldError, PayloadTooLarge, ValidationFailed
 
-__all__ = ["check_expanded", "check_records", "check_wire"]
+__all__ = ["check_expanded", "check_records", "check_wire", "needs_wire_count"]
 
 
 def check_records(records: int, limits: Limits, *, noun: str) -> None:
@@ -29,6 +29,14 @@ def check_expanded(size: int, limits: Limits, *, what: str, advice: str) -> None
     the value count, and large once stored with each of them."""
     if size > limits.max_decompressed_bytes:
         raise PayloadTooLarge(f"{what} come to more than {limits.max_decompressed_bytes} bytes: {advice}")
+
+
+def needs_wire_count(body: bytes, limits: Limits) -> bool:
+    """Whether a protobuf body must be counted on the wire (``check_wire``) before it is parsed. Every field
+    takes at least two bytes, so a body of at most ``max_body_values`` bytes holds at most half the fields a
+    body may hold values: parsing it costs no more than decoding a JSON body the value count admits, and its
+    records are counted once parsed (``check_records``). Counting on the wire costs as much as parsing."""
+    return len(body) > limits.max_body_values
 
 
 @functools.cache
