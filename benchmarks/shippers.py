@@ -8,9 +8,9 @@ fall on all three alike; each protocol's rate is reported as entries/s and as a 
 the same rounds (the issue's target: at least 0.8).
 
 A shipper's entries carry ids made from their content (a retry stores nothing twice), so a request sent
-again would store nothing and look fast: every request is different (a resource attribute or a label holds
-its number) and is sent once, pre-built for each run (benchmarks/wrk/binary.lua; when a run outlasts them
-the rest are answered 404 and not counted).
+again would store nothing and look fast: every request is different, its entries dated later than the
+previous request's, as an agent's batches are. They are pre-built for each run, each sent once
+(benchmarks/wrk/binary.lua; when a run outlasts them, the rest are answered 404 and not counted).
 """
 
 from __future__ import annotations
@@ -41,100 +41,122 @@ if TYPE_CHECKING:
 _BINARY_SCRIPT = Path(__file__).resolve().parent / "wrk" / "binary.lua"
 # Requests per second each run is built for: above what one process ingests (250,000 entries/s).
 REQUESTS_PER_S_HEADROOM = 250
-# What each request's entries share, made unique per request: a resource attribute (OTLP), a label (Loki).
-_PLACEHOLDER = b"BATCH-000000"
 TARGET_RATIO = 0.8
+# Each request's entries are 1 µs apart, and each request's first entry 1 ms after the previous request's.
+_ENTRY_SPACING_NS = 1_000
+_REQUEST_SPACING_NS = 1_000_000
 
 
-def _numbered(template: bytes, number: int) -> bytes:
-    return template.replace(_PLACEHOLDER, f"BATCH-{number:06d}".encode())
-
-
-def otlp_template(entries: list[dict[str, Any]], now_ns: int) -> bytes:
-    """The entries as one ExportLogsServiceRequest: a resource per service, as the Collector batches them."""
+def otlp_request(entries: list[dict[str, Any]]) -> Any:
+    """The entries as one ExportLogsServiceRequest (a resource per service, as the Collector batches them),
+    undated: ``date_otlp`` dates them."""
     request = ExportLogsServiceRequest()
     by_service: dict[str, ResourceLogs] = {}
-    for offset, entry in enumerate(entries):
+    for entry in entries:
         resource_logs = by_service.get(entry["service_name"])
         if resource_logs is None:
             resource_logs = by_service[entry["service_name"]] = request.resource_logs.add()
-            resource_logs.resource.attributes.extend(
-                [
-                    KeyValue(key="service.name", value=AnyValue(string_value=entry["service_name"])),
-                    KeyValue(key="bench.batch", value=AnyValue(string_value=_PLACEHOLDER.decode())),
-                ]
+            resource_logs.resource.attributes.append(
+                KeyValue(key="service.name", value=AnyValue(string_value=entry["service_name"]))
             )
             resource_logs.scope_logs.add().scope.name = "bench"
         record = LogRecord(
-            time_unix_nano=now_ns + offset * 1000,
-            severity_number=Level[entry["level"]].value,
-            body=AnyValue(string_value=entry["message"]),
+            severity_number=Level[entry["level"]].value, body=AnyValue(string_value=entry["message"])
         )
         for key, value in entry["metadata"].items():
             kind = "int_value" if isinstance(value, int) else "string_value"
             record.attributes.add(key=key, value=AnyValue(**{kind: value}))
         resource_logs.scope_logs[0].log_records.append(record)
+    return request
+
+
+def date_otlp(request: Any, first_ns: int) -> bytes:
+    ns = first_ns
+    for resource_logs in request.resource_logs:
+        for record in resource_logs.scope_logs[0].log_records:
+            record.time_unix_nano = ns
+            ns += _ENTRY_SPACING_NS
     return bytes(request.SerializeToString())
 
 
-def loki_template(entries: list[dict[str, Any]], now_ns: int) -> bytes:
-    """The entries as one PushRequest, uncompressed: a stream per service, the level in a logfmt line and
-    the metadata as structured metadata, as Promtail sends an application's logfmt lines."""
+def loki_request(entries: list[dict[str, Any]]) -> Any:
+    """The entries as one PushRequest, undated (``date_loki`` dates them): a stream per service, the level
+    in a logfmt line and the metadata as structured metadata, as Promtail sends an application's lines."""
     request = push_request()()
     by_service: dict[str, Any] = {}
-    for offset, entry in enumerate(entries):
+    for entry in entries:
         stream = by_service.get(entry["service_name"])
         if stream is None:
-            labels = f'{{service_name="{entry["service_name"]}", batch="{_PLACEHOLDER.decode()}"}}'
+            labels = f'{{service_name="{entry["service_name"]}", env="bench"}}'
             stream = by_service[entry["service_name"]] = request.streams.add(labels=labels)
-        line = f"level={entry['level'].lower()} {entry['message']}"
-        pushed = stream.entries.add(line=line)
-        pushed.timestamp.seconds, pushed.timestamp.nanos = divmod(now_ns + offset * 1000, 1_000_000_000)
+        pushed = stream.entries.add(line=f"level={entry['level'].lower()} {entry['message']}")
         for key, value in entry["metadata"].items():
             pushed.structuredMetadata.add(name=key, value=str(value))
+    return request
+
+
+def date_loki(request: Any, first_ns: int) -> bytes:
+    ns = first_ns
+    for stream in request.streams:
+        for entry in stream.entries:
+            entry.timestamp.seconds, entry.timestamp.nanos = divmod(ns, 1_000_000_000)
+            ns += _ENTRY_SPACING_NS
     return bytes(request.SerializeToString())
 
 
 class Protocol:
-    """One protocol's requests: its path, media type, and how a numbered body is made from the template."""
+    """One protocol's requests: its path, media type, and how its bodies are made (a request of the
+    entries, dated from a nanosecond, encoded)."""
 
     def __init__(
-        self, key: str, label: str, path: str, media_type: str, encode: Callable[[bytes], bytes]
+        self,
+        key: str,
+        label: str,
+        path: str,
+        make: Callable[[list[dict[str, Any]]], Any],
+        date: Callable[[Any, int], bytes],
+        encode: Callable[[bytes], bytes],
     ) -> None:
-        self.key, self.label, self.path, self.media_type, self.encode = key, label, path, media_type, encode
+        self.key, self.label, self.path = key, label, path
+        self.make, self.date, self.encode = make, date, encode
 
 
 PROTOCOLS = (
-    Protocol("otlp", "OTLP/HTTP protobuf", "/v1/logs", "application/x-protobuf", lambda body: body),
+    Protocol("otlp", "OTLP/HTTP protobuf", "/v1/logs", otlp_request, date_otlp, lambda body: body),
     Protocol(
         "loki",
         "Loki push, protobuf + snappy",
         "/loki/api/v1/push",
-        "application/x-protobuf",
+        loki_request,
+        date_loki,
         lambda body: bytes(cramjam.snappy.compress_raw(body)),
     ),
 )
 
 
-def _write_requests(
-    base: Path, protocol: Protocol, template: bytes, host: str, key: NewCredential, count: int, first: int
+def write_requests(
+    base: Path, protocol: Protocol, entries: list[dict[str, Any]], host: str, key: NewCredential, count: int
 ) -> int:
-    """``count`` numbered requests split over the wrk threads' files; the body size of the first."""
+    """``count`` requests of the entries, dated from now on, split over the wrk threads' files in the order
+    they are sent; the body size of the first."""
+    request = protocol.make(entries)
+    first_ns = time.time_ns()
     per_thread = math.ceil(count / WRK_THREADS)
-    number = first
     size = 0
-    for thread in range(WRK_THREADS):
-        with open(f"{base}.{thread}", "wb") as out:
-            for _ in range(per_thread):
-                body = protocol.encode(_numbered(template, number))
-                size = size or len(body)
-                number += 1
-                head = (
-                    f"POST {protocol.path} HTTP/1.1\r\nHost: {host}\r\n"
-                    f"Authorization: Bearer {key.api_key}\r\nContent-Type: {protocol.media_type}\r\n"
-                    f"Content-Length: {len(body)}\r\n\r\n"
-                ).encode()
-                out.write(f"{len(head) + len(body)}\n".encode() + head + body)
+    outs = [open(f"{base}.{thread}", "wb") for thread in range(WRK_THREADS)]  # noqa: SIM115
+    try:
+        for number in range(per_thread * WRK_THREADS):
+            body = protocol.encode(protocol.date(request, first_ns + number * _REQUEST_SPACING_NS))
+            size = size or len(body)
+            head = (
+                f"POST {protocol.path} HTTP/1.1\r\nHost: {host}\r\n"
+                f"Authorization: Bearer {key.api_key}\r\nContent-Type: application/x-protobuf\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            outs[number % WRK_THREADS].write(f"{len(head) + len(body)}\n".encode() + head + body)
+    finally:
+        for out in outs:
+            out.close()
     return size
 
 
@@ -147,7 +169,6 @@ def shipper_ingest(suite: Suite) -> None:
     key = suite._admin(data_dir)
     runs: dict[str, list[WrkRun]] = {"native": [], **{p.key: [] for p in PROTOCOLS}}
     sizes = {"native": suite.batch_body.stat().st_size}
-    number = 0
     with suite._logsvc(name, data_dir, 1) as server:
         host = server.url.removeprefix("http://")
         for round_number in range(suite.profile.runs + 1):
@@ -165,10 +186,7 @@ def shipper_ingest(suite: Suite) -> None:
             for protocol in PROTOCOLS:
                 count = math.ceil(seconds * REQUESTS_PER_S_HEADROOM)
                 base = suite.scratch / f"{protocol.key}-{round_number}.bin"
-                now_ns = time.time_ns()
-                template = (otlp_template if protocol.key == "otlp" else loki_template)(suite.batch, now_ns)
-                sizes[protocol.key] = _write_requests(base, protocol, template, host, key, count, number)
-                number += count
+                sizes[protocol.key] = write_requests(base, protocol, suite.batch, host, key, count)
                 run = wrk(
                     server.url + protocol.path,
                     connections=BATCH_CONNECTIONS,

@@ -176,6 +176,28 @@ def test_json_push_gzipped_over_httpx(server: ServerThread, ingest_key: str) -> 
     assert _us(first["timestamp"]) == ns // 1000
 
 
+def test_content_types_and_encodings_as_loki_takes_them(server: ServerThread, ingest_key: str) -> None:
+    service = _service()
+    body = push_body([(f'{{app="{service}"}}', [(time.time_ns(), "snappy said twice")])])
+    # Some clients say Content-Encoding: snappy of the protobuf body; Loki takes protobuf without a type.
+    assert _post(server, body, ingest_key, **{"Content-Encoding": "snappy"}).status_code == 204
+    untyped = httpx.post(
+        f"{server.url}{PUSH}",
+        content=push_body([(f'{{app="{service}"}}', [(time.time_ns(), "no content type")])]),
+        headers={"Authorization": f"Bearer {ingest_key}"},
+        timeout=10,
+    )
+    assert untyped.status_code == 204, untyped.text
+    assert sorted(e["message"] for e in read_service(server, service)) == [
+        "no content type",
+        "snappy said twice",
+    ]
+    deflated = _post(
+        server, b"{}", ingest_key, **{"Content-Type": "application/json", "Content-Encoding": "br"}
+    )
+    assert deflated.status_code == 415
+
+
 def test_a_retried_batch_stores_each_entry_once(server: ServerThread, ingest_key: str) -> None:
     service = _service()
     ns = time.time_ns()
