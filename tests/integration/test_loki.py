@@ -359,3 +359,21 @@ def test_a_scoped_credential_reads_back_only_its_own(server: ServerThread) -> No
     reader = make_key(server.settings, Role.READ, services=(service,))
     page = httpx.get(f"{server.url}/logs", headers=bearer(reader), timeout=10).json()
     assert [e["service_name"] for e in page["logs"]] == [service]
+
+
+def test_a_flooding_agent_is_answered_429_with_retry_after(tmp_path: Path) -> None:
+    """What Promtail and Alloy retry: the per-credential rate limit holds on this route as on every one."""
+    running = ServerThread(
+        make_settings(tmp_path / "data", rate_limit_per_second=2, rate_limit_burst=2)
+    ).start()
+    try:
+        key = make_key(running.settings, Role.INGEST).api_key
+        answers = [
+            _post(running, push_body([('{app="a"}', [(time.time_ns(), f"line {n}")])]), key) for n in range(8)
+        ]
+        statuses = [answer.status_code for answer in answers]
+        assert set(statuses) == {204, 429}, statuses
+        limited = next(answer for answer in answers if answer.status_code == 429)
+        assert int(limited.headers["retry-after"]) >= 1
+    finally:
+        running.stop()
