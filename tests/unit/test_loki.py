@@ -251,3 +251,14 @@ def test_bounds_before_decoding() -> None:
         _docs(wide, as_json=False, limits=Limits(max_decompressed_bytes=10_000))
     with pytest.raises(ValidationFailed, match="is not a Loki PushRequest"):
         _docs(b"\x0a\xff\xff", as_json=False)
+
+
+def test_large_label_sets_and_long_level_words_are_read_alike() -> None:
+    """Only usual sizes are remembered between pushes; larger ones are read the same way each time."""
+    value = "v" * 5000
+    assert parse_labels(f'{{app="a", big="{value}"}}') == (("app", "a"), ("big", value))
+    with pytest.raises(ValueError, match="appears twice"):
+        parse_labels(f'{{big="{value}", big="x"}}')
+    long_word = "level=" + "warning" * 10
+    (doc,) = _docs(_json({"stream": {"a": "b"}, "values": [[str(NS), long_word]]})).documents
+    assert "level" not in doc

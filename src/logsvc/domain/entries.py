@@ -15,6 +15,7 @@ __all__ = [
     "DEFAULT_SERVICE",
     "HARD_MAX_MESSAGE_BYTES",
     "LEVEL_RULE",
+    "LONGEST_LEVEL_NAME",
     "MAX_LOG_TYPE_CHARS",
     "SERVICE_NAME_PATTERN",
     "SERVICE_RULE",
@@ -51,6 +52,8 @@ _LEVEL_BY_NAME: dict[str, Level] = {level.name.lower(): level for level in Level
     "information": Level.INFO,
 }
 LEVEL_RULE = "must be one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL"
+# No longer word names a level.
+LONGEST_LEVEL_NAME = max(len(name) for name in _LEVEL_BY_NAME)
 
 SERVICE_NAME_PATTERN = r"^[A-Za-z0-9._:/-]{1,128}$"
 _SERVICE_NAME = re.compile(SERVICE_NAME_PATTERN)

@@ -31,10 +31,17 @@ def is_label_name(name: str) -> bool:
     return LABEL_NAME.fullmatch(name) is not None
 
 
-@functools.lru_cache(maxsize=4096)
 def parse_labels(text: str) -> tuple[tuple[str, str], ...]:
-    """The pairs of a label set, in order; ValueError naming what is wrong. (A shipper sends the same few
-    label sets again and again: each is read once.)"""
+    """The pairs of a label set, in order; ValueError naming what is wrong."""
+    # A shipper sends the same few label sets again and again: each is read once, if it is of a usual size
+    # (the cache must not keep whatever large sets a client makes up).
+    return _parse_usual(text) if len(text) <= _USUAL_CHARS else _parse(text)
+
+
+_USUAL_CHARS = 1024
+
+
+def _parse(text: str) -> tuple[tuple[str, str], ...]:
     pairs: list[tuple[str, str]] = []
     pos = _skip(text, 0)
     if not text.startswith("{", pos):
@@ -60,6 +67,9 @@ def parse_labels(text: str) -> tuple[tuple[str, str], ...]:
     if _skip(text, pos + 1) != len(text):
         raise ValueError("has more after its closing }")
     return tuple(pairs)
+
+
+_parse_usual = functools.lru_cache(maxsize=4096)(_parse)
 
 
 def _skip(text: str, pos: int) -> int:

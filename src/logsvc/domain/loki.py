@@ -33,7 +33,7 @@ from typing import Any
 import msgspec
 
 from logsvc.domain.documents import check_json_values
-from logsvc.domain.entries import Limits, derived_log_id, level_named
+from logsvc.domain.entries import LONGEST_LEVEL_NAME, Limits, derived_log_id, level_named
 from logsvc.domain.labels import is_label_name, parse_labels
 from logsvc.domain.loki_proto import push_request
 from logsvc.domain.timestamps import ns_timestamp
@@ -93,8 +93,9 @@ class LokiPush(msgspec.Struct, frozen=True):
 def loki_documents(body: bytes, *, as_json: bool, limits: Limits) -> LokiPush:
     """The entry documents of a push (JSON, or protobuf already inflated from snappy). ValidationFailed for
     a body that is not a push; PayloadTooLarge for more entries than a batch holds or more values than a
-    body of POST /logs (a JSON body counted as POST /logs counts it, a protobuf one on the wire), or for
-    entries that, each with its stream's labels, come to more than a body may inflate to."""
+    body of POST /logs (a JSON body counted as POST /logs counts it, a large protobuf one on the wire, both
+    before they are decoded), or for entries that, each with its stream's labels, come to more than a body
+    may inflate to."""
     if as_json:
         check_json_values(body, limits)
         streams = _json_streams(body, limits)
@@ -266,9 +267,14 @@ def _take_level(pairs: dict[str, str]) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=256)
 def _level_name(value: str) -> str | None:
-    """The name of the level ``value`` names (a line's few level words are looked up once each)."""
+    """The name of the level ``value`` names. (Lines say their few level words again and again: each is
+    looked up once, and only words short enough to name one are kept.)"""
+    return _level_name_of_word(value) if len(value) <= LONGEST_LEVEL_NAME else None
+
+
+@functools.lru_cache(maxsize=256)
+def _level_name_of_word(value: str) -> str | None:
     level = level_named(value)
     return level.name if level is not None else None
 
