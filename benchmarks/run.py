@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 import logsvc
-from benchmarks import ceilings, dataset, shippers
+from benchmarks import ceilings, dataset, sdk_handler, shippers, tail
 from benchmarks.loadgen import WRK_THREADS, WrkRun, check_wrk, wrk, wrk_version
 from benchmarks.processes import HOST, Probe, Server, free_port, running
 from logsvc.auth.credential_service import CredentialService, NewCredential
@@ -184,6 +184,7 @@ class Suite:
         self.store: dict[str, Any] = {}
         self.failures: list[str] = []
         self.auth_micro: dict[str, float] = {}
+        self.sdk_handler: dict[str, Any] = {}
         self.backup_rates: dict[str, Any] = {}
         # Every server here gets its admin credential from _admin(); none may write the user's own file.
         os.environ["LOGSVC_CREDENTIALS_FILE"] = str(scratch / "credentials")
@@ -562,6 +563,18 @@ class Suite:
             + ", ".join(f"{name} {value:.1f} µs" for name, value in self.auth_micro.items())
         )
 
+    def sdk_handler_cost(self) -> None:
+        """LogHandler's cost on the application's thread, sending to a server of its own."""
+        name = "logsvc-sdk-w1"
+        data_dir = self.scratch / name
+        key = self._admin(data_dir)
+        quick = self.profile.name == "quick"
+        with self._logsvc(name, data_dir, 1) as server:
+            self.sdk_handler = sdk_handler.measure(
+                server.url, key.api_key, calls=20_000 if quick else 50_000, rounds=self.profile.runs + 2
+            )
+        console.print("  " + sdk_handler.describe(self.sdk_handler))
+
     def _prebuilt_requests(
         self, host: str, key: NewCredential, scheme: str, number: int, seconds: float
     ) -> Path:
@@ -577,6 +590,32 @@ class Suite:
                     out.write(_prebuilt_request(host, key, scheme, f"{number}-{counter}") + b"\0")
         return base
 
+    def tail_latency(self) -> None:
+        name = "logsvc-tail"
+        key = self._admin(self.scratch / name)
+        os.environ["LOGSVC_TAIL_STREAMS_PER_CREDENTIAL"] = str(tail.SUBSCRIBERS)  # one key opens them all
+        try:
+            with self._logsvc(name, self.scratch / name, 1) as server:
+                result = tail.measure(server, key.api_key, seconds=2 * self.profile.duration_s)
+                self._record_server(server)
+        finally:
+            del os.environ["LOGSVC_TAIL_STREAMS_PER_CREDENTIAL"]
+        console.print(f"  {result}")
+        median = {metric: result[metric] for metric in ("rate", "p50_ms", "p99_ms")}
+        self.scenarios.append(
+            {
+                "key": "tail_latency",
+                "label": f"tail, {tail.SUBSCRIBERS} streams",
+                "title": f"201 of POST /logs to the event at each of {tail.SUBSCRIBERS} tail streams",
+                "unit": "entries/s",
+                "connections": tail.SUBSCRIBERS,
+                "server": name,
+                "median": median,
+                "runs": [result],
+                "targets": [Target("p99_ms", False, 250).judge(median)],
+            }
+        )
+
     def run_all(self) -> None:
         self._step("Ceiling A: minimal ASGI app", self.ceiling_a)
         self._step("Single-entry ingest, 1 worker", lambda: self.single_ingest(1))
@@ -587,6 +626,8 @@ class Suite:
         self._step("Shipper protocols, batched", lambda: shippers.shipper_ingest(self))
         self._step("Reads", self.reads)
         self._step("Authentication cost", self.auth_cost)
+        self._step("Tail latency", self.tail_latency)
+        self._step("SDK: LogHandler cost per log call", self.sdk_handler_cost)
 
 
 def source() -> dict[str, Any]:
@@ -731,13 +772,19 @@ def main(argv: list[str] | None = None) -> int:
         "servers": suite.servers,
         "read_store": suite.store,
         "auth_costs_us": suite.auth_micro,
+        "sdk_handler": suite.sdk_handler,
         "backup": suite.backup_rates,
         "targets_missed": [
             f"{s['key']}: {t['metric']} {t['observed']:g} (target {t['op']} {t['value']:g})"
             for s in suite.scenarios
             for t in s["targets"]
             if not t["met"]
-        ],
+        ]
+        + (
+            [f"sdk_handler: log_info_us {suite.sdk_handler['log_info_us']:g} (<= {sdk_handler.TARGET_US:g})"]
+            if suite.sdk_handler and not suite.sdk_handler["met"]
+            else []
+        ),
         "failures": suite.failures,
     }
     _RESULTS_DIR.mkdir(exist_ok=True)

@@ -55,11 +55,15 @@ def read_service(server: ServerThread, service: str) -> list[dict[str, Any]]:
     return logs
 
 
-def make_key(settings: Settings, role: Role, services: tuple[str, ...] = (), **kwargs: Any) -> NewCredential:
-    """A credential in the configured credential store, as `logsvc keys create` makes one."""
+def make_key(
+    settings: Settings, role: Role | tuple[Role, ...], services: tuple[str, ...] = (), **kwargs: Any
+) -> NewCredential:
+    """A credential in the configured credential store, as `logsvc keys create` makes one; ``role`` is
+    one role or a tuple of several."""
+    roles = (role,) if isinstance(role, Role) else role
     auth = open_credentials(settings)
     try:
-        return auth.create(role, services=services, actor="test", source="test", **kwargs)
+        return auth.create(*roles, services=services, actor="test", source="test", **kwargs)
     finally:
         auth.close()
 
@@ -173,10 +177,11 @@ class ServerProcess:
         profiles.read(self.credentials_file)
         return {"Authorization": f"Bearer {profiles['default']['api_key']}"}
 
-    def start(self, timeout: float = 60) -> ServerProcess:
-        # A port that was free a moment ago can be taken by the time the server binds; try another.
-        for _ in range(5):
-            self.port = free_port()
+    def start(self, timeout: float = 60, *, port: int | None = None) -> ServerProcess:
+        """Start on ``port`` (a restart on the port it had, for clients that hold the URL), or on a free one:
+        a port that was free a moment ago can be taken by the time the server binds, so then up to 5 tries."""
+        for _ in range(5 if port is None else 1):
+            self.port = port or free_port()
             log = self.log_path.open("ab")
             self.proc = subprocess.Popen(
                 [
@@ -230,16 +235,22 @@ def server_process(tmp_path: Path) -> Iterator[ServerProcess]:
     proc.kill()
 
 
-def run_logsvc(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    """The ``logsvc`` command, configured by exactly these settings (through LOGSVC_* variables)."""
+def logsvc_environment(settings: Settings) -> dict[str, str]:
+    """The environment that configures the ``logsvc`` command with exactly these settings."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("LOGSVC_")}
-    environ |= {k: v for k, v in settings_environment(settings).items() if k != "LOGSVC_PORT"}
+    return environ | {k: v for k, v in settings_environment(settings).items() if k != "LOGSVC_PORT"}
+
+
+def run_logsvc(settings: Settings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The ``logsvc`` command, configured by exactly these settings (through LOGSVC_* variables); ``stdin``
+    is piped in when given."""
     return subprocess.run(
         [sys.executable, "-m", "logsvc", *args],
         capture_output=True,
         text=True,
         timeout=120,
-        env=environ,
+        env=logsvc_environment(settings),
+        input=stdin,
         check=False,
     )
 

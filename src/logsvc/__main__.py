@@ -1,3 +1,3 @@
-from logsvc.cli import main
+from logsvc.command import main
 
 main()

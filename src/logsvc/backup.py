@@ -24,9 +24,11 @@ from logsvc.errors import ConfigError
 from logsvc.settings import Settings
 from logsvc.storage.open import store_files
 
-__all__ = ["Manifest", "create_backup", "restore_backup"]
+__all__ = ["Manifest", "backup_in", "create_backup", "restore_backup"]
 
 MANIFEST = "manifest.json"
+# `logsvc backup --to DIR` makes DIR/logsvc-backup-<time>; names sort by time.
+_BACKUP_PREFIX = "logsvc-backup-"
 _VERSION = 1
 
 
@@ -55,7 +57,7 @@ def create_backup(settings: Settings, into: Path) -> tuple[Path, Manifest]:
     data_dir = DataDir(settings.data_dir)
     store = store_files(settings.store_url)
     now_us = time.time_ns() // 1000
-    target = into / f"logsvc-backup-{format_timestamp(now_us).replace(':', '')}"
+    target = into / f"{_BACKUP_PREFIX}{format_timestamp(now_us).replace(':', '')}"
     try:
         target.mkdir(parents=True, mode=0o700)
     except OSError as exc:
@@ -75,8 +77,23 @@ def create_backup(settings: Settings, into: Path) -> tuple[Path, Manifest]:
     return target, manifest
 
 
+def backup_in(source: Path) -> Path:
+    """The backup ``source`` names: a backup itself, or the directory given to ``logsvc backup --to``, in
+    which case the newest backup made there (so that ``restore --from`` takes what ``backup --to`` took)."""
+    if (source / MANIFEST).exists():
+        return source
+    made = sorted(path.parent for path in source.glob(f"{_BACKUP_PREFIX}*/{MANIFEST}"))
+    if not made:
+        raise ConfigError(
+            f"{source} is not a logsvc backup: it holds no {MANIFEST}, nor a backup `logsvc backup --to` made"
+        )
+    return made[-1]
+
+
 def restore_backup(source: Path, into: Path) -> Manifest:
-    """Check every file of a backup against its manifest, then copy it into a new data directory."""
+    """Check every file of a backup (``source``, as ``backup_in`` reads it) against its manifest, then copy
+    it into a new data directory."""
+    source = backup_in(source)
     try:
         manifest = msgspec.json.decode((source / MANIFEST).read_bytes(), type=Manifest)
     except FileNotFoundError:

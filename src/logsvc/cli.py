@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import contextlib
+import sys
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 import click
-import httpx
 import msgspec
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from logsvc import __version__
@@ -22,7 +23,8 @@ from logsvc.auth.policy import Principal, Role
 from logsvc.aws.package import ARCHITECTURES, PackageError
 from logsvc.aws.package import build as build_lambda_zips
 from logsvc.backup import create_backup, restore_backup
-from logsvc.client import LogClient, RequestFailed, aws_keys, load_profile, region_of
+from logsvc.client import AwsChain, Client, ClientError, CredentialsUnavailable, load_profile, region_of
+from logsvc.client.ndjson import BadLine, Batch, batches, read_batches
 from logsvc.crypto import key_source, rekey_store, rotate_master_key, store_key
 from logsvc.display import json_line, printable, untrusted
 from logsvc.domain.queries import QUERY_PARAMETERS
@@ -72,7 +74,9 @@ class _Main(click.Group):
             raise Failed(exc.detail) from None
         except PackageError as exc:
             raise Failed(str(exc)) from None
-        except RequestFailed as exc:
+        except CredentialsUnavailable as exc:
+            raise Failed(str(exc)) from None
+        except ClientError as exc:
             raise Unanswered(str(exc)) from None
 
 
@@ -103,12 +107,23 @@ def main() -> None:
     "--tls-cert", type=click.Path(dir_okay=False), help="PEM certificate chain: serve HTTPS (TLS 1.2+)."
 )
 @click.option("--tls-key", type=click.Path(dir_okay=False), help="PEM private key for --tls-cert.")
-def serve(config_file: str | None, **flags: Any) -> None:
+@click.option("--syslog-port", type=int, help="Also take syslog on this port, TCP and UDP.  [default: off]")
+@click.option(
+    "--syslog-service",
+    "syslog_services",
+    multiple=True,
+    help="A service pattern syslog may write (* and ?; repeat). Needed with --syslog-port.",
+)
+@click.option(
+    "--syslog-tls/--no-syslog-tls", default=None, help="TLS on the syslog TCP port (the --tls-cert), no UDP."
+)
+def serve(config_file: str | None, syslog_services: tuple[str, ...], **flags: Any) -> None:
     """Run the HTTP service (embedded store by default).
 
     Settings come from defaults, then the TOML file (--config or LOGSVC_CONFIG), then LOGSVC_* variables,
     then these flags.
     """
+    flags["syslog_services"] = syslog_services or None  # none given: the file's or the environment's
     settings = load_settings(config_file, overrides=flags)
     run_server(settings)
 
@@ -133,7 +148,14 @@ def keys() -> None:
 
 
 @keys.command("create")
-@click.option("--role", required=True, type=click.Choice(["ingest", "read", "admin"]), help="What it may do.")
+@click.option(
+    "--role",
+    "roles",
+    required=True,
+    multiple=True,
+    type=click.Choice([role.value for role in Role]),
+    help="What it may do; repeat for several roles (--role ingest --role read).",
+)
 @click.option(
     "--service", "services", multiple=True, help="Only services matching this pattern (* and ?; repeat)."
 )
@@ -143,7 +165,7 @@ def keys() -> None:
 @_DATA_DIR
 @_CONFIG
 def create_key(
-    role: str,
+    roles: tuple[str, ...],
     services: tuple[str, ...],
     expires: str | None,
     description: str,
@@ -153,7 +175,12 @@ def create_key(
 ) -> None:
     """Create a credential; its secrets are shown this once."""
     with _local(config_file, data_dir) as root:
-        doc = {"role": role, "services": list(services), "expires": expires, "description": description}
+        doc = {
+            "roles": list(roles),
+            "services": list(services),
+            "expires": expires,
+            "description": description,
+        }
         credential = root.credentials().create_requested(doc, actor=_OPERATOR.id, source="local")
     if as_json:
         _json_out(credential)
@@ -163,9 +190,8 @@ def create_key(
     click.echo(f"secret access key: {credential.secret_access_key}")
     click.echo(f"API key:           {credential.api_key}")
     scope = ", ".join(credential.services) or "*"
-    click.echo(
-        printable(f"role: {credential.role}  services: {scope}  expires: {credential.expires_at or 'never'}")
-    )
+    held = ", ".join(credential.roles)
+    click.echo(printable(f"roles: {held}  services: {scope}  expires: {credential.expires_at or 'never'}"))
     _err.print("Store the secrets now: they cannot be shown again.")
 
 
@@ -180,15 +206,21 @@ def list_keys(as_json: bool, data_dir: str | None, config_file: str | None) -> N
     if as_json:
         _json_out(credentials)
         return
-    table = Table("access key id", "role", "services", "created", "expires", "revoked", "description")
+    # Whole ids, never cut short however narrow the terminal (an id is what `keys revoke` takes); the other
+    # cells wrap rather than lose their end.
+    widest = max((len(c.access_key_id) for c in credentials), default=0)
+    table = Table(
+        Column("access key id", no_wrap=True, min_width=widest),
+        *(Column(name, overflow="fold") for name in ("roles", "services", "created", "expires", "revoked")),
+        Column("description", overflow="fold"),
+    )
     for c in credentials:
         table.add_row(
             untrusted(c.access_key_id),
-            untrusted(c.role),
+            untrusted(", ".join(c.roles)),
             untrusted(", ".join(c.services) or "*"),
-            untrusted(c.created_at[:19]),
-            untrusted((c.expires_at or "never")[:19]),
-            untrusted((c.revoked_at or "")[:19]),
+            *(untrusted(at[:19].replace("T", " ")) for at in (c.created_at, c.expires_at or "never")),
+            untrusted((c.revoked_at or "")[:19].replace("T", " ")),
             untrusted(c.description),
         )
     _out.print(table)
@@ -313,7 +345,7 @@ def backup(into: str, data_dir: str | None, config_file: str | None) -> None:
     "source",
     required=True,
     type=click.Path(file_okay=False, exists=True),
-    help="A backup, or with --to-time an archive directory.",
+    help="A backup (or the --to directory of `backup`: its newest), or with --to-time an archive directory.",
 )
 @click.option("--into", required=True, type=click.Path(file_okay=False), help="A new data directory.")
 @click.option("--to-time", help="Restore from the archive the entries committed up to this RFC 3339 time.")
@@ -383,7 +415,7 @@ def _client_options(function: Any) -> Any:
     return function
 
 
-def _client(config_file: str | None, options: dict[str, Any]) -> LogClient:
+def _client(config_file: str | None, options: dict[str, Any]) -> Client:
     """A client from the credentials file's profile, or from AWS credentials with --aws."""
     endpoint = options["endpoint"]
     profile = None
@@ -393,64 +425,173 @@ def _client(config_file: str | None, options: dict[str, Any]) -> LogClient:
         endpoint = endpoint or profile.endpoint
     region = options["region"] or region_of(endpoint) or "us-east-1"
     if options["use_aws"]:
-        keys = aws_keys(role_arn=options["role_arn"], external_id=options["external_id"], region=region)
-        return LogClient(endpoint, keys=keys, region=region)
+        chain = AwsChain(role_arn=options["role_arn"], external_id=options["external_id"], region=region)
+        return Client(endpoint, aws_credentials=chain, region=region, timeout=_TIMEOUT)
     if profile is None:
         raise Failed("give --endpoint with --aws, or a profile with an endpoint")
-    if options["bearer"]:
-        return LogClient(endpoint, api_key=profile.api_key, region=region)
-    return LogClient(endpoint, keys=profile.keys, api_key=profile.api_key, region=region)
+    if profile.keys is not None and not options["bearer"]:
+        return Client(endpoint, aws_credentials=profile.keys, region=region, timeout=_TIMEOUT)
+    if profile.api_key is None:
+        raise Failed("the profile has no API key" if options["bearer"] else "the profile has no credentials")
+    return Client(endpoint, api_key=profile.api_key, timeout=_TIMEOUT)
 
 
-@contextmanager
-def _calling(config_file: str | None, options: dict[str, Any]) -> Iterator[LogClient]:
-    """A client whose transport failures name the endpoint it could not reach."""
-    client = _client(config_file, options)
-    try:
-        yield client
-    except httpx.HTTPError as exc:
-        raise Unanswered(f"cannot reach {client.endpoint}: {exc}") from None
-    finally:
-        client.close()
+_TIMEOUT = 30.0
+# Entries per request when sending what stdin or a file holds: well under the service's 10,000, so that a
+# request stays small (a few MB) and a refused batch sends little again.
+_BATCH_DEFAULT = 1000
+
+
+def _metadata(pairs: tuple[str, ...]) -> dict[str, str] | None:
+    """--metadata KEY=VALUE options as an object; VALUE is text, and may hold '='."""
+    fields: dict[str, str] = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key.strip():
+            raise Failed(f"--metadata takes KEY=VALUE, not {pair!r}")
+        if key in fields:
+            raise Failed(f"--metadata {key} is given twice")
+        fields[key] = value
+    return fields or None
+
+
+def _stdin_is_piped() -> bool:
+    return sys.stdin is not None and not sys.stdin.isatty()
 
 
 @main.command()
 @click.argument("message", required=False)
-@click.option("--service", "service_name", help="service_name of the entry.")
-@click.option("--level", help="TRACE, DEBUG, INFO, WARN, ERROR or FATAL.")
+@click.option("--service", "service_name", help="service_name (of each entry read that has none).")
+@click.option("--level", help="TRACE, DEBUG, INFO, WARN, ERROR or FATAL (likewise).")
+@click.option("--type", "log_type", help="log_type, e.g. application, audit, security (likewise).")
 @click.option(
-    "--file", "source", type=click.File("rb"), help="Send the JSON entries of this file (- for stdin)."
+    "--metadata",
+    "metadata_pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A metadata field, as text (repeat; an entry read keeps its own fields).",
+)
+@click.option(
+    "--file",
+    "source",
+    type=click.File("rb"),
+    help="Send the JSON or NDJSON entries of this file (- for stdin).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 10_000),
+    default=_BATCH_DEFAULT,
+    show_default=True,
+    help="Entries per request when reading entries.",
 )
 @_client_options
 def send(
     message: str | None,
     service_name: str | None,
     level: str | None,
+    log_type: str | None,
+    metadata_pairs: tuple[str, ...],
     source: Any,
+    batch_size: int,
     config_file: str | None,
     **options: Any,
 ) -> None:
-    """Send one entry, or the entries of a JSON or NDJSON file, and print what the service stored."""
-    if (message is None) == (source is None):
+    """Send one entry, or entries read from stdin or a file, and print what the service stored.
+
+    With MESSAGE "-", or with no MESSAGE while stdin is a pipe or a file, entries are read from stdin as
+    NDJSON (one JSON object a line) and sent as they come: a batch when --batch-size are in, or when no
+    line came for a second. --service, --level, --type and --metadata fill in what an entry read lacks.
+    Each batch stored prints one line; a bad line stops the command, naming it, after the batches before.
+    """
+    metadata = _metadata(metadata_pairs)
+    if source is not None and message is not None:
         raise Failed("give a MESSAGE or --file, not both")
+    if message is not None and message != "-":
+        with _client(config_file, options) as client:
+            created = client.send(
+                message, service=service_name, level=level, log_type=log_type, metadata=metadata
+            )
+        _json_out(created)
+        return
     if source is not None:
-        entries = _entries_of(source.read())
+        reader = _file_batches(source.read(), batch_size)
+    elif message == "-" or _stdin_is_piped():
+        reader = read_batches(sys.stdin.buffer, size=batch_size)
     else:
-        entry = {"message": message, "service_name": service_name, "level": level}
-        entries = [{k: v for k, v in entry.items() if v is not None}]
-    with _calling(config_file, options) as client:
-        _json_out(client.send(entries))
+        raise Failed("give a MESSAGE, --file, or NDJSON entries on stdin (MESSAGE -)")
+    fields = {"service_name": service_name, "level": level, "log_type": log_type}
+    with _client(config_file, options) as client:
+        _send_batches(client, reader, fields, metadata)
 
 
-def _entries_of(data: bytes) -> list[dict[str, Any]]:
+def _file_batches(data: bytes, size: int) -> Iterator[Batch]:
+    """A file's entries: one JSON document (an object or an array of them), else NDJSON."""
     try:
         doc = msgspec.json.decode(data)
     except msgspec.DecodeError:
-        try:
-            return [msgspec.json.decode(line) for line in data.splitlines() if line.strip()]
-        except msgspec.DecodeError as exc:
-            raise Failed(f"the file is neither JSON nor NDJSON: {exc}") from None
-    return list(doc) if isinstance(doc, list) else [doc]
+        return batches(data.split(b"\n"), size=size)
+    entries = doc if isinstance(doc, list) else [doc]
+    # The entries of one document are numbered by their position, from 1, where NDJSON's are by line.
+    return (
+        Batch(
+            list(range(start + 1, start + 1 + len(entries[start : start + size]))),
+            entries[start : start + size],
+        )
+        for start in range(0, len(entries), size)
+    )
+
+
+def _with_defaults(
+    entry: dict[str, Any], fields: dict[str, str | None], metadata: dict[str, str] | None
+) -> dict[str, Any]:
+    for name, value in fields.items():
+        # "severity" is the older clients' name for level: an entry that has it has a level.
+        if value is not None and name not in entry and not (name == "level" and "severity" in entry):
+            entry[name] = value
+    own = entry.get("metadata")
+    if metadata is not None and (own is None or isinstance(own, dict)):
+        entry["metadata"] = metadata | (own or {})
+    return entry
+
+
+def _send_batches(
+    client: Client, reader: Iterable[Batch], fields: dict[str, str | None], metadata: dict[str, str] | None
+) -> None:
+    stored = 0
+    next_line = 1
+    try:
+        for batch in reader:
+            entries = [_with_defaults(entry, fields, metadata) for entry in batch.entries]
+            try:
+                _json_out(client.send_batch(entries))
+            except ClientError as exc:
+                raise Unanswered(
+                    f"{_refusal(exc, batch)}; {_stored_before(stored, batch.lines[0])}"
+                ) from None
+            stored += len(entries)
+            next_line = batch.lines[-1] + 1
+    except BadLine as exc:
+        raise Failed(f"{exc}; {_stored_before(stored, next_line)}") from None
+    if stored == 0:
+        raise Failed("no entries to send: the input holds none")
+
+
+def _stored_before(stored: int, line: int) -> str:
+    return f"{stored} entries before line {line} were stored, none from it on"
+
+
+def _refusal(exc: ClientError, batch: Batch) -> str:
+    """The error of a batch, its entries named by line rather than by their index in the batch."""
+    if not exc.errors:
+        return str(exc)
+    described = []
+    for error in exc.errors:
+        index = error.get("index")
+        where = (
+            f"line {batch.lines[index]}: " if isinstance(index, int) and 0 <= index < len(batch.lines) else ""
+        )
+        described.append(f"{where}{error.get('field')}: {error.get('message')}")
+    return f"{exc.status} {exc.problem.get('title') or 'error'}: {'; '.join(described)}"
 
 
 @main.command()
@@ -468,19 +609,61 @@ def _entries_of(data: bytes) -> list[dict[str, Any]]:
 @_client_options
 def recent(as_json: bool, config_file: str | None, **options: Any) -> None:
     """The newest entries, newest first."""
-    values = {name: options.pop(name, None) for name in QUERY_PARAMETERS}
-    params = sorted((name, str(value)) for name, value in values.items() if value is not None)
-    with _calling(config_file, options) as client:
-        page = client.recent(params)
+    filters = {name: options.pop(name, None) for name in QUERY_PARAMETERS}
+    with _client(config_file, options) as client:
+        page = client.page(**{name: value for name, value in filters.items() if value is not None})
     if as_json:
         _json_out(page)
         return
     table = Table("timestamp", "service", "level", "message")
-    for e in page["logs"]:
-        table.add_row(*(untrusted(e[k]) for k in ("timestamp", "service_name", "level", "message")))
+    for e in page.logs:
+        table.add_row(*(untrusted(v) for v in (e.timestamp, e.service_name, e.level, e.message)))
     _out.print(table)
-    if page.get("next_cursor"):
-        _out.print(untrusted(f"more: --cursor {page['next_cursor']}"), style="dim", soft_wrap=True)
+    if page.next_cursor:
+        _out.print(untrusted(f"more: --cursor {page.next_cursor}"), style="dim", soft_wrap=True)
+
+
+# Reconnections in a row before `logsvc tail` gives up: about two and a half minutes of backing off.
+_TAIL_RETRIES = 10
+_LEVEL_STYLES = {"TRACE": "dim", "DEBUG": "dim", "WARN": "yellow", "ERROR": "red", "FATAL": "bold red"}
+
+
+@main.command()
+@click.option("--service", "service_name", help="Only this service.")
+@click.option("--level", help="Only this level.")
+@click.option("--min-level", help="This level and above.")
+@click.option("--type", "log_type", help="Only this log_type.")
+@click.option("--q", help="Words that must all occur in the message.")
+@click.option("--cursor", help="Go on after this cursor (an event id) instead of from now.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON entry per line (NDJSON).")
+@_client_options
+def tail(as_json: bool, cursor: str | None, config_file: str | None, **options: Any) -> None:
+    """New entries as they arrive, until interrupted; a dropped connection is resumed without gaps."""
+    values = {name: options.pop(name, None) for name in QUERY_PARAMETERS if name != "cursor"}
+    filters = {name: value for name, value in (*values.items(), ("cursor", cursor)) if value is not None}
+    with contextlib.suppress(KeyboardInterrupt), _client(config_file, options) as client:
+        for event in client.tail(retries=_TAIL_RETRIES, **filters):
+            if event.kind == "dropped":
+                _err.print(
+                    untrusted(f"{event.dropped} entries dropped: this reader was too slow"), style="yellow"
+                )
+            elif as_json:
+                _json_out(event.entry)
+            else:
+                _out.print(_entry_line(event.entry or {}), soft_wrap=True)
+
+
+def _entry_line(entry: dict[str, Any]) -> Text:
+    level = str(entry.get("level", ""))
+    return Text.assemble(
+        (printable(str(entry.get("timestamp", ""))), "dim"),
+        " ",
+        (printable(str(entry.get("service_name", ""))), "cyan"),
+        " ",
+        (printable(f"{level:<5}"), _LEVEL_STYLES.get(level, "")),
+        " ",
+        untrusted(entry.get("message", "")),
+    )
 
 
 @main.group()

@@ -5,6 +5,10 @@ length, and the keep-alive timer stops at the first byte of the next request. He
 within ``max_header_bytes`` (else 431) and ``header_timeout`` seconds from its first byte (else 408), or
 from the connect for a new connection (else it is closed); either answer closes the connection. See
 decision 18.
+
+A server that shuts down waits for the answers in progress before it tells the application (lifespan
+shutdown); a stream would never end. So each connection, when the server asks it to shut down, calls the
+callable the application left under ``SHUTDOWN_HOOK`` in its lifespan state, which ends its streams cleanly.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from uvicorn.server import ServerState
 
 from logsvc.errors import HeadersTooLarge, HeadTimeout, LogServiceError, problem_of
 
-__all__ = ["HeadLimitedProtocol", "ServerConfig"]
+__all__ = ["SHUTDOWN_HOOK", "HeadLimitedProtocol", "ServerConfig"]
+
+SHUTDOWN_HOOK = "logsvc.shutdown_hook"
 
 
 class ServerConfig(uvicorn.Config):
@@ -54,6 +60,12 @@ class HeadLimitedProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        hook = self.app_state.get(SHUTDOWN_HOOK)
+        if hook is not None:
+            hook()
 
     def data_received(self, data: bytes) -> None:
         if self._awaiting_head:

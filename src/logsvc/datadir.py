@@ -19,6 +19,7 @@ class DataDir:
     KEYRING_NEXT: Final = "keyring.json.next"
     RETENTION: Final = "retention.json"
     JOBS_LOCK: Final = "jobs.lock"
+    SYSLOG_LOCK: Final = "syslog.lock"
     METRICS: Final = "metrics"
     # The databases encrypted with the data key the keyring wraps.
     DATABASES: Final = (LOGS, AUTH)
@@ -50,6 +51,11 @@ class DataDir:
     @property
     def jobs_lock(self) -> Path:
         return self.root / self.JOBS_LOCK
+
+    @property
+    def syslog_lock(self) -> Path:
+        """Held by the one process that runs the syslog listener."""
+        return self.root / self.SYSLOG_LOCK
 
     @property
     def metrics(self) -> Path:

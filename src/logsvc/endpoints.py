@@ -9,12 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import msgspec
 
 from logsvc.auth.policy import Permission
 from logsvc.content import decode_content, is_otlp_json
+from logsvc.domain.compat import (
+    COGNITO_PREFIX,
+    FUNCTION_URL_PREFIX,
+    CognitoReadParameters,
+    cognito_created,
+    cognito_entry,
+    cognito_items,
+    cognito_query,
+    function_url_entry,
+    function_url_log,
+    function_url_logs,
+    function_url_query,
+)
 from logsvc.domain.esbulk import bulk_response, license_document, version_document
 from logsvc.domain.mapping import IngestParameters
 from logsvc.domain.otlp import PROTOBUF, otlp_response
@@ -87,9 +101,62 @@ async def recent(call: Call) -> Answer:
     return json_answer(await service.recent(call.query, principal=call.principal))
 
 
+# The stream's answer: no cache may keep it, and no proxy buffer it (nginx reads X-Accel-Buffering).
+_STREAM_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+
+
+def _accepts_stream(headers: Mapping[str, str]) -> bool:
+    accept = headers.get("accept", "")
+    return any(part.split(";")[0].strip().lower() == "text/event-stream" for part in accept.split(","))
+
+
+async def tail(call: Call) -> Answer:
+    """Server-Sent Events when the client accepts them and this shape can stream (not a Lambda), else the
+    polling page: one route, one set of rules, and the client tells the two apart by the media type."""
+    service = await call.services.log()
+    request = service.tail_request(
+        call.query, principal=call.principal, last_event_id=call.headers.get("last-event-id")
+    )
+    if call.services.tail is None or not _accepts_stream(call.headers):
+        return json_answer(await service.tail_page(request))
+    stream = await call.services.tail.open(request, call.principal.id)
+    return Answer(200, b"", "text/event-stream", dict(_STREAM_HEADERS), stream=stream)
+
+
 async def get_entry(call: Call) -> Answer:
     service = await call.services.log()
     return json_answer(await service.get(call.path_params["log_id"], principal=call.principal))
+
+
+# The older clients' shapes (logsvc.domain.compat): the same service, their bodies translated.
+
+
+async def function_url_ingest(call: Call) -> Answer:
+    service = await call.services.log()
+    entry = await service.ingest_one(
+        await call.body(), call.headers, to_entry=function_url_entry, principal=call.principal
+    )
+    return json_answer(function_url_log(entry), 201)
+
+
+async def function_url_recent(call: Call) -> Answer:
+    service = await call.services.log()
+    return json_answer(
+        function_url_logs(await service.page(function_url_query(call.query), principal=call.principal))
+    )
+
+
+async def cognito_ingest(call: Call) -> Answer:
+    service = await call.services.log()
+    entry = await service.ingest_one(
+        await call.body(), call.headers, to_entry=cognito_entry, principal=call.principal
+    )
+    return json_answer(cognito_created(entry), 201)
+
+
+async def cognito_list(call: Call) -> Answer:
+    service = await call.services.log()
+    return json_answer(cognito_items(await service.page(cognito_query(call.query), principal=call.principal)))
 
 
 # The admin routes call the credential store, which blocks (SQLite, DynamoDB over the network): threads.
@@ -232,8 +299,27 @@ _BULK_ANSWER = json_response(
     },
     "the valid items stored durably (status 201), the others refused one by one (status 400)",
 )
+
+
+def _json_body(schema: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema_ref(schema)}}}
+
+
 _CREATED = json_response({"oneOf": [schema_ref("Created"), schema_ref("BatchCreated")]}, "stored durably")
 _PAGE = {"200": json_response(schema_ref("Page"), "newest entries first")}
+_TAIL = {
+    "200": {
+        "description": (
+            "with Accept: text/event-stream (not on Lambda), Server-Sent Events: `entry` events (id: the "
+            'cursor, data: the entry), `dropped` events ({"dropped": n}), `: heartbeat` comments; '
+            "otherwise the polling page: entries after the cursor, oldest first"
+        ),
+        "content": {
+            "text/event-stream": {"schema": {"type": "string"}},
+            "application/json": {"schema": schema_ref("TailPage")},
+        },
+    }
+}
 _STATUS = {"200": json_response({"type": "object"}, "status")}
 _EXPOSITION = {
     "description": "text exposition format",
@@ -351,6 +437,18 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     _read("/logs", "list_logs", "Same as /logs/recent"),
     _read("/logs/recent", "recent_logs", "Newest entries first"),
     Endpoint(
+        path="/logs/tail",
+        method="GET",
+        name="tail_logs",
+        permission=Permission.READ,
+        operation=tail,
+        function="read",
+        summary="New entries as they commit: a stream (SSE), or a page after a cursor (polling)",
+        query=ReadParameters,
+        answers=_TAIL,
+        problems=(400, 503),
+    ),
+    Endpoint(
         path="/logs/{log_id}",
         method="GET",
         name="get_log",
@@ -360,6 +458,51 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         path_schemas={"log_id": {"type": "string", "format": "uuid"}},
         answers={"200": json_response(schema_ref("LogEntry"), "the entry")},
         problems=(400, 404, 503),
+    ),
+    Endpoint(
+        path=f"{FUNCTION_URL_PREFIX}/logs",
+        method="POST",
+        name="function_url_ingest",
+        permission=Permission.INGEST,
+        operation=function_url_ingest,
+        summary="An older function-URL client's entry, stored durably as service function-url",
+        request_body=_json_body("FunctionUrlEntryIn"),
+        answers={"201": json_response(schema_ref("FunctionUrlLog"), "stored durably")},
+        problems=(400, 408, 413, 415, 503, 507),
+    ),
+    Endpoint(
+        path=f"{FUNCTION_URL_PREFIX}/logs/recent",
+        method="GET",
+        name="function_url_recent",
+        permission=Permission.READ,
+        operation=function_url_recent,
+        summary="The newest 100 entries of service function-url, in the older function-URL clients' shape",
+        answers={"200": json_response(schema_ref("FunctionUrlLogs"), "newest entries first")},
+        problems=(400, 503),
+    ),
+    Endpoint(
+        path=f"{COGNITO_PREFIX}/logs",
+        method="POST",
+        name="cognito_ingest",
+        permission=Permission.INGEST,
+        operation=cognito_ingest,
+        function="ingest",
+        summary="An older Cognito client's entry (raw ID token accepted), stored durably as service cognito",
+        request_body=_json_body("CognitoEntryIn"),
+        answers={"201": json_response(schema_ref("CognitoCreated"), "stored durably")},
+        problems=(400, 408, 413, 415, 503, 507),
+    ),
+    Endpoint(
+        path=f"{COGNITO_PREFIX}/logs",
+        method="GET",
+        name="cognito_list",
+        permission=Permission.READ,
+        operation=cognito_list,
+        function="read",
+        summary="Entries of service cognito, newest first, in the older Cognito clients' shape",
+        query=CognitoReadParameters,
+        answers={"200": json_response(schema_ref("CognitoItems"), "newest entries first")},
+        problems=(400, 503),
     ),
     Endpoint(
         path="/admin/keys",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import msgspec
 
 __all__ = [
+    "ACCEPTED_CREDENTIALS",
     "PROBLEM_TYPE",
     "AuthenticationFailed",
     "ConfigError",
@@ -24,6 +25,7 @@ __all__ = [
     "LogServiceError",
     "MethodNotAllowed",
     "MissingAuthenticationToken",
+    "MissingCredentials",
     "NotFound",
     "PayloadTooLarge",
     "Problem",
@@ -39,6 +41,7 @@ __all__ = [
     "StoreUnavailable",
     "TooManyFailedAuthentications",
     "TooManyRequests",
+    "TooManyStreams",
     "UnsupportedMediaType",
     "ValidationFailed",
     "encode_problem",
@@ -135,6 +138,18 @@ class EntriesRefused(ValidationFailed):
         )
 
 
+# The credential schemes the server accepts, as every 401 names them: in its detail when none were sent,
+# and as challenges in WWW-Authenticate. HTTP Basic (the API key as the password, for log shippers that know
+# no other scheme) is named in the detail but not challenged: a Basic challenge makes a browser ask for a
+# user name and password, also under the web viewer's own requests.
+ACCEPTED_CREDENTIALS = (
+    "an AWS Signature V4 (AWS4-HMAC-SHA256, service execute-api), Authorization: Bearer <API key or OIDC "
+    "token>, or HTTP Basic with the API key as the password (under /compat/cognito/ also the raw ID token, "
+    "without Bearer)"
+)
+_CHALLENGES = 'Bearer realm="logsvc", AWS4-HMAC-SHA256 realm="logsvc"'
+
+
 class AuthenticationFailed(LogServiceError):
     """No usable credentials (401). ``code`` tells which rule failed, e.g. ``token_expired``."""
 
@@ -149,7 +164,16 @@ class AuthenticationFailed(LogServiceError):
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": 'Bearer realm="logsvc"'}
+        return {"WWW-Authenticate": _CHALLENGES}
+
+
+class MissingCredentials(AuthenticationFailed):
+    """A request without credentials to a route that needs them."""
+
+    code = "missing_authentication_token"
+
+    def __init__(self) -> None:
+        super().__init__(f"send credentials: {ACCEPTED_CREDENTIALS}")
 
 
 class SignatureRejected(LogServiceError):
@@ -215,6 +239,12 @@ class TooManyRequests(RetryLater):
     status = 429
     code = "rate_limited"
     title = "Too many requests"
+
+
+class TooManyStreams(TooManyRequests):
+    """Over a limit of concurrent tail streams (per credential, or of the process)."""
+
+    code = "too_many_streams"
 
 
 class TooManyFailedAuthentications(TooManyRequests):

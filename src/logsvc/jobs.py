@@ -17,7 +17,7 @@ __all__ = ["JobsLease"]
 
 class JobsLease:
     def __init__(self, path: Path) -> None:
-        """``path``: the lock file (``DataDir.jobs_lock``)."""
+        """``path``: the lock file (``DataDir.jobs_lock``, or the syslog listener's ``syslog_lock``)."""
         self.path = path
         self._fd: int | None = None
 

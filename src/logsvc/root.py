@@ -28,6 +28,7 @@ from logsvc.service import AdminService, IngestObserver, LogService, Retention
 from logsvc.settings import Settings
 from logsvc.storage.open import open_store
 from logsvc.storage.port import LogStore, exportable
+from logsvc.tail import TailHub, TailLimits
 
 if TYPE_CHECKING:
     from logsvc.archive import Archiver
@@ -61,6 +62,7 @@ class Root:
         self._credentials: CredentialService | None = None
         self._log_service: LogService | None = None
         self._admin: AdminService | None = None
+        self._tail: TailHub | None = None
         self._lease = JobsLease(self.data_dir.jobs_lock)
         self._jobs: asyncio.Task[None] | None = None
         self._archiver: Archiver | None = None
@@ -102,8 +104,25 @@ class Root:
                 self.settings.limits,
                 observer=self._observer,
                 decode_threads=self.settings.decode_threads,
+                on_stored=self.tail_hub().wake,
             )
         return self._log_service
+
+    def tail_hub(self) -> TailHub:
+        if self._tail is None:
+            settings = self.settings
+            self._tail = TailHub(
+                self.store(),
+                TailLimits(
+                    streams=settings.tail_streams,
+                    streams_per_credential=settings.tail_streams_per_credential,
+                    queue_entries=settings.tail_queue_entries,
+                    heartbeat_seconds=settings.tail_heartbeat_seconds,
+                    poll_seconds=settings.tail_poll_seconds,
+                    stream_seconds=settings.tail_stream_seconds,
+                ),
+            )
+        return self._tail
 
     def admin(self) -> AdminService:
         if self._admin is None:
@@ -130,6 +149,7 @@ class Root:
             region=settings.sigv4_region,
             service=settings.sigv4_service,
             jwt=jwt,
+            jwt_default_roles=settings.jwt_default_roles,
             replay_guard=settings.sigv4_replay_guard,
         )
 
@@ -222,7 +242,10 @@ class Root:
             await self.close()
 
     async def close(self) -> None:
-        """Release the credential service and, when this root opened it, the store."""
+        """End the tail streams, release the credential service and, when this root opened it, the store."""
+        if self._tail is not None:
+            await self._tail.stop()
+            self._tail = None
         if self._credentials is not None:
             self._credentials.close()
             self._credentials = None

@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import unquote
 
 import msgspec
 
 from logsvc.auth.policy import Permission, Principal
 from logsvc.auth.refusals import RefusalAudit
-from logsvc.errors import AuthenticationFailed, ConfigError, Forbidden, MethodNotAllowed, RouteNotFound
+from logsvc.errors import ConfigError, Forbidden, MethodNotAllowed, MissingCredentials, RouteNotFound
 from logsvc.service import AdminService, LogService
 from logsvc.settings import Settings
+from logsvc.tail import TailHub
 
 __all__ = [
     "Answer",
@@ -31,6 +32,7 @@ __all__ = [
     "LambdaFunction",
     "Operation",
     "Services",
+    "Stream",
     "authorize",
     "json_answer",
     "json_response",
@@ -46,12 +48,24 @@ SCHEMA_REF = "#/components/schemas/{name}"
 _NOBODY = Principal(id="nobody", roles=frozenset())
 
 
+class Stream(Protocol):
+    """A body sent as it is made (a shape that can stream sends its chunks as they come); ``close`` ends
+    it, also when the client went away before it began."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    def close(self) -> None: ...
+
+
 @dataclass(slots=True)
 class Answer:
+    """An operation's answer: ``body``, or ``stream`` for one sent as it is made."""
+
     status: int
     body: bytes
     media_type: str
     headers: dict[str, str] = field(default_factory=dict)
+    stream: Stream | None = None
 
 
 def json_answer(content: Any, status: int = 200, headers: dict[str, str] | None = None) -> Answer:
@@ -69,10 +83,12 @@ def json_response(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Services:
-    """What operations may use. The Lambda functions have only the log service (and open it lazily)."""
+    """What operations may use. The Lambda functions have only the log service (and open it lazily), and
+    no tail hub: they cannot stream."""
 
     settings: Settings
     log: Callable[[], Awaitable[LogService]]
+    tail: TailHub | None = None
     admin: AdminService | None = None
     metrics: Callable[[], tuple[bytes, str]] | None = None
     openapi: bytes = b""
@@ -138,11 +154,7 @@ def authorize(
     if endpoint.permission is Permission.PUBLIC:
         return principal or _NOBODY
     if principal is None:
-        raise AuthenticationFailed(
-            "send credentials: an AWS Signature V4, Authorization: Bearer <API key or OIDC token>, or HTTP "
-            "Basic with the API key as the password",
-            code="missing_authentication_token",
-        )
+        raise MissingCredentials()
     try:
         principal.require(endpoint.permission)
     except Forbidden as exc:

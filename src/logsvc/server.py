@@ -26,6 +26,7 @@ from logsvc.display import untrusted
 from logsvc.logs import log_config
 from logsvc.root import Root
 from logsvc.settings import Settings, settings_environment
+from logsvc.syslog_listener import probe_syslog_port
 
 __all__ = ["bootstrap_admin", "check_store", "serve"]
 
@@ -92,6 +93,15 @@ def _warn_about_exposure(settings: Settings) -> None:
             "set tls_cert and tls_key",
             settings.host,
         )
+    if settings.syslog_port and not loopback:
+        log.warning(
+            "the syslog listener on %s:%d takes entries without credentials for services %s from anyone "
+            "who can reach it%s: keep it on a trusted network",
+            settings.host,
+            settings.syslog_port,
+            ", ".join(settings.syslog_services),
+            "" if settings.syslog_tls else ", in clear text (syslog_tls encrypts TCP)",
+        )
 
 
 def serve(settings: Settings) -> None:
@@ -100,6 +110,8 @@ def serve(settings: Settings) -> None:
     os.umask(0o077)
     logging.config.dictConfig(log_config(settings.log_level))
     check_store(settings)
+    if settings.syslog_port:
+        probe_syslog_port(settings)
     first_start = bootstrap_admin(settings)
     if first_start is not None:
         credential, saved = first_start

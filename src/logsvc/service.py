@@ -6,7 +6,8 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -21,14 +22,16 @@ from logsvc.content import (
     is_ndjson,
     is_otlp_json,
 )
+from logsvc.domain.cursors import decode_position, encode_position
 from logsvc.domain.documents import decode_documents
 from logsvc.domain.entries import Limits, LogEntry, NewEntry, format_log_id, parse_log_id
 from logsvc.domain.esbulk import BulkItem, BulkOutcome, bulk_items
 from logsvc.domain.loki import loki_documents
 from logsvc.domain.mapping import FieldMapping, parse_mapping
 from logsvc.domain.otlp import otlp_documents
-from logsvc.domain.queries import MAX_LIMIT, Page, parse_query
+from logsvc.domain.queries import MAX_LIMIT, Page, Query, parse_query
 from logsvc.domain.retention import retention_rules
+from logsvc.domain.syslog import SyslogRefused, syslog_document
 from logsvc.domain.timestamps import format_timestamp, parse_whole_number
 from logsvc.domain.validation import validate_each, validate_entries
 from logsvc.errors import (
@@ -41,8 +44,9 @@ from logsvc.errors import (
     ServerBusy,
     ValidationFailed,
 )
-from logsvc.scopes import check_pattern
+from logsvc.scopes import check_pattern, covers
 from logsvc.storage.port import LogStore
+from logsvc.tail import TailPage, TailRequest, wanted
 
 if TYPE_CHECKING:  # the Lambda handlers import this module and must not load SQLite
     from logsvc.auth.credential_service import AuditEvent, Credential, CredentialService, NewCredential
@@ -56,6 +60,7 @@ __all__ = [
     "LogService",
     "OtlpResult",
     "Retention",
+    "SyslogOutcome",
     "check_destroy",
     "purge",
 ]
@@ -99,6 +104,22 @@ class BulkResult(msgspec.Struct, frozen=True):
     outcomes: list[BulkOutcome]
 
 
+class SyslogOutcome(msgspec.Struct, frozen=True):
+    """What a batch of syslog messages became: how many were stored; of the others, how many were dropped
+    for each reason (``logsvc.domain.syslog``'s, ``invalid`` or ``outside_scope``) and the detail of the
+    last one of each."""
+
+    stored: int
+    dropped: dict[str, int]
+    details: dict[str, str]
+
+
+# Why a syslog message was dropped, besides the reasons of its parser: it broke a rule of POST /logs, or
+# names a service outside syslog_services.
+SYSLOG_INVALID = "invalid"
+SYSLOG_OUTSIDE_SCOPE = "outside_scope"
+
+
 class IngestObserver(Protocol):
     """Told how many entries each ingest stored or rejected (metrics)."""
 
@@ -116,10 +137,12 @@ class LogService:
         observer: IngestObserver | None = None,
         clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
         decode_threads: int = 2,
+        on_stored: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.limits = limits
         self._observer = observer
+        self._on_stored = on_stored
         self._clock_us = clock_us
         self._decoding = asyncio.Semaphore(decode_threads)
 
@@ -181,12 +204,96 @@ class LogService:
             raise EntriesRefused(problems, refused=refused, stored=len(entries))
         return len(entries)
 
+    async def ingest_syslog(
+        self, messages: Sequence[tuple[bytes, str | None]], *, scope: tuple[str, ...], zone: tzinfo | None
+    ) -> SyslogOutcome:
+        """Store the syslog messages (each with its sender's address) that follow their format and the
+        rules of POST /logs, one by one (``logsvc.domain.syslog`` maps them to entries); returns once they
+        are durable. Syslog has no credentials: ``scope`` (syslog_services, never empty) stands for one,
+        and a message of a service outside it is dropped, never stored. ``zone``: that of RFC 3164
+        timestamps (None: the server's)."""
+        size = sum(len(frame) for frame, _ in messages)
+        entries, outcome = await self._off_loop(
+            size <= INLINE_BODY_BYTES, lambda: self._syslog_entries(messages, scope, zone)
+        )
+        if entries:
+            await self.store.append(entries)
+        if self._observer is not None:
+            self._observer.ingested(len(entries))
+        return outcome
+
+    def _syslog_entries(
+        self, messages: Sequence[tuple[bytes, str | None]], scope: tuple[str, ...], zone: tzinfo | None
+    ) -> tuple[list[NewEntry], SyslogOutcome]:
+        now_us = self._clock_us()
+        entries: list[NewEntry] = []
+        dropped: dict[str, int] = {}
+        details: dict[str, str] = {}
+
+        def drop(reason: str, detail: str) -> None:
+            dropped[reason] = dropped.get(reason, 0) + 1
+            details[reason] = detail
+
+        for frame, peer in messages:
+            try:
+                doc = syslog_document(frame, now_us=now_us, zone=zone, peer=peer)
+            except SyslogRefused as exc:
+                drop(exc.reason, exc.detail)
+                continue
+            (entry,) = self._each_entry([doc], now_us)
+            if isinstance(entry, str):
+                drop(SYSLOG_INVALID, entry)
+            elif not scope or not covers(scope, entry.service_name):
+                drop(SYSLOG_OUTSIDE_SCOPE, f"service {entry.service_name!r} is outside syslog_services")
+            else:
+                entries.append(entry)
+        self._rejected(len(messages) - len(entries))
+        return entries, SyslogOutcome(stored=len(entries), dropped=dropped, details=details)
+
+    async def ingest_one(
+        self,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        to_entry: Callable[[Any], dict[str, Any]],
+        principal: Principal,
+    ) -> NewEntry:
+        """Store one entry that an older client sent in its own shape (``logsvc.domain.compat``): the body
+        is one JSON object whatever its media type (the function URLs those clients called read it so),
+        ``to_entry`` makes it an entry document, and the rules of ``POST /logs`` apply; returns once it is
+        durable."""
+        (entry,) = await self._decode(body, headers, lambda: self._translated(body, headers, to_entry))
+        await self._store([entry], principal)
+        return entry
+
+    def _translated(
+        self, body: bytes, headers: Mapping[str, str], to_entry: Callable[[Any], dict[str, Any]]
+    ) -> list[NewEntry]:
+        docs, single = self._parsed(
+            body,
+            headers,
+            lambda content: decode_documents(content, ndjson=False, limits=self.limits, logs_wrapper=False),
+        )
+        try:
+            if not single:
+                raise ValidationFailed([FieldError("body", "must be one JSON object")])
+            return validate_entries(
+                [to_entry(docs[0])], now_us=self._clock_us(), limits=self.limits, batch=False
+            )
+        except ValidationFailed:
+            self._rejected(1)
+            raise
+
     async def _decode(
         self, body: bytes, headers: Mapping[str, str], decode: Callable[[], _T], *, compressed: bool = False
     ) -> _T:
         """``decode()``, on the event loop for a small body as sent, else in a thread. ``compressed``: the
         body is compressed whatever its Content-Encoding says (Loki's snappy)."""
-        if len(body) <= INLINE_BODY_BYTES and not compressed and not is_encoded(headers):
+        inline = len(body) <= INLINE_BODY_BYTES and not compressed and not is_encoded(headers)
+        return await self._off_loop(inline, decode)
+
+    async def _off_loop(self, inline: bool, decode: Callable[[], _T]) -> _T:
+        if inline:
             return decode()
         # Inflating and decoding up to max_decompressed_bytes takes a CPU for a while: off the event
         # loop, and a few at a time, so that a burst of large bodies cannot take every thread and all
@@ -213,6 +320,8 @@ class LogService:
             )
         if entries:
             await self.store.append(entries)
+            if self._on_stored is not None:
+                self._on_stored()
         if self._observer is not None:
             self._observer.ingested(len(entries))
 
@@ -253,12 +362,14 @@ class LogService:
             self._rejected(1)
             raise
 
-    def _each_entry(self, docs: list[Any]) -> list[NewEntry | str]:
+    def _each_entry(self, docs: list[Any], now_us: int | None = None) -> list[NewEntry | str]:
         """The records of a shipper's batch through the rules of POST /logs, each alone: a broken one is
-        refused (the reason is given in its place), not the whole request."""
+        refused (the reason is given in its place), not the whole request. ``now_us``: the receive time
+        (default: now)."""
+        now_us = self._clock_us() if now_us is None else now_us
         return [
             found if isinstance(found, NewEntry) else "; ".join(f"{e.field} {e.message}" for e in found)
-            for found in validate_each(docs, now_us=self._clock_us(), limits=self.limits)
+            for found in validate_each(docs, now_us=now_us, limits=self.limits)
         ]
 
     def _otlp_entries(self, body: bytes, headers: Mapping[str, str], as_json: bool) -> OtlpResult:
@@ -328,14 +439,63 @@ class LogService:
             self._observer.rejected(count)
 
     async def recent(self, params: Iterable[tuple[str, str]], *, principal: Principal) -> Page:
-        query = parse_query(params, now_us=self._clock_us())
+        """A read of ``GET /logs`` by its query-string parameters."""
+        return await self.store.recent(self._read_query(params, principal))
+
+    async def page(self, query: Query, *, principal: Principal) -> Page:
+        """The page a query asks for, held to the credential's service scope."""
+        return await self.store.recent(self._scoped(query, principal))
+
+    def _read_query(self, params: Iterable[tuple[str, str]], principal: Principal) -> Query:
+        """A read's parameters as a Query held to the credential's scope."""
+        return self._scoped(parse_query(params, now_us=self._clock_us()), principal)
+
+    def _scoped(self, query: Query, principal: Principal) -> Query:
         if principal.services:
             if query.service_name is not None and not principal.covers(query.service_name):
                 allowed = ", ".join(principal.services)
                 raise Forbidden(f"this credential may read only services {allowed}; not {query.service_name}")
             # A scoped credential reading "everything" reads everything it may see.
             query = msgspec.structs.replace(query, service_patterns=principal.services)
-        return await self.store.recent(query)
+        return query
+
+    def tail_request(
+        self, params: Iterable[tuple[str, str]], *, principal: Principal, last_event_id: str | None = None
+    ) -> TailRequest:
+        """A tail's filters (those of a read, held to the scope in the same way) and the position it goes
+        on after: the ``Last-Event-ID`` of a reconnecting stream, else ``cursor``. A stream reconnects to
+        the URL it first opened, so the header, which is newer, wins over a cursor in the URL."""
+        params = list(params)
+        cursors = [value for name, value in params if name == "cursor"]
+        query = self._read_query([(n, v) for n, v in params if n != "cursor"], principal)
+        if len(cursors) > 1:
+            raise ValidationFailed([FieldError("cursor", "given more than once")])
+        if last_event_id is not None:
+            name, value = "Last-Event-ID", last_event_id
+        elif cursors:
+            name, value = "cursor", cursors[0]
+        else:
+            return TailRequest(query=query, after=None)
+        try:
+            return TailRequest(query=query, after=decode_position(value.strip()))
+        except ValueError:
+            rule = "is not a tail cursor this service returned (an event id or next_cursor, as given)"
+            raise ValidationFailed([FieldError(name, rule)]) from None
+
+    async def tail_page(self, request: TailRequest) -> TailPage:
+        """The polling form of a tail: what committed after its position, oldest first, up to the query's
+        limit of entries read; without a position, none, and the cursor of the newest commit."""
+        if request.after is None:
+            head = await self.store.arrivals(None, limit=1)
+            return TailPage(count=0, logs=[], next_cursor=encode_position(head.position), more=False)
+        query = request.query
+        arrivals = await self.store.arrivals(
+            request.after, limit=query.limit, searches=(query.terms,) if query.terms else ()
+        )
+        logs = [arrival.entry for arrival in wanted(query, arrivals)]
+        return TailPage(
+            count=len(logs), logs=logs, next_cursor=encode_position(arrivals.position), more=arrivals.more
+        )
 
     async def get(self, log_id: str, *, principal: Principal) -> LogEntry:
         try:

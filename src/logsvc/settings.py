@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import tzinfo
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
 from logsvc.datadir import DataDir
 from logsvc.domain.entries import HARD_MAX_MESSAGE_BYTES, Limits
 from logsvc.domain.iam import iam_role_or_user
-from logsvc.domain.roles import Role
+from logsvc.domain.roles import Role, granted_roles
 from logsvc.errors import ConfigError
 from logsvc.scopes import PATTERN_REGEX, check_pattern
 
 __all__ = ["ENV_PREFIX", "AwsGrant", "Settings", "load_settings"]
 
 ENV_PREFIX = "LOGSVC_"
-_JSON_FIELDS = frozenset({"retention_by_service", "aws_principals"})
+_JSON_FIELDS = frozenset({"retention_by_service", "aws_principals", "jwt_default_roles", "syslog_services"})
 _JSON_EXAMPLES = {
-    "retention_by_service": '{"payments*": 30}',
-    "aws_principals": '{"arn:aws:iam::123456789012:role/app": {"role": "ingest", "services": ["app*"]}}',
+    "retention_by_service": 'a JSON object such as {"payments*": 30}',
+    "aws_principals": 'a JSON object such as {"arn:aws:iam::123456789012:role/app": {"roles": ["read"]}}',
+    "jwt_default_roles": 'a JSON array such as ["ingest", "read"]',
+    "syslog_services": 'a JSON array such as ["myapp", "web-*"]',
 }
 # An IAM role or user ARN; a role or user may sit under a path (role/path/to/name).
 MiB = 1024 * 1024
@@ -42,11 +46,20 @@ def _default_credentials_file() -> str:
     return str(Path(_config_dir()) / "credentials")
 
 
-class AwsGrant(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """What an AWS identity (an IAM role or user) may do behind the Lambda handlers."""
+class AwsGrant(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """What an AWS identity (an IAM role or user) may do behind the Lambda handlers: ``roles``, or one
+    ``role`` as the setting was written before a grant could hold several."""
 
-    role: Role
+    role: Role | None = None
     services: tuple[Annotated[str, msgspec.Meta(pattern=PATTERN_REGEX)], ...] = ()
+    roles: tuple[Role, ...] = ()
+
+    def __post_init__(self) -> None:
+        granted_roles(self.role, self.roles)  # ValueError unless exactly one form names some
+
+    @property
+    def granted(self) -> tuple[Role, ...]:
+        return granted_roles(self.role, self.roles)
 
 
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -121,6 +134,10 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     jwt_service_claim: Annotated[str, msgspec.Meta(description="claim holding service patterns")] = (
         "logsvc:services"
     )
+    jwt_default_roles: Annotated[
+        tuple[Role, ...],
+        msgspec.Meta(description="roles of a token without the role claim (a pool user in no group)"),
+    ] = ()
     tls_cert: Annotated[str, msgspec.Meta(description="PEM certificate chain; with tls_key, serve HTTPS")] = (
         ""
     )
@@ -193,6 +210,56 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     shutdown_timeout: Annotated[
         float, msgspec.Meta(gt=0, description="seconds in-flight requests get to finish on shutdown")
     ] = 30.0
+    syslog_port: Annotated[
+        int, msgspec.Meta(ge=0, le=65535, description="port of the syslog listener, TCP and UDP; 0: off")
+    ] = 0
+    syslog_services: Annotated[
+        tuple[str, ...],
+        msgspec.Meta(description="service patterns syslog may write (it has no credentials); required"),
+    ] = ()
+    syslog_tls: Annotated[
+        bool, msgspec.Meta(description="TLS on the syslog TCP port with tls_cert/tls_key (RFC 5425); no UDP")
+    ] = False
+    syslog_max_frame_bytes: Annotated[
+        int,
+        msgspec.Meta(ge=480, le=HARD_MAX_MESSAGE_BYTES, description="largest syslog message, as framed"),
+    ] = 65536
+    syslog_max_connections: Annotated[
+        int, msgspec.Meta(ge=1, le=100_000, description="syslog TCP connections open at once")
+    ] = 256
+    syslog_idle_timeout: Annotated[
+        float,
+        msgspec.Meta(gt=0, description="seconds a syslog connection may go without completing a message"),
+    ] = 120.0
+    syslog_timezone: Annotated[
+        str, msgspec.Meta(description="zone of RFC 3164 timestamps (IANA name); empty: the server's")
+    ] = ""
+    tail_streams: Annotated[
+        int, msgspec.Meta(ge=1, description="open GET /logs/tail streams per server process, in all")
+    ] = 1000
+    tail_streams_per_credential: Annotated[
+        int, msgspec.Meta(ge=1, description="open tail streams per credential and server process")
+    ] = 10
+    tail_queue_entries: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1, le=100_000, description="entries a tail stream holds for a slow reader; more drop"
+        ),
+    ] = 1000
+    tail_heartbeat_seconds: Annotated[
+        float,
+        msgspec.Meta(gt=0, description="seconds without entries before a tail stream sends a heartbeat"),
+    ] = 15.0
+    tail_poll_seconds: Annotated[
+        float,
+        msgspec.Meta(
+            gt=0, le=60, description="seconds between two reads of the store for the tail (other processes)"
+        ),
+    ] = 0.25
+    tail_stream_seconds: Annotated[
+        float,
+        msgspec.Meta(gt=0, description="seconds a tail stream lasts; the client resumes (credentials again)"),
+    ] = 3600.0
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
@@ -211,12 +278,43 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
                 check_pattern(pattern)  # the grammar of every service scope, so both backends agree
             except ValueError as exc:
                 raise ValueError(f"retention_by_service: {exc}") from None
+        self._check_syslog()
         for arn in self.aws_principals:
             if iam_role_or_user(arn) is None:
                 raise ValueError(
                     f"aws_principals: {arn!r} is not an IAM role or user ARN "
                     "(arn:aws:iam::ACCOUNT:role/NAME or arn:aws:iam::ACCOUNT:user/NAME)"
                 )
+
+    def _check_syslog(self) -> None:
+        for pattern in self.syslog_services:
+            try:
+                check_pattern(pattern)
+            except ValueError as exc:
+                raise ValueError(f"syslog_services: {exc}") from None
+        if self.syslog_port and not self.syslog_services:
+            # Syslog has no credentials: what it may write is said here, or it writes nothing.
+            raise ValueError(
+                "syslog_port needs syslog_services, the service patterns syslog messages may write "
+                '(syslog has no credentials), e.g. ["myapp", "web-*"]; ["*"] allows every service'
+            )
+        if self.syslog_port and self.syslog_port == self.port:
+            raise ValueError("syslog_port must differ from port")
+        if self.syslog_tls and not self.tls_cert:
+            raise ValueError("syslog_tls uses the server's certificate: set tls_cert and tls_key too")
+        if self.syslog_timezone:
+            try:
+                ZoneInfo(self.syslog_timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(
+                    f"syslog_timezone {self.syslog_timezone!r} is not a time zone name such as "
+                    "Europe/Berlin or UTC"
+                ) from None
+
+    @property
+    def syslog_zone(self) -> tzinfo | None:
+        """The zone of RFC 3164 timestamps; None for the server's local zone."""
+        return ZoneInfo(self.syslog_timezone) if self.syslog_timezone else None
 
     @property
     def store_url(self) -> str:
@@ -262,7 +360,7 @@ def load_settings(
             try:
                 values[name] = msgspec.json.decode(value) if name in _JSON_FIELDS else value
             except msgspec.DecodeError:
-                raise ConfigError(f"{key} must be a JSON object such as {_JSON_EXAMPLES[name]}") from None
+                raise ConfigError(f"{key} must be {_JSON_EXAMPLES[name]}") from None
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     try:
         return msgspec.convert(values, Settings, strict=False)
@@ -276,7 +374,9 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     def text(value: object) -> str:
         if isinstance(value, bool):
             return str(value).lower()
-        return msgspec.json.encode(value).decode() if isinstance(value, dict) else str(value)
+        if isinstance(value, dict | list | tuple):
+            return msgspec.json.encode(value).decode()
+        return str(value)
 
     return {
         f"{ENV_PREFIX}{name.upper()}": text(value) for name, value in msgspec.structs.asdict(settings).items()

@@ -30,9 +30,11 @@ from tests.aws.helpers import (
     read_event,
     set_method,
     set_path,
+    set_query,
     with_body,
     with_caller,
 )
+from tests.conftest import eventually
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
 
@@ -139,6 +141,48 @@ def test_recent_filters_and_follows_the_cursor(lambda_app: LambdaApp, fmt: str) 
     # GET /logs answers as GET /logs/recent.
     listed = lambda_app.read(read_event(fmt, "/logs", f"service_name={service}&level=warn"), None)
     assert body_of(listed) == exact
+
+
+def tail_page(app: LambdaApp, fmt: str, query: str, *, caller: str = READ_CALLER) -> dict[str, Any]:
+    """GET /logs/tail as a streaming client asks for it: a Lambda answers the polling page all the same."""
+    event = load_event(f"{fmt}_iam_recent")
+    set_path(event, "/logs/tail", "/logs/tail", None)
+    set_query(event, query)
+    event = with_caller(event, caller)
+    event["headers"]["accept"] = "text/event-stream"
+    response = app.read(event, None)
+    assert response["statusCode"] == 200, response
+    assert response["headers"]["content-type"] == "application/json"
+    page: dict[str, Any] = body_of(response)
+    return page
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_the_tail_is_a_polling_page_in_commit_order(lambda_app: LambdaApp, fmt: str) -> None:
+    service = _service()
+    start = tail_page(lambda_app, fmt, f"service_name={service}")
+    assert (start["count"], start["logs"], start["more"]) == (0, [], False)
+    batch = [
+        {"service_name": service, "message": f"t{i}", "timestamp": _ago(3600 * (3 - i))} for i in range(3)
+    ]
+    batch.append({"service_name": _service(), "message": "another service"})
+    assert lambda_app.ingest(ingest_event(fmt, batch), None)["statusCode"] == 201
+    later = {"service_name": service, "message": "t3", "timestamp": _ago(7200)}  # older, committed later
+    assert lambda_app.ingest(ingest_event(fmt, later), None)["statusCode"] == 201
+    seen: list[str] = []
+    cursor = start["next_cursor"]
+
+    def polled() -> bool:
+        nonlocal cursor
+        page = tail_page(lambda_app, fmt, f"service_name={service}&cursor={cursor}")
+        seen.extend(entry["message"] for entry in page["logs"])
+        cursor = page["next_cursor"]
+        return len(seen) >= 4
+
+    assert eventually(polled)
+    assert seen == ["t0", "t1", "t2", "t3"]
+    scoped = tail_page(lambda_app, fmt, f"cursor={start['next_cursor']}", caller=CHECKOUT_READER)
+    assert scoped["logs"] == []
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -370,7 +414,7 @@ def test_no_identity_at_all_is_a_401(lambda_app: LambdaApp, fmt: str) -> None:
     event = with_caller(ingest_event(fmt, {"message": "x"}), None)
     response = lambda_app.ingest(event, None)
     assert_problem(response, 401, "missing_authentication_token")
-    assert response["headers"]["www-authenticate"] == 'Bearer realm="logsvc"'
+    assert response["headers"]["www-authenticate"] == 'Bearer realm="logsvc", AWS4-HMAC-SHA256 realm="logsvc"'
 
 
 def test_a_function_url_with_auth_type_none_gets_a_401(lambda_app: LambdaApp) -> None:

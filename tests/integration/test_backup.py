@@ -87,3 +87,31 @@ def test_a_damaged_backup_is_refused(tmp_path: Path) -> None:
         run_logsvc(settings, "restore", "--from", str(tmp_path), "--into", str(tmp_path / "x")).returncode
         == 2
     )
+
+
+def test_restore_takes_the_directory_given_to_backup_as_typed(tmp_path: Path) -> None:
+    """`backup --to DIR` makes a backup below DIR; `restore --from DIR` restores the newest one there."""
+    settings = make_settings(tmp_path / "data")
+    server = ServerThread(settings).start()
+    try:
+        with httpx.Client(base_url=server.url, headers=bearer(server.admin)) as client:
+            first = client.post("/logs", json={"message": "in both backups"}).json()["log_id"]
+            assert run_logsvc(settings, "backup", "--to", str(tmp_path / "backups")).returncode == 0
+            second = client.post("/logs", json={"message": "in the second only"}).json()["log_id"]
+            assert run_logsvc(settings, "backup", "--to", str(tmp_path / "backups")).returncode == 0
+    finally:
+        server.stop()
+    assert len(list((tmp_path / "backups").iterdir())) == 2
+    restored = tmp_path / "restored"
+    result = run_logsvc(settings, "restore", "--from", str(tmp_path / "backups"), "--into", str(restored))
+    assert result.returncode == 0, result.stderr
+    newest = max(p.name for p in (tmp_path / "backups").iterdir())
+    created_at = json.loads((tmp_path / "backups" / newest / "manifest.json").read_text())["created_at"]
+    assert f"restored the backup of {created_at}" in result.stdout
+    ids = stored_ids(restored, make_settings(restored, master_key_file=settings.master_key_file))
+    assert ids == {first, second}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = run_logsvc(settings, "restore", "--from", str(empty), "--into", str(tmp_path / "nothing"))
+    assert refused.returncode == 2
+    assert "is not a logsvc backup" in refused.stderr

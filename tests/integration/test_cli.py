@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from logsvc.cli import main
 from logsvc.crypto import store_key
 from logsvc.crypto.sqlite import connect
 from tests.conftest import ServerProcess, eventually, make_settings
@@ -45,6 +46,17 @@ def test_help_and_version() -> None:
     for flag in ("--host", "--port", "--data-dir", "--store", "--workers", "--config"):
         assert flag in serve_help.stdout
     assert logsvc("--version").stdout.startswith("logsvc, version ")
+
+
+def test_help_lists_exactly_the_commands_that_exist() -> None:
+    """Every command --help names runs (its own --help answers), and every command is named: nothing is
+    promised that is not there, such as a tail command before it exists."""
+    listed = re.search(r"^Commands:\n((?:  .*\n?)+)", logsvc("--help").stdout, re.MULTILINE)
+    assert listed is not None
+    names = {line.split()[0] for line in listed.group(1).splitlines() if line.strip()}
+    assert names == set(main.commands)
+    for name in names:
+        assert logsvc(name, "--help").returncode == 0, name
 
 
 def test_bad_settings_stop_start_up_with_a_clear_message(tmp_path: Path) -> None:
@@ -182,11 +194,11 @@ def test_keys_commands(tmp_path: Path) -> None:
         "access_key_id",
         "secret_access_key",
         "api_key",
-        "role",
+        "roles",
         "services",
         "expires_at",
     }
-    assert (credential["role"], credential["services"]) == ("ingest", ["payments*"])
+    assert (credential["roles"], credential["services"]) == (["ingest"], ["payments*"])
     listed = json.loads(logsvc("keys", "list", "--json", "--data-dir", data).stdout)
     assert [c["access_key_id"] for c in listed] == [credential["access_key_id"]]
     assert credential["secret_access_key"] not in json.dumps(listed)

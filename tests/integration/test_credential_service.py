@@ -98,7 +98,7 @@ def test_the_first_admin_is_created_once_and_again_only_when_none_is_usable(open
     first, second = opened(clock), opened(clock)
     made = first.bootstrap_admin(description="first start", actor="logsvc", source="local")
     assert made is not None
-    assert made.role is Role.ADMIN
+    assert made.roles == (Role.ADMIN,)
     assert second.bootstrap_admin(description="first start", actor="logsvc", source="local") is None
     assert first.bootstrap_admin(description="first start", actor="logsvc", source="local") is None
     # An admin that expires counts until it has expired; then the next start creates one.

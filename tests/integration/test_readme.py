@@ -42,4 +42,4 @@ def test_readme_examples_succeed(server: ServerThread) -> None:
     assert result.returncode == 0, result.stderr
     assert '"count":2' in result.stdout.replace(" ", "")
     assert "card declined" in result.stdout
-    assert '"role":"ingest","services":["payments*"]' in result.stdout
+    assert '"roles":["ingest"],"services":["payments*"]' in result.stdout

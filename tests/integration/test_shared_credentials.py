@@ -203,7 +203,7 @@ def test_two_replicas_starting_at_once_create_one_admin(
         assert written == [i in winners for i in range(len(settings))]
         store = open_credentials(settings[0])
         try:
-            admins = [c for c in store.credentials() if c.role is Role.ADMIN]
+            admins = [c for c in store.credentials() if Role.ADMIN in c.roles]
             assert [c.access_key_id for c in admins] == [made[winners[0]].access_key_id]  # type: ignore[union-attr]
             # A later start finds the admin; once it is revoked, the next start makes another.
             assert bootstrap_admin(settings[1]) is None
@@ -489,7 +489,8 @@ def test_bad_items_and_failed_reloads_do_not_stop_the_reloads(
     writer = boto3.client("dynamodb", region_name=target.region, endpoint_url=target.endpoint)
     (good,) = [item for item in raw_items(auth_url) if item["sk"]["S"] == key.access_key_id]
     # A role from a newer version (a rolling upgrade), and an item missing a field.
-    writer.put_item(TableName=target.table, Item=good | {"sk": {"S": "LSKNEWROLE"}, "role": {"S": "auditor"}})
+    newer = {"sk": {"S": "LSKNEWROLE"}, "roles": {"L": [{"S": "ingest"}, {"S": "auditor"}]}}
+    writer.put_item(TableName=target.table, Item=good | newer)
     writer.put_item(
         TableName=target.table,
         Item={k: v for k, v in good.items() if k != "services"} | {"sk": {"S": "LSKBROKEN"}},

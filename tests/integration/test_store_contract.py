@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,13 +14,13 @@ import msgspec
 import pytest
 import uuid_utils
 
-from logsvc.domain.cursors import decode_cursor
+from logsvc.domain.cursors import Position, decode_cursor
 from logsvc.domain.entries import Level, NewEntry, format_log_id
 from logsvc.domain.queries import Query
 from logsvc.domain.timestamps import parse_timestamp
 from logsvc.scopes import covers
 from logsvc.storage.open import open_store
-from logsvc.storage.port import LogStore
+from logsvc.storage.port import Arrival, Arrivals, LogStore
 
 T = TypeVar("T")
 BASE = 1_700_000_000_000_000
@@ -318,3 +319,62 @@ def test_a_log_id_is_unique_within_its_service_not_across_services(opener: Opene
         ("payments", "of payments"),
     ]
     assert page.count == 2
+
+
+def arrived(ts_us: int, message: str, service: str = "svc") -> NewEntry:
+    """An entry received now (the arrival index of DynamoDB reads the time of arrival)."""
+    now = time.time_ns() // 1000
+    return msgspec.structs.replace(entry(ts_us, message, service), received_us=now)
+
+
+async def follow(
+    store: LogStore, after: Position, count: int, searches: tuple[tuple[str, ...], ...]
+) -> Arrivals:
+    """``count`` arrivals after ``after``, read two at a time (DynamoDB gives them after its delay)."""
+    found: list[Arrival] = []
+    matched: dict[tuple[str, ...], set[Position]] = {terms: set() for terms in searches}
+    deadline = time.monotonic() + 30
+    while len(found) < count and time.monotonic() < deadline:
+        arrivals = await store.arrivals(after, limit=2, searches=searches)
+        assert len(arrivals.entries) <= 2
+        found += arrivals.entries
+        for terms in searches:
+            matched[terms] |= arrivals.found[terms]
+        if not arrivals.more:
+            await asyncio.sleep(0.05)
+        after = arrivals.position
+    return Arrivals(found, after, found={terms: frozenset(p) for terms, p in matched.items()})
+
+
+def test_arrivals_come_in_commit_order_whatever_their_event_time(opener: Opener) -> None:
+    async def body(store: LogStore) -> tuple[Arrivals, Arrivals]:
+        start = (await store.arrivals(None, limit=10)).position
+        await store.append([arrived(BASE + 5_000_000, "the disk is full"), arrived(BASE + 9_000_000, "b")])
+        await store.append([arrived(BASE, "oldest event, committed last: disk")])
+        first = await follow(store, start, 3, (("disk",), ("full", "the")))
+        await store.append([arrived(BASE + 1, "after")])
+        return first, await follow(store, first.position, 1, ())
+
+    first, second = run(opener, body)
+    messages = [arrival.entry.message for arrival in first.entries]
+    assert messages == ["the disk is full", "b", "oldest event, committed last: disk"]
+    positions = [arrival.position for arrival in first.entries]
+    assert positions == sorted(positions)
+    assert len(set(positions)) == 3
+    assert first.found[("disk",)] == {positions[0], positions[2]}
+    assert first.found[("full", "the")] == {positions[0]}
+    assert [arrival.entry.message for arrival in second.entries] == ["after"]
+    assert first.entries[2].ts_us == BASE
+
+
+def test_arrival_positions_are_not_reused_after_the_newest_entries_are_deleted(opener: Opener) -> None:
+    async def body(store: LogStore) -> list[str]:
+        await store.append([arrived(BASE, "kept", "keep")])
+        start = (await store.arrivals(None, limit=10)).position
+        await store.append([arrived(BASE, "purged", "gone")])
+        seen = await follow(store, start, 1, ())
+        assert await store.delete_older(2**62, include=("gone",)) == 1
+        await store.append([arrived(BASE, "new", "keep")])
+        return [arrival.entry.message for arrival in (await follow(store, seen.position, 1, ())).entries]
+
+    assert run(opener, body) == ["new"]

@@ -134,9 +134,12 @@ def test_table_keys_indexes_and_billing(stack: Stack) -> None:
         ("sk", "S"),
         ("gpk", "S"),
         ("id", "S"),
+        ("apk", "S"),
+        ("ask", "S"),
     }
     indexes = {index["name"]: index for index in table["global_secondary_index"]}
-    assert set(indexes) == {"by_time", "by_id"}
+    assert set(indexes) == {"by_time", "by_id", "by_arrival"}
+    assert (indexes["by_arrival"]["hash_key"], indexes["by_arrival"]["range_key"]) == ("apk", "ask")
     assert (indexes["by_time"]["hash_key"], indexes["by_time"]["range_key"]) == ("gpk", "sk")
     assert indexes["by_time"]["projection_type"] == "ALL"
     assert indexes["by_id"]["hash_key"] == "id"
@@ -271,7 +274,11 @@ def test_function_environment(stack: Stack) -> None:
         "LOGSVC_AWS_PRINCIPALS",
         "LOGSVC_RETENTION_DAYS",
         "LOGSVC_JWT_SERVICE_CLAIM",
+        "LOGSVC_JWT_DEFAULT_ROLES",
     }
+    # Empty unless the operator opts in: a Cognito user in no group may do nothing.
+    assert environment["LOGSVC_JWT_DEFAULT_ROLES"] == expr("jsonencode(var.cognito_default_roles)")
+    assert stack.variables["cognito_default_roles"]["default"] == []
     assert environment["LOGSVC_STORE"] == expr("local.store_url")
     assert stack.locals["store_url"] == (
         "dynamodb://${aws_dynamodb_table.logs.name}?region=${local.region}&shards=${var.shards}"
@@ -381,11 +388,19 @@ def test_api_gateway_may_invoke_each_function_only_on_its_routes(stack: Stack) -
     loki = stack.resource("aws_lambda_permission", "api_ingest_loki")
     assert loki["function_name"] == expr("aws_lambda_function.ingest.function_name")
     assert loki["source_arn"] == execution + "POST/loki/api/v1/push"
+    compat = stack.resource("aws_lambda_permission", "api_ingest_compat_cognito")
+    assert compat["function_name"] == expr("aws_lambda_function.ingest.function_name")
+    assert compat["source_arn"] == execution + "POST/compat/cognito/logs"
     read = stack.resource("aws_lambda_permission", "api_read")
     assert read["function_name"] == expr("aws_lambda_function.read.function_name")
     assert read["principal"] == "apigateway.amazonaws.com"
     assert read["source_arn"] == execution + "${each.value}"
-    assert sorted(read["for_each"].values()) == ["GET/logs", "GET/logs/*", "GET/logs/recent"]
+    assert sorted(read["for_each"].values()) == [
+        "GET/compat/cognito/logs",
+        "GET/logs",
+        "GET/logs/*",
+        "GET/logs/recent",
+    ]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -396,16 +411,21 @@ ROUTES = {
     "post_logs": ("POST", "logs", "ingest"),
     "get_logs": ("GET", "logs", "read"),
     "get_logs_recent": ("GET", "logs_recent", "read"),
+    "get_logs_tail": ("GET", "logs_tail", "read"),
     "get_log_by_id": ("GET", "log_by_id", "read"),
     "post_v1_logs": ("POST", "v1_logs", "ingest"),
     "post_loki_push": ("POST", "loki_push", "ingest"),
+    "post_compat_cognito_logs": ("POST", "compat_cognito_logs", "ingest"),
+    "get_compat_cognito_logs": ("GET", "compat_cognito_logs", "read"),
 }
 
 PATHS = {
     "logs": "/logs",
     "logs_recent": "/logs/recent",
+    "logs_tail": "/logs/tail",
     "log_by_id": "/logs/{log_id}",
     "v1_logs": "/v1/logs",
+    "compat_cognito_logs": "/compat/cognito/logs",
     "loki_push": "/loki/api/v1/push",
 }
 
@@ -422,6 +442,7 @@ def test_api_is_regional_and_its_paths(stack: Stack) -> None:
     assert {name: r["path_part"] for name, r in resources.items()} == {
         "logs": "logs",
         "logs_recent": "recent",
+        "logs_tail": "tail",
         "log_by_id": "{log_id}",
         "v1": "v1",
         "v1_logs": "logs",
@@ -429,15 +450,21 @@ def test_api_is_regional_and_its_paths(stack: Stack) -> None:
         "loki_api": "api",
         "loki_api_v1": "v1",
         "loki_push": "push",
+        "compat": "compat",
+        "compat_cognito": "cognito",
+        "compat_cognito_logs": "logs",
     }
     assert resources["logs"]["parent_id"] == expr("aws_api_gateway_rest_api.this.root_resource_id")
     assert resources["logs_recent"]["parent_id"] == expr("aws_api_gateway_resource.logs.id")
+    assert resources["logs_tail"]["parent_id"] == expr("aws_api_gateway_resource.logs.id")
     assert resources["log_by_id"]["parent_id"] == expr("aws_api_gateway_resource.logs.id")
     assert resources["v1_logs"]["parent_id"] == expr("aws_api_gateway_resource.v1.id")
     assert resources["loki"]["parent_id"] == expr("aws_api_gateway_rest_api.this.root_resource_id")
     assert resources["loki_api"]["parent_id"] == expr("aws_api_gateway_resource.loki.id")
     assert resources["loki_api_v1"]["parent_id"] == expr("aws_api_gateway_resource.loki_api.id")
     assert resources["loki_push"]["parent_id"] == expr("aws_api_gateway_resource.loki_api_v1.id")
+    assert resources["compat_cognito_logs"]["parent_id"] == expr("aws_api_gateway_resource.compat_cognito.id")
+    assert resources["compat_cognito"]["parent_id"] == expr("aws_api_gateway_resource.compat.id")
     # OTLP's and Loki's protobuf bodies must reach the ingest function as sent (base64), not as text.
     assert api["binary_media_types"] == ["application/x-protobuf"]
 
@@ -480,13 +507,14 @@ def test_ingest_body_model_and_read_parameters(stack: Stack) -> None:
     assert "logs = {" in schema
     assert "required" not in schema  # field rules are the function's, with its detailed errors
 
-    for name in ("get_logs", "get_logs_recent"):
+    for name in ("get_logs", "get_logs_recent", "get_logs_tail"):
         assert methods[name]["request_parameters"] == expr("local.list_query_parameters"), name
     declared = stack.locals["list_query_parameters"]
     names = {key.removeprefix("method.request.querystring.") for key in declared}
     assert names == {
         "service_name",
         "level",
+        "severity",
         "min_level",
         "log_type",
         "since",
@@ -498,6 +526,12 @@ def test_ingest_body_model_and_read_parameters(stack: Stack) -> None:
     }
     assert not any(declared.values()), "every query parameter is optional"
     assert methods["get_log_by_id"]["request_parameters"] == {"method.request.path.log_id": True}
+    compat = methods["get_compat_cognito_logs"]["request_parameters"]
+    assert {key.removeprefix("method.request.querystring."): v for key, v in compat.items()} == {
+        "severity": False,
+        "limit": False,
+        "startKey": False,
+    }
 
 
 def test_every_method_has_its_lambda_proxy_integration(stack: Stack) -> None:

@@ -170,11 +170,12 @@ def test_audience_list_naming_us_is_accepted(verifier: JwtVerifier, rsa_signer: 
         ("readers writers", ("readers", "writers")),
         ("readers,writers", ("readers", "writers")),
         (" readers, writers ", ("readers", "writers")),
-        (OMIT, ()),
+        ([], ()),
+        (OMIT, None),  # no claim at all: jwt_default_roles decides (auth/policy.py token_principal)
     ],
 )
 def test_role_claim_forms(
-    verifier: JwtVerifier, rsa_signer: SigningKey, value: Any, expected: tuple[str, ...]
+    verifier: JwtVerifier, rsa_signer: SigningKey, value: Any, expected: tuple[str, ...] | None
 ) -> None:
     assert verifier.verify(rsa_signer.sign(claims(**{"cognito:groups": value}))).roles == expected
 

@@ -12,7 +12,7 @@ from logsvc.auth.profiles import SavedProfile, save_server_profile, write_profil
 
 
 def credential(n: int) -> NewCredential:
-    return NewCredential(f"AKID{n}", f"secret{n}", f"lsk_{n}_x", Role.ADMIN, (), None)
+    return NewCredential(f"AKID{n}", f"secret{n}", f"lsk_{n}_x", (Role.ADMIN,), (), None)
 
 
 def profiles_in(path: Path) -> dict[str, dict[str, str]]:

@@ -179,7 +179,7 @@ resource "aws_cloudwatch_metric_alarm" "dynamodb_throttle_events" {
 
 # A throttled GSI write throttles the base table write that feeds it; the by_time GSI is the one at risk.
 resource "aws_cloudwatch_metric_alarm" "dynamodb_gsi_write_throttles" {
-  for_each = toset(["by_time", "by_id"])
+  for_each = toset(["by_time", "by_id", "by_arrival"])
 
   alarm_name          = "${var.name_prefix}-dynamodb-${each.key}-write-throttles"
   alarm_description   = "DynamoDB throttled writes to the ${each.key} index of the log table."

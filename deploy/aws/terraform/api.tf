@@ -2,9 +2,15 @@
 #   POST /logs            -> ingest
 #   GET  /logs            -> read
 #   GET  /logs/recent     -> read
+#   GET  /logs/tail       -> read (the tail's polling page: API Gateway cannot stream)
 #   GET  /logs/{log_id}   -> read
 #   POST /v1/logs         -> ingest (OTLP/HTTP logs: protobuf or JSON)
 #   POST /loki/api/v1/push -> ingest (Loki's push: snappy-compressed protobuf or JSON)
+#   POST /compat/cognito/logs -> ingest   the older Cognito clients' shapes (docs/migrating.md); their raw
+#   GET  /compat/cognito/logs -> read     ID token is what the Cognito authorizer takes anyway
+#
+# The older function-URL clients' routes (/compat/function-url/...) are not here: those clients send no
+# credentials, and nothing in this API is ever NONE (decision 22).
 #
 # Authorization: every method is AWS_IAM (SigV4; the caller needs execute-api:Invoke on that method, which only
 # the client roles in iam_clients.tf have), or COGNITO_USER_POOLS when enable_cognito is true. A REST API
@@ -43,10 +49,34 @@ resource "aws_api_gateway_resource" "logs_recent" {
   path_part   = "recent"
 }
 
+resource "aws_api_gateway_resource" "logs_tail" {
+  rest_api_id = aws_api_gateway_rest_api.this.id
+  parent_id   = aws_api_gateway_resource.logs.id
+  path_part   = "tail"
+}
+
 resource "aws_api_gateway_resource" "log_by_id" {
   rest_api_id = aws_api_gateway_rest_api.this.id
   parent_id   = aws_api_gateway_resource.logs.id
   path_part   = "{log_id}"
+}
+
+resource "aws_api_gateway_resource" "compat" {
+  rest_api_id = aws_api_gateway_rest_api.this.id
+  parent_id   = aws_api_gateway_rest_api.this.root_resource_id
+  path_part   = "compat"
+}
+
+resource "aws_api_gateway_resource" "compat_cognito" {
+  rest_api_id = aws_api_gateway_rest_api.this.id
+  parent_id   = aws_api_gateway_resource.compat.id
+  path_part   = "cognito"
+}
+
+resource "aws_api_gateway_resource" "compat_cognito_logs" {
+  rest_api_id = aws_api_gateway_rest_api.this.id
+  parent_id   = aws_api_gateway_resource.compat_cognito.id
+  path_part   = "logs"
 }
 
 resource "aws_api_gateway_resource" "v1" {
@@ -125,10 +155,11 @@ resource "aws_api_gateway_model" "ingest_body" {
 }
 
 locals {
-  # Query parameters of the two listing routes (DESIGN.md section 3); all optional.
+  # Query parameters of the listing routes and the tail (DESIGN.md section 3); all optional.
   list_query_parameters = {
     "method.request.querystring.service_name" = false
     "method.request.querystring.level"        = false
+    "method.request.querystring.severity"     = false
     "method.request.querystring.min_level"    = false
     "method.request.querystring.log_type"     = false
     "method.request.querystring.since"        = false
@@ -265,8 +296,71 @@ resource "aws_api_gateway_integration" "post_loki_push" {
   uri                     = aws_lambda_function.ingest.invoke_arn
 }
 
+# The older Cognito clients' shapes: the function translates them (logsvc.domain.compat) and holds the rules, so
+# API Gateway checks no body model here; the read's parameters are declared, all optional.
+resource "aws_api_gateway_method" "post_compat_cognito_logs" {
+  rest_api_id          = aws_api_gateway_rest_api.this.id
+  resource_id          = aws_api_gateway_resource.compat_cognito_logs.id
+  http_method          = "POST"
+  authorization        = var.enable_cognito ? "COGNITO_USER_POOLS" : "AWS_IAM"
+  authorizer_id        = var.enable_cognito ? aws_api_gateway_authorizer.cognito[0].id : null
+  request_validator_id = aws_api_gateway_request_validator.this.id
+}
+
+resource "aws_api_gateway_integration" "post_compat_cognito_logs" {
+  rest_api_id             = aws_api_gateway_rest_api.this.id
+  resource_id             = aws_api_gateway_resource.compat_cognito_logs.id
+  http_method             = aws_api_gateway_method.post_compat_cognito_logs.http_method
+  type                    = "AWS_PROXY"
+  integration_http_method = "POST"
+  uri                     = aws_lambda_function.ingest.invoke_arn
+}
+
+resource "aws_api_gateway_method" "get_compat_cognito_logs" {
+  rest_api_id          = aws_api_gateway_rest_api.this.id
+  resource_id          = aws_api_gateway_resource.compat_cognito_logs.id
+  http_method          = "GET"
+  authorization        = var.enable_cognito ? "COGNITO_USER_POOLS" : "AWS_IAM"
+  authorizer_id        = var.enable_cognito ? aws_api_gateway_authorizer.cognito[0].id : null
+  request_validator_id = aws_api_gateway_request_validator.this.id
+
+  request_parameters = {
+    "method.request.querystring.severity" = false
+    "method.request.querystring.limit"    = false
+    "method.request.querystring.startKey" = false
+  }
+}
+
+resource "aws_api_gateway_integration" "get_compat_cognito_logs" {
+  rest_api_id             = aws_api_gateway_rest_api.this.id
+  resource_id             = aws_api_gateway_resource.compat_cognito_logs.id
+  http_method             = aws_api_gateway_method.get_compat_cognito_logs.http_method
+  type                    = "AWS_PROXY"
+  integration_http_method = "POST"
+  uri                     = aws_lambda_function.read.invoke_arn
+}
+
 # ---------------------------------------------------------------------------------------------------------------
 # Deployment and stage
+resource "aws_api_gateway_method" "get_logs_tail" {
+  rest_api_id          = aws_api_gateway_rest_api.this.id
+  resource_id          = aws_api_gateway_resource.logs_tail.id
+  http_method          = "GET"
+  authorization        = var.enable_cognito ? "COGNITO_USER_POOLS" : "AWS_IAM"
+  authorizer_id        = var.enable_cognito ? aws_api_gateway_authorizer.cognito[0].id : null
+  request_validator_id = aws_api_gateway_request_validator.this.id
+  request_parameters   = local.list_query_parameters
+}
+
+resource "aws_api_gateway_integration" "get_logs_tail" {
+  rest_api_id             = aws_api_gateway_rest_api.this.id
+  resource_id             = aws_api_gateway_resource.logs_tail.id
+  http_method             = aws_api_gateway_method.get_logs_tail.http_method
+  type                    = "AWS_PROXY"
+  integration_http_method = "POST"
+  uri                     = aws_lambda_function.read.invoke_arn
+}
+
 # ---------------------------------------------------------------------------------------------------------------
 
 resource "aws_api_gateway_deployment" "this" {
@@ -277,6 +371,7 @@ resource "aws_api_gateway_deployment" "this" {
     redeployment = sha1(jsonencode([
       aws_api_gateway_resource.logs,
       aws_api_gateway_resource.logs_recent,
+      aws_api_gateway_resource.logs_tail,
       aws_api_gateway_resource.log_by_id,
       aws_api_gateway_resource.v1,
       aws_api_gateway_resource.v1_logs,
@@ -284,20 +379,29 @@ resource "aws_api_gateway_deployment" "this" {
       aws_api_gateway_resource.loki_api,
       aws_api_gateway_resource.loki_api_v1,
       aws_api_gateway_resource.loki_push,
+      aws_api_gateway_resource.compat,
+      aws_api_gateway_resource.compat_cognito,
+      aws_api_gateway_resource.compat_cognito_logs,
       aws_api_gateway_request_validator.this,
       aws_api_gateway_model.ingest_body,
       aws_api_gateway_method.post_logs,
       aws_api_gateway_method.get_logs,
       aws_api_gateway_method.get_logs_recent,
+      aws_api_gateway_method.get_logs_tail,
       aws_api_gateway_method.get_log_by_id,
       aws_api_gateway_method.post_v1_logs,
       aws_api_gateway_method.post_loki_push,
+      aws_api_gateway_method.post_compat_cognito_logs,
+      aws_api_gateway_method.get_compat_cognito_logs,
       aws_api_gateway_integration.post_logs,
       aws_api_gateway_integration.get_logs,
       aws_api_gateway_integration.get_logs_recent,
+      aws_api_gateway_integration.get_logs_tail,
       aws_api_gateway_integration.get_log_by_id,
       aws_api_gateway_integration.post_v1_logs,
       aws_api_gateway_integration.post_loki_push,
+      aws_api_gateway_integration.post_compat_cognito_logs,
+      aws_api_gateway_integration.get_compat_cognito_logs,
       aws_api_gateway_authorizer.cognito,
     ]))
   }

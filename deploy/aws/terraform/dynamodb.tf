@@ -3,6 +3,8 @@
 #   sk  = "<ts µs, 19 digits>#<log_id>"     newest first within a partition; no two entries share a key
 #   gpk = "<day>#<shard>"                   GSI by_time: the newest entries across services, without a Scan
 #   id  = "<log_id>"                        GSI by_id (keys only): GET /logs/{log_id}
+#   apk = "<hour received>#<shard>"         GSI by_arrival, sort key ask = "<received µs>#<log_id>": what
+#                                           arrived after a point, for GET /logs/tail (decision 23)
 # plus a few bookkeeping items (pk "#config" holds the shard count; "#service" and "#day" list what exists).
 # GSI reads are eventually consistent. The handlers set the TTL attribute expires_at from retention_days.
 resource "aws_dynamodb_table" "logs" {
@@ -32,6 +34,16 @@ resource "aws_dynamodb_table" "logs" {
     type = "S"
   }
 
+  attribute {
+    name = "apk"
+    type = "S"
+  }
+
+  attribute {
+    name = "ask"
+    type = "S"
+  }
+
   global_secondary_index {
     name            = "by_time"
     hash_key        = "gpk"
@@ -43,6 +55,13 @@ resource "aws_dynamodb_table" "logs" {
     name            = "by_id"
     hash_key        = "id"
     projection_type = "KEYS_ONLY"
+  }
+
+  global_secondary_index {
+    name            = "by_arrival"
+    hash_key        = "apk"
+    range_key       = "ask"
+    projection_type = "ALL"
   }
 
   ttl {

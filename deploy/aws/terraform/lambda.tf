@@ -21,6 +21,7 @@ locals {
     LOGSVC_AWS_PRINCIPALS    = jsonencode(local.aws_principals)
     LOGSVC_RETENTION_DAYS    = tostring(var.retention_days)
     LOGSVC_JWT_SERVICE_CLAIM = "custom:services"
+    LOGSVC_JWT_DEFAULT_ROLES = jsonencode(var.cognito_default_roles)
   }
 }
 
@@ -266,11 +267,20 @@ resource "aws_lambda_permission" "api_ingest_loki" {
   source_arn    = "${aws_api_gateway_rest_api.this.execution_arn}/${var.stage_name}/POST/loki/api/v1/push"
 }
 
+resource "aws_lambda_permission" "api_ingest_compat_cognito" {
+  statement_id  = "AllowApiGatewayPostCompatCognitoLogs"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.ingest.function_name
+  principal     = "apigateway.amazonaws.com"
+  source_arn    = "${aws_api_gateway_rest_api.this.execution_arn}/${var.stage_name}/POST/compat/cognito/logs"
+}
+
 resource "aws_lambda_permission" "api_read" {
   for_each = {
-    logs   = "GET/logs"
-    recent = "GET/logs/recent"
-    by_id  = "GET/logs/*"
+    logs           = "GET/logs"
+    recent         = "GET/logs/recent"
+    by_id          = "GET/logs/*"
+    compat_cognito = "GET/compat/cognito/logs"
   }
 
   statement_id  = "AllowApiGatewayRead-${each.key}"

@@ -276,6 +276,17 @@ variable "enable_cognito" {
   default     = false
 }
 
+variable "cognito_default_roles" {
+  description = "Roles of a Cognito user in no group (an ID token without cognito:groups), e.g. [\"ingest\", \"read\"] for the older Cognito clients' users. Empty: such a user may do nothing."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for role in var.cognito_default_roles : contains(["ingest", "read", "admin"], role)])
+    error_message = "cognito_default_roles may hold only ingest, read and admin."
+  }
+}
+
 variable "cognito_mfa_configuration" {
   description = "MFA for Cognito users: ON (required) or OPTIONAL."
   type        = string

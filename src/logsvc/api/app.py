@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -19,6 +20,7 @@ from logsvc.api.problems import handle_error
 from logsvc.api.routes import starlette_routes
 from logsvc.api.security import SecurityMiddleware
 from logsvc.auth.refusals import RefusalAudit
+from logsvc.connection import SHUTDOWN_HOOK
 from logsvc.endpoints import ENDPOINTS
 from logsvc.errors import LogServiceError
 from logsvc.root import Root
@@ -26,6 +28,7 @@ from logsvc.routing import Endpoint, Services
 from logsvc.service import LogService
 from logsvc.settings import Settings, load_settings
 from logsvc.storage.port import LogStore
+from logsvc.syslog_listener import SyslogListener
 
 __all__ = ["asgi_app", "create_app", "create_app_from_environment"]
 
@@ -48,7 +51,7 @@ def asgi_app(
     openapi = msgspec.json.encode(openapi_document(endpoints))
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         await root.start()
         service = root.log_service()
 
@@ -58,15 +61,21 @@ def asgi_app(
         app.state.services = Services(
             settings=root.settings,
             log=log,
+            tail=root.tail_hub(),
             admin=root.admin(),
             metrics=lambda: (metrics.exposition(), CONTENT_TYPE_LATEST),
             openapi=openapi,
         )
         app.state.refusals = RefusalAudit(root.credentials())
         app.state.authenticator = root.authenticator()
+        syslog = SyslogListener(root.settings, service, metrics) if root.settings.syslog_port else None
         try:
-            yield
+            if syslog is not None:
+                await syslog.start()
+            yield {SHUTDOWN_HOOK: root.tail_hub().close}
         finally:
+            if syslog is not None:
+                await syslog.stop()  # what it read is committed before the store closes
             await root.stop()
 
     app = Starlette(

@@ -43,6 +43,24 @@ class Metrics:
         self.entries_rejected = Counter(
             "logsvc_entries_rejected", "Log entries refused by validation", registry=self.registry
         )
+        self.syslog_messages = Counter(
+            "logsvc_syslog_messages_received",
+            "Syslog messages read, by transport (tcp, udp)",
+            ["transport"],
+            registry=self.registry,
+        )
+        self.syslog_drops = Counter(
+            "logsvc_syslog_messages_dropped",
+            "Syslog messages not stored, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.syslog_closes = Counter(
+            "logsvc_syslog_connections_closed",
+            "Syslog connections closed by the server, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
         self.write_batch = Histogram(
             "logsvc_store_write_batch_entries",
             "Entries committed per store transaction (group commit)",
@@ -65,6 +83,15 @@ class Metrics:
 
     def rejected(self, count: int) -> None:
         self.entries_rejected.inc(count)
+
+    def syslog_received(self, transport: str, count: int) -> None:
+        self.syslog_messages.labels(transport).inc(count)
+
+    def syslog_dropped(self, reason: str, count: int) -> None:
+        self.syslog_drops.labels(reason).inc(count)
+
+    def syslog_closed(self, reason: str) -> None:
+        self.syslog_closes.labels(reason).inc()
 
     def committed(self, count: int) -> None:
         self.write_batch.observe(count)

@@ -12,24 +12,51 @@ from logsvc import __version__
 from logsvc.api.problems import PROBLEM_TYPE, Problem
 from logsvc.auth.credential_service import AuditEvent, Credential, NewCredential
 from logsvc.auth.policy import Permission, Role
+from logsvc.domain.compat import (
+    CognitoCreated,
+    CognitoEntryIn,
+    CognitoItems,
+    FunctionUrlEntryIn,
+    FunctionUrlLog,
+    FunctionUrlLogs,
+)
 from logsvc.domain.entries import LogEntry, LogEntryIn
 from logsvc.domain.queries import Page
 from logsvc.endpoints import ENDPOINTS
 from logsvc.routing import SCHEMA_REF, Endpoint, path_parameters, schema_ref
 from logsvc.service import BatchCreated, Created
+from logsvc.tail import TailPage
 
 __all__ = ["openapi_document"]
 
 # Every route sits behind the authentication middleware: headers too large (431), credentials refused (401,
 # 403, also on public routes when bad ones are sent) and the per-credential rate limit (429).
 _GUARDED = (401, 403, 429, 431)
-_SCHEMAS = (LogEntryIn, LogEntry, Page, Created, BatchCreated, Problem, NewCredential, Credential, AuditEvent)
+_SCHEMAS = (
+    LogEntryIn,
+    LogEntry,
+    Page,
+    TailPage,
+    Created,
+    BatchCreated,
+    Problem,
+    NewCredential,
+    Credential,
+    AuditEvent,
+    FunctionUrlEntryIn,
+    FunctionUrlLog,
+    FunctionUrlLogs,
+    CognitoEntryIn,
+    CognitoCreated,
+    CognitoItems,
+)
 
 
 class KeyRequestIn(msgspec.Struct, forbid_unknown_fields=True):
     """A request for a new credential (documentation; the rules live in auth.policy.parse_key_request)."""
 
-    role: Role
+    roles: Annotated[list[Role] | Role | None, msgspec.Meta(description="one or more roles")] = None
+    role: Annotated[Role | None, msgspec.Meta(description="one role, as older callers send it")] = None
     services: Annotated[
         list[str] | str | None, msgspec.Meta(description="service patterns (* and ?); absent or null: all")
     ] = None

@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from logsvc.api.body import receive_body
 from logsvc.api.security import BODY_KEY, PRINCIPAL_KEY, client_address
 from logsvc.auth.policy import Principal
-from logsvc.routing import Call, Endpoint, authorize, respond
+from logsvc.routing import Call, Endpoint, Stream, authorize, respond
 from logsvc.settings import Settings
 
 __all__ = ["starlette_routes"]
@@ -43,9 +44,25 @@ def _endpoint(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
             services=request.app.state.services,
         )
         answer = await respond(endpoint, call, request.app.state.refusals)
+        if answer.stream is not None:
+            return _Streamed(answer.stream, answer.status, answer.headers, answer.media_type)
         return Response(answer.body, answer.status, answer.headers, answer.media_type or None)
 
     return serve
+
+
+class _Streamed(StreamingResponse):
+    """A streamed answer, closed however the response ends: done, the client gone, or cancelled."""
+
+    def __init__(self, stream: Stream, status: int, headers: dict[str, str], media_type: str) -> None:
+        super().__init__(stream, status, headers, media_type)
+        self._stream = stream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._stream.close()
 
 
 async def _sent_body(request: Request) -> bytes:

@@ -131,4 +131,4 @@ class SecurityMiddleware:
             )
             scope[BODY_KEY] = body
             return authenticator.from_signature(signed, head)
-        return await authenticator.from_token(credential_token(authorization))
+        return await authenticator.from_token(credential_token(authorization, path=scope["path"]))

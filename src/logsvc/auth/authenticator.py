@@ -8,20 +8,22 @@ import binascii
 
 from logsvc.auth.credential_service import API_KEY_PREFIX, CredentialService
 from logsvc.auth.jwt import JwtVerifier
-from logsvc.auth.policy import Principal, token_principal
+from logsvc.auth.policy import Principal, Role, token_principal
 from logsvc.auth.sigv4 import SignedHead, SignedRequest, SigV4Verifier
-from logsvc.errors import AuthenticationFailed, SignatureMismatch
+from logsvc.domain.compat import raw_token_accepted
+from logsvc.errors import ACCEPTED_CREDENTIALS, AuthenticationFailed, SignatureMismatch
 
 __all__ = ["SIGV4_SCHEME", "Authenticator", "credential_token"]
 
 SIGV4_SCHEME = "AWS4-HMAC-SHA256"
 
 
-def credential_token(authorization: str) -> str:
+def credential_token(authorization: str, *, path: str) -> str:
     """The token an ``Authorization`` header carries (an API key or an OIDC token): ``Bearer <token>``;
     ``Basic base64(user:token)``, as log shippers send an API key (the password, or the user name when the
-    password is empty); or the raw token, as API Gateway's Cognito authorizer takes it."""
-    scheme, _, rest = authorization.partition(" ")
+    password is empty); or, only where the older Cognito clients send it (``raw_token_accepted``), the raw
+    token, as API Gateway's Cognito authorizer takes it."""
+    scheme, _, rest = authorization.strip().partition(" ")
     if scheme.lower() == "bearer":
         return rest.strip()
     if scheme.lower() == "basic":
@@ -32,7 +34,12 @@ def credential_token(authorization: str) -> str:
                 "the Basic credentials are not base64 of user:password", code="invalid_token"
             ) from None
         return password or user
-    return authorization.strip()
+    if rest or not raw_token_accepted(path):
+        raise AuthenticationFailed(
+            f"the Authorization header is not one this service accepts; send {ACCEPTED_CREDENTIALS}",
+            code="invalid_token",
+        )
+    return scheme
 
 
 class Authenticator:
@@ -43,6 +50,7 @@ class Authenticator:
         region: str,
         service: str,
         jwt: JwtVerifier | None = None,
+        jwt_default_roles: tuple[Role, ...] = (),
         replay_guard: bool = False,
     ) -> None:
         self.store = store
@@ -50,6 +58,7 @@ class Authenticator:
             store.secret_for, region=region, service=service, replay_guard=replay_guard
         )
         self.jwt = jwt
+        self._jwt_default_roles = jwt_default_roles
 
     def from_signature(self, request: SignedRequest, head: SignedHead | None = None) -> Principal:
         """The signer of ``request``; ``head`` is what ``sigv4.check_head`` found before the body came."""
@@ -76,5 +85,9 @@ class Authenticator:
         # A JWKS refresh is a blocking HTTP fetch; keep it off the event loop.
         claims = await asyncio.to_thread(self.jwt.verify, token)
         return token_principal(
-            claims.subject, claims.roles, claims.services, service_claim=self.jwt.service_claim
+            claims.subject,
+            claims.roles,
+            claims.services,
+            service_claim=self.jwt.service_claim,
+            default_roles=self._jwt_default_roles,
         )

@@ -32,6 +32,7 @@ from logsvc.auth.records import (
     NewCredential,
 )
 from logsvc.auth.store import CredentialStore
+from logsvc.domain.roles import ordered_roles
 from logsvc.domain.timestamps import format_timestamp
 from logsvc.errors import ConfigError, Conflict, LogServiceError
 
@@ -147,41 +148,46 @@ class CredentialService:
 
     def _new(
         self,
-        role: Role,
+        roles: Iterable[Role],
         services: Sequence[str],
         expires_at_us: int | None,
         description: str,
         actor: str,
         source: str,
     ) -> tuple[NewCredential, CredentialRecord, AuditRecord]:
+        held = ordered_roles(roles)
+        if not held:
+            raise ValueError("a credential holds at least one role")
         key_id, secret, api_key = new_secrets()
         now = self._clock_us()
         record = CredentialRecord(
             key_id,
             secret,
             hashlib.sha256(api_key.encode()).digest(),
-            role,
+            held,
             tuple(services),
             description,
             now,
             expires_at_us,
         )
         scope = ",".join(services) or "*"
-        event = AuditRecord(now, actor, KEY_CREATE, key_id, source, f"role={role.value} services={scope}")
+        # "role=" as before roles were several: one audit trail reads the same across versions.
+        detail = f"role={','.join(held)} services={scope}"
+        event = AuditRecord(now, actor, KEY_CREATE, key_id, source, detail)
         expires = format_timestamp(expires_at_us) if expires_at_us is not None else None
-        return NewCredential(key_id, secret, api_key, role, tuple(services), expires), record, event
+        return NewCredential(key_id, secret, api_key, held, tuple(services), expires), record, event
 
     def create(
         self,
-        role: Role,
-        *,
+        *roles: Role,
         services: Sequence[str] = (),
         expires_at_us: int | None = None,
         description: str = "",
         actor: str,
         source: str,
     ) -> NewCredential:
-        new, record, event = self._new(role, services, expires_at_us, description, actor, source)
+        """A new credential holding ``roles`` (one or more: it may do what any of them may)."""
+        new, record, event = self._new(roles, services, expires_at_us, description, actor, source)
         self.store.put_credential(record, event)
         return new
 
@@ -190,7 +196,7 @@ class CredentialService:
         field."""
         request = parse_key_request(doc, self._clock_us())
         return self.create(
-            request.role,
+            *request.roles,
             services=request.services,
             expires_at_us=request.expires_at_us,
             description=request.description,
@@ -217,7 +223,7 @@ class CredentialService:
         """Create an admin credential unless a usable one exists; None when none was created here (also
         when another process sharing the store created it at the same moment: the store decides that
         atomically)."""
-        new, record, event = self._new(Role.ADMIN, (), None, description, actor, source)
+        new, record, event = self._new((Role.ADMIN,), (), None, description, actor, source)
         return new if self.store.put_first_admin(record, event, self._has_usable_admin) else None
 
     def revoke(self, access_key_id: str, *, actor: str, source: str) -> Credential:

@@ -34,6 +34,7 @@ from logsvc.auth.credential_service import (
 )
 from logsvc.auth.policy import Principal, Role
 from logsvc.crypto.sqlite import connect
+from logsvc.domain.roles import ordered_roles
 from logsvc.domain.timestamps import format_timestamp
 from logsvc.errors import ConfigError, NotFound, StoreUnavailable
 
@@ -44,7 +45,7 @@ CREATE TABLE IF NOT EXISTS credentials (
     access_key_id TEXT PRIMARY KEY,
     secret_access_key TEXT NOT NULL,
     api_key_sha256 BLOB NOT NULL,
-    role TEXT NOT NULL,
+    roles TEXT NOT NULL,
     services TEXT NOT NULL,
     description TEXT NOT NULL,
     created_at INTEGER NOT NULL,
@@ -68,6 +69,12 @@ log = logging.getLogger("logsvc.auth")
 _INSERT_AUDIT = (
     "INSERT INTO audit(at, actor, action, target, source, detail, count) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+def _roles(stored: str) -> tuple[Role, ...]:
+    """A credential's roles as the ``roles`` column keeps them (a JSON array); ValueError for a name this
+    version does not know."""
+    return ordered_roles(Role(name) for name in msgspec.json.decode(stored))
 
 
 def _map_generation(path: Path) -> tuple[int, mmap.mmap]:
@@ -107,6 +114,11 @@ class AuthStore:
             columns = {row[1] for row in self._conn.execute("PRAGMA table_info(audit)")}
             if "count" not in columns:  # a file made before refusals were aggregated
                 self._conn.execute("ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1")
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(credentials)")}
+            if "roles" not in columns:  # a file made while a credential had one role
+                self._conn.execute("ALTER TABLE credentials ADD COLUMN roles TEXT NOT NULL DEFAULT '[]'")
+                self._conn.execute("UPDATE credentials SET roles = json_array(role)")
+                self._conn.execute("ALTER TABLE credentials DROP COLUMN role")
         except BaseException:
             self._conn.execute("ROLLBACK")
             raise
@@ -135,17 +147,18 @@ class AuthStore:
         rows = cast(
             list[tuple[str, str, bytes, str, str, int | None]],
             self._conn.execute(
-                "SELECT access_key_id, secret_access_key, api_key_sha256, role, services, expires_at "
+                "SELECT access_key_id, secret_access_key, api_key_sha256, roles, services, expires_at "
                 "FROM credentials WHERE revoked_at IS NULL"
             ).fetchall(),
         )
         active = {}
-        for key_id, secret, digest, role, services, expires_at in rows:
+        for key_id, secret, digest, roles, services, expires_at in rows:
             patterns = tuple(msgspec.json.decode(services))
             try:
-                principal = Principal(id=key_id, roles=frozenset({Role(role)}), services=patterns)
+                principal = Principal(id=key_id, roles=frozenset(_roles(roles)), services=patterns)
             except ValueError as exc:
-                # A scope made before the pattern grammar narrowed: refused (closed), never read loosely.
+                # A scope made before the pattern grammar narrowed, or a role this version does not know:
+                # refused (closed), never read loosely.
                 log.warning("credential %s is not usable, recreate it: %s", key_id, exc)
                 continue
             active[key_id] = ActiveCredential(secret, digest, principal, expires_at)
@@ -160,13 +173,15 @@ class AuthStore:
     # ---- management ---------------------------------------------------------------------------------------
 
     def _insert_credential(self, record: CredentialRecord, event: AuditRecord) -> None:
+        # Columns named: a migrated file has them in another order than a new one.
         self._conn.execute(
-            "INSERT INTO credentials VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)",
+            "INSERT INTO credentials (access_key_id, secret_access_key, api_key_sha256, roles, services, "
+            "description, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.access_key_id,
                 record.secret_access_key,
                 record.api_key_sha256,
-                record.role.value,
+                msgspec.json.encode(list(record.roles)).decode(),
                 msgspec.json.encode(list(record.services)).decode(),
                 record.description,
                 record.created_at,
@@ -218,21 +233,21 @@ class AuthStore:
             rows = cast(
                 list[tuple[str, str, str, str, int, int | None, int | None]],
                 self._conn.execute(
-                    "SELECT access_key_id, role, services, description, created_at, expires_at, revoked_at "
+                    "SELECT access_key_id, roles, services, description, created_at, expires_at, revoked_at "
                     "FROM credentials ORDER BY created_at"
                 ).fetchall(),
             )
         return [
             Credential(
                 key_id,
-                Role(role),
+                _roles(roles),
                 tuple(msgspec.json.decode(services)),
                 description,
                 format_timestamp(created),
                 format_timestamp(expires) if expires is not None else None,
                 format_timestamp(revoked) if revoked is not None else None,
             )
-            for key_id, role, services, description, created, expires, revoked in rows
+            for key_id, roles, services, description, created, expires, revoked in rows
         ]
 
     # ---- audit ------------------------------------------------------------------------------------------

@@ -4,8 +4,11 @@ Items (``pk`` / ``sk``, both strings; no index, nothing is ever scanned):
 
 - ``#keyring`` / ``#keyring``: the table's data key, wrapped by the master key (key file, environment
   variable or AWS KMS: every replica needs the same one);
-- ``#credential`` / access key id: role, services, description, times, the SHA-256 of the API key, and the
-  SigV4 secret encrypted with the data key (AES-256-GCM, the access key id as associated data);
+- ``#credential`` / access key id: roles, services, description, times, the SHA-256 of the API key, and the
+  SigV4 secret encrypted with the data key (AES-256-GCM, the access key id as associated data). ``roles``
+  is a list; an item written while a credential had one role has ``role`` (a string) instead, and a
+  single-role credential is written with both, so that a replica of the previous version, during a rolling
+  upgrade, still reads it (and skips, closed, one of several roles: it finds no ``role``);
 - ``#bootstrap`` / ``#bootstrap``: an epoch that decides, by a conditional write, which replica creates the
   first admin;
 - ``#audit#DAY`` / ``µs(19 digits)#random``: audit events; ``#auditday`` / ``DAY`` lists the days that hold
@@ -45,6 +48,7 @@ from logsvc.auth.credential_service import (
 )
 from logsvc.auth.policy import Principal, Role
 from logsvc.crypto.keys import KEY_BYTES, Wrapper
+from logsvc.domain.roles import ordered_roles
 from logsvc.domain.timestamps import format_timestamp
 from logsvc.errors import ConfigError, NotFound, StoreUnavailable
 from logsvc.storage.dynamodb_table import TableUrl, client_for, error_reason, parse_url
@@ -89,10 +93,17 @@ def _transaction_conflict(exc: ClientError) -> bool:
     )
 
 
+def _roles_of(item: dict[str, Any]) -> tuple[Role, ...]:
+    """KeyError or ValueError for an item without roles, or with one this version does not know."""
+    if "roles" in item:
+        return ordered_roles(Role(value["S"]) for value in item["roles"]["L"])
+    return (Role(item["role"]["S"]),)
+
+
 def _credential_of(item: dict[str, Any]) -> Credential:
     return Credential(
         item["sk"]["S"],
-        Role(item["role"]["S"]),
+        _roles_of(item),
         tuple(value["S"] for value in item["services"]["L"]),
         item["description"]["S"],
         format_timestamp(int(item["created_at"]["N"])),
@@ -232,7 +243,7 @@ class DynamoCredentialStore:
 
     def _active_of(self, key_id: str, item: dict[str, Any]) -> ActiveCredential | None:
         services = tuple(value["S"] for value in item["services"]["L"])
-        principal = Principal(id=key_id, roles=frozenset({Role(item["role"]["S"])}), services=services)
+        principal = Principal(id=key_id, roles=frozenset(_roles_of(item)), services=services)
         expires = int(item["expires_at"]["N"]) if "expires_at" in item else None
         secret = self._open(key_id, item["secret"]["B"])
         return (
@@ -304,13 +315,15 @@ class DynamoCredentialStore:
         item: dict[str, Any] = {
             "pk": {"S": _CREDENTIAL_PK},
             "sk": {"S": record.access_key_id},
-            "role": {"S": record.role.value},
+            "roles": {"L": [{"S": role.value} for role in record.roles]},
             "services": {"L": [{"S": pattern} for pattern in record.services]},
             "description": {"S": record.description},
             "created_at": {"N": str(record.created_at)},
             "api_key_sha256": {"B": record.api_key_sha256},
             "secret": {"B": self._seal(record.access_key_id, record.secret_access_key)},
         }
+        if len(record.roles) == 1:
+            item["role"] = {"S": record.roles[0].value}
         if record.expires_at is not None:
             item["expires_at"] = {"N": str(record.expires_at)}
         return item

@@ -61,7 +61,7 @@ class TokenClaims:
     """What the service needs from a verified token."""
 
     subject: str
-    roles: tuple[str, ...]
+    roles: tuple[str, ...] | None  # None: the token has no role claim
     services: tuple[str, ...] | None  # None: the token has no service claim
     expires_at: int | None
 
@@ -150,7 +150,7 @@ class JwtVerifier:
             raise AuthenticationFailed("the bearer token's subject ('sub') is empty", code="invalid_token")
         return TokenClaims(
             subject=claims["sub"],
-            roles=_claim_values(claims, self._role_claim) or (),
+            roles=_claim_values(claims, self._role_claim),
             services=_claim_values(claims, self.service_claim),
             expires_at=int(claims["exp"]),
         )

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 import msgspec
 
-from logsvc.domain.roles import Role
+from logsvc.domain.roles import ROLES_RULE, Role, granted_roles, ordered_roles
 from logsvc.domain.timestamps import parse_timestamp, timestamp_in_range
 from logsvc.errors import FieldError, Forbidden, ValidationFailed
 from logsvc.scopes import PATTERN_GRAMMAR, check_pattern, covers
@@ -60,7 +60,7 @@ class Principal(msgspec.Struct, frozen=True):
 
     def require(self, permission: Permission) -> None:
         if not self.may(permission):
-            roles = ", ".join(sorted(self.roles)) or "none"
+            roles = ", ".join(ordered_roles(self.roles)) or "none"
             raise Forbidden(
                 f"this credential (roles: {roles}) may not {permission.value}; it needs that role"
             )
@@ -74,15 +74,27 @@ _ROLE_NAMES = {role.value: role for role in Role} | {f"logsvc-{role.value}": rol
 
 
 def token_principal(
-    subject: str, role_names: Iterable[str], services: tuple[str, ...] | None, *, service_claim: str
+    subject: str,
+    role_names: Iterable[str] | None,
+    services: tuple[str, ...] | None,
+    *,
+    service_claim: str,
+    default_roles: Iterable[Role] = (),
 ) -> Principal:
     """The principal of a verified token, on the server (OIDC bearer) and behind API Gateway alike. Names
-    that are not roles of ours are ignored. ``services`` is the service claim: absent (None) means every
-    service; present but naming none, or naming a pattern outside the grammar, refuses the token: an
-    identity provider that meant to scope a token must never grant every service by accident."""
+    that are not roles of ours are ignored. ``role_names`` is the role claim: absent (None), as Cognito
+    leaves ``cognito:groups`` out for a user in no group, it gives ``default_roles`` (the setting
+    ``jwt_default_roles``, empty unless an operator opts in); present, only the roles it names, so that
+    a claim naming other groups never falls back to the default. ``services`` is the service claim:
+    absent (None) means every service; present but naming none, or naming a pattern outside the grammar,
+    refuses the token: an identity provider that meant to scope a token must never grant every service by
+    accident."""
     if services is not None and not services:
         raise Forbidden(f"the token's '{service_claim}' claim is present but names no service")
-    roles = frozenset(_ROLE_NAMES[name] for name in role_names if name in _ROLE_NAMES)
+    if role_names is None:
+        roles = frozenset(default_roles)
+    else:
+        roles = frozenset(_ROLE_NAMES[name] for name in role_names if name in _ROLE_NAMES)
     try:
         return Principal(id=f"oidc:{subject}", roles=roles, services=services or (), method="jwt")
     except ValueError as exc:
@@ -99,7 +111,7 @@ _UNIT_US = {"d": 86_400_000_000, "h": 3_600_000_000, "m": 60_000_000}
 class KeyRequest(msgspec.Struct, frozen=True):
     """A validated request for a new credential."""
 
-    role: Role
+    roles: tuple[Role, ...]
     services: tuple[str, ...] = ()
     expires_at_us: int | None = None
     description: str = ""
@@ -131,18 +143,55 @@ def _pattern_error(pattern: object) -> str:
     return ""
 
 
+_KEY_FIELDS = frozenset({"role", "roles", "services", "expires", "description"})
+
+
+def _role_named(name: object) -> Role | None:
+    try:
+        return Role(name) if isinstance(name, str) else None
+    except ValueError:
+        return None
+
+
+def _requested_roles(doc: dict[str, object], errors: list[FieldError]) -> tuple[Role, ...]:
+    """``roles`` (a list of role names, or one name) or, as older callers send it, ``role`` (one name);
+    empty, with the errors added, when they name no valid set of roles."""
+    failed = len(errors)
+    role = None
+    if doc.get("role") is not None:
+        role = _role_named(doc["role"])
+        if role is None:
+            errors.append(FieldError("role", "must be one of ingest, read, admin"))
+    names = doc.get("roles")
+    if isinstance(names, str):
+        names = [names]
+    roles: list[Role] = []
+    if names is not None and not isinstance(names, list):
+        errors.append(FieldError("roles", f"must be a list of role names: {ROLES_RULE}"))
+    for index, name in enumerate(names if isinstance(names, list) else []):
+        found = _role_named(name)
+        if found is None:
+            errors.append(FieldError(f"roles[{index}]", "must be one of ingest, read, admin"))
+        else:
+            roles.append(found)
+    if len(errors) > failed:
+        return ()
+    try:
+        return granted_roles(role, roles)
+    except ValueError as exc:
+        errors.append(FieldError("roles", str(exc)))
+        return ()
+
+
 def parse_key_request(doc: object, now_us: int) -> KeyRequest:
     """A key request from JSON or CLI options, or ValidationFailed naming every bad field."""
     if not isinstance(doc, dict):
         raise ValidationFailed([FieldError("body", "must be a JSON object")])
     errors: list[FieldError] = []
-    for key in doc.keys() - {"role", "services", "expires", "description"}:
-        errors.append(FieldError(str(key), "unknown field (allowed: description, expires, role, services)"))
-    role = None
-    try:
-        role = Role(str(doc.get("role")))
-    except ValueError:
-        errors.append(FieldError("role", "must be one of ingest, read, admin"))
+    for key in doc.keys() - _KEY_FIELDS:
+        allowed = ", ".join(sorted(_KEY_FIELDS))
+        errors.append(FieldError(str(key), f"unknown field (allowed: {allowed})"))
+    roles = _requested_roles(doc, errors)
     services = doc.get("services")
     if services is None:
         services = []
@@ -167,6 +216,6 @@ def parse_key_request(doc: object, now_us: int) -> KeyRequest:
     elif not isinstance(description, str) or len(description) > 256:
         errors.append(FieldError("description", "must be a string of at most 256 characters"))
         description = ""
-    if errors or role is None:
+    if errors or not roles:
         raise ValidationFailed(errors)
-    return KeyRequest(role, tuple(services), expires_at, description)
+    return KeyRequest(roles, tuple(services), expires_at, description)

@@ -1,4 +1,5 @@
-"""What credentials and audit events are, as the credential service and its stores exchange them."""
+"""What credentials and audit events are, as the credential service and its stores exchange them. A
+credential's ``roles`` are one or more, in the order of ``Role`` (``ordered_roles``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ class Credential(msgspec.Struct, frozen=True):
     """A credential as listed: never its secrets."""
 
     access_key_id: str
-    role: Role
+    roles: tuple[Role, ...]
     services: tuple[str, ...]
     description: str
     created_at: str
@@ -27,7 +28,7 @@ class NewCredential(msgspec.Struct, frozen=True):
     access_key_id: str
     secret_access_key: str
     api_key: str
-    role: Role
+    roles: tuple[Role, ...]
     services: tuple[str, ...]
     expires_at: str | None
 
@@ -59,7 +60,7 @@ class CredentialRecord(msgspec.Struct, frozen=True):
     access_key_id: str
     secret_access_key: str
     api_key_sha256: bytes
-    role: Role
+    roles: tuple[Role, ...]
     services: tuple[str, ...]
     description: str
     created_at: int

@@ -3,8 +3,9 @@
 IAM callers are looked up in the ``aws_principals`` setting, keyed by role or user ARN. A caller that assumed
 a role signs as ``arn:aws:sts::ACCOUNT:assumed-role/NAME/SESSION``: that ARN carries neither the ``iam``
 service nor the role's path, so it is matched on (partition, account, role name), which IAM keeps unique
-in an account whatever the path. Cognito and other JWT callers get their roles from ``jwt_role_claim`` and
-their services from ``jwt_service_claim``, as bearer tokens do on the server.
+in an account whatever the path. Cognito and other JWT callers get their roles from ``jwt_role_claim`` (or
+``jwt_default_roles`` without one) and their services from ``jwt_service_claim``, as bearer tokens do on
+the server.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from logsvc.auth.policy import Principal, token_principal
+from logsvc.auth.policy import Principal, Role, token_principal
 from logsvc.aws.events import Identity
 from logsvc.domain.iam import IamKey, iam_role_or_user
 from logsvc.errors import AuthenticationFailed, ConfigError, Forbidden
@@ -45,6 +46,7 @@ class PrincipalMap:
         *,
         role_claim: str = "cognito:groups",
         service_claim: str = "logsvc:services",
+        default_roles: tuple[Role, ...] = (),
     ) -> None:
         self._grants: dict[IamKey, AwsGrant] = {}
         for arn, grant in grants.items():
@@ -59,6 +61,7 @@ class PrincipalMap:
             self._grants[key] = grant
         self._role_claim = role_claim
         self._service_claim = service_claim
+        self._default_roles = default_roles
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PrincipalMap:
@@ -66,6 +69,7 @@ class PrincipalMap:
             settings.aws_principals,
             role_claim=settings.jwt_role_claim,
             service_claim=settings.jwt_service_claim,
+            default_roles=settings.jwt_default_roles,
         )
 
     def principal(self, identity: Identity | None) -> Principal:
@@ -94,16 +98,17 @@ class PrincipalMap:
                 "role: add its role or user ARN to the aws_principals setting"
             )
         return Principal(
-            id=identity.arn, roles=frozenset({grant.role}), services=tuple(grant.services), method="aws_iam"
+            id=identity.arn, roles=frozenset(grant.granted), services=tuple(grant.services), method="aws_iam"
         )
 
     def _jwt(self, claims: dict[str, Any]) -> Principal:
         subject = str(claims.get("sub") or claims.get("cognito:username") or claims.get("username") or "")
         return token_principal(
             subject,
-            claim_values(claims.get(self._role_claim)) or (),
+            claim_values(claims.get(self._role_claim)),
             claim_values(claims.get(self._service_claim)),
             service_claim=self._service_claim,
+            default_roles=self._default_roles,
         )
 
 

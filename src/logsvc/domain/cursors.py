@@ -1,4 +1,5 @@
-"""Cursors: the opaque position after which the next page of a read starts."""
+"""Cursors: the opaque position after which the next page of a read starts, and the position in a store's
+commit order after which a tail goes on (``Position``)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ import msgspec
 
 from logsvc.domain.timestamps import MAX_US
 
-__all__ = ["decode_cursor", "encode_cursor"]
+__all__ = ["Position", "decode_cursor", "decode_position", "encode_cursor", "encode_position"]
 
 _CURSOR_VERSION = 1
+_POSITION_VERSION = 2
+
+# A place in a store's commit order, compared as a tuple: (arrival number, "") in SQLite, (arrival time µs,
+# log id) in DynamoDB (decision 23). Every entry of a tail lies after the position given as its cursor.
+Position = tuple[int, str]
 
 
 def encode_cursor(ts_us: int, tiebreak: int | str) -> str:
@@ -33,3 +39,21 @@ def decode_cursor(cursor: str) -> tuple[int, int | str]:
     if isinstance(tiebreak, int) and not 0 <= tiebreak < 2**63:
         raise ValueError("not a cursor")
     return ts_us, tiebreak
+
+
+def encode_position(position: Position) -> str:
+    """A tail position as an opaque cursor (an SSE event id, a polling page's next_cursor)."""
+    raw = msgspec.msgpack.encode((_POSITION_VERSION, *position))
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def decode_position(cursor: str) -> Position:
+    """The position ``encode_position`` wrote; ValueError for anything else (a read's cursor included)."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        version, number, tiebreak = msgspec.msgpack.decode(raw, type=tuple[int, int, str])
+    except (binascii.Error, ValueError, msgspec.DecodeError):
+        raise ValueError("not a tail cursor") from None
+    if version != _POSITION_VERSION or not 0 <= number < 2**63 or len(tiebreak) > 64:
+        raise ValueError("not a tail cursor")
+    return number, tiebreak

@@ -14,6 +14,8 @@ __all__ = [
     "DEFAULT_LOG_TYPE",
     "DEFAULT_SERVICE",
     "HARD_MAX_MESSAGE_BYTES",
+    "LEVEL_ALIAS",
+    "LEVEL_ALIAS_RULE",
     "LEVEL_RULE",
     "LONGEST_LEVEL_NAME",
     "MAX_LOG_TYPE_CHARS",
@@ -54,6 +56,9 @@ _LEVEL_BY_NAME: dict[str, Level] = {level.name.lower(): level for level in Level
 LEVEL_RULE = "must be one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL"
 # No longer word names a level.
 LONGEST_LEVEL_NAME = max(len(name) for name in _LEVEL_BY_NAME)
+# Older clients name the level "severity", in an entry as in a read's parameters: either name, not both.
+LEVEL_ALIAS = "severity"
+LEVEL_ALIAS_RULE = "is an alias of level; send only one of them"
 
 SERVICE_NAME_PATTERN = r"^[A-Za-z0-9._:/-]{1,128}$"
 _SERVICE_NAME = re.compile(SERVICE_NAME_PATTERN)

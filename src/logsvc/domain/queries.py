@@ -10,6 +10,8 @@ import msgspec
 
 from logsvc.domain.cursors import decode_cursor
 from logsvc.domain.entries import (
+    LEVEL_ALIAS,
+    LEVEL_ALIAS_RULE,
     LEVEL_RULE,
     MAX_LOG_TYPE_CHARS,
     SERVICE_NAME_PATTERN,
@@ -21,6 +23,7 @@ from logsvc.domain.entries import (
 )
 from logsvc.domain.timestamps import parse_number, parse_timestamp_text, parse_whole_number
 from logsvc.errors import FieldError, ValidationFailed
+from logsvc.scopes import covers
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -32,6 +35,7 @@ __all__ = [
     "Page",
     "Query",
     "ReadParameters",
+    "admits",
     "parse_query",
 ]
 
@@ -57,6 +61,9 @@ class ReadParameters(msgspec.Struct, frozen=True):
     level: Annotated[str, _LEVEL, msgspec.Meta(description="only this level")] | msgspec.UnsetType = (
         msgspec.UNSET
     )
+    severity: Annotated[str, _LEVEL, msgspec.Meta(description="alias of level, for older clients")] | (
+        msgspec.UnsetType
+    ) = msgspec.UNSET
     min_level: Annotated[str, _LEVEL, msgspec.Meta(description="this level or more severe")] | (
         msgspec.UnsetType
     ) = msgspec.UNSET
@@ -152,6 +159,20 @@ def parse_query(params: Iterable[tuple[str, str]], *, now_us: int) -> Query:
     )
 
 
+def admits(query: Query, *, service: str, level: int, log_type: str, ts_us: int) -> bool:
+    """Whether an entry passes a query's filters, all but its search terms (whose rule is the store's own:
+    a full-text index, or words in the message) and its page position. Stores that filter in memory and
+    the tail (``logsvc.tail``) apply this; the SQLite store's SQL states the same conditions."""
+    return (
+        (query.service_name is None or service == query.service_name)
+        and (query.levels is None or level in query.levels)
+        and (query.log_type is None or log_type == query.log_type)
+        and (query.since_us is None or ts_us >= query.since_us)
+        and (query.until_us is None or ts_us < query.until_us)
+        and covers(query.service_patterns, service)
+    )
+
+
 def _values(params: Iterable[tuple[str, str]], errors: list[FieldError]) -> dict[str, str]:
     """Each known parameter's value; an unknown or repeated one is an error."""
     values: dict[str, str] = {}
@@ -181,12 +202,18 @@ def _limit(values: dict[str, str], errors: list[FieldError]) -> int:
 
 
 def _levels(values: dict[str, str], errors: list[FieldError]) -> set[Level] | None:
-    """The levels ``level`` and ``min_level`` leave; None when they filter nothing."""
+    """The levels ``level`` (or its alias ``severity``, as ingest takes it too) and ``min_level`` leave;
+    None when they filter nothing."""
     levels: set[Level] | None = None
-    if "level" in values:
-        exact = level_named(values["level"])
+    name = "level"
+    if LEVEL_ALIAS in values:
+        if "level" in values:
+            errors.append(FieldError(LEVEL_ALIAS, LEVEL_ALIAS_RULE))
+        name = LEVEL_ALIAS
+    if name in values:
+        exact = level_named(values[name])
         if exact is None:
-            errors.append(FieldError("level", LEVEL_RULE))
+            errors.append(FieldError(name, LEVEL_RULE))
         else:
             levels = {exact}
     if "min_level" in values:

@@ -12,6 +12,8 @@ import uuid_utils
 from logsvc.domain.entries import (
     DEFAULT_LOG_TYPE,
     DEFAULT_SERVICE,
+    LEVEL_ALIAS,
+    LEVEL_ALIAS_RULE,
     LEVEL_RULE,
     MAX_LOG_TYPE_CHARS,
     SERVICE_RULE,
@@ -126,11 +128,11 @@ def _service_name(service: Any, fail: _Fail) -> Any:
 
 def _level(doc: dict[str, Any], fail: _Fail) -> Level:
     raw_level = doc.get("level")
-    if "severity" in doc and doc["severity"] is not None:
+    if doc.get(LEVEL_ALIAS) is not None:
         if raw_level is not None:
-            fail("severity", "is an alias of level; send only one of them")
-        raw_level = doc["severity"]
-        level_field = "severity"
+            fail(LEVEL_ALIAS, LEVEL_ALIAS_RULE)
+        raw_level = doc[LEVEL_ALIAS]
+        level_field = LEVEL_ALIAS
     else:
         level_field = "level"
     if raw_level is None:

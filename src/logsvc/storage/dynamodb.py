@@ -5,6 +5,8 @@ Keys (decision 11):
 - base table: ``pk = service#shard`` (shard = hash(log_id) mod N), ``sk = ts(µs, 19 digits)#log_id``;
 - GSI ``by_time``: ``gpk = day#shard``, ``sk``; serves the newest entries across every service;
 - GSI ``by_id``: ``id = log_id`` (keys only), for ``GET /logs/{id}``;
+- GSI ``by_arrival``: ``apk = hour received#shard``, ``ask = received(µs)#log_id``: what arrived after a
+  point, for the tail (decision 23);
 - registry items ``#service``/``#day`` list the services and days that hold entries, so a read never scans.
 
 A read merges N (or services x N) key ranges newest first. Reads on the base table are strongly consistent;
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -25,15 +28,18 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from logsvc.domain.cursors import Position
 from logsvc.domain.entries import LogEntry, NewEntry, entry_bytes
-from logsvc.domain.queries import MAX_PAGE_BYTES, Page, Query
+from logsvc.domain.queries import MAX_PAGE_BYTES, Page, Query, admits
 from logsvc.domain.retention import RetentionRule
 from logsvc.domain.timestamps import DAY_US
 from logsvc.errors import ConfigError, FieldError, StoreUnavailable, ValidationFailed
 from logsvc.scopes import covers
 from logsvc.storage.dynamodb_items import (
     HIGHEST,
+    HOUR_US,
     LOWEST,
+    arrival_key,
     day_key,
     item_size,
     key_bounds,
@@ -49,6 +55,7 @@ from logsvc.storage.dynamodb_table import (
     error_reason,
     parse_url,
 )
+from logsvc.storage.port import Arrival, Arrivals
 
 __all__ = ["DynamoDBStore"]
 
@@ -65,6 +72,12 @@ _MAX_REMEMBERED = 100_000
 _MAX_WRITE_ATTEMPTS = 8
 _BACKOFF_BASE = 0.05
 _BACKOFF_CAP = 2.0
+_LOG_ID_HEX = re.compile(r"[0-9a-f]{32}")
+# How far back a tail may resume on this store: each hour costs a query per shard.
+_RESUME_HOURS = 24
+# An entry reaches the tail this long after it arrived: the time its write and the arrival index take to
+# be seen (decision 23); an entry seen later than that is not given to a tail that passed its arrival.
+TAIL_DELAY_SECONDS = 2.0
 
 R = TypeVar("R")
 
@@ -212,6 +225,8 @@ class DynamoDBStore:
             "pk": {"S": f"{entry.service_name}#{shard:02d}"},
             "sk": {"S": sort_key(entry.ts_us, hex_id)},
             "gpk": {"S": f"{day_key(entry.ts_us)}#{shard:02d}"},
+            "apk": {"S": f"{entry.received_us // HOUR_US:06d}#{shard:02d}"},
+            "ask": {"S": arrival_key(entry.received_us, hex_id)},
             "id": {"S": hex_id},
             "svc": {"S": entry.service_name},
             "lvl": {"N": str(int(entry.level))},
@@ -289,20 +304,18 @@ class DynamoDBStore:
         want = query.limit + 1
         found: list[dict[str, Any]] = []
         budget = _Budget(self._examine_limit)
-        patterns: tuple[str, ...] = ()
         if query.service_name is not None:
             groups = [self._service_ranges([query.service_name], low, high, want)]
         elif query.service_patterns:
             services = await self._services(query.service_patterns, ())
             if len(services) * self.shards <= MAX_SCOPED_RANGES:
                 groups = [self._service_ranges(services, low, high, want)]
-            else:
-                patterns = query.service_patterns
+            else:  # the time index, filtered by the scope in _matches
                 groups = await self._day_groups(low, high, want)
         else:
             groups = await self._day_groups(low, high, want)
         for ranges in groups:
-            cursor = await self._merge(ranges, query, patterns, high, want, found, budget)
+            cursor = await self._merge(ranges, query, high, want, found, budget)
             if len(found) == want:
                 break
             if cursor is not None:  # out of budget: answer what was found, and where to go on
@@ -403,7 +416,6 @@ class DynamoDBStore:
         self,
         ranges: list[_Range],
         query: Query,
-        patterns: tuple[str, ...],
         high: str,
         want: int,
         found: list[dict[str, Any]],
@@ -430,7 +442,7 @@ class DynamoDBStore:
             newest = max(live, key=lambda one: one.head)
             item = newest.items[newest.position]
             newest.position += 1
-            if item["sk"]["S"] < high and _matches(item, query, patterns):
+            if item["sk"]["S"] < high and _matches(item, query):
                 found.append(item)
                 budget.page_bytes += entry_bytes(
                     item["msg"]["S"], item["meta"]["S"] if "meta" in item else None
@@ -438,6 +450,109 @@ class DynamoDBStore:
                 if budget.page_bytes > MAX_PAGE_BYTES and len(found) < want:
                     return str(item["sk"]["S"])  # everything newer was examined; go on below this one
         return None
+
+    # ---- the tail ----------------------------------------------------------------------------------------
+
+    @property
+    def tail_delay(self) -> float:
+        return TAIL_DELAY_SECONDS
+
+    async def arrivals(
+        self, after: Position | None, *, limit: int, searches: Sequence[tuple[str, ...]] = ()
+    ) -> Arrivals:
+        """What arrived after ``after`` and at least TAIL_DELAY_SECONDS ago, by the arrival index: its
+        hours in order, each hour's shards in parallel and merged. A read scans at most a day of hours."""
+        settled = time.time_ns() // 1000 - round(TAIL_DELAY_SECONDS * 1_000_000)
+        end: Position = (settled - 1, HIGHEST)  # after everything that arrived before `settled`
+        if after is None:
+            return Arrivals(entries=[], position=end)
+        if not (after[1] == HIGHEST or _LOG_ID_HEX.fullmatch(after[1])):
+            raise ValidationFailed([FieldError("cursor", "belongs to another store")])
+        if after[0] < settled - _RESUME_HOURS * HOUR_US:
+            raise ValidationFailed(
+                [
+                    FieldError(
+                        "cursor",
+                        f"is older than {_RESUME_HOURS} hours: start a new tail, and read older entries "
+                        "with GET /logs",
+                    )
+                ]
+            )
+        if after >= end:
+            return Arrivals(entries=[], position=after)
+        low, high = arrival_key(*after), arrival_key(*end)
+        items: list[dict[str, Any]] = []
+        position, more = end, False
+        for hour in range(after[0] // HOUR_US, settled // HOUR_US + 1):
+            found, cut = await self._arrived(hour, low, high, limit - len(items))
+            items += found
+            if cut is not None or len(items) >= limit:
+                more = True
+                break
+        size = 0
+        for count, item in enumerate(items[:limit], 1):
+            size += entry_bytes(item["msg"]["S"], item["meta"]["S"] if "meta" in item else None)
+            if size > MAX_PAGE_BYTES:
+                items, more = items[:count], True
+                break
+        else:
+            more = more or len(items) > limit
+            items = items[:limit]
+        entries = [
+            Arrival(
+                position=(int(item["ask"]["S"][:19]), item["ask"]["S"][20:]),
+                ts_us=int(item["sk"]["S"][:19]),
+                level=int(item["lvl"]["N"]),
+                entry=to_entry(item),
+            )
+            for item in items
+        ]
+        if more:
+            position = entries[-1].position if entries else after
+        matched = {
+            terms: frozenset(
+                arrival.position
+                for arrival, item in zip(entries, items, strict=True)
+                if _found(item["msg"]["S"], terms)
+            )
+            for terms in searches
+        }
+        return Arrivals(entries=entries, position=position, more=more, found=matched)
+
+    async def _arrived(
+        self, hour: int, low: str, high: str, limit: int
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One hour of the arrival index between ``low`` (exclusive) and ``high``, every shard, in arrival
+        order; when a shard had more than ``limit``, only what lies up to its last key (also returned)."""
+
+        async def shard(number: int) -> tuple[list[dict[str, Any]], bool]:
+            response = await self._call(
+                self._client.query,
+                TableName=self.table,
+                IndexName="by_arrival",
+                KeyConditionExpression="apk = :p AND ask BETWEEN :lo AND :hi",
+                ExpressionAttributeValues={
+                    ":p": {"S": f"{hour:06d}#{number:02d}"},
+                    ":lo": {"S": low},
+                    ":hi": {"S": high},
+                },
+                Limit=limit + 1,  # BETWEEN includes `low` itself
+            )
+            return response["Items"], "LastEvaluatedKey" in response
+
+        answers = await asyncio.gather(*(shard(number) for number in range(self.shards)))
+        cuts = [found[-1]["ask"]["S"] for found, cut in answers if cut and found]
+        cut = min(cuts) if cuts else None
+        items = sorted(
+            (
+                item
+                for found, _ in answers
+                for item in found
+                if low < item["ask"]["S"] and (cut is None or item["ask"]["S"] <= cut)
+            ),
+            key=lambda item: str(item["ask"]["S"]),
+        )
+        return items, cut
 
     # ---- retention ---------------------------------------------------------------------------------------
 
@@ -512,18 +627,22 @@ def _in_scope(service: str, include: tuple[str, ...], exclude: tuple[str, ...]) 
     return covers(include, service) and not (exclude and covers(exclude, service))
 
 
-def _matches(item: dict[str, Any], query: Query, patterns: tuple[str, ...]) -> bool:
-    if query.levels is not None and int(item["lvl"]["N"]) not in query.levels:
-        return False
-    if query.log_type is not None and item["typ"]["S"] != query.log_type:
-        return False
-    if not covers(patterns, item["svc"]["S"]):
-        return False
-    if query.terms:
-        # No full-text index here: every term must occur in the message, ignoring case.
-        message = item["msg"]["S"].casefold()
-        return all(term.casefold() in message for term in query.terms)
-    return True
+def _matches(item: dict[str, Any], query: Query) -> bool:
+    return admits(
+        query,
+        service=item["svc"]["S"],
+        level=int(item["lvl"]["N"]),
+        log_type=item["typ"]["S"],
+        ts_us=int(item["sk"]["S"][:19]),
+    ) and _found(item["msg"]["S"], query.terms)
+
+
+def _found(message: str, terms: tuple[str, ...]) -> bool:
+    """This store's search: no full-text index, every term must occur in the message, ignoring case."""
+    if not terms:
+        return True
+    folded = message.casefold()
+    return all(term.casefold() in folded for term in terms)
 
 
 def _translate(exc: ClientError | BotoCoreError, table: str) -> StoreUnavailable:

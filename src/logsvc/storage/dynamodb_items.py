@@ -17,7 +17,9 @@ from logsvc.errors import FieldError, ValidationFailed
 
 __all__ = [
     "HIGHEST",
+    "HOUR_US",
     "LOWEST",
+    "arrival_key",
     "day_key",
     "item_size",
     "key_bounds",
@@ -30,6 +32,7 @@ __all__ = [
 
 HIGHEST = "~"  # sorts after every sort key (digits, '#', hex)
 LOWEST = "!"  # sorts before every service name and day
+HOUR_US = 3_600_000_000
 _LEVEL_NAMES = {int(level): level.name for level in Level}
 _TIEBREAK = re.compile(r"(?:[0-9a-f]{32}~?)?")
 
@@ -40,6 +43,11 @@ def shard_of(log_id: bytes, shards: int) -> int:
 
 def sort_key(ts_us: int, log_id_hex: str) -> str:
     return f"{ts_us:019d}#{log_id_hex}"
+
+
+def arrival_key(received_us: int, log_id_hex: str) -> str:
+    """The sort key of the arrival index: when the entry arrived, then its id (a tail position)."""
+    return f"{received_us:019d}#{log_id_hex}"
 
 
 def day_key(ts_us: int) -> str:

@@ -94,7 +94,7 @@ def _create(client: Any, table: str, shards: int) -> None:
         TableName=table,
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[
-            {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "gpk", "id")
+            {"AttributeName": name, "AttributeType": "S"} for name in ("pk", "sk", "gpk", "id", "apk", "ask")
         ],
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
         GlobalSecondaryIndexes=[
@@ -110,6 +110,14 @@ def _create(client: Any, table: str, shards: int) -> None:
                 "IndexName": "by_id",
                 "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}],
                 "Projection": {"ProjectionType": "KEYS_ONLY"},
+            },
+            {
+                "IndexName": "by_arrival",
+                "KeySchema": [
+                    {"AttributeName": "apk", "KeyType": "HASH"},
+                    {"AttributeName": "ask", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
             },
         ],
     )

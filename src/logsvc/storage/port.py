@@ -13,11 +13,43 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
+from logsvc.domain.cursors import Position
 from logsvc.domain.entries import LogEntry, NewEntry
 from logsvc.domain.queries import Page, Query
 from logsvc.errors import ConfigError
 
-__all__ = ["Export", "Exportable", "LogStore", "ServiceStats", "StoreFiles", "StoreStats", "exportable"]
+__all__ = [
+    "Arrival",
+    "Arrivals",
+    "Export",
+    "Exportable",
+    "LogStore",
+    "ServiceStats",
+    "StoreFiles",
+    "StoreStats",
+    "exportable",
+]
+
+
+class Arrival(msgspec.Struct, frozen=True):
+    """An entry as a tail reads it: its place in the store's commit order, and the entry with the raw
+    values a filter looks at."""
+
+    position: Position
+    ts_us: int
+    level: int
+    entry: LogEntry
+
+
+class Arrivals(msgspec.Struct, frozen=True):
+    """What committed after a position, in commit order. ``position`` is where the next read goes on;
+    ``more`` says a limit cut this read short; ``found`` holds, for each search asked for, the positions of
+    the arrivals its terms match (by the store's own rule, as its reads match them)."""
+
+    entries: list[Arrival]
+    position: Position
+    more: bool = False
+    found: dict[tuple[str, ...], frozenset[Position]] = msgspec.field(default_factory=dict)
 
 
 class LogStore(Protocol):
@@ -46,6 +78,18 @@ class LogStore(Protocol):
 
     async def oldest(self, *, include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> int | None:
         """The event time of the oldest entry in the service scope."""
+
+    @property
+    def tail_delay(self) -> float:
+        """Seconds after its arrival before ``arrivals`` gives an entry: the time a write takes to be seen
+        everywhere (0 where a commit is seen at once)."""
+
+    async def arrivals(
+        self, after: Position | None, *, limit: int, searches: Sequence[tuple[str, ...]] = ()
+    ) -> Arrivals:
+        """Entries committed after ``after``, in commit order: at most ``limit``, and fewer where their size
+        says so; with ``searches``, which of them each set of search terms matches. ``after`` None reads
+        nothing and gives the position of the newest commit: a tail starts there."""
 
     async def close(self) -> None:
         """Finish every accepted write, then release the backend."""

@@ -17,11 +17,12 @@ from typing import Final, TypeVar, cast
 
 import apsw
 
+from logsvc.domain.cursors import Position
 from logsvc.domain.entries import LogEntry, NewEntry
 from logsvc.domain.queries import Page, Query
 from logsvc.errors import ConfigError, FieldError, StoreUnavailable, ValidationFailed
-from logsvc.storage.port import Export
-from logsvc.storage.sqlite_reads import NEWEST_FIRST, entry, recent, service_scope
+from logsvc.storage.port import Arrivals, Export
+from logsvc.storage.sqlite_reads import NEWEST_FIRST, arrivals, entry, recent, service_scope
 from logsvc.storage.sqlite_schema import COLUMNS, Row, make_private, open_connection
 from logsvc.storage.sqlite_writer import Writer
 
@@ -162,6 +163,18 @@ class SQLiteStore:
 
     async def get(self, log_id: bytes) -> list[LogEntry]:
         return await self._read(_get, log_id)
+
+    @property
+    def tail_delay(self) -> float:
+        return 0.0  # a row is seen by every reader once its transaction committed
+
+    async def arrivals(
+        self, after: Position | None, *, limit: int, searches: Sequence[tuple[str, ...]] = ()
+    ) -> Arrivals:
+        if after is not None and after[1]:
+            raise ValidationFailed([FieldError("cursor", "belongs to another store")])
+        terms = tuple(searches)
+        return await self._read(lambda conn, _: arrivals(conn, after, limit, terms), None)
 
     async def _read(self, function: Callable[[apsw.Connection, A], R], argument: A) -> R:
         """Run a read on the event loop's own connection within a small time budget, else in the pool.

@@ -8,14 +8,15 @@ from typing import Any, Final, cast
 import apsw
 import msgspec
 
-from logsvc.domain.cursors import encode_cursor
+from logsvc.domain.cursors import Position, encode_cursor
 from logsvc.domain.entries import Level, LogEntry, entry_bytes, format_log_id
 from logsvc.domain.queries import MAX_PAGE_BYTES, Page, Query
 from logsvc.domain.timestamps import format_timestamp
 from logsvc.scopes import sql_glob
+from logsvc.storage.port import Arrival, Arrivals
 from logsvc.storage.sqlite_schema import BLOCK_SHIFT, COLUMNS, Row
 
-__all__ = ["NEWEST_FIRST", "entry", "recent", "search", "select_newest", "service_scope"]
+__all__ = ["NEWEST_FIRST", "arrivals", "entry", "recent", "search", "select_newest", "service_scope"]
 
 NEWEST_FIRST = "ORDER BY ts DESC, seq DESC"
 _LEVEL_NAMES: Final = {int(level): level.name for level in Level}
@@ -43,7 +44,7 @@ def search(conn: apsw.Connection, query: Query, want: int) -> apsw.Cursor:
     is not event-time order, but ts_watermarks bounds the event time of every row that arrived earlier
     than a given one: once ``want`` candidates are at least that new, no older row can displace them.
     """
-    match = " ".join('"' + term.replace('"', '""') + '"' for term in query.terms)
+    match = _fts_match(query.terms)
     where, args = _filters(query, "l.")
     if query.levels:
         where += f" AND l.level IN ({', '.join('?' * len(query.levels))})"
@@ -76,6 +77,57 @@ def search(conn: apsw.Connection, query: Query, want: int) -> apsw.Cursor:
     seqs = [seq for _, seq in candidates]
     sql = f"SELECT {COLUMNS} FROM logs WHERE seq IN ({', '.join('?' * len(seqs))}) {NEWEST_FIRST}"
     return conn.execute(sql, seqs)
+
+
+def _fts_match(terms: tuple[str, ...]) -> str:
+    """Search terms as an FTS5 query: each one a quoted phrase, all of them required."""
+    return " ".join('"' + term.replace('"', '""') + '"' for term in terms)
+
+
+_HEAD = (
+    "SELECT max((SELECT coalesce(max(seq), 0) FROM logs), (SELECT coalesce(max(last_seq), 0) FROM commits))"
+)
+
+
+def arrivals(
+    conn: apsw.Connection, after: Position | None, limit: int, searches: tuple[tuple[str, ...], ...]
+) -> Arrivals:
+    """Rows by arrival number (the commit order: one writer at a time numbers them) after ``after``, up to
+    ``limit`` and MAX_PAGE_BYTES, and each search as the full-text index matches the same rows."""
+    with conn:  # one snapshot for every query
+        found = _arrivals(conn, after, limit, searches)
+    return found  # noqa: RET504 (returned inside, mypy takes apsw's __exit__ for one that may swallow)
+
+
+def _arrivals(
+    conn: apsw.Connection, after: Position | None, limit: int, searches: tuple[tuple[str, ...], ...]
+) -> Arrivals:
+    if after is None:
+        return Arrivals(entries=[], position=(cast(int, conn.execute(_HEAD).get), ""))
+    rows = conn.execute(f"SELECT {COLUMNS} FROM logs WHERE seq > ? ORDER BY seq LIMIT ?", (after[0], limit))
+    found: list[Arrival] = []
+    size = 0
+    for row in cast(Iterator[Row], rows):
+        found.append(Arrival(position=(row[0], ""), ts_us=row[2], level=row[4], entry=entry(row)))
+        size += entry_bytes(row[6], row[7])
+        if size > MAX_PAGE_BYTES:
+            break
+    rows.close()
+    if not found:
+        return Arrivals(entries=[], position=after)
+    last = found[-1].position[0]
+    matched = {
+        terms: frozenset(
+            (seq, "")
+            for (seq,) in conn.execute(
+                "SELECT rowid FROM logs_fts WHERE logs_fts MATCH ? AND rowid > ? AND rowid <= ?",
+                (_fts_match(terms), after[0], last),
+            )
+        )
+        for terms in searches
+    }
+    more = len(found) == limit or size > MAX_PAGE_BYTES
+    return Arrivals(entries=found, position=(last, ""), more=more, found=matched)
 
 
 def select_newest(query: Query, want: int) -> tuple[str, list[Any]]:

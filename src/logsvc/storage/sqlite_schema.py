@@ -21,6 +21,7 @@ __all__ = [
     "COLUMNS",
     "INDEX_NEW_ROWS",
     "INSERT_ENTRY",
+    "INSERT_NUMBERED",
     "LOGS_TABLE",
     "SCHEMA",
     "SCHEMA_VERSION",
@@ -74,6 +75,12 @@ END;
 INSERT_ENTRY = (
     "INSERT INTO logs(log_id, ts, service, level, log_type, message, metadata, received) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(log_id, service) DO NOTHING"
+)
+# The same with its arrival number given: numbers are never reused (decision 23), also after the newest
+# rows were deleted, so that nothing a tail or the archive has passed can arrive behind it.
+INSERT_NUMBERED = (
+    "INSERT INTO logs(seq, log_id, ts, service, level, log_type, message, metadata, received) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(log_id, service) DO NOTHING"
 )
 # The full-text index and the watermarks are written by explicit statements over the rows a transaction
 # added, not by an AFTER INSERT trigger: FTS5 fed row by row from a trigger ingests about 4x slower.

@@ -18,7 +18,7 @@ from typing import Any, Final, cast
 import apsw
 
 from logsvc.errors import LogServiceError, StoreFull, StoreUnavailable
-from logsvc.storage.sqlite_schema import BLOCK_SHIFT, INDEX_NEW_ROWS, INSERT_ENTRY
+from logsvc.storage.sqlite_schema import BLOCK_SHIFT, INDEX_NEW_ROWS, INSERT_ENTRY, INSERT_NUMBERED
 
 __all__ = ["Writer"]
 
@@ -27,6 +27,7 @@ log = logging.getLogger("logsvc.storage.sqlite")
 _MAX_GROUP_ROWS: Final = 50_000
 # A transaction of duplicates only adds no row: its last_seq is the previous commit's, which stands.
 _RECORD_COMMIT = "INSERT OR IGNORE INTO commits VALUES ((SELECT max(seq) FROM logs), ?)"
+_LAST_COMMITTED = "SELECT coalesce(max(last_seq), 0) FROM commits"
 _NEW_BLOCK_MAXIMA = f"SELECT seq >> {BLOCK_SHIFT}, max(ts) FROM logs WHERE seq > ? GROUP BY 1 ORDER BY 1"
 _RAISE_WATERMARK = (
     "INSERT INTO ts_watermarks(block, max_ts) VALUES (?, ?) "
@@ -142,7 +143,13 @@ class Writer:
             conn.execute("BEGIN IMMEDIATE")
             if rows:
                 last_seq = cast(int, conn.execute("SELECT coalesce(max(seq), 0) FROM logs").get)
-                conn.executemany(INSERT_ENTRY, rows)
+                committed = cast(int, conn.execute(_LAST_COMMITTED).get)
+                if last_seq >= committed:
+                    conn.executemany(INSERT_ENTRY, rows)
+                else:
+                    # The newest rows were deleted (a purge): SQLite would number the next ones as theirs.
+                    numbered = [(committed + i, *row) for i, row in enumerate(rows, 1)]
+                    conn.executemany(INSERT_NUMBERED, numbered)
                 conn.execute(INDEX_NEW_ROWS, (last_seq,))
                 self._raise_watermarks(conn, last_seq)
                 conn.execute(_RECORD_COMMIT, (time.time_ns() // 1000,))
