@@ -58,10 +58,12 @@ def wrk(
     headers: Sequence[str] = (),
     requests_file: Path | None = None,
     threads: int = WRK_THREADS,
+    script: Path | None = None,
 ) -> WrkRun:
     """One wrk run: a GET of url, a POST of body's bytes as application/json, or (requests_file) raw
-    pre-built requests, each sent once (a signed request cannot be repeated)."""
-    script = _PREBUILT_SCRIPT if requests_file is not None else _SCRIPT
+    pre-built requests, each sent once (a signed request cannot be repeated), by ``script`` if given (one
+    that reads another file format), else by prebuilt.lua."""
+    script = script or (_PREBUILT_SCRIPT if requests_file is not None else _SCRIPT)
     argv = [
         "wrk",
         f"-t{min(threads, connections)}",  # wrk wants a connection for each thread at least

@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 import logsvc
-from benchmarks import ceilings, dataset, sdk_handler, tail
+from benchmarks import ceilings, dataset, sdk_handler, shippers, tail
 from benchmarks import stats as volume
 from benchmarks.loadgen import WRK_THREADS, WrkRun, check_wrk, wrk, wrk_version
 from benchmarks.processes import HOST, Probe, Server, free_port, running
@@ -625,6 +625,7 @@ class Suite:
         self._step("Ceiling B: raw SQLite batches", self.ceiling_b)
         self._step("Batched ingest, encryption off", lambda: self.batch_ingest(encrypted=False))
         self._step("Batched ingest", self.batch_ingest)
+        self._step("Shipper protocols, batched", lambda: shippers.shipper_ingest(self))
         self._step("Reads", self.reads)
         self._step("Volume over time", lambda: volume.measure(self))
         self._step("Authentication cost", self.auth_cost)

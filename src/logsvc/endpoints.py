@@ -66,6 +66,12 @@ async def ingest_otlp(call: Call) -> Answer:
     return Answer(200, body, "application/json" if as_json else PROTOBUF)
 
 
+async def ingest_loki(call: Call) -> Answer:
+    service = await call.services.log()
+    await service.ingest_loki(await call.body(), call.headers, principal=call.principal)
+    return Answer(204, b"", "")
+
+
 # Elasticsearch's clients (Logstash's, and those of the 8.x languages) refuse a server without this header.
 _ELASTIC_PRODUCT = {"X-Elastic-Product": "Elasticsearch"}
 
@@ -267,6 +273,26 @@ _OTLP_ANSWER = {
     "description": "the valid records stored durably; partialSuccess counts the rejected ones",
     "content": _OTLP_BODY["content"],
 }
+_LOKI_BODY = {
+    "required": True,
+    "content": {
+        PROTOBUF: {
+            "schema": {
+                "type": "string",
+                "format": "binary",
+                "description": "logproto.PushRequest (Loki's push.proto), snappy-compressed (block format)",
+            }
+        },
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "description": 'Loki\'s JSON push: {"streams": [{"stream": {labels}, "values": '
+                '[["<epoch ns>", "<line>", {structured metadata}], ...]}]}',
+                "required": ["streams"],
+            }
+        },
+    },
+}
 _BULK_BODY = {
     "required": True,
     "content": {
@@ -365,6 +391,19 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         summary="OTLP/HTTP logs (protobuf or JSON): each valid record stored durably, the others rejected",
         request_body=_OTLP_BODY,
         answers={"200": _OTLP_ANSWER},
+        problems=(400, 408, 413, 415, 503, 507),
+    ),
+    Endpoint(
+        path="/loki/api/v1/push",
+        method="POST",
+        name="ingest_loki",
+        permission=Permission.INGEST,
+        operation=ingest_loki,
+        function="ingest",
+        summary="Loki's push API (protobuf with snappy, or JSON): the valid entries stored durably; "
+        "any refused are named in a 400",
+        request_body=_LOKI_BODY,
+        answers={"204": {"description": "every entry stored durably"}},
         problems=(400, 408, 413, 415, 503, 507),
     ),
     Endpoint(

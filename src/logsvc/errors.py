@@ -16,6 +16,7 @@ __all__ = [
     "AuthenticationFailed",
     "ConfigError",
     "Conflict",
+    "EntriesRefused",
     "FieldError",
     "Forbidden",
     "HeadTimeout",
@@ -119,6 +120,22 @@ class ValidationFailed(LogServiceError):
         shown = "; ".join(str(e) for e in errors[:5])
         more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
         super().__init__(shown + more)
+
+
+class EntriesRefused(ValidationFailed):
+    """Some entries of a shipper's batch broke the rules and were refused; the others were stored durably
+    before this was raised (Loki's push answers so). ``errors`` names the first refused, at most a few."""
+
+    code = "entries_refused"
+    title = "Some entries were refused"
+
+    def __init__(self, errors: list[FieldError], *, refused: int, stored: int) -> None:
+        self.errors = errors
+        shown = "; ".join(str(e) for e in errors[:5])
+        more = "; ..." if len(errors) > 5 else ""
+        LogServiceError.__init__(
+            self, f"{refused} of {refused + stored} entries refused, the others stored: {shown}{more}"
+        )
 
 
 # The credential schemes the server accepts, as every 401 names them: in its detail when none were sent,

@@ -14,12 +14,20 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import msgspec
 
 from logsvc.auth.policy import Principal
-from logsvc.content import decode_content, is_encoded, is_ndjson, is_otlp_json
+from logsvc.content import (
+    decode_content,
+    decode_snappy_body,
+    is_encoded,
+    is_loki_json,
+    is_ndjson,
+    is_otlp_json,
+)
 from logsvc.domain.context import Context, parse_context
 from logsvc.domain.cursors import decode_position, encode_position
 from logsvc.domain.documents import decode_documents
 from logsvc.domain.entries import Limits, LogEntry, NewEntry, format_log_id, parse_log_id
 from logsvc.domain.esbulk import BulkItem, BulkOutcome, bulk_items
+from logsvc.domain.loki import loki_documents
 from logsvc.domain.mapping import FieldMapping, parse_mapping
 from logsvc.domain.otlp import otlp_documents
 from logsvc.domain.queries import MAX_LIMIT, Page, Query, parse_query
@@ -27,9 +35,10 @@ from logsvc.domain.retention import retention_rules
 from logsvc.domain.stats import ServiceList, Stats, parse_stats, service_list, stats_answer
 from logsvc.domain.syslog import SyslogRefused, syslog_document
 from logsvc.domain.timestamps import format_timestamp, parse_whole_number
-from logsvc.domain.validation import validate_entries
+from logsvc.domain.validation import validate_each, validate_entries
 from logsvc.errors import (
     ConfigError,
+    EntriesRefused,
     FieldError,
     Forbidden,
     LogServiceError,
@@ -65,8 +74,8 @@ log = logging.getLogger("logsvc.service")
 INLINE_BODY_BYTES = 64 * 1024
 # How long a large body waits for a decoding slot before the answer is 503.
 DECODE_QUEUE_SECONDS = 5.0
-# The rejected records an OTLP answer describes one by one; it counts the rest.
-MAX_OTLP_PROBLEMS = 10
+# The rejected records an OTLP answer or a Loki refusal describes one by one; it counts the rest.
+MAX_PROBLEMS = 10
 
 _T = TypeVar("_T")
 
@@ -183,6 +192,20 @@ class LogService:
         await self._store(entries, principal)
         return BulkResult(items=items, outcomes=outcomes)
 
+    async def ingest_loki(self, body: bytes, headers: Mapping[str, str], *, principal: Principal) -> int:
+        """Store the valid entries of a Loki push (``logsvc.domain.loki`` maps them to entries); returns how
+        many once they are durable. If any were refused, EntriesRefused (a 400 naming them) is raised after
+        the others are durable, as Loki answers: a shipper does not retry a 400, and nothing it was told
+        is stored can be lost."""
+        as_json = is_loki_json(headers)
+        entries, refused, problems = await self._decode(
+            body, headers, lambda: self._loki_entries(body, headers, as_json), compressed=not as_json
+        )
+        await self._store(entries, principal)
+        if refused:
+            raise EntriesRefused(problems, refused=refused, stored=len(entries))
+        return len(entries)
+
     async def ingest_syslog(
         self, messages: Sequence[tuple[bytes, str | None]], *, scope: tuple[str, ...], zone: tzinfo | None
     ) -> SyslogOutcome:
@@ -219,7 +242,7 @@ class LogService:
             except SyslogRefused as exc:
                 drop(exc.reason, exc.detail)
                 continue
-            entry = self._one_entry(doc, now_us)
+            (entry,) = self._each_entry([doc], now_us)
             if isinstance(entry, str):
                 drop(SYSLOG_INVALID, entry)
             elif not scope or not covers(scope, entry.service_name):
@@ -263,8 +286,13 @@ class LogService:
             self._rejected(1)
             raise
 
-    async def _decode(self, body: bytes, headers: Mapping[str, str], decode: Callable[[], _T]) -> _T:
-        return await self._off_loop(len(body) <= INLINE_BODY_BYTES and not is_encoded(headers), decode)
+    async def _decode(
+        self, body: bytes, headers: Mapping[str, str], decode: Callable[[], _T], *, compressed: bool = False
+    ) -> _T:
+        """``decode()``, on the event loop for a small body as sent, else in a thread. ``compressed``: the
+        body is compressed whatever its Content-Encoding says (Loki's snappy)."""
+        inline = len(body) <= INLINE_BODY_BYTES and not compressed and not is_encoded(headers)
+        return await self._off_loop(inline, decode)
 
     async def _off_loop(self, inline: bool, decode: Callable[[], _T]) -> _T:
         if inline:
@@ -324,42 +352,43 @@ class LogService:
             raise
         return entries, single
 
-    def _parsed(self, body: bytes, headers: Mapping[str, str], parse: Callable[[bytes], _T]) -> _T:
-        """A shipper's body, inflated within the limits and parsed; a refused body counts as rejected."""
+    def _parsed(
+        self, body: bytes, headers: Mapping[str, str], parse: Callable[[bytes], _T], *, snappy: bool = False
+    ) -> _T:
+        """A shipper's body, inflated within the limits (``snappy``: also from snappy's block format) and
+        parsed; a refused body counts as rejected."""
+        inflate = decode_snappy_body if snappy else decode_content
         try:
-            return parse(
-                decode_content(body, headers, max_decompressed_bytes=self.limits.max_decompressed_bytes)
-            )
+            return parse(inflate(body, headers, max_decompressed_bytes=self.limits.max_decompressed_bytes))
         except LogServiceError:
             self._rejected(1)
             raise
 
-    def _one_entry(self, doc: Any, now_us: int) -> NewEntry | str:
-        """One record of a shipper's batch through the rules of POST /logs, alone: a broken one is refused
-        (the reason is returned), not the whole request."""
-        try:
-            (entry,) = validate_entries([doc], now_us=now_us, limits=self.limits, batch=False)
-        except ValidationFailed as exc:
-            return "; ".join(f"{e.field} {e.message}" for e in exc.errors)
-        return entry
+    def _each_entry(self, docs: list[Any], now_us: int | None = None) -> list[NewEntry | str]:
+        """The records of a shipper's batch through the rules of POST /logs, each alone: a broken one is
+        refused (the reason is given in its place), not the whole request. ``now_us``: the receive time
+        (default: now)."""
+        now_us = self._clock_us() if now_us is None else now_us
+        return [
+            found if isinstance(found, NewEntry) else "; ".join(f"{e.field} {e.message}" for e in found)
+            for found in validate_each(docs, now_us=now_us, limits=self.limits)
+        ]
 
     def _otlp_entries(self, body: bytes, headers: Mapping[str, str], as_json: bool) -> OtlpResult:
         docs = self._parsed(
             body, headers, lambda content: otlp_documents(content, as_json=as_json, limits=self.limits)
         )
-        now_us = self._clock_us()
         entries: list[NewEntry] = []
         problems: list[str] = []
-        for index, doc in enumerate(docs):
-            found = self._one_entry(doc, now_us)
+        for index, found in enumerate(self._each_entry(docs)):
             if isinstance(found, str):
                 problems.append(f"record {index}: {found}")
             else:
                 entries.append(found)
         self._rejected(len(problems))
-        message = "; ".join(problems[:MAX_OTLP_PROBLEMS])
-        if len(problems) > MAX_OTLP_PROBLEMS:
-            message += f"; and {len(problems) - MAX_OTLP_PROBLEMS} more"
+        message = "; ".join(problems[:MAX_PROBLEMS])
+        if len(problems) > MAX_PROBLEMS:
+            message += f"; and {len(problems) - MAX_PROBLEMS} more"
         return OtlpResult(entries=entries, rejected=len(problems), error_message=message)
 
     def _bulk_entries(
@@ -368,14 +397,14 @@ class LogService:
         items = self._parsed(
             body, headers, lambda content: bulk_items(content, path_index=index, limits=self.limits)
         )
-        now_us = self._clock_us()
+        found = iter(self._each_entry([item.document for item in items if item.document is not None]))
         entries: list[NewEntry] = []
         outcomes: list[BulkOutcome] = []
         for item in items:
             if item.document is None:
                 outcomes.append(BulkOutcome(error_type=item.error_type, reason=item.reason))
                 continue
-            entry = self._one_entry(item.document, now_us)
+            entry = next(found)
             if isinstance(entry, str):
                 outcomes.append(BulkOutcome(error_type="mapper_parsing_exception", reason=entry))
                 continue
@@ -383,6 +412,29 @@ class LogService:
             outcomes.append(BulkOutcome(log_id=format_log_id(entry.log_id)))
         self._rejected(len(items) - len(entries))
         return items, entries, outcomes
+
+    def _loki_entries(
+        self, body: bytes, headers: Mapping[str, str], as_json: bool
+    ) -> tuple[list[NewEntry], int, list[FieldError]]:
+        """The valid entries of a push, how many were refused, and the first refusals named."""
+        push = self._parsed(
+            body,
+            headers,
+            lambda content: loki_documents(content, as_json=as_json, limits=self.limits),
+            snappy=not as_json,
+        )
+        entries: list[NewEntry] = []
+        problems = push.refused[:MAX_PROBLEMS]
+        refused = push.refused_entries
+        for found, (stream, index) in zip(self._each_entry(push.documents), push.places, strict=True):
+            if isinstance(found, str):
+                refused += 1
+                if len(problems) < MAX_PROBLEMS:
+                    problems.append(FieldError(f"streams[{stream}].{push.entries_field}[{index}]", found))
+            else:
+                entries.append(found)
+        self._rejected(refused)
+        return entries, refused, problems
 
     def _rejected(self, count: int) -> None:
         if self._observer is not None:

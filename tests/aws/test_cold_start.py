@@ -13,8 +13,11 @@ import sys
 
 from tests.aws.helpers import INGEST_CALLER, PRINCIPALS, READ_CALLER, ingest_event, read_event
 
-# Packages the server needs and the Lambda zip does not hold (or, for boto3, loads only when a request comes).
+# Packages the server needs and the Lambda zip does not hold (or, for boto3, protobuf and cramjam, loads only
+# when a request that needs them comes).
 NOT_AT_IMPORT = {
+    "google",
+    "cramjam",
     "apsw",
     "starlette",
     "uvicorn",

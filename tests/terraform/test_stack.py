@@ -385,6 +385,9 @@ def test_api_gateway_may_invoke_each_function_only_on_its_routes(stack: Stack) -
     otlp = stack.resource("aws_lambda_permission", "api_ingest_otlp")
     assert otlp["function_name"] == expr("aws_lambda_function.ingest.function_name")
     assert otlp["source_arn"] == execution + "POST/v1/logs"
+    loki = stack.resource("aws_lambda_permission", "api_ingest_loki")
+    assert loki["function_name"] == expr("aws_lambda_function.ingest.function_name")
+    assert loki["source_arn"] == execution + "POST/loki/api/v1/push"
     compat = stack.resource("aws_lambda_permission", "api_ingest_compat_cognito")
     assert compat["function_name"] == expr("aws_lambda_function.ingest.function_name")
     assert compat["source_arn"] == execution + "POST/compat/cognito/logs"
@@ -416,6 +419,7 @@ ROUTES = {
     "get_log_context": ("GET", "log_context", "read"),
     "get_services": ("GET", "services", "read"),
     "post_v1_logs": ("POST", "v1_logs", "ingest"),
+    "post_loki_push": ("POST", "loki_push", "ingest"),
     "post_compat_cognito_logs": ("POST", "compat_cognito_logs", "ingest"),
     "get_compat_cognito_logs": ("GET", "compat_cognito_logs", "read"),
 }
@@ -430,6 +434,7 @@ PATHS = {
     "services": "/services",
     "v1_logs": "/v1/logs",
     "compat_cognito_logs": "/compat/cognito/logs",
+    "loki_push": "/loki/api/v1/push",
 }
 
 
@@ -452,6 +457,10 @@ def test_api_is_regional_and_its_paths(stack: Stack) -> None:
         "services": "services",
         "v1": "v1",
         "v1_logs": "logs",
+        "loki": "loki",
+        "loki_api": "api",
+        "loki_api_v1": "v1",
+        "loki_push": "push",
         "compat": "compat",
         "compat_cognito": "cognito",
         "compat_cognito_logs": "logs",
@@ -464,9 +473,13 @@ def test_api_is_regional_and_its_paths(stack: Stack) -> None:
     assert resources["log_by_id"]["parent_id"] == expr("aws_api_gateway_resource.logs.id")
     assert resources["log_context"]["parent_id"] == expr("aws_api_gateway_resource.log_by_id.id")
     assert resources["v1_logs"]["parent_id"] == expr("aws_api_gateway_resource.v1.id")
+    assert resources["loki"]["parent_id"] == expr("aws_api_gateway_rest_api.this.root_resource_id")
+    assert resources["loki_api"]["parent_id"] == expr("aws_api_gateway_resource.loki.id")
+    assert resources["loki_api_v1"]["parent_id"] == expr("aws_api_gateway_resource.loki_api.id")
+    assert resources["loki_push"]["parent_id"] == expr("aws_api_gateway_resource.loki_api_v1.id")
     assert resources["compat_cognito_logs"]["parent_id"] == expr("aws_api_gateway_resource.compat_cognito.id")
     assert resources["compat_cognito"]["parent_id"] == expr("aws_api_gateway_resource.compat.id")
-    # OTLP's protobuf bodies must reach the ingest function as they were sent (base64), not as text.
+    # OTLP's and Loki's protobuf bodies must reach the ingest function as sent (base64), not as text.
     assert api["binary_media_types"] == ["application/x-protobuf"]
 
 
@@ -658,9 +671,17 @@ def test_client_roles_require_the_external_id(stack: Stack) -> None:
 def test_client_roles_invoke_only_their_methods(stack: Stack) -> None:
     routes = {role: body["routes"] for role, body in stack.locals["client_roles"].items()}
     assert routes == {
-        "ingest": ["POST/logs", "POST/v1/logs"],
+        "ingest": ["POST/logs", "POST/v1/logs", "POST/loki/api/v1/push"],
         "read": ["GET/logs", "GET/logs/recent", "GET/logs/*", "GET/services"],
-        "admin": ["POST/logs", "POST/v1/logs", "GET/logs", "GET/logs/recent", "GET/logs/*", "GET/services"],
+        "admin": [
+            "POST/logs",
+            "POST/v1/logs",
+            "POST/loki/api/v1/push",
+            "GET/logs",
+            "GET/logs/recent",
+            "GET/logs/*",
+            "GET/services",
+        ],
     }
     invoke = stack.policy("client_invoke")
     assert invoke["for_each"] == expr("local.client_roles")

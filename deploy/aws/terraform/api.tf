@@ -8,6 +8,7 @@
 #   GET  /logs/{log_id}/context -> read
 #   GET  /services        -> read
 #   POST /v1/logs         -> ingest (OTLP/HTTP logs: protobuf or JSON)
+#   POST /loki/api/v1/push -> ingest (Loki's push: snappy-compressed protobuf or JSON)
 #   POST /compat/cognito/logs -> ingest   the older Cognito clients' shapes (docs/migrating.md); their raw
 #   GET  /compat/cognito/logs -> read     ID token is what the Cognito authorizer takes anyway
 #
@@ -26,7 +27,8 @@ resource "aws_api_gateway_rest_api" "this" {
   name                     = var.name_prefix
   description              = "Simple Log Service"
   minimum_compression_size = tostring(var.minimum_compression_size)
-  # OTLP's protobuf bodies reach the ingest function base64-encoded, byte for byte (and its answers go back so).
+  # OTLP's and Loki's protobuf bodies reach the ingest function base64-encoded, byte for byte (and OTLP's
+  # answers go back so).
   binary_media_types = ["application/x-protobuf"]
 
   endpoint_configuration {
@@ -108,6 +110,30 @@ resource "aws_api_gateway_resource" "v1_logs" {
   rest_api_id = aws_api_gateway_rest_api.this.id
   parent_id   = aws_api_gateway_resource.v1.id
   path_part   = "logs"
+}
+
+resource "aws_api_gateway_resource" "loki" {
+  rest_api_id = aws_api_gateway_rest_api.this.id
+  parent_id   = aws_api_gateway_rest_api.this.root_resource_id
+  path_part   = "loki"
+}
+
+resource "aws_api_gateway_resource" "loki_api" {
+  rest_api_id = aws_api_gateway_rest_api.this.id
+  parent_id   = aws_api_gateway_resource.loki.id
+  path_part   = "api"
+}
+
+resource "aws_api_gateway_resource" "loki_api_v1" {
+  rest_api_id = aws_api_gateway_rest_api.this.id
+  parent_id   = aws_api_gateway_resource.loki_api.id
+  path_part   = "v1"
+}
+
+resource "aws_api_gateway_resource" "loki_push" {
+  rest_api_id = aws_api_gateway_rest_api.this.id
+  parent_id   = aws_api_gateway_resource.loki_api_v1.id
+  path_part   = "push"
 }
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -348,6 +374,25 @@ resource "aws_api_gateway_integration" "post_v1_logs" {
   uri                     = aws_lambda_function.ingest.invoke_arn
 }
 
+# Loki's push: no request model either (protobuf, or JSON of Loki's shape); the function validates every entry.
+resource "aws_api_gateway_method" "post_loki_push" {
+  rest_api_id          = aws_api_gateway_rest_api.this.id
+  resource_id          = aws_api_gateway_resource.loki_push.id
+  http_method          = "POST"
+  authorization        = var.enable_cognito ? "COGNITO_USER_POOLS" : "AWS_IAM"
+  authorizer_id        = var.enable_cognito ? aws_api_gateway_authorizer.cognito[0].id : null
+  request_validator_id = aws_api_gateway_request_validator.this.id
+}
+
+resource "aws_api_gateway_integration" "post_loki_push" {
+  rest_api_id             = aws_api_gateway_rest_api.this.id
+  resource_id             = aws_api_gateway_resource.loki_push.id
+  http_method             = aws_api_gateway_method.post_loki_push.http_method
+  type                    = "AWS_PROXY"
+  integration_http_method = "POST"
+  uri                     = aws_lambda_function.ingest.invoke_arn
+}
+
 # The older Cognito clients' shapes: the function translates them (logsvc.domain.compat) and holds the rules, so
 # API Gateway checks no body model here; the read's parameters are declared, all optional.
 resource "aws_api_gateway_method" "post_compat_cognito_logs" {
@@ -430,6 +475,10 @@ resource "aws_api_gateway_deployment" "this" {
       aws_api_gateway_resource.services,
       aws_api_gateway_resource.v1,
       aws_api_gateway_resource.v1_logs,
+      aws_api_gateway_resource.loki,
+      aws_api_gateway_resource.loki_api,
+      aws_api_gateway_resource.loki_api_v1,
+      aws_api_gateway_resource.loki_push,
       aws_api_gateway_resource.compat,
       aws_api_gateway_resource.compat_cognito,
       aws_api_gateway_resource.compat_cognito_logs,
@@ -444,6 +493,7 @@ resource "aws_api_gateway_deployment" "this" {
       aws_api_gateway_method.get_log_context,
       aws_api_gateway_method.get_services,
       aws_api_gateway_method.post_v1_logs,
+      aws_api_gateway_method.post_loki_push,
       aws_api_gateway_method.post_compat_cognito_logs,
       aws_api_gateway_method.get_compat_cognito_logs,
       aws_api_gateway_integration.post_logs,
@@ -455,6 +505,7 @@ resource "aws_api_gateway_deployment" "this" {
       aws_api_gateway_integration.get_log_context,
       aws_api_gateway_integration.get_services,
       aws_api_gateway_integration.post_v1_logs,
+      aws_api_gateway_integration.post_loki_push,
       aws_api_gateway_integration.post_compat_cognito_logs,
       aws_api_gateway_integration.get_compat_cognito_logs,
       aws_api_gateway_authorizer.cognito,

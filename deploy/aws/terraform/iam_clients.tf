@@ -6,7 +6,7 @@ locals {
   # logsvc role -> the API routes (METHOD/path, as in an execute-api ARN) it may invoke, and its service scope.
   client_roles = {
     ingest = {
-      routes   = ["POST/logs", "POST/v1/logs"]
+      routes   = ["POST/logs", "POST/v1/logs", "POST/loki/api/v1/push"]
       services = var.ingest_services
     }
     read = {
@@ -14,7 +14,7 @@ locals {
       services = var.read_services
     }
     admin = {
-      routes   = ["POST/logs", "POST/v1/logs", "GET/logs", "GET/logs/recent", "GET/logs/*", "GET/services"]
+      routes   = ["POST/logs", "POST/v1/logs", "POST/loki/api/v1/push", "GET/logs", "GET/logs/recent", "GET/logs/*", "GET/services"]
       services = var.admin_services
     }
   }

@@ -260,6 +260,14 @@ resource "aws_lambda_permission" "api_ingest_otlp" {
   source_arn    = "${aws_api_gateway_rest_api.this.execution_arn}/${var.stage_name}/POST/v1/logs"
 }
 
+resource "aws_lambda_permission" "api_ingest_loki" {
+  statement_id  = "AllowApiGatewayPostLokiPush"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.ingest.function_name
+  principal     = "apigateway.amazonaws.com"
+  source_arn    = "${aws_api_gateway_rest_api.this.execution_arn}/${var.stage_name}/POST/loki/api/v1/push"
+}
+
 resource "aws_lambda_permission" "api_ingest_compat_cognito" {
   statement_id  = "AllowApiGatewayPostCompatCognitoLogs"
   action        = "lambda:InvokeFunction"

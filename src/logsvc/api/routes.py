@@ -46,7 +46,7 @@ def _endpoint(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         answer = await respond(endpoint, call, request.app.state.refusals)
         if answer.stream is not None:
             return _Streamed(answer.stream, answer.status, answer.headers, answer.media_type)
-        return Response(answer.body, answer.status, answer.headers, answer.media_type)
+        return Response(answer.body, answer.status, answer.headers, answer.media_type or None)
 
     return serve
 

@@ -66,7 +66,8 @@ def _response(
     status: int, body: bytes, media_type: str, headers: Mapping[str, str] | None = None
 ) -> Response:
     """A Lambda proxy answer; REST APIs, HTTP APIs and function URLs all read these four keys."""
-    all_headers = {"content-type": media_type} | {
+    # An answer without a body (Loki's 204) has no media type.
+    all_headers = ({"content-type": media_type} if media_type else {}) | {
         name.lower(): value for name, value in (headers or {}).items()
     }
     if media_type != PROTOBUF:

@@ -17,6 +17,7 @@ __all__ = [
     "LEVEL_ALIAS",
     "LEVEL_ALIAS_RULE",
     "LEVEL_RULE",
+    "LONGEST_LEVEL_NAME",
     "MAX_LOG_TYPE_CHARS",
     "SERVICE_NAME_PATTERN",
     "SERVICE_RULE",
@@ -26,6 +27,7 @@ __all__ = [
     "LogEntry",
     "LogEntryIn",
     "NewEntry",
+    "derived_log_id",
     "entry_bytes",
     "format_log_id",
     "is_service_name",
@@ -52,6 +54,8 @@ _LEVEL_BY_NAME: dict[str, Level] = {level.name.lower(): level for level in Level
     "information": Level.INFO,
 }
 LEVEL_RULE = "must be one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL"
+# No longer word names a level.
+LONGEST_LEVEL_NAME = max(len(name) for name in _LEVEL_BY_NAME)
 # Older clients name the level "severity", in an entry as in a read's parameters: either name, not both.
 LEVEL_ALIAS = "severity"
 LEVEL_ALIAS_RULE = "is an alias of level; send only one of them"
@@ -166,6 +170,18 @@ def format_log_id(log_id: bytes) -> str:
     """16 bytes as a UUID's canonical text (lower-case, dashed)."""
     h = log_id.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+# The version (4 bits from bit 76) and variant (2 bits from bit 62) of a UUID as an integer.
+_NOT_VERSION_OR_VARIANT = ~(0xF << 76 | 0x3 << 62)
+_VERSION_7_VARIANT_10 = 0x7 << 76 | 0x2 << 62
+
+
+def derived_log_id(ms: int, digest: bytes) -> str:
+    """A UUIDv7 of the millisecond ``ms`` whose random bits are taken from ``digest`` (at least 10 bytes): the
+    id of a shipper's record made from its time and a hash of its content, so that a retry stores it once."""
+    value = (ms << 80 | int.from_bytes(digest[:10])) & _NOT_VERSION_OR_VARIANT | _VERSION_7_VARIANT_10
+    return str(uuid_utils.UUID(int=value))
 
 
 def parse_log_id(value: object) -> bytes:

@@ -21,7 +21,6 @@ handlers import it, and a cold start serving only ``POST /logs`` need not load t
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import json
 from collections.abc import Iterator
@@ -30,9 +29,10 @@ from typing import Any
 import msgspec
 
 from logsvc.domain.documents import check_json_values
-from logsvc.domain.entries import VALUES_PER_ENTRY, Level, Limits, level_named
-from logsvc.domain.timestamps import format_timestamp
-from logsvc.errors import FieldError, PayloadTooLarge, ValidationFailed
+from logsvc.domain.entries import Level, Limits, derived_log_id, level_named
+from logsvc.domain.timestamps import ns_timestamp
+from logsvc.domain.wire import check_expanded, check_records, check_wire, needs_wire_count
+from logsvc.errors import FieldError, ValidationFailed
 
 __all__ = ["PROTOBUF", "otlp_documents", "otlp_response"]
 
@@ -45,17 +45,18 @@ _HEX_IDS = ("traceId", "spanId")
 def otlp_documents(body: bytes, *, as_json: bool, limits: Limits) -> list[dict[str, Any]]:
     """One entry document per log record of the request; ValidationFailed for a body that is not one,
     PayloadTooLarge for more records than a batch holds (counted before any document is made). A JSON body
-    has passed the value count of POST /logs; a protobuf one is counted here, on the wire."""
+    has passed the value count of POST /logs; a protobuf one large enough to need it is counted here, on the
+    wire, before it is parsed (``logsvc.domain.wire``)."""
     if as_json:
         check_json_values(body, limits)
-    else:
+    elif needs_wire_count(body, limits):
         _check_wire(body, limits)
     request = _parse(body, as_json)
-    if as_json:
-        _check_records(
-            sum(len(s.log_records) for r in request.resource_logs for s in r.scope_logs),
-            limits.max_batch_entries,
-        )
+    check_records(
+        sum(len(s.log_records) for r in request.resource_logs for s in r.scope_logs),
+        limits,
+        noun="log records",
+    )
     _check_expansion(request, limits)
     docs: list[dict[str, Any]] = []
     for resource_logs in request.resource_logs:
@@ -66,20 +67,19 @@ def otlp_documents(body: bytes, *, as_json: bool, limits: Limits) -> list[dict[s
             scope = {
                 k: v for k, v in (("name", scope_logs.scope.name), ("version", scope_logs.scope.version)) if v
             }
-            scope_digest = _digest(scope_logs.scope)
+            # Each record's hash starts from its resource's and scope's, hashed once.
+            shared = hashlib.blake2b(resource_digest + _digest(scope_logs.scope), digest_size=10)
             for record in scope_logs.log_records:
                 doc = _document(record, resource, scope)
                 if service is not None:
                     doc["service_name"] = service
                 time_ns = record.time_unix_nano or record.observed_time_unix_nano
                 if time_ns:
-                    # As RFC 3339 text: an epoch number is read by its magnitude, which a time near 1970
-                    # in nanoseconds would defeat.
-                    doc["timestamp"] = format_timestamp(time_ns // 1000)
-                    digest = hashlib.blake2b(resource_digest + scope_digest, digest_size=10)
+                    doc["timestamp"] = ns_timestamp(time_ns)
+                    digest = shared.copy()
                     digest.update(record.SerializeToString(deterministic=True))
                     digest.update(len(docs).to_bytes(8))
-                    doc["log_id"] = _uuid7(time_ns // 1_000_000, digest.digest())
+                    doc["log_id"] = derived_log_id(time_ns // 1_000_000, digest.digest())
                 docs.append(doc)
     return docs
 
@@ -89,19 +89,19 @@ def _digest(message: Any) -> bytes:
 
 
 def _check_expansion(request: Any, limits: Limits) -> None:
-    """PayloadTooLarge when the records, each with a copy of its resource and scope attributes (as their
-    entries keep them), would come to more than a body may inflate to: one large resource shared by many
-    records is small on the wire and in the value count, and large once stored with each of them."""
+    """The records together with the resource and scope attributes each of them keeps, within the bounds
+    of ``logsvc.domain.wire.check_expanded``."""
     total = 0
     for resource_logs in request.resource_logs:
         shared = resource_logs.resource.ByteSize()
         for scope_logs in resource_logs.scope_logs:
             total += scope_logs.ByteSize() + len(scope_logs.log_records) * shared
-            if total > limits.max_decompressed_bytes:
-                raise PayloadTooLarge(
-                    "the log records with their resource and scope attributes come to more than "
-                    f"{limits.max_decompressed_bytes} bytes: send smaller batches or fewer resource fields"
-                )
+            check_expanded(
+                total,
+                limits,
+                what="the log records with their resource and scope attributes",
+                advice="send smaller batches or fewer resource fields",
+            )
 
 
 def otlp_response(rejected: int, error_message: str, *, as_json: bool) -> bytes:
@@ -156,97 +156,23 @@ def _parse(body: bytes, as_json: bool) -> Any:
     return request
 
 
-def _check_records(records: int, max_records: int) -> None:
-    if records > max_records:
-        raise PayloadTooLarge(f"a request holds at most {max_records} log records; send smaller batches")
-
-
 _LOG_RECORD = "opentelemetry.proto.logs.v1.LogRecord"
 
 
-@functools.cache
-def _message_fields() -> tuple[str, dict[str, dict[int, str]]]:
-    """The request's message type, and for each message type its message fields (number -> type), read
-    from the protobuf descriptors of the installed package, so that every nested field is counted."""
+def _check_wire(body: bytes, limits: Limits) -> None:
+    """The bounds of a protobuf request, on the wire (``logsvc.domain.wire``)."""
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (  # noqa: PLC0415
         ExportLogsServiceRequest,
     )
 
-    table: dict[str, dict[int, str]] = {}
-    todo = [ExportLogsServiceRequest.DESCRIPTOR]
-    while todo:
-        descriptor = todo.pop()
-        if descriptor.full_name in table:
-            continue
-        nested = [field for field in descriptor.fields if field.message_type is not None]
-        table[descriptor.full_name] = {field.number: field.message_type.full_name for field in nested}
-        todo += [field.message_type for field in nested]
-    return ExportLogsServiceRequest.DESCRIPTOR.full_name, table
-
-
-def _check_wire(body: bytes, limits: Limits) -> None:
-    """PayloadTooLarge for a protobuf request of more records than a batch holds, or of more fields than
-    a body may hold values (as POST /logs counts JSON values), found on the wire before anything is parsed:
-    32 MiB of empty records or attributes parses into 2 GB of messages."""
-    records = fields = 0
-    root, message_fields = _message_fields()
-    stack = [(0, len(body), root)]
-    try:
-        while stack:
-            start, end, message = stack.pop()
-            children = message_fields[message]
-            for number, field_start, field_end in _fields(body, start, end):
-                fields += 1
-                if fields > limits.max_body_values:
-                    raise PayloadTooLarge(
-                        f"the body holds more than {limits.max_body_values} protobuf fields; a batch holds "
-                        f"at most {limits.max_batch_entries} records of about {VALUES_PER_ENTRY} each: "
-                        "send smaller batches"
-                    )
-                child = children.get(number)
-                if child is not None and field_end is not None:
-                    records += child == _LOG_RECORD
-                    _check_records(records, limits.max_batch_entries)
-                    stack.append((field_start, field_end, child))
-    except IndexError:
-        raise ValidationFailed([FieldError("body", "is not an OTLP protobuf message")]) from None
-
-
-def _fields(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, int | None]]:
-    """The fields of the message in ``data[start:end]``: number, and where a length-delimited one's bytes
-    lie (None as the end of any other); IndexError for bytes that are not protobuf's wire format."""
-    pos = start
-    while pos < end:
-        key, pos = _varint(data, pos, end)
-        wire_type = key & 7
-        if wire_type == 2:
-            length, pos = _varint(data, pos, end)
-            yield key >> 3, pos, pos + length
-            pos += length
-        else:
-            if wire_type == 0:
-                pos = _varint(data, pos, end)[1]
-            elif wire_type in (1, 5):
-                pos += 8 if wire_type == 1 else 4
-            else:
-                raise IndexError("not a wire type these messages use")
-            yield key >> 3, pos, None
-        if pos > end:
-            raise IndexError("a field runs past its message")
-
-
-def _varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
-    value = shift = 0
-    while shift < 70:
-        if pos >= end:
-            raise IndexError("a varint runs past its message")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-    raise IndexError("a varint of more than 10 bytes")
+    check_wire(
+        body,
+        ExportLogsServiceRequest.DESCRIPTOR,
+        _LOG_RECORD,
+        limits,
+        noun="log records",
+        kind="an OTLP protobuf message",
+    )
 
 
 def _json_records(doc: Any) -> Iterator[dict[str, Any]]:
@@ -309,12 +235,3 @@ def _value(value: Any) -> Any:
     if kind == "bytes_value":
         return base64.b64encode(value.bytes_value).decode()
     return getattr(value, kind)
-
-
-def _uuid7(ms: int, digest: bytes) -> str:
-    """A UUIDv7 of the millisecond ``ms`` whose random bits are taken from ``digest``."""
-    value = bytearray(ms.to_bytes(6) + digest)
-    value[6] = 0x70 | (value[6] & 0x0F)
-    value[8] = 0x80 | (value[8] & 0x3F)
-    h = value.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

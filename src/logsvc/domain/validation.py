@@ -27,7 +27,7 @@ from logsvc.domain.entries import (
 from logsvc.domain.timestamps import parse_timestamp
 from logsvc.errors import FieldError, ValidationFailed
 
-__all__ = ["MAX_FUTURE_US", "validate_entries"]
+__all__ = ["MAX_FUTURE_US", "validate_each", "validate_entries"]
 
 MAX_FUTURE_US = 2 * 3600 * 1_000_000
 _ENTRY_FIELDS = frozenset(
@@ -63,6 +63,18 @@ def validate_entries(docs: Sequence[Any], *, now_us: int, limits: Limits, batch:
     return entries
 
 
+def validate_each(docs: Sequence[Any], *, now_us: int, limits: Limits) -> list[NewEntry | list[FieldError]]:
+    """Each document validated alone, as a shipper's records are (a broken one is refused, not the batch):
+    its entry, or the rules it breaks. The caller has bounded how many there are."""
+    errors: list[FieldError] = []
+    outcomes: list[NewEntry | list[FieldError]] = []
+    for doc in docs:
+        failed = len(errors)
+        entry = _validate_entry(doc, None, now_us, limits, errors)
+        outcomes.append(errors[failed:] if entry is None else entry)
+    return outcomes
+
+
 # Records a broken rule of one field of the entry being checked.
 _Fail = Callable[[str, str], None]
 
@@ -78,8 +90,9 @@ def _validate_entry(
     def fail(field: str, message: str) -> None:
         errors.append(FieldError(field, message, index))
 
-    for key in doc.keys() - _ENTRY_FIELDS:
-        fail(str(key), "unknown field (allowed: " + ", ".join(sorted(_ENTRY_FIELDS)) + ")")
+    if not _ENTRY_FIELDS.issuperset(doc):  # without building a set for the many entries that are fine
+        for key in doc.keys() - _ENTRY_FIELDS:
+            fail(str(key), "unknown field (allowed: " + ", ".join(sorted(_ENTRY_FIELDS)) + ")")
     message = _message(doc.get("message"), limits, fail)
     service = _service_name(doc.get("service_name"), fail)
     level = _level(doc, fail)
@@ -209,18 +222,22 @@ def _uuid7_us(log_id: bytes) -> int:
 
 def _check_metadata(value: dict[str, Any], limits: Limits) -> str | None:
     """The first nesting or key-length rule the object breaks, if any."""
+    # Every entry of a batch comes here: the limits are read once, the container types made once.
+    max_depth, max_key = limits.max_metadata_depth, limits.max_metadata_key_chars
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
-        if depth > limits.max_metadata_depth:
-            return f"must be nested at most {limits.max_metadata_depth} levels deep"
+        if depth > max_depth:
+            return f"must be nested at most {max_depth} levels deep"
         if isinstance(node, dict):
             for key, child in node.items():
-                if len(key) > limits.max_metadata_key_chars:
-                    limit = limits.max_metadata_key_chars
-                    return f"keys must be at most {limit} characters; {key[:32]!r}... is longer"
-                if isinstance(child, dict | list):
+                if len(key) > max_key:
+                    return f"keys must be at most {max_key} characters; {key[:32]!r}... is longer"
+                if isinstance(child, _CONTAINERS):
                     stack.append((child, depth + 1))
         else:
-            stack.extend((child, depth + 1) for child in node if isinstance(child, dict | list))
+            stack.extend((child, depth + 1) for child in node if isinstance(child, _CONTAINERS))
     return None
+
+
+_CONTAINERS = (dict, list)
