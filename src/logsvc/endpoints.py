@@ -14,13 +14,14 @@ from typing import Annotated, Any
 import msgspec
 
 from logsvc.auth.policy import Permission
-from logsvc.content import decode_content, is_otlp_json
+from logsvc.content import accepts_html, decode_content, is_otlp_json
 from logsvc.domain.esbulk import bulk_response, license_document, version_document
 from logsvc.domain.mapping import IngestParameters
 from logsvc.domain.otlp import PROTOBUF, otlp_response
 from logsvc.domain.queries import MAX_LIMIT, ReadParameters
 from logsvc.routing import Answer, Call, Endpoint, json_answer, json_response, schema_ref
 from logsvc.service import Created
+from logsvc.viewer import MEDIA_TYPES, SECURITY_HEADERS, UI_PATH, asset
 
 __all__ = ["ENDPOINTS", "AuditParameters"]
 
@@ -64,7 +65,11 @@ async def ingest_bulk(call: Call) -> Answer:
     return Answer(200, body, "application/json", dict(_ELASTIC_PRODUCT))
 
 
-async def es_version(call: Call) -> Answer:
+async def home(call: Call) -> Answer:
+    """A browser is sent to the viewer; any other client (Elasticsearch's agents first) gets the version
+    document, which holds nothing but constants, so it needs no credentials."""
+    if accepts_html(call.headers):
+        return Answer(303, b"", "text/plain", {"Location": UI_PATH})
     return json_answer(version_document(), headers=dict(_ELASTIC_PRODUCT))
 
 
@@ -128,6 +133,11 @@ async def metrics(call: Call) -> Answer:
 
 async def openapi(call: Call) -> Answer:
     return Answer(200, call.services.openapi, "application/json")
+
+
+async def viewer(call: Call) -> Answer:
+    found = asset(call.path_params.get("file", ""))
+    return Answer(200, found.body, found.media_type, dict(SECURITY_HEADERS))
 
 
 # With a mapping parameter (message_field, ...) any JSON objects: one, an array of them, or NDJSON lines.
@@ -209,6 +219,19 @@ _BULK_ANSWER = json_response(
 _CREATED = json_response({"oneOf": [schema_ref("Created"), schema_ref("BatchCreated")]}, "stored durably")
 _PAGE = {"200": json_response(schema_ref("Page"), "newest entries first")}
 _STATUS = {"200": json_response({"type": "object"}, "status")}
+_HOME = {
+    "200": json_response({"type": "object"}, "the version document (any client but a browser)"),
+    "303": {
+        "description": "a browser (Accept names text/html) is sent to the web viewer",
+        "headers": {"Location": {"schema": {"type": "string", "const": UI_PATH}}},
+    },
+}
+_VIEWER_FILE = {
+    "description": "a file of the web viewer, with a strict Content-Security-Policy",
+    "content": {
+        media_type.split(";", 1)[0]: {"schema": {"type": "string"}} for media_type in MEDIA_TYPES.values()
+    },
+}
 _EXPOSITION = {
     "description": "text exposition format",
     "content": {"text/plain": {"schema": {"type": "string"}}},
@@ -286,10 +309,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         path="/",
         method="GET",
         name="es_version",
-        permission=Permission.INGEST,
-        operation=es_version,
-        summary="The version document Elasticsearch's agents read before they send (an 8.x cluster)",
-        answers=_STATUS,
+        permission=Permission.PUBLIC,
+        operation=home,
+        summary="The version document Elasticsearch's agents read before they send (an 8.x cluster); "
+        "a browser is redirected to the web viewer",
+        answers=_HOME,
     ),
     Endpoint(
         path="/_license",
@@ -394,6 +418,26 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         operation=metrics,
         summary="Prometheus metrics",
         answers={"200": _EXPOSITION},
+    ),
+    Endpoint(
+        path=UI_PATH,
+        method="GET",
+        name="viewer",
+        permission=Permission.PUBLIC,
+        operation=viewer,
+        summary="The web viewer (its page; it signs in with an API key, kept for the tab only)",
+        answers={"200": _VIEWER_FILE},
+    ),
+    Endpoint(
+        path=UI_PATH + "{file}",
+        method="GET",
+        name="viewer_file",
+        permission=Permission.PUBLIC,
+        operation=viewer,
+        summary="A file of the web viewer (scripts, style sheet, icon)",
+        path_schemas={"file": {"type": "string", "pattern": r"^[a-z0-9-]+\.[a-z]+$"}},
+        answers={"200": _VIEWER_FILE},
+        problems=(404,),
     ),
     Endpoint(
         path="/openapi.json",
