@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import msgspec
 
 from logsvc.auth.policy import Permission
-from logsvc.content import accepts_html, decode_content, is_otlp_json
+from logsvc.content import decode_content, is_otlp_json
 from logsvc.domain.esbulk import bulk_response, license_document, version_document
 from logsvc.domain.mapping import IngestParameters
 from logsvc.domain.otlp import PROTOBUF, otlp_response
@@ -65,11 +65,7 @@ async def ingest_bulk(call: Call) -> Answer:
     return Answer(200, body, "application/json", dict(_ELASTIC_PRODUCT))
 
 
-async def home(call: Call) -> Answer:
-    """A browser is sent to the viewer; any other client (Elasticsearch's agents first) gets the version
-    document, which holds nothing but constants, so it needs no credentials."""
-    if accepts_html(call.headers):
-        return Answer(303, b"", "text/plain", {"Location": UI_PATH})
+async def es_version(call: Call) -> Answer:
     return json_answer(version_document(), headers=dict(_ELASTIC_PRODUCT))
 
 
@@ -219,13 +215,6 @@ _BULK_ANSWER = json_response(
 _CREATED = json_response({"oneOf": [schema_ref("Created"), schema_ref("BatchCreated")]}, "stored durably")
 _PAGE = {"200": json_response(schema_ref("Page"), "newest entries first")}
 _STATUS = {"200": json_response({"type": "object"}, "status")}
-_HOME = {
-    "200": json_response({"type": "object"}, "the version document (any client but a browser)"),
-    "303": {
-        "description": "a browser (Accept names text/html) is sent to the web viewer",
-        "headers": {"Location": {"schema": {"type": "string", "const": UI_PATH}}},
-    },
-}
 _VIEWER_FILE = {
     "description": "a file of the web viewer, with a strict Content-Security-Policy",
     "content": {
@@ -309,11 +298,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         path="/",
         method="GET",
         name="es_version",
-        permission=Permission.PUBLIC,
-        operation=home,
-        summary="The version document Elasticsearch's agents read before they send (an 8.x cluster); "
-        "a browser is redirected to the web viewer",
-        answers=_HOME,
+        permission=Permission.INGEST,
+        operation=es_version,
+        summary="The version document Elasticsearch's agents read before they send (an 8.x cluster)",
+        answers=_STATUS,
+        browsers=UI_PATH,
     ),
     Endpoint(
         path="/_license",

@@ -10,25 +10,30 @@ export class SseParser {
     this.data = [];
     this.type = "";
     this.lastEventId = "";
+    this.afterCR = false;
   }
 
   /** Feed decoded text; complete events are given to onEvent({type, data, id}). */
   push(text) {
+    if (this.afterCR && text) {
+      // The last chunk ended in CR: a LF that starts this one belongs to it (CRLF).
+      if (text.startsWith("\n")) text = text.slice(1);
+      this.afterCR = false;
+    }
     this.buffer += text;
     let start = 0;
+    // Each search resumes where it stopped: a chunk of many lines is read once, not once per line.
+    let cr = this.buffer.indexOf("\r");
+    let lf = this.buffer.indexOf("\n");
     for (;;) {
-      const cr = this.buffer.indexOf("\r", start);
-      const lf = this.buffer.indexOf("\n", start);
+      if (cr !== -1 && cr < start) cr = this.buffer.indexOf("\r", start);
+      if (lf !== -1 && lf < start) lf = this.buffer.indexOf("\n", start);
       if (cr === -1 && lf === -1) break;
-      let end;
-      let next;
-      if (cr !== -1 && (lf === -1 || cr < lf)) {
-        if (cr === this.buffer.length - 1) break; // CR at the end: its LF may be in the next chunk
-        end = cr;
-        next = this.buffer[cr + 1] === "\n" ? cr + 2 : cr + 1;
-      } else {
-        end = lf;
-        next = lf + 1;
+      const end = cr !== -1 && (lf === -1 || cr < lf) ? cr : lf;
+      let next = end + 1;
+      if (end === cr) {
+        if (next === this.buffer.length) this.afterCR = true;
+        else if (this.buffer[next] === "\n") next += 1;
       }
       this.line(this.buffer.slice(start, end));
       start = next;
