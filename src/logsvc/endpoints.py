@@ -15,10 +15,12 @@ import msgspec
 
 from logsvc.auth.policy import Permission
 from logsvc.content import decode_content, is_otlp_json
+from logsvc.domain.context import ContextParameters
 from logsvc.domain.esbulk import bulk_response, license_document, version_document
 from logsvc.domain.mapping import IngestParameters
 from logsvc.domain.otlp import PROTOBUF, otlp_response
 from logsvc.domain.queries import MAX_LIMIT, ReadParameters
+from logsvc.domain.stats import StatsParameters
 from logsvc.routing import Answer, Call, Endpoint, json_answer, json_response, schema_ref
 from logsvc.service import Created
 from logsvc.viewer import MEDIA_TYPES, SECURITY_HEADERS, UI_PATH, asset
@@ -85,6 +87,22 @@ async def recent(call: Call) -> Answer:
 async def get_entry(call: Call) -> Answer:
     service = await call.services.log()
     return json_answer(await service.get(call.path_params["log_id"], principal=call.principal))
+
+
+async def stats(call: Call) -> Answer:
+    service = await call.services.log()
+    return json_answer(await service.stats(call.query, principal=call.principal))
+
+
+async def list_services(call: Call) -> Answer:
+    service = await call.services.log()
+    return json_answer(await service.services(call.query, principal=call.principal))
+
+
+async def context(call: Call) -> Answer:
+    service = await call.services.log()
+    log_id = call.path_params["log_id"]
+    return json_answer(await service.context(log_id, call.query, principal=call.principal))
 
 
 # The admin routes call the credential store, which blocks (SQLite, DynamoDB over the network): threads.
@@ -214,6 +232,7 @@ _BULK_ANSWER = json_response(
 )
 _CREATED = json_response({"oneOf": [schema_ref("Created"), schema_ref("BatchCreated")]}, "stored durably")
 _PAGE = {"200": json_response(schema_ref("Page"), "newest entries first")}
+_LOG_ID = {"type": "string", "format": "uuid"}
 _STATUS = {"200": json_response({"type": "object"}, "status")}
 _VIEWER_FILE = {
     "description": "a file of the web viewer, with a strict Content-Security-Policy",
@@ -325,14 +344,50 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     _read("/logs", "list_logs", "Same as /logs/recent"),
     _read("/logs/recent", "recent_logs", "Newest entries first"),
     Endpoint(
+        path="/logs/stats",
+        method="GET",
+        name="log_stats",
+        permission=Permission.READ,
+        operation=stats,
+        function="read",
+        summary="Entries counted per time bucket, by level or by service, with the filters of GET /logs",
+        query=StatsParameters,
+        answers={"200": json_response(schema_ref("Stats"), "every bucket of the window, oldest first")},
+        problems=(400, 503),
+    ),
+    Endpoint(
+        path="/services",
+        method="GET",
+        name="list_services",
+        permission=Permission.READ,
+        operation=list_services,
+        function="read",
+        summary="The services the credential may read, with their entry counts and newest entry",
+        answers={"200": json_response(schema_ref("ServiceList"), "services holding entries, by name")},
+        problems=(400, 503),
+    ),
+    Endpoint(
         path="/logs/{log_id}",
         method="GET",
         name="get_log",
         permission=Permission.READ,
         operation=get_entry,
         function="read",
-        path_schemas={"log_id": {"type": "string", "format": "uuid"}},
+        path_schemas={"log_id": _LOG_ID},
         answers={"200": json_response(schema_ref("LogEntry"), "the entry")},
+        problems=(400, 404, 503),
+    ),
+    Endpoint(
+        path="/logs/{log_id}/context",
+        method="GET",
+        name="log_context",
+        permission=Permission.READ,
+        operation=context,
+        function="read",
+        summary="One entry with the entries of its service just before and just after it",
+        query=ContextParameters,
+        path_schemas={"log_id": _LOG_ID},
+        answers={"200": json_response(schema_ref("Context"), "before + [entry] + after reads in time order")},
         problems=(400, 404, 503),
     ),
     Endpoint(

@@ -1,4 +1,4 @@
-"""The use cases: ingest, recent, get. The only place business rules are applied."""
+"""The use cases: ingest, recent, stats, services, get, context. The only place business rules are applied."""
 
 from __future__ import annotations
 
@@ -14,13 +14,15 @@ import msgspec
 
 from logsvc.auth.policy import Principal
 from logsvc.content import decode_content, is_encoded, is_ndjson, is_otlp_json
+from logsvc.domain.context import Context, parse_context
 from logsvc.domain.documents import decode_documents
 from logsvc.domain.entries import Limits, LogEntry, NewEntry, format_log_id, parse_log_id
 from logsvc.domain.esbulk import BulkItem, BulkOutcome, bulk_items
 from logsvc.domain.mapping import FieldMapping, parse_mapping
 from logsvc.domain.otlp import otlp_documents
-from logsvc.domain.queries import MAX_LIMIT, Page, parse_query
+from logsvc.domain.queries import MAX_LIMIT, Page, Query, parse_query
 from logsvc.domain.retention import retention_rules
+from logsvc.domain.stats import ServiceList, Stats, parse_stats, service_list, stats_answer
 from logsvc.domain.timestamps import format_timestamp, parse_whole_number
 from logsvc.domain.validation import validate_entries
 from logsvc.errors import (
@@ -280,24 +282,43 @@ class LogService:
 
     async def recent(self, params: Iterable[tuple[str, str]], *, principal: Principal) -> Page:
         query = parse_query(params, now_us=self._clock_us())
-        if principal.services:
-            if query.service_name is not None and not principal.covers(query.service_name):
-                allowed = ", ".join(principal.services)
-                raise Forbidden(f"this credential may read only services {allowed}; not {query.service_name}")
-            # A scoped credential reading "everything" reads everything it may see.
-            query = msgspec.structs.replace(query, service_patterns=principal.services)
-        return await self.store.recent(query)
+        return await self.store.recent(_scoped(query, principal))
+
+    async def stats(self, params: Iterable[tuple[str, str]], *, principal: Principal) -> Stats:
+        """Entries counted per time bucket, with the filters and scope of ``recent``."""
+        query = parse_stats(params, now_us=self._clock_us())
+        query = msgspec.structs.replace(query, filters=_scoped(query.filters, principal))
+        return stats_answer(query, await self.store.histogram(query))
+
+    async def services(self, params: Iterable[tuple[str, str]], *, principal: Principal) -> ServiceList:
+        """The services the credential may read that hold entries, with their counts and newest entry."""
+        unknown = [FieldError(name, "unknown parameter (this route takes none)") for name, _ in params]
+        if unknown:
+            raise ValidationFailed(unknown)
+        return service_list(await self.store.services(principal.services))
 
     async def get(self, log_id: str, *, principal: Principal) -> LogEntry:
-        try:
-            key = parse_log_id(log_id)
-        except ValueError as exc:
-            raise ValidationFailed([FieldError("log_id", str(exc))]) from None
+        key = _log_id(log_id)
         # Entries of services the credential may not read do not exist for it; ids are unique per service.
         for entry in await self.store.get(key):
             if principal.covers(entry.service_name):
                 return entry
         raise NotFound(f"no log entry with log_id {log_id}")
+
+    async def context(
+        self, log_id: str, params: Iterable[tuple[str, str]], *, principal: Principal
+    ) -> Context:
+        """The entry (as ``get`` finds it, or in the service named) and its service's entries around it."""
+        request = parse_context(params)
+        service = request.service_name
+        if service is None:
+            service = (await self.get(log_id, principal=principal)).service_name
+        else:
+            _scoped(Query(service_name=service), principal)
+        found = await self.store.context(_log_id(log_id), service, before=request.before, after=request.after)
+        if found is None:
+            raise NotFound(f"no log entry with log_id {log_id} in service {service}")
+        return found
 
 
 class AdminService:
@@ -337,6 +358,24 @@ class AdminService:
     async def expire_audit(self) -> int:
         """Delete the audit records past their retention; how many."""
         return await asyncio.to_thread(self.auth.expire_audit)
+
+
+def _scoped(query: Query, principal: Principal) -> Query:
+    """The read a credential may make: a service outside its scope is refused (403), and a read of every
+    service reads every service it may see."""
+    if principal.services:
+        if query.service_name is not None and not principal.covers(query.service_name):
+            allowed = ", ".join(principal.services)
+            raise Forbidden(f"this credential may read only services {allowed}; not {query.service_name}")
+        query = msgspec.structs.replace(query, service_patterns=principal.services)
+    return query
+
+
+def _log_id(log_id: str) -> bytes:
+    try:
+        return parse_log_id(log_id)
+    except ValueError as exc:
+        raise ValidationFailed([FieldError("log_id", str(exc))]) from None
 
 
 def _created(entry: NewEntry) -> Created:

@@ -16,10 +16,14 @@ import uuid_utils
 from logsvc.domain.cursors import decode_cursor
 from logsvc.domain.entries import Level, NewEntry, format_log_id
 from logsvc.domain.queries import Query
+from logsvc.domain.stats import ServiceTotal, StatsQuery, parse_stats, stats_answer
 from logsvc.domain.timestamps import parse_timestamp
+from logsvc.errors import ValidationFailed
 from logsvc.scopes import covers
+from logsvc.storage.dynamodb import DynamoDBStore
 from logsvc.storage.open import open_store
 from logsvc.storage.port import LogStore
+from logsvc.storage.sqlite import SQLiteStore
 
 T = TypeVar("T")
 BASE = 1_700_000_000_000_000
@@ -318,3 +322,225 @@ def test_a_log_id_is_unique_within_its_service_not_across_services(opener: Opene
         ("payments", "of payments"),
     ]
     assert page.count == 2
+
+
+# ---- volume over time, services, context ------------------------------------------------------------------
+
+STATS_NOW = BASE + 3 * 86_400_000_000
+
+
+def spread_entries(count: int, seed: int) -> list[NewEntry]:
+    """Entries over three days at random microseconds (many in the same minute and hour, some at the same
+    time), of 20 services, every level, two types, a few words each."""
+    rng = random.Random(seed)
+    entries: list[NewEntry] = []
+    for i in range(count):
+        if entries and rng.random() < 0.1:
+            ts = entries[-1].ts_us
+        elif rng.random() < 0.3:  # a few busy minutes
+            ts = BASE + rng.randrange(0, 3) * 3_600_000_000 + rng.randrange(0, 120_000_000)
+        else:
+            ts = BASE + rng.randrange(0, 3 * 86_400_000_000)
+        words = " ".join(rng.choice(WORDS) for _ in range(3))
+        entries.append(
+            entry(
+                ts,
+                f"{i} {words}",
+                f"svc-{rng.randrange(20)}",
+                rng.choice(list(Level)),
+                log_type=rng.choice(["application", "audit"]),
+            )
+        )
+    return entries
+
+
+def brute_histogram(entries: list[NewEntry], query: StatsQuery) -> list[dict[str, int]]:
+    """What every bucket must hold, counted here entry by entry."""
+    matching = expected(entries, query.filters)
+    by_id = {format_log_id(e.log_id): e for e in entries}
+    buckets: list[dict[str, int]] = [{} for _ in range(query.buckets)]
+    for ts, log_id in matching:
+        e = by_id[log_id]
+        key = e.level.name if query.by == "level" else e.service_name
+        counts = buckets[(ts - query.since_us) // query.step_us]
+        counts[key] = counts.get(key, 0) + 1
+    return buckets
+
+
+def stats_query(params: str) -> StatsQuery:
+    return parse_stats([tuple(p.split("=", 1)) for p in params.split("&")], now_us=STATS_NOW)  # type: ignore[misc]
+
+
+STATS_PARAMS = [
+    "hours=80&interval=1h",  # the hour rollup
+    "hours=80&interval=15m&by=service_name",  # the minute rollup
+    "hours=30&interval=1d&min_level=ERROR&log_type=audit",
+    "since=1700000000&until=1700043200&interval=90s&service_name=svc-2",  # counted: not whole minutes
+    "hours=80&interval=2h&q=disk",  # counted: full text
+    "hours=80&interval=1s",  # widened
+    "hours=80&interval=3h&by=service_name&level=WARN",
+]
+
+
+# A scope of two services, and one of all twenty (on DynamoDB: more key ranges than merged, so the time
+# index filtered by the patterns).
+SCOPES = [(), ("svc-1", "svc-5*"), ("svc-?", "svc-1*")]
+
+
+@pytest.mark.parametrize("params", STATS_PARAMS)
+def test_histograms_count_what_a_read_returns(opener: Opener, params: str) -> None:
+    entries = spread_entries(600, seed=31)
+    query = stats_query(params)
+    # As credentials read: the service layer refuses a service_name outside the scope.
+    scopes = SCOPES if query.filters.service_name is None else [()]
+    queries = [
+        msgspec.structs.replace(query, filters=msgspec.structs.replace(query.filters, service_patterns=scope))
+        for scope in scopes
+    ]
+
+    async def body(store: LogStore) -> list[Any]:
+        await store.append(entries[:300])
+        await store.append(entries[300:])
+        await store.append(entries[:50])  # a retried batch is not counted twice
+        return [await store.histogram(asked) for asked in queries]
+
+    for rows, asked in zip(run(opener, body), queries, strict=True):
+        assert [b.counts for b in stats_answer(asked, rows).buckets] == brute_histogram(entries, asked)
+        assert any(count for _, _, count in rows)  # the window holds some of the entries
+
+
+def brute_services(entries: list[NewEntry], patterns: tuple[str, ...]) -> list[ServiceTotal]:
+    totals: dict[str, ServiceTotal] = {}
+    for e in entries:
+        if covers(patterns, e.service_name):
+            known = totals.get(e.service_name, ServiceTotal(e.service_name, 0, None))
+            newest = max(known.newest_us or 0, e.ts_us)
+            totals[e.service_name] = ServiceTotal(e.service_name, known.count + 1, newest)
+    return sorted(totals.values(), key=lambda total: total.service_name)
+
+
+def test_services_are_counted_with_their_newest_entry(opener: Opener) -> None:
+    entries = spread_entries(300, seed=41)
+
+    async def body(store: LogStore) -> list[list[ServiceTotal]]:
+        empty = await store.services(())
+        await store.append(entries)
+        await store.append(entries[:20])  # a retry
+        return [empty] + [await store.services(scope) for scope in SCOPES]
+
+    empty, *found = run(opener, body)
+    assert empty == []
+    for totals, scope in zip(found, SCOPES, strict=True):
+        assert sorted(totals, key=lambda total: total.service_name) == brute_services(entries, scope)
+
+
+def test_retention_and_purge_keep_the_counts_right(opener: Opener) -> None:
+    entries = spread_entries(400, seed=43)
+    cutoff = BASE + 86_400_000_000 + 1_234_567
+    query = stats_query("hours=80&interval=1h&by=service_name")
+    by_minute = stats_query("hours=80&interval=10m")
+
+    async def body(store: LogStore) -> tuple[Any, ...]:
+        await store.append(entries)
+        while await store.delete_older(cutoff, exclude=("svc-0",), limit=37) == 37:
+            pass
+        while await store.delete_older(2**62, include=("svc-1*",), limit=500) == 500:  # a purge
+            pass
+        return await store.histogram(query), await store.histogram(by_minute), await store.services(())
+
+    hourly, minutely, services = run(opener, body)
+    kept = [
+        e
+        for e in entries
+        if (e.ts_us >= cutoff or e.service_name == "svc-0") and not e.service_name.startswith("svc-1")
+    ]
+    assert [b.counts for b in stats_answer(query, hourly).buckets] == brute_histogram(kept, query)
+    assert [b.counts for b in stats_answer(by_minute, minutely).buckets] == brute_histogram(kept, by_minute)
+    assert sorted(services, key=lambda total: total.service_name) == brute_services(kept, ())
+
+
+def test_an_entry_in_its_context(opener: Opener) -> None:
+    rng = random.Random(47)
+    times = rng.sample(range(BASE, BASE + 10_000_000), 120)
+    entries = [entry(ts, f"c{i}", rng.choice(["api", "web"])) for i, ts in enumerate(times)]
+    twins = [entry(BASE + 20_000_000, "twin a", "api"), entry(BASE + 20_000_000, "twin b", "api")]
+    api = sorted((e for e in entries if e.service_name == "api"), key=lambda e: e.ts_us)
+    middle, first, last = api[len(api) // 2], api[0], api[-1]
+    elsewhere = entry(BASE + 5, "same id, other service", "web", log_id=middle.log_id)
+
+    async def body(store: LogStore) -> list[Any]:
+        await store.append(entries[:60])
+        await store.append(entries[60:] + twins)
+        await store.append([elsewhere])
+        return [
+            await store.context(middle.log_id, "api", before=4, after=3),
+            await store.context(first.log_id, "api", before=5, after=2),
+            await store.context(last.log_id, "api", before=0, after=5),
+            await store.context(twins[1].log_id, "api", before=100, after=100),
+            await store.context(middle.log_id, "web", before=1, after=1),
+            await store.context(uuid_utils.uuid7().bytes, "api", before=1, after=1),
+            await store.context(first.log_id, "web", before=1, after=1),
+        ]
+
+    around_middle, around_first, around_last, around_twin, other, unknown, wrong_service = run(opener, body)
+    at = api.index(middle)
+    assert around_middle.entry.log_id == format_log_id(middle.log_id)
+    assert [e.message for e in around_middle.before] == [e.message for e in api[at - 4 : at]]
+    assert [e.message for e in around_middle.after] == [e.message for e in api[at + 1 : at + 4]]
+    assert around_first.before == []
+    assert [e.message for e in around_first.after] == [e.message for e in api[1:3]]
+    assert around_last.before == []
+    assert sorted(e.message for e in around_last.after) == ["twin a", "twin b"]  # newer than the rest
+    # Twins with the same time: one is before the other, both once, all of the service around them.
+    whole = [*around_twin.before, around_twin.entry, *around_twin.after]
+    assert sorted(e.message for e in whole) == sorted(e.message for e in [*api, *twins])
+    times = [parse_timestamp(e.timestamp) for e in whole]
+    assert times == sorted(times)
+    assert other.entry.message == "same id, other service"
+    assert {e.service_name for e in [*other.before, *other.after]} <= {"web"}
+    assert (unknown, wrong_service) == (None, None)
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def bounded_opener(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Opener]:
+    """A store that counts at most 50 entries one by one (MAX_COUNTED, made small)."""
+    if request.param == "sqlite":
+        return "sqlite", lambda: SQLiteStore(tmp_path / "logs.db", count_limit=50)
+    url = request.getfixturevalue("dynamodb_url")
+    return "dynamodb", lambda: DynamoDBStore(url, count_limit=50)
+
+
+def test_counting_entries_one_by_one_is_bounded(bounded_opener: tuple[str, Opener]) -> None:
+    backend, opener = bounded_opener
+    entries = spread_entries(300, seed=53)
+    asked = {
+        "full_text": stats_query("hours=80&interval=1h&q=disk"),
+        "odd_interval": stats_query("hours=24&interval=90s"),
+        "rollup": stats_query("hours=80&interval=1h"),
+        "narrow": stats_query("since=1700000000&until=1700000600&interval=1m"),
+    }
+
+    async def body(store: LogStore) -> dict[str, Any]:
+        await store.append(entries)
+        outcomes: dict[str, Any] = {}
+        for name, query in asked.items():
+            try:
+                outcomes[name] = await store.histogram(query)
+            except ValidationFailed as exc:
+                outcomes[name] = [error.field for error in exc.errors]
+        return outcomes
+
+    outcomes = run(opener, body)
+    narrow = asked["narrow"]
+    assert [b.counts for b in stats_answer(narrow, outcomes["narrow"]).buckets] == brute_histogram(
+        entries, narrow
+    )
+    if backend == "sqlite":
+        assert outcomes["full_text"] == ["q"]
+        assert outcomes["odd_interval"] == ["interval"]
+        rollup = asked["rollup"]  # the rollups count without bound
+        assert [b.counts for b in stats_answer(rollup, outcomes["rollup"]).buckets] == brute_histogram(
+            entries, rollup
+        )
+    else:  # DynamoDB reads the items of every histogram
+        assert outcomes["full_text"] == outcomes["odd_interval"] == outcomes["rollup"] == ["since"]

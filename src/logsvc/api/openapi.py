@@ -12,8 +12,10 @@ from logsvc import __version__
 from logsvc.api.problems import PROBLEM_TYPE, Problem
 from logsvc.auth.credential_service import AuditEvent, Credential, NewCredential
 from logsvc.auth.policy import Permission, Role
+from logsvc.domain.context import Context
 from logsvc.domain.entries import LogEntry, LogEntryIn
 from logsvc.domain.queries import Page
+from logsvc.domain.stats import ServiceList, Stats
 from logsvc.endpoints import ENDPOINTS
 from logsvc.routing import SCHEMA_REF, Endpoint, path_parameters, schema_ref
 from logsvc.service import BatchCreated, Created
@@ -23,7 +25,20 @@ __all__ = ["openapi_document"]
 # Every route sits behind the authentication middleware: headers too large (431), credentials refused (401,
 # 403, also on public routes when bad ones are sent) and the per-credential rate limit (429).
 _GUARDED = (401, 403, 429, 431)
-_SCHEMAS = (LogEntryIn, LogEntry, Page, Created, BatchCreated, Problem, NewCredential, Credential, AuditEvent)
+_SCHEMAS = (
+    LogEntryIn,
+    LogEntry,
+    Page,
+    Stats,
+    ServiceList,
+    Context,
+    Created,
+    BatchCreated,
+    Problem,
+    NewCredential,
+    Credential,
+    AuditEvent,
+)
 
 
 class KeyRequestIn(msgspec.Struct, forbid_unknown_fields=True):

@@ -24,6 +24,7 @@ from logsvc.errors import FieldError, ValidationFailed
 
 __all__ = [
     "DEFAULT_LIMIT",
+    "FILTER_PARAMETERS",
     "MAX_HOURS",
     "MAX_LIMIT",
     "MAX_PAGE_BYTES",
@@ -31,6 +32,7 @@ __all__ = [
     "QUERY_PARAMETERS",
     "Page",
     "Query",
+    "ReadFilters",
     "ReadParameters",
     "parse_query",
 ]
@@ -48,8 +50,9 @@ _LEVEL = msgspec.Meta(extra_json_schema={"enum": [level.name for level in Level]
 _TIME_FORMS = "an RFC 3339 date-time, or epoch seconds/ms/µs/ns (magnitude decides)"
 
 
-class ReadParameters(msgspec.Struct, frozen=True):
-    """The query-string parameters of a read, as documented (OpenAPI); ``parse_query`` holds the rules."""
+class ReadFilters(msgspec.Struct, frozen=True):
+    """The filters and time window of a read, as documented (OpenAPI); ``parse_query`` holds the rules. Every
+    route that reads entries by filter takes these (``GET /logs``, ``GET /logs/stats``)."""
 
     service_name: Annotated[
         str, msgspec.Meta(pattern=SERVICE_NAME_PATTERN, description="only this service")
@@ -89,6 +92,11 @@ class ReadParameters(msgspec.Struct, frozen=True):
         ]
         | msgspec.UnsetType
     ) = msgspec.UNSET
+
+
+class ReadParameters(ReadFilters, frozen=True):
+    """The query-string parameters of a read: the filters, and the page's size and position."""
+
     limit: Annotated[int, msgspec.Meta(ge=1, description=f"page size, 1-{MAX_LIMIT} (larger is clamped)")] = (
         DEFAULT_LIMIT
     )
@@ -101,6 +109,7 @@ class ReadParameters(msgspec.Struct, frozen=True):
 
 
 QUERY_PARAMETERS = frozenset(ReadParameters.__struct_fields__)
+FILTER_PARAMETERS = frozenset(ReadFilters.__struct_fields__)
 
 
 class Query(msgspec.Struct, frozen=True):

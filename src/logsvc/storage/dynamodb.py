@@ -25,9 +25,11 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from logsvc.domain.context import Context, fit_context
 from logsvc.domain.entries import LogEntry, NewEntry, entry_bytes
 from logsvc.domain.queries import MAX_PAGE_BYTES, Page, Query
 from logsvc.domain.retention import RetentionRule
+from logsvc.domain.stats import MAX_COUNTED, ServiceTotal, StatsQuery
 from logsvc.domain.timestamps import DAY_US
 from logsvc.errors import ConfigError, FieldError, StoreUnavailable, ValidationFailed
 from logsvc.scopes import covers
@@ -42,6 +44,7 @@ from logsvc.storage.dynamodb_items import (
     to_entry,
     to_page,
 )
+from logsvc.storage.dynamodb_stats import count_items, nearest_items, service_totals
 from logsvc.storage.dynamodb_table import (
     CONFIG_KEY,
     DEFAULT_SHARDS,
@@ -121,6 +124,7 @@ class DynamoDBStore:
         threads: int = 16,
         client: Any = None,
         examine_limit: int = MAX_EXAMINED,
+        count_limit: int = MAX_COUNTED,
     ) -> None:
         self.url = parse_url(url)
         self.table = self.url.table
@@ -128,6 +132,7 @@ class DynamoDBStore:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="logsvc-dynamodb")
         self._retention = tuple(retention)
         self._examine_limit = examine_limit
+        self._count_limit = count_limit
         self._expiry_days: dict[str, float | None] = {}
         self._registered: set[tuple[str, str]] = set()
         self._registered_lock = threading.Lock()
@@ -289,18 +294,7 @@ class DynamoDBStore:
         want = query.limit + 1
         found: list[dict[str, Any]] = []
         budget = _Budget(self._examine_limit)
-        patterns: tuple[str, ...] = ()
-        if query.service_name is not None:
-            groups = [self._service_ranges([query.service_name], low, high, want)]
-        elif query.service_patterns:
-            services = await self._services(query.service_patterns, ())
-            if len(services) * self.shards <= MAX_SCOPED_RANGES:
-                groups = [self._service_ranges(services, low, high, want)]
-            else:
-                patterns = query.service_patterns
-                groups = await self._day_groups(low, high, want)
-        else:
-            groups = await self._day_groups(low, high, want)
+        groups, patterns = await self._range_groups(query, low, high, want)
         for ranges in groups:
             cursor = await self._merge(ranges, query, patterns, high, want, found, budget)
             if len(found) == want:
@@ -308,6 +302,65 @@ class DynamoDBStore:
             if cursor is not None:  # out of budget: answer what was found, and where to go on
                 return to_page(found, query.limit, cursor)
         return to_page(found, query.limit, None)
+
+    async def _range_groups(
+        self, query: Query, low: str, high: str, want: int
+    ) -> tuple[list[list[_Range]], tuple[str, ...]]:
+        """The key ranges a read walks, in groups read one after the other (newest day first), and the
+        service patterns left to filter items by (when the scope names too many services to merge)."""
+        if query.service_name is not None:
+            return [self._service_ranges([query.service_name], low, high, want)], ()
+        if query.service_patterns:
+            services = await self._services(query.service_patterns, ())
+            if len(services) * self.shards <= MAX_SCOPED_RANGES:
+                return [self._service_ranges(services, low, high, want)], ()
+            return await self._day_groups(low, high, want), query.service_patterns
+        return await self._day_groups(low, high, want), ()
+
+    async def histogram(self, query: StatsQuery) -> list[tuple[int, int | str, int]]:
+        """Counted from the items of the window (no counters: see ``dynamodb_stats``)."""
+        filters = query.filters
+        if filters.levels == ():
+            return []
+        low, high = f"{query.since_us:019d}", sort_key(query.until_us, "")
+        groups, patterns = await self._range_groups(filters, low, high, 1)
+        return await count_items(
+            self._query,
+            [one.request for ranges in groups for one in ranges],
+            query,
+            lambda item: _matches(item, filters, patterns),
+            self._count_limit,
+        )
+
+    async def services(self, patterns: tuple[str, ...]) -> list[ServiceTotal]:
+        return await service_totals(self._query, self.table, self.shards, await self._services(patterns, ()))
+
+    async def context(self, log_id: bytes, service: str, *, before: int, after: int) -> Context | None:
+        found = await self._query(
+            TableName=self.table,
+            IndexName="by_id",
+            KeyConditionExpression="id = :id",
+            ExpressionAttributeValues={":id": {"S": log_id.hex()}},
+        )
+        keys = [key for key in found["Items"] if key["pk"]["S"].rpartition("#")[0] == service]
+        if not keys:
+            return None
+        key = {"pk": keys[0]["pk"], "sk": keys[0]["sk"]}
+        item = (
+            await self._call(self._client.get_item, TableName=self.table, Key=key, ConsistentRead=True)
+        ).get("Item")
+        if item is None:
+            return None
+        run, table, shards, at = self._query, self.table, self.shards, item["sk"]["S"]
+        older, newer = await asyncio.gather(
+            nearest_items(run, table, shards, service, at, before, older=True),
+            nearest_items(run, table, shards, service, at, after, older=False),
+        )
+        return fit_context(to_entry(item), [to_entry(i) for i in older], [to_entry(i) for i in newer])
+
+    async def _query(self, **request: Any) -> dict[str, Any]:
+        response: dict[str, Any] = await self._call(self._client.query, **request)
+        return response
 
     async def _services(self, include: tuple[str, ...], exclude: tuple[str, ...]) -> list[str]:
         return [

@@ -13,8 +13,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
+from logsvc.domain.context import Context
 from logsvc.domain.entries import LogEntry, NewEntry
 from logsvc.domain.queries import Page, Query
+from logsvc.domain.stats import ServiceTotal, StatsQuery
 from logsvc.errors import ConfigError
 
 __all__ = ["Export", "Exportable", "LogStore", "ServiceStats", "StoreFiles", "StoreStats", "exportable"]
@@ -30,6 +32,18 @@ class LogStore(Protocol):
 
     async def get(self, log_id: bytes) -> list[LogEntry]:
         """Every entry with this id, newest first: a log_id is unique within a service, not across them."""
+
+    async def histogram(self, query: StatsQuery) -> list[tuple[int, int | str, int]]:
+        """``(bucket, key, count)`` of the entries matching ``query.filters`` in its window, by bucket and by
+        ``query.by`` (the level number, or the service name); a key may come in several rows of a bucket.
+        Counting that the backend cannot bound is refused with ValidationFailed naming the parameter."""
+
+    async def services(self, patterns: tuple[str, ...]) -> list[ServiceTotal]:
+        """Every service holding entries that the patterns cover (all when empty), any order."""
+
+    async def context(self, log_id: bytes, service: str, *, before: int, after: int) -> Context | None:
+        """The entry with this id in this service and up to ``before``/``after`` of the service's entries
+        just older/newer (``logsvc.domain.context.fit_context``); None when there is no such entry."""
 
     async def check_writable(self) -> None:
         """Raise StoreUnavailable unless a write could be taken now."""

@@ -17,12 +17,15 @@ from typing import Final, TypeVar, cast
 
 import apsw
 
+from logsvc.domain.context import Context
 from logsvc.domain.entries import LogEntry, NewEntry
 from logsvc.domain.queries import Page, Query
+from logsvc.domain.stats import MAX_COUNTED, ServiceTotal, StatsQuery
 from logsvc.errors import ConfigError, FieldError, StoreUnavailable, ValidationFailed
 from logsvc.storage.port import Export
 from logsvc.storage.sqlite_reads import NEWEST_FIRST, entry, recent, service_scope
 from logsvc.storage.sqlite_schema import COLUMNS, Row, make_private, open_connection
+from logsvc.storage.sqlite_stats import context, histogram, services
 from logsvc.storage.sqlite_writer import Writer
 
 __all__ = ["SQLiteStore"]
@@ -47,9 +50,11 @@ class SQLiteStore:
         on_commit: Callable[[int], None] | None = None,
         inline_read_budget: float = _INLINE_BUDGET_SECONDS,
         key: bytes | None = None,
+        count_limit: int = MAX_COUNTED,
     ) -> None:
         self.path = path
         self._key = key
+        self._count_limit = count_limit
         self._inline_budget = inline_read_budget
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -162,6 +167,15 @@ class SQLiteStore:
 
     async def get(self, log_id: bytes) -> list[LogEntry]:
         return await self._read(_get, log_id)
+
+    async def histogram(self, query: StatsQuery) -> list[tuple[int, int | str, int]]:
+        return await self._read(histogram, (query, self._count_limit))
+
+    async def services(self, patterns: tuple[str, ...]) -> list[ServiceTotal]:
+        return await self._read(services, patterns)
+
+    async def context(self, log_id: bytes, service: str, *, before: int, after: int) -> Context | None:
+        return await self._read(context, (log_id, service, before, after))
 
     async def _read(self, function: Callable[[apsw.Connection, A], R], argument: A) -> R:
         """Run a read on the event loop's own connection within a small time budget, else in the pool.

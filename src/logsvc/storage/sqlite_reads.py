@@ -15,7 +15,16 @@ from logsvc.domain.timestamps import format_timestamp
 from logsvc.scopes import sql_glob
 from logsvc.storage.sqlite_schema import BLOCK_SHIFT, COLUMNS, Row
 
-__all__ = ["NEWEST_FIRST", "entry", "recent", "search", "select_newest", "service_scope"]
+__all__ = [
+    "NEWEST_FIRST",
+    "attribute_filters",
+    "entry",
+    "match_expression",
+    "recent",
+    "search",
+    "select_newest",
+    "service_scope",
+]
 
 NEWEST_FIRST = "ORDER BY ts DESC, seq DESC"
 _LEVEL_NAMES: Final = {int(level): level.name for level in Level}
@@ -43,7 +52,7 @@ def search(conn: apsw.Connection, query: Query, want: int) -> apsw.Cursor:
     is not event-time order, but ts_watermarks bounds the event time of every row that arrived earlier
     than a given one: once ``want`` candidates are at least that new, no older row can displace them.
     """
-    match = " ".join('"' + term.replace('"', '""') + '"' for term in query.terms)
+    match = match_expression(query.terms)
     where, args = _filters(query, "l.")
     if query.levels:
         where += f" AND l.level IN ({', '.join('?' * len(query.levels))})"
@@ -104,8 +113,14 @@ def service_scope(prefix: str, include: tuple[str, ...], exclude: tuple[str, ...
     return where, [sql_glob(pattern) for pattern in (*include, *exclude)]
 
 
-def _filters(query: Query, prefix: str) -> tuple[str, list[Any]]:
-    """The WHERE conditions (each starting with AND) shared by every read path, and their arguments."""
+def match_expression(terms: tuple[str, ...]) -> str:
+    """An FTS5 query for entries holding every term: each a quoted phrase, so nothing in it is syntax."""
+    return " ".join('"' + term.replace('"', '""') + '"' for term in terms)
+
+
+def attribute_filters(query: Query, prefix: str) -> tuple[str, list[Any]]:
+    """The conditions (each starting with AND) on service, scope and type, and their arguments: the same
+    columns in the entries and in their rollups."""
     where = ""
     args: list[Any] = []
     if query.service_name is not None:
@@ -118,6 +133,12 @@ def _filters(query: Query, prefix: str) -> tuple[str, list[Any]]:
     if query.log_type is not None:
         where += f" AND {prefix}log_type = ?"
         args.append(query.log_type)
+    return where, args
+
+
+def _filters(query: Query, prefix: str) -> tuple[str, list[Any]]:
+    """The WHERE conditions (each starting with AND) shared by every read path, and their arguments."""
+    where, args = attribute_filters(query, prefix)
     if query.since_us is not None:
         where += f" AND {prefix}ts >= ?"
         args.append(query.since_us)

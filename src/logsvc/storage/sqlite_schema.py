@@ -19,9 +19,11 @@ from logsvc.errors import ConfigError
 __all__ = [
     "BLOCK_SHIFT",
     "COLUMNS",
+    "COUNT_NEW_ROWS",
     "INDEX_NEW_ROWS",
     "INSERT_ENTRY",
     "LOGS_TABLE",
+    "ROLLUPS",
     "SCHEMA",
     "SCHEMA_VERSION",
     "Row",
@@ -29,7 +31,9 @@ __all__ = [
     "open_connection",
 ]
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
+# The schema version that added the rollups: a store made before has them filled from its entries.
+_ROLLUPS_SINCE: Final = 4
 # Rows are grouped in blocks of 2**12 arrival numbers for the full-text search watermarks (see sqlite_reads).
 BLOCK_SHIFT: Final = 12
 _BUSY_TIMEOUT_MS: Final = 5_000
@@ -47,6 +51,27 @@ CREATE TABLE IF NOT EXISTS logs (
     received INTEGER NOT NULL
 ) STRICT;
 """
+# The rollups (decision 24): entries counted per (slot of the grain, level, service, type), coarsest grain
+# first, and per service. The writer adds each transaction's rows to them in that transaction
+# (COUNT_NEW_ROWS); a trigger takes off every entry deleted, whatever deletes it (retention, purge), and
+# drops the counts that reach 0. Event times are never before 1970, so ts / grain is the slot's floor.
+ROLLUPS: Final = ((3_600_000_000, "counts_hour"), (60_000_000, "counts_minute"))
+_ROLLUP_TABLE = """
+CREATE TABLE IF NOT EXISTS {table} (
+    slot INTEGER NOT NULL,
+    level INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    log_type TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (slot, level, service, log_type)
+) STRICT, WITHOUT ROWID;"""
+_OLD_KEY = (
+    "slot = old.ts / {grain} AND level = old.level AND service = old.service AND log_type = old.log_type"
+)
+_UNCOUNT = """
+    UPDATE {table} SET n = n - 1 WHERE {key};
+    DELETE FROM {table} WHERE {key} AND n = 0;"""
+
 SCHEMA = (
     LOGS_TABLE
     + f"""
@@ -68,7 +93,30 @@ INSERT INTO logs_fts(logs_fts, rank) VALUES ('automerge', 16);
 CREATE TRIGGER IF NOT EXISTS logs_after_delete AFTER DELETE ON logs BEGIN
     INSERT INTO logs_fts(logs_fts, rowid, message) VALUES ('delete', old.seq, old.message);
 END;
+{"".join(_ROLLUP_TABLE.format(table=table) for _, table in ROLLUPS)}
+CREATE TABLE IF NOT EXISTS service_counts (
+    service TEXT PRIMARY KEY,
+    n INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS logs_counts_after_delete AFTER DELETE ON logs BEGIN{
+        "".join(_UNCOUNT.format(table=table, key=_OLD_KEY.format(grain=grain)) for grain, table in ROLLUPS)
+    }
+    UPDATE service_counts SET n = n - 1 WHERE service = old.service;
+    DELETE FROM service_counts WHERE service = old.service AND n = 0;
+END;
 """
+)
+# Each rollup counts the rows a transaction added (seq > ?): what was stored, not the duplicates ON CONFLICT
+# skipped. (The WHERE also settles SQLite's INSERT ... SELECT ... ON CONFLICT parsing ambiguity.)
+COUNT_NEW_ROWS: Final = (
+    *(
+        f"INSERT INTO {table}(slot, level, service, log_type, n) "
+        f"SELECT ts / {grain}, level, service, log_type, count(*) FROM logs WHERE seq > ? "
+        "GROUP BY 1, 2, 3, 4 ON CONFLICT DO UPDATE SET n = n + excluded.n"
+        for grain, table in ROLLUPS
+    ),
+    "INSERT INTO service_counts(service, n) SELECT service, count(*) FROM logs WHERE seq > ? GROUP BY 1 "
+    "ON CONFLICT DO UPDATE SET n = n + excluded.n",
 )
 
 INSERT_ENTRY = (
@@ -111,6 +159,10 @@ def _migrate(conn: apsw.Connection) -> None:
         with conn:
             conn.execute("DROP INDEX IF EXISTS logs_log_id")  # version 2: log_id unique store-wide
             conn.execute(SCHEMA)
+            if version < _ROLLUPS_SINCE:
+                # The entries already stored, counted as the writer counts new ones (a full scan, once).
+                for statement in COUNT_NEW_ROWS:
+                    conn.execute(statement, (0,))
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 

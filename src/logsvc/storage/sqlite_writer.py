@@ -18,7 +18,7 @@ from typing import Any, Final, cast
 import apsw
 
 from logsvc.errors import LogServiceError, StoreFull, StoreUnavailable
-from logsvc.storage.sqlite_schema import BLOCK_SHIFT, INDEX_NEW_ROWS, INSERT_ENTRY
+from logsvc.storage.sqlite_schema import BLOCK_SHIFT, COUNT_NEW_ROWS, INDEX_NEW_ROWS, INSERT_ENTRY
 
 __all__ = ["Writer"]
 
@@ -144,6 +144,8 @@ class Writer:
                 last_seq = cast(int, conn.execute("SELECT coalesce(max(seq), 0) FROM logs").get)
                 conn.executemany(INSERT_ENTRY, rows)
                 conn.execute(INDEX_NEW_ROWS, (last_seq,))
+                for count in COUNT_NEW_ROWS:  # the rollups, in the entries' own transaction
+                    conn.execute(count, (last_seq,))
                 self._raise_watermarks(conn, last_seq)
                 conn.execute(_RECORD_COMMIT, (time.time_ns() // 1000,))
             for job in group:

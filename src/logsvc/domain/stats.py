@@ -1,0 +1,290 @@
+"""Volume over time: the parameters of ``GET /logs/stats``, the buckets they make, and the answer; and the
+services a credential may read (``GET /services``).
+
+A histogram counts the entries a read with the same filters would return, in buckets of ``interval`` laid
+at whole multiples of it since the epoch (UTC): the window is widened to whole buckets, ``since`` down and
+``until`` up, and the answer says which window it counted. Whole buckets at fixed places are what lets a
+store answer from counts kept per minute or hour (decision 24) instead of counting entries.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from typing import Annotated, Final, Literal
+
+import msgspec
+
+from logsvc.domain.entries import Level
+from logsvc.domain.queries import FILTER_PARAMETERS, Query, ReadFilters, parse_query
+from logsvc.domain.timestamps import DAY_US, format_timestamp, parse_whole_number
+from logsvc.errors import FieldError, ValidationFailed
+
+__all__ = [
+    "DEFAULT_WINDOW_US",
+    "INTERVAL_PATTERN",
+    "MAX_BUCKETS",
+    "MAX_COUNTED",
+    "STATS_PARAMETERS",
+    "Bucket",
+    "ServiceCount",
+    "ServiceList",
+    "ServiceTotal",
+    "Stats",
+    "StatsParameters",
+    "StatsQuery",
+    "format_interval",
+    "parse_stats",
+    "service_list",
+    "stats_answer",
+]
+
+# A chart has a few hundred bars at most; more would only make answers large and slow.
+MAX_BUCKETS: Final = 1000
+# Without an interval, the window is cut in about this many buckets, at a round step.
+AUTO_BUCKETS: Final = 100
+DEFAULT_WINDOW_US: Final = DAY_US
+# A histogram a store cannot answer from its rollups (full-text q, an interval that is not a whole number of
+# minutes, every histogram on DynamoDB) counts entries one by one, and refuses (400) past this many.
+MAX_COUNTED: Final = 1_000_000
+_UNITS: Final = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": DAY_US}
+_MAX_INTERVAL_DAYS: Final = 36_600
+INTERVAL_PATTERN = r"^[1-9][0-9]{0,8}[smhd]$"
+_INTERVAL = re.compile(INTERVAL_PATTERN.replace("$", r"\Z"))
+_INTERVAL_RULE = (
+    "must be a whole number and a unit, s, m, h or d (e.g. 10s, 5m, 1h, 1d), "
+    f"from 1s to {_MAX_INTERVAL_DAYS}d"
+)
+# The steps a window is widened to, in seconds; past a day: 1, 2 and 5 times a power of ten, in days.
+_ROUND_SECONDS: Final = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200)
+
+By = Literal["level", "service_name"]
+
+
+class StatsParameters(ReadFilters, frozen=True):
+    """The query-string parameters of ``GET /logs/stats``: the filters of a read, the bucket width and the
+    grouping, as documented (OpenAPI); ``parse_stats`` holds the rules."""
+
+    interval: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                pattern=INTERVAL_PATTERN,
+                description="bucket width: a whole number and s, m, h or d (10s, 5m, 1h, 1d); widened to a "
+                f"round step when the window would need more than {MAX_BUCKETS} buckets. Default: a round "
+                f"step giving about {AUTO_BUCKETS} buckets",
+            ),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    by: Annotated[By, msgspec.Meta(description="count by level (default) or by service_name")] = "level"
+
+
+STATS_PARAMETERS = frozenset(StatsParameters.__struct_fields__)
+
+
+class StatsQuery(msgspec.Struct, frozen=True):
+    """A validated histogram: the read's filters, whose ``since_us``/``until_us`` are the counted window
+    (whole buckets), the bucket width and what to count by. ``interval`` is the width as answered,
+    ``requested_interval`` the one asked for when it had to be widened."""
+
+    filters: Query
+    step_us: int
+    by: By
+    interval: str
+    requested_interval: str | None = None
+
+    @property
+    def since_us(self) -> int:
+        assert self.filters.since_us is not None
+        return self.filters.since_us
+
+    @property
+    def until_us(self) -> int:
+        assert self.filters.until_us is not None
+        return self.filters.until_us
+
+    @property
+    def buckets(self) -> int:
+        return (self.until_us - self.since_us) // self.step_us
+
+    def bucket_of(self, ts_us: int) -> int:
+        """The bucket of an event time in the window. (The stores' SQL writes the same as
+        ``(ts - since) / step``: both are non-negative, where SQLite's division is Python's floor.)"""
+        return (ts_us - self.since_us) // self.step_us
+
+
+class Bucket(msgspec.Struct, frozen=True):
+    start: str
+    counts: dict[str, int]
+
+
+class Stats(msgspec.Struct, frozen=True, omit_defaults=True):
+    """``GET /logs/stats``: entries counted per bucket, oldest bucket first, empty ones included."""
+
+    interval: str
+    by: By
+    since: str
+    until: str
+    buckets: list[Bucket]
+    requested_interval: (
+        Annotated[str, msgspec.Meta(description="the interval asked for, when it was widened")]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+
+
+def parse_stats(params: Iterable[tuple[str, str]], *, now_us: int) -> StatsQuery:
+    """``GET /logs/stats``'s parameters as a StatsQuery, or ValidationFailed naming every bad parameter.
+
+    The filters are read by ``parse_query`` (the rule of ``GET /logs``); without since, until or hours the
+    window is the last 24 hours."""
+    errors: list[FieldError] = []
+    filters: list[tuple[str, str]] = []
+    own: dict[str, str] = {}
+    for name, value in params:
+        if name in FILTER_PARAMETERS:
+            filters.append((name, value))
+        elif name not in STATS_PARAMETERS:
+            allowed = ", ".join(sorted(STATS_PARAMETERS))
+            errors.append(FieldError(name, f"unknown parameter (allowed: {allowed})"))
+        elif name in own:
+            errors.append(FieldError(name, "given more than once"))
+        else:
+            own[name] = value
+    try:
+        query = parse_query(filters, now_us=now_us)
+    except ValidationFailed as exc:
+        errors += exc.errors
+        query = Query()
+    by = own.get("by", "level")
+    if by not in ("level", "service_name"):
+        errors.append(FieldError("by", "must be level or service_name"))
+    requested = _interval(own.get("interval"), errors)
+    since, until = _window(query, now_us, errors)
+    if errors:
+        raise ValidationFailed(errors)
+    if requested is None:
+        step = _round_step(since, until, 1, AUTO_BUCKETS)
+        widened_from = None
+    else:
+        step = requested
+        widened_from = None
+        if _count(since, until, step) > MAX_BUCKETS:
+            step = _round_step(since, until, requested, MAX_BUCKETS)
+            widened_from = own["interval"]
+    start, end = since // step * step, -(-until // step) * step
+    return StatsQuery(
+        filters=msgspec.structs.replace(query, since_us=start, until_us=end),
+        step_us=step,
+        by="level" if by == "level" else "service_name",
+        interval=own["interval"] if requested is not None and widened_from is None else format_interval(step),
+        requested_interval=widened_from,
+    )
+
+
+def _interval(raw: str | None, errors: list[FieldError]) -> int | None:
+    if raw is None:
+        return None
+    if _INTERVAL.fullmatch(raw) is None:
+        errors.append(FieldError("interval", _INTERVAL_RULE))
+        return None
+    step = parse_whole_number(raw[:-1]) * _UNITS[raw[-1]]
+    if step > _MAX_INTERVAL_DAYS * DAY_US:
+        errors.append(FieldError("interval", _INTERVAL_RULE))
+        return None
+    return step
+
+
+def _window(query: Query, now_us: int, errors: list[FieldError]) -> tuple[int, int]:
+    until = query.until_us if query.until_us is not None else now_us
+    since = query.since_us if query.since_us is not None else until - DEFAULT_WINDOW_US
+    if since >= until and query.until_us is None:  # (parse_query already refused since >= until)
+        errors.append(FieldError("since", "must be earlier than until, which is now when not given"))
+    # No entry is older than 1970 (they are refused): a window reaching further back starts there, which
+    # keeps the buckets within the times RFC 3339 can write.
+    return max(since, 0), max(until, 1)
+
+
+def _count(since: int, until: int, step: int) -> int:
+    return -(-until // step) - since // step
+
+
+def _round_steps() -> Iterator[int]:
+    for seconds in _ROUND_SECONDS:
+        yield seconds * 1_000_000
+    days = 1
+    while True:
+        for times in (1, 2, 5):
+            yield times * days * DAY_US
+        days *= 10
+
+
+def _round_step(since: int, until: int, at_least: int, buckets: int) -> int:
+    """The smallest round step, no finer than ``at_least``, cutting the window in at most ``buckets``."""
+    for step in _round_steps():
+        if step >= at_least and _count(since, until, step) <= buckets:
+            return step
+    raise AssertionError("unreachable: the steps grow without bound")
+
+
+def format_interval(step_us: int) -> str:
+    """A width in its largest whole unit: 120 s is 2m, 86,400 s is 1d."""
+    for unit in ("d", "h", "m", "s"):
+        if step_us % _UNITS[unit] == 0:
+            return f"{step_us // _UNITS[unit]}{unit}"
+    raise ValueError(f"{step_us} µs is not a whole number of seconds")
+
+
+def stats_answer(query: StatsQuery, counted: Iterable[tuple[int, int | str, int]]) -> Stats:
+    """The answer from a store's ``(bucket, key, count)`` rows (a key may come in several rows of a bucket):
+    every bucket of the window, oldest first; by level the keys are level names."""
+    buckets: list[dict[str, int]] = [{} for _ in range(query.buckets)]
+    for bucket, key, count in counted:
+        name = Level(key).name if isinstance(key, int) else key
+        counts = buckets[bucket]
+        counts[name] = counts.get(name, 0) + count
+    return Stats(
+        interval=query.interval,
+        by=query.by,
+        since=format_timestamp(query.since_us),
+        until=format_timestamp(query.until_us),
+        buckets=[
+            Bucket(start=format_timestamp(query.since_us + index * query.step_us), counts=counts)
+            for index, counts in enumerate(buckets)
+        ],
+        requested_interval=msgspec.UNSET if query.requested_interval is None else query.requested_interval,
+    )
+
+
+class ServiceTotal(msgspec.Struct, frozen=True):
+    """What a store knows of one service: its entries and the event time of the newest."""
+
+    service_name: str
+    count: int
+    newest_us: int | None
+
+
+class ServiceCount(msgspec.Struct, frozen=True):
+    service_name: str
+    count: int
+    newest: str | None
+
+
+class ServiceList(msgspec.Struct, frozen=True):
+    """``GET /services``: the services a credential may read, by name."""
+
+    services: list[ServiceCount]
+
+
+def service_list(totals: Iterable[ServiceTotal]) -> ServiceList:
+    """The answer of ``GET /services``: the services a store found, sorted by name."""
+    return ServiceList(
+        services=[
+            ServiceCount(
+                service_name=total.service_name,
+                count=total.count,
+                newest=None if total.newest_us is None else format_timestamp(total.newest_us),
+            )
+            for total in sorted(totals, key=lambda total: total.service_name)
+        ]
+    )
