@@ -28,7 +28,7 @@ from playwright.sync_api import (
 
 from logsvc.auth.credential_service import NewCredential
 from logsvc.auth.policy import Role
-from tests.conftest import ServerThread, bearer, make_key
+from tests.conftest import ServerThread, bearer, make_key, make_settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Generous: a loaded two-core machine runs these next to other suites.
@@ -52,6 +52,19 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     launched = playwright.chromium.launch(executable_path=str(CHROMIUM))
     yield launched
     launched.close()
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """Settings of the test's server beyond the defaults; a test parametrizes it to change them."""
+    return {}
+
+
+@pytest.fixture
+def server(tmp_path: Path, settings_overrides: dict[str, Any]) -> Iterator[ServerThread]:
+    running = ServerThread(make_settings(tmp_path / "data", **settings_overrides)).start()
+    yield running
+    running.stop()
 
 
 @pytest.fixture

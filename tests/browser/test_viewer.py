@@ -11,6 +11,7 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 from playwright.sync_api import Browser, Page, Response, expect
 
 from logsvc.auth.credential_service import NewCredential
@@ -255,8 +256,8 @@ def test_live_pauses_while_the_reader_scrolls_away_from_the_top(
     expect(page.locator("#live-state")).to_have_text("connected")
     newest = row_ids(page)[0]
 
-    page.mouse.wheel(0, 600)
-    page.wait_for_function("window.scrollY > 100")
+    # (Newer Chromium returns a promise from scrollTo; awaiting undefined is harmless elsewhere.)
+    assert page.evaluate("async () => { await window.scrollTo(0, 600); return window.scrollY; }") == 600
     new = ingest(server, [{"service_name": "api", "message": f"while away {i}"} for i in range(2)])
     resume = page.get_by_role("button", name=re.compile("Paused"))
     expect(resume).to_have_text("Paused: 2 new, show them")
@@ -266,6 +267,43 @@ def test_live_pauses_while_the_reader_scrolls_away_from_the_top(
     expect(rows).to_have_count(102)
     assert row_ids(page)[:3] == [new[1], new[0], newest]
     expect(resume).to_be_hidden()
+
+
+@pytest.mark.parametrize("settings_overrides", [{"tail_stream_seconds": 1.0}])
+def test_live_resumes_each_ended_stream_without_gaps_or_repeats(
+    page: Page, server: ServerThread, reader: NewCredential
+) -> None:
+    sign_in(page, server, reader)
+    page.get_by_role("button", name="Live").click()
+    expect(page.locator("#live-state")).to_have_text("connected")
+    sent: list[str] = []
+    resumed_from: list[str] = []
+    # The server ends each stream after a second; entries keep coming while the viewer reconnects.
+    for round_ in range(3):
+        sent += ingest(
+            server, [{"service_name": "api", "message": f"round {round_} entry {i}"} for i in range(5)]
+        )
+        with page.expect_request(lambda request: "/logs/tail" in request.url) as reconnect:
+            pass
+        resumed_from.append(reconnect.value.all_headers().get("last-event-id", ""))
+    rows = page.locator(ROWS)
+    expect(rows).to_have_count(15)
+    assert sorted(row_ids(page)) == sorted(sent)
+    assert all(resumed_from[1:]), resumed_from  # each reconnection after the first entries names the last
+
+
+@pytest.mark.parametrize("settings_overrides", [{"tail_queue_entries": 1}])
+def test_live_shows_how_many_entries_the_server_dropped(
+    page: Page, server: ServerThread, reader: NewCredential
+) -> None:
+    sign_in(page, server, reader)
+    page.get_by_role("button", name="Live").click()
+    expect(page.locator("#live-state")).to_have_text("connected")
+    # One commit of 50 reaches a stream that holds 1: the first is sent, 49 are counted as dropped.
+    sent = ingest(server, [{"service_name": "api", "message": f"burst {i}"} for i in range(50)])
+    expect(page.locator("#dropped")).to_have_text("49")
+    expect(page.locator(ROWS)).to_have_count(1)
+    assert row_ids(page) == sent[:1]
 
 
 def test_the_chart_counts_what_was_ingested_and_a_drag_narrows_the_range(
@@ -403,19 +441,29 @@ def test_light_and_dark_follow_the_system_setting(browser: Browser, server: Serv
 
 
 # The examples of the WHATWG HTML standard, section "Server-sent events" (9.2.6), and the shapes of our
-# own stream (CRLF and CR line ends, a heartbeat comment, an id that carries over to the next event).
+# own stream (CRLF and CR line ends, a heartbeat comment, an id that carries over to the next event, an
+# id-only event that moves the cursor); each with the events and the last event ID a reconnection sends.
 SSE_CASES = [
-    ("data: YHOO\ndata: +2\ndata: 10\n\n", [["message", "YHOO\n+2\n10", ""]]),
+    ("data: YHOO\ndata: +2\ndata: 10\n\n", [["message", "YHOO\n+2\n10", ""]], ""),
     (
         ": test stream\n\ndata: first event\nid: 1\n\ndata:second event\nid\n\ndata:  third event\n\n",
         [["message", "first event", "1"], ["message", "second event", ""], ["message", " third event", ""]],
+        "",
     ),
-    ("data\n\ndata\ndata\n\ndata:", [["message", "", ""], ["message", "\n", ""]]),
-    ("data:test\n\ndata: test\n\n", [["message", "test", ""], ["message", "test", ""]]),
+    ("data\n\ndata\ndata\n\ndata:", [["message", "", ""], ["message", "\n", ""]], ""),
+    ("data:test\n\ndata: test\n\n", [["message", "test", ""], ["message", "test", ""]], ""),
     (
         'event: entry\r\nid: c1\r\ndata: {"a":1}\r\n\r\n'
         ': heartbeat\r\r\nevent: dropped\rdata: {"dropped": 3}\r\r',
         [["entry", '{"a":1}', "c1"], ["dropped", '{"dropped": 3}', "c1"]],
+        "c1",
+    ),
+    # An event cut off before its blank line is not taken, nor is its id: a reconnection asks for it again.
+    (
+        'id: p1\n\n: heartbeat\n\nid: c2\nevent: entry\ndata: {"b":\ndata: 2}\n\n'
+        "id: c3\nevent: entry\ndata: {",
+        [["entry", '{"b":\n2}', "c2"]],
+        "c2",
     ),
 ]
 
@@ -425,7 +473,7 @@ def test_the_event_stream_parser_reads_the_standards_examples_however_they_are_s
 ) -> None:
     page.goto(f"{server.url}/ui/")
     expect(page.get_by_label("API key")).to_be_visible()
-    for stream, expected in SSE_CASES:
+    for stream, expected, last_id in SSE_CASES:
         splits = page.evaluate(
             """async (stream) => {
                 const { SseParser } = await import(new URL("sse.js", location.href));
@@ -433,7 +481,7 @@ def test_the_event_stream_parser_reads_the_standards_examples_however_they_are_s
                     const events = [];
                     const parser = new SseParser((event) => events.push([event.type, event.data, event.id]));
                     for (const chunk of chunks) parser.push(chunk);
-                    return events;
+                    return [events, parser.lastEventId];
                 };
                 const results = [parse([stream]), parse([...stream])];
                 for (let at = 1; at < stream.length; at++) {
@@ -443,5 +491,5 @@ def test_the_event_stream_parser_reads_the_standards_examples_however_they_are_s
             }""",
             stream,
         )
-        for events in splits:
-            assert events == expected, stream
+        for events, last in splits:
+            assert (events, last) == (expected, last_id), stream

@@ -15,7 +15,7 @@ from starlette.routing import BaseRoute, Route
 from logsvc.api.body import receive_body
 from logsvc.api.security import BODY_KEY, PRINCIPAL_KEY, client_address
 from logsvc.auth.policy import Principal
-from logsvc.routing import Answer, Call, Endpoint, authorize, browser_redirect, respond
+from logsvc.routing import Call, Endpoint, authorize, browser_redirect, respond
 from logsvc.settings import Settings
 
 __all__ = ["starlette_routes"]
@@ -32,7 +32,7 @@ def _endpoint(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
     async def serve(request: Request) -> Response:
         redirect = browser_redirect(endpoint, request.headers)
         if redirect is not None:
-            return _response(redirect)
+            return Response(redirect.body, redirect.status, redirect.headers, redirect.media_type)
         source = client_address(request.scope)
         principal: Principal | None = request.scope.get(PRINCIPAL_KEY)
         principal = authorize(endpoint, principal, request.app.state.refusals, source=source)
@@ -45,13 +45,10 @@ def _endpoint(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
             body=lambda: _sent_body(request),
             services=request.app.state.services,
         )
-        return _response(await respond(endpoint, call, request.app.state.refusals))
+        answer = await respond(endpoint, call, request.app.state.refusals)
+        return Response(answer.body, answer.status, answer.headers, answer.media_type)
 
     return serve
-
-
-def _response(answer: Answer) -> Response:
-    return Response(answer.body, answer.status, answer.headers, answer.media_type)
 
 
 async def _sent_body(request: Request) -> bytes:

@@ -1,7 +1,8 @@
 // Server-Sent Events read with fetch(), because EventSource cannot send an Authorization header.
 // SseParser follows the WHATWG HTML "event stream interpretation": lines end in CRLF, LF or CR, even split
-// across chunks; `data` lines join with LF; `id` is kept for the next events; comments are ignored, and so
-// is `retry` (reconnection has its own backoff).
+// across chunks; `data` lines join with LF; the last event ID is set when an event ends (a blank line), even
+// one without data, and kept for the next events; comments are ignored, and so is `retry` (reconnection
+// has its own backoff).
 
 export class SseParser {
   constructor(onEvent) {
@@ -9,8 +10,15 @@ export class SseParser {
     this.buffer = "";
     this.data = [];
     this.type = "";
-    this.lastEventId = "";
+    this.idBuffer = "";
+    this.lastEventId = ""; // as of the last event that ended: where a reconnection resumes
     this.afterCR = false;
+  }
+
+  /** Start from the ID a previous connection ended with. */
+  resumeFrom(id) {
+    this.idBuffer = id;
+    this.lastEventId = id;
   }
 
   /** Feed decoded text; complete events are given to onEvent({type, data, id}). */
@@ -53,10 +61,11 @@ export class SseParser {
     if (value.startsWith(" ")) value = value.slice(1);
     if (field === "data") this.data.push(value);
     else if (field === "event") this.type = value;
-    else if (field === "id" && !value.includes("\0")) this.lastEventId = value;
+    else if (field === "id" && !value.includes("\0")) this.idBuffer = value;
   }
 
   dispatch() {
+    this.lastEventId = this.idBuffer;
     const data = this.data;
     const type = this.type;
     this.data = [];
@@ -138,6 +147,7 @@ export class LiveTail {
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
     const parser = new SseParser((event) => this.event(event));
+    parser.resumeFrom(this.lastEventId);
     let stall = setTimeout(() => controller.abort(), STALLED_MS);
     try {
       for (;;) {
@@ -147,6 +157,7 @@ export class LiveTail {
         stall = setTimeout(() => controller.abort(), STALLED_MS);
         this.backoff = 1000;
         parser.push(decoder.decode(value, { stream: true }));
+        this.lastEventId = parser.lastEventId;
       }
     } finally {
       clearTimeout(stall);
@@ -155,7 +166,6 @@ export class LiveTail {
 
   event(event) {
     if (event.type === "entry") {
-      this.lastEventId = event.id;
       let entry;
       try {
         entry = JSON.parse(event.data);
