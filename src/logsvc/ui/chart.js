@@ -105,13 +105,17 @@ export class VolumeChart {
       );
       chart.append(group);
     });
-    const ticks = buckets.length ? [...new Set([0, Math.floor(buckets.length / 3), Math.floor((2 * buckets.length) / 3), buckets.length - 1])] : [];
-    for (const index of ticks) {
+    // Four times along the axis; the first and last aligned to the ends so that none is cut off.
+    const last = buckets.length - 1;
+    const ticks = [...new Set([0, Math.floor(buckets.length / 3), Math.floor((2 * buckets.length) / 3), last])];
+    for (const index of buckets.length ? ticks : []) {
+      const anchor = index === 0 ? "start" : index === last ? "end" : "middle";
+      const x = { start: LEFT, end: LEFT + plotWidth, middle: LEFT + index * step + step / 2 }[anchor];
       chart.append(
         svg("text", {
           className: "axis-label",
           text: tickLabel(parseTime(buckets[index].start), longSpan),
-          attrs: { x: LEFT + index * step + step / 2, y: HEIGHT - 6, "text-anchor": "middle" },
+          attrs: { x, y: HEIGHT - 6, "text-anchor": anchor },
         }),
       );
     }
