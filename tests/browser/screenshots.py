@@ -94,8 +94,9 @@ def main(views: list[str]) -> None:
                 try:
                     page = browser.new_page(viewport={"width": 1280, "height": 900}, color_scheme="light")
                     sign_in(page, server, key, "/ui/?range=24h")
-                    expect(page.locator("#chart svg")).to_be_visible()
                     expect(page.locator("#results .row")).to_have_count(100)
+                    if "list" in views or "entry" in views:
+                        expect(page.locator("#chart svg")).to_be_visible()
                     if "list" in views:
                         page.screenshot(path=IMAGES / "viewer-list.png")
                     if "entry" in views:
