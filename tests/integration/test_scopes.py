@@ -69,6 +69,28 @@ class Fixture:
         page = self.run(self.service.recent([("limit", "1000"), *params], principal=principal))
         return {entry.service_name for entry in page.logs}
 
+    def counted(self, principal: Principal) -> set[str]:
+        """The services a histogram by service counts entries of."""
+        stats = self.run(self.service.stats([("by", "service_name")], principal=principal))
+        return {name for bucket in stats.buckets for name in bucket.counts}
+
+    def listed_services(self, principal: Principal) -> set[str]:
+        found = self.run(self.service.services([], principal=principal))
+        return {service.service_name for service in found.services}
+
+    def in_context(self, principal: Principal) -> set[str]:
+        """The services whose entry is found with its context, and the services seen around it."""
+        found = set()
+        for name, log_id in self.ids.items():
+            try:
+                context = self.run(self.service.context(log_id, [], principal=principal))
+            except NotFound:
+                continue
+            around = [context.entry, *context.before, *context.after]
+            assert {entry.service_name for entry in around} == {name}
+            found.add(name)
+        return found
+
     def readable_by_id(self, principal: Principal) -> set[str]:
         found = set()
         for name, log_id in self.ids.items():
@@ -124,6 +146,9 @@ def check_every_route(fixture: Fixture, scope: tuple[str, ...]) -> None:
     assert fixture.listed(principal) == expected
     assert fixture.listed(principal, ("q", "word")) == expected
     assert fixture.readable_by_id(principal) == expected
+    assert fixture.counted(principal) == expected
+    assert fixture.listed_services(principal) == expected
+    assert fixture.in_context(principal) == expected
     assert fixture.writable(principal) == expected
 
 

@@ -382,7 +382,8 @@ def test_api_gateway_may_invoke_each_function_only_on_its_routes(stack: Stack) -
     assert read["function_name"] == expr("aws_lambda_function.read.function_name")
     assert read["principal"] == "apigateway.amazonaws.com"
     assert read["source_arn"] == execution + "${each.value}"
-    assert sorted(read["for_each"].values()) == ["GET/logs", "GET/logs/*", "GET/logs/recent"]
+    # GET/logs/* is /logs/{log_id}, /logs/{log_id}/context and /logs/stats: "*" spans "/" in these ARNs.
+    assert sorted(read["for_each"].values()) == ["GET/logs", "GET/logs/*", "GET/logs/recent", "GET/services"]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -393,11 +394,22 @@ ROUTES = {
     "post_logs": ("POST", "logs", "ingest"),
     "get_logs": ("GET", "logs", "read"),
     "get_logs_recent": ("GET", "logs_recent", "read"),
+    "get_logs_stats": ("GET", "logs_stats", "read"),
     "get_log_by_id": ("GET", "log_by_id", "read"),
+    "get_log_context": ("GET", "log_context", "read"),
+    "get_services": ("GET", "services", "read"),
     "post_v1_logs": ("POST", "v1_logs", "ingest"),
 }
 
-PATHS = {"logs": "/logs", "logs_recent": "/logs/recent", "log_by_id": "/logs/{log_id}", "v1_logs": "/v1/logs"}
+PATHS = {
+    "logs": "/logs",
+    "logs_recent": "/logs/recent",
+    "logs_stats": "/logs/stats",
+    "log_by_id": "/logs/{log_id}",
+    "log_context": "/logs/{log_id}/context",
+    "services": "/services",
+    "v1_logs": "/v1/logs",
+}
 
 
 def test_the_api_routes_are_those_the_route_table_gives_the_functions() -> None:
@@ -412,13 +424,19 @@ def test_api_is_regional_and_its_paths(stack: Stack) -> None:
     assert {name: r["path_part"] for name, r in resources.items()} == {
         "logs": "logs",
         "logs_recent": "recent",
+        "logs_stats": "stats",
         "log_by_id": "{log_id}",
+        "log_context": "context",
+        "services": "services",
         "v1": "v1",
         "v1_logs": "logs",
     }
     assert resources["logs"]["parent_id"] == expr("aws_api_gateway_rest_api.this.root_resource_id")
+    assert resources["services"]["parent_id"] == expr("aws_api_gateway_rest_api.this.root_resource_id")
     assert resources["logs_recent"]["parent_id"] == expr("aws_api_gateway_resource.logs.id")
+    assert resources["logs_stats"]["parent_id"] == expr("aws_api_gateway_resource.logs.id")
     assert resources["log_by_id"]["parent_id"] == expr("aws_api_gateway_resource.logs.id")
+    assert resources["log_context"]["parent_id"] == expr("aws_api_gateway_resource.log_by_id.id")
     assert resources["v1_logs"]["parent_id"] == expr("aws_api_gateway_resource.v1.id")
     # OTLP's protobuf bodies must reach the ingest function as they were sent (base64), not as text.
     assert api["binary_media_types"] == ["application/x-protobuf"]
@@ -480,6 +498,21 @@ def test_ingest_body_model_and_read_parameters(stack: Stack) -> None:
     }
     assert not any(declared.values()), "every query parameter is optional"
     assert methods["get_log_by_id"]["request_parameters"] == {"method.request.path.log_id": True}
+    # The other reads take what the route table documents for them.
+    documented = {(e.method, e.path): e for e in ENDPOINTS}
+    stats = stack.locals["stats_query_parameters"]
+    assert methods["get_logs_stats"]["request_parameters"] == expr("local.stats_query_parameters")
+    assert {key.removeprefix("method.request.querystring.") for key in stats} == set(
+        documented[("GET", "/logs/stats")].query.__struct_fields__  # type: ignore[union-attr]
+    )
+    assert not any(stats.values())
+    context = methods["get_log_context"]["request_parameters"]
+    assert context.pop("method.request.path.log_id") is True
+    assert {key.removeprefix("method.request.querystring.") for key in context} == set(
+        documented[("GET", "/logs/{log_id}/context")].query.__struct_fields__  # type: ignore[union-attr]
+    )
+    assert not any(context.values())
+    assert "request_parameters" not in methods["get_services"]
 
 
 def test_every_method_has_its_lambda_proxy_integration(stack: Stack) -> None:
@@ -591,8 +624,8 @@ def test_client_roles_invoke_only_their_methods(stack: Stack) -> None:
     routes = {role: body["routes"] for role, body in stack.locals["client_roles"].items()}
     assert routes == {
         "ingest": ["POST/logs", "POST/v1/logs"],
-        "read": ["GET/logs", "GET/logs/recent", "GET/logs/*"],
-        "admin": ["POST/logs", "POST/v1/logs", "GET/logs", "GET/logs/recent", "GET/logs/*"],
+        "read": ["GET/logs", "GET/logs/recent", "GET/logs/*", "GET/services"],
+        "admin": ["POST/logs", "POST/v1/logs", "GET/logs", "GET/logs/recent", "GET/logs/*", "GET/services"],
     }
     invoke = stack.policy("client_invoke")
     assert invoke["for_each"] == expr("local.client_roles")

@@ -2,7 +2,10 @@
 #   POST /logs            -> ingest
 #   GET  /logs            -> read
 #   GET  /logs/recent     -> read
+#   GET  /logs/stats      -> read
 #   GET  /logs/{log_id}   -> read
+#   GET  /logs/{log_id}/context -> read
+#   GET  /services        -> read
 #   POST /v1/logs         -> ingest (OTLP/HTTP logs: protobuf or JSON)
 #
 # Authorization: every method is AWS_IAM (SigV4; the caller needs execute-api:Invoke on that method, which only
@@ -41,10 +44,28 @@ resource "aws_api_gateway_resource" "logs_recent" {
   path_part   = "recent"
 }
 
+resource "aws_api_gateway_resource" "logs_stats" {
+  rest_api_id = aws_api_gateway_rest_api.this.id
+  parent_id   = aws_api_gateway_resource.logs.id
+  path_part   = "stats"
+}
+
 resource "aws_api_gateway_resource" "log_by_id" {
   rest_api_id = aws_api_gateway_rest_api.this.id
   parent_id   = aws_api_gateway_resource.logs.id
   path_part   = "{log_id}"
+}
+
+resource "aws_api_gateway_resource" "log_context" {
+  rest_api_id = aws_api_gateway_rest_api.this.id
+  parent_id   = aws_api_gateway_resource.log_by_id.id
+  path_part   = "context"
+}
+
+resource "aws_api_gateway_resource" "services" {
+  rest_api_id = aws_api_gateway_rest_api.this.id
+  parent_id   = aws_api_gateway_rest_api.this.root_resource_id
+  path_part   = "services"
 }
 
 resource "aws_api_gateway_resource" "v1" {
@@ -111,6 +132,19 @@ locals {
     "method.request.querystring.q"            = false
     "method.request.querystring.limit"        = false
     "method.request.querystring.cursor"       = false
+  }
+  # GET /logs/stats: the same filters, with the bucket width and the grouping instead of the page.
+  stats_query_parameters = {
+    "method.request.querystring.service_name" = false
+    "method.request.querystring.level"        = false
+    "method.request.querystring.min_level"    = false
+    "method.request.querystring.log_type"     = false
+    "method.request.querystring.since"        = false
+    "method.request.querystring.until"        = false
+    "method.request.querystring.hours"        = false
+    "method.request.querystring.q"            = false
+    "method.request.querystring.interval"     = false
+    "method.request.querystring.by"           = false
   }
 }
 
@@ -200,6 +234,68 @@ resource "aws_api_gateway_integration" "get_log_by_id" {
   uri                     = aws_lambda_function.read.invoke_arn
 }
 
+resource "aws_api_gateway_method" "get_logs_stats" {
+  rest_api_id          = aws_api_gateway_rest_api.this.id
+  resource_id          = aws_api_gateway_resource.logs_stats.id
+  http_method          = "GET"
+  authorization        = var.enable_cognito ? "COGNITO_USER_POOLS" : "AWS_IAM"
+  authorizer_id        = var.enable_cognito ? aws_api_gateway_authorizer.cognito[0].id : null
+  request_validator_id = aws_api_gateway_request_validator.this.id
+  request_parameters   = local.stats_query_parameters
+}
+
+resource "aws_api_gateway_integration" "get_logs_stats" {
+  rest_api_id             = aws_api_gateway_rest_api.this.id
+  resource_id             = aws_api_gateway_resource.logs_stats.id
+  http_method             = aws_api_gateway_method.get_logs_stats.http_method
+  type                    = "AWS_PROXY"
+  integration_http_method = "POST"
+  uri                     = aws_lambda_function.read.invoke_arn
+}
+
+resource "aws_api_gateway_method" "get_log_context" {
+  rest_api_id          = aws_api_gateway_rest_api.this.id
+  resource_id          = aws_api_gateway_resource.log_context.id
+  http_method          = "GET"
+  authorization        = var.enable_cognito ? "COGNITO_USER_POOLS" : "AWS_IAM"
+  authorizer_id        = var.enable_cognito ? aws_api_gateway_authorizer.cognito[0].id : null
+  request_validator_id = aws_api_gateway_request_validator.this.id
+
+  request_parameters = {
+    "method.request.path.log_id"              = true
+    "method.request.querystring.before"       = false
+    "method.request.querystring.after"        = false
+    "method.request.querystring.service_name" = false
+  }
+}
+
+resource "aws_api_gateway_integration" "get_log_context" {
+  rest_api_id             = aws_api_gateway_rest_api.this.id
+  resource_id             = aws_api_gateway_resource.log_context.id
+  http_method             = aws_api_gateway_method.get_log_context.http_method
+  type                    = "AWS_PROXY"
+  integration_http_method = "POST"
+  uri                     = aws_lambda_function.read.invoke_arn
+}
+
+resource "aws_api_gateway_method" "get_services" {
+  rest_api_id          = aws_api_gateway_rest_api.this.id
+  resource_id          = aws_api_gateway_resource.services.id
+  http_method          = "GET"
+  authorization        = var.enable_cognito ? "COGNITO_USER_POOLS" : "AWS_IAM"
+  authorizer_id        = var.enable_cognito ? aws_api_gateway_authorizer.cognito[0].id : null
+  request_validator_id = aws_api_gateway_request_validator.this.id
+}
+
+resource "aws_api_gateway_integration" "get_services" {
+  rest_api_id             = aws_api_gateway_rest_api.this.id
+  resource_id             = aws_api_gateway_resource.services.id
+  http_method             = aws_api_gateway_method.get_services.http_method
+  type                    = "AWS_PROXY"
+  integration_http_method = "POST"
+  uri                     = aws_lambda_function.read.invoke_arn
+}
+
 # OTLP/HTTP logs: no request model (a protobuf body has none), so the validator checks no body here; the
 # function validates every record.
 resource "aws_api_gateway_method" "post_v1_logs" {
@@ -232,7 +328,10 @@ resource "aws_api_gateway_deployment" "this" {
     redeployment = sha1(jsonencode([
       aws_api_gateway_resource.logs,
       aws_api_gateway_resource.logs_recent,
+      aws_api_gateway_resource.logs_stats,
       aws_api_gateway_resource.log_by_id,
+      aws_api_gateway_resource.log_context,
+      aws_api_gateway_resource.services,
       aws_api_gateway_resource.v1,
       aws_api_gateway_resource.v1_logs,
       aws_api_gateway_request_validator.this,
@@ -240,12 +339,18 @@ resource "aws_api_gateway_deployment" "this" {
       aws_api_gateway_method.post_logs,
       aws_api_gateway_method.get_logs,
       aws_api_gateway_method.get_logs_recent,
+      aws_api_gateway_method.get_logs_stats,
       aws_api_gateway_method.get_log_by_id,
+      aws_api_gateway_method.get_log_context,
+      aws_api_gateway_method.get_services,
       aws_api_gateway_method.post_v1_logs,
       aws_api_gateway_integration.post_logs,
       aws_api_gateway_integration.get_logs,
       aws_api_gateway_integration.get_logs_recent,
+      aws_api_gateway_integration.get_logs_stats,
       aws_api_gateway_integration.get_log_by_id,
+      aws_api_gateway_integration.get_log_context,
+      aws_api_gateway_integration.get_services,
       aws_api_gateway_integration.post_v1_logs,
       aws_api_gateway_authorizer.cognito,
     ]))

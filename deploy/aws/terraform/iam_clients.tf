@@ -10,11 +10,11 @@ locals {
       services = var.ingest_services
     }
     read = {
-      routes   = ["GET/logs", "GET/logs/recent", "GET/logs/*"]
+      routes   = ["GET/logs", "GET/logs/recent", "GET/logs/*", "GET/services"]
       services = var.read_services
     }
     admin = {
-      routes   = ["POST/logs", "POST/v1/logs", "GET/logs", "GET/logs/recent", "GET/logs/*"]
+      routes   = ["POST/logs", "POST/v1/logs", "GET/logs", "GET/logs/recent", "GET/logs/*", "GET/services"]
       services = var.admin_services
     }
   }

@@ -1,4 +1,5 @@
-# Two functions from one package: ingest (POST /logs) and read (GET /logs, /logs/recent, /logs/{log_id}).
+# Two functions from one package: ingest (POST /logs) and read (GET /logs, /logs/recent, /logs/{log_id},
+# /logs/stats, /logs/{log_id}/context, /services).
 # Each has its own execution role holding only what its handler calls.
 
 locals {
@@ -213,7 +214,7 @@ resource "aws_lambda_function" "ingest" {
 
 resource "aws_lambda_function" "read" {
   function_name                  = "${var.name_prefix}-read"
-  description                    = "Simple Log Service: GET /logs, /logs/recent, /logs/{log_id}"
+  description                    = "Simple Log Service: GET /logs, /logs/recent, /logs/stats, /logs/{log_id}, /services"
   role                           = aws_iam_role.read.arn
   runtime                        = "python3.12"
   architectures                  = [var.lambda_architecture]
@@ -260,9 +261,10 @@ resource "aws_lambda_permission" "api_ingest_otlp" {
 
 resource "aws_lambda_permission" "api_read" {
   for_each = {
-    logs   = "GET/logs"
-    recent = "GET/logs/recent"
-    by_id  = "GET/logs/*"
+    logs     = "GET/logs"
+    recent   = "GET/logs/recent"
+    by_id    = "GET/logs/*"
+    services = "GET/services"
   }
 
   statement_id  = "AllowApiGatewayRead-${each.key}"
