@@ -99,6 +99,16 @@ def test_search_level_and_time_range_narrow_the_list_and_the_url_shares_the_view
     expect(rows).to_have_count(6)  # the nightly job ran two hours ago
     expect(page).to_have_url(re.compile(r"[?&]range=1h\b"))
 
+    # A custom range starts as the span shown (the last hour, in the browser's time zone), to be edited.
+    page.get_by_label("Time range").select_option("custom")
+    expect(page.get_by_label("Since")).to_be_focused()
+    page.get_by_role("button", name="Apply").click()
+    expect(page).to_have_url(re.compile(r"[?&]range=custom\b"))
+    custom = parse_qs(urlsplit(page.url).query)
+    assert custom["since"][0] < custom["until"][0]
+    expect(rows).to_have_count(6)
+    page.get_by_label("Time range").select_option("1h")
+
     # The address is the view: opened again (the tab keeps its key), it shows the same.
     page.get_by_label("Search").fill("payment accepted")
     page.get_by_label("Search").press("Enter")
