@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean checkov
+.PHONY: run test lint bench clean checkov chromium screenshots
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("Python 3.11+ is required, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -27,8 +27,21 @@ $(CHECKOV_STAMP):
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov==$(CHECKOV_VERSION)'
 	@touch $(CHECKOV_STAMP)
 
-test: $(STAMP) $(CHECKOV_STAMP)
+# The browser tests (tests/browser) drive Debian's Chromium with Playwright; Playwright's own browser
+# downloads are never used. Installed as root, or through sudo.
+CHROMIUM := /usr/bin/chromium
+
+chromium:
+	@test -x $(CHROMIUM) || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
+		else sudo apt-get update -q && sudo apt-get install -y -q chromium; fi; }
+
+test: $(STAMP) $(CHECKOV_STAMP) chromium
 	$(BIN)/python -m pytest
+
+# The viewer's pictures in docs/images/, taken from a server with sample entries.
+screenshots: $(STAMP) chromium
+	$(BIN)/python -m tests.browser.screenshots
 
 # The security scan of the Terraform stack alone, as CI's security job runs it.
 checkov: $(CHECKOV_STAMP)

@@ -10,6 +10,7 @@ from logsvc.errors import FieldError, PayloadTooLarge, UnsupportedMediaType, Val
 
 __all__ = [
     "GZIP_MAGIC",
+    "accepts_html",
     "check_size",
     "decode_content",
     "decode_snappy_body",
@@ -63,6 +64,21 @@ def is_loki_json(headers: Mapping[str, str]) -> bool:
         f"Content-Type {media_type!r} is not accepted; "
         "send application/x-protobuf (snappy-compressed) or application/json"
     )
+
+
+def accepts_html(headers: Mapping[str, str]) -> bool:
+    """Whether the client asks for HTML by name (a browser navigating), not merely ``*/*`` as curl and the
+    shippers do: ``text/html`` in its Accept header with a quality above 0."""
+    for media_range in headers.get("accept", "").split(","):
+        media_type, *params = (part.strip().lower() for part in media_range.split(";"))
+        if media_type != "text/html":
+            continue
+        quality = next((value for name, _, value in (p.partition("=") for p in params) if name == "q"), "1")
+        try:
+            return float(quality) > 0
+        except ValueError:
+            return False
+    return False
 
 
 def check_size(body: bytes, *, max_bytes: int) -> None:

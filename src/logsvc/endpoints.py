@@ -37,6 +37,7 @@ from logsvc.domain.queries import MAX_LIMIT, ReadParameters
 from logsvc.domain.stats import StatsParameters
 from logsvc.routing import Answer, Call, Endpoint, json_answer, json_response, schema_ref
 from logsvc.service import Created
+from logsvc.viewer import MEDIA_TYPES, SECURITY_HEADERS, UI_PATH, asset
 
 __all__ = ["ENDPOINTS", "AuditParameters"]
 
@@ -221,6 +222,11 @@ async def openapi(call: Call) -> Answer:
     return Answer(200, call.services.openapi, "application/json")
 
 
+async def viewer(call: Call) -> Answer:
+    found = asset(call.path_params.get("file", ""))
+    return Answer(200, found.body, found.media_type, dict(SECURITY_HEADERS))
+
+
 # With a mapping parameter (message_field, ...) any JSON objects: one, an array of them, or NDJSON lines.
 _MAPPED_BODY = {
     "description": "with a mapping parameter: any object, or an array of objects",
@@ -342,6 +348,12 @@ _TAIL = {
 
 _LOG_ID = {"type": "string", "format": "uuid"}
 _STATUS = {"200": json_response({"type": "object"}, "status")}
+_VIEWER_FILE = {
+    "description": "a file of the web viewer, with a strict Content-Security-Policy",
+    "content": {
+        media_type.split(";", 1)[0]: {"schema": {"type": "string"}} for media_type in MEDIA_TYPES.values()
+    },
+}
 _EXPOSITION = {
     "description": "text exposition format",
     "content": {"text/plain": {"schema": {"type": "string"}}},
@@ -436,6 +448,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         operation=es_version,
         summary="The version document Elasticsearch's agents read before they send (an 8.x cluster)",
         answers=_STATUS,
+        browsers=UI_PATH,
     ),
     Endpoint(
         path="/_license",
@@ -633,6 +646,26 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         operation=metrics,
         summary="Prometheus metrics",
         answers={"200": _EXPOSITION},
+    ),
+    Endpoint(
+        path=UI_PATH,
+        method="GET",
+        name="viewer",
+        permission=Permission.PUBLIC,
+        operation=viewer,
+        summary="The web viewer (its page; it signs in with an API key, kept for the tab only)",
+        answers={"200": _VIEWER_FILE},
+    ),
+    Endpoint(
+        path=UI_PATH + "{file}",
+        method="GET",
+        name="viewer_file",
+        permission=Permission.PUBLIC,
+        operation=viewer,
+        summary="A file of the web viewer (scripts, style sheet, icon)",
+        path_schemas={"file": {"type": "string", "pattern": r"^[a-z0-9-]+\.[a-z]+$"}},
+        answers={"200": _VIEWER_FILE},
+        problems=(404,),
     ),
     Endpoint(
         path="/openapi.json",

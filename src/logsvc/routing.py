@@ -20,6 +20,7 @@ import msgspec
 
 from logsvc.auth.policy import Permission, Principal
 from logsvc.auth.refusals import RefusalAudit
+from logsvc.content import accepts_html
 from logsvc.errors import ConfigError, Forbidden, MethodNotAllowed, MissingCredentials, RouteNotFound
 from logsvc.service import AdminService, LogService
 from logsvc.settings import Settings
@@ -34,6 +35,7 @@ __all__ = [
     "Services",
     "Stream",
     "authorize",
+    "browser_redirect",
     "json_answer",
     "json_response",
     "match",
@@ -140,10 +142,22 @@ class Endpoint:
     request_body: dict[str, Any] | None = None
     answers: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     problems: tuple[int, ...] = ()
+    # Where a browser that navigates here is sent (303), before any credential is asked for: the page for
+    # people at an address made for programs. Only the HTTP server has pages; behind API Gateway a browser
+    # never reaches a function (IAM authorization refuses it first).
+    browsers: str | None = None
 
     @property
     def target(self) -> str:
         return f"{self.method} {self.path}"
+
+
+def browser_redirect(endpoint: Endpoint, headers: Mapping[str, str]) -> Answer | None:
+    """The 303 to ``endpoint.browsers`` for a request that asks for HTML by name (a browser navigating);
+    None for any other, which the endpoint answers as declared."""
+    if endpoint.browsers is None or not accepts_html(headers):
+        return None
+    return Answer(303, b"", "text/plain", {"Location": endpoint.browsers})
 
 
 def authorize(

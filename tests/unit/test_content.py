@@ -6,7 +6,7 @@ import gzip
 
 import pytest
 
-from logsvc.content import check_size, decode_content, is_ndjson
+from logsvc.content import accepts_html, check_size, decode_content, is_ndjson
 from logsvc.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
 LIMIT = 4096
@@ -74,3 +74,32 @@ def test_size_as_sent() -> None:
     check_size(b"x" * LIMIT, max_bytes=LIMIT)
     with pytest.raises(PayloadTooLarge, match=f"the body is {LIMIT + 1} bytes; the limit is {LIMIT}"):
         check_size(b"x" * (LIMIT + 1), max_bytes=LIMIT)
+
+
+@pytest.mark.parametrize(
+    ("accept", "html"),
+    [
+        # What browsers send when they navigate (Chromium, Firefox, Safari).
+        (
+            "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,"
+            "*/*;q=0.8,application/signed-exchange;v=b3;q=0.7",
+            True,
+        ),
+        ("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8", True),
+        ("TEXT/HTML", True),
+        ("application/json, text/html;level=1;q=0.5", True),
+        # What curl, the shippers and Elasticsearch's clients send.
+        (None, False),
+        ("", False),
+        ("*/*", False),
+        ("application/json", False),
+        ("application/vnd.elasticsearch+json; compatible-with=8", False),
+        ("text/*", False),
+        ("text/html;q=0", False),
+        ("text/html; q=0.000", False),
+        ("text/html;q=oops", False),
+        ("text/htmlx", False),
+    ],
+)
+def test_only_a_client_asking_for_html_by_name_accepts_it(accept: str | None, html: bool) -> None:
+    assert accepts_html({} if accept is None else {"accept": accept}) is html

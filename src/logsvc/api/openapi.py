@@ -99,6 +99,11 @@ def _operation(endpoint: Endpoint) -> dict[str, Any]:
     if endpoint.request_body is not None:
         operation["requestBody"] = endpoint.request_body
     operation["responses"] = {**endpoint.answers, **_problems(*endpoint.problems, *_GUARDED)}
+    if endpoint.browsers is not None:
+        operation["responses"]["303"] = {
+            "description": "a browser (Accept names text/html) is sent to the page for people",
+            "headers": {"Location": {"schema": {"type": "string", "const": endpoint.browsers}}},
+        }
     return operation
 
 

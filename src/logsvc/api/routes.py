@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 from logsvc.api.body import receive_body
 from logsvc.api.security import BODY_KEY, PRINCIPAL_KEY, client_address
 from logsvc.auth.policy import Principal
-from logsvc.routing import Call, Endpoint, Stream, authorize, respond
+from logsvc.routing import Call, Endpoint, Stream, authorize, browser_redirect, respond
 from logsvc.settings import Settings
 
 __all__ = ["starlette_routes"]
@@ -31,6 +31,9 @@ def starlette_routes(endpoints: Sequence[Endpoint]) -> list[BaseRoute]:
 
 def _endpoint(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
     async def serve(request: Request) -> Response:
+        redirect = browser_redirect(endpoint, request.headers)
+        if redirect is not None:
+            return Response(redirect.body, redirect.status, redirect.headers, redirect.media_type)
         source = client_address(request.scope)
         principal: Principal | None = request.scope.get(PRINCIPAL_KEY)
         principal = authorize(endpoint, principal, request.app.state.refusals, source=source)
