@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from logsvc.auth.profiles import write_profile
-from tests.conftest import ServerThread
+from tests.conftest import ServerThread, read_service
 
 README = Path(__file__).parents[2] / "README.md"
 
@@ -43,3 +44,17 @@ def test_readme_examples_succeed(server: ServerThread) -> None:
     assert '"count":2' in result.stdout.replace(" ", "")
     assert "card declined" in result.stdout
     assert '"roles":["ingest"],"services":["payments*"]' in result.stdout
+
+
+def test_readme_python_example_delivers(server: ServerThread) -> None:
+    text = README.read_text()
+    snippet = re.search(r"```python\n(.*?)```", text, re.DOTALL)
+    assert snippet is not None
+    program = f"TOKEN = {server.admin.api_key!r}\n" + snippet.group(1).replace(
+        "http://127.0.0.1:8080", server.url
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert [e["message"] for e in read_service(server, "api")] == ["user signed in"]
