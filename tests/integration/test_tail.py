@@ -4,6 +4,7 @@ another worker process or another replica (DynamoDB in moto), the polling page, 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -12,7 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from httpx_sse import EventSource, ServerSentEvent
 
 from logsvc.auth.policy import Role
 from logsvc.auth.profiles import write_profile
-from logsvc.client import Client, Unreachable
+from logsvc.client import AsyncClient, Client, Unreachable
 from logsvc.settings import Settings, settings_environment
 from logsvc.tail import TailHub
 from tests.conftest import ServerProcess, ServerThread, bearer, eventually, make_key, make_settings
@@ -531,16 +532,32 @@ def _tail_streams_ended(server: ServerThread) -> int:
     return int(sum(counts))
 
 
-def test_the_client_resumes_after_every_end_of_its_stream(tmp_path: Path) -> None:
+def _sync_reader(url: str, key: str, got: list[str]) -> None:
+    with Client(url, api_key=key) as client:
+        for event in client.tail(service_name="resumed", retries=2):
+            got.append(event.entry["message"] if event.entry else "")
+
+
+def _async_reader(url: str, key: str, got: list[str]) -> None:
+    async def read() -> None:
+        async with AsyncClient(url, api_key=key) as client:
+            async for event in client.tail(service_name="resumed", retries=2):
+                got.append(event.entry["message"] if event.entry else "")
+
+    asyncio.run(read())
+
+
+@pytest.mark.parametrize("reader_of", [_sync_reader, _async_reader], ids=["Client", "AsyncClient"])
+def test_the_client_resumes_after_every_end_of_its_stream(
+    tmp_path: Path, reader_of: Callable[[str, str, list[str]], None]
+) -> None:
     server = ServerThread(tail_settings(tmp_path, tail_stream_seconds=0.5)).start()
-    client = Client(server.url, api_key=server.admin.api_key)
     got: list[str] = []
     failure: list[BaseException] = []
 
     def read() -> None:
         try:
-            for event in client.tail(service_name="resumed", retries=2):
-                got.append(event.entry["message"] if event.entry else "")
+            reader_of(server.url, server.admin.api_key, got)
         except Unreachable as exc:  # the server stopped: the test is over
             failure.append(exc)
 
@@ -560,5 +577,4 @@ def test_the_client_resumes_after_every_end_of_its_stream(tmp_path: Path) -> Non
     finally:
         server.stop()
         reader.join(30)
-        client.close()
     assert not reader.is_alive()

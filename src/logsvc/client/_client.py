@@ -23,7 +23,7 @@ from logsvc import __version__
 from logsvc.client._auth import AwsCredentials, BearerAuth, CredentialSource, SigV4Auth, region_of
 from logsvc.client._errors import ClientError, Unreachable, error_for
 from logsvc.client._models import BatchCreated, Created, Entry, Filters, Page, entry_document, read_params
-from logsvc.sse import TailEvent, follow
+from logsvc.sse import TailEvent, afollow, follow
 
 __all__ = ["AsyncClient", "Client"]
 
@@ -96,6 +96,19 @@ def _batch(entries: Iterable[Mapping[str, Any] | msgspec.Raw]) -> list[Mapping[s
     if not batch:
         raise ValueError("send_batch needs at least one entry")
     return batch
+
+
+def _tail_params(filters: Mapping[str, Any]) -> tuple[str | None, list[tuple[str, str]]]:
+    """A tail's cursor and query: the read filters without ``limit``, which does not apply to it."""
+    query = dict(filters)
+    cursor = query.pop("cursor", None)
+    query.pop("limit", None)
+    return cursor, sorted(read_params(query).items())
+
+
+def _tail_timeout(http: httpx.Client | httpx.AsyncClient) -> httpx.Timeout:
+    # A stream is quiet between entries; its heartbeats come every 15 s by default.
+    return httpx.Timeout(http.timeout.connect, read=max(60.0, http.timeout.read or 0))
 
 
 def _entry_path(log_id: str | UUID) -> str:
@@ -186,10 +199,7 @@ class Client:
         after a dropped connection (``retries`` times in a row at most; None: for ever). ``cursor`` (an
         event's) goes on after it instead of from now. Each event is an entry or a count the service
         dropped because this reader was too slow. ``limit`` does not apply."""
-        query: dict[str, Any] = dict(filters)
-        cursor = query.pop("cursor", None)
-        query.pop("limit", None)
-        params = sorted(read_params(query).items())
+        cursor, params = _tail_params(filters)
         try:
             yield from follow(self._open_tail, params, cursor=cursor, retries=retries)
         except httpx.TransportError as exc:
@@ -199,10 +209,8 @@ class Client:
     def _open_tail(
         self, params: Sequence[tuple[str, str]], headers: dict[str, str]
     ) -> Iterator[httpx.Response]:
-        # A stream is quiet between entries; its heartbeats come every 15 s by default.
-        timeout = httpx.Timeout(self._http.timeout.connect, read=max(60.0, self._http.timeout.read or 0))
         with self._http.stream(
-            "GET", _TAIL_PATH, params=httpx.QueryParams(list(params)), headers=headers, timeout=timeout
+            "GET", _TAIL_PATH, params=list(params), headers=headers, timeout=_tail_timeout(self._http)
         ) as response:
             if response.status_code >= 400:
                 response.read()
@@ -304,6 +312,29 @@ class AsyncClient:
 
     async def get(self, log_id: str | UUID) -> Entry:
         return await self._call("GET", _entry_path(log_id), Entry)
+
+    async def tail(
+        self, *, retries: int | None = None, **filters: Unpack[Filters]
+    ) -> AsyncIterator[TailEvent]:
+        """See ``Client.tail``."""
+        cursor, params = _tail_params(filters)
+        try:
+            async for event in afollow(self._open_tail, params, cursor=cursor, retries=retries):
+                yield event
+        except httpx.TransportError as exc:
+            raise Unreachable(self.url, _reason(exc)) from exc
+
+    @contextlib.asynccontextmanager
+    async def _open_tail(
+        self, params: Sequence[tuple[str, str]], headers: dict[str, str]
+    ) -> AsyncIterator[httpx.Response]:
+        async with self._http.stream(
+            "GET", _TAIL_PATH, params=list(params), headers=headers, timeout=_tail_timeout(self._http)
+        ) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                raise error_for(response)
+            yield response
 
     async def aclose(self) -> None:
         await self._http.aclose()
