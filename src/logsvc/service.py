@@ -218,10 +218,7 @@ class LogService:
         entries, outcome = await self._off_loop(
             size <= INLINE_BODY_BYTES, lambda: self._syslog_entries(messages, scope, zone)
         )
-        if entries:
-            await self.store.append(entries)
-        if self._observer is not None:
-            self._observer.ingested(len(entries))
+        await self._append(entries)
         return outcome
 
     def _syslog_entries(
@@ -320,6 +317,11 @@ class LogService:
             raise Forbidden(
                 f"this credential may write only to services {allowed}; not to {', '.join(outside)}"
             )
+        await self._append(entries)
+
+    async def _append(self, entries: list[NewEntry]) -> None:
+        """The durable append of every ingest, HTTP or syslog: then the tail is told at once (not at its
+        next poll) and the metrics count what was stored."""
         if entries:
             await self.store.append(entries)
             if self._on_stored is not None:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import secrets
 import tempfile
+import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import apsw
 import msgspec
 import uuid_utils
 from hypothesis import HealthCheck, event, given, settings
@@ -25,7 +27,7 @@ from logsvc.scopes import covers
 from logsvc.service import LogService
 from logsvc.storage.sqlite import SQLiteStore
 from logsvc.storage.sqlite_rollups import ROLLUP_TABLES
-from logsvc.storage.sqlite_schema import SCHEMA_VERSION
+from logsvc.storage.sqlite_schema import SCHEMA_VERSION, open_connection
 
 BASE = 1_700_000_000_000_000
 NOW = BASE + 3 * 86_400_000_000
@@ -199,6 +201,16 @@ def test_histograms_match_brute_force(
     event("widened" if widened else "as asked")
 
 
+def as_schema_3(path: Path, key: bytes | None) -> None:
+    """The store back to what schema 3 held: no rollups, no trigger keeping them."""
+    conn = connect(path, key)
+    for table in ROLLUP_TABLES:
+        conn.execute(f"DROP TABLE {table}")
+    conn.execute("DROP TRIGGER logs_counts_after_delete")
+    conn.execute("PRAGMA user_version=3")
+    conn.close()
+
+
 def test_an_older_store_gets_its_rollups_when_opened(tmp_path: Path) -> None:
     """A store of schema 3 (before the rollups), encrypted, is counted whole when this version opens it."""
     key = secrets.token_bytes(32)
@@ -217,12 +229,7 @@ def test_an_older_store_gets_its_rollups_when_opened(tmp_path: Path) -> None:
         await store.close()
 
     asyncio.run(write())
-    conn = connect(path, key)  # back to what schema 3 held: no rollups, no trigger keeping them
-    for table in ROLLUP_TABLES:
-        conn.execute(f"DROP TABLE {table}")
-    conn.execute("DROP TRIGGER logs_counts_after_delete")
-    conn.execute("PRAGMA user_version=3")
-    conn.close()
+    as_schema_3(path, key)
 
     async def read() -> tuple[Any, ...]:
         store = SQLiteStore(path, key=key)
@@ -250,3 +257,56 @@ def test_an_older_store_gets_its_rollups_when_opened(tmp_path: Path) -> None:
     conn.close()
     on_disk = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("logs.db"))
     assert service_name.encode() not in on_disk  # the rollups are encrypted like the rest
+
+
+def test_an_older_store_opened_by_two_processes_at_once_is_counted_once(tmp_path: Path) -> None:
+    """Two writers (a server and a CLI command, say) opening a schema 3 store together: the one that found
+    it old, if the other migrates it first, must not fill the rollups again (every count would double)."""
+    path = tmp_path / "logs.db"
+    entries = [make_entry(BASE + i * 1_000_000, "api", Level.INFO, "application", "w", i) for i in range(50)]
+
+    async def write() -> None:
+        store = SQLiteStore(path)
+        await store.append(entries)
+        await store.close()
+
+    asyncio.run(write())
+    as_schema_3(path, None)
+    late_thread: set[int] = set()
+    late_paused, first_done = threading.Event(), threading.Event()
+
+    def pause_at_first_write(conn: apsw.Connection) -> None:
+        def trace(cursor: apsw.Cursor, sql: str, bindings: object) -> bool:
+            # The late opener has read the schema version; it stops before its migration writes anything
+            # until the other process has migrated the store.
+            if threading.get_ident() in late_thread and sql.lstrip().upper().startswith(("BEGIN", "DROP")):
+                late_thread.clear()
+                late_paused.set()
+                first_done.wait(30)
+            return True
+
+        conn.exec_trace = trace
+
+    opened: list[apsw.Connection] = []
+
+    def open_late() -> None:
+        late_thread.add(threading.get_ident())
+        opened.append(open_connection(path, None, write=True))
+
+    apsw.connection_hooks.append(pause_at_first_write)
+    late = threading.Thread(target=open_late)
+    try:
+        late.start()
+        assert late_paused.wait(30)
+        opened.append(open_connection(path, None, write=True))
+    finally:
+        first_done.set()
+        late.join(30)
+        apsw.connection_hooks.remove(pause_at_first_write)
+    assert len(opened) == 2
+    for conn in opened:
+        conn.close()
+    conn = connect(path, None)
+    assert conn.execute("SELECT n FROM service_counts").fetchall() == [(len(entries),)]
+    assert conn.execute("SELECT sum(n) FROM levels_1m").fetchall() == [(len(entries),)]
+    conn.close()

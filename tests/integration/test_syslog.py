@@ -32,6 +32,7 @@ from tests.conftest import (
     run_logsvc,
 )
 from tests.integration.test_auth_schemes import self_signed
+from tests.integration.test_tail import Tail
 
 LOGGER = "/usr/bin/logger"
 SERVICES = ["myapp", "app-*"]
@@ -280,6 +281,19 @@ def test_services_outside_syslog_services_are_never_stored(syslog: Syslog) -> No
     assert eventually(lambda: syslog.dropped("outside_scope") == 3)
     assert read_service(syslog.server, "payments") == []
     assert read_service(syslog.server, "default") == []
+
+
+def test_a_syslog_message_reaches_an_open_tail_at_once(tmp_path: Path) -> None:
+    # The tail polls the store only every minute here: what it sees sooner, it was told of by the ingest.
+    syslog = start_syslog(tmp_path, tail_poll_seconds=60, tail_heartbeat_seconds=0.2)
+    tail = Tail(syslog.server.url, bearer(syslog.server.admin), [("service_name", "myapp")])
+    try:
+        assert tail.status == 200
+        logger(syslog.port, "--tcp", "--octet-count", "-t", "myapp", "over syslog")
+        assert eventually(lambda: tail.messages() == ["over syslog"], seconds=20)
+    finally:
+        tail.close()
+        syslog.server.stop()
 
 
 # ---- connections -----------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Final, TypeAlias
+from typing import Final, TypeAlias, cast
 
 import apsw
 
@@ -115,20 +115,35 @@ def open_connection(path: Path, key: bytes | None, *, write: bool) -> apsw.Conne
     return conn
 
 
-def _migrate(conn: apsw.Connection) -> None:
+def _schema_version(conn: apsw.Connection) -> int:
     (version,) = conn.execute("PRAGMA user_version").fetchone() or (0,)
     if version > SCHEMA_VERSION:
         raise ConfigError(
             f"the store has schema version {version}; this logsvc knows only up to {SCHEMA_VERSION}"
         )
-    if version < SCHEMA_VERSION:
-        with conn:
+    return cast(int, version)
+
+
+def _migrate(conn: apsw.Connection) -> None:
+    if _schema_version(conn) == SCHEMA_VERSION:
+        return
+    # IMMEDIATE, and the version read again within: another process (a server and a CLI command opening
+    # the store together) may have migrated it meanwhile, and counting the entries into the rollups a
+    # second time would double every count.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = _schema_version(conn)
+        if version < SCHEMA_VERSION:
             conn.execute("DROP INDEX IF EXISTS logs_log_id")  # version 2: log_id unique store-wide
             conn.execute(SCHEMA)
             if version < _ROLLUPS_SINCE:
                 # The entries already stored, counted as the writer counts new ones (a full scan, once).
                 count_new_rows(conn, 0)
             conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def make_private(path: Path) -> None:
