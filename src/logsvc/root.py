@@ -117,6 +117,7 @@ class Root:
                     streams=settings.tail_streams,
                     streams_per_credential=settings.tail_streams_per_credential,
                     queue_entries=settings.tail_queue_entries,
+                    queue_bytes=settings.tail_queue_bytes,
                     heartbeat_seconds=settings.tail_heartbeat_seconds,
                     poll_seconds=settings.tail_poll_seconds,
                     stream_seconds=settings.tail_stream_seconds,

@@ -246,6 +246,14 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             ge=1, le=100_000, description="entries a tail stream holds for a slow reader; more drop"
         ),
     ] = 1000
+    tail_queue_bytes: Annotated[
+        int,
+        msgspec.Meta(
+            ge=64 * 1024,
+            le=1024 * MiB,
+            description="bytes of events a tail stream holds for a slow reader; more drop",
+        ),
+    ] = MiB
     tail_heartbeat_seconds: Annotated[
         float,
         msgspec.Meta(gt=0, description="seconds without entries before a tail stream sends a heartbeat"),
@@ -259,7 +267,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     tail_stream_seconds: Annotated[
         float,
         msgspec.Meta(gt=0, description="seconds a tail stream lasts; the client resumes (credentials again)"),
-    ] = 3600.0
+    ] = 300.0
 
     def __post_init__(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):

@@ -72,6 +72,7 @@ class TailLimits:
     streams: int
     streams_per_credential: int
     queue_entries: int
+    queue_bytes: int
     heartbeat_seconds: float
     poll_seconds: float
     stream_seconds: float
@@ -116,14 +117,18 @@ def _dropped_event(count: int) -> bytes:
 
 
 class _Queue:
-    """One stream's bounded queue of events after ``floor``, and the count of those that did not fit."""
+    """One stream's bounded queue of events after ``floor``, and the count of those that did not fit. It
+    holds at most ``capacity`` events and ``budget`` bytes of them (an event larger than the budget is
+    taken into an empty queue alone, so a large entry reaches a reader that keeps up)."""
 
-    __slots__ = ("capacity", "closed", "dropped", "events", "floor", "ready")
+    __slots__ = ("budget", "capacity", "closed", "dropped", "events", "floor", "ready", "size")
 
-    def __init__(self, floor: Position, capacity: int) -> None:
+    def __init__(self, floor: Position, capacity: int, budget: int) -> None:
         self.floor = floor
         self.capacity = capacity
+        self.budget = budget
         self.events: collections.deque[bytes] = collections.deque()
+        self.size = 0
         self.dropped = 0
         self.closed = False
         self.ready = asyncio.Event()
@@ -132,9 +137,15 @@ class _Queue:
         """Take what fits; never waits (the hub serves every stream from one loop)."""
         if events[0][0] <= self.floor:
             events = [event for event in events if event[0] > self.floor]
-        room = self.capacity - len(self.events)
-        self.events.extend(event for _, event in events[:room])
-        self.dropped += max(0, len(events) - room)
+        for _, event in events:
+            fits = len(self.events) < self.capacity and (
+                self.size + len(event) <= self.budget or not self.events
+            )
+            if fits:
+                self.events.append(event)
+                self.size += len(event)
+            else:
+                self.dropped += 1
         if self.events or self.dropped:
             self.ready.set()
 
@@ -156,6 +167,7 @@ class _Queue:
             return None
         chunk = b"".join(self.events)
         self.events.clear()
+        self.size = 0
         if self.dropped:
             chunk += _dropped_event(self.dropped)
             self.dropped = 0
@@ -207,7 +219,7 @@ class TailHub:
             raise
         start = self._position
         floor = max(start, request.after) if request.after is not None else start
-        queue = _Queue(floor, self.limits.queue_entries)
+        queue = _Queue(floor, self.limits.queue_entries, self.limits.queue_bytes)
         self._queues.setdefault(request.query, set()).add(queue)
         if self._task is None:
             self._task = asyncio.create_task(self._follow(), name="logsvc-tail")

@@ -219,8 +219,13 @@ def test_the_polling_page_follows_its_cursor_oldest_first(tail_server: ServerThr
     assert (empty["count"], empty["next_cursor"]) == (0, rest["next_cursor"])
 
 
-def test_a_slow_reader_gets_dropped_and_the_stream_goes_on(tmp_path: Path) -> None:
-    server = ServerThread(tail_settings(tmp_path, tail_queue_entries=4)).start()
+@pytest.mark.parametrize(
+    "bound",
+    [{"tail_queue_entries": 4}, {"tail_queue_entries": 100_000, "tail_queue_bytes": 256 * 1024}],
+    ids=["entries", "bytes"],
+)
+def test_a_slow_reader_gets_dropped_and_the_stream_goes_on(tmp_path: Path, bound: dict[str, int]) -> None:
+    server = ServerThread(tail_settings(tmp_path, **bound)).start()
     reader = socket.socket()
     try:
         # A reader that takes almost nothing off the wire: its stream's queue fills, the writers go on.
