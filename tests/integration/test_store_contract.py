@@ -528,7 +528,12 @@ def test_services_are_read_a_page_at_a_time(opener: Opener) -> None:
     purged (still in DynamoDB's registry) are skipped without shortening the page."""
     entries = spread_entries(300, seed=53)
     asked: list[tuple[str | None, int | None]] = [
-        (None, 3), ("svc-0", 4), ("svc-15", 2), ("svc-8", 5), ("svc-9", 1), (None, None)
+        (None, 3),
+        ("svc-0", 4),
+        ("svc-15", 2),
+        ("svc-8", 5),
+        ("svc-9", 1),
+        (None, None),
     ]
 
     async def body(store: LogStore) -> list[list[ServiceTotal]]:

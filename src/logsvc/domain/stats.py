@@ -281,7 +281,9 @@ def stats_answer(query: StatsQuery, counted: Iterable[tuple[int, int | str, int]
     By service, when more services have entries in the window than ``series_limit`` allows, the
     ``series_limit - 1`` with the most (ties by name) keep their names and the others are summed under
     OTHER_SERVICES, so every entry counted is still in its bucket."""
-    rows = [(bucket, _LEVEL_NAMES[key] if isinstance(key, int) else key, count) for bucket, key, count in counted]
+    rows = [
+        (bucket, _LEVEL_NAMES[key] if isinstance(key, int) else key, count) for bucket, key, count in counted
+    ]
     other_services: int | msgspec.UnsetType = msgspec.UNSET
     if query.by == "service_name":
         totals: dict[str, int] = {}
@@ -292,7 +294,9 @@ def stats_answer(query: StatsQuery, counted: Iterable[tuple[int, int | str, int]
             ranked = sorted(totals, key=lambda name: (-totals[name], name))
             named = set(ranked[: limit - 1])
             other_services = len(ranked) - len(named)
-            rows = [(bucket, name if name in named else OTHER_SERVICES, count) for bucket, name, count in rows]
+            rows = [
+                (bucket, name if name in named else OTHER_SERVICES, count) for bucket, name, count in rows
+            ]
     buckets: list[dict[str, int]] = [{} for _ in range(query.buckets)]
     for bucket, name, count in rows:
         counts = buckets[bucket]
@@ -333,7 +337,7 @@ class ServiceList(msgspec.Struct, frozen=True, omit_defaults=True):
     next_after: (
         Annotated[
             str,
-            msgspec.Meta(description="when more services follow: the last name of this page, to pass as after"),
+            msgspec.Meta(description="when more services follow: this page's last name, to pass as after"),
         ]
         | msgspec.UnsetType
     ) = msgspec.UNSET
@@ -352,7 +356,7 @@ class ServicesParameters(msgspec.Struct, frozen=True):
             str,
             msgspec.Meta(
                 pattern=SERVICE_NAME_PATTERN,
-                description="only services whose names sort after this one (the next_after of the page before)",
+                description="only the services whose names sort after this one (a page's next_after)",
             ),
         ]
         | msgspec.UnsetType
@@ -398,7 +402,7 @@ def parse_services(params: Iterable[tuple[str, str]]) -> ServicePage:
     return ServicePage(limit=limit, after=after)
 
 
-def service_list(totals: Iterable[ServiceTotal], page: ServicePage = ServicePage()) -> ServiceList:
+def service_list(totals: Iterable[ServiceTotal], page: ServicePage) -> ServiceList:
     """The answer of ``GET /services``: the first ``page.limit`` services by name after ``page.after``, and
     ``next_after`` when the store found more (the service asks it for one more than the page holds)."""
     found = sorted(

@@ -185,7 +185,8 @@ def services(
         "SELECT s.service, s.n, (SELECT max(ts) FROM logs WHERE service = s.service) "
         f"FROM service_counts s WHERE s.service > ?{where} ORDER BY s.service LIMIT ?"
     )
-    return [ServiceTotal(*row) for row in conn.execute(sql, (after or "", *args, -1 if limit is None else limit))]
+    bounds = (after or "", *args, -1 if limit is None else limit)
+    return [ServiceTotal(*row) for row in conn.execute(sql, bounds)]
 
 
 def context(conn: apsw.Connection, request: tuple[bytes, str, int, int]) -> Context | None:
