@@ -34,7 +34,7 @@ from logsvc.domain.esbulk import bulk_response, license_document, version_docume
 from logsvc.domain.mapping import IngestParameters
 from logsvc.domain.otlp import PROTOBUF, otlp_response
 from logsvc.domain.queries import MAX_LIMIT, ReadParameters
-from logsvc.domain.stats import StatsParameters
+from logsvc.domain.stats import ServicesParameters, StatsParameters
 from logsvc.routing import Answer, Call, Endpoint, json_answer, json_response, schema_ref
 from logsvc.service import Created
 from logsvc.viewer import MEDIA_TYPES, SECURITY_HEADERS, UI_PATH, asset
@@ -501,7 +501,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         permission=Permission.READ,
         operation=list_services,
         function="read",
-        summary="The services the credential may read, with their entry counts and newest entry",
+        summary="A page of the services the credential may read, by name, with entry counts and newest entry",
+        query=ServicesParameters,
         answers={"200": json_response(schema_ref("ServiceList"), "services holding entries, by name")},
         problems=(400, 503),
     ),

@@ -32,7 +32,7 @@ from logsvc.domain.mapping import FieldMapping, parse_mapping
 from logsvc.domain.otlp import otlp_documents
 from logsvc.domain.queries import MAX_LIMIT, Page, Query, parse_query
 from logsvc.domain.retention import retention_rules
-from logsvc.domain.stats import ServiceList, Stats, parse_stats, service_list, stats_answer
+from logsvc.domain.stats import ServiceList, Stats, parse_services, parse_stats, service_list, stats_answer
 from logsvc.domain.syslog import SyslogRefused, syslog_document
 from logsvc.domain.timestamps import format_timestamp, parse_whole_number
 from logsvc.domain.validation import validate_each, validate_entries
@@ -499,11 +499,11 @@ class LogService:
         return stats_answer(query, await self.store.histogram(query))
 
     async def services(self, params: Iterable[tuple[str, str]], *, principal: Principal) -> ServiceList:
-        """The services the credential may read that hold entries, with their counts and newest entry."""
-        unknown = [FieldError(name, "unknown parameter (this route takes none)") for name, _ in params]
-        if unknown:
-            raise ValidationFailed(unknown)
-        return service_list(await self.store.services(principal.services))
+        """A page of the services the credential may read that hold entries, with their counts and newest
+        entry; one more than the page is asked for, to know whether more follow."""
+        page = parse_services(params)
+        found = await self.store.services(principal.services, after=page.after, limit=page.limit + 1)
+        return service_list(found, page)
 
     async def get(self, log_id: str, *, principal: Principal) -> LogEntry:
         key = _log_id(log_id)

@@ -28,6 +28,7 @@ from logsvc.service import LogService
 from logsvc.storage.sqlite import SQLiteStore
 from logsvc.storage.sqlite_rollups import ROLLUP_TABLES
 from logsvc.storage.sqlite_schema import SCHEMA_VERSION, open_connection
+from tests.integration.stats_reference import OTHER, capped
 
 BASE = 1_700_000_000_000_000
 NOW = BASE + 3 * 86_400_000_000
@@ -100,6 +101,14 @@ def brute_force(
     entries: list[NewEntry], answer: Stats, params: dict[str, str], scope: tuple[str, ...]
 ) -> list[dict[str, int]]:
     """What every bucket of the answer must hold, counted entry by entry from the answer's own bounds."""
+    counts = uncapped(entries, answer, params, scope)
+    return counts if answer.by == "level" else capped(counts)[0]
+
+
+def uncapped(
+    entries: list[NewEntry], answer: Stats, params: dict[str, str], scope: tuple[str, ...]
+) -> list[dict[str, int]]:
+    """Every bucket's counts by level or by service, every service by its name."""
     starts = [parse_timestamp(bucket.start) for bucket in answer.buckets]
     until = parse_timestamp(answer.until)
     levels = set(Level)
@@ -199,6 +208,68 @@ def test_histograms_match_brute_force(
     assert [bucket.counts for bucket in answer.buckets] == expected
     event("some counted" if any(expected) else "none counted")
     event("widened" if widened else "as asked")
+
+
+MANY = [f"s{i:03d}" for i in range(120)]
+# Many services with skewed volumes (a few loud ones, a long tail), so the cap has ranks and ties to decide.
+many_entries = st.lists(
+    st.tuples(
+        st.one_of(
+            st.integers(0, 3 * 86_400_000_000 - 1), st.integers(66 * 3_600_000_000, 72 * 3_600_000_000 - 1)
+        ),
+        st.one_of(st.sampled_from(MANY[:5]), st.sampled_from(MANY)),
+        st.sampled_from(list(Level)),
+    ),
+    min_size=100,
+    max_size=500,
+)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    raw=many_entries,
+    interval=st.sampled_from([None, "1m", "15m", "1h", "6h", "1d"]),
+    window=st.sampled_from(["hours=80", "hours=24", "hours=6"]),
+    scoped=st.booleans(),
+)
+def test_by_service_the_series_are_capped_and_the_rest_summed(
+    raw: list[tuple[int, str, Level]], interval: str | None, window: str, scoped: bool
+) -> None:
+    """By service, an answer names at most 50 services a bucket (fewer when the buckets are many), the
+    loudest in the window, and sums the rest under "(other)": every entry is still counted once."""
+    entries = [
+        make_entry(BASE + offset, service, level, "application", "x", n)
+        for n, (offset, service, level) in enumerate(raw)
+    ]
+    scope = ("s0*",) if scoped else ()
+    params = {"by": "service_name"} | ({"interval": interval} if interval else {})
+    pairs = [*params.items(), tuple(window.split("="))]
+    principal = Principal(id="reader", roles=frozenset({Role.READ}), services=scope)
+    answer, _ = run_stats(entries, None, pairs, principal)  # type: ignore[arg-type]
+
+    everyone = uncapped(entries, answer, {}, scope)
+    expected, summed = capped(everyone)
+    assert [bucket.counts for bucket in answer.buckets] == expected
+    assert (None if answer.other_services is msgspec.UNSET else answer.other_services) == summed
+    services = {name for bucket in everyone for name in bucket}
+    keys = {name for bucket in answer.buckets for name in bucket.counts}
+    limit = max(2, min(50, 10_000 // len(answer.buckets)))
+    assert len(keys) <= limit
+    assert len(answer.buckets) * len(keys) <= 10_000
+    if len(services) > limit:
+        # The named services are the loudest; the others' sum is exactly what they hold, bucket by bucket.
+        named = keys - {OTHER}
+        total = {name: sum(b.get(name, 0) for b in everyone) for name in services}
+        assert min(total[name] for name in named) >= max(total[name] for name in services - named)
+        for bucket, counted in zip(answer.buckets, everyone, strict=True):
+            rest = sum(count for name, count in counted.items() if name not in named)
+            assert bucket.counts.get(OTHER, 0) == rest
+        assert summed == len(services) - len(named)
+        event(f"capped at {limit}")
+    else:
+        assert OTHER not in keys
+        assert answer.other_services is msgspec.UNSET
+        event("not capped")
 
 
 def as_schema_3(path: Path, key: bytes | None) -> None:

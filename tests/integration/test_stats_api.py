@@ -131,7 +131,115 @@ def test_services_with_their_counts_and_newest_entry(client: httpx.Client) -> No
     mine = {s["service_name"]: s for s in services if s["service_name"] in (first, second)}
     assert mine[second] == {"service_name": second, "count": 2, "newest": newest}
     assert mine[first]["count"] == 1
-    assert _fields(client.get("/services", params={"limit": 5})) == ["limit"]
+    assert _fields(client.get("/services", params={"prefix": "svc"})) == ["prefix"]
+
+
+def _many_services(client: httpx.Client, count: int) -> dict[str, int]:
+    """``count`` services of 1 to 12 entries each (many ties), all in the last hour: their sizes by name."""
+    tag = uuid.uuid4().hex[:6]
+    sizes = {f"many-{tag}-{i:03d}": 1 + (i * 37 % count) // 10 for i in range(count)}
+    entries = [
+        {"service_name": name, "message": f"m{n}", "timestamp": _ago((n * 7 % 55 + 1) * MINUTE_US)}
+        for name, size in sizes.items()
+        for n in range(size)
+    ]
+    _store(client, entries)
+    return sizes
+
+
+@pytest.mark.parametrize(("interval", "series"), [("5m", 50), ("10s", 13)])
+def test_by_service_the_loudest_are_named_and_the_rest_summed_as_other(
+    client: httpx.Client, interval: str, series: int
+) -> None:
+    """120 services: at most 50 keys a bucket (13 at 721 buckets: at most 10,000 in all), the services with
+    the most entries in the window by name (ties by name), the others summed under "(other)", exactly."""
+    sizes = _many_services(client, 120)
+    answer = client.get("/logs/stats", params={"by": "service_name", "hours": 2, "interval": interval})
+    assert answer.status_code == 200, answer.text
+    stats = answer.json()
+    assert "requested_interval" not in stats
+    buckets = stats["buckets"]
+    keys = {name for bucket in buckets for name in bucket["counts"]}
+    assert len(keys) == series
+    assert len(buckets) * len(keys) <= 10_000
+    ranked = sorted(sizes, key=lambda name: (-sizes[name], name))
+    assert keys == {*ranked[: series - 1], "(other)"}
+    assert stats["other_services"] == 120 - (series - 1)
+    for name in ranked[: series - 1]:
+        assert sum(bucket["counts"].get(name, 0) for bucket in buckets) == sizes[name]
+    others = sum(sizes[name] for name in ranked[series - 1 :])
+    assert sum(bucket["counts"].get("(other)", 0) for bucket in buckets) == others
+    assert sum(sum(bucket["counts"].values()) for bucket in buckets) == sum(sizes.values())
+    # The same window by level has no "(other)" and says nothing of services.
+    by_level = client.get("/logs/stats", params={"hours": 2, "interval": interval}).json()
+    assert "other_services" not in by_level
+    assert sum(sum(bucket["counts"].values()) for bucket in by_level["buckets"]) == sum(sizes.values())
+
+
+def test_few_services_are_all_named(client: httpx.Client) -> None:
+    sizes = _many_services(client, 50)
+    stats = client.get("/logs/stats", params={"by": "service_name", "hours": 2}).json()
+    assert {name for bucket in stats["buckets"] for name in bucket["counts"]} == set(sizes)
+    assert "other_services" not in stats
+
+
+def test_services_are_paged_by_name(client: httpx.Client) -> None:
+    sizes = _many_services(client, 120)
+    names = sorted(sizes)
+    everything = client.get("/services").json()
+    assert "next_after" not in everything
+    assert [s["service_name"] for s in everything["services"]] == names
+    assert [s["count"] for s in everything["services"]] == [sizes[name] for name in names]
+    seen: list[str] = []
+    pages, after = 0, None
+    while True:
+        params: dict[str, Any] = {"limit": 7} | ({"after": after} if after else {})
+        page = client.get("/services", params=params).json()
+        pages += 1
+        assert 1 <= len(page["services"]) <= 7
+        seen += [s["service_name"] for s in page["services"]]
+        if "next_after" not in page:
+            break
+        after = page["next_after"]
+        assert after == seen[-1]
+    assert seen == names  # every service exactly once, in order
+    assert pages == 18  # 17 pages of 7, then the last one
+    exact = client.get("/services", params={"limit": 120}).json()
+    assert len(exact["services"]) == 120
+    assert "next_after" not in exact
+    short = client.get("/services", params={"limit": 119}).json()
+    assert short["next_after"] == names[118]
+    last = client.get("/services", params={"after": names[-1]}).json()
+    assert last == {"services": []}
+    # after need not be a service that exists: the names sorting after it.
+    assert (
+        client.get("/services", params={"after": names[0] + "-", "limit": 1}).json()["services"][0][
+            "service_name"
+        ]
+        == names[1]
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "fields"),
+    [
+        ("limit=0", ["limit"]),
+        ("limit=1001", ["limit"]),
+        ("limit=-1", ["limit"]),
+        ("limit=ten", ["limit"]),
+        ("limit=1.5", ["limit"]),
+        ("limit=", ["limit"]),
+        ("after=", ["after"]),
+        ("after=a%20b", ["after"]),
+        ("after=" + "a" * 129, ["after"]),
+        ("after=(other)", ["after"]),
+        ("limit=5&limit=6", ["limit"]),
+        ("after=a&after=b", ["after"]),
+        ("cursor=abc&limit=0", ["cursor", "limit"]),
+    ],
+)
+def test_bad_services_parameters_are_named(client: httpx.Client, query: str, fields: list[str]) -> None:
+    assert sorted(_fields(client.get(f"/services?{query}"))) == sorted(fields)
 
 
 def test_an_entry_with_the_entries_around_it(client: httpx.Client) -> None:
@@ -204,4 +312,7 @@ def test_the_routes_are_in_the_openapi_document(client: httpx.Client) -> None:
         "after",
         "service_name",
     }
-    assert "/services" in paths
+    assert {p["name"] for p in paths["/services"]["get"]["parameters"]} == {"limit", "after"}
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    assert "other_services" in schemas["Stats"]["properties"]
+    assert "next_after" in schemas["ServiceList"]["properties"]

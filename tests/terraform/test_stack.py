@@ -560,7 +560,12 @@ def test_ingest_body_model_and_read_parameters(stack: Stack) -> None:
         documented[("GET", "/logs/{log_id}/context")].query.__struct_fields__  # type: ignore[union-attr]
     )
     assert not any(context.values())
-    assert "request_parameters" not in methods["get_services"]
+    services = stack.locals["services_query_parameters"]
+    assert methods["get_services"]["request_parameters"] == expr("local.services_query_parameters")
+    assert {key.removeprefix("method.request.querystring.") for key in services} == set(
+        documented[("GET", "/services")].query.__struct_fields__  # type: ignore[union-attr]
+    )
+    assert not any(services.values())
 
 
 def test_every_method_has_its_lambda_proxy_integration(stack: Stack) -> None:

@@ -204,6 +204,11 @@ locals {
     "method.request.querystring.interval"     = false
     "method.request.querystring.by"           = false
   }
+  # GET /services: a page of the services by name.
+  services_query_parameters = {
+    "method.request.querystring.limit" = false
+    "method.request.querystring.after" = false
+  }
 }
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -343,6 +348,7 @@ resource "aws_api_gateway_method" "get_services" {
   authorization        = var.enable_cognito ? "COGNITO_USER_POOLS" : "AWS_IAM"
   authorizer_id        = var.enable_cognito ? aws_api_gateway_authorizer.cognito[0].id : null
   request_validator_id = aws_api_gateway_request_validator.this.id
+  request_parameters   = local.services_query_parameters
 }
 
 resource "aws_api_gateway_integration" "get_services" {

@@ -5,6 +5,10 @@ A histogram counts the entries a read with the same filters would return, in buc
 at whole multiples of it since the epoch (UTC): the window is widened to whole buckets, ``since`` down and
 ``until`` up, and the answer says which window it counted. Whole buckets at fixed places are what lets a
 store answer from counts kept per minute or hour (decision 24) instead of counting entries.
+
+Answers are bounded whatever the number of services: by service, at most ``series_limit`` keys per bucket
+(the services with the most entries in the window, the rest summed under ``OTHER_SERVICES``), and
+``GET /services`` is paged by name.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
-from logsvc.domain.entries import Level
+from logsvc.domain.entries import SERVICE_NAME_PATTERN, SERVICE_RULE, Level, is_service_name
 from logsvc.domain.queries import FILTER_PARAMETERS, Query, ReadFilters, parse_query
 from logsvc.domain.timestamps import DAY_US, format_timestamp, parse_whole_number
 from logsvc.errors import FieldError, ValidationFailed
@@ -25,16 +29,25 @@ __all__ = [
     "INTERVAL_PATTERN",
     "MAX_BUCKETS",
     "MAX_COUNTED",
+    "MAX_SERIES",
+    "MAX_SERIES_CELLS",
+    "MAX_SERVICES_PAGE",
+    "OTHER_SERVICES",
+    "SERVICES_PARAMETERS",
     "STATS_PARAMETERS",
     "Bucket",
     "ServiceCount",
     "ServiceList",
+    "ServicePage",
     "ServiceTotal",
+    "ServicesParameters",
     "Stats",
     "StatsParameters",
     "StatsQuery",
     "format_interval",
+    "parse_services",
     "parse_stats",
+    "series_limit",
     "service_list",
     "stats_answer",
 ]
@@ -44,6 +57,16 @@ MAX_BUCKETS: Final = 1000
 # Without an interval, the window is cut in about this many buckets, at a round step.
 AUTO_BUCKETS: Final = 100
 DEFAULT_WINDOW_US: Final = DAY_US
+# By service, a bucket holds at most this many keys: a chart legend stays readable, and an answer stays small
+# however many services ingest keys create.
+MAX_SERIES: Final = 50
+# ... and the keys of all buckets together at most this many: 10,000 keys of up to 128-character names are
+# under 1.5 MB (a Lambda answer must stay under 6 MB). 1,000 buckets keep 10 keys each.
+MAX_SERIES_CELLS: Final = 10_000
+# The key of the services summed beyond the limit; parentheses are outside the service-name grammar
+# (SERVICE_NAME_PATTERN), so no service can bear it.
+OTHER_SERVICES: Final = "(other)"
+MAX_SERVICES_PAGE: Final = 1000
 # A histogram a store cannot answer from its rollups (full-text q, an interval that is not a whole number of
 # minutes, every histogram on DynamoDB) counts entries one by one, and refuses (400) past this many.
 MAX_COUNTED: Final = 1_000_000
@@ -130,6 +153,16 @@ class Stats(msgspec.Struct, frozen=True, omit_defaults=True):
     buckets: list[Bucket]
     requested_interval: (
         Annotated[str, msgspec.Meta(description="the interval asked for, when it was widened")]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    other_services: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                description=f"by service_name, when more services than the answer names had entries: how "
+                f"many are summed under the key {OTHER_SERVICES!r}"
+            ),
+        ]
         | msgspec.UnsetType
     ) = msgspec.UNSET
 
@@ -235,12 +268,37 @@ def format_interval(step_us: int) -> str:
     raise ValueError(f"{step_us} µs is not a whole number of seconds")
 
 
+def series_limit(buckets: int) -> int:
+    """How many keys each bucket of an answer by service may hold: MAX_SERIES, fewer when the buckets are so
+    many that the answer would pass MAX_SERIES_CELLS (10 at 1,000 buckets)."""
+    return max(2, min(MAX_SERIES, MAX_SERIES_CELLS // max(buckets, 1)))
+
+
 def stats_answer(query: StatsQuery, counted: Iterable[tuple[int, int | str, int]]) -> Stats:
     """The answer from a store's ``(bucket, key, count)`` rows (a key may come in several rows of a bucket):
-    every bucket of the window, oldest first; by level the keys are level names."""
+    every bucket of the window, oldest first; by level the keys are level names.
+
+    By service, when more services have entries in the window than ``series_limit`` allows, the
+    ``series_limit - 1`` with the most (ties by name) keep their names and the others are summed under
+    OTHER_SERVICES, so every entry counted is still in its bucket."""
+    rows = [
+        (bucket, _LEVEL_NAMES[key] if isinstance(key, int) else key, count) for bucket, key, count in counted
+    ]
+    other_services: int | msgspec.UnsetType = msgspec.UNSET
+    if query.by == "service_name":
+        totals: dict[str, int] = {}
+        for _, name, count in rows:
+            totals[name] = totals.get(name, 0) + count
+        limit = series_limit(query.buckets)
+        if len(totals) > limit:
+            ranked = sorted(totals, key=lambda name: (-totals[name], name))
+            named = set(ranked[: limit - 1])
+            other_services = len(ranked) - len(named)
+            rows = [
+                (bucket, name if name in named else OTHER_SERVICES, count) for bucket, name, count in rows
+            ]
     buckets: list[dict[str, int]] = [{} for _ in range(query.buckets)]
-    for bucket, key, count in counted:
-        name = _LEVEL_NAMES[key] if isinstance(key, int) else key
+    for bucket, name, count in rows:
         counts = buckets[bucket]
         counts[name] = counts.get(name, 0) + count
     since, step = query.since_us, query.step_us
@@ -254,6 +312,7 @@ def stats_answer(query: StatsQuery, counted: Iterable[tuple[int, int | str, int]
             for index, counts in enumerate(buckets)
         ],
         requested_interval=msgspec.UNSET if query.requested_interval is None else query.requested_interval,
+        other_services=other_services,
     )
 
 
@@ -271,14 +330,86 @@ class ServiceCount(msgspec.Struct, frozen=True):
     newest: str | None
 
 
-class ServiceList(msgspec.Struct, frozen=True):
-    """``GET /services``: the services a credential may read, by name."""
+class ServiceList(msgspec.Struct, frozen=True, omit_defaults=True):
+    """``GET /services``: a page of the services a credential may read, by name."""
 
     services: list[ServiceCount]
+    next_after: (
+        Annotated[
+            str,
+            msgspec.Meta(description="when more services follow: this page's last name, to pass as after"),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
 
 
-def service_list(totals: Iterable[ServiceTotal]) -> ServiceList:
-    """The answer of ``GET /services``: the services a store found, sorted by name."""
+class ServicesParameters(msgspec.Struct, frozen=True):
+    """The query-string parameters of ``GET /services``, as documented (OpenAPI); ``parse_services`` holds
+    the rules."""
+
+    limit: Annotated[
+        int,
+        msgspec.Meta(ge=1, le=MAX_SERVICES_PAGE, description=f"services in the page, 1-{MAX_SERVICES_PAGE}"),
+    ] = MAX_SERVICES_PAGE
+    after: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                pattern=SERVICE_NAME_PATTERN,
+                description="only the services whose names sort after this one (a page's next_after)",
+            ),
+        ]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+
+
+SERVICES_PARAMETERS = frozenset(ServicesParameters.__struct_fields__)
+_LIMIT_RULE = f"must be a whole number from 1 to {MAX_SERVICES_PAGE}"
+
+
+class ServicePage(msgspec.Struct, frozen=True):
+    """A validated page of ``GET /services``: up to ``limit`` services whose names sort after ``after``."""
+
+    limit: int = MAX_SERVICES_PAGE
+    after: str | None = None
+
+
+def parse_services(params: Iterable[tuple[str, str]]) -> ServicePage:
+    """``GET /services``'s parameters as a ServicePage, or ValidationFailed naming every bad parameter."""
+    errors: list[FieldError] = []
+    values: dict[str, str] = {}
+    for name, value in params:
+        if name not in SERVICES_PARAMETERS:
+            allowed = ", ".join(sorted(SERVICES_PARAMETERS))
+            errors.append(FieldError(name, f"unknown parameter (allowed: {allowed})"))
+        elif name in values:
+            errors.append(FieldError(name, "given more than once"))
+        else:
+            values[name] = value
+    limit = MAX_SERVICES_PAGE
+    if "limit" in values:
+        try:
+            limit = parse_whole_number(values["limit"])
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_SERVICES_PAGE:
+            errors.append(FieldError("limit", _LIMIT_RULE))
+    after = values.get("after")
+    if after is not None and not is_service_name(after):
+        errors.append(FieldError("after", SERVICE_RULE))
+    if errors:
+        raise ValidationFailed(errors)
+    return ServicePage(limit=limit, after=after)
+
+
+def service_list(totals: Iterable[ServiceTotal], page: ServicePage) -> ServiceList:
+    """The answer of ``GET /services``: the first ``page.limit`` services by name after ``page.after``, and
+    ``next_after`` when the store found more (the service asks it for one more than the page holds)."""
+    found = sorted(
+        (total for total in totals if page.after is None or total.service_name > page.after),
+        key=lambda total: total.service_name,
+    )
+    shown = found[: page.limit]
     return ServiceList(
         services=[
             ServiceCount(
@@ -286,6 +417,7 @@ def service_list(totals: Iterable[ServiceTotal]) -> ServiceList:
                 count=total.count,
                 newest=None if total.newest_us is None else format_timestamp(total.newest_us),
             )
-            for total in sorted(totals, key=lambda total: total.service_name)
-        ]
+            for total in shown
+        ],
+        next_after=shown[-1].service_name if len(found) > page.limit else msgspec.UNSET,
     )

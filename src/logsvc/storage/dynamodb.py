@@ -344,8 +344,19 @@ class DynamoDBStore:
             self._count_limit,
         )
 
-    async def services(self, patterns: tuple[str, ...]) -> list[ServiceTotal]:
-        return await service_totals(self._query, self.table, self.shards, await self._services(patterns, ()))
+    async def services(
+        self, patterns: tuple[str, ...], *, after: str | None = None, limit: int | None = None
+    ) -> list[ServiceTotal]:
+        names = sorted(name for name in await self._services(patterns, ()) if after is None or name > after)
+        want = len(names) if limit is None else limit
+        found: list[ServiceTotal] = []
+        # The registry keeps services whose entries all expired (service_totals leaves them out): count the
+        # next names until the page is full, never more services than it still needs.
+        while names and len(found) < want:
+            take = want - len(found)
+            found += await service_totals(self._query, self.table, self.shards, names[:take])
+            names = names[take:]
+        return found
 
     async def context(self, log_id: bytes, service: str, *, before: int, after: int) -> Context | None:
         found = await self._query(

@@ -70,8 +70,11 @@ class LogStore(Protocol):
         ``query.by`` (the level number, or the service name); a key may come in several rows of a bucket.
         Counting past the backend's bound is refused with ValidationFailed naming the parameter to change."""
 
-    async def services(self, patterns: tuple[str, ...]) -> list[ServiceTotal]:
-        """Every service holding entries that the patterns cover (all when empty), any order."""
+    async def services(
+        self, patterns: tuple[str, ...], *, after: str | None = None, limit: int | None = None
+    ) -> list[ServiceTotal]:
+        """The services holding entries that the patterns cover (all when empty) whose names sort after
+        ``after``: the first ``limit`` of them by name (all when None), any order."""
 
     async def context(self, log_id: bytes, service: str, *, before: int, after: int) -> Context | None:
         """The entry with this id in this service and up to ``before``/``after`` of the service's entries

@@ -184,8 +184,10 @@ class SQLiteStore:
     async def histogram(self, query: StatsQuery) -> list[tuple[int, int | str, int]]:
         return await self._read(histogram, (query, self._count_limit))
 
-    async def services(self, patterns: tuple[str, ...]) -> list[ServiceTotal]:
-        return await self._read(services, patterns)
+    async def services(
+        self, patterns: tuple[str, ...], *, after: str | None = None, limit: int | None = None
+    ) -> list[ServiceTotal]:
+        return await self._read(services, (patterns, after, limit))
 
     async def context(self, log_id: bytes, service: str, *, before: int, after: int) -> Context | None:
         return await self._read(context, (log_id, service, before, after))

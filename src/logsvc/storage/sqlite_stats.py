@@ -174,14 +174,19 @@ def _counted_matches(
     )
 
 
-def services(conn: apsw.Connection, patterns: tuple[str, ...]) -> list[ServiceTotal]:
-    """Each service's count from its rollup, and its newest event time from the (service, ts) index."""
+def services(
+    conn: apsw.Connection, request: tuple[tuple[str, ...], str | None, int | None]
+) -> list[ServiceTotal]:
+    """Each service's count from its rollup, and its newest event time from the (service, ts) index: a range
+    of the rollup's primary key from ``after``, ``limit`` long (-1: no limit)."""
+    patterns, after, limit = request
     where, args = service_scope("s.", patterns, ())
     sql = (
         "SELECT s.service, s.n, (SELECT max(ts) FROM logs WHERE service = s.service) "
-        f"FROM service_counts s WHERE 1{where} ORDER BY s.service"
+        f"FROM service_counts s WHERE s.service > ?{where} ORDER BY s.service LIMIT ?"
     )
-    return [ServiceTotal(*row) for row in conn.execute(sql, args)]
+    bounds = (after or "", *args, -1 if limit is None else limit)
+    return [ServiceTotal(*row) for row in conn.execute(sql, bounds)]
 
 
 def context(conn: apsw.Connection, request: tuple[bytes, str, int, int]) -> Context | None:
