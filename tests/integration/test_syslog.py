@@ -360,6 +360,7 @@ def test_tls(tmp_path: Path) -> None:
         with syslog.connect() as plain:  # clear text on a TLS port is not syslog
             plain.sendall(b"<13>1 - - myapp - - - clear\n")
             assert closed_by_server(plain)
+        assert eventually(lambda: syslog.closed("handshake_failed") == 1)
         # With TLS there is no UDP: clear text would go around it.
         syslog.send_udp(b"<13>1 - - myapp - - - datagram")
         assert syslog.metric("logsvc_syslog_messages_received", transport="udp") == 0
