@@ -310,7 +310,8 @@ class SyslogListener:
 
     def admit(self, connection: _Connection) -> bool:
         if len(self._connections) >= self.settings.syslog_max_connections:
-            self.closed(TOO_MANY_CONNECTIONS, f"over syslog_max_connections ({len(self._connections)})", None)
+            limit = f"over syslog_max_connections ({len(self._connections)})"
+            self.closed(TOO_MANY_CONNECTIONS, limit, connection.peer)
             return False
         self._connections.add(connection)
         return True

@@ -435,6 +435,23 @@ def test_a_stalled_tls_handshake_is_closed_after_its_limit(tmp_path: Path, loop:
 
 
 @pytest.mark.parametrize("loop", LOOPS)
+def test_stopping_closes_connections_in_the_handshake(tmp_path: Path, loop: str) -> None:
+    syslog, _ = start_tls_syslog(tmp_path, loop, syslog_max_connections=1)
+    stopped = False
+    try:
+        with syslog.connect() as silent:
+            with syslog.connect() as second:  # closed at once: the silent one holds the only place
+                assert closed_by_server(second)
+            syslog.server.stop()
+            stopped = True
+            assert not syslog.server.thread.is_alive()
+            assert closed_by_server(silent)
+    finally:
+        if not stopped:
+            syslog.server.stop()
+
+
+@pytest.mark.parametrize("loop", LOOPS)
 def test_messages_in_the_last_flight_of_the_handshake_are_stored(tmp_path: Path, loop: str) -> None:
     """A client whose Finished, messages and close_notify leave in one write: the server reads them all
     at once, as the handshake ends."""
