@@ -69,9 +69,12 @@ def make_key(
 
 
 class ServerThread:
-    """The app served by uvicorn in a thread, on a port the OS chose, with an admin credential ready."""
+    """The app served by uvicorn in a thread, on a port the OS chose, with an admin credential ready;
+    ``loop`` is uvicorn's choice of event loop ("auto": uvloop, as `logsvc serve` runs; or "asyncio")."""
 
-    def __init__(self, settings: Settings, *, endpoints: Sequence[Endpoint] = ENDPOINTS) -> None:
+    def __init__(
+        self, settings: Settings, *, endpoints: Sequence[Endpoint] = ENDPOINTS, loop: str = "auto"
+    ) -> None:
         self.settings = settings
         self.admin = make_key(settings, Role.ADMIN)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -88,6 +91,7 @@ class ServerThread:
             ws="none",
             lifespan="on",
             timeout_graceful_shutdown=10,
+            loop=loop,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)

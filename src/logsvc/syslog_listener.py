@@ -11,6 +11,9 @@
 - **Bounds.** A frame over ``syslog_max_frame_bytes`` or a broken octet count closes the connection;
   past ``syslog_max_connections`` a new connection is closed at once; a connection that completes no
   message for ``syslog_idle_timeout`` seconds is closed (slow or silent senders).
+- **TLS** connections are admitted as they are accepted, before their handshake, which must end within
+  ``syslog_idle_timeout`` (at most ``MAX_HANDSHAKE_SECONDS``): connections in the handshake count
+  against ``syslog_max_connections``.
 - **One listener per data directory**, in the process holding ``syslog.lock`` (``--workers N``: one
   worker; another takes over within a second when it exits).
 - **Stop** (SIGTERM): no more reads, and what was read is committed before the store closes.
@@ -51,6 +54,10 @@ DROP_LOG_SECONDS = 10.0
 RETRY_FIRST_SECONDS = 0.1
 RETRY_MAX_SECONDS = 5.0
 MAX_HANDSHAKE_SECONDS = 60.0
+# The TLS port's listen backlog, and how long it stops accepting after a failure such as EMFILE (the
+# values of asyncio's own servers).
+ACCEPT_BACKLOG = 100
+ACCEPT_RETRY_SECONDS = 1.0
 
 # Reasons, besides those of the parser and the service, that a message is dropped or a connection closed.
 QUEUE_FULL = "queue_full"
@@ -58,6 +65,8 @@ STORE_UNAVAILABLE = "store_unavailable"
 STORE_ERROR = "store_error"
 TOO_MANY_CONNECTIONS = "too_many_connections"
 IDLE_TIMEOUT = "idle_timeout"
+HANDSHAKE_TIMEOUT = "handshake_timeout"
+HANDSHAKE_FAILED = "handshake_failed"
 
 
 class SyslogObserver(Protocol):
@@ -133,6 +142,10 @@ class SyslogListener:
         self._lease = JobsLease(DataDir(settings.data_dir).syslog_lock)
         self._waiting: asyncio.Task[None] | None = None
         self._servers: list[asyncio.Server] = []
+        self._listening: list[socket.socket] = []
+        self._accepting: list[asyncio.Task[None]] = []
+        self._handshakes: set[asyncio.Task[None]] = set()
+        self.tls = False  # with TLS, connections are admitted on accept (_accept), not in connection_made
         self._datagrams: list[asyncio.DatagramTransport] = []
         self._connections: set[_Connection] = set()
         self._commits: set[asyncio.Task[None]] = set()
@@ -149,6 +162,7 @@ class SyslogListener:
             try:
                 await self._open()
             except BaseException:
+                await self._close_servers()
                 self._lease.release()
                 raise
         else:
@@ -171,23 +185,19 @@ class SyslogListener:
     async def _open(self) -> None:
         settings = self.settings
         loop = asyncio.get_running_loop()
-        tls = self._tls_context() if settings.syslog_tls else None
-        server = await loop.create_server(
-            lambda: _Connection(self),
-            settings.host,
-            settings.syslog_port,
-            ssl=tls,
-            ssl_handshake_timeout=min(settings.syslog_idle_timeout, MAX_HANDSHAKE_SECONDS) if tls else None,
-        )
-        self._servers.append(server)
-        transports = "TCP with TLS" if tls else "TCP and UDP"
-        if tls is None:
+        if settings.syslog_tls:
+            self.tls = True
+            self._listen_tls(self._tls_context())
+        else:
+            server = await loop.create_server(lambda: _Connection(self), settings.host, settings.syslog_port)
+            self._servers.append(server)
             for family, address in _addresses(settings.host, settings.syslog_port, socket.SOCK_DGRAM):
                 transport, _ = await loop.create_datagram_endpoint(
                     lambda: _Datagrams(self), local_addr=address, family=family
                 )
                 self._datagrams.append(transport)
             self._drainer = asyncio.create_task(self._drain())
+        transports = "TCP with TLS" if settings.syslog_tls else "TCP and UDP"
         log.info(
             "syslog listener on %s:%d (%s) in process %d, for services %s",
             settings.host,
@@ -196,6 +206,43 @@ class SyslogListener:
             os.getpid(),
             ", ".join(settings.syslog_services),
         )
+
+    def _listen_tls(self, context: ssl.SSLContext) -> None:
+        """Listen and accept here rather than through ``create_server(ssl=...)``, whose connections reach
+        their protocol, and so the connection limit, only once their handshake is done."""
+        settings = self.settings
+        for family, address in _addresses(settings.host, settings.syslog_port, socket.SOCK_STREAM):
+            listening = socket.socket(family, socket.SOCK_STREAM)
+            self._listening.append(listening)  # closed by _close_servers, whatever happens next
+            listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                listening.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            listening.bind(address)
+            listening.listen(ACCEPT_BACKLOG)
+            listening.setblocking(False)
+        self._accepting = [asyncio.create_task(self._accept(sock, context)) for sock in self._listening]
+
+    async def _accept(self, listening: socket.socket, context: ssl.SSLContext) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, address = await loop.sock_accept(listening)
+            except ConnectionAbortedError:  # the client left before it was accepted
+                continue
+            except OSError as exc:  # out of file descriptors or memory: wait, as asyncio's servers do
+                self._drops.add(
+                    f"accept failure(s), retried in {ACCEPT_RETRY_SECONDS:g} s", 1, str(exc), None
+                )
+                await asyncio.sleep(ACCEPT_RETRY_SECONDS)
+                continue
+            connection = _Connection(self)
+            connection.peer = str(address[0])
+            if not self.admit(connection):
+                sock.close()
+                continue
+            handshake = asyncio.create_task(connection.handshake(sock, context))
+            self._handshakes.add(handshake)
+            handshake.add_done_callback(self._handshakes.discard)
 
     def _tls_context(self) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -215,6 +262,7 @@ class SyslogListener:
                 await self._waiting
         for server in self._servers:
             server.close()
+        await self._stop_accepting()
         for connection in list(self._connections):
             connection.stop_reading()
         for transport in self._datagrams:
@@ -230,15 +278,30 @@ class SyslogListener:
                 log.error("syslog: the store did not take what was read within shutdown_timeout")
         for connection in list(self._connections):
             connection.close()
+        for handshake in self._handshakes:
+            handshake.cancel()
+        if self._handshakes:
+            await asyncio.wait(self._handshakes)
         await self._close_servers()
         self._lease.release()
         self._drops.flush()
+
+    async def _stop_accepting(self) -> None:
+        accepting, self._accepting = self._accepting, []
+        for task in accepting:
+            task.cancel()
+        if accepting:
+            await asyncio.wait(accepting)
 
     async def _close_servers(self) -> None:
         servers, self._servers = self._servers, []
         for server in servers:
             server.close()
             await server.wait_closed()
+        await self._stop_accepting()
+        listening, self._listening = self._listening, []
+        for sock in listening:
+            sock.close()
         for transport in self._datagrams:
             transport.close()
         self._datagrams = []
@@ -247,10 +310,15 @@ class SyslogListener:
 
     def admit(self, connection: _Connection) -> bool:
         if len(self._connections) >= self.settings.syslog_max_connections:
-            self.closed(TOO_MANY_CONNECTIONS, f"over syslog_max_connections ({len(self._connections)})", None)
+            limit = f"over syslog_max_connections ({len(self._connections)})"
+            self.closed(TOO_MANY_CONNECTIONS, limit, connection.peer)
             return False
         self._connections.add(connection)
         return True
+
+    @property
+    def handshake_timeout(self) -> float:
+        return min(self.settings.syslog_idle_timeout, MAX_HANDSHAKE_SECONDS)
 
     def forget(self, connection: _Connection) -> None:
         self._connections.discard(connection)
@@ -334,7 +402,7 @@ class SyslogListener:
 
 class _Connection(asyncio.Protocol):
     """One TCP (or TLS) connection: frames what it reads and, while its messages are committed, reads
-    nothing more."""
+    nothing more. A TLS one is admitted on accept, then ``handshake`` makes its transport."""
 
     def __init__(self, listener: SyslogListener) -> None:
         self.listener = listener
@@ -347,14 +415,37 @@ class _Connection(asyncio.Protocol):
         self._reading = True
         self._closed = False
 
+    async def handshake(self, sock: socket.socket, context: ssl.SSLContext) -> None:
+        """TLS on the accepted ``sock``; ``connection_made`` follows when it is done. A handshake over its
+        limit or one that fails is closed and counted; the connection's place is given back."""
+        limit = self.listener.handshake_timeout
+        deadline = asyncio.timeout(limit)
+        try:
+            async with deadline:
+                # The loop's own limit is a backstop that comes later: a timeout is counted here.
+                await asyncio.get_running_loop().connect_accepted_socket(
+                    lambda: self, sock, ssl=context, ssl_handshake_timeout=2 * limit
+                )
+        except OSError as exc:  # the loop has closed the socket
+            if deadline.expired():
+                self.listener.closed(HANDSHAKE_TIMEOUT, f"no TLS handshake within {limit:g} s", self.peer)
+            elif isinstance(exc, ssl.SSLError):  # not TLS, or no version or cipher in common
+                self.listener.closed(
+                    HANDSHAKE_FAILED, f"TLS handshake failed ({exc.reason or exc})", self.peer
+                )
+            # else the sender hung up
+            self._closed = True
+            self.listener.forget(self)
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not asyncio's subclasses
-        peer = transport.get_extra_info("peername")
-        self.peer = str(peer[0]) if peer else None
-        if not self.listener.admit(self):
-            self._closed = True
-            self.transport.abort()
-            return
+        if not self.listener.tls:  # a TLS connection was admitted before its handshake
+            peer = transport.get_extra_info("peername")
+            self.peer = str(peer[0]) if peer else None
+            if not self.listener.admit(self):
+                self._closed = True
+                self.transport.abort()
+                return
         self._restart_timer()
 
     def data_received(self, data: bytes) -> None:

@@ -115,7 +115,7 @@ class Syslog:
             udp.sendto(datagram, ("127.0.0.1", self.port))
 
 
-def start_syslog(tmp_path: Path, **overrides: Any) -> Syslog:
+def start_syslog(tmp_path: Path, *, loop: str = "auto", **overrides: Any) -> Syslog:
     port = syslog_port()
     settings = make_settings(
         tmp_path / "data",
@@ -124,7 +124,7 @@ def start_syslog(tmp_path: Path, **overrides: Any) -> Syslog:
         syslog_timezone="UTC",
         **overrides,
     )
-    return Syslog(ServerThread(settings).start(), port)
+    return Syslog(ServerThread(settings, loop=loop).start(), port)
 
 
 @pytest.fixture
@@ -360,9 +360,121 @@ def test_tls(tmp_path: Path) -> None:
         with syslog.connect() as plain:  # clear text on a TLS port is not syslog
             plain.sendall(b"<13>1 - - myapp - - - clear\n")
             assert closed_by_server(plain)
+        assert eventually(lambda: syslog.closed("handshake_failed") == 1)
         # With TLS there is no UDP: clear text would go around it.
         syslog.send_udp(b"<13>1 - - myapp - - - datagram")
         assert syslog.metric("logsvc_syslog_messages_received", transport="udp") == 0
+    finally:
+        syslog.server.stop()
+
+
+# The TLS handshake is the event loop's (start_tls), and asyncio and uvloop each have their own: both are run.
+LOOPS = ["uvloop", "asyncio"]
+
+
+def start_tls_syslog(tmp_path: Path, loop: str, **overrides: Any) -> tuple[Syslog, ssl.SSLContext]:
+    """A listener with syslog_tls on, and a client context that trusts its certificate."""
+    cert, key = self_signed(tmp_path)
+    syslog = start_syslog(
+        tmp_path, loop=loop, tls_cert=str(cert), tls_key=str(key), syslog_tls=True, **overrides
+    )
+    return syslog, ssl.create_default_context(cafile=str(cert))
+
+
+def sent_over_tls(syslog: Syslog, context: ssl.SSLContext, message: bytes) -> bool:
+    """Whether a TLS client got through the handshake and sent ``message`` (False: the server refused)."""
+    try:
+        with (
+            syslog.connect() as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
+            tls.sendall(octet(message))
+    except OSError:  # ssl.SSLError, reset or EOF: closed by the server during the handshake
+        return False
+    return True
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_tls_handshakes_count_against_the_connection_limit(tmp_path: Path, loop: str) -> None:
+    """Connections still in the handshake hold their place: past the limit a new one is closed at once,
+    not left to wait for its handshake, and the places come back when they close."""
+    syslog, context = start_tls_syslog(tmp_path, loop, syslog_max_connections=3)
+    try:
+        silent = [syslog.connect() for _ in range(3)]  # connected, and never a ClientHello
+        try:
+            with syslog.connect() as fourth:
+                assert closed_by_server(fourth)
+            assert eventually(lambda: syslog.closed("too_many_connections") == 1)
+        finally:
+            for sock in silent:
+                sock.close()
+        assert eventually(lambda: sent_over_tls(syslog, context, b"<13>1 - - myapp - - - in again"))
+        (entry,) = syslog.entries("myapp", 1)
+        assert entry["message"] == "in again"
+        assert syslog.closed("handshake_timeout") == 0
+    finally:
+        syslog.server.stop()
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_stalled_tls_handshake_is_closed_after_its_limit(tmp_path: Path, loop: str) -> None:
+    """The handshake's limit is syslog_idle_timeout (at most 60 s): a silent client and one whose
+    ClientHello never ends are closed and counted, and give their places back."""
+    syslog, context = start_tls_syslog(tmp_path, loop, syslog_idle_timeout=1.0, syslog_max_connections=2)
+    try:
+        with syslog.connect() as silent, syslog.connect() as partial:
+            partial.sendall(b"\x16\x03\x01\x02\x00\x01")  # a handshake record of 512 bytes; 1 sent
+            assert closed_by_server(silent)
+            assert closed_by_server(partial)
+        assert eventually(lambda: syslog.closed("handshake_timeout") == 2)
+        assert eventually(lambda: sent_over_tls(syslog, context, b"<13>1 - - myapp - - - a place again"))
+        syslog.entries("myapp", 1)
+        assert syslog.closed("too_many_connections") == 0
+    finally:
+        syslog.server.stop()
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_stopping_closes_connections_in_the_handshake(tmp_path: Path, loop: str) -> None:
+    syslog, _ = start_tls_syslog(tmp_path, loop, syslog_max_connections=1)
+    stopped = False
+    try:
+        with syslog.connect() as silent:
+            with syslog.connect() as second:  # closed at once: the silent one holds the only place
+                assert closed_by_server(second)
+            syslog.server.stop()
+            stopped = True
+            assert not syslog.server.thread.is_alive()
+            assert closed_by_server(silent)
+    finally:
+        if not stopped:
+            syslog.server.stop()
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_messages_in_the_last_flight_of_the_handshake_are_stored(tmp_path: Path, loop: str) -> None:
+    """A client whose Finished, messages and close_notify leave in one write: the server reads them all
+    at once, as the handshake ends."""
+    syslog, context = start_tls_syslog(tmp_path, loop)
+    try:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        client = context.wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+        with syslog.connect() as sock:
+            while True:
+                try:
+                    client.do_handshake()
+                    break
+                except ssl.SSLWantReadError:
+                    sock.sendall(outgoing.read())
+                    answer = sock.recv(65536)
+                    assert answer, "the server closed the connection during the handshake"
+                    incoming.write(answer)
+            client.write(octet(b"<13>1 - - myapp - - - first") + b"<13>1 - - myapp - - - second\n")
+            with contextlib.suppress(ssl.SSLWantReadError):
+                client.unwrap()  # close_notify; the server's is not waited for
+            sock.sendall(outgoing.read())
+            assert closed_by_server(sock)
+        assert sorted(e["message"] for e in syslog.entries("myapp", 2)) == ["first", "second"]
     finally:
         syslog.server.stop()
 
