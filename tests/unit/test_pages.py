@@ -1,0 +1,121 @@
+"""The cold page encoding gives back every field of every row exactly (storage v2, decision 28)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from logsvc.domain.entries import Level
+from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, PageSummary, Row, train_dictionary
+from logsvc.storage.token_filter import Tokenizer
+
+int64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+texts = st.text(max_size=200)  # any unicode outside the surrogates, the empty text too
+rows = st.tuples(
+    int64,
+    st.binary(min_size=16, max_size=16),
+    int64,
+    st.text(min_size=1, max_size=128),
+    st.sampled_from([int(level) for level in Level]),
+    st.text(max_size=64),
+    texts,
+    st.none() | texts,
+    int64,
+)
+
+
+def _check(codec: PageCodec, page: list[Row]) -> PageSummary:
+    blob, summary = codec.encode(page)
+    assert codec.decode(blob) == page
+    assert PageSummary.from_bytes(summary.to_bytes()) == summary
+    return summary
+
+
+@settings(max_examples=300)
+@given(page=st.lists(rows, min_size=1, max_size=40))
+def test_every_field_of_every_row_reads_back_exactly_in_its_order(page: list[Row]) -> None:
+    codec = PageCodec()
+    try:
+        summary = _check(codec, page)
+    finally:
+        codec.close()
+    assert summary.count == len(page)
+    assert (summary.min_ts, summary.max_ts) == (min(r[2] for r in page), max(r[2] for r in page))
+    assert (summary.min_seq, summary.max_seq) == (min(r[0] for r in page), max(r[0] for r in page))
+    assert set(summary.services) == {r[3] for r in page}
+    assert {level for level in Level if summary.levels >> level & 1} == {r[4] for r in page}
+
+
+@given(message=texts)
+def test_a_page_finds_the_words_of_its_messages(message: str) -> None:
+    codec = PageCodec()
+    tokenizer = Tokenizer()
+    try:
+        _blob, summary = codec.encode([(1, bytes(16), 0, "svc", 9, "application", message, None, 0)])
+        assert summary.token_filter().may_match([tokenizer.document(message)])
+    finally:
+        codec.close()
+        tokenizer.close()
+
+
+def _realistic(count: int) -> list[Row]:
+    return [
+        (
+            i + 1,
+            i.to_bytes(16, "big"),
+            1_764_460_800_000_000 + i * 1000,
+            f"svc-{i % 7}",
+            int(list(Level)[i % 6]),
+            "application",
+            f"GET /api/v1/orders/{i * 7919 % 100_000} 200 {i % 400}ms "
+            f"from 10.0.{i % 250}.{i % 97} user-{i % 1000}",
+            json.dumps({"host": f"ip-10-0-{i % 9}", "took_ms": i % 300}),
+            1_764_460_800_000_000 + i * 1000 + 1500,
+        )
+        for i in range(count)
+    ]
+
+
+def test_a_full_page_with_huge_metadata_and_empty_messages() -> None:
+    page = _realistic(PAGE_ENTRIES)
+    huge = json.dumps({"blob": "é" * 500_000, "nested": {"k": ["v"] * 1000}})
+    page[3] = (*page[3][:6], "", huge, page[3][8])
+    page[7] = (*page[7][:6], "x" * 1_000_000, None, page[7][8])
+    codec = PageCodec()
+    try:
+        _check(codec, page)
+    finally:
+        codec.close()
+
+
+def test_a_dictionary_page_needs_its_dictionary() -> None:
+    page = _realistic(PAGE_ENTRIES)
+    with_dictionary = PageCodec(train_dictionary(page))
+    without = PageCodec()
+    try:
+        _check(with_dictionary, page)
+        blob, _summary = with_dictionary.encode(page)
+        with pytest.raises(ValueError, match="dictionary"):
+            without.decode(blob)
+    finally:
+        with_dictionary.close()
+        without.close()
+
+
+def test_pages_of_no_entries_too_many_or_bad_ids_are_refused() -> None:
+    codec = PageCodec()
+    row = _realistic(1)[0]
+    try:
+        with pytest.raises(ValueError, match="1 to 1024"):
+            codec.encode([])
+        with pytest.raises(ValueError, match="1 to 1024"):
+            codec.encode([row] * (PAGE_ENTRIES + 1))
+        with pytest.raises(ValueError, match="16 bytes"):
+            codec.encode([(row[0], b"short", *row[2:])])
+        with pytest.raises(ValueError, match="not a logsvc page"):
+            codec.decode(b"XXXX" + codec.encode([row])[0][4:])
+    finally:
+        codec.close()
