@@ -23,11 +23,12 @@ import secrets
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
 from benchmarks.templates import TemplateData, raw_ndjson
-from logsvc.domain.entries import NewEntry
 from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, Row, train_dictionary
 from logsvc.storage.sqlite import SQLiteStore
 
@@ -59,56 +60,60 @@ async def _ingest(path: Path, count: int) -> dict[str, float]:
     }
 
 
-def _rows(batch: list[NewEntry], first_seq: int) -> list[Row]:
-    return [
-        (
-            first_seq + i,
-            e.log_id,
-            e.ts_us,
-            e.service_name,
-            int(e.level),
-            e.log_type,
-            e.message,
-            e.metadata,
-            e.received_us,
-        )
-        for i, e in enumerate(batch)
-    ]
+def _page_rows(count: int) -> Iterator[tuple[list[Row], int]]:
+    """The entries in pages of PAGE_ENTRIES sorted by (event time, arrival), each with its raw NDJSON size."""
+    seq = 1
+    for batch in TemplateData().batches(count, PAGE_ENTRIES):
+        rows = [
+            (
+                seq + i,
+                e.log_id,
+                e.ts_us,
+                e.service_name,
+                int(e.level),
+                e.log_type,
+                e.message,
+                e.metadata,
+                e.received_us,
+            )
+            for i, e in enumerate(batch)
+        ]
+        seq += len(rows)
+        yield sorted(rows, key=lambda row: (row[2], row[0])), sum(len(raw_ndjson(entry)) for entry in batch)
 
 
 def _pages(count: int, dictionary_pages: int) -> dict[str, float]:
-    """Every entry in pages of PAGE_ENTRIES (arrival order is event order here, within the jitter)."""
-    data = TemplateData()
-    raw = 0
-    encoded = 0
-    cpu = 0.0
+    """Every entry in pages (with a dictionary trained on the first ``dictionary_pages`` pages, if any):
+    bytes per entry of pages, summaries and dictionary; CPU µs per entry to encode and to decode."""
+    pages = _page_rows(count)
     codec = PageCodec()
-    pending: list[Row] = []
-    seq = 1
-    for batch in data.batches(count, PAGE_ENTRIES):
-        raw += sum(len(raw_ndjson(entry)) for entry in batch)
-        rows = sorted(_rows(batch, seq), key=lambda row: (row[2], row[0]))
-        seq += len(rows)
-        if dictionary_pages and codec.dictionary is None:
-            pending.append(rows)  # type: ignore[arg-type]
-            if len(pending) < dictionary_pages:
-                continue
-            started = time.process_time()
-            codec = PageCodec(train_dictionary([row for page in pending for row in page]))  # type: ignore[attr-defined]
-            cpu += time.process_time() - started
-            held, pending = pending, []
-            encoded += len(codec.dictionary or b"")
-            for page in held:
-                started = time.process_time()
-                blob, summary = codec.encode(page)  # type: ignore[arg-type]
-                cpu += time.process_time() - started
-                encoded += len(blob) + len(summary.to_bytes())
-            continue
+    encoded = 0
+    encode_cpu = 0.0
+    if dictionary_pages:
+        held = list(islice(pages, dictionary_pages))
+        started = time.process_time()
+        codec = PageCodec(train_dictionary([row for rows, _raw in held for row in rows]))
+        encode_cpu += time.process_time() - started
+        encoded += len(codec.dictionary or b"")
+        pages = chain(held, pages)
+    raw = 0
+    decode_cpu = 0.0
+    for rows, raw_bytes in pages:
+        raw += raw_bytes
         started = time.process_time()
         blob, summary = codec.encode(rows)
-        cpu += time.process_time() - started
+        encode_cpu += time.process_time() - started
         encoded += len(blob) + len(summary.to_bytes())
-    return {"bytes_per_entry": encoded / count, "x_raw": encoded / raw, "cpu_us_per_entry": cpu / count * 1e6}
+        started = time.process_time()
+        codec.decode(blob)
+        decode_cpu += time.process_time() - started
+    codec.close()
+    return {
+        "bytes_per_entry": encoded / count,
+        "x_raw": encoded / raw,
+        "encode_cpu_us_per_entry": encode_cpu / count * 1e6,
+        "decode_cpu_us_per_entry": decode_cpu / count * 1e6,
+    }
 
 
 def _median(runs: list[dict[str, float]]) -> dict[str, Any]:
@@ -128,6 +133,7 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--skip-store", action="store_true", help="measure the page encoding only")
+    parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     results: dict[str, Any] = {"entries": args.entries}
     if not args.skip_store:
@@ -138,7 +144,13 @@ def main() -> None:
         results["sqlite_store"] = _median(runs)
     results["pages"] = _median([_pages(args.entries, 0) for _ in range(args.runs)])
     results["pages_with_dictionary"] = _median([_pages(args.entries, 16) for _ in range(args.runs)])
-    print(json.dumps(results, indent=2))
+    for group, figures in results.items():
+        print(group, figures if group == "entries" else "")
+        if group != "entries":
+            for name, figure in figures.items():
+                print(f"  {name:26s} {figure['median']:>12,.2f}   runs {figure['runs']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logsvc.domain.entries import Level
+from logsvc.domain.queries import Query
+from logsvc.scopes import covers
 from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, PageSummary, Row, train_dictionary
 from logsvc.storage.token_filter import Tokenizer
 
@@ -119,3 +121,92 @@ def test_pages_of_no_entries_too_many_or_bad_ids_are_refused() -> None:
             codec.decode(b"XXXX" + codec.encode([row])[0][4:])
     finally:
         codec.close()
+
+
+small_rows = st.tuples(
+    st.integers(1, 50),
+    st.just(bytes(16)),
+    st.integers(0, 20),
+    st.sampled_from(["api", "auth", "auth-v2", "db"]),
+    st.sampled_from([int(level) for level in Level]),
+    st.sampled_from(["application", "audit"]),
+    st.sampled_from(["db timeout", "Timeout at db", "user logged in", "zeppelin seen", ""]),
+    st.none(),
+    st.just(0),
+)
+queries = st.builds(
+    Query,
+    service_name=st.none() | st.sampled_from(["api", "auth", "web"]),
+    levels=st.none() | st.lists(st.sampled_from(list(Level)), min_size=1, unique=True).map(tuple),
+    log_type=st.none() | st.sampled_from(["application", "audit"]),
+    since_us=st.none() | st.integers(0, 20),
+    until_us=st.none() | st.integers(0, 21),
+    terms=st.lists(st.sampled_from(["timeout", "db", "zeppelin", "logged in", "absent"]), max_size=2).map(
+        tuple
+    ),
+    cursor=st.none() | st.tuples(st.integers(0, 21), st.integers(0, 51)),
+    service_patterns=st.lists(st.sampled_from(["auth*", "a??", "d?", "web*"]), max_size=2).map(tuple),
+)
+
+
+def _matches(row: Row, query: Query, tokenizer: Tokenizer) -> bool:
+    """The rule of the hot tier's reads, row by row (the terms by FTS5's tokens, as a phrase each)."""
+    seq, _id, ts, service, level, log_type, message, _metadata, _received = row
+    tokens = tokenizer.document(message)
+
+    def holds(term: str) -> bool:
+        phrase = tokenizer.query(term)
+        return any(tokens[i : i + len(phrase)] == phrase for i in range(len(tokens) - len(phrase) + 1))
+
+    return (
+        (query.since_us is None or ts >= query.since_us)
+        and (query.until_us is None or ts < query.until_us)
+        and (query.cursor is None or (ts, seq) < query.cursor)
+        and (query.service_name is None or service == query.service_name)
+        and covers(query.service_patterns, service)
+        and (query.levels is None or level in query.levels)
+        and (query.log_type is None or log_type == query.log_type)
+        and all(holds(term) for term in query.terms)
+    )
+
+
+@settings(max_examples=400)
+@given(page=st.lists(small_rows, min_size=1, max_size=12), query=queries)
+def test_a_page_holding_a_matching_entry_is_never_pruned(page: list[Row], query: Query) -> None:
+    codec = PageCodec()
+    tokenizer = Tokenizer()
+    try:
+        _blob, summary = codec.encode(page)
+        if any(_matches(row, query, tokenizer) for row in page):
+            assert summary.admits(query, [tokenizer.query(term) for term in query.terms])
+    finally:
+        codec.close()
+        tokenizer.close()
+
+
+def test_pages_outside_a_query_are_pruned() -> None:
+    codec = PageCodec()
+    tokenizer = Tokenizer()
+    page = [(5, bytes(16), 100, "api", int(Level.INFO), "application", "user logged in", None, 0)]
+    try:
+        _blob, summary = codec.encode(page)
+        for query in (
+            Query(),
+            Query(cursor=(100, 6)),
+            Query(cursor=(101, 0)),
+            Query(since_us=100, until_us=101),
+        ):
+            assert summary.admits(query), query
+        for query in (
+            Query(since_us=101),
+            Query(until_us=100),
+            Query(cursor=(100, 5)),
+            Query(service_name="auth"),
+            Query(service_patterns=("db*",)),
+            Query(levels=(Level.ERROR, Level.FATAL)),
+        ):
+            assert not summary.admits(query), query
+        assert not summary.admits(Query(terms=("zeppelin",)), [tokenizer.query("zeppelin")])
+    finally:
+        codec.close()
+        tokenizer.close()

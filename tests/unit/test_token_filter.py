@@ -19,7 +19,19 @@ from logsvc.storage.token_filter import FILTER_BITS, TokenFilter, Tokenizer
 
 # Words and separators of several scripts, with case and diacritics that FTS5 folds.
 words = st.sampled_from(
-    ["timeout", "TimeOut", "zeppelin", "héllo", "HELLO", "straße", "İstanbul", "ǅemal", "数据库", "ошибка", "42"]
+    [
+        "timeout",
+        "TimeOut",
+        "zeppelin",
+        "héllo",
+        "HELLO",
+        "straße",
+        "İstanbul",
+        "ǅemal",
+        "数据库",
+        "ошибка",
+        "42",
+    ]
 ) | st.text(min_size=1, max_size=12)
 separators = st.sampled_from([" ", "\n", "-", ", ", "/", "=", "\t", ": ", '"', "\u3000"])
 
@@ -58,6 +70,7 @@ def test_a_page_that_fts5_matches_is_never_skipped(
     start = data.draw(st.integers(0, len(chosen)))
     end = data.draw(st.integers(start, len(chosen)))
     terms = (chosen[start:end], data.draw(words | messages()))
+    assume(not any("\x00" in term for term in terms))  # refused by the query's validation
     filter_ = TokenFilter.of(token for message in page for token in tokenizer.document(message))
     for searched in ((terms[0],), (terms[1],), terms):
         (matches,) = fts.execute(
@@ -95,5 +108,10 @@ def test_a_filter_of_the_wrong_size_is_refused() -> None:
 
 
 def test_the_tokenizer_folds_as_the_full_text_index_does(tokenizer: Tokenizer) -> None:
-    assert tokenizer.document("Héllo WORLD, connection-timeout") == ["hello", "world", "connection", "timeout"]
+    assert tokenizer.document("Héllo WORLD, connection-timeout") == [
+        "hello",
+        "world",
+        "connection",
+        "timeout",
+    ]
     assert tokenizer.query('"TimeOut"') == ["timeout"]

@@ -24,6 +24,8 @@ from typing import Final
 import msgspec
 import zstandard
 
+from logsvc.domain.queries import Query
+from logsvc.scopes import covers
 from logsvc.storage.sqlite_schema import Row
 from logsvc.storage.token_filter import TokenFilter, Tokenizer
 
@@ -63,6 +65,29 @@ class PageSummary(msgspec.Struct, frozen=True, array_like=True):
 
     def token_filter(self) -> TokenFilter:
         return TokenFilter(self.tokens)
+
+    def admits(self, query: Query, term_tokens: Sequence[Sequence[str]] = ()) -> bool:
+        """Whether the page may hold an entry matching ``query`` (whose search terms are given as their
+        query tokens, ``Tokenizer.query``): False only when no entry of the page can match. The type is
+        not summarised, so it never rules a page out."""
+        if query.since_us is not None and self.max_ts < query.since_us:
+            return False
+        if query.until_us is not None and self.min_ts >= query.until_us:
+            return False
+        if query.cursor is not None:
+            ts, seq = query.cursor
+            if not isinstance(seq, int):
+                raise ValueError("a cursor of another store")
+            # Some row is before (ts, seq): its time is below ts, or equal with a smaller arrival number.
+            if not (self.min_ts < ts or (self.min_ts == ts and self.min_seq < seq)):
+                return False
+        if query.service_name is not None and query.service_name not in self.services:
+            return False
+        if query.service_patterns and not any(covers(query.service_patterns, s) for s in self.services):
+            return False
+        if query.levels is not None and not any(self.levels >> level & 1 for level in query.levels):
+            return False
+        return not term_tokens or self.token_filter().may_match(term_tokens)
 
 
 class PageCodec:
