@@ -71,7 +71,7 @@ def test_a_page_that_fts5_matches_is_never_skipped(
     end = data.draw(st.integers(start, len(chosen)))
     terms = (chosen[start:end], data.draw(words | messages()))
     assume(not any("\x00" in term for term in terms))  # refused by the query's validation
-    filter_ = TokenFilter.of(token for message in page for token in tokenizer.document(message))
+    filter_ = TokenFilter.of(tokenizer.page(page))
     for searched in ((terms[0],), (terms[1],), terms):
         (matches,) = fts.execute(
             "SELECT count(*) FROM page WHERE page MATCH ?", (match_expression(searched),)
@@ -105,6 +105,15 @@ def test_false_positives_stay_near_the_design_rate_at_a_realistic_page() -> None
 def test_a_filter_of_the_wrong_size_is_refused() -> None:
     with pytest.raises(ValueError, match=str(FILTER_BITS // 8)):
         TokenFilter(b"\x00" * 10)
+
+
+@given(page=st.lists(messages() | st.text(), max_size=20))
+def test_the_tokens_of_a_page_are_those_of_its_messages(page: list[str]) -> None:
+    tokenizer = Tokenizer()
+    try:
+        assert tokenizer.page(page) == {token for message in page for token in tokenizer.document(message)}
+    finally:
+        tokenizer.close()
 
 
 def test_the_tokenizer_folds_as_the_full_text_index_does(tokenizer: Tokenizer) -> None:

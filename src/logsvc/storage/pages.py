@@ -138,7 +138,6 @@ class PageCodec:
             self._text.compress(metadata_text),
         ]
         head = _HEAD.pack(_MAGIC, len(rows), self._dictionary_id) + array("I", map(len, columns)).tobytes()
-        tokens = self._tokenizer.document
         summary = PageSummary(
             count=len(rows),
             min_ts=min(times),
@@ -147,7 +146,7 @@ class PageCodec:
             max_seq=max(seqs),
             services=tuple(sorted(service_names)),
             levels=_level_bits(levels),
-            tokens=TokenFilter.of(token for message in set(messages) for token in tokens(message)).to_bytes(),
+            tokens=TokenFilter.of(self._tokenizer.page(messages)).to_bytes(),
         )
         return head + b"".join(columns), summary
 

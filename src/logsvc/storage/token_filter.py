@@ -18,11 +18,12 @@ from logsvc.storage.sqlite_schema import FTS_TOKENIZER
 
 __all__ = ["FILTER_BITS", "FILTER_HASHES", "TokenFilter", "Tokenizer"]
 
-# 32 Kbit and 4 hashes: about 1.2 % false positives at 3,300 distinct tokens, what a page of 1,024 entries
-# of realistic logs holds (the storage-v2 note); 4 KiB per page.
-FILTER_BITS: Final = 32_768
+# 2**15 bits and 4 hashes: about 1.2 % false positives at 3,300 distinct tokens, what a page of 1,024
+# entries of realistic logs holds (the storage-v2 note); 4 KiB per page.
+_PLACE_BITS: Final = 15
+FILTER_BITS: Final = 1 << _PLACE_BITS
 FILTER_HASHES: Final = 4
-_MASK32: Final = 0xFFFF_FFFF
+_PLACE: Final = FILTER_BITS - 1
 
 
 class Tokenizer:
@@ -39,6 +40,11 @@ class Tokenizer:
     def document(self, text: str) -> list[str]:
         """The tokens the full-text index holds for a message."""
         return self._run(text, apsw.FTS5_TOKENIZE_DOCUMENT)
+
+    def page(self, messages: Iterable[str]) -> set[str]:
+        """The distinct tokens of many messages, cut in one call: a newline separates tokens, so the
+        tokens of the messages joined by newlines are those of each message."""
+        return set(self.document("\n".join(set(messages))))
 
     def query(self, term: str) -> list[str]:
         """The tokens a quoted search term (a phrase) must all match."""
@@ -63,14 +69,23 @@ class TokenFilter:
     @classmethod
     def of(cls, tokens: Iterable[str]) -> TokenFilter:
         made = cls()
-        for token in set(tokens):
-            made.add(token)
+        made.add_all(set(tokens))
         return made
 
-    def add(self, token: str) -> None:
+    def add_all(self, tokens: Iterable[str]) -> None:
+        """Sets the bits of ``_places`` of every token, inlined: a page's filter is most of the time of a
+        compaction."""
         bits = self._bits
-        for place in _places(token):
-            bits[place >> 3] |= 1 << (place & 7)
+        blake = hashlib.blake2b
+        for token in tokens:
+            digest = int.from_bytes(blake(token.encode(), digest_size=8).digest(), "little")
+            for place in (
+                digest & _PLACE,
+                digest >> _PLACE_BITS & _PLACE,
+                digest >> 2 * _PLACE_BITS & _PLACE,
+                digest >> 3 * _PLACE_BITS & _PLACE,
+            ):
+                bits[place >> 3] |= 1 << (place & 7)
 
     def may_contain(self, token: str) -> bool:
         bits = self._bits
@@ -85,8 +100,7 @@ class TokenFilter:
 
 
 def _places(token: str) -> list[int]:
-    """The filter's bits of a token: double hashing of one stable 64-bit digest (Python's ``hash`` of a
-    string changes from one process to the next, and a filter is read by other processes)."""
+    """The filter's bits of a token: four 15-bit slices of one stable 64-bit digest (Python's ``hash``
+    of a string changes from one process to the next, and a filter is read by other processes)."""
     digest = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
-    first, step = digest & _MASK32, (digest >> 32) | 1
-    return [(first + i * step) % FILTER_BITS for i in range(FILTER_HASHES)]
+    return [digest >> (_PLACE_BITS * i) & _PLACE for i in range(FILTER_HASHES)]
