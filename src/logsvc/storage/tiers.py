@@ -40,6 +40,7 @@ NewRow: TypeAlias = tuple[bytes, int, str, int, str, str, str | None, int]
 
 ROWS_PER_GENERATION: Final = 16_384
 _BUSY_TIMEOUT_MS: Final = 10_000
+_IDS_PER_LOOKUP: Final = 1_000  # well under SQLite's 32,766 bound parameters
 
 # A generation is open (rows go in), sealed (full, waiting for compaction; last_seq is its last arrival
 # number) or compacted (its table dropped, its rows in the cold file). The rows of compacted generations
@@ -139,8 +140,10 @@ class HotFile:
                 f"INSERT OR IGNORE INTO {table}({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
                 [(next_seq + i, *row) for i, row in enumerate(fresh)],
             )
-            count, last_seq = _one(conn, f"SELECT count(*), max(seq) FROM {table}")  # noqa: S608
-            if count >= self._limit:
+            # Sealed by the span of its arrival numbers (at most the row count: a duplicate within a batch
+            # leaves a gap), which needs no count of the table.
+            (last_seq,) = _one(conn, f"SELECT max(seq) FROM {table}")  # noqa: S608
+            if last_seq is not None and last_seq - self.first_seq(generation) + 1 >= self._limit:
                 conn.execute(
                     "UPDATE hot_generations SET state = ?, last_seq = ? WHERE generation = ?",
                     (_SEALED, last_seq, generation),
@@ -173,12 +176,15 @@ class HotFile:
 
     def _known(self, rows: Sequence[NewRow]) -> set[tuple[bytes, str]]:
         """The ``(log_id, service)`` pairs of ``rows`` already in a hot generation."""
+        wanted = {(row[0], row[2]) for row in rows}
+        ids = list({row[0] for row in rows})
         known: set[tuple[bytes, str]] = set()
         for generation in self.generations(_OPEN, _SEALED):
-            lookup = f"SELECT 1 FROM {_table(generation)} WHERE log_id = ? AND service = ?"  # noqa: S608
-            known.update(
-                (row[0], row[2]) for row in rows if self._conn.execute(lookup, (row[0], row[2])).fetchone()
-            )
+            for first in range(0, len(ids), _IDS_PER_LOOKUP):
+                chunk = ids[first : first + _IDS_PER_LOOKUP]
+                marks = ", ".join("?" for _ in chunk)
+                lookup = f"SELECT log_id, service FROM {_table(generation)} WHERE log_id IN ({marks})"  # noqa: S608
+                known.update(pair for pair in self._conn.execute(lookup, chunk) if pair in wanted)
         return known
 
     def generations(self, *states: int) -> list[int]:
