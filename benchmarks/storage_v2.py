@@ -7,6 +7,9 @@
   1,000-entry batch in flight, each acknowledged after its COMMIT; entries/s of the time spent in
   ``append`` (generation excluded), CPU µs per entry in that time, and bytes on disk per entry (database,
   WAL and shared memory after close) against the raw NDJSON of the same entries;
+- the hot and cold files of ``logsvc.storage.tiers`` (no full-text index in the hot tier yet): durable
+  appends of 1,000 entries into the hot file while a compactor process compacts sealed generations, and
+  the bytes on disk of both files once it has caught up;
 - the cold page encoding (``logsvc.storage.pages``) of the same entries in pages of 1,024 sorted by event
   time: bytes per entry (pages, summaries and token filters), and the encoding's CPU µs per entry, with
   and without a zstd dictionary trained on the first pages.
@@ -21,6 +24,8 @@ import asyncio
 import json
 import secrets
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -31,6 +36,7 @@ from typing import Any
 from benchmarks.templates import TemplateData, raw_ndjson
 from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, Row, train_dictionary
 from logsvc.storage.sqlite import SQLiteStore
+from logsvc.storage.tiers import ColdFile, HotFile, compact, finish
 
 _BATCH = 1000
 
@@ -116,6 +122,78 @@ def _pages(count: int, dictionary_pages: int) -> dict[str, float]:
     }
 
 
+def _compactor(folder: Path, key: bytes) -> None:
+    """The compactor process of the tiers measurement: compacts every sealed generation until stopped."""
+    hot = HotFile(folder / "hot.db", key)
+    cold = ColdFile(folder / "cold.db", key)
+    finish(hot, cold)
+    while not (folder / "stop").exists() or hot.sealed():
+        sealed = hot.sealed()
+        for generation in sealed:
+            compact(hot, cold, generation)
+        if not sealed:
+            time.sleep(0.01)
+    hot.close()
+    cold.close()
+
+
+def _tiers(folder: Path, count: int) -> dict[str, float]:
+    """The two files of decision 28 (no full-text index in the hot tier yet, so an upper bound of the hot
+    tier's rate): durable appends of 1,000 entries with a compactor process running beside them; bytes on
+    disk of both files once the compactor has caught up (the open generation stays hot)."""
+    key = secrets.token_bytes(32)
+    hot = HotFile(folder / "hot.db", key)
+    compactor = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from benchmarks.storage_v2 import _compactor; from pathlib import Path; "
+            f"_compactor(Path({str(folder)!r}), bytes.fromhex({key.hex()!r}))",
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    raw = 0
+    busy = 0.0
+    cpu = 0.0
+    try:
+        for batch in TemplateData().batches(count, _BATCH):
+            raw += sum(len(raw_ndjson(entry)) for entry in batch)
+            rows = [
+                (
+                    e.log_id,
+                    e.ts_us,
+                    e.service_name,
+                    int(e.level),
+                    e.log_type,
+                    e.message,
+                    e.metadata,
+                    e.received_us,
+                )
+                for e in batch
+            ]
+            started, started_cpu = time.perf_counter(), time.process_time()
+            hot.append(rows)
+            busy += time.perf_counter() - started
+            cpu += time.process_time() - started_cpu
+        (folder / "stop").touch()
+        started = time.perf_counter()
+        compactor.wait(timeout=600)
+        behind = time.perf_counter() - started
+    finally:
+        hot.close()
+        if compactor.poll() is None:
+            compactor.kill()
+            compactor.wait()
+    on_disk = sum(file.stat().st_size for file in folder.glob("*.db*"))
+    return {
+        "entries_per_s": count / busy,
+        "cpu_us_per_entry": cpu / count * 1e6,
+        "compactor_behind_s": behind,
+        "bytes_per_entry": on_disk / count,
+        "x_raw": on_disk / raw,
+    }
+
+
 def _median(runs: list[dict[str, float]]) -> dict[str, Any]:
     return {
         key: {
@@ -132,7 +210,9 @@ def main() -> None:
     )
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--skip-store", action="store_true", help="measure the page encoding only")
+    parser.add_argument("--skip-store", action="store_true", help="leave out today's store")
+    parser.add_argument("--skip-pages", action="store_true", help="leave out the page encoding alone")
+    parser.add_argument("--skip-tiers", action="store_true", help="leave out the hot and cold files")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     results: dict[str, Any] = {"entries": args.entries}
@@ -142,8 +222,15 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as folder:
                 runs.append(asyncio.run(_ingest(Path(folder) / "logs.db", args.entries)))
         results["sqlite_store"] = _median(runs)
-    results["pages"] = _median([_pages(args.entries, 0) for _ in range(args.runs)])
-    results["pages_with_dictionary"] = _median([_pages(args.entries, 16) for _ in range(args.runs)])
+    if not args.skip_tiers:
+        runs = []
+        for _ in range(args.runs):
+            with tempfile.TemporaryDirectory() as folder:
+                runs.append(_tiers(Path(folder), args.entries))
+        results["tiers"] = _median(runs)
+    if not args.skip_pages:
+        results["pages"] = _median([_pages(args.entries, 0) for _ in range(args.runs)])
+        results["pages_with_dictionary"] = _median([_pages(args.entries, 16) for _ in range(args.runs)])
     for group, figures in results.items():
         print(group, figures if group == "entries" else "")
         if group != "entries":
