@@ -55,6 +55,7 @@ def check(tmp: Path, key: bytes, acked: set[bytes]) -> int:
     cold = ColdFile(tmp / "cold.db", key)
     try:
         finish(hot, cold)
+        assert hot.check() == []
         stored: Counter[bytes] = Counter(row[1] for row in cold.rows())
         for generation in hot.generations(0, 1):
             stored.update(row[1] for row in hot.rows(generation))

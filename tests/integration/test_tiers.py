@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from logsvc.storage.tiers import ColdFile, HotFile, NewRow, compact, finish
+from logsvc.storage.token_filter import Tokenizer
 
 KEY = secrets.token_bytes(32)
 PER_GENERATION = 300
@@ -68,6 +69,35 @@ def test_generations_fill_seal_and_compact_with_every_entry_once(files: tuple[Pa
     finally:
         hot.close()
         cold.close()
+
+
+def test_a_hot_generation_is_searched_as_the_store_searches(files: tuple[Path, Path]) -> None:
+    hot = HotFile(files[0], KEY, rows_per_generation=PER_GENERATION)
+    tokenizer = Tokenizer()
+
+    def holds(message: str, term: str) -> bool:  # brute force: the term's tokens, in a row, in the message
+        tokens, phrase = tokenizer.document(message), tokenizer.query(term)
+        return any(tokens[i : i + len(phrase)] == phrase for i in range(len(tokens) - len(phrase) + 1))
+
+    try:
+        hot.append(batch(0, 300))  # fills and seals the first generation
+        hot.append(batch(300, 50))  # in the second
+        for generation in (1, 2):
+            rows = hot.rows(generation)
+            for terms in [
+                ("hello",),
+                ("26",),
+                ("Entry 26",),
+                ("said HELLO",),
+                ("hello said",),
+                ("26", "said"),
+            ]:
+                wanted = [row[0] for row in reversed(rows) if all(holds(row[6], term) for term in terms)]
+                assert hot.matching(generation, terms) == wanted, terms
+        assert hot.matching(1, ("entry 26",)) == [27]
+    finally:
+        hot.close()
+        tokenizer.close()
 
 
 def test_a_retried_entry_in_a_hot_generation_is_stored_once(files: tuple[Path, Path]) -> None:

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from logsvc.storage.sqlite_reads import match_expression
-from logsvc.storage.sqlite_schema import FTS_TOKENIZER
+from logsvc.storage.sqlite_schema import FTS_TOKENIZE
 from logsvc.storage.token_filter import FILTER_BITS, TokenFilter, Tokenizer
 
 # Words and separators of several scripts, with case and diacritics that FTS5 folds.
@@ -52,8 +52,7 @@ def tokenizer() -> Iterator[Tokenizer]:
 @pytest.fixture
 def fts() -> Iterator[apsw.Connection]:
     conn = apsw.Connection(":memory:")
-    tokenize = " ".join((FTS_TOKENIZER[0], *FTS_TOKENIZER[1]))
-    conn.execute(f"CREATE VIRTUAL TABLE page USING fts5(message, tokenize='{tokenize}')")
+    conn.execute(f"CREATE VIRTUAL TABLE page USING fts5(message, tokenize='{FTS_TOKENIZE}')")
     yield conn
     conn.close()
 

@@ -2,7 +2,8 @@
 no server opens these files; the reads, search and the LogStore port come in the next steps.
 
 - The **hot file** holds rows in generation tables ``hot_N`` (the columns of ``sqlite_schema.LOGS_TABLE``,
-  a unique ``(log_id, service)`` and an event-time index), listed in ``hot_generations``. Appends go to
+  a unique ``(log_id, service)`` and an event-time index, a full-text index ``hot_N_fts`` written in the
+  append's transaction, as the store's), listed in ``hot_generations``. Appends go to
   the open generation, numbered on from the last arrival number; a generation of ``rows_per_generation``
   rows or more is sealed in the same transaction, and the next append opens the next one.
 - The **cold file** holds the pages (``pages.PageCodec``) of compacted generations and, in
@@ -31,7 +32,8 @@ import apsw
 from logsvc.crypto.sqlite import connect
 from logsvc.errors import ConfigError
 from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, PageSummary
-from logsvc.storage.sqlite_schema import COLUMNS, Row, make_private
+from logsvc.storage.sqlite_reads import match_expression
+from logsvc.storage.sqlite_schema import COLUMNS, FTS_TOKENIZE, Row, make_private
 
 __all__ = ["ColdFile", "HotFile", "NewRow", "compact", "finish"]
 
@@ -137,12 +139,16 @@ class HotFile:
             known = self._known(rows)
             fresh = [row for row in rows if (row[0], row[2]) not in known]
             conn.executemany(
-                f"INSERT OR IGNORE INTO {table}({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+                f"INSERT OR IGNORE INTO {table}({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(next_seq + i, *row) for i, row in enumerate(fresh)],
+            )
+            conn.execute(
+                f"INSERT INTO {table}_fts(rowid, message) SELECT seq, message FROM {table} WHERE seq >= ?",
+                (next_seq,),
             )
             # Sealed by the span of its arrival numbers (at most the row count: a duplicate within a batch
             # leaves a gap), which needs no count of the table.
-            (last_seq,) = _one(conn, f"SELECT max(seq) FROM {table}")  # noqa: S608
+            (last_seq,) = _one(conn, f"SELECT max(seq) FROM {table}")
             if last_seq is not None and last_seq - self.first_seq(generation) + 1 >= self._limit:
                 conn.execute(
                     "UPDATE hot_generations SET state = ?, last_seq = ? WHERE generation = ?",
@@ -158,7 +164,7 @@ class HotFile:
         ).fetchone()
         if last is not None and last[3] == _OPEN:
             generation, first_seq = int(last[0]), int(last[1])
-            (top,) = _one(conn, f"SELECT max(seq) FROM {_table(generation)}")  # noqa: S608
+            (top,) = _one(conn, f"SELECT max(seq) FROM {_table(generation)}")
             return generation, int(top) + 1 if top is not None else first_seq
         generation, first_seq = (int(last[0]) + 1, int(last[2]) + 1) if last is not None else (1, 1)
         conn.execute(
@@ -172,6 +178,12 @@ class HotFile:
         )
         conn.execute(f"CREATE UNIQUE INDEX {table}_id ON {table}(log_id, service)")
         conn.execute(f"CREATE INDEX {table}_ts ON {table}(ts)")
+        conn.execute(
+            f"CREATE VIRTUAL TABLE {table}_fts USING fts5(message, content='{table}', content_rowid='seq', "
+            f"tokenize='{FTS_TOKENIZE}')"
+        )
+        # As the store's index: fewer, larger merges, for a write-heavy table searched in few segments.
+        conn.execute(f"INSERT INTO {table}_fts({table}_fts, rank) VALUES ('automerge', 16)")
         return generation, first_seq
 
     def _known(self, rows: Sequence[NewRow]) -> set[tuple[bytes, str]]:
@@ -183,7 +195,7 @@ class HotFile:
             for first in range(0, len(ids), _IDS_PER_LOOKUP):
                 chunk = ids[first : first + _IDS_PER_LOOKUP]
                 marks = ", ".join("?" for _ in chunk)
-                lookup = f"SELECT log_id, service FROM {_table(generation)} WHERE log_id IN ({marks})"  # noqa: S608
+                lookup = f"SELECT log_id, service FROM {_table(generation)} WHERE log_id IN ({marks})"
                 known.update(pair for pair in self._conn.execute(lookup, chunk) if pair in wanted)
         return known
 
@@ -193,7 +205,7 @@ class HotFile:
         return [
             int(row[0])
             for row in self._conn.execute(
-                f"SELECT generation FROM hot_generations WHERE state IN ({marks}) ORDER BY generation",  # noqa: S608
+                f"SELECT generation FROM hot_generations WHERE state IN ({marks}) ORDER BY generation",
                 states,
             )
         ]
@@ -203,7 +215,19 @@ class HotFile:
 
     def rows(self, generation: int) -> list[Row]:
         table = _table(generation)
-        return cast(list[Row], self._conn.execute(f"SELECT {COLUMNS} FROM {table} ORDER BY seq").fetchall())  # noqa: S608
+        return cast(list[Row], self._conn.execute(f"SELECT {COLUMNS} FROM {table} ORDER BY seq").fetchall())
+
+    def matching(self, generation: int, terms: tuple[str, ...]) -> list[int]:
+        """The arrival numbers of the generation's entries holding every term (the store's rule of a
+        search: ``match_expression``), newest arrival first."""
+        table = _table(generation)
+        return [
+            int(row[0])
+            for row in self._conn.execute(
+                f"SELECT rowid FROM {table}_fts WHERE {table}_fts MATCH ? ORDER BY rowid DESC",
+                (match_expression(terms),),
+            )
+        ]
 
     def first_seq(self, generation: int) -> int:
         row = self._conn.execute(
@@ -216,11 +240,25 @@ class HotFile:
     def drop(self, generation: int) -> None:
         """Forget the rows of a sealed generation that the cold file holds (one durable transaction)."""
         with _immediate(self._conn):
+            self._conn.execute(f"DROP TABLE IF EXISTS {_table(generation)}_fts")
             self._conn.execute(f"DROP TABLE IF EXISTS {_table(generation)}")
             self._conn.execute(
                 "UPDATE hot_generations SET state = ? WHERE generation = ? AND state = ?",
                 (_COMPACTED, generation, _SEALED),
             )
+
+    def check(self) -> list[str]:
+        """What SQLite's integrity checks find wrong in the file and in each full-text index (none: [])."""
+        problems = [str(row[0]) for row in self._conn.execute("PRAGMA integrity_check") if row[0] != "ok"]
+        for generation in self.generations(_OPEN, _SEALED):
+            table = _table(generation)
+            try:
+                self._conn.execute(
+                    f"INSERT INTO {table}_fts({table}_fts, rank) VALUES ('integrity-check', 1)"
+                )
+            except apsw.CorruptError as exc:
+                problems.append(f"{table}_fts: {exc}")
+        return problems
 
     def close(self) -> None:
         self._conn.close()
