@@ -1,5 +1,5 @@
-"""The two files of storage v2 and the order of compaction between them (decision 28). Not a store yet:
-no server opens these files; the reads, search and the LogStore port come in the next steps.
+"""The two files of storage v2, the order of compaction between them, and the newest-first read over
+both (decision 28). Not a store yet: no server opens these files; the LogStore port comes later.
 
 - The **hot file** holds rows in generation tables ``hot_N`` (the columns of ``sqlite_schema.LOGS_TABLE``,
   a unique ``(log_id, service)`` and an event-time index, a full-text index ``hot_N_fts`` written in the
@@ -30,12 +30,15 @@ from typing import Any, Final, TypeAlias, cast
 import apsw
 
 from logsvc.crypto.sqlite import connect
+from logsvc.domain.queries import Query
 from logsvc.errors import ConfigError
+from logsvc.scopes import covers
 from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, PageSummary
-from logsvc.storage.sqlite_reads import match_expression
+from logsvc.storage.sqlite_reads import attribute_filters, match_expression
 from logsvc.storage.sqlite_schema import COLUMNS, FTS_TOKENIZE, Row, make_private
+from logsvc.storage.token_filter import Tokenizer
 
-__all__ = ["ColdFile", "HotFile", "NewRow", "compact", "finish"]
+__all__ = ["ColdFile", "HotFile", "NewRow", "compact", "finish", "newest"]
 
 # An entry as appended: log_id, ts, service, level, log_type, message, metadata, received.
 NewRow: TypeAlias = tuple[bytes, int, str, int, str, str, str | None, int]
@@ -229,6 +232,17 @@ class HotFile:
             )
         ]
 
+    def newest(self, query: Query, want: int) -> list[Row]:
+        """Up to ``want`` rows of every hot generation matching ``query`` (its cursor excluding), newest
+        first by (event time, arrival); read in one snapshot, so that a generation dropped by a compaction
+        is either read here or already in the cold file."""
+        rows: list[Row] = []
+        with self._conn:
+            for generation in self.generations(_OPEN, _SEALED):
+                sql, args = _select_newest(_table(generation), query, want)
+                rows += cast(list[Row], self._conn.execute(sql, args).fetchall())
+        return sorted(rows, key=_newest_first)[:want]
+
     def first_seq(self, generation: int) -> int:
         row = self._conn.execute(
             "SELECT first_seq FROM hot_generations WHERE generation = ?", (generation,)
@@ -304,6 +318,16 @@ class ColdFile:
                 (generation, first_seq, last_seq, len(rows)),
             )
 
+    def newest_pages(self) -> Iterator[tuple[int, PageSummary, bytes]]:
+        """Every page with its largest event time and summary, the newest pages first."""
+        for max_ts, summary, body in self._conn.execute(
+            "SELECT max_ts, summary, body FROM cold_pages ORDER BY max_ts DESC"
+        ):
+            yield int(max_ts), PageSummary.from_bytes(summary), bytes(body)
+
+    def decode(self, page: bytes) -> list[Row]:
+        return self._codec.decode(page)
+
     def summaries(self) -> list[PageSummary]:
         return [
             PageSummary.from_bytes(row[0]) for row in self._conn.execute("SELECT summary FROM cold_pages")
@@ -335,3 +359,83 @@ def finish(hot: HotFile, cold: ColdFile) -> None:
             hot.drop(generation)
         else:
             compact(hot, cold, generation)
+
+
+def newest(hot: HotFile, cold: ColdFile, query: Query, want: int, tokenizer: Tokenizer) -> list[Row]:
+    """Up to ``want`` entries of both tiers matching ``query``, newest first by (event time, arrival),
+    after its cursor: the read of ``GET /logs`` over the two files.
+
+    The hot tier is read first, then the cold one: a generation compacted in between is in both reads
+    (its cold pages were committed before its hot table was dropped) and is counted once, by arrival
+    number; read the other way round it could be in neither. Pages are read newest first, skipped when
+    their summary rules every entry out, and not read at all once ``want`` entries are newer than
+    anything a page can hold.
+    """
+    found = {row[0]: row for row in hot.newest(query, want)}
+    best = sorted(found.values(), key=_newest_first)[:want]
+    terms = [tokenizer.query(term) for term in query.terms]
+    for max_ts, summary, page in cold.newest_pages():
+        if len(best) == want and max_ts < best[-1][2]:
+            break  # every page from here on holds only older entries
+        if not summary.admits(query, terms):
+            continue
+        for row in cold.decode(page):
+            if row[0] not in found and _matches(row, query, terms, tokenizer):
+                found[row[0]] = row
+        best = sorted(found.values(), key=_newest_first)[:want]
+    return best
+
+
+def _newest_first(row: Row) -> tuple[int, int]:
+    return -row[2], -row[0]
+
+
+def _select_newest(table: str, query: Query, want: int) -> tuple[str, list[Any]]:
+    """The SQL of a generation's newest matching rows: the store's filters, on this generation's table."""
+    where, args = attribute_filters(query, "")
+    if query.since_us is not None:
+        where += " AND ts >= ?"
+        args.append(query.since_us)
+    if query.until_us is not None:
+        where += " AND ts < ?"
+        args.append(query.until_us)
+    if query.cursor is not None:
+        where += " AND (ts, seq) < (?, ?)"
+        args += list(query.cursor)
+    if query.levels is not None:
+        where += f" AND level IN ({', '.join('?' for _ in query.levels)})"
+        args += [int(level) for level in query.levels]
+    if query.terms:
+        where += f" AND seq IN (SELECT rowid FROM {table}_fts WHERE {table}_fts MATCH ?)"
+        args.append(match_expression(query.terms))
+    return f"SELECT {COLUMNS} FROM {table} WHERE 1{where} ORDER BY ts DESC, seq DESC LIMIT ?", [*args, want]
+
+
+def _matches(row: Row, query: Query, terms: list[list[str]], tokenizer: Tokenizer) -> bool:
+    """The rule of ``_select_newest`` for a decoded row; a term is a phrase: its tokens in a row."""
+    seq, _log_id, ts, service, level, log_type, message, _metadata, _received = row
+    if query.since_us is not None and ts < query.since_us:
+        return False
+    if query.until_us is not None and ts >= query.until_us:
+        return False
+    if query.cursor is not None and (ts, seq) >= query.cursor:
+        return False
+    if query.service_name is not None and service != query.service_name:
+        return False
+    if not covers(query.service_patterns, service):
+        return False
+    if query.levels is not None and level not in query.levels:
+        return False
+    if query.log_type is not None and log_type != query.log_type:
+        return False
+    if not terms:
+        return True
+    tokens = tokenizer.document(message)
+    return all(_holds(tokens, phrase) for phrase in terms)
+
+
+def _holds(tokens: list[str], phrase: list[str]) -> bool:
+    """Whether the phrase's tokens occur one after the other; a phrase of no token matches nothing, as
+    in FTS5."""
+    width = len(phrase)
+    return width > 0 and any(tokens[i : i + width] == phrase for i in range(len(tokens) - width + 1))
