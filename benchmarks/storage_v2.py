@@ -33,10 +33,13 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
-from benchmarks.templates import TemplateData, raw_ndjson
+from benchmarks.templates import COMMON_WORD, RARE_WORD, TemplateData, raw_ndjson
+from logsvc.domain.entries import Level
+from logsvc.domain.queries import Query
 from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, Row, train_dictionary
 from logsvc.storage.sqlite import SQLiteStore
-from logsvc.storage.tiers import ColdFile, HotFile, compact, finish
+from logsvc.storage.tiers import ColdFile, HotFile, compact, finish, newest
+from logsvc.storage.token_filter import Tokenizer
 
 _BATCH = 1000
 
@@ -191,7 +194,41 @@ def _tiers(folder: Path, count: int) -> dict[str, float]:
         "compactor_behind_s": behind,
         "bytes_per_entry": on_disk / count,
         "x_raw": on_disk / raw,
-    }
+    } | _reads(folder, key)
+
+
+READS = {
+    "all": Query(),
+    "one service": Query(service_name="checkout"),
+    "ERROR+": Query(levels=(Level.ERROR, Level.FATAL)),
+    "common word": Query(terms=(COMMON_WORD,)),
+    "rare word": Query(terms=(RARE_WORD,)),
+}
+_READ_REPEATS = 21
+
+
+def _reads(folder: Path, key: bytes) -> dict[str, float]:
+    """p50 and p99 in ms of the newest 100 entries of each read of READS over both files (``tiers.newest``,
+    one process, no HTTP); with 21 repeats the p99 is the slowest but one."""
+    hot = HotFile(folder / "hot.db", key)
+    cold = ColdFile(folder / "cold.db", key)
+    tokenizer = Tokenizer()
+    figures: dict[str, float] = {}
+    try:
+        for name, query in READS.items():
+            times = []
+            for _ in range(_READ_REPEATS):
+                started = time.perf_counter()
+                newest(hot, cold, query, 101, tokenizer)
+                times.append((time.perf_counter() - started) * 1000)
+            times.sort()
+            figures[f"{name} p50 ms"] = times[len(times) // 2]
+            figures[f"{name} p99 ms"] = times[-2]
+    finally:
+        hot.close()
+        cold.close()
+        tokenizer.close()
+    return figures
 
 
 def _median(runs: list[dict[str, float]]) -> dict[str, Any]:

@@ -318,15 +318,26 @@ class ColdFile:
                 (generation, first_seq, last_seq, len(rows)),
             )
 
-    def newest_pages(self) -> Iterator[tuple[int, PageSummary, bytes]]:
-        """Every page with its largest event time and summary, the newest pages first."""
-        for max_ts, summary, body in self._conn.execute(
-            "SELECT max_ts, summary, body FROM cold_pages ORDER BY max_ts DESC"
+    def newest_pages(self) -> Iterator[tuple[int, int, PageSummary]]:
+        """Every page's id, largest event time and summary, the newest pages first (without their bodies:
+        most pages are pruned by their summary, and a body is read and decrypted only when needed)."""
+        for page_id, max_ts, summary in self._conn.execute(
+            "SELECT page_id, max_ts, summary FROM cold_pages ORDER BY max_ts DESC"
         ):
-            yield int(max_ts), PageSummary.from_bytes(summary), bytes(body)
+            yield int(page_id), int(max_ts), PageSummary.from_bytes(summary)
 
-    def decode(self, page: bytes) -> list[Row]:
-        return self._codec.decode(page)
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: the pages listed and the pages read within it are of the same moment."""
+        with self._conn:
+            yield
+
+    def page(self, page_id: int) -> list[Row]:
+        """The rows of a page (KeyError for no such page)."""
+        row = self._conn.execute("SELECT body FROM cold_pages WHERE page_id = ?", (page_id,)).fetchone()
+        if row is None:
+            raise KeyError(page_id)
+        return self._codec.decode(row[0])
 
     def summaries(self) -> list[PageSummary]:
         return [
@@ -374,15 +385,16 @@ def newest(hot: HotFile, cold: ColdFile, query: Query, want: int, tokenizer: Tok
     found = {row[0]: row for row in hot.newest(query, want)}
     best = sorted(found.values(), key=_newest_first)[:want]
     terms = [tokenizer.query(term) for term in query.terms]
-    for max_ts, summary, page in cold.newest_pages():
-        if len(best) == want and max_ts < best[-1][2]:
-            break  # every page from here on holds only older entries
-        if not summary.admits(query, terms):
-            continue
-        for row in cold.decode(page):
-            if row[0] not in found and _matches(row, query, terms, tokenizer):
-                found[row[0]] = row
-        best = sorted(found.values(), key=_newest_first)[:want]
+    with cold.snapshot():
+        for page_id, max_ts, summary in cold.newest_pages():
+            if len(best) == want and max_ts < best[-1][2]:
+                break  # every page from here on holds only older entries
+            if not summary.admits(query, terms):
+                continue
+            for row in cold.page(page_id):
+                if row[0] not in found and _matches(row, query, terms, tokenizer):
+                    found[row[0]] = row
+            best = sorted(found.values(), key=_newest_first)[:want]
     return best
 
 
