@@ -20,6 +20,7 @@ from logsvc.storage.tiers import ColdFile, HotFile, compact, newest
 from logsvc.storage.token_filter import Tokenizer
 
 BASE_US = 1_764_460_800_000_000
+MAX_PAGES = 200  # more than any walk of these tests takes: a cursor that does not move fails, not hangs
 WORDS = ["timeout", "Timeout", "db", "user", "logged", "in", "zeppelin", "héllo", "hello", "42"]
 
 entries = st.lists(
@@ -52,24 +53,26 @@ def walk_store(store: SQLiteStore, query: Query) -> list[str]:
     """Every matching id, page after page, as a client follows next_cursor."""
     ids: list[str] = []
     cursor = None
-    while True:
+    for _ in range(MAX_PAGES):
         page = asyncio.run(store.recent(Query(**{**_fields(query), "cursor": cursor})))
         ids += [entry.log_id for entry in page.logs]
         if page.next_cursor is None:
             return ids
         cursor = decode_cursor(page.next_cursor)
+    raise AssertionError("the cursors do not end")
 
 
 def walk_tiers(hot: HotFile, cold: ColdFile, query: Query, tokenizer: Tokenizer) -> list[str]:
     ids: list[str] = []
     cursor = None
-    while True:
+    for _ in range(MAX_PAGES):
         rows = newest(hot, cold, Query(**{**_fields(query), "cursor": cursor}), query.limit + 1, tokenizer)
         ids += [format_log_id(row[1]) for row in rows[: query.limit]]
         if len(rows) <= query.limit:
             return ids
         last = rows[query.limit - 1]
         cursor = (last[2], last[0])
+    raise AssertionError("the cursors do not end")
 
 
 def _fields(query: Query) -> dict[str, object]:
@@ -138,3 +141,27 @@ def test_both_tiers_read_as_todays_store(
             hot.close()
             cold.close()
             tokenizer.close()
+
+
+def test_cursors_are_exact_among_cold_entries_of_one_event_time(tmp_path: Path) -> None:
+    key = secrets.token_bytes(32)
+    hot = HotFile(tmp_path / "hot.db", key, rows_per_generation=10)
+    cold = ColdFile(tmp_path / "cold.db", key)
+    tokenizer = Tokenizer()
+    try:
+        rows = [
+            (secrets.token_bytes(16), BASE_US, "api", 9, "application", "same time", None, BASE_US)
+            for _ in range(25)
+        ]
+        hot.append(rows[:10])
+        hot.append(rows[10:20])
+        hot.append(rows[20:])
+        for generation in hot.sealed():
+            compact(hot, cold, generation)
+        expected = [format_log_id(row[0]) for row in reversed(rows)]  # one time: the newest arrival first
+        for limit in (1, 3, 10):
+            assert walk_tiers(hot, cold, Query(limit=limit), tokenizer) == expected
+    finally:
+        hot.close()
+        cold.close()
+        tokenizer.close()
