@@ -115,6 +115,15 @@ def test_the_tokens_of_a_page_are_those_of_its_messages(page: list[str]) -> None
         tokenizer.close()
 
 
+@given(texts=st.lists(messages() | st.text(), max_size=20))
+def test_the_tokens_of_many_texts_cut_at_once_are_each_texts_own(texts: list[str]) -> None:
+    tokenizer = Tokenizer()
+    try:
+        assert tokenizer.documents(texts) == [tokenizer.document(text) for text in texts]
+    finally:
+        tokenizer.close()
+
+
 def test_the_tokenizer_folds_as_the_full_text_index_does(tokenizer: Tokenizer) -> None:
     assert tokenizer.document("Héllo WORLD, connection-timeout") == [
         "hello",

@@ -391,9 +391,11 @@ def newest(hot: HotFile, cold: ColdFile, query: Query, want: int, tokenizer: Tok
                 break  # every page from here on holds only older entries
             if not summary.admits(query, terms):
                 continue
-            for row in cold.page(page_id):
-                if row[0] not in found and _matches(row, query, terms, tokenizer):
-                    found[row[0]] = row
+            rows = [row for row in cold.page(page_id) if row[0] not in found and _admits(row, query)]
+            if terms:
+                tokens = tokenizer.documents([row[6] for row in rows])
+                rows = [row for row, words in zip(rows, tokens, strict=True) if _holds_all(words, terms)]
+            found.update((row[0], row) for row in rows)
             best = sorted(found.values(), key=_newest_first)[:want]
     return best
 
@@ -423,26 +425,22 @@ def _select_newest(table: str, query: Query, want: int) -> tuple[str, list[Any]]
     return f"SELECT {COLUMNS} FROM {table} WHERE 1{where} ORDER BY ts DESC, seq DESC LIMIT ?", [*args, want]
 
 
-def _matches(row: Row, query: Query, terms: list[list[str]], tokenizer: Tokenizer) -> bool:
-    """The rule of ``_select_newest`` for a decoded row; a term is a phrase: its tokens in a row."""
-    seq, _log_id, ts, service, level, log_type, message, _metadata, _received = row
-    if query.since_us is not None and ts < query.since_us:
-        return False
-    if query.until_us is not None and ts >= query.until_us:
-        return False
-    if query.cursor is not None and (ts, seq) >= query.cursor:
-        return False
-    if query.service_name is not None and service != query.service_name:
-        return False
-    if not covers(query.service_patterns, service):
-        return False
-    if query.levels is not None and level not in query.levels:
-        return False
-    if query.log_type is not None and log_type != query.log_type:
-        return False
-    if not terms:
-        return True
-    tokens = tokenizer.document(message)
+def _admits(row: Row, query: Query) -> bool:
+    """The rule of ``_select_newest`` but the search terms, for a decoded row."""
+    seq, _log_id, ts, service, level, log_type, _message, _metadata, _received = row
+    return (
+        (query.since_us is None or ts >= query.since_us)
+        and (query.until_us is None or ts < query.until_us)
+        and (query.cursor is None or (ts, seq) < query.cursor)
+        and (query.service_name is None or service == query.service_name)
+        and covers(query.service_patterns, service)
+        and (query.levels is None or level in query.levels)
+        and (query.log_type is None or log_type == query.log_type)
+    )
+
+
+def _holds_all(tokens: list[str], terms: list[list[str]]) -> bool:
+    """The search rule of ``_select_newest`` for a message's tokens: every term, each a phrase."""
     return all(_holds(tokens, phrase) for phrase in terms)
 
 

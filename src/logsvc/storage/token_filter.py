@@ -9,8 +9,9 @@ page FTS5 would not have matched either (tests/unit/test_token_filter.py checks 
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterable, Sequence
-from typing import Final
+from typing import Final, cast
 
 import apsw
 
@@ -45,6 +46,26 @@ class Tokenizer:
         """The distinct tokens of many messages, cut in one call: a newline separates tokens, so the
         tokens of the messages joined by newlines are those of each message."""
         return set(self.document("\n".join(set(messages))))
+
+    def documents(self, texts: Sequence[str]) -> list[list[str]]:
+        """The tokens of each text, cut in one call: the texts joined by newlines (a separator), each
+        token given back to the text its byte offset falls in."""
+        encoded = [text.encode() for text in texts]
+        ends = list(itertools.accumulate(len(text) + 1 for text in encoded))
+        out: list[list[str]] = [[] for _ in texts]
+        index = 0
+        spans = self._tokenize(
+            b"\n".join(encoded),
+            apsw.FTS5_TOKENIZE_DOCUMENT,
+            None,
+            include_offsets=True,
+            include_colocated=False,
+        )
+        for start, _end, token in cast(list[tuple[int, int, str]], spans):
+            while start >= ends[index]:
+                index += 1
+            out[index].append(str(token))
+        return out
 
     def query(self, term: str) -> list[str]:
         """The tokens a quoted search term (a phrase) must all match."""
