@@ -20,7 +20,7 @@ from logsvc.storage.tiers import ColdFile, HotFile, finish
 from tests.conftest import eventually
 from tests.crash.tiers_worker import ROWS_PER_GENERATION
 
-ROUNDS = 20
+ROUNDS = 50  # the figure
 ROOT = Path(__file__).resolve().parents[2]
 
 
