@@ -11,14 +11,18 @@ from logsvc.errors import ConfigError, StoreUnavailable
 __all__ = ["connect", "snapshot"]
 
 
-def connect(path: Path, key: bytes | None) -> apsw.Connection:
+def connect(path: Path, key: bytes | None, *, busy_timeout_ms: int = 0) -> apsw.Connection:
     """A connection that can read ``path``: the key is applied before anything else touches the file,
-    and a key that does not fit is reported as such, before any write."""
+    and a key that does not fit is reported as such, before any write. ``busy_timeout_ms`` waits that
+    long for another process's lock already at this first read (a WAL recovery after a crash locks
+    the file for a moment)."""
     try:
         conn = apsw.Connection(str(path))
     except apsw.Error as exc:
         raise ConfigError(f"cannot open {path}: {exc}") from None
     try:
+        if busy_timeout_ms:
+            conn.set_busy_timeout(busy_timeout_ms)
         if key is not None:
             conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
         conn.execute("SELECT count(*) FROM sqlite_master").fetchall()

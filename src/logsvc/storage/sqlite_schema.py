@@ -20,6 +20,8 @@ from logsvc.storage.sqlite_rollups import ROLLUP_SCHEMA, count_new_rows
 __all__ = [
     "BLOCK_SHIFT",
     "COLUMNS",
+    "FTS_TOKENIZE",
+    "FTS_TOKENIZER",
     "INDEX_NEW_ROWS",
     "INSERT_ENTRY",
     "INSERT_NUMBERED",
@@ -37,6 +39,9 @@ _ROLLUPS_SINCE: Final = 4
 # Rows are grouped in blocks of 2**12 arrival numbers for the full-text search watermarks (see sqlite_reads).
 BLOCK_SHIFT: Final = 12
 _BUSY_TIMEOUT_MS: Final = 5_000
+# What a word of a message is, for the full-text index and the cold pages' token filters alike.
+FTS_TOKENIZER: Final = ("unicode61", ("remove_diacritics", "2"))
+FTS_TOKENIZE: Final = " ".join((FTS_TOKENIZER[0], *FTS_TOKENIZER[1]))  # as FTS5's tokenize= reads it
 
 LOGS_TABLE = """
 CREATE TABLE IF NOT EXISTS logs (
@@ -61,7 +66,7 @@ CREATE INDEX IF NOT EXISTS logs_service_ts ON logs(service, ts);
 CREATE INDEX IF NOT EXISTS logs_level_ts ON logs(level, ts);
 CREATE INDEX IF NOT EXISTS logs_service_level_ts ON logs(service, level, ts);
 CREATE VIRTUAL TABLE IF NOT EXISTS logs_fts USING fts5(
-    message, content='logs', content_rowid='seq', tokenize='unicode61 remove_diacritics 2'
+    message, content='logs', content_rowid='seq', tokenize='{FTS_TOKENIZE}'
 );
 -- max_ts of block b is the largest event time of any row whose seq is below (b + 1) << {BLOCK_SHIFT}.
 CREATE TABLE IF NOT EXISTS ts_watermarks (block INTEGER PRIMARY KEY, max_ts INTEGER NOT NULL) STRICT;

@@ -1,0 +1,281 @@
+"""Storage v2 baselines on the template data (issue 14; not part of ``make bench``).
+
+``python -m benchmarks.storage_v2 --entries 1000000 --runs 3`` measures, on the realistic template data of
+``benchmarks/templates.py``:
+
+- the current store (SQLiteStore, encrypted as a server runs it): in-process durable ingest with one
+  1,000-entry batch in flight, each acknowledged after its COMMIT; entries/s of the time spent in
+  ``append`` (generation excluded), CPU µs per entry in that time, and bytes on disk per entry (database,
+  WAL and shared memory after close) against the raw NDJSON of the same entries;
+- the hot and cold files of ``logsvc.storage.tiers`` (no full-text index in the hot tier yet): durable
+  appends of 1,000 entries into the hot file while a compactor process compacts sealed generations, and
+  the bytes on disk of both files once it has caught up;
+- the cold page encoding (``logsvc.storage.pages``) of the same entries in pages of 1,024 sorted by event
+  time: bytes per entry (pages, summaries and token filters), and the encoding's CPU µs per entry, with
+  and without a zstd dictionary trained on the first pages.
+
+Each figure is the median of ``--runs`` runs; the machine is shared, so the spread is printed too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from itertools import chain, islice
+from pathlib import Path
+from typing import Any
+
+from benchmarks.templates import COMMON_WORD, RARE_WORD, TemplateData, raw_ndjson
+from logsvc.domain.entries import Level
+from logsvc.domain.queries import Query
+from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, Row, train_dictionary
+from logsvc.storage.sqlite import SQLiteStore
+from logsvc.storage.tiers import ColdFile, HotFile, compact, finish, newest
+from logsvc.storage.token_filter import Tokenizer
+
+_BATCH = 1000
+
+
+async def _ingest(path: Path, count: int) -> dict[str, float]:
+    store = SQLiteStore(path, read_threads=1, key=secrets.token_bytes(32))
+    data = TemplateData()
+    raw = 0
+    busy = 0.0
+    cpu = 0.0
+    try:
+        for batch in data.batches(count, _BATCH):
+            raw += sum(len(raw_ndjson(entry)) for entry in batch)
+            started, started_cpu = time.perf_counter(), time.process_time()
+            await store.append(batch)
+            busy += time.perf_counter() - started
+            cpu += time.process_time() - started_cpu
+    finally:
+        await store.close()
+    on_disk = sum(file.stat().st_size for file in path.parent.glob(path.name + "*"))
+    return {
+        "entries_per_s": count / busy,
+        "cpu_us_per_entry": cpu / count * 1e6,
+        "bytes_per_entry": on_disk / count,
+        "raw_bytes_per_entry": raw / count,
+        "x_raw": on_disk / raw,
+    }
+
+
+def _page_rows(count: int) -> Iterator[tuple[list[Row], int]]:
+    """The entries in pages of PAGE_ENTRIES sorted by (event time, arrival), each with its raw NDJSON size."""
+    seq = 1
+    for batch in TemplateData().batches(count, PAGE_ENTRIES):
+        rows = [
+            (
+                seq + i,
+                e.log_id,
+                e.ts_us,
+                e.service_name,
+                int(e.level),
+                e.log_type,
+                e.message,
+                e.metadata,
+                e.received_us,
+            )
+            for i, e in enumerate(batch)
+        ]
+        seq += len(rows)
+        yield sorted(rows, key=lambda row: (row[2], row[0])), sum(len(raw_ndjson(entry)) for entry in batch)
+
+
+def _pages(count: int, dictionary_pages: int) -> dict[str, float]:
+    """Every entry in pages (with a dictionary trained on the first ``dictionary_pages`` pages, if any):
+    bytes per entry of pages, summaries and dictionary; CPU µs per entry to encode and to decode."""
+    pages = _page_rows(count)
+    codec = PageCodec()
+    encoded = 0
+    encode_cpu = 0.0
+    if dictionary_pages:
+        held = list(islice(pages, dictionary_pages))
+        started = time.process_time()
+        codec = PageCodec(train_dictionary([row for rows, _raw in held for row in rows]))
+        encode_cpu += time.process_time() - started
+        encoded += len(codec.dictionary or b"")
+        pages = chain(held, pages)
+    raw = 0
+    decode_cpu = 0.0
+    for rows, raw_bytes in pages:
+        raw += raw_bytes
+        started = time.process_time()
+        blob, summary = codec.encode(rows)
+        encode_cpu += time.process_time() - started
+        encoded += len(blob) + len(summary.to_bytes())
+        started = time.process_time()
+        codec.decode(blob)
+        decode_cpu += time.process_time() - started
+    codec.close()
+    return {
+        "bytes_per_entry": encoded / count,
+        "x_raw": encoded / raw,
+        "encode_cpu_us_per_entry": encode_cpu / count * 1e6,
+        "decode_cpu_us_per_entry": decode_cpu / count * 1e6,
+    }
+
+
+def _compactor(folder: Path, key: bytes) -> None:
+    """The compactor process of the tiers measurement: compacts every sealed generation until stopped."""
+    hot = HotFile(folder / "hot.db", key)
+    cold = ColdFile(folder / "cold.db", key)
+    finish(hot, cold)
+    while not (folder / "stop").exists() or hot.sealed():
+        sealed = hot.sealed()
+        for generation in sealed:
+            compact(hot, cold, generation)
+        if not sealed:
+            time.sleep(0.01)
+    hot.close()
+    cold.close()
+
+
+def _tiers(folder: Path, count: int) -> dict[str, float]:
+    """The two files of decision 28 (no full-text index in the hot tier yet, so an upper bound of the hot
+    tier's rate): durable appends of 1,000 entries with a compactor process running beside them; bytes on
+    disk of both files once the compactor has caught up (the open generation stays hot)."""
+    key = secrets.token_bytes(32)
+    hot = HotFile(folder / "hot.db", key)
+    compactor = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from benchmarks.storage_v2 import _compactor; from pathlib import Path; "
+            f"_compactor(Path({str(folder)!r}), bytes.fromhex({key.hex()!r}))",
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    raw = 0
+    busy = 0.0
+    cpu = 0.0
+    try:
+        for batch in TemplateData().batches(count, _BATCH):
+            raw += sum(len(raw_ndjson(entry)) for entry in batch)
+            rows = [
+                (
+                    e.log_id,
+                    e.ts_us,
+                    e.service_name,
+                    int(e.level),
+                    e.log_type,
+                    e.message,
+                    e.metadata,
+                    e.received_us,
+                )
+                for e in batch
+            ]
+            started, started_cpu = time.perf_counter(), time.process_time()
+            hot.append(rows)
+            busy += time.perf_counter() - started
+            cpu += time.process_time() - started_cpu
+        (folder / "stop").touch()
+        started = time.perf_counter()
+        compactor.wait(timeout=600)
+        behind = time.perf_counter() - started
+    finally:
+        hot.close()
+        if compactor.poll() is None:
+            compactor.kill()
+            compactor.wait()
+    on_disk = sum(file.stat().st_size for file in folder.glob("*.db*"))
+    return {
+        "entries_per_s": count / busy,
+        "cpu_us_per_entry": cpu / count * 1e6,
+        "compactor_behind_s": behind,
+        "bytes_per_entry": on_disk / count,
+        "x_raw": on_disk / raw,
+    } | _reads(folder, key)
+
+
+READS = {
+    "all": Query(),
+    "one service": Query(service_name="checkout"),
+    "ERROR+": Query(levels=(Level.ERROR, Level.FATAL)),
+    "common word": Query(terms=(COMMON_WORD,)),
+    "rare word": Query(terms=(RARE_WORD,)),
+}
+_READ_REPEATS = 21
+
+
+def _reads(folder: Path, key: bytes) -> dict[str, float]:
+    """p50 and p99 in ms of the newest 100 entries of each read of READS over both files (``tiers.newest``,
+    one process, no HTTP); with 21 repeats the p99 is the slowest but one."""
+    hot = HotFile(folder / "hot.db", key)
+    cold = ColdFile(folder / "cold.db", key)
+    tokenizer = Tokenizer()
+    figures: dict[str, float] = {}
+    try:
+        for name, query in READS.items():
+            times = []
+            for _ in range(_READ_REPEATS):
+                started = time.perf_counter()
+                newest(hot, cold, query, 101, tokenizer)
+                times.append((time.perf_counter() - started) * 1000)
+            times.sort()
+            figures[f"{name} p50 ms"] = times[len(times) // 2]
+            figures[f"{name} p99 ms"] = times[-2]
+    finally:
+        hot.close()
+        cold.close()
+        tokenizer.close()
+    return figures
+
+
+def _median(runs: list[dict[str, float]]) -> dict[str, Any]:
+    return {
+        key: {
+            "median": round(statistics.median(run[key] for run in runs), 2),
+            "runs": [round(run[key], 2) for run in runs],
+        }
+        for key in runs[0]
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--entries", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--skip-store", action="store_true", help="leave out today's store")
+    parser.add_argument("--skip-pages", action="store_true", help="leave out the page encoding alone")
+    parser.add_argument("--skip-tiers", action="store_true", help="leave out the hot and cold files")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+    results: dict[str, Any] = {"entries": args.entries}
+    if not args.skip_store:
+        runs = []
+        for _ in range(args.runs):
+            with tempfile.TemporaryDirectory() as folder:
+                runs.append(asyncio.run(_ingest(Path(folder) / "logs.db", args.entries)))
+        results["sqlite_store"] = _median(runs)
+    if not args.skip_tiers:
+        runs = []
+        for _ in range(args.runs):
+            with tempfile.TemporaryDirectory() as folder:
+                runs.append(_tiers(Path(folder), args.entries))
+        results["tiers"] = _median(runs)
+    if not args.skip_pages:
+        results["pages"] = _median([_pages(args.entries, 0) for _ in range(args.runs)])
+        results["pages_with_dictionary"] = _median([_pages(args.entries, 16) for _ in range(args.runs)])
+    for group, figures in results.items():
+        print(group, figures if group == "entries" else "")
+        if group != "entries":
+            for name, figure in figures.items():
+                print(f"  {name:26s} {figure['median']:>12,.2f}   runs {figure['runs']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,315 @@
+"""Cold pages of storage v2 (decision 28): entries in columns, each compressed on its own with zstd.
+
+A page holds up to ``PAGE_ENTRIES`` rows of the hot tier (``sqlite_schema.Row``: arrival number, log_id,
+event time, service, level, type, message, metadata, arrival time) and gives them back exactly, in the
+order it was given them. Its ``PageSummary`` (times, arrival numbers, services, levels and a token filter)
+is what a read prunes pages by without decompressing them.
+
+Layout of a page: ``b"LSP1"``, the entry count and the id of the zstd dictionary (0 for none) as two
+unsigned 32-bit integers, the compressed size of each column (unsigned 32-bit), then the columns.
+Integers are kept as differences (from the previous row, or from the event time for the arrival time)
+modulo 2**64, byte-shuffled (the n-th byte of every value together) before compression, so that the
+high bytes, nearly all equal, compress to almost nothing; a log_id (16 bytes, a UUIDv7 whose first 6 bytes
+are its millisecond) is shuffled the same way. Texts are a column of UTF-8 byte lengths and a column of the
+texts end to end; the message and metadata texts are compressed with the dictionary when there is one.
+"""
+
+from __future__ import annotations
+
+import struct
+from array import array
+from collections.abc import Sequence
+from typing import Final
+
+import msgspec
+import zstandard
+
+from logsvc.domain.queries import Query
+from logsvc.scopes import covers
+from logsvc.storage.sqlite_schema import Row
+from logsvc.storage.token_filter import TokenFilter, Tokenizer
+
+__all__ = ["PAGE_ENTRIES", "PageCodec", "PageSummary", "Row", "train_dictionary"]
+
+PAGE_ENTRIES: Final = 1024
+_MAGIC: Final = b"LSP1"
+_HEAD: Final = struct.Struct("<4sII")
+_LEVEL: Final = 3
+_ID_BYTES: Final = 16
+_NULL: Final = -1  # the length of a missing metadata object
+_MOD: Final = 1 << 64
+_SIGN: Final = 1 << 63
+_COLUMNS: Final = 13
+_DICTIONARY_BYTES: Final = 112 * 1024
+
+
+class PageSummary(msgspec.Struct, frozen=True, array_like=True):
+    """What a read knows of a page without opening it. ``levels`` has bit ``1 << level`` set for every
+    level the page holds; ``tokens`` is the ``TokenFilter`` of its messages."""
+
+    count: int
+    min_ts: int
+    max_ts: int
+    min_seq: int
+    max_seq: int
+    services: tuple[str, ...]
+    levels: int
+    tokens: bytes
+
+    def to_bytes(self) -> bytes:
+        return msgspec.msgpack.encode(self)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> PageSummary:
+        return msgspec.msgpack.decode(data, type=cls)
+
+    def token_filter(self) -> TokenFilter:
+        return TokenFilter(self.tokens)
+
+    def admits(self, query: Query, term_tokens: Sequence[Sequence[str]] = ()) -> bool:
+        """Whether the page may hold an entry matching ``query`` (whose search terms are given as their
+        query tokens, ``Tokenizer.query``): False only when no entry of the page can match. The type is
+        not summarised, so it never rules a page out."""
+        if query.since_us is not None and self.max_ts < query.since_us:
+            return False
+        if query.until_us is not None and self.min_ts >= query.until_us:
+            return False
+        if query.cursor is not None:
+            ts, seq = query.cursor
+            if not isinstance(seq, int):
+                raise ValueError("a cursor of another store")
+            # Some row is before (ts, seq): its time is below ts, or equal with a smaller arrival number.
+            if not (self.min_ts < ts or (self.min_ts == ts and self.min_seq < seq)):
+                return False
+        if query.service_name is not None and query.service_name not in self.services:
+            return False
+        if query.service_patterns and not any(covers(query.service_patterns, s) for s in self.services):
+            return False
+        if query.levels is not None and not any(self.levels >> level & 1 for level in query.levels):
+            return False
+        return not term_tokens or self.token_filter().may_match(term_tokens)
+
+
+class PageCodec:
+    """Encodes and decodes pages, with one zstd dictionary (or none) for the message and metadata texts.
+
+    One per thread: zstd's compression contexts are not shared between threads.
+    """
+
+    def __init__(self, dictionary: bytes | None = None) -> None:
+        self.dictionary = dictionary
+        self._plain = zstandard.ZstdCompressor(level=_LEVEL)
+        self._unpack = zstandard.ZstdDecompressor()
+        self._dictionary_id = 0
+        self._text = self._plain
+        self._untext = self._unpack
+        if dictionary is not None:
+            trained = zstandard.ZstdCompressionDict(dictionary)
+            self._dictionary_id = trained.dict_id()
+            self._text = zstandard.ZstdCompressor(level=_LEVEL, dict_data=trained)
+            self._untext = zstandard.ZstdDecompressor(dict_data=trained)
+        self._tokenizer = Tokenizer()
+
+    def encode(self, rows: Sequence[Row]) -> tuple[bytes, PageSummary]:
+        """The page of ``rows`` (1 to PAGE_ENTRIES, any order, kept) and its summary."""
+        if not 0 < len(rows) <= PAGE_ENTRIES:
+            raise ValueError(f"a page holds 1 to {PAGE_ENTRIES} entries, not {len(rows)}")
+        seqs, ids, times, services, levels, types, messages, metadata, received = zip(*rows, strict=True)
+        if any(len(log_id) != _ID_BYTES for log_id in ids):
+            raise ValueError(f"a log_id has {_ID_BYTES} bytes")
+        service_names, service_codes = _dictionary_coded(services)
+        type_names, type_codes = _dictionary_coded(types)
+        message_lengths, message_text = _texts(messages)
+        metadata_lengths, metadata_text = _texts(metadata)
+        plain = self._plain.compress
+        columns = [
+            plain(_shuffle(array("Q", _deltas(seqs)).tobytes(), 8)),
+            plain(_shuffle(b"".join(ids), _ID_BYTES)),
+            plain(_shuffle(array("Q", _deltas(times)).tobytes(), 8)),
+            plain(_shuffle(array("Q", _offsets(received, times)).tobytes(), 8)),
+            plain(_names(service_names)),
+            plain(service_codes),
+            plain(bytes(levels)),
+            plain(_names(type_names)),
+            plain(type_codes),
+            plain(_shuffle(message_lengths, 4)),
+            self._text.compress(message_text),
+            plain(_shuffle(metadata_lengths, 4)),
+            self._text.compress(metadata_text),
+        ]
+        head = _HEAD.pack(_MAGIC, len(rows), self._dictionary_id) + array("I", map(len, columns)).tobytes()
+        summary = PageSummary(
+            count=len(rows),
+            min_ts=min(times),
+            max_ts=max(times),
+            min_seq=min(seqs),
+            max_seq=max(seqs),
+            services=tuple(sorted(service_names)),
+            levels=_level_bits(levels),
+            tokens=TokenFilter.of(self._tokenizer.page(messages)).to_bytes(),
+        )
+        return head + b"".join(columns), summary
+
+    def decode(self, page: bytes) -> list[Row]:
+        """The rows of a page, in the order they were encoded."""
+        magic, count, dictionary_id = _HEAD.unpack_from(page)
+        if magic != _MAGIC:
+            raise ValueError("not a logsvc page")
+        if dictionary_id != self._dictionary_id:
+            raise ValueError(f"the page needs zstd dictionary {dictionary_id}, not {self._dictionary_id}")
+        sizes = array("I")
+        start = _HEAD.size
+        sizes.frombytes(page[start : start + 4 * _COLUMNS])
+        start += 4 * _COLUMNS
+        raw: list[bytes] = []
+        for index, size in enumerate(sizes):
+            text = index in (10, 12)
+            raw.append((self._untext if text else self._unpack).decompress(page[start : start + size]))
+            start += size
+        seqs = _undeltas(_unshuffled_ints(raw[0], count))
+        ids_blob = _unshuffle(raw[1], _ID_BYTES)
+        times = _undeltas(_unshuffled_ints(raw[2], count))
+        received = [
+            _signed((time + offset) % _MOD)
+            for time, offset in zip(times, _unshuffled_ints(raw[3], count), strict=True)
+        ]
+        service_names = _unnames(raw[4])
+        services = [service_names[code] for code in _codes(raw[5], count)]
+        type_names = _unnames(raw[7])
+        types = [type_names[code] for code in _codes(raw[8], count)]
+        messages = _present(_untexts(_unshuffle(raw[9], 4), raw[10]))
+        metadata = _untexts(_unshuffle(raw[11], 4), raw[12])
+        return [
+            (
+                seqs[i],
+                ids_blob[i * _ID_BYTES : (i + 1) * _ID_BYTES],
+                times[i],
+                services[i],
+                raw[6][i],
+                types[i],
+                messages[i],
+                metadata[i],
+                received[i],
+            )
+            for i in range(count)
+        ]
+
+    def close(self) -> None:
+        self._tokenizer.close()
+
+
+def train_dictionary(rows: Sequence[Row]) -> bytes:
+    """A zstd dictionary for the message and metadata texts, trained on a sample of rows."""
+    samples: list[bytes | bytearray | memoryview[int]] = [row[6].encode() for row in rows]
+    samples += [row[7].encode() for row in rows if row[7] is not None]
+    return zstandard.train_dictionary(_DICTIONARY_BYTES, samples, level=_LEVEL).as_bytes()
+
+
+def _deltas(values: Sequence[int]) -> list[int]:
+    previous = 0
+    out = []
+    for value in values:
+        out.append((value - previous) % _MOD)
+        previous = value
+    return out
+
+
+def _undeltas(deltas: Sequence[int]) -> list[int]:
+    value = 0
+    out = []
+    for delta in deltas:
+        value = (value + delta) % _MOD
+        out.append(_signed(value))
+    return out
+
+
+def _offsets(values: Sequence[int], bases: Sequence[int]) -> list[int]:
+    return [(value - base) % _MOD for value, base in zip(values, bases, strict=True)]
+
+
+def _signed(value: int) -> int:
+    return value - _MOD if value >= _SIGN else value
+
+
+def _shuffle(data: bytes, width: int) -> bytes:
+    return b"".join(data[i::width] for i in range(width))
+
+
+def _unshuffle(data: bytes, width: int) -> bytes:
+    count = len(data) // width
+    out = bytearray(len(data))
+    for i in range(width):
+        out[i::width] = data[i * count : (i + 1) * count]
+    return bytes(out)
+
+
+def _unshuffled_ints(data: bytes, count: int) -> array[int]:
+    values = array("Q")
+    values.frombytes(_unshuffle(data, 8))
+    if len(values) != count:
+        raise ValueError("a page column does not hold its entry count")
+    return values
+
+
+def _dictionary_coded(values: Sequence[str]) -> tuple[list[str], bytes]:
+    """The distinct values in order of first use, and each value's number (two bytes)."""
+    numbers: dict[str, int] = {}
+    codes = array("H", [numbers.setdefault(value, len(numbers)) for value in values])
+    return list(numbers), codes.tobytes()
+
+
+def _codes(data: bytes, count: int) -> array[int]:
+    codes = array("H")
+    codes.frombytes(data)
+    if len(codes) != count:
+        raise ValueError("a page column does not hold its entry count")
+    return codes
+
+
+def _names(names: list[str]) -> bytes:
+    lengths, text = _texts(names)
+    return struct.pack("<I", len(names)) + lengths + text
+
+
+def _unnames(data: bytes) -> list[str]:
+    (count,) = struct.unpack_from("<I", data)
+    lengths = data[4 : 4 + 4 * count]
+    return _present(_untexts(lengths, data[4 + 4 * count :]))
+
+
+def _texts(values: Sequence[str | None]) -> tuple[bytes, bytes]:
+    """The UTF-8 byte lengths (-1 for None) as 32-bit integers, and the texts end to end."""
+    encoded = [value.encode() if value is not None else None for value in values]
+    lengths = array("i", [len(value) if value is not None else _NULL for value in encoded])
+    return lengths.tobytes(), b"".join(value for value in encoded if value is not None)
+
+
+def _untexts(lengths_data: bytes, text: bytes) -> list[str | None]:
+    lengths = array("i")
+    lengths.frombytes(lengths_data)
+    out: list[str | None] = []
+    start = 0
+    for length in lengths:
+        if length == _NULL:
+            out.append(None)
+            continue
+        out.append(text[start : start + length].decode())
+        start += length
+    if start != len(text):
+        raise ValueError("a page's texts do not add up to their lengths")
+    return out
+
+
+def _present(texts: list[str | None]) -> list[str]:
+    """Texts of a column that has no missing value (only metadata may be missing)."""
+    present = [text for text in texts if text is not None]
+    if len(present) != len(texts):
+        raise ValueError("a page's column misses a text")
+    return present
+
+
+def _level_bits(levels: Sequence[int]) -> int:
+    bits = 0
+    for level in set(levels):
+        bits |= 1 << level
+    return bits

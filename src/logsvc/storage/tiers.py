@@ -1,0 +1,451 @@
+"""The two files of storage v2, the order of compaction between them, and the newest-first read over
+both (decision 28). Not a store yet: no server opens these files; the LogStore port comes later.
+
+- The **hot file** holds rows in generation tables ``hot_N`` (the columns of ``sqlite_schema.LOGS_TABLE``,
+  a unique ``(log_id, service)`` and an event-time index, a full-text index ``hot_N_fts`` written in the
+  append's transaction, as the store's), listed in ``hot_generations``. Appends go to
+  the open generation, numbered on from the last arrival number; a generation of ``rows_per_generation``
+  rows or more is sealed in the same transaction, and the next append opens the next one.
+- The **cold file** holds the pages (``pages.PageCodec``) of compacted generations and, in
+  ``cold_generations``, the record of each generation it holds, written in the same transaction as the
+  generation's pages.
+
+**The order is the crash-safety argument.** A sealed generation is compacted in two transactions: its
+pages and its record are committed in the cold file first (fsync), then its table is dropped from the hot
+file. Between the two, a crash leaves the generation in both files; ``finish`` (run by the compactor
+before it starts) drops from the hot file every sealed generation the cold file records and compacts any
+other. Whatever point a process dies at, each entry is in exactly one place after ``finish``; compacting
+a generation the cold file already records changes nothing there, so a repeated or reordered compaction
+cannot duplicate or lose rows. tests/crash/test_compaction_sigkill.py kills the writer and the
+compactor at random points; tests/integration/test_tiers.py stops a compaction after each step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Final, TypeAlias, cast
+
+import apsw
+
+from logsvc.crypto.sqlite import connect
+from logsvc.domain.queries import Query
+from logsvc.errors import ConfigError
+from logsvc.scopes import covers
+from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, PageSummary
+from logsvc.storage.sqlite_reads import attribute_filters, match_expression
+from logsvc.storage.sqlite_schema import COLUMNS, FTS_TOKENIZE, Row, make_private
+from logsvc.storage.token_filter import Tokenizer
+
+__all__ = ["ColdFile", "HotFile", "NewRow", "compact", "finish", "newest"]
+
+# An entry as appended: log_id, ts, service, level, log_type, message, metadata, received.
+NewRow: TypeAlias = tuple[bytes, int, str, int, str, str, str | None, int]
+
+ROWS_PER_GENERATION: Final = 16_384
+_BUSY_TIMEOUT_MS: Final = 10_000
+_IDS_PER_LOOKUP: Final = 1_000  # well under SQLite's 32,766 bound parameters
+
+# A generation is open (rows go in), sealed (full, waiting for compaction; last_seq is its last arrival
+# number) or compacted (its table dropped, its rows in the cold file). The rows of compacted generations
+# stay, so that numbers go on from the newest one and are never given twice.
+_OPEN, _SEALED, _COMPACTED = 0, 1, 2
+_HOT_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS hot_generations (
+    generation INTEGER PRIMARY KEY,
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER,
+    state INTEGER NOT NULL DEFAULT 0
+) STRICT;
+"""
+_COLD_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS cold_pages (
+    page_id INTEGER PRIMARY KEY,
+    generation INTEGER NOT NULL,
+    min_ts INTEGER NOT NULL,
+    max_ts INTEGER NOT NULL,
+    min_seq INTEGER NOT NULL,
+    max_seq INTEGER NOT NULL,
+    summary BLOB NOT NULL,
+    body BLOB NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS cold_pages_max_ts ON cold_pages(max_ts);
+CREATE TABLE IF NOT EXISTS cold_generations (
+    generation INTEGER PRIMARY KEY,
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    entries INTEGER NOT NULL
+) STRICT;
+"""
+
+
+def _open(path: Path, key: bytes | None, schema: str) -> apsw.Connection:
+    """A write connection as the store's (WAL, a COMMIT fsyncs, temporary data in memory), schema made."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_private(path)
+    # The writer and the compactor open both files, also at the same moment after a crash.
+    conn = connect(path, key, busy_timeout_ms=_BUSY_TIMEOUT_MS)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL").fetchall()
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        with conn:
+            conn.execute(schema)
+    except apsw.Error as exc:
+        conn.close()
+        raise ConfigError(f"cannot open {path}: {exc}") from None
+    return conn
+
+
+@contextlib.contextmanager
+def _immediate(conn: apsw.Connection) -> Iterator[None]:
+    """A write transaction that takes the write lock first: a transaction that read before writing could
+    not be upgraded once another process committed (the compactor and the writer share both files)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _one(conn: apsw.Connection, sql: str) -> tuple[Any, ...]:
+    """The row of an aggregate query, which always has one."""
+    row = conn.execute(sql).fetchone()
+    if row is None:
+        raise apsw.InternalError(f"no row: {sql}")
+    return tuple(row)
+
+
+def _table(generation: int) -> str:
+    return f"hot_{int(generation)}"
+
+
+class HotFile:
+    """The hot tier's file: appends into generation tables, sealed when full."""
+
+    def __init__(self, path: Path, key: bytes | None, rows_per_generation: int = ROWS_PER_GENERATION) -> None:
+        self.path = path
+        self._conn = _open(path, key, _HOT_SCHEMA)
+        self._limit = rows_per_generation
+
+    def append(self, rows: Sequence[NewRow]) -> None:
+        """Store ``(log_id, ts, service, level, log_type, message, metadata, received)`` rows in one durable
+        transaction, numbered on in arrival order; an id already in a hot generation for the same service
+        is not stored again (the cold tier's ids are the next step's)."""
+        conn = self._conn
+        with _immediate(conn):
+            generation, next_seq = self._open_generation()
+            table = _table(generation)
+            known = self._known(rows)
+            fresh = [row for row in rows if (row[0], row[2]) not in known]
+            conn.executemany(
+                f"INSERT OR IGNORE INTO {table}({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(next_seq + i, *row) for i, row in enumerate(fresh)],
+            )
+            conn.execute(
+                f"INSERT INTO {table}_fts(rowid, message) SELECT seq, message FROM {table} WHERE seq >= ?",
+                (next_seq,),
+            )
+            # Sealed by the span of its arrival numbers (at most the row count: a duplicate within a batch
+            # leaves a gap), which needs no count of the table.
+            (last_seq,) = _one(conn, f"SELECT max(seq) FROM {table}")
+            if last_seq is not None and last_seq - self.first_seq(generation) + 1 >= self._limit:
+                conn.execute(
+                    "UPDATE hot_generations SET state = ?, last_seq = ? WHERE generation = ?",
+                    (_SEALED, last_seq, generation),
+                )
+
+    def _open_generation(self) -> tuple[int, int]:
+        """The open generation and the next arrival number; a new generation when none is open."""
+        conn = self._conn
+        last = conn.execute(
+            "SELECT generation, first_seq, last_seq, state FROM hot_generations "
+            "ORDER BY generation DESC LIMIT 1"
+        ).fetchone()
+        if last is not None and last[3] == _OPEN:
+            generation, first_seq = int(last[0]), int(last[1])
+            (top,) = _one(conn, f"SELECT max(seq) FROM {_table(generation)}")
+            return generation, int(top) + 1 if top is not None else first_seq
+        generation, first_seq = (int(last[0]) + 1, int(last[2]) + 1) if last is not None else (1, 1)
+        conn.execute(
+            "INSERT INTO hot_generations(generation, first_seq) VALUES (?, ?)", (generation, first_seq)
+        )
+        table = _table(generation)
+        conn.execute(
+            f"CREATE TABLE {table} (seq INTEGER PRIMARY KEY, log_id BLOB NOT NULL, ts INTEGER NOT NULL, "
+            "service TEXT NOT NULL, level INTEGER NOT NULL, log_type TEXT NOT NULL, message TEXT NOT NULL, "
+            "metadata TEXT, received INTEGER NOT NULL) STRICT"
+        )
+        conn.execute(f"CREATE UNIQUE INDEX {table}_id ON {table}(log_id, service)")
+        conn.execute(f"CREATE INDEX {table}_ts ON {table}(ts)")
+        conn.execute(
+            f"CREATE VIRTUAL TABLE {table}_fts USING fts5(message, content='{table}', content_rowid='seq', "
+            f"tokenize='{FTS_TOKENIZE}')"
+        )
+        # As the store's index: fewer, larger merges, for a write-heavy table searched in few segments.
+        conn.execute(f"INSERT INTO {table}_fts({table}_fts, rank) VALUES ('automerge', 16)")
+        return generation, first_seq
+
+    def _known(self, rows: Sequence[NewRow]) -> set[tuple[bytes, str]]:
+        """The ``(log_id, service)`` pairs of ``rows`` already in a hot generation."""
+        wanted = {(row[0], row[2]) for row in rows}
+        ids = list({row[0] for row in rows})
+        known: set[tuple[bytes, str]] = set()
+        for generation in self.generations(_OPEN, _SEALED):
+            for first in range(0, len(ids), _IDS_PER_LOOKUP):
+                chunk = ids[first : first + _IDS_PER_LOOKUP]
+                marks = ", ".join("?" for _ in chunk)
+                lookup = f"SELECT log_id, service FROM {_table(generation)} WHERE log_id IN ({marks})"
+                known.update(pair for pair in self._conn.execute(lookup, chunk) if pair in wanted)
+        return known
+
+    def generations(self, *states: int) -> list[int]:
+        """The generations in these states, oldest first."""
+        marks = ", ".join("?" for _ in states)
+        return [
+            int(row[0])
+            for row in self._conn.execute(
+                f"SELECT generation FROM hot_generations WHERE state IN ({marks}) ORDER BY generation",
+                states,
+            )
+        ]
+
+    def sealed(self) -> list[int]:
+        return self.generations(_SEALED)
+
+    def rows(self, generation: int) -> list[Row]:
+        table = _table(generation)
+        return cast(list[Row], self._conn.execute(f"SELECT {COLUMNS} FROM {table} ORDER BY seq").fetchall())
+
+    def matching(self, generation: int, terms: tuple[str, ...]) -> list[int]:
+        """The arrival numbers of the generation's entries holding every term (the store's rule of a
+        search: ``match_expression``), newest arrival first."""
+        table = _table(generation)
+        return [
+            int(row[0])
+            for row in self._conn.execute(
+                f"SELECT rowid FROM {table}_fts WHERE {table}_fts MATCH ? ORDER BY rowid DESC",
+                (match_expression(terms),),
+            )
+        ]
+
+    def newest(self, query: Query, want: int) -> list[Row]:
+        """Up to ``want`` rows of every hot generation matching ``query`` (its cursor excluding), newest
+        first by (event time, arrival); read in one snapshot, so that a generation dropped by a compaction
+        is either read here or already in the cold file."""
+        rows: list[Row] = []
+        with self._conn:
+            for generation in self.generations(_OPEN, _SEALED):
+                sql, args = _select_newest(_table(generation), query, want)
+                rows += cast(list[Row], self._conn.execute(sql, args).fetchall())
+        return sorted(rows, key=_newest_first)[:want]
+
+    def first_seq(self, generation: int) -> int:
+        row = self._conn.execute(
+            "SELECT first_seq FROM hot_generations WHERE generation = ?", (generation,)
+        ).fetchone()
+        if row is None:
+            raise KeyError(generation)
+        return int(row[0])
+
+    def drop(self, generation: int) -> None:
+        """Forget the rows of a sealed generation that the cold file holds (one durable transaction)."""
+        with _immediate(self._conn):
+            self._conn.execute(f"DROP TABLE IF EXISTS {_table(generation)}_fts")
+            self._conn.execute(f"DROP TABLE IF EXISTS {_table(generation)}")
+            self._conn.execute(
+                "UPDATE hot_generations SET state = ? WHERE generation = ? AND state = ?",
+                (_COMPACTED, generation, _SEALED),
+            )
+
+    def check(self) -> list[str]:
+        """What SQLite's integrity checks find wrong in the file and in each full-text index (none: [])."""
+        problems = [str(row[0]) for row in self._conn.execute("PRAGMA integrity_check") if row[0] != "ok"]
+        for generation in self.generations(_OPEN, _SEALED):
+            table = _table(generation)
+            try:
+                self._conn.execute(
+                    f"INSERT INTO {table}_fts({table}_fts, rank) VALUES ('integrity-check', 1)"
+                )
+            except apsw.CorruptError as exc:
+                problems.append(f"{table}_fts: {exc}")
+        return problems
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class ColdFile:
+    """The cold tier's file: the pages of compacted generations, and which generations it holds."""
+
+    def __init__(self, path: Path, key: bytes | None) -> None:
+        self.path = path
+        self._conn = _open(path, key, _COLD_SCHEMA)
+        self._codec = PageCodec()
+
+    def holds(self, generation: int) -> bool:
+        row = self._conn.execute(
+            "SELECT 1 FROM cold_generations WHERE generation = ?", (generation,)
+        ).fetchone()
+        return row is not None
+
+    def write(self, generation: int, first_seq: int, rows: Sequence[Row]) -> None:
+        """The generation's rows as pages sorted by (event time, arrival), and its record, in one durable
+        transaction; nothing when the cold file already holds the generation."""
+        ordered = sorted(rows, key=lambda row: (row[2], row[0]))
+        encoded = [
+            self._codec.encode(ordered[start : start + PAGE_ENTRIES])
+            for start in range(0, len(ordered), PAGE_ENTRIES)
+        ]
+        last_seq = max((row[0] for row in rows), default=first_seq - 1)
+        conn = self._conn
+        with _immediate(conn):
+            if self.holds(generation):
+                return
+            conn.executemany(
+                "INSERT INTO cold_pages(generation, min_ts, max_ts, min_seq, max_seq, summary, body) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (generation, s.min_ts, s.max_ts, s.min_seq, s.max_seq, s.to_bytes(), body)
+                    for body, s in encoded
+                ],
+            )
+            conn.execute(
+                "INSERT INTO cold_generations(generation, first_seq, last_seq, entries) VALUES (?, ?, ?, ?)",
+                (generation, first_seq, last_seq, len(rows)),
+            )
+
+    def newest_pages(self) -> Iterator[tuple[int, int, PageSummary]]:
+        """Every page's id, largest event time and summary, the newest pages first (without their bodies:
+        most pages are pruned by their summary, and a body is read and decrypted only when needed)."""
+        for page_id, max_ts, summary in self._conn.execute(
+            "SELECT page_id, max_ts, summary FROM cold_pages ORDER BY max_ts DESC"
+        ):
+            yield int(page_id), int(max_ts), PageSummary.from_bytes(summary)
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One read transaction: the pages listed and the pages read within it are of the same moment."""
+        with self._conn:
+            yield
+
+    def page(self, page_id: int) -> list[Row]:
+        """The rows of a page (KeyError for no such page)."""
+        row = self._conn.execute("SELECT body FROM cold_pages WHERE page_id = ?", (page_id,)).fetchone()
+        if row is None:
+            raise KeyError(page_id)
+        return self._codec.decode(row[0])
+
+    def summaries(self) -> list[PageSummary]:
+        return [
+            PageSummary.from_bytes(row[0]) for row in self._conn.execute("SELECT summary FROM cold_pages")
+        ]
+
+    def rows(self) -> Iterator[Row]:
+        """Every row of every page (in page order): for checks and tests; reads will prune by summary."""
+        for (body,) in self._conn.execute("SELECT body FROM cold_pages ORDER BY page_id"):
+            yield from self._codec.decode(body)
+
+    def close(self) -> None:
+        self._codec.close()
+        self._conn.close()
+
+
+def compact(hot: HotFile, cold: ColdFile, generation: int) -> None:
+    """Move a sealed generation to the cold file: its pages committed there first, then dropped here."""
+    cold.write(generation, hot.first_seq(generation), hot.rows(generation))
+    hot.drop(generation)
+
+
+def finish(hot: HotFile, cold: ColdFile) -> None:
+    """Complete what a crash interrupted: a sealed generation the cold file holds is dropped from the hot
+    file, any other sealed one compacted. Run by the compactor (one per data directory, as the background
+    jobs are) before it compacts anything; a writer needs none of it, as it only appends to the open
+    generation."""
+    for generation in hot.sealed():
+        if cold.holds(generation):
+            hot.drop(generation)
+        else:
+            compact(hot, cold, generation)
+
+
+def newest(hot: HotFile, cold: ColdFile, query: Query, want: int, tokenizer: Tokenizer) -> list[Row]:
+    """Up to ``want`` entries of both tiers matching ``query``, newest first by (event time, arrival),
+    after its cursor: the read of ``GET /logs`` over the two files.
+
+    The hot tier is read first, then the cold one: a generation compacted in between is in both reads
+    (its cold pages were committed before its hot table was dropped) and is counted once, by arrival
+    number; read the other way round it could be in neither. Pages are read newest first, skipped when
+    their summary rules every entry out, and not read at all once ``want`` entries are newer than
+    anything a page can hold.
+    """
+    found = {row[0]: row for row in hot.newest(query, want)}
+    best = sorted(found.values(), key=_newest_first)[:want]
+    terms = [tokenizer.query(term) for term in query.terms]
+    with cold.snapshot():
+        for page_id, max_ts, summary in cold.newest_pages():
+            if len(best) == want and max_ts < best[-1][2]:
+                break  # every page from here on holds only older entries
+            if not summary.admits(query, terms):
+                continue
+            rows = [row for row in cold.page(page_id) if row[0] not in found and _admits(row, query)]
+            if terms:
+                tokens = tokenizer.documents([row[6] for row in rows])
+                rows = [row for row, words in zip(rows, tokens, strict=True) if _holds_all(words, terms)]
+            found.update((row[0], row) for row in rows)
+            best = sorted(found.values(), key=_newest_first)[:want]
+    return best
+
+
+def _newest_first(row: Row) -> tuple[int, int]:
+    return -row[2], -row[0]
+
+
+def _select_newest(table: str, query: Query, want: int) -> tuple[str, list[Any]]:
+    """The SQL of a generation's newest matching rows: the store's filters, on this generation's table."""
+    where, args = attribute_filters(query, "")
+    if query.since_us is not None:
+        where += " AND ts >= ?"
+        args.append(query.since_us)
+    if query.until_us is not None:
+        where += " AND ts < ?"
+        args.append(query.until_us)
+    if query.cursor is not None:
+        where += " AND (ts, seq) < (?, ?)"
+        args += list(query.cursor)
+    if query.levels is not None:
+        where += f" AND level IN ({', '.join('?' for _ in query.levels)})"
+        args += [int(level) for level in query.levels]
+    if query.terms:
+        where += f" AND seq IN (SELECT rowid FROM {table}_fts WHERE {table}_fts MATCH ?)"
+        args.append(match_expression(query.terms))
+    return f"SELECT {COLUMNS} FROM {table} WHERE 1{where} ORDER BY ts DESC, seq DESC LIMIT ?", [*args, want]
+
+
+def _admits(row: Row, query: Query) -> bool:
+    """The rule of ``_select_newest`` but the search terms, for a decoded row."""
+    seq, _log_id, ts, service, level, log_type, _message, _metadata, _received = row
+    return (
+        (query.since_us is None or ts >= query.since_us)
+        and (query.until_us is None or ts < query.until_us)
+        and (query.cursor is None or (ts, seq) < query.cursor)
+        and (query.service_name is None or service == query.service_name)
+        and covers(query.service_patterns, service)
+        and (query.levels is None or level in query.levels)
+        and (query.log_type is None or log_type == query.log_type)
+    )
+
+
+def _holds_all(tokens: list[str], terms: list[list[str]]) -> bool:
+    """The search rule of ``_select_newest`` for a message's tokens: every term, each a phrase."""
+    return all(_holds(tokens, phrase) for phrase in terms)
+
+
+def _holds(tokens: list[str], phrase: list[str]) -> bool:
+    """Whether the phrase's tokens occur one after the other; a phrase of no token matches nothing, as
+    in FTS5."""
+    width = len(phrase)
+    return width > 0 and any(tokens[i : i + width] == phrase for i in range(len(tokens) - width + 1))

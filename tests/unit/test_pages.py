@@ -1,0 +1,212 @@
+"""The cold page encoding gives back every field of every row exactly (storage v2, decision 28)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from logsvc.domain.entries import Level
+from logsvc.domain.queries import Query
+from logsvc.scopes import covers
+from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, PageSummary, Row, train_dictionary
+from logsvc.storage.token_filter import Tokenizer
+
+int64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+texts = st.text(max_size=200)  # any unicode outside the surrogates, the empty text too
+rows = st.tuples(
+    int64,
+    st.binary(min_size=16, max_size=16),
+    int64,
+    st.text(min_size=1, max_size=128),
+    st.sampled_from([int(level) for level in Level]),
+    st.text(max_size=64),
+    texts,
+    st.none() | texts,
+    int64,
+)
+
+
+def _check(codec: PageCodec, page: list[Row]) -> PageSummary:
+    blob, summary = codec.encode(page)
+    assert codec.decode(blob) == page
+    assert PageSummary.from_bytes(summary.to_bytes()) == summary
+    return summary
+
+
+@settings(max_examples=300)
+@given(page=st.lists(rows, min_size=1, max_size=40))
+def test_every_field_of_every_row_reads_back_exactly_in_its_order(page: list[Row]) -> None:
+    codec = PageCodec()
+    try:
+        summary = _check(codec, page)
+    finally:
+        codec.close()
+    assert summary.count == len(page)
+    assert (summary.min_ts, summary.max_ts) == (min(r[2] for r in page), max(r[2] for r in page))
+    assert (summary.min_seq, summary.max_seq) == (min(r[0] for r in page), max(r[0] for r in page))
+    assert set(summary.services) == {r[3] for r in page}
+    assert {level for level in Level if summary.levels >> level & 1} == {r[4] for r in page}
+
+
+@given(message=texts)
+def test_a_page_finds_the_words_of_its_messages(message: str) -> None:
+    codec = PageCodec()
+    tokenizer = Tokenizer()
+    try:
+        _blob, summary = codec.encode([(1, bytes(16), 0, "svc", 9, "application", message, None, 0)])
+        assert summary.token_filter().may_match([tokenizer.document(message)])
+    finally:
+        codec.close()
+        tokenizer.close()
+
+
+def _realistic(count: int) -> list[Row]:
+    return [
+        (
+            i + 1,
+            i.to_bytes(16, "big"),
+            1_764_460_800_000_000 + i * 1000,
+            f"svc-{i % 7}",
+            int(list(Level)[i % 6]),
+            "application",
+            f"GET /api/v1/orders/{i * 7919 % 100_000} 200 {i % 400}ms "
+            f"from 10.0.{i % 250}.{i % 97} user-{i % 1000}",
+            json.dumps({"host": f"ip-10-0-{i % 9}", "took_ms": i % 300}),
+            1_764_460_800_000_000 + i * 1000 + 1500,
+        )
+        for i in range(count)
+    ]
+
+
+def test_a_full_page_with_huge_metadata_and_empty_messages() -> None:
+    page = _realistic(PAGE_ENTRIES)
+    huge = json.dumps({"blob": "é" * 500_000, "nested": {"k": ["v"] * 1000}})
+    page[3] = (*page[3][:6], "", huge, page[3][8])
+    page[7] = (*page[7][:6], "x" * 1_000_000, None, page[7][8])
+    codec = PageCodec()
+    try:
+        _check(codec, page)
+    finally:
+        codec.close()
+
+
+def test_a_dictionary_page_needs_its_dictionary() -> None:
+    page = _realistic(PAGE_ENTRIES)
+    with_dictionary = PageCodec(train_dictionary(page))
+    without = PageCodec()
+    try:
+        _check(with_dictionary, page)
+        blob, _summary = with_dictionary.encode(page)
+        with pytest.raises(ValueError, match="dictionary"):
+            without.decode(blob)
+    finally:
+        with_dictionary.close()
+        without.close()
+
+
+def test_pages_of_no_entries_too_many_or_bad_ids_are_refused() -> None:
+    codec = PageCodec()
+    row = _realistic(1)[0]
+    try:
+        with pytest.raises(ValueError, match="1 to 1024"):
+            codec.encode([])
+        with pytest.raises(ValueError, match="1 to 1024"):
+            codec.encode([row] * (PAGE_ENTRIES + 1))
+        with pytest.raises(ValueError, match="16 bytes"):
+            codec.encode([(row[0], b"short", *row[2:])])
+        with pytest.raises(ValueError, match="not a logsvc page"):
+            codec.decode(b"XXXX" + codec.encode([row])[0][4:])
+    finally:
+        codec.close()
+
+
+small_rows = st.tuples(
+    st.integers(1, 50),
+    st.just(bytes(16)),
+    st.integers(0, 20),
+    st.sampled_from(["api", "auth", "auth-v2", "db"]),
+    st.sampled_from([int(level) for level in Level]),
+    st.sampled_from(["application", "audit"]),
+    st.sampled_from(["db timeout", "Timeout at db", "user logged in", "zeppelin seen", ""]),
+    st.none(),
+    st.just(0),
+)
+queries = st.builds(
+    Query,
+    service_name=st.none() | st.sampled_from(["api", "auth", "web"]),
+    levels=st.none() | st.lists(st.sampled_from(list(Level)), min_size=1, unique=True).map(tuple),
+    log_type=st.none() | st.sampled_from(["application", "audit"]),
+    since_us=st.none() | st.integers(0, 20),
+    until_us=st.none() | st.integers(0, 21),
+    terms=st.lists(st.sampled_from(["timeout", "db", "zeppelin", "logged in", "absent"]), max_size=2).map(
+        tuple
+    ),
+    cursor=st.none() | st.tuples(st.integers(0, 21), st.integers(0, 51)),
+    service_patterns=st.lists(st.sampled_from(["auth*", "a??", "d?", "web*"]), max_size=2).map(tuple),
+)
+
+
+def _matches(row: Row, query: Query, tokenizer: Tokenizer) -> bool:
+    """The rule of the hot tier's reads, row by row (the terms by FTS5's tokens, as a phrase each)."""
+    seq, _id, ts, service, level, log_type, message, _metadata, _received = row
+    tokens = tokenizer.document(message)
+
+    def holds(term: str) -> bool:
+        phrase = tokenizer.query(term)
+        return any(tokens[i : i + len(phrase)] == phrase for i in range(len(tokens) - len(phrase) + 1))
+
+    return (
+        (query.since_us is None or ts >= query.since_us)
+        and (query.until_us is None or ts < query.until_us)
+        and (query.cursor is None or (ts, seq) < query.cursor)
+        and (query.service_name is None or service == query.service_name)
+        and covers(query.service_patterns, service)
+        and (query.levels is None or level in query.levels)
+        and (query.log_type is None or log_type == query.log_type)
+        and all(holds(term) for term in query.terms)
+    )
+
+
+@settings(max_examples=400)
+@given(page=st.lists(small_rows, min_size=1, max_size=12), query=queries)
+def test_a_page_holding_a_matching_entry_is_never_pruned(page: list[Row], query: Query) -> None:
+    codec = PageCodec()
+    tokenizer = Tokenizer()
+    try:
+        _blob, summary = codec.encode(page)
+        if any(_matches(row, query, tokenizer) for row in page):
+            assert summary.admits(query, [tokenizer.query(term) for term in query.terms])
+    finally:
+        codec.close()
+        tokenizer.close()
+
+
+def test_pages_outside_a_query_are_pruned() -> None:
+    codec = PageCodec()
+    tokenizer = Tokenizer()
+    page = [(5, bytes(16), 100, "api", int(Level.INFO), "application", "user logged in", None, 0)]
+    try:
+        _blob, summary = codec.encode(page)
+        for query in (
+            Query(),
+            Query(cursor=(100, 6)),
+            Query(cursor=(101, 0)),
+            Query(since_us=100, until_us=101),
+        ):
+            assert summary.admits(query), query
+        for query in (
+            Query(since_us=101),
+            Query(until_us=100),
+            Query(cursor=(100, 5)),
+            Query(service_name="auth"),
+            Query(service_patterns=("db*",)),
+            Query(levels=(Level.ERROR, Level.FATAL)),
+        ):
+            assert not summary.admits(query), query
+        assert not summary.admits(Query(terms=("zeppelin",)), [tokenizer.query("zeppelin")])
+    finally:
+        codec.close()
+        tokenizer.close()
