@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
-from starlette.types import Message, Send
+from starlette.types import Message, Scope, Send
 
-__all__ = ["StatusRecorder"]
+__all__ = ["StatusRecorder", "request_headers"]
+
+_HEADERS_KEY = "logsvc.headers"
+
+
+def request_headers(scope: Scope) -> dict[str, str]:
+    """The request's headers by (lower-case) name, as the Lambda shape gives them too; of a repeated
+    header the first, as Starlette's ``Headers.get`` answers. Made once per request."""
+    headers: dict[str, str] | None = scope.get(_HEADERS_KEY)
+    if headers is None:
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(scope["headers"])
+        }
+        scope[_HEADERS_KEY] = headers
+    return headers
 
 
 class StatusRecorder:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 
-from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive
 
@@ -13,7 +13,9 @@ from logsvc.errors import FieldError, PayloadTooLarge, RequestTimeout, Validatio
 __all__ = ["receive_body"]
 
 
-async def receive_body(receive: Receive, headers: Headers, *, max_bytes: int, timeout: float) -> bytes:
+async def receive_body(
+    receive: Receive, headers: Mapping[str, str], *, max_bytes: int, timeout: float
+) -> bytes:
     """The body as sent; 413 as soon as it passes the limit (before reading the rest), 408 if too slow."""
     length = headers.get("content-length")
     if length is not None:

@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.datastructures import Headers
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from logsvc.api._asgi import request_headers
 from logsvc.api.body import receive_body
 from logsvc.api.problems import error_response, is_expected
 from logsvc.api.security import BODY_KEY, PRINCIPAL_KEY, client_address
@@ -61,7 +61,7 @@ class EndpointApp:
     async def _answer(self, scope: Scope, receive: Receive) -> Response:
         endpoint = self.endpoint
         state = scope["app"].state
-        headers = Headers(scope=scope)
+        headers = request_headers(scope)
         redirect = browser_redirect(endpoint, headers)
         if redirect is not None:
             return Response(redirect.body, redirect.status, redirect.headers, redirect.media_type)

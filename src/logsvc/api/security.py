@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 
-from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from logsvc.api._asgi import StatusRecorder
+from logsvc.api._asgi import StatusRecorder, request_headers
 from logsvc.api.body import receive_body
 from logsvc.api.problems import problem_response
 from logsvc.auth.authenticator import SIGV4_SCHEME, Authenticator, credential_token
@@ -52,7 +52,7 @@ class SecurityMiddleware:
             await self.app(scope, receive, send)
             return
         authenticator: Authenticator = scope["app"].state.authenticator
-        headers = Headers(scope=scope)
+        headers = request_headers(scope)
         authorization = headers.get("authorization", "")
         try:
             if authorization:
@@ -107,7 +107,7 @@ class SecurityMiddleware:
         self,
         scope: Scope,
         receive: Receive,
-        headers: Headers,
+        headers: Mapping[str, str],
         authorization: str,
         authenticator: Authenticator,
     ) -> Principal | None:
