@@ -85,7 +85,8 @@ class SecurityMiddleware:
         if not authorization.startswith(SIGV4_SCHEME):
             await self.app(scope, receive, send)
             return
-        recorder = StatusRecorder(send)
+        # The app's own recorder when it is one (it always is, in logsvc.api.app): no second wrapper.
+        recorder = send if isinstance(send, StatusRecorder) else StatusRecorder(send)
         try:
             await self.app(scope, receive, recorder)
         finally:
