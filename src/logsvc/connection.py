@@ -22,9 +22,11 @@ from uvicorn.server import ServerState
 
 from logsvc.errors import HeadersTooLarge, HeadTimeout, LogServiceError, problem_of
 
-__all__ = ["SHUTDOWN_HOOK", "HeadLimitedProtocol", "ServerConfig"]
+__all__ = ["BODY_ARRIVED", "SHUTDOWN_HOOK", "HeadLimitedProtocol", "ServerConfig"]
 
 SHUTDOWN_HOOK = "logsvc.shutdown_hook"
+# Set in a request's scope once its whole body is in (``logsvc.api.body`` then reads it without a timer).
+BODY_ARRIVED = "logsvc.body_arrived"
 _CONTINUE = b"HTTP/1.1 100 "
 
 
@@ -89,6 +91,8 @@ class HeadLimitedProtocol(HttpToolsProtocol):
             cycle.transport = _HeadHeld(self.transport)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
+        if self.cycle is not None:
+            self.cycle.scope[BODY_ARRIVED] = True  # type: ignore[literal-required]
         super().on_message_complete()
         # What follows belongs to the next request's head, whose timer starts with its first byte.
         self._awaiting_head = True

@@ -27,6 +27,7 @@ from logsvc.api.body import receive_body
 from logsvc.api.problems import error_response, is_expected
 from logsvc.api.security import BODY_KEY, PRINCIPAL_KEY, client_address
 from logsvc.auth.policy import Principal
+from logsvc.connection import BODY_ARRIVED
 from logsvc.routing import Call, Endpoint, Stream, authorize, browser_redirect, respond
 from logsvc.settings import Settings
 
@@ -75,7 +76,11 @@ class EndpointApp:
             raw: bytes | None = scope.get(BODY_KEY)
             if raw is None:
                 raw = await receive_body(
-                    receive, headers, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout
+                    receive,
+                    headers,
+                    max_bytes=settings.max_body_bytes,
+                    timeout=settings.body_timeout,
+                    arrived=BODY_ARRIVED in scope,
                 )
             return raw
 

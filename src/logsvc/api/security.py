@@ -24,6 +24,7 @@ from logsvc.auth.policy import ANONYMOUS, Principal
 from logsvc.auth.ratelimit import FailedAuthThrottle, RateLimiter
 from logsvc.auth.refusals import RefusalAudit
 from logsvc.auth.sigv4 import SignedRequest
+from logsvc.connection import BODY_ARRIVED
 from logsvc.errors import HeadersTooLarge, LogServiceError, TooManyFailedAuthentications, TooManyRequests
 from logsvc.settings import Settings
 
@@ -121,7 +122,11 @@ class SecurityMiddleware:
             # All but the signature itself is checked first: a malformed or unknown credential costs no body.
             head = authenticator.sigv4.check_head(pairs)
             body = await receive_body(
-                receive, headers, max_bytes=self.settings.max_body_bytes, timeout=self.settings.body_timeout
+                receive,
+                headers,
+                max_bytes=self.settings.max_body_bytes,
+                timeout=self.settings.body_timeout,
+                arrived=BODY_ARRIVED in scope,
             )
             signed = SignedRequest(
                 method=scope["method"],
