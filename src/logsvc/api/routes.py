@@ -13,12 +13,13 @@ was a fifth of the time of a small request (decision 26).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -28,7 +29,7 @@ from logsvc.api.problems import error_response, is_expected
 from logsvc.api.security import BODY_KEY, PRINCIPAL_KEY, client_address
 from logsvc.auth.policy import Principal
 from logsvc.connection import BODY_ARRIVED
-from logsvc.routing import Call, Endpoint, Stream, authorize, browser_redirect, respond
+from logsvc.routing import Answer, Call, Endpoint, Stream, authorize, browser_redirect, respond
 from logsvc.settings import Settings
 
 __all__ = ["EndpointApp", "EndpointRouter", "starlette_routes"]
@@ -51,21 +52,26 @@ class EndpointApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            response = await self._answer(scope, receive)
+            answer = await self._answer(scope, receive)
         except Exception as exc:
             await error_response(exc, scope["method"], scope["path"])(scope, receive, send)
             if not is_expected(exc):
                 raise  # as Starlette's error middleware does, so that the server logs it too
             return
-        await response(scope, receive, send)
+        if answer.stream is not None:
+            streamed = _Streamed(answer.stream, answer.status, answer.headers, answer.media_type)
+            await streamed(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": answer.status, "headers": _raw_headers(answer)})
+        await send({"type": "http.response.body", "body": answer.body})
 
-    async def _answer(self, scope: Scope, receive: Receive) -> Response:
+    async def _answer(self, scope: Scope, receive: Receive) -> Answer:
         endpoint = self.endpoint
         state = scope["app"].state
         headers = request_headers(scope)
         redirect = browser_redirect(endpoint, headers)
         if redirect is not None:
-            return Response(redirect.body, redirect.status, redirect.headers, redirect.media_type)
+            return redirect
         source = client_address(scope)
         principal: Principal | None = scope.get(PRINCIPAL_KEY)
         principal = authorize(endpoint, principal, state.refusals, source=source)
@@ -93,10 +99,29 @@ class EndpointApp:
             body=body,
             services=state.services,
         )
-        answer = await respond(endpoint, call, state.refusals)
-        if answer.stream is not None:
-            return _Streamed(answer.stream, answer.status, answer.headers, answer.media_type)
-        return Response(answer.body, answer.status, answer.headers, answer.media_type or None)
+        return await respond(endpoint, call, state.refusals)
+
+
+def _raw_headers(answer: Answer) -> list[tuple[bytes, bytes]]:
+    """The answer's headers as Starlette's ``Response`` makes them (names in lower case, Content-Length
+    unless the status has no body, the media type as Content-Type), without making a Response."""
+    headers = answer.headers.items()
+    raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+    names = {name for name, _ in raw} if raw else ()
+    status = answer.status
+    if b"content-length" not in names and not (status < 200 or status in (204, 304)):
+        raw.append((b"content-length", b"%d" % len(answer.body)))
+    if answer.media_type and b"content-type" not in names:
+        raw.append((b"content-type", _content_type(answer.media_type)))
+    return raw
+
+
+@functools.lru_cache(maxsize=64)
+def _content_type(media_type: str) -> bytes:
+    """A media type as its header value (``charset=utf-8`` added to a text/* one), encoded once each."""
+    if media_type.startswith("text/") and "charset=" not in media_type.lower():
+        media_type += "; charset=utf-8"
+    return media_type.encode("latin-1")
 
 
 class _Streamed(StreamingResponse):
