@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 import logsvc
-from benchmarks import ceilings, dataset, sdk_handler, shippers, tail
+from benchmarks import ceilings, dataset, guard, sdk_handler, shippers, tail
 from benchmarks import stats as volume
 from benchmarks.loadgen import WRK_THREADS, WrkRun, check_wrk, wrk, wrk_version
 from benchmarks.processes import HOST, Probe, Server, free_port, running
@@ -736,6 +736,32 @@ def report(results: dict[str, Any]) -> None:
         console.print(f"[bold red]failed:[/] {failure}")
 
 
+def warn_regressions(
+    found: list[guard.Regression], previous: dict[str, Any] | None, results: dict[str, Any]
+) -> None:
+    if previous is None:
+        console.print("regression guard: no previous results/latest.json to compare with")
+        return
+    against = f"the full run of {previous.get('machine', {}).get('date', '?')}"
+    if not found:
+        console.print(f"regression guard: every scenario at or above {guard.FLOOR:g} of {against}")
+        return
+    console.print(f"[bold yellow]WARNING: {len(found)} scenario(s) below {guard.FLOOR:g} of {against}:[/]")
+    for regression in found:
+        console.print(f"[bold yellow]  {regression.warning()}[/]")
+    ceilings = [
+        f"{key} {previous['ceilings'][key]['median']['rate']:,.0f} -> {ceiling['median']['rate']:,.0f}"
+        for key, ceiling in results["ceilings"].items()
+        if key in previous.get("ceilings", {})
+    ]
+    if ceilings:
+        console.print("  ceilings then -> now (a slower machine moves them too): " + ", ".join(ceilings))
+    if results["profile"] != "full":
+        console.print(
+            "  (a quick run: shorter runs and a smaller store than the full figures it is set beside)"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -793,8 +819,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     _RESULTS_DIR.mkdir(exist_ok=True)
     output = _RESULTS_DIR / profile.output
+    # The figures to guard against are those of the last full run, read before this run replaces them.
+    previous = guard.previous_results(_RESULTS_DIR / PROFILES["full"].output)
+    found = guard.regressions(previous, results) if previous is not None else []
+    results["regressions"] = [r.warning() for r in found]
     output.write_text(json.dumps(results, indent=2) + "\n")
     report(results)
+    warn_regressions(found, previous, results)
     console.print(
         f"written to {output.relative_to(Path.cwd()) if output.is_relative_to(Path.cwd()) else output}"
     )

@@ -22,9 +22,12 @@ from uvicorn.server import ServerState
 
 from logsvc.errors import HeadersTooLarge, HeadTimeout, LogServiceError, problem_of
 
-__all__ = ["SHUTDOWN_HOOK", "HeadLimitedProtocol", "ServerConfig"]
+__all__ = ["BODY_ARRIVED", "SHUTDOWN_HOOK", "HeadLimitedProtocol", "ServerConfig"]
 
 SHUTDOWN_HOOK = "logsvc.shutdown_hook"
+# Set in a request's scope once its whole body is in (``logsvc.api.body`` then reads it without a timer).
+BODY_ARRIVED = "logsvc.body_arrived"
+_CONTINUE = b"HTTP/1.1 100 "
 
 
 class ServerConfig(uvicorn.Config):
@@ -83,8 +86,13 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         self._awaiting_head = False
         self._stop_head_timer()
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport and self.scope["method"] != "HEAD":
+            cycle.transport = _HeadHeld(self.transport)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
+        if self.cycle is not None:
+            self.cycle.scope[BODY_ARRIVED] = True  # type: ignore[literal-required]
         super().on_message_complete()
         # What follows belongs to the next request's head, whose timer starts with its first byte.
         self._awaiting_head = True
@@ -118,3 +126,36 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         head.append(b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body))
         self.transport.write(b"".join(head) + body)
         self.transport.close()
+
+
+class _HeadHeld:
+    """The transport as one response sees it: a head of fixed length is held until the body's first write
+    and goes out with it, one write (one syscall, one TCP segment) instead of two. A head without a length
+    (a stream, which may wait for its first chunk) goes out at once; closing sends what is held."""
+
+    __slots__ = ("_head", "_head_next", "_transport")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._head = b""
+        self._head_next = True
+
+    def write(self, data: bytes) -> None:
+        if self._head:
+            data = self._head + data
+            self._head = b""
+        elif self._head_next and not data.startswith(_CONTINUE):
+            self._head_next = False
+            if b"\r\ncontent-length: " in data:
+                self._head = data
+                return
+        self._transport.write(data)
+
+    def close(self) -> None:
+        if self._head:
+            self._transport.write(self._head)
+            self._head = b""
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()

@@ -1,8 +1,9 @@
-"""The ASGI application: the Starlette stack around a ``Root``, whose parts are opened in the lifespan,
+"""The ASGI application around a ``Root``, whose parts are opened in the lifespan,
 never at import time."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,14 +11,17 @@ from typing import Any
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
+from starlette.datastructures import State
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from logsvc.api.metrics import Metrics, MetricsMiddleware
+from logsvc.api._asgi import StatusRecorder
+from logsvc.api.metrics import Metrics
 from logsvc.api.openapi import openapi_document
-from logsvc.api.problems import handle_error
-from logsvc.api.routes import starlette_routes
+from logsvc.api.problems import error_response, handle_error, is_expected
+from logsvc.api.routes import EndpointRouter, starlette_routes
 from logsvc.api.security import SecurityMiddleware
 from logsvc.auth.refusals import RefusalAudit
 from logsvc.connection import SHUTDOWN_HOOK
@@ -30,12 +34,12 @@ from logsvc.settings import Settings, load_settings
 from logsvc.storage.port import LogStore
 from logsvc.syslog_listener import SyslogListener
 
-__all__ = ["asgi_app", "create_app", "create_app_from_environment"]
+__all__ = ["Application", "asgi_app", "create_app", "create_app_from_environment"]
 
 
 def create_app(
     settings: Settings, store: LogStore | None = None, *, endpoints: Sequence[Endpoint] = ENDPOINTS
-) -> Starlette:
+) -> Application:
     """The app of a new ``Root`` of ``settings`` (with ``store`` given, the caller owns it)."""
     metrics = Metrics()
     root = Root(settings, store=store, observer=metrics, on_commit=metrics.committed)
@@ -44,8 +48,8 @@ def create_app(
 
 def asgi_app(
     root: Root, endpoints: Sequence[Endpoint] | None = None, *, metrics: Metrics | None = None
-) -> Starlette:
-    """The Starlette stack serving ``endpoints`` (default: the route table) with ``root``'s parts."""
+) -> Application:
+    """The ASGI app serving ``endpoints`` (default: the route table) with ``root``'s parts."""
     endpoints = ENDPOINTS if endpoints is None else endpoints
     metrics = metrics or Metrics()
     openapi = msgspec.json.encode(openapi_document(endpoints))
@@ -78,12 +82,9 @@ def asgi_app(
                 await syslog.stop()  # what it read is committed before the store closes
             await root.stop()
 
+    routes = starlette_routes(endpoints)
     app = Starlette(
-        routes=starlette_routes(endpoints),
-        middleware=[
-            Middleware(MetricsMiddleware, metrics=metrics),
-            Middleware(SecurityMiddleware, settings=root.settings),
-        ],
+        routes=routes,
         exception_handlers={
             Exception: handle_error,
             HTTPException: handle_error,
@@ -94,9 +95,51 @@ def asgi_app(
     )
     app.state.settings = root.settings
     app.state.root = root
-    return app
+    return Application(app, EndpointRouter(endpoints, routes, app), metrics, root.settings)
 
 
-def create_app_from_environment() -> Starlette:
+class Application:
+    """The ASGI app: every request timed and counted by route template (never by raw path: that is
+    unbounded), authenticated (``SecurityMiddleware``) and dispatched by the endpoint router, in front of
+    the Starlette app of the same routes, which keeps the lifespan, the state and every answer the router
+    leaves to it (decision 26)."""
+
+    def __init__(self, starlette: Starlette, router: ASGIApp, metrics: Metrics, settings: Settings) -> None:
+        self.starlette = starlette
+        self._metrics = metrics
+        self._secured = SecurityMiddleware(router, settings=settings)
+
+    @property
+    def state(self) -> State:
+        return self.starlette.state
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        return self.starlette.routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.starlette(scope, receive, send)  # the lifespan
+            return
+        scope["app"] = self.starlette
+        start = time.perf_counter()
+        recorder = StatusRecorder(send)
+        try:
+            await self._secured(scope, receive, recorder)
+        except Exception as exc:
+            if recorder.started:
+                raise
+            await error_response(exc, scope["method"], scope["path"])(scope, receive, recorder)
+            if not is_expected(exc):
+                raise
+        finally:
+            route = scope.get("route")
+            template = route.path if isinstance(route, Route) else "unmatched"
+            self._metrics.observe_request(
+                scope["method"], template, recorder.status, time.perf_counter() - start
+            )
+
+
+def create_app_from_environment() -> Application:
     """Factory for worker processes, which receive their settings as LOGSVC_* variables."""
     return create_app(load_settings())

@@ -1,18 +1,13 @@
-"""Prometheus metrics of one app, and the ASGI middleware that records every request."""
+"""Prometheus metrics of one app (``logsvc.api.app.Application`` records every request)."""
 
 from __future__ import annotations
 
 import os
-import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
-from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from logsvc.api._asgi import StatusRecorder
-
-__all__ = ["Metrics", "MetricsMiddleware"]
+__all__ = ["Metrics"]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000)
@@ -103,26 +98,3 @@ class Metrics:
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
             return generate_latest(registry)
         return generate_latest(self.registry)
-
-
-class MetricsMiddleware:
-    """Counts and times every HTTP request by route template (never by raw path: that is unbounded)."""
-
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        recorder = StatusRecorder(send)
-        try:
-            await self.app(scope, receive, recorder)
-        finally:
-            route = scope.get("route")
-            template = route.path if isinstance(route, Route) else "unmatched"
-            self.metrics.observe_request(
-                scope["method"], template, recorder.status, time.perf_counter() - start
-            )

@@ -20,7 +20,7 @@ from logsvc.errors import (
     encode_problem,
 )
 
-__all__ = ["PROBLEM_TYPE", "Problem", "handle_error", "problem_response"]
+__all__ = ["PROBLEM_TYPE", "Problem", "error_response", "handle_error", "is_expected", "problem_response"]
 
 log = logging.getLogger("logsvc.api")
 
@@ -41,10 +41,20 @@ def problem_response(
 
 
 async def handle_error(request: Request, exc: Exception) -> Response:
+    """Starlette's exception handler: ``error_response``."""
+    return error_response(exc, request.method, request.url.path)
+
+
+def is_expected(exc: Exception) -> bool:
+    """Whether ``exc`` is one the service answers by design (any other is a 500 the server also logs)."""
+    return isinstance(exc, LogServiceError | HTTPException | ClientDisconnect)
+
+
+def error_response(exc: Exception, method: str, path: str) -> Response:
     """Every exception, by class; internal detail of an unexpected error is logged, never sent."""
     if isinstance(exc, LogServiceError):
         if exc.status >= 500:
-            log.warning("%s %s: %s", request.method, request.url.path, exc.detail)
+            log.warning("%s %s: %s", method, path, exc.detail)
         return problem_response(
             exc.status,
             exc.code,
@@ -55,12 +65,12 @@ async def handle_error(request: Request, exc: Exception) -> Response:
         )
     if isinstance(exc, HTTPException):
         code = _HTTP_CODES.get(exc.status_code, "http_error")
-        detail = f"{request.method} {request.url.path}: {exc.detail}"
+        detail = f"{method} {path}: {exc.detail}"
         return problem_response(exc.status_code, code, str(exc.detail), detail, headers=exc.headers)
     if isinstance(exc, ClientDisconnect):
         # Nobody is left to read this answer; it exists only for the access log and metrics.
         return problem_response(400, "client_disconnected", "Client disconnected", "the client went away")
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
     return problem_response(
         500, "internal_error", "Internal server error", "the server failed to answer; see its log"
     )

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Mapping
 
-from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from logsvc.api._asgi import StatusRecorder
+from logsvc.api._asgi import StatusRecorder, request_headers
 from logsvc.api.body import receive_body
 from logsvc.api.problems import problem_response
 from logsvc.auth.authenticator import SIGV4_SCHEME, Authenticator, credential_token
@@ -24,6 +24,7 @@ from logsvc.auth.policy import ANONYMOUS, Principal
 from logsvc.auth.ratelimit import FailedAuthThrottle, RateLimiter
 from logsvc.auth.refusals import RefusalAudit
 from logsvc.auth.sigv4 import SignedRequest
+from logsvc.connection import BODY_ARRIVED
 from logsvc.errors import HeadersTooLarge, LogServiceError, TooManyFailedAuthentications, TooManyRequests
 from logsvc.settings import Settings
 
@@ -52,7 +53,7 @@ class SecurityMiddleware:
             await self.app(scope, receive, send)
             return
         authenticator: Authenticator = scope["app"].state.authenticator
-        headers = Headers(scope=scope)
+        headers = request_headers(scope)
         authorization = headers.get("authorization", "")
         try:
             if authorization:
@@ -85,7 +86,8 @@ class SecurityMiddleware:
         if not authorization.startswith(SIGV4_SCHEME):
             await self.app(scope, receive, send)
             return
-        recorder = StatusRecorder(send)
+        # The app's own recorder when it is one (it always is, in logsvc.api.app): no second wrapper.
+        recorder = send if isinstance(send, StatusRecorder) else StatusRecorder(send)
         try:
             await self.app(scope, receive, recorder)
         finally:
@@ -107,7 +109,7 @@ class SecurityMiddleware:
         self,
         scope: Scope,
         receive: Receive,
-        headers: Headers,
+        headers: Mapping[str, str],
         authorization: str,
         authenticator: Authenticator,
     ) -> Principal | None:
@@ -120,7 +122,11 @@ class SecurityMiddleware:
             # All but the signature itself is checked first: a malformed or unknown credential costs no body.
             head = authenticator.sigv4.check_head(pairs)
             body = await receive_body(
-                receive, headers, max_bytes=self.settings.max_body_bytes, timeout=self.settings.body_timeout
+                receive,
+                headers,
+                max_bytes=self.settings.max_body_bytes,
+                timeout=self.settings.body_timeout,
+                arrived=BODY_ARRIVED in scope,
             )
             signed = SignedRequest(
                 method=scope["method"],

@@ -116,11 +116,20 @@ def _remove_dot_segments(path: str) -> str:
 
 
 def _canonical_path(path: str, normalize: bool) -> str:
+    # The few paths a service is called at are encoded once each; a long path (any client may send one)
+    # is not kept, so that the cache stays small.
+    return _known_path(path, normalize) if len(path) <= 256 else _encoded_path(path, normalize)
+
+
+def _encoded_path(path: str, normalize: bool) -> str:
     # The path arrives percent-encoded and is encoded once more: AWS double-encodes paths for every service
     # but S3, and botocore and requests-aws4auth sign it that way.
     if normalize:
         path = _remove_dot_segments(path)
     return quote(path or "/", safe="/~", errors="surrogateescape")
+
+
+_known_path = lru_cache(maxsize=1024)(_encoded_path)
 
 
 def _query_component(text: str) -> str:
@@ -272,6 +281,8 @@ class SignedHead:
     """The ``x-amz-content-sha256`` header, if sent."""
     secret: str | None = field(repr=False)
     """None for an access key id nobody holds."""
+    headers: dict[str, list[str]] = field(repr=False)
+    """The request's headers by lower-case name, read once for both steps."""
 
 
 def _shown(text: str) -> str:
@@ -319,7 +330,9 @@ def _parse_authorization(values: list[str] | None) -> _Authorization:
     return _Authorization(access_key_id, date, region, service, signed_headers, parameters["Signature"])
 
 
+@lru_cache(maxsize=1024)
 def _parse_amz_date(value: str) -> float:
+    # Cached: every request signed within the same second carries the same date.
     match = _AMZ_DATE.fullmatch(value)
     if match is not None:
         year, month, day, hour, minute, second = (int(group) for group in match.groups())
@@ -445,7 +458,8 @@ class SigV4Verifier:
             raise InvalidSignature(f"{_shown(declared_hash)} is not accepted: the body must be signed")
         # An unknown key is not refused here: it waits for the body and a decoy HMAC like a wrong secret,
         # and gets the same answer, so neither the answer nor its timing tells which key ids exist.
-        return SignedHead(auth, amz_date, request_time, declared_hash, self._secret_for(auth.access_key_id))
+        secret = self._secret_for(auth.access_key_id)
+        return SignedHead(auth, amz_date, request_time, declared_hash, secret, found)
 
     def verify(self, request: SignedRequest, head: SignedHead | None = None) -> str:
         """The access key ID that validly signed ``request``; raises a ``SignatureRejected`` otherwise.
@@ -457,9 +471,7 @@ class SigV4Verifier:
         if head.declared_hash is not None and head.declared_hash != payload_hash:
             raise InvalidSignature("The x-amz-content-sha256 header does not match the SHA-256 of the body")
         key = signing_key(head.secret or self._decoy_secret, auth.date, auth.region, auth.service)
-        canonical = _canonical_request(
-            request, _header_map(request.headers), auth.signed_headers, payload_hash, True
-        )
+        canonical = _canonical_request(request, head.headers, auth.signed_headers, payload_hash, True)
         expected = _signature(key, string_to_sign(head.amz_date, auth.scope, canonical))
         if not hmac.compare_digest(expected, auth.signature) or head.secret is None:
             raise SignatureMismatch()

@@ -8,7 +8,9 @@ deletes, writability probes) takes its turn between the ingest groups.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import queue
 import threading
 import time
@@ -65,6 +67,14 @@ class Writer:
     def __init__(self, conn: apsw.Connection, on_commit: Callable[[int], None] | None) -> None:
         self._conn = conn
         self._on_commit = on_commit
+        # Writers of other processes (uvicorn's workers) on the same file take turns through this lock,
+        # woken as soon as it is free, instead of polling SQLite's lock in SQLite's busy handler, whose
+        # sleeps (up to 100 ms a step) made the p99 of two workers 0.3-2.8 s. SQLite's own lock still
+        # guards the file against every other writer.
+        path = conn.filename
+        self._turns = (
+            os.open(f"{path}-writer.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600) if path else None
+        )
         self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._closing = threading.Lock()
         self.closed = False
@@ -116,6 +126,8 @@ class Writer:
             if group:
                 self._commit_group(group, count)
         self._conn.close()
+        if self._turns is not None:
+            os.close(self._turns)
 
     def _commit_group(self, group: list[_Job], count: int) -> None:
         try:
@@ -138,6 +150,16 @@ class Writer:
             self._on_commit(count)
 
     def _transaction(self, group: list[_Job]) -> None:
+        if self._turns is None:
+            self._write(group)
+            return
+        fcntl.flock(self._turns, fcntl.LOCK_EX)
+        try:
+            self._write(group)
+        finally:
+            fcntl.flock(self._turns, fcntl.LOCK_UN)
+
+    def _write(self, group: list[_Job]) -> None:
         conn = self._conn
         rows = [row for job in group if job.rows for row in job.rows]
         try:
