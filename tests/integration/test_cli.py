@@ -114,7 +114,8 @@ def test_sigterm_acknowledges_only_what_it_stored(server_process: ServerProcess)
     writers = [threading.Thread(target=write, args=(n,)) for n in range(8)]
     for thread in writers:
         thread.start()
-    stop.wait(1.0)
+    # Signal once writes are flowing, however slow the machine: a wait on the count, not on a clock.
+    assert eventually(lambda: len(acked) > 50)
     assert server_process.proc is not None
     server_process.proc.send_signal(signal.SIGTERM)
     assert server_process.proc.wait(timeout=30) == -signal.SIGTERM
