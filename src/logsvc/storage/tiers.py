@@ -90,8 +90,15 @@ def _open(path: Path, key: bytes | None, schema: str) -> apsw.Connection:
         conn.execute("PRAGMA journal_mode=WAL").fetchall()
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA temp_store=MEMORY")
-        with conn:
+        # IMMEDIATE: a deferred transaction that read and then writes while the other process commits is
+        # refused at once (busy, without waiting), which made an opening process fail after a crash.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
             conn.execute(schema)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
     except apsw.Error as exc:
         conn.close()
         raise ConfigError(f"cannot open {path}: {exc}") from None
