@@ -182,7 +182,7 @@ async def context(call: Call) -> Answer:
 
 
 async def list_keys(call: Call) -> Answer:
-    return json_answer(await asyncio.to_thread(call.services.admin_service().list_keys))
+    return json_answer(await asyncio.to_thread(call.services.admin_service().list_keys, call.principal))
 
 
 async def create_key(call: Call) -> Answer:
@@ -201,7 +201,9 @@ async def revoke_key(call: Call) -> Answer:
 
 
 async def audit(call: Call) -> Answer:
-    return json_answer(await asyncio.to_thread(call.services.admin_service().audit, call.query))
+    return json_answer(
+        await asyncio.to_thread(call.services.admin_service().audit, call.query, principal=call.principal)
+    )
 
 
 async def healthz(call: Call) -> Answer:

@@ -34,7 +34,8 @@ from logsvc.auth.records import (
 from logsvc.auth.store import CredentialStore
 from logsvc.domain.roles import ordered_roles
 from logsvc.domain.timestamps import format_timestamp
-from logsvc.errors import ConfigError, Conflict, LogServiceError
+from logsvc.errors import ConfigError, Conflict, Forbidden, LogServiceError
+from logsvc.scopes import within
 
 if TYPE_CHECKING:
     from logsvc.settings import Settings
@@ -191,10 +192,19 @@ class CredentialService:
         self.store.put_credential(record, event)
         return new
 
-    def create_requested(self, doc: object, *, actor: str, source: str) -> NewCredential:
+    def create_requested(
+        self, doc: object, *, actor: str, source: str, scope: tuple[str, ...] = ()
+    ) -> NewCredential:
         """A credential as a key request (JSON body or CLI options) asks; ValidationFailed naming every bad
-        field."""
+        field. ``scope`` is the creator's service scope: an admin scoped to services makes keys only within
+        it (Forbidden otherwise), or it could make itself a key for every service."""
         request = parse_key_request(doc, self._clock_us())
+        if not within(request.services, scope):
+            asked = ", ".join(request.services) or "every service"
+            raise Forbidden(
+                f"this credential manages keys only within services {', '.join(scope)}; the request asks "
+                f"for {asked}"
+            )
         return self.create(
             *request.roles,
             services=request.services,
