@@ -8,6 +8,7 @@ call the service, encode the answer; the rules live in the services.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -122,7 +123,9 @@ async def tail(call: Call) -> Answer:
     )
     if call.services.tail is None or not _accepts_stream(call.headers):
         return json_answer(await service.tail_page(request))
-    stream = await call.services.tail.open(request, call.principal.id)
+    stream = await call.services.tail.open(
+        request, call.principal.id, functools.partial(call.services.still_usable, call.principal)
+    )
     return Answer(200, b"", "text/event-stream", dict(_STREAM_HEADERS), stream=stream)
 
 

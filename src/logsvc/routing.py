@@ -94,6 +94,8 @@ class Services:
     admin: AdminService | None = None
     metrics: Callable[[], tuple[bytes, str]] | None = None
     openapi: bytes = b""
+    # Whether a principal authenticated earlier may still act (a revoked or expired key may not).
+    still_usable: Callable[[Principal], bool] = lambda principal: True
 
     def admin_service(self) -> AdminService:
         if self.admin is None:

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -343,6 +344,31 @@ def test_credentials_permissions_and_cursors_are_checked(
     read_cursor = open_tail(tails, tail_server, last_event_id=page["next_cursor"])
     assert read_cursor.status == 400
     assert read_cursor.problem["errors"][0]["field"] == "Last-Event-ID"
+
+
+def test_a_stream_ends_once_its_key_is_revoked_or_expires(
+    tail_server: ServerThread, tails: list[Tail]
+) -> None:
+    revoked = make_key(tail_server.settings, Role.READ)
+    expiring = make_key(tail_server.settings, Role.READ, expires_at_us=time.time_ns() // 1000 + 3_000_000)
+    kept = open_tail(tails, tail_server, bearer(make_key(tail_server.settings, Role.READ)))
+    to_revoke = open_tail(tails, tail_server, bearer(revoked))
+    to_expire = open_tail(tails, tail_server, bearer(expiring))
+    send(tail_server, {"service_name": "s", "message": "before"})
+    for tail in (kept, to_revoke, to_expire):
+        assert eventually(lambda tail=tail: tail.messages() == ["before"])
+    answer = httpx.delete(
+        f"{tail_server.url}/admin/keys/{revoked.access_key_id}", headers=bearer(tail_server.admin), timeout=10
+    )
+    assert answer.status_code == 200
+    assert eventually(lambda: to_revoke.ended)  # at its next heartbeat (0.2 s here)
+    assert eventually(lambda: to_expire.ended)  # once its key expired
+    send(tail_server, {"service_name": "s", "message": "after"})
+    assert eventually(lambda: kept.messages() == ["before", "after"])
+    assert not kept.ended
+    assert to_revoke.messages() == to_expire.messages() == ["before"]
+    again = Tail(tail_server.url, bearer(revoked))  # and it cannot come back
+    assert again.status == 401
 
 
 def test_streams_end_cleanly_when_the_server_stops(tmp_path: Path, tails: list[Tail]) -> None:

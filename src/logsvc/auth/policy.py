@@ -45,12 +45,14 @@ _GRANTS: dict[Role, frozenset[Permission]] = {
 class Principal(msgspec.Struct, frozen=True):
     """The identity a request acts as. ``services`` holds service patterns (``logsvc.scopes``); empty means
     every service. A principal with a pattern outside the grammar cannot be made (ValueError), so a scope
-    that some route might read differently never reaches one."""
+    that some route might read differently never reaches one. ``expires_at_us``: when its key or token
+    stops being valid (None: it does not expire), for what outlives the request (a tail stream)."""
 
     id: str
     roles: frozenset[Role]
     services: tuple[str, ...] = ()
     method: str = "none"
+    expires_at_us: int | None = None
 
     def __post_init__(self) -> None:
         for pattern in self.services:
@@ -102,6 +104,7 @@ def token_principal(
     *,
     service_claim: str,
     default_roles: Iterable[Role] = (),
+    expires_at_us: int | None = None,
 ) -> Principal:
     """The principal of a verified token, on the server (OIDC bearer) and behind API Gateway alike. Names
     that are not roles of ours are ignored. ``role_names`` is the role claim: absent (None), as Cognito
@@ -118,7 +121,13 @@ def token_principal(
     else:
         roles = frozenset(_ROLE_NAMES[name] for name in role_names if name in _ROLE_NAMES)
     try:
-        return Principal(id=f"oidc:{subject}", roles=roles, services=services or (), method="jwt")
+        return Principal(
+            id=f"oidc:{subject}",
+            roles=roles,
+            services=services or (),
+            method="jwt",
+            expires_at_us=expires_at_us,
+        )
     except ValueError as exc:
         raise Forbidden(f"the token's '{service_claim}' claim: {exc}") from None
 
