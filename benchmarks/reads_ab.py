@@ -64,7 +64,9 @@ def _restore(pythonpath: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.reads_ab", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.reads_ab", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--baseline", type=Path, required=True, help="the src directory of the baseline")
     parser.add_argument("--candidate", type=Path, required=True, help="the src directory of the candidate")
     parser.add_argument("--scenarios", default="recent,min_level,q_common", help=", ".join(SCENARIOS))
@@ -88,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         key = Suite._admin(first)
         second = scratch / "data-candidate"
         shutil.copytree(first, second)
-        sides = {"baseline": (args.baseline.resolve(), first), "candidate": (args.candidate.resolve(), second)}
+        sides = {
+            "baseline": (args.baseline.resolve(), first),
+            "candidate": (args.candidate.resolve(), second),
+        }
         with contextlib.ExitStack() as stack:
             servers = {
                 side: stack.enter_context(_server(side, source, data, scratch))
@@ -113,7 +118,9 @@ def _measure(servers: dict[str, Server], args: argparse.Namespace, headers: tupl
                 run = wrk(url, connections=args.connections, duration_s=args.duration, headers=headers)
                 cpu_us = (_cpu_seconds(server.process.pid) - before) * 1e6 / max(run.requests, 1)
                 if run.status_errors or run.socket_errors:
-                    print(f"  {side} {scenario}: {run.status_errors} non-2xx, {run.socket_errors} socket errors")
+                    print(
+                        f"  {side} {scenario}: {run.status_errors} non-2xx, {run.socket_errors} socket errors"
+                    )
                 figures.setdefault((scenario, side), []).append((run.ok_per_s, run.p99_ms, cpu_us))
                 loads.append(os.getloadavg()[0])
                 print(
@@ -121,8 +128,10 @@ def _measure(servers: dict[str, Server], args: argparse.Namespace, headers: tupl
                     f"p99 {run.p99_ms:6.2f} ms, {cpu_us:5.0f} µs CPU/req",
                     flush=True,
                 )
-    print(f"\nmedians of {args.rounds} rounds, {args.connections} connections; load average (1 min) "
-          f"{min(loads):.2f}-{max(loads):.2f}, median {statistics.median(loads):.2f}")
+    print(
+        f"\nmedians of {args.rounds} rounds, {args.connections} connections; load average (1 min) "
+        f"{min(loads):.2f}-{max(loads):.2f}, median {statistics.median(loads):.2f}"
+    )
     for scenario in args.scenarios.split(","):
         medians = {
             side: [statistics.median(values) for values in zip(*figures[(scenario, side)], strict=True)]

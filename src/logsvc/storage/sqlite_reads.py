@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 NEWEST_FIRST = "ORDER BY ts DESC, seq DESC"
+_FIRST_CHUNK: Final = 256
 _LEVEL_NAMES: Final = {int(level): level.name for level in Level}
 _ENCODER: Final = msgspec.json.Encoder()
 
@@ -75,7 +76,9 @@ def searched(conn: apsw.Connection, query: Query, want: int) -> list[tuple[int, 
     )
     candidates: list[tuple[int, int]] = []
     below = (1 << 63) - 1
-    chunk = want
+    # A full-text query costs about as much to start as reading 300 matches, and the first chunk rarely
+    # ends the walk (its last match must lie below a watermark block): a larger first chunk saves queries.
+    chunk = max(2 * want, _FIRST_CHUNK)
     while True:
         found = cast(list[tuple[int, int]], conn.execute(sql, [match, below, *args, chunk]).fetchall())
         candidates = sorted(candidates + found, reverse=True)[:want]
@@ -236,16 +239,22 @@ def _fill(sizes: Iterable[int], limit: int) -> tuple[int, bool]:
 
 
 # With this many entries of a page not kept or fewer (a page read again after new entries came), they are
-# read by their numbers; with more, the whole page is read as ``recent`` reads it, in order, so that a large
-# page is never held whole (only as much of it as the page takes).
+# read by their numbers. With more, a read of one index range reads the page's rows as ``recent`` does, in
+# order, taking no more of a large page than it holds; the others (several levels, a search) sort their
+# rows in any case, so they read only those missing, by their numbers.
 _FEW_MISSING: Final = 16
 
 
 def recent_json(conn: apsw.Connection, query: Query, kept: EncodedEntries) -> bytes:
-    """The JSON of ``recent``'s page, byte for byte, from the page's positions and the kept JSON of its
-    entries: only the entries not kept are built and encoded (then kept)."""
-    if query.levels == ():
-        return encoded_page([], None)
+    """The JSON of ``recent``'s page, byte for byte.
+
+    A first page (no cursor) is the one read again and again (a dashboard, the viewer's first screen): it
+    is made from the page's positions and the kept JSON of its entries, and only the entries not kept are
+    built and encoded (then kept). A later page is read once as a rule (a client paging back through
+    history): it is made as ``recent`` makes it, and keeping its entries would only cost time.
+    """
+    if query.cursor is not None or query.levels == ():
+        return _ENCODER.encode(recent(conn, query))
     with conn:  # the positions and the entries from one snapshot
         answer = _recent_json(conn, query, kept)
     return answer  # noqa: RET504 (returned inside, mypy takes apsw's __exit__ for one that may swallow)
@@ -258,16 +267,17 @@ def _recent_json(conn: apsw.Connection, query: Query, kept: EncodedEntries) -> b
     else:
         sql, args = select_newest(query, want, "ts, seq")
         positions = cast(list[tuple[int, int]], conn.execute(sql, args).fetchall())
-    if not positions:
-        return encoded_page([], None)
     find = kept.find
     found = [find(seq) for _, seq in positions]
-    missing = [seq for (_, seq), hit in zip(positions, found, strict=True) if hit is None]
-    if not missing:
-        count, more = _fill([hit[1] for hit in found], query.limit)  # type: ignore[index]
-        json = [hit[0] for hit in found[:count]]  # type: ignore[index]
+    try:
+        hits = cast(list[Encoded], found[: found.index(None)])
+    except ValueError:
+        hits = cast(list[Encoded], found)
+    count, more = _fill([size for _, size in hits], query.limit)
+    if more or len(hits) == len(found):  # the page ends before the first entry not kept
+        json = [encoded for encoded, _ in hits[:count]]
     else:
-        json, count, more = _read_missing(conn, query, positions, found, missing, kept)
+        json, count, more = _read_missing(conn, query, positions, found, kept)
     next_cursor = encode_cursor(*positions[count - 1]) if more else None
     return encoded_page(json, next_cursor)
 
@@ -277,29 +287,26 @@ def _read_missing(
     query: Query,
     positions: list[tuple[int, int]],
     found: list[Encoded | None],
-    missing: list[int],
     kept: EncodedEntries,
 ) -> tuple[list[bytes], int, bool]:
     """The page's JSON, its length and whether entries were left, reading the entries not kept."""
-    few = len(missing) <= _FEW_MISSING
-    if few:
-        rows = _by_number(conn, missing)
-    elif query.terms:
-        rows = _by_number(conn, [seq for _, seq in positions])
-    else:
-        rows = conn.execute(*select_newest(query, query.limit + 1))
+    missing = [seq for (_, seq), hit in zip(positions, found, strict=True) if hit is None]
+    one_range = not query.terms and (query.levels is None or len(query.levels) == 1)
+    every = one_range and len(missing) > _FEW_MISSING
+    rows = conn.execute(*select_newest(query, query.limit + 1)) if every else _by_number(conn, missing)
     json: list[bytes] = []
     made: list[tuple[int, Encoded]] = []
 
     def sizes(next_row: Callable[[], Row]) -> Iterator[int]:
         for hit in found:
-            row = None if few else next_row()  # every row of the page, in its order
-            if hit is None:
-                row = next_row() if row is None else row  # the missing rows, in the page's order
-                hit = (_ENCODER.encode(entry(row)), entry_bytes(row[6], row[7]))
-                made.append((row[0], hit))
-            json.append(hit[0])
-            yield hit[1]
+            row = next_row() if every else None  # every row of the page, in its order
+            encoded = hit
+            if encoded is None:
+                row = row or next_row()  # the missing rows, in the page's order
+                encoded = (_ENCODER.encode(entry(row)), entry_bytes(row[6], row[7]))
+                made.append((row[0], encoded))
+            json.append(encoded[0])
+            yield encoded[1]
 
     try:
         count, more = _fill(sizes(rows.__next__), query.limit)
