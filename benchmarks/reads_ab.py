@@ -4,7 +4,8 @@
 1M-entry store (encrypted, as ``make bench`` serves it) from two servers, one running each tree (PYTHONPATH
 decides which code a server imports), and measures each read scenario on one, then the other, round after
 round, so that the ratio of the two is taken under the same load. Besides wrk's req/s and p99 it reports the
-server's CPU time per request (user + system, from /proc), which moves less with the machine's load.
+server's CPU time per request (user + system, from /proc), which moves less with the machine's load, and
+wrk's, which shares the same cores.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -32,6 +34,12 @@ SCENARIOS = {
     "q_rare": f"q={dataset.RARE_WORD}&",
 }
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu_seconds() -> float:
+    """User + system time of the ended child processes (each wrk run) so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -104,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _measure(servers: dict[str, Server], args: argparse.Namespace, headers: tuple[str, ...]) -> None:
-    figures: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    figures: dict[tuple[str, str], list[tuple[float, float, float, float]]] = {}
     loads = []
     for number in range(args.rounds):
         for scenario in args.scenarios.split(","):
@@ -115,17 +123,19 @@ def _measure(servers: dict[str, Server], args: argparse.Namespace, headers: tupl
                 url = f"{server.url}/logs/recent?{SCENARIOS[scenario]}limit={READ_LIMIT}"
                 wrk(url, connections=args.connections, duration_s=1, headers=headers)
                 before = _cpu_seconds(server.process.pid)
+                wrk_before = _children_cpu_seconds()
                 run = wrk(url, connections=args.connections, duration_s=args.duration, headers=headers)
                 cpu_us = (_cpu_seconds(server.process.pid) - before) * 1e6 / max(run.requests, 1)
+                wrk_us = (_children_cpu_seconds() - wrk_before) * 1e6 / max(run.requests, 1)
                 if run.status_errors or run.socket_errors:
                     print(
                         f"  {side} {scenario}: {run.status_errors} non-2xx, {run.socket_errors} socket errors"
                     )
-                figures.setdefault((scenario, side), []).append((run.ok_per_s, run.p99_ms, cpu_us))
+                figures.setdefault((scenario, side), []).append((run.ok_per_s, run.p99_ms, cpu_us, wrk_us))
                 loads.append(os.getloadavg()[0])
                 print(
                     f"round {number + 1} {scenario:>9} {side:>9}: {run.ok_per_s:7,.0f} req/s, "
-                    f"p99 {run.p99_ms:6.2f} ms, {cpu_us:5.0f} µs CPU/req",
+                    f"p99 {run.p99_ms:6.2f} ms, {cpu_us:5.0f} µs CPU/req (wrk {wrk_us:3.0f})",
                     flush=True,
                 )
     print(
@@ -139,8 +149,9 @@ def _measure(servers: dict[str, Server], args: argparse.Namespace, headers: tupl
         }
         base, cand = medians["baseline"], medians["candidate"]
         print(
-            f"{scenario:>9}: baseline {base[0]:7,.0f} req/s p99 {base[1]:6.2f} ms {base[2]:5.0f} µs | "
-            f"candidate {cand[0]:7,.0f} req/s p99 {cand[1]:6.2f} ms {cand[2]:5.0f} µs | "
+            f"{scenario:>9}: baseline {base[0]:7,.0f} req/s p99 {base[1]:6.2f} ms {base[2]:5.0f} µs "
+            f"(wrk {base[3]:3.0f}) | candidate {cand[0]:7,.0f} req/s p99 {cand[1]:6.2f} ms {cand[2]:5.0f} µs "
+            f"(wrk {cand[3]:3.0f}) | "
             f"ratio {cand[0] / base[0]:.2f}, CPU {cand[2] / base[2]:.2f}"
         )
 
