@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import msgspec
 import pytest
 import uuid_utils
@@ -22,6 +23,7 @@ from logsvc.storage.dynamodb import DynamoDBStore
 from logsvc.storage.encoded import EncodedEntries
 from logsvc.storage.port import EncodedReads, LogStore
 from logsvc.storage.sqlite import SQLiteStore
+from tests.conftest import ServerThread, bearer
 
 T = TypeVar("T")
 BASE = 1_700_000_000_000_000
@@ -225,3 +227,39 @@ def test_kept_encodings_stay_within_their_budget_first_kept_first_dropped() -> N
     nothing = EncodedEntries(max_bytes=0)
     nothing.keep([(1, (b"a", 1))])
     assert nothing.find(1) is None
+
+
+def test_a_served_first_page_follows_new_entries_and_pages_on(server: ServerThread) -> None:
+    """Over HTTP: the same first page twice is the same bytes; entries posted after it come first in the
+    next read; the pages after it, by cursor, give the rest in order; every entry has its usual fields."""
+    headers = bearer(server.admin)
+
+    def post(messages: list[str], start: int) -> None:
+        body = [
+            {"message": m, "timestamp": (BASE + (start + i) * 1000) / 1e6} for i, m in enumerate(messages)
+        ]
+        assert httpx.post(f"{server.url}/logs", json=body, headers=headers, timeout=10).status_code == 201
+
+    def read(**params: Any) -> httpx.Response:
+        answer = httpx.get(f"{server.url}/logs/recent", params=params, headers=headers, timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"] == "application/json"
+        return answer
+
+    post([f"old {i} é" for i in range(30)], 0)
+    first = read(limit=10)
+    assert read(limit=10).content == first.content
+    post(["new 1", "new 2"], 30)
+    again = read(limit=10).json()
+    newest = [e["message"] for e in again["logs"]]
+    assert newest == ["new 2", "new 1"] + [e["message"] for e in first.json()["logs"][:8]]
+    assert set(again["logs"][0]) == {
+        "log_id", "service_name", "timestamp", "level", "log_type", "message", "metadata", "received_at"
+    }  # fmt: skip
+    seen = newest
+    cursor = again["next_cursor"]
+    while cursor is not None:
+        page = read(limit=10, cursor=cursor).json()
+        seen += [e["message"] for e in page["logs"]]
+        cursor = page["next_cursor"]
+    assert seen == ["new 2", "new 1"] + [f"old {i} é" for i in reversed(range(30))]
