@@ -102,7 +102,7 @@ async def es_cluster_health(call: Call) -> Answer:
 
 async def recent(call: Call) -> Answer:
     service = await call.services.log()
-    return json_answer(await service.recent(call.query, principal=call.principal))
+    return Answer(200, await service.recent_json(call.query, principal=call.principal), "application/json")
 
 
 # The stream's answer: no cache may keep it, and no proxy buffer it (nginx reads X-Accel-Buffering).

@@ -47,7 +47,7 @@ from logsvc.errors import (
     ValidationFailed,
 )
 from logsvc.scopes import check_pattern, covers, within
-from logsvc.storage.port import LogStore
+from logsvc.storage.port import EncodedReads, LogStore
 from logsvc.tail import TailPage, TailRequest, wanted
 
 if TYPE_CHECKING:  # the Lambda handlers import this module and must not load SQLite
@@ -142,6 +142,7 @@ class LogService:
         on_stored: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
+        self._encoded_reads = store if isinstance(store, EncodedReads) else None
         self.limits = limits
         self._observer = observer
         self._on_stored = on_stored
@@ -445,6 +446,13 @@ class LogService:
     async def recent(self, params: Iterable[tuple[str, str]], *, principal: Principal) -> Page:
         """A read of ``GET /logs`` by its query-string parameters."""
         return await self.store.recent(self._read_query(params, principal))
+
+    async def recent_json(self, params: Iterable[tuple[str, str]], *, principal: Principal) -> bytes:
+        """The JSON answer of ``recent``: the store's own where it keeps its entries encoded."""
+        query = self._read_query(params, principal)
+        if self._encoded_reads is not None:
+            return await self._encoded_reads.recent_json(query)
+        return msgspec.json.encode(await self.store.recent(query))
 
     async def page(self, query: Query, *, principal: Principal) -> Page:
         """The page a query asks for, held to the credential's service scope."""
