@@ -1,13 +1,15 @@
-"""OTLP logs (OpenTelemetry's protocol) as our entry documents, and the answer OTLP expects.
+"""OTLP logs (OpenTelemetry's protocol) as our entries, and the answer OTLP expects.
 
-An ``ExportLogsServiceRequest`` (protobuf, or OTLP's JSON mapping) becomes one entry document per log record,
-in the shape ``POST /logs`` takes, so that the same validation decides what is stored. The mapping:
+An ``ExportLogsServiceRequest`` (protobuf, or OTLP's JSON mapping) becomes one entry per log record, by the
+rules of ``POST /logs`` (``logsvc.domain.validation.mapped_entry``; what breaks them is named by the fields
+of ``POST /logs``). The mapping:
 
 - ``service_name``: the resource attribute ``service.name`` (absent: the default service);
 - ``level``: ``severityNumber`` by OpenTelemetry's ranges (our levels are their first numbers), else
   ``severityText`` when it names a level, else INFO;
 - ``message``: a string body as is; any other body as JSON;
 - ``timestamp``: ``timeUnixNano``, else ``observedTimeUnixNano``, else the receive time;
+- ``log_type``: the default one;
 - ``metadata``: ``{"attributes", "resource", "scope": {"name", "version"}, "trace_id", "span_id"}``, each
   only when present; attribute values keep their JSON types;
 - ``log_id``: a UUIDv7 of the record's time and a hash of the record, its resource, its scope and its place
@@ -29,12 +31,13 @@ from typing import Any
 import msgspec
 
 from logsvc.domain.documents import check_json_values
-from logsvc.domain.entries import Level, Limits, derived_log_id, level_named
-from logsvc.domain.timestamps import ns_timestamp
+from logsvc.domain.entries import Level, Limits, NewEntry, derived_log_id, level_named
+from logsvc.domain.timestamps import ns_to_us
+from logsvc.domain.validation import Source, mapped_entry
 from logsvc.domain.wire import check_expanded, check_records, check_wire, needs_wire_count
 from logsvc.errors import FieldError, ValidationFailed
 
-__all__ = ["PROTOBUF", "otlp_documents", "otlp_response"]
+__all__ = ["PROTOBUF", "otlp_entries", "otlp_response"]
 
 PROTOBUF = "application/x-protobuf"
 _HIGHEST_SEVERITY = 24
@@ -42,11 +45,14 @@ _HIGHEST_SEVERITY = 24
 _HEX_IDS = ("traceId", "spanId")
 
 
-def otlp_documents(body: bytes, *, as_json: bool, limits: Limits) -> list[dict[str, Any]]:
-    """One entry document per log record of the request; ValidationFailed for a body that is not one,
-    PayloadTooLarge for more records than a batch holds (counted before any document is made). A JSON body
-    has passed the value count of POST /logs; a protobuf one large enough to need it is counted here, on the
-    wire, before it is parsed (``logsvc.domain.wire``)."""
+def otlp_entries(
+    body: bytes, *, as_json: bool, limits: Limits, now_us: int
+) -> list[NewEntry | list[FieldError]]:
+    """Each log record of the request as an entry, or the rules it breaks, in order (``now_us``: the
+    receive time); ValidationFailed for a body that is not a request, PayloadTooLarge for more records than
+    a batch holds (counted before any is read). A JSON body has passed the value count of POST /logs; a
+    protobuf one large enough to need it is counted here, on the wire, before it is parsed
+    (``logsvc.domain.wire``)."""
     if as_json:
         check_json_values(body, limits)
     elif needs_wire_count(body, limits):
@@ -58,7 +64,7 @@ def otlp_documents(body: bytes, *, as_json: bool, limits: Limits) -> list[dict[s
         noun="log records",
     )
     _check_expansion(request, limits)
-    docs: list[dict[str, Any]] = []
+    outcomes: list[NewEntry | list[FieldError]] = []
     for resource_logs in request.resource_logs:
         resource = _attributes(resource_logs.resource.attributes)
         service = resource.pop("service.name", None)
@@ -67,21 +73,34 @@ def otlp_documents(body: bytes, *, as_json: bool, limits: Limits) -> list[dict[s
             scope = {
                 k: v for k, v in (("name", scope_logs.scope.name), ("version", scope_logs.scope.version)) if v
             }
+            # What the scope's records share is checked once: their service and metadata members.
+            source = Source(
+                service, {k: v for k, v in (("resource", resource), ("scope", scope)) if v}, limits
+            )
             # Each record's hash starts from its resource's and scope's, hashed once.
             shared = hashlib.blake2b(resource_digest + _digest(scope_logs.scope), digest_size=10)
             for record in scope_logs.log_records:
-                doc = _document(record, resource, scope)
-                if service is not None:
-                    doc["service_name"] = service
                 time_ns = record.time_unix_nano or record.observed_time_unix_nano
+                ts_us = log_id = None
                 if time_ns:
-                    doc["timestamp"] = ns_timestamp(time_ns)
+                    ts_us = ns_to_us(time_ns)  # never out of range: an unsigned 64-bit time ends in 2554
                     digest = shared.copy()
                     digest.update(record.SerializeToString(deterministic=True))
-                    digest.update(len(docs).to_bytes(8))
-                    doc["log_id"] = derived_log_id(time_ns // 1_000_000, digest.digest())
-                docs.append(doc)
-    return docs
+                    digest.update(len(outcomes).to_bytes(8))
+                    log_id = derived_log_id(time_ns // 1_000_000, digest.digest())
+                outcomes.append(
+                    mapped_entry(
+                        source,
+                        _message(record.body),
+                        _level(record.severity_number, record.severity_text),
+                        ts_us,
+                        log_id,
+                        _metadata(record, source.members),
+                        now_us=now_us,
+                        limits=limits,
+                    )
+                )
+    return outcomes
 
 
 def _digest(message: Any) -> bytes:
@@ -189,28 +208,26 @@ def _objects(parent: Any, name: str) -> Iterator[dict[str, Any]]:
         yield from (child for child in children if isinstance(child, dict))
 
 
-def _document(record: Any, resource: dict[str, Any], scope: dict[str, str]) -> dict[str, Any]:
+def _metadata(record: Any, shared: dict[str, Any]) -> dict[str, Any] | None:
     metadata: dict[str, Any] = {}
     if record.attributes:
         metadata["attributes"] = _attributes(record.attributes)
-    if resource:
-        metadata["resource"] = resource
-    if scope:
-        metadata["scope"] = scope
+    metadata.update(shared)
     if record.trace_id:
         metadata["trace_id"] = record.trace_id.hex()
     if record.span_id:
         metadata["span_id"] = record.span_id.hex()
-    doc: dict[str, Any] = {"level": _level(record.severity_number, record.severity_text).name}
-    kind = record.body.WhichOneof("value")
+    return metadata or None
+
+
+def _message(body: Any) -> str | None:
+    kind = body.WhichOneof("value")
     if kind == "string_value":
-        doc["message"] = record.body.string_value
-    elif kind is not None:
-        # Bytes too: as JSON their base64 text is quoted, so a message of bytes is not read as text.
-        doc["message"] = json.dumps(_value(record.body), ensure_ascii=False)
-    if metadata:
-        doc["metadata"] = metadata
-    return doc
+        return str(body.string_value)
+    if kind is None:
+        return None
+    # Bytes too: as JSON their base64 text is quoted, so a message of bytes is not read as text.
+    return json.dumps(_value(body), ensure_ascii=False)
 
 
 def _level(number: int, text: str) -> Level:
