@@ -41,6 +41,11 @@ __all__ = ["PROTOBUF", "otlp_entries", "otlp_response"]
 
 PROTOBUF = "application/x-protobuf"
 _HIGHEST_SEVERITY = 24
+# Our levels are the first numbers of OpenTelemetry's ranges of four.
+_LEVEL_OF_SEVERITY: tuple[Level, ...] = (
+    Level.INFO,
+    *(Level((n - 1) // 4 * 4 + 1) for n in range(1, _HIGHEST_SEVERITY + 1)),
+)
 # In OTLP's JSON mapping ids are hex, where protobuf's own JSON mapping (json_format) expects base64.
 _HEX_IDS = ("traceId", "spanId")
 
@@ -92,7 +97,7 @@ def otlp_entries(
                     mapped_entry(
                         source,
                         _message(record.body),
-                        _level(record.severity_number, record.severity_text),
+                        _level(record),
                         ts_us,
                         log_id,
                         _metadata(record, source.members),
@@ -220,20 +225,21 @@ def _metadata(record: Any, shared: dict[str, Any]) -> dict[str, Any] | None:
     return metadata or None
 
 
-def _message(body: Any) -> str | None:
+def _message(body: Any) -> Any:
     kind = body.WhichOneof("value")
     if kind == "string_value":
-        return str(body.string_value)
+        return body.string_value
     if kind is None:
         return None
     # Bytes too: as JSON their base64 text is quoted, so a message of bytes is not read as text.
     return json.dumps(_value(body), ensure_ascii=False)
 
 
-def _level(number: int, text: str) -> Level:
+def _level(record: Any) -> Level:
+    number: int = record.severity_number
     if 1 <= number <= _HIGHEST_SEVERITY:
-        return Level((number - 1) // 4 * 4 + 1)
-    return level_named(text) or Level.INFO
+        return _LEVEL_OF_SEVERITY[number]
+    return level_named(record.severity_text) or Level.INFO
 
 
 def _attributes(pairs: Any) -> dict[str, Any]:

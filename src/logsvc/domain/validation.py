@@ -139,7 +139,7 @@ class Source:
 
 def mapped_entry(
     source: Source,
-    message: object,
+    message: Any,
     level: Level,
     ts_us: int | None,
     log_id: bytes | None,
@@ -172,14 +172,7 @@ def mapped_entry(
     if errors:
         return errors
     return NewEntry(
-        log_id or _new_log_id(),
-        source.service,
-        ts_us,
-        level,
-        DEFAULT_LOG_TYPE,
-        cast(str, message),
-        text,
-        now_us,
+        log_id or _new_log_id(), source.service, ts_us, level, DEFAULT_LOG_TYPE, message, text, now_us
     )
 
 
@@ -319,7 +312,8 @@ def _check_metadata(
     """The first nesting or key-length rule the object breaks, if any; the values of its members named in
     ``checked`` are known to break none. (Leaving out subtrees that break no rule leaves the first problem
     found as it was: the others are walked in the same order.)"""
-    # Every entry of a batch comes here: the limits are read once, the container types made once.
+    # Every entry of a batch comes here: the limits are read once, the container types made once. (A plain
+    # loop: map, max and set operations over the keys and types cost more on objects of a few members.)
     max_depth, max_key = limits.max_metadata_depth, limits.max_metadata_key_chars
     if max_depth < 1:
         return f"must be nested at most {max_depth} levels deep"
