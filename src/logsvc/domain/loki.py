@@ -184,11 +184,12 @@ def _protobuf_entries(entries: Any, stream: int) -> Iterable[_Entry]:
         ns = None
         if entry.HasField("timestamp"):
             time = entry.timestamp
-            if not 0 <= time.nanos < _NANOS:
+            nanos = time.nanos
+            if not 0 <= nanos < _NANOS:
                 # Not a google.protobuf.Timestamp: Loki refuses the whole push, as for a JSON one.
                 where = f"streams[{stream}].entries[{index}].timestamp.nanos"
-                raise ValidationFailed([FieldError(where, f"must be 0 to 999999999; got {time.nanos}")])
-            ns = time.seconds * _NANOS + time.nanos
+                raise ValidationFailed([FieldError(where, f"must be 0 to 999999999; got {nanos}")])
+            ns = time.seconds * _NANOS + nanos
         metadata = {pair.name: pair.value for pair in entry.structuredMetadata} or None
         yield ns, entry.line, metadata
 

@@ -243,7 +243,16 @@ def _level(record: Any) -> Level:
 
 
 def _attributes(pairs: Any) -> dict[str, Any]:
-    return {pair.key: _value(pair.value) for pair in pairs}
+    attributes: dict[str, Any] = {}
+    for pair in pairs:
+        value = pair.value
+        kind = value.WhichOneof("value")
+        # A scalar, as most are, read here: a call of _value for each costs a third of the time.
+        attributes[pair.key] = getattr(value, kind) if kind in _SCALARS else _value(value)
+    return attributes
+
+
+_SCALARS = frozenset({"string_value", "bool_value", "int_value", "double_value"})
 
 
 def _value(value: Any) -> Any:
