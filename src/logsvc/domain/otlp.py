@@ -214,15 +214,19 @@ def _objects(parent: Any, name: str) -> Iterator[dict[str, Any]]:
 
 
 def _metadata(record: Any, shared: dict[str, Any]) -> dict[str, Any] | None:
+    """A record's metadata: ``shared`` itself (the resource and scope) when it has nothing of its own."""
+    attributes, trace_id, span_id = record.attributes, record.trace_id, record.span_id
+    if not (attributes or trace_id or span_id):
+        return shared or None
     metadata: dict[str, Any] = {}
-    if record.attributes:
-        metadata["attributes"] = _attributes(record.attributes)
+    if attributes:
+        metadata["attributes"] = _attributes(attributes)
     metadata.update(shared)
-    if record.trace_id:
-        metadata["trace_id"] = record.trace_id.hex()
-    if record.span_id:
-        metadata["span_id"] = record.span_id.hex()
-    return metadata or None
+    if trace_id:
+        metadata["trace_id"] = trace_id.hex()
+    if span_id:
+        metadata["span_id"] = span_id.hex()
+    return metadata
 
 
 def _message(body: Any) -> Any:

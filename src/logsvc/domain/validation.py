@@ -128,13 +128,15 @@ class Source:
     """What the records of one source of a shipper's request share (an OTLP resource and scope, a Loki
     stream): their service, and members of each one's metadata, checked by the rules once for them all."""
 
-    __slots__ = ("checked", "members", "service", "service_problem")
+    __slots__ = ("checked", "members", "members_text", "service", "service_problem")
 
     def __init__(self, service: object, members: dict[str, Any], limits: Limits) -> None:
         """``service``: the service named (None: none); ``members``: what every entry's metadata holds."""
         self.service, self.service_problem = service_name_rule(service)
         self.members = members
         self.checked = frozenset(members) if _check_metadata(members, limits) is None else frozenset()
+        # The metadata of the records that have none of their own.
+        self.members_text = _metadata_text(members, limits, self.checked)
 
 
 def mapped_entry(
@@ -151,7 +153,8 @@ def mapped_entry(
     """A shipper's record, as its mapper reads it, made an entry by the rules of ``POST /logs``, or the
     rules it breaks (named by the fields of ``POST /logs``, in the order it names them). ``ts_us``: the
     event time (None: the receive time); ``log_id``: None for a new one; ``metadata``: the entry's (its
-    source's members with the same values included), None for none."""
+    source's members with the same values included; the members themselves when it has no others), None
+    for none."""
     errors: list[FieldError] = []
     problem = message_problem(message, limits)
     if problem:
@@ -166,7 +169,11 @@ def mapped_entry(
             errors.append(FieldError("timestamp", problem))
     text = None
     if metadata is not None:
-        text, problem = _metadata_text(metadata, limits, source.checked)
+        text, problem = (
+            source.members_text
+            if metadata is source.members
+            else _metadata_text(metadata, limits, source.checked)
+        )
         if problem:
             errors.append(FieldError("metadata", problem))
     if errors:
