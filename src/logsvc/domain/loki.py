@@ -95,11 +95,10 @@ class LokiPush(msgspec.Struct, frozen=True):
 
 def loki_entries(body: bytes, *, as_json: bool, limits: Limits, now_us: int) -> LokiPush:
     """The entries of a push (JSON, or protobuf already inflated from snappy), received at ``now_us``.
-    ValidationFailed for
-    a body that is not a push; PayloadTooLarge for more entries than a batch holds or more values than a
-    body of POST /logs (a JSON body counted as POST /logs counts it, a large protobuf one on the wire, both
-    before they are decoded), or for entries that, each with its stream's labels, come to more than a body
-    may inflate to."""
+    ValidationFailed for a body that is not a push; PayloadTooLarge for more entries than a batch holds or
+    more values than a body of POST /logs (a JSON body counted as POST /logs counts it, a large protobuf
+    one on the wire, both before they are decoded), or for entries that, each with its stream's labels,
+    come to more than a body may inflate to."""
     if as_json:
         check_json_values(body, limits)
         streams = _json_streams(body, limits)
