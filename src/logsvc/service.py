@@ -27,9 +27,9 @@ from logsvc.domain.cursors import decode_position, encode_position
 from logsvc.domain.documents import decode_documents
 from logsvc.domain.entries import Limits, LogEntry, NewEntry, format_log_id, parse_log_id
 from logsvc.domain.esbulk import BulkItem, BulkOutcome, bulk_items
-from logsvc.domain.loki import loki_documents
+from logsvc.domain.loki import loki_entries
 from logsvc.domain.mapping import FieldMapping, parse_mapping
-from logsvc.domain.otlp import otlp_documents
+from logsvc.domain.otlp import otlp_entries
 from logsvc.domain.queries import MAX_LIMIT, Page, Query, parse_query
 from logsvc.domain.retention import retention_rules
 from logsvc.domain.stats import ServiceList, Stats, parse_services, parse_stats, service_list, stats_answer
@@ -373,21 +373,24 @@ class LogService:
         (default: now)."""
         now_us = self._clock_us() if now_us is None else now_us
         return [
-            found if isinstance(found, NewEntry) else "; ".join(f"{e.field} {e.message}" for e in found)
+            found if isinstance(found, NewEntry) else _named(found)
             for found in validate_each(docs, now_us=now_us, limits=self.limits)
         ]
 
     def _otlp_entries(self, body: bytes, headers: Mapping[str, str], as_json: bool) -> OtlpResult:
-        docs = self._parsed(
-            body, headers, lambda content: otlp_documents(content, as_json=as_json, limits=self.limits)
+        now_us = self._clock_us()
+        outcomes = self._parsed(
+            body,
+            headers,
+            lambda content: otlp_entries(content, as_json=as_json, limits=self.limits, now_us=now_us),
         )
         entries: list[NewEntry] = []
         problems: list[str] = []
-        for index, found in enumerate(self._each_entry(docs)):
-            if isinstance(found, str):
-                problems.append(f"record {index}: {found}")
-            else:
+        for index, found in enumerate(outcomes):
+            if isinstance(found, NewEntry):
                 entries.append(found)
+            else:
+                problems.append(f"record {index}: {_named(found)}")
         self._rejected(len(problems))
         message = "; ".join(problems[:MAX_PROBLEMS])
         if len(problems) > MAX_PROBLEMS:
@@ -420,22 +423,25 @@ class LogService:
         self, body: bytes, headers: Mapping[str, str], as_json: bool
     ) -> tuple[list[NewEntry], int, list[FieldError]]:
         """The valid entries of a push, how many were refused, and the first refusals named."""
+        now_us = self._clock_us()
         push = self._parsed(
             body,
             headers,
-            lambda content: loki_documents(content, as_json=as_json, limits=self.limits),
+            lambda content: loki_entries(content, as_json=as_json, limits=self.limits, now_us=now_us),
             snappy=not as_json,
         )
         entries: list[NewEntry] = []
         problems = push.refused[:MAX_PROBLEMS]
         refused = push.refused_entries
-        for found, (stream, index) in zip(self._each_entry(push.documents), push.places, strict=True):
-            if isinstance(found, str):
+        for found, (stream, index) in zip(push.outcomes, push.places, strict=True):
+            if isinstance(found, NewEntry):
+                entries.append(found)
+            else:
                 refused += 1
                 if len(problems) < MAX_PROBLEMS:
-                    problems.append(FieldError(f"streams[{stream}].{push.entries_field}[{index}]", found))
-            else:
-                entries.append(found)
+                    problems.append(
+                        FieldError(f"streams[{stream}].{push.entries_field}[{index}]", _named(found))
+                    )
         self._rejected(refused)
         return entries, refused, problems
 
@@ -600,6 +606,11 @@ def _log_id(log_id: str) -> bytes:
         return parse_log_id(log_id)
     except ValueError as exc:
         raise ValidationFailed([FieldError("log_id", str(exc))]) from None
+
+
+def _named(errors: list[FieldError]) -> str:
+    """The rules a shipper's record broke, in one line (its answer names them for each record)."""
+    return "; ".join(f"{e.field} {e.message}" for e in errors)
 
 
 def _created(entry: NewEntry) -> Created:
