@@ -14,9 +14,9 @@ import argparse
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -81,20 +81,23 @@ def _threads(pids: list[int]) -> dict[tuple[int, int], float]:
     return found
 
 
-def _connections_per_pid(port: int) -> list[int]:
-    result = subprocess.run(
-        ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    counts: dict[str, int] = {}
-    for line in result.stdout.splitlines():
-        _, _, users = line.partition("pid=")
-        pid = users.partition(",")[0]
-        if pid:
-            counts[pid] = counts.get(pid, 0) + 1
-    return sorted(counts.values(), reverse=True)
+def _connections_per_pid(pids: list[int], port: int) -> list[int]:
+    """How many of the server's established connections each process holds (from /proc, no tools)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rpartition(":")[2], 16) == port and fields[3] == "01":
+            inodes.add(fields[9])
+    counts = []
+    for pid in pids:
+        try:
+            links = [os.readlink(f) for f in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue
+        held = sum(1 for link in links if link.startswith("socket:[") and link[8:-1] in inodes)
+        if held:
+            counts.append(held)
+    return sorted(counts, reverse=True)
 
 
 def _one(label: str, src: str, workers: int, scratch: Path, body: Path, seconds: float) -> dict[str, Any]:
@@ -117,9 +120,13 @@ def _one(label: str, src: str, workers: int, scratch: Path, body: Path, seconds:
             commits_before = _commits(server, key)
             children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
             load = os.getloadavg()[0]
+            spread: list[int] = []
+            # Counted halfway through the run, while wrk's connections are open.
+            counter = threading.Timer(seconds / 2, lambda: spread.extend(_connections_per_pid(pids, port)))
+            counter.start()
             run = wrk(url, connections=_CONNECTIONS, duration_s=seconds, body=body, headers=headers)
+            counter.join()
             children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            spread = _connections_per_pid(port)
             commits_after = _commits(server, key)
             cpu = {pid: _cpu_s(pid) - before for pid, before in cpu_before.items()}
             threads = {k: _cpu_s(*k) - before for k, before in threads_before.items()}
