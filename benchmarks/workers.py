@@ -1,11 +1,12 @@
-"""``--workers 1`` against ``--workers 2`` for single-entry durable ``POST /logs``, for one or more source trees.
+"""``--workers 1`` against ``--workers 2``: single-entry durable ``POST /logs``, of one or more source trees.
 
-    python -m benchmarks.workers [--rounds 3] [--seconds 5] [--src LABEL=PATH ...]
+    python -m benchmarks.workers [--rounds 3] [--seconds 5] [--workers 1,2] [--src LABEL=PATH ...]
 
-Each round starts every variant afresh (a new data directory), in turn, so that the machine's load falls on all
-of them alike; the figures are medians over the rounds. Besides wrk's rate and latency it reads what explains
-them: the server's CPU per request (each process), wrk's own CPU, group commits per second and entries per
-commit (from /metrics, summed over the workers), and how wrk's connections are spread over the workers.
+Each round starts every variant afresh (a new data directory), in turn, so that the machine's load falls on
+all of them alike; the figures are medians over the rounds. Besides wrk's rate and latency it reads what
+explains them: the server's CPU per request (each process; its event loop, the main thread, per request, and
+its busiest other thread, the store's writer, per entry), wrk's own CPU, group commits per second and entries
+per commit (from /metrics, summed over the workers), and how wrk's connections are spread over the workers.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 
 from benchmarks import dataset
 from benchmarks.loadgen import check_wrk, wrk
-from benchmarks.processes import ROOT, Probe, Server, _descendants, free_port, running
+from benchmarks.processes import ROOT, Probe, Server, descendants, free_port, running
 from logsvc.auth.credential_service import CredentialService, NewCredential
 from logsvc.auth.credentials import AuthStore
 from logsvc.auth.policy import Role
@@ -34,6 +35,17 @@ from logsvc.settings import load_settings
 _CONNECTIONS = 64
 _COMMIT_METRIC = "logsvc_store_write_batch_entries"
 _TICK = os.sysconf("SC_CLK_TCK")
+_MEDIANS = (
+    "rate",
+    "p99_ms",
+    "cpu_us_per_req",
+    "loop_us_per_req",
+    "writer_us_per_entry",
+    "wrk_cpu",
+    "commits_per_s",
+    "entries_per_commit",
+    "load",
+)
 
 
 def _admin(data_dir: Path) -> NewCredential:
@@ -114,7 +126,7 @@ def _one(label: str, src: str, workers: int, scratch: Path, body: Path, seconds:
             url = server.url + "/logs"
             headers = (f"Authorization: Bearer {key.api_key}",)
             wrk(url, connections=_CONNECTIONS, duration_s=2, body=body, headers=headers)
-            pids = [server.process.pid, *_descendants(server.process.pid)]
+            pids = [server.process.pid, *descendants(server.process.pid)]
             cpu_before = {pid: _cpu_s(pid) for pid in pids}
             threads_before = _threads(pids)
             commits_before = _commits(server, key)
@@ -171,7 +183,9 @@ def _show(row: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--workers", default="1,2", help="worker counts, comma-separated")
@@ -203,12 +217,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(_show(row), flush=True)
     print("medians:")
     for variant, runs in rows.items():
-        median = {
-            key: statistics.median(r[key] for r in runs)
-            for key in ("rate", "p99_ms", "cpu_us_per_req", "loop_us_per_req", "writer_us_per_entry", "wrk_cpu", "commits_per_s", "entries_per_commit")
-        }
-        median |= {"variant": variant, "load": statistics.median(r["load"] for r in runs), "errors": 0}
-        median |= {"cpu_share": [], "connections": []}
+        median = {key: statistics.median(r[key] for r in runs) for key in _MEDIANS}
+        median |= {"variant": variant, "errors": sum(r["errors"] for r in runs), "cpu_share": []}
+        median |= {"connections": []}
         print(_show(median), flush=True)
     return 0
 
