@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -93,3 +94,25 @@ def test_a_port_in_use_by_workers_is_not_shared_by_another_server(tmp_path: Path
             assert client.post("/logs", json={"message": "still the first"}).status_code == 201
     finally:
         first.kill()
+
+
+def test_sighup_replaces_each_worker_on_its_socket(tmp_path: Path) -> None:
+    """uvicorn's rolling restart: each replacement serves its predecessor's socket, so both sockets are
+    served again afterwards and requests keep being answered."""
+    server = ServerProcess(tmp_path / "data", "--workers", "2")
+    try:
+        server.start()
+        assert server.proc is not None
+        supervisor = server.proc.pid
+        assert eventually(lambda: len(_workers(supervisor)) == 2)
+        before = set(_workers(supervisor))
+        os.kill(supervisor, signal.SIGHUP)
+        assert eventually(
+            lambda: not before & set(_workers(supervisor)) and len(_workers(supervisor)) == 2, 90
+        )
+        # New connections each, spread over both sockets: one that no worker served would time out.
+        for _ in range(10):
+            with httpx.Client(base_url=server.url, headers=server.headers, timeout=30) as client:
+                assert client.post("/logs", json={"message": "after the restart"}).status_code == 201
+    finally:
+        server.kill()
