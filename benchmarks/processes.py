@@ -74,7 +74,7 @@ class Server:
         """VmHWM of the server and every process below it (uvicorn's workers), read while they still run."""
         processes: list[dict[str, Any]] = []
         peaks: list[float] = []
-        for pid in [self.process.pid, *_descendants(self.process.pid)]:
+        for pid in [self.process.pid, *descendants(self.process.pid)]:
             status = _proc_status(pid)
             if "VmHWM" in status:
                 peaks.append(int(status["VmHWM"].split()[0]) / 1024)
@@ -94,7 +94,8 @@ def _proc_status(pid: int) -> dict[str, str]:
     return dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
 
 
-def _descendants(root: int) -> list[int]:
+def descendants(root: int) -> list[int]:
+    """Every process below ``root`` (uvicorn's workers, their helpers), from /proc."""
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():

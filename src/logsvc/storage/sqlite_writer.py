@@ -8,13 +8,14 @@ deletes, writability probes) takes its turn between the ingest groups.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Final, cast
 
 import apsw
@@ -107,57 +108,66 @@ class Writer:
     def _write_loop(self) -> None:
         stopping = False
         while not stopping:
-            group: list[_Job] = []
-            count = 0
             item = self._jobs.get()
-            while True:
-                if item is _STOP:
-                    stopping = True
-                else:
-                    assert isinstance(item, _Job)
-                    group.append(item)
-                    count += len(item.rows or ())
-                if count >= _MAX_GROUP_ROWS:
-                    break
-                try:
-                    item = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-            if group:
-                self._commit_group(group, count)
+            if item is _STOP:
+                break
+            # The group is gathered only once this writer has its turn: what arrived while another
+            # worker's writer committed joins it, so each turn commits (and fsyncs) as much as there is.
+            with self._turn():
+                group, count, stopping = self._gather(item)
+                outcomes = self._commit_group(group)
+            _settle(group, outcomes)
+            if self._on_commit is not None and count:
+                self._on_commit(count)
         self._conn.close()
         if self._turns is not None:
             os.close(self._turns)
 
-    def _commit_group(self, group: list[_Job], count: int) -> None:
-        try:
-            self._transaction(group)
-            outcomes: list[LogServiceError | None] = [None] * len(group)
-        except apsw.Error as exc:
-            if len(group) == 1:
-                outcomes = [self._translate(exc)]
-            else:
-                # One request must not fail the others that happened to share its transaction.
-                outcomes = []
-                for job in group:
-                    try:
-                        self._transaction([job])
-                        outcomes.append(None)
-                    except apsw.Error as single_exc:
-                        outcomes.append(self._translate(single_exc))
-        _settle(group, outcomes)
-        if self._on_commit is not None and count:
-            self._on_commit(count)
+    def _gather(self, item: object) -> tuple[list[_Job], int, bool]:
+        """The group of ``item`` and every job queued behind it (up to the group's limit); the count of
+        rows; whether the stop came with them."""
+        group: list[_Job] = []
+        count = 0
+        while True:
+            if item is _STOP:
+                return group, count, True
+            assert isinstance(item, _Job)
+            group.append(item)
+            count += len(item.rows or ())
+            if count >= _MAX_GROUP_ROWS:
+                return group, count, False
+            try:
+                item = self._jobs.get_nowait()
+            except queue.Empty:
+                return group, count, False
 
-    def _transaction(self, group: list[_Job]) -> None:
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
         if self._turns is None:
-            self._write(group)
+            yield
             return
         fcntl.flock(self._turns, fcntl.LOCK_EX)
         try:
-            self._write(group)
+            yield
         finally:
             fcntl.flock(self._turns, fcntl.LOCK_UN)
+
+    def _commit_group(self, group: list[_Job]) -> list[LogServiceError | None]:
+        try:
+            self._write(group)
+            return [None] * len(group)
+        except apsw.Error as exc:
+            if len(group) == 1:
+                return [self._translate(exc)]
+        # One request must not fail the others that happened to share its transaction.
+        outcomes: list[LogServiceError | None] = []
+        for job in group:
+            try:
+                self._write([job])
+                outcomes.append(None)
+            except apsw.Error as single_exc:
+                outcomes.append(self._translate(single_exc))
+        return outcomes
 
     def _write(self, group: list[_Job]) -> None:
         conn = self._conn
