@@ -61,7 +61,7 @@ class Server:
         """The CPU time (user and system) the server and every process below it have used so far: read
         around a run, a measure of its work that a loaded machine skews far less than a rate."""
         ticks = 0
-        for pid in [self.process.pid, *_descendants(self.process.pid)]:
+        for pid in [self.process.pid, *descendants(self.process.pid)]:
             try:
                 # The fields after the command's closing parenthesis, from the third; utime, stime: 14, 15.
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
