@@ -209,8 +209,24 @@ def signing_key(secret_access_key: str, date: str, region: str, service: str) ->
     return key
 
 
+def _sha256(data: bytes = b"") -> hashlib._Hash:
+    return hashlib.sha256(data)
+
+
+@lru_cache(maxsize=4096)
+def _keyed(key: bytes) -> hmac.HMAC:
+    """An HMAC-SHA256 of ``key`` over nothing yet, copied for each message: the key's pads are hashed once
+    per signing key, not per request. Given a Python function as its digest, ``hmac`` computes HMAC
+    itself over hashlib's SHA-256, whose small updates keep the GIL; its one-shot OpenSSL HMAC
+    (``hmac.digest``) gives the GIL up on every call, and on a server whose writer thread waits for the
+    GIL, taking it back was most of SigV4's cost."""
+    return hmac.new(key, digestmod=_sha256)
+
+
 def _signature(key: bytes, to_sign: str) -> str:
-    return hmac.digest(key, to_sign.encode(), "sha256").hex()
+    mac = _keyed(key).copy()
+    mac.update(to_sign.encode())
+    return mac.hexdigest()
 
 
 def sign(
