@@ -118,7 +118,13 @@ class SecurityMiddleware:
         if not authorization:
             return ANONYMOUS if self.settings.allow_anonymous else None
         if authorization.startswith(SIGV4_SCHEME):
-            pairs = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
+            raw = scope["headers"]
+            # The header dict holds every header unless a name is repeated; then all are decoded again.
+            pairs = (
+                list(headers.items())
+                if len(headers) == len(raw)
+                else [(name.decode("latin-1"), value.decode("latin-1")) for name, value in raw]
+            )
             # All but the signature itself is checked first: a malformed or unknown credential costs no body.
             head = authenticator.sigv4.check_head(pairs)
             body = await receive_body(

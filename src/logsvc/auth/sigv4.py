@@ -165,9 +165,14 @@ def _canonical_request(
 ) -> str:
     # The method is used as sent, not upper-cased like botocore does: methods are case-sensitive, and a
     # router would treat "get" differently from the "GET" that was signed.
-    canonical_headers = "".join(
-        f"{name}:{','.join(_trimall(value) for value in headers[name])}\n" for name in signed_headers
-    )
+    lines = []
+    for name in signed_headers:
+        values = headers[name]
+        if len(values) == 1:
+            lines.append(f"{name}:{_trimall(values[0])}\n")
+        else:
+            lines.append(f"{name}:{','.join(_trimall(value) for value in values)}\n")
+    canonical_headers = "".join(lines)
     return "\n".join(
         (
             request.method,
@@ -272,7 +277,19 @@ def sign(
     return [("Authorization", authorization), *added]
 
 
-@dataclass(frozen=True, slots=True)
+# The header as botocore, requests-aws4auth and our client write it: read at once, its signed headers
+# checked once per list. Anything else is read by the general parser, which gives the same result for this
+# form and the precise error for a malformed one.
+_USUAL_AUTHORIZATION = re.compile(
+    ALGORITHM + r" Credential=([A-Za-z0-9_-]+)/([0-9]{8})/([a-z0-9-]+)/([a-z0-9-]+)/" + _TERMINATOR
+    + r", ?SignedHeaders=([a-z0-9;-]+), ?Signature=([0-9a-f]{64})",
+    re.ASCII,
+)
+
+
+# Not frozen: one of each is made per signed request, and a frozen dataclass sets each field through
+# object.__setattr__; neither leaves this module's functions changed.
+@dataclass(slots=True)
 class _Authorization:
     access_key_id: str
     date: str
@@ -286,7 +303,7 @@ class _Authorization:
         return f"{self.date}/{self.region}/{self.service}/{_TERMINATOR}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SignedHead:
     """What ``SigV4Verifier.check_head`` found in a request's headers, for ``verify`` once the body is in."""
 
@@ -307,6 +324,13 @@ def _shown(text: str) -> str:
 
 
 def _parse_authorization(values: list[str] | None) -> _Authorization:
+    if values is not None and len(values) == 1:
+        usual = _USUAL_AUTHORIZATION.fullmatch(values[0])
+        if usual is not None:
+            access_key_id, date, region, service, signed_headers, signature = usual.groups()
+            return _Authorization(
+                access_key_id, date, region, service, _signed_header_names(signed_headers), signature
+            )
     if not values:
         raise MissingAuthenticationToken("Missing Authentication Token")
     if len(values) > 1:
@@ -336,14 +360,21 @@ def _parse_authorization(values: list[str] | None) -> _Authorization:
             "Authorization header is malformed; the Credential is mal-formed; "
             'expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".'
         )
-    signed_headers = tuple(parameters["SignedHeaders"].split(";"))
-    distinct = len(set(signed_headers)) == len(signed_headers)
-    if not distinct or not all(name and name == name.lower() for name in signed_headers):
-        raise InvalidSignature("SignedHeaders must be distinct lowercase header names separated by ';'")
+    signed_headers = _signed_header_names(parameters["SignedHeaders"])
     if not _SIGNATURE.fullmatch(parameters["Signature"]):
         raise InvalidSignature("Signature must be 64 lowercase hexadecimal digits")
     access_key_id, date, region, service, _ = credential
     return _Authorization(access_key_id, date, region, service, signed_headers, parameters["Signature"])
+
+
+@lru_cache(maxsize=1024)
+def _signed_header_names(text: str) -> tuple[str, ...]:
+    # Cached: a client signs the same headers on every request.
+    signed_headers = tuple(text.split(";"))
+    distinct = len(set(signed_headers)) == len(signed_headers)
+    if not distinct or not all(name and name == name.lower() for name in signed_headers):
+        raise InvalidSignature("SignedHeaders must be distinct lowercase header names separated by ';'")
+    return signed_headers
 
 
 @lru_cache(maxsize=1024)
