@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
+from itertools import chain
 
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -113,7 +114,7 @@ class SecurityMiddleware:
         authorization: str,
         authenticator: Authenticator,
     ) -> Principal | None:
-        if sum(len(name) + len(value) for name, value in scope["headers"]) > self.settings.max_header_bytes:
+        if sum(map(len, chain.from_iterable(scope["headers"]))) > self.settings.max_header_bytes:
             raise HeadersTooLarge(f"the request headers are over {self.settings.max_header_bytes} bytes")
         if not authorization:
             return ANONYMOUS if self.settings.allow_anonymous else None
