@@ -281,7 +281,9 @@ def sign(
 # checked once per list. Anything else is read by the general parser, which gives the same result for this
 # form and the precise error for a malformed one.
 _USUAL_AUTHORIZATION = re.compile(
-    ALGORITHM + r" Credential=([A-Za-z0-9_-]+)/([0-9]{8})/([a-z0-9-]+)/([a-z0-9-]+)/" + _TERMINATOR
+    ALGORITHM
+    + r" Credential=([A-Za-z0-9_-]+)/([0-9]{8})/([a-z0-9-]+)/([a-z0-9-]+)/"
+    + _TERMINATOR
     + r", ?SignedHeaders=([a-z0-9;-]+), ?Signature=([0-9a-f]{64})",
     re.ASCII,
 )
