@@ -333,6 +333,10 @@ def _parse_authorization(values: list[str] | None) -> _Authorization:
             return _Authorization(
                 access_key_id, date, region, service, _signed_header_names(signed_headers), signature
             )
+    return _parse_any_authorization(values)
+
+
+def _parse_any_authorization(values: list[str] | None) -> _Authorization:
     if not values:
         raise MissingAuthenticationToken("Missing Authentication Token")
     if len(values) > 1:
