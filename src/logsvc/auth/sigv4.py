@@ -373,14 +373,21 @@ def _parse_any_authorization(values: list[str] | None) -> _Authorization:
     return _Authorization(access_key_id, date, region, service, signed_headers, parameters["Signature"])
 
 
-@lru_cache(maxsize=1024)
 def _signed_header_names(text: str) -> tuple[str, ...]:
-    # Cached: a client signs the same headers on every request.
+    # A client signs the same headers on every request: a usual list is checked once. The header is read
+    # before the signature is checked, so a long one (anyone may send it) is never kept.
+    return _known_header_names(text) if len(text) <= 256 else _checked_header_names(text)
+
+
+def _checked_header_names(text: str) -> tuple[str, ...]:
     signed_headers = tuple(text.split(";"))
     distinct = len(set(signed_headers)) == len(signed_headers)
     if not distinct or not all(name and name == name.lower() for name in signed_headers):
         raise InvalidSignature("SignedHeaders must be distinct lowercase header names separated by ';'")
     return signed_headers
+
+
+_known_header_names = lru_cache(maxsize=1024)(_checked_header_names)
 
 
 @lru_cache(maxsize=1024)
