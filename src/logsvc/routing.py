@@ -109,9 +109,11 @@ class Services:
         return self.metrics()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Call:
-    """One request as an operation sees it; ``body`` reads it as sent, within the size limits."""
+    """One request as an operation sees it; ``body`` reads it as sent, within the size limits. Not frozen
+    (one is made per request, and a frozen dataclass sets each field through ``object.__setattr__``);
+    operations only read it."""
 
     principal: Principal
     path_params: Mapping[str, str]
