@@ -529,17 +529,18 @@ def test_logsvc_tail_prints_ndjson_and_text_safely(tail_server: ServerThread) ->
             target=lambda s=process.stdout, q=lines[name]: [q.put(line) for line in s], daemon=True
         ).start()
     try:
-        assert eventually(lambda: hub(tail_server).open_streams == 2)
+        # Two interpreters starting on a loaded machine: a generous deadline.
+        assert eventually(lambda: hub(tail_server).open_streams == 2, seconds=120)
         send(tail_server, {"message": "plain", "service_name": "other"})
         send(
             tail_server,
             {"message": "red \x1b[31malert\x1b[0m [bold]x[/]", "service_name": "cli", "level": "error"},
         )
-        line = lines["json"].get(timeout=30)
+        line = lines["json"].get(timeout=120)
         entry = json.loads(line)
         assert (entry["message"], entry["level"]) == ("red \x1b[31malert\x1b[0m [bold]x[/]", "ERROR")
         assert "\x1b" not in line
-        text = lines["text"].get(timeout=30)
+        text = lines["text"].get(timeout=120)
         assert "cli" in text
         assert "ERROR" in text
         assert "red \\x1b[31malert\\x1b[0m [bold]x[/]" in text  # shown, not obeyed
@@ -547,7 +548,7 @@ def test_logsvc_tail_prints_ndjson_and_text_safely(tail_server: ServerThread) ->
         for process in processes.values():
             process.send_signal(signal.SIGINT)
         for process in processes.values():
-            _, errors = process.communicate(timeout=30)
+            _, errors = process.communicate(timeout=120)
             assert process.returncode == 0, errors
 
 
