@@ -32,13 +32,11 @@ import apsw
 from logsvc.crypto.sqlite import connect
 from logsvc.domain.queries import Query
 from logsvc.errors import ConfigError
-from logsvc.scopes import covers
 from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, PageSummary
 from logsvc.storage.sqlite_reads import attribute_filters, match_expression
 from logsvc.storage.sqlite_schema import COLUMNS, FTS_TOKENIZE, Row, make_private
-from logsvc.storage.token_filter import Tokenizer
 
-__all__ = ["ColdFile", "HotFile", "NewRow", "compact", "finish", "newest"]
+__all__ = ["ColdFile", "HotFile", "NewRow", "compact", "finish"]
 
 # An entry as appended: log_id, ts, service, level, log_type, message, metadata, received.
 NewRow: TypeAlias = tuple[bytes, int, str, int, str, str, str | None, int]
@@ -379,34 +377,6 @@ def finish(hot: HotFile, cold: ColdFile) -> None:
             compact(hot, cold, generation)
 
 
-def newest(hot: HotFile, cold: ColdFile, query: Query, want: int, tokenizer: Tokenizer) -> list[Row]:
-    """Up to ``want`` entries of both tiers matching ``query``, newest first by (event time, arrival),
-    after its cursor: the read of ``GET /logs`` over the two files.
-
-    The hot tier is read first, then the cold one: a generation compacted in between is in both reads
-    (its cold pages were committed before its hot table was dropped) and is counted once, by arrival
-    number; read the other way round it could be in neither. Pages are read newest first, skipped when
-    their summary rules every entry out, and not read at all once ``want`` entries are newer than
-    anything a page can hold.
-    """
-    found = {row[0]: row for row in hot.newest(query, want)}
-    best = sorted(found.values(), key=_newest_first)[:want]
-    terms = [tokenizer.query(term) for term in query.terms]
-    with cold.snapshot():
-        for page_id, max_ts, summary in cold.newest_pages():
-            if len(best) == want and max_ts < best[-1][2]:
-                break  # every page from here on holds only older entries
-            if not summary.admits(query, terms):
-                continue
-            rows = [row for row in cold.page(page_id) if row[0] not in found and _admits(row, query)]
-            if terms:
-                tokens = tokenizer.documents([row[6] for row in rows])
-                rows = [row for row, words in zip(rows, tokens, strict=True) if _holds_all(words, terms)]
-            found.update((row[0], row) for row in rows)
-            best = sorted(found.values(), key=_newest_first)[:want]
-    return best
-
-
 def _newest_first(row: Row) -> tuple[int, int]:
     return -row[2], -row[0]
 
@@ -430,29 +400,3 @@ def _select_newest(table: str, query: Query, want: int) -> tuple[str, list[Any]]
         where += f" AND seq IN (SELECT rowid FROM {table}_fts WHERE {table}_fts MATCH ?)"
         args.append(match_expression(query.terms))
     return f"SELECT {COLUMNS} FROM {table} WHERE 1{where} ORDER BY ts DESC, seq DESC LIMIT ?", [*args, want]
-
-
-def _admits(row: Row, query: Query) -> bool:
-    """The rule of ``_select_newest`` but the search terms, for a decoded row."""
-    seq, _log_id, ts, service, level, log_type, _message, _metadata, _received = row
-    return (
-        (query.since_us is None or ts >= query.since_us)
-        and (query.until_us is None or ts < query.until_us)
-        and (query.cursor is None or (ts, seq) < query.cursor)
-        and (query.service_name is None or service == query.service_name)
-        and covers(query.service_patterns, service)
-        and (query.levels is None or level in query.levels)
-        and (query.log_type is None or log_type == query.log_type)
-    )
-
-
-def _holds_all(tokens: list[str], terms: list[list[str]]) -> bool:
-    """The search rule of ``_select_newest`` for a message's tokens: every term, each a phrase."""
-    return all(_holds(tokens, phrase) for phrase in terms)
-
-
-def _holds(tokens: list[str], phrase: list[str]) -> bool:
-    """Whether the phrase's tokens occur one after the other; a phrase of no token matches nothing, as
-    in FTS5."""
-    width = len(phrase)
-    return width > 0 and any(tokens[i : i + width] == phrase for i in range(len(tokens) - width + 1))
