@@ -32,7 +32,7 @@ import apsw
 from logsvc.crypto.sqlite import connect
 from logsvc.domain.queries import Query
 from logsvc.errors import ConfigError
-from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, PageSummary
+from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, PageSummary, PageView
 from logsvc.storage.sqlite_reads import attribute_filters, match_expression
 from logsvc.storage.sqlite_schema import COLUMNS, FTS_TOKENIZE, Row, make_private
 
@@ -282,6 +282,25 @@ class HotFile:
     def close(self) -> None:
         self._conn.close()
 
+    # ---- read-only access for tiers_reads (decision 34) ------------------------------------------------
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[list[tuple[int, str, bool]]]:
+        """One read snapshot, and in it the live generations (open and sealed), oldest first: each one's
+        number, table and whether it is sealed (its rows never change again but for a deletion)."""
+        with self._conn:
+            yield [
+                (int(generation), _table(generation), state == _SEALED)
+                for generation, state in self._conn.execute(
+                    "SELECT generation, state FROM hot_generations WHERE state IN (?, ?) ORDER BY generation",
+                    (_OPEN, _SEALED),
+                )
+            ]
+
+    def select(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of a read-only query on the hot file."""
+        return [tuple(row) for row in self._conn.execute(sql, args)]
+
 
 class ColdFile:
     """The cold tier's file: the pages of compacted generations, and which generations it holds."""
@@ -357,6 +376,38 @@ class ColdFile:
     def close(self) -> None:
         self._codec.close()
         self._conn.close()
+
+    # ---- read-only access for tiers_reads (decision 34) ------------------------------------------------
+
+    def version(self) -> tuple[int, int]:
+        """Changes when the file changed: by another connection (SQLite's data_version) or by this one."""
+        (data_version,) = _one(self._conn, "PRAGMA data_version")
+        return int(data_version), self._conn.total_changes()
+
+    def listing(self) -> list[tuple[int, int, int, int, int, int]]:
+        """Every page's id, event time and arrival ranges and body size, without summaries or bodies."""
+        return [
+            (int(a), int(b), int(c), int(d), int(e), int(f))
+            for a, b, c, d, e, f in self._conn.execute(
+                "SELECT page_id, min_ts, max_ts, min_seq, max_seq, length(body) FROM cold_pages"
+            )
+        ]
+
+    def summaries_of(self, page_ids: Sequence[int]) -> dict[int, PageSummary]:
+        found: dict[int, PageSummary] = {}
+        for first in range(0, len(page_ids), _IDS_PER_LOOKUP):
+            chunk = list(page_ids[first : first + _IDS_PER_LOOKUP])
+            marks = ", ".join("?" for _ in chunk)
+            for page_id, summary in self._conn.execute(
+                f"SELECT page_id, summary FROM cold_pages WHERE page_id IN ({marks})", chunk
+            ):
+                found[int(page_id)] = PageSummary.from_bytes(summary)
+        return found
+
+    def view(self, page_id: int) -> PageView | None:
+        """The page's columns, decoded as they are read; None when the page is gone (retention)."""
+        row = self._conn.execute("SELECT body FROM cold_pages WHERE page_id = ?", (page_id,)).fetchone()
+        return self._codec.view(row[0]) if row is not None else None
 
 
 def compact(hot: HotFile, cold: ColdFile, generation: int) -> None:
