@@ -35,14 +35,12 @@ import apsw
 from logsvc.crypto.sqlite import connect
 from logsvc.domain.queries import Query
 from logsvc.errors import ConfigError
-from logsvc.scopes import covers
-from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, PageSummary
+from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, PageSummary, PageView
 from logsvc.storage.sqlite_reads import attribute_filters, match_expression
 from logsvc.storage.sqlite_rollups import ROLLUP_TABLES_SCHEMA, count_new_rows, uncount_trigger
 from logsvc.storage.sqlite_schema import COLUMNS, FTS_TOKENIZE, Row, make_private
-from logsvc.storage.token_filter import Tokenizer
 
-__all__ = ["ColdFile", "HotFile", "NewRow", "StoredElsewhere", "compact", "finish", "newest"]
+__all__ = ["ColdFile", "HotFile", "NewRow", "StoredElsewhere", "compact", "finish"]
 
 # An entry as appended: log_id, ts, service, level, log_type, message, metadata, received.
 NewRow: TypeAlias = tuple[bytes, int, str, int, str, str, str | None, int]
@@ -324,6 +322,25 @@ class HotFile:
     def close(self) -> None:
         self._conn.close()
 
+    # ---- read-only access for tiers_reads (decision 34) ------------------------------------------------
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[list[tuple[int, str, bool]]]:
+        """One read snapshot, and in it the live generations (open and sealed), oldest first: each one's
+        number, table and whether it is sealed (its rows never change again but for a deletion)."""
+        with self._conn:
+            yield [
+                (int(generation), _table(generation), state == _SEALED)
+                for generation, state in self._conn.execute(
+                    "SELECT generation, state FROM hot_generations WHERE state IN (?, ?) ORDER BY generation",
+                    (_OPEN, _SEALED),
+                )
+            ]
+
+    def select(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of a read-only query on the hot file."""
+        return [tuple(row) for row in self._conn.execute(sql, args)]
+
 
 class ColdFile:
     """The cold tier's file: the pages of compacted generations, and which generations it holds."""
@@ -400,6 +417,38 @@ class ColdFile:
         self._codec.close()
         self._conn.close()
 
+    # ---- read-only access for tiers_reads (decision 34) ------------------------------------------------
+
+    def version(self) -> tuple[int, int]:
+        """Changes when the file changed: by another connection (SQLite's data_version) or by this one."""
+        (data_version,) = _one(self._conn, "PRAGMA data_version")
+        return int(data_version), self._conn.total_changes()
+
+    def listing(self) -> list[tuple[int, int, int, int, int, int]]:
+        """Every page's id, event time and arrival ranges and body size, without summaries or bodies."""
+        return [
+            (int(a), int(b), int(c), int(d), int(e), int(f))
+            for a, b, c, d, e, f in self._conn.execute(
+                "SELECT page_id, min_ts, max_ts, min_seq, max_seq, length(body) FROM cold_pages"
+            )
+        ]
+
+    def summaries_of(self, page_ids: Sequence[int]) -> dict[int, PageSummary]:
+        found: dict[int, PageSummary] = {}
+        for first in range(0, len(page_ids), _IDS_PER_LOOKUP):
+            chunk = list(page_ids[first : first + _IDS_PER_LOOKUP])
+            marks = ", ".join("?" for _ in chunk)
+            for page_id, summary in self._conn.execute(
+                f"SELECT page_id, summary FROM cold_pages WHERE page_id IN ({marks})", chunk
+            ):
+                found[int(page_id)] = PageSummary.from_bytes(summary)
+        return found
+
+    def view(self, page_id: int) -> PageView | None:
+        """The page's columns, decoded as they are read; None when the page is gone (retention)."""
+        row = self._conn.execute("SELECT body FROM cold_pages WHERE page_id = ?", (page_id,)).fetchone()
+        return self._codec.view(row[0]) if row is not None else None
+
 
 def compact(hot: HotFile, cold: ColdFile, generation: int) -> None:
     """Move a sealed generation to the cold file: its pages committed there first, then dropped here."""
@@ -417,34 +466,6 @@ def finish(hot: HotFile, cold: ColdFile) -> None:
             hot.drop(generation)
         else:
             compact(hot, cold, generation)
-
-
-def newest(hot: HotFile, cold: ColdFile, query: Query, want: int, tokenizer: Tokenizer) -> list[Row]:
-    """Up to ``want`` entries of both tiers matching ``query``, newest first by (event time, arrival),
-    after its cursor: the read of ``GET /logs`` over the two files.
-
-    The hot tier is read first, then the cold one: a generation compacted in between is in both reads
-    (its cold pages were committed before its hot table was dropped) and is counted once, by arrival
-    number; read the other way round it could be in neither. Pages are read newest first, skipped when
-    their summary rules every entry out, and not read at all once ``want`` entries are newer than
-    anything a page can hold.
-    """
-    found = {row[0]: row for row in hot.newest(query, want)}
-    best = sorted(found.values(), key=_newest_first)[:want]
-    terms = [tokenizer.query(term) for term in query.terms]
-    with cold.snapshot():
-        for page_id, max_ts, summary in cold.newest_pages():
-            if len(best) == want and max_ts < best[-1][2]:
-                break  # every page from here on holds only older entries
-            if not summary.admits(query, terms):
-                continue
-            rows = [row for row in cold.page(page_id) if row[0] not in found and _admits(row, query)]
-            if terms:
-                tokens = tokenizer.documents([row[6] for row in rows])
-                rows = [row for row, words in zip(rows, tokens, strict=True) if _holds_all(words, terms)]
-            found.update((row[0], row) for row in rows)
-            best = sorted(found.values(), key=_newest_first)[:want]
-    return best
 
 
 def _newest_first(row: Row) -> tuple[int, int]:
@@ -470,29 +491,3 @@ def _select_newest(table: str, query: Query, want: int) -> tuple[str, list[Any]]
         where += f" AND seq IN (SELECT rowid FROM {table}_fts WHERE {table}_fts MATCH ?)"
         args.append(match_expression(query.terms))
     return f"SELECT {COLUMNS} FROM {table} WHERE 1{where} ORDER BY ts DESC, seq DESC LIMIT ?", [*args, want]
-
-
-def _admits(row: Row, query: Query) -> bool:
-    """The rule of ``_select_newest`` but the search terms, for a decoded row."""
-    seq, _log_id, ts, service, level, log_type, _message, _metadata, _received = row
-    return (
-        (query.since_us is None or ts >= query.since_us)
-        and (query.until_us is None or ts < query.until_us)
-        and (query.cursor is None or (ts, seq) < query.cursor)
-        and (query.service_name is None or service == query.service_name)
-        and covers(query.service_patterns, service)
-        and (query.levels is None or level in query.levels)
-        and (query.log_type is None or log_type == query.log_type)
-    )
-
-
-def _holds_all(tokens: list[str], terms: list[list[str]]) -> bool:
-    """The search rule of ``_select_newest`` for a message's tokens: every term, each a phrase."""
-    return all(_holds(tokens, phrase) for phrase in terms)
-
-
-def _holds(tokens: list[str], phrase: list[str]) -> bool:
-    """Whether the phrase's tokens occur one after the other; a phrase of no token matches nothing, as
-    in FTS5."""
-    width = len(phrase)
-    return width > 0 and any(tokens[i : i + width] == phrase for i in range(len(tokens) - width + 1))
