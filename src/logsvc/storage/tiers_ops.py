@@ -59,11 +59,11 @@ _COUNTS_SCHEMA: Final = (
 
 def _hot(hot: HotFile) -> apsw.Connection:
     # The tiers' files keep their connection private; the operations here are of the same files.
-    return cast(apsw.Connection, hot._conn)
+    return hot._conn
 
 
 def _cold(cold: ColdFile) -> apsw.Connection:
-    return cast(apsw.Connection, cold._conn)
+    return cold._conn
 
 
 @contextlib.contextmanager
@@ -223,7 +223,7 @@ def _plan(
         pages = _cold(cold).execute(
             "SELECT page_id, summary FROM cold_pages WHERE min_ts < ? ORDER BY min_ts", (cutoff_us,)
         )
-        for page_id, summary in pages.fetchall():
+        for page_id, summary in cast(list[tuple[int, bytes]], pages.fetchall()):
             if not any(_in_scope(s, include, exclude) for s in PageSummary.from_bytes(summary).services):
                 continue
             gone = [
@@ -301,7 +301,7 @@ def oldest(
                     best = int(first)
     with cold.snapshot():
         pages = _cold(cold).execute("SELECT page_id, min_ts, summary FROM cold_pages ORDER BY min_ts")
-        for page_id, min_ts, summary in pages.fetchall():
+        for page_id, min_ts, summary in cast(list[tuple[int, int, bytes]], pages.fetchall()):
             if best is not None and min_ts >= best:
                 break  # every page from here on starts later
             if not any(_in_scope(s, include, exclude) for s in PageSummary.from_bytes(summary).services):
@@ -331,7 +331,7 @@ def export_after(hot: HotFile, cold: ColdFile, after_seq: int, limit: int = 100_
                 (after_seq,),
             ).fetchall(),
         )
-        (cap,) = conn.execute("SELECT coalesce(max(last_seq), 0) FROM commits").fetchone() or (0,)
+        cap = cast(int, conn.execute("SELECT coalesce(max(last_seq), 0) FROM commits").get)
         in_hot = set()
         for generation, _ in _hot_generations(conn):
             in_hot.add(generation)
@@ -343,17 +343,21 @@ def export_after(hot: HotFile, cold: ColdFile, after_seq: int, limit: int = 100_
     cold_rows = 0
     with cold.snapshot():
         cconn = _cold(cold)
-        generations = cconn.execute(
-            "SELECT generation FROM cold_generations WHERE last_seq > ? ORDER BY first_seq", (after_seq,)
-        ).fetchall()
+        generations = cast(
+            list[tuple[int]],
+            cconn.execute(
+                "SELECT generation FROM cold_generations WHERE last_seq > ? ORDER BY first_seq", (after_seq,)
+            ).fetchall(),
+        )
         for (generation,) in generations:
             if cold_rows >= limit:
                 break  # generations hold disjoint, rising arrival numbers: the rest come later
             if generation in in_hot:
                 continue
-            for (page_id,) in cconn.execute(
+            pages = cconn.execute(
                 "SELECT page_id FROM cold_pages WHERE generation = ? AND max_seq > ?", (generation, after_seq)
-            ).fetchall():
+            )
+            for (page_id,) in cast(list[tuple[int]], pages.fetchall()):
                 for row in cold.page(page_id):
                     if after_seq < row[0] <= cap:
                         found[row[0]] = row
