@@ -25,6 +25,7 @@ compactor at random points; tests/integration/test_tiers.py stops a compaction a
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -39,6 +40,7 @@ from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, PageSummary, PageView
 from logsvc.storage.sqlite_reads import attribute_filters, match_expression
 from logsvc.storage.sqlite_rollups import ROLLUP_TABLES_SCHEMA, count_new_rows, uncount_trigger
 from logsvc.storage.sqlite_schema import COLUMNS, FTS_TOKENIZE, Row, make_private
+from logsvc.storage.writer import taking_turns
 
 __all__ = ["ColdFile", "HotFile", "NewRow", "StoredElsewhere", "compact", "finish"]
 
@@ -142,10 +144,21 @@ def _table(generation: int) -> str:
 class HotFile:
     """The hot tier's file: appends into generation tables, sealed when full."""
 
-    def __init__(self, path: Path, key: bytes | None, rows_per_generation: int = ROWS_PER_GENERATION) -> None:
+    def __init__(
+        self,
+        path: Path,
+        key: bytes | None,
+        rows_per_generation: int = ROWS_PER_GENERATION,
+        *,
+        turns: Path | None = None,
+    ) -> None:
+        """``turns``: the lock through which the file's writers take turns (``writer.turns_lock``), taken
+        by ``drop`` so that a compactor's drop does not send the appending writer into SQLite's busy
+        handler and its sleeps."""
         self.path = path
         self._conn = _open(path, key, _HOT_SCHEMA)
         self._limit = rows_per_generation
+        self._turns = os.open(turns, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600) if turns else None
 
     def append(self, rows: Sequence[NewRow], stored_elsewhere: StoredElsewhere | None = None) -> int:
         """Store ``(log_id, ts, service, level, log_type, message, metadata, received)`` rows in one durable
@@ -292,7 +305,7 @@ class HotFile:
 
     def drop(self, generation: int) -> None:
         """Forget the rows of a sealed generation that the cold file holds (one durable transaction)."""
-        with _immediate(self._conn):
+        with taking_turns(self._turns), _immediate(self._conn):
             self._conn.execute(f"DROP TABLE IF EXISTS {_table(generation)}_fts")
             self._conn.execute(f"DROP TABLE IF EXISTS {_table(generation)}")
             self._conn.execute(
@@ -321,6 +334,9 @@ class HotFile:
 
     def close(self) -> None:
         self._conn.close()
+        if self._turns is not None:
+            os.close(self._turns)
+            self._turns = None
 
     # ---- read-only access for tiers_reads (decision 34) ------------------------------------------------
 
