@@ -5,11 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Final
+from urllib.parse import parse_qs, urlsplit
 
 from logsvc.domain.retention import RetentionRule
 from logsvc.errors import ConfigError
 from logsvc.storage.port import LogStore, StoreFiles
+
+# Entries per hot generation of a tiered store: small ones compact often (the tests' do), large ones keep
+# more entries uncompressed.
+_MIN_GENERATION_ROWS: Final = 64
+_MAX_GENERATION_ROWS: Final = 1_048_576
 
 __all__ = ["open_store", "sqlite_path", "sqlite_url", "store_files", "tiered_path"]
 
@@ -23,9 +29,9 @@ def open_store(
     retention: Sequence[RetentionRule] = (),
 ) -> LogStore:
     """The adapter for a store URL: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
-    ``tiered:///relative/dir`` or ``tiered:////absolute/dir`` (storage v2, which runs its compactor
-    process while open) or ``dynamodb://TABLE?region=..``. The DynamoDB store writes ``retention`` as each
-    item's TTL."""
+    ``tiered:///relative/dir`` or ``tiered:////absolute/dir`` (storage v2, which runs its compactor process
+    while open; ``?generation_rows=N``: entries per hot generation, 16,384 by default), or
+    ``dynamodb://TABLE?region=..``. The DynamoDB store writes ``retention`` as each item's TTL."""
     if url.startswith("dynamodb:"):
         from logsvc.storage.dynamodb import DynamoDBStore  # noqa: PLC0415
 
@@ -33,7 +39,13 @@ def open_store(
     if url.startswith("tiered:"):
         from logsvc.storage.tiered import TieredStore  # noqa: PLC0415
 
-        return TieredStore(tiered_path(url), read_threads=read_threads, on_commit=on_commit, key=key)
+        return TieredStore(
+            tiered_path(url),
+            read_threads=read_threads,
+            on_commit=on_commit,
+            key=key,
+            rows_per_generation=_generation_rows(url),
+        )
     from logsvc.storage.sqlite import SQLiteStore  # noqa: PLC0415
 
     return SQLiteStore(sqlite_path(url), read_threads=read_threads, on_commit=on_commit, key=key)
@@ -66,6 +78,24 @@ def sqlite_path(url: str) -> Path:
 def tiered_path(url: str) -> Path:
     """The directory of a ``tiered:///relative/dir`` or ``tiered:////absolute/dir`` URL."""
     return _local_path(url, "tiered", "dir")
+
+
+def _generation_rows(url: str) -> int | None:
+    options = parse_qs(urlsplit(url).query)
+    unknown = set(options) - {"generation_rows"}
+    if unknown:
+        raise ConfigError(
+            f"store URL {url!r}: unknown option {sorted(unknown)[0]!r} (known: generation_rows)"
+        )
+    if "generation_rows" not in options:
+        return None
+    given = options["generation_rows"][-1]
+    if not given.isdigit() or not _MIN_GENERATION_ROWS <= int(given) <= _MAX_GENERATION_ROWS:
+        raise ConfigError(
+            f"store URL {url!r}: generation_rows is a number of entries from {_MIN_GENERATION_ROWS} to "
+            f"{_MAX_GENERATION_ROWS:,}"
+        )
+    return int(given)
 
 
 def _local_path(url: str, scheme: str, example: str) -> Path:

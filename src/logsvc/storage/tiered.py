@@ -80,11 +80,12 @@ class TieredStore:
         on_commit: Callable[[int], None] | None = None,
         key: bytes | None = None,
         count_limit: int = MAX_COUNTED,
-        rows_per_generation: int = ROWS_PER_GENERATION,
+        rows_per_generation: int | None = None,
         compactor: bool = True,
     ) -> None:
-        """``compactor``: run the compactor process beside this store (the server does; a store opened
-        only to be read or tested alone need not)."""
+        """``rows_per_generation``: entries per hot generation (``tiers.ROWS_PER_GENERATION`` when None).
+        ``compactor``: run the compactor process beside this store (the server does; a store opened only
+        to be read or tested alone need not)."""
         self.path = path
         self._key = key
         self._count_limit = count_limit
@@ -94,7 +95,7 @@ class TieredStore:
             raise ConfigError(f"cannot create the store {path}: {exc.strerror}") from None
         hot_path = path / HOT_FILE
         writing = _Files(
-            HotFile(hot_path, key, rows_per_generation),
+            HotFile(hot_path, key, rows_per_generation or ROWS_PER_GENERATION),
             ColdFile(path / COLD_FILE, key),
             Tokenizer(),
         )
