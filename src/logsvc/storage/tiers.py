@@ -3,7 +3,9 @@ both (decision 28). Not a store yet: no server opens these files; the LogStore p
 
 - The **hot file** holds rows in generation tables ``hot_N`` (the columns of ``sqlite_schema.LOGS_TABLE``,
   a unique ``(log_id, service)`` and an event-time index, a full-text index ``hot_N_fts`` written in the
-  append's transaction, as the store's), listed in ``hot_generations``. Appends go to
+  append's transaction, as the store's), listed in ``hot_generations``, and the tables of today's store
+  that a compaction never changes: ``commits`` (decision 1) and the rollups and ``service_counts``
+  (decision 24), written in the append's one transaction. Appends go to
   the open generation, numbered on from the last arrival number; a generation of ``rows_per_generation``
   rows or more is sealed in the same transaction, and the next append opens the next one.
 - The **cold file** holds the pages (``pages.PageCodec``) of compacted generations and, in
@@ -23,7 +25,9 @@ compactor at random points; tests/integration/test_tiers.py stops a compaction a
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeAlias, cast
 
@@ -34,12 +38,16 @@ from logsvc.domain.queries import Query
 from logsvc.errors import ConfigError
 from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, PageSummary, PageView
 from logsvc.storage.sqlite_reads import attribute_filters, match_expression
+from logsvc.storage.sqlite_rollups import ROLLUP_TABLES_SCHEMA, count_new_rows, uncount_trigger
 from logsvc.storage.sqlite_schema import COLUMNS, FTS_TOKENIZE, Row, make_private
+from logsvc.storage.writer import taking_turns
 
-__all__ = ["ColdFile", "HotFile", "NewRow", "compact", "finish"]
+__all__ = ["ColdFile", "HotFile", "NewRow", "StoredElsewhere", "compact", "finish"]
 
 # An entry as appended: log_id, ts, service, level, log_type, message, metadata, received.
 NewRow: TypeAlias = tuple[bytes, int, str, int, str, str, str | None, int]
+# Which of these (log_id, service, event time us) are stored outside the hot file (the cold tier).
+StoredElsewhere: TypeAlias = Callable[[Sequence[tuple[bytes, str, int]]], set[tuple[bytes, str]]]
 
 ROWS_PER_GENERATION: Final = 16_384
 _BUSY_TIMEOUT_MS: Final = 10_000
@@ -49,14 +57,19 @@ _IDS_PER_LOOKUP: Final = 1_000  # well under SQLite's 32,766 bound parameters
 # number) or compacted (its table dropped, its rows in the cold file). The rows of compacted generations
 # stay, so that numbers go on from the newest one and are never given twice.
 _OPEN, _SEALED, _COMPACTED = 0, 1, 2
-_HOT_SCHEMA: Final = """
+_HOT_SCHEMA: Final = (
+    """
 CREATE TABLE IF NOT EXISTS hot_generations (
     generation INTEGER PRIMARY KEY,
     first_seq INTEGER NOT NULL,
     last_seq INTEGER,
     state INTEGER NOT NULL DEFAULT 0
 ) STRICT;
+-- When each append committed, by the last arrival number it holds, as in today's store (decision 1).
+CREATE TABLE IF NOT EXISTS commits (last_seq INTEGER PRIMARY KEY, committed_at INTEGER NOT NULL) STRICT;
 """
+    + ROLLUP_TABLES_SCHEMA
+)
 _COLD_SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS cold_pages (
     page_id INTEGER PRIMARY KEY,
@@ -131,37 +144,61 @@ def _table(generation: int) -> str:
 class HotFile:
     """The hot tier's file: appends into generation tables, sealed when full."""
 
-    def __init__(self, path: Path, key: bytes | None, rows_per_generation: int = ROWS_PER_GENERATION) -> None:
+    def __init__(
+        self,
+        path: Path,
+        key: bytes | None,
+        rows_per_generation: int = ROWS_PER_GENERATION,
+        *,
+        turns: Path | None = None,
+    ) -> None:
+        """``turns``: the lock through which the file's writers take turns (``writer.turns_lock``), taken
+        by ``drop`` so that a compactor's drop does not send the appending writer into SQLite's busy
+        handler and its sleeps."""
         self.path = path
         self._conn = _open(path, key, _HOT_SCHEMA)
         self._limit = rows_per_generation
+        self._turns = os.open(turns, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600) if turns else None
 
-    def append(self, rows: Sequence[NewRow]) -> None:
+    def append(self, rows: Sequence[NewRow], stored_elsewhere: StoredElsewhere | None = None) -> int:
         """Store ``(log_id, ts, service, level, log_type, message, metadata, received)`` rows in one durable
-        transaction, numbered on in arrival order; an id already in a hot generation for the same service
-        is not stored again (the cold tier's ids are the next step's)."""
+        transaction, numbered on in arrival order, with the rollups' counts and the commit's record; how
+        many were stored. An id already in a hot generation for the same service is not stored again, nor
+        one that ``stored_elsewhere`` names (the cold tier's). That is asked within this transaction, which
+        holds the hot file's write lock: a generation cannot be dropped meanwhile, and one dropped before
+        had its pages committed in the cold file first, so a compaction cannot slip an id past both."""
         conn = self._conn
         with _immediate(conn):
             generation, next_seq = self._open_generation()
             table = _table(generation)
             known = self._known(rows)
+            if stored_elsewhere is not None:
+                unknown = [(row[0], row[2], row[1]) for row in rows if (row[0], row[2]) not in known]
+                known |= stored_elsewhere(unknown)
             fresh = [row for row in rows if (row[0], row[2]) not in known]
+            if not fresh:
+                return 0
+            before = conn.total_changes()
             conn.executemany(
                 f"INSERT OR IGNORE INTO {table}({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(next_seq + i, *row) for i, row in enumerate(fresh)],
             )
+            stored = conn.total_changes() - before
             conn.execute(
                 f"INSERT INTO {table}_fts(rowid, message) SELECT seq, message FROM {table} WHERE seq >= ?",
                 (next_seq,),
             )
+            count_new_rows(conn, next_seq - 1, table)  # the rollups, in the entries' own transaction
             # Sealed by the span of its arrival numbers (at most the row count: a duplicate within a batch
             # leaves a gap), which needs no count of the table.
             (last_seq,) = _one(conn, f"SELECT max(seq) FROM {table}")
-            if last_seq is not None and last_seq - self.first_seq(generation) + 1 >= self._limit:
+            conn.execute("INSERT OR IGNORE INTO commits VALUES (?, ?)", (last_seq, time.time_ns() // 1000))
+            if last_seq - self.first_seq(generation) + 1 >= self._limit:
                 conn.execute(
                     "UPDATE hot_generations SET state = ?, last_seq = ? WHERE generation = ?",
                     (_SEALED, last_seq, generation),
                 )
+        return stored
 
     def _open_generation(self) -> tuple[int, int]:
         """The open generation and the next arrival number; a new generation when none is open."""
@@ -172,8 +209,11 @@ class HotFile:
         ).fetchone()
         if last is not None and last[3] == _OPEN:
             generation, first_seq = int(last[0]), int(last[1])
+            # On from the last number given, also after the newest rows were deleted (a purge): numbers
+            # are never given twice (decision 23), and every append that stored rows recorded its last.
             (top,) = _one(conn, f"SELECT max(seq) FROM {_table(generation)}")
-            return generation, int(top) + 1 if top is not None else first_seq
+            (committed,) = _one(conn, "SELECT max(last_seq) FROM commits")
+            return generation, max(first_seq, int(top or 0) + 1, int(committed or 0) + 1)
         generation, first_seq = (int(last[0]) + 1, int(last[2]) + 1) if last is not None else (1, 1)
         conn.execute(
             "INSERT INTO hot_generations(generation, first_seq) VALUES (?, ?)", (generation, first_seq)
@@ -192,6 +232,13 @@ class HotFile:
         )
         # As the store's index: fewer, larger merges, for a write-heavy table searched in few segments.
         conn.execute(f"INSERT INTO {table}_fts({table}_fts, rank) VALUES ('automerge', 16)")
+        # A deleted row (retention, purge) leaves the full-text index and the counts, as in the store; a
+        # compaction drops the table, which fires no trigger: the counts keep its rows, now in the cold file.
+        conn.execute(
+            f"CREATE TRIGGER {table}_after_delete AFTER DELETE ON {table} BEGIN INSERT INTO {table}_fts"
+            f"({table}_fts, rowid, message) VALUES ('delete', old.seq, old.message); END"
+        )
+        conn.execute(uncount_trigger(table))
         return generation, first_seq
 
     def _known(self, rows: Sequence[NewRow]) -> set[tuple[bytes, str]]:
@@ -258,13 +305,19 @@ class HotFile:
 
     def drop(self, generation: int) -> None:
         """Forget the rows of a sealed generation that the cold file holds (one durable transaction)."""
-        with _immediate(self._conn):
+        with taking_turns(self._turns), _immediate(self._conn):
             self._conn.execute(f"DROP TABLE IF EXISTS {_table(generation)}_fts")
             self._conn.execute(f"DROP TABLE IF EXISTS {_table(generation)}")
             self._conn.execute(
                 "UPDATE hot_generations SET state = ? WHERE generation = ? AND state = ?",
                 (_COMPACTED, generation, _SEALED),
             )
+
+    @property
+    def connection(self) -> apsw.Connection:
+        """The file's connection, for reads of its other tables (the counts, the commit records) by the
+        store's own code; used from one thread at a time, as the HotFile itself."""
+        return self._conn
 
     def check(self) -> list[str]:
         """What SQLite's integrity checks find wrong in the file and in each full-text index (none: [])."""
@@ -281,6 +334,9 @@ class HotFile:
 
     def close(self) -> None:
         self._conn.close()
+        if self._turns is not None:
+            os.close(self._turns)
+            self._turns = None
 
     # ---- read-only access for tiers_reads (decision 34) ------------------------------------------------
 
