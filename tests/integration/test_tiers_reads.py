@@ -20,7 +20,7 @@ from logsvc.domain.entries import Level, NewEntry, format_log_id
 from logsvc.domain.queries import Query
 from logsvc.storage.sqlite import SQLiteStore
 from logsvc.storage.tiers import ColdFile, HotFile, compact
-from logsvc.storage.tiers_reads import arrivals, contains, context, get, newest, recent
+from logsvc.storage.tiers_reads import arrivals, contains, context, get, newest, recent, services
 from logsvc.storage.token_filter import Tokenizer
 
 BASE_US = 1_764_460_800_000_000
@@ -334,6 +334,8 @@ def test_arrivals_give_todays_commit_order_and_matches(
     tokenizer = Tokenizer()
     try:
         with both(drawn, batch, per_generation, compacted) as stores:
+            head = asyncio.run(stores.store.arrivals(None, limit=limit))
+            assert arrivals(stores.hot, stores.cold, None, limit=limit, tokenizer=tokenizer) == head
             position: tuple[int, str] = (0, "")
             for _ in range(MAX_PAGES):
                 expected = asyncio.run(stores.store.arrivals(position, limit=limit, searches=asked))
@@ -375,3 +377,25 @@ def test_context_is_exact_among_entries_of_one_event_time_in_both_tiers() -> Non
         for e in stores.made:
             expected = asyncio.run(stores.store.context(e.log_id, "api", before=3, after=3))
             assert context(stores.hot, stores.cold, e.log_id, "api", before=3, after=3) == expected
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    **layouts,
+    patterns=st.lists(st.sampled_from(["auth*", "a??", "d?", "web*", "*"]), max_size=2).map(tuple),
+    after=st.none() | st.sampled_from(["", "api", "auth", "b"]),
+    limit=st.none() | st.integers(0, 5),
+)
+def test_services_give_todays_counts_and_newest_times(
+    drawn: list[tuple[str, Level, int, str, str, str | None, int | None]],
+    batch: int,
+    per_generation: int,
+    compacted: int,
+    patterns: tuple[str, ...],
+    after: str | None,
+    limit: int | None,
+) -> None:
+    with both(drawn, batch, per_generation, compacted) as stores:
+        expected = asyncio.run(stores.store.services(patterns, after=after, limit=limit))
+        found = services(stores.hot, stores.cold, patterns, after=after, limit=limit)
+        assert sorted(found, key=lambda s: s.service_name) == sorted(expected, key=lambda s: s.service_name)
