@@ -22,7 +22,7 @@ import threading
 import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Final, NamedTuple, cast
+from typing import Any, Final, NamedTuple, cast
 
 from logsvc.domain.context import Context, fit_context
 from logsvc.domain.cursors import Position
@@ -33,7 +33,7 @@ from logsvc.errors import FieldError, ValidationFailed
 from logsvc.scopes import covers
 from logsvc.storage.pages import PageSummary, PageView
 from logsvc.storage.port import Arrival, Arrivals
-from logsvc.storage.sqlite_reads import _page, entry, service_scope
+from logsvc.storage.sqlite_reads import _page, attribute_filters, entry, match_expression, service_scope
 from logsvc.storage.sqlite_schema import COLUMNS, Row
 from logsvc.storage.tiers import ColdFile, HotFile, _newest_first, _select_newest
 from logsvc.storage.token_filter import IdFilter, TokenFilter, Tokenizer, rows_that_may_hold
@@ -239,9 +239,98 @@ def _hot_newest(hot: HotFile, query: Query, want: int) -> list[Row]:
                 (top,) = hot.select(f"SELECT max(ts) FROM {table}")[0]
                 if top is None or top < rows[-1][2]:
                     continue
-            sql, args = _select_newest(table, query, want)
-            rows = sorted(rows + [cast(Row, row) for row in hot.select(sql, args)], key=_newest_first)[:want]
+            found = (
+                _hot_search(hot, table, query, want) if query.terms else _hot_select(hot, table, query, want)
+            )
+            rows = sorted(rows + found, key=_newest_first)[:want]
     return rows
+
+
+def _hot_select(hot: HotFile, table: str, query: Query, want: int) -> list[Row]:
+    sql, args = _select_newest(table, query, want)
+    return [cast(Row, row) for row in hot.select(sql, args)]
+
+
+def _hot_search(hot: HotFile, table: str, query: Query, want: int) -> list[Row]:
+    """A generation's newest full-text matches without sorting them all: the matches in descending arrival
+    order (FTS5's rowid order) in growing chunks, until ``want`` of them are at least as new as anything
+    that arrived earlier (the generation's watermarks), as today's store walks its index (decision 1)."""
+    conditions, values = _row_conditions(query, "l.")
+    sql = (
+        f"SELECT l.ts, l.seq FROM {table}_fts f CROSS JOIN {table} l ON l.seq = f.rowid "
+        f"WHERE {table}_fts MATCH ? AND f.rowid < ?{conditions} ORDER BY f.rowid DESC LIMIT ?"
+    )
+    match = match_expression(query.terms)
+    marks = _watermarks(hot, table)
+    candidates: list[tuple[int, int]] = []
+    below = _FOREVER
+    chunk = want
+    while True:
+        found = cast(list[tuple[int, int]], hot.select(sql, [match, below, *values, chunk]))
+        candidates = sorted(candidates + found, reverse=True)[:want]
+        if len(found) < chunk:
+            break
+        below = found[-1][1]
+        # the newest event time of any row that arrived before ``below``
+        mark = marks[min(below >> _BLOCK_SHIFT, len(marks) - 1)] if marks else None
+        if mark is None or (len(candidates) == want and candidates[-1][0] >= mark):
+            break
+        if query.since_us is not None and mark < query.since_us:
+            break
+        chunk = min(chunk * 2, 10_000)
+    if not candidates:
+        return []
+    seqs = [seq for _ts, seq in candidates]
+    rows = hot.select(f"SELECT {COLUMNS} FROM {table} WHERE seq IN ({', '.join('?' * len(seqs))})", seqs)
+    return [cast(Row, row) for row in rows]
+
+
+def _row_conditions(query: Query, prefix: str) -> tuple[str, list[Any]]:
+    """The conditions of ``_select_newest`` but the search, on a table named by ``prefix``."""
+    where, args = attribute_filters(query, prefix)
+    if query.since_us is not None:
+        where += f" AND {prefix}ts >= ?"
+        args.append(query.since_us)
+    if query.until_us is not None:
+        where += f" AND {prefix}ts < ?"
+        args.append(query.until_us)
+    if query.cursor is not None:
+        where += f" AND ({prefix}ts, {prefix}seq) < (?, ?)"
+        args += list(query.cursor)
+    if query.levels is not None:
+        where += f" AND {prefix}level IN ({', '.join('?' for _ in query.levels)})"
+        args += [int(level) for level in query.levels]
+    return where, args
+
+
+# Per hot generation table: the largest event time of the rows numbered below the end of each block of
+# 2**_BLOCK_SHIFT arrival numbers (a running maximum), for the blocks no append adds to any more (numbers
+# are never given twice, so a block below the newest number is complete). Kept in memory: the hot file's
+# schema is the writer's, and a deletion only lowers a maximum, which leaves the mark an upper bound.
+_BLOCK_SHIFT: Final = 8
+_MARKS: dict[tuple[str, str], list[int]] = {}
+
+
+def _watermarks(hot: HotFile, table: str) -> list[int]:
+    """The running maxima of ``table`` by block, the last one (the newest, perhaps incomplete) read now."""
+    key = (str(hot.path), table)
+    with _LOCK:
+        done = list(_MARKS.get(key, []))
+    start = len(done) << _BLOCK_SHIFT
+    fresh = hot.select(
+        f"SELECT seq >> {_BLOCK_SHIFT}, max(ts) FROM {table} WHERE seq >= ? GROUP BY 1 ORDER BY 1", (start,)
+    )
+    marks = list(done)
+    running = marks[-1] if marks else None
+    for block, top in fresh:
+        while len(marks) < block:  # blocks of no row (all deleted, or before the generation's first)
+            marks.append(running if running is not None else top)
+        running = top if running is None else max(running, top)
+        marks.append(running)
+    if fresh:
+        with _LOCK:
+            _MARKS[key] = marks[:-1]  # the newest block may still grow
+    return marks
 
 
 def _with_id(hot: HotFile, cold: ColdFile, log_id: bytes) -> list[Row]:
@@ -321,6 +410,8 @@ def _matching(
         maybe = rows_that_may_hold(view.message_text, view.message_ends, [t for term in terms for t in term])
         if maybe is not None:
             kept = sorted(maybe)
+            if not kept:
+                return []
     times, seqs = view.times, view.seqs
     since = query.since_us if query.since_us is not None else -_FOREVER - 1
     until = query.until_us if query.until_us is not None else _FOREVER + 1
