@@ -196,26 +196,23 @@ def newest(
     if query.terms and tokenizer is None:
         raise ValueError("a search needs a tokenizer")
     terms = [tokenizer.query(term) for term in query.terms] if tokenizer is not None else []
-    places = [TokenFilter.places(token.encode()) for term in terms for token in term]
+    # the token filter's bits of every query token, as (byte, mask): tested on each summary's bytes
+    bits = {
+        (place >> 3, 1 << (place & 7))
+        for term in terms
+        for token in term
+        for place in TokenFilter.places(token.encode())
+    }
     found = {row[0]: row for row in _hot_newest(hot, query, want)}
     best = sorted(found.values(), key=_newest_first)[:want]
-    unfiltered = Query(
-        service_name=query.service_name,
-        levels=query.levels,
-        since_us=query.since_us,
-        until_us=query.until_us,
-        cursor=query.cursor,
-        service_patterns=query.service_patterns,
-    )
     with cold.snapshot():
         for page in _index(cold).by_max_ts:
             if len(best) == want and page.max_ts < best[-1][2]:
                 break  # every page from here on holds only older entries
             summary = page.summary
-            if not summary.admits(unfiltered) or not all(
-                TokenFilter.holds(summary.tokens, p) for p in places
-            ):
-                continue
+            tokens = summary.tokens
+            if not all(tokens[at] & mask for at, mask in bits) or not summary.admits(query):
+                continue  # the search's tokens first: they rule most pages out
             view = cold.view(page.page_id)
             if view is None:
                 continue  # deleted since the listing (retention): its entries are gone
