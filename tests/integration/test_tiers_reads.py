@@ -363,6 +363,8 @@ def test_contains_finds_exactly_the_entries_of_the_cold_tier(
     with both(drawn, batch, per_generation, compacted) as stores:
         in_cold = {(row[1], row[3]) for row in stores.cold.rows()}
         keys = [(e.log_id, e.service_name, e.ts_us) for e in stores.made]
+        # a retry of an entry dated by its arrival comes with a later time than the entry stored
+        keys += [(e.log_id, e.service_name, e.ts_us + 10**9) for e in stores.made[::2]]
         keys += [(e.log_id, "web", e.ts_us) for e in stores.made[:5]]  # another service's id
         keys += [(secrets.token_bytes(16), "api", BASE_US + t) for t in range(0, 42, 3)]
         assert contains(stores.hot, stores.cold, keys) == in_cold
@@ -399,3 +401,36 @@ def test_services_give_todays_counts_and_newest_times(
         expected = asyncio.run(stores.store.services(patterns, after=after, limit=limit))
         found = services(stores.hot, stores.cold, patterns, after=after, limit=limit)
         assert sorted(found, key=lambda s: s.service_name) == sorted(expected, key=lambda s: s.service_name)
+
+
+def test_the_bit_sliced_id_filters_find_every_page_of_an_id_past_their_growth_and_forget_pages_gone() -> None:
+    from logsvc.storage.pages import PageSummary
+    from logsvc.storage.tiers_reads import _IdSlices, _Index, _Page
+    from logsvc.storage.token_filter import IdFilter, TokenFilter
+
+    def page(page_id: int, ids: list[bytes]) -> _Page:
+        summary = PageSummary(
+            count=len(ids),
+            min_ts=0,
+            max_ts=0,
+            min_seq=page_id,
+            max_seq=page_id,
+            services=("api",),
+            newest=(0,),
+            levels=0,
+            tokens=TokenFilter().to_bytes(),
+            ids=IdFilter.of(ids).to_bytes(),
+        )
+        return _Page(page_id, 0, 0, page_id, page_id, 100, summary)
+
+    ids = {page_id: [secrets.token_bytes(16) for _ in range(3)] for page_id in range(1, 1_201)}
+    pages = [page(page_id, held) for page_id, held in ids.items()]
+    slices = _IdSlices()
+    slices.update(_Index(pages[:500]))
+    slices.update(_Index(pages))  # grown past the first 512 pages
+    for page_id in (1, 499, 500, 513, 1_200):
+        for log_id in ids[page_id]:
+            assert page_id in {found.page_id for found in slices.candidates(log_id)}
+    slices.update(_Index(pages[1:]))  # page 1 deleted
+    assert 1 not in {found.page_id for found in slices.candidates(ids[1][0])}
+    assert 2 in {found.page_id for found in slices.candidates(ids[2][0])}
