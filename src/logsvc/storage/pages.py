@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import operator
 import struct
 from array import array
 from collections.abc import Iterable, Sequence
@@ -217,7 +218,7 @@ class PageView:
         return unpack.decompress(self._page[start:end])
 
     @functools.cached_property
-    def seqs(self) -> list[int]:
+    def seqs(self) -> Sequence[int]:
         return _undeltas(_unshuffled_ints(self._raw(0), self.count))
 
     @functools.cached_property
@@ -228,13 +229,16 @@ class PageView:
         return [blob[i : i + _ID_BYTES] for i in range(0, len(blob), _ID_BYTES)]
 
     @functools.cached_property
-    def times(self) -> list[int]:
+    def times(self) -> Sequence[int]:
         return _undeltas(_unshuffled_ints(self._raw(2), self.count))
 
     @functools.cached_property
-    def received(self) -> list[int]:
-        offsets = _unshuffled_ints(self._raw(3), self.count)
-        return [_signed((time + offset) % _MOD) for time, offset in zip(self.times, offsets, strict=True)]
+    def received(self) -> Sequence[int]:
+        offsets = _signed_view(_unshuffled_ints(self._raw(3), self.count))
+        try:
+            return array("q", map(operator.add, self.times, offsets))
+        except OverflowError:  # a sum out of int64 wrapped when encoded: the exact, slower way
+            return [_signed((time + offset) % _MOD) for time, offset in zip(self.times, offsets, strict=True)]
 
     @functools.cached_property
     def services(self) -> list[str]:
@@ -262,7 +266,7 @@ class PageView:
     def message_ends(self) -> list[int]:
         lengths = array("i")
         lengths.frombytes(_unshuffle(self._raw(9), 4))
-        if len(lengths) != self.count or any(length < 0 for length in lengths):
+        if len(lengths) != self.count or (self.count and min(lengths) < 0):
             raise ValueError("a page's column misses a text")
         ends = list(itertools.accumulate(lengths))
         if (ends[-1] if ends else 0) != len(self.message_text):
@@ -274,16 +278,27 @@ class PageView:
         return self.message_text[ends[index - 1] if index else 0 : ends[index]].decode()
 
     @functools.cached_property
-    def metadata(self) -> list[str | None]:
-        metadata = _untexts(_unshuffle(self._raw(11), 4), self._raw(_METADATA_TEXT))
-        if len(metadata) != self.count:
+    def _metadata_spans(self) -> tuple[array[int], list[int], bytes]:
+        lengths = array("i")
+        lengths.frombytes(_unshuffle(self._raw(11), 4))
+        text = self._raw(_METADATA_TEXT)
+        ends = list(itertools.accumulate(map(max, lengths, itertools.repeat(0))))
+        if len(lengths) != self.count or (self.count and min(lengths) < _NULL):
             raise ValueError("a page column does not hold its entry count")
-        return metadata
+        if (ends[-1] if ends else 0) != len(text):
+            raise ValueError("a page's texts do not add up to their lengths")
+        return lengths, ends, text
+
+    def metadata(self, index: int) -> str | None:
+        lengths, ends, text = self._metadata_spans
+        if lengths[index] == _NULL:
+            return None
+        return text[ends[index] - lengths[index] : ends[index]].decode()
 
     def rows(self, indexes: Iterable[int]) -> list[Row]:
         """The rows at these places of the page, in the order given."""
         seqs, ids, times, services, levels = self.seqs, self.ids, self.times, self.services, self.levels
-        types, metadata, received = self.types, self.metadata, self.received
+        types, received = self.types, self.received
         return [
             (
                 seqs[i],
@@ -293,7 +308,7 @@ class PageView:
                 levels[i],
                 types[i],
                 self.message(i),
-                metadata[i],
+                self.metadata(i),
                 received[i],
             )
             for i in indexes
@@ -316,7 +331,23 @@ def _deltas(values: Sequence[int]) -> list[int]:
     return out
 
 
-def _undeltas(deltas: Sequence[int]) -> list[int]:
+def _undeltas(deltas: array[int]) -> Sequence[int]:
+    """The values of deltas taken modulo 2**64: summed as signed 64-bit deltas in C when every sum is
+    an int64 (then it is the value, as it is congruent to it), else one by one modulo 2**64."""
+    try:
+        return array("q", itertools.accumulate(_signed_view(deltas)))
+    except OverflowError:
+        return _undeltas_exactly(deltas)
+
+
+def _signed_view(values: array[int]) -> array[int]:
+    """Unsigned 64-bit integers read as signed ones (the same bytes)."""
+    signed = array("q")
+    signed.frombytes(values.tobytes())
+    return signed
+
+
+def _undeltas_exactly(deltas: Sequence[int]) -> list[int]:
     value = 0
     out = []
     for delta in deltas:
