@@ -11,7 +11,7 @@ from logsvc.domain.retention import RetentionRule
 from logsvc.errors import ConfigError
 from logsvc.storage.port import LogStore, StoreFiles
 
-__all__ = ["open_store", "sqlite_path", "sqlite_url", "store_files"]
+__all__ = ["open_store", "sqlite_path", "sqlite_url", "store_files", "tiered_path", "tiered_url"]
 
 
 def open_store(
@@ -36,6 +36,13 @@ def open_store(
 def store_files(url: str) -> StoreFiles:
     """The files of an existing local store, for the operator's offline commands; ConfigError for a store
     that is not local files (DynamoDB has its own tools) or that does not exist."""
+    if url.startswith("tiered:"):
+        directory = tiered_path(url)
+        if not directory.is_dir():
+            raise ConfigError(f"there is no store at {directory}")
+        from logsvc.storage.tiered_files import TieredFiles  # noqa: PLC0415
+
+        return TieredFiles(directory)
     path = sqlite_path(url)
     if not path.exists():
         raise ConfigError(f"there is no store at {path}")
@@ -46,19 +53,29 @@ def store_files(url: str) -> StoreFiles:
 
 def sqlite_path(url: str) -> Path:
     """The file of a ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` URL."""
+    return _local_path(url, "sqlite", "file.db")
+
+
+def tiered_path(url: str) -> Path:
+    """The directory of a ``tiered:///relative/dir`` or ``tiered:////absolute/dir`` URL (storage v2)."""
+    return _local_path(url, "tiered", "dir")
+
+
+def _local_path(url: str, scheme: str, example: str) -> Path:
     parts = urlsplit(url)
     if parts.scheme == "dynamodb":
         raise ConfigError(
             f"store URL {url!r}: this command works on the embedded sqlite store; for DynamoDB use its own "
             "tools (point-in-time recovery, on-demand backups, the console)"
         )
-    if parts.scheme != "sqlite":
+    if parts.scheme != scheme:
         raise ConfigError(
-            f"store URL {url!r}: unsupported scheme {parts.scheme!r} (supported: sqlite, dynamodb)"
+            f"store URL {url!r}: unsupported scheme {parts.scheme!r} here (expected {scheme}; "
+            "supported: sqlite, tiered, dynamodb)"
         )
     if parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
         raise ConfigError(
-            f"store URL {url!r}: write sqlite:///relative/file.db or sqlite:////absolute/file.db"
+            f"store URL {url!r}: write {scheme}:///relative/{example} or {scheme}:////absolute/{example}"
         )
     return Path(parts.path[1:])
 
@@ -66,3 +83,8 @@ def sqlite_path(url: str) -> Path:
 def sqlite_url(path: Path) -> str:
     """The store URL of a database file: the inverse of ``sqlite_path``."""
     return f"sqlite:///{path}"
+
+
+def tiered_url(path: Path) -> str:
+    """The store URL of a tiered store's directory: the inverse of ``tiered_path``."""
+    return f"tiered:///{path}"

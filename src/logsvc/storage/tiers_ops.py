@@ -38,9 +38,20 @@ from logsvc.storage.pages import PageSummary
 from logsvc.storage.port import Export
 from logsvc.storage.sqlite_rollups import ROLLUP_SCHEMA, ROLLUPS
 from logsvc.storage.sqlite_schema import COLUMNS, Row
-from logsvc.storage.tiers import ColdFile, HotFile, compact
+from logsvc.storage.tiers import ColdFile, HotFile
 
-__all__ = ["OPS_LOCK", "change_counts", "delete_older", "ensure_counts", "export_after", "oldest", "settle"]
+__all__ = [
+    "OPS_LOCK",
+    "change_counts",
+    "cold_rows",
+    "compact_sealed",
+    "delete_older",
+    "ensure_counts",
+    "export_after",
+    "hot_service_stats",
+    "oldest",
+    "settle",
+]
 
 # Held shared by a deletion, exclusively by a snapshot of the two files.
 OPS_LOCK: Final = "ops.lock"
@@ -189,22 +200,39 @@ def _compact_expired(
 ) -> None:
     """Seal and compact each hot generation holding an expired entry in scope."""
     conn = _hot(hot)
-    for generation, state in _hot_generations(conn):
-        table = f"hot_{generation}"
-        services = [
-            str(s)
-            for (s,) in conn.execute(f"SELECT DISTINCT service FROM {table} WHERE ts < ?", (cutoff_us,))
-        ]
-        if not any(_in_scope(service, include, exclude) for service in services):
-            continue
+    due: list[tuple[int, int]] = []
+    with conn:  # one snapshot: the compactor may drop a generation meanwhile
+        for generation, state in _hot_generations(conn):
+            services = conn.execute(
+                f"SELECT DISTINCT service FROM hot_{generation} WHERE ts < ?", (cutoff_us,)
+            ).fetchall()  # read to the end: a statement left open would keep the table from being dropped
+            if any(_in_scope(str(service), include, exclude) for (service,) in services):
+                due.append((generation, state))
+    for generation, state in due:
         if state == _OPEN:
             with _immediate(conn):
                 conn.execute(
-                    f"UPDATE hot_generations SET state = ?, last_seq = (SELECT max(seq) FROM {table}) "
-                    "WHERE generation = ? AND state = ?",
+                    "UPDATE hot_generations SET state = ?, "
+                    f"last_seq = (SELECT max(seq) FROM hot_{generation}) WHERE generation = ? AND state = ?",
                     (_SEALED, generation, _OPEN),
                 )
-        compact(hot, cold, generation)
+        compact_sealed(hot, cold, generation)
+
+
+def compact_sealed(hot: HotFile, cold: ColdFile, generation: int) -> None:
+    """``tiers.compact``, its rows read in the snapshot that finds the generation still sealed: the
+    compactor (another process) may compact the same generation at the same time, and both orders of
+    their steps leave it once in the cold file."""
+    conn = _hot(hot)
+    with conn:
+        found = conn.execute(
+            "SELECT first_seq FROM hot_generations WHERE generation = ? AND state = ?", (generation, _SEALED)
+        ).fetchall()
+        if not found:
+            return  # compacted meanwhile
+        rows = hot.rows(generation)
+    cold.write(generation, cast(int, found[0][0]), rows)
+    hot.drop(generation)
 
 
 def _plan(
@@ -242,6 +270,7 @@ def _plan(
 def settle(hot: HotFile, cold: ColdFile) -> None:
     """Complete the deletions recorded in ``retention_pending`` (steps B and C; both idempotent)."""
     conn = _hot(hot)
+    conn.execute(_PENDING)
     records = [
         (int(i), int(p), _seqs(s))
         for i, p, s in conn.execute("SELECT id, page_id, seqs FROM retention_pending")
@@ -370,3 +399,32 @@ def export_after(hot: HotFile, cold: ColdFile, after_seq: int, limit: int = 100_
         if commit[0] >= last:
             break
     return Export(rows=list(rows), commits=covering if rows else [], last_seq=last)
+
+
+def hot_service_stats(hot: HotFile) -> tuple[set[int], list[tuple[str, int, int, int, int]]]:
+    """The hot generations read and, per service and generation, entries, bytes (message and metadata,
+    UTF-8, as ``SQLiteFiles.stats`` counts them), oldest and newest event time, from one snapshot."""
+    conn = _hot(hot)
+    found: list[tuple[str, int, int, int, int]] = []
+    generations: set[int] = set()
+    with conn:
+        for generation, _ in _hot_generations(conn):
+            generations.add(generation)
+            found += cast(
+                list[tuple[str, int, int, int, int]],
+                conn.execute(
+                    "SELECT service, count(*), sum(length(CAST(message AS BLOB)) + "
+                    "coalesce(length(CAST(metadata AS BLOB)), 0)), min(ts), max(ts) "
+                    f"FROM hot_{generation} GROUP BY service"
+                ).fetchall(),
+            )
+    return generations, found
+
+
+def cold_rows(cold: ColdFile, *, skip: set[int]) -> Iterator[Row]:
+    """Every row of the cold file's pages but those of the ``skip`` generations, from one snapshot."""
+    with cold.snapshot():
+        pages = _cold(cold).execute("SELECT page_id, generation FROM cold_pages ORDER BY page_id")
+        for page_id, generation in cast(list[tuple[int, int]], pages.fetchall()):
+            if generation not in skip:
+                yield from cold.page(page_id)
