@@ -38,7 +38,8 @@ from logsvc.domain.entries import Level
 from logsvc.domain.queries import Query
 from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, Row, train_dictionary
 from logsvc.storage.sqlite import SQLiteStore
-from logsvc.storage.tiers import ColdFile, HotFile, compact, finish, newest
+from logsvc.storage.tiers import ColdFile, HotFile, compact, finish
+from logsvc.storage.tiers_reads import newest
 from logsvc.storage.token_filter import Tokenizer
 
 _BATCH = 1000

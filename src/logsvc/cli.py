@@ -97,6 +97,11 @@ def main() -> None:
 @click.option("--port", type=int, help="TCP port.  [default: 8080]")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Directory of the embedded store.")
 @click.option("--store", "store", help="Store URL, e.g. sqlite:////var/lib/logsvc/logs.db.")
+@click.option(
+    "--store-engine",
+    type=click.Choice(["sqlite", "tiered"]),
+    help="Embedded store when --store is empty: one SQLite file, or storage v2.  [default: sqlite]",
+)
 @click.option("--workers", type=int, help="Server processes sharing the port.  [default: 1]")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML settings file.")
 @click.option(

@@ -16,7 +16,8 @@ from logsvc.domain.cursors import decode_cursor
 from logsvc.domain.entries import Level, NewEntry, format_log_id
 from logsvc.domain.queries import Query
 from logsvc.storage.sqlite import SQLiteStore
-from logsvc.storage.tiers import ColdFile, HotFile, compact, newest
+from logsvc.storage.tiers import ColdFile, HotFile, compact
+from logsvc.storage.tiers_reads import newest
 from logsvc.storage.token_filter import Tokenizer
 
 BASE_US = 1_764_460_800_000_000
