@@ -4,13 +4,12 @@ store on the same entries, snapshots taken while a writer, a compactor and a del
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import os
 import secrets
 import threading
 from collections import Counter
 from pathlib import Path
 
-import apsw
 import pytest
 
 from logsvc.errors import ConfigError
@@ -20,6 +19,7 @@ from logsvc.storage.sqlite_files import SQLiteFiles
 from logsvc.storage.tiered_files import COLD, HOT, TieredFiles
 from logsvc.storage.tiers import ColdFile, HotFile, compact
 from logsvc.storage.tiers_ops import compact_sealed, delete_older
+from logsvc.storage.writer import taking_turns, turns_lock
 
 from .tiered_reference import (
     BASE_US,
@@ -78,41 +78,39 @@ def test_a_snapshot_while_writing_compacting_and_deleting_holds_each_entry_once(
     stop = threading.Event()
     written = [100]
 
+    turns = turns_lock(directory / HOT)
+
     def writer() -> None:
-        mine = HotFile(directory / HOT, KEY, rows_per_generation=PER_GENERATION)
+        """As the store's writer: appends, and retention between them, each in its turn."""
+        hot = HotFile(directory / HOT, KEY, rows_per_generation=PER_GENERATION)
+        cold = ColdFile(directory / COLD, KEY)
+        fd = os.open(turns, os.O_RDWR | os.O_CREAT)
         try:
             while not stop.is_set():
-                append_tiered(mine, batch(written[0], 50))
+                with taking_turns(fd):
+                    append_tiered(hot, batch(written[0], 50))
                 written[0] += 50
+                with taking_turns(fd):
+                    delete_older(hot, cold, CUTOFF, include=("svc-1",), limit=50)
         finally:
-            mine.close()
+            os.close(fd)
+            hot.close()
+            cold.close()
 
     def compactor() -> None:
-        mine_hot = HotFile(directory / HOT, KEY, rows_per_generation=PER_GENERATION)
-        mine_cold = ColdFile(directory / COLD, KEY)
+        """As the compactor process: its drops take their turn."""
+        hot = HotFile(directory / HOT, KEY, rows_per_generation=PER_GENERATION, turns=turns)
+        cold = ColdFile(directory / COLD, KEY)
         try:
             while not stop.is_set():
-                for generation in mine_hot.sealed():
-                    # The deleter compacts too: the compaction that tolerates another of the same generation.
-                    with contextlib.suppress(apsw.BusyError):
-                        compact_sealed(mine_hot, mine_cold, generation)
+                for generation in hot.sealed():
+                    # Retention compacts too: the compaction that tolerates another of the same generation.
+                    compact_sealed(hot, cold, generation)
         finally:
-            mine_hot.close()
-            mine_cold.close()
+            hot.close()
+            cold.close()
 
-    def deleter() -> None:
-        mine_hot = HotFile(directory / HOT, KEY, rows_per_generation=PER_GENERATION)
-        mine_cold = ColdFile(directory / COLD, KEY)
-        try:
-            while not stop.is_set():
-                # Busy past the timeout under this contention: the sweep is retried, as the next sweep would.
-                with contextlib.suppress(apsw.BusyError):
-                    delete_older(mine_hot, mine_cold, CUTOFF, include=("svc-1",), limit=50)
-        finally:
-            mine_hot.close()
-            mine_cold.close()
-
-    threads = [threading.Thread(target=work) for work in (writer, compactor, deleter)]
+    threads = [threading.Thread(target=work) for work in (writer, compactor)]
     for thread in threads:
         thread.start()
     try:
@@ -145,7 +143,7 @@ def test_a_snapshot_while_writing_compacting_and_deleting_holds_each_entry_once(
             recount_hot = HotFile(tmp_path / "recount" / target.name / HOT, KEY)
             try:
                 append_tiered(recount_hot, [(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]) for r in rows])
-                assert counts(copy_hot._conn) == counts(recount_hot._conn)
+                assert counts(copy_hot.connection) == counts(recount_hot.connection)
             finally:
                 recount_hot.close()
         finally:

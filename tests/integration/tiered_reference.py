@@ -4,7 +4,6 @@ tests of the tiered store's data-protection operations (retention, export, stats
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ from logsvc.storage.sqlite import SQLiteStore
 from logsvc.storage.sqlite_rollups import ROLLUP_TABLES
 from logsvc.storage.sqlite_schema import COLUMNS, Row
 from logsvc.storage.tiers import ColdFile, HotFile, NewRow
-from logsvc.storage.tiers_ops import change_counts, ensure_counts
 
 BASE_US = 1_764_460_800_000_000
 LEVELS = [1, 5, 9, 13, 17, 21]
@@ -41,34 +39,8 @@ def batch(first: int, count: int) -> list[NewRow]:
 
 
 def append_tiered(hot: HotFile, rows: Sequence[NewRow]) -> None:
-    """HotFile.append with its rollups and commit record in its one transaction, as the contract says the
-    append writes them (h-v2write's append; until it is merged here, its steps are taken here)."""
-    conn: apsw.Connection = hot._conn
-    ensure_counts(hot)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        generation, next_seq = hot._open_generation()
-        table = f"hot_{generation}"
-        known = hot._known(rows)
-        fresh = [row for row in rows if (row[0], row[2]) not in known]
-        numbered: list[Row] = [(next_seq + i, *row) for i, row in enumerate(fresh)]
-        conn.executemany(f"INSERT INTO {table}({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", numbered)  # noqa: S608
-        conn.execute(
-            f"INSERT INTO {table}_fts(rowid, message) SELECT seq, message FROM {table} WHERE seq >= ?",  # noqa: S608
-            (next_seq,),
-        )
-        if numbered:
-            change_counts(conn, numbered, 1)
-            conn.execute("INSERT INTO commits VALUES (?, ?)", (numbered[-1][0], time.time_ns() // 1000))
-            if numbered[-1][0] - hot.first_seq(generation) + 1 >= hot._limit:
-                conn.execute(
-                    "UPDATE hot_generations SET state = 1, last_seq = ? WHERE generation = ?",
-                    (numbered[-1][0], generation),
-                )
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+    """The append of the hot file, which writes the rollups and the commit record in its transaction."""
+    hot.append(rows)
 
 
 def entries(rows: Sequence[NewRow]) -> list[NewEntry]:

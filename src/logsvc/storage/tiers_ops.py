@@ -25,10 +25,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Final, cast
 
 import apsw
 import msgspec
@@ -36,7 +35,7 @@ import msgspec
 from logsvc.scopes import covers
 from logsvc.storage.pages import PageSummary
 from logsvc.storage.port import Export
-from logsvc.storage.sqlite_rollups import ROLLUP_SCHEMA, ROLLUPS
+from logsvc.storage.sqlite_rollups import count_new_rows, uncount_trigger
 from logsvc.storage.sqlite_schema import COLUMNS, Row
 from logsvc.storage.tiers import ColdFile, HotFile
 
@@ -46,7 +45,6 @@ __all__ = [
     "cold_rows",
     "compact_sealed",
     "delete_older",
-    "ensure_counts",
     "export_after",
     "hot_service_stats",
     "oldest",
@@ -60,20 +58,21 @@ _PENDING: Final = (
     "CREATE TABLE IF NOT EXISTS retention_pending "
     "(id INTEGER PRIMARY KEY, page_id INTEGER NOT NULL, seqs BLOB NOT NULL) STRICT"
 )
-# The contract's tables of the hot file (h-v2write's schema; made here too, IF NOT EXISTS, so that this
-# module works on a hot file made before them): the rollups without today's trigger on `logs`.
-_COUNTS_SCHEMA: Final = (
-    ROLLUP_SCHEMA.split("CREATE TRIGGER", 1)[0] + "CREATE TABLE IF NOT EXISTS commits "
-    "(last_seq INTEGER PRIMARY KEY, committed_at INTEGER NOT NULL) STRICT;"
+# The rows a call adds to the counts or takes off them, in tables of the connection's own (in memory: the
+# files keep temp_store=MEMORY), so that today's rules count them: ``count_new_rows`` and the delete trigger.
+_ROWS: Final = (
+    "CREATE TEMP TABLE IF NOT EXISTS {name} (seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, "
+    "service TEXT NOT NULL, level INTEGER NOT NULL, log_type TEXT NOT NULL)"
 )
+_COUNTED, _UNCOUNTED = "counted_rows", "uncounted_rows"
 
 
 def _hot(hot: HotFile) -> apsw.Connection:
-    # The tiers' files keep their connection private; the operations here are of the same files.
-    return hot._conn
+    return hot.connection
 
 
 def _cold(cold: ColdFile) -> apsw.Connection:
+    # The cold file keeps its connection private; retention rewrites its pages, as compaction writes them.
     return cold._conn
 
 
@@ -88,41 +87,21 @@ def _immediate(conn: apsw.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
-def ensure_counts(hot: HotFile) -> None:
-    """The rollups, ``service_counts`` and ``commits`` of the contract in the hot file (no-op once there)."""
-    conn = _hot(hot)
-    with _immediate(conn):
-        conn.execute(_COUNTS_SCHEMA)
-        conn.execute(_PENDING)
-
-
 def change_counts(conn: apsw.Connection, rows: Iterable[Row], sign: int) -> None:
     """Add (sign 1) or take off (sign -1) rows in every rollup and ``service_counts``, in the caller's
-    transaction: the rule of ``sqlite_rollups.count_new_rows`` and of today's delete trigger (a count
-    reaching 0 is deleted), for rows that are not in a ``logs`` table."""
-    rows = list(rows)
-    for rollup in (*ROLLUPS, None):
-        columns = rollup.key_columns if rollup is not None else ("service",)
-        table = rollup.table if rollup is not None else "service_counts"
-        counts: Counter[tuple[Any, ...]] = Counter()
-        for seq_row in rows:
-            values = {"service": seq_row[3], "level": seq_row[4], "log_type": seq_row[5]}
-            if rollup is not None:
-                values["slot"] = seq_row[2] // rollup.grain_us
-            counts[tuple(values[column] for column in columns)] += 1
-        key = " AND ".join(f"{column} = ?" for column in columns)
-        if sign > 0:
-            conn.executemany(
-                f"INSERT INTO {table}({', '.join(columns)}, n) VALUES ({', '.join('?' for _ in columns)}, ?) "
-                "ON CONFLICT DO UPDATE SET n = n + excluded.n",
-                [(*keys, n) for keys, n in counts.items()],
-            )
-        else:
-            conn.executemany(
-                f"UPDATE {table} SET n = n - ? WHERE {key}",
-                [(n, *keys) for keys, n in counts.items()],
-            )
-            conn.executemany(f"DELETE FROM {table} WHERE {key} AND n = 0", list(counts))
+    transaction, by today's rules: ``count_new_rows`` adds them, the delete trigger of today's ``logs``
+    (``uncount_trigger``, on a table of the connection's own) takes them off."""
+    name = _COUNTED if sign > 0 else _UNCOUNTED
+    conn.execute(_ROWS.format(name=name))
+    if sign < 0:
+        conn.execute(uncount_trigger(name))
+    conn.execute(f"DELETE FROM temp.{name}")
+    conn.executemany(
+        f"INSERT INTO temp.{name} VALUES (?, ?, ?, ?, ?)", [(r[0], r[2], r[3], r[4], r[5]) for r in rows]
+    )
+    if sign > 0:
+        count_new_rows(conn, 0, f"temp.{name}")
+    conn.execute(f"DELETE FROM temp.{name}")  # the trigger takes each row off
 
 
 def _in_scope(service: str, include: tuple[str, ...], exclude: tuple[str, ...]) -> bool:
@@ -171,7 +150,6 @@ def delete_older(
     with _deleting(hot.path.parent) as allowed:
         if not allowed:
             return 0
-        ensure_counts(hot)
         settle(hot, cold)
         _compact_expired(hot, cold, cutoff_us, include, exclude)
         conn = _hot(hot)
@@ -211,11 +189,15 @@ def _compact_expired(
     for generation, state in due:
         if state == _OPEN:
             with _immediate(conn):
-                conn.execute(
-                    "UPDATE hot_generations SET state = ?, "
-                    f"last_seq = (SELECT max(seq) FROM hot_{generation}) WHERE generation = ? AND state = ?",
-                    (_SEALED, generation, _OPEN),
-                )
+                still = conn.execute("SELECT state FROM hot_generations WHERE generation = ?", (generation,))
+                if still.get == _OPEN:  # else sealed by an append meanwhile, maybe compacted and dropped
+                    # Sealed at the last number given (decision 23): the next generation numbers on after.
+                    conn.execute(
+                        "UPDATE hot_generations SET state = ?, last_seq = max("
+                        f"coalesce((SELECT max(seq) FROM hot_{generation}), 0), "
+                        "coalesce((SELECT max(last_seq) FROM commits), 0)) WHERE generation = ?",
+                        (_SEALED, generation),
+                    )
         compact_sealed(hot, cold, generation)
 
 
