@@ -354,8 +354,15 @@ def backup(into: str, data_dir: str | None, config_file: str | None) -> None:
 )
 @click.option("--into", required=True, type=click.Path(file_okay=False), help="A new data directory.")
 @click.option("--to-time", help="Restore from the archive the entries committed up to this RFC 3339 time.")
+@click.option(
+    "--store-engine",
+    type=click.Choice(["sqlite", "tiered"]),
+    help="With --to-time: the embedded store to replay into.  [default: the configured store_engine]",
+)
 @_CONFIG
-def restore(source: str, into: str, to_time: str | None, config_file: str | None) -> None:
+def restore(
+    source: str, into: str, to_time: str | None, store_engine: str | None, config_file: str | None
+) -> None:
     """Restore a backup, or an archive up to a point in time, into a new data directory.
 
     Every checksum is verified before anything is written. Serve the result with --data-dir pointing there
@@ -369,8 +376,10 @@ def restore(source: str, into: str, to_time: str | None, config_file: str | None
         to_us = parse_timestamp(to_time)
     except ValueError as exc:
         raise ConfigError(f"--to-time {exc}") from None
-    settings = load_settings(config_file)
-    count = restore_to_time(Path(source), Path(into).resolve(), to_us, key_source(settings))
+    settings = load_settings(config_file, overrides={"store_engine": store_engine})
+    count = restore_to_time(
+        Path(source), Path(into).resolve(), to_us, key_source(settings), engine=settings.store_engine
+    )
     click.echo(f"restored {count:,} entries committed up to {format_timestamp(to_us)} into {into}")
 
 
