@@ -233,15 +233,15 @@ def test_each_append_records_its_commit_and_numbers_are_not_given_twice_after_a_
 ) -> None:
     hot = HotFile(files[0], KEY, rows_per_generation=PER_GENERATION)
     try:
-        hot.append(batch(0, 10))
-        hot.append(batch(5, 10))  # 5 retried
-        hot.append(batch(0, 10))  # only retries: no commit record
+        assert hot.append(batch(0, 10)) == 10
+        assert hot.append(batch(5, 10)) == 5  # 5 retried: their numbers (11-15) are left unused
+        assert hot.append(batch(0, 10)) == 0  # only retries: no commit record
         records = hot.connection.execute("SELECT last_seq, committed_at FROM commits").fetchall()
-        assert [last for last, _ in records] == [10, 15]
+        assert [last for last, _ in records] == [10, 20]
         assert all(abs(at - time.time_ns() // 1000) < 60_000_000 for _, at in records)
-        hot.connection.execute("DELETE FROM hot_1 WHERE seq > 12")  # the newest rows purged
+        hot.connection.execute("DELETE FROM hot_1 WHERE seq > 17")  # the newest rows purged
         hot.append(batch(100, 2))
-        assert [row[0] for row in hot.rows(1)][-2:] == [16, 17]
+        assert [row[0] for row in hot.rows(1)][-2:] == [21, 22]
     finally:
         hot.close()
 
@@ -258,8 +258,13 @@ def test_an_id_stored_elsewhere_is_not_stored_again(files: tuple[Path, Path]) ->
         hot.append(batch(8, 2))
         assert hot.append(batch(0, 10), in_cold) == 3  # 0-4 in the cold tier, 8-9 in the hot one
         assert sorted(int.from_bytes(row[1], "big") for row in hot.rows(1)) == [5, 6, 7, 8, 9]
-        # The cold tier is asked only about ids the hot one does not hold, with their event times.
-        assert sorted(int.from_bytes(log_id, "big") for log_id, _, _ in asked) == list(range(8))
+        # The cold tier is asked with the event times, about ids that no sealed hot generation holds (the
+        # open one's unique index skips its own).
+        assert sorted(int.from_bytes(log_id, "big") for log_id, _, _ in asked) == list(range(10))
+        asked.clear()
+        hot.append(batch(10, 300))  # seals the first generation, which holds 5-9
+        assert hot.append(batch(5, 3), in_cold) == 0
+        assert asked == []
         assert {(log_id, ts) for log_id, _, ts in asked} <= {(row[0], row[1]) for row in batch(0, 10)}
     finally:
         hot.close()
