@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -168,11 +169,13 @@ def shipper_ingest(suite: Suite) -> None:
     data_dir = suite.scratch / name
     key = suite._admin(data_dir)
     runs: dict[str, list[WrkRun]] = {"native": [], **{p.key: [] for p in PROTOCOLS}}
+    cpu: dict[str, list[float]] = {key: [] for key in runs}
     sizes = {"native": suite.batch_body.stat().st_size}
     with suite._logsvc(name, data_dir, 1) as server:
         host = server.url.removeprefix("http://")
         for round_number in range(suite.profile.runs + 1):
             seconds = suite.profile.warmup_s if round_number == 0 else suite.profile.duration_s
+            before = server.cpu_seconds()
             run = wrk(
                 server.url + "/logs",
                 connections=BATCH_CONNECTIONS,
@@ -182,11 +185,13 @@ def shipper_ingest(suite: Suite) -> None:
             )
             if round_number:  # round 0 warms up
                 runs["native"].append(run)
-                _print(console, round_number, "native batch (JSON)", run, BATCH_ENTRIES)
+                cpu["native"].append(_cpu_us_per_entry(server.cpu_seconds() - before, run, BATCH_ENTRIES))
+                _print(console, round_number, "native batch (JSON)", run, BATCH_ENTRIES, cpu["native"][-1])
             for protocol in PROTOCOLS:
                 count = math.ceil(seconds * REQUESTS_PER_S_HEADROOM)
                 base = suite.scratch / f"{protocol.key}-{round_number}.bin"
                 sizes[protocol.key] = write_requests(base, protocol, suite.batch, host, key, count)
+                before = server.cpu_seconds()
                 run = wrk(
                     server.url + protocol.path,
                     connections=BATCH_CONNECTIONS,
@@ -198,7 +203,9 @@ def shipper_ingest(suite: Suite) -> None:
                     Path(f"{base}.{thread}").unlink()
                 if round_number:
                     runs[protocol.key].append(run)
-                    _print(console, round_number, protocol.label, run, BATCH_ENTRIES)
+                    used = server.cpu_seconds() - before
+                    cpu[protocol.key].append(_cpu_us_per_entry(used, run, BATCH_ENTRIES))
+                    _print(console, round_number, protocol.label, run, BATCH_ENTRIES, cpu[protocol.key][-1])
         suite._record_server(server)
     native = _median_of(runs["native"], BATCH_ENTRIES)
     suite.ceilings["native_batch"] = {
@@ -208,6 +215,7 @@ def shipper_ingest(suite: Suite) -> None:
         "connections": BATCH_CONNECTIONS,
         "median": native,
         "body_bytes": sizes["native"],
+        "server_cpu_us_per_entry": round(statistics.median(cpu["native"]), 2),
     }
     for protocol in PROTOCOLS:
         suite._scenario(
@@ -220,15 +228,29 @@ def shipper_ingest(suite: Suite) -> None:
             per_request=BATCH_ENTRIES,
             ceiling="native_batch",
             targets=(Target("rate", True, round(TARGET_RATIO * native["rate"], 1)),),
-            extra={"entries_per_request": BATCH_ENTRIES, "body_bytes": sizes[protocol.key]},
+            extra={
+                "entries_per_request": BATCH_ENTRIES,
+                "body_bytes": sizes[protocol.key],
+                "server_cpu_us_per_entry": round(statistics.median(cpu[protocol.key]), 2),
+            },
         )
         ratio = suite.scenarios[-1]["ratio_to_ceiling"]
-        console.print(f"  {protocol.label}: {ratio:.2f} of the native batch (target >= {TARGET_RATIO})")
+        cpu_ratio = statistics.median(cpu["native"]) / statistics.median(cpu[protocol.key])
+        console.print(
+            f"  {protocol.label}: {ratio:.2f} of the native batch (target >= {TARGET_RATIO}); "
+            f"by the server's CPU time per entry, {cpu_ratio:.2f}"
+        )
 
 
-def _print(console: Any, round_number: int, label: str, run: WrkRun, per_request: int) -> None:
+def _cpu_us_per_entry(cpu_s: float, run: WrkRun, per_request: int) -> float:
+    """The server's CPU time per entry stored in a run (an answer other than 2xx stored nothing)."""
+    stored = (run.requests - run.status_errors) * per_request
+    return cpu_s * 1e6 / stored if stored else math.inf
+
+
+def _print(console: Any, round_number: int, label: str, run: WrkRun, per_request: int, cpu_us: float) -> None:
     line = f"  round {round_number}, {label}: {run.ok_per_s * per_request:,.0f} entries/s"
-    line += f", p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms"
+    line += f", p50 {run.p50_ms:.2f} ms, p99 {run.p99_ms:.2f} ms, server CPU {cpu_us:.1f} µs/entry"
     if run.status_errors or run.socket_errors:
         line += f", {run.status_errors} non-2xx, {run.socket_errors} socket errors"
     console.print(line)

@@ -436,7 +436,9 @@ def restore(
 def audit(limit: str, as_json: bool, data_dir: str | None, config_file: str | None) -> None:
     """Show the audit trail: credentials created and revoked, requests refused."""
     with _local(config_file, data_dir) as root:
-        events = root.admin().audit([("limit", limit)])  # the rule of GET /admin/audit?limit=
+        events = root.admin().audit(
+            [("limit", limit)], principal=_OPERATOR
+        )  # the rule of GET /admin/audit?limit=
     if as_json:
         _json_out(events)
         return

@@ -8,6 +8,7 @@ call the service, encode the answer; the rules live in the services.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Mapping
 from typing import Annotated, Any
@@ -101,7 +102,7 @@ async def es_cluster_health(call: Call) -> Answer:
 
 async def recent(call: Call) -> Answer:
     service = await call.services.log()
-    return json_answer(await service.recent(call.query, principal=call.principal))
+    return Answer(200, await service.recent_json(call.query, principal=call.principal), "application/json")
 
 
 # The stream's answer: no cache may keep it, and no proxy buffer it (nginx reads X-Accel-Buffering).
@@ -122,7 +123,9 @@ async def tail(call: Call) -> Answer:
     )
     if call.services.tail is None or not _accepts_stream(call.headers):
         return json_answer(await service.tail_page(request))
-    stream = await call.services.tail.open(request, call.principal.id)
+    stream = await call.services.tail.open(
+        request, call.principal.id, functools.partial(call.services.still_usable, call.principal)
+    )
     return Answer(200, b"", "text/event-stream", dict(_STREAM_HEADERS), stream=stream)
 
 
@@ -182,7 +185,7 @@ async def context(call: Call) -> Answer:
 
 
 async def list_keys(call: Call) -> Answer:
-    return json_answer(await asyncio.to_thread(call.services.admin_service().list_keys))
+    return json_answer(await asyncio.to_thread(call.services.admin_service().list_keys, call.principal))
 
 
 async def create_key(call: Call) -> Answer:
@@ -201,7 +204,9 @@ async def revoke_key(call: Call) -> Answer:
 
 
 async def audit(call: Call) -> Answer:
-    return json_answer(await asyncio.to_thread(call.services.admin_service().audit, call.query))
+    return json_answer(
+        await asyncio.to_thread(call.services.admin_service().audit, call.query, principal=call.principal)
+    )
 
 
 async def healthz(call: Call) -> Answer:

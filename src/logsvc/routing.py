@@ -94,6 +94,8 @@ class Services:
     admin: AdminService | None = None
     metrics: Callable[[], tuple[bytes, str]] | None = None
     openapi: bytes = b""
+    # Whether a principal authenticated earlier may still act (a revoked or expired key may not).
+    still_usable: Callable[[Principal], bool] = lambda principal: True
 
     def admin_service(self) -> AdminService:
         if self.admin is None:
@@ -107,9 +109,11 @@ class Services:
         return self.metrics()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Call:
-    """One request as an operation sees it; ``body`` reads it as sent, within the size limits."""
+    """One request as an operation sees it; ``body`` reads it as sent, within the size limits. Not frozen
+    (one is made per request, and a frozen dataclass sets each field through ``object.__setattr__``);
+    operations only read it."""
 
     principal: Principal
     path_params: Mapping[str, str]

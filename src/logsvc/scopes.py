@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import re
 
-__all__ = ["PATTERN_GRAMMAR", "PATTERN_REGEX", "check_pattern", "covers", "sql_glob"]
+__all__ = ["PATTERN_GRAMMAR", "PATTERN_REGEX", "check_pattern", "covers", "sql_glob", "within"]
 
 PATTERN_GRAMMAR = (
     "1-128 characters: letters, digits, '.', '_', ':', '/', '-', with '*' for any run of characters "
@@ -38,6 +38,30 @@ def _compiled(pattern: str) -> re.Pattern[str]:
 def covers(patterns: tuple[str, ...], service: str) -> bool:
     """Whether a scope covers a service; an empty scope covers every service."""
     return not patterns or any(_compiled(pattern).fullmatch(service) is not None for pattern in patterns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _containing(pattern: str) -> re.Pattern[str]:
+    """A pattern read over another pattern's text: its ``?`` stands for one character of the other (never
+    its ``*``, which may be many), its ``*`` for any run of it, wildcards included."""
+    check_pattern(pattern)
+    return re.compile(
+        "".join(".*" if c == "*" else "[^*]" if c == "?" else re.escape(c) for c in pattern), re.S
+    )
+
+
+def within(patterns: tuple[str, ...], scope: tuple[str, ...]) -> bool:
+    """Whether every service that ``patterns`` cover is covered by ``scope`` (empty: every service). Sound,
+    not complete: a pattern is within another when the other matches its text, wildcard for wildcard, so
+    ``web-*`` is within ``web*``; the same set written another way (``a?*`` against ``a*?``) may be
+    refused, never a larger set let through."""
+    if not scope:
+        return True
+    if not patterns:
+        return False
+    return all(
+        any(_containing(outer).fullmatch(check_pattern(inner)) for outer in scope) for inner in patterns
+    )
 
 
 def sql_glob(pattern: str) -> str:

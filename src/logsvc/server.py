@@ -15,7 +15,6 @@ from typing import Any
 
 import uvicorn
 from rich.console import Console
-from uvicorn.supervisors import Multiprocess
 
 from logsvc.api import create_app
 from logsvc.auth.credential_service import NewCredential
@@ -26,6 +25,7 @@ from logsvc.display import untrusted
 from logsvc.logs import log_config
 from logsvc.root import Root
 from logsvc.settings import Settings, settings_environment
+from logsvc.supervisor import SpreadWorkers, bind_worker_sockets
 from logsvc.syslog_listener import probe_syslog_port
 
 __all__ = ["bootstrap_admin", "check_store", "serve"]
@@ -167,4 +167,4 @@ def serve(settings: Settings) -> None:
     config = ServerConfig(
         "logsvc.api:create_app_from_environment", factory=True, workers=settings.workers, **common
     )
-    Multiprocess(config, sockets=[config.bind_socket()]).run()
+    SpreadWorkers(config, bind_worker_sockets(config, settings.workers)).run()

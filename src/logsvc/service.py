@@ -27,9 +27,9 @@ from logsvc.domain.cursors import decode_position, encode_position
 from logsvc.domain.documents import decode_documents
 from logsvc.domain.entries import Limits, LogEntry, NewEntry, format_log_id, parse_log_id
 from logsvc.domain.esbulk import BulkItem, BulkOutcome, bulk_items
-from logsvc.domain.loki import loki_documents
+from logsvc.domain.loki import loki_entries
 from logsvc.domain.mapping import FieldMapping, parse_mapping
-from logsvc.domain.otlp import otlp_documents
+from logsvc.domain.otlp import otlp_entries
 from logsvc.domain.queries import MAX_LIMIT, Page, Query, parse_query
 from logsvc.domain.retention import retention_rules
 from logsvc.domain.stats import ServiceList, Stats, parse_services, parse_stats, service_list, stats_answer
@@ -46,8 +46,8 @@ from logsvc.errors import (
     ServerBusy,
     ValidationFailed,
 )
-from logsvc.scopes import check_pattern, covers
-from logsvc.storage.port import LogStore
+from logsvc.scopes import check_pattern, covers, within
+from logsvc.storage.port import EncodedReads, LogStore
 from logsvc.tail import TailPage, TailRequest, wanted
 
 if TYPE_CHECKING:  # the Lambda handlers import this module and must not load SQLite
@@ -142,6 +142,7 @@ class LogService:
         on_stored: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
+        self._encoded_reads = store if isinstance(store, EncodedReads) else None
         self.limits = limits
         self._observer = observer
         self._on_stored = on_stored
@@ -372,21 +373,24 @@ class LogService:
         (default: now)."""
         now_us = self._clock_us() if now_us is None else now_us
         return [
-            found if isinstance(found, NewEntry) else "; ".join(f"{e.field} {e.message}" for e in found)
+            found if isinstance(found, NewEntry) else _named(found)
             for found in validate_each(docs, now_us=now_us, limits=self.limits)
         ]
 
     def _otlp_entries(self, body: bytes, headers: Mapping[str, str], as_json: bool) -> OtlpResult:
-        docs = self._parsed(
-            body, headers, lambda content: otlp_documents(content, as_json=as_json, limits=self.limits)
+        now_us = self._clock_us()
+        outcomes = self._parsed(
+            body,
+            headers,
+            lambda content: otlp_entries(content, as_json=as_json, limits=self.limits, now_us=now_us),
         )
         entries: list[NewEntry] = []
         problems: list[str] = []
-        for index, found in enumerate(self._each_entry(docs)):
-            if isinstance(found, str):
-                problems.append(f"record {index}: {found}")
-            else:
+        for index, found in enumerate(outcomes):
+            if isinstance(found, NewEntry):
                 entries.append(found)
+            else:
+                problems.append(f"record {index}: {_named(found)}")
         self._rejected(len(problems))
         message = "; ".join(problems[:MAX_PROBLEMS])
         if len(problems) > MAX_PROBLEMS:
@@ -419,22 +423,25 @@ class LogService:
         self, body: bytes, headers: Mapping[str, str], as_json: bool
     ) -> tuple[list[NewEntry], int, list[FieldError]]:
         """The valid entries of a push, how many were refused, and the first refusals named."""
+        now_us = self._clock_us()
         push = self._parsed(
             body,
             headers,
-            lambda content: loki_documents(content, as_json=as_json, limits=self.limits),
+            lambda content: loki_entries(content, as_json=as_json, limits=self.limits, now_us=now_us),
             snappy=not as_json,
         )
         entries: list[NewEntry] = []
         problems = push.refused[:MAX_PROBLEMS]
         refused = push.refused_entries
-        for found, (stream, index) in zip(self._each_entry(push.documents), push.places, strict=True):
-            if isinstance(found, str):
+        for found, (stream, index) in zip(push.outcomes, push.places, strict=True):
+            if isinstance(found, NewEntry):
+                entries.append(found)
+            else:
                 refused += 1
                 if len(problems) < MAX_PROBLEMS:
-                    problems.append(FieldError(f"streams[{stream}].{push.entries_field}[{index}]", found))
-            else:
-                entries.append(found)
+                    problems.append(
+                        FieldError(f"streams[{stream}].{push.entries_field}[{index}]", _named(found))
+                    )
         self._rejected(refused)
         return entries, refused, problems
 
@@ -445,6 +452,13 @@ class LogService:
     async def recent(self, params: Iterable[tuple[str, str]], *, principal: Principal) -> Page:
         """A read of ``GET /logs`` by its query-string parameters."""
         return await self.store.recent(self._read_query(params, principal))
+
+    async def recent_json(self, params: Iterable[tuple[str, str]], *, principal: Principal) -> bytes:
+        """The JSON answer of ``recent``: the store's own where it keeps its entries encoded."""
+        query = self._read_query(params, principal)
+        if self._encoded_reads is not None:
+            return await self._encoded_reads.recent_json(query)
+        return msgspec.json.encode(await self.store.recent(query))
 
     async def page(self, query: Query, *, principal: Principal) -> Page:
         """The page a query asks for, held to the credential's service scope."""
@@ -541,15 +555,23 @@ class AdminService:
             doc = msgspec.json.decode(body)
         except msgspec.DecodeError as exc:
             raise ValidationFailed([FieldError("body", f"is not valid JSON: {exc}")]) from None
-        return self.auth.create_requested(doc, actor=principal.id, source=source)
+        return self.auth.create_requested(doc, actor=principal.id, source=source, scope=principal.services)
 
-    def list_keys(self) -> list[Credential]:
-        return self.auth.credentials()
+    def list_keys(self, principal: Principal) -> list[Credential]:
+        """The credentials an admin manages: all of them, or for an admin scoped to services those whose
+        scope lies within its own."""
+        return [c for c in self.auth.credentials() if within(c.services, principal.services)]
 
     def revoke_key(self, access_key_id: str, *, principal: Principal, source: str) -> Credential:
+        if not any(c.access_key_id == access_key_id for c in self.list_keys(principal)):
+            raise NotFound(f"no credential {access_key_id} that this credential manages")
         return self.auth.revoke_keeping_an_admin(access_key_id, actor=principal.id, source=source)
 
-    def audit(self, params: Iterable[tuple[str, str]]) -> list[AuditEvent]:
+    def audit(self, params: Iterable[tuple[str, str]], *, principal: Principal) -> list[AuditEvent]:
+        if principal.services:
+            raise Forbidden(
+                "the audit trail covers every service: it needs an admin credential without a service scope"
+            )
         limit = 100
         for name, value in params:
             if name != "limit":
@@ -584,6 +606,11 @@ def _log_id(log_id: str) -> bytes:
         return parse_log_id(log_id)
     except ValueError as exc:
         raise ValidationFailed([FieldError("log_id", str(exc))]) from None
+
+
+def _named(errors: list[FieldError]) -> str:
+    """The rules a shipper's record broke, in one line (its answer names them for each record)."""
+    return "; ".join(f"{e.field} {e.message}" for e in errors)
 
 
 def _created(entry: NewEntry) -> Created:

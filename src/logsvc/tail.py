@@ -19,7 +19,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -196,10 +196,13 @@ class TailHub:
         if self._task is not None and self.store.tail_delay == 0:
             self._wake.set()
 
-    async def open(self, request: TailRequest, credential: str) -> TailStream:
+    async def open(
+        self, request: TailRequest, credential: str, allowed: Callable[[], bool] = lambda: True
+    ) -> TailStream:
         """A stream of the entries ``request`` admits that commit after its position (or from now on);
         TooManyStreams over a limit. Errors of the request (a cursor of another store) are raised here,
-        before anything is answered."""
+        before anything is answered. ``allowed`` says whether the credential may still read: asked before
+        every chunk (a heartbeat at least), the stream ends once its key is revoked or it expires."""
         if self._closed:
             raise StoreUnavailable("the server is shutting down; tail again in a moment")
         self._reserve(credential)
@@ -223,7 +226,7 @@ class TailHub:
         self._queues.setdefault(request.query, set()).add(queue)
         if self._task is None:
             self._task = asyncio.create_task(self._follow(), name="logsvc-tail")
-        return TailStream(self, queue, request, credential, start, first)
+        return TailStream(self, queue, request, credential, start, first, allowed)
 
     def _reserve(self, credential: str) -> None:
         limits = self.limits
@@ -328,6 +331,7 @@ class TailStream:
         credential: str,
         start: Position,
         first: Arrivals | None,
+        allowed: Callable[[], bool],
     ) -> None:
         self._hub = hub
         self._queue = queue
@@ -335,6 +339,7 @@ class TailStream:
         self._credential = credential
         self._start = start
         self._first = first
+        self._allowed = allowed
 
     def close(self) -> None:
         self._hub._remove(self._request.query, self._queue, self._credential)
@@ -351,7 +356,7 @@ class TailStream:
                 yield caught_up
             while (left := deadline - loop.time()) > 0:
                 chunk = await self._queue.take(min(limits.heartbeat_seconds, left))
-                if chunk is None:
+                if chunk is None or not self._allowed():
                     return
                 yield chunk
         finally:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from logsvc.auth.policy import Role
+from logsvc.auth.policy import Role, claim_values
 from logsvc.aws.events import Identity
-from logsvc.aws.identity import PrincipalMap, claim_values, iam_key
+from logsvc.aws.identity import PrincipalMap, iam_key
 from logsvc.errors import AuthenticationFailed, ConfigError, Forbidden
 from logsvc.settings import AwsGrant, load_settings
 
@@ -116,7 +116,7 @@ def test_two_entries_for_one_role_must_agree() -> None:
     ],
 )
 def test_claim_values_in_every_rendering(value: object, values: tuple[str, ...] | None) -> None:
-    assert claim_values(value) == values
+    assert claim_values(value, "groups") == values
 
 
 def test_jwt_claims_give_roles_and_services() -> None:

@@ -223,6 +223,42 @@ def test_an_auth_db_of_single_role_keys_migrates_and_its_keys_still_work(tmp_pat
     assert "role" not in columns
 
 
+def test_a_key_holding_a_role_this_version_does_not_know_is_listed_and_revocable_but_grants_nothing(
+    tmp_path: Path,
+) -> None:
+    # A key a newer version made (a downgrade, or a rolling upgrade sharing auth.db): listing must not fail
+    # on it, and it must not authenticate with the roles this version does know.
+    settings = make_settings(tmp_path / "data")
+    newer = make_key(settings, Role.INGEST)
+    conn = connect(settings.auth_db, store_key(settings))
+    try:
+        conn.execute(
+            "UPDATE credentials SET roles = ? WHERE access_key_id = ?",
+            ('["auditor", "ingest"]', newer.access_key_id),
+        )
+    finally:
+        conn.close()
+    server = ServerThread(settings).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            admin = bearer(server.admin)
+            listed = client.get("/admin/keys", headers=admin)
+            assert listed.status_code == 200, listed.text
+            assert {c["access_key_id"]: c["roles"] for c in listed.json()}[newer.access_key_id] == [
+                "ingest",
+                "auditor",
+            ]
+            refused = client.post("/logs", json={"service_name": "s", "message": "m"}, headers=bearer(newer))
+            assert refused.status_code == 401
+            assert client.delete(f"/admin/keys/{newer.access_key_id}", headers=admin).status_code == 200
+    finally:
+        server.stop()
+    listed_after = json.loads(run_logsvc(settings, "keys", "list", "--json").stdout)
+    assert [
+        c["revoked_at"] is not None for c in listed_after if c["access_key_id"] == newer.access_key_id
+    ] == [True]
+
+
 def test_two_processes_opening_an_old_auth_db_at_once_both_work(tmp_path: Path) -> None:
     path = tmp_path / "auth.db"
     api_key = old_key("LSKOLDADMIN")[1]
@@ -271,11 +307,22 @@ def test_the_dynamodb_store_keeps_several_roles_and_reads_single_role_items(shar
     # An item written by the previous version: role only.
     older = {k: v for k, v in items[one.access_key_id].items() if k != "roles"} | {"role": {"S": "ingest"}}
     dynamodb.put_item(TableName=target.table, Item=older)
+    # An item written by a newer version, with a role this one does not know: listed, granting nothing.
+    newer = items[both.access_key_id] | {
+        "sk": {"S": "LSKNEWER"},
+        "api_key_sha256": {"B": hashlib.sha256(b"another key").digest()},
+        "roles": {"L": [{"S": "auditor"}, {"S": "read"}]},
+    }
+    dynamodb.put_item(TableName=target.table, Item=newer)
 
     service = open_credentials(settings)
     try:
         listed = {c.access_key_id: c.roles for c in service.credentials()}
-        assert listed == {both.access_key_id: (Role.INGEST, Role.READ), one.access_key_id: (Role.INGEST,)}
+        assert listed == {
+            both.access_key_id: ("ingest", "read"),
+            one.access_key_id: ("ingest",),
+            "LSKNEWER": ("read", "auditor"),
+        }
         principal = service.check_api_key(both.api_key)
         assert principal is not None
         assert principal.roles == frozenset({Role.INGEST, Role.READ})

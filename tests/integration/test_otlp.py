@@ -28,8 +28,8 @@ from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 from opentelemetry.sdk.resources import Resource
 
 from logsvc.auth.policy import Principal, Role
-from logsvc.domain.entries import Limits
-from logsvc.domain.otlp import otlp_documents
+from logsvc.domain.entries import Limits, NewEntry
+from logsvc.domain.otlp import otlp_entries
 from logsvc.errors import Forbidden, PayloadTooLarge, ValidationFailed
 from logsvc.service import LogService
 from logsvc.storage.open import open_store
@@ -53,6 +53,16 @@ def _request(service: str | None, *records: LogRecord) -> ExportLogsServiceReque
     resource_logs = ResourceLogs(scope_logs=[ScopeLogs(log_records=records)])
     resource_logs.resource.attributes.extend(attributes)
     return ExportLogsServiceRequest(resource_logs=[resource_logs])
+
+
+NOW_US = time.time_ns() // 1000
+
+
+def _entries(request: ExportLogsServiceRequest) -> list[NewEntry]:
+    """The entries of a request all of whose records keep the rules."""
+    outcomes = otlp_entries(request.SerializeToString(), as_json=False, limits=Limits(), now_us=NOW_US)
+    assert all(isinstance(found, NewEntry) for found in outcomes), outcomes
+    return [found for found in outcomes if isinstance(found, NewEntry)]
 
 
 def _record(message: str, severity: int = 9, time_ns: int | None = None) -> LogRecord:
@@ -284,8 +294,8 @@ def test_the_mapping_of_severity_and_defaults() -> None:
         for n in (0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25)
     ]
     records.append(LogRecord(severity_text="FATAL", body=_text("text")))
-    docs = otlp_documents(_request(None, *records).SerializeToString(), as_json=False, limits=Limits())
-    assert [d["level"] for d in docs] == [
+    entries = _entries(_request(None, *records))
+    assert [e.level.name for e in entries] == [
         "INFO",
         "TRACE",
         "TRACE",
@@ -302,7 +312,9 @@ def test_the_mapping_of_severity_and_defaults() -> None:
         "INFO",
         "FATAL",
     ]
-    assert all("service_name" not in d and "timestamp" not in d and "log_id" not in d for d in docs)
+    # No service: the default one; no time: the receive time, and an id of its own (not made of its content).
+    assert all(e.service_name == "default" and e.ts_us == NOW_US for e in entries)
+    assert not {e.log_id for e in entries} & {e.log_id for e in _entries(_request(None, *records))}
 
 
 def test_the_service_rules_directly(tmp_path: Path) -> None:
@@ -354,5 +366,4 @@ def test_a_body_that_is_not_a_string_is_its_json() -> None:
         AnyValue(bytes_value=b"\x00\x01"),
     ]
     request = _request(None, *(LogRecord(body=b) for b in bodies))
-    docs = otlp_documents(request.SerializeToString(), as_json=False, limits=Limits())
-    assert [d["message"] for d in docs] == ['{"n": 7}', '[1.5, "é"]', "3", "false", '"AAE="']
+    assert [e.message for e in _entries(request)] == ['{"n": 7}', '[1.5, "é"]', "3", "false", '"AAE="']

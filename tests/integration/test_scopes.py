@@ -8,6 +8,7 @@ brackets; these tests generate patterns and check list, search, get-by-id and in
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +24,7 @@ from logsvc.crypto import store_key
 from logsvc.crypto.sqlite import connect
 from logsvc.domain.entries import Limits, format_log_id
 from logsvc.errors import Forbidden, NotFound
-from logsvc.scopes import check_pattern, covers
+from logsvc.scopes import check_pattern, covers, within
 from logsvc.service import LogService
 from logsvc.storage.open import open_store
 from logsvc.storage.port import LogStore
@@ -263,3 +264,69 @@ def test_a_write_or_read_outside_the_scope_is_refused_and_audited(tmp_path: Path
         server.stop()
     denied = {(e["actor"], e["target"]) for e in events if e["action"] == "request.denied"}
     assert denied == {(team_a.access_key_id, "POST /logs"), (team_a.access_key_id, "GET /logs")}
+
+
+# ---- an admin scoped to services manages keys within its scope only ---------------------------------------
+
+# Every name of up to 4 characters over the patterns' literal alphabet, so that containment can be checked
+# by brute force: a pattern of literals "ab-" and wildcards matches some of these and misses others.
+_NAMES = ["".join(chars) for n in range(1, 5) for chars in itertools.product("ab-", repeat=n)]
+_small_patterns = st.text(alphabet="ab-*?", min_size=1, max_size=5)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(inner=_small_patterns, outer=_small_patterns)
+def test_within_never_says_a_pattern_is_inside_one_that_misses_some_of_its_names(
+    inner: str, outer: str
+) -> None:
+    if within((inner,), (outer,)):
+        assert all(covers((outer,), name) for name in _NAMES if covers((inner,), name))
+
+
+@pytest.mark.parametrize(
+    ("patterns", "scope", "inside"),
+    [
+        (("web-*",), ("web*",), True),
+        (("web-1", "web?"), ("web*",), True),
+        (("web*",), ("web-*",), False),
+        (("a*c",), ("a?c",), False),
+        (("a?c",), ("a*c",), True),
+        ((), ("web*",), False),  # a key for every service
+        (("anything",), (), True),  # an unscoped admin manages every key
+        (("web*", "db"), ("web*",), False),
+    ],
+)
+def test_within_by_example(patterns: tuple[str, ...], scope: tuple[str, ...], inside: bool) -> None:
+    assert within(patterns, scope) is inside
+
+
+def test_an_admin_scoped_to_services_manages_only_keys_within_its_scope(tmp_path: Path) -> None:
+    settings_ = make_settings(tmp_path / "data")
+    scoped_admin = make_key(settings_, Role.ADMIN, services=("team-a*",))
+    other = make_key(settings_, Role.INGEST, services=("team-b*",))
+    everything = make_key(settings_, Role.READ)
+    server = ServerThread(settings_).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=10, headers=bearer(scoped_admin)) as client:
+            made = client.post("/admin/keys", json={"roles": ["ingest"], "services": ["team-a-web"]})
+            assert made.status_code == 201, made.text
+            for services in (["team-b1"], ["team-*"], []):
+                refused = client.post("/admin/keys", json={"roles": ["admin"], "services": services})
+                assert refused.status_code == 403, services
+                assert "only within services team-a*" in refused.json()["detail"]
+            unscoped = client.post("/admin/keys", json={"roles": ["admin"]})
+            assert unscoped.status_code == 403
+            listed = {c["access_key_id"] for c in client.get("/admin/keys").json()}
+            assert listed == {scoped_admin.access_key_id, made.json()["access_key_id"]}
+            for hidden in (other.access_key_id, everything.access_key_id, server.admin.access_key_id):
+                assert client.delete(f"/admin/keys/{hidden}").status_code == 404
+            assert client.delete(f"/admin/keys/{made.json()['access_key_id']}").status_code == 200
+            audit = client.get("/admin/audit")
+            assert audit.status_code == 403
+            assert "without a service scope" in audit.json()["detail"]
+        with httpx.Client(base_url=server.url, timeout=10, headers=bearer(server.admin)) as client:
+            assert len(client.get("/admin/keys").json()) == 5  # an unscoped admin sees every key
+            assert client.get("/admin/audit").status_code == 200
+            assert client.get("/logs/recent", headers=bearer(everything)).status_code == 200  # not revoked
+    finally:
+        server.stop()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -171,6 +173,44 @@ def test_concurrent_appends_share_commits(tmp_path: Path) -> None:
     assert run(hammer, tmp_path / "logs.db", on_commit=commits.append) == 500
     assert sum(commits) == 500
     assert len(commits) < 500  # group commit: several requests were acknowledged by one fsync
+
+
+def test_what_queues_while_another_writer_commits_joins_the_next_commit(tmp_path: Path) -> None:
+    """Another worker's writer holds the turn (the writer lock); the requests that arrive while this writer
+    waits for it are committed together with the one it waits with, in one transaction and one fsync."""
+    commits: list[int] = []
+    path = tmp_path / "logs.db"
+
+    async def wait_for_turn(store: SQLiteStore) -> int:
+        other = os.open(f"{path}-writer.lock", os.O_RDWR)
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX)
+            first = asyncio.create_task(store.append([entry(0, "m0")]))
+            await _until(lambda: _lock_waiters(Path(f"{path}-writer.lock")) == 1)
+            rest = [asyncio.create_task(store.append([entry(i, f"m{i}")])) for i in range(1, 20)]
+            await asyncio.sleep(0)  # every request handed to the writer
+            fcntl.flock(other, fcntl.LOCK_UN)
+            await asyncio.gather(first, *rest)
+        finally:
+            os.close(other)
+        return (await store.recent(Query(limit=100))).count
+
+    assert run(wait_for_turn, path, on_commit=commits.append) == 20
+    assert commits == [20]
+
+
+def _lock_waiters(lock_file: Path) -> int:
+    """How many wait for a lock on ``lock_file`` (Linux lists them in /proc/locks, after ``->``)."""
+    inode = f":{lock_file.stat().st_ino} "
+    return sum(1 for line in Path("/proc/locks").read_text().splitlines() if "->" in line and inode in line)
+
+
+async def _until(condition: Callable[[], bool], deadline_s: float = 30) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline_s
+    while not condition():
+        assert loop.time() < end, "the condition never came true"
+        await asyncio.sleep(0.01)
 
 
 def test_duplicate_log_ids_are_stored_once(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Loki pushes as entry documents: label sets in Prometheus' syntax, and how labels, structured metadata and
+"""Loki pushes as entries: label sets in Prometheus' syntax, and how labels, structured metadata and
 lines give the service, the level, the metadata and the id."""
 
 from __future__ import annotations
@@ -10,13 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from logsvc.domain.entries import Limits
+from logsvc.domain.entries import Limits, NewEntry, format_log_id
 from logsvc.domain.labels import parse_labels
-from logsvc.domain.loki import LokiPush, loki_documents
-from logsvc.errors import PayloadTooLarge, ValidationFailed
+from logsvc.domain.loki import LokiPush, loki_entries
+from logsvc.domain.timestamps import parse_timestamp
+from logsvc.errors import FieldError, PayloadTooLarge, ValidationFailed
 from tests.loki_push import push_request
 
 NS = 1_700_000_000_123_456_789
+NOW_US = 1_800_000_000_000_000
 
 
 @pytest.mark.parametrize(
@@ -88,7 +90,18 @@ def _json(*streams: dict[str, object]) -> bytes:
 
 
 def _docs(body: bytes, *, as_json: bool = True, limits: Limits | None = None) -> LokiPush:
-    return loki_documents(body, as_json=as_json, limits=limits or Limits())
+    return loki_entries(body, as_json=as_json, limits=limits or Limits(), now_us=NOW_US)
+
+
+def _entries(body: bytes, *, as_json: bool = True) -> list[NewEntry]:
+    """The entries of a push all of whose entries keep the rules."""
+    outcomes = _docs(body, as_json=as_json).outcomes
+    assert all(isinstance(found, NewEntry) for found in outcomes), outcomes
+    return [found for found in outcomes if isinstance(found, NewEntry)]
+
+
+def _metadata(entry: NewEntry) -> object:
+    return None if entry.metadata is None else json.loads(entry.metadata)
 
 
 @pytest.mark.parametrize(
@@ -104,9 +117,9 @@ def _docs(body: bytes, *, as_json: bool = True, limits: Limits | None = None) ->
 def test_the_service_is_the_first_of_its_labels(
     labels: dict[str, str], service: str | None, rest: dict[str, str]
 ) -> None:
-    (doc,) = _docs(_json({"stream": labels, "values": [[str(NS), "x"]]})).documents
-    assert doc.get("service_name") == service
-    assert doc.get("metadata") == ({"labels": rest} if rest else None)
+    (entry,) = _entries(_json({"stream": labels, "values": [[str(NS), "x"]]}))
+    assert entry.service_name == (service or "default")
+    assert _metadata(entry) == ({"labels": rest} if rest else None)
 
 
 @pytest.mark.parametrize(
@@ -131,8 +144,8 @@ def test_the_level_from_labels_then_structured_metadata_then_the_line(
     labels: dict[str, str], metadata: dict[str, str] | None, line: str, level: str | None
 ) -> None:
     entry: list[object] = [str(NS), line] + ([metadata] if metadata else [])
-    (doc,) = _docs(_json({"stream": labels, "values": [entry]})).documents
-    assert doc.get("level") == level
+    (found,) = _entries(_json({"stream": labels, "values": [entry]}))
+    assert found.level.name == (level or "INFO")
 
 
 def test_labels_and_metadata_that_named_the_service_or_level_leave_the_metadata() -> None:
@@ -146,46 +159,44 @@ def test_labels_and_metadata_that_named_the_service_or_level_leave_the_metadata(
         },
         {"stream": {"job": "j"}, "values": [[str(NS), "c", {"level": "error", "user": "u"}]]},
     )
-    first, second, third = _docs(body).documents
-    assert first["metadata"] == {"labels": {"env": "prod", "severity": "x"}}
+    first, second, third = _entries(body)
+    assert _metadata(first) == {"labels": {"env": "prod", "severity": "x"}}
     # The stream's level comes first: the entry's detected_level stays as it was sent.
-    assert second["metadata"] == {
+    assert _metadata(second) == {
         "labels": {"env": "prod", "severity": "x"},
         "structured_metadata": {"trace_id": "t", "detected_level": "error"},
     }
-    assert (third["level"], third["metadata"]) == ("ERROR", {"structured_metadata": {"user": "u"}})
+    assert (third.level.name, _metadata(third)) == ("ERROR", {"structured_metadata": {"user": "u"}})
 
 
 def test_times_and_ids() -> None:
-    early = 3_000_000_000_000_000  # 1970-02-04: before 1e17, sent as RFC 3339 text
+    early = 3_000_000_000_000_000  # 1970-02-04
     body = _json({"stream": {"app": "a"}, "values": [[str(NS), "x"], [str(early), "x"], [str(NS), "x"]]})
-    late, first_of_1970, again = _docs(body).documents
-    assert late["timestamp"] == NS
-    assert first_of_1970["timestamp"] == "1970-02-04T17:20:00.000000Z"
-    assert late["log_id"] == again["log_id"]  # the same entry of the same stream: one entry, as in Loki
+    late, first_of_1970, again = _entries(body)
+    assert late.ts_us == NS // 1000
+    assert first_of_1970.ts_us == parse_timestamp("1970-02-04T17:20:00.000000Z")
+    assert late.log_id == again.log_id  # the same entry of the same stream: one entry, as in Loki
     ms = f"{NS // 1_000_000:012x}"
-    assert late["log_id"].startswith(f"{ms[:8]}-{ms[8:]}-7")  # a UUIDv7 of its millisecond
+    assert format_log_id(late.log_id).startswith(f"{ms[:8]}-{ms[8:]}-7")  # a UUIDv7 of its millisecond
     changed = [
         _json({"stream": {"app": "a", "x": "1"}, "values": [[str(NS), "x"]]}),
         _json({"stream": {"app": "a"}, "values": [[str(NS + 1), "x"]]}),
         _json({"stream": {"app": "a"}, "values": [[str(NS), "y"]]}),
         _json({"stream": {"app": "a"}, "values": [[str(NS), "x", {"k": "v"}]]}),
     ]
-    ids = {late["log_id"]} | {_docs(body).documents[0]["log_id"] for body in changed}
+    ids = {late.log_id} | {_entries(body)[0].log_id for body in changed}
     assert len(ids) == 5
-    # A time far ahead is the validation's to refuse (no id is made of it); one past the year 9999 is refused.
+    # A time far ahead is refused by the rules of POST /logs; one past the year 9999 before them.
     year_3000 = str(32_503_680_000 * 10**9)
-    (far,) = _docs(_json({"stream": {"app": "a"}, "values": [[year_3000, "x"]]})).documents
-    assert (far["timestamp"], "log_id" in far) == (int(year_3000), False)
+    (far,) = _docs(_json({"stream": {"app": "a"}, "values": [[year_3000, "x"]]})).outcomes
+    assert far == [FieldError("timestamp", "must not be more than 2 hours in the future")]
     # The same entry pushed as protobuf is the same entry.
     proto = push_request([('{app="a"}', [(NS, "x")])]).SerializeToString()
-    assert _docs(proto, as_json=False).documents[0]["log_id"] == late["log_id"]
-    assert (
-        "log_id"
-        not in _docs(
-            push_request([('{app="a"}', [(None, "x")])]).SerializeToString(), as_json=False
-        ).documents[0]
-    )
+    assert _entries(proto, as_json=False)[0].log_id == late.log_id
+    # An entry without a time is one of the receive time, with an id of its own each time.
+    undated = push_request([('{app="a"}', [(None, "x")])]).SerializeToString()
+    first_try, retry = (_entries(undated, as_json=False)[0] for _ in range(2))
+    assert (first_try.ts_us, first_try.log_id != retry.log_id) == (NOW_US, True)
 
 
 @pytest.mark.parametrize(
@@ -217,7 +228,7 @@ def test_streams_with_bad_labels_and_entries_with_impossible_times_are_refused_a
         {"stream": {"app": "ok"}, "values": [[str(NS), "d"], ["9" * 30, "e"]]},
     )
     push = _docs(body)
-    assert [d["message"] for d in push.documents] == ["d"]
+    assert [e.message for e in push.outcomes if isinstance(e, NewEntry)] == ["d"]
     assert push.places == [(2, 0)]
     assert push.refused_entries == 4
     assert [str(e) for e in push.refused] == [
@@ -227,7 +238,7 @@ def test_streams_with_bad_labels_and_entries_with_impossible_times_are_refused_a
     ]
     proto = push_request([('{app="x"', [(NS, "a")]), ('{app="y"}', [(NS, "b")])]).SerializeToString()
     push = _docs(proto, as_json=False)
-    assert [d["message"] for d in push.documents] == ["b"]
+    assert [e.message for e in push.outcomes if isinstance(e, NewEntry)] == ["b"]
     assert [str(e) for e in push.refused] == [
         "streams[0]: labels: '{app=\"x\"' needs a comma or } after label app (its 1 entries refused)"
     ]
@@ -260,5 +271,5 @@ def test_large_label_sets_and_long_level_words_are_read_alike() -> None:
     with pytest.raises(ValueError, match="appears twice"):
         parse_labels(f'{{big="{value}", big="x"}}')
     long_word = "level=" + "warning" * 10
-    (doc,) = _docs(_json({"stream": {"a": "b"}, "values": [[str(NS), long_word]]})).documents
-    assert "level" not in doc
+    (entry,) = _entries(_json({"stream": {"a": "b"}, "values": [[str(NS), long_word]]}))
+    assert entry.level.name == "INFO"

@@ -13,7 +13,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeL
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from logsvc.domain.entries import Limits
-from logsvc.domain.otlp import _check_wire, otlp_documents
+from logsvc.domain.otlp import _check_wire, otlp_entries
 from logsvc.errors import PayloadTooLarge, ValidationFailed
 
 values = st.recursive(
@@ -86,10 +86,10 @@ def test_records_that_share_a_large_resource_are_bounded_by_what_they_expand_to(
         resource_logs=[ResourceLogs(resource=resource, scope_logs=[ScopeLogs(log_records=records)])]
     ).SerializeToString()
     with pytest.raises(PayloadTooLarge, match="with their resource and scope attributes"):
-        otlp_documents(body, as_json=False, limits=Limits())
+        otlp_entries(body, as_json=False, limits=Limits(), now_us=0)
 
 
 def test_otlp_json_nested_past_python_s_recursion_is_a_400() -> None:
     body = b'{"resourceLogs":' + b"[" * 5_000 + b"]" * 5_000 + b"}"
     with pytest.raises(ValidationFailed, match="is not OTLP JSON"):
-        otlp_documents(body, as_json=True, limits=Limits())
+        otlp_entries(body, as_json=True, limits=Limits(), now_us=0)

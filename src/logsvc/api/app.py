@@ -69,6 +69,7 @@ def asgi_app(
             admin=root.admin(),
             metrics=lambda: (metrics.exposition(), CONTENT_TYPE_LATEST),
             openapi=openapi,
+            still_usable=root.credentials().still_usable,
         )
         app.state.refusals = RefusalAudit(root.credentials())
         app.state.authenticator = root.authenticator()

@@ -76,6 +76,7 @@ class EndpointApp:
         principal: Principal | None = scope.get(PRINCIPAL_KEY)
         principal = authorize(endpoint, principal, state.refusals, source=source)
         settings: Settings = state.settings
+        query: bytes = scope["query_string"]
 
         async def body() -> bytes:
             """The body as sent: read by the middleware already when a signature covers it, else here."""
@@ -93,7 +94,7 @@ class EndpointApp:
         call = Call(
             principal=principal,
             path_params=scope["path_params"],
-            query=parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True),
+            query=parse_qsl(query.decode("latin-1"), keep_blank_values=True) if query else (),
             headers=headers,
             source=source,
             body=body,

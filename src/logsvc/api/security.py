@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping
+from itertools import chain
 
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -113,12 +114,18 @@ class SecurityMiddleware:
         authorization: str,
         authenticator: Authenticator,
     ) -> Principal | None:
-        if sum(len(name) + len(value) for name, value in scope["headers"]) > self.settings.max_header_bytes:
+        if sum(map(len, chain.from_iterable(scope["headers"]))) > self.settings.max_header_bytes:
             raise HeadersTooLarge(f"the request headers are over {self.settings.max_header_bytes} bytes")
         if not authorization:
             return ANONYMOUS if self.settings.allow_anonymous else None
         if authorization.startswith(SIGV4_SCHEME):
-            pairs = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]]
+            raw = scope["headers"]
+            # The header dict holds every header unless a name is repeated; then all are decoded again.
+            pairs = (
+                list(headers.items())
+                if len(headers) == len(raw)
+                else [(name.decode("latin-1"), value.decode("latin-1")) for name, value in raw]
+            )
             # All but the signature itself is checked first: a malformed or unknown credential costs no body.
             head = authenticator.sigv4.check_head(pairs)
             body = await receive_body(

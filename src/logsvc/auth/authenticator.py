@@ -90,4 +90,5 @@ class Authenticator:
             claims.services,
             service_claim=self.jwt.service_claim,
             default_roles=self._jwt_default_roles,
+            expires_at_us=claims.expires_at * 1_000_000 if claims.expires_at is not None else None,
         )

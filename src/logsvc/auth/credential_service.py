@@ -34,7 +34,8 @@ from logsvc.auth.records import (
 from logsvc.auth.store import CredentialStore
 from logsvc.domain.roles import ordered_roles
 from logsvc.domain.timestamps import format_timestamp
-from logsvc.errors import ConfigError, Conflict, LogServiceError
+from logsvc.errors import ConfigError, Conflict, Forbidden, LogServiceError
+from logsvc.scopes import within
 
 if TYPE_CHECKING:
     from logsvc.settings import Settings
@@ -97,6 +98,14 @@ def _usable_at(found: ActiveCredential, now_us: int) -> bool:
     return found.expires_at is None or found.expires_at > now_us
 
 
+# The principals that stand for a stored credential (an API key, also sent as Basic's password, or SigV4).
+_KEY_METHODS = frozenset({"api_key", "sigv4"})
+
+
+def _principal(found: ActiveCredential, method: str) -> Principal:
+    return msgspec.structs.replace(found.principal, method=method, expires_at_us=found.expires_at)
+
+
 class CredentialService:
     """Credentials and the audit trail over ``store``. ``audit_retention_days``: ``expire_audit`` deletes
     audit records older than that (0: never). Refused requests are written by a thread of its own, about
@@ -132,7 +141,7 @@ class CredentialService:
 
     def principal_for(self, access_key_id: str, method: str) -> Principal | None:
         found = self._usable(access_key_id)
-        return msgspec.structs.replace(found.principal, method=method) if found else None
+        return _principal(found, method) if found else None
 
     def check_api_key(self, api_key: str) -> Principal | None:
         """The principal of a valid API key. Unknown ids cost the same hash and compare as wrong secrets."""
@@ -141,8 +150,17 @@ class CredentialService:
         digest = hashlib.sha256(api_key.encode()).digest()
         expected = found.api_key_sha256 if found else _DUMMY_DIGEST
         if hmac.compare_digest(digest, expected) and found is not None:
-            return msgspec.structs.replace(found.principal, method="api_key")
+            return _principal(found, "api_key")
         return None
+
+    def still_usable(self, principal: Principal) -> bool:
+        """Whether a principal authenticated earlier may still act: its key or token has not expired since,
+        and a key it holds has not been revoked (as this process's copy of the credentials says)."""
+        if principal.expires_at_us is not None and principal.expires_at_us <= self._clock_us():
+            return False
+        if principal.method in _KEY_METHODS:
+            return self._usable(principal.id) is not None
+        return True
 
     # ---- management ---------------------------------------------------------------------------------------
 
@@ -191,10 +209,19 @@ class CredentialService:
         self.store.put_credential(record, event)
         return new
 
-    def create_requested(self, doc: object, *, actor: str, source: str) -> NewCredential:
+    def create_requested(
+        self, doc: object, *, actor: str, source: str, scope: tuple[str, ...] = ()
+    ) -> NewCredential:
         """A credential as a key request (JSON body or CLI options) asks; ValidationFailed naming every bad
-        field."""
+        field. ``scope`` is the creator's service scope: an admin scoped to services makes keys only within
+        it (Forbidden otherwise), or it could make itself a key for every service."""
         request = parse_key_request(doc, self._clock_us())
+        if not within(request.services, scope):
+            asked = ", ".join(request.services) or "every service"
+            raise Forbidden(
+                f"this credential manages keys only within services {', '.join(scope)}; the request asks "
+                f"for {asked}"
+            )
         return self.create(
             *request.roles,
             services=request.services,

@@ -34,7 +34,7 @@ from logsvc.auth.credential_service import (
 )
 from logsvc.auth.policy import Principal, Role
 from logsvc.crypto.sqlite import connect
-from logsvc.domain.roles import ordered_roles
+from logsvc.domain.roles import listed_roles, ordered_roles
 from logsvc.domain.timestamps import format_timestamp
 from logsvc.errors import ConfigError, NotFound, StoreUnavailable
 
@@ -240,7 +240,7 @@ class AuthStore:
         return [
             Credential(
                 key_id,
-                _roles(roles),
+                listed_roles(msgspec.json.decode(roles)),
                 tuple(msgspec.json.decode(services)),
                 description,
                 format_timestamp(created),

@@ -48,7 +48,7 @@ from logsvc.auth.credential_service import (
 )
 from logsvc.auth.policy import Principal, Role
 from logsvc.crypto.keys import KEY_BYTES, Wrapper
-from logsvc.domain.roles import ordered_roles
+from logsvc.domain.roles import listed_roles, ordered_roles
 from logsvc.domain.timestamps import format_timestamp
 from logsvc.errors import ConfigError, NotFound, StoreUnavailable
 from logsvc.storage.dynamodb_table import TableUrl, client_for, error_reason, parse_url
@@ -93,17 +93,22 @@ def _transaction_conflict(exc: ClientError) -> bool:
     )
 
 
+def _role_names(item: dict[str, Any]) -> list[str]:
+    """KeyError for an item without roles."""
+    if "roles" in item:
+        return [value["S"] for value in item["roles"]["L"]]
+    return [item["role"]["S"]]
+
+
 def _roles_of(item: dict[str, Any]) -> tuple[Role, ...]:
     """KeyError or ValueError for an item without roles, or with one this version does not know."""
-    if "roles" in item:
-        return ordered_roles(Role(value["S"]) for value in item["roles"]["L"])
-    return (Role(item["role"]["S"]),)
+    return ordered_roles(Role(name) for name in _role_names(item))
 
 
 def _credential_of(item: dict[str, Any]) -> Credential:
     return Credential(
         item["sk"]["S"],
-        _roles_of(item),
+        listed_roles(_role_names(item)),
         tuple(value["S"] for value in item["services"]["L"]),
         item["description"]["S"],
         format_timestamp(int(item["created_at"]["N"])),

@@ -29,7 +29,6 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from urllib.parse import urlsplit
 import jwt
 from jwt.types import Options
 
+from logsvc.auth.policy import claim_values
 from logsvc.errors import AuthenticationFailed, ConfigError
 
 __all__ = ["JwtVerifier", "TokenClaims"]
@@ -49,7 +49,6 @@ _ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384",
 )
 # A JWKS fetch happens while a request waits, so it must give up long before PyJWT's default of 30 s.
 _JWKS_FETCH_TIMEOUT_SECONDS = 5.0
-_LIST_SEPARATORS = re.compile(r"[\s,]+")
 # PyJWKClientConnectionError covers what urllib raises, but not all that can go wrong: a connection reset
 # while the body is read surfaces as OSError, a body that is not JSON as ValueError, and a set without
 # usable keys as PyJWKSetError.
@@ -150,8 +149,8 @@ class JwtVerifier:
             raise AuthenticationFailed("the bearer token's subject ('sub') is empty", code="invalid_token")
         return TokenClaims(
             subject=claims["sub"],
-            roles=_claim_values(claims, self._role_claim),
-            services=_claim_values(claims, self.service_claim),
+            roles=claim_values(claims.get(self._role_claim), self._role_claim),
+            services=claim_values(claims.get(self.service_claim), self.service_claim),
             expires_at=int(claims["exp"]),
         )
 
@@ -233,21 +232,6 @@ def _load_jwks_file(path: Path) -> jwt.PyJWKSet:
         return jwt.PyJWKSet.from_dict(data)
     except jwt.PyJWTError as exc:
         raise ConfigError(f"the JWKS file {path} holds no usable key: {exc}") from None
-
-
-def _claim_values(claims: dict[str, Any], name: str) -> tuple[str, ...] | None:
-    """A claim given as a list of strings or as one space- or comma-separated string, as IdPs differ;
-    None when the token does not have it."""
-    value = claims.get(name)
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return tuple(item for item in _LIST_SEPARATORS.split(value) if item)
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return tuple(item for item in value if item)
-    raise AuthenticationFailed(
-        f"the bearer token's '{name}' claim must be a string or a list of strings", code="invalid_token"
-    )
 
 
 def _rejection(exc: jwt.PyJWTError) -> AuthenticationFailed:

@@ -10,7 +10,7 @@ import msgspec
 
 from logsvc.domain.roles import ROLES_RULE, Role, granted_roles, ordered_roles
 from logsvc.domain.timestamps import parse_timestamp, timestamp_in_range
-from logsvc.errors import FieldError, Forbidden, ValidationFailed
+from logsvc.errors import AuthenticationFailed, FieldError, Forbidden, ValidationFailed
 from logsvc.scopes import PATTERN_GRAMMAR, check_pattern, covers
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "Permission",
     "Principal",
     "Role",
+    "claim_values",
     "parse_expiry",
     "parse_key_request",
     "token_principal",
@@ -44,12 +45,14 @@ _GRANTS: dict[Role, frozenset[Permission]] = {
 class Principal(msgspec.Struct, frozen=True):
     """The identity a request acts as. ``services`` holds service patterns (``logsvc.scopes``); empty means
     every service. A principal with a pattern outside the grammar cannot be made (ValueError), so a scope
-    that some route might read differently never reaches one."""
+    that some route might read differently never reaches one. ``expires_at_us``: when its key or token
+    stops being valid (None: it does not expire), for what outlives the request (a tail stream)."""
 
     id: str
     roles: frozenset[Role]
     services: tuple[str, ...] = ()
     method: str = "none"
+    expires_at_us: int | None = None
 
     def __post_init__(self) -> None:
         for pattern in self.services:
@@ -70,6 +73,27 @@ class Principal(msgspec.Struct, frozen=True):
 
 
 # A group or role claim names our roles as "ingest" or as "logsvc-ingest" (Cognito group names are global).
+_CLAIM_SEPARATORS = re.compile(r"[\s,]+")
+
+
+def claim_values(value: object, name: str) -> tuple[str, ...] | None:
+    """A list claim (roles, services) of a verified token, in every form it comes in: a list of strings,
+    one comma- or space-separated string (identity providers differ), or that string in brackets (API
+    Gateway's JWT authorizer renders an array as ``[a b]``); None when the token does not have it."""
+    if value is None:
+        return None
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(item for item in value if item)
+    if not isinstance(value, str):
+        raise AuthenticationFailed(
+            f"the bearer token's '{name}' claim must be a string or a list of strings", code="invalid_token"
+        )
+    text = value.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    return tuple(item for item in _CLAIM_SEPARATORS.split(text) if item)
+
+
 _ROLE_NAMES = {role.value: role for role in Role} | {f"logsvc-{role.value}": role for role in Role}
 
 
@@ -80,6 +104,7 @@ def token_principal(
     *,
     service_claim: str,
     default_roles: Iterable[Role] = (),
+    expires_at_us: int | None = None,
 ) -> Principal:
     """The principal of a verified token, on the server (OIDC bearer) and behind API Gateway alike. Names
     that are not roles of ours are ignored. ``role_names`` is the role claim: absent (None), as Cognito
@@ -96,7 +121,13 @@ def token_principal(
     else:
         roles = frozenset(_ROLE_NAMES[name] for name in role_names if name in _ROLE_NAMES)
     try:
-        return Principal(id=f"oidc:{subject}", roles=roles, services=services or (), method="jwt")
+        return Principal(
+            id=f"oidc:{subject}",
+            roles=roles,
+            services=services or (),
+            method="jwt",
+            expires_at_us=expires_at_us,
+        )
     except ValueError as exc:
         raise Forbidden(f"the token's '{service_claim}' claim: {exc}") from None
 

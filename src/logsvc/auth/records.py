@@ -11,10 +11,11 @@ __all__ = ["ActiveCredential", "AuditEvent", "AuditRecord", "Credential", "Crede
 
 
 class Credential(msgspec.Struct, frozen=True):
-    """A credential as listed: never its secrets."""
+    """A credential as listed: never its secrets. ``roles`` are names (``domain.roles.listed_roles``): a
+    role this version does not know is listed too."""
 
     access_key_id: str
-    roles: tuple[Role, ...]
+    roles: tuple[str, ...]
     services: tuple[str, ...]
     description: str
     created_at: str

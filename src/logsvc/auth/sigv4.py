@@ -165,9 +165,14 @@ def _canonical_request(
 ) -> str:
     # The method is used as sent, not upper-cased like botocore does: methods are case-sensitive, and a
     # router would treat "get" differently from the "GET" that was signed.
-    canonical_headers = "".join(
-        f"{name}:{','.join(_trimall(value) for value in headers[name])}\n" for name in signed_headers
-    )
+    lines = []
+    for name in signed_headers:
+        values = headers[name]
+        if len(values) == 1:
+            lines.append(f"{name}:{_trimall(values[0])}\n")
+        else:
+            lines.append(f"{name}:{','.join(_trimall(value) for value in values)}\n")
+    canonical_headers = "".join(lines)
     return "\n".join(
         (
             request.method,
@@ -209,8 +214,24 @@ def signing_key(secret_access_key: str, date: str, region: str, service: str) ->
     return key
 
 
+def _sha256(data: bytes = b"") -> hashlib._Hash:
+    return hashlib.sha256(data)
+
+
+@lru_cache(maxsize=4096)
+def _keyed(key: bytes) -> hmac.HMAC:
+    """An HMAC-SHA256 of ``key`` over nothing yet, copied for each message: the key's pads are hashed once
+    per signing key, not per request. Given a Python function as its digest, ``hmac`` computes HMAC
+    itself over hashlib's SHA-256, whose small updates keep the GIL; its one-shot OpenSSL HMAC
+    (``hmac.digest``) gives the GIL up on every call, and on a server whose writer thread waits for the
+    GIL, taking it back was most of SigV4's cost."""
+    return hmac.new(key, digestmod=_sha256)
+
+
 def _signature(key: bytes, to_sign: str) -> str:
-    return hmac.digest(key, to_sign.encode(), "sha256").hex()
+    mac = _keyed(key).copy()
+    mac.update(to_sign.encode())
+    return mac.hexdigest()
 
 
 def sign(
@@ -256,7 +277,21 @@ def sign(
     return [("Authorization", authorization), *added]
 
 
-@dataclass(frozen=True, slots=True)
+# The header as botocore, requests-aws4auth and our client write it: read at once, its signed headers
+# checked once per list. Anything else is read by the general parser, which gives the same result for this
+# form and the precise error for a malformed one.
+_USUAL_AUTHORIZATION = re.compile(
+    ALGORITHM
+    + r" Credential=([A-Za-z0-9_-]+)/([0-9]{8})/([a-z0-9-]+)/([a-z0-9-]+)/"
+    + _TERMINATOR
+    + r", ?SignedHeaders=([a-z0-9;-]+), ?Signature=([0-9a-f]{64})",
+    re.ASCII,
+)
+
+
+# Not frozen: one of each is made per signed request, and a frozen dataclass sets each field through
+# object.__setattr__; neither leaves this module's functions changed.
+@dataclass(slots=True)
 class _Authorization:
     access_key_id: str
     date: str
@@ -270,7 +305,7 @@ class _Authorization:
         return f"{self.date}/{self.region}/{self.service}/{_TERMINATOR}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SignedHead:
     """What ``SigV4Verifier.check_head`` found in a request's headers, for ``verify`` once the body is in."""
 
@@ -291,6 +326,17 @@ def _shown(text: str) -> str:
 
 
 def _parse_authorization(values: list[str] | None) -> _Authorization:
+    if values is not None and len(values) == 1:
+        usual = _USUAL_AUTHORIZATION.fullmatch(values[0])
+        if usual is not None:
+            access_key_id, date, region, service, signed_headers, signature = usual.groups()
+            return _Authorization(
+                access_key_id, date, region, service, _signed_header_names(signed_headers), signature
+            )
+    return _parse_any_authorization(values)
+
+
+def _parse_any_authorization(values: list[str] | None) -> _Authorization:
     if not values:
         raise MissingAuthenticationToken("Missing Authentication Token")
     if len(values) > 1:
@@ -320,14 +366,28 @@ def _parse_authorization(values: list[str] | None) -> _Authorization:
             "Authorization header is malformed; the Credential is mal-formed; "
             'expecting "<YOUR-AKID>/YYYYMMDD/REGION/SERVICE/aws4_request".'
         )
-    signed_headers = tuple(parameters["SignedHeaders"].split(";"))
-    distinct = len(set(signed_headers)) == len(signed_headers)
-    if not distinct or not all(name and name == name.lower() for name in signed_headers):
-        raise InvalidSignature("SignedHeaders must be distinct lowercase header names separated by ';'")
+    signed_headers = _signed_header_names(parameters["SignedHeaders"])
     if not _SIGNATURE.fullmatch(parameters["Signature"]):
         raise InvalidSignature("Signature must be 64 lowercase hexadecimal digits")
     access_key_id, date, region, service, _ = credential
     return _Authorization(access_key_id, date, region, service, signed_headers, parameters["Signature"])
+
+
+def _signed_header_names(text: str) -> tuple[str, ...]:
+    # A client signs the same headers on every request: a usual list is checked once. The header is read
+    # before the signature is checked, so a long one (anyone may send it) is never kept.
+    return _known_header_names(text) if len(text) <= 256 else _checked_header_names(text)
+
+
+def _checked_header_names(text: str) -> tuple[str, ...]:
+    signed_headers = tuple(text.split(";"))
+    distinct = len(set(signed_headers)) == len(signed_headers)
+    if not distinct or not all(name and name == name.lower() for name in signed_headers):
+        raise InvalidSignature("SignedHeaders must be distinct lowercase header names separated by ';'")
+    return signed_headers
+
+
+_known_header_names = lru_cache(maxsize=1024)(_checked_header_names)
 
 
 @lru_cache(maxsize=1024)
@@ -493,6 +553,8 @@ class SigV4Verifier:
 
     def _check_time(self, amz_date: str, request_time: float, now: float) -> None:
         skew = self._max_skew
+        if now - skew <= request_time <= now + skew:
+            return
         shown = f"{skew // 60} min" if skew % 60 == 0 else f"{skew} s"
         if request_time < now - skew:
             raise SignatureExpired(

@@ -14,16 +14,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from logsvc.auth.policy import Principal, Role, token_principal
+from logsvc.auth.policy import Principal, Role, claim_values, token_principal
 from logsvc.aws.events import Identity
 from logsvc.domain.iam import IamKey, iam_role_or_user
 from logsvc.errors import AuthenticationFailed, ConfigError, Forbidden
 from logsvc.settings import AwsGrant, Settings
 
-__all__ = ["PrincipalMap", "claim_values", "iam_key"]
+__all__ = ["PrincipalMap", "iam_key"]
 
 _ASSUMED_ROLE_ARN = re.compile(r"^arn:(aws[a-z-]*):sts::(\d{12}):assumed-role/([^/]+)/[^/]+$")
-_LIST_SEPARATORS = re.compile(r"[\s,]+")
 
 
 def iam_key(arn: str) -> IamKey | None:
@@ -105,22 +104,8 @@ class PrincipalMap:
         subject = str(claims.get("sub") or claims.get("cognito:username") or claims.get("username") or "")
         return token_principal(
             subject,
-            claim_values(claims.get(self._role_claim)),
-            claim_values(claims.get(self._service_claim)),
+            claim_values(claims.get(self._role_claim), self._role_claim),
+            claim_values(claims.get(self._service_claim), self._service_claim),
             service_claim=self._service_claim,
             default_roles=self._default_roles,
         )
-
-
-def claim_values(value: object) -> tuple[str, ...] | None:
-    """A claim as the authorizer passed it: a list of strings, or one string that is comma- or
-    space-separated, possibly in brackets (an HTTP API's JWT authorizer renders an array as ``[a b]``);
-    None when the claim is absent."""
-    if value is None:
-        return None
-    if isinstance(value, list):
-        return tuple(str(item) for item in value if item)
-    text = str(value).strip()
-    if text.startswith("[") and text.endswith("]"):
-        text = text[1:-1]
-    return tuple(item for item in _LIST_SEPARATORS.split(text) if item)

@@ -177,11 +177,11 @@ _NOT_VERSION_OR_VARIANT = ~(0xF << 76 | 0x3 << 62)
 _VERSION_7_VARIANT_10 = 0x7 << 76 | 0x2 << 62
 
 
-def derived_log_id(ms: int, digest: bytes) -> str:
+def derived_log_id(ms: int, digest: bytes) -> bytes:
     """A UUIDv7 of the millisecond ``ms`` whose random bits are taken from ``digest`` (at least 10 bytes): the
     id of a shipper's record made from its time and a hash of its content, so that a retry stores it once."""
     value = (ms << 80 | int.from_bytes(digest[:10])) & _NOT_VERSION_OR_VARIANT | _VERSION_7_VARIANT_10
-    return str(uuid_utils.UUID(int=value))
+    return value.to_bytes(16)
 
 
 def parse_log_id(value: object) -> bytes:

@@ -1,16 +1,17 @@
-"""Loki's push API (``POST /loki/api/v1/push``) as our entry documents.
+"""Loki's push API (``POST /loki/api/v1/push``) as our entries.
 
 A push is JSON, ``{"streams": [{"stream": {labels}, "values": [["<epoch ns>", "<line>", {structured
 metadata}], ...]}]}``, or a ``logproto.PushRequest`` in protobuf (``logsvc.domain.loki_proto``) whose labels
-are one string in Prometheus' syntax (``logsvc.domain.labels``). Each entry becomes one entry document in
-the shape ``POST /logs`` takes, so that the same validation decides what is stored. The mapping:
+are one string in Prometheus' syntax (``logsvc.domain.labels``). Each entry becomes one of ours by the rules
+of ``POST /logs`` (``logsvc.domain.validation.mapped_entry``; what breaks them is named by the fields of
+``POST /logs``). The mapping:
 
 - ``service_name``: the first of the labels ``service_name``, ``service``, ``app``, ``application``,
   ``job``, ``container`` (none of them: the default service);
 - ``level``: the first of the labels ``level``, ``severity``, ``detected_level`` that names a level, else
   the first of the entry's structured metadata of those names that does, else ``level=`` of a logfmt line
   or the top-level ``"level"`` of a JSON line when it names one, else INFO;
-- ``message``: the line; ``timestamp``: the entry's (epoch nanoseconds);
+- ``message``: the line; ``timestamp``: the entry's (epoch nanoseconds); ``log_type``: the default one;
 - ``metadata``: ``{"labels": {...}, "structured_metadata": {...}}``, the labels and structured metadata
   not taken as the service or the level, each only when not empty;
 - ``log_id``: a UUIDv7 of the entry's millisecond whose other bits are a hash of the stream's labels, the
@@ -33,14 +34,15 @@ from typing import Any
 import msgspec
 
 from logsvc.domain.documents import check_json_values
-from logsvc.domain.entries import LONGEST_LEVEL_NAME, Limits, derived_log_id, level_named
+from logsvc.domain.entries import LONGEST_LEVEL_NAME, Level, Limits, NewEntry, derived_log_id, level_named
 from logsvc.domain.labels import is_label_name, parse_labels
 from logsvc.domain.loki_proto import push_request
-from logsvc.domain.timestamps import ns_timestamp
+from logsvc.domain.timestamps import ns_to_us
+from logsvc.domain.validation import Source, mapped_entry
 from logsvc.domain.wire import check_expanded, check_records, check_wire, needs_wire_count
 from logsvc.errors import FieldError, ValidationFailed
 
-__all__ = ["LEVEL_KEYS", "SERVICE_LABELS", "LokiPush", "loki_documents"]
+__all__ = ["LEVEL_KEYS", "SERVICE_LABELS", "LokiPush", "loki_entries"]
 
 SERVICE_LABELS = ("service_name", "service", "app", "application", "job", "container")
 LEVEL_KEYS = ("level", "severity", "detected_level")
@@ -80,22 +82,23 @@ _Entry = tuple[int | None, str, dict[str, str] | None]
 
 
 class LokiPush(msgspec.Struct, frozen=True):
-    """The entry documents of a push and where each was (stream, entry), and what was refused before
-    validation, named by its place (``streams[2].values[5]``; ``entries`` in protobuf)."""
+    """Each entry of a push as ours or the rules of ``POST /logs`` it breaks, and where each was (stream,
+    entry); and what was refused before that, named by its place (``streams[2].values[5]``; ``entries`` in
+    protobuf)."""
 
-    documents: list[dict[str, Any]]
+    outcomes: list[NewEntry | list[FieldError]]
     places: list[tuple[int, int]]
     refused: list[FieldError]
     refused_entries: int
     entries_field: str
 
 
-def loki_documents(body: bytes, *, as_json: bool, limits: Limits) -> LokiPush:
-    """The entry documents of a push (JSON, or protobuf already inflated from snappy). ValidationFailed for
-    a body that is not a push; PayloadTooLarge for more entries than a batch holds or more values than a
-    body of POST /logs (a JSON body counted as POST /logs counts it, a large protobuf one on the wire, both
-    before they are decoded), or for entries that, each with its stream's labels, come to more than a body
-    may inflate to."""
+def loki_entries(body: bytes, *, as_json: bool, limits: Limits, now_us: int) -> LokiPush:
+    """The entries of a push (JSON, or protobuf already inflated from snappy), received at ``now_us``.
+    ValidationFailed for a body that is not a push; PayloadTooLarge for more entries than a batch holds or
+    more values than a body of POST /logs (a JSON body counted as POST /logs counts it, a large protobuf
+    one on the wire, both before they are decoded), or for entries that, each with its stream's labels,
+    come to more than a body may inflate to."""
     if as_json:
         check_json_values(body, limits)
         streams = _json_streams(body, limits)
@@ -107,7 +110,7 @@ def loki_documents(body: bytes, *, as_json: bool, limits: Limits) -> LokiPush:
         what="the entries with their stream's labels",
         advice="send smaller batches or fewer labels",
     )
-    return _documents(streams, "values" if as_json else "entries")
+    return _entries(streams, "values" if as_json else "entries", limits, now_us)
 
 
 # A stream as either format gives it: its labels (or why they cannot be read), how many bytes they take,
@@ -180,17 +183,18 @@ def _protobuf_entries(entries: Any, stream: int) -> Iterable[_Entry]:
         ns = None
         if entry.HasField("timestamp"):
             time = entry.timestamp
-            if not 0 <= time.nanos < _NANOS:
+            nanos = time.nanos
+            if not 0 <= nanos < _NANOS:
                 # Not a google.protobuf.Timestamp: Loki refuses the whole push, as for a JSON one.
                 where = f"streams[{stream}].entries[{index}].timestamp.nanos"
-                raise ValidationFailed([FieldError(where, f"must be 0 to 999999999; got {time.nanos}")])
-            ns = time.seconds * _NANOS + time.nanos
+                raise ValidationFailed([FieldError(where, f"must be 0 to 999999999; got {nanos}")])
+            ns = time.seconds * _NANOS + nanos
         metadata = {pair.name: pair.value for pair in entry.structuredMetadata} or None
         yield ns, entry.line, metadata
 
 
-def _documents(streams: list[_Stream], entries_field: str) -> LokiPush:
-    documents: list[dict[str, Any]] = []
+def _entries(streams: list[_Stream], entries_field: str, limits: Limits, now_us: int) -> LokiPush:
+    outcomes: list[NewEntry | list[FieldError]] = []
     places: list[tuple[int, int]] = []
     refused: list[FieldError] = []
     refused_entries = 0
@@ -200,36 +204,37 @@ def _documents(streams: list[_Stream], entries_field: str) -> LokiPush:
             refused.append(FieldError(f"streams[{number}]", f"labels: {why} (its {count} entries refused)"))
             refused_entries += count
             continue
-        rule = _StreamRule(labels)
+        rule = _StreamRule(labels, limits, now_us)
         for index, (ns, line, metadata) in enumerate(entries):
             try:
-                documents.append(rule.document(ns, line, metadata))
+                outcomes.append(rule.entry(ns, line, metadata))
             except ValueError as exc:
                 refused.append(FieldError(f"streams[{number}].{entries_field}[{index}]", f"timestamp {exc}"))
                 refused_entries += 1
                 continue
             places.append((number, index))
-    return LokiPush(documents, places, refused, refused_entries, entries_field)
+    return LokiPush(outcomes, places, refused, refused_entries, entries_field)
 
 
 class _StreamRule:
     """What a stream's labels give each of its entries: the service, the level, the metadata, the hash."""
 
-    def __init__(self, labels: tuple[tuple[str, str], ...]) -> None:
+    def __init__(self, labels: tuple[tuple[str, str], ...], limits: Limits, now_us: int) -> None:
         named = dict(labels)
-        self.service = next((named.pop(key) for key in SERVICE_LABELS if key in named), None)
+        service = next((named.pop(key) for key in SERVICE_LABELS if key in named), None)
         self.level = _take_level(named)
         self.labels = named
-        self.metadata = {"labels": named} if named else None
+        # The labels left are checked once as every entry's metadata member.
+        self.source = Source(service, {"labels": named} if named else {}, limits)
+        self.limits, self.now_us = limits, now_us
         # The entries' hashes start from the labels in order of name, as Loki orders a stream's labels.
         self.hash = hashlib.blake2b(msgspec.json.encode(sorted(labels)), digest_size=10)
 
-    def document(self, ns: int | None, line: str, metadata: dict[str, str] | None) -> dict[str, Any]:
-        """The entry document of one entry (``metadata``, its structured metadata, becomes the document's);
-        ValueError for a time no RFC 3339 date can write."""
-        doc: dict[str, Any] = {"message": line}
-        if self.service is not None:
-            doc["service_name"] = self.service
+    def entry(
+        self, ns: int | None, line: str, metadata: dict[str, str] | None
+    ) -> NewEntry | list[FieldError]:
+        """One entry (``metadata``, its structured metadata, goes into the entry's), or the rules of
+        ``POST /logs`` it breaks; ValueError for a time no RFC 3339 date can write."""
         level = self.level
         own = metadata
         if level is None and metadata and not _LEVEL_KEYS.isdisjoint(metadata):
@@ -237,49 +242,53 @@ class _StreamRule:
             level = _take_level(own)
         if level is None:
             level = _line_level(line)
-        if level is not None:
-            doc["level"] = level
+        entry_metadata: dict[str, Any] | None = self.source.members or None
         if own:
-            doc["metadata"] = (
+            entry_metadata = (
                 {"labels": self.labels, "structured_metadata": own}
                 if self.labels
                 else {"structured_metadata": own}
             )
-        elif self.metadata is not None:
-            doc["metadata"] = self.metadata
+        ts_us = log_id = None
         if ns is not None:
-            doc["timestamp"] = ns_timestamp(ns)
-            if 0 <= ns < 2**63:  # any other time is refused by the validation (before 1970, far ahead)
+            ts_us = ns_to_us(ns)
+            if 0 <= ns < 2**63:  # any other time is refused by the rules (before 1970, far ahead)
                 digest = self.hash.copy()
                 digest.update(msgspec.json.encode((ns, line, metadata)))
-                doc["log_id"] = derived_log_id(ns // 1_000_000, digest.digest())
-        return doc
+                log_id = derived_log_id(ns // 1_000_000, digest.digest())
+        return mapped_entry(
+            self.source,
+            line,
+            level or Level.INFO,
+            ts_us,
+            log_id,
+            entry_metadata,
+            now_us=self.now_us,
+            limits=self.limits,
+        )
 
 
-def _take_level(pairs: dict[str, str]) -> str | None:
-    """The name of the level the first of LEVEL_KEYS that names one gives, taken out of ``pairs``."""
+def _take_level(pairs: dict[str, str]) -> Level | None:
+    """The level the first of LEVEL_KEYS that names one gives, taken out of ``pairs``."""
     for key in LEVEL_KEYS:
         value = pairs.get(key)
-        level = _level_name(value) if value is not None else None
+        level = _level_of(value) if value is not None else None
         if level is not None:
             del pairs[key]
             return level
     return None
 
 
-def _level_name(value: str) -> str | None:
-    """The name of the level ``value`` names. (Lines say their few level words again and again: each is
-    looked up once, and only words short enough to name one are kept.)"""
-    return _level_name_of_word(value) if len(value) <= LONGEST_LEVEL_NAME else None
+def _level_of(value: str) -> Level | None:
+    """The level ``value`` names. (Lines say their few level words again and again: each is looked up
+    once, and only words short enough to name one are kept.)"""
+    return _level_of_word(value) if len(value) <= LONGEST_LEVEL_NAME else None
 
 
-@functools.lru_cache(maxsize=256)
-def _level_name_of_word(value: str) -> str | None:
-    level = level_named(value)
-    return level.name if level is not None else None
+_level_of_word = functools.lru_cache(maxsize=256)(level_named)
 
 
-def _line_level(line: str) -> str | None:
+def _line_level(line: str) -> Level | None:
     """The level a JSON line's top-level ``"level"`` or a logfmt line's ``level=`` names, if any."""
     if line.startswith("{"):
         try:
@@ -287,7 +296,7 @@ def _line_level(line: str) -> str | None:
         except (msgspec.DecodeError, RecursionError):
             found = None
         else:
-            return _level_name(found) if isinstance(found, str) else None
+            return _level_of(found) if isinstance(found, str) else None
     at = line.find("level=")
     while at > 0 and line[at - 1] not in " \t":  # a key of its own: at the start or after a space
         at = line.find("level=", at + 6)
@@ -296,4 +305,4 @@ def _line_level(line: str) -> str | None:
     value = _LOGFMT_VALUE.match(line, at + 6)
     if value is None:
         return None
-    return _level_name(value.group(1) if value.group(1) is not None else value.group(2))
+    return _level_of(value.group(1) if value.group(1) is not None else value.group(2))

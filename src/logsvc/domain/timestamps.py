@@ -11,7 +11,7 @@ __all__ = [
     "DAY_US",
     "MAX_US",
     "format_timestamp",
-    "ns_timestamp",
+    "ns_to_us",
     "parse_number",
     "parse_timestamp",
     "parse_timestamp_text",
@@ -62,12 +62,10 @@ def _second_prefix(seconds: int) -> str:
     return prefix
 
 
-def ns_timestamp(ns: int) -> int | str:
-    """A time in epoch nanoseconds (a shipper's) as an entry's ``timestamp`` that parse_timestamp reads back
-    exactly: the number itself from March 1973 on (10**17 ns), where a number's magnitude says nanoseconds,
-    and RFC 3339 text (to the microsecond) before. ValueError for a time no RFC 3339 date can write."""
-    us = timestamp_in_range(ns // 1000)
-    return ns if ns >= _NS_BY_MAGNITUDE else format_timestamp(us)
+def ns_to_us(ns: int) -> int:
+    """A time in epoch nanoseconds (a shipper's) as microseconds; ValueError for a time no RFC 3339 date can
+    write, as ``parse_timestamp`` refuses it."""
+    return timestamp_in_range(ns // 1000)
 
 
 def timestamp_in_range(us: int) -> int:

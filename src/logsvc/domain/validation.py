@@ -1,5 +1,9 @@
 """The rules an incoming entry must keep, checked field by field so that a rejected batch names every bad
-entry and field at once."""
+entry and field at once.
+
+Two paths share them: the documents of ``POST /logs`` (``validate_entries``, ``validate_each``), and the
+records of a shipper's protocol (OTLP, Loki), which their mappers read straight into ``mapped_entry``
+without first making a document of each to be read again. Each field's rule is one function both call."""
 
 from __future__ import annotations
 
@@ -27,7 +31,16 @@ from logsvc.domain.entries import (
 from logsvc.domain.timestamps import parse_timestamp
 from logsvc.errors import FieldError, ValidationFailed
 
-__all__ = ["MAX_FUTURE_US", "validate_each", "validate_entries"]
+__all__ = [
+    "MAX_FUTURE_US",
+    "Source",
+    "mapped_entry",
+    "message_problem",
+    "service_name_rule",
+    "timestamp_problem",
+    "validate_each",
+    "validate_entries",
+]
 
 MAX_FUTURE_US = 2 * 3600 * 1_000_000
 _ENTRY_FIELDS = frozenset(
@@ -93,8 +106,13 @@ def _validate_entry(
     if not _ENTRY_FIELDS.issuperset(doc):  # without building a set for the many entries that are fine
         for key in doc.keys() - _ENTRY_FIELDS:
             fail(str(key), "unknown field (allowed: " + ", ".join(sorted(_ENTRY_FIELDS)) + ")")
-    message = _message(doc.get("message"), limits, fail)
-    service = _service_name(doc.get("service_name"), fail)
+    message = doc.get("message")
+    problem = message_problem(message, limits)
+    if problem:
+        fail("message", problem)
+    service, problem = service_name_rule(doc.get("service_name"))
+    if problem:
+        fail("service_name", problem)
     level = _level(doc, fail)
     log_type = _log_type(doc.get("log_type"), fail)
     raw_id = doc.get("log_id")
@@ -106,24 +124,85 @@ def _validate_entry(
     return NewEntry(log_id, service, ts_us, level, log_type, cast(str, message), metadata, now_us)
 
 
-def _message(message: Any, limits: Limits, fail: _Fail) -> Any:
+class Source:
+    """What the records of one source of a shipper's request share (an OTLP resource and scope, a Loki
+    stream): their service, and members of each one's metadata, checked by the rules once for them all."""
+
+    __slots__ = ("checked", "members", "members_text", "service", "service_problem")
+
+    def __init__(self, service: object, members: dict[str, Any], limits: Limits) -> None:
+        """``service``: the service named (None: none); ``members``: what every entry's metadata holds."""
+        self.service, self.service_problem = service_name_rule(service)
+        self.members = members
+        self.checked = frozenset(members) if _check_metadata(members, limits) is None else frozenset()
+        # The metadata of the records that have none of their own.
+        self.members_text = _metadata_text(members, limits, self.checked)
+
+
+def mapped_entry(
+    source: Source,
+    message: Any,
+    level: Level,
+    ts_us: int | None,
+    log_id: bytes | None,
+    metadata: dict[str, Any] | None,
+    *,
+    now_us: int,
+    limits: Limits,
+) -> NewEntry | list[FieldError]:
+    """A shipper's record, as its mapper reads it, made an entry by the rules of ``POST /logs``, or the
+    rules it breaks (named by the fields of ``POST /logs``, in the order it names them). ``ts_us``: the
+    event time (None: the receive time); ``log_id``: None for a new one; ``metadata``: the entry's (its
+    source's members with the same values included; the members themselves when it has no others), None
+    for none."""
+    errors: list[FieldError] = []
+    problem = message_problem(message, limits)
+    if problem:
+        errors.append(FieldError("message", problem))
+    if source.service_problem:
+        errors.append(FieldError("service_name", source.service_problem))
+    if ts_us is None:
+        ts_us = now_us
+    else:
+        problem = timestamp_problem(ts_us, now_us)
+        if problem:
+            errors.append(FieldError("timestamp", problem))
+    text = None
+    if metadata is not None:
+        text, problem = (
+            source.members_text
+            if metadata is source.members
+            else _metadata_text(metadata, limits, source.checked)
+        )
+        if problem:
+            errors.append(FieldError("metadata", problem))
+    if errors:
+        return errors
+    return NewEntry(
+        log_id or _new_log_id(), source.service, ts_us, level, DEFAULT_LOG_TYPE, message, text, now_us
+    )
+
+
+def message_problem(message: object, limits: Limits) -> str | None:
+    """The rule of an entry's message that ``message`` breaks, if any."""
     if message is None:
-        fail("message", "is required")
-    elif not isinstance(message, str):
-        fail("message", "must be a string")
-    elif not message.strip():
-        fail("message", "must not be blank")
-    elif len(message) * 4 > limits.max_message_bytes and len(message.encode()) > limits.max_message_bytes:
-        fail("message", f"must be at most {limits.max_message_bytes} bytes of UTF-8")
-    return message
+        return "is required"
+    if not isinstance(message, str):
+        return "must be a string"
+    if not message.strip():
+        return "must not be blank"
+    if len(message) * 4 > limits.max_message_bytes and len(message.encode()) > limits.max_message_bytes:
+        return f"must be at most {limits.max_message_bytes} bytes of UTF-8"
+    return None
 
 
-def _service_name(service: Any, fail: _Fail) -> Any:
+def service_name_rule(service: object) -> tuple[Any, str | None]:
+    """The service a ``service_name`` names (None: the default one), and the rule it breaks, if any."""
     if service is None:
-        return DEFAULT_SERVICE
+        return DEFAULT_SERVICE, None
     if not isinstance(service, str) or not is_service_name(service):
-        fail("service_name", SERVICE_RULE)
-    return service
+        return service, SERVICE_RULE
+    return service, None
 
 
 def _level(doc: dict[str, Any], fail: _Fail) -> Level:
@@ -158,12 +237,16 @@ def _log_type(log_type: Any, fail: _Fail) -> Any:
 
 def _log_id(raw_id: Any, fail: _Fail) -> bytes:
     if raw_id is None:
-        return uuid_utils.uuid7().bytes
+        return _new_log_id()
     try:
         return parse_log_id(raw_id)
     except ValueError as exc:
         fail("log_id", str(exc))
         return b""
+
+
+def _new_log_id() -> bytes:
+    return uuid_utils.uuid7().bytes
 
 
 def _timestamp(raw_ts: Any, client_id: bytes | None, now_us: int, fail: _Fail) -> int:
@@ -181,30 +264,40 @@ def _timestamp(raw_ts: Any, client_id: bytes | None, now_us: int, fail: _Fail) -
             fail("timestamp", str(exc))
             ts_field = ""
     if ts_field:
-        problem = _check_timestamp_range(ts_us, now_us)
+        problem = timestamp_problem(ts_us, now_us)
         if problem:
             fail(ts_field, problem if ts_field == "timestamp" else f"is a UUIDv7 whose time {problem}")
     return ts_us
 
 
 def _metadata(raw_metadata: Any, limits: Limits, fail: _Fail) -> str | None:
-    """The metadata object as compact JSON text."""
     if raw_metadata is None:
         return None
     if not isinstance(raw_metadata, dict):
         fail("metadata", "must be a JSON object")
         return None
-    problem = _check_metadata(raw_metadata, limits)
+    text, problem = _metadata_text(raw_metadata, limits)
     if problem:
         fail("metadata", problem)
-        return None
-    encoded = msgspec.json.encode(raw_metadata)
+    return text
+
+
+def _metadata_text(
+    metadata: dict[str, Any], limits: Limits, checked: frozenset[str] = frozenset()
+) -> tuple[str | None, str | None]:
+    """The metadata object as compact JSON text, or the rule it breaks. ``checked``: members whose values
+    are known to keep the nesting and key rules (a source's, checked once)."""
+    problem = _check_metadata(metadata, limits, checked)
+    if problem:
+        return None, problem
+    encoded = msgspec.json.encode(metadata)
     if len(encoded) > limits.max_metadata_bytes:
-        fail("metadata", f"must be at most {limits.max_metadata_bytes} bytes as JSON")
-    return encoded.decode()
+        return None, f"must be at most {limits.max_metadata_bytes} bytes as JSON"
+    return encoded.decode(), None
 
 
-def _check_timestamp_range(us: int, now_us: int) -> str | None:
+def timestamp_problem(us: int, now_us: int) -> str | None:
+    """The rule an event time (of the years 0001-9999) breaks, if any."""
     if us < 0:
         return "must not be before 1970-01-01T00:00:00Z"
     if us > now_us + MAX_FUTURE_US:
@@ -220,11 +313,23 @@ def _uuid7_us(log_id: bytes) -> int:
     return int.from_bytes(log_id[:6]) * 1000
 
 
-def _check_metadata(value: dict[str, Any], limits: Limits) -> str | None:
-    """The first nesting or key-length rule the object breaks, if any."""
-    # Every entry of a batch comes here: the limits are read once, the container types made once.
+def _check_metadata(
+    value: dict[str, Any], limits: Limits, checked: frozenset[str] = frozenset()
+) -> str | None:
+    """The first nesting or key-length rule the object breaks, if any; the values of its members named in
+    ``checked`` are known to break none. (Leaving out subtrees that break no rule leaves the first problem
+    found as it was: the others are walked in the same order.)"""
+    # Every entry of a batch comes here: the limits are read once, the container types made once. (A plain
+    # loop: map, max and set operations over the keys and types cost more on objects of a few members.)
     max_depth, max_key = limits.max_metadata_depth, limits.max_metadata_key_chars
-    stack: list[tuple[Any, int]] = [(value, 1)]
+    if max_depth < 1:
+        return f"must be nested at most {max_depth} levels deep"
+    stack: list[tuple[Any, int]] = []
+    for key, child in value.items():
+        if len(key) > max_key:
+            return f"keys must be at most {max_key} characters; {key[:32]!r}... is longer"
+        if isinstance(child, _CONTAINERS) and key not in checked:
+            stack.append((child, 2))
     while stack:
         node, depth = stack.pop()
         if depth > max_depth:

@@ -23,6 +23,7 @@ from logsvc.errors import ConfigError
 __all__ = [
     "Arrival",
     "Arrivals",
+    "EncodedReads",
     "Export",
     "Exportable",
     "LogStore",
@@ -128,6 +129,15 @@ class Exportable(Protocol):
 
     async def export_after(self, after_seq: int, limit: int = 100_000) -> Export:
         """Rows that arrived after ``after_seq``, with their commit records, from one snapshot."""
+
+
+@runtime_checkable
+class EncodedReads(Protocol):
+    """A store that answers a read with its JSON directly, for less than building its Page's entries: it
+    keeps them encoded (decision 30)."""
+
+    async def recent_json(self, query: Query) -> bytes:
+        """``msgspec.json.encode(await self.recent(query))``, byte for byte."""
 
 
 def exportable(store: LogStore) -> Exportable:

@@ -23,8 +23,9 @@ from logsvc.domain.entries import LogEntry, NewEntry
 from logsvc.domain.queries import Page, Query
 from logsvc.domain.stats import MAX_COUNTED, ServiceTotal, StatsQuery
 from logsvc.errors import ConfigError, FieldError, StoreUnavailable, ValidationFailed
+from logsvc.storage.encoded import DEFAULT_ENCODED_BYTES, EncodedEntries
 from logsvc.storage.port import Arrivals, Export
-from logsvc.storage.sqlite_reads import NEWEST_FIRST, arrivals, entry, recent, service_scope
+from logsvc.storage.sqlite_reads import NEWEST_FIRST, arrivals, entry, recent, recent_json, service_scope
 from logsvc.storage.sqlite_schema import COLUMNS, Row, make_private, open_connection
 from logsvc.storage.sqlite_stats import context, histogram, services
 from logsvc.storage.sqlite_writer import sqlite_writer
@@ -41,7 +42,8 @@ R = TypeVar("R")
 
 
 class SQLiteStore:
-    """LogStore on one SQLite database file; also Exportable (continuous archiving)."""
+    """LogStore on one SQLite database file; also Exportable (continuous archiving) and EncodedReads (the
+    JSON of its entries kept for the reads that come again: ``encoded_bytes`` of it)."""
 
     def __init__(
         self,
@@ -52,11 +54,13 @@ class SQLiteStore:
         inline_read_budget: float = _INLINE_BUDGET_SECONDS,
         key: bytes | None = None,
         count_limit: int = MAX_COUNTED,
+        encoded_bytes: int = DEFAULT_ENCODED_BYTES,
     ) -> None:
         self.path = path
         self._key = key
         self._count_limit = count_limit
         self._inline_budget = inline_read_budget
+        self._encoded = EncodedEntries(encoded_bytes)
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             make_private(path)
@@ -162,9 +166,11 @@ class SQLiteStore:
         return await self._read(first, None)
 
     async def recent(self, query: Query) -> Page:
-        if query.cursor is not None and not isinstance(query.cursor[1], int):
-            raise ValidationFailed([FieldError("cursor", "belongs to another store")])
-        return await self._read(recent, query)
+        return await self._read(recent, _own_cursor(query))
+
+    async def recent_json(self, query: Query) -> bytes:
+        encoded = self._encoded
+        return await self._read(lambda conn, q: recent_json(conn, q, encoded), _own_cursor(query))
 
     async def get(self, log_id: bytes) -> list[LogEntry]:
         return await self._read(_get, log_id)
@@ -231,6 +237,12 @@ class SQLiteStore:
         self._read_pool.shutdown(wait=True)
         for conn in [*self._readers, *([self._inline] if self._inline else [])]:
             conn.close()
+
+
+def _own_cursor(query: Query) -> Query:
+    if query.cursor is not None and not isinstance(query.cursor[1], int):
+        raise ValidationFailed([FieldError("cursor", "belongs to another store")])
+    return query
 
 
 def _get(conn: apsw.Connection, log_id: bytes) -> list[LogEntry]:

@@ -1,8 +1,9 @@
-"""The embedded store's read paths: the SQL of a query, full-text search newest first, rows as a page."""
+"""The embedded store's read paths: the SQL of a query, full-text search newest first, rows as a page, and
+a page as JSON from the entries' kept encodings."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Final, cast
 
 import apsw
@@ -10,9 +11,10 @@ import msgspec
 
 from logsvc.domain.cursors import Position, encode_cursor
 from logsvc.domain.entries import Level, LogEntry, entry_bytes, format_log_id
-from logsvc.domain.queries import MAX_PAGE_BYTES, Page, Query
+from logsvc.domain.queries import MAX_PAGE_BYTES, Page, Query, encoded_page
 from logsvc.domain.timestamps import format_timestamp
 from logsvc.scopes import sql_glob
+from logsvc.storage.encoded import Encoded, EncodedEntries
 from logsvc.storage.port import Arrival, Arrivals
 from logsvc.storage.sqlite_schema import BLOCK_SHIFT, COLUMNS, Row
 
@@ -23,13 +25,16 @@ __all__ = [
     "entry",
     "match_expression",
     "recent",
+    "recent_json",
     "search",
     "select_newest",
     "service_scope",
 ]
 
 NEWEST_FIRST = "ORDER BY ts DESC, seq DESC"
+_FIRST_CHUNK: Final = 256
 _LEVEL_NAMES: Final = {int(level): level.name for level in Level}
+_ENCODER: Final = msgspec.json.Encoder()
 
 
 def recent(conn: apsw.Connection, query: Query) -> Page:
@@ -48,7 +53,13 @@ def recent(conn: apsw.Connection, query: Query) -> Page:
 
 
 def search(conn: apsw.Connection, query: Query, want: int) -> apsw.Cursor:
-    """Full-text matches, newest first by event time, without sorting the whole match set.
+    """Full-text matches (``searched``), newest first, as rows."""
+    return _by_number(conn, [seq for _, seq in searched(conn, query, want)])
+
+
+def searched(conn: apsw.Connection, query: Query, want: int) -> list[tuple[int, int]]:
+    """The ``(ts, seq)`` of the newest ``want`` full-text matches, newest first, without sorting the whole
+    match set.
 
     Matches are read in descending arrival order (FTS5's rowid order) in growing chunks. Arrival order
     is not event-time order, but ts_watermarks bounds the event time of every row that arrived earlier
@@ -65,7 +76,9 @@ def search(conn: apsw.Connection, query: Query, want: int) -> apsw.Cursor:
     )
     candidates: list[tuple[int, int]] = []
     below = (1 << 63) - 1
-    chunk = want
+    # A full-text query costs about as much to start as reading 300 matches, and the first chunk rarely
+    # ends the walk (its last match must lie below a watermark block): a larger first chunk saves queries.
+    chunk = max(2 * want, _FIRST_CHUNK)
     while True:
         found = cast(list[tuple[int, int]], conn.execute(sql, [match, below, *args, chunk]).fetchall())
         candidates = sorted(candidates + found, reverse=True)[:want]
@@ -84,9 +97,7 @@ def search(conn: apsw.Connection, query: Query, want: int) -> apsw.Cursor:
         if query.since_us is not None and watermark_ts < query.since_us:
             break
         chunk = min(chunk * 2, 10_000)
-    seqs = [seq for _, seq in candidates]
-    sql = f"SELECT {COLUMNS} FROM logs WHERE seq IN ({', '.join('?' * len(seqs))}) {NEWEST_FIRST}"
-    return conn.execute(sql, seqs)
+    return candidates
 
 
 _HEAD = (
@@ -135,16 +146,16 @@ def _arrivals(
     return Arrivals(entries=found, position=(last, ""), more=more, found=matched)
 
 
-def select_newest(query: Query, want: int) -> tuple[str, list[Any]]:
+def select_newest(query: Query, want: int, columns: str = COLUMNS) -> tuple[str, list[Any]]:
     """The SQL for a read without full-text search: always an index range walked newest first."""
     where, args = _filters(query, "")
     if query.levels is None or len(query.levels) == 1:
         if query.levels:
             where += " AND level = ?"
             args.append(int(query.levels[0]))
-        return f"SELECT {COLUMNS} FROM logs WHERE 1{where} {NEWEST_FIRST} LIMIT ?", [*args, want]
+        return f"SELECT {columns} FROM logs WHERE 1{where} {NEWEST_FIRST} LIMIT ?", [*args, want]
     # One index range per level, each already newest first; only their heads are merged and sorted.
-    part = f"SELECT * FROM (SELECT {COLUMNS} FROM logs WHERE level = ?{where} {NEWEST_FIRST} LIMIT ?)"
+    part = f"SELECT * FROM (SELECT {columns} FROM logs WHERE level = ?{where} {NEWEST_FIRST} LIMIT ?)"
     union_args: list[Any] = []
     for level in query.levels:
         union_args += [int(level), *args, want]
@@ -200,18 +211,116 @@ def _filters(query: Query, prefix: str) -> tuple[str, list[Any]]:
 
 
 def _page(rows: Iterator[Row], limit: int) -> Page:
-    """Rows newest first (at most ``limit`` + 1) as a page of up to ``limit`` entries and MAX_PAGE_BYTES
-    (with one entry at least), read no further than needed; the cursor is set when rows are left."""
-    logs: list[LogEntry] = []
-    size = 0
-    last: Row | None = None
-    for row in rows:
-        if last is not None and (len(logs) == limit or size > MAX_PAGE_BYTES):
-            return Page(count=len(logs), logs=logs, next_cursor=encode_cursor(last[2], last[0]))
-        logs.append(entry(row))
-        size += entry_bytes(row[6], row[7])
-        last = row
-    return Page(count=len(logs), logs=logs, next_cursor=None)
+    """Rows newest first (at most ``limit`` + 1) as a page (``_fill``)."""
+    read: list[Row] = []
+
+    def sizes() -> Iterator[int]:
+        for row in rows:
+            read.append(row)
+            yield entry_bytes(row[6], row[7])
+
+    count, more = _fill(sizes(), limit)
+    next_cursor = encode_cursor(read[count - 1][2], read[count - 1][0]) if more else None
+    return Page(count=count, logs=[entry(row) for row in read[:count]], next_cursor=next_cursor)
+
+
+def _fill(sizes: Iterable[int], limit: int) -> tuple[int, bool]:
+    """How many entries (newest first, of these sizes as ``entry_bytes`` counts them) a page holds: up to
+    ``limit``, and none after the one that took it past MAX_PAGE_BYTES (one at least), read no further
+    than needed; and whether any were left, so that the page gets a cursor."""
+    count = 0
+    total = 0
+    for size in sizes:
+        if count and (count == limit or total > MAX_PAGE_BYTES):
+            return count, True
+        count += 1
+        total += size
+    return count, False
+
+
+# With this many entries of a page not kept or fewer (a page read again after new entries came), they are
+# read by their numbers. With more, a read of one index range reads the page's rows as ``recent`` does, in
+# order, taking no more of a large page than it holds; the others (several levels, a search) sort their
+# rows in any case, so they read only those missing, by their numbers.
+_FEW_MISSING: Final = 16
+
+
+def recent_json(conn: apsw.Connection, query: Query, kept: EncodedEntries) -> bytes:
+    """The JSON of ``recent``'s page, byte for byte.
+
+    A first page (no cursor) is the one read again and again (a dashboard, the viewer's first screen): it
+    is made from the page's positions and the kept JSON of its entries, and only the entries not kept are
+    built and encoded (then kept). A later page is read once as a rule (a client paging back through
+    history): it is made as ``recent`` makes it, and keeping its entries would only cost time.
+    """
+    if query.cursor is not None or query.levels == ():
+        return _ENCODER.encode(recent(conn, query))
+    with conn:  # the positions and the entries from one snapshot
+        answer = _recent_json(conn, query, kept)
+    return answer  # noqa: RET504 (returned inside, mypy takes apsw's __exit__ for one that may swallow)
+
+
+def _recent_json(conn: apsw.Connection, query: Query, kept: EncodedEntries) -> bytes:
+    want = query.limit + 1
+    if query.terms:
+        positions = searched(conn, query, want)
+    else:
+        sql, args = select_newest(query, want, "ts, seq")
+        positions = cast(list[tuple[int, int]], conn.execute(sql, args).fetchall())
+    find = kept.find
+    found = [find(seq) for _, seq in positions]
+    try:
+        hits = cast(list[Encoded], found[: found.index(None)])
+    except ValueError:
+        hits = cast(list[Encoded], found)
+    count, more = _fill([size for _, size in hits], query.limit)
+    if more or len(hits) == len(found):  # the page ends before the first entry not kept
+        json = [encoded for encoded, _ in hits[:count]]
+    else:
+        json, count, more = _read_missing(conn, query, positions, found, kept)
+    next_cursor = encode_cursor(*positions[count - 1]) if more else None
+    return encoded_page(json, next_cursor)
+
+
+def _read_missing(
+    conn: apsw.Connection,
+    query: Query,
+    positions: list[tuple[int, int]],
+    found: list[Encoded | None],
+    kept: EncodedEntries,
+) -> tuple[list[bytes], int, bool]:
+    """The page's JSON, its length and whether entries were left, reading the entries not kept."""
+    missing = [seq for (_, seq), hit in zip(positions, found, strict=True) if hit is None]
+    one_range = not query.terms and (query.levels is None or len(query.levels) == 1)
+    every = one_range and len(missing) > _FEW_MISSING
+    rows = conn.execute(*select_newest(query, query.limit + 1)) if every else _by_number(conn, missing)
+    json: list[bytes] = []
+    made: list[tuple[int, Encoded]] = []
+
+    def sizes(next_row: Callable[[], Row]) -> Iterator[int]:
+        for hit in found:
+            row = next_row() if every else None  # every row of the page, in its order
+            encoded = hit
+            if encoded is None:
+                row = row or next_row()  # the missing rows, in the page's order
+                encoded = (_ENCODER.encode(entry(row)), entry_bytes(row[6], row[7]))
+                made.append((row[0], encoded))
+            json.append(encoded[0])
+            yield encoded[1]
+
+    try:
+        count, more = _fill(sizes(rows.__next__), query.limit)
+    finally:
+        rows.close()  # a page cut short by size leaves rows unread
+    kept.keep(made)
+    return json[:count], count, more
+
+
+def _by_number(conn: apsw.Connection, seqs: list[int]) -> apsw.Cursor:
+    """The rows of these arrival numbers, newest first."""
+    return conn.execute(
+        f"SELECT {COLUMNS} FROM logs WHERE seq IN ({', '.join('?' * len(seqs))}) {NEWEST_FIRST}", seqs
+    )
 
 
 def entry(row: Row) -> LogEntry:

@@ -130,51 +130,55 @@ class Writer(Generic[T]):
     def _write_loop(self) -> None:
         stopping = False
         while not stopping:
-            group: list[Job[T]] = []
-            count = 0
             item = self._jobs.get()
-            while True:
-                if item is _STOP:
-                    stopping = True
-                else:
-                    assert isinstance(item, Job)
-                    group.append(item)
-                    count += len(item.rows or ())
-                if count >= _MAX_GROUP_ROWS:
-                    break
-                try:
-                    item = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-            if group:
-                self._commit_group(group, count)
+            if item is _STOP:
+                break
+            # The group is gathered only once this writer has its turn: what arrived while another
+            # worker's writer committed joins it, so each turn commits (and fsyncs) as much as there is.
+            with taking_turns(self._turns):
+                group, count, stopping = self._gather(item)
+                outcomes = self._commit_group(group)
+            _settle(group, outcomes)
+            if self._on_commit is not None and count:
+                self._on_commit(count)
         self._close_target()
         if self._turns is not None:
             os.close(self._turns)
 
-    def _commit_group(self, group: list[Job[T]], count: int) -> None:
+    def _gather(self, item: object) -> tuple[list[Job[T]], int, bool]:
+        """The group of ``item`` and every job queued behind it (up to the group's limit); the count of
+        rows; whether the stop came with them."""
+        group: list[Job[T]] = []
+        count = 0
+        while True:
+            if item is _STOP:
+                return group, count, True
+            assert isinstance(item, Job)
+            group.append(item)
+            count += len(item.rows or ())
+            if count >= _MAX_GROUP_ROWS:
+                return group, count, False
+            try:
+                item = self._jobs.get_nowait()
+            except queue.Empty:
+                return group, count, False
+
+    def _commit_group(self, group: list[Job[T]]) -> list[LogServiceError | None]:
         try:
-            self._transaction(group)
-            outcomes: list[LogServiceError | None] = [None] * len(group)
+            self._transaction_of(self._target, group)
+            return [None] * len(group)
         except Exception as exc:  # the thread must outlive any failure, or every later write would hang
             if len(group) == 1:
-                outcomes = [_translate(exc)]
-            else:
-                # One request must not fail the others that happened to share its transaction.
-                outcomes = []
-                for job in group:
-                    try:
-                        self._transaction([job])
-                        outcomes.append(None)
-                    except Exception as single_exc:
-                        outcomes.append(_translate(single_exc))
-        _settle(group, outcomes)
-        if self._on_commit is not None and count:
-            self._on_commit(count)
-
-    def _transaction(self, group: list[Job[T]]) -> None:
-        with taking_turns(self._turns):
-            self._transaction_of(self._target, group)
+                return [_translate(exc)]
+        # One request must not fail the others that happened to share its transaction.
+        outcomes: list[LogServiceError | None] = []
+        for job in group:
+            try:
+                self._transaction_of(self._target, [job])
+                outcomes.append(None)
+            except Exception as single_exc:
+                outcomes.append(_translate(single_exc))
+        return outcomes
 
 
 def _translate(exc: Exception) -> LogServiceError:

@@ -1,0 +1,228 @@
+"""``--workers 1`` against ``--workers 2``: single-entry durable ``POST /logs``, of one or more source trees.
+
+    python -m benchmarks.workers [--rounds 3] [--seconds 5] [--workers 1,2] [--src LABEL=PATH ...]
+
+Each round starts every variant afresh (a new data directory), in turn, so that the machine's load falls on
+all of them alike; the figures are medians over the rounds. Besides wrk's rate and latency it reads what
+explains them: the server's CPU per request (each process; its event loop, the main thread, per request, and
+its busiest other thread, the store's writer, per entry), wrk's own CPU, group commits per second and entries
+per commit (from /metrics, summed over the workers), and how wrk's connections are spread over the workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from benchmarks import dataset
+from benchmarks.loadgen import check_wrk, wrk
+from benchmarks.processes import ROOT, Probe, Server, descendants, free_port, running
+from logsvc.auth.credential_service import CredentialService, NewCredential
+from logsvc.auth.credentials import AuthStore
+from logsvc.auth.policy import Role
+from logsvc.crypto import store_key
+from logsvc.settings import load_settings
+
+_CONNECTIONS = 64
+_COMMIT_METRIC = "logsvc_store_write_batch_entries"
+_TICK = os.sysconf("SC_CLK_TCK")
+_MEDIANS = (
+    "rate",
+    "p99_ms",
+    "cpu_us_per_req",
+    "loop_us_per_req",
+    "writer_us_per_entry",
+    "wrk_cpu",
+    "commits_per_s",
+    "entries_per_commit",
+    "load",
+)
+
+
+def _admin(data_dir: Path) -> NewCredential:
+    settings = load_settings(overrides={"data_dir": str(data_dir)})
+    auth = CredentialService(AuthStore(settings.auth_db, key=store_key(settings)))
+    try:
+        return auth.create(Role.ADMIN, description="benchmark", actor="benchmark", source="local")
+    finally:
+        auth.close()
+
+
+def _cpu_s(pid: int, task: int | None = None) -> float:
+    path = f"/proc/{pid}/stat" if task is None else f"/proc/{pid}/task/{task}/stat"
+    try:
+        fields = Path(path).read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _commits(server: Server, key: NewCredential) -> tuple[float, float]:
+    """(commits, entries) so far, over every worker (the metrics of several workers go through files)."""
+    request = urllib.request.Request(  # noqa: S310 (always http://127.0.0.1)
+        server.url + "/metrics", headers={"Authorization": f"Bearer {key.api_key}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (always http://127.0.0.1)
+        text = response.read().decode()
+    values = {"count": 0.0, "sum": 0.0}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in (f"{_COMMIT_METRIC}_sum", f"{_COMMIT_METRIC}_count"):
+            values[name.rpartition("_")[2]] = float(value)
+    return values["count"], values["sum"]
+
+
+def _threads(pids: list[int]) -> dict[tuple[int, int], float]:
+    found = {}
+    for pid in pids:
+        try:
+            tasks = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
+        except OSError:
+            continue
+        for task in tasks:
+            found[(pid, task)] = _cpu_s(pid, task)
+    return found
+
+
+def _connections_per_pid(pids: list[int], port: int) -> list[int]:
+    """How many of the server's established connections each process holds (from /proc, no tools)."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rpartition(":")[2], 16) == port and fields[3] == "01":
+            inodes.add(fields[9])
+    counts = []
+    for pid in pids:
+        try:
+            links = [os.readlink(f) for f in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue
+        held = sum(1 for link in links if link.startswith("socket:[") and link[8:-1] in inodes)
+        if held:
+            counts.append(held)
+    return sorted(counts, reverse=True)
+
+
+def _one(label: str, src: str, workers: int, scratch: Path, body: Path, seconds: float) -> dict[str, Any]:
+    name = f"{label}-w{workers}-{time.monotonic_ns()}"
+    data_dir = scratch / name
+    key = _admin(data_dir)
+    port = free_port()
+    argv = [sys.executable, "-m", "logsvc", "serve", "--data-dir", str(data_dir), "--port", str(port)]
+    argv += ["--workers", str(workers), "--log-level", "warning"]
+    os.environ["PYTHONPATH"] = src
+    try:
+        context = running(name, argv, port, scratch / f"{name}.log", Probe("GET", "/healthz", None, 200))
+        with context as server:
+            url = server.url + "/logs"
+            headers = (f"Authorization: Bearer {key.api_key}",)
+            wrk(url, connections=_CONNECTIONS, duration_s=2, body=body, headers=headers)
+            pids = [server.process.pid, *descendants(server.process.pid)]
+            cpu_before = {pid: _cpu_s(pid) for pid in pids}
+            threads_before = _threads(pids)
+            commits_before = _commits(server, key)
+            children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            load = os.getloadavg()[0]
+            spread: list[int] = []
+            # Counted halfway through the run, while wrk's connections are open.
+            counter = threading.Timer(seconds / 2, lambda: spread.extend(_connections_per_pid(pids, port)))
+            counter.start()
+            run = wrk(url, connections=_CONNECTIONS, duration_s=seconds, body=body, headers=headers)
+            counter.join()
+            children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            commits_after = _commits(server, key)
+            cpu = {pid: _cpu_s(pid) - before for pid, before in cpu_before.items()}
+            threads = {k: _cpu_s(*k) - before for k, before in threads_before.items()}
+    finally:
+        os.environ.pop("PYTHONPATH", None)
+    requests = run.requests
+    commits = commits_after[0] - commits_before[0]
+    entries = commits_after[1] - commits_before[1]
+    wrk_cpu = (children_after.ru_utime + children_after.ru_stime) - (
+        children_before.ru_utime + children_before.ru_stime
+    )
+    busy = sorted((v for v in cpu.values() if v > 0.05), reverse=True)
+    # The main thread runs the event loop; of the others the busiest is the store's writer thread.
+    loops = [v for (pid, task), v in threads.items() if pid == task and v > 0.05]
+    others = [v for (pid, task), v in threads.items() if pid != task]
+    writer_s = sum(sorted(others, reverse=True)[: len(loops)])
+    return {
+        "variant": f"{label} w{workers}",
+        "rate": run.ok_per_s,
+        "p99_ms": run.p99_ms,
+        "errors": run.status_errors + run.socket_errors,
+        "cpu_us_per_req": sum(cpu.values()) / requests * 1e6,
+        "cpu_share": [round(v / run.seconds, 2) for v in busy],
+        "wrk_cpu": wrk_cpu / run.seconds,
+        "loop_us_per_req": sum(loops) / requests * 1e6,
+        "writer_us_per_entry": writer_s / entries * 1e6 if entries else 0.0,
+        "commits_per_s": commits / run.seconds,
+        "entries_per_commit": entries / commits if commits else 0.0,
+        "connections": spread,
+        "load": load,
+    }
+
+
+def _show(row: dict[str, Any]) -> str:
+    return (
+        f"{row['variant']:<10} {row['rate']:>8,.0f} req/s  p99 {row['p99_ms']:6.1f} ms  "
+        f"cpu {row['cpu_us_per_req']:5.0f} µs/req {row['cpu_share']} (loop {row['loop_us_per_req']:.0f}, "
+        f"writer {row['writer_us_per_entry']:.0f} µs/entry)  wrk {row['wrk_cpu']:.2f} cores  "
+        f"{row['commits_per_s']:6,.0f} commits/s x {row['entries_per_commit']:5.1f}  "
+        f"conns {row['connections']}  load {row['load']:.2f}  err {row['errors']}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--workers", default="1,2", help="worker counts, comma-separated")
+    parser.add_argument(
+        "--src",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="a source tree to run (PYTHONPATH); default: this checkout's src",
+    )
+    args = parser.parse_args(argv)
+    check_wrk()
+    sources = [tuple(s.split("=", 1)) for s in args.src] or [("this", str(ROOT / "src"))]
+    counts = [int(n) for n in args.workers.split(",")]
+    variants = [(label, src, n) for label, src in sources for n in counts]
+    rows: dict[str, list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory(prefix="logsvc-workers-") as tmp:
+        scratch = Path(tmp)
+        os.environ["LOGSVC_CREDENTIALS_FILE"] = str(scratch / "credentials")
+        os.environ["LOGSVC_MASTER_KEY_FILE"] = str(scratch / "master.key")
+        body = scratch / "single.json"
+        body.write_bytes(dataset.single_entry_body())
+        for number in range(args.rounds):
+            # Rotate the order so that no variant always runs first (or right after the heaviest).
+            shift = number % len(variants)
+            for label, src, workers in variants[shift:] + variants[:shift]:
+                row = _one(label, src, workers, scratch, body, args.seconds)
+                rows.setdefault(row["variant"], []).append(row)
+                print(_show(row), flush=True)
+    print("medians:")
+    for variant, runs in rows.items():
+        median = {key: statistics.median(r[key] for r in runs) for key in _MEDIANS}
+        median |= {"variant": variant, "errors": sum(r["errors"] for r in runs), "cpu_share": []}
+        median |= {"connections": []}
+        print(_show(median), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
