@@ -12,7 +12,14 @@
   the bytes on disk of both files once it has caught up;
 - the cold page encoding (``logsvc.storage.pages``) of the same entries in pages of 1,024 sorted by event
   time: bytes per entry (pages, summaries and token filters), and the encoding's CPU µs per entry, with
-  and without a zstd dictionary trained on the first pages.
+  and without a zstd dictionary trained on the first pages;
+- the tiered store (``logsvc.storage.tiered.TieredStore``, the engine with its writer thread and its
+  compactor process): in-process appends of 1,000 entries with 1 and with 8 batches in flight (group
+  commit), entries/s of the time spent appending; the compactor's CPU time, peak RSS, and how long after
+  the last append it was still compacting (``--profile``: where the writer's time goes, by cProfile);
+- over HTTP (``--http SECONDS``): ``logsvc serve`` on each engine, wrk POSTing 1,000 template entries
+  per request on 8 connections (``make bench``'s batched ingest, on the template data), the engines taking
+  turns; entries/s, the peak RSS of the server and its compactor, and the compactor's lag at the end.
 
 Each figure is the median of ``--runs`` runs; the machine is shared, so the spread is printed too.
 """
@@ -21,7 +28,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
+import os
+import pstats
+import resource
 import secrets
 import statistics
 import subprocess
@@ -34,11 +45,18 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.templates import COMMON_WORD, RARE_WORD, TemplateData, raw_ndjson
-from logsvc.domain.entries import Level
+from logsvc.crypto import store_key
+from logsvc.datadir import DataDir
+from logsvc.domain.entries import Level, NewEntry
 from logsvc.domain.queries import Query
+from logsvc.domain.timestamps import parse_timestamp_text
+from logsvc.settings import load_settings
 from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, Row, train_dictionary
 from logsvc.storage.sqlite import SQLiteStore
-from logsvc.storage.tiers import ColdFile, HotFile, compact, finish, newest
+from logsvc.storage.tiered import TieredStore
+from logsvc.storage.tiered_compactor import Compactor
+from logsvc.storage.tiers import ColdFile, HotFile, NewRow, compact, finish
+from logsvc.storage.tiers_reads import contains, recent
 from logsvc.storage.token_filter import Tokenizer
 
 _BATCH = 1000
@@ -140,11 +158,14 @@ def _compactor(folder: Path, key: bytes) -> None:
     cold.close()
 
 
-def _tiers(folder: Path, count: int) -> dict[str, float]:
+_KEPT_KEY = secrets.token_bytes(32)
+
+
+def _tiers(folder: Path, count: int, *, read: bool = True) -> dict[str, float]:
     """The two files of decision 28 (no full-text index in the hot tier yet, so an upper bound of the hot
     tier's rate): durable appends of 1,000 entries with a compactor process running beside them; bytes on
     disk of both files once the compactor has caught up (the open generation stays hot)."""
-    key = secrets.token_bytes(32)
+    key = _KEPT_KEY
     hot = HotFile(folder / "hot.db", key)
     compactor = subprocess.Popen(
         [
@@ -194,41 +215,202 @@ def _tiers(folder: Path, count: int) -> dict[str, float]:
         "compactor_behind_s": behind,
         "bytes_per_entry": on_disk / count,
         "x_raw": on_disk / raw,
-    } | _reads(folder, key)
+    } | (_reads(folder, key) if read else {})
 
 
 READS = {
     "all": Query(),
     "one service": Query(service_name="checkout"),
     "ERROR+": Query(levels=(Level.ERROR, Level.FATAL)),
+    "last minute": Query(),  # since the newest entry's time less a minute, set in _reads
     "common word": Query(terms=(COMMON_WORD,)),
     "rare word": Query(terms=(RARE_WORD,)),
 }
-_READ_REPEATS = 21
+_READ_REPEATS = 101
+_MINUTE_US = 60_000_000
 
 
 def _reads(folder: Path, key: bytes) -> dict[str, float]:
-    """p50 and p99 in ms of the newest 100 entries of each read of READS over both files (``tiers.newest``,
-    one process, no HTTP); with 21 repeats the p99 is the slowest but one."""
+    """p50 and p99 in ms of a page of the newest 100 entries of each read of READS over both files
+    (``tiers_reads.recent``, one process, no HTTP), the reads taking turns; with 101 repeats the p99 is
+    the slowest but one. The first read of each (the summaries loaded into memory) is timed apart."""
     hot = HotFile(folder / "hot.db", key)
     cold = ColdFile(folder / "cold.db", key)
     tokenizer = Tokenizer()
     figures: dict[str, float] = {}
     try:
-        for name, query in READS.items():
-            times = []
-            for _ in range(_READ_REPEATS):
+        started = time.perf_counter()
+        top = recent(hot, cold, Query(limit=1), tokenizer).logs[0].timestamp
+        figures["first read ms"] = (time.perf_counter() - started) * 1000
+        reads = dict(READS)
+        reads["last minute"] = Query(since_us=parse_timestamp_text(top) - _MINUTE_US)
+        times: dict[str, list[float]] = {name: [] for name in reads}
+        for _ in range(_READ_REPEATS):
+            for name, query in reads.items():
                 started = time.perf_counter()
-                newest(hot, cold, query, 101, tokenizer)
-                times.append((time.perf_counter() - started) * 1000)
-            times.sort()
-            figures[f"{name} p50 ms"] = times[len(times) // 2]
-            figures[f"{name} p99 ms"] = times[-2]
+                recent(hot, cold, query, tokenizer)
+                times[name].append((time.perf_counter() - started) * 1000)
+        for name, taken in times.items():
+            taken.sort()
+            figures[f"{name} p50 ms"] = taken[len(taken) // 2]
+            figures[f"{name} p99 ms"] = taken[-2]
     finally:
         hot.close()
         cold.close()
         tokenizer.close()
     return figures
+
+
+def _kept(folder: Path, count: int) -> dict[str, float]:
+    """The reads on the two files kept in ``folder``, built there first (with their key) if missing."""
+    key_file = folder / "key.hex"
+    if not key_file.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        _tiers(folder, count, read=False)
+        key_file.write_text(_KEPT_KEY.hex())
+    return _reads(folder, bytes.fromhex(key_file.read_text()))
+
+
+def _rows(batch: list[NewEntry]) -> list[NewRow]:
+    return [
+        (e.log_id, e.ts_us, e.service_name, int(e.level), e.log_type, e.message, e.metadata, e.received_us)
+        for e in batch
+    ]
+
+
+def _caught_up(folder: Path, key: bytes | None, timeout: float = 600) -> float:
+    """Seconds until no hot generation waits for the compactor."""
+    hot = HotFile(folder / "hot.db", key)
+    started = time.perf_counter()
+    try:
+        while hot.sealed() and time.perf_counter() - started < timeout:
+            time.sleep(0.05)
+    finally:
+        hot.close()
+    return time.perf_counter() - started
+
+
+def _process_figures(pid: int | None) -> dict[str, float]:
+    """CPU seconds and peak RSS (MiB) of a running process, from /proc."""
+    if pid is None:
+        return {}
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    status = dict(
+        line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line
+    )
+    return {
+        "compactor_cpu_s": (int(fields[11]) + int(fields[12])) / ticks,
+        "compactor_peak_rss_mib": int(status["VmHWM"].split()[0]) / 1024,
+    }
+
+
+async def _tiered_store(folder: Path, count: int, in_flight: int) -> dict[str, float]:
+    """TieredStore as the server runs it (encrypted, compactor process): batches of 1,000, ``in_flight`` of
+    them submitted together; entries/s of the time spent appending (generation excluded)."""
+    key = secrets.token_bytes(32)
+    store = TieredStore(folder, read_threads=1, key=key)
+    data = TemplateData()
+    busy = 0.0
+    cpu = 0.0
+    raw = 0
+    batches = data.batches(count, _BATCH)
+    try:
+        while True:
+            group = list(islice(batches, in_flight))
+            if not group:
+                break
+            raw += sum(len(raw_ndjson(entry)) for batch in group for entry in batch)
+            started, started_cpu = time.perf_counter(), time.process_time()
+            await asyncio.gather(*(store.append(batch) for batch in group))
+            busy += time.perf_counter() - started
+            cpu += time.process_time() - started_cpu
+        behind = _caught_up(folder, key)
+        assert store._compactor is not None
+        compactor = _process_figures(store._compactor.pid)
+    finally:
+        await store.close()
+    on_disk = sum(file.stat().st_size for file in folder.glob("*.db*"))
+    return {
+        "entries_per_s": count / busy,
+        "cpu_us_per_entry": cpu / count * 1e6,
+        "compactor_behind_s": behind,
+        "bytes_per_entry": on_disk / count,
+        "x_raw": on_disk / raw,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    } | compactor
+
+
+def _profile(folder: Path, count: int) -> None:
+    """cProfile of the writer's work (``HotFile.append`` with the cold tier's id lookup, as the store's
+    writer calls it) in this thread, a compactor process running beside it."""
+    key = secrets.token_bytes(32)
+    compactor = Compactor(folder, key)
+    hot = HotFile(folder / "hot.db", key)
+    cold = ColdFile(folder / "cold.db", key)
+    profiler = cProfile.Profile()
+    try:
+        for batch in TemplateData().batches(count, _BATCH):
+            rows = _rows(batch)
+            profiler.enable()
+            hot.append(rows, lambda keys: contains(hot, cold, keys))
+            profiler.disable()
+    finally:
+        hot.close()
+        cold.close()
+        compactor.stop()
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(14)
+
+
+def _http(folder: Path, engine: str, seconds: float, body: Path) -> dict[str, float]:
+    """``logsvc serve --store-engine ENGINE``, wrk POSTing ``body`` (1,000 template entries, without ids:
+    each request stores new entries) on 8 connections for ``seconds``; entries/s, the peak RSS of the
+    server and every process under it (the compactor), and the compactor's lag after the run."""
+    from benchmarks.loadgen import wrk
+    from benchmarks.processes import Probe, free_port, running
+    from benchmarks.run import Suite
+
+    os.environ["LOGSVC_CREDENTIALS_FILE"] = str(folder / "credentials")
+    os.environ["LOGSVC_MASTER_KEY_FILE"] = str(folder / "master.key")
+    data_dir = folder / engine
+    admin = Suite._admin(data_dir)
+    port = free_port()
+    argv = [sys.executable, "-m", "logsvc", "serve", "--data-dir", str(data_dir), "--port", str(port)]
+    argv += ["--store-engine", engine, "--log-level", "warning"]
+    probe = Probe("GET", "/healthz", None, 200)
+    with running(f"bench-{engine}", argv, port, folder / f"{engine}.log", probe) as server:
+        header = (f"Authorization: Bearer {admin.api_key}",)
+        wrk(server.url + "/logs", connections=8, duration_s=2, body=body, headers=header)  # warm-up
+        run = wrk(server.url + "/logs", connections=8, duration_s=seconds, body=body, headers=header)
+        rss = server.peak_rss()
+        behind = (
+            _caught_up(
+                DataDir(data_dir).tiered, store_key(load_settings(overrides={"data_dir": str(data_dir)}))
+            )
+            if engine == "tiered"
+            else 0.0
+        )
+    return {
+        "entries_per_s": run.ok_per_s * _BATCH,
+        "p99_ms": run.p99_ms,
+        "non_2xx": float(run.status_errors),
+        "peak_rss_mib": rss["total_mib"],
+        "processes": float(len(rss["processes"])),
+        "compactor_behind_s": behind,
+    }
+
+
+def _http_body(folder: Path) -> Path:
+    """1,000 template entries as a POST body, without their ids: every request stores new entries."""
+    (batch,) = TemplateData().batches(_BATCH, _BATCH)
+    documents = []
+    for entry in batch:
+        document = json.loads(raw_ndjson(entry))
+        del document["log_id"]
+        documents.append(document)
+    body = folder / "batch.json"
+    body.write_bytes(json.dumps(documents, separators=(",", ":"), ensure_ascii=False).encode())
+    return body
 
 
 def _median(runs: list[dict[str, float]]) -> dict[str, Any]:
@@ -250,21 +432,52 @@ def main() -> None:
     parser.add_argument("--skip-store", action="store_true", help="leave out today's store")
     parser.add_argument("--skip-pages", action="store_true", help="leave out the page encoding alone")
     parser.add_argument("--skip-tiers", action="store_true", help="leave out the hot and cold files")
+    parser.add_argument("--skip-tiered", action="store_true", help="leave out the TieredStore engine")
+    parser.add_argument("--profile", action="store_true", help="profile the tiered writer's work, then stop")
+    parser.add_argument("--http", type=float, default=0.0, help="seconds of each HTTP run (0: none)")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument(
+        "--keep",
+        help="build the two files in this folder (one run), or only measure the reads if it holds them",
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {"entries": args.entries}
+    if args.profile:
+        with tempfile.TemporaryDirectory() as folder:
+            _profile(Path(folder), args.entries)
+        return
     if not args.skip_store:
         runs = []
         for _ in range(args.runs):
             with tempfile.TemporaryDirectory() as folder:
                 runs.append(asyncio.run(_ingest(Path(folder) / "logs.db", args.entries)))
         results["sqlite_store"] = _median(runs)
-    if not args.skip_tiers:
+    if args.keep:
+        results["tiers"] = _median([_kept(Path(args.keep), args.entries) for _ in range(args.runs)])
+    elif not args.skip_tiers:
         runs = []
         for _ in range(args.runs):
             with tempfile.TemporaryDirectory() as folder:
                 runs.append(_tiers(Path(folder), args.entries))
         results["tiers"] = _median(runs)
+    if not args.skip_tiered:
+        for in_flight in (1, 8):
+            runs = []
+            for _ in range(args.runs):
+                with tempfile.TemporaryDirectory() as folder:
+                    runs.append(asyncio.run(_tiered_store(Path(folder), args.entries, in_flight)))
+            results[f"tiered_store_{in_flight}_in_flight"] = _median(runs)
+    if args.http:
+        http: dict[str, list[dict[str, float]]] = {"sqlite": [], "tiered": []}
+        with tempfile.TemporaryDirectory() as folder:
+            body = _http_body(Path(folder))
+            for run in range(args.runs):
+                for engine, engine_runs in http.items():
+                    with tempfile.TemporaryDirectory() as scratch:
+                        engine_runs.append(_http(Path(scratch), engine, args.http, body))
+                        print(f"http run {run + 1} {engine}: {engine_runs[-1]}")
+        for engine, runs in http.items():
+            results[f"http_{engine}"] = _median(runs)
     if not args.skip_pages:
         results["pages"] = _median([_pages(args.entries, 0) for _ in range(args.runs)])
         results["pages_with_dictionary"] = _median([_pages(args.entries, 16) for _ in range(args.runs)])

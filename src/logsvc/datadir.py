@@ -13,6 +13,8 @@ class DataDir:
     """A data directory and the path of each file the service keeps in it."""
 
     LOGS: Final = "logs.db"
+    # The tiered store (storage v2): a directory of its own holding hot.db and cold.db.
+    TIERED: Final = "logs-v2"
     AUTH: Final = "auth.db"
     KEYRING: Final = "keyring.json"
     # The keyring of a re-encryption under way: it exists only until every database has been rekeyed.
@@ -30,6 +32,10 @@ class DataDir:
     @property
     def logs(self) -> Path:
         return self.root / self.LOGS
+
+    @property
+    def tiered(self) -> Path:
+        return self.root / self.TIERED
 
     @property
     def auth(self) -> Path:

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from datetime import tzinfo
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -72,7 +72,15 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     data_dir: Annotated[str, msgspec.Meta(description="where the embedded store lives")] = msgspec.field(
         default_factory=_default_data_dir
     )
-    store: Annotated[str, msgspec.Meta(description="store URL; empty means sqlite under data_dir")] = ""
+    store: Annotated[
+        str, msgspec.Meta(description="store URL; empty means the store_engine's under data_dir")
+    ] = ""
+    store_engine: Annotated[
+        Literal["sqlite", "tiered"],
+        msgspec.Meta(
+            description="embedded store when store is empty: sqlite (one file) or tiered (storage v2)"
+        ),
+    ] = "sqlite"
     workers: Annotated[int, msgspec.Meta(ge=1, le=64, description="server processes sharing the port")] = 1
     read_threads: Annotated[int, msgspec.Meta(ge=1, le=64, description="reader threads per process")] = 4
     log_level: Annotated[
@@ -274,6 +282,8 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             raise ValueError("tls_cert and tls_key go together: give both or neither")
         if self.jwt_issuer and (not self.jwt_audience or bool(self.jwt_jwks_url) == bool(self.jwt_jwks_file)):
             raise ValueError("jwt_issuer needs jwt_audience and exactly one of jwt_jwks_url, jwt_jwks_file")
+        if self.store_engine == "tiered" and self.store and not self.store.startswith("tiered:"):
+            raise ValueError("store_engine = tiered takes an empty store or a tiered:///DIR URL")
         if self.archive_dir and self.store.startswith("dynamodb:"):
             raise ValueError("archive_dir works with the sqlite store; DynamoDB has point-in-time recovery")
         if self.auth_store and not self.auth_store.startswith("dynamodb://"):
@@ -326,7 +336,10 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
 
     @property
     def store_url(self) -> str:
-        return self.store or f"sqlite:///{DataDir(self.data_dir).logs}"
+        if self.store:
+            return self.store
+        data = DataDir(self.data_dir)
+        return f"tiered:///{data.tiered}" if self.store_engine == "tiered" else f"sqlite:///{data.logs}"
 
     @property
     def auth_db(self) -> Path:

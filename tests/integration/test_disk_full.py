@@ -16,6 +16,8 @@ import pytest
 
 from logsvc.crypto import store_key
 from logsvc.crypto.sqlite import connect
+from logsvc.datadir import DataDir
+from logsvc.storage.tiers import ColdFile, HotFile
 from tests.conftest import ServerThread, bearer, make_settings
 
 
@@ -34,11 +36,12 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(mount_point)], check=False)
 
 
-def test_full_disk_refuses_without_losing_and_recovers(small_disk: Path) -> None:
+@pytest.mark.parametrize("engine", ["sqlite", "tiered"])
+def test_full_disk_refuses_without_losing_and_recovers(small_disk: Path, engine: str) -> None:
     # Ballast to delete later, so that space can come back without touching the store's files.
     ballast = small_disk / "ballast"
     ballast.write_bytes(b"\0" * 1_000_000)
-    settings = make_settings(small_disk / "data")
+    settings = make_settings(small_disk / "data", store_engine=engine)
     server = ServerThread(settings).start()
     acknowledged: list[str] = []
     try:
@@ -71,10 +74,28 @@ def test_full_disk_refuses_without_losing_and_recovers(small_disk: Path) -> None
     finally:
         server.stop()
 
-    conn = connect(small_disk / "data" / "logs.db", store_key(settings))
-    try:
-        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        stored = {str(uuid.UUID(bytes=row[0])) for row in conn.execute("SELECT log_id FROM logs")}
-    finally:
-        conn.close()
+    if engine == "tiered":
+        stored = tiered_ids(DataDir(settings.data_dir).tiered, store_key(settings))
+    else:
+        conn = connect(small_disk / "data" / "logs.db", store_key(settings))
+        try:
+            assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+            stored = {str(uuid.UUID(bytes=row[0])) for row in conn.execute("SELECT log_id FROM logs")}
+        finally:
+            conn.close()
     assert set(acknowledged) <= stored
+
+
+def tiered_ids(directory: Path, key: bytes | None) -> set[str]:
+    """The ids in both files of a tiered store, after their integrity checks passed."""
+    hot = HotFile(directory / "hot.db", key)
+    cold = ColdFile(directory / "cold.db", key)
+    try:
+        assert hot.check() == []
+        found = {row[1] for row in cold.rows()}
+        for generation in hot.generations(0, 1):
+            found.update(row[1] for row in hot.rows(generation))
+    finally:
+        hot.close()
+        cold.close()
+    return {str(uuid.UUID(bytes=log_id)) for log_id in found}

@@ -1,5 +1,7 @@
-"""The LogStore contract, run on every backend: SQLite on a real file, and DynamoDB in moto's server mode
-(a stand-in for DynamoDB on 127.0.0.1; none of this ran against AWS)."""
+"""The LogStore contract, run on every backend: SQLite on a real file, the tiered store (storage v2) on
+real files with its compactor process running (once as the server opens it, and once with generations
+of 64 entries, so that every test's entries lie in both tiers and are compacted while it runs), and
+DynamoDB in moto's server mode (a stand-in for DynamoDB on 127.0.0.1; none of this ran against AWS)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from logsvc.storage.dynamodb import DynamoDBStore
 from logsvc.storage.open import open_store
 from logsvc.storage.port import Arrival, Arrivals, LogStore
 from logsvc.storage.sqlite import SQLiteStore
+from logsvc.storage.tiered import TieredStore
 from tests.integration.stats_reference import capped
 
 T = TypeVar("T")
@@ -34,11 +37,19 @@ WORDS = ["alpha", "beta", "gamma", "delta", "disk", "timeout", "user", "login"]
 Opener = Callable[[], LogStore]
 
 
-@pytest.fixture(params=["sqlite", "dynamodb"])
+# Generations this small put a few hundred entries in both tiers, and keep the compactor busy.
+SMALL_GENERATIONS = 64
+
+
+@pytest.fixture(params=["sqlite", "tiered", "tiered-small", "dynamodb"])
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Opener:
     """Opens the same store again each time it is called (as a restarted server would)."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'logs.db'}"
+    elif request.param == "tiered":
+        url = f"tiered:///{tmp_path / 'logs-v2'}"
+    elif request.param == "tiered-small":
+        return lambda: TieredStore(tmp_path / "logs-v2", rows_per_generation=SMALL_GENERATIONS)
     else:
         url = request.getfixturevalue("dynamodb_url")
     return lambda: open_store(url)
@@ -598,11 +609,15 @@ def test_an_entry_in_its_context(opener: Opener) -> None:
     assert (unknown, wrong_service) == (None, None)
 
 
-@pytest.fixture(params=["sqlite", "dynamodb"])
+@pytest.fixture(params=["sqlite", "tiered", "dynamodb"])
 def bounded_opener(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Opener]:
     """A store that counts at most 50 entries one by one (MAX_COUNTED, made small)."""
     if request.param == "sqlite":
         return "sqlite", lambda: SQLiteStore(tmp_path / "logs.db", count_limit=50)
+    if request.param == "tiered":
+        return "tiered", lambda: TieredStore(
+            tmp_path / "logs-v2", count_limit=50, rows_per_generation=SMALL_GENERATIONS
+        )
     url = request.getfixturevalue("dynamodb_url")
     return "dynamodb", lambda: DynamoDBStore(url, count_limit=50)
 
@@ -632,7 +647,7 @@ def test_counting_entries_one_by_one_is_bounded(bounded_opener: tuple[str, Opene
     assert [b.counts for b in stats_answer(narrow, outcomes["narrow"]).buckets] == brute_histogram(
         entries, narrow
     )
-    if backend == "sqlite":
+    if backend in ("sqlite", "tiered"):
         assert outcomes["full_text"] == ["q"]
         assert outcomes["odd_interval"] == ["interval"]
         rollup = asked["rollup"]  # the rollups count without bound

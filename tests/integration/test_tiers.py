@@ -4,11 +4,16 @@ a compaction interrupted at each of its steps completed correctly at the next op
 from __future__ import annotations
 
 import secrets
+import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
+import apsw
 import pytest
 
+from logsvc.storage.sqlite_rollups import ROLLUP_TABLES, count_new_rows
+from logsvc.storage.sqlite_schema import INDEX_NEW_ROWS, INSERT_ENTRY, open_connection
 from logsvc.storage.tiers import ColdFile, HotFile, NewRow, compact, finish
 from logsvc.storage.token_filter import Tokenizer
 
@@ -177,3 +182,89 @@ def test_both_files_hold_no_plaintext(files: tuple[Path, Path]) -> None:
         assert b"said hello" not in data, path.name
         assert b"svc-1" not in data, path.name
         assert not data.startswith(b"SQLite format 3"), path.name
+
+
+def counts(conn: apsw.Connection) -> dict[str, list[tuple[object, ...]]]:
+    every = "SELECT * FROM {}"
+    return {table: sorted(conn.execute(every.format(table)).fetchall()) for table in ROLLUP_TABLES}
+
+
+def test_the_hot_file_counts_as_the_store_does_and_a_compaction_keeps_the_counts(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The rollups and service counts mean what they mean in today's store (decision 24): the same
+    entries counted by the store's own writer give the same tables; a compaction moves rows and keeps
+    them; a deleted hot row is taken off, from the counts and from the full-text index."""
+    entries = batch(0, 400) + batch(100, 50) + batch(380, 60)  # with retries, within and across appends
+    reference = open_connection(tmp_path / "logs.db", KEY, write=True)
+    reference.execute("BEGIN")
+    reference.executemany(INSERT_ENTRY, entries)
+    reference.execute(INDEX_NEW_ROWS, (0,))
+    count_new_rows(reference, 0)
+    reference.execute("COMMIT")
+    hot = HotFile(files[0], KEY, rows_per_generation=PER_GENERATION)
+    cold = ColdFile(files[1], KEY)
+    try:
+        assert hot.append(entries[:400]) == 400
+        assert hot.append(entries[400:450]) == 0
+        assert hot.append(entries[450:]) == 40
+        assert counts(hot.connection) == counts(reference)
+        compact(hot, cold, 1)
+        assert counts(hot.connection) == counts(reference)
+
+        generation = 2
+        assert hot.generations(0) == [generation]
+        (seq,) = [
+            row[0] for row in hot.rows(generation) if row[5:7] == ("application", "entry 420 said hello")
+        ]
+        hot.connection.execute("DELETE FROM hot_2 WHERE seq = ?", (seq,))
+        reference.execute("DELETE FROM logs WHERE log_id = ?", ((420).to_bytes(16, "big"),))
+        assert counts(hot.connection) == counts(reference)
+        assert hot.matching(generation, ("420",)) == []
+        assert hot.check() == []
+    finally:
+        hot.close()
+        cold.close()
+        reference.close()
+
+
+def test_each_append_records_its_commit_and_numbers_are_not_given_twice_after_a_purge(
+    files: tuple[Path, Path],
+) -> None:
+    hot = HotFile(files[0], KEY, rows_per_generation=PER_GENERATION)
+    try:
+        assert hot.append(batch(0, 10)) == 10
+        assert hot.append(batch(5, 10)) == 5  # 5 retried: their numbers (11-15) are left unused
+        assert hot.append(batch(0, 10)) == 0  # only retries: no commit record
+        records = hot.connection.execute("SELECT last_seq, committed_at FROM commits").fetchall()
+        assert [last for last, _ in records] == [10, 20]
+        assert all(abs(at - time.time_ns() // 1000) < 60_000_000 for _, at in records)
+        hot.connection.execute("DELETE FROM hot_1 WHERE seq > 17")  # the newest rows purged
+        hot.append(batch(100, 2))
+        assert [row[0] for row in hot.rows(1)][-2:] == [21, 22]
+    finally:
+        hot.close()
+
+
+def test_an_id_stored_elsewhere_is_not_stored_again(files: tuple[Path, Path]) -> None:
+    hot = HotFile(files[0], KEY, rows_per_generation=PER_GENERATION)
+    asked: list[tuple[bytes, str, int]] = []
+
+    def in_cold(keys: Sequence[tuple[bytes, str, int]]) -> set[tuple[bytes, str]]:
+        asked.extend(keys)
+        return {(log_id, service) for log_id, service, _ in keys if int.from_bytes(log_id, "big") < 5}
+
+    try:
+        hot.append(batch(8, 2))
+        assert hot.append(batch(0, 10), in_cold) == 3  # 0-4 in the cold tier, 8-9 in the hot one
+        assert sorted(int.from_bytes(row[1], "big") for row in hot.rows(1)) == [5, 6, 7, 8, 9]
+        # The cold tier is asked with the event times, about ids that no sealed hot generation holds (the
+        # open one's unique index skips its own).
+        assert sorted(int.from_bytes(log_id, "big") for log_id, _, _ in asked) == list(range(10))
+        asked.clear()
+        hot.append(batch(10, 300))  # seals the first generation, which holds 5-9
+        assert hot.append(batch(5, 3), in_cold) == 0
+        assert asked == []
+        assert {(log_id, ts) for log_id, _, ts in asked} <= {(row[0], row[1]) for row in batch(0, 10)}
+    finally:
+        hot.close()

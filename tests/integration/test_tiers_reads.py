@@ -1,12 +1,15 @@
-"""The newest-first read over both files of storage v2 (decision 28) gives what today's store gives for
-the same entries: the same entries in the same order, for every filter, search and cursor, whichever of
-them were compacted into cold pages."""
+"""The reads over both files of storage v2 (decisions 28 and 34) give what today's store gives for the same
+entries: the same pages with the same cursors for every filter, search and cursor, the same entries by id
+and in context, the same arrivals, whichever of them were compacted into cold pages; and the append's
+idempotency lookup finds exactly the entries the cold tier holds."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -16,7 +19,8 @@ from logsvc.domain.cursors import decode_cursor
 from logsvc.domain.entries import Level, NewEntry, format_log_id
 from logsvc.domain.queries import Query
 from logsvc.storage.sqlite import SQLiteStore
-from logsvc.storage.tiers import ColdFile, HotFile, compact, newest
+from logsvc.storage.tiers import ColdFile, HotFile, compact
+from logsvc.storage.tiers_reads import arrivals, contains, context, get, newest, recent, services
 from logsvc.storage.token_filter import Tokenizer
 
 BASE_US = 1_764_460_800_000_000
@@ -165,3 +169,268 @@ def test_cursors_are_exact_among_cold_entries_of_one_event_time(tmp_path: Path) 
         hot.close()
         cold.close()
         tokenizer.close()
+
+
+# ---- every read of the port, against today's store ---------------------------------------------------
+
+POOL = [secrets.token_bytes(16) for _ in range(6)]  # ids some entries share, each in another service
+
+stored = st.lists(
+    st.tuples(
+        st.sampled_from(["api", "auth", "auth-v2", "db"]),
+        st.sampled_from(list(Level)),
+        st.integers(0, 40),
+        st.sampled_from(["application", "audit"]),
+        st.lists(st.sampled_from(WORDS), min_size=1, max_size=5).map(" ".join),
+        st.none() | st.sampled_from(['{"a":1}', '{"host":"h\u00e9"}', "{}"]),
+        st.none() | st.integers(0, len(POOL) - 1),
+    ),
+    min_size=1,
+    max_size=100,
+)
+
+
+class Both:
+    """Today's store and the two files, holding the same entries."""
+
+    def __init__(self, store: SQLiteStore, hot: HotFile, cold: ColdFile, made: list[NewEntry]) -> None:
+        self.store, self.hot, self.cold, self.made = store, hot, cold, made
+
+    def run(self, awaitable: object) -> object:
+        return asyncio.run(awaitable)  # type: ignore[arg-type]
+
+
+@contextlib.contextmanager
+def both(
+    drawn: list[tuple[str, Level, int, str, str, str | None, int | None]],
+    batch: int,
+    per_generation: int,
+    compacted: int,
+) -> Iterator[Both]:
+    made: list[NewEntry] = []
+    pairs: set[tuple[bytes, str]] = set()
+    for service, level, ts, log_type, message, metadata, shared in drawn:
+        log_id = POOL[shared] if shared is not None else secrets.token_bytes(16)
+        if (log_id, service) in pairs:
+            continue  # a retry is stored once by both: not what these tests are about
+        pairs.add((log_id, service))
+        made.append(
+            NewEntry(
+                log_id=log_id,
+                service_name=service,
+                ts_us=BASE_US + ts,
+                level=level,
+                log_type=log_type,
+                message=message,
+                metadata=metadata,
+                received_us=BASE_US + 7,
+            )
+        )
+    key = secrets.token_bytes(32)
+    with tempfile.TemporaryDirectory() as folder:
+        store = SQLiteStore(Path(folder) / "today.db", read_threads=1, key=key)
+        hot = HotFile(Path(folder) / "hot.db", key, rows_per_generation=per_generation)
+        cold = ColdFile(Path(folder) / "cold.db", key)
+        try:
+            for first in range(0, len(made), batch):
+                part = made[first : first + batch]
+                asyncio.run(store.append(part))
+                hot.append(
+                    [
+                        (
+                            e.log_id,
+                            e.ts_us,
+                            e.service_name,
+                            int(e.level),
+                            e.log_type,
+                            e.message,
+                            e.metadata,
+                            e.received_us,
+                        )
+                        for e in part
+                    ]
+                )
+            for generation in hot.sealed()[:compacted]:
+                compact(hot, cold, generation)
+            yield Both(store, hot, cold, made)
+        finally:
+            asyncio.run(store.close())
+            hot.close()
+            cold.close()
+
+
+layouts = {
+    "drawn": stored,
+    "batch": st.integers(1, 30),
+    "per_generation": st.integers(5, 40),
+    "compacted": st.integers(0, 10),
+}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(**layouts, query_list=st.lists(queries, min_size=1, max_size=5))
+def test_recent_gives_todays_pages_and_cursors(
+    drawn: list[tuple[str, Level, int, str, str, str | None, int | None]],
+    batch: int,
+    per_generation: int,
+    compacted: int,
+    query_list: list[Query],
+) -> None:
+    tokenizer = Tokenizer()
+    try:
+        with both(drawn, batch, per_generation, compacted) as stores:
+            for query in query_list:
+                cursor = None
+                for _ in range(MAX_PAGES):
+                    asked = Query(**{**_fields(query), "cursor": cursor})
+                    expected = asyncio.run(stores.store.recent(asked))
+                    assert recent(stores.hot, stores.cold, asked, tokenizer) == expected, asked
+                    if expected.next_cursor is None:
+                        break
+                    cursor = decode_cursor(expected.next_cursor)
+                else:
+                    raise AssertionError("the cursors do not end")
+    finally:
+        tokenizer.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(**layouts, around=st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6)), min_size=1, max_size=4))
+def test_get_and_context_give_todays_entries(
+    drawn: list[tuple[str, Level, int, str, str, str | None, int | None]],
+    batch: int,
+    per_generation: int,
+    compacted: int,
+    around: list[tuple[int, int]],
+) -> None:
+    with both(drawn, batch, per_generation, compacted) as stores:
+        for log_id in {e.log_id for e in stores.made} | {secrets.token_bytes(16)}:
+            assert get(stores.hot, stores.cold, log_id) == asyncio.run(stores.store.get(log_id))
+        for index, (before, after) in enumerate(around):
+            e = stores.made[index * 7 % len(stores.made)]
+            for service in (e.service_name, "web"):
+                expected = asyncio.run(stores.store.context(e.log_id, service, before=before, after=after))
+                found = context(stores.hot, stores.cold, e.log_id, service, before=before, after=after)
+                assert found == expected
+
+
+searches = st.lists(
+    st.sampled_from([("timeout",), ("db",), ("logged in",), ("hello", "user"), ("zeppelin",)]),
+    max_size=3,
+    unique=True,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(**layouts, limit=st.integers(1, 30), asked=searches)
+def test_arrivals_give_todays_commit_order_and_matches(
+    drawn: list[tuple[str, Level, int, str, str, str | None, int | None]],
+    batch: int,
+    per_generation: int,
+    compacted: int,
+    limit: int,
+    asked: list[tuple[str, ...]],
+) -> None:
+    tokenizer = Tokenizer()
+    try:
+        with both(drawn, batch, per_generation, compacted) as stores:
+            head = asyncio.run(stores.store.arrivals(None, limit=limit))
+            assert arrivals(stores.hot, stores.cold, None, limit=limit, tokenizer=tokenizer) == head
+            position: tuple[int, str] = (0, "")
+            for _ in range(MAX_PAGES):
+                expected = asyncio.run(stores.store.arrivals(position, limit=limit, searches=asked))
+                found = arrivals(
+                    stores.hot, stores.cold, position, limit=limit, searches=asked, tokenizer=tokenizer
+                )
+                assert found == expected, position
+                if not expected.entries:
+                    break
+                position = (int(expected.position[0]), "")
+            else:
+                raise AssertionError("the arrivals do not end")
+    finally:
+        tokenizer.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(**layouts)
+def test_contains_finds_exactly_the_entries_of_the_cold_tier(
+    drawn: list[tuple[str, Level, int, str, str, str | None, int | None]],
+    batch: int,
+    per_generation: int,
+    compacted: int,
+) -> None:
+    with both(drawn, batch, per_generation, compacted) as stores:
+        in_cold = {(row[1], row[3]) for row in stores.cold.rows()}
+        keys = [(e.log_id, e.service_name, e.ts_us) for e in stores.made]
+        # a retry of an entry dated by its arrival comes with a later time than the entry stored
+        keys += [(e.log_id, e.service_name, e.ts_us + 10**9) for e in stores.made[::2]]
+        keys += [(e.log_id, "web", e.ts_us) for e in stores.made[:5]]  # another service's id
+        keys += [(secrets.token_bytes(16), "api", BASE_US + t) for t in range(0, 42, 3)]
+        assert contains(stores.hot, stores.cold, keys) == in_cold
+
+
+def test_context_is_exact_among_entries_of_one_event_time_in_both_tiers() -> None:
+    """Hot rows of the same time fill the newer side first; the cold pages of that time still hold
+    nearer entries (smaller arrival numbers), so they are read, not skipped."""
+    drawn = [("api", Level.INFO, 5, "application", "same time", None, None)] * 25
+    with both(drawn, 10, 10, 2) as stores:
+        assert stores.cold.summaries()  # two generations in the cold tier, the third hot
+        for e in stores.made:
+            expected = asyncio.run(stores.store.context(e.log_id, "api", before=3, after=3))
+            assert context(stores.hot, stores.cold, e.log_id, "api", before=3, after=3) == expected
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    **layouts,
+    patterns=st.lists(st.sampled_from(["auth*", "a??", "d?", "web*", "*"]), max_size=2).map(tuple),
+    after=st.none() | st.sampled_from(["", "api", "auth", "b"]),
+    limit=st.none() | st.integers(0, 5),
+)
+def test_services_give_todays_counts_and_newest_times(
+    drawn: list[tuple[str, Level, int, str, str, str | None, int | None]],
+    batch: int,
+    per_generation: int,
+    compacted: int,
+    patterns: tuple[str, ...],
+    after: str | None,
+    limit: int | None,
+) -> None:
+    with both(drawn, batch, per_generation, compacted) as stores:
+        expected = asyncio.run(stores.store.services(patterns, after=after, limit=limit))
+        found = services(stores.hot, stores.cold, patterns, after=after, limit=limit)
+        assert sorted(found, key=lambda s: s.service_name) == sorted(expected, key=lambda s: s.service_name)
+
+
+def test_the_bit_sliced_id_filters_find_every_page_of_an_id_past_their_growth_and_forget_pages_gone() -> None:
+    from logsvc.storage.pages import PageSummary
+    from logsvc.storage.tiers_reads import _IdSlices, _Index, _Page
+    from logsvc.storage.token_filter import IdFilter, TokenFilter
+
+    def page(page_id: int, ids: list[bytes]) -> _Page:
+        summary = PageSummary(
+            count=len(ids),
+            min_ts=0,
+            max_ts=0,
+            min_seq=page_id,
+            max_seq=page_id,
+            services=("api",),
+            newest=(0,),
+            levels=0,
+            tokens=TokenFilter().to_bytes(),
+            ids=IdFilter.of(ids).to_bytes(),
+        )
+        return _Page(page_id, 0, 0, page_id, page_id, 100, summary)
+
+    ids = {page_id: [secrets.token_bytes(16) for _ in range(3)] for page_id in range(1, 1_201)}
+    pages = [page(page_id, held) for page_id, held in ids.items()]
+    slices = _IdSlices()
+    slices.update(_Index(pages[:500]))
+    slices.update(_Index(pages))  # grown past the first 512 pages
+    for page_id in (1, 499, 500, 513, 1_200):
+        for log_id in ids[page_id]:
+            assert page_id in {found.page_id for found in slices.candidates(log_id)}
+    slices.update(_Index(pages[1:]))  # page 1 deleted
+    assert 1 not in {found.page_id for found in slices.candidates(ids[1][0])}
+    assert 2 in {found.page_id for found in slices.candidates(ids[2][0])}

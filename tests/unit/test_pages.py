@@ -33,6 +33,18 @@ def _check(codec: PageCodec, page: list[Row]) -> PageSummary:
     blob, summary = codec.encode(page)
     assert codec.decode(blob) == page
     assert PageSummary.from_bytes(summary.to_bytes()) == summary
+    # each column alone, as a read decodes it, and rows picked out of order
+    view = codec.view(blob)
+    assert list(view.seqs) == [r[0] for r in page]
+    assert list(view.times) == [r[2] for r in page]
+    assert [view.message(i) for i in range(len(page))] == [r[6] for r in page]
+    assert [view.metadata(i) for i in range(len(page))] == [r[7] for r in page]
+    assert view.rows(reversed(range(len(page)))) == page[::-1]
+    # the summary's id filter holds every id, and each service's newest time is its entries' newest
+    assert all(summary.id_filter().may_contain_key(r[1]) for r in page)
+    assert dict(zip(summary.services, summary.newest, strict=True)) == {
+        service: max(r[2] for r in page if r[3] == service) for service in {r[3] for r in page}
+    }
     return summary
 
 

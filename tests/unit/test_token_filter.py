@@ -1,4 +1,5 @@
-"""The token filter of a cold page never says "no" to a page FTS5 would match (storage v2, decision 28).
+"""The token filter of a cold page never says "no" to a page FTS5 would match, and the message prefilter
+never leaves out a row FTS5 matches (storage v2, decisions 28 and 34); the id filter holds every id.
 
 The reference is SQLite's FTS5 itself: a table with the hot tier's tokenizer, queried with the hot tier's
 own match expression.
@@ -6,6 +7,7 @@ own match expression.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import apsw
@@ -15,7 +17,7 @@ from hypothesis import strategies as st
 
 from logsvc.storage.sqlite_reads import match_expression
 from logsvc.storage.sqlite_schema import FTS_TOKENIZE
-from logsvc.storage.token_filter import FILTER_BITS, TokenFilter, Tokenizer
+from logsvc.storage.token_filter import FILTER_BITS, IdFilter, TokenFilter, Tokenizer, rows_that_may_hold
 
 # Words and separators of several scripts, with case and diacritics that FTS5 folds.
 words = st.sampled_from(
@@ -132,3 +134,54 @@ def test_the_tokenizer_folds_as_the_full_text_index_does(tokenizer: Tokenizer) -
         "timeout",
     ]
     assert tokenizer.query('"TimeOut"') == ["timeout"]
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(page=st.lists(messages() | st.text(), min_size=1, max_size=20), data=st.data())
+def test_the_prefilter_never_leaves_out_a_row_that_fts5_matches(
+    tokenizer: Tokenizer, fts: apsw.Connection, page: list[str], data: st.DataObject
+) -> None:
+    fts.execute("DELETE FROM page")
+    fts.executemany("INSERT INTO page(rowid, message) VALUES (?, ?)", list(enumerate(page)))
+    chosen = data.draw(st.sampled_from(page))
+    start = data.draw(st.integers(0, len(chosen)))
+    end = data.draw(st.integers(start, len(chosen)))
+    terms = (chosen[start:end], data.draw(words | messages()))
+    assume(not any("\x00" in term for term in terms))
+    encoded = [message.encode() for message in page]
+    ends = list(itertools.accumulate(len(message) for message in encoded))
+    for searched in ((terms[0],), (terms[1],), terms):
+        matched = {
+            int(rowid)
+            for (rowid,) in fts.execute(
+                "SELECT rowid FROM page WHERE page MATCH ?", (match_expression(searched),)
+            )
+        }
+        tokens = [token for term in searched for token in tokenizer.query(term)]
+        kept = rows_that_may_hold(b"".join(encoded), ends, tokens)
+        assert kept is None or matched <= kept, searched
+
+
+def test_the_prefilter_keeps_few_rows_of_an_ascii_page() -> None:
+    page = [b"GET /orders 200", b"database Timeout after 30s", b"", b"timeouts", b"caf\xc3\xa9 timeout"]
+    ends = list(itertools.accumulate(map(len, page)))
+    assert rows_that_may_hold(b"".join(page), ends, ["timeout"]) == {1, 3, 4}
+    assert rows_that_may_hold(b"".join(page), ends, ["zeppelin"]) == {4}  # not ASCII: always kept
+    assert rows_that_may_hold(b"".join(page), ends, ["ошибка"]) is None
+
+
+@given(ids=st.lists(st.binary(min_size=16, max_size=16), max_size=1024))
+def test_every_added_id_is_held(ids: list[bytes]) -> None:
+    filter_ = IdFilter.of(ids)
+    again = IdFilter(filter_.to_bytes())
+    assert all(again.may_contain_key(log_id) for log_id in ids)
+    assert all(IdFilter.holds(filter_.to_bytes(), IdFilter.places(log_id)) for log_id in ids)
+
+
+def test_id_false_positives_stay_near_the_design_rate_at_a_full_page() -> None:
+    """1,024 ids: about 0.24 % by design (2**14 bits, 4 hashes)."""
+    filter_ = IdFilter.of(i.to_bytes(16, "big") for i in range(1_024))
+    false = sum(filter_.may_contain_key((i + 10**6).to_bytes(16, "big")) for i in range(20_000))
+    assert false / 20_000 < 0.006
+    with pytest.raises(ValueError, match="2048"):
+        IdFilter(b"\x00" * 10)

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Final
+from urllib.parse import parse_qs, urlsplit
 
 from logsvc.domain.retention import RetentionRule
 from logsvc.errors import ConfigError
 from logsvc.storage.port import LogStore, StoreFiles
 
-__all__ = ["open_store", "sqlite_path", "sqlite_url", "store_files"]
+# Entries per hot generation of a tiered store: small ones compact often (the tests' do), large ones keep
+# more entries uncompressed.
+_MIN_GENERATION_ROWS: Final = 64
+_MAX_GENERATION_ROWS: Final = 1_048_576
+
+__all__ = ["open_store", "sqlite_path", "sqlite_url", "store_files", "tiered_path", "tiered_url"]
 
 
 def open_store(
@@ -22,12 +28,24 @@ def open_store(
     key: bytes | None = None,
     retention: Sequence[RetentionRule] = (),
 ) -> LogStore:
-    """The adapter for a store URL: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db`` or
+    """The adapter for a store URL: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
+    ``tiered:///relative/dir`` or ``tiered:////absolute/dir`` (storage v2, which runs its compactor process
+    while open; ``?generation_rows=N``: entries per hot generation, 16,384 by default), or
     ``dynamodb://TABLE?region=..``. The DynamoDB store writes ``retention`` as each item's TTL."""
     if url.startswith("dynamodb:"):
         from logsvc.storage.dynamodb import DynamoDBStore  # noqa: PLC0415
 
         return DynamoDBStore(url, retention=retention)
+    if url.startswith("tiered:"):
+        from logsvc.storage.tiered import TieredStore  # noqa: PLC0415
+
+        return TieredStore(
+            tiered_path(url),
+            read_threads=read_threads,
+            on_commit=on_commit,
+            key=key,
+            rows_per_generation=_generation_rows(url),
+        )
     from logsvc.storage.sqlite import SQLiteStore  # noqa: PLC0415
 
     return SQLiteStore(sqlite_path(url), read_threads=read_threads, on_commit=on_commit, key=key)
@@ -36,6 +54,13 @@ def open_store(
 def store_files(url: str) -> StoreFiles:
     """The files of an existing local store, for the operator's offline commands; ConfigError for a store
     that is not local files (DynamoDB has its own tools) or that does not exist."""
+    if url.startswith("tiered:"):
+        directory = tiered_path(url)
+        if not directory.is_dir():
+            raise ConfigError(f"there is no store at {directory}")
+        from logsvc.storage.tiered_files import TieredFiles  # noqa: PLC0415
+
+        return TieredFiles(directory)
     path = sqlite_path(url)
     if not path.exists():
         raise ConfigError(f"there is no store at {path}")
@@ -52,13 +77,44 @@ def sqlite_path(url: str) -> Path:
             f"store URL {url!r}: this command works on the embedded sqlite store; for DynamoDB use its own "
             "tools (point-in-time recovery, on-demand backups, the console)"
         )
-    if parts.scheme != "sqlite":
+    if parts.scheme == "tiered":
+        raise ConfigError(f"store URL {url!r}: this command does not work on a tiered store yet")
+    return _local_path(url, "sqlite", "file.db")
+
+
+def tiered_path(url: str) -> Path:
+    """The directory of a ``tiered:///relative/dir`` or ``tiered:////absolute/dir`` URL."""
+    return _local_path(url, "tiered", "dir")
+
+
+def _generation_rows(url: str) -> int | None:
+    options = parse_qs(urlsplit(url).query)
+    unknown = set(options) - {"generation_rows"}
+    if unknown:
         raise ConfigError(
-            f"store URL {url!r}: unsupported scheme {parts.scheme!r} (supported: sqlite, dynamodb)"
+            f"store URL {url!r}: unknown option {sorted(unknown)[0]!r} (known: generation_rows)"
+        )
+    if "generation_rows" not in options:
+        return None
+    given = options["generation_rows"][-1]
+    if not given.isdigit() or not _MIN_GENERATION_ROWS <= int(given) <= _MAX_GENERATION_ROWS:
+        raise ConfigError(
+            f"store URL {url!r}: generation_rows is a number of entries from {_MIN_GENERATION_ROWS} to "
+            f"{_MAX_GENERATION_ROWS:,}"
+        )
+    return int(given)
+
+
+def _local_path(url: str, scheme: str, example: str) -> Path:
+    """The path of an embedded store's URL, ``SCHEME:///relative`` or ``SCHEME:////absolute``."""
+    parts = urlsplit(url)
+    if parts.scheme != scheme:
+        raise ConfigError(
+            f"store URL {url!r}: unsupported scheme {parts.scheme!r} (supported: sqlite, tiered, dynamodb)"
         )
     if parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
         raise ConfigError(
-            f"store URL {url!r}: write sqlite:///relative/file.db or sqlite:////absolute/file.db"
+            f"store URL {url!r}: write {scheme}:///relative/{example} or {scheme}:////absolute/{example}"
         )
     return Path(parts.path[1:])
 
@@ -66,3 +122,8 @@ def sqlite_path(url: str) -> Path:
 def sqlite_url(path: Path) -> str:
     """The store URL of a database file: the inverse of ``sqlite_path``."""
     return f"sqlite:///{path}"
+
+
+def tiered_url(path: Path) -> str:
+    """The store URL of a tiered store's directory: the inverse of ``tiered_path``."""
+    return f"tiered:///{path}"

@@ -16,9 +16,12 @@ texts end to end; the message and metadata texts are compressed with the diction
 
 from __future__ import annotations
 
+import functools
+import itertools
+import operator
 import struct
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 import msgspec
@@ -27,9 +30,9 @@ import zstandard
 from logsvc.domain.queries import Query
 from logsvc.scopes import covers
 from logsvc.storage.sqlite_schema import Row
-from logsvc.storage.token_filter import TokenFilter, Tokenizer
+from logsvc.storage.token_filter import IdFilter, TokenFilter, Tokenizer
 
-__all__ = ["PAGE_ENTRIES", "PageCodec", "PageSummary", "Row", "train_dictionary"]
+__all__ = ["PAGE_ENTRIES", "PageCodec", "PageSummary", "PageView", "Row", "train_dictionary"]
 
 PAGE_ENTRIES: Final = 1024
 _MAGIC: Final = b"LSP1"
@@ -41,11 +44,15 @@ _MOD: Final = 1 << 64
 _SIGN: Final = 1 << 63
 _COLUMNS: Final = 13
 _DICTIONARY_BYTES: Final = 112 * 1024
+_MESSAGE_TEXT: Final = 10
+_METADATA_TEXT: Final = 12
 
 
 class PageSummary(msgspec.Struct, frozen=True, array_like=True):
-    """What a read knows of a page without opening it. ``levels`` has bit ``1 << level`` set for every
-    level the page holds; ``tokens`` is the ``TokenFilter`` of its messages."""
+    """What a read knows of a page without opening it. ``services`` are sorted, ``newest`` is the event
+    time of each one's newest entry in the page; ``levels`` has bit ``1 << level`` set for every level the
+    page holds; ``tokens`` is the ``TokenFilter`` of its messages, ``ids`` the ``IdFilter`` of its
+    log_ids."""
 
     count: int
     min_ts: int
@@ -53,8 +60,10 @@ class PageSummary(msgspec.Struct, frozen=True, array_like=True):
     min_seq: int
     max_seq: int
     services: tuple[str, ...]
+    newest: tuple[int, ...]
     levels: int
     tokens: bytes
+    ids: bytes
 
     def to_bytes(self) -> bytes:
         return msgspec.msgpack.encode(self)
@@ -65,6 +74,9 @@ class PageSummary(msgspec.Struct, frozen=True, array_like=True):
 
     def token_filter(self) -> TokenFilter:
         return TokenFilter(self.tokens)
+
+    def id_filter(self) -> IdFilter:
+        return IdFilter(self.ids)
 
     def admits(self, query: Query, term_tokens: Sequence[Sequence[str]] = ()) -> bool:
         """Whether the page may hold an entry matching ``query`` (whose search terms are given as their
@@ -138,64 +150,169 @@ class PageCodec:
             self._text.compress(metadata_text),
         ]
         head = _HEAD.pack(_MAGIC, len(rows), self._dictionary_id) + array("I", map(len, columns)).tobytes()
+        newest: dict[str, int] = {}
+        for service, time in zip(services, times, strict=True):
+            if newest.setdefault(service, time) < time:
+                newest[service] = time
+        named = sorted(newest)
         summary = PageSummary(
             count=len(rows),
             min_ts=min(times),
             max_ts=max(times),
             min_seq=min(seqs),
             max_seq=max(seqs),
-            services=tuple(sorted(service_names)),
+            services=tuple(named),
+            newest=tuple(newest[service] for service in named),
             levels=_level_bits(levels),
             tokens=TokenFilter.of(self._tokenizer.page(messages)).to_bytes(),
+            ids=IdFilter.of(ids).to_bytes(),
         )
         return head + b"".join(columns), summary
 
     def decode(self, page: bytes) -> list[Row]:
         """The rows of a page, in the order they were encoded."""
-        magic, count, dictionary_id = _HEAD.unpack_from(page)
+        view = self.view(page)
+        return view.rows(range(view.count))
+
+    def view(self, page: bytes) -> PageView:
+        """The page's columns, each decoded when first asked for."""
+        return PageView(page, self._unpack, self._untext, self._dictionary_id)
+
+    def close(self) -> None:
+        self._tokenizer.close()
+
+
+class PageView:
+    """A page's columns, each decompressed and decoded on first use: a read decodes only the columns it
+    looks at (a search the messages first, a level filter the levels), and builds rows only for the
+    entries it keeps."""
+
+    def __init__(
+        self,
+        page: bytes,
+        unpack: zstandard.ZstdDecompressor,
+        untext: zstandard.ZstdDecompressor,
+        dictionary_id: int,
+    ) -> None:
+        magic, count, page_dictionary = _HEAD.unpack_from(page)
         if magic != _MAGIC:
             raise ValueError("not a logsvc page")
-        if dictionary_id != self._dictionary_id:
-            raise ValueError(f"the page needs zstd dictionary {dictionary_id}, not {self._dictionary_id}")
+        if page_dictionary != dictionary_id:
+            raise ValueError(f"the page needs zstd dictionary {page_dictionary}, not {dictionary_id}")
         sizes = array("I")
         start = _HEAD.size
         sizes.frombytes(page[start : start + 4 * _COLUMNS])
         start += 4 * _COLUMNS
-        raw: list[bytes] = []
-        for index, size in enumerate(sizes):
-            text = index in (10, 12)
-            raw.append((self._untext if text else self._unpack).decompress(page[start : start + size]))
+        self._spans: list[tuple[int, int]] = []
+        for size in sizes:
+            self._spans.append((start, start + size))
             start += size
-        seqs = _undeltas(_unshuffled_ints(raw[0], count))
-        ids_blob = _unshuffle(raw[1], _ID_BYTES)
-        times = _undeltas(_unshuffled_ints(raw[2], count))
-        received = [
-            _signed((time + offset) % _MOD)
-            for time, offset in zip(times, _unshuffled_ints(raw[3], count), strict=True)
-        ]
-        service_names = _unnames(raw[4])
-        services = [service_names[code] for code in _codes(raw[5], count)]
-        type_names = _unnames(raw[7])
-        types = [type_names[code] for code in _codes(raw[8], count)]
-        messages = _present(_untexts(_unshuffle(raw[9], 4), raw[10]))
-        metadata = _untexts(_unshuffle(raw[11], 4), raw[12])
+        self._page = page
+        self._unpack = unpack
+        self._untext = untext
+        self.count: int = count
+
+    def _raw(self, index: int) -> bytes:
+        start, end = self._spans[index]
+        unpack = self._untext if index in (_MESSAGE_TEXT, _METADATA_TEXT) else self._unpack
+        return unpack.decompress(self._page[start:end])
+
+    @functools.cached_property
+    def seqs(self) -> Sequence[int]:
+        return _undeltas(_unshuffled_ints(self._raw(0), self.count))
+
+    @functools.cached_property
+    def ids(self) -> list[bytes]:
+        blob = _unshuffle(self._raw(1), _ID_BYTES)
+        if len(blob) != self.count * _ID_BYTES:
+            raise ValueError("a page column does not hold its entry count")
+        return [blob[i : i + _ID_BYTES] for i in range(0, len(blob), _ID_BYTES)]
+
+    @functools.cached_property
+    def times(self) -> Sequence[int]:
+        return _undeltas(_unshuffled_ints(self._raw(2), self.count))
+
+    @functools.cached_property
+    def received(self) -> Sequence[int]:
+        offsets = _signed_view(_unshuffled_ints(self._raw(3), self.count))
+        try:
+            return array("q", map(operator.add, self.times, offsets))
+        except OverflowError:  # a sum out of int64 wrapped when encoded: the exact, slower way
+            return [_signed((time + offset) % _MOD) for time, offset in zip(self.times, offsets, strict=True)]
+
+    @functools.cached_property
+    def services(self) -> list[str]:
+        names = _unnames(self._raw(4))
+        return [names[code] for code in _codes(self._raw(5), self.count)]
+
+    @functools.cached_property
+    def levels(self) -> bytes:
+        levels = self._raw(6)
+        if len(levels) != self.count:
+            raise ValueError("a page column does not hold its entry count")
+        return levels
+
+    @functools.cached_property
+    def types(self) -> list[str]:
+        names = _unnames(self._raw(7))
+        return [names[code] for code in _codes(self._raw(8), self.count)]
+
+    @functools.cached_property
+    def message_text(self) -> bytes:
+        """The UTF-8 messages end to end (``message_ends`` says where each ends)."""
+        return self._raw(_MESSAGE_TEXT)
+
+    @functools.cached_property
+    def message_ends(self) -> list[int]:
+        lengths = array("i")
+        lengths.frombytes(_unshuffle(self._raw(9), 4))
+        if len(lengths) != self.count or (self.count and min(lengths) < 0):
+            raise ValueError("a page's column misses a text")
+        ends = list(itertools.accumulate(lengths))
+        if (ends[-1] if ends else 0) != len(self.message_text):
+            raise ValueError("a page's texts do not add up to their lengths")
+        return ends
+
+    def message(self, index: int) -> str:
+        ends = self.message_ends
+        return self.message_text[ends[index - 1] if index else 0 : ends[index]].decode()
+
+    @functools.cached_property
+    def _metadata_spans(self) -> tuple[array[int], list[int], bytes]:
+        lengths = array("i")
+        lengths.frombytes(_unshuffle(self._raw(11), 4))
+        text = self._raw(_METADATA_TEXT)
+        ends = list(itertools.accumulate(map(max, lengths, itertools.repeat(0))))
+        if len(lengths) != self.count or (self.count and min(lengths) < _NULL):
+            raise ValueError("a page column does not hold its entry count")
+        if (ends[-1] if ends else 0) != len(text):
+            raise ValueError("a page's texts do not add up to their lengths")
+        return lengths, ends, text
+
+    def metadata(self, index: int) -> str | None:
+        lengths, ends, text = self._metadata_spans
+        if lengths[index] == _NULL:
+            return None
+        return text[ends[index] - lengths[index] : ends[index]].decode()
+
+    def rows(self, indexes: Iterable[int]) -> list[Row]:
+        """The rows at these places of the page, in the order given."""
+        seqs, ids, times, services, levels = self.seqs, self.ids, self.times, self.services, self.levels
+        types, received = self.types, self.received
         return [
             (
                 seqs[i],
-                ids_blob[i * _ID_BYTES : (i + 1) * _ID_BYTES],
+                ids[i],
                 times[i],
                 services[i],
-                raw[6][i],
+                levels[i],
                 types[i],
-                messages[i],
-                metadata[i],
+                self.message(i),
+                self.metadata(i),
                 received[i],
             )
-            for i in range(count)
+            for i in indexes
         ]
-
-    def close(self) -> None:
-        self._tokenizer.close()
 
 
 def train_dictionary(rows: Sequence[Row]) -> bytes:
@@ -214,7 +331,23 @@ def _deltas(values: Sequence[int]) -> list[int]:
     return out
 
 
-def _undeltas(deltas: Sequence[int]) -> list[int]:
+def _undeltas(deltas: array[int]) -> Sequence[int]:
+    """The values of deltas taken modulo 2**64: summed as signed 64-bit deltas in C when every sum is
+    an int64 (then it is the value, as it is congruent to it), else one by one modulo 2**64."""
+    try:
+        return array("q", itertools.accumulate(_signed_view(deltas)))
+    except OverflowError:
+        return _undeltas_exactly(deltas)
+
+
+def _signed_view(values: array[int]) -> array[int]:
+    """Unsigned 64-bit integers read as signed ones (the same bytes)."""
+    signed = array("q")
+    signed.frombytes(values.tobytes())
+    return signed
+
+
+def _undeltas_exactly(deltas: Sequence[int]) -> list[int]:
     value = 0
     out = []
     for delta in deltas:

@@ -28,7 +28,7 @@ from logsvc.storage.port import Arrivals, Export
 from logsvc.storage.sqlite_reads import NEWEST_FIRST, arrivals, entry, recent, recent_json, service_scope
 from logsvc.storage.sqlite_schema import COLUMNS, Row, make_private, open_connection
 from logsvc.storage.sqlite_stats import context, histogram, services
-from logsvc.storage.sqlite_writer import Writer
+from logsvc.storage.sqlite_writer import sqlite_writer
 
 __all__ = ["SQLiteStore"]
 
@@ -72,7 +72,7 @@ class SQLiteStore:
         self._inline_deadline = 0.0
         self._local = threading.local()
         self._read_pool = ThreadPoolExecutor(read_threads, thread_name_prefix="logsvc-read")
-        self._writer = Writer(writer_conn, on_commit)
+        self._writer = sqlite_writer(writer_conn, on_commit)
 
     def _reader(self) -> apsw.Connection:
         conn: apsw.Connection | None = getattr(self._local, "conn", None)

@@ -28,7 +28,16 @@ from typing import Final, NamedTuple
 
 import apsw
 
-__all__ = ["ROLLUPS", "ROLLUP_SCHEMA", "ROLLUP_TABLES", "Rollup", "count_new_rows", "rollup_for"]
+__all__ = [
+    "ROLLUPS",
+    "ROLLUP_SCHEMA",
+    "ROLLUP_TABLES",
+    "ROLLUP_TABLES_SCHEMA",
+    "Rollup",
+    "count_new_rows",
+    "rollup_for",
+    "uncount_trigger",
+]
 
 _MINUTE: Final = 60_000_000
 _GRAINS: Final = {
@@ -92,15 +101,25 @@ def _old_key(rollup: Rollup) -> str:
     return " AND ".join(f"{key} = {old.get(key, f'old.{key}')}" for key in rollup.key_columns)
 
 
-ROLLUP_SCHEMA: Final = (
+# The counts' tables alone: the tiered store's hot file keeps them too, its entries in generation tables.
+ROLLUP_TABLES_SCHEMA: Final = (
     "".join(_table(rollup) for rollup in ROLLUPS)
     + "CREATE TABLE IF NOT EXISTS service_counts (service TEXT PRIMARY KEY, n INTEGER NOT NULL) STRICT, "
     "WITHOUT ROWID;\n"
-    + "CREATE TRIGGER IF NOT EXISTS logs_counts_after_delete AFTER DELETE ON logs BEGIN\n"
-    + "".join(_uncount(rollup.table, _old_key(rollup)) for rollup in ROLLUPS)
-    + _uncount("service_counts", "service = old.service")
-    + "END;\n"
 )
+
+
+def uncount_trigger(entries: str) -> str:
+    """The trigger that takes every row deleted from the table ``entries`` off the counts."""
+    return (
+        f"CREATE TRIGGER IF NOT EXISTS {entries}_counts_after_delete AFTER DELETE ON {entries} BEGIN\n"
+        + "".join(_uncount(rollup.table, _old_key(rollup)) for rollup in ROLLUPS)
+        + _uncount("service_counts", "service = old.service")
+        + "END;\n"
+    )
+
+
+ROLLUP_SCHEMA: Final = ROLLUP_TABLES_SCHEMA + uncount_trigger("logs")
 
 # The new rows are grouped once, by minute, into a table of the connection's own (in memory: the writer
 # keeps temp_store=MEMORY), and every rollup is added from that. Only what was stored is counted, not the
@@ -111,7 +130,7 @@ _FRESH = (
     "(service TEXT, slot INTEGER, level INTEGER, log_type TEXT, n INTEGER)"
 )
 _GROUP_NEW_ROWS = (
-    "INSERT INTO temp.fresh_counts SELECT service, ts / 60000000, level, log_type, count(*) FROM logs "
+    "INSERT INTO temp.fresh_counts SELECT service, ts / 60000000, level, log_type, count(*) FROM {entries} "
     "WHERE seq > ? GROUP BY 1, 2, 3, 4"
 )
 
@@ -137,10 +156,11 @@ _ADD: Final = (
 )
 
 
-def count_new_rows(conn: apsw.Connection, last_seq: int) -> None:
-    """Add the rows after ``last_seq`` to every rollup, in the caller's transaction."""
+def count_new_rows(conn: apsw.Connection, last_seq: int, entries: str = "logs") -> None:
+    """Add the rows of the table ``entries`` after ``last_seq`` to every rollup, in the caller's
+    transaction."""
     conn.execute(_FRESH)
     conn.execute("DELETE FROM temp.fresh_counts")
-    conn.execute(_GROUP_NEW_ROWS, (last_seq,))
+    conn.execute(_GROUP_NEW_ROWS.format(entries=entries), (last_seq,))
     for statement in _ADD:
         conn.execute(statement)

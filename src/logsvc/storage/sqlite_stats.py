@@ -17,10 +17,18 @@ from logsvc.storage.sqlite_reads import attribute_filters, entry, match_expressi
 from logsvc.storage.sqlite_rollups import rollup_for
 from logsvc.storage.sqlite_schema import BLOCK_SHIFT, COLUMNS, Row
 
-__all__ = ["context", "histogram", "services"]
+__all__ = [
+    "KEYS",
+    "check_countable_minutes",
+    "context",
+    "histogram",
+    "rollup_histogram",
+    "services",
+    "too_many_matches",
+]
 
 _MINUTE: Final = 60_000_000
-_KEYS: Final = {"level": "level", "service_name": "service"}
+KEYS: Final = {"level": "level", "service_name": "service"}
 
 
 def histogram(conn: apsw.Connection, request: tuple[StatsQuery, int]) -> list[tuple[int, int | str, int]]:
@@ -30,12 +38,20 @@ def histogram(conn: apsw.Connection, request: tuple[StatsQuery, int]) -> list[tu
     query, limit = request
     if query.filters.levels == ():
         return []
-    key = _KEYS[query.by]
+    key = KEYS[query.by]
     if query.filters.terms:
         return _counted_matches(conn, query, key, limit)
+    counted = rollup_histogram(conn, query)
+    return _counted(conn, query, key, limit) if counted is None else counted
+
+
+def rollup_histogram(conn: apsw.Connection, query: StatsQuery) -> list[tuple[int, int | str, int]] | None:
+    """The histogram of a query without search terms from the rollup that answers it; None when none
+    does (an interval that is not whole minutes)."""
+    key = KEYS[query.by]
     rollup = rollup_for(query.step_us, {key} | _filtered_columns(query.filters))
     if rollup is None:
-        return _counted(conn, query, key, limit)
+        return None
     where, args = _rollup_filters(query.filters)
     # Summed per bucket and key by SQLite: a slot lies in one bucket, (slot - first slot) / slots per bucket
     # (StatsQuery.bucket_of, in slots).
@@ -91,6 +107,19 @@ def _counted(
 ) -> list[tuple[int, int | str, int]]:
     """An interval that is not a whole number of minutes: the entries counted one by one, once the minute
     rollup said that the window's whole minutes hold at most ``limit`` entries of the services read."""
+    check_countable_minutes(conn, query, limit)
+    where, args = _entry_filters(query.filters)
+    sql = f"SELECT (ts - ?) / ?, {key}, count(*) FROM logs WHERE ts >= ? AND ts < ?{where} GROUP BY 1, 2"
+    step, since = query.step_us, query.since_us
+    return cast(
+        list[tuple[int, int | str, int]],
+        conn.execute(sql, [since, step, since, query.until_us, *args]).fetchall(),
+    )
+
+
+def check_countable_minutes(conn: apsw.Connection, query: StatsQuery, limit: int) -> None:
+    """ValidationFailed (naming ``interval``) unless the minute rollup says that the window's whole minutes
+    hold at most ``limit`` entries of the services read: the bound of counting them one by one."""
     filters = query.filters
     scope = Query(service_name=filters.service_name, service_patterns=filters.service_patterns)
     minutes = rollup_for(_MINUTE, _filtered_columns(scope))
@@ -116,13 +145,6 @@ def _counted(
                 )
             ]
         )
-    where, args = _entry_filters(filters)
-    sql = f"SELECT (ts - ?) / ?, {key}, count(*) FROM logs WHERE ts >= ? AND ts < ?{where} GROUP BY 1, 2"
-    step, since = query.step_us, query.since_us
-    return cast(
-        list[tuple[int, int | str, int]],
-        conn.execute(sql, [since, step, since, query.until_us, *args]).fetchall(),
-    )
 
 
 def _entry_filters(query: Query, prefix: str = "") -> tuple[str, list[Any]]:
@@ -153,15 +175,7 @@ def _counted_matches(
         ).get,
     )
     if examined > limit:
-        raise ValidationFailed(
-            [
-                FieldError(
-                    "q",
-                    f"counting a full-text search examines every match since the window's start, at most "
-                    f"{limit:,}; this one has more: use a shorter window or rarer words",
-                )
-            ]
-        )
+        raise too_many_matches(limit)
     where, args = _entry_filters(query.filters, "l.")
     sql = (
         f"SELECT (l.ts - ?) / ?, l.{key}, count(*) FROM logs_fts f CROSS JOIN logs l ON l.seq = f.rowid "
@@ -171,6 +185,19 @@ def _counted_matches(
     return cast(
         list[tuple[int, int | str, int]],
         conn.execute(sql, [since, query.step_us, match, low_seq, since, query.until_us, *args]).fetchall(),
+    )
+
+
+def too_many_matches(limit: int) -> ValidationFailed:
+    """The refusal of a full-text histogram whose matches are more than ``limit``, counted one by one."""
+    return ValidationFailed(
+        [
+            FieldError(
+                "q",
+                f"counting a full-text search examines every match since the window's start, at most "
+                f"{limit:,}; this one has more: use a shorter window or rarer words",
+            )
+        ]
     )
 
 

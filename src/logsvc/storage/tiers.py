@@ -3,7 +3,9 @@ both (decision 28). Not a store yet: no server opens these files; the LogStore p
 
 - The **hot file** holds rows in generation tables ``hot_N`` (the columns of ``sqlite_schema.LOGS_TABLE``,
   a unique ``(log_id, service)`` and an event-time index, a full-text index ``hot_N_fts`` written in the
-  append's transaction, as the store's), listed in ``hot_generations``. Appends go to
+  append's transaction, as the store's), listed in ``hot_generations``, and the tables of today's store
+  that a compaction never changes: ``commits`` (decision 1) and the rollups and ``service_counts``
+  (decision 24), written in the append's one transaction. Appends go to
   the open generation, numbered on from the last arrival number; a generation of ``rows_per_generation``
   rows or more is sealed in the same transaction, and the next append opens the next one.
 - The **cold file** holds the pages (``pages.PageCodec``) of compacted generations and, in
@@ -23,7 +25,9 @@ compactor at random points; tests/integration/test_tiers.py stops a compaction a
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeAlias, cast
 
@@ -32,16 +36,18 @@ import apsw
 from logsvc.crypto.sqlite import connect
 from logsvc.domain.queries import Query
 from logsvc.errors import ConfigError
-from logsvc.scopes import covers
-from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, PageSummary
+from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, PageSummary, PageView
 from logsvc.storage.sqlite_reads import attribute_filters, match_expression
+from logsvc.storage.sqlite_rollups import ROLLUP_TABLES_SCHEMA, count_new_rows, uncount_trigger
 from logsvc.storage.sqlite_schema import COLUMNS, FTS_TOKENIZE, Row, make_private
-from logsvc.storage.token_filter import Tokenizer
+from logsvc.storage.writer import taking_turns
 
-__all__ = ["ColdFile", "HotFile", "NewRow", "compact", "finish", "newest"]
+__all__ = ["ColdFile", "HotFile", "NewRow", "StoredElsewhere", "compact", "finish"]
 
 # An entry as appended: log_id, ts, service, level, log_type, message, metadata, received.
 NewRow: TypeAlias = tuple[bytes, int, str, int, str, str, str | None, int]
+# Which of these (log_id, service, event time us) are stored outside the hot file (the cold tier).
+StoredElsewhere: TypeAlias = Callable[[Sequence[tuple[bytes, str, int]]], set[tuple[bytes, str]]]
 
 ROWS_PER_GENERATION: Final = 16_384
 _BUSY_TIMEOUT_MS: Final = 10_000
@@ -51,14 +57,19 @@ _IDS_PER_LOOKUP: Final = 1_000  # well under SQLite's 32,766 bound parameters
 # number) or compacted (its table dropped, its rows in the cold file). The rows of compacted generations
 # stay, so that numbers go on from the newest one and are never given twice.
 _OPEN, _SEALED, _COMPACTED = 0, 1, 2
-_HOT_SCHEMA: Final = """
+_HOT_SCHEMA: Final = (
+    """
 CREATE TABLE IF NOT EXISTS hot_generations (
     generation INTEGER PRIMARY KEY,
     first_seq INTEGER NOT NULL,
     last_seq INTEGER,
     state INTEGER NOT NULL DEFAULT 0
 ) STRICT;
+-- When each append committed, by the last arrival number it holds, as in today's store (decision 1).
+CREATE TABLE IF NOT EXISTS commits (last_seq INTEGER PRIMARY KEY, committed_at INTEGER NOT NULL) STRICT;
 """
+    + ROLLUP_TABLES_SCHEMA
+)
 _COLD_SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS cold_pages (
     page_id INTEGER PRIMARY KEY,
@@ -133,37 +144,66 @@ def _table(generation: int) -> str:
 class HotFile:
     """The hot tier's file: appends into generation tables, sealed when full."""
 
-    def __init__(self, path: Path, key: bytes | None, rows_per_generation: int = ROWS_PER_GENERATION) -> None:
+    def __init__(
+        self,
+        path: Path,
+        key: bytes | None,
+        rows_per_generation: int = ROWS_PER_GENERATION,
+        *,
+        turns: Path | None = None,
+    ) -> None:
+        """``turns``: the lock through which the file's writers take turns (``writer.turns_lock``), taken
+        by ``drop`` so that a compactor's drop does not send the appending writer into SQLite's busy
+        handler and its sleeps."""
         self.path = path
         self._conn = _open(path, key, _HOT_SCHEMA)
         self._limit = rows_per_generation
+        self._turns = os.open(turns, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600) if turns else None
 
-    def append(self, rows: Sequence[NewRow]) -> None:
+    def append(self, rows: Sequence[NewRow], stored_elsewhere: StoredElsewhere | None = None) -> int:
         """Store ``(log_id, ts, service, level, log_type, message, metadata, received)`` rows in one durable
-        transaction, numbered on in arrival order; an id already in a hot generation for the same service
-        is not stored again (the cold tier's ids are the next step's)."""
+        transaction, numbered on in arrival order, with the rollups' counts and the commit's record; how
+        many were stored. An id already in a hot generation for the same service is not stored again, nor
+        one that ``stored_elsewhere`` names (the cold tier's). That is asked within this transaction, which
+        holds the hot file's write lock: a generation cannot be dropped meanwhile, and one dropped before
+        had its pages committed in the cold file first, so a compaction cannot slip an id past both."""
         conn = self._conn
         with _immediate(conn):
             generation, next_seq = self._open_generation()
             table = _table(generation)
             known = self._known(rows)
+            if stored_elsewhere is not None:
+                unknown = [(row[0], row[2], row[1]) for row in rows if (row[0], row[2]) not in known]
+                known |= stored_elsewhere(unknown)
             fresh = [row for row in rows if (row[0], row[2]) not in known]
+            if not fresh:
+                return 0
+            before = conn.total_changes()
+            # Numbered here, so that a number is never given twice, also after the newest rows were
+            # deleted; a row already in the open generation (a retry) is skipped by its unique index and
+            # leaves its number unused.
             conn.executemany(
                 f"INSERT OR IGNORE INTO {table}({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(next_seq + i, *row) for i, row in enumerate(fresh)],
             )
+            stored = conn.total_changes() - before
+            if not stored:
+                return 0  # every one already in the open generation
             conn.execute(
                 f"INSERT INTO {table}_fts(rowid, message) SELECT seq, message FROM {table} WHERE seq >= ?",
                 (next_seq,),
             )
-            # Sealed by the span of its arrival numbers (at most the row count: a duplicate within a batch
-            # leaves a gap), which needs no count of the table.
+            count_new_rows(conn, next_seq - 1, table)  # the rollups, in the entries' own transaction
+            # Sealed by the span of its arrival numbers (at least the row count: a retry leaves a gap),
+            # which needs no count of the table.
             (last_seq,) = _one(conn, f"SELECT max(seq) FROM {table}")
-            if last_seq is not None and last_seq - self.first_seq(generation) + 1 >= self._limit:
+            conn.execute("INSERT OR IGNORE INTO commits VALUES (?, ?)", (last_seq, time.time_ns() // 1000))
+            if last_seq - self.first_seq(generation) + 1 >= self._limit:
                 conn.execute(
                     "UPDATE hot_generations SET state = ?, last_seq = ? WHERE generation = ?",
                     (_SEALED, last_seq, generation),
                 )
+        return stored
 
     def _open_generation(self) -> tuple[int, int]:
         """The open generation and the next arrival number; a new generation when none is open."""
@@ -174,8 +214,11 @@ class HotFile:
         ).fetchone()
         if last is not None and last[3] == _OPEN:
             generation, first_seq = int(last[0]), int(last[1])
+            # On from the last number given, also after the newest rows were deleted (a purge): numbers
+            # are never given twice (decision 23), and every append that stored rows recorded its last.
             (top,) = _one(conn, f"SELECT max(seq) FROM {_table(generation)}")
-            return generation, int(top) + 1 if top is not None else first_seq
+            (committed,) = _one(conn, "SELECT max(last_seq) FROM commits")
+            return generation, max(first_seq, int(top or 0) + 1, int(committed or 0) + 1)
         generation, first_seq = (int(last[0]) + 1, int(last[2]) + 1) if last is not None else (1, 1)
         conn.execute(
             "INSERT INTO hot_generations(generation, first_seq) VALUES (?, ?)", (generation, first_seq)
@@ -194,14 +237,23 @@ class HotFile:
         )
         # As the store's index: fewer, larger merges, for a write-heavy table searched in few segments.
         conn.execute(f"INSERT INTO {table}_fts({table}_fts, rank) VALUES ('automerge', 16)")
+        # A deleted row (retention, purge) leaves the full-text index and the counts, as in the store; a
+        # compaction drops the table, which fires no trigger: the counts keep its rows, now in the cold file.
+        conn.execute(
+            f"CREATE TRIGGER {table}_after_delete AFTER DELETE ON {table} BEGIN INSERT INTO {table}_fts"
+            f"({table}_fts, rowid, message) VALUES ('delete', old.seq, old.message); END"
+        )
+        conn.execute(uncount_trigger(table))
         return generation, first_seq
 
     def _known(self, rows: Sequence[NewRow]) -> set[tuple[bytes, str]]:
-        """The ``(log_id, service)`` pairs of ``rows`` already in a hot generation."""
+        """The ``(log_id, service)`` pairs of ``rows`` already in a sealed hot generation. The open one
+        needs no lookup: its unique index makes the INSERT OR IGNORE skip them (a lookup of every id cost
+        about a fifth of an append's CPU time)."""
         wanted = {(row[0], row[2]) for row in rows}
         ids = list({row[0] for row in rows})
         known: set[tuple[bytes, str]] = set()
-        for generation in self.generations(_OPEN, _SEALED):
+        for generation in self.generations(_SEALED):
             for first in range(0, len(ids), _IDS_PER_LOOKUP):
                 chunk = ids[first : first + _IDS_PER_LOOKUP]
                 marks = ", ".join("?" for _ in chunk)
@@ -260,13 +312,19 @@ class HotFile:
 
     def drop(self, generation: int) -> None:
         """Forget the rows of a sealed generation that the cold file holds (one durable transaction)."""
-        with _immediate(self._conn):
+        with taking_turns(self._turns), _immediate(self._conn):
             self._conn.execute(f"DROP TABLE IF EXISTS {_table(generation)}_fts")
             self._conn.execute(f"DROP TABLE IF EXISTS {_table(generation)}")
             self._conn.execute(
                 "UPDATE hot_generations SET state = ? WHERE generation = ? AND state = ?",
                 (_COMPACTED, generation, _SEALED),
             )
+
+    @property
+    def connection(self) -> apsw.Connection:
+        """The file's connection, for reads of its other tables (the counts, the commit records) by the
+        store's own code; used from one thread at a time, as the HotFile itself."""
+        return self._conn
 
     def check(self) -> list[str]:
         """What SQLite's integrity checks find wrong in the file and in each full-text index (none: [])."""
@@ -283,6 +341,28 @@ class HotFile:
 
     def close(self) -> None:
         self._conn.close()
+        if self._turns is not None:
+            os.close(self._turns)
+            self._turns = None
+
+    # ---- read-only access for tiers_reads (decision 34) ------------------------------------------------
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[list[tuple[int, str, bool]]]:
+        """One read snapshot, and in it the live generations (open and sealed), oldest first: each one's
+        number, table and whether it is sealed (its rows never change again but for a deletion)."""
+        with self._conn:
+            yield [
+                (int(generation), _table(generation), state == _SEALED)
+                for generation, state in self._conn.execute(
+                    "SELECT generation, state FROM hot_generations WHERE state IN (?, ?) ORDER BY generation",
+                    (_OPEN, _SEALED),
+                )
+            ]
+
+    def select(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of a read-only query on the hot file."""
+        return [tuple(row) for row in self._conn.execute(sql, args)]
 
 
 class ColdFile:
@@ -360,6 +440,38 @@ class ColdFile:
         self._codec.close()
         self._conn.close()
 
+    # ---- read-only access for tiers_reads (decision 34) ------------------------------------------------
+
+    def version(self) -> tuple[int, int]:
+        """Changes when the file changed: by another connection (SQLite's data_version) or by this one."""
+        (data_version,) = _one(self._conn, "PRAGMA data_version")
+        return int(data_version), self._conn.total_changes()
+
+    def listing(self) -> list[tuple[int, int, int, int, int, int]]:
+        """Every page's id, event time and arrival ranges and body size, without summaries or bodies."""
+        return [
+            (int(a), int(b), int(c), int(d), int(e), int(f))
+            for a, b, c, d, e, f in self._conn.execute(
+                "SELECT page_id, min_ts, max_ts, min_seq, max_seq, length(body) FROM cold_pages"
+            )
+        ]
+
+    def summaries_of(self, page_ids: Sequence[int]) -> dict[int, PageSummary]:
+        found: dict[int, PageSummary] = {}
+        for first in range(0, len(page_ids), _IDS_PER_LOOKUP):
+            chunk = list(page_ids[first : first + _IDS_PER_LOOKUP])
+            marks = ", ".join("?" for _ in chunk)
+            for page_id, summary in self._conn.execute(
+                f"SELECT page_id, summary FROM cold_pages WHERE page_id IN ({marks})", chunk
+            ):
+                found[int(page_id)] = PageSummary.from_bytes(summary)
+        return found
+
+    def view(self, page_id: int) -> PageView | None:
+        """The page's columns, decoded as they are read; None when the page is gone (retention)."""
+        row = self._conn.execute("SELECT body FROM cold_pages WHERE page_id = ?", (page_id,)).fetchone()
+        return self._codec.view(row[0]) if row is not None else None
+
 
 def compact(hot: HotFile, cold: ColdFile, generation: int) -> None:
     """Move a sealed generation to the cold file: its pages committed there first, then dropped here."""
@@ -377,34 +489,6 @@ def finish(hot: HotFile, cold: ColdFile) -> None:
             hot.drop(generation)
         else:
             compact(hot, cold, generation)
-
-
-def newest(hot: HotFile, cold: ColdFile, query: Query, want: int, tokenizer: Tokenizer) -> list[Row]:
-    """Up to ``want`` entries of both tiers matching ``query``, newest first by (event time, arrival),
-    after its cursor: the read of ``GET /logs`` over the two files.
-
-    The hot tier is read first, then the cold one: a generation compacted in between is in both reads
-    (its cold pages were committed before its hot table was dropped) and is counted once, by arrival
-    number; read the other way round it could be in neither. Pages are read newest first, skipped when
-    their summary rules every entry out, and not read at all once ``want`` entries are newer than
-    anything a page can hold.
-    """
-    found = {row[0]: row for row in hot.newest(query, want)}
-    best = sorted(found.values(), key=_newest_first)[:want]
-    terms = [tokenizer.query(term) for term in query.terms]
-    with cold.snapshot():
-        for page_id, max_ts, summary in cold.newest_pages():
-            if len(best) == want and max_ts < best[-1][2]:
-                break  # every page from here on holds only older entries
-            if not summary.admits(query, terms):
-                continue
-            rows = [row for row in cold.page(page_id) if row[0] not in found and _admits(row, query)]
-            if terms:
-                tokens = tokenizer.documents([row[6] for row in rows])
-                rows = [row for row, words in zip(rows, tokens, strict=True) if _holds_all(words, terms)]
-            found.update((row[0], row) for row in rows)
-            best = sorted(found.values(), key=_newest_first)[:want]
-    return best
 
 
 def _newest_first(row: Row) -> tuple[int, int]:
@@ -430,29 +514,3 @@ def _select_newest(table: str, query: Query, want: int) -> tuple[str, list[Any]]
         where += f" AND seq IN (SELECT rowid FROM {table}_fts WHERE {table}_fts MATCH ?)"
         args.append(match_expression(query.terms))
     return f"SELECT {COLUMNS} FROM {table} WHERE 1{where} ORDER BY ts DESC, seq DESC LIMIT ?", [*args, want]
-
-
-def _admits(row: Row, query: Query) -> bool:
-    """The rule of ``_select_newest`` but the search terms, for a decoded row."""
-    seq, _log_id, ts, service, level, log_type, _message, _metadata, _received = row
-    return (
-        (query.since_us is None or ts >= query.since_us)
-        and (query.until_us is None or ts < query.until_us)
-        and (query.cursor is None or (ts, seq) < query.cursor)
-        and (query.service_name is None or service == query.service_name)
-        and covers(query.service_patterns, service)
-        and (query.levels is None or level in query.levels)
-        and (query.log_type is None or log_type == query.log_type)
-    )
-
-
-def _holds_all(tokens: list[str], terms: list[list[str]]) -> bool:
-    """The search rule of ``_select_newest`` for a message's tokens: every term, each a phrase."""
-    return all(_holds(tokens, phrase) for phrase in terms)
-
-
-def _holds(tokens: list[str], phrase: list[str]) -> bool:
-    """Whether the phrase's tokens occur one after the other; a phrase of no token matches nothing, as
-    in FTS5."""
-    width = len(phrase)
-    return width > 0 and any(tokens[i : i + width] == phrase for i in range(len(tokens) - width + 1))

@@ -8,23 +8,23 @@ page FTS5 would not have matched either (tests/unit/test_token_filter.py checks 
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import itertools
 from collections.abc import Iterable, Sequence
-from typing import Final, cast
+from typing import ClassVar, Final, cast
 
 import apsw
 
 from logsvc.storage.sqlite_schema import FTS_TOKENIZER
 
-__all__ = ["FILTER_BITS", "FILTER_HASHES", "TokenFilter", "Tokenizer"]
+__all__ = ["FILTER_BITS", "FILTER_HASHES", "IdFilter", "TokenFilter", "Tokenizer", "rows_that_may_hold"]
 
 # 2**15 bits and 4 hashes: about 1.2 % false positives at 3,300 distinct tokens, what a page of 1,024
 # entries of realistic logs holds (the storage-v2 note); 4 KiB per page.
 _PLACE_BITS: Final = 15
 FILTER_BITS: Final = 1 << _PLACE_BITS
 FILTER_HASHES: Final = 4
-_PLACE: Final = FILTER_BITS - 1
 
 
 class Tokenizer:
@@ -79,13 +79,59 @@ class Tokenizer:
         self._conn.close()
 
 
-class TokenFilter:
-    """A bloom filter of tokens: ``may_contain`` is never False for a token that was added."""
+class _Bloom:
+    """A bloom filter of byte strings: ``may_contain`` is never False for a key that was added. Each key's
+    places are four ``place_bits``-bit slices of one BLAKE2b-64 digest: stable across processes (Python's
+    ``hash`` of a string changes from one process to the next, and a filter is read by other processes)."""
+
+    place_bits: ClassVar[int]
 
     def __init__(self, bits: bytes | None = None) -> None:
-        if bits is not None and len(bits) != FILTER_BITS // 8:
-            raise ValueError(f"a token filter has {FILTER_BITS // 8} bytes, not {len(bits)}")
-        self._bits = bytearray(bits) if bits is not None else bytearray(FILTER_BITS // 8)
+        size = (1 << self.place_bits) // 8
+        if bits is not None and len(bits) != size:
+            raise ValueError(f"a {type(self).__name__} has {size} bytes, not {len(bits)}")
+        self._bits = bytearray(bits) if bits is not None else bytearray(size)
+
+    def add_keys(self, keys: Iterable[bytes]) -> None:
+        """Sets the bits of every key; ``places`` inlined, as a page's filters are much of a compaction."""
+        bits = self._bits
+        blake = hashlib.blake2b
+        width = self.place_bits
+        mask = (1 << width) - 1
+        for key in keys:
+            digest = int.from_bytes(blake(key, digest_size=8).digest(), "little")
+            for place in (
+                digest & mask,
+                digest >> width & mask,
+                digest >> 2 * width & mask,
+                digest >> 3 * width & mask,
+            ):
+                bits[place >> 3] |= 1 << (place & 7)
+
+    @classmethod
+    def places(cls, key: bytes) -> tuple[int, ...]:
+        """The key's bits: a read works them out once and tests them on many pages' filters (``holds``)."""
+        width = cls.place_bits
+        mask = (1 << width) - 1
+        digest = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little")
+        return tuple(digest >> (width * i) & mask for i in range(FILTER_HASHES))
+
+    @staticmethod
+    def holds(bits: bytes | bytearray, places: Iterable[int]) -> bool:
+        """Whether the filter whose bytes are ``bits`` may hold the key of these ``places``."""
+        return all(bits[place >> 3] & (1 << (place & 7)) for place in places)
+
+    def may_contain_key(self, key: bytes) -> bool:
+        return self.holds(self._bits, self.places(key))
+
+    def to_bytes(self) -> bytes:
+        return bytes(self._bits)
+
+
+class TokenFilter(_Bloom):
+    """A bloom filter of a page's tokens."""
+
+    place_bits = _PLACE_BITS
 
     @classmethod
     def of(cls, tokens: Iterable[str]) -> TokenFilter:
@@ -94,34 +140,62 @@ class TokenFilter:
         return made
 
     def add_all(self, tokens: Iterable[str]) -> None:
-        """Sets the bits of ``_places`` of every token, inlined: a page's filter is most of the time of a
-        compaction."""
-        bits = self._bits
-        blake = hashlib.blake2b
-        for token in tokens:
-            digest = int.from_bytes(blake(token.encode(), digest_size=8).digest(), "little")
-            for place in (
-                digest & _PLACE,
-                digest >> _PLACE_BITS & _PLACE,
-                digest >> 2 * _PLACE_BITS & _PLACE,
-                digest >> 3 * _PLACE_BITS & _PLACE,
-            ):
-                bits[place >> 3] |= 1 << (place & 7)
+        self.add_keys(token.encode() for token in tokens)
 
     def may_contain(self, token: str) -> bool:
-        bits = self._bits
-        return all(bits[place >> 3] & (1 << (place & 7)) for place in _places(token))
+        return self.may_contain_key(token.encode())
 
     def may_match(self, terms: Sequence[Sequence[str]]) -> bool:
         """Whether an entry holding every term (each given as its query tokens) may be in the page."""
         return all(self.may_contain(token) for term in terms for token in term)
 
-    def to_bytes(self) -> bytes:
-        return bytes(self._bits)
+
+class IdFilter(_Bloom):
+    """A bloom filter of a page's log_ids: 2**14 bits and 4 hashes, about 0.24 % false positives at 1,024
+    ids (2 KiB a page), so that ``get`` and the append's idempotency open almost only the pages that hold
+    an id."""
+
+    place_bits = 14
+
+    @classmethod
+    def of(cls, ids: Iterable[bytes]) -> IdFilter:
+        made = cls()
+        made.add_keys(ids)
+        return made
 
 
-def _places(token: str) -> list[int]:
-    """The filter's bits of a token: four 15-bit slices of one stable 64-bit digest (Python's ``hash``
-    of a string changes from one process to the next, and a filter is read by other processes)."""
-    digest = int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
-    return [digest >> (_PLACE_BITS * i) & _PLACE for i in range(FILTER_HASHES)]
+def rows_that_may_hold(text: bytes, ends: Sequence[int], tokens: Iterable[str]) -> set[int] | None:
+    """The rows of a page's message column (``text``, the UTF-8 messages end to end, row ``i`` ending at
+    ``ends[i]``) that may hold every one of ``tokens`` (query tokens, as ``Tokenizer.query`` cuts them);
+    None when any row may (a token that is not ASCII).
+
+    So that a search cuts into tokens only the few messages that may match: the tokens of an ASCII message
+    are runs of its ASCII letters and digits, lower-cased (FTS5's ``unicode61`` folds nothing else in
+    ASCII), so each is found in the message's lower-cased bytes; a message that is not ASCII (whose
+    letters may fold or lose diacritics) is always kept. No row holding every token is ever left out
+    (tests/unit/test_token_filter.py checks it against FTS5)."""
+    wanted = set(tokens)
+    if any(not token.isascii() for token in wanted):
+        return None
+    lowered = text.lower()  # bytes: only ASCII letters change, UTF-8 sequences are left as they are
+    found: set[int] | None = None
+    for token in wanted:
+        needle = token.encode()
+        rows: set[int] = set()
+        at = lowered.find(needle)
+        while at >= 0:
+            row = bisect.bisect_right(ends, at)
+            rows.add(row)
+            # on from the end of this row: one hit is enough for it
+            at = lowered.find(needle, ends[row]) if row < len(ends) else -1
+        found = rows if found is None else found & rows
+        if not found:
+            break
+    kept = found if found is not None else set(range(len(ends)))
+    if not lowered.isascii():
+        start = 0
+        for row, end in enumerate(ends):
+            if not text[start:end].isascii():
+                kept.add(row)
+            start = end
+    return kept
