@@ -30,7 +30,7 @@ from logsvc.datadir import DataDir
 from logsvc.domain.entries import Level, NewEntry
 from logsvc.domain.timestamps import DAY_US
 from logsvc.errors import ConfigError, LogServiceError
-from logsvc.storage.open import open_store, sqlite_url
+from logsvc.storage.open import open_store, sqlite_url, tiered_url
 from logsvc.storage.port import Export, Exportable
 
 __all__ = ["Archiver", "restore_to_time"]
@@ -113,8 +113,11 @@ class Archiver:
             log.error("the final archive segment could not be written: %s", exc)
 
 
-def restore_to_time(folder: Path, into: Path, to_us: int, source: KeySource) -> int:
-    """A new store in ``into`` holding exactly the archived entries committed at or before ``to_us``."""
+def restore_to_time(
+    folder: Path, into: Path, to_us: int, source: KeySource, *, engine: str = "sqlite"
+) -> int:
+    """A new store in ``into`` holding exactly the archived entries committed at or before ``to_us``; of
+    ``engine`` (``sqlite``, or ``tiered``: storage v2), whichever the archived store was."""
     keyring = Keyring(folder / DataDir.KEYRING)
     if not keyring.exists():
         raise ConfigError(f"{folder} is not a logsvc archive: it has no {DataDir.KEYRING}")
@@ -151,12 +154,13 @@ def restore_to_time(folder: Path, into: Path, to_us: int, source: KeySource) -> 
             position = bisect.bisect_left(last_seqs, row[0])
             if position < len(commits) and commits[position][1] <= to_us:
                 chosen.append(row)
-    asyncio.run(_replay(restored.logs, data_key, chosen))
+    url = tiered_url(restored.tiered) if engine == "tiered" else sqlite_url(restored.logs)
+    asyncio.run(_replay(url, data_key, chosen))
     return len(chosen)
 
 
-async def _replay(path: Path, key: bytes, rows: list[tuple[object, ...]]) -> None:
-    store = open_store(sqlite_url(path), read_threads=1, key=key)
+async def _replay(url: str, key: bytes, rows: list[tuple[object, ...]]) -> None:
+    store = open_store(url, read_threads=1, key=key)
     try:
         for start in range(0, len(rows), _RESTORE_BATCH):
             await store.append(

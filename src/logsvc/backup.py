@@ -1,8 +1,9 @@
 """Backups: a consistent, encrypted copy of a store, taken online, and its verified restore.
 
 A backup is a directory with the log store and the credential store (each a ``VACUUM INTO`` snapshot, so
-encrypted with the store's data key), the keyring that wraps that key, and ``manifest.json`` with the
-SHA-256 and size of every file. Restoring checks every checksum before it writes anything. The master key
+encrypted with the store's data key; a tiered store's two files in its directory, ``logs-v2/``), the
+keyring that wraps that key, and ``manifest.json`` with the SHA-256 and size of every file (by its path
+in the backup). Restoring checks every checksum before it writes anything. The master key
 is not in the backup: keep it (and any older one that wrapped a backup's keyring) apart from it.
 """
 
@@ -12,7 +13,7 @@ import hashlib
 import os
 import shutil
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import msgspec
 
@@ -64,16 +65,17 @@ def create_backup(settings: Settings, into: Path) -> tuple[Path, Manifest]:
         raise ConfigError(f"cannot create the backup directory {target}: {exc.strerror}") from None
     # A backup is laid out as a data directory: restoring copies its files into a new one by name.
     backup = DataDir(target)
-    store.snapshot(key, backup.logs)
+    store.snapshot(key, backup.tiered if settings.store_url.startswith("tiered:") else backup.logs)
     if data_dir.auth.exists():
         snapshot(data_dir.auth, key, backup.auth)
     if data_dir.keyring.exists():
         shutil.copy2(data_dir.keyring, backup.keyring)
-    files = {path.name: _digest(path) for path in sorted(target.iterdir())}
+    kept = sorted(path for path in target.rglob("*") if path.is_file())
+    files = {path.relative_to(target).as_posix(): _digest(path) for path in kept}
     manifest = Manifest(_VERSION, format_timestamp(now_us), files)
     (target / MANIFEST).write_bytes(msgspec.json.encode(manifest))
-    for path in target.iterdir():
-        os.chmod(path, 0o600)
+    for path in target.rglob("*"):
+        os.chmod(path, 0o700 if path.is_dir() else 0o600)
     return target, manifest
 
 
@@ -103,6 +105,8 @@ def restore_backup(source: Path, into: Path) -> Manifest:
     if manifest.version != _VERSION:
         raise ConfigError(f"{source} is a backup of format {manifest.version}; this logsvc reads {_VERSION}")
     for name, expected in manifest.files.items():
+        if not _inside(name):
+            raise ConfigError(f"the manifest of {source} names {name!r}, a path outside the backup")
         path = source / name
         if not path.exists():
             raise ConfigError(f"the backup {source} is missing {name}")
@@ -112,6 +116,14 @@ def restore_backup(source: Path, into: Path) -> Manifest:
         raise ConfigError(f"{into} is not empty; restore into a new directory")
     into.mkdir(parents=True, exist_ok=True, mode=0o700)
     for name in manifest.files:
+        (into / name).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         shutil.copy2(source / name, into / name)
         os.chmod(into / name, 0o600)
     return manifest
+
+
+def _inside(name: str) -> bool:
+    """Whether a manifest's file name is a path within the backup (a damaged or forged manifest must not
+    make a restore read or write elsewhere)."""
+    path = PurePosixPath(name)
+    return bool(path.parts) and not path.is_absolute() and ".." not in path.parts and "\\" not in name

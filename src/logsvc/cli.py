@@ -26,6 +26,7 @@ from logsvc.backup import create_backup, restore_backup
 from logsvc.client import AwsChain, Client, ClientError, CredentialsUnavailable, load_profile, region_of
 from logsvc.client.ndjson import BadLine, Batch, batches, read_batches
 from logsvc.crypto import key_source, rekey_store, rotate_master_key, store_key
+from logsvc.datadir import DataDir
 from logsvc.display import json_line, printable, untrusted
 from logsvc.domain.queries import QUERY_PARAMETERS
 from logsvc.domain.timestamps import format_timestamp, parse_timestamp
@@ -34,7 +35,7 @@ from logsvc.root import Root
 from logsvc.server import serve as run_server
 from logsvc.service import check_destroy, purge
 from logsvc.settings import Settings, load_settings
-from logsvc.storage.open import store_files
+from logsvc.storage.open import sqlite_path, store_files, tiered_url
 
 __all__ = ["main"]
 
@@ -320,6 +321,50 @@ def destroy(data_dir: str | None, config_file: str | None) -> None:
     click.echo(f"destroyed the store at {files.path}")
 
 
+@store.command("migrate")
+@click.option(
+    "--into",
+    type=click.Path(file_okay=False),
+    help="The new tiered store's directory.  [default: logs-v2 in the data directory]",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(64, 1_048_576),
+    default=16_384,
+    show_default=True,
+    help="Entries copied per durable step (one compacted generation).",
+)
+@_DATA_DIR
+@_CONFIG
+def migrate_store(into: str | None, batch_size: int, data_dir: str | None, config_file: str | None) -> None:
+    """Copy the SQLite store into a new tiered store (storage v2), keeping arrival numbers.
+
+    Stop the server first (refused while it runs). An interrupted run is resumed by running the command
+    again. The SQLite file is left as it was; serve the copy once this reports it complete.
+    """
+    from logsvc.storage.migrate import migrate  # noqa: PLC0415 (the tiered store's code, loaded when used)
+
+    settings = load_settings(config_file, overrides={"data_dir": data_dir})
+    data = DataDir(settings.data_dir)
+    source = sqlite_path(settings.store) if settings.store.startswith("sqlite:") else data.logs
+    target = Path(into).resolve() if into else data.tiered
+    copied = migrate(
+        source,
+        target,
+        store_key(settings),
+        jobs_lock=data.jobs_lock,
+        batch=batch_size,
+        progress=lambda seq: _err.print(f"copied up to arrival {seq:,}", highlight=False),
+    )
+    switch = 'store_engine = "tiered"' if target == data.tiered else f'store = "{tiered_url(target)}"'
+    click.echo(
+        printable(
+            f"migrated: {copied:,} entries copied into {target}; the copy is complete. Serve it by setting "
+            f"{switch} (and stop using {source}, which is left as it was)"
+        )
+    )
+
+
 @store.command("rekey")
 @_DATA_DIR
 @_CONFIG
@@ -354,8 +399,15 @@ def backup(into: str, data_dir: str | None, config_file: str | None) -> None:
 )
 @click.option("--into", required=True, type=click.Path(file_okay=False), help="A new data directory.")
 @click.option("--to-time", help="Restore from the archive the entries committed up to this RFC 3339 time.")
+@click.option(
+    "--store-engine",
+    type=click.Choice(["sqlite", "tiered"]),
+    help="With --to-time: the embedded store to replay into.  [default: the configured store_engine]",
+)
 @_CONFIG
-def restore(source: str, into: str, to_time: str | None, config_file: str | None) -> None:
+def restore(
+    source: str, into: str, to_time: str | None, store_engine: str | None, config_file: str | None
+) -> None:
     """Restore a backup, or an archive up to a point in time, into a new data directory.
 
     Every checksum is verified before anything is written. Serve the result with --data-dir pointing there
@@ -369,8 +421,10 @@ def restore(source: str, into: str, to_time: str | None, config_file: str | None
         to_us = parse_timestamp(to_time)
     except ValueError as exc:
         raise ConfigError(f"--to-time {exc}") from None
-    settings = load_settings(config_file)
-    count = restore_to_time(Path(source), Path(into).resolve(), to_us, key_source(settings))
+    settings = load_settings(config_file, overrides={"store_engine": store_engine})
+    count = restore_to_time(
+        Path(source), Path(into).resolve(), to_us, key_source(settings), engine=settings.store_engine
+    )
     click.echo(f"restored {count:,} entries committed up to {format_timestamp(to_us)} into {into}")
 
 

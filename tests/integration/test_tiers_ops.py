@@ -50,7 +50,7 @@ class Both:
 
     def same_entries_and_counts(self) -> None:
         assert tiered_rows(self.hot, self.cold) == sqlite_rows(self.db, KEY)
-        assert counts(self.hot._conn) == sqlite_counts(self.db, KEY)
+        assert counts(self.hot.connection) == sqlite_counts(self.db, KEY)
 
     def close(self) -> None:
         asyncio.run(self.store.close())

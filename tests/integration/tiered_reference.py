@@ -4,7 +4,6 @@ tests of the tiered store's data-protection operations (retention, export, stats
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ from logsvc.storage.sqlite import SQLiteStore
 from logsvc.storage.sqlite_rollups import ROLLUP_TABLES
 from logsvc.storage.sqlite_schema import COLUMNS, Row
 from logsvc.storage.tiers import ColdFile, HotFile, NewRow
-from logsvc.storage.tiers_ops import change_counts, ensure_counts
 
 BASE_US = 1_764_460_800_000_000
 LEVELS = [1, 5, 9, 13, 17, 21]
@@ -41,20 +39,8 @@ def batch(first: int, count: int) -> list[NewRow]:
 
 
 def append_tiered(hot: HotFile, rows: Sequence[NewRow]) -> None:
-    """HotFile.append, then its rollups and commit record as the contract says the append writes them."""
-    conn: apsw.Connection = hot._conn
-    ensure_counts(hot)
-    (before,) = conn.execute("SELECT coalesce(max(last_seq), 0) FROM commits").fetchone()
+    """The append of the hot file, which writes the rollups and the commit record in its transaction."""
     hot.append(rows)
-    fresh: list[Row] = []
-    for generation in hot.generations(0, 1):
-        fresh += [row for row in hot.rows(generation) if row[0] > before]
-    if fresh:
-        with conn:
-            change_counts(conn, fresh, 1)
-            conn.execute(
-                "INSERT INTO commits VALUES (?, ?)", (max(row[0] for row in fresh), time.time_ns() // 1000)
-            )
 
 
 def entries(rows: Sequence[NewRow]) -> list[NewEntry]:

@@ -17,7 +17,7 @@ from logsvc.storage.port import LogStore, StoreFiles
 _MIN_GENERATION_ROWS: Final = 64
 _MAX_GENERATION_ROWS: Final = 1_048_576
 
-__all__ = ["open_store", "sqlite_path", "sqlite_url", "store_files", "tiered_path"]
+__all__ = ["open_store", "sqlite_path", "sqlite_url", "store_files", "tiered_path", "tiered_url"]
 
 
 def open_store(
@@ -54,6 +54,13 @@ def open_store(
 def store_files(url: str) -> StoreFiles:
     """The files of an existing local store, for the operator's offline commands; ConfigError for a store
     that is not local files (DynamoDB has its own tools) or that does not exist."""
+    if url.startswith("tiered:"):
+        directory = tiered_path(url)
+        if not directory.is_dir():
+            raise ConfigError(f"there is no store at {directory}")
+        from logsvc.storage.tiered_files import TieredFiles  # noqa: PLC0415
+
+        return TieredFiles(directory)
     path = sqlite_path(url)
     if not path.exists():
         raise ConfigError(f"there is no store at {path}")
@@ -115,3 +122,8 @@ def _local_path(url: str, scheme: str, example: str) -> Path:
 def sqlite_url(path: Path) -> str:
     """The store URL of a database file: the inverse of ``sqlite_path``."""
     return f"sqlite:///{path}"
+
+
+def tiered_url(path: Path) -> str:
+    """The store URL of a tiered store's directory: the inverse of ``tiered_path``."""
+    return f"tiered:///{path}"

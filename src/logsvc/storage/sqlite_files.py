@@ -12,7 +12,7 @@ from logsvc.domain.timestamps import format_timestamp
 from logsvc.errors import ConfigError
 from logsvc.storage.port import ServiceStats, StoreStats
 
-__all__ = ["SQLiteFiles"]
+__all__ = ["SQLiteFiles", "in_use"]
 
 
 class SQLiteFiles:
@@ -48,14 +48,7 @@ class SQLiteFiles:
 
     def destroy(self, key: bytes | None) -> None:
         """Delete the store's files; refused while any other connection (a running server) has it open."""
-        conn = connect(self.path, key)
-        try:
-            in_use = conn.execute("PRAGMA journal_mode=DELETE").get != "delete"
-        except apsw.BusyError:
-            in_use = True
-        finally:
-            conn.close()
-        if in_use:
+        if in_use(self.path, key):
             raise ConfigError(
                 f"{self.path} is in use (a server is running?); stop it before destroying the store"
             )
@@ -64,3 +57,15 @@ class SQLiteFiles:
 
     def snapshot(self, key: bytes | None, target: Path) -> None:
         snapshot(self.path, key, target)
+
+
+def in_use(path: Path, key: bytes | None) -> bool:
+    """Whether another connection (a running server) has the database open: it cannot leave WAL mode
+    then. Left in rollback-journal mode otherwise, which the store's next writer switches back."""
+    conn = connect(path, key)
+    try:
+        return bool(conn.execute("PRAGMA journal_mode=DELETE").get != "delete")
+    except apsw.BusyError:
+        return True
+    finally:
+        conn.close()

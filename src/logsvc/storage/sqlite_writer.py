@@ -63,7 +63,7 @@ def _write(conn: apsw.Connection, group: list[Job[apsw.Connection]]) -> None:
             if job.work is not None:
                 job.result = job.work(conn)
         conn.execute("COMMIT")
-    except apsw.Error:
+    except Exception:
         if not conn.getautocommit():
             conn.execute("ROLLBACK")
         raise

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Final, NamedTuple, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 import apsw
 import msgspec
@@ -41,7 +41,7 @@ from logsvc.storage import tiers_ops, tiers_reads
 from logsvc.storage.port import Arrivals, Export
 from logsvc.storage.sqlite_stats import KEYS, check_countable_minutes, rollup_histogram, too_many_matches
 from logsvc.storage.tiered_compactor import Compactor
-from logsvc.storage.tiers import ROWS_PER_GENERATION, ColdFile, HotFile, NewRow
+from logsvc.storage.tiers import ROWS_PER_GENERATION, ColdFile, HotFile
 from logsvc.storage.token_filter import Tokenizer
 from logsvc.storage.writer import Job, Writer, turns_lock
 
@@ -52,7 +52,6 @@ log = logging.getLogger(__name__)
 HOT_FILE: Final = "hot.db"
 COLD_FILE: Final = "cold.db"
 
-A = TypeVar("A")
 R = TypeVar("R")
 
 
@@ -111,7 +110,7 @@ class TieredStore:
     # ---- writes ------------------------------------------------------------------------------------------
 
     async def append(self, entries: Sequence[NewEntry]) -> None:
-        rows: list[NewRow] = [
+        rows: list[tuple[Any, ...]] = [
             (
                 e.log_id,
                 e.ts_us,
@@ -124,7 +123,7 @@ class TieredStore:
             )
             for e in entries
         ]
-        await self._writer.submit(list(rows))
+        await self._writer.submit(rows)
 
     async def check_writable(self) -> None:
         await self._writer.submit(None)

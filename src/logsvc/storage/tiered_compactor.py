@@ -6,7 +6,8 @@ in the server's process it would take the GIL from the request handlers. Its ord
 to kill at any point (``tiers``), so it is simply started and stopped with the store:
 
 - ``Compactor`` (in the server's process) starts it, passes it the store key on its standard input (never
-  on its command line or in its environment), and restarts it when it dies; closing the pipe stops it.
+  on its command line or in its environment), and restarts it when it dies (after 1 s, up to 30 s while
+  it keeps dying at once); closing the pipe stops it.
 - The process runs only while that pipe is open: when the server exits or is killed, the pipe's end
   reads EOF and the compactor exits at once, wherever it is (a compaction left half done is completed by
   the next one's ``finish``). So it never outlives its server.
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 LOCK_FILE: Final = "compactor.lock"
 _POLL_SECONDS: Final = 0.2  # how often the hot file is asked for sealed generations
 _RESTART_SECONDS: Final = 1.0
+_MAX_RESTART_SECONDS: Final = 30.0
 _STOP_SECONDS: Final = 10.0
 
 
@@ -61,16 +63,22 @@ class Compactor:
         return process.pid if process is not None and process.poll() is None else None
 
     def _supervise(self) -> None:
+        delay = _RESTART_SECONDS
         while not self._stopping.is_set():
             with self._guard:
                 if self._stopping.is_set():
                     return
+                started = time.monotonic()
                 self._process = self._start()
             code = self._process.wait()
             if self._stopping.is_set():
                 return
-            log.warning("the compactor of %s exited (%s); restarting it", self._path, code)
-            self._stopping.wait(_RESTART_SECONDS)
+            # One that keeps failing at once (a full disk) is restarted less and less often.
+            if time.monotonic() - started > _MAX_RESTART_SECONDS:
+                delay = _RESTART_SECONDS
+            log.warning("the compactor of %s exited (%s); restarting it in %g s", self._path, code, delay)
+            self._stopping.wait(delay)
+            delay = min(delay * 2, _MAX_RESTART_SECONDS)
 
     def _start(self) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(

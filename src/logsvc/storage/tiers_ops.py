@@ -25,10 +25,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Final, cast
 
 import apsw
 import msgspec
@@ -36,11 +35,21 @@ import msgspec
 from logsvc.scopes import covers
 from logsvc.storage.pages import PageSummary
 from logsvc.storage.port import Export
-from logsvc.storage.sqlite_rollups import ROLLUP_SCHEMA, ROLLUPS
+from logsvc.storage.sqlite_rollups import count_new_rows, uncount_trigger
 from logsvc.storage.sqlite_schema import COLUMNS, Row
-from logsvc.storage.tiers import ColdFile, HotFile, compact
+from logsvc.storage.tiers import ColdFile, HotFile
 
-__all__ = ["OPS_LOCK", "change_counts", "delete_older", "ensure_counts", "export_after", "oldest", "settle"]
+__all__ = [
+    "OPS_LOCK",
+    "change_counts",
+    "cold_rows",
+    "compact_sealed",
+    "delete_older",
+    "export_after",
+    "hot_service_stats",
+    "oldest",
+    "settle",
+]
 
 # Held shared by a deletion, exclusively by a snapshot of the two files.
 OPS_LOCK: Final = "ops.lock"
@@ -49,20 +58,21 @@ _PENDING: Final = (
     "CREATE TABLE IF NOT EXISTS retention_pending "
     "(id INTEGER PRIMARY KEY, page_id INTEGER NOT NULL, seqs BLOB NOT NULL) STRICT"
 )
-# The contract's tables of the hot file (h-v2write's schema; made here too, IF NOT EXISTS, so that this
-# module works on a hot file made before them): the rollups without today's trigger on `logs`.
-_COUNTS_SCHEMA: Final = (
-    ROLLUP_SCHEMA.split("CREATE TRIGGER", 1)[0] + "CREATE TABLE IF NOT EXISTS commits "
-    "(last_seq INTEGER PRIMARY KEY, committed_at INTEGER NOT NULL) STRICT;"
+# The rows a call adds to the counts or takes off them, in tables of the connection's own (in memory: the
+# files keep temp_store=MEMORY), so that today's rules count them: ``count_new_rows`` and the delete trigger.
+_ROWS: Final = (
+    "CREATE TEMP TABLE IF NOT EXISTS {name} (seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, "
+    "service TEXT NOT NULL, level INTEGER NOT NULL, log_type TEXT NOT NULL)"
 )
+_COUNTED, _UNCOUNTED = "counted_rows", "uncounted_rows"
 
 
 def _hot(hot: HotFile) -> apsw.Connection:
-    # The tiers' files keep their connection private; the operations here are of the same files.
-    return hot._conn
+    return hot.connection
 
 
 def _cold(cold: ColdFile) -> apsw.Connection:
+    # The cold file keeps its connection private; retention rewrites its pages, as compaction writes them.
     return cold._conn
 
 
@@ -77,41 +87,21 @@ def _immediate(conn: apsw.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
-def ensure_counts(hot: HotFile) -> None:
-    """The rollups, ``service_counts`` and ``commits`` of the contract in the hot file (no-op once there)."""
-    conn = _hot(hot)
-    with _immediate(conn):
-        conn.execute(_COUNTS_SCHEMA)
-        conn.execute(_PENDING)
-
-
 def change_counts(conn: apsw.Connection, rows: Iterable[Row], sign: int) -> None:
     """Add (sign 1) or take off (sign -1) rows in every rollup and ``service_counts``, in the caller's
-    transaction: the rule of ``sqlite_rollups.count_new_rows`` and of today's delete trigger (a count
-    reaching 0 is deleted), for rows that are not in a ``logs`` table."""
-    rows = list(rows)
-    for rollup in (*ROLLUPS, None):
-        columns = rollup.key_columns if rollup is not None else ("service",)
-        table = rollup.table if rollup is not None else "service_counts"
-        counts: Counter[tuple[Any, ...]] = Counter()
-        for seq_row in rows:
-            values = {"service": seq_row[3], "level": seq_row[4], "log_type": seq_row[5]}
-            if rollup is not None:
-                values["slot"] = seq_row[2] // rollup.grain_us
-            counts[tuple(values[column] for column in columns)] += 1
-        key = " AND ".join(f"{column} = ?" for column in columns)
-        if sign > 0:
-            conn.executemany(
-                f"INSERT INTO {table}({', '.join(columns)}, n) VALUES ({', '.join('?' for _ in columns)}, ?) "
-                "ON CONFLICT DO UPDATE SET n = n + excluded.n",
-                [(*keys, n) for keys, n in counts.items()],
-            )
-        else:
-            conn.executemany(
-                f"UPDATE {table} SET n = n - ? WHERE {key}",
-                [(n, *keys) for keys, n in counts.items()],
-            )
-            conn.executemany(f"DELETE FROM {table} WHERE {key} AND n = 0", list(counts))
+    transaction, by today's rules: ``count_new_rows`` adds them, the delete trigger of today's ``logs``
+    (``uncount_trigger``, on a table of the connection's own) takes them off."""
+    name = _COUNTED if sign > 0 else _UNCOUNTED
+    conn.execute(_ROWS.format(name=name))
+    if sign < 0:
+        conn.execute(uncount_trigger(name))
+    conn.execute(f"DELETE FROM temp.{name}")
+    conn.executemany(
+        f"INSERT INTO temp.{name} VALUES (?, ?, ?, ?, ?)", [(r[0], r[2], r[3], r[4], r[5]) for r in rows]
+    )
+    if sign > 0:
+        count_new_rows(conn, 0, f"temp.{name}")
+    conn.execute(f"DELETE FROM temp.{name}")  # the trigger takes each row off
 
 
 def _in_scope(service: str, include: tuple[str, ...], exclude: tuple[str, ...]) -> bool:
@@ -160,7 +150,6 @@ def delete_older(
     with _deleting(hot.path.parent) as allowed:
         if not allowed:
             return 0
-        ensure_counts(hot)
         settle(hot, cold)
         _compact_expired(hot, cold, cutoff_us, include, exclude)
         conn = _hot(hot)
@@ -189,22 +178,43 @@ def _compact_expired(
 ) -> None:
     """Seal and compact each hot generation holding an expired entry in scope."""
     conn = _hot(hot)
-    for generation, state in _hot_generations(conn):
-        table = f"hot_{generation}"
-        services = [
-            str(s)
-            for (s,) in conn.execute(f"SELECT DISTINCT service FROM {table} WHERE ts < ?", (cutoff_us,))
-        ]
-        if not any(_in_scope(service, include, exclude) for service in services):
-            continue
+    due: list[tuple[int, int]] = []
+    with conn:  # one snapshot: the compactor may drop a generation meanwhile
+        for generation, state in _hot_generations(conn):
+            services = conn.execute(
+                f"SELECT DISTINCT service FROM hot_{generation} WHERE ts < ?", (cutoff_us,)
+            ).fetchall()  # read to the end: a statement left open would keep the table from being dropped
+            if any(_in_scope(str(service), include, exclude) for (service,) in services):
+                due.append((generation, state))
+    for generation, state in due:
         if state == _OPEN:
             with _immediate(conn):
-                conn.execute(
-                    f"UPDATE hot_generations SET state = ?, last_seq = (SELECT max(seq) FROM {table}) "
-                    "WHERE generation = ? AND state = ?",
-                    (_SEALED, generation, _OPEN),
-                )
-        compact(hot, cold, generation)
+                still = conn.execute("SELECT state FROM hot_generations WHERE generation = ?", (generation,))
+                if still.get == _OPEN:  # else sealed by an append meanwhile, maybe compacted and dropped
+                    # Sealed at the last number given (decision 23): the next generation numbers on after.
+                    conn.execute(
+                        "UPDATE hot_generations SET state = ?, last_seq = max("
+                        f"coalesce((SELECT max(seq) FROM hot_{generation}), 0), "
+                        "coalesce((SELECT max(last_seq) FROM commits), 0)) WHERE generation = ?",
+                        (_SEALED, generation),
+                    )
+        compact_sealed(hot, cold, generation)
+
+
+def compact_sealed(hot: HotFile, cold: ColdFile, generation: int) -> None:
+    """``tiers.compact``, its rows read in the snapshot that finds the generation still sealed: the
+    compactor (another process) may compact the same generation at the same time, and both orders of
+    their steps leave it once in the cold file."""
+    conn = _hot(hot)
+    with conn:
+        found = conn.execute(
+            "SELECT first_seq FROM hot_generations WHERE generation = ? AND state = ?", (generation, _SEALED)
+        ).fetchall()
+        if not found:
+            return  # compacted meanwhile
+        rows = hot.rows(generation)
+    cold.write(generation, cast(int, found[0][0]), rows)
+    hot.drop(generation)
 
 
 def _plan(
@@ -242,6 +252,7 @@ def _plan(
 def settle(hot: HotFile, cold: ColdFile) -> None:
     """Complete the deletions recorded in ``retention_pending`` (steps B and C; both idempotent)."""
     conn = _hot(hot)
+    conn.execute(_PENDING)
     records = [
         (int(i), int(p), _seqs(s))
         for i, p, s in conn.execute("SELECT id, page_id, seqs FROM retention_pending")
@@ -370,3 +381,32 @@ def export_after(hot: HotFile, cold: ColdFile, after_seq: int, limit: int = 100_
         if commit[0] >= last:
             break
     return Export(rows=list(rows), commits=covering if rows else [], last_seq=last)
+
+
+def hot_service_stats(hot: HotFile) -> tuple[set[int], list[tuple[str, int, int, int, int]]]:
+    """The hot generations read and, per service and generation, entries, bytes (message and metadata,
+    UTF-8, as ``SQLiteFiles.stats`` counts them), oldest and newest event time, from one snapshot."""
+    conn = _hot(hot)
+    found: list[tuple[str, int, int, int, int]] = []
+    generations: set[int] = set()
+    with conn:
+        for generation, _ in _hot_generations(conn):
+            generations.add(generation)
+            found += cast(
+                list[tuple[str, int, int, int, int]],
+                conn.execute(
+                    "SELECT service, count(*), sum(length(CAST(message AS BLOB)) + "
+                    "coalesce(length(CAST(metadata AS BLOB)), 0)), min(ts), max(ts) "
+                    f"FROM hot_{generation} GROUP BY service"
+                ).fetchall(),
+            )
+    return generations, found
+
+
+def cold_rows(cold: ColdFile, *, skip: set[int]) -> Iterator[Row]:
+    """Every row of the cold file's pages but those of the ``skip`` generations, from one snapshot."""
+    with cold.snapshot():
+        pages = _cold(cold).execute("SELECT page_id, generation FROM cold_pages ORDER BY page_id")
+        for page_id, generation in cast(list[tuple[int, int]], pages.fetchall()):
+            if generation not in skip:
+                yield from cold.page(page_id)

@@ -70,7 +70,7 @@ class Job(Generic[T]):
         self.result: int | None = None
 
 
-# Writes a group's rows and runs its work in one transaction (all or nothing; an apsw.Error rolled back).
+# Writes a group's rows and runs its work in one transaction (all or nothing: rolled back when it raises).
 Transaction = Callable[[T, list[Job[T]]], None]
 
 _STOP: Final = object()
@@ -156,7 +156,7 @@ class Writer(Generic[T]):
         try:
             self._transaction(group)
             outcomes: list[LogServiceError | None] = [None] * len(group)
-        except apsw.Error as exc:
+        except Exception as exc:  # the thread must outlive any failure, or every later write would hang
             if len(group) == 1:
                 outcomes = [_translate(exc)]
             else:
@@ -166,7 +166,7 @@ class Writer(Generic[T]):
                     try:
                         self._transaction([job])
                         outcomes.append(None)
-                    except apsw.Error as single_exc:
+                    except Exception as single_exc:
                         outcomes.append(_translate(single_exc))
         _settle(group, outcomes)
         if self._on_commit is not None and count:
@@ -177,7 +177,12 @@ class Writer(Generic[T]):
             self._transaction_of(self._target, group)
 
 
-def _translate(exc: apsw.Error) -> LogServiceError:
+def _translate(exc: Exception) -> LogServiceError:
+    if isinstance(exc, LogServiceError):
+        return exc  # a rule the work applied, already in the service's terms
+    if not isinstance(exc, apsw.Error):
+        log.exception("store write failed")
+        return StoreUnavailable("the store could not write; nothing from this request was stored")
     log.error("store write failed: %s: %s", type(exc).__name__, exc)
     if isinstance(exc, apsw.FullError):
         return StoreFull("the disk holding the store is full; nothing from this request was stored")
