@@ -9,7 +9,10 @@
   WAL and shared memory after close) against the raw NDJSON of the same entries;
 - the hot and cold files of ``logsvc.storage.tiers`` (no full-text index in the hot tier yet): durable
   appends of 1,000 entries into the hot file while a compactor process compacts sealed generations, and
-  the bytes on disk of both files once it has caught up;
+  the bytes on disk of both files once it has caught up; then the reads over both files
+  (``tiers_reads.recent``, a page of the newest 100: all, one service, ERROR+, the last minute, a common
+  word, a rare word; p50 and p99 of 101 repeats, the reads taking turns). ``--keep DIR`` builds the files
+  in DIR once (one run) and, when DIR holds them, only measures the reads on them;
 - the cold page encoding (``logsvc.storage.pages``) of the same entries in pages of 1,024 sorted by event
   time: bytes per entry (pages, summaries and token filters), and the encoding's CPU µs per entry, with
   and without a zstd dictionary trained on the first pages;

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import operator
 import struct
 from array import array
 from collections.abc import Iterable, Sequence
@@ -222,23 +221,31 @@ class PageView:
         return _undeltas(_unshuffled_ints(self._raw(0), self.count))
 
     @functools.cached_property
-    def ids(self) -> list[bytes]:
+    def _id_blob(self) -> bytes:
         blob = _unshuffle(self._raw(1), _ID_BYTES)
         if len(blob) != self.count * _ID_BYTES:
             raise ValueError("a page column does not hold its entry count")
+        return blob
+
+    @functools.cached_property
+    def ids(self) -> list[bytes]:
+        blob = self._id_blob
         return [blob[i : i + _ID_BYTES] for i in range(0, len(blob), _ID_BYTES)]
+
+    def log_id(self, index: int) -> bytes:
+        return self._id_blob[index * _ID_BYTES : (index + 1) * _ID_BYTES]
 
     @functools.cached_property
     def times(self) -> Sequence[int]:
         return _undeltas(_unshuffled_ints(self._raw(2), self.count))
 
     @functools.cached_property
-    def received(self) -> Sequence[int]:
-        offsets = _signed_view(_unshuffled_ints(self._raw(3), self.count))
-        try:
-            return array("q", map(operator.add, self.times, offsets))
-        except OverflowError:  # a sum out of int64 wrapped when encoded: the exact, slower way
-            return [_signed((time + offset) % _MOD) for time, offset in zip(self.times, offsets, strict=True)]
+    def _offsets(self) -> array[int]:
+        return _unshuffled_ints(self._raw(3), self.count)
+
+    def received(self, index: int) -> int:
+        """The arrival time of one entry (a read builds few rows: the column is not summed whole)."""
+        return _signed((self.times[index] + self._offsets[index]) % _MOD)
 
     @functools.cached_property
     def services(self) -> list[str]:
@@ -297,19 +304,18 @@ class PageView:
 
     def rows(self, indexes: Iterable[int]) -> list[Row]:
         """The rows at these places of the page, in the order given."""
-        seqs, ids, times, services, levels = self.seqs, self.ids, self.times, self.services, self.levels
-        types, received = self.types, self.received
+        seqs, times, services, levels, types = self.seqs, self.times, self.services, self.levels, self.types
         return [
             (
                 seqs[i],
-                ids[i],
+                self.log_id(i),
                 times[i],
                 services[i],
                 levels[i],
                 types[i],
                 self.message(i),
                 self.metadata(i),
-                received[i],
+                self.received(i),
             )
             for i in indexes
         ]

@@ -467,7 +467,8 @@ _LOCK = threading.Lock()
 def _index(cold: ColdFile) -> _Index:
     """The pages of the cold file as its open read transaction sees them (call within ``snapshot``)."""
     version = cold.version()
-    made = _INDEXES.get(cold)
+    with _LOCK:  # a weak dictionary shared by the read threads
+        made = _INDEXES.get(cold)
     if made is not None and made[0] == version:
         return made[1]
     listing = cold.listing()
@@ -483,7 +484,8 @@ def _index(cold: ColdFile) -> _Index:
         known.clear()  # pages gone from the file leave the cache
         known.update(have)
     index = _Index([_Page(*row, have[key]) for row, key in zip(listing, keys, strict=True)])
-    _INDEXES[cold] = (version, index)
+    with _LOCK:
+        _INDEXES[cold] = (version, index)
     return index
 
 
@@ -544,9 +546,10 @@ _SLICES: weakref.WeakKeyDictionary[ColdFile, _IdSlices] = weakref.WeakKeyDiction
 def _id_slices(cold: ColdFile, index: _Index) -> _IdSlices:
     """The bit-sliced id filters of the cold file's pages in ``index`` (kept per ColdFile object: only the
     writer, which appends, asks for them)."""
-    slices = _SLICES.get(cold)
-    if slices is None:
-        slices = _SLICES[cold] = _IdSlices()
+    with _LOCK:
+        slices = _SLICES.get(cold)
+        if slices is None:
+            slices = _SLICES[cold] = _IdSlices()
     if slices.index is not index:
         slices.update(index)
     return slices
