@@ -49,8 +49,9 @@ LEVEL_KEYS = ("level", "severity", "detected_level")
 _LEVEL_KEYS = frozenset(LEVEL_KEYS)
 _ENTRY = "logproto.EntryAdapter"
 _NANOS = 1_000_000_000
-# The value of a logfmt key: `"quoted"` or up to the next space.
-_LOGFMT_VALUE = re.compile(r'"([^"]*)"|([^ \t"]*)')
+# A logfmt line's first key ``level`` (at the start or after a space or tab) and its value: `"quoted"` or up
+# to the next space.
+_LOGFMT_LEVEL = re.compile(r'(?:^|(?<=[ \t]))level=(?:"([^"]*)"|([^ \t"]*))')
 
 
 class _JsonLevel(msgspec.Struct):
@@ -297,12 +298,7 @@ def _line_level(line: str) -> Level | None:
             found = None
         else:
             return _level_of(found) if isinstance(found, str) else None
-    at = line.find("level=")
-    while at > 0 and line[at - 1] not in " \t":  # a key of its own: at the start or after a space
-        at = line.find("level=", at + 6)
-    if at < 0:
-        return None
-    value = _LOGFMT_VALUE.match(line, at + 6)
+    value = _LOGFMT_LEVEL.search(line)
     if value is None:
         return None
     return _level_of(value.group(1) if value.group(1) is not None else value.group(2))
