@@ -49,8 +49,9 @@ LEVEL_KEYS = ("level", "severity", "detected_level")
 _LEVEL_KEYS = frozenset(LEVEL_KEYS)
 _ENTRY = "logproto.EntryAdapter"
 _NANOS = 1_000_000_000
-# The value of a logfmt key: `"quoted"` or up to the next space.
-_LOGFMT_VALUE = re.compile(r'"([^"]*)"|([^ \t"]*)')
+# A logfmt line's first key ``level`` (at the start or after a space or tab) and its value: `"quoted"` or up
+# to the next space.
+_LOGFMT_LEVEL = re.compile(r'(?:^|(?<=[ \t]))level=(?:"([^"]*)"|([^ \t"]*))')
 
 
 class _JsonLevel(msgspec.Struct):
@@ -76,6 +77,7 @@ class _JsonPush(msgspec.Struct, frozen=True):
 
 
 _JSON_PUSH = msgspec.json.Decoder(_JsonPush)
+_encode = msgspec.json.encode
 
 # One entry as either format gives it: epoch ns (None: not sent), line, structured metadata (None: none).
 _Entry = tuple[int | None, str, dict[str, str] | None]
@@ -226,6 +228,7 @@ class _StreamRule:
         self.labels = named
         # The labels left are checked once as every entry's metadata member.
         self.source = Source(service, {"labels": named} if named else {}, limits)
+        self.members = self.source.members or None
         self.limits, self.now_us = limits, now_us
         # The entries' hashes start from the labels in order of name, as Loki orders a stream's labels.
         self.hash = hashlib.blake2b(msgspec.json.encode(sorted(labels)), digest_size=10)
@@ -242,7 +245,7 @@ class _StreamRule:
             level = _take_level(own)
         if level is None:
             level = _line_level(line)
-        entry_metadata: dict[str, Any] | None = self.source.members or None
+        entry_metadata: dict[str, Any] | None = self.members
         if own:
             entry_metadata = (
                 {"labels": self.labels, "structured_metadata": own}
@@ -254,7 +257,7 @@ class _StreamRule:
             ts_us = ns_to_us(ns)
             if 0 <= ns < 2**63:  # any other time is refused by the rules (before 1970, far ahead)
                 digest = self.hash.copy()
-                digest.update(msgspec.json.encode((ns, line, metadata)))
+                digest.update(_encode((ns, line, metadata)))
                 log_id = derived_log_id(ns // 1_000_000, digest.digest())
         return mapped_entry(
             self.source,
@@ -297,12 +300,7 @@ def _line_level(line: str) -> Level | None:
             found = None
         else:
             return _level_of(found) if isinstance(found, str) else None
-    at = line.find("level=")
-    while at > 0 and line[at - 1] not in " \t":  # a key of its own: at the start or after a space
-        at = line.find("level=", at + 6)
-    if at < 0:
-        return None
-    value = _LOGFMT_VALUE.match(line, at + 6)
+    value = _LOGFMT_LEVEL.search(line)
     if value is None:
         return None
     return _level_of(value.group(1) if value.group(1) is not None else value.group(2))

@@ -155,29 +155,28 @@ def mapped_entry(
     event time (None: the receive time); ``log_id``: None for a new one; ``metadata``: the entry's (its
     source's members with the same values included; the members themselves when it has no others), None
     for none."""
-    errors: list[FieldError] = []
-    problem = message_problem(message, limits)
-    if problem:
-        errors.append(FieldError("message", problem))
-    if source.service_problem:
-        errors.append(FieldError("service_name", source.service_problem))
+    # Most records keep every rule: the problems are named in a list only once one is found.
+    message_rule = message_problem(message, limits)
     if ts_us is None:
         ts_us = now_us
+        time_rule = None
     else:
-        problem = timestamp_problem(ts_us, now_us)
-        if problem:
-            errors.append(FieldError("timestamp", problem))
-    text = None
+        time_rule = timestamp_problem(ts_us, now_us)
+    text = metadata_rule = None
     if metadata is not None:
-        text, problem = (
+        text, metadata_rule = (
             source.members_text
             if metadata is source.members
             else _metadata_text(metadata, limits, source.checked)
         )
-        if problem:
-            errors.append(FieldError("metadata", problem))
-    if errors:
-        return errors
+    if message_rule or source.service_problem or time_rule or metadata_rule:
+        named = (
+            ("message", message_rule),
+            ("service_name", source.service_problem),
+            ("timestamp", time_rule),
+            ("metadata", metadata_rule),
+        )
+        return [FieldError(field, problem) for field, problem in named if problem]
     return NewEntry(
         log_id or _new_log_id(), source.service, ts_us, level, DEFAULT_LOG_TYPE, message, text, now_us
     )
