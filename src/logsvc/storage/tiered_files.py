@@ -15,13 +15,16 @@ from logsvc.domain.timestamps import format_timestamp
 from logsvc.errors import ConfigError
 from logsvc.storage.port import ServiceStats, StoreStats
 from logsvc.storage.sqlite_files import in_use
+from logsvc.storage.tiered import COLD_FILE, HOT_FILE
+from logsvc.storage.tiered_compactor import LOCK_FILE
 from logsvc.storage.tiers import ColdFile, HotFile, finish
 from logsvc.storage.tiers_ops import OPS_LOCK, cold_rows, hot_service_stats, settle
+from logsvc.storage.writer import turns_lock
 
 __all__ = ["COLD", "HOT", "TieredFiles"]
 
-HOT: Final = "hot.db"
-COLD: Final = "cold.db"
+HOT: Final = HOT_FILE
+COLD: Final = COLD_FILE
 _SUFFIXES: Final = ("", "-wal", "-shm", "-journal")
 
 
@@ -118,7 +121,8 @@ class TieredFiles:
         for name in (HOT, COLD):
             for suffix in _SUFFIXES:
                 (self.path / (name + suffix)).unlink(missing_ok=True)
-        (self.path / OPS_LOCK).unlink(missing_ok=True)
+        for lock in (OPS_LOCK, LOCK_FILE, turns_lock(self.path / HOT).name):
+            (self.path / lock).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.path.rmdir()  # only when nothing else was kept there
 
