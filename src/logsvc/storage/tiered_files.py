@@ -18,7 +18,7 @@ from logsvc.storage.sqlite_files import in_use
 from logsvc.storage.tiered import COLD_FILE, HOT_FILE
 from logsvc.storage.tiered_compactor import LOCK_FILE
 from logsvc.storage.tiers import ColdFile, HotFile, finish
-from logsvc.storage.tiers_ops import OPS_LOCK, cold_rows, hot_service_stats, settle
+from logsvc.storage.tiers_ops import OPS_LOCK, cold_rows, forget_newer, hot_service_stats, settle
 from logsvc.storage.writer import turns_lock
 
 __all__ = ["COLD", "HOT", "TieredFiles"]
@@ -88,7 +88,10 @@ class TieredFiles:
 
         The hot file is copied first, then the cold one: a generation compacted in between is in both
         copies (its pages were committed before its table was dropped), never in neither, which is the
-        state a crash between a compaction's two steps leaves, and ``finish`` completes it in the copy.
+        state a crash between a compaction's two steps leaves, and ``finish`` completes it in the copy; a
+        generation appended and compacted in between is only in the cold copy, without its counts and
+        commit records, and is taken out of it (``forget_newer``): the copy is the store as it was when
+        its hot file was copied.
         Deletions change both files (the counts in one, the pages in the other), so they are held off
         during the two copies by ``ops.lock`` (a deleter finding it taken deletes nothing this time).
         """
@@ -103,6 +106,7 @@ class TieredFiles:
             snapshot(self.path / COLD, key, target / COLD)
         hot, cold = TieredFiles(target)._files(key)
         try:
+            forget_newer(hot, cold)
             finish(hot, cold)
             settle(hot, cold)
         finally:
