@@ -96,17 +96,18 @@ async def _check(settings: Settings) -> None:
         await root.close()
 
 
-def test_purge_and_destroy_respect_deletion_protection(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["sqlite", "tiered"])
+def test_purge_and_destroy_respect_deletion_protection(tmp_path: Path, engine: str) -> None:
     data = tmp_path / "data"
-    server = ServerThread(make_settings(data)).start()
+    server = ServerThread(make_settings(data, store_engine=engine)).start()
     fill(server, [aged("payments", 0, "pay"), aged("web", 0, "web")])
-    protected = make_settings(data)
+    protected = make_settings(data, store_engine=engine)
     refused = run_logsvc(protected, "store", "purge", "--service", "payments")
     assert refused.returncode == 2
     assert "deletion_protection is on" in refused.stderr
     assert run_logsvc(protected, "store", "destroy").returncode == 2
 
-    unprotected = make_settings(data, deletion_protection=False)
+    unprotected = make_settings(data, deletion_protection=False, store_engine=engine)
     bracket = run_logsvc(unprotected, "store", "purge", "--service", "pay[!x]*")
     assert bracket.returncode == 2
     assert "is not a service pattern" in bracket.stderr
@@ -119,7 +120,7 @@ def test_purge_and_destroy_respect_deletion_protection(tmp_path: Path) -> None:
     assert "in use" in busy.stderr
     server.stop()
     assert run_logsvc(unprotected, "store", "destroy").returncode == 0
-    assert not (data / "logs.db").exists()
+    assert not (data / ("logs.db" if engine == "sqlite" else "logs-v2")).exists()
 
 
 def test_retention_settings_travel_through_the_environment() -> None:

@@ -21,6 +21,7 @@ from logsvc.crypto.sqlite import connect
 from logsvc.errors import ConfigError
 from logsvc.jobs import JobsLease
 from logsvc.storage.migrate import MIGRATING, migrate
+from logsvc.storage.open import open_store, tiered_url
 from logsvc.storage.sqlite import SQLiteStore
 from logsvc.storage.sqlite_files import SQLiteFiles
 from logsvc.storage.tiered import TieredStore
@@ -131,6 +132,8 @@ def test_a_migration_killed_with_sigkill_resumes_with_every_entry_once(tmp_path:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
         assert (target / MIGRATING).exists()
+    with pytest.raises(ConfigError, match="migration not completed"):
+        open_store(tiered_url(target), key=key)  # the setting switched too early: not served half copied
     result = run_logsvc(settings, "store", "migrate", "--batch-size", "64")
     assert result.returncode == 0, result.stderr
     assert "the copy is complete" in result.stdout
@@ -140,9 +143,13 @@ def test_a_migration_killed_with_sigkill_resumes_with_every_entry_once(tmp_path:
 
 
 def _generations(target: Path, key: bytes | None) -> int:
+    """How many generations the cold file holds (0 before the migration made it)."""
     if not (target / "cold.db").exists():
         return 0
-    conn = connect(target / "cold.db", key)
+    try:
+        conn = connect(target / "cold.db", key, busy_timeout_ms=10_000)
+    except ConfigError:  # made but not yet written
+        return 0
     try:
         return int(conn.execute("SELECT count(*) FROM cold_generations").get or 0)  # type: ignore[arg-type]
     except apsw.SQLError:  # the schema is not written yet

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from logsvc.crypto.sqlite import snapshot
 from logsvc.errors import ConfigError
 from logsvc.storage.open import store_files, tiered_url
 from logsvc.storage.sqlite import SQLiteStore
 from logsvc.storage.sqlite_files import SQLiteFiles
 from logsvc.storage.tiered_files import COLD, HOT, TieredFiles
-from logsvc.storage.tiers import ColdFile, HotFile, compact
-from logsvc.storage.tiers_ops import compact_sealed, delete_older
+from logsvc.storage.tiers import ColdFile, HotFile, compact, finish
+from logsvc.storage.tiers_ops import compact_sealed, delete_older, forget_newer
 from logsvc.storage.writer import taking_turns, turns_lock
 
 from .tiered_reference import (
@@ -177,3 +178,39 @@ def test_a_directory_without_the_two_files_is_not_a_tiered_store(tmp_path: Path)
         TieredFiles(tmp_path / "v2").stats(KEY)
     with pytest.raises(ConfigError, match="sqlite, tiered, dynamodb"):
         store_files("postgres://x")
+
+
+def test_a_generation_appended_and_compacted_between_the_two_copies_is_left_out(tmp_path: Path) -> None:
+    """The moment ``snapshot`` guards against, made to happen: the hot file copied, then a generation
+    filled and compacted, then the cold file copied; the copy is the store at the hot copy's moment."""
+    directory, target = tmp_path / "v2", tmp_path / "copy"
+    hot = HotFile(directory / HOT, KEY, rows_per_generation=PER_GENERATION)
+    cold = ColdFile(directory / COLD, KEY)
+    try:
+        append_tiered(hot, batch(0, 1000))
+        for generation in hot.sealed():
+            compact(hot, cold, generation)
+        target.mkdir()
+        snapshot(directory / HOT, KEY, target / HOT)
+        append_tiered(hot, batch(1000, 1000))  # seals the open generation
+        for generation in hot.sealed():
+            compact(hot, cold, generation)
+        snapshot(directory / COLD, KEY, target / COLD)
+    finally:
+        hot.close()
+        cold.close()
+    copy_hot, copy_cold = HotFile(target / HOT, KEY), ColdFile(target / COLD, KEY)
+    try:
+        forget_newer(copy_hot, copy_cold)
+        finish(copy_hot, copy_cold)
+        rows = tiered_rows(copy_hot, copy_cold)
+        assert [int.from_bytes(row[1], "big") for row in rows] == list(range(1000))
+        recount = HotFile(tmp_path / "recount" / HOT, KEY)
+        try:
+            append_tiered(recount, [row[1:] for row in rows])  # type: ignore[misc]
+            assert counts(copy_hot.connection) == counts(recount.connection)
+        finally:
+            recount.close()
+    finally:
+        copy_hot.close()
+        copy_cold.close()

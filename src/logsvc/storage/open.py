@@ -37,8 +37,14 @@ def open_store(
 
         return DynamoDBStore(url, retention=retention)
     if url.startswith("tiered:"):
+        from logsvc.storage.migrate import migrating  # noqa: PLC0415
         from logsvc.storage.tiered import TieredStore  # noqa: PLC0415
 
+        if migrating(tiered_path(url)):
+            raise ConfigError(
+                f"{tiered_path(url)} is a migration not completed: run `logsvc store migrate` again to "
+                "finish it before serving it"
+            )
         return TieredStore(
             tiered_path(url),
             read_threads=read_threads,

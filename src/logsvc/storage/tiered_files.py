@@ -15,13 +15,16 @@ from logsvc.domain.timestamps import format_timestamp
 from logsvc.errors import ConfigError
 from logsvc.storage.port import ServiceStats, StoreStats
 from logsvc.storage.sqlite_files import in_use
+from logsvc.storage.tiered import COLD_FILE, HOT_FILE
+from logsvc.storage.tiered_compactor import LOCK_FILE
 from logsvc.storage.tiers import ColdFile, HotFile, finish
-from logsvc.storage.tiers_ops import OPS_LOCK, cold_rows, hot_service_stats, settle
+from logsvc.storage.tiers_ops import OPS_LOCK, cold_rows, forget_newer, hot_service_stats, settle
+from logsvc.storage.writer import turns_lock
 
 __all__ = ["COLD", "HOT", "TieredFiles"]
 
-HOT: Final = "hot.db"
-COLD: Final = "cold.db"
+HOT: Final = HOT_FILE
+COLD: Final = COLD_FILE
 _SUFFIXES: Final = ("", "-wal", "-shm", "-journal")
 
 
@@ -85,7 +88,10 @@ class TieredFiles:
 
         The hot file is copied first, then the cold one: a generation compacted in between is in both
         copies (its pages were committed before its table was dropped), never in neither, which is the
-        state a crash between a compaction's two steps leaves, and ``finish`` completes it in the copy.
+        state a crash between a compaction's two steps leaves, and ``finish`` completes it in the copy; a
+        generation appended and compacted in between is only in the cold copy, without its counts and
+        commit records, and is taken out of it (``forget_newer``): the copy is the store as it was when
+        its hot file was copied.
         Deletions change both files (the counts in one, the pages in the other), so they are held off
         during the two copies by ``ops.lock`` (a deleter finding it taken deletes nothing this time).
         """
@@ -100,6 +106,7 @@ class TieredFiles:
             snapshot(self.path / COLD, key, target / COLD)
         hot, cold = TieredFiles(target)._files(key)
         try:
+            forget_newer(hot, cold)
             finish(hot, cold)
             settle(hot, cold)
         finally:
@@ -118,7 +125,8 @@ class TieredFiles:
         for name in (HOT, COLD):
             for suffix in _SUFFIXES:
                 (self.path / (name + suffix)).unlink(missing_ok=True)
-        (self.path / OPS_LOCK).unlink(missing_ok=True)
+        for lock in (OPS_LOCK, LOCK_FILE, turns_lock(self.path / HOT).name):
+            (self.path / lock).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             self.path.rmdir()  # only when nothing else was kept there
 

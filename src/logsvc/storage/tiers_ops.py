@@ -46,6 +46,7 @@ __all__ = [
     "compact_sealed",
     "delete_older",
     "export_after",
+    "forget_newer",
     "hot_service_stats",
     "oldest",
     "settle",
@@ -410,3 +411,19 @@ def cold_rows(cold: ColdFile, *, skip: set[int]) -> Iterator[Row]:
         for page_id, generation in cast(list[tuple[int, int]], pages.fetchall()):
             if generation not in skip:
                 yield from cold.page(page_id)
+
+
+def forget_newer(hot: HotFile, cold: ColdFile) -> None:
+    """Delete from the cold file the generations the hot file has no record of: in a copy of the hot file
+    taken before the cold one, the generations appended and compacted in between (their counts and commit
+    records are not in the hot copy), so that the copy is the store as it was when the hot file was copied."""
+    known = [int(g) for (g,) in hot.select("SELECT generation FROM hot_generations")]
+    conn = _cold(cold)
+    with _immediate(conn):
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS known_generations (generation INTEGER PRIMARY KEY)")
+        conn.execute("DELETE FROM temp.known_generations")
+        conn.executemany("INSERT INTO temp.known_generations VALUES (?)", [(g,) for g in known])
+        for table in ("cold_pages", "cold_generations"):
+            conn.execute(
+                f"DELETE FROM {table} WHERE generation NOT IN (SELECT generation FROM temp.known_generations)"
+            )
