@@ -19,7 +19,7 @@ from logsvc.storage.sqlite import SQLiteStore
 from logsvc.storage.sqlite_files import SQLiteFiles
 from logsvc.storage.tiered_files import COLD, HOT, TieredFiles
 from logsvc.storage.tiers import ColdFile, HotFile, compact, finish
-from logsvc.storage.tiers_ops import compact_sealed, delete_older, forget_newer
+from logsvc.storage.tiers_ops import delete_older, forget_newer
 from logsvc.storage.writer import taking_turns, turns_lock
 
 from .tiered_reference import (
@@ -106,7 +106,7 @@ def test_a_snapshot_while_writing_compacting_and_deleting_holds_each_entry_once(
             while not stop.is_set():
                 for generation in hot.sealed():
                     # Retention compacts too: the compaction that tolerates another of the same generation.
-                    compact_sealed(hot, cold, generation)
+                    compact(hot, cold, generation)
         finally:
             hot.close()
             cold.close()

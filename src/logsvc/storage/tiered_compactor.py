@@ -1,5 +1,6 @@
 """The tiered store's compactor (decision 33): a process of its own beside the server, moving each sealed
-hot generation into cold pages (``tiers.finish`` once, then ``tiers.compact`` as generations seal).
+hot generation into cold pages (``tiers.finish`` once, then ``tiers.compact`` as generations seal; a
+retention sweep on the writer may compact one first, and ``compact`` then leaves it alone).
 
 Why a process: compaction is CPU work in Python (sorting, encoding, compressing a generation's rows), and
 in the server's process it would take the GIL from the request handlers. Its order of steps makes it safe

@@ -474,8 +474,19 @@ class ColdFile:
 
 
 def compact(hot: HotFile, cold: ColdFile, generation: int) -> None:
-    """Move a sealed generation to the cold file: its pages committed there first, then dropped here."""
-    cold.write(generation, hot.first_seq(generation), hot.rows(generation))
+    """Move a sealed generation to the cold file: its pages committed there first, then dropped here. Its
+    rows are read in the snapshot that finds it still sealed: the compactor and a retention sweep (on the
+    writer) may compact the same generation at once, and both orders of their steps leave it once in the
+    cold file; a generation compacted meanwhile is left alone."""
+    conn = hot.connection
+    with conn:
+        found = conn.execute(
+            "SELECT first_seq FROM hot_generations WHERE generation = ? AND state = ?", (generation, _SEALED)
+        ).fetchall()
+        if not found:
+            return
+        rows = hot.rows(generation)
+    cold.write(generation, cast(int, found[0][0]), rows)
     hot.drop(generation)
 
 

@@ -37,13 +37,12 @@ from logsvc.storage.pages import PageSummary
 from logsvc.storage.port import Export
 from logsvc.storage.sqlite_rollups import count_new_rows, uncount_trigger
 from logsvc.storage.sqlite_schema import COLUMNS, Row
-from logsvc.storage.tiers import ColdFile, HotFile
+from logsvc.storage.tiers import ColdFile, HotFile, compact
 
 __all__ = [
     "OPS_LOCK",
     "change_counts",
     "cold_rows",
-    "compact_sealed",
     "delete_older",
     "export_after",
     "forget_newer",
@@ -199,23 +198,7 @@ def _compact_expired(
                         "coalesce((SELECT max(last_seq) FROM commits), 0)) WHERE generation = ?",
                         (_SEALED, generation),
                     )
-        compact_sealed(hot, cold, generation)
-
-
-def compact_sealed(hot: HotFile, cold: ColdFile, generation: int) -> None:
-    """``tiers.compact``, its rows read in the snapshot that finds the generation still sealed: the
-    compactor (another process) may compact the same generation at the same time, and both orders of
-    their steps leave it once in the cold file."""
-    conn = _hot(hot)
-    with conn:
-        found = conn.execute(
-            "SELECT first_seq FROM hot_generations WHERE generation = ? AND state = ?", (generation, _SEALED)
-        ).fetchall()
-        if not found:
-            return  # compacted meanwhile
-        rows = hot.rows(generation)
-    cold.write(generation, cast(int, found[0][0]), rows)
-    hot.drop(generation)
+        compact(hot, cold, generation)
 
 
 def _plan(
