@@ -13,8 +13,10 @@ class DataDir:
     """A data directory and the path of each file the service keeps in it."""
 
     LOGS: Final = "logs.db"
-    # The tiered store (storage v2): a directory of its own holding hot.db and cold.db.
+    # The tiered store (storage v2): a directory of its own holding its two files.
     TIERED: Final = "logs-v2"
+    HOT: Final = "hot.db"
+    COLD: Final = "cold.db"
     AUTH: Final = "auth.db"
     KEYRING: Final = "keyring.json"
     # The keyring of a re-encryption under way: it exists only until every database has been rekeyed.
@@ -24,7 +26,7 @@ class DataDir:
     SYSLOG_LOCK: Final = "syslog.lock"
     METRICS: Final = "metrics"
     # The databases encrypted with the data key the keyring wraps.
-    DATABASES: Final = (LOGS, AUTH)
+    DATABASES: Final = (LOGS, f"{TIERED}/{HOT}", f"{TIERED}/{COLD}", AUTH)
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).resolve()

@@ -214,3 +214,24 @@ def test_store_stats_reads_the_encrypted_store(filled: tuple[ServerThread, list[
     )
     assert missing.returncode == 2
     assert "no store" in missing.stderr
+
+
+def test_rekey_re_encrypts_both_files_of_a_tiered_store(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    settings = make_settings(
+        data, store_engine="tiered", store=f"tiered:///{data / 'logs-v2'}?generation_rows=64"
+    )
+    server = ServerThread(settings).start()
+    markers = [f"MARKER-{uuid.uuid4().hex}" for _ in range(150)]
+    with httpx.Client(base_url=server.url, headers=bearer(server.admin), timeout=30) as client:
+        for marker in markers:
+            entry = {"service_name": "secret-svc", "message": f"card {marker}", "metadata": {"m": marker}}
+            assert client.post("/logs", json=entry).status_code == 201
+    server.stop()
+    old_key = store_key(settings)
+    assert run_logsvc(settings, "store", "rekey", "--data-dir", str(data)).returncode == 0
+    for name in ("hot.db", "cold.db"):
+        with pytest.raises(ConfigError, match="cannot open"):
+            connect(data / "logs-v2" / name, old_key)
+        connect(data / "logs-v2" / name, store_key(settings)).close()
+    assert_markers_after_restart(server, markers)

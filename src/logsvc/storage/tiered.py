@@ -31,6 +31,7 @@ from typing import Any, Final, NamedTuple, TypeVar
 import apsw
 import msgspec
 
+from logsvc.datadir import DataDir
 from logsvc.domain.context import Context
 from logsvc.domain.cursors import Position
 from logsvc.domain.entries import LogEntry, NewEntry
@@ -49,8 +50,8 @@ __all__ = ["COLD_FILE", "HOT_FILE", "TieredStore"]
 
 log = logging.getLogger(__name__)
 
-HOT_FILE: Final = "hot.db"
-COLD_FILE: Final = "cold.db"
+HOT_FILE: Final = DataDir.HOT
+COLD_FILE: Final = DataDir.COLD
 
 R = TypeVar("R")
 
