@@ -214,3 +214,40 @@ def test_a_generation_appended_and_compacted_between_the_two_copies_is_left_out(
     finally:
         copy_hot.close()
         copy_cold.close()
+
+
+def test_a_generation_open_in_the_hot_copy_and_compacted_before_the_cold_copy_is_kept_once(
+    tmp_path: Path,
+) -> None:
+    """The hot file copied while a generation is open (10 rows), then that generation filled, sealed and
+    compacted, then the cold file copied: the copy holds those 10 rows once, in the hot tier, and goes on
+    from there (it once kept the cold copy's whole generation too, and a later compaction of the copy's
+    generation was then skipped as done, dropping what was written to it)."""
+    directory, target = tmp_path / "v2", tmp_path / "copy"
+    hot = HotFile(directory / HOT, KEY, rows_per_generation=64)
+    cold = ColdFile(directory / COLD, KEY)
+    try:
+        append_tiered(hot, batch(0, 10))
+        target.mkdir()
+        snapshot(directory / HOT, KEY, target / HOT)
+        append_tiered(hot, batch(10, 54))  # fills and seals the generation
+        for generation in hot.sealed():
+            compact(hot, cold, generation)
+        snapshot(directory / COLD, KEY, target / COLD)
+    finally:
+        hot.close()
+        cold.close()
+    copy_hot = HotFile(target / HOT, KEY, rows_per_generation=64)
+    copy_cold = ColdFile(target / COLD, KEY)
+    try:
+        forget_newer(copy_hot, copy_cold)
+        finish(copy_hot, copy_cold)
+        assert [int.from_bytes(row[1], "big") for row in tiered_rows(copy_hot, copy_cold)] == list(range(10))
+        append_tiered(copy_hot, batch(100, 60))  # written to the restored copy: seals its generation
+        for generation in copy_hot.sealed():
+            compact(copy_hot, copy_cold, generation)
+        stored = sorted(int.from_bytes(row[1], "big") for row in tiered_rows(copy_hot, copy_cold))
+        assert stored == [*range(10), *range(100, 160)]
+    finally:
+        copy_hot.close()
+        copy_cold.close()

@@ -397,10 +397,14 @@ def cold_rows(cold: ColdFile, *, skip: set[int]) -> Iterator[Row]:
 
 
 def forget_newer(hot: HotFile, cold: ColdFile) -> None:
-    """Delete from the cold file the generations the hot file has no record of: in a copy of the hot file
-    taken before the cold one, the generations appended and compacted in between (their counts and commit
-    records are not in the hot copy), so that the copy is the store as it was when the hot file was copied."""
-    known = [int(g) for (g,) in hot.select("SELECT generation FROM hot_generations")]
+    """Delete from the cold file the generations the hot file does not record as sealed or compacted: in a
+    copy of the hot file taken before the cold one, the generations appended and compacted in between
+    (their counts and commit records are not in the hot copy), and one that was still open in the hot copy
+    and compacted before the cold copy (its rows up to the hot copy's moment are in the hot copy, which
+    goes on filling it), so that the copy is the store as it was when the hot file was copied."""
+    known = [
+        int(g) for (g,) in hot.select("SELECT generation FROM hot_generations WHERE state <> ?", (_OPEN,))
+    ]
     conn = _cold(cold)
     with _immediate(conn):
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS known_generations (generation INTEGER PRIMARY KEY)")
