@@ -328,6 +328,9 @@ def test_an_admin_scoped_to_services_manages_only_keys_within_its_scope(tmp_path
         with httpx.Client(base_url=server.url, timeout=10, headers=bearer(server.admin)) as client:
             assert len(client.get("/admin/keys").json()) == 5  # an unscoped admin sees every key
             assert client.get("/admin/audit").status_code == 200
+            # The scoped admin does not count as the admin that keeps the service manageable.
+            last = client.delete(f"/admin/keys/{server.admin.access_key_id}")
+            assert last.status_code == 409, last.text
             assert client.get("/logs/recent", headers=bearer(everything)).status_code == 200  # not revoked
     finally:
         server.stop()

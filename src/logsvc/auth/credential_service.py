@@ -236,14 +236,17 @@ class CredentialService:
         return {
             found.principal.id
             for found in active
-            if Role.ADMIN in found.principal.roles and _usable_at(found, now)
+            # An admin scoped to services cannot manage every key nor read the audit trail: it does not
+            # keep the service manageable.
+            if Role.ADMIN in found.principal.roles and not found.principal.services and _usable_at(found, now)
         }
 
     def _has_usable_admin(self, active: Iterable[ActiveCredential]) -> bool:
         return bool(self._usable_admins(active))
 
     def has_admin(self) -> bool:
-        """Whether an unexpired, unrevoked admin credential exists (as the store holds them now)."""
+        """Whether an unexpired, unrevoked admin credential without a service scope exists (as the store
+        holds them now)."""
         return self._has_usable_admin(self.store.all_active())
 
     def bootstrap_admin(self, *, description: str, actor: str, source: str) -> NewCredential | None:
