@@ -356,11 +356,17 @@ class TailStream:
                 yield caught_up
             while (left := deadline - loop.time()) > 0:
                 chunk = await self._queue.take(min(limits.heartbeat_seconds, left))
-                if chunk is None or not self._allowed():
+                if chunk is None or not self._still_allowed():
                     return
                 yield chunk
         finally:
             self.close()
+
+    def _still_allowed(self) -> bool:
+        try:
+            return self._allowed()
+        except LogServiceError:  # the credential store is away: end the stream, the reconnect is judged anew
+            return False
 
     async def _catch_up(self) -> AsyncIterator[bytes]:
         """What committed between the request's position and the hub's when the stream opened, from the
