@@ -346,7 +346,9 @@ def migrate_store(into: str | None, batch_size: int, data_dir: str | None, confi
 
     settings = load_settings(config_file, overrides={"data_dir": data_dir})
     data = DataDir(settings.data_dir)
-    source = sqlite_path(settings.store) if settings.store.startswith("sqlite:") else data.logs
+    # The SQLite store the settings name: the configured URL, else logs.db (also when the engine setting
+    # already says tiered, as an operator may set it before migrating); any other URL is refused by name.
+    source = sqlite_path(settings.store) if settings.store else data.logs
     target = Path(into).resolve() if into else data.tiered
     copied = migrate(
         source,

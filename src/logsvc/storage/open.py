@@ -84,7 +84,7 @@ def sqlite_path(url: str) -> Path:
             "tools (point-in-time recovery, on-demand backups, the console)"
         )
     if parts.scheme == "tiered":
-        raise ConfigError(f"store URL {url!r}: this command does not work on a tiered store yet")
+        raise ConfigError(f"store URL {url!r} is a tiered store, not an sqlite file")
     return _local_path(url, "sqlite", "file.db")
 
 

@@ -1,5 +1,5 @@
-"""The two files of storage v2, the order of compaction between them, and the newest-first read over
-both (decision 28). Not a store yet: no server opens these files; the LogStore port comes later.
+"""The two files of storage v2 and the order of compaction between them (decisions 28 and 33); the engine
+over them is ``tiered.TieredStore``, its reads are ``tiers_reads``.
 
 - The **hot file** holds rows in generation tables ``hot_N`` (the columns of ``sqlite_schema.LOGS_TABLE``,
   a unique ``(log_id, service)`` and an event-time index, a full-text index ``hot_N_fts`` written in the
@@ -432,7 +432,8 @@ class ColdFile:
         ]
 
     def rows(self) -> Iterator[Row]:
-        """Every row of every page (in page order): for checks and tests; reads will prune by summary."""
+        """Every row of every page (in page order), for checks and tests: reads prune pages by summary
+        (``tiers_reads``)."""
         for (body,) in self._conn.execute("SELECT body FROM cold_pages ORDER BY page_id"):
             yield from self._codec.decode(body)
 
