@@ -29,13 +29,12 @@ from logsvc.jobs import JobsLease
 from logsvc.storage.sqlite_files import in_use
 from logsvc.storage.sqlite_schema import COLUMNS, Row
 from logsvc.storage.tiered import COLD_FILE, HOT_FILE
-from logsvc.storage.tiers import ROWS_PER_GENERATION, ColdFile, HotFile
+from logsvc.storage.tiers import COMPACTED, OPEN, ROWS_PER_GENERATION, SEALED, ColdFile, HotFile
 from logsvc.storage.tiers_ops import change_counts
 
 __all__ = ["MIGRATING", "migrate", "migrating"]
 
 MIGRATING: Final = "MIGRATING"
-_COMPACTED: Final = 2  # tiers' state of a generation whose rows are in the cold file
 
 
 def migrating(target_dir: Path) -> bool:
@@ -104,9 +103,9 @@ def _copy(
     hot = HotFile(target_dir / HOT_FILE, key)
     cold = ColdFile(target_dir / COLD_FILE, key)
     try:
-        if hot.generations(0, 1):
+        if hot.generations(OPEN, SEALED):
             raise ConfigError(f"{target_dir} already takes new entries; migrate into a new directory")
-        hconn, cconn = hot.connection, cold._conn
+        hconn, cconn = hot.connection, cold.connection
         recorded = {int(g) for (g,) in hconn.execute("SELECT generation FROM hot_generations")}
         for generation, first_seq, last_seq in cast(
             list[tuple[int, int, int]],
@@ -159,7 +158,7 @@ def _record(hot: HotFile, source: apsw.Connection, generation: int, first_seq: i
         conn.executemany("INSERT OR IGNORE INTO commits VALUES (?, ?)", commits)
         conn.execute(
             "INSERT INTO hot_generations(generation, first_seq, last_seq, state) VALUES (?, ?, ?, ?)",
-            (generation, first_seq, last_seq, _COMPACTED),
+            (generation, first_seq, last_seq, COMPACTED),
         )
     except BaseException:
         conn.execute("ROLLBACK")
@@ -184,7 +183,7 @@ def _last_commits(hot: HotFile, source: apsw.Connection) -> None:
         if newest is None:  # every entry was purged: a generation of none, to number on after
             conn.execute(
                 "INSERT INTO hot_generations(generation, first_seq, last_seq, state) VALUES (1, 1, ?, ?)",
-                (later[-1][0], _COMPACTED),
+                (later[-1][0], COMPACTED),
             )
         else:
             conn.execute(

@@ -42,7 +42,17 @@ from logsvc.storage.sqlite_rollups import ROLLUP_TABLES_SCHEMA, count_new_rows, 
 from logsvc.storage.sqlite_schema import COLUMNS, FTS_TOKENIZE, Row, make_private
 from logsvc.storage.writer import taking_turns
 
-__all__ = ["ColdFile", "HotFile", "NewRow", "StoredElsewhere", "compact", "finish"]
+__all__ = [
+    "COMPACTED",
+    "OPEN",
+    "SEALED",
+    "ColdFile",
+    "HotFile",
+    "NewRow",
+    "StoredElsewhere",
+    "compact",
+    "finish",
+]
 
 # An entry as appended: log_id, ts, service, level, log_type, message, metadata, received.
 NewRow: TypeAlias = tuple[bytes, int, str, int, str, str, str | None, int]
@@ -56,7 +66,7 @@ _IDS_PER_LOOKUP: Final = 1_000  # well under SQLite's 32,766 bound parameters
 # A generation is open (rows go in), sealed (full, waiting for compaction; last_seq is its last arrival
 # number) or compacted (its table dropped, its rows in the cold file). The rows of compacted generations
 # stay, so that numbers go on from the newest one and are never given twice.
-_OPEN, _SEALED, _COMPACTED = 0, 1, 2
+OPEN, SEALED, COMPACTED = 0, 1, 2
 _HOT_SCHEMA: Final = (
     """
 CREATE TABLE IF NOT EXISTS hot_generations (
@@ -201,7 +211,7 @@ class HotFile:
             if last_seq - self.first_seq(generation) + 1 >= self._limit:
                 conn.execute(
                     "UPDATE hot_generations SET state = ?, last_seq = ? WHERE generation = ?",
-                    (_SEALED, last_seq, generation),
+                    (SEALED, last_seq, generation),
                 )
         return stored
 
@@ -212,7 +222,7 @@ class HotFile:
             "SELECT generation, first_seq, last_seq, state FROM hot_generations "
             "ORDER BY generation DESC LIMIT 1"
         ).fetchone()
-        if last is not None and last[3] == _OPEN:
+        if last is not None and last[3] == OPEN:
             generation, first_seq = int(last[0]), int(last[1])
             # On from the last number given, also after the newest rows were deleted (a purge): numbers
             # are never given twice (decision 23), and every append that stored rows recorded its last.
@@ -253,7 +263,7 @@ class HotFile:
         wanted = {(row[0], row[2]) for row in rows}
         ids = list({row[0] for row in rows})
         known: set[tuple[bytes, str]] = set()
-        for generation in self.generations(_SEALED):
+        for generation in self.generations(SEALED):
             for first in range(0, len(ids), _IDS_PER_LOOKUP):
                 chunk = ids[first : first + _IDS_PER_LOOKUP]
                 marks = ", ".join("?" for _ in chunk)
@@ -273,7 +283,7 @@ class HotFile:
         ]
 
     def sealed(self) -> list[int]:
-        return self.generations(_SEALED)
+        return self.generations(SEALED)
 
     def rows(self, generation: int) -> list[Row]:
         table = _table(generation)
@@ -297,7 +307,7 @@ class HotFile:
         is either read here or already in the cold file."""
         rows: list[Row] = []
         with self._conn:
-            for generation in self.generations(_OPEN, _SEALED):
+            for generation in self.generations(OPEN, SEALED):
                 sql, args = _select_newest(_table(generation), query, want)
                 rows += cast(list[Row], self._conn.execute(sql, args).fetchall())
         return sorted(rows, key=_newest_first)[:want]
@@ -317,7 +327,7 @@ class HotFile:
             self._conn.execute(f"DROP TABLE IF EXISTS {_table(generation)}")
             self._conn.execute(
                 "UPDATE hot_generations SET state = ? WHERE generation = ? AND state = ?",
-                (_COMPACTED, generation, _SEALED),
+                (COMPACTED, generation, SEALED),
             )
 
     @property
@@ -329,7 +339,7 @@ class HotFile:
     def check(self) -> list[str]:
         """What SQLite's integrity checks find wrong in the file and in each full-text index (none: [])."""
         problems = [str(row[0]) for row in self._conn.execute("PRAGMA integrity_check") if row[0] != "ok"]
-        for generation in self.generations(_OPEN, _SEALED):
+        for generation in self.generations(OPEN, SEALED):
             table = _table(generation)
             try:
                 self._conn.execute(
@@ -353,10 +363,10 @@ class HotFile:
         number, table and whether it is sealed (its rows never change again but for a deletion)."""
         with self._conn:
             yield [
-                (int(generation), _table(generation), state == _SEALED)
+                (int(generation), _table(generation), state == SEALED)
                 for generation, state in self._conn.execute(
                     "SELECT generation, state FROM hot_generations WHERE state IN (?, ?) ORDER BY generation",
-                    (_OPEN, _SEALED),
+                    (OPEN, SEALED),
                 )
             ]
 
@@ -431,6 +441,17 @@ class ColdFile:
             PageSummary.from_bytes(row[0]) for row in self._conn.execute("SELECT summary FROM cold_pages")
         ]
 
+    @property
+    def connection(self) -> apsw.Connection:
+        """The file's connection, for the store's own work on its pages (retention rewrites them, a
+        migration records generations); used from one thread at a time, as the ColdFile itself."""
+        return self._conn
+
+    @property
+    def codec(self) -> PageCodec:
+        """The codec the file's pages are written with (its dictionary, if it has one)."""
+        return self._codec
+
     def rows(self) -> Iterator[Row]:
         """Every row of every page (in page order), for checks and tests: reads prune pages by summary
         (``tiers_reads``)."""
@@ -482,7 +503,7 @@ def compact(hot: HotFile, cold: ColdFile, generation: int) -> None:
     conn = hot.connection
     with conn:
         found = conn.execute(
-            "SELECT first_seq FROM hot_generations WHERE generation = ? AND state = ?", (generation, _SEALED)
+            "SELECT first_seq FROM hot_generations WHERE generation = ? AND state = ?", (generation, SEALED)
         ).fetchall()
         if not found:
             return

@@ -37,7 +37,7 @@ from logsvc.storage.pages import PageSummary
 from logsvc.storage.port import Export
 from logsvc.storage.sqlite_rollups import count_new_rows, uncount_trigger
 from logsvc.storage.sqlite_schema import COLUMNS, Row
-from logsvc.storage.tiers import ColdFile, HotFile, compact
+from logsvc.storage.tiers import OPEN, SEALED, ColdFile, HotFile, compact
 
 __all__ = [
     "OPS_LOCK",
@@ -53,7 +53,6 @@ __all__ = [
 
 # Held shared by a deletion, exclusively by a snapshot of the two files.
 OPS_LOCK: Final = "ops.lock"
-_OPEN, _SEALED = 0, 1  # tiers' generation states
 _PENDING: Final = (
     "CREATE TABLE IF NOT EXISTS retention_pending "
     "(id INTEGER PRIMARY KEY, page_id INTEGER NOT NULL, seqs BLOB NOT NULL) STRICT"
@@ -72,8 +71,7 @@ def _hot(hot: HotFile) -> apsw.Connection:
 
 
 def _cold(cold: ColdFile) -> apsw.Connection:
-    # The cold file keeps its connection private; retention rewrites its pages, as compaction writes them.
-    return cold._conn
+    return cold.connection
 
 
 @contextlib.contextmanager
@@ -115,7 +113,7 @@ def _hot_generations(conn: apsw.Connection) -> list[tuple[int, int]]:
         (int(g), int(s))
         for g, s in conn.execute(
             "SELECT generation, state FROM hot_generations WHERE state IN (?, ?) ORDER BY generation",
-            (_OPEN, _SEALED),
+            (OPEN, SEALED),
         )
     ]
 
@@ -187,16 +185,16 @@ def _compact_expired(
             if any(_in_scope(str(service), include, exclude) for (service,) in services):
                 due.append((generation, state))
     for generation, state in due:
-        if state == _OPEN:
+        if state == OPEN:
             with _immediate(conn):
                 still = conn.execute("SELECT state FROM hot_generations WHERE generation = ?", (generation,))
-                if still.get == _OPEN:  # else sealed by an append meanwhile, maybe compacted and dropped
+                if still.get == OPEN:  # else sealed by an append meanwhile, maybe compacted and dropped
                     # Sealed at the last number given (decision 23): the next generation numbers on after.
                     conn.execute(
                         "UPDATE hot_generations SET state = ?, last_seq = max("
                         f"coalesce((SELECT max(seq) FROM hot_{generation}), 0), "
                         "coalesce((SELECT max(last_seq) FROM commits), 0)) WHERE generation = ?",
-                        (_SEALED, generation),
+                        (SEALED, generation),
                     )
         compact(hot, cold, generation)
 
@@ -253,7 +251,7 @@ def _take_out(cold: ColdFile, pages: Sequence[tuple[int, set[int]]]) -> None:
     deleted, another rewritten with the rows it keeps (a page id since given to another page holds none
     of them: arrival numbers are never given twice)."""
     conn = _cold(cold)
-    codec = cold._codec  # the cold file's codec: its dictionary, if it has one
+    codec = cold.codec
     with _immediate(conn):
         for page_id, seqs in pages:
             found = conn.execute(
@@ -403,7 +401,7 @@ def forget_newer(hot: HotFile, cold: ColdFile) -> None:
     and compacted before the cold copy (its rows up to the hot copy's moment are in the hot copy, which
     goes on filling it), so that the copy is the store as it was when the hot file was copied."""
     known = [
-        int(g) for (g,) in hot.select("SELECT generation FROM hot_generations WHERE state <> ?", (_OPEN,))
+        int(g) for (g,) in hot.select("SELECT generation FROM hot_generations WHERE state <> ?", (OPEN,))
     ]
     conn = _cold(cold)
     with _immediate(conn):
