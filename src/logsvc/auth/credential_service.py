@@ -34,7 +34,7 @@ from logsvc.auth.records import (
 from logsvc.auth.store import CredentialStore
 from logsvc.domain.roles import ordered_roles
 from logsvc.domain.timestamps import format_timestamp
-from logsvc.errors import ConfigError, Conflict, Forbidden, LogServiceError
+from logsvc.errors import ConfigError, Conflict, Forbidden, LogServiceError, NotFound
 from logsvc.scopes import within
 
 if TYPE_CHECKING:
@@ -261,9 +261,14 @@ class CredentialService:
         event = AuditRecord(self._clock_us(), actor, KEY_REVOKE, access_key_id, source, "")
         return self.store.put_revocation(access_key_id, event)
 
-    def revoke_keeping_an_admin(self, access_key_id: str, *, actor: str, source: str) -> Credential:
+    def revoke_keeping_an_admin(
+        self, access_key_id: str, *, actor: str, source: str, scope: tuple[str, ...] = ()
+    ) -> Credential:
         """Revoke a credential, unless it is the last usable admin credential: with it gone, nobody could
-        manage credentials over the API any more (the HTTP route and the CLI both come here)."""
+        manage credentials over the API any more (the HTTP route and the CLI both come here). ``scope`` is
+        the revoker's: a key outside it is NotFound, as it is not listed to it."""
+        if scope and not any(c.access_key_id == access_key_id for c in self.credentials(scope)):
+            raise NotFound(f"no credential {access_key_id} that this credential manages")
         usable_admins = self._usable_admins(self.store.all_active())
         if usable_admins == {access_key_id}:
             raise Conflict(
@@ -272,8 +277,10 @@ class CredentialService:
             )
         return self.revoke(access_key_id, actor=actor, source=source)
 
-    def credentials(self) -> list[Credential]:
-        return self.store.credentials()
+    def credentials(self, scope: tuple[str, ...] = ()) -> list[Credential]:
+        """The credentials whose service scope lies within ``scope`` (all when empty): what an admin of
+        that scope manages."""
+        return [c for c in self.store.credentials() if within(c.services, scope)]
 
     # ---- audit ------------------------------------------------------------------------------------------
 
