@@ -22,11 +22,20 @@ from logsvc.domain.cursors import Position
 from logsvc.domain.entries import LogEntry, NewEntry
 from logsvc.domain.queries import Page, Query
 from logsvc.domain.stats import MAX_COUNTED, ServiceTotal, StatsQuery
-from logsvc.errors import ConfigError, FieldError, StoreUnavailable, ValidationFailed
+from logsvc.errors import ConfigError, StoreUnavailable
 from logsvc.storage.encoded import DEFAULT_ENCODED_BYTES, EncodedEntries
 from logsvc.storage.port import Arrivals, Export
-from logsvc.storage.sqlite_reads import NEWEST_FIRST, arrivals, entry, recent, recent_json, service_scope
-from logsvc.storage.sqlite_schema import COLUMNS, Row, make_private, open_connection
+from logsvc.storage.sqlite_reads import (
+    NEWEST_FIRST,
+    arrivals,
+    entry,
+    own_cursor,
+    own_position,
+    recent,
+    recent_json,
+    service_scope,
+)
+from logsvc.storage.sqlite_schema import COLUMNS, Row, make_private, new_rows, open_connection
 from logsvc.storage.sqlite_stats import context, histogram, services
 from logsvc.storage.sqlite_writer import sqlite_writer
 
@@ -85,20 +94,7 @@ class SQLiteStore:
     # ---- writes ------------------------------------------------------------------------------------------
 
     async def append(self, entries: Sequence[NewEntry]) -> None:
-        rows = [
-            (
-                e.log_id,
-                e.ts_us,
-                e.service_name,
-                int(e.level),
-                e.log_type,
-                e.message,
-                e.metadata,
-                e.received_us,
-            )
-            for e in entries
-        ]
-        await self._writer.submit(rows)
+        await self._writer.submit(new_rows(entries))
 
     async def check_writable(self) -> None:
         await self._writer.submit(None)
@@ -166,11 +162,11 @@ class SQLiteStore:
         return await self._read(first, None)
 
     async def recent(self, query: Query) -> Page:
-        return await self._read(recent, _own_cursor(query))
+        return await self._read(recent, own_cursor(query))
 
     async def recent_json(self, query: Query) -> bytes:
         encoded = self._encoded
-        return await self._read(lambda conn, q: recent_json(conn, q, encoded), _own_cursor(query))
+        return await self._read(lambda conn, q: recent_json(conn, q, encoded), own_cursor(query))
 
     async def get(self, log_id: bytes) -> list[LogEntry]:
         return await self._read(_get, log_id)
@@ -182,8 +178,7 @@ class SQLiteStore:
     async def arrivals(
         self, after: Position | None, *, limit: int, searches: Sequence[tuple[str, ...]] = ()
     ) -> Arrivals:
-        if after is not None and after[1]:
-            raise ValidationFailed([FieldError("cursor", "belongs to another store")])
+        own_position(after)
         terms = tuple(searches)
         return await self._read(lambda conn, _: arrivals(conn, after, limit, terms), None)
 
@@ -237,12 +232,6 @@ class SQLiteStore:
         self._read_pool.shutdown(wait=True)
         for conn in [*self._readers, *([self._inline] if self._inline else [])]:
             conn.close()
-
-
-def _own_cursor(query: Query) -> Query:
-    if query.cursor is not None and not isinstance(query.cursor[1], int):
-        raise ValidationFailed([FieldError("cursor", "belongs to another store")])
-    return query
 
 
 def _get(conn: apsw.Connection, log_id: bytes) -> list[LogEntry]:

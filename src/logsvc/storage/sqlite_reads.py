@@ -13,6 +13,7 @@ from logsvc.domain.cursors import Position, encode_cursor
 from logsvc.domain.entries import Level, LogEntry, entry_bytes, format_log_id
 from logsvc.domain.queries import MAX_PAGE_BYTES, Page, Query, encoded_page
 from logsvc.domain.timestamps import format_timestamp
+from logsvc.errors import FieldError, ValidationFailed
 from logsvc.scopes import sql_glob
 from logsvc.storage.encoded import Encoded, EncodedEntries
 from logsvc.storage.port import Arrival, Arrivals
@@ -24,8 +25,11 @@ __all__ = [
     "attribute_filters",
     "entry",
     "match_expression",
+    "own_cursor",
+    "own_position",
     "recent",
     "recent_json",
+    "row_filters",
     "search",
     "select_newest",
     "service_scope",
@@ -66,7 +70,7 @@ def searched(conn: apsw.Connection, query: Query, want: int) -> list[tuple[int, 
     than a given one: once ``want`` candidates are at least that new, no older row can displace them.
     """
     match = match_expression(query.terms)
-    where, args = _filters(query, "l.")
+    where, args = row_filters(query, "l.")
     if query.levels:
         where += f" AND l.level IN ({', '.join('?' * len(query.levels))})"
         args += [int(level) for level in query.levels]
@@ -148,7 +152,7 @@ def _arrivals(
 
 def select_newest(query: Query, want: int, columns: str = COLUMNS) -> tuple[str, list[Any]]:
     """The SQL for a read without full-text search: always an index range walked newest first."""
-    where, args = _filters(query, "")
+    where, args = row_filters(query, "")
     if query.levels is None or len(query.levels) == 1:
         if query.levels:
             where += " AND level = ?"
@@ -195,7 +199,7 @@ def attribute_filters(query: Query, prefix: str) -> tuple[str, list[Any]]:
     return where, args
 
 
-def _filters(query: Query, prefix: str) -> tuple[str, list[Any]]:
+def row_filters(query: Query, prefix: str) -> tuple[str, list[Any]]:
     """The WHERE conditions (each starting with AND) shared by every read path, and their arguments."""
     where, args = attribute_filters(query, prefix)
     if query.since_us is not None:
@@ -335,3 +339,16 @@ def entry(row: Row) -> LogEntry:
         metadata=msgspec.Raw(metadata) if metadata is not None else None,
         received_at=format_timestamp(received),
     )
+
+
+def own_cursor(query: Query) -> Query:
+    """The query, unless its cursor was made by another kind of store (ValidationFailed naming it)."""
+    if query.cursor is not None and not isinstance(query.cursor[1], int):
+        raise ValidationFailed([FieldError("cursor", "belongs to another store")])
+    return query
+
+
+def own_position(after: Position | None) -> None:
+    """ValidationFailed unless ``after`` is a position of an embedded store (a number, no shard)."""
+    if after is not None and after[1]:
+        raise ValidationFailed([FieldError("cursor", "belongs to another store")])

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, TypeAlias, cast
 
 import apsw
 
 from logsvc.crypto.sqlite import connect
+from logsvc.domain.entries import NewEntry
 from logsvc.errors import ConfigError
 from logsvc.storage.sqlite_rollups import ROLLUP_SCHEMA, count_new_rows
 
@@ -30,6 +32,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Row",
     "make_private",
+    "new_rows",
     "open_connection",
 ]
 
@@ -80,6 +83,15 @@ END;
 """
     + ROLLUP_SCHEMA
 )
+
+
+def new_rows(entries: Sequence[NewEntry]) -> list[tuple[object, ...]]:
+    """Entries as ``INSERT_ENTRY`` (and the tiered store's hot file) takes their values, in that order."""
+    return [
+        (e.log_id, e.ts_us, e.service_name, int(e.level), e.log_type, e.message, e.metadata, e.received_us)
+        for e in entries
+    ]
+
 
 INSERT_ENTRY = (
     "INSERT INTO logs(log_id, ts, service, level, log_type, message, metadata, received) "

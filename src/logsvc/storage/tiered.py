@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import Final, NamedTuple, TypeVar
 
 import apsw
 import msgspec
@@ -40,6 +40,7 @@ from logsvc.domain.stats import MAX_COUNTED, ServiceTotal, StatsQuery
 from logsvc.errors import ConfigError, StoreUnavailable
 from logsvc.storage import tiers_ops, tiers_reads
 from logsvc.storage.port import Arrivals, Export
+from logsvc.storage.sqlite_schema import new_rows
 from logsvc.storage.sqlite_stats import KEYS, check_countable_minutes, rollup_histogram, too_many_matches
 from logsvc.storage.tiered_compactor import Compactor
 from logsvc.storage.tiers import ROWS_PER_GENERATION, ColdFile, HotFile
@@ -111,20 +112,7 @@ class TieredStore:
     # ---- writes ------------------------------------------------------------------------------------------
 
     async def append(self, entries: Sequence[NewEntry]) -> None:
-        rows: list[tuple[Any, ...]] = [
-            (
-                e.log_id,
-                e.ts_us,
-                e.service_name,
-                int(e.level),
-                e.log_type,
-                e.message,
-                e.metadata,
-                e.received_us,
-            )
-            for e in entries
-        ]
-        await self._writer.submit(rows)
+        await self._writer.submit(new_rows(entries))
 
     async def check_writable(self) -> None:
         await self._writer.submit(None)

@@ -52,6 +52,7 @@ __all__ = [
     "StoredElsewhere",
     "compact",
     "finish",
+    "immediate",
 ]
 
 # An entry as appended: log_id, ts, service, level, log_type, message, metadata, received.
@@ -127,7 +128,7 @@ def _open(path: Path, key: bytes | None, schema: str) -> apsw.Connection:
 
 
 @contextlib.contextmanager
-def _immediate(conn: apsw.Connection) -> Iterator[None]:
+def immediate(conn: apsw.Connection) -> Iterator[None]:
     """A write transaction that takes the write lock first: a transaction that read before writing could
     not be upgraded once another process committed (the compactor and the writer share both files)."""
     conn.execute("BEGIN IMMEDIATE")
@@ -178,7 +179,7 @@ class HotFile:
         holds the hot file's write lock: a generation cannot be dropped meanwhile, and one dropped before
         had its pages committed in the cold file first, so a compaction cannot slip an id past both."""
         conn = self._conn
-        with _immediate(conn):
+        with immediate(conn):
             generation, next_seq = self._open_generation()
             table = _table(generation)
             known = self._known(rows)
@@ -322,7 +323,7 @@ class HotFile:
 
     def drop(self, generation: int) -> None:
         """Forget the rows of a sealed generation that the cold file holds (one durable transaction)."""
-        with taking_turns(self._turns), _immediate(self._conn):
+        with taking_turns(self._turns), immediate(self._conn):
             self._conn.execute(f"DROP TABLE IF EXISTS {_table(generation)}_fts")
             self._conn.execute(f"DROP TABLE IF EXISTS {_table(generation)}")
             self._conn.execute(
@@ -399,7 +400,7 @@ class ColdFile:
         ]
         last_seq = max((row[0] for row in rows), default=first_seq - 1)
         conn = self._conn
-        with _immediate(conn):
+        with immediate(conn):
             if self.holds(generation):
                 return
             conn.executemany(

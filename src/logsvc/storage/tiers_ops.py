@@ -37,7 +37,7 @@ from logsvc.storage.pages import PageSummary
 from logsvc.storage.port import Export
 from logsvc.storage.sqlite_rollups import count_new_rows, uncount_trigger
 from logsvc.storage.sqlite_schema import COLUMNS, Row
-from logsvc.storage.tiers import OPEN, SEALED, ColdFile, HotFile, compact
+from logsvc.storage.tiers import OPEN, SEALED, ColdFile, HotFile, compact, immediate
 
 __all__ = [
     "OPS_LOCK",
@@ -72,17 +72,6 @@ def _hot(hot: HotFile) -> apsw.Connection:
 
 def _cold(cold: ColdFile) -> apsw.Connection:
     return cold.connection
-
-
-@contextlib.contextmanager
-def _immediate(conn: apsw.Connection) -> Iterator[None]:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 def change_counts(conn: apsw.Connection, rows: Iterable[Row], sign: int) -> None:
@@ -151,7 +140,7 @@ def delete_older(
         settle(hot, cold)
         _compact_expired(hot, cold, cutoff_us, include, exclude)
         conn = _hot(hot)
-        with _immediate(conn):
+        with immediate(conn):
             pending = {
                 seq for (seqs,) in conn.execute("SELECT seqs FROM retention_pending") for seq in _seqs(seqs)
             }
@@ -186,7 +175,7 @@ def _compact_expired(
                 due.append((generation, state))
     for generation, state in due:
         if state == OPEN:
-            with _immediate(conn):
+            with immediate(conn):
                 still = conn.execute("SELECT state FROM hot_generations WHERE generation = ?", (generation,))
                 if still.get == OPEN:  # else sealed by an append meanwhile, maybe compacted and dropped
                     # Sealed at the last number given (decision 23): the next generation numbers on after.
@@ -242,7 +231,7 @@ def settle(hot: HotFile, cold: ColdFile) -> None:
     if not records:
         return
     _take_out(cold, [(page_id, set(seqs)) for _, page_id, seqs in records])
-    with _immediate(conn):
+    with immediate(conn):
         conn.executemany("DELETE FROM retention_pending WHERE id = ?", [(i,) for i, _, _ in records])
 
 
@@ -252,7 +241,7 @@ def _take_out(cold: ColdFile, pages: Sequence[tuple[int, set[int]]]) -> None:
     of them: arrival numbers are never given twice)."""
     conn = _cold(cold)
     codec = cold.codec
-    with _immediate(conn):
+    with immediate(conn):
         for page_id, seqs in pages:
             found = conn.execute(
                 "SELECT generation, body FROM cold_pages WHERE page_id = ?", (page_id,)
@@ -404,7 +393,7 @@ def forget_newer(hot: HotFile, cold: ColdFile) -> None:
         int(g) for (g,) in hot.select("SELECT generation FROM hot_generations WHERE state <> ?", (OPEN,))
     ]
     conn = _cold(cold)
-    with _immediate(conn):
+    with immediate(conn):
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS known_generations (generation INTEGER PRIMARY KEY)")
         conn.execute("DELETE FROM temp.known_generations")
         conn.executemany("INSERT INTO temp.known_generations VALUES (?)", [(g,) for g in known])

@@ -28,11 +28,18 @@ from logsvc.domain.cursors import Position
 from logsvc.domain.entries import LogEntry, entry_bytes
 from logsvc.domain.queries import MAX_PAGE_BYTES, Page, Query
 from logsvc.domain.stats import ServiceTotal
-from logsvc.errors import FieldError, ValidationFailed
 from logsvc.scopes import covers
 from logsvc.storage.pages import PageSummary, PageView
 from logsvc.storage.port import Arrival, Arrivals
-from logsvc.storage.sqlite_reads import _page, attribute_filters, entry, match_expression, service_scope
+from logsvc.storage.sqlite_reads import (
+    _page,
+    entry,
+    match_expression,
+    own_cursor,
+    own_position,
+    row_filters,
+    service_scope,
+)
 from logsvc.storage.sqlite_schema import COLUMNS, Row
 from logsvc.storage.tiers import ColdFile, HotFile, _newest_first, _select_newest
 from logsvc.storage.token_filter import IdFilter, TokenFilter, Tokenizer, rows_that_may_hold
@@ -47,8 +54,7 @@ _FOREVER: Final = (1 << 63) - 1
 
 def recent(hot: HotFile, cold: ColdFile, query: Query, tokenizer: Tokenizer) -> Page:
     """``LogStore.recent``: a page of matching entries newest first, and the cursor of the next."""
-    if query.cursor is not None and not isinstance(query.cursor[1], int):
-        raise ValidationFailed([FieldError("cursor", "belongs to another store")])
+    own_cursor(query)
     if query.levels == ():
         return Page(count=0, logs=[], next_cursor=None)
     return _page(iter(newest(hot, cold, query, query.limit + 1, tokenizer)), query.limit)
@@ -112,8 +118,7 @@ def arrivals(
     """``LogStore.arrivals``: entries by arrival number (the commit order) after ``after``, up to ``limit``
     and MAX_PAGE_BYTES; ``found`` holds the arrivals each search matches, by the cold pages' rule (FTS5's
     tokens, each term a phrase), the rule every search of both tiers agrees with."""
-    if after is not None and after[1]:
-        raise ValidationFailed([FieldError("cursor", "belongs to another store")])
+    own_position(after)
     if after is None:
         return Arrivals(entries=[], position=(_head(hot, cold), ""))
     since = int(after[0])
@@ -283,16 +288,7 @@ def _hot_search(hot: HotFile, table: str, query: Query, want: int) -> list[Row]:
 
 def _row_conditions(query: Query, prefix: str) -> tuple[str, list[Any]]:
     """The conditions of ``_select_newest`` but the search, on a table named by ``prefix``."""
-    where, args = attribute_filters(query, prefix)
-    if query.since_us is not None:
-        where += f" AND {prefix}ts >= ?"
-        args.append(query.since_us)
-    if query.until_us is not None:
-        where += f" AND {prefix}ts < ?"
-        args.append(query.until_us)
-    if query.cursor is not None:
-        where += f" AND ({prefix}ts, {prefix}seq) < (?, ?)"
-        args += list(query.cursor)
+    where, args = row_filters(query, prefix)
     if query.levels is not None:
         where += f" AND {prefix}level IN ({', '.join('?' for _ in query.levels)})"
         args += [int(level) for level in query.levels]
