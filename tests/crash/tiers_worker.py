@@ -18,7 +18,11 @@ ROWS_PER_GENERATION = 400
 def writer(hot_path: Path, key: bytes, acks: Path, seed: int) -> None:
     rng = random.Random(seed)
     hot = HotFile(hot_path, key, rows_per_generation=ROWS_PER_GENERATION)
-    fd = os.open(acks, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fd = os.open(acks, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+    # A line the previous round's kill cut short was never a record: cut it off, or this round's first
+    # line would be appended to it.
+    recorded = os.read(fd, os.fstat(fd).st_size)
+    os.ftruncate(fd, recorded.rfind(b"\n") + 1)
     number = 0
     while True:
         rows = []

@@ -21,4 +21,4 @@ def test_every_file_of_a_data_directory_is_named_once(tmp_path: Path) -> None:
         root / "jobs.lock",
         root / "metrics",
     )
-    assert DataDir.DATABASES == ("logs.db", "auth.db")
+    assert DataDir.DATABASES == ("logs.db", "logs-v2/hot.db", "logs-v2/cold.db", "auth.db")
