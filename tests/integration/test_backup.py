@@ -11,11 +11,15 @@ import apsw
 import httpx
 import pytest
 
-from tests.conftest import ServerThread, bearer, make_settings, run_logsvc, stored_ids
+from logsvc.settings import Settings
+from tests.conftest import ServerThread, bearer, eventually, make_settings, run_logsvc, stored_ids
 
 
-def test_backup_while_ingesting_then_restore(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path / "data")
+def backup_while_ingesting(
+    settings: Settings, target: Path, at_least: int
+) -> tuple[set[str], set[str], Path]:
+    """A backup into ``target`` taken while a client ingests batches: the ids acknowledged before it
+    began (``at_least`` of them at least), those acknowledged by its end, and the backup's folder."""
     server = ServerThread(settings).start()
     acknowledged: list[str] = []
     stop = threading.Event()
@@ -32,17 +36,22 @@ def test_backup_while_ingesting_then_restore(tmp_path: Path) -> None:
     writer = threading.Thread(target=ingest)
     writer.start()
     try:
-        while len(acknowledged) < 500:
-            stop.wait(0.05)
+        assert eventually(lambda: len(acknowledged) >= at_least, 120)
         before_backup = set(acknowledged)
-        result = run_logsvc(settings, "backup", "--to", str(tmp_path / "backups"))
+        result = run_logsvc(settings, "backup", "--to", str(target))
         assert result.returncode == 0, result.stderr
         after_backup = set(acknowledged)
     finally:
         stop.set()
         writer.join()
         server.stop()
-    (backup,) = (tmp_path / "backups").iterdir()
+    (backup,) = target.iterdir()
+    return before_backup, after_backup, backup
+
+
+def test_backup_while_ingesting_then_restore(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data")
+    before_backup, after_backup, backup = backup_while_ingesting(settings, tmp_path / "backups", 500)
     assert {p.name for p in backup.iterdir()} == {"logs.db", "auth.db", "keyring.json", "manifest.json"}
     everything = b"".join(p.read_bytes() for p in backup.iterdir())
     assert b"MARKER-" not in everything

@@ -4,7 +4,6 @@ server whose hot generations are compacted while the backup and the archive run.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections import Counter
@@ -19,6 +18,7 @@ from logsvc.storage.tiers import ColdFile, HotFile
 from tests.conftest import ServerThread, bearer, make_settings, run_logsvc
 
 from .test_archive import ingest_for
+from .test_backup import backup_while_ingesting
 
 
 def tiered_settings(data: Path, **more: object) -> Settings:
@@ -44,33 +44,7 @@ def tiered_ids(directory: Path, key: bytes | None) -> Counter[str]:
 
 def test_backup_of_a_tiered_store_while_ingesting_then_restore(tmp_path: Path) -> None:
     settings = tiered_settings(tmp_path / "data")
-    server = ServerThread(settings).start()
-    acknowledged: list[str] = []
-    stop = threading.Event()
-
-    def ingest() -> None:
-        with httpx.Client(base_url=server.url, headers=bearer(server.admin)) as client:
-            while not stop.is_set():
-                batch = [
-                    {"log_id": str(uuid.uuid4()), "message": f"MARKER-{uuid.uuid4().hex}"} for _ in range(50)
-                ]
-                if client.post("/logs", json=batch).status_code == 201:
-                    acknowledged.extend(entry["log_id"] for entry in batch)
-
-    writer = threading.Thread(target=ingest)
-    writer.start()
-    try:
-        while len(acknowledged) < 1000:
-            stop.wait(0.05)
-        before_backup = set(acknowledged)
-        result = run_logsvc(settings, "backup", "--to", str(tmp_path / "backups"))
-        assert result.returncode == 0, result.stderr
-        after_backup = set(acknowledged)
-    finally:
-        stop.set()
-        writer.join()
-        server.stop()
-    (backup,) = (tmp_path / "backups").iterdir()
+    before_backup, after_backup, backup = backup_while_ingesting(settings, tmp_path / "backups", 1000)
     manifest = json.loads((backup / "manifest.json").read_bytes())
     assert set(manifest["files"]) == {"logs-v2/hot.db", "logs-v2/cold.db", "auth.db", "keyring.json"}
     for path in backup.rglob("*"):
