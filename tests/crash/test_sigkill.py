@@ -26,15 +26,28 @@ CLIENTS = 6
 
 
 def client_loop(
-    server: ServerProcess, stop: threading.Event, acked: set[bytes], lock: threading.Lock, seed: int
+    server: ServerProcess,
+    stop: threading.Event,
+    acked: set[bytes],
+    lock: threading.Lock,
+    seed: int,
+    *,
+    sizes: tuple[int, ...] = (1, 1, 1, 5, 50),
+    services: int = 0,
+    timeout: float = 5,
 ) -> None:
+    """A client posting batches of ``sizes`` (over ``services`` services, or the default one) until
+    ``stop``, recording in ``acked`` the ids of every batch answered 201."""
     rng = random.Random(seed)
-    with httpx.Client(base_url=server.url, timeout=5, headers=server.headers) as client:
+    with httpx.Client(base_url=server.url, timeout=timeout, headers=server.headers) as client:
         while not stop.is_set():
-            size = rng.choice([1, 1, 1, 5, 50])
-            batch = [
+            size = rng.choice(sizes)
+            batch: list[dict[str, str]] = [
                 {"log_id": str(uuid.uuid4()), "message": f"crash test {rng.random()}"} for _ in range(size)
             ]
+            if services:
+                for entry in batch:
+                    entry["service_name"] = f"svc-{rng.randrange(services)}"
             body = batch[0] if size == 1 else batch
             try:
                 response = client.post(

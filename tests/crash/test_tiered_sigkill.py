@@ -15,51 +15,26 @@ never changed by a compaction) add up to the entries stored.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
 import threading
 import time
-import uuid
 from collections import Counter
 from functools import partial
 from pathlib import Path
 
-import httpx
 import pytest
 
 from logsvc.crypto import store_key
 from logsvc.storage.tiers import ColdFile, HotFile, finish
 from tests.conftest import ServerProcess, eventually, make_settings
+from tests.crash.test_sigkill import client_loop
 from tests.integration.test_tiered_server import alive, compactor_of
 
 ROUNDS = int(os.environ.get("TIERED_CRASH_ROUNDS", "15"))
 CLIENTS = 4
 GENERATION_ROWS = 300
-
-
-def client_loop(
-    server: ServerProcess, stop: threading.Event, acked: set[bytes], lock: threading.Lock, seed: int
-) -> None:
-    rng = random.Random(seed)
-    with httpx.Client(base_url=server.url, timeout=10, headers=server.headers) as client:
-        while not stop.is_set():
-            size = rng.choice([1, 10, 100, 250])
-            batch = [
-                {"log_id": str(uuid.uuid4()), "service_name": f"svc-{rng.randrange(5)}", "message": f"m {i}"}
-                for i in range(size)
-            ]
-            try:
-                response = client.post(
-                    "/logs", content=json.dumps(batch), headers={"Content-Type": "application/json"}
-                )
-            except httpx.TransportError:
-                time.sleep(0.01)
-                continue
-            if response.status_code == 201:
-                with lock:
-                    acked.update(uuid.UUID(e["log_id"]).bytes for e in batch)
 
 
 def gone(pid: int) -> bool:
@@ -108,7 +83,11 @@ def test_acknowledged_entries_survive_sigkill_of_server_and_compactor(tmp_path: 
             assert server.proc is not None
             stop = threading.Event()
             clients = [
-                threading.Thread(target=client_loop, args=(server, stop, acked, lock, round_ * 100 + n))
+                threading.Thread(
+                    target=client_loop,
+                    args=(server, stop, acked, lock, round_ * 100 + n),
+                    kwargs={"sizes": (1, 10, 100, 250), "services": 5, "timeout": 10},
+                )
                 for n in range(CLIENTS)
             ]
             for thread in clients:
