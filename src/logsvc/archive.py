@@ -30,8 +30,9 @@ from logsvc.datadir import DataDir
 from logsvc.domain.entries import Level, NewEntry
 from logsvc.domain.timestamps import DAY_US
 from logsvc.errors import ConfigError, LogServiceError
-from logsvc.storage.open import open_store, sqlite_url, tiered_url
+from logsvc.storage.open import open_store
 from logsvc.storage.port import Export, Exportable
+from logsvc.store_url import sqlite_url, tiered_url
 
 __all__ = ["Archiver", "restore_to_time"]
 

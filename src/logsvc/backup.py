@@ -24,6 +24,7 @@ from logsvc.domain.timestamps import format_timestamp
 from logsvc.errors import ConfigError
 from logsvc.settings import Settings
 from logsvc.storage.open import store_files
+from logsvc.store_url import engine_of
 
 __all__ = ["Manifest", "backup_in", "create_backup", "restore_backup"]
 
@@ -65,7 +66,7 @@ def create_backup(settings: Settings, into: Path) -> tuple[Path, Manifest]:
         raise ConfigError(f"cannot create the backup directory {target}: {exc.strerror}") from None
     # A backup is laid out as a data directory: restoring copies its files into a new one by name.
     backup = DataDir(target)
-    store.snapshot(key, backup.tiered if settings.store_url.startswith("tiered:") else backup.logs)
+    store.snapshot(key, backup.tiered if engine_of(settings.store_url) == "tiered" else backup.logs)
     if data_dir.auth.exists():
         snapshot(data_dir.auth, key, backup.auth)
     if data_dir.keyring.exists():

@@ -28,6 +28,7 @@ from logsvc.service import AdminService, IngestObserver, LogService, Retention
 from logsvc.settings import Settings
 from logsvc.storage.open import open_store
 from logsvc.storage.port import LogStore, exportable
+from logsvc.store_url import engine_of
 from logsvc.tail import TailHub, TailLimits
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ class Root:
                 url,
                 read_threads=settings.read_threads,
                 on_commit=self._on_commit,
-                key=None if url.startswith("dynamodb:") else self._data_key(),
+                key=None if engine_of(url) == "dynamodb" else self._data_key(),
                 retention=retention_rules(settings.retention_days, settings.retention_by_service),
             )
         return self._store

@@ -17,6 +17,7 @@ from logsvc.domain.iam import iam_role_or_user
 from logsvc.domain.roles import Role, granted_roles
 from logsvc.errors import ConfigError
 from logsvc.scopes import PATTERN_REGEX, check_pattern
+from logsvc.store_url import engine_of, sqlite_url, tiered_url
 
 __all__ = ["ENV_PREFIX", "AwsGrant", "Settings", "load_settings"]
 
@@ -282,9 +283,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             raise ValueError("tls_cert and tls_key go together: give both or neither")
         if self.jwt_issuer and (not self.jwt_audience or bool(self.jwt_jwks_url) == bool(self.jwt_jwks_file)):
             raise ValueError("jwt_issuer needs jwt_audience and exactly one of jwt_jwks_url, jwt_jwks_file")
-        if self.store_engine == "tiered" and self.store and not self.store.startswith("tiered:"):
+        if self.store_engine == "tiered" and self.store and engine_of(self.store) != "tiered":
             raise ValueError("store_engine = tiered takes an empty store or a tiered:///DIR URL")
-        if self.archive_dir and self.store.startswith("dynamodb:"):
+        if self.archive_dir and engine_of(self.store) == "dynamodb":
             raise ValueError("archive_dir works with the sqlite store; DynamoDB has point-in-time recovery")
         if self.auth_store and not self.auth_store.startswith("dynamodb://"):
             raise ValueError("auth_store is empty (auth.db in data_dir) or dynamodb://TABLE?region=REGION")
@@ -339,7 +340,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
         if self.store:
             return self.store
         data = DataDir(self.data_dir)
-        return f"tiered:///{data.tiered}" if self.store_engine == "tiered" else f"sqlite:///{data.logs}"
+        return tiered_url(data.tiered) if self.store_engine == "tiered" else sqlite_url(data.logs)
 
     @property
     def auth_db(self) -> Path:

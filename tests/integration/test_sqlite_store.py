@@ -18,11 +18,12 @@ from logsvc.domain.cursors import decode_cursor
 from logsvc.domain.entries import Level, NewEntry
 from logsvc.domain.queries import Query
 from logsvc.errors import ConfigError, StoreUnavailable
-from logsvc.storage.open import open_store, sqlite_url, store_files
+from logsvc.storage.open import open_store, store_files
 from logsvc.storage.port import Exportable, exportable
 from logsvc.storage.sqlite import SQLiteStore
 from logsvc.storage.sqlite_reads import select_newest
 from logsvc.storage.sqlite_schema import BLOCK_SHIFT
+from logsvc.store_url import sqlite_url
 
 T = TypeVar("T")
 WORDS = ["alpha", "beta", "gamma", "delta", "disk", "timeout", "user", "login"]

@@ -21,13 +21,14 @@ from logsvc.crypto.sqlite import connect
 from logsvc.errors import ConfigError
 from logsvc.jobs import JobsLease
 from logsvc.storage.migrate import MIGRATING, migrate
-from logsvc.storage.open import open_store, tiered_url
+from logsvc.storage.open import open_store
 from logsvc.storage.sqlite import SQLiteStore
 from logsvc.storage.sqlite_files import SQLiteFiles
 from logsvc.storage.tiered import TieredStore
 from logsvc.storage.tiered_files import TieredFiles
 from logsvc.storage.tiers import ColdFile, HotFile
 from logsvc.storage.tiers_ops import export_after
+from logsvc.store_url import tiered_url
 from tests.conftest import ServerProcess, eventually, logsvc_environment, make_settings, run_logsvc
 
 from .tiered_reference import (

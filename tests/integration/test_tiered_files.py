@@ -14,13 +14,14 @@ import pytest
 
 from logsvc.crypto.sqlite import snapshot
 from logsvc.errors import ConfigError
-from logsvc.storage.open import store_files, tiered_url
+from logsvc.storage.open import store_files
 from logsvc.storage.sqlite import SQLiteStore
 from logsvc.storage.sqlite_files import SQLiteFiles
 from logsvc.storage.tiered_files import COLD, HOT, TieredFiles
 from logsvc.storage.tiers import ColdFile, HotFile, compact, finish
 from logsvc.storage.tiers_ops import delete_older, forget_newer
 from logsvc.storage.writer import taking_turns, turns_lock
+from logsvc.store_url import tiered_url
 
 from .tiered_reference import (
     BASE_US,

@@ -10,6 +10,7 @@ from logsvc.auth.store import CredentialStore
 from logsvc.crypto import key_source, master_key_from, store_key
 from logsvc.errors import ConfigError
 from logsvc.settings import Settings
+from logsvc.store_url import engine_of
 
 __all__ = ["open_credentials"]
 
@@ -31,7 +32,7 @@ def _dynamodb_store(settings: Settings) -> CredentialStore:
     from logsvc.storage.dynamodb_table import parse_url  # noqa: PLC0415
 
     target = parse_url(settings.auth_store, setting="auth_store", shards=False)
-    if settings.store.startswith("dynamodb:"):
+    if engine_of(settings.store) == "dynamodb":
         logs = parse_url(settings.store)
         if (logs.table, logs.region, logs.endpoint) == (target.table, target.region, target.endpoint):
             raise ConfigError(

@@ -46,6 +46,7 @@ from logsvc.routing import Answer, Call, Endpoint, LambdaFunction, Services, aut
 from logsvc.service import LogService
 from logsvc.settings import Settings, load_settings
 from logsvc.storage.port import LogStore
+from logsvc.store_url import engine_of
 
 __all__ = ["LambdaApp", "configure_logging", "ingest", "read"]
 
@@ -209,7 +210,7 @@ class LambdaApp:
 
 def check_lambda_store(settings: Settings) -> None:
     """A Lambda has no disk to keep SQLite on: the store must be DynamoDB."""
-    if not settings.store.startswith("dynamodb://"):
+    if engine_of(settings.store) != "dynamodb":
         raise ConfigError(
             f"the Lambda handlers need a DynamoDB store: set LOGSVC_STORE=dynamodb://TABLE?region=REGION "
             f"(got {settings.store or 'the default SQLite store'})"

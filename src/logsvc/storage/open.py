@@ -11,13 +11,14 @@ from urllib.parse import parse_qs, urlsplit
 from logsvc.domain.retention import RetentionRule
 from logsvc.errors import ConfigError
 from logsvc.storage.port import LogStore, StoreFiles
+from logsvc.store_url import engine_of
 
 # Entries per hot generation of a tiered store: small ones compact often (the tests' do), large ones keep
 # more entries uncompressed.
 _MIN_GENERATION_ROWS: Final = 64
 _MAX_GENERATION_ROWS: Final = 1_048_576
 
-__all__ = ["open_store", "sqlite_path", "sqlite_url", "store_files", "tiered_path", "tiered_url"]
+__all__ = ["open_store", "sqlite_path", "store_files", "tiered_path"]
 
 
 def open_store(
@@ -32,11 +33,11 @@ def open_store(
     ``tiered:///relative/dir`` or ``tiered:////absolute/dir`` (storage v2, which runs its compactor process
     while open; ``?generation_rows=N``: entries per hot generation, 16,384 by default), or
     ``dynamodb://TABLE?region=..``. The DynamoDB store writes ``retention`` as each item's TTL."""
-    if url.startswith("dynamodb:"):
+    if engine_of(url) == "dynamodb":
         from logsvc.storage.dynamodb import DynamoDBStore  # noqa: PLC0415
 
         return DynamoDBStore(url, retention=retention)
-    if url.startswith("tiered:"):
+    if engine_of(url) == "tiered":
         from logsvc.storage.migrate import migrating  # noqa: PLC0415
         from logsvc.storage.tiered import TieredStore  # noqa: PLC0415
 
@@ -60,7 +61,7 @@ def open_store(
 def store_files(url: str) -> StoreFiles:
     """The files of an existing local store, for the operator's offline commands; ConfigError for a store
     that is not local files (DynamoDB has its own tools) or that does not exist."""
-    if url.startswith("tiered:"):
+    if engine_of(url) == "tiered":
         directory = tiered_path(url)
         if not directory.is_dir():
             raise ConfigError(f"there is no store at {directory}")
@@ -77,13 +78,12 @@ def store_files(url: str) -> StoreFiles:
 
 def sqlite_path(url: str) -> Path:
     """The file of a ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` URL."""
-    parts = urlsplit(url)
-    if parts.scheme == "dynamodb":
+    if engine_of(url) == "dynamodb":
         raise ConfigError(
             f"store URL {url!r}: this command works on the embedded sqlite store; for DynamoDB use its own "
             "tools (point-in-time recovery, on-demand backups, the console)"
         )
-    if parts.scheme == "tiered":
+    if engine_of(url) == "tiered":
         raise ConfigError(f"store URL {url!r} is a tiered store, not an sqlite file")
     return _local_path(url, "sqlite", "file.db")
 
@@ -123,13 +123,3 @@ def _local_path(url: str, scheme: str, example: str) -> Path:
             f"store URL {url!r}: write {scheme}:///relative/{example} or {scheme}:////absolute/{example}"
         )
     return Path(parts.path[1:])
-
-
-def sqlite_url(path: Path) -> str:
-    """The store URL of a database file: the inverse of ``sqlite_path``."""
-    return f"sqlite:///{path}"
-
-
-def tiered_url(path: Path) -> str:
-    """The store URL of a tiered store's directory: the inverse of ``tiered_path``."""
-    return f"tiered:///{path}"
