@@ -225,11 +225,7 @@ class HotFile:
         ).fetchone()
         if last is not None and last[3] == OPEN:
             generation, first_seq = int(last[0]), int(last[1])
-            # On from the last number given, also after the newest rows were deleted (a purge): numbers
-            # are never given twice (decision 23), and every append that stored rows recorded its last.
-            (top,) = _one(conn, f"SELECT max(seq) FROM {_table(generation)}")
-            (committed,) = _one(conn, "SELECT max(last_seq) FROM commits")
-            return generation, max(first_seq, int(top or 0) + 1, int(committed or 0) + 1)
+            return generation, max(first_seq, self._last_given(generation) + 1)
         generation, first_seq = (int(last[0]) + 1, int(last[2]) + 1) if last is not None else (1, 1)
         conn.execute(
             "INSERT INTO hot_generations(generation, first_seq) VALUES (?, ?)", (generation, first_seq)
@@ -256,6 +252,24 @@ class HotFile:
         )
         conn.execute(uncount_trigger(table))
         return generation, first_seq
+
+    def _last_given(self, generation: int) -> int:
+        """The last arrival number given in the open generation, also after its newest rows were deleted
+        (a purge): numbers are never given twice (decision 23), and every append that stored rows recorded
+        its last in ``commits``."""
+        (top,) = _one(self._conn, f"SELECT max(seq) FROM {_table(generation)}")
+        (committed,) = _one(self._conn, "SELECT max(last_seq) FROM commits")
+        return max(int(top or 0), int(committed or 0))
+
+    def seal(self, generation: int) -> None:
+        """Seal the generation, if still open, at the last number given: the next one numbers on after it.
+        Run inside the caller's write transaction."""
+        state = self._conn.execute("SELECT state FROM hot_generations WHERE generation = ?", (generation,))
+        if state.get == OPEN:  # else sealed already, and maybe compacted and its table dropped
+            self._conn.execute(
+                "UPDATE hot_generations SET state = ?, last_seq = ? WHERE generation = ?",
+                (SEALED, self._last_given(generation), generation),
+            )
 
     def _known(self, rows: Sequence[NewRow]) -> set[tuple[bytes, str]]:
         """The ``(log_id, service)`` pairs of ``rows`` already in a sealed hot generation. The open one

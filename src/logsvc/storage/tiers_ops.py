@@ -176,15 +176,7 @@ def _compact_expired(
     for generation, state in due:
         if state == OPEN:
             with immediate(conn):
-                still = conn.execute("SELECT state FROM hot_generations WHERE generation = ?", (generation,))
-                if still.get == OPEN:  # else sealed by an append meanwhile, maybe compacted and dropped
-                    # Sealed at the last number given (decision 23): the next generation numbers on after.
-                    conn.execute(
-                        "UPDATE hot_generations SET state = ?, last_seq = max("
-                        f"coalesce((SELECT max(seq) FROM hot_{generation}), 0), "
-                        "coalesce((SELECT max(last_seq) FROM commits), 0)) WHERE generation = ?",
-                        (SEALED, generation),
-                    )
+                hot.seal(generation)  # unless an append sealed it meanwhile
         compact(hot, cold, generation)
 
 
