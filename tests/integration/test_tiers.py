@@ -12,6 +12,7 @@ from pathlib import Path
 import apsw
 import pytest
 
+from logsvc.errors import ConfigError
 from logsvc.storage.sqlite_rollups import ROLLUP_TABLES, count_new_rows
 from logsvc.storage.sqlite_schema import INDEX_NEW_ROWS, INSERT_ENTRY, open_connection
 from logsvc.storage.tiers import ColdFile, HotFile, NewRow, compact, finish
@@ -164,6 +165,28 @@ def test_compacting_a_generation_twice_stores_it_once(files: tuple[Path, Path]) 
             {i.to_bytes(16, "big"): 1 for i in range(300)}
         )
     finally:
+        hot.close()
+        cold.close()
+
+
+def test_a_generation_held_with_other_arrival_numbers_is_refused_and_kept_hot(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A cold file of another store holding a generation by the same number: the hot rows are not dropped."""
+    other_hot = HotFile(tmp_path / "other-hot.db", KEY, rows_per_generation=PER_GENERATION)
+    hot = HotFile(files[0], KEY, rows_per_generation=PER_GENERATION)
+    cold = ColdFile(files[1], KEY)
+    try:
+        other_hot.append(batch(0, 100))
+        cold.write(1, 1, other_hot.rows(1))
+        hot.append(batch(1_000, 300))
+        assert hot.sealed() == [1]
+        with pytest.raises(ConfigError, match="holds generation 1 with arrival numbers 1 to 100"):
+            compact(hot, cold, 1)
+        assert len(hot.rows(1)) == 300
+        assert hot.sealed() == [1]
+    finally:
+        other_hot.close()
         hot.close()
         cold.close()
 

@@ -406,7 +406,9 @@ class ColdFile:
 
     def write(self, generation: int, first_seq: int, rows: Sequence[Row]) -> None:
         """The generation's rows as pages sorted by (event time, arrival), and its record, in one durable
-        transaction; nothing when the cold file already holds the generation."""
+        transaction; nothing when the cold file already holds the generation (a compaction done again),
+        and ConfigError when it holds another generation by that number: the hot file would then drop rows
+        the cold file does not hold."""
         ordered = sorted(rows, key=lambda row: (row[2], row[0]))
         encoded = [
             self._codec.encode(ordered[start : start + PAGE_ENTRIES])
@@ -415,7 +417,17 @@ class ColdFile:
         last_seq = max((row[0] for row in rows), default=first_seq - 1)
         conn = self._conn
         with immediate(conn):
-            if self.holds(generation):
+            held = conn.execute(
+                "SELECT first_seq, last_seq FROM cold_generations WHERE generation = ?", (generation,)
+            ).fetchone()
+            if held is not None:
+                # Retention takes entries out of a held generation, never changes its arrival range.
+                if tuple(held) != (first_seq, last_seq):
+                    raise ConfigError(
+                        f"{self.path} holds generation {generation} with arrival numbers {held[0]} to "
+                        f"{held[1]}, the hot file's has {first_seq} to {last_seq}: the two files are not "
+                        "of the same store (restore both from one backup)"
+                    )
                 return
             conn.executemany(
                 "INSERT INTO cold_pages(generation, min_ts, max_ts, min_seq, max_seq, summary, body) "
