@@ -111,6 +111,9 @@ def restore_backup(source: Path, into: Path) -> Manifest:
         path = source / name
         if not path.exists():
             raise ConfigError(f"the backup {source} is missing {name}")
+        # Through a link, or as a directory (a forged manifest naming both x and x/y), it is no file of it.
+        if path.is_symlink() or not path.is_file() or not path.resolve().is_relative_to(source.resolve()):
+            raise ConfigError(f"the backup {source} is damaged: {name} is not a file of the backup")
         if _digest(path) != expected:
             raise ConfigError(f"the backup {source} is damaged: {name} does not match its checksum")
     if into.exists() and any(into.iterdir()):

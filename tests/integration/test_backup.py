@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import uuid
@@ -124,3 +125,37 @@ def test_restore_takes_the_directory_given_to_backup_as_typed(tmp_path: Path) ->
     refused = run_logsvc(settings, "restore", "--from", str(empty), "--into", str(tmp_path / "nothing"))
     assert refused.returncode == 2
     assert "is not a logsvc backup" in refused.stderr
+
+
+@pytest.mark.parametrize("forgery", ["directory", "link out", "link in a folder"])
+def test_a_forged_manifest_naming_no_file_of_the_backup_is_refused(tmp_path: Path, forgery: str) -> None:
+    """A manifest naming a folder of the backup, or a link out of it, with a matching checksum: refused
+    with an error naming it, before anything is written (it was a traceback, or a copy of the outside
+    file)."""
+    settings = make_settings(tmp_path / "data")
+    backup = tmp_path / "backup"
+    (backup / "x").mkdir(parents=True)
+    secret = tmp_path / "outside.txt"
+    secret.write_text("not the backup's")
+    digest = {"sha256": hashlib.sha256(secret.read_bytes()).hexdigest(), "bytes": secret.stat().st_size}
+    files = {"x/y": digest}
+    if forgery == "directory":
+        (backup / "x" / "y").write_bytes(secret.read_bytes())
+        files["x"] = digest
+        named = "x"
+    elif forgery == "link out":
+        (backup / "z").symlink_to(secret)
+        files = {"z": digest}
+        named = "z"
+    else:
+        (backup / "x").rmdir()
+        (backup / "x").symlink_to(tmp_path)
+        files = {"x/outside.txt": digest}
+        named = "x/outside.txt"
+    manifest = {"version": 1, "created_at": "2026-11-30T00:00:00.000000Z", "files": files}
+    (backup / "manifest.json").write_text(json.dumps(manifest))
+    result = run_logsvc(settings, "restore", "--from", str(backup), "--into", str(tmp_path / "restored"))
+    assert result.returncode == 2, result.stderr
+    assert f"damaged: {named} is not a file of the backup" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "restored").exists()
