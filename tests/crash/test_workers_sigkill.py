@@ -19,8 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ServerProcess, eventually
+from logsvc.crypto import store_key
+from tests.conftest import ServerProcess, eventually, make_settings
 from tests.crash.test_sigkill import check_store
+from tests.crash.test_tiered_sigkill import check
 
 KILLS = 5
 CLIENTS = 6
@@ -91,10 +93,15 @@ def client_loop(
 
 
 @pytest.mark.crash
-def test_acknowledged_entries_survive_a_worker_killed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["sqlite", "tiered"])
+def test_acknowledged_entries_survive_a_worker_killed(tmp_path: Path, engine: str) -> None:
+    """Both workers write one store; for the tiered store each worker also starts a compactor, of which one
+    at a time compacts (small generations here, so compactions run all along and a kill meets one)."""
     rng = random.Random(15)
     data = tmp_path / "data"
-    server = ServerProcess(data, "--workers", "2")
+    tiered = data / "logs-v2"
+    store = ("--store", f"tiered:///{tiered}?generation_rows=300") if engine == "tiered" else ()
+    server = ServerProcess(data, "--workers", "2", *store, env={"LOGSVC_STORE_ENGINE": engine})
     acked: set[bytes] = set()
     lock = threading.Lock()
     stop = threading.Event()
@@ -121,7 +128,10 @@ def test_acknowledged_entries_survive_a_worker_killed(tmp_path: Path) -> None:
             thread.join(timeout=60)
         assert server.terminate() == 0
         with lock:
-            stored = check_store(data / "logs.db", acked)
+            if engine == "tiered":
+                stored = check(tiered, store_key(make_settings(data)), acked)
+            else:
+                stored = check_store(data / "logs.db", acked)
     finally:
         stop.set()
         server.kill()
