@@ -17,10 +17,11 @@ the rows that may hold its words (``token_filter.rows_that_may_hold``) and cuts 
 
 from __future__ import annotations
 
+import heapq
 import threading
 import weakref
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any, Final, NamedTuple, cast
 
 from logsvc.domain.context import Context, fit_context
@@ -221,8 +222,13 @@ def newest(
             if view is None:
                 continue  # deleted since the listing (retention): its entries are gone
             kept = _matching(view, query, terms, tokenizer, found)
+            if len(best) == want:
+                worst = best[-1][2], best[-1][0]
+                kept = [place for place in kept if place[:2] > worst]
             if kept:
-                found.update((row[0], row) for row in view.rows(kept))
+                # only the rows that may rank among the newest ``want`` are built
+                newer = heapq.nlargest(want, kept)
+                found.update((row[0], row) for row in view.rows([i for _ts, _seq, i in newer]))
                 best = sorted(found.values(), key=_newest_first)[:want]
     return best
 
@@ -392,11 +398,12 @@ def _head(hot: HotFile, cold: ColdFile) -> int:
 
 
 def _matching(
-    view: PageView, query: Query, terms: list[list[str]], tokenizer: Tokenizer | None, skip: dict[int, Row]
-) -> list[int]:
-    """The places in the page of the entries matching ``query`` (its search terms given as their query
-    tokens) that are not in ``skip``: the rule of ``_select_newest`` on the page's columns, each decoded
-    only when a filter asks for it, the search's prefilter first (it keeps fewest)."""
+    view: PageView, query: Query, terms: list[list[str]], tokenizer: Tokenizer | None, skip: Collection[int]
+) -> list[tuple[int, int, int]]:
+    """The event time, arrival number and place in the page of the entries matching ``query`` (its search
+    terms given as their query tokens) that are not in ``skip``: the rule of ``_select_newest`` on the
+    page's columns, each decoded only when a filter asks for it, the search's prefilter first (it keeps
+    fewest)."""
     kept: Iterable[int] = range(view.count)
     if terms:
         maybe = rows_that_may_hold(view.message_text, view.message_ends, [t for term in terms for t in term])
@@ -404,31 +411,33 @@ def _matching(
             kept = sorted(maybe)
             if not kept:
                 return []
-    times, seqs = view.times, view.seqs
+    kept = list(kept)
     since = query.since_us if query.since_us is not None else -_FOREVER - 1
     until = query.until_us if query.until_us is not None else _FOREVER + 1
     cursor = query.cursor or (_FOREVER + 1, 0)
-    kept = [
-        i for i in kept if since <= times[i] < until and (times[i], seqs[i]) < cursor and seqs[i] not in skip
+    places = [
+        (ts, seq, i)
+        for i, ts, seq in zip(kept, view.times_at(kept), view.seqs_at(kept), strict=True)
+        if since <= ts < until and (ts, seq) < cursor and seq not in skip
     ]
-    if kept and (query.service_name is not None or query.service_patterns):
-        names = view.services
+    if places and (query.service_name is not None or query.service_patterns):
+        names = view.services_at([i for _ts, _seq, i in places])
         admitted = {
             name: (query.service_name is None or name == query.service_name)
             and covers(query.service_patterns, name)
             for name in set(names)
         }
-        kept = [i for i in kept if admitted[names[i]]]
-    if kept and query.levels is not None:
+        places = [place for place, name in zip(places, names, strict=True) if admitted[name]]
+    if places and query.levels is not None:
         levels, allowed = view.levels, {int(level) for level in query.levels}
-        kept = [i for i in kept if levels[i] in allowed]
-    if kept and query.log_type is not None:
-        types = view.types
-        kept = [i for i in kept if types[i] == query.log_type]
-    if kept and terms and tokenizer is not None:
-        tokens = tokenizer.documents([view.message(i) for i in kept])
-        kept = [i for i, words in zip(kept, tokens, strict=True) if _holds_all(words, terms)]
-    return kept
+        places = [place for place in places if levels[place[2]] in allowed]
+    if places and query.log_type is not None:
+        types = view.types_at([i for _ts, _seq, i in places])
+        places = [place for place, name in zip(places, types, strict=True) if name == query.log_type]
+    if places and terms and tokenizer is not None:
+        tokens = tokenizer.documents([view.message(i) for _ts, _seq, i in places])
+        places = [place for place, words in zip(places, tokens, strict=True) if _holds_all(words, terms)]
+    return places
 
 
 class _Page(NamedTuple):
