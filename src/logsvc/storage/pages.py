@@ -329,7 +329,7 @@ class PageView:
         lengths.frombytes(_unshuffle(self._raw(9), 4))
         if len(lengths) != self.count:
             raise ValueError("a page's column misses a text")
-        ends = array("q", itertools.accumulate(lengths))
+        ends = list(itertools.accumulate(lengths))
         if (ends[-1] if ends else 0) != len(self.message_text):
             raise ValueError("a page's texts do not add up to their lengths")
         return ends
