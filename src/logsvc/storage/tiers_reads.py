@@ -416,13 +416,17 @@ def _matching(
             kept = sorted(maybe)
             if not kept:
                 return []
-    kept = list(kept)
+    if isinstance(kept, range):  # every row: the whole columns
+        times, seqs = view.times, view.seqs
+    else:
+        kept = list(kept)
+        times, seqs = view.times_at(kept), view.seqs_at(kept)
     since = query.since_us if query.since_us is not None else -_FOREVER - 1
     until = query.until_us if query.until_us is not None else _FOREVER + 1
     cursor = query.cursor or (_FOREVER + 1, 0)
     places = [
         (ts, seq, i)
-        for i, ts, seq in zip(kept, view.times_at(kept), view.seqs_at(kept), strict=True)
+        for i, ts, seq in zip(kept, times, seqs, strict=True)
         if since <= ts < until and (ts, seq) < cursor and seq not in skip
     ]
     if places and (query.service_name is not None or query.service_patterns):
