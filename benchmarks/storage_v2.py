@@ -13,6 +13,12 @@
   (``tiers_reads.recent``, a page of the newest 100: all, one service, ERROR+, the last minute, a common
   word, a rare word; p50 and p99 of 101 repeats, the reads taking turns). ``--keep DIR`` builds the files
   in DIR once (one run) and, when DIR holds them, only measures the reads on them;
+- the reads of a tiered store kept across runs (``--reuse DIR``, decision 37): built once in DIR through
+  the real ``TieredStore`` and its compactor process (``--entries`` template entries, 8 batches in flight,
+  until the compactor caught up), then opened by each run and read through ``TieredStore.recent``: the
+  first read ``--settle`` seconds after opening, then the six reads of newest 100 taking turns
+  ``--repeats`` times (p50, p99, CPU ms per read, load average); with ``--skip-store --skip-pages
+  --skip-tiered`` nothing else runs;
 - the cold page encoding (``logsvc.storage.pages``) of the same entries in pages of 1,024 sorted by event
   time: bytes per entry (pages, summaries and token filters), and the encoding's CPU µs per entry, with
   and without a zstd dictionary trained on the first pages;
