@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import struct
+from array import array
 
 import pytest
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -167,6 +170,41 @@ def test_pages_of_no_entries_too_many_or_bad_ids_are_refused() -> None:
             codec.decode(b"XXXX" + codec.encode([row])[0][4:])
     finally:
         codec.close()
+
+
+def _with_column(page: bytes, index: int, raw: bytes) -> bytes:
+    """The page with one column replaced by ``raw`` (compressed as the codec does, no dictionary)."""
+    head = 12 + 4 * 13
+    sizes = list(struct.unpack_from("<13I", page, 12))
+    columns, start = [], head
+    for size in sizes:
+        columns.append(page[start : start + size])
+        start += size
+    columns[index] = zstandard.ZstdCompressor(level=3).compress(raw)
+    return page[:12] + struct.pack("<13I", *map(len, columns)) + b"".join(columns)
+
+
+def test_a_page_whose_texts_do_not_add_up_is_refused_whole_and_row_by_row() -> None:
+    """A metadata length past the texts (or below -1) is an error, not a wrong text, whether one row is
+    read alone (its start from the lengths before it) or every row (every start summed)."""
+    page = _realistic(PAGE_ENTRIES)
+    codec = PageCodec()
+    try:
+        blob, _summary = codec.encode(page)
+        for bad in (10**6, -2):
+            lengths = array("i", [len(row[7] or "") for row in page])
+            lengths[-1] = bad
+            broken = _with_column(blob, 11, _shuffled(lengths.tobytes(), 4))
+            with pytest.raises(ValueError, match=r"texts|negative"):
+                codec.view(broken).metadata(PAGE_ENTRIES - 1)
+            with pytest.raises(ValueError, match=r"texts|negative"):
+                codec.decode(broken)
+    finally:
+        codec.close()
+
+
+def _shuffled(data: bytes, width: int) -> bytes:
+    return b"".join(data[i::width] for i in range(width))
 
 
 small_rows = st.tuples(

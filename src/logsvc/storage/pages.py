@@ -250,8 +250,20 @@ class PageView:
         blob = self._id_blob
         return [blob[i : i + _ID_BYTES] for i in range(0, len(blob), _ID_BYTES)]
 
+    @functools.cached_property
+    def _id_planes(self) -> bytes:
+        planes = self._raw(1)
+        if len(planes) != self.count * _ID_BYTES:
+            raise ValueError("a page column does not hold its entry count")
+        return planes
+
     def log_id(self, index: int) -> bytes:
-        return self._id_blob[index * _ID_BYTES : (index + 1) * _ID_BYTES]
+        if "_id_blob" in self.__dict__:
+            return self._id_blob[index * _ID_BYTES : (index + 1) * _ID_BYTES]
+        if not 0 <= index < self.count:
+            raise IndexError(index)
+        # byte-shuffled: the n-th byte of every id together, so an id's bytes are one in every ``count``
+        return self._id_planes[index :: self.count]
 
     @functools.cached_property
     def _time_deltas(self) -> array[int]:
@@ -340,21 +352,22 @@ class PageView:
 
     @functools.cached_property
     def _metadata(self) -> tuple[array[int], bytes]:
-        """The metadata lengths (-1 for none) and texts, checked to add up (in C: a read of one row's
-        metadata does not accumulate the lengths of the others in Python)."""
+        """The metadata lengths (-1 for none) and texts."""
         lengths = array("i")
         lengths.frombytes(_unshuffle(self._raw(11), 4))
-        text = self._raw(_METADATA_TEXT)
-        if len(lengths) != self.count or (self.count and min(lengths) < _NULL):
+        if len(lengths) != self.count:
             raise ValueError("a page column does not hold its entry count")
-        if sum(lengths) + lengths.count(_NULL) != len(text):
-            raise ValueError("a page's texts do not add up to their lengths")
-        return lengths, text
+        return lengths, self._raw(_METADATA_TEXT)
 
     @functools.cached_property
     def _metadata_starts(self) -> array[int]:
-        lengths, _text = self._metadata
-        return array("q", itertools.accumulate(map(max, lengths, itertools.repeat(0)), initial=0))
+        lengths, text = self._metadata
+        if self.count and min(lengths) < _NULL:
+            raise ValueError("a page's column has a negative length")
+        starts = array("q", itertools.accumulate(map(max, lengths, itertools.repeat(0)), initial=0))
+        if starts[-1] != len(text):
+            raise ValueError("a page's texts do not add up to their lengths")
+        return starts
 
     def metadata(self, index: int, *, many: bool = False) -> str | None:
         """The metadata of one entry; ``many``: the caller reads many, so every start is summed at once
@@ -368,6 +381,8 @@ class PageView:
         else:
             before = lengths[:index]
             start = sum(before) + before.count(_NULL)  # each missing text counted -1 in the sum
+            if length < 0 or start < 0 or start + length > len(text):
+                raise ValueError("a page's texts do not add up to their lengths")
         return text[start : start + length].decode()
 
     def rows(self, indexes: Iterable[int]) -> list[Row]:
