@@ -503,7 +503,7 @@ _LOCK = threading.Lock()
 
 def warm(cold: ColdFile) -> None:
     """Load the cold file's page summaries into memory (the store does it at open, on a read thread): else
-    the first read of a process fetches them all (about 6 KiB a page: 0.3-0.9 s at 10M entries, loaded)."""
+    the first read of a process fetches them all (about 6 KiB a page: 0.3-1.5 s at 10M entries, loaded)."""
     with cold.snapshot():
         _index(cold)
 
