@@ -13,6 +13,12 @@
   (``tiers_reads.recent``, a page of the newest 100: all, one service, ERROR+, the last minute, a common
   word, a rare word; p50 and p99 of 101 repeats, the reads taking turns). ``--keep DIR`` builds the files
   in DIR once (one run) and, when DIR holds them, only measures the reads on them;
+- the reads of a tiered store kept across runs (``--reuse DIR``, decision 37): built once in DIR through
+  the real ``TieredStore`` and its compactor process (``--entries`` template entries, 8 batches in flight,
+  until the compactor caught up), then opened by each run and read through ``TieredStore.recent``: the
+  first read ``--settle`` seconds after opening, then the six reads of newest 100 taking turns
+  ``--repeats`` times (p50, p99, CPU ms per read, load average); with ``--skip-store --skip-pages
+  --skip-tiered`` nothing else runs;
 - the cold page encoding (``logsvc.storage.pages``) of the same entries in pages of 1,024 sorted by event
   time: bytes per entry (pages, summaries and token filters), and the encoding's CPU µs per entry, with
   and without a zstd dictionary trained on the first pages;
@@ -274,6 +280,82 @@ def _kept(folder: Path, count: int) -> dict[str, float]:
     return _reads(folder, bytes.fromhex(key_file.read_text()))
 
 
+def _reused(folder: Path, count: int, repeats: int, settle: float) -> dict[str, float]:
+    """The reads of a TieredStore kept in ``folder``: built there first if it holds none (``count``
+    entries through the real engine, 8 batches in flight, its compactor process compacting beside it,
+    until that caught up), then measured (``_store_reads``). The key is kept beside the store."""
+    key_file = folder / "key.hex"
+    figures: dict[str, float] = {}
+    if not key_file.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        figures = asyncio.run(_build(folder / "store", count, key := secrets.token_bytes(32)))
+        key_file.write_text(key.hex())
+    key = bytes.fromhex(key_file.read_text())
+    return figures | asyncio.run(_store_reads(folder / "store", key, repeats, settle))
+
+
+async def _build(folder: Path, count: int, key: bytes) -> dict[str, float]:
+    """``count`` template entries into a TieredStore, 8 batches of 1,000 in flight, then until its
+    compactor caught up; progress on standard error."""
+    store = TieredStore(folder, read_threads=1, key=key)
+    started = time.perf_counter()
+    done = 0
+    batches = TemplateData().batches(count, _BATCH)
+    try:
+        while group := list(islice(batches, 8)):
+            await asyncio.gather(*(store.append(batch) for batch in group))
+            done += sum(map(len, group))
+            if done % 500_000 < 8 * _BATCH:
+                rate = done / (time.perf_counter() - started)
+                print(f"built {done:,} ({rate:,.0f}/s, load {os.getloadavg()[0]:.1f})", file=sys.stderr)
+        appended = time.perf_counter() - started
+        behind = _caught_up(folder, key, timeout=3600)
+    finally:
+        await store.close()
+    return {
+        "build_entries_per_s": count / appended,
+        "build_compactor_behind_s": behind,
+        "bytes_per_entry": sum(file.stat().st_size for file in folder.glob("*.db*")) / count,
+    }
+
+
+async def _store_reads(folder: Path, key: bytes, repeats: int, settle: float) -> dict[str, float]:
+    """p50 and p99 in ms of each read of READS through a TieredStore opened on ``folder`` (its read pool,
+    no compactor), the reads taking turns, ``repeats`` times each, and their CPU time (all threads) per
+    read. The first read of the process, ``settle`` seconds after the store opened (every page summary
+    is loaded by the first read or by the store's warm-up at open), is timed apart; then each read runs
+    4 times at once, untimed, so that every read thread has opened its connections and indexed the
+    summaries before the timed reads (one-time costs of a process, not of a read)."""
+    store = TieredStore(folder, key=key, compactor=False)
+    figures: dict[str, float] = {"load average 1 min": os.getloadavg()[0]}
+    try:
+        await asyncio.sleep(settle)
+        started = time.perf_counter()
+        top = (await store.recent(Query(limit=1))).logs[0].timestamp
+        figures[f"first read {settle:g} s after open ms"] = (time.perf_counter() - started) * 1000
+        reads = dict(READS)
+        reads["last minute"] = Query(since_us=parse_timestamp_text(top) - _MINUTE_US)
+        times: dict[str, list[float]] = {name: [] for name in reads}
+        cpu: dict[str, float] = dict.fromkeys(reads, 0.0)
+        for query in reads.values():  # untimed: each read thread's first read opens its connections
+            await asyncio.gather(*(store.recent(query) for _ in range(4)))
+        for _ in range(repeats):
+            for name, query in reads.items():
+                started, started_cpu = time.perf_counter(), time.process_time()
+                await store.recent(query)
+                times[name].append((time.perf_counter() - started) * 1000)
+                cpu[name] += time.process_time() - started_cpu
+        for name, taken in times.items():
+            taken.sort()
+            figures[f"{name} p50 ms"] = taken[len(taken) // 2]
+            figures[f"{name} p99 ms"] = taken[min(len(taken) - 1, int(len(taken) * 0.99))]
+            figures[f"{name} cpu ms"] = cpu[name] / repeats * 1000
+    finally:
+        await store.close()
+    figures["load average 1 min, after"] = os.getloadavg()[0]
+    return figures
+
+
 def _rows(batch: list[NewEntry]) -> list[NewRow]:
     return [
         (e.log_id, e.ts_us, e.service_name, int(e.level), e.log_type, e.message, e.metadata, e.received_us)
@@ -443,6 +525,15 @@ def main() -> None:
         "--keep",
         help="build the two files in this folder (one run), or only measure the reads if it holds them",
     )
+    parser.add_argument(
+        "--reuse",
+        help="build a TieredStore of --entries in this folder once (the real engine and compactor), or "
+        "only measure its reads if the folder holds one",
+    )
+    parser.add_argument("--repeats", type=int, default=_READ_REPEATS, help="times each read of --reuse")
+    parser.add_argument(
+        "--settle", type=float, default=0.0, help="seconds from opening the --reuse store to its first read"
+    )
     args = parser.parse_args()
     results: dict[str, Any] = {"entries": args.entries}
     if args.profile:
@@ -455,7 +546,10 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as folder:
                 runs.append(asyncio.run(_ingest(Path(folder) / "logs.db", args.entries)))
         results["sqlite_store"] = _median(runs)
-    if args.keep:
+    if args.reuse:
+        runs = [_reused(Path(args.reuse), args.entries, args.repeats, args.settle) for _ in range(args.runs)]
+        results["tiered_store_reads"] = _median([{k: run.get(k, 0.0) for k in runs[-1]} for run in runs])
+    elif args.keep:
         results["tiers"] = _median([_kept(Path(args.keep), args.entries) for _ in range(args.runs)])
     elif not args.skip_tiers:
         runs = []

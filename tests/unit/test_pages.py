@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import json
+import struct
+from array import array
 
 import pytest
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logsvc.domain.entries import Level
 from logsvc.domain.queries import Query
 from logsvc.scopes import covers
-from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, PageSummary, Row, train_dictionary
+from logsvc.storage.pages import _FEW_ROWS, PAGE_ENTRIES, PageCodec, PageSummary, Row, train_dictionary
 from logsvc.storage.token_filter import Tokenizer
 
 int64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -40,6 +43,19 @@ def _check(codec: PageCodec, page: list[Row]) -> PageSummary:
     assert [view.message(i) for i in range(len(page))] == [r[6] for r in page]
     assert [view.metadata(i) for i in range(len(page))] == [r[7] for r in page]
     assert view.rows(reversed(range(len(page)))) == page[::-1]
+    # a few rows alone, from a view that decoded no whole column (prefix sums of the differences)
+    for place in {0, len(page) // 2, len(page) - 1}:
+        alone = codec.view(blob)
+        assert alone.rows([place]) == [page[place]]
+        assert alone.received(place) == page[place][8]
+        if len(page) > _FEW_ROWS:
+            assert "times" not in alone.__dict__
+            assert "seqs" not in alone.__dict__
+    picked = [i for i in range(len(page)) if i % 3 == 0][::-1]
+    assert codec.view(blob).times_at(picked) == [page[i][2] for i in picked]
+    assert codec.view(blob).seqs_at(picked) == [page[i][0] for i in picked]
+    with pytest.raises(IndexError):
+        codec.view(blob).times_at([len(page)])
     # the summary's id filter holds every id, and each service's newest time is its entries' newest
     assert all(summary.id_filter().may_contain_key(r[1]) for r in page)
     assert dict(zip(summary.services, summary.newest, strict=True)) == {
@@ -61,6 +77,27 @@ def test_every_field_of_every_row_reads_back_exactly_in_its_order(page: list[Row
     assert (summary.min_seq, summary.max_seq) == (min(r[0] for r in page), max(r[0] for r in page))
     assert set(summary.services) == {r[3] for r in page}
     assert {level for level in Level if summary.levels >> level & 1} == {r[4] for r in page}
+
+
+@settings(max_examples=60)
+@given(
+    values=st.lists(st.tuples(int64, int64, int64), min_size=_FEW_ROWS + 1, max_size=300),
+    metadata=st.lists(st.none() | texts, min_size=1, max_size=8),
+)
+def test_a_few_rows_read_alone_equal_the_whole_columns(
+    values: list[tuple[int, int, int]], metadata: list[str | None]
+) -> None:
+    """Pages long enough that a row is read alone (prefix sums, one metadata text): any int64 values,
+    so the sums wrap, and missing metadata before the row."""
+    page: list[Row] = [
+        (seq, i.to_bytes(16, "big"), ts, f"s{i % 3}", 9, "t", f"m{i}", metadata[i % len(metadata)], at)
+        for i, (seq, ts, at) in enumerate(values)
+    ]
+    codec = PageCodec()
+    try:
+        _check(codec, page)
+    finally:
+        codec.close()
 
 
 @given(message=texts)
@@ -133,6 +170,41 @@ def test_pages_of_no_entries_too_many_or_bad_ids_are_refused() -> None:
             codec.decode(b"XXXX" + codec.encode([row])[0][4:])
     finally:
         codec.close()
+
+
+def _with_column(page: bytes, index: int, raw: bytes) -> bytes:
+    """The page with one column replaced by ``raw`` (compressed as the codec does, no dictionary)."""
+    head = 12 + 4 * 13
+    sizes = list(struct.unpack_from("<13I", page, 12))
+    columns, start = [], head
+    for size in sizes:
+        columns.append(page[start : start + size])
+        start += size
+    columns[index] = zstandard.ZstdCompressor(level=3).compress(raw)
+    return page[:12] + struct.pack("<13I", *map(len, columns)) + b"".join(columns)
+
+
+def test_a_page_whose_texts_do_not_add_up_is_refused_whole_and_row_by_row() -> None:
+    """A metadata length past the texts (or below -1) is an error, not a wrong text, whether one row is
+    read alone (its start from the lengths before it) or every row (every start summed)."""
+    page = _realistic(PAGE_ENTRIES)
+    codec = PageCodec()
+    try:
+        blob, _summary = codec.encode(page)
+        for bad in (10**6, -2):
+            lengths = array("i", [len(row[7] or "") for row in page])
+            lengths[-1] = bad
+            broken = _with_column(blob, 11, _shuffled(lengths.tobytes(), 4))
+            with pytest.raises(ValueError, match=r"texts|negative"):
+                codec.view(broken).metadata(PAGE_ENTRIES - 1)
+            with pytest.raises(ValueError, match=r"texts|negative"):
+                codec.decode(broken)
+    finally:
+        codec.close()
+
+
+def _shuffled(data: bytes, width: int) -> bytes:
+    return b"".join(data[i::width] for i in range(width))
 
 
 small_rows = st.tuples(

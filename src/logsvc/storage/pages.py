@@ -45,6 +45,8 @@ _COLUMNS: Final = 13
 _DICTIONARY_BYTES: Final = 112 * 1024
 _MESSAGE_TEXT: Final = 10
 _METADATA_TEXT: Final = 12
+# A read of fewer rows than one in _FEW_ROWS of a page decodes their integers alone, not whole columns.
+_FEW_ROWS: Final = 16
 
 
 class PageSummary(msgspec.Struct, frozen=True, array_like=True):
@@ -216,9 +218,25 @@ class PageView:
         unpack = self._untext if index in (_MESSAGE_TEXT, _METADATA_TEXT) else self._unpack
         return unpack.decompress(self._page[start:end])
 
+    # Integer columns are differences modulo 2**64: a whole column is summed in C (``_undeltas``), a few
+    # rows of it as prefix sums of the unsigned differences (``_values_at``), so that a read keeping one or
+    # two rows of a page (a rare word) does not decode every value of the page.
+
+    @functools.cached_property
+    def _seq_deltas(self) -> array[int]:
+        return _unshuffled_ints(self._raw(0), self.count)
+
     @functools.cached_property
     def seqs(self) -> Sequence[int]:
-        return _undeltas(_unshuffled_ints(self._raw(0), self.count))
+        return _undeltas(self._seq_deltas)
+
+    def seqs_at(self, indexes: Sequence[int]) -> list[int]:
+        """The arrival numbers of these rows (each index in range), without decoding the whole column
+        when they are few."""
+        if "seqs" in self.__dict__ or len(indexes) * _FEW_ROWS > self.count:
+            seqs = self.seqs
+            return [seqs[i] for i in indexes]
+        return _values_at(self._seq_deltas, indexes)
 
     @functools.cached_property
     def _id_blob(self) -> bytes:
@@ -232,12 +250,35 @@ class PageView:
         blob = self._id_blob
         return [blob[i : i + _ID_BYTES] for i in range(0, len(blob), _ID_BYTES)]
 
+    @functools.cached_property
+    def _id_planes(self) -> bytes:
+        planes = self._raw(1)
+        if len(planes) != self.count * _ID_BYTES:
+            raise ValueError("a page column does not hold its entry count")
+        return planes
+
     def log_id(self, index: int) -> bytes:
-        return self._id_blob[index * _ID_BYTES : (index + 1) * _ID_BYTES]
+        if "_id_blob" in self.__dict__:
+            return self._id_blob[index * _ID_BYTES : (index + 1) * _ID_BYTES]
+        if not 0 <= index < self.count:
+            raise IndexError(index)
+        # byte-shuffled: the n-th byte of every id together, so an id's bytes are one in every ``count``
+        return self._id_planes[index :: self.count]
+
+    @functools.cached_property
+    def _time_deltas(self) -> array[int]:
+        return _unshuffled_ints(self._raw(2), self.count)
 
     @functools.cached_property
     def times(self) -> Sequence[int]:
-        return _undeltas(_unshuffled_ints(self._raw(2), self.count))
+        return _undeltas(self._time_deltas)
+
+    def times_at(self, indexes: Sequence[int]) -> list[int]:
+        """The event times of these rows (each index in range), as ``seqs_at``."""
+        if "times" in self.__dict__ or len(indexes) * _FEW_ROWS > self.count:
+            times = self.times
+            return [times[i] for i in indexes]
+        return _values_at(self._time_deltas, indexes)
 
     @functools.cached_property
     def _offsets(self) -> array[int]:
@@ -245,12 +286,24 @@ class PageView:
 
     def received(self, index: int) -> int:
         """The arrival time of one entry (a read builds few rows: the column is not summed whole)."""
-        return _signed((self.times[index] + self._offsets[index]) % _MOD)
+        return _signed((self.times_at([index])[0] + self._offsets[index]) % _MOD)
+
+    @functools.cached_property
+    def _service_codes(self) -> tuple[list[str], array[int]]:
+        return _unnames(self._raw(4)), _codes(self._raw(5), self.count)
 
     @functools.cached_property
     def services(self) -> list[str]:
-        names = _unnames(self._raw(4))
-        return [names[code] for code in _codes(self._raw(5), self.count)]
+        names, codes = self._service_codes
+        return [names[code] for code in codes]
+
+    def service(self, index: int) -> str:
+        names, codes = self._service_codes
+        return names[codes[index]]
+
+    def services_at(self, indexes: Sequence[int]) -> list[str]:
+        names, codes = self._service_codes
+        return [names[codes[i]] for i in indexes]
 
     @functools.cached_property
     def levels(self) -> bytes:
@@ -260,9 +313,21 @@ class PageView:
         return levels
 
     @functools.cached_property
+    def _type_codes(self) -> tuple[list[str], array[int]]:
+        return _unnames(self._raw(7)), _codes(self._raw(8), self.count)
+
+    @functools.cached_property
     def types(self) -> list[str]:
-        names = _unnames(self._raw(7))
-        return [names[code] for code in _codes(self._raw(8), self.count)]
+        names, codes = self._type_codes
+        return [names[code] for code in codes]
+
+    def log_type(self, index: int) -> str:
+        names, codes = self._type_codes
+        return names[codes[index]]
+
+    def types_at(self, indexes: Sequence[int]) -> list[str]:
+        names, codes = self._type_codes
+        return [names[codes[i]] for i in indexes]
 
     @functools.cached_property
     def message_text(self) -> bytes:
@@ -270,10 +335,11 @@ class PageView:
         return self._raw(_MESSAGE_TEXT)
 
     @functools.cached_property
-    def message_ends(self) -> list[int]:
-        lengths = array("i")
+    def message_ends(self) -> Sequence[int]:
+        # read unsigned: a length is never negative, so with the total checked every end is in the text
+        lengths = array("I")
         lengths.frombytes(_unshuffle(self._raw(9), 4))
-        if len(lengths) != self.count or (self.count and min(lengths) < 0):
+        if len(lengths) != self.count:
             raise ValueError("a page's column misses a text")
         ends = list(itertools.accumulate(lengths))
         if (ends[-1] if ends else 0) != len(self.message_text):
@@ -285,39 +351,59 @@ class PageView:
         return self.message_text[ends[index - 1] if index else 0 : ends[index]].decode()
 
     @functools.cached_property
-    def _metadata_spans(self) -> tuple[array[int], list[int], bytes]:
+    def _metadata(self) -> tuple[array[int], bytes]:
+        """The metadata lengths (-1 for none) and texts."""
         lengths = array("i")
         lengths.frombytes(_unshuffle(self._raw(11), 4))
-        text = self._raw(_METADATA_TEXT)
-        ends = list(itertools.accumulate(map(max, lengths, itertools.repeat(0))))
-        if len(lengths) != self.count or (self.count and min(lengths) < _NULL):
+        if len(lengths) != self.count:
             raise ValueError("a page column does not hold its entry count")
-        if (ends[-1] if ends else 0) != len(text):
-            raise ValueError("a page's texts do not add up to their lengths")
-        return lengths, ends, text
+        return lengths, self._raw(_METADATA_TEXT)
 
-    def metadata(self, index: int) -> str | None:
-        lengths, ends, text = self._metadata_spans
-        if lengths[index] == _NULL:
+    @functools.cached_property
+    def _metadata_starts(self) -> array[int]:
+        lengths, text = self._metadata
+        if self.count and min(lengths) < _NULL:
+            raise ValueError("a page's column has a negative length")
+        starts = array("q", itertools.accumulate(map(max, lengths, itertools.repeat(0)), initial=0))
+        if starts[-1] != len(text):
+            raise ValueError("a page's texts do not add up to their lengths")
+        return starts
+
+    def metadata(self, index: int, *, many: bool = False) -> str | None:
+        """The metadata of one entry; ``many``: the caller reads many, so every start is summed at once
+        (else only this one's, from the lengths before it)."""
+        lengths, text = self._metadata
+        length = lengths[index]
+        if length == _NULL:
             return None
-        return text[ends[index] - lengths[index] : ends[index]].decode()
+        if many or "_metadata_starts" in self.__dict__:
+            start = self._metadata_starts[index]
+        else:
+            before = lengths[:index]
+            start = sum(before) + before.count(_NULL)  # each missing text counted -1 in the sum
+            if length < 0 or start < 0 or start + length > len(text):
+                raise ValueError("a page's texts do not add up to their lengths")
+        return text[start : start + length].decode()
 
     def rows(self, indexes: Iterable[int]) -> list[Row]:
         """The rows at these places of the page, in the order given."""
-        seqs, times, services, levels, types = self.seqs, self.times, self.services, self.levels, self.types
+        places = list(indexes)
+        many = len(places) * _FEW_ROWS > self.count
+        seqs, times = self.seqs_at(places), self.times_at(places)
+        levels, offsets = self.levels, self._offsets
         return [
             (
-                seqs[i],
+                seqs[n],
                 self.log_id(i),
-                times[i],
-                services[i],
+                times[n],
+                self.service(i),
                 levels[i],
-                types[i],
+                self.log_type(i),
                 self.message(i),
-                self.metadata(i),
-                self.received(i),
+                self.metadata(i, many=many),
+                _signed((times[n] + offsets[i]) % _MOD),
             )
-            for i in indexes
+            for n, i in enumerate(places)
         ]
 
 
@@ -344,6 +430,21 @@ def _undeltas(deltas: array[int]) -> Sequence[int]:
         return array("q", itertools.accumulate(_signed_view(deltas)))
     except OverflowError:
         return _undeltas_exactly(deltas)
+
+
+def _values_at(deltas: array[int], indexes: Sequence[int]) -> list[int]:
+    """The values at ``indexes`` of a column of unsigned differences modulo 2**64: prefix sums taken in
+    ascending order of place, each over the differences since the previous one."""
+    values: dict[int, int] = {}
+    total = 0
+    done = 0
+    for index in sorted(set(indexes)):
+        if not 0 <= index < len(deltas):
+            raise IndexError(index)
+        total += sum(deltas[done : index + 1])
+        done = index + 1
+        values[index] = _signed(total % _MOD)
+    return [values[index] for index in indexes]
 
 
 def _signed_view(values: array[int]) -> array[int]:

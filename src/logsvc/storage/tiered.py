@@ -108,6 +108,8 @@ class TieredStore:
             writing, _write, lock=turns_lock(hot_path), on_commit=on_commit, close=writing.close
         )
         self._compactor = Compactor(path, key) if compactor else None
+        # the cold pages' summaries loaded now, not by the first read (errors: the first read reports them)
+        self._read_pool.submit(lambda: tiers_reads.warm(self._reader().cold))
 
     # ---- writes ------------------------------------------------------------------------------------------
 
