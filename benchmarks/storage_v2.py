@@ -20,6 +20,12 @@
   compactor process): in-process appends of 1,000 entries with 1 and with 8 batches in flight (group
   commit), entries/s of the time spent appending; the compactor's CPU time, peak RSS, and how long after
   the last append it was still compacting (``--profile``: where the writer's time goes, by cProfile);
+- where the bytes of the tiered store go (``--sizes``, alone, stops by itself; ``--entries 10000000`` is
+  about 4-8 minutes of ingest): every file of the store directory (WAL and shared memory included) at a
+  random moment of the ingest, once the compactor caught up, and once the writers went idle (the
+  compactor then empties the WALs, decision 38), each per entry and against the raw NDJSON; then the
+  pages of each file's tables and indexes (SQLite's ``dbstat``), its free pages, and the cold pages'
+  bytes by column;
 - over HTTP (``--http SECONDS``): ``logsvc serve`` on each engine, wrk POSTing 1,000 template entries
   per request on 8 connections (``make bench``'s batched ingest, on the template data), the engines taking
   turns; entries/s, the peak RSS of the server and its compactor, and the compactor's lag at the end.
@@ -38,6 +44,7 @@ import pstats
 import resource
 import secrets
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -49,12 +56,13 @@ from typing import Any
 
 from benchmarks.templates import COMMON_WORD, RARE_WORD, TemplateData, raw_ndjson
 from logsvc.crypto import store_key
+from logsvc.crypto.sqlite import connect
 from logsvc.datadir import DataDir
 from logsvc.domain.entries import Level, NewEntry
 from logsvc.domain.queries import Query
 from logsvc.domain.timestamps import parse_timestamp_text
 from logsvc.settings import load_settings
-from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, Row, train_dictionary
+from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, PageSummary, Row, train_dictionary
 from logsvc.storage.sqlite import SQLiteStore
 from logsvc.storage.tiered import TieredStore
 from logsvc.storage.tiered_compactor import Compactor
@@ -344,6 +352,162 @@ async def _tiered_store(folder: Path, count: int, in_flight: int) -> dict[str, f
     } | compactor
 
 
+def _files(folder: Path) -> dict[str, int]:
+    return {file.name: file.stat().st_size for file in sorted(folder.iterdir()) if file.is_file()}
+
+
+def _idle(folder: Path, timeout: float = 30) -> float:
+    """Seconds until both WALs were emptied by the idle compactor (or ``timeout``)."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        files = _files(folder)
+        if not files.get("hot.db-wal") and not files.get("cold.db-wal"):
+            break
+        time.sleep(0.05)
+    return time.perf_counter() - started
+
+
+def _tables(path: Path, key: bytes) -> dict[str, Any]:
+    """Bytes of each table and index of a database file (its pages, through the WAL), and its free pages."""
+    conn = connect(path, key)
+    try:
+        (page_size,) = conn.execute("PRAGMA page_size").fetchone() or (0,)
+        (free,) = conn.execute("PRAGMA freelist_count").fetchone() or (0,)
+        tables = {
+            str(name): int(size)
+            for name, size in conn.execute(
+                "SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY sum(pgsize) DESC"
+            )
+        }
+    finally:
+        conn.close()
+    return {"tables": tables, "free": int(free) * int(page_size), "page_size": int(page_size)}
+
+
+def _columns(folder: Path, key: bytes, pages: int = 64) -> dict[str, float]:
+    """Bytes per entry of each column of the newest ``pages`` cold pages (compressed, as stored), and of
+    their summaries."""
+    cold = ColdFile(folder / "cold.db", key)
+    sizes: dict[str, float] = {}
+    entries = 0
+    try:
+        for summary_blob, body in cold.connection.execute(
+            "SELECT summary, body FROM cold_pages ORDER BY page_id DESC LIMIT ?", (pages,)
+        ):
+            # The page's head (pages.py): magic, count, dictionary id, then each column's size.
+            _magic, count, _dictionary = struct.unpack_from("<4sII", body)
+            columns = struct.unpack_from(f"<{len(_COLUMN_NAMES)}I", body, 12)
+            entries += count
+            for name, size in zip(_COLUMN_NAMES, columns, strict=True):
+                sizes[name] = sizes.get(name, 0) + size
+            sizes["page head"] = sizes.get("page head", 0) + len(body) - sum(columns)
+            summary = PageSummary.from_bytes(summary_blob)
+            sizes["summary: token filter"] = sizes.get("summary: token filter", 0) + len(summary.tokens)
+            sizes["summary: id filter"] = sizes.get("summary: id filter", 0) + len(summary.ids)
+            rest = len(summary_blob) - len(summary.tokens) - len(summary.ids)
+            sizes["summary: the rest"] = sizes.get("summary: the rest", 0) + rest
+    finally:
+        cold.close()
+    return {name: size / max(entries, 1) for name, size in sizes.items()}
+
+
+_COLUMN_NAMES = (
+    "arrival numbers",
+    "log_ids",
+    "event times",
+    "arrival times",
+    "service names",
+    "service codes",
+    "levels",
+    "type names",
+    "type codes",
+    "message lengths",
+    "message text",
+    "metadata lengths",
+    "metadata text",
+)
+
+
+async def _sizes(folder: Path, count: int, in_flight: int = 8) -> dict[str, Any]:
+    """Where the tiered store's bytes go: its directory's files at a random moment of the ingest (batches
+    of 1,000, ``in_flight`` at once, as ``_tiered_store``), once the compactor caught up and once the
+    writers were idle; then the tables of each file and the cold pages' columns."""
+    key = secrets.token_bytes(32)
+    store = TieredStore(folder, read_threads=1, key=key)
+    raw = 0
+    done = 0
+    busy = 0.0
+    cpu = 0.0
+    moment = secrets.randbelow(count // 2) + count // 4
+    mid: tuple[int, dict[str, int]] | None = None
+    batches = TemplateData().batches(count, _BATCH)
+    try:
+        while group := list(islice(batches, in_flight)):
+            raw += sum(len(raw_ndjson(entry)) for batch in group for entry in batch)
+            started, started_cpu = time.perf_counter(), time.process_time()
+            await asyncio.gather(*(store.append(batch) for batch in group))
+            busy += time.perf_counter() - started
+            cpu += time.process_time() - started_cpu
+            done += sum(map(len, group))
+            if mid is None and done >= moment:
+                mid = (done, _files(folder))
+        behind = _caught_up(folder, key)
+        caught = _files(folder)
+        idle_after = _idle(folder)
+        idle = _files(folder)
+        assert store._compactor is not None
+        compactor = _process_figures(store._compactor.pid)
+    finally:
+        await store.close()
+    assert mid is not None
+    raw_per_entry = raw / count
+    moments: dict[str, Any] = {}
+    for name, entries, files in (
+        (f"mid-ingest ({mid[0]:,} entries)", mid[0], mid[1]),
+        ("compactor caught up", count, caught),
+        (f"idle ({idle_after:.1f} s later)", count, idle),
+    ):
+        total = sum(files.values())
+        moments[name] = {
+            "bytes_per_entry": total / entries,
+            "x_raw": total / entries / raw_per_entry,
+            "files": {file: size / entries for file, size in files.items()},
+        }
+    return {
+        "entries": count,
+        "raw_bytes_per_entry": raw_per_entry,
+        "entries_per_s": count / busy,
+        "cpu_us_per_entry": cpu / count * 1e6,
+        "compactor_behind_s": behind,
+        "moments": moments,
+        "hot.db": _tables(folder / "hot.db", key),
+        "cold.db": _tables(folder / "cold.db", key),
+        "cold page columns, bytes per entry": _columns(folder, key),
+    } | compactor
+
+
+def _print_sizes(sizes: dict[str, Any]) -> None:
+    count = sizes["entries"]
+    print(
+        f"{count:,} entries, raw {sizes['raw_bytes_per_entry']:.1f} B/entry; ingest "
+        f"{sizes['entries_per_s']:,.0f} entries/s, {sizes['cpu_us_per_entry']:.1f} CPU us/entry; compactor "
+        f"{sizes.get('compactor_cpu_s', 0) / count * 1e6:.1f} CPU us/entry, "
+        f"{sizes['compactor_behind_s']:.1f} s behind"
+    )
+    for moment, figures in sizes["moments"].items():
+        print(f"  {moment}: {figures['bytes_per_entry']:.1f} B/entry, {figures['x_raw']:.3f}x raw")
+        for file, per_entry in figures["files"].items():
+            print(f"    {file:22s} {per_entry:8.2f}")
+    for name in ("hot.db", "cold.db"):
+        tables = sizes[name]
+        print(f"  {name}: free pages {tables['free'] / count:.2f} B/entry; by table and index, B/entry:")
+        for table, size in list(tables["tables"].items())[:12]:
+            print(f"    {table:28s} {size / count:8.2f}")
+    print("  cold page columns (newest 64 pages), B/entry:")
+    for column, per_entry in sizes["cold page columns, bytes per entry"].items():
+        print(f"    {column:28s} {per_entry:8.2f}")
+
+
 def _profile(folder: Path, count: int) -> None:
     """cProfile of the writer's work (``HotFile.append`` with the cold tier's id lookup, as the store's
     writer calls it) in this thread, a compactor process running beside it."""
@@ -437,6 +601,7 @@ def main() -> None:
     parser.add_argument("--skip-tiers", action="store_true", help="leave out the hot and cold files")
     parser.add_argument("--skip-tiered", action="store_true", help="leave out the TieredStore engine")
     parser.add_argument("--profile", action="store_true", help="profile the tiered writer's work, then stop")
+    parser.add_argument("--sizes", action="store_true", help="where the tiered store's bytes go, then stop")
     parser.add_argument("--http", type=float, default=0.0, help="seconds of each HTTP run (0: none)")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument(
@@ -448,6 +613,13 @@ def main() -> None:
     if args.profile:
         with tempfile.TemporaryDirectory() as folder:
             _profile(Path(folder), args.entries)
+        return
+    if args.sizes:
+        with tempfile.TemporaryDirectory() as folder:
+            sizes = asyncio.run(_sizes(Path(folder), args.entries))
+        _print_sizes(sizes)
+        if args.json:
+            Path(args.json).write_text(json.dumps(sizes, indent=2) + "\n")
         return
     if not args.skip_store:
         runs = []

@@ -268,3 +268,47 @@ def test_an_id_stored_elsewhere_is_not_stored_again(files: tuple[Path, Path]) ->
         assert {(log_id, ts) for log_id, _, ts in asked} <= {(row[0], row[1]) for row in batch(0, 10)}
     finally:
         hot.close()
+
+
+def test_a_dropped_generation_gives_its_pages_back_and_its_rows_are_in_the_cold_file(
+    files: tuple[Path, Path],
+) -> None:
+    hot = HotFile(files[0], KEY, rows_per_generation=PER_GENERATION)
+    cold = ColdFile(files[1], KEY)
+    try:
+        for first in range(0, 900, 100):
+            hot.append(batch(first, 100))
+        conn = hot.connection
+        (grown,) = conn.execute("PRAGMA page_count").fetchone()
+        for generation in hot.sealed():
+            compact(hot, cold, generation)
+        (pages,) = conn.execute("PRAGMA page_count").fetchone()
+        assert conn.execute("PRAGMA freelist_count").fetchone() == (0,)
+        assert pages < grown / 2  # the three generations' pages are cut off the file, not kept free
+        assert conn.execute("PRAGMA secure_delete").fetchone() == (1,)  # as it was, for every other delete
+        assert every_row(hot, cold) == Counter({i.to_bytes(16, "big"): 1 for i in range(900)})
+        assert hot.check() == []
+    finally:
+        hot.close()
+        cold.close()
+
+
+def test_a_checkpoint_empties_the_wal_and_waits_for_no_reader(files: tuple[Path, Path]) -> None:
+    hot = HotFile(files[0], KEY, rows_per_generation=PER_GENERATION)
+    reader = HotFile(files[0], KEY)
+    wal = files[0].with_name("hot.db-wal")
+    try:
+        hot.append(batch(0, 100))
+        assert wal.stat().st_size > 0
+        with reader.reading():  # a read snapshot holds the WAL's frames
+            hot.append(batch(100, 100))
+            started = time.monotonic()
+            assert not hot.checkpoint()
+            assert time.monotonic() - started < 5  # a moment, not the 10 s busy timeout of writes
+        assert hot.checkpoint()
+        assert wal.stat().st_size == 0
+        hot.append(batch(200, 10))  # and the file goes on from there
+        assert sum(len(hot.rows(g)) for g in hot.generations(0, 1)) == 210
+    finally:
+        reader.close()
+        hot.close()
