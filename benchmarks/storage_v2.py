@@ -440,6 +440,7 @@ async def _sizes(folder: Path, count: int, in_flight: int = 8) -> dict[str, Any]
     cpu = 0.0
     moment = secrets.randbelow(count // 2) + count // 4
     mid: tuple[int, dict[str, int]] | None = None
+    tenths: list[tuple[int, int, int]] = []  # entries, bytes on disk, raw bytes at each tenth of the ingest
     batches = TemplateData().batches(count, _BATCH)
     try:
         while group := list(islice(batches, in_flight)):
@@ -451,6 +452,9 @@ async def _sizes(folder: Path, count: int, in_flight: int = 8) -> dict[str, Any]
             done += sum(map(len, group))
             if mid is None and done >= moment:
                 mid = (done, _files(folder))
+            if done * 10 // count > len(tenths) and done < count:
+                tenths.append((done, sum(_files(folder).values()), raw))
+        ended = _files(folder)
         behind = _caught_up(folder, key)
         caught = _files(folder)
         idle_after = _idle(folder)
@@ -464,6 +468,7 @@ async def _sizes(folder: Path, count: int, in_flight: int = 8) -> dict[str, Any]
     moments: dict[str, Any] = {}
     for name, entries, files in (
         (f"mid-ingest ({mid[0]:,} entries)", mid[0], mid[1]),
+        ("the last append returned", count, ended),
         ("compactor caught up", count, caught),
         (f"idle ({idle_after:.1f} s later)", count, idle),
     ):
@@ -480,6 +485,10 @@ async def _sizes(folder: Path, count: int, in_flight: int = 8) -> dict[str, Any]
         "cpu_us_per_entry": cpu / count * 1e6,
         "compactor_behind_s": behind,
         "moments": moments,
+        "tenths": [
+            {"entries": entries, "bytes_per_entry": size / entries, "x_raw": size / raw_then}
+            for entries, size, raw_then in tenths
+        ],
         "hot.db": _tables(folder / "hot.db", key),
         "cold.db": _tables(folder / "cold.db", key),
         "cold page columns, bytes per entry": _columns(folder, key),
@@ -498,6 +507,10 @@ def _print_sizes(sizes: dict[str, Any]) -> None:
         print(f"  {moment}: {figures['bytes_per_entry']:.1f} B/entry, {figures['x_raw']:.3f}x raw")
         for file, per_entry in figures["files"].items():
             print(f"    {file:22s} {per_entry:8.2f}")
+    print(
+        "  at each tenth of the ingest, x raw: "
+        + ", ".join(f"{tenth['entries']:,}: {tenth['x_raw']:.3f}" for tenth in sizes["tenths"])
+    )
     for name in ("hot.db", "cold.db"):
         tables = sizes[name]
         print(f"  {name}: free pages {tables['free'] / count:.2f} B/entry; by table and index, B/entry:")
