@@ -542,12 +542,17 @@ def _profile(folder: Path, count: int) -> None:
     pstats.Stats(profiler).sort_stats("tottime").print_stats(14)
 
 
-def _http(folder: Path, engine: str, seconds: float, body: Path) -> dict[str, float]:
+def _http(
+    folder: Path, engine: str, seconds: float, body: Path, profile: Path | None = None
+) -> dict[str, float]:
     """``logsvc serve --store-engine ENGINE``, wrk POSTing ``body`` (1,000 template entries, without ids:
-    each request stores new entries) on 8 connections for ``seconds``; entries/s, the peak RSS of the
-    server and every process under it (the compactor), and the compactor's lag after the run."""
+    each request stores new entries) on 8 connections for ``seconds``; entries/s, the CPU time per stored
+    entry of the server and of its compactor (the compactor's counted once it caught up: its work for
+    these entries), the peak RSS of the server and every process under it (the compactor), and the
+    compactor's lag after the run. ``profile``: py-spy records the server and the compactor during the
+    run into this folder (folded stacks; py-spy must be installed, it is not a dependency)."""
     from benchmarks.loadgen import wrk
-    from benchmarks.processes import Probe, free_port, running
+    from benchmarks.processes import Probe, descendants, free_port, running
     from benchmarks.run import Suite
 
     os.environ["LOGSVC_CREDENTIALS_FILE"] = str(folder / "credentials")
@@ -561,23 +566,51 @@ def _http(folder: Path, engine: str, seconds: float, body: Path) -> dict[str, fl
     with running(f"bench-{engine}", argv, port, folder / f"{engine}.log", probe) as server:
         header = (f"Authorization: Bearer {admin.api_key}",)
         wrk(server.url + "/logs", connections=8, duration_s=2, body=body, headers=header)  # warm-up
-        run = wrk(server.url + "/logs", connections=8, duration_s=seconds, body=body, headers=header)
-        rss = server.peak_rss()
-        behind = (
-            _caught_up(
-                DataDir(data_dir).tiered, store_key(load_settings(overrides={"data_dir": str(data_dir)}))
-            )
-            if engine == "tiered"
-            else 0.0
+        key = store_key(load_settings(overrides={"data_dir": str(data_dir)}))
+        if engine == "tiered":
+            _caught_up(DataDir(data_dir).tiered, key)
+        children = descendants(server.process.pid)
+        cpu_before = {pid: _cpu_seconds(pid) for pid in [server.process.pid, *children]}
+        spies = (
+            [
+                _py_spy(pid, seconds, profile / f"{engine}-{name}.folded")
+                for pid, name in [(server.process.pid, "server"), *((pid, "compactor") for pid in children)]
+            ]
+            if profile is not None
+            else []
         )
+        run = wrk(server.url + "/logs", connections=8, duration_s=seconds, body=body, headers=header)
+        behind = _caught_up(DataDir(data_dir).tiered, key) if engine == "tiered" else 0.0
+        cpu = {pid: _cpu_seconds(pid) - before for pid, before in cpu_before.items()}
+        for spy in spies:
+            spy.wait(timeout=seconds + 60)
+        rss = server.peak_rss()
+    stored = (run.requests - run.status_errors) * _BATCH
+    compactor_cpu = sum(taken for pid, taken in cpu.items() if pid != server.process.pid)
     return {
         "entries_per_s": run.ok_per_s * _BATCH,
         "p99_ms": run.p99_ms,
         "non_2xx": float(run.status_errors),
+        "server_cpu_us_per_entry": cpu[server.process.pid] / stored * 1e6,
+        "compactor_cpu_us_per_entry": compactor_cpu / stored * 1e6,
         "peak_rss_mib": rss["total_mib"],
         "processes": float(len(rss["processes"])),
         "compactor_behind_s": behind,
+        "load_average": os.getloadavg()[0],
     }
+
+
+def _py_spy(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes]:
+    """py-spy recording ``pid`` for ``seconds`` (200 samples a second, without pausing it) as folded
+    stacks, one line per stack with its sample count."""
+    argv = [str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(pid), "-d", str(int(seconds))]
+    argv += ["-r", "200", "-f", "raw", "-o", str(output), "--nonblocking"]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _http_body(folder: Path) -> Path:
@@ -616,6 +649,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="profile the tiered writer's work, then stop")
     parser.add_argument("--sizes", action="store_true", help="where the tiered store's bytes go, then stop")
     parser.add_argument("--http", type=float, default=0.0, help="seconds of each HTTP run (0: none)")
+    parser.add_argument(
+        "--py-spy", help="with --http: record the server and compactor with py-spy into this folder"
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument(
         "--keep",
@@ -662,7 +698,8 @@ def main() -> None:
             for run in range(args.runs):
                 for engine, engine_runs in http.items():
                     with tempfile.TemporaryDirectory() as scratch:
-                        engine_runs.append(_http(Path(scratch), engine, args.http, body))
+                        profile = Path(args.py_spy) if args.py_spy and run == 0 else None
+                        engine_runs.append(_http(Path(scratch), engine, args.http, body, profile))
                         print(f"http run {run + 1} {engine}: {engine_runs[-1]}")
         for engine, runs in http.items():
             results[f"http_{engine}"] = _median(runs)
