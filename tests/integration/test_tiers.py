@@ -114,6 +114,14 @@ def test_a_retried_entry_in_a_hot_generation_is_stored_once(files: tuple[Path, P
         stored = Counter(row[1] for g in hot.generations(0, 1) for row in hot.rows(g))
         assert len(stored) == 300
         assert set(stored.values()) == {1}
+        # The sealed generation's first and last ids among new ones (its first id for another service,
+        # ids above its own), in one append: the ids at the edges of its range are found.
+        retried = [row for row in batch(0, 300) if row[0][-2:] in (b"\x00\x00", b"\x01\x2b")]
+        new = [(bytes(16), row[1], "other", *row[3:]) for row in batch(900, 1)] + batch(5000, 3)
+        assert hot.append(retried + new) == 4
+        stored = Counter((row[1], row[3]) for g in hot.generations(0, 1) for row in hot.rows(g))
+        assert len(stored) == 304
+        assert set(stored.values()) == {1}
     finally:
         hot.close()
 

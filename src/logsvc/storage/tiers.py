@@ -201,6 +201,7 @@ class HotFile:
         self.path = path
         self._conn = _open(path, key, _HOT_SCHEMA, incremental=True)
         self._limit = rows_per_generation
+        self._ranges: dict[int, tuple[bytes, bytes] | None] = {}
         self._turns = os.open(turns, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600) if turns else None
 
     def append(self, rows: Sequence[NewRow], stored_elsewhere: StoredElsewhere | None = None) -> int:
@@ -292,17 +293,37 @@ class HotFile:
     def _known(self, rows: Sequence[NewRow]) -> set[tuple[bytes, str]]:
         """The ``(log_id, service)`` pairs of ``rows`` already in a sealed hot generation. The open one
         needs no lookup: its unique index makes the INSERT OR IGNORE skip them (a lookup of every id cost
-        about a fifth of an append's CPU time)."""
-        wanted = {(row[0], row[2]) for row in rows}
+        about a fifth of an append's CPU time). Nor are ids looked up outside a sealed generation's range
+        of ids (decision 38): a new UUIDv7 (the server's, the SDK's) is newer than every id sealed before
+        it, and the lookup of every id in each sealed generation was 7 % of the server's time over HTTP."""
         ids = list({row[0] for row in rows})
         known: set[tuple[bytes, str]] = set()
-        for generation in self.generations(SEALED):
-            for first in range(0, len(ids), _IDS_PER_LOOKUP):
-                chunk = ids[first : first + _IDS_PER_LOOKUP]
+        ranges = {generation: self._id_range(generation) for generation in self.generations(SEALED)}
+        self._ranges = ranges
+        for generation, id_range in ranges.items():
+            if id_range is None:
+                continue
+            low, high = id_range
+            inside = [log_id for log_id in ids if low <= log_id <= high]
+            for first in range(0, len(inside), _IDS_PER_LOOKUP):
+                chunk = inside[first : first + _IDS_PER_LOOKUP]
                 marks = ", ".join("?" for _ in chunk)
                 lookup = f"SELECT log_id, service FROM {_table(generation)} WHERE log_id IN ({marks})"
-                known.update(pair for pair in self._conn.execute(lookup, chunk) if pair in wanted)
-        return known
+                known.update(map(tuple, self._conn.execute(lookup, chunk)))
+        return known & {(row[0], row[2]) for row in rows} if known else known
+
+    def _id_range(self, generation: int) -> tuple[bytes, bytes] | None:
+        """The smallest and largest log_id of a sealed generation (None: it holds none). Sealed, it takes
+        no more rows, so its range is kept while it stays sealed (a row deleted from it leaves the range
+        wider than needed, never narrower)."""
+        kept = self._ranges.get(generation)
+        if kept is not None:
+            return kept
+        table = _table(generation)
+        # Two queries: SQLite reads a lone min() or max() of an indexed column from the index's end.
+        (low,) = _one(self._conn, f"SELECT min(log_id) FROM {table}")
+        (high,) = _one(self._conn, f"SELECT max(log_id) FROM {table}")
+        return None if low is None else (bytes(low), bytes(high))
 
     def generations(self, *states: int) -> list[int]:
         """The generations in these states, oldest first."""
