@@ -278,7 +278,7 @@ def test_an_id_stored_elsewhere_is_not_stored_again(files: tuple[Path, Path]) ->
         hot.close()
 
 
-def test_a_dropped_generation_gives_its_pages_back_and_its_rows_are_in_the_cold_file(
+def test_the_pages_of_dropped_generations_are_given_back_and_their_rows_are_in_the_cold_file(
     files: tuple[Path, Path],
 ) -> None:
     hot = HotFile(files[0], KEY, rows_per_generation=PER_GENERATION)
@@ -290,9 +290,13 @@ def test_a_dropped_generation_gives_its_pages_back_and_its_rows_are_in_the_cold_
         (grown,) = conn.execute("PRAGMA page_count").fetchone()
         for generation in hot.sealed():
             compact(hot, cold, generation)
+        (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+        assert free > grown / 2  # kept for the next generations
+        assert hot.release() == free
         (pages,) = conn.execute("PRAGMA page_count").fetchone()
         assert conn.execute("PRAGMA freelist_count").fetchone() == (0,)
-        assert pages < grown / 2  # the three generations' pages are cut off the file, not kept free
+        assert pages < grown / 2  # the three generations' pages are cut off the file
+        assert hot.release() == 0
         assert conn.execute("PRAGMA secure_delete").fetchone() == (1,)  # as it was, for every other delete
         assert every_row(hot, cold) == Counter({i.to_bytes(16, "big"): 1 for i in range(900)})
         assert hot.check() == []

@@ -125,10 +125,13 @@ def main(argv: list[str]) -> int:
     while True:
         for generation in hot.sealed():
             compact(hot, cold, generation)
-        # Neither file changed since the last look: the writers are idle, and the WALs are emptied, so
-        # that the store takes no more room than its data (decision 38).
+        # Neither file changed since the last look: the writers are idle, so the hot file's free pages
+        # are given back and the WALs emptied, for the store to take no more room than its data
+        # (decision 38).
         now = (hot.version(), cold.version())
         if now == seen:
+            if hot.release():
+                now = (hot.version(), cold.version())
             for file in (hot, cold):
                 if _wal_bytes(file.path):
                     file.checkpoint()
