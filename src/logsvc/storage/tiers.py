@@ -376,9 +376,11 @@ class HotFile:
 
     def drop(self, generation: int) -> None:
         """Forget the rows of a sealed generation that the cold file holds (one durable transaction). Its
-        pages stay free in the file, for the next generations (``release`` gives them back)."""
+        pages stay free in the file for the next generation; free pages left from an earlier drop that
+        were not reused since (the compactor was behind) are cut off the file (decision 38)."""
         conn = self._conn
         with taking_turns(self._turns), immediate(conn):
+            (left,) = _one(conn, "PRAGMA freelist_count")
             # The dropped rows are not deleted, only moved (the cold file holds them): their pages are not
             # overwritten with zeros one by one, which wrote about a generation's size to the WAL at each
             # drop (decision 38); ``release`` cuts free pages off the file.
@@ -393,12 +395,14 @@ class HotFile:
                 "UPDATE hot_generations SET state = ? WHERE generation = ? AND state = ?",
                 (COMPACTED, generation, SEALED),
             )
+            if left:
+                conn.execute(f"PRAGMA incremental_vacuum({int(left)})").fetchall()
 
     def release(self) -> int:
         """Cut the file's free pages off it (``PRAGMA incremental_vacuum``, one durable transaction,
         taking turns with the writers); how many there were. Nothing in a file made before decision 38,
-        whose free pages stay for reuse. Run by the idle compactor: at each drop it took a quarter of
-        the compactor's time (pages of the open generation moved into the freed ones), while the next
+        whose free pages stay for reuse. Run by the idle compactor: run at each drop, it took a quarter
+        of the compactor's time (pages of the open generation moved into the freed ones), while the next
         generation reuses free pages anyway."""
         conn = self._conn
         (free,) = _one(conn, "PRAGMA freelist_count")
