@@ -26,6 +26,12 @@
   compactor process): in-process appends of 1,000 entries with 1 and with 8 batches in flight (group
   commit), entries/s of the time spent appending; the compactor's CPU time, peak RSS, and how long after
   the last append it was still compacting (``--profile``: where the writer's time goes, by cProfile);
+- where the bytes of the tiered store go (``--sizes``, alone, stops by itself; ``--entries 10000000`` is
+  about 4-8 minutes of ingest): every file of the store directory (WAL and shared memory included) at a
+  random moment of the ingest, once the compactor caught up, and once the writers went idle (the
+  compactor then empties the WALs, decision 38), each per entry and against the raw NDJSON; then the
+  pages of each file's tables and indexes (SQLite's ``dbstat``), its free pages, and the cold pages'
+  bytes by column;
 - over HTTP (``--http SECONDS``): ``logsvc serve`` on each engine, wrk POSTing 1,000 template entries
   per request on 8 connections (``make bench``'s batched ingest, on the template data), the engines taking
   turns; entries/s, the peak RSS of the server and its compactor, and the compactor's lag at the end.
@@ -44,6 +50,7 @@ import pstats
 import resource
 import secrets
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -55,12 +62,13 @@ from typing import Any
 
 from benchmarks.templates import COMMON_WORD, RARE_WORD, TemplateData, raw_ndjson
 from logsvc.crypto import store_key
+from logsvc.crypto.sqlite import connect
 from logsvc.datadir import DataDir
 from logsvc.domain.entries import Level, NewEntry
 from logsvc.domain.queries import Query
 from logsvc.domain.timestamps import parse_timestamp_text
 from logsvc.settings import load_settings
-from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, Row, train_dictionary
+from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, PageSummary, Row, train_dictionary
 from logsvc.storage.sqlite import SQLiteStore
 from logsvc.storage.tiered import TieredStore
 from logsvc.storage.tiered_compactor import Compactor
@@ -426,6 +434,175 @@ async def _tiered_store(folder: Path, count: int, in_flight: int) -> dict[str, f
     } | compactor
 
 
+def _files(folder: Path) -> dict[str, int]:
+    return {file.name: file.stat().st_size for file in sorted(folder.iterdir()) if file.is_file()}
+
+
+def _idle(folder: Path, timeout: float = 30) -> float:
+    """Seconds until both WALs were emptied by the idle compactor (or ``timeout``)."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        files = _files(folder)
+        if not files.get("hot.db-wal") and not files.get("cold.db-wal"):
+            break
+        time.sleep(0.05)
+    return time.perf_counter() - started
+
+
+def _tables(path: Path, key: bytes) -> dict[str, Any]:
+    """Bytes of each table and index of a database file (its pages, through the WAL), and its free pages."""
+    conn = connect(path, key)
+    try:
+        (page_size,) = conn.execute("PRAGMA page_size").fetchone() or (0,)
+        (free,) = conn.execute("PRAGMA freelist_count").fetchone() or (0,)
+        tables = {
+            str(name): int(size)
+            for name, size in conn.execute(
+                "SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY sum(pgsize) DESC"
+            )
+        }
+    finally:
+        conn.close()
+    return {"tables": tables, "free": int(free) * int(page_size), "page_size": int(page_size)}
+
+
+def _columns(folder: Path, key: bytes, pages: int = 64) -> dict[str, float]:
+    """Bytes per entry of each column of the newest ``pages`` cold pages (compressed, as stored), and of
+    their summaries."""
+    cold = ColdFile(folder / "cold.db", key)
+    sizes: dict[str, float] = {}
+    entries = 0
+    try:
+        for summary_blob, body in cold.connection.execute(
+            "SELECT summary, body FROM cold_pages ORDER BY page_id DESC LIMIT ?", (pages,)
+        ):
+            # The page's head (pages.py): magic, count, dictionary id, then each column's size.
+            _magic, count, _dictionary = struct.unpack_from("<4sII", body)
+            columns = struct.unpack_from(f"<{len(_COLUMN_NAMES)}I", body, 12)
+            entries += count
+            for name, size in zip(_COLUMN_NAMES, columns, strict=True):
+                sizes[name] = sizes.get(name, 0) + size
+            sizes["page head"] = sizes.get("page head", 0) + len(body) - sum(columns)
+            summary = PageSummary.from_bytes(summary_blob)
+            sizes["summary: token filter"] = sizes.get("summary: token filter", 0) + len(summary.tokens)
+            sizes["summary: id filter"] = sizes.get("summary: id filter", 0) + len(summary.ids)
+            rest = len(summary_blob) - len(summary.tokens) - len(summary.ids)
+            sizes["summary: the rest"] = sizes.get("summary: the rest", 0) + rest
+    finally:
+        cold.close()
+    return {name: size / max(entries, 1) for name, size in sizes.items()}
+
+
+_COLUMN_NAMES = (
+    "arrival numbers",
+    "log_ids",
+    "event times",
+    "arrival times",
+    "service names",
+    "service codes",
+    "levels",
+    "type names",
+    "type codes",
+    "message lengths",
+    "message text",
+    "metadata lengths",
+    "metadata text",
+)
+
+
+async def _sizes(folder: Path, count: int, in_flight: int = 8) -> dict[str, Any]:
+    """Where the tiered store's bytes go: its directory's files at a random moment of the ingest (batches
+    of 1,000, ``in_flight`` at once, as ``_tiered_store``), once the compactor caught up and once the
+    writers were idle; then the tables of each file and the cold pages' columns."""
+    key = secrets.token_bytes(32)
+    store = TieredStore(folder, read_threads=1, key=key)
+    raw = 0
+    done = 0
+    busy = 0.0
+    cpu = 0.0
+    moment = secrets.randbelow(count // 2) + count // 4
+    mid: tuple[int, dict[str, int]] | None = None
+    tenths: list[tuple[int, int, int]] = []  # entries, bytes on disk, raw bytes at each tenth of the ingest
+    batches = TemplateData().batches(count, _BATCH)
+    try:
+        while group := list(islice(batches, in_flight)):
+            raw += sum(len(raw_ndjson(entry)) for batch in group for entry in batch)
+            started, started_cpu = time.perf_counter(), time.process_time()
+            await asyncio.gather(*(store.append(batch) for batch in group))
+            busy += time.perf_counter() - started
+            cpu += time.process_time() - started_cpu
+            done += sum(map(len, group))
+            if mid is None and done >= moment:
+                mid = (done, _files(folder))
+            if done * 10 // count > len(tenths) and done < count:
+                tenths.append((done, sum(_files(folder).values()), raw))
+        ended = _files(folder)
+        behind = _caught_up(folder, key)
+        caught = _files(folder)
+        idle_after = _idle(folder)
+        idle = _files(folder)
+        assert store._compactor is not None
+        compactor = _process_figures(store._compactor.pid)
+    finally:
+        await store.close()
+    assert mid is not None
+    raw_per_entry = raw / count
+    moments: dict[str, Any] = {}
+    for name, entries, files in (
+        (f"mid-ingest ({mid[0]:,} entries)", mid[0], mid[1]),
+        ("the last append returned", count, ended),
+        ("compactor caught up", count, caught),
+        (f"idle ({idle_after:.1f} s later)", count, idle),
+    ):
+        total = sum(files.values())
+        moments[name] = {
+            "bytes_per_entry": total / entries,
+            "x_raw": total / entries / raw_per_entry,
+            "files": {file: size / entries for file, size in files.items()},
+        }
+    return {
+        "entries": count,
+        "raw_bytes_per_entry": raw_per_entry,
+        "entries_per_s": count / busy,
+        "cpu_us_per_entry": cpu / count * 1e6,
+        "compactor_behind_s": behind,
+        "moments": moments,
+        "tenths": [
+            {"entries": entries, "bytes_per_entry": size / entries, "x_raw": size / raw_then}
+            for entries, size, raw_then in tenths
+        ],
+        "hot.db": _tables(folder / "hot.db", key),
+        "cold.db": _tables(folder / "cold.db", key),
+        "cold page columns, bytes per entry": _columns(folder, key),
+    } | compactor
+
+
+def _print_sizes(sizes: dict[str, Any]) -> None:
+    count = sizes["entries"]
+    print(
+        f"{count:,} entries, raw {sizes['raw_bytes_per_entry']:.1f} B/entry; ingest "
+        f"{sizes['entries_per_s']:,.0f} entries/s, {sizes['cpu_us_per_entry']:.1f} CPU us/entry; compactor "
+        f"{sizes.get('compactor_cpu_s', 0) / count * 1e6:.1f} CPU us/entry, "
+        f"{sizes['compactor_behind_s']:.1f} s behind"
+    )
+    for moment, figures in sizes["moments"].items():
+        print(f"  {moment}: {figures['bytes_per_entry']:.1f} B/entry, {figures['x_raw']:.3f}x raw")
+        for file, per_entry in figures["files"].items():
+            print(f"    {file:22s} {per_entry:8.2f}")
+    print(
+        "  at each tenth of the ingest, x raw: "
+        + ", ".join(f"{tenth['entries']:,}: {tenth['x_raw']:.3f}" for tenth in sizes["tenths"])
+    )
+    for name in ("hot.db", "cold.db"):
+        tables = sizes[name]
+        print(f"  {name}: free pages {tables['free'] / count:.2f} B/entry; by table and index, B/entry:")
+        for table, size in list(tables["tables"].items())[:12]:
+            print(f"    {table:28s} {size / count:8.2f}")
+    print("  cold page columns (newest 64 pages), B/entry:")
+    for column, per_entry in sizes["cold page columns, bytes per entry"].items():
+        print(f"    {column:28s} {per_entry:8.2f}")
+
+
 def _profile(folder: Path, count: int) -> None:
     """cProfile of the writer's work (``HotFile.append`` with the cold tier's id lookup, as the store's
     writer calls it) in this thread, a compactor process running beside it."""
@@ -447,12 +624,17 @@ def _profile(folder: Path, count: int) -> None:
     pstats.Stats(profiler).sort_stats("tottime").print_stats(14)
 
 
-def _http(folder: Path, engine: str, seconds: float, body: Path) -> dict[str, float]:
+def _http(
+    folder: Path, engine: str, seconds: float, body: Path, profile: Path | None = None
+) -> dict[str, float]:
     """``logsvc serve --store-engine ENGINE``, wrk POSTing ``body`` (1,000 template entries, without ids:
-    each request stores new entries) on 8 connections for ``seconds``; entries/s, the peak RSS of the
-    server and every process under it (the compactor), and the compactor's lag after the run."""
+    each request stores new entries) on 8 connections for ``seconds``; entries/s, the CPU time per stored
+    entry of the server and of its compactor (the compactor's counted once it caught up: its work for
+    these entries), the peak RSS of the server and every process under it (the compactor), and the
+    compactor's lag after the run. ``profile``: py-spy records the server and the compactor during the
+    run into this folder (folded stacks; py-spy must be installed, it is not a dependency)."""
     from benchmarks.loadgen import wrk
-    from benchmarks.processes import Probe, free_port, running
+    from benchmarks.processes import Probe, descendants, free_port, running
     from benchmarks.run import Suite
 
     os.environ["LOGSVC_CREDENTIALS_FILE"] = str(folder / "credentials")
@@ -466,23 +648,51 @@ def _http(folder: Path, engine: str, seconds: float, body: Path) -> dict[str, fl
     with running(f"bench-{engine}", argv, port, folder / f"{engine}.log", probe) as server:
         header = (f"Authorization: Bearer {admin.api_key}",)
         wrk(server.url + "/logs", connections=8, duration_s=2, body=body, headers=header)  # warm-up
-        run = wrk(server.url + "/logs", connections=8, duration_s=seconds, body=body, headers=header)
-        rss = server.peak_rss()
-        behind = (
-            _caught_up(
-                DataDir(data_dir).tiered, store_key(load_settings(overrides={"data_dir": str(data_dir)}))
-            )
-            if engine == "tiered"
-            else 0.0
+        key = store_key(load_settings(overrides={"data_dir": str(data_dir)}))
+        if engine == "tiered":
+            _caught_up(DataDir(data_dir).tiered, key)
+        children = descendants(server.process.pid)
+        cpu_before = {pid: _cpu_seconds(pid) for pid in [server.process.pid, *children]}
+        spies = (
+            [
+                _py_spy(pid, seconds, profile / f"{engine}-{name}.folded")
+                for pid, name in [(server.process.pid, "server"), *((pid, "compactor") for pid in children)]
+            ]
+            if profile is not None
+            else []
         )
+        run = wrk(server.url + "/logs", connections=8, duration_s=seconds, body=body, headers=header)
+        behind = _caught_up(DataDir(data_dir).tiered, key) if engine == "tiered" else 0.0
+        cpu = {pid: _cpu_seconds(pid) - before for pid, before in cpu_before.items()}
+        for spy in spies:
+            spy.wait(timeout=seconds + 60)
+        rss = server.peak_rss()
+    stored = (run.requests - run.status_errors) * _BATCH
+    compactor_cpu = sum(taken for pid, taken in cpu.items() if pid != server.process.pid)
     return {
         "entries_per_s": run.ok_per_s * _BATCH,
         "p99_ms": run.p99_ms,
         "non_2xx": float(run.status_errors),
+        "server_cpu_us_per_entry": cpu[server.process.pid] / stored * 1e6,
+        "compactor_cpu_us_per_entry": compactor_cpu / stored * 1e6,
         "peak_rss_mib": rss["total_mib"],
         "processes": float(len(rss["processes"])),
         "compactor_behind_s": behind,
+        "load_average": os.getloadavg()[0],
     }
+
+
+def _py_spy(pid: int, seconds: float, output: Path) -> subprocess.Popen[bytes]:
+    """py-spy recording ``pid`` for ``seconds`` (200 samples a second, without pausing it) as folded
+    stacks, one line per stack with its sample count."""
+    argv = [str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(pid), "-d", str(int(seconds))]
+    argv += ["-r", "200", "-f", "raw", "-o", str(output), "--nonblocking"]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _http_body(folder: Path) -> Path:
@@ -519,7 +729,11 @@ def main() -> None:
     parser.add_argument("--skip-tiers", action="store_true", help="leave out the hot and cold files")
     parser.add_argument("--skip-tiered", action="store_true", help="leave out the TieredStore engine")
     parser.add_argument("--profile", action="store_true", help="profile the tiered writer's work, then stop")
+    parser.add_argument("--sizes", action="store_true", help="where the tiered store's bytes go, then stop")
     parser.add_argument("--http", type=float, default=0.0, help="seconds of each HTTP run (0: none)")
+    parser.add_argument(
+        "--py-spy", help="with --http: record the server and compactor with py-spy into this folder"
+    )
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument(
         "--keep",
@@ -539,6 +753,13 @@ def main() -> None:
     if args.profile:
         with tempfile.TemporaryDirectory() as folder:
             _profile(Path(folder), args.entries)
+        return
+    if args.sizes:
+        with tempfile.TemporaryDirectory() as folder:
+            sizes = asyncio.run(_sizes(Path(folder), args.entries))
+        _print_sizes(sizes)
+        if args.json:
+            Path(args.json).write_text(json.dumps(sizes, indent=2) + "\n")
         return
     if not args.skip_store:
         runs = []
@@ -571,7 +792,8 @@ def main() -> None:
             for run in range(args.runs):
                 for engine, engine_runs in http.items():
                     with tempfile.TemporaryDirectory() as scratch:
-                        engine_runs.append(_http(Path(scratch), engine, args.http, body))
+                        profile = Path(args.py_spy) if args.py_spy and run == 0 else None
+                        engine_runs.append(_http(Path(scratch), engine, args.http, body, profile))
                         print(f"http run {run + 1} {engine}: {engine_runs[-1]}")
         for engine, runs in http.items():
             results[f"http_{engine}"] = _median(runs)

@@ -17,7 +17,7 @@ from logsvc.crypto import store_key
 from logsvc.errors import ConfigError
 from logsvc.settings import load_settings
 from logsvc.storage.open import open_store, tiered_path
-from logsvc.storage.tiers import ColdFile
+from logsvc.storage.tiers import ColdFile, HotFile
 from tests.conftest import ServerProcess, ServerThread, bearer, eventually, make_settings
 
 
@@ -112,9 +112,25 @@ def test_entries_posted_are_read_back_and_the_compactor_ends_with_the_server(tmp
                 ("svc-2", 500),
             ]
             (compactor,) = [pid for pid in children(os.getpid()) if "tiered_compactor" in _cmdline(pid)]
+            # Once the writes stop, the compactor gives the hot file's free pages back and empties both
+            # WALs (decision 38); nothing is lost by it.
+            store = tmp_path / "data" / "v2"
+            assert eventually(lambda: wal_bytes(store / "hot.db") == wal_bytes(store / "cold.db") == 0, 30)
+            hot = HotFile(store / "hot.db", key)
+            try:
+                assert hot.connection.execute("PRAGMA freelist_count").fetchone() == (0,)
+            finally:
+                hot.close()
+            got = every_entry(client)
+            assert sorted(str(e["log_id"]) for e in got) == sorted(str(e["log_id"]) for e in sent)
     finally:
         server.stop()
     assert eventually(lambda: not alive(compactor), 30)
+
+
+def wal_bytes(database: Path) -> int:
+    wal = database.with_name(f"{database.name}-wal")
+    return wal.stat().st_size if wal.exists() else 0
 
 
 def _cmdline(pid: int) -> str:

@@ -115,6 +115,14 @@ def test_a_retried_entry_in_a_hot_generation_is_stored_once(files: tuple[Path, P
         stored = Counter(row[1] for g in hot.generations(0, 1) for row in hot.rows(g))
         assert len(stored) == 300
         assert set(stored.values()) == {1}
+        # The sealed generation's first and last ids among new ones (its first id for another service,
+        # ids above its own), in one append: the ids at the edges of its range are found.
+        retried = [row for row in batch(0, 300) if row[0][-2:] in (b"\x00\x00", b"\x01\x2b")]
+        new = [(bytes(16), row[1], "other", *row[3:]) for row in batch(900, 1)] + batch(5000, 3)
+        assert hot.append(retried + new) == 4
+        stored = Counter((row[1], row[3]) for g in hot.generations(0, 1) for row in hot.rows(g))
+        assert len(stored) == 304
+        assert set(stored.values()) == {1}
     finally:
         hot.close()
 
@@ -290,4 +298,52 @@ def test_an_id_stored_elsewhere_is_not_stored_again(files: tuple[Path, Path]) ->
         assert asked == []
         assert {(log_id, ts) for log_id, _, ts in asked} <= {(row[0], row[1]) for row in batch(0, 10)}
     finally:
+        hot.close()
+
+
+def test_the_pages_of_dropped_generations_are_given_back_and_their_rows_are_in_the_cold_file(
+    files: tuple[Path, Path],
+) -> None:
+    hot = HotFile(files[0], KEY, rows_per_generation=PER_GENERATION)
+    cold = ColdFile(files[1], KEY)
+    try:
+        for first in range(0, 900, 100):
+            hot.append(batch(first, 100))
+        conn = hot.connection
+        (grown,) = conn.execute("PRAGMA page_count").fetchone()
+        for generation in hot.sealed():
+            compact(hot, cold, generation)
+        (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+        assert 0 < free < grown / 2  # the last one's kept for the next generation, earlier ones cut off
+        assert hot.release() == free
+        (pages,) = conn.execute("PRAGMA page_count").fetchone()
+        assert conn.execute("PRAGMA freelist_count").fetchone() == (0,)
+        assert pages < grown / 2
+        assert hot.release() == 0
+        assert conn.execute("PRAGMA secure_delete").fetchone() == (1,)  # as it was, for every other delete
+        assert every_row(hot, cold) == Counter({i.to_bytes(16, "big"): 1 for i in range(900)})
+        assert hot.check() == []
+    finally:
+        hot.close()
+        cold.close()
+
+
+def test_a_checkpoint_empties_the_wal_and_waits_for_no_reader(files: tuple[Path, Path]) -> None:
+    hot = HotFile(files[0], KEY, rows_per_generation=PER_GENERATION)
+    reader = HotFile(files[0], KEY)
+    wal = files[0].with_name("hot.db-wal")
+    try:
+        hot.append(batch(0, 100))
+        assert wal.stat().st_size > 0
+        with reader.reading():  # a read snapshot holds the WAL's frames
+            hot.append(batch(100, 100))
+            started = time.monotonic()
+            assert not hot.checkpoint()
+            assert time.monotonic() - started < 5  # a moment, not the 10 s busy timeout of writes
+        assert hot.checkpoint()
+        assert wal.stat().st_size == 0
+        hot.append(batch(200, 10))  # and the file goes on from there
+        assert sum(len(hot.rows(g)) for g in hot.generations(0, 1)) == 210
+    finally:
+        reader.close()
         hot.close()

@@ -31,7 +31,7 @@ def open_store(
 ) -> LogStore:
     """The adapter for a store URL: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
     ``tiered:///relative/dir`` or ``tiered:////absolute/dir`` (storage v2, which runs its compactor process
-    while open; ``?generation_rows=N``: entries per hot generation, 16,384 by default), or
+    while open; ``?generation_rows=N``: entries per hot generation, 8,192 by default), or
     ``dynamodb://TABLE?region=..``. The DynamoDB store writes ``retention`` as each item's TTL."""
     if engine_of(url) == "dynamodb":
         from logsvc.storage.dynamodb import DynamoDBStore  # noqa: PLC0415

@@ -37,6 +37,9 @@ PAGE_ENTRIES: Final = 1024
 _MAGIC: Final = b"LSP1"
 _HEAD: Final = struct.Struct("<4sII")
 _LEVEL: Final = 3
+# The message and metadata texts, most of a page, at a higher level (decision 38): 2.8 bytes an entry less
+# for 1.7 us more of the compactor's CPU an entry; decoding is as fast at any level.
+_TEXT_LEVEL: Final = 9
 _ID_BYTES: Final = 16
 _NULL: Final = -1  # the length of a missing metadata object
 _MOD: Final = 1 << 64
@@ -114,12 +117,12 @@ class PageCodec:
         self._plain = zstandard.ZstdCompressor(level=_LEVEL)
         self._unpack = zstandard.ZstdDecompressor()
         self._dictionary_id = 0
-        self._text = self._plain
+        self._text = zstandard.ZstdCompressor(level=_TEXT_LEVEL)
         self._untext = self._unpack
         if dictionary is not None:
             trained = zstandard.ZstdCompressionDict(dictionary)
             self._dictionary_id = trained.dict_id()
-            self._text = zstandard.ZstdCompressor(level=_LEVEL, dict_data=trained)
+            self._text = zstandard.ZstdCompressor(level=_TEXT_LEVEL, dict_data=trained)
             self._untext = zstandard.ZstdDecompressor(dict_data=trained)
         self._tokenizer = Tokenizer()
 

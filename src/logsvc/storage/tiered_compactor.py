@@ -121,10 +121,29 @@ def main(argv: list[str]) -> int:
     hot = HotFile(path / "hot.db", key, turns=turns_lock(path / "hot.db"))
     cold = ColdFile(path / "cold.db", key)
     finish(hot, cold)
+    seen: tuple[tuple[int, int], tuple[int, int]] | None = None
     while True:
         for generation in hot.sealed():
             compact(hot, cold, generation)
+        # Neither file changed since the last look: the writers are idle, so the hot file's free pages
+        # are given back and the WALs emptied, for the store to take no more room than its data
+        # (decision 38).
+        now = (hot.version(), cold.version())
+        if now == seen:
+            if hot.release():
+                now = (hot.version(), cold.version())
+            for file in (hot, cold):
+                if _wal_bytes(file.path):
+                    file.checkpoint()
+        seen = now
         time.sleep(_POLL_SECONDS)
+
+
+def _wal_bytes(database: Path) -> int:
+    try:
+        return database.with_name(f"{database.name}-wal").stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _exit_with_parent() -> None:

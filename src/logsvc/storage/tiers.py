@@ -60,9 +60,12 @@ NewRow: TypeAlias = tuple[bytes, int, str, int, str, str, str | None, int]
 # Which of these (log_id, service, event time us) are stored outside the hot file (the cold tier).
 StoredElsewhere: TypeAlias = Callable[[Sequence[tuple[bytes, str, int]]], set[tuple[bytes, str]]]
 
-ROWS_PER_GENERATION: Final = 16_384
+ROWS_PER_GENERATION: Final = 8_192
 _BUSY_TIMEOUT_MS: Final = 10_000
 _IDS_PER_LOOKUP: Final = 1_000  # well under SQLite's 32,766 bound parameters
+_WAL_CHECKPOINT_PAGES: Final = 256
+_WAL_KEPT_BYTES: Final = 0
+_CHECKPOINT_BUSY_MS: Final = 50
 
 # A generation is open (rows go in), sealed (full, waiting for compaction; last_seq is its last arrival
 # number) or compacted (its table dropped, its rows in the cold file). The rows of compacted generations
@@ -102,15 +105,25 @@ CREATE TABLE IF NOT EXISTS cold_generations (
 """
 
 
-def _open(path: Path, key: bytes | None, schema: str) -> apsw.Connection:
-    """A write connection as the store's (WAL, a COMMIT fsyncs, temporary data in memory), schema made."""
+def _open(path: Path, key: bytes | None, schema: str, *, incremental: bool = False) -> apsw.Connection:
+    """A write connection as the store's (WAL, a COMMIT fsyncs, temporary data in memory), schema made.
+    ``incremental``: a new file gives its free pages back (``PRAGMA incremental_vacuum``, decision 38)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     make_private(path)
     # The writer and the compactor open both files, also at the same moment after a crash.
     conn = connect(path, key, busy_timeout_ms=_BUSY_TIMEOUT_MS)
     try:
+        if incremental and not _one(conn, "PRAGMA page_count")[0]:
+            # Only a new file: the setting takes effect before the file's first table (a file made before
+            # keeps its free pages for reuse, as all did before decision 38), and setting it on a file
+            # that has tables writes its header (which a full disk refuses, also to a reader).
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL").fetchall()
         conn.execute("PRAGMA synchronous=FULL")
+        # The WAL is copied into the file once it holds 1 MiB (instead of 4), and a WAL so emptied shrinks
+        # back at the next commit, instead of staying as large as it ever grew (decision 38).
+        conn.execute(f"PRAGMA wal_autocheckpoint={_WAL_CHECKPOINT_PAGES}")
+        conn.execute(f"PRAGMA journal_size_limit={_WAL_KEPT_BYTES}")
         conn.execute("PRAGMA temp_store=MEMORY")
         # IMMEDIATE: a deferred transaction that read and then writes while the other process commits is
         # refused at once (busy, without waiting), which made an opening process fail after a crash.
@@ -148,6 +161,25 @@ def _one(conn: apsw.Connection, sql: str) -> tuple[Any, ...]:
     return tuple(row)
 
 
+def _version(conn: apsw.Connection) -> tuple[int, int]:
+    (data_version,) = _one(conn, "PRAGMA data_version")
+    return int(data_version), conn.total_changes()
+
+
+def _truncate_wal(conn: apsw.Connection) -> bool:
+    """``wal_checkpoint(TRUNCATE)`` waiting at most a moment for readers and writers (the caller tries
+    again later): every committed frame is copied into the file and the file synced before the WAL is cut,
+    so nothing committed depends on it."""
+    conn.set_busy_timeout(_CHECKPOINT_BUSY_MS)
+    try:
+        busy, _log, _done = _one(conn, "PRAGMA wal_checkpoint(TRUNCATE)")
+    except apsw.BusyError:
+        return False
+    finally:
+        conn.set_busy_timeout(_BUSY_TIMEOUT_MS)
+    return not busy
+
+
 def _table(generation: int) -> str:
     return f"hot_{int(generation)}"
 
@@ -167,8 +199,9 @@ class HotFile:
         by ``drop`` so that a compactor's drop does not send the appending writer into SQLite's busy
         handler and its sleeps."""
         self.path = path
-        self._conn = _open(path, key, _HOT_SCHEMA)
+        self._conn = _open(path, key, _HOT_SCHEMA, incremental=True)
         self._limit = rows_per_generation
+        self._ranges: dict[int, tuple[bytes, bytes] | None] = {}
         self._turns = os.open(turns, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600) if turns else None
 
     def append(self, rows: Sequence[NewRow], stored_elsewhere: StoredElsewhere | None = None) -> int:
@@ -274,17 +307,37 @@ class HotFile:
     def _known(self, rows: Sequence[NewRow]) -> set[tuple[bytes, str]]:
         """The ``(log_id, service)`` pairs of ``rows`` already in a sealed hot generation. The open one
         needs no lookup: its unique index makes the INSERT OR IGNORE skip them (a lookup of every id cost
-        about a fifth of an append's CPU time)."""
-        wanted = {(row[0], row[2]) for row in rows}
+        about a fifth of an append's CPU time). Nor are ids looked up outside a sealed generation's range
+        of ids (decision 38): a new UUIDv7 (the server's, the SDK's) is newer than every id sealed before
+        it, and the lookup of every id in each sealed generation was 7 % of the server's time over HTTP."""
         ids = list({row[0] for row in rows})
         known: set[tuple[bytes, str]] = set()
-        for generation in self.generations(SEALED):
-            for first in range(0, len(ids), _IDS_PER_LOOKUP):
-                chunk = ids[first : first + _IDS_PER_LOOKUP]
+        ranges = {generation: self._id_range(generation) for generation in self.generations(SEALED)}
+        self._ranges = ranges
+        for generation, id_range in ranges.items():
+            if id_range is None:
+                continue
+            low, high = id_range
+            inside = [log_id for log_id in ids if low <= log_id <= high]
+            for first in range(0, len(inside), _IDS_PER_LOOKUP):
+                chunk = inside[first : first + _IDS_PER_LOOKUP]
                 marks = ", ".join("?" for _ in chunk)
                 lookup = f"SELECT log_id, service FROM {_table(generation)} WHERE log_id IN ({marks})"
-                known.update(pair for pair in self._conn.execute(lookup, chunk) if pair in wanted)
-        return known
+                known.update(map(tuple, self._conn.execute(lookup, chunk)))
+        return known & {(row[0], row[2]) for row in rows} if known else known
+
+    def _id_range(self, generation: int) -> tuple[bytes, bytes] | None:
+        """The smallest and largest log_id of a sealed generation (None: it holds none). Sealed, it takes
+        no more rows, so its range is kept while it stays sealed (a row deleted from it leaves the range
+        wider than needed, never narrower)."""
+        kept = self._ranges.get(generation)
+        if kept is not None:
+            return kept
+        table = _table(generation)
+        # Two queries: SQLite reads a lone min() or max() of an indexed column from the index's end.
+        (low,) = _one(self._conn, f"SELECT min(log_id) FROM {table}")
+        (high,) = _one(self._conn, f"SELECT max(log_id) FROM {table}")
+        return None if low is None else (bytes(low), bytes(high))
 
     def generations(self, *states: int) -> list[int]:
         """The generations in these states, oldest first."""
@@ -336,14 +389,51 @@ class HotFile:
         return int(row[0])
 
     def drop(self, generation: int) -> None:
-        """Forget the rows of a sealed generation that the cold file holds (one durable transaction)."""
-        with taking_turns(self._turns), immediate(self._conn):
-            self._conn.execute(f"DROP TABLE IF EXISTS {_table(generation)}_fts")
-            self._conn.execute(f"DROP TABLE IF EXISTS {_table(generation)}")
-            self._conn.execute(
+        """Forget the rows of a sealed generation that the cold file holds (one durable transaction). Its
+        pages stay free in the file for the next generation; free pages left from an earlier drop that
+        were not reused since (the compactor was behind) are cut off the file (decision 38)."""
+        conn = self._conn
+        with taking_turns(self._turns), immediate(conn):
+            (left,) = _one(conn, "PRAGMA freelist_count")
+            # The dropped rows are not deleted, only moved (the cold file holds them): their pages are not
+            # overwritten with zeros one by one, which wrote about a generation's size to the WAL at each
+            # drop (decision 38); ``release`` cuts free pages off the file.
+            (secure,) = _one(conn, "PRAGMA secure_delete")
+            conn.execute("PRAGMA secure_delete=FAST")
+            try:
+                conn.execute(f"DROP TABLE IF EXISTS {_table(generation)}_fts")
+                conn.execute(f"DROP TABLE IF EXISTS {_table(generation)}")
+            finally:
+                conn.execute(f"PRAGMA secure_delete={int(secure)}")
+            conn.execute(
                 "UPDATE hot_generations SET state = ? WHERE generation = ? AND state = ?",
                 (COMPACTED, generation, SEALED),
             )
+            if left:
+                conn.execute(f"PRAGMA incremental_vacuum({int(left)})").fetchall()
+
+    def release(self) -> int:
+        """Cut the file's free pages off it (``PRAGMA incremental_vacuum``, one durable transaction,
+        taking turns with the writers); how many there were. Nothing in a file made before decision 38,
+        whose free pages stay for reuse. Run by the idle compactor: run at each drop, it took a quarter
+        of the compactor's time (pages of the open generation moved into the freed ones), while the next
+        generation reuses free pages anyway."""
+        conn = self._conn
+        (free,) = _one(conn, "PRAGMA freelist_count")
+        if free:
+            with taking_turns(self._turns), immediate(conn):
+                conn.execute("PRAGMA incremental_vacuum").fetchall()
+        return int(free)
+
+    def version(self) -> tuple[int, int]:
+        """Changes when the file changed (as ``ColdFile.version``)."""
+        return _version(self._conn)
+
+    def checkpoint(self) -> bool:
+        """Copy the WAL into the file and empty it (``wal_checkpoint(TRUNCATE)``), taking turns with the
+        writers; False when a reader kept it from completing (try again later)."""
+        with taking_turns(self._turns):
+            return _truncate_wal(self._conn)
 
     @property
     def connection(self) -> apsw.Connection:
@@ -485,6 +575,11 @@ class ColdFile:
         for (body,) in self._conn.execute("SELECT body FROM cold_pages ORDER BY page_id"):
             yield from self._codec.decode(body)
 
+    def checkpoint(self) -> bool:
+        """As ``HotFile.checkpoint``: the cold file's only writers (the compactor, retention) commit
+        seldom, and SQLite's own lock is enough to take turns with them."""
+        return _truncate_wal(self._conn)
+
     def close(self) -> None:
         self._codec.close()
         self._conn.close()
@@ -493,8 +588,7 @@ class ColdFile:
 
     def version(self) -> tuple[int, int]:
         """Changes when the file changed: by another connection (SQLite's data_version) or by this one."""
-        (data_version,) = _one(self._conn, "PRAGMA data_version")
-        return int(data_version), self._conn.total_changes()
+        return _version(self._conn)
 
     def listing(self) -> list[tuple[int, int, int, int, int, int]]:
         """Every page's id, event time and arrival ranges and body size, without summaries or bodies."""

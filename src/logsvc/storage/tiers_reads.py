@@ -561,6 +561,11 @@ class _IdSlices:
         self._ranges: list[tuple[bytes, bytes]] = []
         self._ordinals: dict[tuple[int, int], int] = {}
         self._slices = [bytearray() for _ in range(1 << IdFilter.place_bits)]
+        # Every page's ids lie within these (kept as wide as every page ever added: a page gone only
+        # makes them wider than needed). A new UUIDv7 (the server's, the SDK's) is newer than every
+        # compacted entry, so most appended ids are answered here without hashing (decision 38).
+        self._lowest: bytes | None = None
+        self._highest = b""
 
     def update(self, index: _Index, ids_of: Callable[[int], list[bytes]]) -> None:
         """Add the pages of ``index`` not known yet; ``ids_of`` reads a page's log_ids (empty: gone)."""
@@ -576,6 +581,9 @@ class _IdSlices:
             self._ordinals[key] = ordinal
             self._pages.append(page if ids else None)
             self._ranges.append((min(ids), max(ids)) if ids else (b"", b""))
+            if ids:
+                self._lowest = min(self._ranges[-1][0], self._lowest or self._ranges[-1][0])
+                self._highest = max(self._ranges[-1][1], self._highest)
             if ordinal >> 3 >= len(slices[0]):
                 grow = bytes(max(len(slices[0]), 64))
                 for piece in slices:
@@ -588,6 +596,8 @@ class _IdSlices:
 
     def candidates(self, log_id: bytes) -> Iterator[_Page]:
         """The live pages whose id filter may hold ``log_id``."""
+        if self._lowest is None or not self._lowest <= log_id <= self._highest:
+            return
         places = IdFilter.places(log_id)
         common = int.from_bytes(self._slices[places[0]], "little")
         for place in places[1:]:
