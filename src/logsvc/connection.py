@@ -54,14 +54,21 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         self._head_timeout = config.header_timeout
         self._awaiting_head = True
         self._head_bytes = 0
+        # The head's deadline (None: no head is being timed). One timer per connection checks it and sets
+        # itself again for a deadline that moved on, instead of a timer made and cancelled per request
+        # (2-3 µs each, decision 36).
+        self._head_deadline: float | None = None
         self._head_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._head_timer = self.loop.call_later(self._head_timeout, self._head_timed_out)
+        self._start_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         super().connection_lost(exc)
 
     def shutdown(self) -> None:
@@ -72,8 +79,8 @@ class HeadLimitedProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._awaiting_head:
-            if self._head_timer is None:
-                self._head_timer = self.loop.call_later(self._head_timeout, self._head_timed_out)
+            if self._head_deadline is None:
+                self._start_head_timer()
             self._head_bytes += len(data)
         super().data_received(data)
         # Checked after parsing: the head may have ended within this chunk, followed by the body. So the
@@ -98,18 +105,31 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         self._awaiting_head = True
         self._head_bytes = 0
 
+    def _start_head_timer(self) -> None:
+        self._head_deadline = self.loop.time() + self._head_timeout
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_at(self._head_deadline, self._head_timer_fired)
+
     def _stop_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        self._head_deadline = None
+
+    def _head_timer_fired(self) -> None:
+        self._head_timer = None
+        deadline = self._head_deadline
+        if deadline is None:
+            return  # no head is timed now: the next one starts a timer
+        if self.loop.time() < deadline:
+            self._head_timer = self.loop.call_at(deadline, self._head_timer_fired)
+            return
+        self._head_deadline = None
+        self._head_timed_out()
 
     def _head_timed_out(self) -> None:
-        self._head_timer = None
         if not self._awaiting_head or self.transport.is_closing():
             return
         if self.cycle is not None and not self.cycle.response_complete:
             # A pipelined head waits while the answer before it is made: its time starts again after.
-            self._head_timer = self.loop.call_later(self._head_timeout, self._head_timed_out)
+            self._start_head_timer()
         elif self._head_bytes:
             timeout = self._head_timeout
             self._refuse(HeadTimeout(f"the request head did not arrive within {timeout:g} seconds"))
