@@ -29,7 +29,7 @@ from pathlib import Path
 
 from benchmarks import dataset
 from benchmarks.loadgen import WrkRun, check_wrk, wrk
-from benchmarks.processes import Probe, Server, free_port, running
+from benchmarks.processes import UNTHROTTLED, Probe, Server, free_port, running
 from benchmarks.run import (
     PREBUILT_RATE_HEADROOM,
     READ_LIMIT,
@@ -169,6 +169,7 @@ def run(
 ) -> list[Profile]:
     os.environ["LOGSVC_CREDENTIALS_FILE"] = str(scratch / "credentials")
     os.environ["LOGSVC_MASTER_KEY_FILE"] = str(scratch / "master.key")
+    os.environ.update(UNTHROTTLED)
     body = scratch / "single.json"
     body.write_bytes(dataset.single_entry_body())
     profiles = []

@@ -27,7 +27,7 @@ from typing import Any
 
 from benchmarks import dataset
 from benchmarks.loadgen import check_wrk, wrk
-from benchmarks.processes import HOST, ROOT, Probe, Server, descendants, free_port, running
+from benchmarks.processes import HOST, ROOT, UNTHROTTLED, Probe, Server, descendants, free_port, running
 from logsvc.auth.credential_service import CredentialService, NewCredential
 from logsvc.auth.credentials import AuthStore
 from logsvc.auth.policy import Role
@@ -243,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         scratch = Path(tmp)
         os.environ["LOGSVC_CREDENTIALS_FILE"] = str(scratch / "credentials")
         os.environ["LOGSVC_MASTER_KEY_FILE"] = str(scratch / "master.key")
+        os.environ.update(UNTHROTTLED)
         body = scratch / "single.json"
         body.write_bytes(dataset.single_entry_body())
         for number in range(args.rounds):
