@@ -51,3 +51,21 @@ def test_heads_that_come_in_time_are_served_on_and_on(tmp_path: Path) -> None:
                 assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
     finally:
         server.stop()
+
+
+def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout(tmp_path: Path) -> None:
+    """uvicorn's timeout_keep_alive (5 s), kept by the same timer: an idle connection is closed, one that
+    asks again within it is served."""
+    server = ServerThread(make_settings(tmp_path / "data", header_timeout=30.0)).start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+            for _ in range(3):
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+                time.sleep(1.0)  # idle, well within the keep-alive timeout
+            started = time.monotonic()
+            assert _answer(sock) == b""  # closed by the server, without an answer
+            waited = time.monotonic() - started
+        assert 5.0 - 1.0 - 0.1 <= waited <= 25
+    finally:
+        server.stop()
