@@ -52,8 +52,8 @@ _SHARES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("decode/validate", ("logsvc/domain/validation", "logsvc/model", "msgspec", "ids.py", "uuid")),
     ("read/encode", ("logsvc/storage/sqlite_reads", "logsvc/storage/encoded", "logsvc/storage/pages")),
     ("store hand-off", ("logsvc/storage/writer.py", "logsvc/storage/sqlite.py", "logsvc/service.py")),
-    ("socket write", ("connection.py", "transport", "write (")),
-    ("uvicorn protocol", ("uvicorn/", "httptools")),
+    ("socket write", ("_HeadHeld.write", "_HeadHeld.close", "StreamingResponse")),
+    ("uvicorn protocol", ("uvicorn/", "httptools", "logsvc/connection.py")),
     ("routing/HTTP layer", ("logsvc/", "starlette/")),
 )
 _OTHER = "event loop, other"
