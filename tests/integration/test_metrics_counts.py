@@ -64,7 +64,7 @@ def _check(text: str) -> None:
     buckets = [
         (float(dict(labels)["le"]), value)
         for (name, labels), value in samples.items()
-        if name == f"{latency}_bucket" and {"method": "POST", "route": "/logs"}.items() <= dict(labels).items()
+        if name == f"{latency}_bucket" and route.items() <= dict(labels).items()
     ]
     assert len(buckets) == 14
     cumulative = [value for _, value in sorted(buckets)]
