@@ -23,7 +23,7 @@ from pathlib import Path
 
 from benchmarks import dataset
 from benchmarks.loadgen import check_wrk, wrk
-from benchmarks.processes import Probe, Server, free_port, running
+from benchmarks.processes import UNTHROTTLED, Probe, Server, free_port, running
 from benchmarks.run import READ_LIMIT, Suite, _encrypt_in_place, _header
 
 SCENARIOS = {
@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         scratch = Path(scratch_dir)
         os.environ["LOGSVC_CREDENTIALS_FILE"] = str(scratch / "credentials")
         os.environ["LOGSVC_MASTER_KEY_FILE"] = str(scratch / "master.key")
+        os.environ.update(UNTHROTTLED)
         cached, _ = dataset.cached_store(args.entries, scratch)
         first = scratch / "data-baseline"
         first.mkdir()

@@ -38,7 +38,7 @@ import logsvc
 from benchmarks import ceilings, dataset, guard, sdk_handler, shippers, tail
 from benchmarks import stats as volume
 from benchmarks.loadgen import WRK_THREADS, WrkRun, check_wrk, wrk, wrk_version
-from benchmarks.processes import HOST, Probe, Server, free_port, running
+from benchmarks.processes import HOST, UNTHROTTLED, Probe, Server, free_port, running
 from logsvc.auth.credential_service import CredentialService, NewCredential
 from logsvc.auth.credentials import AuthStore
 from logsvc.auth.policy import Role
@@ -191,6 +191,7 @@ class Suite:
         # Every server here gets its admin credential from _admin(); none may write the user's own file.
         os.environ["LOGSVC_CREDENTIALS_FILE"] = str(scratch / "credentials")
         os.environ["LOGSVC_MASTER_KEY_FILE"] = str(scratch / "master.key")
+        os.environ.update(UNTHROTTLED)
         self.single_body = scratch / "single.json"
         self.single_body.write_bytes(dataset.single_entry_body())
         self.batch = dataset.batch_entries(BATCH_ENTRIES)

@@ -1,12 +1,14 @@
 """``--workers 1`` against ``--workers 2``: single-entry durable ``POST /logs``, of one or more source trees.
 
-    python -m benchmarks.workers [--rounds 3] [--seconds 5] [--workers 1,2] [--src LABEL=PATH ...]
+    python -m benchmarks.workers [--rounds 3] [--seconds 5] [--workers 1,2] [--src LABEL=PATH ...] [--minimal]
 
 Each round starts every variant afresh (a new data directory), in turn, so that the machine's load falls on
 all of them alike; the figures are medians over the rounds. Besides wrk's rate and latency it reads what
 explains them: the server's CPU per request (each process; its event loop, the main thread, per request, and
 its busiest other thread, the store's writer, per entry), wrk's own CPU, group commits per second and entries
 per commit (from /metrics, summed over the workers), and how wrk's connections are spread over the workers.
+With ``--minimal`` each round also serves the same POST from the minimal ASGI app (ceiling A, as ``make
+bench`` starts it), and each variant's rate is also given as a ratio to the minimal app's of the same round.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 
 from benchmarks import dataset
 from benchmarks.loadgen import check_wrk, wrk
-from benchmarks.processes import ROOT, Probe, Server, descendants, free_port, running
+from benchmarks.processes import HOST, ROOT, UNTHROTTLED, Probe, Server, descendants, free_port, running
 from logsvc.auth.credential_service import CredentialService, NewCredential
 from logsvc.auth.credentials import AuthStore
 from logsvc.auth.policy import Role
@@ -172,6 +174,37 @@ def _one(label: str, src: str, workers: int, scratch: Path, body: Path, seconds:
     }
 
 
+def _minimal(scratch: Path, body: Path, seconds: float) -> dict[str, Any]:
+    """Ceiling A in this round: the minimal ASGI app, on uvicorn with logsvc's settings (as ``run.py``)."""
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "benchmarks.minimal_app:app", "--host", HOST]
+    argv += ["--port", str(port), "--loop", "uvloop", "--http", "httptools"]
+    argv += ["--no-access-log", "--no-server-header", "--workers", "1", "--log-level", "warning"]
+    probe = Probe("POST", "/", body.read_bytes(), 201)
+    with running("minimal-app", argv, port, scratch / "minimal.log", probe) as server:
+        url = server.url + "/logs"
+        wrk(url, connections=_CONNECTIONS, duration_s=2, body=body)
+        cpu_before = server.cpu_seconds()
+        load = os.getloadavg()[0]
+        run = wrk(url, connections=_CONNECTIONS, duration_s=seconds, body=body)
+        cpu = server.cpu_seconds() - cpu_before
+    return {
+        "variant": "minimal",
+        "rate": run.ok_per_s,
+        "p99_ms": run.p99_ms,
+        "errors": run.status_errors + run.socket_errors,
+        "cpu_us_per_req": cpu / run.requests * 1e6,
+        "cpu_share": [],
+        "wrk_cpu": 0.0,
+        "loop_us_per_req": 0.0,
+        "writer_us_per_entry": 0.0,
+        "commits_per_s": 0.0,
+        "entries_per_commit": 0.0,
+        "connections": [],
+        "load": load,
+    }
+
+
 def _show(row: dict[str, Any]) -> str:
     return (
         f"{row['variant']:<10} {row['rate']:>8,.0f} req/s  p99 {row['p99_ms']:6.1f} ms  "
@@ -179,6 +212,7 @@ def _show(row: dict[str, Any]) -> str:
         f"writer {row['writer_us_per_entry']:.0f} µs/entry)  wrk {row['wrk_cpu']:.2f} cores  "
         f"{row['commits_per_s']:6,.0f} commits/s x {row['entries_per_commit']:5.1f}  "
         f"conns {row['connections']}  load {row['load']:.2f}  err {row['errors']}"
+        + (f"  of minimal {row['of_minimal']:.3f}" if "of_minimal" in row else "")
     )
 
 
@@ -196,30 +230,46 @@ def main(argv: list[str] | None = None) -> int:
         metavar="LABEL=PATH",
         help="a source tree to run (PYTHONPATH); default: this checkout's src",
     )
+    parser.add_argument("--minimal", action="store_true", help="serve the minimal ASGI app in each round too")
     args = parser.parse_args(argv)
     check_wrk()
     sources = [tuple(s.split("=", 1)) for s in args.src] or [("this", str(ROOT / "src"))]
     counts = [int(n) for n in args.workers.split(",")]
     variants = [(label, src, n) for label, src in sources for n in counts]
+    if args.minimal:
+        variants.append(("minimal", "", 0))
     rows: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="logsvc-workers-") as tmp:
         scratch = Path(tmp)
         os.environ["LOGSVC_CREDENTIALS_FILE"] = str(scratch / "credentials")
         os.environ["LOGSVC_MASTER_KEY_FILE"] = str(scratch / "master.key")
+        os.environ.update(UNTHROTTLED)
         body = scratch / "single.json"
         body.write_bytes(dataset.single_entry_body())
         for number in range(args.rounds):
             # Rotate the order so that no variant always runs first (or right after the heaviest).
             shift = number % len(variants)
+            done = []
             for label, src, workers in variants[shift:] + variants[:shift]:
-                row = _one(label, src, workers, scratch, body, args.seconds)
+                if label == "minimal":
+                    row = _minimal(scratch, body, args.seconds)
+                else:
+                    row = _one(label, src, workers, scratch, body, args.seconds)
                 rows.setdefault(row["variant"], []).append(row)
+                done.append(row)
                 print(_show(row), flush=True)
+            minimal = [row for row in done if row["variant"] == "minimal"]
+            for row in done:
+                if minimal and row is not minimal[0]:
+                    row["of_minimal"] = row["rate"] / minimal[0]["rate"]
+                    print(f"  {row['variant']}: {row['of_minimal']:.3f} of the minimal app", flush=True)
     print("medians:")
     for variant, runs in rows.items():
         median = {key: statistics.median(r[key] for r in runs) for key in _MEDIANS}
         median |= {"variant": variant, "errors": sum(r["errors"] for r in runs), "cpu_share": []}
         median |= {"connections": []}
+        if all("of_minimal" in r for r in runs):
+            median["of_minimal"] = statistics.median(r["of_minimal"] for r in runs)
         print(_show(median), flush=True)
     return 0
 

@@ -54,14 +54,24 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         self._head_timeout = config.header_timeout
         self._awaiting_head = True
         self._head_bytes = 0
-        self._head_timer: asyncio.TimerHandle | None = None
+        # The deadlines of the head being read and of an idle kept-alive connection (uvicorn's
+        # timeout_keep_alive), None when not running. One timer per connection serves both: it fires at the
+        # earliest it was set for and sets itself again for a deadline that moved on, instead of two timers
+        # made and cancelled per request (2-3 µs each, decision 36).
+        self._head_deadline: float | None = None
+        self._idle_deadline: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._head_timer = self.loop.call_later(self._head_timeout, self._head_timed_out)
+        self._start_head_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_head_timer()
+        self._head_deadline = self._idle_deadline = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     def shutdown(self) -> None:
@@ -72,8 +82,8 @@ class HeadLimitedProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._awaiting_head:
-            if self._head_timer is None:
-                self._head_timer = self.loop.call_later(self._head_timeout, self._head_timed_out)
+            if self._head_deadline is None:
+                self._start_head_timer()
             self._head_bytes += len(data)
         super().data_received(data)
         # Checked after parsing: the head may have ended within this chunk, followed by the body. So the
@@ -98,18 +108,59 @@ class HeadLimitedProtocol(HttpToolsProtocol):
         self._awaiting_head = True
         self._head_bytes = 0
 
+    def on_response_complete(self) -> None:
+        # uvicorn's, but for the keep-alive timer: a deadline of the connection's one timer.
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._idle_deadline = None
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self._idle_deadline = self.loop.time() + self.timeout_keep_alive
+            self._timer_for(self._idle_deadline)
+
+    def _unset_keepalive_if_required(self) -> None:
+        # uvicorn calls it when data comes, the response completes or the connection is lost.
+        self._idle_deadline = None
+
+    def _start_head_timer(self) -> None:
+        self._head_deadline = self.loop.time() + self._head_timeout
+        self._timer_for(self._head_deadline)
+
     def _stop_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        self._head_deadline = None
+
+    def _timer_for(self, deadline: float) -> None:
+        """The timer fires at ``deadline`` or before."""
+        if self._timer is not None:
+            if self._timer_at <= deadline:
+                return
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = self.loop.call_at(deadline, self._timer_fired)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        now = self.loop.time()
+        if self._idle_deadline is not None and now >= self._idle_deadline:
+            self._idle_deadline = None
+            self.timeout_keep_alive_handler()
+        if self._head_deadline is not None and now >= self._head_deadline:
+            self._head_deadline = None
+            self._head_timed_out()
+        later = [d for d in (self._head_deadline, self._idle_deadline) if d is not None]
+        if later and not self.transport.is_closing():
+            self._timer_for(min(later))
 
     def _head_timed_out(self) -> None:
-        self._head_timer = None
         if not self._awaiting_head or self.transport.is_closing():
             return
         if self.cycle is not None and not self.cycle.response_complete:
             # A pipelined head waits while the answer before it is made: its time starts again after.
-            self._head_timer = self.loop.call_later(self._head_timeout, self._head_timed_out)
+            self._start_head_timer()
         elif self._head_bytes:
             timeout = self._head_timeout
             self._refuse(HeadTimeout(f"the request head did not arrive within {timeout:g} seconds"))

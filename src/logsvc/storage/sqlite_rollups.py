@@ -29,12 +29,14 @@ from typing import Final, NamedTuple
 import apsw
 
 __all__ = [
+    "FRESH_COUNTS",
     "ROLLUPS",
     "ROLLUP_SCHEMA",
     "ROLLUP_TABLES",
     "ROLLUP_TABLES_SCHEMA",
     "Rollup",
     "count_new_rows",
+    "counting",
     "rollup_for",
     "uncount_trigger",
 ]
@@ -125,13 +127,13 @@ ROLLUP_SCHEMA: Final = ROLLUP_TABLES_SCHEMA + uncount_trigger("logs")
 # keeps temp_store=MEMORY), and every rollup is added from that. Only what was stored is counted, not the
 # duplicates ON CONFLICT skipped. (Each INSERT ... SELECT has a WHERE: it settles SQLite's parsing
 # ambiguity with ON CONFLICT.)
-_FRESH = (
+FRESH_COUNTS: Final = (
     "CREATE TEMP TABLE IF NOT EXISTS fresh_counts "
     "(service TEXT, slot INTEGER, level INTEGER, log_type TEXT, n INTEGER)"
 )
 _GROUP_NEW_ROWS = (
     "INSERT INTO temp.fresh_counts SELECT service, ts / 60000000, level, log_type, count(*) FROM {entries} "
-    "WHERE seq > ? GROUP BY 1, 2, 3, 4"
+    "WHERE seq > {after} GROUP BY 1, 2, 3, 4"
 )
 
 
@@ -156,11 +158,15 @@ _ADD: Final = (
 )
 
 
+def counting(entries: str, after: str) -> tuple[str, ...]:
+    """The statements, in order, that add the rows of the table ``entries`` numbered after ``after`` (a
+    parameter, or a trigger's ``new.`` column) to every rollup; ``FRESH_COUNTS`` must have been made."""
+    return ("DELETE FROM temp.fresh_counts", _GROUP_NEW_ROWS.format(entries=entries, after=after), *_ADD)
+
+
 def count_new_rows(conn: apsw.Connection, last_seq: int, entries: str = "logs") -> None:
     """Add the rows of the table ``entries`` after ``last_seq`` to every rollup, in the caller's
     transaction."""
-    conn.execute(_FRESH)
-    conn.execute("DELETE FROM temp.fresh_counts")
-    conn.execute(_GROUP_NEW_ROWS.format(entries=entries), (last_seq,))
-    for statement in _ADD:
-        conn.execute(statement)
+    conn.execute(FRESH_COUNTS)
+    for statement in counting(entries, ":last_seq"):
+        conn.execute(statement, {"last_seq": last_seq} if ":last_seq" in statement else None)

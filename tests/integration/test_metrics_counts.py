@@ -1,0 +1,97 @@
+"""The request metrics count every request exactly, whether counted in the process (one worker) or in
+prometheus_client's files (several workers), read back with prometheus_client's own parser."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import ServerProcess, ServerThread, bearer, make_settings
+
+_POSTS = 120
+_INVALID = 7
+_NOT_FOUND = 3
+
+
+def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def _load(url: str, headers: dict[str, str]) -> None:
+    """_POSTS single entries and a batch of 3 (accepted), _INVALID refused, _NOT_FOUND unknown paths, from
+    8 clients at once, each request on a connection of its own."""
+
+    def post(i: int) -> int:
+        body = [{"message": f"count {i}"}] * 3 if i == 0 else {"message": f"count {i}"}
+        return httpx.post(f"{url}/logs", json=body, headers=headers, timeout=30).status_code
+
+    def invalid(i: int) -> int:
+        return httpx.post(f"{url}/logs", json={"level": 7}, headers=headers, timeout=30).status_code
+
+    def missing(i: int) -> int:
+        return httpx.get(f"{url}/nowhere/{i}", headers=headers, timeout=30).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = [
+            *pool.map(post, range(_POSTS)),
+            *pool.map(invalid, range(_INVALID)),
+            *pool.map(missing, range(_NOT_FOUND)),
+        ]
+    assert statuses == [201] * _POSTS + [400] * _INVALID + [404] * _NOT_FOUND
+
+
+def _check(text: str) -> None:
+    samples = _samples(text)
+    requests = "logsvc_http_requests_total"
+    assert _value(samples, requests, method="POST", route="/logs", status="201") == _POSTS
+    assert _value(samples, requests, method="POST", route="/logs", status="400") == _INVALID
+    assert _value(samples, requests, method="GET", route="unmatched", status="404") == _NOT_FOUND
+    latency = "logsvc_http_request_duration_seconds"
+    route = {"method": "POST", "route": "/logs"}
+    count = _value(samples, f"{latency}_count", **route)
+    assert count == _POSTS + _INVALID
+    buckets = [
+        (float(dict(labels)["le"]), value)
+        for (name, labels), value in samples.items()
+        if name == f"{latency}_bucket" and route.items() <= dict(labels).items()
+    ]
+    assert len(buckets) == 14
+    cumulative = [value for _, value in sorted(buckets)]
+    assert cumulative == sorted(cumulative)
+    assert cumulative[-1] == count
+    assert 0 < _value(samples, f"{latency}_sum", **route) < count * 10
+    # One batch of 3, the rest one entry each; the refused ones are counted apart.
+    assert _value(samples, "logsvc_entries_ingested_total") == _POSTS + 2
+    assert _value(samples, "logsvc_entries_rejected_total") == _INVALID
+
+
+def test_one_worker_counts_every_request(tmp_path: Path) -> None:
+    server = ServerThread(make_settings(tmp_path / "data")).start()
+    try:
+        _load(server.url, bearer(server.admin))
+        _check(httpx.get(f"{server.url}/metrics", headers=bearer(server.admin), timeout=10).text)
+    finally:
+        server.stop()
+
+
+def test_two_workers_count_every_request(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data", "--workers", "2")
+    try:
+        server.start()
+        _load(server.url, server.headers)
+        # Each worker answers some scrapes (new connections are spread over them): each sums all workers.
+        for _ in range(4):
+            _check(httpx.get(f"{server.url}/metrics", headers=server.headers, timeout=10).text)
+    finally:
+        server.kill()
