@@ -44,9 +44,12 @@ def badly_signed(url: str, access_key_id: str) -> dict[str, str]:
 
 def test_a_flood_of_long_refused_paths_costs_under_3_mb(tmp_path: Path) -> None:
     """400 requests, each with its own path of 60 KB and a bogus key: every one is recorded (the throttle
-    is off here, to show the bounds alone), each record's target bounded and printable."""
+    is off here, to show the bounds alone), each record's target bounded and printable. The head limit is
+    raised above the 60 KB: the default 16 KiB refuses such a head with 431 when it comes in more than one
+    read, which a loaded machine's loopback sometimes does."""
     data = tmp_path / "data"
-    server = ServerThread(make_settings(data, failed_auth_per_minute=0)).start()
+    settings = make_settings(data, failed_auth_per_minute=0, max_header_bytes=128 * 1024)
+    server = ServerThread(settings).start()
     try:
         with httpx.Client(base_url=server.url, timeout=30, headers=bearer(server.admin)) as admin:
             assert denied(admin) == []  # and auth.db's first writes are done before the measure
