@@ -132,7 +132,7 @@ FRESH_COUNTS: Final = (
     "(service TEXT, slot INTEGER, level INTEGER, log_type TEXT, n INTEGER)"
 )
 _GROUP_NEW_ROWS = (
-    "INSERT INTO temp.fresh_counts SELECT service, ts / 60000000, level, log_type, count(*) FROM {entries} "
+    "INSERT INTO fresh_counts SELECT service, ts / 60000000, level, log_type, count(*) FROM {entries} "
     "WHERE seq > {after} GROUP BY 1, 2, 3, 4"
 )
 
@@ -141,7 +141,7 @@ def _add(table: str, columns: tuple[str, ...], selected: tuple[str, ...]) -> str
     grouped = ", ".join(str(position) for position in range(1, len(columns) + 1))
     return (
         f"INSERT INTO {table}({', '.join(columns)}, n) SELECT {', '.join(selected)}, sum(n) "
-        f"FROM temp.fresh_counts WHERE true GROUP BY {grouped} ON CONFLICT DO UPDATE SET n = n + excluded.n"
+        f"FROM fresh_counts WHERE true GROUP BY {grouped} ON CONFLICT DO UPDATE SET n = n + excluded.n"
     )
 
 
@@ -161,7 +161,7 @@ _ADD: Final = (
 def counting(entries: str, after: str) -> tuple[str, ...]:
     """The statements, in order, that add the rows of the table ``entries`` numbered after ``after`` (a
     parameter, or a trigger's ``new.`` column) to every rollup; ``FRESH_COUNTS`` must have been made."""
-    return ("DELETE FROM temp.fresh_counts", _GROUP_NEW_ROWS.format(entries=entries, after=after), *_ADD)
+    return ("DELETE FROM fresh_counts", _GROUP_NEW_ROWS.format(entries=entries, after=after), *_ADD)
 
 
 def count_new_rows(conn: apsw.Connection, last_seq: int, entries: str = "logs") -> None:

@@ -26,7 +26,7 @@ from logsvc.storage.sqlite_rollups import FRESH_COUNTS, counting
 from logsvc.storage.sqlite_schema import BLOCK_SHIFT, INDEX_NEW_ROWS, INSERT_ENTRY, INSERT_NUMBERED
 from logsvc.storage.writer import Job, Writer, turns_lock
 
-__all__ = ["sqlite_writer"]
+__all__ = ["WRITER_SCHEMA", "sqlite_writer"]
 
 _LAST_NUMBERS = (
     "SELECT (SELECT coalesce(max(seq), 0) FROM logs), (SELECT coalesce(max(last_seq), 0) FROM commits)"
@@ -64,14 +64,17 @@ _AFTER_GROUP = (
     + "END"
 )
 _GROUP_WRITTEN = "INSERT INTO group_written VALUES (?, ?)"
+# The write connection's own (TEMP) tables and trigger. Inside a trigger, SQLite before 3.51 refuses a
+# schema-qualified table as the target of an INSERT or DELETE: the temp tables are named bare, and found
+# in the temp schema first.
+WRITER_SCHEMA: Final = (FRESH_COUNTS, _GROUP_TABLE, _AFTER_GROUP)
 
 
 def sqlite_writer(conn: apsw.Connection, on_commit: Callable[[int], None] | None) -> Writer[apsw.Connection]:
     """The writer thread of the store whose write connection is ``conn`` (it owns and closes it)."""
     path = conn.filename
-    conn.execute(FRESH_COUNTS)
-    conn.execute(_GROUP_TABLE)
-    conn.execute(_AFTER_GROUP)
+    for statement in WRITER_SCHEMA:
+        conn.execute(statement)
     return Writer(
         conn,
         _write,
