@@ -191,6 +191,8 @@ def test_a_generation_held_with_other_arrival_numbers_is_refused_and_kept_hot(
         assert hot.sealed() == [1]
         with pytest.raises(ConfigError, match="holds generation 1 with arrival numbers 1 to 100"):
             compact(hot, cold, 1)
+        with pytest.raises(ConfigError, match="holds generation 1 with arrival numbers 1 to 100"):
+            finish(hot, cold)  # as a restarted compactor does first
         assert len(hot.rows(1)) == 300
         assert hot.sealed() == [1]
     finally:

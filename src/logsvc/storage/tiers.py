@@ -488,37 +488,23 @@ class ColdFile:
         self._conn = _open(path, key, _COLD_SCHEMA)
         self._codec = PageCodec()
 
-    def holds(self, generation: int) -> bool:
-        row = self._conn.execute(
-            "SELECT 1 FROM cold_generations WHERE generation = ?", (generation,)
-        ).fetchone()
-        return row is not None
-
     def write(self, generation: int, first_seq: int, rows: Sequence[Row]) -> None:
         """The generation's rows as pages sorted by (event time, arrival), and its record, in one durable
         transaction; nothing when the cold file already holds the generation (a compaction done again),
         and ConfigError when it holds another generation by that number: the hot file would then drop rows
         the cold file does not hold."""
+        last_seq = max((row[0] for row in rows), default=first_seq - 1)
+        if self._held(generation, first_seq, last_seq):
+            return  # a compaction done again after a crash: nothing to encode
         ordered = sorted(rows, key=lambda row: (row[2], row[0]))
         encoded = [
             self._codec.encode(ordered[start : start + PAGE_ENTRIES])
             for start in range(0, len(ordered), PAGE_ENTRIES)
         ]
-        last_seq = max((row[0] for row in rows), default=first_seq - 1)
         conn = self._conn
         with immediate(conn):
-            held = conn.execute(
-                "SELECT first_seq, last_seq FROM cold_generations WHERE generation = ?", (generation,)
-            ).fetchone()
-            if held is not None:
-                # Retention takes entries out of a held generation, never changes its arrival range.
-                if tuple(held) != (first_seq, last_seq):
-                    raise ConfigError(
-                        f"{self.path} holds generation {generation} with arrival numbers {held[0]} to "
-                        f"{held[1]}, the hot file's has {first_seq} to {last_seq}: the two files are not "
-                        "of the same store (restore both from one backup)"
-                    )
-                return
+            if self._held(generation, first_seq, last_seq):
+                return  # written meanwhile by another compaction of it
             conn.executemany(
                 "INSERT INTO cold_pages(generation, min_ts, max_ts, min_seq, max_seq, summary, body) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -531,6 +517,21 @@ class ColdFile:
                 "INSERT INTO cold_generations(generation, first_seq, last_seq, entries) VALUES (?, ?, ?, ?)",
                 (generation, first_seq, last_seq, len(rows)),
             )
+
+    def _held(self, generation: int, first_seq: int, last_seq: int) -> bool:
+        """Whether the generation with these arrival numbers is held; ConfigError when one by that number
+        with other arrival numbers is (retention takes entries out of a held generation, never changes
+        its range)."""
+        held = self._conn.execute(
+            "SELECT first_seq, last_seq FROM cold_generations WHERE generation = ?", (generation,)
+        ).fetchone()
+        if held is not None and tuple(held) != (first_seq, last_seq):
+            raise ConfigError(
+                f"{self.path} holds generation {generation} with arrival numbers {held[0]} to {held[1]}, "
+                f"the hot file's has {first_seq} to {last_seq}: the two files are not of the same store "
+                "(restore both from one backup)"
+            )
+        return held is not None
 
     def newest_pages(self) -> Iterator[tuple[int, int, PageSummary]]:
         """Every page's id, largest event time and summary, the newest pages first (without their bodies:
@@ -634,15 +635,12 @@ def compact(hot: HotFile, cold: ColdFile, generation: int) -> None:
 
 
 def finish(hot: HotFile, cold: ColdFile) -> None:
-    """Complete what a crash interrupted: a sealed generation the cold file holds is dropped from the hot
-    file, any other sealed one compacted. Run by the compactor (one per data directory, as the background
-    jobs are) before it compacts anything; a writer needs none of it, as it only appends to the open
-    generation."""
+    """Complete what a crash interrupted: every sealed generation is compacted, which for one the cold
+    file already holds only checks that it holds the same arrival numbers, then drops it from the hot
+    file. Run by the compactor (one per data directory, as the background jobs are) before it compacts
+    anything; a writer needs none of it, as it only appends to the open generation."""
     for generation in hot.sealed():
-        if cold.holds(generation):
-            hot.drop(generation)
-        else:
-            compact(hot, cold, generation)
+        compact(hot, cold, generation)
 
 
 def _newest_first(row: Row) -> tuple[int, int]:
