@@ -12,6 +12,7 @@ from pathlib import Path
 import apsw
 import pytest
 
+from logsvc.crypto.sqlite import connect
 from logsvc.errors import ConfigError
 from logsvc.storage.sqlite_rollups import ROLLUP_TABLES, count_new_rows
 from logsvc.storage.sqlite_schema import INDEX_NEW_ROWS, INSERT_ENTRY, open_connection
@@ -325,6 +326,31 @@ def test_the_pages_of_dropped_generations_are_given_back_and_their_rows_are_in_t
         assert conn.execute("PRAGMA secure_delete").fetchone() == (1,)  # as it was, for every other delete
         assert every_row(hot, cold) == Counter({i.to_bytes(16, "big"): 1 for i in range(900)})
         assert hot.check() == []
+    finally:
+        hot.close()
+        cold.close()
+
+
+def test_a_hot_file_made_before_it_gave_pages_back_keeps_them_for_reuse(files: tuple[Path, Path]) -> None:
+    """A file made before decision 38 cannot give pages back (its auto_vacuum is fixed at creation): the
+    idle compactor's release finds nothing to do, rather than taking the writers' turn every 0.2 s."""
+    made_before = connect(files[0], KEY)
+    made_before.execute("CREATE TABLE made_before (x)")  # a file with a table keeps auto_vacuum NONE
+    made_before.close()
+    hot = HotFile(files[0], KEY, rows_per_generation=PER_GENERATION)
+    cold = ColdFile(files[1], KEY)
+    try:
+        for first in range(0, 900, 100):
+            hot.append(batch(first, 100))
+        for generation in hot.sealed():
+            compact(hot, cold, generation)
+        conn = hot.connection
+        assert conn.execute("PRAGMA auto_vacuum").fetchone() == (0,)
+        (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+        assert free > 0
+        assert hot.release() == 0
+        assert conn.execute("PRAGMA freelist_count").fetchone() == (free,)
+        assert every_row(hot, cold) == Counter({i.to_bytes(16, "big"): 1 for i in range(900)})
     finally:
         hot.close()
         cold.close()

@@ -287,10 +287,6 @@ class PageView:
     def _offsets(self) -> array[int]:
         return _unshuffled_ints(self._raw(3), self.count)
 
-    def received(self, index: int) -> int:
-        """The arrival time of one entry (a read builds few rows: the column is not summed whole)."""
-        return _signed((self.times_at([index])[0] + self._offsets[index]) % _MOD)
-
     @functools.cached_property
     def _service_codes(self) -> tuple[list[str], array[int]]:
         return _unnames(self._raw(4)), _codes(self._raw(5), self.count)
@@ -384,7 +380,7 @@ class PageView:
         else:
             before = lengths[:index]
             start = sum(before) + before.count(_NULL)  # each missing text counted -1 in the sum
-            if length < 0 or start < 0 or start + length > len(text):
+            if length < 0 or (before and min(before) < _NULL) or start + length > len(text):
                 raise ValueError("a page's texts do not add up to their lengths")
         return text[start : start + length].decode()
 

@@ -200,6 +200,8 @@ class HotFile:
         handler and its sleeps."""
         self.path = path
         self._conn = _open(path, key, _HOT_SCHEMA, incremental=True)
+        # 2: INCREMENTAL, a file made since decision 38; an older file's free pages stay for reuse.
+        self._releases = _one(self._conn, "PRAGMA auto_vacuum")[0] == 2
         self._limit = rows_per_generation
         self._ranges: dict[int, tuple[bytes, bytes] | None] = {}
         self._turns = os.open(turns, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600) if turns else None
@@ -419,7 +421,7 @@ class HotFile:
         of the compactor's time (pages of the open generation moved into the freed ones), while the next
         generation reuses free pages anyway."""
         conn = self._conn
-        (free,) = _one(conn, "PRAGMA freelist_count")
+        (free,) = _one(conn, "PRAGMA freelist_count") if self._releases else (0,)
         if free:
             with taking_turns(self._turns), immediate(conn):
                 conn.execute("PRAGMA incremental_vacuum").fetchall()
