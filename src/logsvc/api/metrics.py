@@ -15,6 +15,7 @@ from bisect import bisect_left
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, Metric, generate_latest
+from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from prometheus_client.utils import INF, floatToGoString
@@ -71,11 +72,15 @@ class _Counted(Collector):
         return counted
 
     def collect(self) -> Iterator[Metric]:
+        # prometheus_client's own switch (PROMETHEUS_DISABLE_CREATED_SERIES, disable_created_metrics()),
+        # read when its families are collected, so that these follow the same setting.
+        created = getattr(prometheus_metrics, "_use_created", True)
         requests = Metric(_REQUESTS[0], _REQUESTS[1], "counter")
         for (method, route, status), (count, _) in list(self._requests.items()):
             labels = {"method": method, "route": route, "status": str(status)}
             requests.add_sample(f"{_REQUESTS[0]}_total", labels, float(count[0]))
-            requests.add_sample(f"{_REQUESTS[0]}_created", labels, count[1])
+            if created:
+                requests.add_sample(f"{_REQUESTS[0]}_created", labels, count[1])
         yield requests
         latency = Metric(_LATENCY[0], _LATENCY[1], "histogram")
         for (method, route), histogram in list(self._latency.items()):
@@ -86,11 +91,13 @@ class _Counted(Collector):
                 latency.add_sample(f"{_LATENCY[0]}_bucket", labels | {"le": le}, total)
             latency.add_sample(f"{_LATENCY[0]}_count", labels, total)
             latency.add_sample(f"{_LATENCY[0]}_sum", labels, histogram.sum)
-            latency.add_sample(f"{_LATENCY[0]}_created", labels, histogram.created)
+            if created:
+                latency.add_sample(f"{_LATENCY[0]}_created", labels, histogram.created)
         yield latency
         ingested = Metric(_INGESTED[0], _INGESTED[1], "counter")
         ingested.add_sample(f"{_INGESTED[0]}_total", {}, float(self.ingested))
-        ingested.add_sample(f"{_INGESTED[0]}_created", {}, self._ingested_created)
+        if created:
+            ingested.add_sample(f"{_INGESTED[0]}_created", {}, self._ingested_created)
         yield ingested
 
 
