@@ -503,6 +503,14 @@ def test_the_dynamodb_store_feeds_every_replica(dynamodb_url: str, tmp_path: Pat
         second.stop()
 
 
+# `logsvc` as Ctrl-C reaches it in a terminal, also when the suite runs as a background job: a shell
+# starts those with SIGINT ignored, a disposition the child inherits and Python then leaves alone.
+_INTERRUPTIBLE = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv[0] = 'logsvc'; runpy.run_module('logsvc', run_name='__main__')"
+)
+
+
 def test_logsvc_tail_prints_ndjson_and_text_safely(tail_server: ServerThread) -> None:
     write_profile(
         Path(tail_server.settings.credentials_file),
@@ -518,7 +526,7 @@ def test_logsvc_tail_prints_ndjson_and_text_safely(tail_server: ServerThread) ->
     }
     processes = {
         name: subprocess.Popen(
-            [sys.executable, "-m", "logsvc", *args],
+            [sys.executable, "-c", _INTERRUPTIBLE, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
