@@ -55,11 +55,13 @@ lint: $(STAMP)
 
 # The load generator is wrk (C, from Debian's packages) so that the client does not compete with the
 # server for the two cores the way a Python client would. The Lambda handlers are measured after (cold start
-# and per-invocation cost against moto's DynamoDB stand-in).
+# and per-invocation cost against moto's DynamoDB stand-in), then the tiered store's bytes on disk at 1M
+# template entries (about 40 s; 10M and the reads at 10M: docs/BENCHMARKS.md, "Storage v2").
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { apt-get update -q && apt-get install -y -q wrk; }
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.lambda_handlers
+	$(BIN)/python -m benchmarks.storage_v2 --sizes --entries 1000000 --json benchmarks/results/storage.json
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
