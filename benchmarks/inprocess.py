@@ -29,8 +29,7 @@ import uvloop
 from uvicorn.server import ServerState
 
 from benchmarks import dataset
-from benchmarks.processes import UNTHROTTLED
-from benchmarks.run import Suite
+from benchmarks.processes import UNTHROTTLED, admin_credential
 from logsvc.api.app import create_app
 from logsvc.connection import HeadLimitedProtocol, ServerConfig
 from logsvc.settings import load_settings
@@ -71,7 +70,7 @@ def _switches() -> int:
 
 async def _measure(data_dir: Path, requests: int, rounds: int) -> list[dict[str, float]]:
     settings = load_settings(overrides={"data_dir": str(data_dir)})
-    key = Suite._admin(data_dir)
+    key = admin_credential(data_dir)
     app = create_app(settings)
     inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()

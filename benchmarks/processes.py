@@ -16,6 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from logsvc.auth.credential_service import CredentialService, NewCredential
+from logsvc.auth.credentials import AuthStore
+from logsvc.auth.policy import Role
+from logsvc.crypto import store_key
+from logsvc.settings import load_settings
+
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
 _START_TIMEOUT_S = 60.0
@@ -25,6 +31,16 @@ _START_TIMEOUT_S = 60.0
 # of its answers were 429, its rate the limit's 10,000/s). The limiter still runs for every request.
 UNTHROTTLED = {"LOGSVC_RATE_LIMIT_PER_SECOND": "1000000", "LOGSVC_RATE_LIMIT_BURST": "1000000"}
 _STOP_TIMEOUT_S = 20.0
+
+
+def admin_credential(data_dir: Path) -> NewCredential:
+    """An admin credential in the server's credential store, made before it starts (so it makes none)."""
+    settings = load_settings(overrides={"data_dir": str(data_dir)})
+    auth = CredentialService(AuthStore(settings.auth_db, key=store_key(settings)))
+    try:
+        return auth.create(Role.ADMIN, description="benchmark", actor="benchmark", source="local")
+    finally:
+        auth.close()
 
 
 def free_port() -> int:

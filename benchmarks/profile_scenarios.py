@@ -29,13 +29,12 @@ from pathlib import Path
 
 from benchmarks import dataset
 from benchmarks.loadgen import WrkRun, check_wrk, wrk
-from benchmarks.processes import UNTHROTTLED, Probe, Server, free_port, running
+from benchmarks.processes import UNTHROTTLED, Probe, Server, admin_credential, free_port, running
 from benchmarks.run import (
     PREBUILT_RATE_HEADROOM,
     READ_LIMIT,
     SINGLE_CONNECTIONS,
     WRK_THREADS,
-    Suite,
     _encrypt_in_place,
     _header,
     _prebuilt_request,
@@ -181,7 +180,7 @@ def run(
             data_dir.mkdir()
             shutil.copyfile(cached, data_dir / "logs.db")
             _encrypt_in_place(data_dir)
-        key = Suite._admin(data_dir)
+        key = admin_credential(data_dir)
         workers = 2 if scenario == "workers2" else 1
         with _server(scratch, scenario, data_dir, workers) as server:
             if scenario in ("post", "workers2"):

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from benchmarks import dataset
 from benchmarks.loadgen import check_wrk, wrk
-from benchmarks.processes import UNTHROTTLED, Probe, Server, free_port, running
-from benchmarks.run import READ_LIMIT, Suite, _encrypt_in_place, _header
+from benchmarks.processes import UNTHROTTLED, Probe, Server, admin_credential, free_port, running
+from benchmarks.run import READ_LIMIT, _encrypt_in_place, _header
 
 SCENARIOS = {
     "recent": "",
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         first.mkdir()
         shutil.copyfile(cached, first / "logs.db")
         _encrypt_in_place(first)
-        key = Suite._admin(first)
+        key = admin_credential(first)
         second = scratch / "data-candidate"
         shutil.copytree(first, second)
         sides = {

@@ -38,13 +38,13 @@ import logsvc
 from benchmarks import ceilings, dataset, guard, sdk_handler, shippers, tail
 from benchmarks import stats as volume
 from benchmarks.loadgen import WRK_THREADS, WrkRun, check_wrk, wrk, wrk_version
-from benchmarks.processes import HOST, UNTHROTTLED, Probe, Server, free_port, running
+from benchmarks.processes import HOST, UNTHROTTLED, Probe, Server, admin_credential, free_port, running
 from logsvc.auth.credential_service import CredentialService, NewCredential
 from logsvc.auth.credentials import AuthStore
 from logsvc.auth.policy import Role
 from logsvc.auth.sigv4 import SignedRequest, SigV4Verifier, sign
 from logsvc.backup import create_backup
-from logsvc.crypto import Keyring, key_source, master_key_from, store_key
+from logsvc.crypto import Keyring, key_source, master_key_from
 from logsvc.datadir import DataDir
 from logsvc.settings import load_settings
 
@@ -188,7 +188,7 @@ class Suite:
         self.sdk_handler: dict[str, Any] = {}
         self.backup_rates: dict[str, Any] = {}
         self.volume: dict[str, Any] = {}
-        # Every server here gets its admin credential from _admin(); none may write the user's own file.
+        # Every server here gets its admin credential made beforehand; none may write the user's own file.
         os.environ["LOGSVC_CREDENTIALS_FILE"] = str(scratch / "credentials")
         os.environ["LOGSVC_MASTER_KEY_FILE"] = str(scratch / "master.key")
         os.environ.update(UNTHROTTLED)
@@ -235,16 +235,6 @@ class Suite:
             console.print(line)
             runs.append(run)
         return runs
-
-    @staticmethod
-    def _admin(data_dir: Path) -> NewCredential:
-        """An admin credential in the server's credential store, made before it starts (so it makes none)."""
-        settings = load_settings(overrides={"data_dir": str(data_dir)})
-        auth = CredentialService(AuthStore(settings.auth_db, key=store_key(settings)))
-        try:
-            return auth.create(Role.ADMIN, description="benchmark", actor="benchmark", source="local")
-        finally:
-            auth.close()
 
     def _logsvc(self, name: str, data_dir: Path, workers: int) -> AbstractContextManager[Server]:
         port = free_port()
@@ -339,7 +329,7 @@ class Suite:
 
     def single_ingest(self, workers: int) -> None:
         name = f"logsvc-ingest-w{workers}"
-        key = self._admin(self.scratch / name)
+        key = admin_credential(self.scratch / name)
         with self._logsvc(name, self.scratch / name, workers) as server:
             runs = self._wrk_runs(
                 server.url + "/logs", SINGLE_CONNECTIONS, self.single_body, headers=_header(key)
@@ -402,7 +392,7 @@ class Suite:
             del os.environ["LOGSVC_ENCRYPTION"]
 
     def _batch_ingest(self, name: str, encrypted: bool) -> None:
-        key = self._admin(self.scratch / name)
+        key = admin_credential(self.scratch / name)
         with self._logsvc(name, self.scratch / name, 1) as server:
             runs = self._wrk_runs(
                 server.url + "/logs", BATCH_CONNECTIONS, self.batch_body, BATCH_ENTRIES, headers=_header(key)
@@ -457,7 +447,7 @@ class Suite:
         # The server opens the store for writing (WAL, checkpoints), so it gets a copy, never the cache.
         shutil.copyfile(cached, data_dir / "logs.db")
         _encrypt_in_place(data_dir)
-        key = self._admin(data_dir)
+        key = admin_credential(data_dir)
         common = dataset.COMMON_WORD
         rare = dataset.RARE_WORD
         # The issue sets targets for the unfiltered read and for full-text search; the reads filtered by
@@ -517,7 +507,7 @@ class Suite:
         machine's noise fall on all three alike. Plus the cost of one verification in this process."""
         name = "logsvc-auth-w1"
         data_dir = self.scratch / name
-        key = self._admin(data_dir)
+        key = admin_credential(data_dir)
         schemes = {"none": "no credentials (anonymous)", "api_key": "API key (Bearer)", "sigv4": "AWS SigV4"}
         runs: dict[str, list[WrkRun]] = {scheme: [] for scheme in schemes}
         os.environ["LOGSVC_ALLOW_ANONYMOUS"] = "true"
@@ -570,7 +560,7 @@ class Suite:
         """LogHandler's cost on the application's thread, sending to a server of its own."""
         name = "logsvc-sdk-w1"
         data_dir = self.scratch / name
-        key = self._admin(data_dir)
+        key = admin_credential(data_dir)
         quick = self.profile.name == "quick"
         with self._logsvc(name, data_dir, 1) as server:
             self.sdk_handler = sdk_handler.measure(
@@ -595,7 +585,7 @@ class Suite:
 
     def tail_latency(self) -> None:
         name = "logsvc-tail"
-        key = self._admin(self.scratch / name)
+        key = admin_credential(self.scratch / name)
         os.environ["LOGSVC_TAIL_STREAMS_PER_CREDENTIAL"] = str(tail.SUBSCRIBERS)  # one key opens them all
         try:
             with self._logsvc(name, self.scratch / name, 1) as server:

@@ -33,6 +33,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs
 
 from benchmarks.loadgen import WRK_THREADS, WrkRun, check_wrk, wrk
+from benchmarks.processes import admin_credential
 from logsvc.auth.credential_service import NewCredential
 from logsvc.domain.entries import Level
 from logsvc.domain.loki_proto import push_request
@@ -168,7 +169,7 @@ def shipper_ingest(suite: Suite) -> None:
 
     name = "logsvc-shippers-w1"
     data_dir = suite.scratch / name
-    key = suite._admin(data_dir)
+    key = admin_credential(data_dir)
     runs: dict[str, list[WrkRun]] = {"native": [], **{p.key: [] for p in PROTOCOLS}}
     cpu: dict[str, list[float]] = {key: [] for key in runs}
     sizes = {"native": suite.batch_body.stat().st_size}

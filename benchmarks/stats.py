@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import apsw
 
 from benchmarks import ceilings, dataset
+from benchmarks.processes import admin_credential
 from logsvc.crypto.sqlite import connect
 from logsvc.domain.timestamps import DAY_US, format_timestamp
 from logsvc.storage.sqlite import SQLiteStore
@@ -79,7 +80,7 @@ def _latency(suite: Suite, name: str, cached: Path) -> None:
         conn.close()
     shutil.copyfile(cached, data_dir / "logs.db")
     _encrypt_in_place(data_dir)
-    key = suite._admin(data_dir)
+    key = admin_credential(data_dir)
     # The 24 hours ending just after the newest entry (the cached store may be days old).
     window = f"since={format_timestamp(newest + 1 - DAY_US)}&until={format_timestamp(newest + 1)}"
     with suite._logsvc(f"logsvc-stats-{name}", data_dir, 1) as server:

@@ -60,6 +60,7 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
+from benchmarks.processes import admin_credential
 from benchmarks.templates import COMMON_WORD, RARE_WORD, TemplateData, raw_ndjson
 from logsvc.crypto import store_key
 from logsvc.crypto.sqlite import connect
@@ -635,12 +636,11 @@ def _http(
     run into this folder (folded stacks; py-spy must be installed, it is not a dependency)."""
     from benchmarks.loadgen import wrk
     from benchmarks.processes import Probe, descendants, free_port, running
-    from benchmarks.run import Suite
 
     os.environ["LOGSVC_CREDENTIALS_FILE"] = str(folder / "credentials")
     os.environ["LOGSVC_MASTER_KEY_FILE"] = str(folder / "master.key")
     data_dir = folder / engine
-    admin = Suite._admin(data_dir)
+    admin = admin_credential(data_dir)
     port = free_port()
     argv = [sys.executable, "-m", "logsvc", "serve", "--data-dir", str(data_dir), "--port", str(port)]
     argv += ["--store-engine", engine, "--log-level", "warning"]

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.processes import HOST, Probe, Server, free_port, running
+from benchmarks.processes import HOST, Probe, Server, admin_credential, free_port, running
 
 SUBSCRIBERS = 100
 RATE = 1000  # entries a second, one per request
@@ -156,7 +156,6 @@ def server_argv(data_dir: Path, port: int) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from benchmarks.run import Suite  # the suite's admin credential, made before the server starts
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.tail", description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -170,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["LOGSVC_CREDENTIALS_FILE"] = str(root / "credentials")
         os.environ["LOGSVC_MASTER_KEY_FILE"] = str(root / "master.key")
         os.environ["LOGSVC_TAIL_STREAMS_PER_CREDENTIAL"] = str(args.subscribers)
-        key = Suite._admin(root / "data")
+        key = admin_credential(root / "data")
         port = free_port()
         probe = Probe("GET", "/healthz", None, 200)
         with running(

@@ -27,12 +27,18 @@ from typing import Any
 
 from benchmarks import dataset
 from benchmarks.loadgen import check_wrk, wrk
-from benchmarks.processes import HOST, ROOT, UNTHROTTLED, Probe, Server, descendants, free_port, running
-from logsvc.auth.credential_service import CredentialService, NewCredential
-from logsvc.auth.credentials import AuthStore
-from logsvc.auth.policy import Role
-from logsvc.crypto import store_key
-from logsvc.settings import load_settings
+from benchmarks.processes import (
+    HOST,
+    ROOT,
+    UNTHROTTLED,
+    Probe,
+    Server,
+    admin_credential,
+    descendants,
+    free_port,
+    running,
+)
+from logsvc.auth.credential_service import NewCredential
 
 _CONNECTIONS = 64
 _COMMIT_METRIC = "logsvc_store_write_batch_entries"
@@ -48,15 +54,6 @@ _MEDIANS = (
     "entries_per_commit",
     "load",
 )
-
-
-def _admin(data_dir: Path) -> NewCredential:
-    settings = load_settings(overrides={"data_dir": str(data_dir)})
-    auth = CredentialService(AuthStore(settings.auth_db, key=store_key(settings)))
-    try:
-        return auth.create(Role.ADMIN, description="benchmark", actor="benchmark", source="local")
-    finally:
-        auth.close()
 
 
 def _cpu_s(pid: int, task: int | None = None) -> float:
@@ -117,7 +114,7 @@ def _connections_per_pid(pids: list[int], port: int) -> list[int]:
 def _one(label: str, src: str, workers: int, scratch: Path, body: Path, seconds: float) -> dict[str, Any]:
     name = f"{label}-w{workers}-{time.monotonic_ns()}"
     data_dir = scratch / name
-    key = _admin(data_dir)
+    key = admin_credential(data_dir)
     port = free_port()
     argv = [sys.executable, "-m", "logsvc", "serve", "--data-dir", str(data_dir), "--port", str(port)]
     argv += ["--workers", str(workers), "--log-level", "warning"]
