@@ -19,6 +19,7 @@ from logsvc.domain.cursors import decode_cursor
 from logsvc.domain.entries import Level, NewEntry, format_log_id
 from logsvc.domain.queries import Query
 from logsvc.storage.sqlite import SQLiteStore
+from logsvc.storage.sqlite_schema import new_rows
 from logsvc.storage.tiers import ColdFile, HotFile, compact
 from logsvc.storage.tiers_reads import arrivals, contains, context, get, newest, recent, services
 from logsvc.storage.token_filter import Tokenizer
@@ -235,21 +236,7 @@ def both(
             for first in range(0, len(made), batch):
                 part = made[first : first + batch]
                 asyncio.run(store.append(part))
-                hot.append(
-                    [
-                        (
-                            e.log_id,
-                            e.ts_us,
-                            e.service_name,
-                            int(e.level),
-                            e.log_type,
-                            e.message,
-                            e.metadata,
-                            e.received_us,
-                        )
-                        for e in part
-                    ]
-                )
+                hot.append(new_rows(part))
             for generation in hot.sealed()[:compacted]:
                 compact(hot, cold, generation)
             yield Both(store, hot, cold, made)
