@@ -17,13 +17,14 @@ texts end to end; the message and metadata texts are compressed with the diction
 from __future__ import annotations
 
 import functools
-import itertools
 import struct
 from array import array
 from collections.abc import Iterable, Sequence
-from typing import Final
+from typing import Final, cast
 
 import msgspec
+import numpy as np
+import numpy.typing as npt
 import zstandard
 
 from logsvc.domain.queries import Query
@@ -221,17 +222,17 @@ class PageView:
         unpack = self._untext if index in (_MESSAGE_TEXT, _METADATA_TEXT) else self._unpack
         return unpack.decompress(self._page[start:end])
 
-    # Integer columns are differences modulo 2**64: a whole column is summed in C (``_undeltas``), a few
-    # rows of it as prefix sums of the unsigned differences (``_values_at``), so that a read keeping one or
-    # two rows of a page (a rare word) does not decode every value of the page.
+    # Integer columns are differences modulo 2**64, summed by numpy (``_undeltas``: unsigned 64-bit sums
+    # wrap modulo 2**64, so each sum is the value, read signed). A read keeping a few rows of a page (a
+    # rare word) takes only their values, without making a Python list of the whole column.
 
     @functools.cached_property
-    def _seq_deltas(self) -> array[int]:
-        return _unshuffled_ints(self._raw(0), self.count)
+    def _seq_values(self) -> npt.NDArray[np.int64]:
+        return _undeltas(_unshuffled_ints(self._raw(0), self.count))
 
     @functools.cached_property
     def seqs(self) -> Sequence[int]:
-        return _undeltas(self._seq_deltas)
+        return cast(list[int], self._seq_values.tolist())
 
     def seqs_at(self, indexes: Sequence[int]) -> list[int]:
         """The arrival numbers of these rows (each index in range), without decoding the whole column
@@ -239,7 +240,7 @@ class PageView:
         if "seqs" in self.__dict__ or len(indexes) * _FEW_ROWS > self.count:
             seqs = self.seqs
             return [seqs[i] for i in indexes]
-        return _values_at(self._seq_deltas, indexes)
+        return _values_at(self._seq_values, indexes)
 
     @functools.cached_property
     def _id_blob(self) -> bytes:
@@ -269,23 +270,39 @@ class PageView:
         return self._id_planes[index :: self.count]
 
     @functools.cached_property
-    def _time_deltas(self) -> array[int]:
-        return _unshuffled_ints(self._raw(2), self.count)
+    def _time_values(self) -> npt.NDArray[np.int64]:
+        return _undeltas(_unshuffled_ints(self._raw(2), self.count))
 
     @functools.cached_property
     def times(self) -> Sequence[int]:
-        return _undeltas(self._time_deltas)
+        return cast(list[int], self._time_values.tolist())
 
     def times_at(self, indexes: Sequence[int]) -> list[int]:
         """The event times of these rows (each index in range), as ``seqs_at``."""
         if "times" in self.__dict__ or len(indexes) * _FEW_ROWS > self.count:
             times = self.times
             return [times[i] for i in indexes]
-        return _values_at(self._time_deltas, indexes)
+        return _values_at(self._time_values, indexes)
 
     @functools.cached_property
-    def _offsets(self) -> array[int]:
-        return _unshuffled_ints(self._raw(3), self.count)
+    def _offset_planes(self) -> bytes:
+        planes = self._raw(3)
+        if len(planes) != self.count * 8:
+            raise ValueError("a page column does not hold its entry count")
+        return planes
+
+    @functools.cached_property
+    def _offsets(self) -> list[int]:
+        return cast(list[int], _unshuffled_ints(self._offset_planes, self.count).tolist())
+
+    def _offset(self, index: int) -> int:
+        """The arrival time's offset from the event time of one row: its 8 bytes are one in every
+        ``count`` of the byte-shuffled column (as a log_id's), read without unshuffling the column."""
+        if "_offsets" in self.__dict__:
+            return self._offsets[index]
+        if not 0 <= index < self.count:
+            raise IndexError(index)
+        return int.from_bytes(self._offset_planes[index :: self.count], "little")
 
     @functools.cached_property
     def _service_codes(self) -> tuple[list[str], array[int]]:
@@ -336,11 +353,11 @@ class PageView:
     @functools.cached_property
     def message_ends(self) -> Sequence[int]:
         # read unsigned: a length is never negative, so with the total checked every end is in the text
-        lengths = array("I")
-        lengths.frombytes(_unshuffle(self._raw(9), 4))
-        if len(lengths) != self.count:
+        raw = self._raw(9)
+        if len(raw) != 4 * self.count:
             raise ValueError("a page's column misses a text")
-        ends = list(itertools.accumulate(lengths))
+        lengths = _planes(raw, 4, self.count).T.ravel().view("<u4")
+        ends = cast(list[int], np.cumsum(lengths, dtype=np.int64).tolist())
         if (ends[-1] if ends else 0) != len(self.message_text):
             raise ValueError("a page's texts do not add up to their lengths")
         return ends
@@ -350,20 +367,19 @@ class PageView:
         return self.message_text[ends[index - 1] if index else 0 : ends[index]].decode()
 
     @functools.cached_property
-    def _metadata(self) -> tuple[array[int], bytes]:
+    def _metadata(self) -> tuple[npt.NDArray[np.int32], bytes]:
         """The metadata lengths (-1 for none) and texts."""
-        lengths = array("i")
-        lengths.frombytes(_unshuffle(self._raw(11), 4))
-        if len(lengths) != self.count:
+        raw = self._raw(11)
+        if len(raw) != 4 * self.count:
             raise ValueError("a page column does not hold its entry count")
-        return lengths, self._raw(_METADATA_TEXT)
+        return _planes(raw, 4, self.count).T.ravel().view("<i4"), self._raw(_METADATA_TEXT)
 
     @functools.cached_property
-    def _metadata_starts(self) -> array[int]:
+    def _metadata_starts(self) -> list[int]:
         lengths, text = self._metadata
-        if self.count and min(lengths) < _NULL:
+        if self.count and int(lengths.min()) < _NULL:
             raise ValueError("a page's column has a negative length")
-        starts = array("q", itertools.accumulate(map(max, lengths, itertools.repeat(0)), initial=0))
+        starts = [0, *cast(list[int], np.cumsum(np.maximum(lengths, 0), dtype=np.int64).tolist())]
         if starts[-1] != len(text):
             raise ValueError("a page's texts do not add up to their lengths")
         return starts
@@ -372,15 +388,15 @@ class PageView:
         """The metadata of one entry; ``many``: the caller reads many, so every start is summed at once
         (else only this one's, from the lengths before it)."""
         lengths, text = self._metadata
-        length = lengths[index]
+        length = int(lengths[index])
         if length == _NULL:
             return None
         if many or "_metadata_starts" in self.__dict__:
             start = self._metadata_starts[index]
         else:
             before = lengths[:index]
-            start = sum(before) + before.count(_NULL)  # each missing text counted -1 in the sum
-            if length < 0 or (before and min(before) < _NULL) or start + length > len(text):
+            start = int(np.maximum(before, 0).sum(dtype=np.int64))  # a missing text (-1) takes no byte
+            if length < 0 or (index and int(before.min()) < _NULL) or start + length > len(text):
                 raise ValueError("a page's texts do not add up to their lengths")
         return text[start : start + length].decode()
 
@@ -389,7 +405,8 @@ class PageView:
         places = list(indexes)
         many = len(places) * _FEW_ROWS > self.count
         seqs, times = self.seqs_at(places), self.times_at(places)
-        levels, offsets = self.levels, self._offsets
+        levels = self.levels
+        offsets = self._offsets if many else None
         return [
             (
                 seqs[n],
@@ -400,7 +417,7 @@ class PageView:
                 self.log_type(i),
                 self.message(i),
                 self.metadata(i, many=many),
-                _signed((times[n] + offsets[i]) % _MOD),
+                _signed((times[n] + (offsets[i] if offsets is not None else self._offset(i))) % _MOD),
             )
             for n, i in enumerate(places)
         ]
@@ -422,44 +439,19 @@ def _deltas(values: Sequence[int]) -> list[int]:
     return out
 
 
-def _undeltas(deltas: array[int]) -> Sequence[int]:
-    """The values of deltas taken modulo 2**64: summed as signed 64-bit deltas in C when every sum is
-    an int64 (then it is the value, as it is congruent to it), else one by one modulo 2**64."""
-    try:
-        return array("q", itertools.accumulate(_signed_view(deltas)))
-    except OverflowError:
-        return _undeltas_exactly(deltas)
+def _undeltas(deltas: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+    """The values of differences taken modulo 2**64: their unsigned 64-bit running sums (which wrap
+    modulo 2**64, so each is congruent to the value) read as signed ones, which is the value as every
+    value is an int64."""
+    return np.cumsum(deltas, dtype=np.uint64).view(np.int64)
 
 
-def _values_at(deltas: array[int], indexes: Sequence[int]) -> list[int]:
-    """The values at ``indexes`` of a column of unsigned differences modulo 2**64: prefix sums taken in
-    ascending order of place, each over the differences since the previous one."""
-    values: dict[int, int] = {}
-    total = 0
-    done = 0
-    for index in sorted(set(indexes)):
-        if not 0 <= index < len(deltas):
-            raise IndexError(index)
-        total += sum(deltas[done : index + 1])
-        done = index + 1
-        values[index] = _signed(total % _MOD)
-    return [values[index] for index in indexes]
-
-
-def _signed_view(values: array[int]) -> array[int]:
-    """Unsigned 64-bit integers read as signed ones (the same bytes)."""
-    signed = array("q")
-    signed.frombytes(values.tobytes())
-    return signed
-
-
-def _undeltas_exactly(deltas: Sequence[int]) -> list[int]:
-    value = 0
-    out = []
-    for delta in deltas:
-        value = (value + delta) % _MOD
-        out.append(_signed(value))
-    return out
+def _values_at(values: npt.NDArray[np.int64], indexes: Sequence[int]) -> list[int]:
+    """The values at ``indexes`` (each in range: numpy would read a negative one from the end)."""
+    outside = [index for index in indexes if not 0 <= index < len(values)]
+    if outside:
+        raise IndexError(outside[0])
+    return cast(list[int], values[list(indexes)].tolist())
 
 
 def _offsets(values: Sequence[int], bases: Sequence[int]) -> list[int]:
@@ -474,20 +466,19 @@ def _shuffle(data: bytes, width: int) -> bytes:
     return b"".join(data[i::width] for i in range(width))
 
 
+def _planes(data: bytes, width: int, count: int) -> npt.NDArray[np.uint8]:
+    """A byte-shuffled column as its ``width`` byte planes of ``count`` bytes each."""
+    return np.frombuffer(data, np.uint8).reshape(width, count)
+
+
 def _unshuffle(data: bytes, width: int) -> bytes:
-    count = len(data) // width
-    out = bytearray(len(data))
-    for i in range(width):
-        out[i::width] = data[i * count : (i + 1) * count]
-    return bytes(out)
+    return _planes(data, width, len(data) // width).T.tobytes()
 
 
-def _unshuffled_ints(data: bytes, count: int) -> array[int]:
-    values = array("Q")
-    values.frombytes(_unshuffle(data, 8))
-    if len(values) != count:
+def _unshuffled_ints(data: bytes, count: int) -> npt.NDArray[np.uint64]:
+    if len(data) != 8 * count:
         raise ValueError("a page column does not hold its entry count")
-    return values
+    return _planes(data, 8, count).T.ravel().view("<u8")
 
 
 def _dictionary_coded(values: Sequence[str]) -> tuple[list[str], bytes]:
