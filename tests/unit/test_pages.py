@@ -50,6 +50,8 @@ def _check(codec: PageCodec, page: list[Row]) -> PageSummary:
         if len(page) > _FEW_ROWS:
             assert "times" not in alone.__dict__
             assert "seqs" not in alone.__dict__
+            assert "_offsets" not in alone.__dict__  # the row's arrival offset read from its own bytes
+            assert "_metadata_starts" not in alone.__dict__
     picked = [i for i in range(len(page)) if i % 3 == 0][::-1]
     assert codec.view(blob).times_at(picked) == [page[i][2] for i in picked]
     assert codec.view(blob).seqs_at(picked) == [page[i][0] for i in picked]
