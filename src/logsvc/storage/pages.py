@@ -212,7 +212,7 @@ class PageView:
         for size in sizes:
             self._spans.append((start, start + size))
             start += size
-        self._page = page
+        self._page = memoryview(page)  # the columns sliced without copies
         self._unpack = unpack
         self._untext = untext
         self.count: int = count
