@@ -357,7 +357,7 @@ class PageView:
         if len(raw) != 4 * self.count:
             raise ValueError("a page's column misses a text")
         lengths = _planes(raw, 4, self.count).T.ravel().view("<u4")
-        ends = cast(list[int], np.cumsum(lengths, dtype=np.int64).tolist())
+        ends = cast(list[int], lengths.cumsum(dtype=np.int64).tolist())
         if (ends[-1] if ends else 0) != len(self.message_text):
             raise ValueError("a page's texts do not add up to their lengths")
         return ends
@@ -379,7 +379,7 @@ class PageView:
         lengths, text = self._metadata
         if self.count and int(lengths.min()) < _NULL:
             raise ValueError("a page's column has a negative length")
-        starts = [0, *cast(list[int], np.cumsum(np.maximum(lengths, 0), dtype=np.int64).tolist())]
+        starts = [0, *cast(list[int], np.maximum(lengths, 0).cumsum(dtype=np.int64).tolist())]
         if starts[-1] != len(text):
             raise ValueError("a page's texts do not add up to their lengths")
         return starts
@@ -395,8 +395,9 @@ class PageView:
             start = self._metadata_starts[index]
         else:
             before = lengths[:index]
-            start = int(np.maximum(before, 0).sum(dtype=np.int64))  # a missing text (-1) takes no byte
-            if length < 0 or (index and int(before.min()) < _NULL) or start + length > len(text):
+            # a missing text (-1) takes no byte; ufunc reductions, not numpy's Python-level wrappers
+            start = int(np.add.reduce(np.maximum(before, 0), dtype=np.int64))
+            if length < 0 or (index and int(np.minimum.reduce(before)) < _NULL) or start + length > len(text):
                 raise ValueError("a page's texts do not add up to their lengths")
         return text[start : start + length].decode()
 
@@ -443,7 +444,7 @@ def _undeltas(deltas: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
     """The values of differences taken modulo 2**64: their unsigned 64-bit running sums (which wrap
     modulo 2**64, so each is congruent to the value) read as signed ones, which is the value as every
     value is an int64."""
-    return np.cumsum(deltas, dtype=np.uint64).view(np.int64)
+    return deltas.cumsum(dtype=np.uint64).view(np.int64)
 
 
 def _values_at(values: npt.NDArray[np.int64], indexes: Sequence[int]) -> list[int]:
