@@ -23,14 +23,13 @@ from starlette.responses import StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from logsvc.api._asgi import request_headers
+from logsvc.api._asgi import PARTS_KEY, STATUS_KEY, Parts, recording, request_headers
 from logsvc.api.body import receive_body
 from logsvc.api.problems import error_response, is_expected
 from logsvc.api.security import BODY_KEY, PRINCIPAL_KEY, client_address
 from logsvc.auth.policy import Principal
 from logsvc.connection import BODY_ARRIVED
 from logsvc.routing import Answer, Call, Endpoint, Stream, authorize, browser_redirect, respond
-from logsvc.settings import Settings
 
 __all__ = ["EndpointApp", "EndpointRouter", "starlette_routes"]
 
@@ -54,28 +53,31 @@ class EndpointApp:
         try:
             answer = await self._answer(scope, receive)
         except Exception as exc:
-            await error_response(exc, scope["method"], scope["path"])(scope, receive, send)
+            response = error_response(exc, scope["method"], scope["path"])
+            scope[STATUS_KEY] = response.status_code
+            await response(scope, receive, send)
             if not is_expected(exc):
                 raise  # as Starlette's error middleware does, so that the server logs it too
             return
         if answer.stream is not None:
             streamed = _Streamed(answer.stream, answer.status, answer.headers, answer.media_type)
-            await streamed(scope, receive, send)
+            await streamed(scope, receive, recording(scope, send))
             return
+        scope[STATUS_KEY] = answer.status
         await send({"type": "http.response.start", "status": answer.status, "headers": _raw_headers(answer)})
         await send({"type": "http.response.body", "body": answer.body})
 
     async def _answer(self, scope: Scope, receive: Receive) -> Answer:
         endpoint = self.endpoint
-        state = scope["app"].state
+        parts: Parts = scope[PARTS_KEY]
         headers = request_headers(scope)
         redirect = browser_redirect(endpoint, headers)
         if redirect is not None:
             return redirect
         source = client_address(scope)
         principal: Principal | None = scope.get(PRINCIPAL_KEY)
-        principal = authorize(endpoint, principal, state.refusals, source=source)
-        settings: Settings = state.settings
+        principal = authorize(endpoint, principal, parts.refusals, source=source)
+        settings = parts.settings
         query: bytes = scope["query_string"]
 
         async def body() -> bytes:
@@ -98,9 +100,9 @@ class EndpointApp:
             headers=headers,
             source=source,
             body=body,
-            services=state.services,
+            services=parts.services,
         )
-        return await respond(endpoint, call, state.refusals)
+        return await respond(endpoint, call, parts.refusals)
 
 
 def _raw_headers(answer: Answer) -> list[tuple[bytes, bytes]]:
@@ -178,7 +180,7 @@ class EndpointRouter:
         if scope["type"] == "http" and not scope.get("root_path"):
             found = self._find(scope["method"], scope["path"])
         if found is None:
-            await self._fallback(scope, receive, send)
+            await self._fallback(scope, receive, recording(scope, send))
             return
         app, route, params = found
         scope["route"] = route
