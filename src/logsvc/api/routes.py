@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from starlette.responses import StreamingResponse
@@ -32,6 +32,8 @@ from logsvc.connection import BODY_ARRIVED
 from logsvc.routing import Answer, Call, Endpoint, Stream, authorize, browser_redirect, respond
 
 __all__ = ["EndpointApp", "EndpointRouter", "starlette_routes"]
+
+_V = TypeVar("_V")
 
 
 def starlette_routes(endpoints: Sequence[Endpoint]) -> list[BaseRoute]:
@@ -67,31 +69,33 @@ class EndpointApp:
         await send({"type": "http.response.start", "status": answer.status, "headers": _raw_headers(answer)})
         await send({"type": "http.response.body", "body": answer.body})
 
-    async def _answer(self, scope: Scope, receive: Receive) -> Answer:
+    def _answer(self, scope: Scope, receive: Receive) -> Awaitable[Answer]:
+        """The endpoint's answer, to await; not a coroutine itself (a coroutine's frame a request, and
+        nothing to wait for before the operation's): what it refuses is raised when called."""
         endpoint = self.endpoint
         parts: Parts = scope[PARTS_KEY]
         headers = request_headers(scope)
         redirect = browser_redirect(endpoint, headers)
         if redirect is not None:
-            return redirect
+            return _ready(redirect)
         source = client_address(scope)
         principal: Principal | None = scope.get(PRINCIPAL_KEY)
         principal = authorize(endpoint, principal, parts.refusals, source=source)
         settings = parts.settings
         query: bytes = scope["query_string"]
 
-        async def body() -> bytes:
+        def body() -> Awaitable[bytes]:
             """The body as sent: read by the middleware already when a signature covers it, else here."""
             raw: bytes | None = scope.get(BODY_KEY)
-            if raw is None:
-                raw = await receive_body(
-                    receive,
-                    headers,
-                    max_bytes=settings.max_body_bytes,
-                    timeout=settings.body_timeout,
-                    arrived=BODY_ARRIVED in scope,
-                )
-            return raw
+            if raw is not None:
+                return _ready(raw)
+            return receive_body(
+                receive,
+                headers,
+                max_bytes=settings.max_body_bytes,
+                timeout=settings.body_timeout,
+                arrived=BODY_ARRIVED in scope,
+            )
 
         call = Call(
             principal=principal,
@@ -102,7 +106,11 @@ class EndpointApp:
             body=body,
             services=parts.services,
         )
-        return await respond(endpoint, call, parts.refusals)
+        return respond(endpoint, call, parts.refusals)
+
+
+async def _ready(value: _V) -> _V:
+    return value
 
 
 def _raw_headers(answer: Answer) -> list[tuple[bytes, bytes]]:
@@ -175,14 +183,14 @@ class EndpointRouter:
                 return app, route, found.groupdict()
         return None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """The app's coroutine to await (this frame is not one: the router only picks it)."""
         found = None
         if scope["type"] == "http" and not scope.get("root_path"):
             found = self._find(scope["method"], scope["path"])
         if found is None:
-            await self._fallback(scope, receive, recording(scope, send))
-            return
+            return self._fallback(scope, receive, recording(scope, send))
         app, route, params = found
         scope["route"] = route
         scope["path_params"] = params
-        await app(scope, receive, send)
+        return app(scope, receive, send)
