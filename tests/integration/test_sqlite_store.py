@@ -190,7 +190,8 @@ def test_what_queues_while_another_writer_commits_joins_the_next_commit(tmp_path
             first = asyncio.create_task(store.append([entry(0, "m0")]))
             await _until(lambda: _lock_waiters(Path(f"{path}-writer.lock")) == 1)
             rest = [asyncio.create_task(store.append([entry(i, f"m{i}")])) for i in range(1, 20)]
-            await asyncio.sleep(0)  # every request handed to the writer
+            await asyncio.sleep(0)  # every request submitted
+            await asyncio.sleep(0)  # and handed to the writer, once for the loop's turn
             fcntl.flock(other, fcntl.LOCK_UN)
             await asyncio.gather(first, *rest)
         finally:
