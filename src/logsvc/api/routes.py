@@ -116,15 +116,27 @@ async def _ready(value: _V) -> _V:
 def _raw_headers(answer: Answer) -> list[tuple[bytes, bytes]]:
     """The answer's headers as Starlette's ``Response`` makes them (names in lower case, Content-Length
     unless the status has no body, the media type as Content-Type), without making a Response."""
-    headers = answer.headers.items()
-    raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
-    names = {name for name, _ in raw} if raw else ()
+    raw = []
+    has_length = has_type = False
+    for name, value in answer.headers.items():
+        lower = _header_name(name)
+        if lower == b"content-length":
+            has_length = True
+        elif lower == b"content-type":
+            has_type = True
+        raw.append((lower, value.encode("latin-1")))
     status = answer.status
-    if b"content-length" not in names and not (status < 200 or status in (204, 304)):
+    if not has_length and not (status < 200 or status in (204, 304)):
         raw.append((b"content-length", b"%d" % len(answer.body)))
-    if answer.media_type and b"content-type" not in names:
+    if answer.media_type and not has_type:
         raw.append((b"content-type", _content_type(answer.media_type)))
     return raw
+
+
+@functools.lru_cache(maxsize=64)
+def _header_name(name: str) -> bytes:
+    """A header's name as sent (the operations name few), encoded once each."""
+    return name.lower().encode("latin-1")
 
 
 @functools.lru_cache(maxsize=64)
