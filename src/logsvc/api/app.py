@@ -99,6 +99,7 @@ def asgi_app(
         lifespan=lifespan,
     )
     app.state.root = root
+    # The lifespan above gives it its parts once the root has started.
     application = Application(app, EndpointRouter(endpoints, routes, app), metrics, root.settings)
     return application
 
