@@ -50,7 +50,6 @@ import pstats
 import resource
 import secrets
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -477,11 +476,10 @@ def _columns(folder: Path, key: bytes, pages: int = 64) -> dict[str, float]:
         for summary_blob, body in cold.connection.execute(
             "SELECT summary, body FROM cold_pages ORDER BY page_id DESC LIMIT ?", (pages,)
         ):
-            # The page's head (pages.py): magic, count, dictionary id, then each column's size.
-            _magic, count, _dictionary = struct.unpack_from("<4sII", body)
-            columns = struct.unpack_from(f"<{len(_COLUMN_NAMES)}I", body, 12)
-            entries += count
-            for name, size in zip(_COLUMN_NAMES, columns, strict=True):
+            view = cold.codec.view(body)
+            columns = view.column_sizes()
+            entries += view.count
+            for name, size in zip(_COLUMN_NAMES, columns, strict=False):
                 sizes[name] = sizes.get(name, 0) + size
             sizes["page head"] = sizes.get("page head", 0) + len(body) - sum(columns)
             summary = PageSummary.from_bytes(summary_blob)
@@ -508,6 +506,7 @@ _COLUMN_NAMES = (
     "message text",
     "metadata lengths",
     "metadata text",
+    "log_id milliseconds",
 )
 
 
