@@ -86,8 +86,13 @@ class _Bloom:
 
     place_bits: ClassVar[int]
 
+    @classmethod
+    def size(cls) -> int:
+        """The filter's bytes."""
+        return (1 << cls.place_bits) // 8
+
     def __init__(self, bits: bytes | None = None) -> None:
-        size = (1 << self.place_bits) // 8
+        size = self.size()
         if bits is not None and len(bits) != size:
             raise ValueError(f"a {type(self).__name__} has {size} bytes, not {len(bits)}")
         self._bits = bytearray(bits) if bits is not None else bytearray(size)
