@@ -511,3 +511,30 @@ def test_a_store_of_the_first_page_format_reads_takes_new_pages_and_keeps_its_id
     finally:
         hot.close()
         cold.close()
+
+
+def test_an_append_past_the_generation_goes_on_in_the_next_so_generations_are_whole_pages(
+    files: tuple[Path, Path],
+) -> None:
+    """A generation takes exactly its arrival numbers; the rest of the append is in the next one, in the
+    same transaction. A retry of a row of the generation just sealed, and a row twice in the append on
+    both sides of the cut, are stored once."""
+    hot = HotFile(files[0], KEY, rows_per_generation=1024)
+    cold = ColdFile(files[1], KEY)
+    try:
+        assert hot.append(batch(0, 1000)) == 1000
+        assert hot.append(batch(1000, 100)) == 100
+        compact(hot, cold, 1)
+        assert [summary.count for summary in cold.summaries()] == [1024]
+        # generation 2 holds 76; of this append, 10 retries in it, 1,000 new, one twice, one of the 938
+        # that fill generation 2 again at the end (past the cut)
+        again = [*batch(1090, 10), *batch(1100, 1000), *batch(1100, 1), *batch(1500, 1)]
+        assert hot.append(again) == 1000
+        spans = hot.select("SELECT first_seq, last_seq, state FROM hot_generations ORDER BY generation")
+        assert spans == [(1, 1024, 2), (1025, 2048, 1), (2049, None, 0)]
+        assert every_row(hot, cold) == Counter({row[0]: 1 for row in batch(0, 2100)})
+        numbers = [row[0] for row in cold.rows()] + [row[0] for g in (2, 3) for row in hot.rows(g)]
+        assert len(numbers) == len(set(numbers)) == 2100
+    finally:
+        hot.close()
+        cold.close()

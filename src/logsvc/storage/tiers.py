@@ -220,44 +220,68 @@ class HotFile:
         many were stored. An id already in a hot generation for the same service is not stored again, nor
         one that ``stored_elsewhere`` names (the cold tier's). That is asked within this transaction, which
         holds the hot file's write lock: a generation cannot be dropped meanwhile, and one dropped before
-        had its pages committed in the cold file first, so a compaction cannot slip an id past both."""
+        had its pages committed in the cold file first, so a compaction cannot slip an id past both.
+
+        A generation takes ``rows_per_generation`` arrival numbers: the rows past them go on in the next
+        generation, in the same transaction (decision 41), so that a generation is whole pages (its last
+        page used to be part-full, with a full summary, after an append overshot it)."""
         conn = self._conn
+        stored = 0
         with immediate(conn):
-            generation, next_seq = self._open_generation()
-            table = _table(generation)
             known = self._known(rows)
             if stored_elsewhere is not None:
                 unknown = [(row[0], row[2], row[1]) for row in rows if (row[0], row[2]) not in known]
                 known |= stored_elsewhere(unknown)
             fresh = [row for row in rows if (row[0], row[2]) not in known]
-            if not fresh:
-                return 0
-            before = conn.total_changes()
-            # Numbered here, so that a number is never given twice, also after the newest rows were
-            # deleted; a row already in the open generation (a retry) is skipped by its unique index and
-            # leaves its number unused.
-            conn.executemany(
-                f"INSERT OR IGNORE INTO {table}({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(next_seq + i, *row) for i, row in enumerate(fresh)],
-            )
-            stored = conn.total_changes() - before
-            if not stored:
-                return 0  # every one already in the open generation
-            conn.execute(
-                f"INSERT INTO {table}_fts(rowid, message) SELECT seq, message FROM {table} WHERE seq >= ?",
-                (next_seq,),
-            )
-            count_new_rows(conn, next_seq - 1, table)  # the rollups, in the entries' own transaction
-            # Sealed by the span of its arrival numbers (at least the row count: a retry leaves a gap),
-            # which needs no count of the table.
-            (last_seq,) = _one(conn, f"SELECT max(seq) FROM {table}")
-            conn.execute("INSERT OR IGNORE INTO commits VALUES (?, ?)", (last_seq, time.time_ns() // 1000))
-            if last_seq - self.first_seq(generation) + 1 >= self._limit:
-                conn.execute(
-                    "UPDATE hot_generations SET state = ?, last_seq = ? WHERE generation = ?",
-                    (SEALED, last_seq, generation),
+            last_seq = 0
+            while fresh:
+                generation, next_seq = self._open_generation()
+                table = _table(generation)
+                first_seq = self.first_seq(generation)
+                room = self._limit - (next_seq - first_seq)
+                part, fresh = (fresh[:room], fresh[room:]) if room > 0 else (fresh, [])
+                before = conn.total_changes()
+                # Numbered here, so that a number is never given twice, also after the newest rows were
+                # deleted; a row already in the open generation (a retry) is skipped by its unique index
+                # and leaves its number unused.
+                conn.executemany(
+                    f"INSERT OR IGNORE INTO {table}({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(next_seq + i, *row) for i, row in enumerate(part)],
                 )
+                if conn.total_changes() == before:
+                    continue  # every one already in the open generation
+                stored += conn.total_changes() - before
+                conn.execute(
+                    f"INSERT INTO {table}_fts(rowid, message) "
+                    f"SELECT seq, message FROM {table} WHERE seq >= ?",
+                    (next_seq,),
+                )
+                count_new_rows(conn, next_seq - 1, table)  # the rollups, in the entries' own transaction
+                # Sealed by the span of its arrival numbers (at least the row count: a retry leaves a gap),
+                # which needs no count of the table.
+                (last_seq,) = _one(conn, f"SELECT max(seq) FROM {table}")
+                if last_seq - first_seq + 1 >= self._limit:
+                    conn.execute(
+                        "UPDATE hot_generations SET state = ?, last_seq = ? WHERE generation = ?",
+                        (SEALED, last_seq, generation),
+                    )
+                    if fresh:  # a retry of a row of the generation just sealed, or twice in this append
+                        fresh = self._not_in(generation, fresh)
+            if not stored:
+                return 0
+            conn.execute("INSERT OR IGNORE INTO commits VALUES (?, ?)", (last_seq, time.time_ns() // 1000))
         return stored
+
+    def _not_in(self, generation: int, rows: list[NewRow]) -> list[NewRow]:
+        """The rows whose ``(log_id, service)`` the generation does not hold."""
+        held: set[tuple[bytes, str]] = set()
+        ids = list({row[0] for row in rows})
+        for first in range(0, len(ids), _IDS_PER_LOOKUP):
+            chunk = ids[first : first + _IDS_PER_LOOKUP]
+            marks = ", ".join("?" for _ in chunk)
+            lookup = f"SELECT log_id, service FROM {_table(generation)} WHERE log_id IN ({marks})"
+            held.update(map(tuple, self._conn.execute(lookup, chunk)))
+        return [row for row in rows if (row[0], row[2]) not in held]
 
     def _open_generation(self) -> tuple[int, int]:
         """The open generation and the next arrival number; a new generation when none is open."""
