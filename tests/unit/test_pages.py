@@ -117,6 +117,8 @@ def test_a_page_finds_the_words_of_its_messages(message: str) -> None:
     try:
         _blob, summary = codec.encode([(1, bytes(16), 0, "svc", 9, "application", message, None, 0)])
         assert summary.token_filter().may_match([tokenizer.document(message)])
+        stored = PageSummary.from_bytes(summary.to_bytes())  # its filter compressed, then read back
+        assert stored.token_filter().may_match([tokenizer.document(message)])
     finally:
         codec.close()
         tokenizer.close()
