@@ -49,6 +49,11 @@ def _check(codec: PageCodec, page: list[Row]) -> PageSummary:
     assert list(view.seqs) == [r[0] for r in page]
     assert list(view.times) == [r[2] for r in page]
     assert [view.message(i) for i in range(len(page))] == [r[6] for r in page]
+    # the message column as the search's prefilter reads it: message i ends at message_ends[i]
+    text, ends = view.message_text, view.message_ends
+    marked = view.column_sizes()[9] == 0  # no length column: a NUL after each message but the last
+    starts = [0] + [end + marked for end in list(ends)[:-1]]
+    assert [text[start:end].decode() for start, end in zip(starts, ends, strict=True)] == [r[6] for r in page]
     assert [view.metadata(i) for i in range(len(page))] == [r[7] for r in page]
     assert view.rows(reversed(range(len(page)))) == page[::-1]
     # a few rows alone, from a view that decoded no whole column (prefix sums of the differences)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import operator
 import struct
 from array import array
 from collections.abc import Callable, Iterable, Sequence
@@ -40,7 +41,7 @@ import zstandard
 from logsvc.domain.queries import Query
 from logsvc.scopes import covers
 from logsvc.storage.sqlite_schema import Row
-from logsvc.storage.token_filter import IdFilter, TokenFilter, Tokenizer
+from logsvc.storage.token_filter import IdFilter, MarkedEnds, TokenFilter, Tokenizer
 
 __all__ = ["PAGE_ENTRIES", "PageCodec", "PageSummary", "PageView", "Row", "train_dictionary"]
 
@@ -74,6 +75,9 @@ _METADATA_TEXT: Final = 12
 _ID_MILLISECONDS: Final = 13
 # A read of fewer rows than one in _FEW_ROWS of a page decodes their integers alone, not whole columns.
 _FEW_ROWS: Final = 16
+# The first few texts read from a column of marked ends are split off alone (from the nearer end); past
+# them, the column is split whole once (about 50 us a page).
+_ALONE: Final = 4
 
 
 class PageSummary(msgspec.Struct, frozen=True, array_like=True):
@@ -334,6 +338,7 @@ class PageView:
         if page_dictionary != dictionary_id:
             raise ValueError(f"the page needs zstd dictionary {page_dictionary}, not {dictionary_id}")
         self._flags: int = flags
+        self._message_reads = self._metadata_reads = 0
         sizes = array("I")
         sizes.frombytes(page[start : start + 4 * columns])
         start += 4 * columns
@@ -486,15 +491,16 @@ class PageView:
 
     @functools.cached_property
     def message_text(self) -> bytes:
-        """The UTF-8 messages end to end (``message_ends`` says where each ends)."""
-        if self._flags & _MESSAGES_MARKED:
-            return b"".join(self._message_parts)
+        """The UTF-8 messages one after the other, message ``i`` ending at ``message_ends[i]`` (and
+        starting at the previous end; in a page whose message ends are marked, one byte after it: a NUL
+        follows each message but the last, in no message)."""
         return self._raw(_MESSAGE_TEXT)
 
     @functools.cached_property
     def message_ends(self) -> Sequence[int]:
         if self._flags & _MESSAGES_MARKED:
-            return list(itertools.accumulate(map(len, self._message_parts)))
+            # where each NUL is, worked out only if asked: the search's prefilter counts them instead
+            return MarkedEnds(self.message_text, self.count)
         # read unsigned: a length is never negative, so with the total checked every end is in the text
         lengths = array("I")
         lengths.frombytes(_unshuffle(self._raw(9), 4))
@@ -507,7 +513,10 @@ class PageView:
 
     def message(self, index: int) -> str:
         if self._flags & _MESSAGES_MARKED:
-            return self._message_parts[index].decode()
+            self._message_reads += 1
+            if self._message_reads > _ALONE or "_message_parts" in self.__dict__:
+                return self._message_parts[index].decode()
+            return _nth(self.message_text, index, self.count).decode()
         ends = self.message_ends
         return self.message_text[ends[index - 1] if index else 0 : ends[index]].decode()
 
@@ -539,7 +548,11 @@ class PageView:
         """The metadata of one entry; ``many``: the caller reads many, so every start is summed at once
         (else only this one's, from the lengths before it)."""
         if self._flags & _METADATA_MARKED:
-            part = self._metadata_parts[index]
+            self._metadata_reads += 1
+            if many or self._metadata_reads > _ALONE or "_metadata_parts" in self.__dict__:
+                part = self._metadata_parts[index]
+            else:
+                part = _nth(self._raw(_METADATA_TEXT), index, self.count)
             return None if part == _MISSING else part.decode()
         lengths, text = self._metadata
         length = lengths[index]
@@ -563,6 +576,8 @@ class PageView:
         if many:
             blob = self._id_blob
             ids = [blob[i * _ID_BYTES : (i + 1) * _ID_BYTES] for i in places]
+            if self._flags & _MESSAGES_MARKED:
+                self._message_reads = _ALONE  # the whole column at once, not a few texts first
         else:
             ids = [self.log_id(i) for i in places]
         return [
@@ -601,6 +616,7 @@ _TWO_DOWN: Final = tuple(bytes(x >> 2 * k & 3 for x in range(256)) for k in rang
 _TO_VERSION: Final = bytes(0x70 | x >> 4 for x in range(256))
 _TO_VARIANT: Final = bytes(0x80 | (x & 0xF) << 2 for x in range(256))
 _RANDOM_PLANES: Final = (9, 10, 11, 12, 13, 14, 15)
+_THOUSANDS: Final = itertools.repeat(1000)
 
 
 def _packed_size(count: int) -> int:
@@ -619,10 +635,12 @@ def _packed_ids(blob: bytes, times: Sequence[int]) -> tuple[bytes, bytes] | None
     wide = bytearray(8 * count)  # each millisecond as a big-endian 64-bit integer
     for k in range(6):
         wide[2 + k :: 8] = planes[k]
-    milliseconds = array("Q")
+    milliseconds = array("q")
     milliseconds.frombytes(wide)
     milliseconds.byteswap()
-    offsets = array("Q", [(ms - time // 1000) % _MOD for ms, time in zip(milliseconds, times, strict=True)])
+    # each difference fits an int64 (a millisecond is 48 bits, an event time's millisecond 54): stored as
+    # its two's complement, the bytes of the difference modulo 2**64
+    offsets = array("q", map(operator.sub, milliseconds, map(operator.floordiv, times, _THOUSANDS)))
     high = int.from_bytes(planes[6].translate(_NIBBLE_UP), "little")
     high |= int.from_bytes(planes[8].translate(_SIX_DOWN), "little")
     twos = planes[8].translate(_LAST_TWO) + bytes(-count % 4)
@@ -644,9 +662,9 @@ def _unpacked_ids(packed: bytes, times: Sequence[int], offsets: array[int]) -> b
     for k in range(4):
         twos[k::4] = low.translate(_TWO_DOWN[k])
     variant = int.from_bytes(high.translate(_TO_VARIANT), "little") | int.from_bytes(twos[:count], "little")
-    milliseconds = array(
-        "Q", [(time // 1000 + offset) % _MOD for time, offset in zip(times, offsets, strict=True)]
-    )
+    thousands = map(operator.floordiv, times, _THOUSANDS)
+    # the stored differences (each an int64, see _packed_ids) add back up to 48-bit milliseconds
+    milliseconds = array("q", map(operator.add, thousands, _signed_view(offsets)))
     milliseconds.byteswap()
     wide = milliseconds.tobytes()
     blob = bytearray(_ID_BYTES * count)
@@ -668,7 +686,7 @@ def _unpacked_id(packed: bytes, count: int, index: int, time: int, offset: int) 
     return (
         millisecond.to_bytes(6, "big")
         + bytes((0x70 | high >> 4, packed[index], 0x80 | (high & 0xF) << 2 | low))
-        + bytes(packed[(2 + n) * count + index] for n in range(len(_RANDOM_PLANES)))
+        + packed[2 * count + index : 9 * count : count]
     )
 
 
@@ -679,6 +697,22 @@ def _marked(values: Sequence[str | None]) -> tuple[bytes | None, bytes]:
     if any(_END in text for text in encoded):
         return _texts(values)
     return None, _END.join(encoded)
+
+
+def _nth(text: bytes, index: int, count: int) -> bytes:
+    """Text ``index`` of ``count`` separated by NUL bytes, split off from the nearer end: a read of the
+    newest rows of a page (its last) splits off a few texts, not all of them."""
+    if not 0 <= index < count:
+        raise IndexError(index)
+    if index < count // 2:
+        parts = text.split(_END, index + 1)
+        if len(parts) < index + 2 - (index + 1 == count):
+            raise ValueError("a page's column misses a text")
+        return parts[index]
+    parts = text.rsplit(_END, count - index)
+    if len(parts) < count - index + (index > 0):
+        raise ValueError("a page's column misses a text")
+    return parts[index - count]
 
 
 def _split(text: bytes, count: int) -> list[bytes]:
