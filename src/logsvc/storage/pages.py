@@ -573,13 +573,20 @@ class PageView:
         many = len(places) * _FEW_ROWS > self.count
         seqs, times = self.seqs_at(places), self.times_at(places)
         levels, offsets = self.levels, self._offsets
-        if many:
+        if self._flags & _UUID7 and "_id_blob" not in self.__dict__ and len(places) * 4 <= self.count:
+            # each id rebuilt alone from its row's time (a read keeps 100 rows of 1,024 at most), not all
+            packed, millisecond_offsets = self._packed_ids, self._id_milliseconds
+            ids = [
+                _unpacked_id(packed, self.count, i, times[n], millisecond_offsets[i])
+                for n, i in enumerate(places)
+            ]
+        elif many:
             blob = self._id_blob
             ids = [blob[i * _ID_BYTES : (i + 1) * _ID_BYTES] for i in places]
-            if self._flags & _MESSAGES_MARKED:
-                self._message_reads = _ALONE  # the whole column at once, not a few texts first
         else:
             ids = [self.log_id(i) for i in places]
+        if many and self._flags & _MESSAGES_MARKED:
+            self._message_reads = _ALONE  # the whole column at once, not a few texts first
         return [
             (
                 seqs[n],
