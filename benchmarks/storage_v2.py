@@ -50,7 +50,6 @@ import pstats
 import resource
 import secrets
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -59,6 +58,8 @@ from collections.abc import Iterator
 from itertools import chain, islice
 from pathlib import Path
 from typing import Any
+
+import msgspec
 
 from benchmarks.processes import admin_credential
 from benchmarks.templates import COMMON_WORD, RARE_WORD, TemplateData, raw_ndjson
@@ -477,17 +478,19 @@ def _columns(folder: Path, key: bytes, pages: int = 64) -> dict[str, float]:
         for summary_blob, body in cold.connection.execute(
             "SELECT summary, body FROM cold_pages ORDER BY page_id DESC LIMIT ?", (pages,)
         ):
-            # The page's head (pages.py): magic, count, dictionary id, then each column's size.
-            _magic, count, _dictionary = struct.unpack_from("<4sII", body)
-            columns = struct.unpack_from(f"<{len(_COLUMN_NAMES)}I", body, 12)
-            entries += count
-            for name, size in zip(_COLUMN_NAMES, columns, strict=True):
+            view = cold.codec.view(body)
+            columns = view.column_sizes()
+            entries += view.count
+            for name, size in zip(_COLUMN_NAMES, columns, strict=False):
                 sizes[name] = sizes.get(name, 0) + size
             sizes["page head"] = sizes.get("page head", 0) + len(body) - sum(columns)
-            summary = PageSummary.from_bytes(summary_blob)
-            sizes["summary: token filter"] = sizes.get("summary: token filter", 0) + len(summary.tokens)
-            sizes["summary: id filter"] = sizes.get("summary: id filter", 0) + len(summary.ids)
-            rest = len(summary_blob) - len(summary.tokens) - len(summary.ids)
+            # the filters as stored (compressed or folded since decision 41): the summary's last fields
+            stored = msgspec.msgpack.decode(summary_blob)
+            fields = PageSummary.__struct_fields__
+            tokens, ids = len(stored[fields.index("tokens")]), len(stored[fields.index("ids")])
+            sizes["summary: token filter"] = sizes.get("summary: token filter", 0) + tokens
+            sizes["summary: id filter"] = sizes.get("summary: id filter", 0) + ids
+            rest = len(summary_blob) - tokens - ids
             sizes["summary: the rest"] = sizes.get("summary: the rest", 0) + rest
     finally:
         cold.close()
@@ -508,6 +511,7 @@ _COLUMN_NAMES = (
     "message text",
     "metadata lengths",
     "metadata text",
+    "log_id milliseconds",
 )
 
 

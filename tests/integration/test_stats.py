@@ -147,7 +147,7 @@ def run_stats(
                     await store.append(batch)
             kept = entries
             if doomed is not None:
-                while await store.delete_older(doomed.cutoff, include=doomed.include, limit=7) == 7:
+                while await store.delete_older(doomed.cutoff, include=doomed.include, limit=7) >= 7:
                     pass
                 kept = [
                     e

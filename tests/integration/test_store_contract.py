@@ -519,9 +519,10 @@ def test_retention_and_purge_keep_the_counts_right(opener: Opener) -> None:
 
     async def body(store: LogStore) -> tuple[Any, ...]:
         await store.append(entries)
-        while await store.delete_older(cutoff, exclude=("svc-0",), limit=37) == 37:
+        # on while a call deletes its limit or more, as the service does (a tiered call deletes whole pages)
+        while await store.delete_older(cutoff, exclude=("svc-0",), limit=37) >= 37:
             pass
-        while await store.delete_older(2**62, include=("svc-1*",), limit=500) == 500:  # a purge
+        while await store.delete_older(2**62, include=("svc-1*",), limit=500) >= 500:  # a purge
             pass
         return await store.histogram(query), await store.histogram(by_minute), await store.services(())
 
@@ -551,7 +552,7 @@ def test_services_are_read_a_page_at_a_time(opener: Opener) -> None:
 
     async def body(store: LogStore) -> list[list[ServiceTotal]]:
         await store.append(entries)
-        while await store.delete_older(2**62, include=("svc-1*",), limit=500) == 500:
+        while await store.delete_older(2**62, include=("svc-1*",), limit=500) >= 500:
             pass
         pages = [await store.services((), after=after, limit=limit) for after, limit in asked]
         pages.append(await store.services(("svc-?",), after="svc-3", limit=2))

@@ -81,9 +81,15 @@ def test_migration_keeps_numbers_counts_commits_and_exports(tmp_path: Path) -> N
     source = tmp_path / "logs.db"
     source_store(source, KEY, 5000)
     target = tmp_path / "logs-v2"
-    assert migrate(source, target, KEY, batch=700) == len(sqlite_rows(source, KEY))
+    # batches of more than a page: the first trains the cold file's dictionary (decision 41)
+    assert migrate(source, target, KEY, batch=1100) == len(sqlite_rows(source, KEY))
     assert not (target / MIGRATING).exists()
     same_as_source(source, target, KEY)
+    migrated = ColdFile(target / "cold.db", KEY)
+    try:
+        assert migrated.codec.dictionary is not None
+    finally:
+        migrated.close()
 
     reference = SQLiteStore(source, key=KEY, read_threads=1)
     hot, cold = HotFile(target / "hot.db", KEY), ColdFile(target / "cold.db", KEY)

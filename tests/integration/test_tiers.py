@@ -4,6 +4,8 @@ a compaction interrupted at each of its steps completed correctly at the next op
 from __future__ import annotations
 
 import secrets
+import shutil
+import struct
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -13,6 +15,7 @@ import apsw
 import pytest
 
 from logsvc.crypto.sqlite import connect
+from logsvc.domain.entries import format_log_id
 from logsvc.errors import ConfigError
 from logsvc.storage.sqlite_rollups import ROLLUP_TABLES, count_new_rows
 from logsvc.storage.sqlite_schema import INDEX_NEW_ROWS, INSERT_ENTRY, open_connection
@@ -375,3 +378,163 @@ def test_a_checkpoint_empties_the_wal_and_waits_for_no_reader(files: tuple[Path,
     finally:
         reader.close()
         hot.close()
+
+
+def varied(first: int, count: int) -> list[NewRow]:
+    """Entries with UUIDv7 ids and messages of a few templates (a dictionary needs some variety)."""
+    words = [
+        "GET /orders",
+        "user logged in from",
+        "db timeout after",
+        "cache miss for key",
+        "job enqueued on",
+    ]
+    return [
+        (
+            (1_764_460_800_000 + n).to_bytes(6, "big")
+            + bytes([0x70 | n % 16, n % 251, 0x80 | n % 61])
+            + (n * 7919).to_bytes(7, "big"),
+            1_764_460_800_000_000 + n * 1000,
+            f"svc-{n % 3}",
+            9,
+            "application",
+            f"{words[n % 5]} {n * 7919 % 100_003} took {n % 97}ms said hello",
+            None if n % 4 else f'{{"host":"ip-{n % 13}","took":{n % 300}}}',
+            1_764_460_800_000_000 + n * 1000 + 700,
+        )
+        for n in range(first, first + count)
+    ]
+
+
+def _dictionaries(cold: ColdFile) -> list[tuple[int, bytes]]:
+    return [(int(i), bytes(d)) for i, d in cold.connection.execute("SELECT * FROM cold_dictionaries")]
+
+
+def test_the_first_generation_of_a_page_or_more_trains_the_dictionary_of_the_messages(
+    files: tuple[Path, Path],
+) -> None:
+    """Stored once, encrypted with the file, named by every page written after it, and read by a
+    process that opened the file before it was made."""
+    hot = HotFile(files[0], KEY, rows_per_generation=1100)
+    cold = ColdFile(files[1], KEY)
+    reader = ColdFile(files[1], KEY)  # opened before: the dictionary is asked of the file
+    try:
+        hot.append(varied(0, 1100))
+        compact(hot, cold, 1)
+        hot.append(varied(1100, 1100))
+        compact(hot, cold, 2)
+        stored = _dictionaries(cold)
+        assert len(stored) == 1
+        dictionary_id, dictionary = stored[0]
+        bodies = [bytes(body) for (body,) in cold.connection.execute("SELECT body FROM cold_pages")]
+        assert {(body[:4], struct.unpack_from("<I", body, 8)[0]) for body in bodies} == {
+            (b"LSP2", dictionary_id)
+        }
+        assert every_row(hot, reader) == Counter({row[0]: 1 for row in varied(0, 2200)})
+        again = ColdFile(files[1], KEY)  # opened after: writes with the stored one
+        assert again.codec.dictionary_id == dictionary_id
+        again.close()
+    finally:
+        hot.close()
+        cold.close()
+        reader.close()
+    for path in files[0].parent.iterdir():
+        data = path.read_bytes()
+        assert b"said hello" not in data, path.name
+        assert dictionary[-64:] not in data, path.name
+
+
+def test_a_generation_too_small_or_too_empty_for_a_dictionary_goes_without(files: tuple[Path, Path]) -> None:
+    hot = HotFile(files[0], KEY, rows_per_generation=1100)
+    cold = ColdFile(files[1], KEY)
+    try:
+        hot.append(batch(0, 300))
+        hot.seal(1)
+        compact(hot, cold, 1)
+        hot.append([(*row[:5], "", *row[6:]) for row in batch(300, 1100)])  # zstd cannot train on nothing
+        compact(hot, cold, 2)
+        assert cold.codec.dictionary is None
+        assert every_row(hot, cold) == Counter({row[0]: 1 for row in batch(0, 1400)})
+    finally:
+        hot.close()
+        cold.close()
+
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "tiered_lsp1"
+FIXTURE_KEY = bytes(range(32))
+
+
+def test_a_store_of_the_first_page_format_reads_takes_new_pages_and_keeps_its_ids(tmp_path: Path) -> None:
+    """A store written before decision 41 (LSP1 pages, summaries with full filters and no id range)
+    opens without a migration: its entries read, its ids stay idempotent, new generations are written
+    in the new format beside its pages, and retention rewrites an old page in the new format."""
+    from logsvc.storage.tiers_ops import _take_out
+    from logsvc.storage.tiers_reads import contains, get
+
+    shutil.copytree(FIXTURE / "store", tmp_path / "store")
+    hot = HotFile(tmp_path / "store" / "hot.db", FIXTURE_KEY, rows_per_generation=1100)
+    cold = ColdFile(tmp_path / "store" / "cold.db", FIXTURE_KEY)
+    try:
+        old = every_row(hot, cold)
+        assert len(old) == 320
+        assert set(old.values()) == {1}
+        old_ids = sorted(old)
+        keys = [(row[1], row[3], row[2]) for row in cold.rows()]
+        assert contains(hot, cold, keys) == {(log_id, service) for log_id, service, _ts in keys}
+        assert hot.append(varied(0, 1100)) == 1100
+        compact(hot, cold, hot.sealed()[0])
+        assert (
+            hot.append(
+                [(row[1], row[2], row[3], *row[4:]) for row in cold.rows()][:50],
+                lambda k: contains(hot, cold, k),
+            )
+            == 0
+        )
+        assert every_row(hot, cold) == Counter({**old, **{row[0]: 1 for row in varied(0, 1100)}})
+        formats = Counter(
+            bytes(body[:4]) for (body,) in cold.connection.execute("SELECT body FROM cold_pages")
+        )
+        assert formats == {b"LSP1": 3, b"LSP2": 2}
+        for log_id in (old_ids[0], old_ids[-1], varied(5, 1)[0][0]):
+            assert [entry.log_id for entry in get(hot, cold, log_id)] == [format_log_id(log_id)]
+        page_id, body = cold.connection.execute(
+            "SELECT page_id, body FROM cold_pages ORDER BY page_id"
+        ).fetchone()
+        assert bytes(body[:4]) == b"LSP1"
+        rows = cold.page(page_id)
+        _take_out(cold, [(page_id, {rows[0][0]})])
+        assert cold.page(page_id) == rows[1:]
+        (body,) = cold.connection.execute(
+            "SELECT body FROM cold_pages WHERE page_id = ?", (page_id,)
+        ).fetchone()
+        assert bytes(body[:4]) == b"LSP2"
+    finally:
+        hot.close()
+        cold.close()
+
+
+def test_an_append_past_the_generation_goes_on_in_the_next_so_generations_are_whole_pages(
+    files: tuple[Path, Path],
+) -> None:
+    """A generation takes exactly its arrival numbers; the rest of the append is in the next one, in the
+    same transaction. A retry of a row of the generation just sealed, and a row twice in the append on
+    both sides of the cut, are stored once."""
+    hot = HotFile(files[0], KEY, rows_per_generation=1024)
+    cold = ColdFile(files[1], KEY)
+    try:
+        assert hot.append(batch(0, 1000)) == 1000
+        assert hot.append(batch(1000, 100)) == 100
+        compact(hot, cold, 1)
+        assert [summary.count for summary in cold.summaries()] == [1024]
+        # generation 2 holds 76; of this append, 10 retries in it, 1,000 new, one twice, one of the 938
+        # that fill generation 2 again at the end (past the cut)
+        again = [*batch(1090, 10), *batch(1100, 1000), *batch(1100, 1), *batch(1500, 1)]
+        assert hot.append(again) == 1000
+        spans = hot.select("SELECT first_seq, last_seq, state FROM hot_generations ORDER BY generation")
+        assert spans == [(1, 1024, 2), (1025, 2048, 1), (2049, None, 0)]
+        assert every_row(hot, cold) == Counter({row[0]: 1 for row in batch(0, 2100)})
+        numbers = [row[0] for row in cold.rows()] + [row[0] for g in (2, 3) for row in hot.rows(g)]
+        assert len(numbers) == len(set(numbers)) == 2100
+    finally:
+        hot.close()
+        cold.close()

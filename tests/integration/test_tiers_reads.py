@@ -456,3 +456,43 @@ def test_an_id_is_looked_for_only_in_the_pages_whose_id_range_holds_it() -> None
     for page_id in (1, 777, 2_000):
         for log_id in ids[page_id]:
             assert [found.page_id for found in slices.candidates(log_id)] == [page_id]
+
+
+def test_the_id_range_of_a_summary_stands_for_the_pages_id_column() -> None:
+    """A page stored since decision 41 gives its range of ids in its summary: its id column is not read,
+    and its folded filter's false positives outside the range open nothing."""
+    from logsvc.storage.pages import PageSummary
+    from logsvc.storage.tiers_reads import _IdSlices, _Index, _Page
+    from logsvc.storage.token_filter import IdFilter, TokenFilter
+
+    ids = {
+        page_id: sorted(page_id.to_bytes(6, "big") + secrets.token_bytes(10) for _ in range(4))
+        for page_id in (1, 2)
+    }
+
+    def page(page_id: int) -> _Page:
+        summary = PageSummary(
+            count=4,
+            min_ts=0,
+            max_ts=0,
+            min_seq=page_id,
+            max_seq=page_id,
+            services=("api",),
+            newest=(0,),
+            levels=0,
+            tokens=TokenFilter().to_bytes(),
+            ids=bytes([0xFF]) * len(IdFilter.of([]).to_bytes()),
+            low_id=ids[page_id][0],
+            high_id=ids[page_id][-1],
+        )
+        return _Page(page_id, 0, 0, page_id, page_id, 100, PageSummary.from_bytes(summary.to_bytes()))
+
+    def unread(page_id: int) -> list[bytes]:
+        raise AssertionError(f"page {page_id}'s id column read")
+
+    slices = _IdSlices()
+    slices.update(_Index([page(1), page(2)]), unread)
+    for page_id, held in ids.items():
+        for log_id in held:
+            assert [found.page_id for found in slices.candidates(log_id)] == [page_id]
+    assert not list(slices.candidates(bytes(16)))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import struct
 from array import array
+from pathlib import Path
 
+import msgspec
 import pytest
 import zstandard
 from hypothesis import given, settings
@@ -35,12 +37,23 @@ rows = st.tuples(
 def _check(codec: PageCodec, page: list[Row]) -> PageSummary:
     blob, summary = codec.encode(page)
     assert codec.decode(blob) == page
-    assert PageSummary.from_bytes(summary.to_bytes()) == summary
+    # stored and read back: the same but for the id filter, folded in two, whose bits are a superset
+    stored = PageSummary.from_bytes(summary.to_bytes())
+    assert msgspec.structs.replace(stored, ids=summary.ids) == summary
+    whole, kept = int.from_bytes(summary.ids, "little"), int.from_bytes(stored.ids, "little")
+    assert whole & kept == whole
+    assert len(stored.ids) == len(summary.ids)
+    assert all(stored.id_filter().may_contain_key(r[1]) for r in page)
     # each column alone, as a read decodes it, and rows picked out of order
     view = codec.view(blob)
     assert list(view.seqs) == [r[0] for r in page]
     assert list(view.times) == [r[2] for r in page]
     assert [view.message(i) for i in range(len(page))] == [r[6] for r in page]
+    # the message column as the search's prefilter reads it: message i ends at message_ends[i]
+    text, ends = view.message_text, view.message_ends
+    marked = view.column_sizes()[9] == 0  # no length column: a NUL after each message but the last
+    starts = [0] + [end + marked for end in list(ends)[:-1]]
+    assert [text[start:end].decode() for start, end in zip(starts, ends, strict=True)] == [r[6] for r in page]
     assert [view.metadata(i) for i in range(len(page))] == [r[7] for r in page]
     assert view.rows(reversed(range(len(page)))) == page[::-1]
     # a few rows alone, from a view that decoded no whole column (prefix sums of the differences)
@@ -52,6 +65,9 @@ def _check(codec: PageCodec, page: list[Row]) -> PageSummary:
             assert "seqs" not in alone.__dict__
             assert "_offsets" not in alone.__dict__  # the row's arrival offset read from its own bytes
             assert "_metadata_starts" not in alone.__dict__
+    # the log_ids whole and one by one (a UUIDv7's are rebuilt from its event time and packed bits)
+    assert codec.view(blob).ids == [r[1] for r in page]
+    assert [codec.view(blob).log_id(i) for i in range(len(page))] == [r[1] for r in page]
     picked = [i for i in range(len(page)) if i % 3 == 0][::-1]
     assert codec.view(blob).times_at(picked) == [page[i][2] for i in picked]
     assert codec.view(blob).seqs_at(picked) == [page[i][0] for i in picked]
@@ -108,6 +124,8 @@ def test_a_page_finds_the_words_of_its_messages(message: str) -> None:
     try:
         _blob, summary = codec.encode([(1, bytes(16), 0, "svc", 9, "application", message, None, 0)])
         assert summary.token_filter().may_match([tokenizer.document(message)])
+        stored = PageSummary.from_bytes(summary.to_bytes())  # its filter compressed, then read back
+        assert stored.token_filter().may_match([tokenizer.document(message)])
     finally:
         codec.close()
         tokenizer.close()
@@ -174,27 +192,31 @@ def test_pages_of_no_entries_too_many_or_bad_ids_are_refused() -> None:
 
 
 def _with_column(page: bytes, index: int, raw: bytes) -> bytes:
-    """The page with one column replaced by ``raw`` (compressed as the codec does, no dictionary)."""
-    head = 12 + 4 * 13
-    sizes = list(struct.unpack_from("<13I", page, 12))
+    """The page (format LSP2) with one column replaced by ``raw`` (compressed as the codec does, no
+    dictionary)."""
+    head = 16 + 4 * 14
+    sizes = list(struct.unpack_from("<14I", page, 16))
     columns, start = [], head
     for size in sizes:
         columns.append(page[start : start + size])
         start += size
     columns[index] = zstandard.ZstdCompressor(level=3).compress(raw)
-    return page[:12] + struct.pack("<13I", *map(len, columns)) + b"".join(columns)
+    return page[:16] + struct.pack("<14I", *map(len, columns)) + b"".join(columns)
 
 
 def test_a_page_whose_texts_do_not_add_up_is_refused_whole_and_row_by_row() -> None:
     """A metadata length past the texts (or below -1) is an error, not a wrong text, whether one row is
-    read alone (its start from the lengths before it) or every row (every start summed)."""
+    read alone (its start from the lengths before it) or every row (every start summed). A metadata
+    holding a NUL makes the page keep the lengths of its metadata texts."""
     page = _realistic(PAGE_ENTRIES)
+    page[0] = (*page[0][:7], '{"nul":"\u0000 \x00"}', page[0][8])
     codec = PageCodec()
     try:
         blob, _summary = codec.encode(page)
+        assert codec.decode(blob) == page
         # the last row's own length wrong, or one of the lengths before a row read alone
         for place, bad in ((PAGE_ENTRIES - 1, 10**6), (PAGE_ENTRIES - 1, -2), (3, -5)):
-            lengths = array("i", [len(row[7] or "") for row in page])
+            lengths = array("i", [len((row[7] or "").encode()) for row in page])
             lengths[place] = bad
             broken = _with_column(blob, 11, _shuffled(lengths.tobytes(), 4))
             with pytest.raises(ValueError, match=r"texts|negative"):
@@ -296,3 +318,83 @@ def test_pages_outside_a_query_are_pruned() -> None:
     finally:
         codec.close()
         tokenizer.close()
+
+
+def _uuid7(millisecond: int, random: int) -> bytes:
+    """A UUIDv7 (RFC 9562) of this millisecond and 74 random bits."""
+    value = millisecond << 80 | 0x7 << 76 | (random >> 62) << 64 | 0b10 << 62 | random & (1 << 62) - 1
+    return value.to_bytes(16, "big")
+
+
+uuid7_rows = st.builds(
+    lambda row, millisecond, random: (row[0], _uuid7(millisecond, random), *row[2:]),
+    rows,
+    st.integers(0, 2**48 - 1) | st.integers(1_764_460_800_000, 1_764_460_800_100),
+    st.integers(0, 2**74 - 1) | st.sampled_from([0, 2**74 - 1]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(page=st.lists(uuid7_rows, min_size=1, max_size=40), other=st.none() | rows)
+def test_uuid7_ids_are_packed_and_read_back_exactly(page: list[Row], other: Row | None) -> None:
+    """UUIDv7 ids whose millisecond is anything against the event time (any int64, also far from it),
+    and a page with one id that is not a UUIDv7 among them (kept whole)."""
+    if other is not None:
+        page = [*page, other]
+    codec = PageCodec()
+    try:
+        _check(codec, page)
+    finally:
+        codec.close()
+
+
+def test_packed_ids_take_their_random_bits_and_texts_no_lengths() -> None:
+    """On the template-like page, the ids take 74 bits and a byte of milliseconds' offsets at most, and
+    the texts' ends are marked (no length columns): NUL-free texts."""
+    page = [
+        (*row[:1], _uuid7(row[2] // 1000, row[0] * 0x9E3779B97F4A7C15 % 2**74), *row[2:])
+        for row in _realistic(PAGE_ENTRIES)
+    ]
+    codec = PageCodec()
+    try:
+        _check(codec, page)
+        blob = codec.encode(page)[0]
+        sizes = codec.view(blob).column_sizes()
+        assert sizes[1] < PAGE_ENTRIES * 9.3 + 64
+        assert sizes[13] < 64
+        assert sizes[9] == sizes[11] == 0
+        page[5] = (*page[5][:6], "a NUL \x00 in a message", None, page[5][8])
+        sizes = codec.view(codec.encode(page)[0]).column_sizes()
+        assert sizes[9] > 0
+        assert sizes[11] == 0
+        _check(codec, page)
+    finally:
+        codec.close()
+
+
+_LSP1 = Path(__file__).parents[1] / "fixtures" / "tiered_lsp1"
+
+
+def test_a_page_of_the_first_format_still_reads() -> None:
+    """A page and its summary written by the LSP1 encoder (commit 033f68f) read back as they were
+    written, by any codec (one with a dictionary too: the page has none)."""
+    expected = [
+        (seq, bytes.fromhex(log_id), *rest)
+        for seq, log_id, *rest in json.loads((_LSP1 / "rows.json").read_text())
+    ]
+    blob = (_LSP1 / "page.bin").read_bytes()
+    assert blob[:4] == b"LSP1"
+    summary = PageSummary.from_bytes((_LSP1 / "summary.bin").read_bytes())
+    for codec in (PageCodec(), PageCodec(train_dictionary(_realistic(PAGE_ENTRIES)))):
+        try:
+            assert codec.decode(blob) == expected
+            view = codec.view(blob)
+            assert view.ids == [row[1] for row in expected]
+            assert [view.log_id(i) for i in range(len(expected))] == [row[1] for row in expected]
+            assert view.message_text == "".join(row[6] for row in expected).encode()
+            assert codec.view(blob).rows([7, 3]) == [expected[7], expected[3]]
+        finally:
+            codec.close()
+    assert summary.count == len(expected)
+    assert all(summary.id_filter().may_contain_key(row[1]) for row in expected)
+    assert summary.token_filter().may_match([["orders"], ["timeout"]])

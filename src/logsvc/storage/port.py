@@ -92,7 +92,9 @@ class LogStore(Protocol):
         exclude: tuple[str, ...] = (),
         limit: int = 500,
     ) -> int:
-        """Delete up to ``limit`` entries older than ``cutoff_us`` in the service scope; how many."""
+        """Delete about ``limit`` entries older than ``cutoff_us`` in the service scope; how many. A store may
+        delete more in one call (the tiered store deletes whole pages): callers go on while a call deletes
+        ``limit`` or more."""
 
     async def oldest(self, *, include: tuple[str, ...] = (), exclude: tuple[str, ...] = ()) -> int | None:
         """The event time of the oldest entry in the service scope."""

@@ -10,7 +10,9 @@ over them is ``tiered.TieredStore``, its reads are ``tiers_reads``.
   rows or more is sealed in the same transaction, and the next append opens the next one.
 - The **cold file** holds the pages (``pages.PageCodec``) of compacted generations and, in
   ``cold_generations``, the record of each generation it holds, written in the same transaction as the
-  generation's pages.
+  generation's pages; and in ``cold_dictionaries`` the zstd dictionary of the message text (decision 41),
+  trained on the first generation of at least a page of rows and stored in the transaction of the
+  first pages written with it.
 
 **The order is the crash-safety argument.** A sealed generation is compacted in two transactions: its
 pages and its record are committed in the cold file first (fsync), then its table is dropped from the hot
@@ -32,11 +34,12 @@ from pathlib import Path
 from typing import Any, Final, TypeAlias, cast
 
 import apsw
+import zstandard
 
 from logsvc.crypto.sqlite import connect
 from logsvc.domain.queries import Query
 from logsvc.errors import ConfigError
-from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, PageSummary, PageView
+from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, PageSummary, PageView, train_dictionary
 from logsvc.storage.sqlite_reads import attribute_filters, match_expression
 from logsvc.storage.sqlite_rollups import ROLLUP_TABLES_SCHEMA, count_new_rows, uncount_trigger
 from logsvc.storage.sqlite_schema import COLUMNS, FTS_TOKENIZE, Row, make_private
@@ -102,6 +105,11 @@ CREATE TABLE IF NOT EXISTS cold_generations (
     last_seq INTEGER NOT NULL,
     entries INTEGER NOT NULL
 ) STRICT;
+"""
+# Made by the first write that stores a dictionary, not at open: opening a cold file made before decision
+# 41 writes nothing (a full disk refuses a write even to a process that only reads).
+_DICTIONARY_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS cold_dictionaries (dictionary_id INTEGER PRIMARY KEY, data BLOB NOT NULL) STRICT;
 """
 
 
@@ -212,44 +220,68 @@ class HotFile:
         many were stored. An id already in a hot generation for the same service is not stored again, nor
         one that ``stored_elsewhere`` names (the cold tier's). That is asked within this transaction, which
         holds the hot file's write lock: a generation cannot be dropped meanwhile, and one dropped before
-        had its pages committed in the cold file first, so a compaction cannot slip an id past both."""
+        had its pages committed in the cold file first, so a compaction cannot slip an id past both.
+
+        A generation takes ``rows_per_generation`` arrival numbers: the rows past them go on in the next
+        generation, in the same transaction (decision 41), so that a generation is whole pages (its last
+        page used to be part-full, with a full summary, after an append overshot it)."""
         conn = self._conn
+        stored = 0
         with immediate(conn):
-            generation, next_seq = self._open_generation()
-            table = _table(generation)
             known = self._known(rows)
             if stored_elsewhere is not None:
                 unknown = [(row[0], row[2], row[1]) for row in rows if (row[0], row[2]) not in known]
                 known |= stored_elsewhere(unknown)
             fresh = [row for row in rows if (row[0], row[2]) not in known]
-            if not fresh:
-                return 0
-            before = conn.total_changes()
-            # Numbered here, so that a number is never given twice, also after the newest rows were
-            # deleted; a row already in the open generation (a retry) is skipped by its unique index and
-            # leaves its number unused.
-            conn.executemany(
-                f"INSERT OR IGNORE INTO {table}({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(next_seq + i, *row) for i, row in enumerate(fresh)],
-            )
-            stored = conn.total_changes() - before
-            if not stored:
-                return 0  # every one already in the open generation
-            conn.execute(
-                f"INSERT INTO {table}_fts(rowid, message) SELECT seq, message FROM {table} WHERE seq >= ?",
-                (next_seq,),
-            )
-            count_new_rows(conn, next_seq - 1, table)  # the rollups, in the entries' own transaction
-            # Sealed by the span of its arrival numbers (at least the row count: a retry leaves a gap),
-            # which needs no count of the table.
-            (last_seq,) = _one(conn, f"SELECT max(seq) FROM {table}")
-            conn.execute("INSERT OR IGNORE INTO commits VALUES (?, ?)", (last_seq, time.time_ns() // 1000))
-            if last_seq - self.first_seq(generation) + 1 >= self._limit:
-                conn.execute(
-                    "UPDATE hot_generations SET state = ?, last_seq = ? WHERE generation = ?",
-                    (SEALED, last_seq, generation),
+            last_seq = 0
+            while fresh:
+                generation, next_seq = self._open_generation()
+                table = _table(generation)
+                first_seq = self.first_seq(generation)
+                room = self._limit - (next_seq - first_seq)
+                part, fresh = (fresh[:room], fresh[room:]) if room > 0 else (fresh, [])
+                before = conn.total_changes()
+                # Numbered here, so that a number is never given twice, also after the newest rows were
+                # deleted; a row already in the open generation (a retry) is skipped by its unique index
+                # and leaves its number unused.
+                conn.executemany(
+                    f"INSERT OR IGNORE INTO {table}({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(next_seq + i, *row) for i, row in enumerate(part)],
                 )
+                if conn.total_changes() == before:
+                    continue  # every one already in the open generation
+                stored += conn.total_changes() - before
+                conn.execute(
+                    f"INSERT INTO {table}_fts(rowid, message) "
+                    f"SELECT seq, message FROM {table} WHERE seq >= ?",
+                    (next_seq,),
+                )
+                count_new_rows(conn, next_seq - 1, table)  # the rollups, in the entries' own transaction
+                # Sealed by the span of its arrival numbers (at least the row count: a retry leaves a gap),
+                # which needs no count of the table.
+                (last_seq,) = _one(conn, f"SELECT max(seq) FROM {table}")
+                if last_seq - first_seq + 1 >= self._limit:
+                    conn.execute(
+                        "UPDATE hot_generations SET state = ?, last_seq = ? WHERE generation = ?",
+                        (SEALED, last_seq, generation),
+                    )
+                    if fresh:  # a retry of a row of the generation just sealed, or twice in this append
+                        fresh = self._not_in(generation, fresh)
+            if not stored:
+                return 0
+            conn.execute("INSERT OR IGNORE INTO commits VALUES (?, ?)", (last_seq, time.time_ns() // 1000))
         return stored
+
+    def _not_in(self, generation: int, rows: list[NewRow]) -> list[NewRow]:
+        """The rows whose ``(log_id, service)`` the generation does not hold."""
+        held: set[tuple[bytes, str]] = set()
+        ids = list({row[0] for row in rows})
+        for first in range(0, len(ids), _IDS_PER_LOOKUP):
+            chunk = ids[first : first + _IDS_PER_LOOKUP]
+            marks = ", ".join("?" for _ in chunk)
+            lookup = f"SELECT log_id, service FROM {_table(generation)} WHERE log_id IN ({marks})"
+            held.update(map(tuple, self._conn.execute(lookup, chunk)))
+        return [row for row in rows if (row[0], row[2]) not in held]
 
     def _open_generation(self) -> tuple[int, int]:
         """The open generation and the next arrival number; a new generation when none is open."""
@@ -488,7 +520,7 @@ class ColdFile:
     def __init__(self, path: Path, key: bytes | None) -> None:
         self.path = path
         self._conn = _open(path, key, _COLD_SCHEMA)
-        self._codec = PageCodec()
+        self._codec = PageCodec(self._first_dictionary(), self._dictionary)
 
     def write(self, generation: int, first_seq: int, rows: Sequence[Row]) -> None:
         """The generation's rows as pages sorted by (event time, arrival), and its record, in one durable
@@ -499,26 +531,91 @@ class ColdFile:
         if self._held(generation, first_seq, last_seq):
             return  # a compaction done again after a crash: nothing to encode
         ordered = sorted(rows, key=lambda row: (row[2], row[0]))
+        trained = self._trained(rows)
+        codec = trained or self._codec
         encoded = [
-            self._codec.encode(ordered[start : start + PAGE_ENTRIES])
+            codec.encode(ordered[start : start + PAGE_ENTRIES])
             for start in range(0, len(ordered), PAGE_ENTRIES)
         ]
-        conn = self._conn
-        with immediate(conn):
-            if self._held(generation, first_seq, last_seq):
-                return  # written meanwhile by another compaction of it
-            conn.executemany(
-                "INSERT INTO cold_pages(generation, min_ts, max_ts, min_seq, max_seq, summary, body) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (generation, s.min_ts, s.max_ts, s.min_seq, s.max_seq, s.to_bytes(), body)
-                    for body, s in encoded
-                ],
-            )
-            conn.execute(
-                "INSERT INTO cold_generations(generation, first_seq, last_seq, entries) VALUES (?, ?, ?, ?)",
-                (generation, first_seq, last_seq, len(rows)),
-            )
+        written = False
+        try:
+            with immediate(self._conn):
+                if self._held(generation, first_seq, last_seq):
+                    return  # written meanwhile by another compaction of it
+                if trained is not None and trained.dictionary is not None:
+                    # with the pages that need it (another process may store its own meanwhile: pages
+                    # name theirs, so both serve)
+                    self._conn.execute(_DICTIONARY_SCHEMA)
+                    self._conn.execute(
+                        "INSERT OR IGNORE INTO cold_dictionaries(dictionary_id, data) VALUES (?, ?)",
+                        (trained.dictionary_id, trained.dictionary),
+                    )
+                self._insert(generation, first_seq, last_seq, len(rows), encoded)
+            written = True
+        finally:
+            if trained is not None:
+                # the dictionary serves the next pages once stored, never before
+                (self._codec if written else trained).close()
+                if written:
+                    self._codec = trained
+
+    def _insert(
+        self,
+        generation: int,
+        first_seq: int,
+        last_seq: int,
+        count: int,
+        encoded: list[tuple[bytes, PageSummary]],
+    ) -> None:
+        """The generation's pages and record, in the caller's transaction."""
+        self._conn.executemany(
+            "INSERT INTO cold_pages(generation, min_ts, max_ts, min_seq, max_seq, summary, body) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (generation, s.min_ts, s.max_ts, s.min_seq, s.max_seq, s.to_bytes(), body)
+                for body, s in encoded
+            ],
+        )
+        self._conn.execute(
+            "INSERT INTO cold_generations(generation, first_seq, last_seq, entries) VALUES (?, ?, ?, ?)",
+            (generation, first_seq, last_seq, count),
+        )
+
+    def _trained(self, rows: Sequence[Row]) -> PageCodec | None:
+        """A codec with a dictionary for these rows' pages when the file's pages have none yet: the one
+        another process stored since this file was opened, or one trained on these rows (at least a page
+        of them); None to go on with the codec held."""
+        if self._codec.dictionary is not None or len(rows) < PAGE_ENTRIES:
+            return None
+        stored = self._first_dictionary()
+        if stored is None:
+            try:
+                stored = train_dictionary(rows)
+            except zstandard.ZstdError:
+                return None  # too few or too alike messages: the pages go without one
+        return PageCodec(stored, self._dictionary)
+
+    def _first_dictionary(self) -> bytes | None:
+        """The dictionary the file's pages are written with from now on (the first stored), if any."""
+        if not self._has_dictionaries():
+            return None
+        row = self._conn.execute(
+            "SELECT data FROM cold_dictionaries ORDER BY dictionary_id LIMIT 1"
+        ).fetchone()
+        return bytes(row[0]) if row is not None else None
+
+    def _dictionary(self, dictionary_id: int) -> bytes | None:
+        """A stored dictionary, for the pages that name it (``PageCodec`` asks for one it does not hold)."""
+        if not self._has_dictionaries():
+            return None
+        row = self._conn.execute(
+            "SELECT data FROM cold_dictionaries WHERE dictionary_id = ?", (dictionary_id,)
+        ).fetchone()
+        return bytes(row[0]) if row is not None else None
+
+    def _has_dictionaries(self) -> bool:
+        found = self._conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'cold_dictionaries'").fetchone()
+        return found is not None
 
     def _held(self, generation: int, first_seq: int, last_seq: int) -> bool:
         """Whether the generation with these arrival numbers is held; ConfigError when one by that number

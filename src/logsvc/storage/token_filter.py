@@ -12,13 +12,21 @@ import bisect
 import hashlib
 import itertools
 from collections.abc import Iterable, Sequence
-from typing import ClassVar, Final, cast
+from typing import ClassVar, Final, cast, overload
 
 import apsw
 
 from logsvc.storage.sqlite_schema import FTS_TOKENIZER
 
-__all__ = ["FILTER_BITS", "FILTER_HASHES", "IdFilter", "TokenFilter", "Tokenizer", "rows_that_may_hold"]
+__all__ = [
+    "FILTER_BITS",
+    "FILTER_HASHES",
+    "IdFilter",
+    "MarkedEnds",
+    "TokenFilter",
+    "Tokenizer",
+    "rows_that_may_hold",
+]
 
 # 2**15 bits and 4 hashes: about 1.2 % false positives at 3,300 distinct tokens, what a page of 1,024
 # entries of realistic logs holds (the storage-v2 note); 4 KiB per page.
@@ -86,8 +94,13 @@ class _Bloom:
 
     place_bits: ClassVar[int]
 
+    @classmethod
+    def size(cls) -> int:
+        """The filter's bytes."""
+        return (1 << cls.place_bits) // 8
+
     def __init__(self, bits: bytes | None = None) -> None:
-        size = (1 << self.place_bits) // 8
+        size = self.size()
         if bits is not None and len(bits) != size:
             raise ValueError(f"a {type(self).__name__} has {size} bytes, not {len(bits)}")
         self._bits = bytearray(bits) if bits is not None else bytearray(size)
@@ -153,7 +166,8 @@ class TokenFilter(_Bloom):
 class IdFilter(_Bloom):
     """A bloom filter of a page's log_ids: 2**14 bits and 4 hashes, about 0.24 % false positives at 1,024
     ids (2 KiB a page), so that ``get`` and the append's idempotency open almost only the pages that hold
-    an id."""
+    an id. Stored folded to 1 KiB since decision 41 (``pages.fold``: 2.4 % false positives), read back at
+    this size; the page's range of ids, in its summary too, rules out most pages first."""
 
     place_bits = 14
 
@@ -162,6 +176,55 @@ class IdFilter(_Bloom):
         made = cls()
         made.add_keys(ids)
         return made
+
+
+_MARK: Final = b"\0"
+
+
+class MarkedEnds(Sequence[int]):
+    """Where each of ``count`` texts ends in ``text``, where a NUL byte follows each but the last (a
+    page's message column since decision 41): text ``i`` is ``text[ends[i - 1] + 1 : ends[i]]``. The
+    positions are worked out on first use (a split of the whole text); ``rows_that_may_hold`` needs none
+    of them, as it counts the NULs before a hit instead."""
+
+    def __init__(self, text: bytes, count: int) -> None:
+        self.text = text
+        self._count = count
+        self._ends: list[int] | None = None
+
+    def __len__(self) -> int:
+        return self._count
+
+    @overload
+    def __getitem__(self, index: int) -> int: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[int]: ...
+
+    def __getitem__(self, index: int | slice) -> int | Sequence[int]:
+        if self._ends is None:
+            lengths = [len(part) for part in self.text.split(_MARK)]
+            if len(lengths) != self._count:
+                raise ValueError("a page's column misses a text")
+            self._ends = [end + row for row, end in enumerate(itertools.accumulate(lengths))]
+        return self._ends[index]
+
+
+def _marked_rows(text: bytes, needle: bytes) -> set[int]:
+    """The texts of a NUL-separated ``text`` that hold ``needle`` (which holds no NUL): each hit's text
+    is the count of NULs before it, counted on from the previous hit."""
+    rows: set[int] = set()
+    row, counted = 0, 0
+    at = text.find(needle)
+    while at >= 0:
+        row += text.count(_MARK, counted, at)
+        rows.add(row)
+        end = text.find(_MARK, at)  # on from the end of this text: one hit is enough for it
+        if end < 0:
+            break
+        row, counted = row + 1, end + 1
+        at = text.find(needle, counted)
+    return rows
 
 
 def rows_that_may_hold(text: bytes, ends: Sequence[int], tokens: Iterable[str]) -> set[int] | None:
@@ -181,13 +244,16 @@ def rows_that_may_hold(text: bytes, ends: Sequence[int], tokens: Iterable[str]) 
     found: set[int] | None = None
     for token in wanted:
         needle = token.encode()
-        rows: set[int] = set()
-        at = lowered.find(needle)
-        while at >= 0:
-            row = bisect.bisect_right(ends, at)
-            rows.add(row)
-            # on from the end of this row: one hit is enough for it
-            at = lowered.find(needle, ends[row]) if row < len(ends) else -1
+        if isinstance(ends, MarkedEnds):
+            rows = _marked_rows(lowered, needle)
+        else:
+            rows = set()
+            at = lowered.find(needle)
+            while at >= 0:
+                row = bisect.bisect_right(ends, at)
+                rows.add(row)
+                # on from the end of this row: one hit is enough for it
+                at = lowered.find(needle, ends[row]) if row < len(ends) else -1
         found = rows if found is None else found & rows
         if not found:
             break
