@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -216,9 +217,8 @@ class LogService:
         and a message of a service outside it is dropped, never stored. ``zone``: that of RFC 3164
         timestamps (None: the server's)."""
         size = sum(len(frame) for frame, _ in messages)
-        entries, outcome = await self._off_loop(
-            size <= INLINE_BODY_BYTES, lambda: self._syslog_entries(messages, scope, zone)
-        )
+        decode = functools.partial(self._syslog_entries, messages, scope, zone)
+        entries, outcome = decode() if size <= INLINE_BODY_BYTES else await self._off_loop(decode)
         await self._append(entries)
         return outcome
 
@@ -290,12 +290,10 @@ class LogService:
         """``decode()``, on the event loop for a small body as sent, else in a thread. ``compressed``: the
         body is compressed whatever its Content-Encoding says (Loki's snappy)."""
         if len(body) <= INLINE_BODY_BYTES and not compressed and not is_encoded(headers):
-            return decode()  # without the coroutine of _off_loop: most bodies are small
-        return await self._off_loop(False, decode)
+            return decode()  # without a coroutine of its own: most bodies are small
+        return await self._off_loop(decode)
 
-    async def _off_loop(self, inline: bool, decode: Callable[[], _T]) -> _T:
-        if inline:
-            return decode()
+    async def _off_loop(self, decode: Callable[[], _T]) -> _T:
         # Inflating and decoding up to max_decompressed_bytes takes a CPU for a while: off the event
         # loop, and a few at a time, so that a burst of large bodies cannot take every thread and all
         # the memory at once.

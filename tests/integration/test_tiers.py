@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import struct
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -17,6 +18,8 @@ import pytest
 from logsvc.crypto.sqlite import connect
 from logsvc.domain.entries import format_log_id
 from logsvc.errors import ConfigError
+from logsvc.storage import tiers_ops
+from logsvc.storage.pages import PageCodec, train_dictionary
 from logsvc.storage.sqlite_rollups import ROLLUP_TABLES, count_new_rows
 from logsvc.storage.sqlite_schema import INDEX_NEW_ROWS, INSERT_ENTRY, open_connection
 from logsvc.storage.tiers import ColdFile, HotFile, NewRow, compact, finish
@@ -442,6 +445,75 @@ def test_the_first_generation_of_a_page_or_more_trains_the_dictionary_of_the_mes
         data = path.read_bytes()
         assert b"said hello" not in data, path.name
         assert dictionary[-64:] not in data, path.name
+
+
+def _dictionaries_named(cold: ColdFile) -> set[int]:
+    bodies = [bytes(body) for (body,) in cold.connection.execute("SELECT body FROM cold_pages")]
+    return {struct.unpack_from("<I", body, 8)[0] for body in bodies}
+
+
+def test_retention_on_a_file_opened_before_the_dictionary_rewrites_pages_with_it(
+    files: tuple[Path, Path],
+) -> None:
+    """The writer's cold file is opened before the compactor process trains the dictionary: the pages
+    retention rewrites through it name the file's dictionary too."""
+    hot = HotFile(files[0], KEY, rows_per_generation=2048)
+    writer_cold = ColdFile(files[1], KEY)
+    compactor_cold = ColdFile(files[1], KEY)
+    try:
+        hot.append(varied(0, 2048))
+        compact(hot, compactor_cold, 1)
+        [(dictionary_id, _)] = _dictionaries(compactor_cold)
+        cutoff = varied(0, 1)[0][1] + 1  # the oldest entry only: its page is rewritten, not deleted
+        assert tiers_ops.delete_older(hot, writer_cold, cutoff, limit=1) >= 1
+        assert _dictionaries_named(compactor_cold) == {dictionary_id}
+        assert every_row(hot, writer_cold) == Counter({row[0]: 1 for row in varied(1, 2047)})
+    finally:
+        hot.close()
+        writer_cold.close()
+        compactor_cold.close()
+
+
+def test_a_dictionary_stored_by_another_process_meanwhile_is_the_one_used(files: tuple[Path, Path]) -> None:
+    """Two processes train a dictionary each for the file's first pages: the one stored first serves
+    both, so a file holds one dictionary (zstd's ids are 31-bit hashes: two could share one)."""
+    hot = HotFile(files[0], KEY, rows_per_generation=1100)
+    cold = ColdFile(files[1], KEY)
+    other = connect(files[1], KEY)
+    try:
+        hot.append(varied(0, 1100))
+        hot.seal(1)
+        theirs = train_dictionary([(n, *row) for n, row in enumerate(varied(50_000, 1100))])
+        blocked = threading.Event()
+
+        def wait(_tries: int) -> bool:
+            blocked.set()  # trained its own, now waits for the write lock the other process holds
+            time.sleep(0.001)
+            return True
+
+        cold.connection.set_busy_handler(wait)
+        other.execute("BEGIN IMMEDIATE")
+        other.execute(
+            "CREATE TABLE IF NOT EXISTS cold_dictionaries "
+            "(dictionary_id INTEGER PRIMARY KEY, data BLOB NOT NULL) STRICT"
+        )
+        their_codec = PageCodec(theirs)
+        their_id = their_codec.dictionary_id
+        their_codec.close()
+        other.execute("INSERT INTO cold_dictionaries(dictionary_id, data) VALUES (?, ?)", (their_id, theirs))
+        compacting = threading.Thread(target=compact, args=(hot, cold, 1))
+        compacting.start()
+        assert blocked.wait(30)
+        other.execute("COMMIT")
+        compacting.join(30)
+        assert _dictionaries(cold) == [(their_id, theirs)]
+        assert _dictionaries_named(cold) == {their_id}
+        assert cold.codec.dictionary == theirs
+        assert every_row(hot, cold) == Counter({row[0]: 1 for row in varied(0, 1100)})
+    finally:
+        other.close()
+        hot.close()
+        cold.close()
 
 
 def test_a_generation_too_small_or_too_empty_for_a_dictionary_goes_without(files: tuple[Path, Path]) -> None:

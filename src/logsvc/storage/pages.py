@@ -520,7 +520,7 @@ class PageView:
             # where each NUL is, worked out only if asked: the search's prefilter counts them instead
             return MarkedEnds(self.message_text, self.count)
         # read unsigned: a length is never negative, so with the total checked every end is in the text
-        raw = self._raw(9)
+        raw = self._raw(_MESSAGE_LENGTHS)
         if len(raw) != 4 * self.count:
             raise ValueError("a page's column misses a text")
         lengths = _planes(raw, 4, self.count).T.ravel().view("<u4")
@@ -541,7 +541,7 @@ class PageView:
     @functools.cached_property
     def _metadata(self) -> tuple[npt.NDArray[np.int32], bytes]:
         """The metadata lengths (-1 for none) and texts."""
-        raw = self._raw(11)
+        raw = self._raw(_METADATA_LENGTHS)
         if len(raw) != 4 * self.count:
             raise ValueError("a page column does not hold its entry count")
         return _planes(raw, 4, self.count).T.ravel().view("<i4"), self._raw(_METADATA_TEXT)

@@ -514,6 +514,13 @@ class HotFile:
         return [tuple(row) for row in self._conn.execute(sql, args)]
 
 
+def _encoded(codec: PageCodec, ordered: Sequence[Row]) -> list[tuple[bytes, PageSummary]]:
+    """Rows sorted by (event time, arrival) as pages of ``PAGE_ENTRIES``."""
+    return [
+        codec.encode(ordered[start : start + PAGE_ENTRIES]) for start in range(0, len(ordered), PAGE_ENTRIES)
+    ]
+
+
 class ColdFile:
     """The cold tier's file: the pages of compacted generations, and which generations it holds."""
 
@@ -532,24 +539,26 @@ class ColdFile:
             return  # a compaction done again after a crash: nothing to encode
         ordered = sorted(rows, key=lambda row: (row[2], row[0]))
         trained = self._trained(rows)
-        codec = trained or self._codec
-        encoded = [
-            codec.encode(ordered[start : start + PAGE_ENTRIES])
-            for start in range(0, len(ordered), PAGE_ENTRIES)
-        ]
         written = False
         try:
+            encoded = _encoded(trained or self._codec, ordered)
             with immediate(self._conn):
                 if self._held(generation, first_seq, last_seq):
                     return  # written meanwhile by another compaction of it
-                if trained is not None and trained.dictionary is not None:
-                    # with the pages that need it (another process may store its own meanwhile: pages
-                    # name theirs, so both serve)
-                    self._conn.execute(_DICTIONARY_SCHEMA)
-                    self._conn.execute(
-                        "INSERT OR IGNORE INTO cold_dictionaries(dictionary_id, data) VALUES (?, ?)",
-                        (trained.dictionary_id, trained.dictionary),
-                    )
+                if trained is not None:
+                    stored = self._first_dictionary()
+                    if stored is None:
+                        self._conn.execute(_DICTIONARY_SCHEMA)
+                        self._conn.execute(
+                            "INSERT INTO cold_dictionaries(dictionary_id, data) VALUES (?, ?)",
+                            (trained.dictionary_id, trained.dictionary),
+                        )
+                    elif stored != trained.dictionary:
+                        # another process stored the file's dictionary since this one was trained: one
+                        # dictionary a file (zstd's ids are 31-bit hashes, so two could share an id)
+                        trained.close()
+                        trained = PageCodec(stored, self._dictionary)
+                        encoded = _encoded(trained, ordered)
                 self._insert(generation, first_seq, last_seq, len(rows), encoded)
             written = True
         finally:
@@ -666,7 +675,13 @@ class ColdFile:
 
     @property
     def codec(self) -> PageCodec:
-        """The codec the file's pages are written with (its dictionary, if it has one)."""
+        """The codec the file's pages are written with: with the file's dictionary once one is stored,
+        also when another process (the compactor) stored it after this file was opened."""
+        if self._codec.dictionary is None:
+            stored = self._first_dictionary()
+            if stored is not None:
+                self._codec.close()
+                self._codec = PageCodec(stored, self._dictionary)
         return self._codec
 
     def rows(self) -> Iterator[Row]:

@@ -561,16 +561,15 @@ class _IdSlices:
     where testing every page's filter would cost a loop over the pages for every id of every append.
     Kept up to date with the index: new pages are added, pages gone are forgotten (their bits stay, their
     ordinal leads nowhere). One bit per page for each of the 2**14 places: 20 MB at 10,000 pages; made on
-    the first append after a start (about 0.5 ms a page).
+    the first append after a start.
 
     Each page's smallest and largest log_id are kept too (from its summary; read once from its id column
     for a page stored before decision 41), and a page is a candidate only if the id falls between them:
     the filters are stored folded since then (2.4 % false positives a page). A filter's false positives
-    alone (0.24 % a page, before) made
-    every id of an append open about 2.4 pages at 1,000 pages and 24 at 10,000, whatever the id: ingest
-    slowed as the store grew. UUIDv7 ids (the server's, the SDK's, the shippers' derived ones) begin with
-    their millisecond and a page holds about a millisecond of entries, so its range is narrow; random ids
-    are still found, through the filters alone."""
+    alone (0.24 % a page, before the fold) made every id of an append open about 2.4 pages at 1,000 pages
+    and 24 at 10,000, whatever the id: ingest slowed as the store grew. UUIDv7 ids (the server's, the
+    SDK's, the shippers' derived ones) begin with their millisecond and a page holds about a millisecond
+    of entries, so its range is narrow; random ids are still found, through the filters alone."""
 
     def __init__(self) -> None:
         self.index: _Index | None = None
