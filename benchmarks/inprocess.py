@@ -4,14 +4,15 @@
                                                                  [--scheme api_key|none|sigv4]
 
 Raw HTTP requests (the body and API key of ``make bench``'s single POST; with ``--scheme``, without
-credentials or SigV4-signed as the authentication scenario's, anonymous requests allowed) are fed to logsvc's connection
-protocol (uvicorn's httptools protocol with logsvc's limits, as ``logsvc serve`` runs it) on 64 connections
-whose transport only records what is written, each sending its next request when its answer came (a closed
-loop, as wrk's); the app, the store (a new data directory, encrypted, durable group commits) and the writer
-thread are the real ones. What the kernel's sockets and a load generator add is left out, so the figure moves
-far less with the machine's other load than a server's under wrk; compare two source trees by running this
-with each on ``PYTHONPATH`` in turns. Prints, per round after the first (a warm-up), the event loop thread's
-CPU time per request, the process's (with the writer thread), the rate and the loop's context switches.
+credentials or SigV4-signed as the authentication scenario's, anonymous requests allowed) are fed to logsvc's
+connection protocol (uvicorn's httptools protocol with logsvc's limits, as ``logsvc serve`` runs it) on 64
+connections whose transport only records what is written, each sending its next request when its answer came
+(a closed loop, as wrk's); the app, the store (a new data directory, encrypted, durable group commits) and the
+writer thread are the real ones. What the kernel's sockets and a load generator add is left out, so the figure
+moves far less with the machine's other load than a server's under wrk; compare two source trees by running
+this with each on ``PYTHONPATH`` in turns. Prints, per round after the first (a warm-up), the event loop
+thread's CPU time per request, the process's (with the writer thread), the rate and the loop's context
+switches.
 """
 
 from __future__ import annotations
