@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -289,8 +289,9 @@ class LogService:
     ) -> _T:
         """``decode()``, on the event loop for a small body as sent, else in a thread. ``compressed``: the
         body is compressed whatever its Content-Encoding says (Loki's snappy)."""
-        inline = len(body) <= INLINE_BODY_BYTES and not compressed and not is_encoded(headers)
-        return await self._off_loop(inline, decode)
+        if len(body) <= INLINE_BODY_BYTES and not compressed and not is_encoded(headers):
+            return decode()  # without the coroutine of _off_loop: most bodies are small
+        return await self._off_loop(False, decode)
 
     async def _off_loop(self, inline: bool, decode: Callable[[], _T]) -> _T:
         if inline:
@@ -308,9 +309,9 @@ class LogService:
         finally:
             self._decoding.release()
 
-    async def _store(self, entries: list[NewEntry], principal: Principal) -> None:
-        """The scope rule (a credential writing a service it may not: 403 for the whole request), then the
-        durable append."""
+    def _store(self, entries: list[NewEntry], principal: Principal) -> Awaitable[None]:
+        """The scope rule (a credential writing a service it may not: 403 for the whole request, raised when
+        called), then the durable append, to await."""
         outside = sorted({e.service_name for e in entries if not principal.covers(e.service_name)})
         if outside:
             self._rejected(len(entries))
@@ -318,7 +319,7 @@ class LogService:
             raise Forbidden(
                 f"this credential may write only to services {allowed}; not to {', '.join(outside)}"
             )
-        await self._append(entries)
+        return self._append(entries)
 
     async def _append(self, entries: list[NewEntry]) -> None:
         """The durable append of every ingest, HTTP or syslog: then the tail is told at once (not at its

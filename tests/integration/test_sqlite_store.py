@@ -6,6 +6,7 @@ import asyncio
 import fcntl
 import os
 import random
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -189,7 +190,8 @@ def test_what_queues_while_another_writer_commits_joins_the_next_commit(tmp_path
             first = asyncio.create_task(store.append([entry(0, "m0")]))
             await _until(lambda: _lock_waiters(Path(f"{path}-writer.lock")) == 1)
             rest = [asyncio.create_task(store.append([entry(i, f"m{i}")])) for i in range(1, 20)]
-            await asyncio.sleep(0)  # every request handed to the writer
+            await asyncio.sleep(0)  # every request submitted
+            await asyncio.sleep(0)  # and handed to the writer, once for the loop's turn
             fcntl.flock(other, fcntl.LOCK_UN)
             await asyncio.gather(first, *rest)
         finally:
@@ -241,6 +243,54 @@ def test_close_finishes_accepted_writes_then_refuses(tmp_path: Path) -> None:
     asyncio.run(write_then_close())
     conn = apsw.Connection(str(path))
     assert conn.execute("SELECT count(*) FROM logs").fetchone() == (200,)
+
+
+def test_writes_of_several_event_loops_are_all_committed(tmp_path: Path) -> None:
+    """Each event loop hands its requests to the writer once per turn; the writes of loops in other
+    threads, interleaved with this one's, are each committed and answered on their own loop."""
+    path = tmp_path / "logs.db"
+
+    async def write_from_threads() -> None:
+        store = SQLiteStore(path)
+        try:
+
+            def other_loop(thread: int) -> None:
+                async def write() -> None:
+                    await asyncio.gather(*(store.append([entry(i, f"t{thread}-{i}")]) for i in range(50)))
+
+                asyncio.run(write())
+
+            threads = [threading.Thread(target=other_loop, args=(n,)) for n in range(3)]
+            for thread in threads:
+                thread.start()
+            await asyncio.gather(*(store.append([entry(i, f"main-{i}")]) for i in range(50)))
+            await asyncio.to_thread(lambda: [thread.join() for thread in threads])
+        finally:
+            await store.close()
+
+    asyncio.run(write_from_threads())
+    conn = apsw.Connection(str(path))
+    assert conn.execute("SELECT count(*), count(DISTINCT message) FROM logs").fetchone() == (200, 200)
+
+
+def test_a_write_not_handed_over_when_another_loop_closes_the_store_is_refused(tmp_path: Path) -> None:
+    """A request whose loop had not yet handed it to the writer when the store was closed elsewhere fails
+    with 503's error (nothing from it stored), instead of waiting forever behind the writer's stop."""
+    path = tmp_path / "logs.db"
+
+    async def write_while_closed_elsewhere() -> None:
+        store = SQLiteStore(path)
+        pending = asyncio.ensure_future(store.append([entry(1, "late")]))
+        await asyncio.sleep(0)  # submitted: its hand-over runs after this coroutine's next step
+        closer = threading.Thread(target=lambda: asyncio.run(store.close()))
+        closer.start()
+        closer.join()
+        with pytest.raises(StoreUnavailable):
+            await asyncio.wait_for(pending, 30)
+
+    asyncio.run(write_while_closed_elsewhere())
+    conn = apsw.Connection(str(path))
+    assert conn.execute("SELECT count(*) FROM logs").fetchone() == (0,)
 
 
 def test_unopenable_stores_fail_clearly(tmp_path: Path) -> None:

@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from starlette.types import Message, Scope, Send
 
-__all__ = ["StatusRecorder", "request_headers"]
+from logsvc.auth.authenticator import Authenticator
+from logsvc.auth.refusals import RefusalAudit
+from logsvc.routing import Services
+from logsvc.settings import Settings
+
+__all__ = ["PARTS_KEY", "STATUS_KEY", "Parts", "recording", "request_headers"]
 
 _HEADERS_KEY = "logsvc.headers"
+# The status of the response once its start is sent (no key: not started); the app counts it.
+STATUS_KEY = "logsvc.status"
+# The app's ``Parts``, in the scope of each request (the app sets it).
+PARTS_KEY = "logsvc.parts"
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What the security middleware and the endpoints use, made in the lifespan; read as plain slots, not
+    through Starlette's ``State`` (whose ``__getattr__`` cost 0.36 µs a read, five a request)."""
+
+    settings: Settings
+    services: Services
+    refusals: RefusalAudit
+    authenticator: Authenticator
 
 
 def request_headers(scope: Scope) -> dict[str, str]:
@@ -21,18 +43,13 @@ def request_headers(scope: Scope) -> dict[str, str]:
     return headers
 
 
-class StatusRecorder:
-    """A ``send`` that passes every message on and remembers the response status (500 until one is sent)."""
+def recording(scope: Scope, send: Send) -> Send:
+    """``send``, noting the response's status under ``STATUS_KEY`` when its start goes out: for answers
+    made by others (Starlette's, a stream); logsvc's own set the key themselves, without the wrapper."""
 
-    __slots__ = ("_send", "started", "status")
-
-    def __init__(self, send: Send) -> None:
-        self._send = send
-        self.status = 500
-        self.started = False
-
-    async def __call__(self, message: Message) -> None:
+    async def record(message: Message) -> None:
         if message["type"] == "http.response.start":
-            self.status = message["status"]
-            self.started = True
-        await self._send(message)
+            scope[STATUS_KEY] = message["status"]
+        await send(message)
+
+    return record

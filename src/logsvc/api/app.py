@@ -17,7 +17,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from logsvc.api._asgi import StatusRecorder
+from logsvc.api._asgi import PARTS_KEY, STATUS_KEY, Parts
 from logsvc.api.metrics import Metrics
 from logsvc.api.openapi import openapi_document
 from logsvc.api.problems import error_response, handle_error, is_expected
@@ -62,7 +62,7 @@ def asgi_app(
         async def log() -> LogService:
             return service
 
-        app.state.services = Services(
+        services = Services(
             settings=root.settings,
             log=log,
             tail=root.tail_hub(),
@@ -71,8 +71,12 @@ def asgi_app(
             openapi=openapi,
             still_usable=root.credentials().still_usable,
         )
-        app.state.refusals = RefusalAudit(root.credentials())
-        app.state.authenticator = root.authenticator()
+        application.parts = Parts(
+            settings=root.settings,
+            services=services,
+            refusals=RefusalAudit(root.credentials()),
+            authenticator=root.authenticator(),
+        )
         syslog = SyslogListener(root.settings, service, metrics) if root.settings.syslog_port else None
         try:
             if syslog is not None:
@@ -94,9 +98,10 @@ def asgi_app(
         },
         lifespan=lifespan,
     )
-    app.state.settings = root.settings
     app.state.root = root
-    return Application(app, EndpointRouter(endpoints, routes, app), metrics, root.settings)
+    # The lifespan above gives it its parts once the root has started.
+    application = Application(app, EndpointRouter(endpoints, routes, app), metrics, root.settings)
+    return application
 
 
 class Application:
@@ -109,6 +114,8 @@ class Application:
         self.starlette = starlette
         self._metrics = metrics
         self._secured = SecurityMiddleware(router, settings=settings)
+        # Made in the lifespan; requests come only after it started.
+        self.parts: Parts | None = None
 
     @property
     def state(self) -> State:
@@ -123,21 +130,23 @@ class Application:
             await self.starlette(scope, receive, send)  # the lifespan
             return
         scope["app"] = self.starlette
+        scope[PARTS_KEY] = self.parts
         start = time.perf_counter()
-        recorder = StatusRecorder(send)
         try:
-            await self._secured(scope, receive, recorder)
+            await self._secured(scope, receive, send)
         except Exception as exc:
-            if recorder.started:
+            if STATUS_KEY in scope:
                 raise
-            await error_response(exc, scope["method"], scope["path"])(scope, receive, recorder)
+            response = error_response(exc, scope["method"], scope["path"])
+            scope[STATUS_KEY] = response.status_code
+            await response(scope, receive, send)
             if not is_expected(exc):
                 raise
         finally:
             route = scope.get("route")
             template = route.path if isinstance(route, Route) else "unmatched"
             self._metrics.observe_request(
-                scope["method"], template, recorder.status, time.perf_counter() - start
+                scope["method"], template, scope.get(STATUS_KEY, 500), time.perf_counter() - start
             )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive
@@ -13,17 +13,18 @@ from logsvc.errors import FieldError, PayloadTooLarge, RequestTimeout, Validatio
 __all__ = ["receive_body"]
 
 
-async def receive_body(
+def receive_body(
     receive: Receive,
     headers: Mapping[str, str],
     *,
     max_bytes: int,
     timeout: float,
     arrived: bool = False,
-) -> bytes:
-    """The body as sent; 413 as soon as it passes the limit (before reading the rest), 408 if too slow.
-    ``arrived``: the connection has the whole body already (``BODY_ARRIVED``), so no read can wait and no
-    timer is set, which a small request, whose body comes with its head, is spared."""
+) -> Awaitable[bytes]:
+    """The body as sent, to await; 413 as soon as it passes the limit (before reading the rest; a declared
+    length over it is refused when called), 408 if too slow. ``arrived``: the connection has the whole
+    body already (``BODY_ARRIVED``), so no read can wait and no timer is set, which a small request, whose
+    body comes with its head, is spared (and the frame of a coroutine around the read)."""
     length = headers.get("content-length")
     if length is not None:
         if not length.isdigit():
@@ -31,7 +32,11 @@ async def receive_body(
         if int(length) > max_bytes:
             raise PayloadTooLarge(f"the body is {length} bytes; the limit is {max_bytes}")
     if arrived:
-        return await _read(receive, max_bytes)
+        return _read(receive, max_bytes)
+    return _read_in_time(receive, max_bytes, timeout)
+
+
+async def _read_in_time(receive: Receive, max_bytes: int, timeout: float) -> bytes:
     try:
         async with asyncio.timeout(timeout):
             return await _read(receive, max_bytes)

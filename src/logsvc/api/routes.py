@@ -15,24 +15,25 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from starlette.responses import StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from logsvc.api._asgi import request_headers
+from logsvc.api._asgi import PARTS_KEY, STATUS_KEY, Parts, recording, request_headers
 from logsvc.api.body import receive_body
 from logsvc.api.problems import error_response, is_expected
 from logsvc.api.security import BODY_KEY, PRINCIPAL_KEY, client_address
 from logsvc.auth.policy import Principal
 from logsvc.connection import BODY_ARRIVED
 from logsvc.routing import Answer, Call, Endpoint, Stream, authorize, browser_redirect, respond
-from logsvc.settings import Settings
 
 __all__ = ["EndpointApp", "EndpointRouter", "starlette_routes"]
+
+_V = TypeVar("_V")
 
 
 def starlette_routes(endpoints: Sequence[Endpoint]) -> list[BaseRoute]:
@@ -54,42 +55,47 @@ class EndpointApp:
         try:
             answer = await self._answer(scope, receive)
         except Exception as exc:
-            await error_response(exc, scope["method"], scope["path"])(scope, receive, send)
+            response = error_response(exc, scope["method"], scope["path"])
+            scope[STATUS_KEY] = response.status_code
+            await response(scope, receive, send)
             if not is_expected(exc):
                 raise  # as Starlette's error middleware does, so that the server logs it too
             return
         if answer.stream is not None:
             streamed = _Streamed(answer.stream, answer.status, answer.headers, answer.media_type)
-            await streamed(scope, receive, send)
+            await streamed(scope, receive, recording(scope, send))
             return
+        scope[STATUS_KEY] = answer.status
         await send({"type": "http.response.start", "status": answer.status, "headers": _raw_headers(answer)})
         await send({"type": "http.response.body", "body": answer.body})
 
-    async def _answer(self, scope: Scope, receive: Receive) -> Answer:
+    def _answer(self, scope: Scope, receive: Receive) -> Awaitable[Answer]:
+        """The endpoint's answer, to await; not a coroutine itself (a coroutine's frame a request, and
+        nothing to wait for before the operation's): what it refuses is raised when called."""
         endpoint = self.endpoint
-        state = scope["app"].state
+        parts: Parts = scope[PARTS_KEY]
         headers = request_headers(scope)
         redirect = browser_redirect(endpoint, headers)
         if redirect is not None:
-            return redirect
+            return _ready(redirect)
         source = client_address(scope)
         principal: Principal | None = scope.get(PRINCIPAL_KEY)
-        principal = authorize(endpoint, principal, state.refusals, source=source)
-        settings: Settings = state.settings
+        principal = authorize(endpoint, principal, parts.refusals, source=source)
+        settings = parts.settings
         query: bytes = scope["query_string"]
 
-        async def body() -> bytes:
+        def body() -> Awaitable[bytes]:
             """The body as sent: read by the middleware already when a signature covers it, else here."""
             raw: bytes | None = scope.get(BODY_KEY)
-            if raw is None:
-                raw = await receive_body(
-                    receive,
-                    headers,
-                    max_bytes=settings.max_body_bytes,
-                    timeout=settings.body_timeout,
-                    arrived=BODY_ARRIVED in scope,
-                )
-            return raw
+            if raw is not None:
+                return _ready(raw)
+            return receive_body(
+                receive,
+                headers,
+                max_bytes=settings.max_body_bytes,
+                timeout=settings.body_timeout,
+                arrived=BODY_ARRIVED in scope,
+            )
 
         call = Call(
             principal=principal,
@@ -98,23 +104,39 @@ class EndpointApp:
             headers=headers,
             source=source,
             body=body,
-            services=state.services,
+            services=parts.services,
         )
-        return await respond(endpoint, call, state.refusals)
+        return respond(endpoint, call, parts.refusals)
+
+
+async def _ready(value: _V) -> _V:
+    return value
 
 
 def _raw_headers(answer: Answer) -> list[tuple[bytes, bytes]]:
     """The answer's headers as Starlette's ``Response`` makes them (names in lower case, Content-Length
     unless the status has no body, the media type as Content-Type), without making a Response."""
-    headers = answer.headers.items()
-    raw = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
-    names = {name for name, _ in raw} if raw else ()
+    raw = []
+    has_length = has_type = False
+    for name, value in answer.headers.items():
+        lower = _header_name(name)
+        if lower == b"content-length":
+            has_length = True
+        elif lower == b"content-type":
+            has_type = True
+        raw.append((lower, value.encode("latin-1")))
     status = answer.status
-    if b"content-length" not in names and not (status < 200 or status in (204, 304)):
+    if not has_length and not (status < 200 or status in (204, 304)):
         raw.append((b"content-length", b"%d" % len(answer.body)))
-    if answer.media_type and b"content-type" not in names:
+    if answer.media_type and not has_type:
         raw.append((b"content-type", _content_type(answer.media_type)))
     return raw
+
+
+@functools.lru_cache(maxsize=64)
+def _header_name(name: str) -> bytes:
+    """A header's name as sent (the operations name few), encoded once each."""
+    return name.lower().encode("latin-1")
 
 
 @functools.lru_cache(maxsize=64)
@@ -173,14 +195,14 @@ class EndpointRouter:
                 return app, route, found.groupdict()
         return None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """The app's coroutine to await (this frame is not one: the router only picks it)."""
         found = None
         if scope["type"] == "http" and not scope.get("root_path"):
             found = self._find(scope["method"], scope["path"])
         if found is None:
-            await self._fallback(scope, receive, send)
-            return
+            return self._fallback(scope, receive, recording(scope, send))
         app, route, params = found
         scope["route"] = route
         scope["path_params"] = params
-        await app(scope, receive, send)
+        return app(scope, receive, send)

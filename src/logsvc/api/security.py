@@ -16,13 +16,12 @@ from itertools import chain
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from logsvc.api._asgi import StatusRecorder, request_headers
+from logsvc.api._asgi import PARTS_KEY, STATUS_KEY, Parts, request_headers
 from logsvc.api.body import receive_body
 from logsvc.api.problems import problem_response
 from logsvc.auth.authenticator import SIGV4_SCHEME, Authenticator, credential_token
 from logsvc.auth.policy import ANONYMOUS, Principal
 from logsvc.auth.ratelimit import FailedAuthThrottle, RateLimiter
-from logsvc.auth.refusals import RefusalAudit
 from logsvc.connection import BODY_ARRIVED
 from logsvc.errors import HeadersTooLarge, LogServiceError, TooManyFailedAuthentications, TooManyRequests
 from logsvc.settings import Settings
@@ -51,7 +50,8 @@ class SecurityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        authenticator: Authenticator = scope["app"].state.authenticator
+        parts: Parts = scope[PARTS_KEY]
+        authenticator = parts.authenticator
         headers = request_headers(scope)
         authorization = headers.get("authorization", "")
         try:
@@ -71,26 +71,24 @@ class SecurityMiddleware:
         except LogServiceError as exc:
             if exc.status in (401, 403):
                 self.failures.failed(client_address(scope))
-                refusals: RefusalAudit = scope["app"].state.refusals
-                refusals.refused(
+                parts.refusals.refused(
                     exc,
                     principal=None,
                     target=f"{scope['method']} {scope['path']}",
                     source=client_address(scope),
                 )
             response = problem_response(exc.status, exc.code, exc.title, exc.detail, headers=exc.headers)
+            scope[STATUS_KEY] = exc.status
             await response(scope, receive, send)
             return
         scope[PRINCIPAL_KEY] = principal
         if not authorization.startswith(SIGV4_SCHEME):
             await self.app(scope, receive, send)
             return
-        # The app's own recorder when it is one (it always is, in logsvc.api.app): no second wrapper.
-        recorder = send if isinstance(send, StatusRecorder) else StatusRecorder(send)
         try:
-            await self.app(scope, receive, recorder)
+            await self.app(scope, receive, send)
         finally:
-            if recorder.status >= 500:
+            if scope.get(STATUS_KEY, 500) >= 500:
                 authenticator.sigv4.forget(authorization)
 
     def _throttle_failures(self, scope: Scope) -> None:

