@@ -1,6 +1,7 @@
 """``--workers 1`` against ``--workers 2``: single-entry durable ``POST /logs``, of one or more source trees.
 
     python -m benchmarks.workers [--rounds 3] [--seconds 5] [--workers 1,2] [--src LABEL=PATH ...] [--minimal]
+                                 [--schemes api_key,none,sigv4]
 
 Each round starts every variant afresh (a new data directory), in turn, so that the machine's load falls on
 all of them alike; the figures are medians over the rounds. Besides wrk's rate and latency it reads what
@@ -9,6 +10,10 @@ its busiest other thread, the store's writer, per entry), wrk's own CPU, group c
 per commit (from /metrics, summed over the workers), and how wrk's connections are spread over the workers.
 With ``--minimal`` each round also serves the same POST from the minimal ASGI app (ceiling A, as ``make
 bench`` starts it), and each variant's rate is also given as a ratio to the minimal app's of the same round.
+``--schemes``: the credentials each variant sends, in turn as well: ``api_key`` (the default, as ``make
+bench``'s single POST), or, as ``make bench``'s authentication scenario sends them (pre-built requests, each
+its own body; anonymous requests allowed), ``none`` or ``sigv4``; each such variant's rate and server CPU per
+request are also given as a ratio to the ``none`` variant of the same source tree and round.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import dataset
-from benchmarks.loadgen import check_wrk, wrk
+from benchmarks.loadgen import WrkRun, check_wrk, wrk
 from benchmarks.processes import (
     HOST,
     ROOT,
@@ -38,6 +43,7 @@ from benchmarks.processes import (
     free_port,
     running,
 )
+from benchmarks.run import PREBUILT_RATE_HEADROOM, WRK_THREADS, _prebuilt_request
 from logsvc.auth.credential_service import NewCredential
 
 _CONNECTIONS = 64
@@ -111,20 +117,53 @@ def _connections_per_pid(pids: list[int], port: int) -> list[int]:
     return sorted(counts, reverse=True)
 
 
-def _one(label: str, src: str, workers: int, scratch: Path, body: Path, seconds: float) -> dict[str, Any]:
-    name = f"{label}-w{workers}-{time.monotonic_ns()}"
+def _prebuilt(scratch: Path, host: str, key: NewCredential, scheme: str, seconds: float) -> Path:
+    """Files of raw requests for one wrk run (``prebuilt.lua``), as ``make bench``'s authentication scenario
+    makes them."""
+    base = scratch / f"requests-{scheme}-{time.monotonic_ns()}.bin"
+    counter = 0
+    for thread in range(WRK_THREADS):
+        with open(f"{base}.{thread}", "wb") as out:
+            for _ in range(int(seconds * PREBUILT_RATE_HEADROOM / WRK_THREADS)):
+                counter += 1
+                out.write(_prebuilt_request(host, key, scheme, f"{base.name}-{counter}") + b"\0")
+    return base
+
+
+def _one(
+    label: str, src: str, workers: int, scratch: Path, body: Path, seconds: float, scheme: str = "api_key"
+) -> dict[str, Any]:
+    name = f"{label}-w{workers}-{scheme}-{time.monotonic_ns()}"
     data_dir = scratch / name
     key = admin_credential(data_dir)
     port = free_port()
     argv = [sys.executable, "-m", "logsvc", "serve", "--data-dir", str(data_dir), "--port", str(port)]
     argv += ["--workers", str(workers), "--log-level", "warning"]
     os.environ["PYTHONPATH"] = src
+    if scheme != "api_key":
+        os.environ["LOGSVC_ALLOW_ANONYMOUS"] = "true"
     try:
         context = running(name, argv, port, scratch / f"{name}.log", Probe("GET", "/healthz", None, 200))
         with context as server:
             url = server.url + "/logs"
             headers = (f"Authorization: Bearer {key.api_key}",)
-            wrk(url, connections=_CONNECTIONS, duration_s=2, body=body, headers=headers)
+            host = server.url.removeprefix("http://")
+            # Made before the server is measured: the warm-up's requests and the run's.
+            prebuilt = (
+                {}
+                if scheme == "api_key"
+                else {d: _prebuilt(scratch, host, key, scheme, d) for d in (2, seconds)}
+            )
+
+            def drive(duration_s: float) -> WrkRun:
+                if scheme == "api_key":
+                    return wrk(
+                        url, connections=_CONNECTIONS, duration_s=duration_s, body=body, headers=headers
+                    )
+                requests_file = prebuilt[duration_s]
+                return wrk(url, connections=_CONNECTIONS, duration_s=duration_s, requests_file=requests_file)
+
+            drive(2)
             pids = [server.process.pid, *descendants(server.process.pid)]
             cpu_before = {pid: _cpu_s(pid) for pid in pids}
             threads_before = _threads(pids)
@@ -135,7 +174,7 @@ def _one(label: str, src: str, workers: int, scratch: Path, body: Path, seconds:
             # Counted halfway through the run, while wrk's connections are open.
             counter = threading.Timer(seconds / 2, lambda: spread.extend(_connections_per_pid(pids, port)))
             counter.start()
-            run = wrk(url, connections=_CONNECTIONS, duration_s=seconds, body=body, headers=headers)
+            run = drive(seconds)
             counter.join()
             children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
             commits_after = _commits(server, key)
@@ -143,6 +182,7 @@ def _one(label: str, src: str, workers: int, scratch: Path, body: Path, seconds:
             threads = {k: _cpu_s(*k) - before for k, before in threads_before.items()}
     finally:
         os.environ.pop("PYTHONPATH", None)
+        os.environ.pop("LOGSVC_ALLOW_ANONYMOUS", None)
     requests = run.requests
     commits = commits_after[0] - commits_before[0]
     entries = commits_after[1] - commits_before[1]
@@ -155,7 +195,7 @@ def _one(label: str, src: str, workers: int, scratch: Path, body: Path, seconds:
     others = [v for (pid, task), v in threads.items() if pid != task]
     writer_s = sum(sorted(others, reverse=True)[: len(loops)])
     return {
-        "variant": f"{label} w{workers}",
+        "variant": f"{label} w{workers}" + ("" if scheme == "api_key" else f" {scheme}"),
         "rate": run.ok_per_s,
         "p99_ms": run.p99_ms,
         "errors": run.status_errors + run.socket_errors,
@@ -228,13 +268,19 @@ def main(argv: list[str] | None = None) -> int:
         help="a source tree to run (PYTHONPATH); default: this checkout's src",
     )
     parser.add_argument("--minimal", action="store_true", help="serve the minimal ASGI app in each round too")
+    parser.add_argument(
+        "--schemes", default="api_key", help="credentials sent, comma-separated: api_key, none, sigv4"
+    )
     args = parser.parse_args(argv)
     check_wrk()
     sources = [tuple(s.split("=", 1)) for s in args.src] or [("this", str(ROOT / "src"))]
     counts = [int(n) for n in args.workers.split(",")]
-    variants = [(label, src, n) for label, src in sources for n in counts]
+    schemes = args.schemes.split(",")
+    if not set(schemes) <= {"api_key", "none", "sigv4"}:
+        parser.error("--schemes takes api_key, none and sigv4")
+    variants = [(label, src, n, scheme) for label, src in sources for n in counts for scheme in schemes]
     if args.minimal:
-        variants.append(("minimal", "", 0))
+        variants.append(("minimal", "", 0, ""))
     rows: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="logsvc-workers-") as tmp:
         scratch = Path(tmp)
@@ -247,11 +293,12 @@ def main(argv: list[str] | None = None) -> int:
             # Rotate the order so that no variant always runs first (or right after the heaviest).
             shift = number % len(variants)
             done = []
-            for label, src, workers in variants[shift:] + variants[:shift]:
+            for label, src, workers, scheme in variants[shift:] + variants[:shift]:
                 if label == "minimal":
                     row = _minimal(scratch, body, args.seconds)
                 else:
-                    row = _one(label, src, workers, scratch, body, args.seconds)
+                    row = _one(label, src, workers, scratch, body, args.seconds, scheme)
+                    row["label"], row["workers"], row["scheme"] = label, workers, scheme
                 rows.setdefault(row["variant"], []).append(row)
                 done.append(row)
                 print(_show(row), flush=True)
@@ -260,6 +307,21 @@ def main(argv: list[str] | None = None) -> int:
                 if minimal and row is not minimal[0]:
                     row["of_minimal"] = row["rate"] / minimal[0]["rate"]
                     print(f"  {row['variant']}: {row['of_minimal']:.3f} of the minimal app", flush=True)
+            for row in done:
+                base = [
+                    other
+                    for other in done
+                    if other.get("scheme") == "none"
+                    and (other["label"], other["workers"]) == (row.get("label"), row.get("workers"))
+                ]
+                if base and row.get("scheme") not in (None, "none"):
+                    row["of_none"] = row["rate"] / base[0]["rate"]
+                    row["cpu_over_none"] = row["cpu_us_per_req"] - base[0]["cpu_us_per_req"]
+                    print(
+                        f"  {row['variant']}: {row['of_none']:.3f} of no credentials by rate, "
+                        f"{row['cpu_over_none']:+.1f} µs server CPU a request",
+                        flush=True,
+                    )
     print("medians:")
     for variant, runs in rows.items():
         median = {key: statistics.median(r[key] for r in runs) for key in _MEDIANS}
@@ -268,6 +330,12 @@ def main(argv: list[str] | None = None) -> int:
         if all("of_minimal" in r for r in runs):
             median["of_minimal"] = statistics.median(r["of_minimal"] for r in runs)
         print(_show(median), flush=True)
+        if all("of_none" in r for r in runs):
+            of_none = statistics.median(r["of_none"] for r in runs)
+            over = statistics.median(r["cpu_over_none"] for r in runs)
+            print(
+                f"  paired with no credentials, medians: {of_none:.3f} by rate, {over:+.1f} µs CPU a request"
+            )
     return 0
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
 from itertools import chain
 
 from starlette.requests import ClientDisconnect
@@ -23,7 +22,6 @@ from logsvc.api.problems import problem_response
 from logsvc.auth.authenticator import SIGV4_SCHEME, Authenticator, credential_token
 from logsvc.auth.policy import ANONYMOUS, Principal
 from logsvc.auth.ratelimit import FailedAuthThrottle, RateLimiter
-from logsvc.auth.sigv4 import SignedRequest
 from logsvc.connection import BODY_ARRIVED
 from logsvc.errors import HeadersTooLarge, LogServiceError, TooManyFailedAuthentications, TooManyRequests
 from logsvc.settings import Settings
@@ -108,7 +106,7 @@ class SecurityMiddleware:
         self,
         scope: Scope,
         receive: Receive,
-        headers: Mapping[str, str],
+        headers: dict[str, str],
         authorization: str,
         authenticator: Authenticator,
     ) -> Principal | None:
@@ -119,13 +117,12 @@ class SecurityMiddleware:
         if authorization.startswith(SIGV4_SCHEME):
             raw = scope["headers"]
             # The header dict holds every header unless a name is repeated; then all are decoded again.
-            pairs = (
-                list(headers.items())
+            # All but the signature itself is checked first: a malformed or unknown credential costs no body.
+            head = authenticator.sigv4.check_head(
+                headers
                 if len(headers) == len(raw)
                 else [(name.decode("latin-1"), value.decode("latin-1")) for name, value in raw]
             )
-            # All but the signature itself is checked first: a malformed or unknown credential costs no body.
-            head = authenticator.sigv4.check_head(pairs)
             body = await receive_body(
                 receive,
                 headers,
@@ -133,13 +130,15 @@ class SecurityMiddleware:
                 timeout=self.settings.body_timeout,
                 arrived=BODY_ARRIVED in scope,
             )
-            signed = SignedRequest(
+            scope[BODY_KEY] = body
+            raw_path: bytes | None = scope.get("raw_path")
+            return authenticator.from_signature(
+                head,
                 method=scope["method"],
-                path=scope.get("raw_path", scope["path"].encode()).decode("latin-1").split("?", 1)[0],
+                path=(scope["path"].encode() if raw_path is None else raw_path)
+                .decode("latin-1")
+                .split("?", 1)[0],
                 query=scope["query_string"].decode("latin-1"),
-                headers=pairs,
                 body=body,
             )
-            scope[BODY_KEY] = body
-            return authenticator.from_signature(signed, head)
         return await authenticator.from_token(credential_token(authorization, path=scope["path"]))

@@ -9,7 +9,7 @@ import binascii
 from logsvc.auth.credential_service import API_KEY_PREFIX, CredentialService
 from logsvc.auth.jwt import JwtVerifier
 from logsvc.auth.policy import Principal, Role, token_principal
-from logsvc.auth.sigv4 import SignedHead, SignedRequest, SigV4Verifier
+from logsvc.auth.sigv4 import SignedHead, SigV4Verifier
 from logsvc.domain.compat import raw_token_accepted
 from logsvc.errors import ACCEPTED_CREDENTIALS, AuthenticationFailed, SignatureMismatch
 
@@ -60,9 +60,12 @@ class Authenticator:
         self.jwt = jwt
         self._jwt_default_roles = jwt_default_roles
 
-    def from_signature(self, request: SignedRequest, head: SignedHead | None = None) -> Principal:
-        """The signer of ``request``; ``head`` is what ``sigv4.check_head`` found before the body came."""
-        access_key_id = self.sigv4.verify(request, head)
+    def from_signature(
+        self, head: SignedHead, *, method: str, path: str, query: str, body: bytes
+    ) -> Principal:
+        """The signer of a request: ``head`` is what ``sigv4.check_head`` found in its headers before the
+        body came; ``path`` is raw (as on the wire), without the query."""
+        access_key_id = self.sigv4.check_body(head, method, path, query, body)
         principal = self.store.principal_for(access_key_id, "sigv4")
         if principal is None:  # revoked or expired between the two look-ups
             raise SignatureMismatch()

@@ -101,6 +101,23 @@ def _header_map(headers: Sequence[tuple[str, str]]) -> dict[str, list[str]]:
     return found
 
 
+def _header_values(headers: Sequence[tuple[str, str]] | dict[str, str]) -> dict[str, str]:
+    """One value per lower-case name, as ``_canonical_request`` takes them: a header sent once as sent (it
+    is trimmed when canonicalized), a repeated one in its canonical form (each value trimmed, joined by
+    commas; trimming that again changes nothing). A dict is taken as that already: a request's headers by
+    lower-case name when no name is repeated, as the server has them at hand."""
+    if isinstance(headers, dict):
+        return headers
+    found = {name.strip().lower(): value for name, value in headers}
+    if len(found) == len(headers):
+        return found
+    return {name: _joined(values) for name, values in _header_map(headers).items()}
+
+
+def _joined(values: list[str]) -> str:
+    return values[0] if len(values) == 1 else ",".join(map(_trimall, values))
+
+
 def _remove_dot_segments(path: str) -> str:
     """botocore's ``remove_dot_segments``: RFC 3986 section 5.2.4, and runs of slashes merged as AWS does."""
     kept: list[str] = []
@@ -157,31 +174,21 @@ def _canonical_query(query: str) -> str:
 
 
 def _canonical_request(
-    request: SignedRequest,
-    headers: dict[str, list[str]],
+    method: str,
+    path: str,
+    query: str,
+    headers: dict[str, str],
     signed_headers: Sequence[str],
     payload_hash: str,
     normalize_path: bool,
 ) -> str:
+    """``headers``: as ``_header_values`` gives them."""
     # The method is used as sent, not upper-cased like botocore does: methods are case-sensitive, and a
     # router would treat "get" differently from the "GET" that was signed.
-    lines = []
-    for name in signed_headers:
-        values = headers[name]
-        if len(values) == 1:
-            lines.append(f"{name}:{_trimall(values[0])}\n")
-        else:
-            lines.append(f"{name}:{','.join(_trimall(value) for value in values)}\n")
-    canonical_headers = "".join(lines)
-    return "\n".join(
-        (
-            request.method,
-            _canonical_path(request.path, normalize_path),
-            _canonical_query(request.query),
-            canonical_headers,
-            ";".join(signed_headers),
-            payload_hash,
-        )
+    canonical_headers = "".join([f"{name}:{_trimall(headers[name])}\n" for name in signed_headers])
+    return (
+        f"{method}\n{_canonical_path(path, normalize_path)}\n"
+        f"{_canonical_query(query)}\n{canonical_headers}\n{';'.join(signed_headers)}\n{payload_hash}"
     )
 
 
@@ -193,11 +200,13 @@ def canonical_request(
     ``normalize_path`` removes dot segments and merges slashes before encoding, as AWS does for every
     service but S3; without it the path is only encoded.
     """
-    headers = _header_map(request.headers)
+    headers = _header_values(request.headers)
     missing = [name for name in signed_headers if name not in headers]
     if missing:
         raise ValueError(f"signed headers missing from the request: {', '.join(missing)}")
-    return _canonical_request(request, headers, signed_headers, payload_hash, normalize_path)
+    return _canonical_request(
+        request.method, request.path, request.query, headers, signed_headers, payload_hash, normalize_path
+    )
 
 
 def string_to_sign(amz_date: str, scope: str, canonical: str) -> str:
@@ -261,12 +270,14 @@ def sign(
     if session_token is not None:
         added.append(("X-Amz-Security-Token", session_token))
     replaced = {name.lower() for name, _ in added} | {"authorization"}
-    headers = _header_map([*(h for h in request.headers if h[0].strip().lower() not in replaced), *added])
+    headers = _header_values([*(h for h in request.headers if h[0].strip().lower() not in replaced), *added])
     if "host" not in headers:
         raise ValueError("the request needs a Host header: SigV4 requires it to be signed")
     signed = sorted(name for name in headers if name not in _UNSIGNABLE)
     scope = f"{date}/{region}/{service}/{_TERMINATOR}"
-    canonical = _canonical_request(request, headers, signed, payload_hash, True)
+    canonical = _canonical_request(
+        request.method, request.path, request.query, headers, signed, payload_hash, True
+    )
     signature = _signature(
         signing_key(secret_access_key, date, region, service), string_to_sign(amz_date, scope, canonical)
     )
@@ -316,8 +327,8 @@ class SignedHead:
     """The ``x-amz-content-sha256`` header, if sent."""
     secret: str | None = field(repr=False)
     """None for an access key id nobody holds."""
-    headers: dict[str, list[str]] = field(repr=False)
-    """The request's headers by lower-case name, read once for both steps."""
+    headers: dict[str, str] = field(repr=False)
+    """The request's headers by lower-case name (``_header_values``), read once for both steps."""
 
 
 def _shown(text: str) -> str:
@@ -327,13 +338,36 @@ def _shown(text: str) -> str:
 
 def _parse_authorization(values: list[str] | None) -> _Authorization:
     if values is not None and len(values) == 1:
-        usual = _USUAL_AUTHORIZATION.fullmatch(values[0])
-        if usual is not None:
-            access_key_id, date, region, service, signed_headers, signature = usual.groups()
-            return _Authorization(
-                access_key_id, date, region, service, _signed_header_names(signed_headers), signature
-            )
+        # A client sends the same header but for the signature (its last 64 characters) all day: that part
+        # is read once. The whole header has the usual form exactly when that part followed by any 64 hex
+        # digits has it and the signature is 64 hex digits.
+        header = values[0]
+        before, signature = header[:-64], header[-64:]
+        usual = _usual_before_signature(before) if len(before) <= 512 else _read_before_signature(before)
+        if usual is not None and _SIGNATURE.fullmatch(signature):
+            access_key_id, date, region, service, signed_headers = usual
+            return _Authorization(access_key_id, date, region, service, signed_headers, signature)
     return _parse_any_authorization(values)
+
+
+_ReadBefore = tuple[str, str, str, str, tuple[str, ...]]
+
+
+def _read_before_signature(before: str) -> _ReadBefore | None:
+    """What the usual header says but for its signature, if ``before`` starts the usual form and lists
+    valid signed headers; None else (the general parser then finds the first error, as it always did)."""
+    usual = _USUAL_AUTHORIZATION.fullmatch(before + "0" * 64)
+    if usual is None:
+        return None
+    access_key_id, date, region, service, signed_headers, _ = usual.groups()
+    try:
+        return access_key_id, date, region, service, _checked_header_names(signed_headers)
+    except InvalidSignature:
+        return None
+
+
+# Bounded, and keyed by text that holds no secret: anyone may fill it, at the cost of their own requests.
+_usual_before_signature = lru_cache(maxsize=1024)(_read_before_signature)
 
 
 def _parse_any_authorization(values: list[str] | None) -> _Authorization:
@@ -483,19 +517,28 @@ class SigV4Verifier:
         # Unknown keys are checked against this secret so that they cost what a wrong signature costs.
         self._decoy_secret = secrets.token_urlsafe(30)
 
-    def check_head(self, headers: Sequence[tuple[str, str]]) -> SignedHead:
+    def check_head(self, headers: Sequence[tuple[str, str]] | dict[str, str]) -> SignedHead:
         """Every rule that needs no body, checked before the body is read so that a refused request costs
         none: a well-formed ``Authorization``, its signed headers present, the date, region, service and
-        clock skew and a signed body (not ``UNSIGNED-PAYLOAD``). Raises a ``SignatureRejected``."""
-        found = _header_map(headers)
-        auth = _parse_authorization(found.get("authorization"))
+        clock skew and a signed body (not ``UNSIGNED-PAYLOAD``). Raises a ``SignatureRejected``.
+        ``headers``: as received, or a dict by lower-case name when no name is repeated (the server has
+        that at hand, and reading the pairs again was a good part of the cost)."""
+        found = _header_values(headers)
+        # Only when a name is repeated: its values as sent, for the rules below (one Authorization; the
+        # date and body hash read as one text), which judge them as they did before the values were joined.
+        sent = None if isinstance(headers, dict) or len(found) == len(headers) else _header_map(headers)
+        if sent is None:
+            authorization = found.get("authorization")
+            auth = _parse_authorization(None if authorization is None else [authorization])
+        else:
+            auth = _parse_authorization(sent.get("authorization"))
         for required in ("host", "x-amz-date"):
             if required not in auth.signed_headers:
                 raise InvalidSignature(f"'{required}' must be among the SignedHeaders")
         absent = [name for name in auth.signed_headers if name not in found]
         if absent:
             raise InvalidSignature(f"Signed header {_shown(absent[0])} is not in the request")
-        amz_date = _trimall(",".join(found["x-amz-date"]))
+        amz_date = _trimall(found["x-amz-date"] if sent is None else ",".join(sent["x-amz-date"]))
         request_time = _parse_amz_date(amz_date)
         if auth.date != amz_date[:8]:
             raise InvalidSignature(
@@ -512,8 +555,12 @@ class SigV4Verifier:
                 f"not {_shown(auth.service)}."
             )
         self._check_time(amz_date, request_time, self._clock())
-        declared = found.get("x-amz-content-sha256")
-        declared_hash = None if declared is None else _trimall(",".join(declared))
+        if sent is None:
+            declared = found.get("x-amz-content-sha256")
+        else:
+            declared_values = sent.get("x-amz-content-sha256")
+            declared = None if declared_values is None else ",".join(declared_values)
+        declared_hash = None if declared is None else _trimall(declared)
         if declared_hash is not None and declared_hash.startswith(_UNSIGNED_PAYLOADS):
             raise InvalidSignature(f"{_shown(declared_hash)} is not accepted: the body must be signed")
         # An unknown key is not refused here: it waits for the body and a decoy HMAC like a wrong secret,
@@ -526,12 +573,19 @@ class SigV4Verifier:
         ``head`` is what check_head returned for the request's headers, if it was called already."""
         if head is None:
             head = self.check_head(request.headers)
+        return self.check_body(head, request.method, request.path, request.query, request.body)
+
+    def check_body(self, head: SignedHead, method: str, path: str, query: str, body: bytes) -> str:
+        """``verify`` once ``check_head`` has passed: the request's line (``path`` raw, as on the wire,
+        without the query) and body, taken as they are, without a ``SignedRequest`` made of them."""
         auth = head.authorization
-        payload_hash = hashlib.sha256(request.body).hexdigest()
+        payload_hash = hashlib.sha256(body).hexdigest()
         if head.declared_hash is not None and head.declared_hash != payload_hash:
             raise InvalidSignature("The x-amz-content-sha256 header does not match the SHA-256 of the body")
         key = signing_key(head.secret or self._decoy_secret, auth.date, auth.region, auth.service)
-        canonical = _canonical_request(request, head.headers, auth.signed_headers, payload_hash, True)
+        canonical = _canonical_request(
+            method, path, query, head.headers, auth.signed_headers, payload_hash, True
+        )
         expected = _signature(key, string_to_sign(head.amz_date, auth.scope, canonical))
         if not hmac.compare_digest(expected, auth.signature) or head.secret is None:
             raise SignatureMismatch()
