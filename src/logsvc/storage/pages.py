@@ -531,6 +531,9 @@ class PageView:
 
     def message(self, index: int) -> str:
         if self._flags & _MESSAGES_MARKED:
+            ends = self.message_ends
+            if isinstance(ends, MarkedEnds) and (span := ends.found.get(index)) is not None:
+                return self.message_text[span[0] : span[1]].decode()  # a row the search's prefilter kept
             self._message_reads += 1
             if self._message_reads > _ALONE or "_message_parts" in self.__dict__:
                 return self._message_parts[index].decode()
