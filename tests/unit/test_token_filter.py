@@ -208,7 +208,8 @@ def test_marked_texts_give_the_rows_and_spans_of_the_lengths(page: list[str], to
     ends = MarkedEnds(marked, len(page))
     kept = rows_that_may_hold(marked, ends, [token])
     assert kept == rows_that_may_hold(b"".join(encoded), lengths_ends, [token])
-    assert kept is not None and set(ends.found) >= {row for row in kept if encoded[row].isascii()}
+    assert kept is not None
+    assert set(ends.found) >= {row for row in kept if encoded[row].isascii()}
     assert all(marked[start:end] == encoded[row] for row, (start, end) in ends.found.items())
     assert list(ends) == [end + row for row, end in enumerate(lengths_ends)]
     with pytest.raises(ValueError, match="misses a text"):

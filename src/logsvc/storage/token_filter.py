@@ -209,7 +209,7 @@ class MarkedEnds(Sequence[int]):
             marks = np.flatnonzero(np.frombuffer(self.text, np.uint8) == 0)
             if len(marks) + 1 != self._count:
                 raise ValueError("a page's column misses a text")
-            self._ends = [*cast(list[int], marks.tolist()), len(self.text)]
+            self._ends = [*marks.tolist(), len(self.text)]
         return self._ends[index]
 
 
