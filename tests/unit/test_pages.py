@@ -17,7 +17,7 @@ from logsvc.domain.entries import Level
 from logsvc.domain.queries import Query
 from logsvc.scopes import covers
 from logsvc.storage.pages import _FEW_ROWS, PAGE_ENTRIES, PageCodec, PageSummary, Row, train_dictionary
-from logsvc.storage.token_filter import Tokenizer
+from logsvc.storage.token_filter import Tokenizer, rows_that_may_hold
 
 int64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 texts = st.text(max_size=200)  # any unicode outside the surrogates, the empty text too
@@ -370,6 +370,48 @@ def test_packed_ids_take_their_random_bits_and_texts_no_lengths() -> None:
         _check(codec, page)
     finally:
         codec.close()
+
+
+searched_texts = st.builds(
+    lambda head, run, word: head + "=" * run + word,
+    texts.filter(lambda text: "\x00" not in text),
+    st.sampled_from([0, 0, 6_000]),
+    st.sampled_from(["", "", " timeout", " TIMEOUT é"]),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    page=st.lists(uuid7_rows, min_size=1, max_size=30),
+    messages=st.lists(searched_texts, min_size=1, max_size=30),
+    metadata=st.lists(st.none() | searched_texts, min_size=1, max_size=30),
+)
+def test_the_rows_a_search_keeps_read_back_exactly_from_marked_texts(
+    page: list[Row], messages: list[str], metadata: list[str | None]
+) -> None:
+    """A marked page (NUL-separated messages and metadata, any unicode, empty texts, missing metadata,
+    long texts: one row or many) read as a search reads it: the prefilter's rows, then those rows alone
+    (their messages from the spans it found, their ids from their own bytes) equal the rows written."""
+    page = [
+        (*row[:6], messages[i % len(messages)], metadata[i % len(metadata)], row[8])
+        for i, row in enumerate(page)
+    ]
+    codec = PageCodec()
+    tokenizer = Tokenizer()
+    try:
+        blob = codec.encode(page)[0]
+        view = codec.view(blob)
+        assert view.column_sizes()[9] == view.column_sizes()[11] == 0  # both texts marked
+        kept = rows_that_may_hold(view.message_text, view.message_ends, tokenizer.query("timeout"))
+        assert kept is not None
+        assert kept >= {i for i, row in enumerate(page) if "timeout" in tokenizer.document(row[6])}
+        places = sorted(kept, reverse=True)
+        assert [view.message(i) for i in places] == [page[i][6] for i in places]
+        assert view.rows(places) == [page[i] for i in places]
+        assert codec.view(blob).rows(places) == [page[i] for i in places]  # no prefilter: split off
+    finally:
+        codec.close()
+        tokenizer.close()
 
 
 _LSP1 = Path(__file__).parents[1] / "fixtures" / "tiered_lsp1"

@@ -186,6 +186,36 @@ def test_the_prefilter_keeps_few_rows_of_an_ascii_page() -> None:
     assert [marked[(ends[i - 1] + 1 if i else 0) : ends[i]] for i in range(len(page))] == page
 
 
+# Texts of a marked column (no NUL), any unicode, empty ones, and long runs: the NULs before a hit far
+# from the previous one are counted by numpy, near ones by ``bytes.count``.
+long_texts = st.builds(
+    lambda head, run, word, tail: head + "-" * run + word + tail,
+    st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=20),
+    st.sampled_from([0, 0, 3, 5_000]),
+    st.sampled_from(["", "", " timeout ", "TimeOut", "timeouts", "é timeout"]),
+    st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=20),
+)
+
+
+@settings(max_examples=150)
+@given(page=st.lists(long_texts, min_size=1, max_size=24), token=st.sampled_from(["timeout", "timeo", "-"]))
+def test_marked_texts_give_the_rows_and_spans_of_the_lengths(page: list[str], token: str) -> None:
+    """NUL-marked texts: the rows the prefilter keeps are those it keeps of the same texts with their
+    lengths, each text it kept is where ``found`` says, and every end is where the lengths put it."""
+    encoded = [text.encode() for text in page]
+    lengths_ends = list(itertools.accumulate(len(text) for text in encoded))
+    marked = b"\x00".join(encoded)
+    ends = MarkedEnds(marked, len(page))
+    kept = rows_that_may_hold(marked, ends, [token])
+    assert kept == rows_that_may_hold(b"".join(encoded), lengths_ends, [token])
+    assert kept is not None
+    assert set(ends.found) >= {row for row in kept if encoded[row].isascii()}
+    assert all(marked[start:end] == encoded[row] for row, (start, end) in ends.found.items())
+    assert list(ends) == [end + row for row, end in enumerate(lengths_ends)]
+    with pytest.raises(ValueError, match="misses a text"):
+        MarkedEnds(marked, len(page) + 1)[0]
+
+
 @given(ids=st.lists(st.binary(min_size=16, max_size=16), max_size=1024))
 def test_every_added_id_is_held(ids: list[bytes]) -> None:
     filter_ = IdFilter.of(ids)

@@ -401,7 +401,23 @@ class PageView:
     @functools.cached_property
     def _id_milliseconds(self) -> npt.NDArray[np.uint64]:
         """Each UUIDv7 id's millisecond less its event time's, modulo 2**64."""
-        return _unshuffled_ints(self._raw(_ID_MILLISECONDS), self.count)
+        return _unshuffled_ints(self._id_millisecond_planes, self.count)
+
+    @functools.cached_property
+    def _id_millisecond_planes(self) -> bytes:
+        planes = self._raw(_ID_MILLISECONDS)
+        if len(planes) != self.count * 8:
+            raise ValueError("a page column does not hold its entry count")
+        return planes
+
+    def _id_millisecond(self, index: int) -> int:
+        """One UUIDv7 id's millisecond less its event time's (modulo 2**64), read from its own 8 bytes of
+        the byte-shuffled column (as ``_offset``), without unshuffling the column."""
+        if "_id_milliseconds" in self.__dict__:
+            return int(self._id_milliseconds[index])
+        if not 0 <= index < self.count:
+            raise IndexError(index)
+        return int.from_bytes(self._id_millisecond_planes[index :: self.count], "little")
 
     @functools.cached_property
     def ids(self) -> list[bytes]:
@@ -422,7 +438,7 @@ class PageView:
             raise IndexError(index)
         if self._flags & _UUID7:
             (time,) = self.times_at([index])
-            return _unpacked_id(self._packed_ids, self.count, index, time, int(self._id_milliseconds[index]))
+            return _unpacked_id(self._packed_ids, self.count, index, time, self._id_millisecond(index))
         # byte-shuffled: the n-th byte of every id together, so an id's bytes are one in every ``count``
         return self._id_planes[index :: self.count]
 
@@ -531,6 +547,9 @@ class PageView:
 
     def message(self, index: int) -> str:
         if self._flags & _MESSAGES_MARKED:
+            ends = self.message_ends
+            if isinstance(ends, MarkedEnds) and (span := ends.found.get(index)) is not None:
+                return self.message_text[span[0] : span[1]].decode()  # a row the search's prefilter kept
             self._message_reads += 1
             if self._message_reads > _ALONE or "_message_parts" in self.__dict__:
                 return self._message_parts[index].decode()
@@ -594,9 +613,9 @@ class PageView:
         offsets = self._offsets if many else None
         if self._flags & _UUID7 and "_id_blob" not in self.__dict__ and len(places) * 4 <= self.count:
             # each id rebuilt alone from its row's time (a read keeps 100 rows of 1,024 at most), not all
-            packed, millisecond_offsets = self._packed_ids, self._id_milliseconds
+            packed = self._packed_ids
             ids = [
-                _unpacked_id(packed, self.count, i, times[n], int(millisecond_offsets[i]))
+                _unpacked_id(packed, self.count, i, times[n], self._id_millisecond(i))
                 for n, i in enumerate(places)
             ]
         elif many:

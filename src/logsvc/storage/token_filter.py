@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import ClassVar, Final, cast, overload
 
 import apsw
+import numpy as np
 
 from logsvc.storage.sqlite_schema import FTS_TOKENIZER
 
@@ -184,11 +185,13 @@ _MARK: Final = b"\0"
 class MarkedEnds(Sequence[int]):
     """Where each of ``count`` texts ends in ``text``, where a NUL byte follows each but the last (a
     page's message column since decision 41): text ``i`` is ``text[ends[i - 1] + 1 : ends[i]]``. The
-    positions are worked out on first use (a split of the whole text); ``rows_that_may_hold`` needs none
-    of them, as it counts the NULs before a hit instead."""
+    positions are worked out on first use (numpy finds every NUL); ``rows_that_may_hold`` needs none of
+    them, as it counts the NULs before a hit instead, and keeps in ``found`` where each text it kept
+    starts and ends (found on the way), so that reading those texts splits nothing."""
 
     def __init__(self, text: bytes, count: int) -> None:
         self.text = text
+        self.found: dict[int, tuple[int, int]] = {}
         self._count = count
         self._ends: list[int] | None = None
 
@@ -203,23 +206,36 @@ class MarkedEnds(Sequence[int]):
 
     def __getitem__(self, index: int | slice) -> int | Sequence[int]:
         if self._ends is None:
-            lengths = [len(part) for part in self.text.split(_MARK)]
-            if len(lengths) != self._count:
+            marks = np.flatnonzero(np.frombuffer(self.text, np.uint8) == 0)
+            if len(marks) + 1 != self._count:
                 raise ValueError("a page's column misses a text")
-            self._ends = [end + row for row, end in enumerate(itertools.accumulate(lengths))]
+            self._ends = [*marks.tolist(), len(self.text)]
         return self._ends[index]
 
 
-def _marked_rows(text: bytes, needle: bytes) -> set[int]:
+# Past this many bytes, numpy counts the NULs before a hit (about 4 us for 50 KB) rather than
+# ``bytes.count`` (a byte at a time: about 17 us); below it numpy's call costs more than it saves.
+_COUNTED_BY_NUMPY: Final = 4096
+
+
+def _marked_rows(text: bytes, needle: bytes, found: dict[int, tuple[int, int]]) -> set[int]:
     """The texts of a NUL-separated ``text`` that hold ``needle`` (which holds no NUL): each hit's text
-    is the count of NULs before it, counted on from the previous hit."""
+    is the count of NULs before it, counted on from the previous hit. Where each of them starts and ends
+    is put in ``found``."""
     rows: set[int] = set()
     row, counted = 0, 0
     at = text.find(needle)
+    marks = np.frombuffer(text, np.uint8) if len(text) > _COUNTED_BY_NUMPY else None
     while at >= 0:
-        row += text.count(_MARK, counted, at)
+        if marks is not None and at - counted > _COUNTED_BY_NUMPY:
+            marked = int(np.count_nonzero(marks[counted:at] == 0))
+        else:
+            marked = text.count(_MARK, counted, at)
+        row += marked
         rows.add(row)
+        start = text.rfind(_MARK, counted, at) + 1 if marked else counted
         end = text.find(_MARK, at)  # on from the end of this text: one hit is enough for it
+        found[row] = start, end if end >= 0 else len(text)
         if end < 0:
             break
         row, counted = row + 1, end + 1
@@ -245,7 +261,7 @@ def rows_that_may_hold(text: bytes, ends: Sequence[int], tokens: Iterable[str]) 
     for token in wanted:
         needle = token.encode()
         if isinstance(ends, MarkedEnds):
-            rows = _marked_rows(lowered, needle)
+            rows = _marked_rows(lowered, needle, ends.found)
         else:
             rows = set()
             at = lowered.find(needle)
