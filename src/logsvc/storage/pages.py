@@ -160,22 +160,10 @@ _FULL_FILTERS: Final = 0
 _PACKED_FILTERS: Final = 1
 
 
-class _StoredSummary(msgspec.Struct, frozen=True, array_like=True):
+class _StoredSummary(PageSummary, frozen=True, array_like=True):
     """``PageSummary`` as stored: its fields, then the form of its filters (none before decision 41: full
     size; ``_PACKED_FILTERS``: the token filter zstd-compressed, the id filter folded by ``fold``)."""
 
-    count: int
-    min_ts: int
-    max_ts: int
-    min_seq: int
-    max_seq: int
-    services: tuple[str, ...]
-    newest: tuple[int, ...]
-    levels: int
-    tokens: bytes
-    ids: bytes
-    low_id: bytes = b""
-    high_id: bytes = b""
     form: int = _FULL_FILTERS
 
 
