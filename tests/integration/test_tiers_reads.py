@@ -11,6 +11,7 @@ import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -423,36 +424,42 @@ def test_the_bit_sliced_id_filters_find_every_page_of_an_id_past_their_growth_an
     assert 2 in {found.page_id for found in slices.candidates(ids[2][0])}
 
 
+def _saying_yes_to_every_id(page_id: int, low_id: bytes = b"", high_id: bytes = b"") -> Any:
+    """A page of 4 entries whose id filter says yes to every id (only the ranges can tell the pages
+    apart), its summary as stored; without a range, as stored before decision 41."""
+    from logsvc.storage.pages import PageSummary
+    from logsvc.storage.tiers_reads import _Page
+    from logsvc.storage.token_filter import IdFilter, TokenFilter
+
+    summary = PageSummary(
+        count=4,
+        min_ts=0,
+        max_ts=0,
+        min_seq=page_id,
+        max_seq=page_id,
+        services=("api",),
+        newest=(0,),
+        levels=0,
+        tokens=TokenFilter().to_bytes(),
+        ids=bytes([0xFF]) * len(IdFilter.of([]).to_bytes()),
+        low_id=low_id,
+        high_id=high_id,
+    )
+    return _Page(page_id, 0, 0, page_id, page_id, 100, PageSummary.from_bytes(summary.to_bytes()))
+
+
 def test_an_id_is_looked_for_only_in_the_pages_whose_id_range_holds_it() -> None:
     # UUIDv7-like ids in order: each page's range is its own, so a filter's false positive on another
     # page opens nothing (at 0.24 % a page it opened about 2.4 pages an id at 1,000 pages, growing with them).
-    from logsvc.storage.pages import PageSummary
-    from logsvc.storage.tiers_reads import _IdSlices, _Index, _Page
-    from logsvc.storage.token_filter import IdFilter, TokenFilter
+    from logsvc.storage.tiers_reads import _IdSlices, _Index
 
     ids = {
         page_id: [(page_id * 4 + n).to_bytes(6, "big") + secrets.token_bytes(10) for n in range(4)]
         for page_id in range(1, 2_001)
     }
 
-    def page(page_id: int) -> _Page:
-        summary = PageSummary(
-            count=4,
-            min_ts=0,
-            max_ts=0,
-            min_seq=page_id,
-            max_seq=page_id,
-            services=("api",),
-            newest=(0,),
-            levels=0,
-            tokens=TokenFilter().to_bytes(),
-            # every page's filter says yes to every id: only the ranges can tell the pages apart
-            ids=bytes([0xFF]) * len(IdFilter.of([]).to_bytes()),
-        )
-        return _Page(page_id, 0, 0, page_id, page_id, 100, summary)
-
     slices = _IdSlices()
-    slices.update(_Index([page(page_id) for page_id in ids]), ids.__getitem__)
+    slices.update(_Index([_saying_yes_to_every_id(page_id) for page_id in ids]), ids.__getitem__)
     for page_id in (1, 777, 2_000):
         for log_id in ids[page_id]:
             assert [found.page_id for found in slices.candidates(log_id)] == [page_id]
@@ -461,9 +468,7 @@ def test_an_id_is_looked_for_only_in_the_pages_whose_id_range_holds_it() -> None
 def test_the_id_range_of_a_summary_stands_for_the_pages_id_column() -> None:
     """A page stored since decision 41 gives its range of ids in its summary: its id column is not read,
     and its folded filter's false positives outside the range open nothing."""
-    from logsvc.storage.pages import PageSummary
     from logsvc.storage.tiers_reads import _IdSlices, _Index, _Page
-    from logsvc.storage.token_filter import IdFilter, TokenFilter
 
     ids = {
         page_id: sorted(page_id.to_bytes(6, "big") + secrets.token_bytes(10) for _ in range(4))
@@ -471,21 +476,7 @@ def test_the_id_range_of_a_summary_stands_for_the_pages_id_column() -> None:
     }
 
     def page(page_id: int) -> _Page:
-        summary = PageSummary(
-            count=4,
-            min_ts=0,
-            max_ts=0,
-            min_seq=page_id,
-            max_seq=page_id,
-            services=("api",),
-            newest=(0,),
-            levels=0,
-            tokens=TokenFilter().to_bytes(),
-            ids=bytes([0xFF]) * len(IdFilter.of([]).to_bytes()),
-            low_id=ids[page_id][0],
-            high_id=ids[page_id][-1],
-        )
-        return _Page(page_id, 0, 0, page_id, page_id, 100, PageSummary.from_bytes(summary.to_bytes()))
+        return _saying_yes_to_every_id(page_id, ids[page_id][0], ids[page_id][-1])
 
     def unread(page_id: int) -> list[bytes]:
         raise AssertionError(f"page {page_id}'s id column read")
