@@ -507,10 +507,12 @@ class _Index:
         self.pages = pages
 
 
-# Summaries by cold file and (page id, body size), shared by the connections of the process (one copy of
-# each, 6 KiB a page); the index of each ColdFile object by the version of the file it was made at. A page
-# rewritten (retention) has another body size, so it is never taken for its older self.
-_SUMMARIES: dict[str, dict[tuple[int, int], PageSummary]] = {}
+# Summaries by cold file and page listing (id, event time and arrival ranges, body size), shared by the
+# connections of the process (one copy of each, 6 KiB a page); the index of each ColdFile object by the
+# version of the file it was made at. A page rewritten (retention) has another body size, and a page id
+# given again (the newest page purged) other arrival numbers, never given twice: neither is taken for the
+# page it replaced.
+_SUMMARIES: dict[str, dict[tuple[int, int, int, int, int, int], PageSummary]] = {}
 _INDEXES: weakref.WeakKeyDictionary[ColdFile, tuple[tuple[int, int], _Index]] = weakref.WeakKeyDictionary()
 _FETCHING: dict[str, threading.Lock] = {}
 _LOCK = threading.Lock()
@@ -530,8 +532,7 @@ def _index(cold: ColdFile) -> _Index:
         made = _INDEXES.get(cold)
     if made is not None and made[0] == version:
         return made[1]
-    listing = cold.listing()
-    keys = [(page_id, size) for page_id, _a, _b, _c, _d, size in listing]
+    keys = cold.listing()
     path = str(cold.path)
     with _LOCK:
         fetching = _FETCHING.setdefault(path, threading.Lock())
@@ -541,14 +542,14 @@ def _index(cold: ColdFile) -> _Index:
         with _LOCK:
             known = _SUMMARIES.setdefault(path, {})
             have = {key: known[key] for key in keys if key in known}
-        fetched = cold.summaries_of([page_id for page_id, size in keys if (page_id, size) not in have])
-        for page_id, size in keys:
-            if (page_id, size) not in have:
-                have[(page_id, size)] = fetched[page_id]
+        fetched = cold.summaries_of([key[0] for key in keys if key not in have])
+        for key in keys:
+            if key not in have:
+                have[key] = fetched[key[0]]
         with _LOCK:
             known.clear()  # pages gone from the file leave the cache
             known.update(have)
-    index = _Index([_Page(*row, have[key]) for row, key in zip(listing, keys, strict=True)])
+    index = _Index([_Page(*key, have[key]) for key in keys])
     with _LOCK:
         _INDEXES[cold] = (version, index)
     return index
