@@ -392,27 +392,11 @@ def test_services_give_todays_counts_and_newest_times(
 
 
 def test_the_bit_sliced_id_filters_find_every_page_of_an_id_past_their_growth_and_forget_pages_gone() -> None:
-    from logsvc.storage.pages import PageSummary
-    from logsvc.storage.tiers_reads import _IdSlices, _Index, _Page
-    from logsvc.storage.token_filter import IdFilter, TokenFilter
-
-    def page(page_id: int, ids: list[bytes]) -> _Page:
-        summary = PageSummary(
-            count=len(ids),
-            min_ts=0,
-            max_ts=0,
-            min_seq=page_id,
-            max_seq=page_id,
-            services=("api",),
-            newest=(0,),
-            levels=0,
-            tokens=TokenFilter().to_bytes(),
-            ids=IdFilter.of(ids).to_bytes(),
-        )
-        return _Page(page_id, 0, 0, page_id, page_id, 100, summary)
+    from logsvc.storage.tiers_reads import _IdSlices, _Index
+    from logsvc.storage.token_filter import IdFilter
 
     ids = {page_id: [secrets.token_bytes(16) for _ in range(3)] for page_id in range(1, 1_201)}
-    pages = [page(page_id, held) for page_id, held in ids.items()]
+    pages = [_page(page_id, IdFilter.of(held).to_bytes()) for page_id, held in ids.items()]
     slices = _IdSlices()
     slices.update(_Index(pages[:500]), ids.__getitem__)
     slices.update(_Index(pages), ids.__getitem__)  # grown past the first 512 pages
@@ -425,11 +409,18 @@ def test_the_bit_sliced_id_filters_find_every_page_of_an_id_past_their_growth_an
 
 
 def _saying_yes_to_every_id(page_id: int, low_id: bytes = b"", high_id: bytes = b"") -> Any:
-    """A page of 4 entries whose id filter says yes to every id (only the ranges can tell the pages
-    apart), its summary as stored; without a range, as stored before decision 41."""
+    """A page whose id filter says yes to every id: only the ranges can tell the pages apart."""
+    from logsvc.storage.token_filter import IdFilter
+
+    return _page(page_id, bytes([0xFF]) * len(IdFilter.of([]).to_bytes()), low_id, high_id)
+
+
+def _page(page_id: int, id_filter: bytes, low_id: bytes = b"", high_id: bytes = b"") -> Any:
+    """A page of 4 entries with this id filter, its summary as stored; without a range of ids, as stored
+    before decision 41."""
     from logsvc.storage.pages import PageSummary
     from logsvc.storage.tiers_reads import _Page
-    from logsvc.storage.token_filter import IdFilter, TokenFilter
+    from logsvc.storage.token_filter import TokenFilter
 
     summary = PageSummary(
         count=4,
@@ -441,7 +432,7 @@ def _saying_yes_to_every_id(page_id: int, low_id: bytes = b"", high_id: bytes = 
         newest=(0,),
         levels=0,
         tokens=TokenFilter().to_bytes(),
-        ids=bytes([0xFF]) * len(IdFilter.of([]).to_bytes()),
+        ids=id_filter,
         low_id=low_id,
         high_id=high_id,
     )
