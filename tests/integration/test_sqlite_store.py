@@ -191,7 +191,7 @@ def test_what_queues_while_another_writer_commits_joins_the_next_commit(tmp_path
             await _until(lambda: _lock_waiters(Path(f"{path}-writer.lock")) == 1)
             rest = [asyncio.create_task(store.append([entry(i, f"m{i}")])) for i in range(1, 20)]
             await asyncio.sleep(0)  # every request submitted
-            await asyncio.sleep(0)  # and handed to the writer, once for the loop's turn
+            await asyncio.sleep(0)  # and handed to the writer (16 at a time, the rest at the turn's end)
             fcntl.flock(other, fcntl.LOCK_UN)
             await asyncio.gather(first, *rest)
         finally:
@@ -271,6 +271,34 @@ def test_writes_of_several_event_loops_are_all_committed(tmp_path: Path) -> None
     asyncio.run(write_from_threads())
     conn = apsw.Connection(str(path))
     assert conn.execute("SELECT count(*), count(DISTINCT message) FROM logs").fetchone() == (200, 200)
+
+
+def test_the_writes_of_one_busy_turn_are_committed_in_arrival_order(tmp_path: Path) -> None:
+    """A turn of the loop with more requests than one hand-over takes (16) hands them over in parts, the
+    first before the turn ends: every one is committed, numbered in the order the requests came, and its
+    text, metadata and id come back as sent (through the group's JSON and id blob)."""
+    path = tmp_path / "logs.db"
+    sent = [
+        NewEntry(
+            uuid_utils.uuid7().bytes,
+            "svc",
+            i,
+            Level.INFO,
+            "application",
+            f"m{i} \x00 \u2028 \U0001f600",
+            '{"n":' + str(i) + "}" if i % 2 else None,
+            i,
+        )
+        for i in range(45)
+    ]
+
+    async def one_turn(store: SQLiteStore) -> None:
+        await asyncio.gather(*(store.append([e]) for e in sent))
+
+    run(one_turn, path)
+    conn = apsw.Connection(str(path))
+    stored = conn.execute("SELECT seq, log_id, message, metadata FROM logs ORDER BY seq").fetchall()
+    assert stored == [(i + 1, e.log_id, e.message, e.metadata) for i, e in enumerate(sent)]
 
 
 def test_a_write_not_handed_over_when_another_loop_closes_the_store_is_refused(tmp_path: Path) -> None:

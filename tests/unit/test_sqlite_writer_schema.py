@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import sqlite3
 
-from logsvc.storage.sqlite_schema import INSERT_ENTRY, SCHEMA
+import msgspec
+
+from logsvc.storage.sqlite_schema import SCHEMA
 from logsvc.storage.sqlite_writer import WRITER_SCHEMA
 
 MINUTE_US = 60_000_000
@@ -21,8 +23,14 @@ def test_a_group_written_through_the_trigger_is_indexed_counted_and_recorded() -
         (bytes([n]) * 16, n * MINUTE_US, "api" if n % 2 else "db", 9, "app", f"word{n} shared", None, n)
         for n in range(1, 6)
     ]
-    conn.executemany(INSERT_ENTRY, rows)
-    conn.execute("INSERT INTO group_written VALUES (0, 123)")
+    ids = b"".join(row[0] for row in rows)
+    conn.execute(
+        "INSERT INTO group_written VALUES (0, 123, ?, ?)",
+        (ids, msgspec.json.encode([row[1:] for row in rows]).decode()),
+    )
+    assert conn.execute("SELECT seq, log_id, message, metadata FROM logs ORDER BY seq").fetchall() == [
+        (n, bytes([n]) * 16, f"word{n} shared", None) for n in range(1, 6)
+    ]
     assert conn.execute("SELECT last_seq, committed_at FROM commits").fetchall() == [(5, 123)]
     assert conn.execute("SELECT rowid FROM logs_fts WHERE logs_fts MATCH 'shared'").fetchall() == [
         (n,) for n in range(1, 6)

@@ -26,7 +26,6 @@ __all__ = [
     "FTS_TOKENIZER",
     "INDEX_NEW_ROWS",
     "INSERT_ENTRY",
-    "INSERT_NUMBERED",
     "LOGS_TABLE",
     "SCHEMA",
     "SCHEMA_VERSION",
@@ -96,12 +95,6 @@ def new_rows(entries: Sequence[NewEntry]) -> list[tuple[object, ...]]:
 INSERT_ENTRY = (
     "INSERT INTO logs(log_id, ts, service, level, log_type, message, metadata, received) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(log_id, service) DO NOTHING"
-)
-# The same with its arrival number given: numbers are never reused (decision 23), also after the newest
-# rows were deleted, so that nothing a tail or the archive has passed can arrive behind it.
-INSERT_NUMBERED = (
-    "INSERT INTO logs(seq, log_id, ts, service, level, log_type, message, metadata, received) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(log_id, service) DO NOTHING"
 )
 # The full-text index and the watermarks are written by statements over all the rows a transaction added,
 # not by an AFTER INSERT trigger on logs: FTS5 fed row by row from a trigger ingests about 4x slower. (The

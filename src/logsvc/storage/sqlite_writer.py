@@ -4,38 +4,49 @@ A group's entries are numbered on in arrival order, indexed for full-text search
 their watermarks raised and the commit recorded, all in one transaction; a request is acknowledged only
 after its COMMIT returned.
 
-apsw gives up the GIL around every call into SQLite, and the writer thread then waits to get it back from
-the event loop, up to the interpreter's switch interval (5 ms) when the loop is busy. So a group is written
-in few calls (decision 36): its rows in multi-row INSERTs, and everything that follows them (the full-text
-index, the rollups, the watermarks, the commit record) in one statement, the insert of the group's row into
-a scratch table whose trigger runs the rest inside SQLite. The trigger and the table are TEMP: this
-connection's own, never in the file.
+apsw gives up the GIL around every call into SQLite, and the writer thread must then win it back from the
+event loop, which (under uvloop) gives it up and takes it again between every two callbacks, so the writer
+mostly gets it only when the loop idles. So a group of rows is written in ONE call (decisions 36 and 43):
+the insert of the group's row into a scratch table, its rows bound as two values (their ids as one blob,
+the rest as one JSON array), whose trigger inserts the rows and does everything that follows them (the
+full-text index, the rollups, the watermarks, the commit record) inside SQLite. Without other work in the
+group the statement runs in autocommit mode: it is its own transaction, committed before it returns. The
+trigger and the table are TEMP: this connection's own, never in the file.
 """
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final
 
 import apsw
+import msgspec
 
 from logsvc.storage.sqlite_rollups import FRESH_COUNTS, counting
-from logsvc.storage.sqlite_schema import BLOCK_SHIFT, INDEX_NEW_ROWS, INSERT_ENTRY, INSERT_NUMBERED
+from logsvc.storage.sqlite_schema import BLOCK_SHIFT, INDEX_NEW_ROWS
 from logsvc.storage.writer import Job, Writer, turns_lock
 
 __all__ = ["WRITER_SCHEMA", "sqlite_writer"]
 
-_LAST_NUMBERS = (
-    "SELECT (SELECT coalesce(max(seq), 0) FROM logs), (SELECT coalesce(max(last_seq), 0) FROM commits)"
-)
-# Rows per INSERT at most (9 values each); a group's rows go in chunks of powers of two, so that a few
-# statements, prepared once each, serve every group size.
-_CHUNK_ROWS: Final = 128
+_ID_BYTES: Final = 16
+# A group: the newest number before it, the commit time, its rows' log_ids end to end (16 bytes each) and
+# the rest of each row as a JSON array (``new_rows``'s values after the id, in that order).
 _GROUP_TABLE = (
-    "CREATE TEMP TABLE IF NOT EXISTS group_written (last_seq INTEGER NOT NULL, at INTEGER NOT NULL)"
+    "CREATE TEMP TABLE IF NOT EXISTS group_written "
+    "(last_seq INTEGER NOT NULL, at INTEGER NOT NULL, ids BLOB NOT NULL, rows TEXT NOT NULL)"
+)
+# The rows, numbered by SQLite (the next after the newest) unless the newest were deleted (a purge): then
+# after the last committed number, as numbers are never reused (decision 23). A log_id already stored for
+# the service is skipped (idempotent retries).
+_INSERT_ROWS = (
+    "INSERT INTO logs(seq, log_id, ts, service, level, log_type, message, metadata, received) "
+    "SELECT CASE WHEN new.last_seq >= c.committed THEN NULL ELSE c.committed + 1 + r.key END, "
+    f"substr(new.ids, r.key * {_ID_BYTES} + 1, {_ID_BYTES}), "
+    "r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4, r.value ->> 5, r.value ->> 6 "
+    "FROM json_each(new.rows) AS r, (SELECT coalesce(max(last_seq), 0) AS committed FROM commits) AS c "
+    "WHERE true ORDER BY r.key ON CONFLICT(log_id, service) DO NOTHING"
 )
 # Each touched block's max_ts is raised to at least the largest event time of every row up to its end: the
 # running maximum of the new blocks' maxima, from the newest block's watermark before them.
@@ -54,6 +65,7 @@ _AFTER_GROUP = (
     + "".join(
         f"    {statement};\n"
         for statement in (
+            _INSERT_ROWS,
             INDEX_NEW_ROWS.replace("?", "new.last_seq"),
             *counting("logs", "new.last_seq"),
             _RAISE_WATERMARKS,
@@ -63,7 +75,7 @@ _AFTER_GROUP = (
     )
     + "END"
 )
-_GROUP_WRITTEN = "INSERT INTO group_written VALUES (?, ?)"
+_GROUP_WRITTEN = "INSERT INTO group_written SELECT (SELECT coalesce(max(seq), 0) FROM logs), ?, ?, ?"
 # The write connection's own (TEMP) tables and trigger. Inside a trigger, SQLite before 3.51 refuses a
 # schema-qualified table as the target of an INSERT or DELETE: the temp tables are named bare, and found
 # in the temp schema first.
@@ -86,16 +98,14 @@ def sqlite_writer(conn: apsw.Connection, on_commit: Callable[[int], None] | None
 
 def _write(conn: apsw.Connection, group: list[Job[apsw.Connection]]) -> None:
     rows = [row for job in group if job.rows for row in job.rows]
+    if all(job.work is None for job in group):
+        if rows:
+            _write_rows(conn, rows)
+        return
     try:
         conn.execute("BEGIN IMMEDIATE")
         if rows:
-            last_seq, committed = cast(tuple[int, int], conn.execute(_LAST_NUMBERS).fetchone())
-            if last_seq >= committed:
-                _insert(conn, INSERT_ENTRY, rows)
-            else:
-                # The newest rows were deleted (a purge): SQLite would number the next ones as theirs.
-                _insert(conn, INSERT_NUMBERED, [(committed + i, *row) for i, row in enumerate(rows, 1)])
-            conn.execute(_GROUP_WRITTEN, (last_seq, time.time_ns() // 1000))
+            _write_rows(conn, rows)
         for job in group:
             if job.work is not None:
                 job.result = job.work(conn)
@@ -106,19 +116,10 @@ def _write(conn: apsw.Connection, group: list[Job[apsw.Connection]]) -> None:
         raise
 
 
-def _insert(conn: apsw.Connection, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
-    """``rows`` by ``statement`` (one row's INSERT), many rows a statement."""
-    done = 0
-    while done < len(rows):
-        size = min(_CHUNK_ROWS, 1 << ((len(rows) - done).bit_length() - 1))
-        chunk = rows[done : done + size]
-        conn.execute(_rows_of(statement, size), [value for row in chunk for value in row])
-        done += size
-
-
-@functools.cache
-def _rows_of(statement: str, count: int) -> str:
-    """``statement``, an INSERT of one row's ``VALUES (?, ...)``, for ``count`` rows at once."""
-    head, _, rest = statement.partition(" VALUES (")
-    values, _, tail = rest.partition(")")
-    return f"{head} VALUES {', '.join([f'({values})'] * count)}{tail}"
+def _write_rows(conn: apsw.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """``rows`` (``new_rows``'s tuples) in one statement: its own transaction in autocommit mode."""
+    ids = b"".join([row[0] for row in rows])
+    if len(ids) != _ID_BYTES * len(rows):
+        raise ValueError(f"a log_id is not {_ID_BYTES} bytes")
+    rest = msgspec.json.encode([row[1:] for row in rows]).decode()
+    conn.execute(_GROUP_WRITTEN, (time.time_ns() // 1000, ids, rest))

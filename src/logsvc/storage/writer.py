@@ -29,6 +29,11 @@ __all__ = ["Job", "Transaction", "Writer", "taking_turns", "turns_lock"]
 log = logging.getLogger("logsvc.storage.sqlite")
 
 _MAX_GROUP_ROWS: Final = 50_000
+# A loop's batch is handed over as soon as it holds this many jobs, not only at the end of the loop's turn:
+# the writer commits the first requests of a busy turn while the loop still reads the others. With one
+# hand-over a turn, the loop and the writer took turns instead (the loop idle while a group committed, the
+# writer idle while the loop read the next): +11% single POSTs a second at 64 connections (decision 43).
+_HAND_OVER_AT: Final = 16
 T = TypeVar("T")
 
 
@@ -118,17 +123,19 @@ class Writer(Generic[T]):
         future: asyncio.Future[int | None] = loop.create_future()
         batch = self._batches.get(loop)
         if batch is None:
-            # One hand-over (a lock, a queue put, maybe the writer's wake-up) for all the requests of
-            # this turn of the loop, not one per request.
+            # One hand-over (a lock, a queue put, maybe the writer's wake-up) for the requests of this
+            # turn of the loop (up to _HAND_OVER_AT at a time), not one per request.
             batch = self._batches[loop] = []
             loop.call_soon(self._hand_over, loop)
         batch.append(Job(rows, work, future, loop))
+        if len(batch) >= _HAND_OVER_AT:
+            self._hand_over(loop)
         return await future
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
         batch = self._batches.pop(loop, None)
         if batch is None:
-            return  # handed over by close()
+            return  # handed over already: full, or by close()
         with self._closing:
             if not self.closed:
                 self._jobs.put(batch)
