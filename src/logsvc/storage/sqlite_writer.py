@@ -6,7 +6,7 @@ after its COMMIT returned.
 
 apsw gives up the GIL around every call into SQLite, and the writer thread must then win it back from the
 event loop, which (under uvloop) gives it up and takes it again between every two callbacks, so the writer
-mostly gets it only when the loop idles. So a group of rows is written in ONE call (decisions 36 and 43):
+mostly gets it only when the loop idles. So a group of rows is written in ONE call (decisions 36 and 44):
 the insert of the group's row into a scratch table, its rows bound as two values (their ids as one blob,
 the rest as one JSON array), whose trigger inserts the rows and does everything that follows them (the
 full-text index, the rollups, the watermarks, the commit record) inside SQLite. Without other work in the
