@@ -45,7 +45,7 @@ _INSERT_ROWS = (
     "SELECT CASE WHEN new.last_seq >= c.committed THEN NULL ELSE c.committed + 1 + r.key END, "
     f"substr(new.ids, r.key * {_ID_BYTES} + 1, {_ID_BYTES}), "
     "r.value ->> 0, r.value ->> 1, r.value ->> 2, r.value ->> 3, r.value ->> 4, r.value ->> 5, r.value ->> 6 "
-    "FROM json_each(new.rows) AS r, (SELECT coalesce(max(last_seq), 0) AS committed FROM commits) AS c "
+    "FROM jsonb_each(new.rows) AS r, (SELECT coalesce(max(last_seq), 0) AS committed FROM commits) AS c "
     "WHERE true ORDER BY r.key ON CONFLICT(log_id, service) DO NOTHING"
 )
 # Each touched block's max_ts is raised to at least the largest event time of every row up to its end: the
