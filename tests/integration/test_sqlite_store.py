@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import apsw
+import msgspec
 import pytest
 import uuid_utils
 
@@ -299,6 +300,22 @@ def test_the_writes_of_one_busy_turn_are_committed_in_arrival_order(tmp_path: Pa
     conn = apsw.Connection(str(path))
     stored = conn.execute("SELECT seq, log_id, message, metadata FROM logs ORDER BY seq").fetchall()
     assert stored == [(i + 1, e.log_id, e.message, e.metadata) for i, e in enumerate(sent)]
+
+
+def test_a_row_the_group_cannot_carry_fails_only_its_own_request(tmp_path: Path) -> None:
+    """Rows go to SQLite with their log_ids end to end, 16 bytes each: an id of another length would shift
+    every id after it, so the group is refused, and each request is then written alone (the others kept)."""
+    good, bad = entry(1, "kept"), entry(2, "short id")
+    bad = msgspec.structs.replace(bad, log_id=bad.log_id[:15])
+
+    async def write(store: SQLiteStore) -> list[BaseException | None]:
+        return await asyncio.gather(store.append([good]), store.append([bad]), return_exceptions=True)
+
+    outcomes = run(write, tmp_path / "logs.db")
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], StoreUnavailable)
+    conn = apsw.Connection(str(tmp_path / "logs.db"))
+    assert conn.execute("SELECT log_id, message FROM logs").fetchall() == [(good.log_id, "kept")]
 
 
 def test_a_write_not_handed_over_when_another_loop_closes_the_store_is_refused(tmp_path: Path) -> None:
