@@ -132,12 +132,6 @@ def _remove_dot_segments(path: str) -> str:
     return first + "/".join(kept) + last
 
 
-def _canonical_path(path: str, normalize: bool) -> str:
-    # The few paths a service is called at are encoded once each; a long path (any client may send one)
-    # is not kept, so that the cache stays small.
-    return _known_path(path, normalize) if len(path) <= 256 else _encoded_path(path, normalize)
-
-
 def _encoded_path(path: str, normalize: bool) -> str:
     # The path arrives percent-encoded and is encoded once more: AWS double-encodes paths for every service
     # but S3, and botocore and requests-aws4auth sign it that way.
@@ -179,16 +173,22 @@ def _canonical_request(
     query: str,
     headers: dict[str, str],
     signed_headers: Sequence[str],
+    signed_list: str,
     payload_hash: str,
     normalize_path: bool,
 ) -> str:
-    """``headers``: as ``_header_values`` gives them."""
+    """``headers``: as ``_header_values`` gives them; ``signed_list``: ``signed_headers`` joined by ';'
+    (a verifier keeps it per credential)."""
     # The method is used as sent, not upper-cased like botocore does: methods are case-sensitive, and a
-    # router would treat "get" differently from the "GET" that was signed.
-    canonical_headers = "".join([f"{name}:{_trimall(headers[name])}\n" for name in signed_headers])
+    # router would treat "get" differently from the "GET" that was signed. Each value is trimmed
+    # (``_trimall``) inline: this runs for every signed request.
+    canonical_headers = "".join([f"{name}:{' '.join(headers[name].split())}\n" for name in signed_headers])
+    # The few paths a service is called at are encoded once each; a long path (any client may send one)
+    # is not kept, so that the cache stays small.
+    path = _known_path(path, normalize_path) if len(path) <= 256 else _encoded_path(path, normalize_path)
     return (
-        f"{method}\n{_canonical_path(path, normalize_path)}\n"
-        f"{_canonical_query(query)}\n{canonical_headers}\n{';'.join(signed_headers)}\n{payload_hash}"
+        f"{method}\n{path}\n{_canonical_query(query) if query else ''}\n{canonical_headers}\n"
+        f"{signed_list}\n{payload_hash}"
     )
 
 
@@ -205,7 +205,14 @@ def canonical_request(
     if missing:
         raise ValueError(f"signed headers missing from the request: {', '.join(missing)}")
     return _canonical_request(
-        request.method, request.path, request.query, headers, signed_headers, payload_hash, normalize_path
+        request.method,
+        request.path,
+        request.query,
+        headers,
+        signed_headers,
+        ";".join(signed_headers),
+        payload_hash,
+        normalize_path,
     )
 
 
@@ -282,7 +289,7 @@ def sign(
     signed = sorted(name for name in headers if name not in _UNSIGNABLE)
     scope = f"{date}/{region}/{service}/{_TERMINATOR}"
     canonical = _canonical_request(
-        request.method, request.path, request.query, headers, signed, payload_hash, True
+        request.method, request.path, request.query, headers, signed, ";".join(signed), payload_hash, True
     )
     signature = _signature(
         signing_key(secret_access_key, date, region, service), string_to_sign(amz_date, scope, canonical)
@@ -631,24 +638,23 @@ class SigV4Verifier:
         without the query) and body, taken as they are, without a ``SignedRequest`` made of them."""
         auth = head.authorization
         credential = auth.credential
-        # One pass, few calls: this runs for every signed request.
         payload_hash = hashlib.sha256(body).hexdigest()
         if head.declared_hash is not None and head.declared_hash != payload_hash:
             raise InvalidSignature("The x-amz-content-sha256 header does not match the SHA-256 of the body")
-        headers = head.headers
-        canonical_headers = "".join(
-            [f"{name}:{' '.join(headers[name].split())}\n" for name in credential.signed_headers]
+        canonical = _canonical_request(
+            method,
+            path,
+            query,
+            head.headers,
+            credential.signed_headers,
+            credential.signed_list,
+            payload_hash,
+            True,
         )
-        canonical = (
-            f"{method}\n{_known_path(path, True) if len(path) <= 256 else _encoded_path(path, True)}\n"
-            f"{_canonical_query(query) if query else ''}\n{canonical_headers}\n{credential.signed_list}\n"
-            f"{payload_hash}"
-        )
-        digest = hashlib.sha256(canonical.encode("utf-8", "surrogateescape")).hexdigest()
         mac = _keyed_for(
             head.secret or self._decoy_secret, credential.date, credential.region, credential.service
         ).copy()
-        mac.update(f"{ALGORITHM}\n{head.amz_date}\n{credential.scope}\n{digest}".encode())
+        mac.update(string_to_sign(head.amz_date, credential.scope, canonical).encode())
         if not hmac.compare_digest(mac.hexdigest(), auth.signature) or head.secret is None:
             raise SignatureMismatch()
         # Only now, with the signature proven, is it remembered: forged ones must not fill the map.
