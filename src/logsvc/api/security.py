@@ -55,7 +55,7 @@ class SecurityMiddleware:
         headers = request_headers(scope)
         authorization = headers.get("authorization", "")
         try:
-            if authorization:
+            if authorization and self.failures.anyone_failed:
                 self._throttle_failures(scope)
             principal = await self._authenticate(scope, receive, headers, authorization, authenticator)
             if principal is not None:

@@ -165,6 +165,9 @@ class AuthStore:
         return active
 
     def active(self, access_key_id: str) -> ActiveCredential | None:
+        # ``_current`` inlined for the usual case: every request with credentials asks, a signed one twice.
+        if _GENERATION.unpack_from(self._generation)[0] == self._loaded_generation:
+            return self._active.get(access_key_id)
         return self._current().get(access_key_id)
 
     def all_active(self) -> list[ActiveCredential]:

@@ -93,6 +93,9 @@ class FailedAuthThrottle:
         max_addresses: int = _MAX_BUCKETS,
     ) -> None:
         self.per_minute = per_minute
+        # False until an authentication fails: until then no address is refused, and the server skips
+        # even finding the caller's address (every request with credentials asks).
+        self.anyone_failed = False
         self._buckets = (
             RateLimiter(per_minute / 60, max(1.0, per_minute), clock=clock, max_keys=max_addresses)
             if per_minute > 0
@@ -107,6 +110,7 @@ class FailedAuthThrottle:
 
     def failed(self, address: str) -> None:
         if self._buckets is not None:
+            self.anyone_failed = True
             self._buckets.take(_client_key(address))
 
     def __len__(self) -> int:

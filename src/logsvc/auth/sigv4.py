@@ -132,12 +132,6 @@ def _remove_dot_segments(path: str) -> str:
     return first + "/".join(kept) + last
 
 
-def _canonical_path(path: str, normalize: bool) -> str:
-    # The few paths a service is called at are encoded once each; a long path (any client may send one)
-    # is not kept, so that the cache stays small.
-    return _known_path(path, normalize) if len(path) <= 256 else _encoded_path(path, normalize)
-
-
 def _encoded_path(path: str, normalize: bool) -> str:
     # The path arrives percent-encoded and is encoded once more: AWS double-encodes paths for every service
     # but S3, and botocore and requests-aws4auth sign it that way.
@@ -179,16 +173,22 @@ def _canonical_request(
     query: str,
     headers: dict[str, str],
     signed_headers: Sequence[str],
+    signed_list: str,
     payload_hash: str,
     normalize_path: bool,
 ) -> str:
-    """``headers``: as ``_header_values`` gives them."""
+    """``headers``: as ``_header_values`` gives them; ``signed_list``: ``signed_headers`` joined by ';'
+    (a verifier keeps it per credential)."""
     # The method is used as sent, not upper-cased like botocore does: methods are case-sensitive, and a
-    # router would treat "get" differently from the "GET" that was signed.
-    canonical_headers = "".join([f"{name}:{_trimall(headers[name])}\n" for name in signed_headers])
+    # router would treat "get" differently from the "GET" that was signed. Each value is trimmed
+    # (``_trimall``) inline: this runs for every signed request.
+    canonical_headers = "".join([f"{name}:{' '.join(headers[name].split())}\n" for name in signed_headers])
+    # The few paths a service is called at are encoded once each; a long path (any client may send one)
+    # is not kept, so that the cache stays small.
+    path = _known_path(path, normalize_path) if len(path) <= 256 else _encoded_path(path, normalize_path)
     return (
-        f"{method}\n{_canonical_path(path, normalize_path)}\n"
-        f"{_canonical_query(query)}\n{canonical_headers}\n{';'.join(signed_headers)}\n{payload_hash}"
+        f"{method}\n{path}\n{_canonical_query(query) if query else ''}\n{canonical_headers}\n"
+        f"{signed_list}\n{payload_hash}"
     )
 
 
@@ -205,7 +205,14 @@ def canonical_request(
     if missing:
         raise ValueError(f"signed headers missing from the request: {', '.join(missing)}")
     return _canonical_request(
-        request.method, request.path, request.query, headers, signed_headers, payload_hash, normalize_path
+        request.method,
+        request.path,
+        request.query,
+        headers,
+        signed_headers,
+        ";".join(signed_headers),
+        payload_hash,
+        normalize_path,
     )
 
 
@@ -235,6 +242,12 @@ def _keyed(key: bytes) -> hmac.HMAC:
     (``hmac.digest``) gives the GIL up on every call, and on a server whose writer thread waits for the
     GIL, taking it back was most of SigV4's cost."""
     return hmac.new(key, digestmod=_sha256)
+
+
+@lru_cache(maxsize=4096)
+def _keyed_for(secret_access_key: str, date: str, region: str, service: str) -> hmac.HMAC:
+    """``_keyed`` of the signing key: one look-up a request instead of two."""
+    return _keyed(signing_key(secret_access_key, date, region, service))
 
 
 def _signature(key: bytes, to_sign: str) -> str:
@@ -276,7 +289,7 @@ def sign(
     signed = sorted(name for name in headers if name not in _UNSIGNABLE)
     scope = f"{date}/{region}/{service}/{_TERMINATOR}"
     canonical = _canonical_request(
-        request.method, request.path, request.query, headers, signed, payload_hash, True
+        request.method, request.path, request.query, headers, signed, ";".join(signed), payload_hash, True
     )
     signature = _signature(
         signing_key(secret_access_key, date, region, service), string_to_sign(amz_date, scope, canonical)
@@ -300,20 +313,48 @@ _USUAL_AUTHORIZATION = re.compile(
 )
 
 
-# Not frozen: one of each is made per signed request, and a frozen dataclass sets each field through
-# object.__setattr__; neither leaves this module's functions changed.
-@dataclass(slots=True)
-class _Authorization:
+@dataclass(frozen=True, slots=True)
+class _Credential:
+    """What an Authorization header says but for its signature. A client sends the same all day, so the
+    usual header's is read once and kept, with what each request would otherwise build from it again."""
+
     access_key_id: str
     date: str
     region: str
     service: str
     signed_headers: tuple[str, ...]
+    scope: str = field(init=False, compare=False, repr=False)
+    signed_list: str = field(init=False, compare=False, repr=False)
+    """The signed headers as the canonical request lists them."""
+    names: frozenset[str] = field(init=False, compare=False, repr=False)
+    signs_required: bool = field(init=False, compare=False, repr=False)
+    """Whether ``host`` and ``x-amz-date`` are among the signed headers, as they must be."""
+
+    def __post_init__(self) -> None:
+        scope = f"{self.date}/{self.region}/{self.service}/{_TERMINATOR}"
+        object.__setattr__(self, "scope", scope)
+        object.__setattr__(self, "signed_list", ";".join(self.signed_headers))
+        object.__setattr__(self, "names", frozenset(self.signed_headers))
+        object.__setattr__(self, "signs_required", frozenset(self.signed_headers) >= _REQUIRED)
+
+
+_REQUIRED = frozenset({"host", "x-amz-date"})
+
+
+# Not frozen: one is made per signed request, and a frozen dataclass sets each field through
+# object.__setattr__.
+@dataclass(slots=True)
+class _Authorization:
+    credential: _Credential
     signature: str
 
     @property
-    def scope(self) -> str:
-        return f"{self.date}/{self.region}/{self.service}/{_TERMINATOR}"
+    def access_key_id(self) -> str:
+        return self.credential.access_key_id
+
+    @property
+    def signed_headers(self) -> tuple[str, ...]:
+        return self.credential.signed_headers
 
 
 @dataclass(slots=True)
@@ -338,22 +379,26 @@ def _shown(text: str) -> str:
 
 def _parse_authorization(values: list[str] | None) -> _Authorization:
     if values is not None and len(values) == 1:
-        # A client sends the same header but for the signature (its last 64 characters) all day: that part
-        # is read once. The whole header has the usual form exactly when that part followed by any 64 hex
-        # digits has it and the signature is 64 hex digits.
-        header = values[0]
-        before, signature = header[:-64], header[-64:]
-        usual = _usual_before_signature(before) if len(before) <= 512 else _read_before_signature(before)
-        if usual is not None and _SIGNATURE.fullmatch(signature):
-            access_key_id, date, region, service, signed_headers = usual
-            return _Authorization(access_key_id, date, region, service, signed_headers, signature)
+        usual = _usual_authorization(values[0])
+        if usual is not None:
+            return usual
     return _parse_any_authorization(values)
 
 
-_ReadBefore = tuple[str, str, str, str, tuple[str, ...]]
+def _usual_authorization(header: str) -> _Authorization | None:
+    """The usual header read from its kept part, or None (then only the general parser can say).
+
+    A client sends the same header but for the signature (its last 64 characters) all day: that part is
+    read once. The whole header has the usual form exactly when that part followed by any 64 hex digits
+    has it and the signature is 64 hex digits."""
+    before, signature = header[:-64], header[-64:]
+    credential = _usual_before_signature(before) if len(before) <= 512 else _read_before_signature(before)
+    if credential is None or _SIGNATURE.fullmatch(signature) is None:
+        return None
+    return _Authorization(credential, signature)
 
 
-def _read_before_signature(before: str) -> _ReadBefore | None:
+def _read_before_signature(before: str) -> _Credential | None:
     """What the usual header says but for its signature, if ``before`` starts the usual form and lists
     valid signed headers; None else (the general parser then finds the first error, as it always did)."""
     usual = _USUAL_AUTHORIZATION.fullmatch(before + "0" * 64)
@@ -361,7 +406,7 @@ def _read_before_signature(before: str) -> _ReadBefore | None:
         return None
     access_key_id, date, region, service, signed_headers, _ = usual.groups()
     try:
-        return access_key_id, date, region, service, _checked_header_names(signed_headers)
+        return _Credential(access_key_id, date, region, service, _checked_header_names(signed_headers))
     except InvalidSignature:
         return None
 
@@ -404,7 +449,9 @@ def _parse_any_authorization(values: list[str] | None) -> _Authorization:
     if not _SIGNATURE.fullmatch(parameters["Signature"]):
         raise InvalidSignature("Signature must be 64 lowercase hexadecimal digits")
     access_key_id, date, region, service, _ = credential
-    return _Authorization(access_key_id, date, region, service, signed_headers, parameters["Signature"])
+    return _Authorization(
+        _Credential(access_key_id, date, region, service, signed_headers), parameters["Signature"]
+    )
 
 
 def _signed_header_names(text: str) -> tuple[str, ...]:
@@ -523,49 +570,60 @@ class SigV4Verifier:
         clock skew and a signed body (not ``UNSIGNED-PAYLOAD``). Raises a ``SignatureRejected``.
         ``headers``: as received, or a dict by lower-case name when no name is repeated (the server has
         that at hand, and reading the pairs again was a good part of the cost)."""
-        found = _header_values(headers)
-        # Only when a name is repeated: its values as sent, for the rules below (one Authorization; the
-        # date and body hash read as one text), which judge them as they did before the values were joined.
-        sent = None if isinstance(headers, dict) or len(found) == len(headers) else _header_map(headers)
+        if isinstance(headers, dict):
+            found, sent = headers, None
+        else:
+            found = _header_values(headers)
+            # Only when a name is repeated: its values as sent, for the rules below (one Authorization;
+            # the date and body hash read as one text), which judge them as they did before the values
+            # were joined.
+            sent = None if len(found) == len(headers) else _header_map(headers)
         if sent is None:
             authorization = found.get("authorization")
-            auth = _parse_authorization(None if authorization is None else [authorization])
+            auth = (
+                None if authorization is None else _usual_authorization(authorization)
+            ) or _parse_any_authorization(None if authorization is None else [authorization])
         else:
             auth = _parse_authorization(sent.get("authorization"))
-        for required in ("host", "x-amz-date"):
-            if required not in auth.signed_headers:
-                raise InvalidSignature(f"'{required}' must be among the SignedHeaders")
-        absent = [name for name in auth.signed_headers if name not in found]
-        if absent:
-            raise InvalidSignature(f"Signed header {_shown(absent[0])} is not in the request")
-        amz_date = _trimall(found["x-amz-date"] if sent is None else ",".join(sent["x-amz-date"]))
+        credential = auth.credential
+        if not credential.signs_required:
+            for required in ("host", "x-amz-date"):
+                if required not in credential.signed_headers:
+                    raise InvalidSignature(f"'{required}' must be among the SignedHeaders")
+        if not found.keys() >= credential.names:
+            absent = next(name for name in credential.signed_headers if name not in found)
+            raise InvalidSignature(f"Signed header {_shown(absent)} is not in the request")
+        amz_date = " ".join((found["x-amz-date"] if sent is None else ",".join(sent["x-amz-date"])).split())
         request_time = _parse_amz_date(amz_date)
-        if auth.date != amz_date[:8]:
+        if credential.date != amz_date[:8]:
             raise InvalidSignature(
                 "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: "
-                f"{_shown(auth.date)} != '{amz_date[:8]}', from '{amz_date}'."
+                f"{_shown(credential.date)} != '{amz_date[:8]}', from '{amz_date}'."
             )
-        if auth.region != self._region:
+        if credential.region != self._region:
             raise InvalidSignature(
-                f"Credential should be scoped to a valid region: '{self._region}', not {_shown(auth.region)}."
+                f"Credential should be scoped to a valid region: '{self._region}', "
+                f"not {_shown(credential.region)}."
             )
-        if auth.service != self._service:
+        if credential.service != self._service:
             raise InvalidSignature(
                 f"Credential should be scoped to correct service: '{self._service}', "
-                f"not {_shown(auth.service)}."
+                f"not {_shown(credential.service)}."
             )
-        self._check_time(amz_date, request_time, self._clock())
+        now = self._clock()
+        if not now - self._max_skew <= request_time <= now + self._max_skew:
+            self._refuse_time(amz_date, request_time, now)
         if sent is None:
             declared = found.get("x-amz-content-sha256")
         else:
             declared_values = sent.get("x-amz-content-sha256")
             declared = None if declared_values is None else ",".join(declared_values)
-        declared_hash = None if declared is None else _trimall(declared)
+        declared_hash = None if declared is None else " ".join(declared.split())
         if declared_hash is not None and declared_hash.startswith(_UNSIGNED_PAYLOADS):
             raise InvalidSignature(f"{_shown(declared_hash)} is not accepted: the body must be signed")
         # An unknown key is not refused here: it waits for the body and a decoy HMAC like a wrong secret,
         # and gets the same answer, so neither the answer nor its timing tells which key ids exist.
-        secret = self._secret_for(auth.access_key_id)
+        secret = self._secret_for(credential.access_key_id)
         return SignedHead(auth, amz_date, request_time, declared_hash, secret, found)
 
     def verify(self, request: SignedRequest, head: SignedHead | None = None) -> str:
@@ -579,21 +637,32 @@ class SigV4Verifier:
         """``verify`` once ``check_head`` has passed: the request's line (``path`` raw, as on the wire,
         without the query) and body, taken as they are, without a ``SignedRequest`` made of them."""
         auth = head.authorization
+        credential = auth.credential
         payload_hash = hashlib.sha256(body).hexdigest()
         if head.declared_hash is not None and head.declared_hash != payload_hash:
             raise InvalidSignature("The x-amz-content-sha256 header does not match the SHA-256 of the body")
-        key = signing_key(head.secret or self._decoy_secret, auth.date, auth.region, auth.service)
         canonical = _canonical_request(
-            method, path, query, head.headers, auth.signed_headers, payload_hash, True
+            method,
+            path,
+            query,
+            head.headers,
+            credential.signed_headers,
+            credential.signed_list,
+            payload_hash,
+            True,
         )
-        expected = _signature(key, string_to_sign(head.amz_date, auth.scope, canonical))
-        if not hmac.compare_digest(expected, auth.signature) or head.secret is None:
+        mac = _keyed_for(
+            head.secret or self._decoy_secret, credential.date, credential.region, credential.service
+        ).copy()
+        mac.update(string_to_sign(head.amz_date, credential.scope, canonical).encode())
+        if not hmac.compare_digest(mac.hexdigest(), auth.signature) or head.secret is None:
             raise SignatureMismatch()
         # Only now, with the signature proven, is it remembered: forged ones must not fill the map.
-        expires_at = head.request_time + self._max_skew
-        if self._seen is not None and not self._seen.first_use(auth.signature, expires_at, self._clock()):
+        if self._seen is not None and not self._seen.first_use(
+            auth.signature, head.request_time + self._max_skew, self._clock()
+        ):
             raise ReplayedSignature("This signature has already been used; sign each request afresh.")
-        return auth.access_key_id
+        return credential.access_key_id
 
     def forget(self, authorization: str) -> None:
         """Let a verified signature be used again: its request failed on our side (5xx), so a client's
@@ -605,18 +674,15 @@ class SigV4Verifier:
         except SignatureRejected:
             return
 
-    def _check_time(self, amz_date: str, request_time: float, now: float) -> None:
+    def _refuse_time(self, amz_date: str, request_time: float, now: float) -> None:
         skew = self._max_skew
-        if now - skew <= request_time <= now + skew:
-            return
         shown = f"{skew // 60} min" if skew % 60 == 0 else f"{skew} s"
         if request_time < now - skew:
             raise SignatureExpired(
                 f"Signature expired: {amz_date} is now earlier than {_amz_date(now - skew)} "
                 f"({_amz_date(now)} - {shown}.)"
             )
-        if request_time > now + skew:
-            raise SignatureExpired(
-                f"Signature not yet current: {amz_date} is still later than {_amz_date(now + skew)} "
-                f"({_amz_date(now)} + {shown}.)"
-            )
+        raise SignatureExpired(
+            f"Signature not yet current: {amz_date} is still later than {_amz_date(now + skew)} "
+            f"({_amz_date(now)} + {shown}.)"
+        )

@@ -1,0 +1,96 @@
+"""What the verifier keeps between signed requests (decision 43): the usual Authorization header's credential
+with the pieces each request needs of it, and the HMAC of each signing key; and the failed-auth throttle's
+note that nobody has failed yet, by which requests with credentials skip finding their address."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+
+from logsvc.auth.ratelimit import FailedAuthThrottle
+from logsvc.auth.sigv4 import SignedRequest, SigV4Verifier, sign
+from logsvc.auth.sigv4 import _keyed_for as keyed_for
+from logsvc.auth.sigv4 import _parse_any_authorization as parse_any_authorization
+from logsvc.auth.sigv4 import _usual_authorization as usual_authorization
+from logsvc.errors import InvalidSignature, SignatureMismatch
+
+KEY = "AKIDEXAMPLE"
+SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"  # AWS's documented example secret
+NOW = datetime(2025, 6, 15, 12, 0, 0, tzinfo=UTC)
+
+
+def signed(body: bytes, *, secret: str = SECRET, host: str = "logs.example.com") -> SignedRequest:
+    request = SignedRequest("POST", "/logs", "", [("Host", host), ("Content-Type", "application/json")], body)
+    added = sign(request, access_key_id=KEY, secret_access_key=secret, now=NOW)
+    return replace(request, headers=[*request.headers, *added])
+
+
+def authorization(request: SignedRequest) -> str:
+    return next(value for name, value in request.headers if name == "Authorization")
+
+
+def test_the_kept_credential_holds_what_each_request_builds_from_it() -> None:
+    header = authorization(signed(b"{}"))
+    usual = usual_authorization(header)
+    assert usual is not None
+    credential = usual.credential
+    assert credential.scope == "20250615/us-east-1/execute-api/aws4_request"
+    assert credential.signed_list == "content-type;host;x-amz-content-sha256;x-amz-date"
+    assert credential.names == frozenset(credential.signed_headers)
+    assert credential.signs_required
+    # The general parser makes the same, piece for piece (the derived pieces are not compared by ==).
+    general = parse_any_authorization([header]).credential
+    assert (general.scope, general.signed_list, general.names, general.signs_required) == (
+        credential.scope,
+        credential.signed_list,
+        credential.names,
+        credential.signs_required,
+    )
+    # Another request of the client: the same kept credential, its own signature.
+    other = usual_authorization(authorization(signed(b"[]")))
+    assert other is not None
+    assert other.credential is credential
+    assert other.signature != usual.signature
+
+
+def test_a_credential_not_signing_host_and_date_is_refused_from_the_kept_reading() -> None:
+    request = signed(b"{}")
+    header = authorization(request).replace(
+        "SignedHeaders=content-type;host;x-amz-content-sha256;x-amz-date",
+        "SignedHeaders=content-type;x-amz-content-sha256;x-amz-date",
+    )
+    usual = usual_authorization(header)
+    assert usual is not None
+    assert not usual.credential.signs_required
+    headers = {name.lower(): value for name, value in request.headers} | {"authorization": header}
+    with pytest.raises(InvalidSignature, match="'host' must be among the SignedHeaders"):
+        SigV4Verifier({KEY: SECRET}.get, clock=NOW.timestamp).check_head(headers)
+
+
+def test_each_signing_key_is_derived_and_keyed_once_and_kept_apart_by_secret() -> None:
+    checker = SigV4Verifier({KEY: SECRET}.get, clock=NOW.timestamp)
+    first, second = signed(b'{"n":1}'), signed(b'{"n":2}')
+    assert checker.verify(first) == KEY
+    before = keyed_for.cache_info()
+    assert checker.verify(second) == KEY
+    after = keyed_for.cache_info()
+    assert (after.hits, after.misses) == (before.hits + 1, before.misses)
+    # The same key id, day, region and service with another secret: another kept HMAC, and the
+    # signature made with the first secret does not verify under it.
+    other = SigV4Verifier({KEY: SECRET + "x"}.get, clock=NOW.timestamp)
+    with pytest.raises(SignatureMismatch):
+        other.verify(signed(b'{"n":3}'))
+    assert other.verify(signed(b'{"n":3}', secret=SECRET + "x")) == KEY
+
+
+def test_the_throttle_notes_the_first_failure() -> None:
+    throttle = FailedAuthThrottle(6)
+    assert not throttle.anyone_failed
+    assert throttle.delay("203.0.113.9") == 0.0
+    throttle.failed("203.0.113.9")
+    assert throttle.anyone_failed
+    off = FailedAuthThrottle(0)
+    off.failed("203.0.113.9")
+    assert not off.anyone_failed  # off: it refuses nobody, so nobody need be looked up
