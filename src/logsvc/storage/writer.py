@@ -32,7 +32,8 @@ _MAX_GROUP_ROWS: Final = 50_000
 # A loop's batch is handed over as soon as it holds this many jobs, not only at the end of the loop's turn:
 # the writer commits the first requests of a busy turn while the loop still reads the others. With one
 # hand-over a turn, the loop and the writer took turns instead (the loop idle while a group committed, the
-# writer idle while the loop read the next): +11% single POSTs a second at 64 connections (decision 44).
+# writer idle while the loop read the next): 5% more single POSTs a second at 64 connections on a quiet
+# machine, at some writer CPU (smaller groups; decision 44).
 _HAND_OVER_AT: Final = 16
 T = TypeVar("T")
 
