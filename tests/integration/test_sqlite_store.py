@@ -377,3 +377,19 @@ def test_the_sqlite_store_offers_export_and_offline_files(tmp_path: Path) -> Non
     assert store_files(sqlite_url(tmp_path / "copy.db")).stats(None).entries == 10
     files.destroy(None)
     assert not path.exists()
+
+
+def test_the_full_text_index_merges_a_little_per_commit_also_in_stores_made_before(tmp_path: Path) -> None:
+    """FTS5 merges a level's segments all at once when it holds 'crisismerge' of them; at its default (16,
+    our automerge too) a commit now and then rewrote 100+ MiB of the index and stalled the writer for
+    seconds. The store sets it above automerge, also when it opens a store made without it."""
+    path = tmp_path / "logs.db"
+    run(lambda store: store.append([entry(1, "one")]), path)
+    conn = apsw.Connection(str(path))
+    merging = "SELECT k, v FROM logs_fts_config WHERE k IN ('automerge', 'crisismerge') ORDER BY k"
+    assert conn.execute(merging).fetchall() == [("automerge", 16), ("crisismerge", 64)]
+    conn.execute("DELETE FROM logs_fts_config WHERE k = 'crisismerge'")  # as a store made before
+    conn.close()
+    run(lambda store: store.append([entry(2, "two")]), path)
+    conn = apsw.Connection(str(path))
+    assert conn.execute(merging).fetchall() == [("automerge", 16), ("crisismerge", 64)]

@@ -45,6 +45,13 @@ _BUSY_TIMEOUT_MS: Final = 5_000
 FTS_TOKENIZER: Final = ("unicode61", ("remove_diacritics", "2"))
 FTS_TOKENIZE: Final = " ".join((FTS_TOKENIZER[0], *FTS_TOKENIZER[1]))  # as FTS5's tokenize= reads it
 
+# FTS5 merges all of a level's segments at once, inside the committing transaction, when the level holds
+# 'crisismerge' segments (16 by default): with automerge also at 16, every merge was such a crisis merge, and
+# under batched ingest one commit in about a million entries rewrote 100+ MiB of the index for 1.6 s, the
+# writer stalled (decision 45). With room above automerge, merges run incrementally, a little per commit.
+# Set at every open of the write connection too, for stores made before.
+_CRISIS_MERGE: Final = "INSERT INTO logs_fts(logs_fts, rank) VALUES ('crisismerge', 64)"
+
 LOGS_TABLE = """
 CREATE TABLE IF NOT EXISTS logs (
     seq INTEGER PRIMARY KEY,
@@ -76,6 +83,7 @@ CREATE TABLE IF NOT EXISTS ts_watermarks (block INTEGER PRIMARY KEY, max_ts INTE
 CREATE TABLE IF NOT EXISTS commits (last_seq INTEGER PRIMARY KEY, committed_at INTEGER NOT NULL) STRICT;
 -- Fewer, larger merges of the index's segments: ingest is write-heavy and searches read few segments.
 INSERT INTO logs_fts(logs_fts, rank) VALUES ('automerge', 16);
+{_CRISIS_MERGE};
 CREATE TRIGGER IF NOT EXISTS logs_after_delete AFTER DELETE ON logs BEGIN
     INSERT INTO logs_fts(logs_fts, rowid, message) VALUES ('delete', old.seq, old.message);
 END;
@@ -118,6 +126,7 @@ def open_connection(path: Path, key: bytes | None, *, write: bool) -> apsw.Conne
             # file that the store's encryption does not cover.
             conn.execute("PRAGMA temp_store=MEMORY")
             _migrate(conn)
+            conn.execute(_CRISIS_MERGE)
         else:
             conn.execute("PRAGMA query_only=ON")
         conn.execute("PRAGMA cache_size=-32000")
