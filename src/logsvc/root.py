@@ -44,7 +44,8 @@ log = logging.getLogger("logsvc.root")
 class Root:
     """Everything the service is made of, for one ``Settings``. With ``store`` given the caller owns it;
     otherwise it is opened from the settings and closed by ``close``. ``observer`` and ``on_commit`` let
-    the server's metrics count ingests and commits."""
+    the server's metrics count ingests and commits; ``shared_writer`` is the socket of the writer that the
+    worker processes of ``serve --workers N`` share."""
 
     def __init__(
         self,
@@ -53,6 +54,7 @@ class Root:
         store: LogStore | None = None,
         observer: IngestObserver | None = None,
         on_commit: Callable[[int], None] | None = None,
+        shared_writer: str | None = None,
     ) -> None:
         self.settings = settings
         self.data_dir = DataDir(settings.data_dir)
@@ -60,6 +62,7 @@ class Root:
         self._own_store = store is None
         self._observer = observer
         self._on_commit = on_commit
+        self._shared_writer = shared_writer
         self._credentials: CredentialService | None = None
         self._log_service: LogService | None = None
         self._admin: AdminService | None = None
@@ -80,6 +83,7 @@ class Root:
                 on_commit=self._on_commit,
                 key=None if engine_of(url) == "dynamodb" else self._data_key(),
                 retention=retention_rules(settings.retention_days, settings.retention_by_service),
+                shared_writer=self._shared_writer,
             )
         return self._store
 

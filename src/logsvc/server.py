@@ -14,17 +14,23 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from prometheus_client import values
 from rich.console import Console
 
 from logsvc.api import create_app
+from logsvc.api.metrics import Metrics
 from logsvc.auth.credential_service import NewCredential
 from logsvc.auth.profiles import DEFAULT_PROFILE, SavedProfile, save_server_profile
 from logsvc.connection import ServerConfig
+from logsvc.crypto import store_key
 from logsvc.datadir import DataDir
 from logsvc.display import untrusted
 from logsvc.logs import log_config
 from logsvc.root import Root
-from logsvc.settings import Settings, settings_environment
+from logsvc.settings import SHARED_WRITER_ENV, Settings, settings_environment
+from logsvc.storage.open import sqlite_path
+from logsvc.storage.shared_writer import SharedWriter, serve_sqlite_writer
+from logsvc.store_url import engine_of
 from logsvc.supervisor import SpreadWorkers, bind_worker_sockets
 from logsvc.syslog_listener import probe_syslog_port
 
@@ -167,4 +173,24 @@ def serve(settings: Settings) -> None:
     config = ServerConfig(
         "logsvc.api:create_app_from_environment", factory=True, workers=settings.workers, **common
     )
-    SpreadWorkers(config, bind_worker_sockets(config, settings.workers)).run()
+    sockets = bind_worker_sockets(config, settings.workers)
+    shared = _shared_writer(settings)
+    try:
+        SpreadWorkers(config, sockets).run()
+    finally:
+        if shared is not None:
+            shared.stop()  # after the workers: their last requests are written and answered
+
+
+def _shared_writer(settings: Settings) -> SharedWriter | None:
+    """The workers' one writer of a SQLite store, in this process (decision 46); its socket is passed
+    to them in SHARED_WRITER_ENV. Storage v2 keeps a writer per worker, taking turns."""
+    if engine_of(settings.store_url) != "sqlite":
+        return None
+    # prometheus_client chose where its values live when imported, before PROMETHEUS_MULTIPROC_DIR was set
+    # here; chosen again (no metric exists yet in this process), the commits counted here are in the files
+    # that every worker's /metrics sums.
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    shared = serve_sqlite_writer(sqlite_path(settings.store_url), store_key(settings), Metrics().committed)
+    os.environ[SHARED_WRITER_ENV] = shared.name
+    return shared

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from datetime import tzinfo
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -22,6 +22,8 @@ from logsvc.store_url import engine_of, sqlite_url, tiered_url
 __all__ = ["ENV_PREFIX", "AwsGrant", "Settings", "load_settings"]
 
 ENV_PREFIX = "LOGSVC_"
+# Not a setting: how ``serve --workers N`` tells its workers where the writer they share listens.
+SHARED_WRITER_ENV: Final = f"{ENV_PREFIX}SHARED_WRITER"
 _JSON_FIELDS = frozenset({"retention_by_service", "aws_principals", "jwt_default_roles", "syslog_services"})
 _JSON_EXAMPLES = {
     "retention_by_service": 'a JSON object such as {"payments*": 30}',
@@ -374,7 +376,7 @@ def load_settings(
             raise ConfigError(f"config file {config_file} is not valid TOML: {exc}") from None
     fields = set(Settings.__struct_fields__)
     for key, value in environ.items():
-        if key.startswith(ENV_PREFIX) and key != f"{ENV_PREFIX}CONFIG":
+        if key.startswith(ENV_PREFIX) and key not in (f"{ENV_PREFIX}CONFIG", SHARED_WRITER_ENV):
             name = key[len(ENV_PREFIX) :].lower()
             if name not in fields:
                 raise ConfigError(f"unknown setting {key} in the environment")

@@ -138,3 +138,42 @@ def test_acknowledged_entries_survive_a_worker_killed(tmp_path: Path, engine: st
     assert not refused, refused[:3]
     assert stored >= len(acked)
     print(f"{len(acked)} entries acknowledged across {KILLS} kills of a worker; {stored} stored")
+
+
+@pytest.mark.crash
+def test_acknowledged_entries_survive_the_shared_writer_killed(tmp_path: Path) -> None:
+    """The workers' one writer lives in the supervisor (decision 46): SIGKILL it while clients ingest. The
+    workers write the store themselves from then on; a request whose reply the kill took is written again
+    by its worker (a log_id already stored is skipped). Every acknowledged entry is stored, once."""
+    data = tmp_path / "data"
+    server = ServerProcess(data, "--workers", "2")
+    acked: set[bytes] = set()
+    lock = threading.Lock()
+    stop = threading.Event()
+    refused: list[str] = []
+    clients = [
+        threading.Thread(target=client_loop, args=(server, stop, acked, lock, refused, n))
+        for n in range(CLIENTS)
+    ]
+    try:
+        server.start()
+        assert server.proc is not None
+        supervisor = server.proc.pid
+        assert eventually(lambda: len(_workers(supervisor)) == 2)
+        for thread in clients:
+            thread.start()
+        _wait_for_acknowledgements(acked, lock, 200)
+        os.kill(supervisor, signal.SIGKILL)
+        server.proc.wait(timeout=30)
+        _wait_for_acknowledgements(acked, lock, 200)
+        stop.set()
+        for thread in clients:
+            thread.join(timeout=60)
+    finally:
+        stop.set()
+        server.kill()
+    with lock:
+        stored = check_store(data / "logs.db", acked)
+    assert not refused, refused[:3]
+    assert "this worker now writes the store" in server.log_path.read_text()
+    print(f"{len(acked)} entries acknowledged, the shared writer killed; {stored} stored")

@@ -74,6 +74,8 @@ def _check(text: str) -> None:
     # One batch of 3, the rest one entry each; the refused ones are counted apart.
     assert _value(samples, "logsvc_entries_ingested_total") == _POSTS + 2
     assert _value(samples, "logsvc_entries_rejected_total") == _INVALID
+    # Counted by the writer: with several workers, the one they share in the supervisor process.
+    assert _value(samples, "logsvc_store_write_batch_entries_sum") == _POSTS + 2
 
 
 def test_one_worker_counts_every_request(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ never at import time."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -30,7 +31,7 @@ from logsvc.errors import LogServiceError
 from logsvc.root import Root
 from logsvc.routing import Endpoint, Services
 from logsvc.service import LogService
-from logsvc.settings import Settings, load_settings
+from logsvc.settings import SHARED_WRITER_ENV, Settings, load_settings
 from logsvc.storage.port import LogStore
 from logsvc.syslog_listener import SyslogListener
 
@@ -38,11 +39,17 @@ __all__ = ["Application", "asgi_app", "create_app", "create_app_from_environment
 
 
 def create_app(
-    settings: Settings, store: LogStore | None = None, *, endpoints: Sequence[Endpoint] = ENDPOINTS
+    settings: Settings,
+    store: LogStore | None = None,
+    *,
+    endpoints: Sequence[Endpoint] = ENDPOINTS,
+    shared_writer: str | None = None,
 ) -> Application:
     """The app of a new ``Root`` of ``settings`` (with ``store`` given, the caller owns it)."""
     metrics = Metrics()
-    root = Root(settings, store=store, observer=metrics, on_commit=metrics.committed)
+    root = Root(
+        settings, store=store, observer=metrics, on_commit=metrics.committed, shared_writer=shared_writer
+    )
     return asgi_app(root, endpoints, metrics=metrics)
 
 
@@ -151,5 +158,6 @@ class Application:
 
 
 def create_app_from_environment() -> Application:
-    """Factory for worker processes, which receive their settings as LOGSVC_* variables."""
-    return create_app(load_settings())
+    """Factory for worker processes, which receive their settings as LOGSVC_* variables, and the socket of
+    the writer they share in SHARED_WRITER_ENV."""
+    return create_app(load_settings(), shared_writer=os.environ.get(SHARED_WRITER_ENV))

@@ -28,11 +28,13 @@ def open_store(
     on_commit: Callable[[int], None] | None = None,
     key: bytes | None = None,
     retention: Sequence[RetentionRule] = (),
+    shared_writer: str | None = None,
 ) -> LogStore:
     """The adapter for a store URL: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
     ``tiered:///relative/dir`` or ``tiered:////absolute/dir`` (storage v2, which runs its compactor process
     while open; ``?generation_rows=N``: entries per hot generation, 8,192 by default), or
-    ``dynamodb://TABLE?region=..``. The DynamoDB store writes ``retention`` as each item's TTL."""
+    ``dynamodb://TABLE?region=..``. The DynamoDB store writes ``retention`` as each item's TTL. A SQLite
+    store's rows go to the ``shared_writer`` socket when given (``serve --workers N``)."""
     if engine_of(url) == "dynamodb":
         from logsvc.storage.dynamodb import DynamoDBStore  # noqa: PLC0415
 
@@ -55,7 +57,9 @@ def open_store(
         )
     from logsvc.storage.sqlite import SQLiteStore  # noqa: PLC0415
 
-    return SQLiteStore(sqlite_path(url), read_threads=read_threads, on_commit=on_commit, key=key)
+    return SQLiteStore(
+        sqlite_path(url), read_threads=read_threads, on_commit=on_commit, key=key, shared_writer=shared_writer
+    )
 
 
 def store_files(url: str) -> StoreFiles:

@@ -25,6 +25,7 @@ from logsvc.domain.stats import MAX_COUNTED, ServiceTotal, StatsQuery
 from logsvc.errors import ConfigError, StoreUnavailable
 from logsvc.storage.encoded import DEFAULT_ENCODED_BYTES, EncodedEntries
 from logsvc.storage.port import Arrivals, Export
+from logsvc.storage.shared_writer import WriterClient
 from logsvc.storage.sqlite_reads import (
     NEWEST_FIRST,
     arrivals,
@@ -64,6 +65,7 @@ class SQLiteStore:
         key: bytes | None = None,
         count_limit: int = MAX_COUNTED,
         encoded_bytes: int = DEFAULT_ENCODED_BYTES,
+        shared_writer: str | None = None,
     ) -> None:
         self.path = path
         self._key = key
@@ -82,6 +84,10 @@ class SQLiteStore:
         self._local = threading.local()
         self._read_pool = ThreadPoolExecutor(read_threads, thread_name_prefix="logsvc-read")
         self._writer = sqlite_writer(writer_conn, on_commit)
+        # Several worker processes: their rows go to the supervisor's one writer (decision 46); this
+        # writer does the rest (deletions, probes), and the rows too when that one cannot be reached.
+        self._client = WriterClient(shared_writer, self._writer) if shared_writer else None
+        self._append = self._client.submit if self._client else self._writer.submit
 
     def _reader(self) -> apsw.Connection:
         conn: apsw.Connection | None = getattr(self._local, "conn", None)
@@ -94,7 +100,7 @@ class SQLiteStore:
     # ---- writes ------------------------------------------------------------------------------------------
 
     async def append(self, entries: Sequence[NewEntry]) -> None:
-        await self._writer.submit(new_rows(entries))
+        await self._append(new_rows(entries))
 
     async def check_writable(self) -> None:
         await self._writer.submit(None)
@@ -227,6 +233,8 @@ class SQLiteStore:
     # ---- lifecycle ---------------------------------------------------------------------------------------
 
     async def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
         if not await self._writer.close():
             return
         self._read_pool.shutdown(wait=True)

@@ -24,7 +24,7 @@ import apsw
 
 from logsvc.errors import LogServiceError, StoreFull, StoreUnavailable
 
-__all__ = ["Job", "Transaction", "Writer", "taking_turns", "turns_lock"]
+__all__ = ["HAND_OVER_AT", "Frame", "Job", "Transaction", "Writer", "taking_turns", "turns_lock"]
 
 log = logging.getLogger("logsvc.storage.sqlite")
 
@@ -34,7 +34,7 @@ _MAX_GROUP_ROWS: Final = 50_000
 # hand-over a turn, the loop and the writer took turns instead (the loop idle while a group committed, the
 # writer idle while the loop read the next): 5% more single POSTs a second at 64 connections on a quiet
 # machine, at some writer CPU (smaller groups; decision 44).
-_HAND_OVER_AT: Final = 16
+HAND_OVER_AT: Final = 16
 T = TypeVar("T")
 
 
@@ -57,23 +57,39 @@ def taking_turns(fd: int | None) -> Iterator[None]:
 
 
 class Job(Generic[T]):
-    """Rows to insert, or other work on the write target (neither: a writability probe), and the future of
-    the request waiting on it; ``result`` is what the work returned."""
+    """Rows to insert, or other work on the write target (neither: a writability probe), and who waits
+    for it: the future of a request and its event loop, or the ``Frame`` of another process's requests;
+    ``result`` is what the work returned."""
 
-    __slots__ = ("future", "loop", "result", "rows", "work")
+    __slots__ = ("future", "result", "rows", "waiter", "work")
 
     def __init__(
         self,
         rows: list[tuple[Any, ...]] | None,
         work: Callable[[T], int] | None,
-        future: asyncio.Future[int | None],
-        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[int | None] | None,
+        waiter: asyncio.AbstractEventLoop | Frame,
     ):
         self.rows = rows
         self.work = work
         self.future = future
-        self.loop = loop
+        self.waiter = waiter
         self.result: int | None = None
+
+
+class Frame:
+    """Requests of another process (the workers of a shared writer), settled together: ``settle`` gets
+    their outcomes in order once the transaction holding them returned."""
+
+    __slots__ = ("jobs", "settle")
+
+    def __init__(
+        self,
+        rows_of_requests: list[list[tuple[Any, ...]]],
+        settle: Callable[[list[LogServiceError | None]], None],
+    ) -> None:
+        self.jobs: list[Job[Any]] = [Job(rows, None, None, self) for rows in rows_of_requests]
+        self.settle = settle
 
 
 # Writes a group's rows and runs its work in one transaction (all or nothing: rolled back when it raises).
@@ -118,20 +134,35 @@ class Writer(Generic[T]):
     ) -> int | None:
         """Rows to insert, or other work on the write target (neither: a writability probe); waits for the
         transaction that holds it and returns what the work returned."""
-        if self.closed:
-            raise StoreUnavailable(_SHUTTING_DOWN)
+        return await self.enqueue(rows, work)
+
+    def enqueue(
+        self, rows: list[tuple[Any, ...]] | None, work: Callable[[T], int] | None = None
+    ) -> asyncio.Future[int | None]:
+        """``submit`` without the wait: the future of its outcome, on the running event loop."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int | None] = loop.create_future()
+        if self.closed:
+            future.set_exception(StoreUnavailable(_SHUTTING_DOWN))
+            return future
         batch = self._batches.get(loop)
         if batch is None:
             # One hand-over (a lock, a queue put, maybe the writer's wake-up) for the requests of this
-            # turn of the loop (up to _HAND_OVER_AT at a time), not one per request.
+            # turn of the loop (up to HAND_OVER_AT at a time), not one per request.
             batch = self._batches[loop] = []
             loop.call_soon(self._hand_over, loop)
         batch.append(Job(rows, work, future, loop))
-        if len(batch) >= _HAND_OVER_AT:
+        if len(batch) >= HAND_OVER_AT:
             self._hand_over(loop)
-        return await future
+        return future
+
+    def put(self, frame: Frame) -> None:
+        """Another process's requests, in one group (as one loop's batch); settled at once when closed."""
+        with self._closing:
+            if not self.closed:
+                self._jobs.put(frame.jobs)
+                return
+        frame.settle([StoreUnavailable(_SHUTTING_DOWN)] * len(frame.jobs))
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
         batch = self._batches.pop(loop, None)
@@ -142,7 +173,7 @@ class Writer(Generic[T]):
                 self._jobs.put(batch)
                 return
         for job in batch:
-            if not job.future.done():
+            if job.future is not None and not job.future.done():
                 job.future.set_exception(StoreUnavailable(_SHUTTING_DOWN))
 
     async def close(self) -> bool:
@@ -227,20 +258,24 @@ def _translate(exc: Exception) -> LogServiceError:
 
 
 def _settle(group: list[Job[T]], outcomes: list[LogServiceError | None]) -> None:
-    """Complete every waiting request, with one wake-up per event loop rather than one per request."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Job[T], LogServiceError | None]]] = {}
+    """Complete every waiting request, with one wake-up per event loop rather than one per request, and
+    one settle per frame (a frame's jobs are one item of the queue: always in the same group)."""
+    by_waiter: dict[asyncio.AbstractEventLoop | Frame, list[tuple[Job[T], LogServiceError | None]]] = {}
     for job, outcome in zip(group, outcomes, strict=True):
-        by_loop.setdefault(job.loop, []).append((job, outcome))
-    for loop, pairs in by_loop.items():
+        by_waiter.setdefault(job.waiter, []).append((job, outcome))
+    for waiter, pairs in by_waiter.items():
+        if isinstance(waiter, Frame):
+            waiter.settle([outcome for _, outcome in pairs])
+            continue
         try:
-            loop.call_soon_threadsafe(_complete, pairs)
+            waiter.call_soon_threadsafe(_complete, pairs)
         except RuntimeError:
             log.warning("a request's event loop closed before its write completed")
 
 
 def _complete(pairs: list[tuple[Job[T], LogServiceError | None]]) -> None:
     for job, outcome in pairs:
-        if job.future.done():
+        if job.future is None or job.future.done():
             continue
         if outcome is None:
             job.future.set_result(job.result)
