@@ -3,13 +3,16 @@ prometheus_client's files (several workers), read back with prometheus_client's 
 
 from __future__ import annotations
 
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ServerProcess, ServerThread, bearer, make_settings
+from logsvc.datadir import DataDir
+from tests.conftest import ServerProcess, ServerThread, bearer, eventually, make_settings
 
 _POSTS = 120
 _INVALID = 7
@@ -87,12 +90,29 @@ def test_one_worker_counts_every_request(tmp_path: Path) -> None:
         server.stop()
 
 
+def _published_all(data: Path) -> bool:
+    """Whether the workers' files hold every request: each worker writes its request counts every second
+    (the other metrics are in prometheus_client's files at once)."""
+    counts: Counter[tuple[str, str, int]] = Counter()
+    for path in DataDir(data).metrics.glob("counted_*.json"):
+        for method, route, status, count, _ in msgspec.json.decode(path.read_bytes())[0]:
+            counts[(method, route, status)] += count
+    expected = {
+        ("POST", "/logs", 201): _POSTS,
+        ("POST", "/logs", 400): _INVALID,
+        ("GET", "unmatched", 404): _NOT_FOUND,
+    }
+    return all(counts[key] == count for key, count in expected.items())
+
+
 def test_two_workers_count_every_request(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path / "data", "--workers", "2")
     try:
         server.start()
         _load(server.url, server.headers)
-        # Each worker answers some scrapes (new connections are spread over them): each sums all workers.
+        # Each worker answers some scrapes (new connections are spread over them): each sums all workers,
+        # the other workers' request counts as they wrote them last.
+        assert eventually(lambda: _published_all(server.data_dir), seconds=30)
         for _ in range(4):
             _check(httpx.get(f"{server.url}/metrics", headers=server.headers, timeout=10).text)
     finally:

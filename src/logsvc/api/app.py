@@ -85,6 +85,7 @@ def asgi_app(
             authenticator=root.authenticator(),
         )
         syslog = SyslogListener(root.settings, service, metrics) if root.settings.syslog_port else None
+        metrics.start()
         try:
             if syslog is not None:
                 await syslog.start()
@@ -93,6 +94,7 @@ def asgi_app(
             if syslog is not None:
                 await syslog.stop()  # what it read is committed before the store closes
             await root.stop()
+            await metrics.stop()
 
     routes = starlette_routes(endpoints)
     app = Starlette(
