@@ -34,18 +34,17 @@ import msgspec
 
 from logsvc.errors import LogServiceError, StoreFull, StoreUnavailable
 from logsvc.storage.sqlite_schema import open_connection
-from logsvc.storage.sqlite_writer import sqlite_writer
-from logsvc.storage.writer import HAND_OVER_AT, Frame, Writer
+from logsvc.storage.sqlite_writer import encode_rows, sqlite_writer
+from logsvc.storage.writer import HAND_OVER_AT, Encoded, Frame, Rows, Writer
 
 __all__ = ["SharedWriter", "WriterClient", "serve_sqlite_writer"]
 
 log = logging.getLogger("logsvc.storage.sqlite")
 
 _LENGTH: Final = struct.Struct("<I")
-Rows = list[tuple[Any, ...]]
 # A request's outcome in a reply: None (committed) or the error's code and detail.
 Outcome = tuple[str, str] | None
-_REQUESTS: Final = msgspec.msgpack.Decoder(tuple[int, list[Rows]])
+_REQUESTS: Final = msgspec.msgpack.Decoder(tuple[int, list[Encoded]])
 _REPLIES: Final = msgspec.msgpack.Decoder(tuple[int, list[Outcome]])
 _ENCODER: Final = msgspec.msgpack.Encoder()
 _ERRORS: Final[dict[str, type[LogServiceError]]] = {StoreFull.code: StoreFull}
@@ -234,7 +233,8 @@ class WriterClient:
             return
         self._frame_id += 1
         self._waiting[self._frame_id] = batch
-        self._transport.write(_framed((self._frame_id, [rows for rows, _ in batch])))
+        # Encoded here, where the cores of several workers share the work, not by the one writer.
+        self._transport.write(_framed((self._frame_id, [encode_rows(rows) for rows, _ in batch])))
 
     def replied(self, data: bytes) -> None:
         for frame_id, outcomes in self._frames.feed(data):

@@ -19,16 +19,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import apsw
 import msgspec
 
 from logsvc.storage.sqlite_rollups import FRESH_COUNTS, counting
 from logsvc.storage.sqlite_schema import BLOCK_SHIFT, INDEX_NEW_ROWS
-from logsvc.storage.writer import Job, Writer, turns_lock
+from logsvc.storage.writer import Encoded, Job, Rows, Writer, turns_lock
 
-__all__ = ["WRITER_SCHEMA", "sqlite_writer"]
+__all__ = ["WRITER_SCHEMA", "encode_rows", "sqlite_writer"]
 
 _ID_BYTES: Final = 16
 # A group: the newest number before it, the commit time, its rows' log_ids end to end (16 bytes each) and
@@ -96,16 +96,20 @@ def sqlite_writer(conn: apsw.Connection, on_commit: Callable[[int], None] | None
     )
 
 
+def encode_rows(rows: Rows) -> Encoded:
+    """``rows`` (``new_rows``'s tuples) as the group's statement takes them (their JSON arrays without the
+    enclosing brackets, so that those of several jobs join with commas)."""
+    values = msgspec.json.encode([row[1:] for row in rows])[1:-1]
+    return Encoded(len(rows), b"".join([row[0] for row in rows]), values)
+
+
 def _write(conn: apsw.Connection, group: list[Job[apsw.Connection]]) -> None:
-    rows = [row for job in group if job.rows for row in job.rows]
     if all(job.work is None for job in group):
-        if rows:
-            _write_rows(conn, rows)
+        _write_rows(conn, group)
         return
     try:
         conn.execute("BEGIN IMMEDIATE")
-        if rows:
-            _write_rows(conn, rows)
+        _write_rows(conn, group)
         for job in group:
             if job.work is not None:
                 job.result = job.work(conn)
@@ -116,10 +120,26 @@ def _write(conn: apsw.Connection, group: list[Job[apsw.Connection]]) -> None:
         raise
 
 
-def _write_rows(conn: apsw.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """``rows`` (``new_rows``'s tuples) in one statement: its own transaction in autocommit mode."""
-    ids = b"".join([row[0] for row in rows])
-    if len(ids) != _ID_BYTES * len(rows):
-        raise ValueError(f"a log_id is not {_ID_BYTES} bytes")
-    rest = msgspec.json.encode([row[1:] for row in rows]).decode()
-    conn.execute(_GROUP_WRITTEN, (time.time_ns() // 1000, ids, rest))
+def _write_rows(conn: apsw.Connection, group: list[Job[apsw.Connection]]) -> None:
+    """The group's rows (``new_rows``'s tuples, or ``Encoded`` by the workers of a shared writer) in one
+    statement: its own transaction in autocommit mode. Nothing without rows."""
+    plain: Rows = []
+    encoded: list[Encoded] = []
+    for job in group:
+        if isinstance(job.rows, Encoded):
+            encoded.append(job.rows)
+        elif job.rows:
+            plain += job.rows
+    if plain:
+        encoded.append(encode_rows(plain))
+    ids: list[bytes] = []
+    values: list[bytes] = []
+    for rows in encoded:
+        # An id of another length would shift every id after it.
+        if len(rows.ids) != _ID_BYTES * rows.count or not rows.count:
+            raise ValueError(f"{rows.count} rows whose log_ids are not {_ID_BYTES} bytes each")
+        ids.append(rows.ids)
+        values.append(rows.values)
+    if ids:
+        rest = b"[" + b",".join(values) + b"]"
+        conn.execute(_GROUP_WRITTEN, (time.time_ns() // 1000, b"".join(ids), rest.decode()))

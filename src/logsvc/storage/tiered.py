@@ -45,7 +45,7 @@ from logsvc.storage.sqlite_stats import KEYS, check_countable_minutes, rollup_hi
 from logsvc.storage.tiered_compactor import Compactor
 from logsvc.storage.tiers import ROWS_PER_GENERATION, ColdFile, HotFile
 from logsvc.storage.token_filter import Tokenizer
-from logsvc.storage.writer import Job, Writer, turns_lock
+from logsvc.storage.writer import Job, Writer, plain_rows, turns_lock
 
 __all__ = ["COLD_FILE", "HOT_FILE", "TieredStore"]
 
@@ -226,7 +226,7 @@ def _write(files: _Files, group: list[Job[_Files]]) -> None:
     """A group's rows in one durable append, then its other work (retention, which runs its own
     transactions), or a writability probe when it has neither."""
     hot, cold = files.hot, files.cold
-    rows = [row for job in group if job.rows for row in job.rows]
+    rows = plain_rows(group)
     if rows:
         hot.append(rows, lambda keys: tiers_reads.contains(hot, cold, keys))
     works = [job for job in group if job.work is not None]

@@ -21,10 +21,22 @@ from pathlib import Path
 from typing import Any, Final, Generic, TypeVar
 
 import apsw
+import msgspec
 
 from logsvc.errors import LogServiceError, StoreFull, StoreUnavailable
 
-__all__ = ["HAND_OVER_AT", "Frame", "Job", "Transaction", "Writer", "taking_turns", "turns_lock"]
+__all__ = [
+    "HAND_OVER_AT",
+    "Encoded",
+    "Frame",
+    "Job",
+    "Rows",
+    "Transaction",
+    "Writer",
+    "plain_rows",
+    "taking_turns",
+    "turns_lock",
+]
 
 log = logging.getLogger("logsvc.storage.sqlite")
 
@@ -56,6 +68,32 @@ def taking_turns(fd: int | None) -> Iterator[None]:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
+Rows = list[tuple[Any, ...]]
+
+
+class Encoded(msgspec.Struct, array_like=True, gc=False):
+    """Rows their sender encoded already (a worker of a shared writer, whose CPU is not the writer's): how
+    many, their log_ids end to end, and their other values as JSON arrays separated by commas."""
+
+    count: int
+    ids: bytes
+    values: bytes
+
+    def __len__(self) -> int:
+        return self.count
+
+
+def plain_rows(group: list[Job[T]]) -> Rows:
+    """The rows of ``group``, for an engine that takes no ``Encoded`` rows."""
+    rows: Rows = []
+    for job in group:
+        if isinstance(job.rows, Encoded):
+            raise TypeError("this engine takes rows, not encoded rows")
+        if job.rows:
+            rows += job.rows
+    return rows
+
+
 class Job(Generic[T]):
     """Rows to insert, or other work on the write target (neither: a writability probe), and who waits
     for it: the future of a request and its event loop, or the ``Frame`` of another process's requests;
@@ -65,7 +103,7 @@ class Job(Generic[T]):
 
     def __init__(
         self,
-        rows: list[tuple[Any, ...]] | None,
+        rows: Rows | Encoded | None,
         work: Callable[[T], int] | None,
         future: asyncio.Future[int | None] | None,
         waiter: asyncio.AbstractEventLoop | Frame,
@@ -85,7 +123,7 @@ class Frame:
 
     def __init__(
         self,
-        rows_of_requests: list[list[tuple[Any, ...]]],
+        rows_of_requests: list[Encoded],
         settle: Callable[[list[LogServiceError | None]], None],
     ) -> None:
         self.jobs: list[Job[Any]] = [Job(rows, None, None, self) for rows in rows_of_requests]
