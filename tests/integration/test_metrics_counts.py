@@ -94,7 +94,7 @@ def _published_all(data: Path) -> bool:
     """Whether the workers' files hold every request: each worker writes its request counts every second
     (the other metrics are in prometheus_client's files at once)."""
     counts: Counter[tuple[str, str, int]] = Counter()
-    for path in DataDir(data).metrics.glob("counted_*.json"):
+    for path in DataDir(data).metrics.glob("counted_v1_*.json"):
         for method, route, status, count, _ in msgspec.json.decode(path.read_bytes())[0]:
             counts[(method, route, status)] += count
     expected = {

@@ -7,15 +7,20 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import apsw
 import msgspec
 import pytest
 
+from logsvc.domain.entries import NewEntry
 from logsvc.errors import StoreUnavailable
 from logsvc.storage.shared_writer import serve_sqlite_writer
 from logsvc.storage.sqlite import SQLiteStore
+from logsvc.storage.sqlite_schema import new_rows
+from logsvc.storage.sqlite_writer import encode_rows
 from tests.integration.test_sqlite_store import entry
 
 
@@ -102,36 +107,152 @@ def test_a_frame_the_shared_writer_cannot_read_ends_only_its_own_connection(tmp_
     assert commits == [1]
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="connecting as another user needs root")
-def test_the_shared_writer_serves_its_own_user_only(tmp_path: Path) -> None:
-    """Its socket has no file modes (abstract namespace): the peer's user id is checked instead."""
-    path = tmp_path / "logs.db"
-    shared = serve_sqlite_writer(path, None, lambda count: None)
-    e = entry(1, "from another user")
-    body = msgspec.msgpack.encode([1, [[[e.log_id, e.ts_us, e.service_name, 3, "application", e.message]]]])
-    frame = len(body).to_bytes(4, "little") + body
+def _frame(*entries: NewEntry) -> bytes:
+    """A worker's frame of one request holding ``entries``, as the workers encode it."""
+    body = msgspec.msgpack.encode((1, [encode_rows(new_rows(entries))]))
+    return len(body).to_bytes(4, "little") + body
+
+
+def _as_nobody(act: Callable[[], bytes]) -> bytes:
+    """What ``act`` returns, run in a child process as user 65534 (``nobody``)."""
     readable, writable = os.pipe()
     try:
         child = os.fork()
-        if child == 0:  # the stranger: another user, who can reach the abstract namespace
+        if child == 0:
             try:
                 os.setuid(65534)
-                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stranger:
-                    stranger.connect(f"\0{shared.name}")
-                    stranger.settimeout(30)
-                    try:
-                        stranger.sendall(frame)
-                        answered = stranger.recv(100)
-                    except (BrokenPipeError, ConnectionResetError):  # hung up before or after the frame
-                        answered = b""
-                    os.write(writable, b"hung up" if answered == b"" else b"answered")
+                os.write(writable, act())
             finally:
                 os._exit(0)
         os.close(writable)
         os.waitpid(child, 0)
-        answer = os.read(readable, 100)
+        return os.read(readable, 100)
     finally:
         os.close(readable)
+
+
+def _send_and_read(name: str, frame: bytes) -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(f"\0{name}")
+        sock.settimeout(30)
+        try:
+            sock.sendall(frame)
+            return sock.recv(100) or b"hung up"
+        except (BrokenPipeError, ConnectionResetError):  # hung up before or after the frame
+            return b"hung up"
+
+
+needs_root = pytest.mark.skipif(os.getuid() != 0, reason="acting as another user needs root")
+
+
+@needs_root
+def test_the_shared_writer_serves_its_own_user_only(tmp_path: Path) -> None:
+    """Its socket has no file modes (abstract namespace): the peer's user id is checked instead."""
+    path = tmp_path / "logs.db"
+    shared = serve_sqlite_writer(path, None, lambda count: None)
+    own, stranger = entry(1, "from this user"), entry(2, "from another user")
+    try:
+        assert _as_nobody(lambda: _send_and_read(shared.name, _frame(stranger))) == b"hung up"
+        assert _send_and_read(shared.name, _frame(own)) != b"hung up"  # the reply
+    finally:
         shared.stop()
-    assert answer == b"hung up"
-    assert _stored(path) == []
+    assert _stored(path) == [(own.log_id, own.message)]
+
+
+@needs_root
+def test_a_worker_sends_nothing_to_a_socket_another_user_holds(tmp_path: Path) -> None:
+    """The supervisor was killed and another user bound its name: the worker must neither send its rows
+    there nor take that user's replies for commits; it writes the store itself."""
+    name = f"logsvc-writer-test-{os.getpid()}"
+    path = tmp_path / "logs.db"
+
+    def squat() -> bytes:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+            listener.bind(f"\0{name}")
+            listener.listen()
+            os.write(ready_w, b"1")
+            connection, _ = listener.accept()
+            connection.settimeout(30)
+            received = b""
+            while data := connection.recv(1 << 16):
+                received += data
+            return str(len(received)).encode()
+
+    ready_r, ready_w = os.pipe()
+    with ThreadPoolExecutor(1) as pool:
+        squatter = pool.submit(_as_nobody, squat)
+        assert os.read(ready_r, 1) == b"1"
+        e = entry(1, "kept here")
+
+        async def worker() -> None:
+            store = SQLiteStore(path, shared_writer=name)
+            try:
+                await store.append([e])
+            finally:
+                await store.close()
+
+        asyncio.run(worker())
+        assert squatter.result(timeout=60) == b"0"
+    os.close(ready_r)
+    os.close(ready_w)
+    assert _stored(path) == [(e.log_id, e.message)]
+
+
+def test_a_request_whose_reply_is_lost_is_written_by_its_worker(tmp_path: Path) -> None:
+    """The writer read the frame and hung up without a reply (the supervisor killed mid-commit, say): the
+    worker writes the request itself, and the request returns."""
+    name = f"logsvc-writer-test-{os.getpid()}-lost"
+    path = tmp_path / "logs.db"
+    received: list[bytes] = []
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(f"\0{name}")
+        listener.listen()
+
+        def read_one_frame_and_hang_up() -> None:
+            connection, _ = listener.accept()
+            with connection:
+                received.append(connection.recv(1 << 16))
+
+        with ThreadPoolExecutor(1) as pool:
+            fake = pool.submit(read_one_frame_and_hang_up)
+            e = entry(1, "written by its worker")
+
+            async def worker() -> None:
+                store = SQLiteStore(path, shared_writer=name)
+                try:
+                    await asyncio.wait_for(store.append([e]), timeout=60)
+                finally:
+                    await store.close()
+
+            asyncio.run(worker())
+            fake.result(timeout=60)
+    assert received
+    assert received[0]  # the frame was sent before the hang-up
+    assert _stored(path) == [(e.log_id, e.message)]
+
+
+def test_a_request_cancelled_while_its_worker_connects_leaves_the_others_connected(tmp_path: Path) -> None:
+    path = tmp_path / "logs.db"
+    commits: list[int] = []
+    shared = serve_sqlite_writer(path, None, commits.append)
+    first, second = entry(1, "cancelled"), entry(2, "sent after")
+
+    async def worker() -> None:
+        store = SQLiteStore(path, shared_writer=shared.name)
+        try:
+            cancelled = asyncio.ensure_future(store.append([first]))
+            await asyncio.sleep(0)  # it waits for the connection now
+            cancelled.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+            await store.append([second])
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(worker())
+    finally:
+        shared.stop()
+    assert commits == [1]  # through the shared writer
+    assert _stored(path) == [(second.log_id, second.message)]

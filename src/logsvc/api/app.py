@@ -91,10 +91,12 @@ def asgi_app(
                 await syslog.start()
             yield {SHUTDOWN_HOOK: root.tail_hub().close}
         finally:
-            if syslog is not None:
-                await syslog.stop()  # what it read is committed before the store closes
-            await root.stop()
-            await metrics.stop()
+            try:
+                if syslog is not None:
+                    await syslog.stop()  # what it read is committed before the store closes
+                await root.stop()
+            finally:
+                await metrics.stop()
 
     routes = starlette_routes(endpoints)
     app = Starlette(

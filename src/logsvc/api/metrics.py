@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 import os
 import time
@@ -30,6 +31,8 @@ from prometheus_client.utils import INF, floatToGoString
 
 __all__ = ["Metrics"]
 
+log = logging.getLogger("logsvc.api")
+
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _REQUESTS = ("logsvc_http_requests", "HTTP requests answered")
 _LATENCY = ("logsvc_http_request_duration_seconds", "Time from request start to the end of the response")
@@ -38,6 +41,9 @@ _INGESTED = ("logsvc_entries_ingested", "Log entries stored and acknowledged")
 _LE = tuple(floatToGoString(bound) for bound in (*_LATENCY_BUCKETS, INF))  # type: ignore[no-untyped-call]
 _BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000)
 _PUBLISH_SECONDS: Final = 1.0
+# Each worker's request counts: this, its pid, ``.json``; with the layout's version, so that the workers of
+# another version (a SIGHUP restart onto new code) never read each other's.
+_COUNTED: Final = "counted_v1_"
 
 
 class _Snapshot(msgspec.Struct, array_like=True):
@@ -229,23 +235,32 @@ class Metrics:
 
     def _publish(self) -> None:
         assert self._files is not None
-        written = self._files / f"counted_{os.getpid()}.json"
+        written = self._files / f"{_COUNTED}{os.getpid()}.json"
         partial = written.with_suffix(".partial")
-        partial.write_bytes(msgspec.json.encode(self._counted.snapshot()))
-        partial.replace(written)  # a scrape reads the whole file, old or new
+        try:
+            partial.write_bytes(msgspec.json.encode(self._counted.snapshot()))
+            partial.replace(written)  # a scrape reads the whole file, old or new
+        except OSError as exc:
+            log.warning("cannot write this worker's request counts to %s: %s", written, exc)
 
     def exposition(self) -> bytes:
-        # With several worker processes prometheus_client keeps values in files; one scrape sums them all,
-        # and the other workers' counts of their files with this one's own.
+        # With several worker processes prometheus_client keeps values in files; one scrape sums them all.
+        # The request counts too: each worker's as written last, this worker's written just now, so that
+        # a total never falls from one scrape to the next (a scrape of another worker may read this
+        # worker's file a second old, never newer counts than it showed).
         if self._files is not None:
             registry = CollectorRegistry()
             MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-            own = self._files / f"counted_{os.getpid()}.json"
-            others = [_read_snapshot(path) for path in self._files.glob("counted_*.json") if path != own]
-            registry.register(_Counted.summed([self._counted.snapshot(), *others]))
+            self._publish()
+            snapshots = [_read_snapshot(path) for path in self._files.glob(f"{_COUNTED}*.json")]
+            registry.register(_Counted.summed(s for s in snapshots if s is not None))
             return generate_latest(registry)
         return generate_latest(self.registry)
 
 
-def _read_snapshot(path: Path) -> _Snapshot:
-    return msgspec.json.decode(path.read_bytes(), type=_Snapshot)
+def _read_snapshot(path: Path) -> _Snapshot | None:
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=_Snapshot)
+    except (OSError, msgspec.DecodeError) as exc:
+        log.warning("skipped the request counts in %s: %s", path, exc)
+        return None

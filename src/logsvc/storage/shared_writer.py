@@ -3,12 +3,13 @@
 Workers that each wrote the file took turns through a lock (decisions 26 and 32): every turn committed a
 small group, and found SQLite's page cache stale after the other worker's commit, so it read and decrypted
 again the pages it was about to write. Here the supervisor process holds the store's one writer thread
-(``sqlite_writer``, with its group commit) and serves it on a Unix socket in a private directory. Each
-worker sends it the rows of its requests, one frame per turn of its event loop (or per ``HAND_OVER_AT``
-requests), and answers a request once the reply says that the transaction holding its rows committed.
+(``sqlite_writer``, with its group commit) and serves it on a Unix socket. Each worker sends it the rows
+of its requests, one frame per turn of its event loop (``LoopBatches``), and answers a
+request once the reply says that the transaction holding its rows committed.
 
 A frame is a 4-byte little-endian length and a MessagePack body: ``[frame id, [rows of each request]]``
-from a worker, ``[frame id, [null or [error code, detail] for each request]]`` back.
+from a worker (each request's rows ``Encoded``), ``[frame id, [null or [error code, detail] for each
+request]]`` back.
 
 A worker that cannot reach the shared writer (the supervisor was killed) writes through its own writer
 from then on, taking turns with any other as before. Its requests still waiting for a reply are written
@@ -21,11 +22,13 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import os
 import secrets
 import socket
 import struct
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
@@ -35,7 +38,7 @@ import msgspec
 from logsvc.errors import LogServiceError, StoreFull, StoreUnavailable
 from logsvc.storage.sqlite_schema import open_connection
 from logsvc.storage.sqlite_writer import encode_rows, sqlite_writer
-from logsvc.storage.writer import HAND_OVER_AT, Encoded, Frame, Rows, Writer
+from logsvc.storage.writer import Encoded, Frame, LoopBatches, Rows, Writer, translate
 
 __all__ = ["SharedWriter", "WriterClient", "serve_sqlite_writer"]
 
@@ -49,9 +52,7 @@ _REPLIES: Final = msgspec.msgpack.Decoder(tuple[int, list[Outcome]])
 _ENCODER: Final = msgspec.msgpack.Encoder()
 _ERRORS: Final[dict[str, type[LogServiceError]]] = {StoreFull.code: StoreFull}
 _READ_BYTES: Final = 1 << 18
-_SEND_TIMEOUT: Final = struct.pack("ll", 5, 0)  # struct timeval: 5 s
-# The result of a request's future when its frame must be written by the worker's own writer instead.
-_WRITE_HERE: Final = -1
+_SEND_TIMEOUT: Final = struct.pack("ll", 5, 0)  # SO_SNDTIMEO's struct timeval on 64-bit Linux: 5 s
 
 
 def _address(name: str) -> str:
@@ -102,70 +103,134 @@ class SharedWriter:
     def __init__(self, writer: Writer[Any]) -> None:
         self._writer = writer
         # In Linux's abstract namespace: no file to leave behind when the supervisor is killed, and no limit
-        # from the length of the data directory's path. It has no file modes, so a connection is served
-        # only when its peer runs as this user (as only this user can write the store); the random name
-        # cannot be taken first by another user.
+        # from the length of the data directory's path. It has no file modes, and its names are listed in
+        # /proc/net/unix: each side checks that the other runs as this user (who can write the store file
+        # anyway).
         self.name = f"logsvc-writer-{secrets.token_hex(12)}"
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._connections: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._connections: set[_Connection] = set()
+        self._readers: set[threading.Thread] = set()
+        self._accepting = threading.Thread(target=self._accept, name="logsvc-writer-accept", daemon=True)
+        self._stopping = False
+        self._refusals = _Rarely()
 
     def start(self) -> None:
         self._listener.bind(_address(self.name))
         self._listener.listen()
-        self._spawn(self._accept, "logsvc-writer-accept")
+        self._accepting.start()
 
     def stop(self) -> None:
         """After the workers: close the socket, then write what was read and close the writer."""
+        self._stopping = True
         # shutdown(), unlike close(), wakes the threads blocked in accept() and recv() on these sockets.
-        for sock in [self._listener, *self._connections]:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        for thread in self._threads:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._accepting.join()
+        with self._lock:
+            connections, readers = list(self._connections), list(self._readers)
+        for connection in connections:
+            connection.hang_up()
+        for thread in readers:
             thread.join()
         asyncio.run(self._writer.close())
-        for sock in [self._listener, *self._connections]:
-            sock.close()
-
-    def _spawn(self, target: Callable[..., None], name: str, *args: Any) -> None:
-        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
-        self._threads.append(thread)
-        thread.start()
+        self._listener.close()
 
     def _accept(self) -> None:
         while True:
             try:
-                connection, _ = self._listener.accept()
-            except OSError:
-                return  # shut down by stop()
-            _, uid, _ = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+                sock, _ = self._listener.accept()
+            except OSError as exc:
+                if self._stopping:
+                    return
+                if self._refusals.now("accept"):
+                    log.error("the shared writer cannot accept a connection: %s", exc)
+                time.sleep(0.1)  # out of file descriptors, say: no busy loop while it lasts
+                continue
+            uid = _peer_uid(sock)
             if uid != os.getuid():
-                log.error("refused a connection to the shared writer from user id %d", uid)
-                connection.close()
+                if self._refusals.now("uid"):
+                    log.error("refused a connection to the shared writer from user id %d", uid)
+                sock.close()
                 continue
             # A worker that stops reading must not hold the writer thread up in a reply for long.
-            connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _SEND_TIMEOUT)
-            self._connections.append(connection)
-            self._spawn(self._read, "logsvc-writer-read", connection)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _SEND_TIMEOUT)
+            connection = _Connection(sock)
+            reader = threading.Thread(
+                target=self._read, args=(connection,), name="logsvc-writer-read", daemon=True
+            )
+            with self._lock:
+                self._connections.add(connection)
+                self._readers.add(reader)
+            reader.start()
 
-    def _read(self, connection: socket.socket) -> None:
+    def _read(self, connection: _Connection) -> None:
         frames = _Frames(_REQUESTS.decode)
-        while data := connection.recv(_READ_BYTES):
+        try:
+            while data := connection.sock.recv(_READ_BYTES):
+                for frame_id, requests in frames.feed(data):
+                    self._writer.put(Frame(requests, functools.partial(connection.reply, frame_id)))
+        except msgspec.DecodeError as exc:
+            log.error("a worker sent the shared writer a frame it cannot read, hanging up: %s", exc)
+        except OSError:
+            pass  # the worker is gone (killed with replies unread: reset)
+        except Exception:
+            log.exception("the shared writer failed reading a worker's frames, hanging up")
+        finally:
+            # The worker sees the hang-up and writes what it still waits for itself.
+            connection.hang_up()
+            with self._lock:
+                self._connections.discard(connection)
+                self._readers.discard(threading.current_thread())
+
+
+class _Connection:
+    """A worker's connection: replies from the writer thread, the hang-up from its reader or ``stop``."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._lock = threading.Lock()
+        self._open = True
+
+    def reply(self, frame_id: int, outcomes: list[LogServiceError | None]) -> None:
+        """Run by the writer thread once the frame's transaction returned."""
+        replies = [None if outcome is None else (outcome.code, outcome.detail) for outcome in outcomes]
+        with self._lock:
+            if not self._open:
+                return  # the worker writes its requests itself
             try:
-                messages = frames.feed(data)
-            except msgspec.DecodeError as exc:
-                log.error("a worker sent the shared writer a frame it cannot read, hanging up: %s", exc)
-                connection.shutdown(socket.SHUT_RDWR)
+                self.sock.sendall(_framed((frame_id, replies)))
                 return
-            for frame_id, requests in messages:
-                self._writer.put(Frame(requests, functools.partial(_reply, connection, frame_id)))
+            except OSError:
+                pass  # gone, or not reading for _SEND_TIMEOUT: a reply may be half sent
+        self.hang_up()
+
+    def hang_up(self) -> None:
+        with self._lock:
+            if self._open:
+                self._open = False
+                with contextlib.suppress(OSError):
+                    self.sock.shutdown(socket.SHUT_RDWR)
+                self.sock.close()
 
 
-def _reply(connection: socket.socket, frame_id: int, outcomes: list[LogServiceError | None]) -> None:
-    """Run by the writer thread once the frame's transaction returned."""
-    replies = [None if outcome is None else (outcome.code, outcome.detail) for outcome in outcomes]
-    with contextlib.suppress(OSError):  # the worker is gone, or hung: it writes its requests itself
-        connection.sendall(_framed((frame_id, replies)))
+def _peer_uid(sock: socket.socket) -> int:
+    _, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    return int(uid)
+
+
+class _Rarely:
+    """Whether to log a repeated error now: once a minute per kind, so that nobody floods the log."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+
+    def now(self, kind: str) -> bool:
+        at = time.monotonic()
+        if at - self._last.get(kind, -math.inf) < 60:
+            return False
+        self._last[kind] = at
+        return True
 
 
 class WriterClient:
@@ -178,36 +243,35 @@ class WriterClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._transport: asyncio.Transport | None = None
-        self._batch: list[tuple[Rows, asyncio.Future[int]]] | None = None
-        self._waiting: dict[int, list[tuple[Rows, asyncio.Future[int]]]] = {}
+        self._batches = LoopBatches(self._send)
+        # Per frame sent, its requests; a request's future is True once committed, False when its worker
+        # must write it itself (the connection was lost before the reply).
+        self._waiting: dict[int, list[tuple[Rows, asyncio.Future[bool]]]] = {}
         self._frame_id = 0
         self._frames = _Frames(_REPLIES.decode)
         self._gone = False
         self._closing = False
 
     async def submit(self, rows: Rows) -> None:
-        if self._transport is None and not self._gone:
-            await self._connect()
         loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        if loop is self._loop and self._transport is None and not self._gone:
+            await self._connect()
         if self._gone or loop is not self._loop:
             await self._local.submit(rows)
             return
-        future: asyncio.Future[int] = loop.create_future()
-        batch = self._batch
-        if batch is None:
-            batch = self._batch = []
-            loop.call_soon(self._send)
-        batch.append((rows, future))
-        if len(batch) >= HAND_OVER_AT:
-            self._send()
-        if await future == _WRITE_HERE:
+        future: asyncio.Future[bool] = loop.create_future()
+        self._batches.add(loop, (rows, future))
+        if not await future:
             await self._local.submit(rows)
 
     async def _connect(self) -> None:
         if self._connecting is None:
-            self._loop = asyncio.get_running_loop()
+            assert self._loop is not None
             self._connecting = self._loop.create_task(self._open())
-        await self._connecting
+        # Shielded: a request cancelled while connecting must not cancel the connection of the others.
+        await asyncio.shield(self._connecting)
 
     async def _open(self) -> None:
         assert self._loop is not None
@@ -215,6 +279,9 @@ class WriterClient:
         sock.setblocking(False)
         try:
             await self._loop.sock_connect(sock, _address(self._name))
+            if _peer_uid(sock) != os.getuid():
+                # The supervisor is gone and another user took its name: rows must not go there.
+                raise ConnectionRefusedError(f"the socket is held by user id {_peer_uid(sock)}")
             transport, _ = await self._loop.create_unix_connection(lambda: _Replies(self), sock=sock)
         except OSError as exc:
             sock.close()
@@ -223,26 +290,41 @@ class WriterClient:
             return
         self._transport = transport
 
-    def _send(self) -> None:
-        batch, self._batch = self._batch, None
-        if batch is None:
-            return  # sent already: full
+    def _send(self, batch: list[tuple[Rows, asyncio.Future[bool]]]) -> None:
         if self._gone or self._transport is None:
             for _, future in batch:
-                future.set_result(_WRITE_HERE)
+                if not future.done():
+                    future.set_result(False)
             return
-        self._frame_id += 1
-        self._waiting[self._frame_id] = batch
-        # Encoded here, where the cores of several workers share the work, not by the one writer.
-        self._transport.write(_framed((self._frame_id, [encode_rows(rows) for rows, _ in batch])))
+        sent: list[tuple[Rows, asyncio.Future[bool]]] = []
+        encoded: list[Encoded] = []
+        for rows, future in batch:
+            try:
+                # Here, where the cores of several workers share the work, not by the one writer.
+                encoded.append(encode_rows(rows))
+            except Exception as exc:  # as the writer would answer it: this request fails, not the others
+                future.set_exception(translate(exc))
+                continue
+            sent.append((rows, future))
+        if sent:
+            self._frame_id += 1
+            self._waiting[self._frame_id] = sent
+            self._transport.write(_framed((self._frame_id, encoded)))
 
     def replied(self, data: bytes) -> None:
         for frame_id, outcomes in self._frames.feed(data):
-            for (_, future), outcome in zip(self._waiting.pop(frame_id), outcomes, strict=True):
+            batch = self._waiting.get(frame_id)
+            if batch is None or len(batch) != len(outcomes):
+                log.error("the shared writer replied to a frame it was not sent; hanging up")
+                assert self._transport is not None
+                self._transport.close()  # its requests fall back to this worker's writer
+                return
+            del self._waiting[frame_id]
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
                 if future.done():
                     continue
                 if outcome is None:
-                    future.set_result(0)
+                    future.set_result(True)
                 else:
                     code, detail = outcome
                     future.set_exception(_ERRORS.get(code, StoreUnavailable)(detail))
@@ -256,7 +338,7 @@ class WriterClient:
         for batch in waiting.values():
             for _, future in batch:
                 if not future.done():
-                    future.set_result(_WRITE_HERE)
+                    future.set_result(False)
 
     def close(self) -> None:
         """Hang up (every request answered: the store is closing)."""

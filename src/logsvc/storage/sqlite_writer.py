@@ -135,8 +135,10 @@ def _write_rows(conn: apsw.Connection, group: list[Job[apsw.Connection]]) -> Non
     ids: list[bytes] = []
     values: list[bytes] = []
     for rows in encoded:
+        if not rows.count:
+            continue  # an empty append, as the store's writer takes it
         # An id of another length would shift every id after it.
-        if len(rows.ids) != _ID_BYTES * rows.count or not rows.count:
+        if len(rows.ids) != _ID_BYTES * rows.count:
             raise ValueError(f"{rows.count} rows whose log_ids are not {_ID_BYTES} bytes each")
         ids.append(rows.ids)
         values.append(rows.values)

@@ -26,15 +26,16 @@ import msgspec
 from logsvc.errors import LogServiceError, StoreFull, StoreUnavailable
 
 __all__ = [
-    "HAND_OVER_AT",
     "Encoded",
     "Frame",
     "Job",
+    "LoopBatches",
     "Rows",
     "Transaction",
     "Writer",
     "plain_rows",
     "taking_turns",
+    "translate",
     "turns_lock",
 ]
 
@@ -46,7 +47,7 @@ _MAX_GROUP_ROWS: Final = 50_000
 # hand-over a turn, the loop and the writer took turns instead (the loop idle while a group committed, the
 # writer idle while the loop read the next): 5% more single POSTs a second at 64 connections on a quiet
 # machine, at some writer CPU (smaller groups; decision 44).
-HAND_OVER_AT: Final = 16
+_HAND_OVER_AT: Final = 16
 T = TypeVar("T")
 
 
@@ -132,6 +133,36 @@ class Frame:
 
 # Writes a group's rows and runs its work in one transaction (all or nothing: rolled back when it raises).
 Transaction = Callable[[T, list[Job[T]]], None]
+X = TypeVar("X")
+
+
+class LoopBatches(Generic[X]):
+    """What each event loop adds in one turn, handed over as one list: one hand-over (a lock, a queue put
+    or a socket write, maybe a thread's wake-up) for the requests of a turn, not one per request. At the
+    turn's end, or as soon as it holds ``_HAND_OVER_AT``."""
+
+    def __init__(self, hand_over: Callable[[list[X]], None]) -> None:
+        self._hand_over = hand_over
+        self._batches: dict[asyncio.AbstractEventLoop, list[X]] = {}
+
+    def add(self, loop: asyncio.AbstractEventLoop, item: X) -> None:
+        batch = self._batches.get(loop)
+        if batch is None:
+            batch = self._batches[loop] = []
+            loop.call_soon(self.flush, loop)
+        batch.append(item)
+        if len(batch) >= _HAND_OVER_AT:
+            self.flush(loop)
+
+    def flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        batch = self._batches.pop(loop, None)
+        if batch is not None:  # else handed over already: full, or taken
+            self._hand_over(batch)
+
+    def take(self, loop: asyncio.AbstractEventLoop) -> list[X] | None:
+        """The loop's batch, not to be handed over."""
+        return self._batches.pop(loop, None)
+
 
 _STOP: Final = object()
 _SHUTTING_DOWN: Final = "the store is shutting down; nothing from this request was stored"
@@ -160,8 +191,7 @@ class Writer(Generic[T]):
         # lock still guards the file against every other writer.
         self._turns = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600) if lock else None
         self._jobs: queue.SimpleQueue[list[Job[T]] | object] = queue.SimpleQueue()
-        # The jobs each event loop submitted in its current iteration, handed over at its end as one.
-        self._batches: dict[asyncio.AbstractEventLoop, list[Job[T]]] = {}
+        self._batches = LoopBatches(self._hand_over)
         self._closing = threading.Lock()
         self.closed = False
         self._thread = threading.Thread(target=self._write_loop, name="logsvc-writer", daemon=True)
@@ -172,27 +202,12 @@ class Writer(Generic[T]):
     ) -> int | None:
         """Rows to insert, or other work on the write target (neither: a writability probe); waits for the
         transaction that holds it and returns what the work returned."""
-        return await self.enqueue(rows, work)
-
-    def enqueue(
-        self, rows: list[tuple[Any, ...]] | None, work: Callable[[T], int] | None = None
-    ) -> asyncio.Future[int | None]:
-        """``submit`` without the wait: the future of its outcome, on the running event loop."""
+        if self.closed:
+            raise StoreUnavailable(_SHUTTING_DOWN)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[int | None] = loop.create_future()
-        if self.closed:
-            future.set_exception(StoreUnavailable(_SHUTTING_DOWN))
-            return future
-        batch = self._batches.get(loop)
-        if batch is None:
-            # One hand-over (a lock, a queue put, maybe the writer's wake-up) for the requests of this
-            # turn of the loop (up to HAND_OVER_AT at a time), not one per request.
-            batch = self._batches[loop] = []
-            loop.call_soon(self._hand_over, loop)
-        batch.append(Job(rows, work, future, loop))
-        if len(batch) >= HAND_OVER_AT:
-            self._hand_over(loop)
-        return future
+        self._batches.add(loop, Job(rows, work, future, loop))
+        return await future
 
     def put(self, frame: Frame) -> None:
         """Another process's requests, in one group (as one loop's batch); settled at once when closed."""
@@ -202,10 +217,7 @@ class Writer(Generic[T]):
                 return
         frame.settle([StoreUnavailable(_SHUTTING_DOWN)] * len(frame.jobs))
 
-    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch = self._batches.pop(loop, None)
-        if batch is None:
-            return  # handed over already: full, or by close()
+    def _hand_over(self, batch: list[Job[T]]) -> None:
         with self._closing:
             if not self.closed:
                 self._jobs.put(batch)
@@ -220,7 +232,7 @@ class Writer(Generic[T]):
             if self.closed:
                 return False
             self.closed = True
-            batch = self._batches.pop(asyncio.get_running_loop(), None)
+            batch = self._batches.take(asyncio.get_running_loop())
             if batch is not None:
                 self._jobs.put(batch)  # accepted before the close: written before the stop
             self._jobs.put(_STOP)
@@ -269,7 +281,7 @@ class Writer(Generic[T]):
             return [None] * len(group)
         except Exception as exc:  # the thread must outlive any failure, or every later write would hang
             if len(group) == 1:
-                return [_translate(exc)]
+                return [translate(exc)]
         # One request must not fail the others that happened to share its transaction.
         outcomes: list[LogServiceError | None] = []
         for job in group:
@@ -277,11 +289,12 @@ class Writer(Generic[T]):
                 self._transaction_of(self._target, [job])
                 outcomes.append(None)
             except Exception as single_exc:
-                outcomes.append(_translate(single_exc))
+                outcomes.append(translate(single_exc))
         return outcomes
 
 
-def _translate(exc: Exception) -> LogServiceError:
+def translate(exc: Exception) -> LogServiceError:
+    """A write's failure in the service's terms (logged: the client sees no details)."""
     if isinstance(exc, LogServiceError):
         return exc  # a rule the work applied, already in the service's terms
     if not isinstance(exc, apsw.Error):
