@@ -92,6 +92,45 @@ def client_loop(
                         return
 
 
+class _Clients:
+    """CLIENTS threads ingesting through a server, each acknowledged log_id in ``acked``."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.acked: set[bytes] = set()
+        self.lock = threading.Lock()
+        self.refused: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(
+                target=client_loop, args=(server, self._stop, self.acked, self.lock, self.refused, n)
+            )
+            for n in range(CLIENTS)
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def acknowledged(self, count: int = 50) -> None:
+        """Wait for ``count`` more acknowledgements."""
+        _wait_for_acknowledgements(self.acked, self.lock, count)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(timeout=60)
+
+
+def _two_workers(server: ServerProcess) -> int:
+    """Start ``server``; its supervisor's pid once both workers run."""
+    server.start()
+    assert server.proc is not None
+    supervisor = server.proc.pid
+    assert eventually(lambda: len(_workers(supervisor)) == 2)
+    return supervisor
+
+
 @pytest.mark.crash
 @pytest.mark.parametrize("engine", ["sqlite", "tiered"])
 def test_acknowledged_entries_survive_a_worker_killed(tmp_path: Path, engine: str) -> None:
@@ -102,42 +141,29 @@ def test_acknowledged_entries_survive_a_worker_killed(tmp_path: Path, engine: st
     tiered = data / "logs-v2"
     store = ("--store", f"tiered:///{tiered}?generation_rows=300") if engine == "tiered" else ()
     server = ServerProcess(data, "--workers", "2", *store, env={"LOGSVC_STORE_ENGINE": engine})
-    acked: set[bytes] = set()
-    lock = threading.Lock()
-    stop = threading.Event()
-    refused: list[str] = []
-    clients = [
-        threading.Thread(target=client_loop, args=(server, stop, acked, lock, refused, n))
-        for n in range(CLIENTS)
-    ]
+    clients = _Clients(server)
     try:
-        server.start()
-        assert server.proc is not None
-        supervisor = server.proc.pid
-        assert eventually(lambda: len(_workers(supervisor)) == 2)
-        for thread in clients:
-            thread.start()
+        supervisor = _two_workers(server)
+        clients.start()
         for _ in range(KILLS):
-            _wait_for_acknowledgements(acked, lock)
+            clients.acknowledged()
             victim = rng.choice(_workers(supervisor))
             os.kill(victim, signal.SIGKILL)
             assert eventually(functools.partial(_replaced, supervisor, victim), seconds=60), "not replaced"
-        _wait_for_acknowledgements(acked, lock)
-        stop.set()
-        for thread in clients:
-            thread.join(timeout=60)
+        clients.acknowledged()
+        clients.stop()
         assert server.terminate() == 0
-        with lock:
+        with clients.lock:
             if engine == "tiered":
-                stored = check(tiered, store_key(make_settings(data)), acked)
+                stored = check(tiered, store_key(make_settings(data)), clients.acked)
             else:
-                stored = check_store(data / "logs.db", acked)
+                stored = check_store(data / "logs.db", clients.acked)
     finally:
-        stop.set()
+        clients.stop()
         server.kill()
-    assert not refused, refused[:3]
-    assert stored >= len(acked)
-    print(f"{len(acked)} entries acknowledged across {KILLS} kills of a worker; {stored} stored")
+    assert not clients.refused, clients.refused[:3]
+    assert stored >= len(clients.acked)
+    print(f"{len(clients.acked)} entries acknowledged across {KILLS} kills of a worker; {stored} stored")
 
 
 @pytest.mark.crash
@@ -147,33 +173,21 @@ def test_acknowledged_entries_survive_the_shared_writer_killed(tmp_path: Path) -
     by its worker (a log_id already stored is skipped). Every acknowledged entry is stored, once."""
     data = tmp_path / "data"
     server = ServerProcess(data, "--workers", "2")
-    acked: set[bytes] = set()
-    lock = threading.Lock()
-    stop = threading.Event()
-    refused: list[str] = []
-    clients = [
-        threading.Thread(target=client_loop, args=(server, stop, acked, lock, refused, n))
-        for n in range(CLIENTS)
-    ]
+    clients = _Clients(server)
     try:
-        server.start()
-        assert server.proc is not None
-        supervisor = server.proc.pid
-        assert eventually(lambda: len(_workers(supervisor)) == 2)
-        for thread in clients:
-            thread.start()
-        _wait_for_acknowledgements(acked, lock, 200)
+        supervisor = _two_workers(server)
+        clients.start()
+        clients.acknowledged(200)
         os.kill(supervisor, signal.SIGKILL)
+        assert server.proc is not None
         server.proc.wait(timeout=30)
-        _wait_for_acknowledgements(acked, lock, 200)
-        stop.set()
-        for thread in clients:
-            thread.join(timeout=60)
+        clients.acknowledged(200)
+        clients.stop()
     finally:
-        stop.set()
+        clients.stop()
         server.kill()
-    with lock:
-        stored = check_store(data / "logs.db", acked)
-    assert not refused, refused[:3]
+    with clients.lock:
+        stored = check_store(data / "logs.db", clients.acked)
+    assert not clients.refused, clients.refused[:3]
     assert "this worker now writes the store" in server.log_path.read_text()
-    print(f"{len(acked)} entries acknowledged, the shared writer killed; {stored} stored")
+    print(f"{len(clients.acked)} entries acknowledged, the shared writer killed; {stored} stored")
