@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import contextlib
+import fcntl
 import logging
 import os
 import signal
@@ -32,6 +33,31 @@ from logsvc.crypto.sqlite import connect
 from logsvc.endpoints import ENDPOINTS
 from logsvc.routing import Endpoint
 from logsvc.settings import Settings, load_settings, settings_environment
+
+
+@pytest.fixture(autouse=True)
+def _serial(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Under pytest-xdist (pyproject.toml runs the suite in 2 workers), a test marked ``serial`` runs while
+    no other test runs: it asserts a latency or lets a timeout run out, which a test busy on the other core
+    could stretch. Every other test holds a shared lock, a serial one the exclusive lock; the turnstile lets
+    no new shared holder in while a serial test waits, so it is not starved (docs/decisions/0046)."""
+    if not hasattr(request.config, "workerinput"):
+        yield  # not under xdist: nothing else runs at the same time
+        return
+    run_dir = tmp_path_factory.getbasetemp().parent  # each worker's base is a folder of this run's base
+    serial = request.node.get_closest_marker("serial") is not None
+    with (run_dir / "serial.turnstile").open("a") as turnstile, (run_dir / "serial.lock").open("a") as lock:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        if serial:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        else:
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+            fcntl.flock(lock, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def eventually(check: Callable[[], bool], seconds: float = 30.0) -> bool:

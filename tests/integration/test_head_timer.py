@@ -7,9 +7,13 @@ import socket
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ServerThread, make_settings
 
 _TIMEOUT = 1.0
+# Each test lets a timeout run out, or keeps within one: no other test runs meanwhile (serial marker).
+pytestmark = pytest.mark.serial
 
 
 def _answer(sock: socket.socket) -> bytes:

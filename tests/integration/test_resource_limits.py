@@ -22,6 +22,9 @@ from logsvc.endpoints import ENDPOINTS
 from logsvc.routing import Answer, Call, Endpoint, json_answer
 from tests.conftest import ServerProcess, ServerThread, bearer, make_key, make_settings
 
+# Latencies under attack and head timeouts: measured while no other test runs (see the serial marker).
+pytestmark = pytest.mark.serial
+
 MB = 1024 * 1024
 # 32 MiB - 1 byte once inflated: just under max_decompressed_bytes, about 32 KB as sent.
 BOMB_ENTRIES = 11_184_810

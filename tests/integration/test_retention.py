@@ -130,6 +130,7 @@ def test_retention_settings_travel_through_the_environment() -> None:
         load_settings(environ={"LOGSVC_RETENTION_BY_SERVICE": "a*=2"})
 
 
+@pytest.mark.serial  # a latency bound
 def test_a_large_sweep_does_not_hold_ingest_up(tmp_path: Path) -> None:
     """The server's sweep deletes in small transactions between ingest groups: while it removes 30,000
     entries, every single-entry write is still answered promptly (a loose bound: CI machines are noisy)."""

@@ -406,6 +406,7 @@ def test_an_idle_replica_keeps_its_copy_fresh(tmp_path: Path, auth_url: str) -> 
     assert not any(thread.is_alive() for thread in ours)  # close() stopped the reloads and the flusher
 
 
+@pytest.mark.serial  # a latency bound
 def test_an_unknown_id_does_not_wait_for_a_slow_reload(tmp_path: Path, auth_url: str) -> None:
     settings = replica_settings(tmp_path, "one", auth_url)
     key = make_key(settings, Role.INGEST)
