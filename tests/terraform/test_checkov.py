@@ -18,7 +18,8 @@ import pytest
 
 from tests.terraform.stack import ROOT, STACK_DIR
 
-CHECKOV = Path(os.environ.get("LOGSVC_CHECKOV", ROOT / ".venv-checkov" / "bin" / "checkov"))
+# Not a LOGSVC_ variable: `logsvc` refuses the ones it does not know, and the CLI tests inherit it.
+CHECKOV = Path(os.environ.get("CHECKOV_BIN", ROOT / ".venv-checkov" / "bin" / "checkov"))
 SKIP_FILE = ROOT / "deploy" / "aws" / "checkov-skips.yaml"
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 
