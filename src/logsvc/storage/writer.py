@@ -316,7 +316,10 @@ def _settle(group: list[Job[T]], outcomes: list[LogServiceError | None]) -> None
         by_waiter.setdefault(job.waiter, []).append((job, outcome))
     for waiter, pairs in by_waiter.items():
         if isinstance(waiter, Frame):
-            waiter.settle([outcome for _, outcome in pairs])
+            try:
+                waiter.settle([outcome for _, outcome in pairs])
+            except Exception:  # the writer thread must outlive it; the frame's worker sees no reply
+                log.exception("a frame's outcomes could not be sent")
             continue
         try:
             waiter.call_soon_threadsafe(_complete, pairs)
