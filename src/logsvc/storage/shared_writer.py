@@ -203,7 +203,9 @@ class _Connection:
                 return
             except OSError:
                 pass  # gone, or not reading for _SEND_TIMEOUT: a reply may be half sent
-        self.hang_up()
+            except Exception:
+                log.exception("a reply to a worker could not be sent")
+        self.hang_up()  # the worker writes what still waits for a reply itself
 
     def hang_up(self) -> None:
         with self._lock:

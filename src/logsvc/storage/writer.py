@@ -318,7 +318,7 @@ def _settle(group: list[Job[T]], outcomes: list[LogServiceError | None]) -> None
         if isinstance(waiter, Frame):
             try:
                 waiter.settle([outcome for _, outcome in pairs])
-            except Exception:  # the writer thread must outlive it; the frame's worker sees no reply
+            except Exception:  # the writer thread must outlive it
                 log.exception("a frame's outcomes could not be sent")
             continue
         try:
