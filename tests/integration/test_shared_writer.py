@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ from logsvc.storage.shared_writer import serve_sqlite_writer
 from logsvc.storage.sqlite import SQLiteStore
 from logsvc.storage.sqlite_schema import new_rows
 from logsvc.storage.sqlite_writer import encode_rows
+from tests.conftest import eventually
 from tests.integration.test_sqlite_store import entry
 
 
@@ -114,7 +116,8 @@ def _frame(*entries: NewEntry) -> bytes:
 
 
 def _as_nobody(act: Callable[[], bytes]) -> bytes:
-    """What ``act`` returns, run in a child process as user 65534 (``nobody``)."""
+    """What ``act`` returns, run in a child process as user 65534 (``nobody``); killed after 60 s, so that
+    a broken server fails the test instead of hanging it."""
     readable, writable = os.pipe()
     try:
         child = os.fork()
@@ -125,7 +128,9 @@ def _as_nobody(act: Callable[[], bytes]) -> bytes:
             finally:
                 os._exit(0)
         os.close(writable)
-        os.waitpid(child, 0)
+        if not eventually(lambda: os.waitpid(child, os.WNOHANG) != (0, 0), seconds=60):
+            os.kill(child, signal.SIGKILL)
+            os.waitpid(child, 0)
         return os.read(readable, 100)
     finally:
         os.close(readable)

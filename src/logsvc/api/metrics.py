@@ -16,6 +16,7 @@ import contextlib
 import logging
 import math
 import os
+import secrets
 import time
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
@@ -41,8 +42,8 @@ _INGESTED = ("logsvc_entries_ingested", "Log entries stored and acknowledged")
 _LE = tuple(floatToGoString(bound) for bound in (*_LATENCY_BUCKETS, INF))  # type: ignore[no-untyped-call]
 _BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000)
 _PUBLISH_SECONDS: Final = 1.0
-# Each worker's request counts: this, its pid, ``.json``; with the layout's version, so that the workers of
-# another version (a SIGHUP restart onto new code) never read each other's.
+# Each worker's request counts: this, its pid and a token, ``.json``; with the layout's version, so that the
+# workers of another version (a SIGHUP restart onto new code) never read each other's.
 _COUNTED: Final = "counted_v1_"
 
 
@@ -169,6 +170,9 @@ class Metrics:
         self.registry.register(self._counted)
         self.observe_request = self._counted.observe_request
         self._publishing: asyncio.Task[None] | None = None
+        # The file of this process's counts: by pid, and a token, so that a worker given a dead worker's
+        # pid never writes over its counts (a total would fall).
+        self._name = f"{os.getpid()}_{secrets.token_hex(4)}"
         self.entries_rejected = Counter(
             "logsvc_entries_rejected", "Log entries refused by validation", registry=self.registry
         )
@@ -235,7 +239,7 @@ class Metrics:
 
     def _publish(self) -> None:
         assert self._files is not None
-        written = self._files / f"{_COUNTED}{os.getpid()}.json"
+        written = self._files / f"{_COUNTED}{self._name}.json"
         partial = written.with_suffix(".partial")
         try:
             partial.write_bytes(msgspec.json.encode(self._counted.snapshot()))

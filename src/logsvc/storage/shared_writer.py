@@ -147,22 +147,30 @@ class SharedWriter:
                     log.error("the shared writer cannot accept a connection: %s", exc)
                 time.sleep(0.1)  # out of file descriptors, say: no busy loop while it lasts
                 continue
-            uid = _peer_uid(sock)
-            if uid != os.getuid():
-                if self._refusals.now("uid"):
-                    log.error("refused a connection to the shared writer from user id %d", uid)
+            try:
+                self._serve(sock)
+            except Exception as exc:  # no thread, say: the worker sees the hang-up and writes itself
+                if self._refusals.now("serve"):
+                    log.error("the shared writer cannot serve a connection: %s", exc)
                 sock.close()
-                continue
-            # A worker that stops reading must not hold the writer thread up in a reply for long.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _SEND_TIMEOUT)
-            connection = _Connection(sock)
-            reader = threading.Thread(
-                target=self._read, args=(connection,), name="logsvc-writer-read", daemon=True
-            )
-            with self._lock:
-                self._connections.add(connection)
-                self._readers.add(reader)
+
+    def _serve(self, sock: socket.socket) -> None:
+        uid = _peer_uid(sock)
+        if uid != os.getuid():
+            if self._refusals.now("uid"):
+                log.error("refused a connection to the shared writer from user id %d", uid)
+            sock.close()
+            return
+        # A worker that stops reading must not hold the writer thread up in a reply for long.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _SEND_TIMEOUT)
+        connection = _Connection(sock)
+        reader = threading.Thread(
+            target=self._read, args=(connection,), name="logsvc-writer-read", daemon=True
+        )
+        with self._lock:
             reader.start()
+            self._connections.add(connection)
+            self._readers.add(reader)
 
     def _read(self, connection: _Connection) -> None:
         frames = _Frames(_REQUESTS.decode)
@@ -177,8 +185,9 @@ class SharedWriter:
         except Exception:
             log.exception("the shared writer failed reading a worker's frames, hanging up")
         finally:
-            # The worker sees the hang-up and writes what it still waits for itself.
-            connection.hang_up()
+            # The worker sees the hang-up and writes what it still waits for itself. Closed here, by
+            # the one thread that reads it, so that its descriptor is never another's while read.
+            connection.close()
             with self._lock:
                 self._connections.discard(connection)
                 self._readers.discard(threading.current_thread())
@@ -208,12 +217,16 @@ class _Connection:
         self.hang_up()  # the worker writes what still waits for a reply itself
 
     def hang_up(self) -> None:
+        """No more replies, and the reader wakes (its ``recv`` ends) to close it."""
         with self._lock:
             if self._open:
                 self._open = False
                 with contextlib.suppress(OSError):
                     self.sock.shutdown(socket.SHUT_RDWR)
-                self.sock.close()
+
+    def close(self) -> None:
+        self.hang_up()
+        self.sock.close()
 
 
 def _peer_uid(sock: socket.socket) -> int:
@@ -277,16 +290,18 @@ class WriterClient:
 
     async def _open(self) -> None:
         assert self._loop is not None
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.setblocking(False)
+        sock: socket.socket | None = None
         try:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.setblocking(False)
             await self._loop.sock_connect(sock, _address(self._name))
             if _peer_uid(sock) != os.getuid():
                 # The supervisor is gone and another user took its name: rows must not go there.
                 raise ConnectionRefusedError(f"the socket is held by user id {_peer_uid(sock)}")
             transport, _ = await self._loop.create_unix_connection(lambda: _Replies(self), sock=sock)
-        except OSError as exc:
-            sock.close()
+        except Exception as exc:  # any: a worker that cannot connect must still write
+            if sock is not None:
+                sock.close()
             log.warning("the shared writer cannot be reached (%s); this worker writes the store itself", exc)
             self._gone = True
             return
@@ -305,7 +320,8 @@ class WriterClient:
                 # Here, where the cores of several workers share the work, not by the one writer.
                 encoded.append(encode_rows(rows))
             except Exception as exc:  # as the writer would answer it: this request fails, not the others
-                future.set_exception(translate(exc))
+                if not future.done():
+                    future.set_exception(translate(exc))
                 continue
             sent.append((rows, future))
         if sent:

@@ -250,9 +250,13 @@ class Writer(Generic[T]):
             with taking_turns(self._turns):
                 group, count, stopping = self._gather(item)
                 outcomes = self._commit_group(group)
-            _settle(group, outcomes)
+            # Counted before the requests are answered, so that a client's next scrape counts its own.
             if self._on_commit is not None and count:
-                self._on_commit(count)
+                try:
+                    self._on_commit(count)
+                except Exception:  # the writer thread must outlive it
+                    log.exception("the store's commit could not be counted")
+            _settle(group, outcomes)
         self._close_target()
         if self._turns is not None:
             os.close(self._turns)
