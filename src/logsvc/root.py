@@ -44,7 +44,7 @@ log = logging.getLogger("logsvc.root")
 class Root:
     """Everything the service is made of, for one ``Settings``. With ``store`` given the caller owns it;
     otherwise it is opened from the settings and closed by ``close``. ``observer`` and ``on_commit`` let
-    the server's metrics count ingests and commits; ``shared_writer`` is the socket of the writer that the
+    the server's metrics count ingests and commits; ``shared_writer`` names the socket of the writer that the
     worker processes of ``serve --workers N`` share."""
 
     def __init__(

@@ -162,6 +162,6 @@ class Application:
 
 
 def create_app_from_environment() -> Application:
-    """Factory for worker processes, which receive their settings as LOGSVC_* variables, and the socket of
-    the writer they share in SHARED_WRITER_ENV."""
+    """Factory for worker processes, which receive their settings as LOGSVC_* variables, and the name of
+    the socket of the writer they share in SHARED_WRITER_ENV."""
     return create_app(load_settings(), shared_writer=os.environ.get(SHARED_WRITER_ENV))
