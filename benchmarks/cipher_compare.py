@@ -1,4 +1,5 @@
-"""SQLite3 Multiple Ciphers against SQLCipher for the store's write pattern (decision 9).
+"""SQLite3 Multiple Ciphers (ChaCha20-Poly1305, AEGIS-256) against SQLCipher for the store's write pattern
+(decisions 9 and 48).
 
 Not part of ``make bench``: it needs SQLCipher's binding, which logsvc does not depend on.
 Run: ``.venv/bin/pip install sqlcipher3-wheels && .venv/bin/python -m benchmarks.cipher_compare``.
@@ -56,9 +57,10 @@ def _measure(
     return statistics.median(rates)
 
 
-def apsw_variant(path: Path, key: str | None, template: ceilings.Template) -> float:
+def apsw_variant(path: Path, key: str | None, template: ceilings.Template, cipher: str = "chacha20") -> float:
     conn = apsw.Connection(str(path))
     if key:
+        conn.execute(f"PRAGMA cipher = '{cipher}'")
         conn.execute(f"PRAGMA key = \"x'{key}'\"")
     conn.execute("PRAGMA journal_mode=WAL").fetchall()
     conn.execute("PRAGMA synchronous=FULL")
@@ -92,6 +94,7 @@ def main() -> None:
         results = {
             "sqlite3mc, no key": apsw_variant(Path(folder) / "plain.db", None, template),
             "sqlite3mc, ChaCha20-Poly1305": apsw_variant(Path(folder) / "mc.db", _KEY, template),
+            "sqlite3mc, AEGIS-256": apsw_variant(Path(folder) / "aegis.db", _KEY, template, "aegis"),
             "SQLCipher 4, AES-256 + HMAC": sqlcipher_variant(Path(folder) / "cipher.db", template),
         }
     base = results["sqlite3mc, no key"]

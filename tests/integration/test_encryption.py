@@ -7,6 +7,9 @@ import hashlib
 import json
 import os
 import secrets
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -235,3 +238,102 @@ def test_rekey_re_encrypts_both_files_of_a_tiered_store(tmp_path: Path) -> None:
             connect(data / "logs-v2" / name, old_key)
         connect(data / "logs-v2" / name, store_key(settings)).close()
     assert_markers_after_restart(server, markers)
+
+
+def cipher_of(path: Path, key: bytes) -> str:
+    """The cipher that reads ``path`` with ``key``, tried with SQLite3 Multiple Ciphers itself."""
+    for cipher in ("aegis", "chacha20"):
+        conn = apsw.Connection(str(path))
+        try:
+            conn.execute(f"PRAGMA cipher = '{cipher}'")
+            conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+            return cipher
+        except apsw.NotADBError:
+            continue
+        finally:
+            conn.close()
+    raise AssertionError(f"{path} opens with neither cipher")
+
+
+def as_before_aegis(path: Path, key: bytes) -> None:
+    """Re-encrypt ``path`` with ChaCha20-Poly1305 under the same key: the file as logsvc wrote it before
+    decision 48 (same schema and key, sqlite3mc's default cipher)."""
+    conn = apsw.Connection(str(path))
+    conn.execute("PRAGMA cipher = 'aegis'")
+    conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+    assert conn.execute("PRAGMA journal_mode=DELETE").get == "delete"
+    conn.execute("PRAGMA cipher = 'chacha20'")
+    conn.execute(f"PRAGMA rekey = \"x'{key.hex()}'\"")
+    conn.execute("PRAGMA journal_mode=WAL").fetchall()
+    conn.close()
+    assert cipher_of(path, key) == "chacha20"
+
+
+def test_new_files_are_aegis_and_files_made_before_keep_working(
+    filled: tuple[ServerThread, list[str]],
+) -> None:
+    server, markers = filled
+    server.stop()
+    settings = server.settings
+    data = Path(settings.data_dir)
+    key = store_key(settings)
+    assert key is not None
+    for name in ("logs.db", "auth.db"):
+        assert cipher_of(data / name, key) == "aegis"
+        as_before_aegis(data / name, key)
+    # A server on the older files reads what they hold and adds to them, in their cipher.
+    restarted = ServerThread(settings).start()
+    try:
+        with httpx.Client(base_url=restarted.url, headers=bearer(server.admin)) as client:
+            later = "MARKER-after-the-upgrade"
+            entry = {"service_name": "secret-svc", "message": later, "metadata": {"m": later}}
+            assert client.post("/logs", json=entry).status_code == 201
+    finally:
+        restarted.stop()
+    markers.append(later)
+    assert cipher_of(data / "logs.db", key) == "chacha20"
+    assert_markers_after_restart(server, markers)
+    # A re-encryption moves every file to AEGIS-256.
+    assert run_logsvc(settings, "store", "rekey", "--data-dir", str(data)).returncode == 0
+    new_key = store_key(settings)
+    assert new_key is not None
+    for name in ("logs.db", "auth.db"):
+        assert cipher_of(data / name, new_key) == "aegis"
+    assert_markers_after_restart(server, markers)
+
+
+_KILLED_WRITER = """
+import os, sys, apsw
+conn = apsw.Connection(sys.argv[1])
+conn.execute("PRAGMA cipher = 'chacha20'")
+conn.execute("PRAGMA key = \\"x'" + sys.argv[2] + "'\\"")
+conn.execute("PRAGMA journal_mode=WAL").fetchall()
+conn.execute("PRAGMA wal_autocheckpoint=0")
+conn.execute("CREATE TABLE t(n INTEGER)")
+for n in range(100):
+    conn.execute("INSERT INTO t VALUES (?)", (n,))
+conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+for n in range(100, 200):
+    conn.execute("INSERT INTO t VALUES (?)", (n,))
+os.kill(os.getpid(), 9)
+"""
+
+
+@pytest.mark.parametrize("wal_index", ["kept", "lost"])
+def test_a_file_made_before_recovers_its_wal_after_a_crash(tmp_path: Path, wal_index: str) -> None:
+    """The first cipher tried fails on such a file; that attempt must leave its committed WAL frames (and
+    a WAL index to rebuild) as they were for the cipher that reads it."""
+    path, key = tmp_path / "old.db", secrets.token_bytes(32)
+    killed = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(path), key.hex()], check=False)
+    assert killed.returncode == -signal.SIGKILL
+    assert path.with_name("old.db-wal").stat().st_size > 0
+    if wal_index == "lost":
+        path.with_name("old.db-shm").unlink()
+    conn = connect(path, key)
+    try:
+        assert conn.execute("SELECT count(*), sum(n) FROM t").fetchall() == [(200, sum(range(200)))]
+    finally:
+        conn.close()
+    with pytest.raises(ConfigError, match="cannot be read with the store's key"):
+        connect(path, secrets.token_bytes(32))

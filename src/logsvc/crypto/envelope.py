@@ -23,7 +23,7 @@ from logsvc.crypto.keys import (
     master_key_from,
     write_key_file,
 )
-from logsvc.crypto.sqlite import connect
+from logsvc.crypto.sqlite import CIPHERS, connect
 from logsvc.datadir import DataDir
 from logsvc.errors import ConfigError
 
@@ -151,6 +151,8 @@ def _reencrypt(path: Path, old_key: bytes, new_key: bytes) -> bool:
         mode = conn.execute("PRAGMA journal_mode=DELETE").get
         if mode != "delete":
             raise ConfigError(f"{path} is in use (a server is running?); stop it for the re-encryption")
+        # Re-encrypted with the cipher of new files: a store made before decision 48 moves to AEGIS-256.
+        conn.execute(f"PRAGMA cipher = '{CIPHERS[0]}'")
         conn.execute(f"PRAGMA rekey = \"x'{new_key.hex()}'\"")
         conn.execute("PRAGMA journal_mode=WAL").fetchall()
         return True
