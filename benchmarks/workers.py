@@ -7,7 +7,8 @@ Each round starts every variant afresh (a new data directory), in turn, so that 
 all of them alike; the figures are medians over the rounds. Besides wrk's rate and latency it reads what
 explains them: the server's CPU per request (each process; its event loop, the main thread, per request, and
 its busiest other thread, the store's writer, per entry), wrk's own CPU, group commits per second and entries
-per commit (from /metrics, summed over the workers), and how wrk's connections are spread over the workers.
+per commit (from /metrics, summed over the workers), how wrk's connections are spread over the workers, and
+the server's context switches per request (voluntary, and forced: a thread preempted).
 With ``--minimal`` each round also serves the same POST from the minimal ASGI app (ceiling A, as ``make
 bench`` starts it), and each variant's rate is also given as a ratio to the minimal app's of the same round.
 ``--schemes``: the credentials each variant sends, in turn as well: ``api_key`` (the default, as ``make
@@ -60,6 +61,7 @@ _MEDIANS = (
     "entries_per_commit",
     "load",
 )
+_SWITCHES = ("voluntary_per_req", "forced_per_req")
 
 
 def _cpu_s(pid: int, task: int | None = None) -> float:
@@ -84,6 +86,26 @@ def _commits(server: Server, key: NewCredential) -> tuple[float, float]:
         if name in (f"{_COMMIT_METRIC}_sum", f"{_COMMIT_METRIC}_count"):
             values[name.rpartition("_")[2]] = float(value)
     return values["count"], values["sum"]
+
+
+def _switches(pids: list[int]) -> tuple[int, int]:
+    voluntary = forced = 0
+    for pid in pids:
+        try:
+            tasks = [t.name for t in Path(f"/proc/{pid}/task").iterdir()]
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                text = Path(f"/proc/{pid}/task/{task}/status").read_text()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                if line.startswith("voluntary_ctxt_switches"):
+                    voluntary += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches"):
+                    forced += int(line.split()[1])
+    return voluntary, forced
 
 
 def _threads(pids: list[int]) -> dict[tuple[int, int], float]:
@@ -167,6 +189,7 @@ def _one(
             pids = [server.process.pid, *descendants(server.process.pid)]
             cpu_before = {pid: _cpu_s(pid) for pid in pids}
             threads_before = _threads(pids)
+            switches_before = _switches(pids)
             commits_before = _commits(server, key)
             children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
             load = os.getloadavg()[0]
@@ -180,6 +203,7 @@ def _one(
             commits_after = _commits(server, key)
             cpu = {pid: _cpu_s(pid) - before for pid, before in cpu_before.items()}
             threads = {k: _cpu_s(*k) - before for k, before in threads_before.items()}
+            switches_after = _switches(pids)
     finally:
         os.environ.pop("PYTHONPATH", None)
         os.environ.pop("LOGSVC_ALLOW_ANONYMOUS", None)
@@ -208,6 +232,8 @@ def _one(
         "entries_per_commit": entries / commits if commits else 0.0,
         "connections": spread,
         "load": load,
+        "voluntary_per_req": (switches_after[0] - switches_before[0]) / requests,
+        "forced_per_req": (switches_after[1] - switches_before[1]) / requests,
     }
 
 
@@ -249,6 +275,11 @@ def _show(row: dict[str, Any]) -> str:
         f"writer {row['writer_us_per_entry']:.0f} µs/entry)  wrk {row['wrk_cpu']:.2f} cores  "
         f"{row['commits_per_s']:6,.0f} commits/s x {row['entries_per_commit']:5.1f}  "
         f"conns {row['connections']}  load {row['load']:.2f}  err {row['errors']}"
+        + (
+            f"  switches/req {row['voluntary_per_req']:.2f} + {row['forced_per_req']:.2f} forced"
+            if "forced_per_req" in row
+            else ""
+        )
         + (f"  of minimal {row['of_minimal']:.3f}" if "of_minimal" in row else "")
     )
 
@@ -325,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     print("medians:")
     for variant, runs in rows.items():
         median = {key: statistics.median(r[key] for r in runs) for key in _MEDIANS}
+        if all("forced_per_req" in r for r in runs):
+            median |= {key: statistics.median(r[key] for r in runs) for key in _SWITCHES}
         median |= {"variant": variant, "errors": sum(r["errors"] for r in runs), "cpu_share": []}
         median |= {"connections": []}
         if all("of_minimal" in r for r in runs):

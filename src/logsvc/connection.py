@@ -14,7 +14,8 @@ callable the application left under ``SHUTDOWN_HOOK`` in its lifespan state, whi
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import gc
+from typing import Any, Final
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -22,12 +23,27 @@ from uvicorn.server import ServerState
 
 from logsvc.errors import HeadersTooLarge, HeadTimeout, LogServiceError, problem_of
 
-__all__ = ["BODY_ARRIVED", "SHUTDOWN_HOOK", "HeadLimitedProtocol", "ServerConfig"]
+__all__ = ["BODY_ARRIVED", "SHUTDOWN_HOOK", "HeadLimitedProtocol", "ServerConfig", "tune_gc_for_serving"]
 
 SHUTDOWN_HOOK = "logsvc.shutdown_hook"
 # Set in a request's scope once its whole body is in (``logsvc.api.body`` then reads it without a timer).
 BODY_ARRIVED = "logsvc.body_arrived"
 _CONTINUE = b"HTTP/1.1 100 "
+# Young objects the collector lets pile up before it looks at them: Python's 700 is less than the requests
+# in flight hold, so it ran every 30-odd single POSTs; the cyclic garbage of a request (a few dozen objects)
+# is collected all the same, every few hundred.
+_YOUNG_OBJECTS: Final = 10_000
+
+
+def tune_gc_for_serving() -> None:
+    """For a serving process, once its app is made: what is alive now (the modules, the app, its tables)
+    lives as long as the process, so it is frozen out of the collector's reach (a full collection walked
+    it: 12 ms with the event loop stopped, every few thousand requests), and the young generation gets
+    room for the requests in flight. About 8 µs less event-loop CPU per single POST (decision 49)."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(_YOUNG_OBJECTS, middle, old)
 
 
 class ServerConfig(uvicorn.Config):

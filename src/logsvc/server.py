@@ -21,7 +21,7 @@ from logsvc.api import create_app
 from logsvc.api.metrics import Metrics
 from logsvc.auth.credential_service import NewCredential
 from logsvc.auth.profiles import DEFAULT_PROFILE, SavedProfile, save_server_profile
-from logsvc.connection import ServerConfig
+from logsvc.connection import ServerConfig, tune_gc_for_serving
 from logsvc.crypto import store_key
 from logsvc.datadir import DataDir
 from logsvc.display import untrusted
@@ -161,7 +161,9 @@ def serve(settings: Settings) -> None:
             "ssl_context_factory": _tls_context,
         }
     if settings.workers == 1:
-        uvicorn.Server(ServerConfig(create_app(settings), **common)).run()
+        app = create_app(settings)
+        tune_gc_for_serving()
+        uvicorn.Server(ServerConfig(app, **common)).run()
         return
     # Workers are separate processes that rebuild the app from the environment; metrics go through files
     # so that a scrape of any worker reports the whole server.

@@ -25,7 +25,7 @@ from logsvc.api.problems import error_response, handle_error, is_expected
 from logsvc.api.routes import EndpointRouter, starlette_routes
 from logsvc.api.security import SecurityMiddleware
 from logsvc.auth.refusals import RefusalAudit
-from logsvc.connection import SHUTDOWN_HOOK
+from logsvc.connection import SHUTDOWN_HOOK, tune_gc_for_serving
 from logsvc.endpoints import ENDPOINTS
 from logsvc.errors import LogServiceError
 from logsvc.root import Root
@@ -164,4 +164,6 @@ class Application:
 def create_app_from_environment() -> Application:
     """Factory for worker processes, which receive their settings as LOGSVC_* variables, and the name of
     the socket of the writer they share in SHARED_WRITER_ENV."""
-    return create_app(load_settings(), shared_writer=os.environ.get(SHARED_WRITER_ENV))
+    app = create_app(load_settings(), shared_writer=os.environ.get(SHARED_WRITER_ENV))
+    tune_gc_for_serving()
+    return app

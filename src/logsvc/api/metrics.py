@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Final
 
 import msgspec
-from prometheus_client import CollectorRegistry, Counter, Histogram, Metric, generate_latest
+from prometheus_client import CollectorRegistry, Counter, GCCollector, Histogram, Metric, generate_latest
 from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -168,6 +168,9 @@ class Metrics:
         self._files = Path(files) if files else None
         self._counted = _Counted()
         self.registry.register(self._counted)
+        # The collector's work in this process (python_gc_*), as prometheus_client's default registry shows
+        # it; with several workers, the files hold only what every worker sums, and these are left out.
+        GCCollector(registry=self.registry)
         self.observe_request = self._counted.observe_request
         self._publishing: asyncio.Task[None] | None = None
         # The file of this process's counts: by pid, and a token, so that a worker given a dead worker's
