@@ -36,7 +36,7 @@ from benchmarks.processes import UNTHROTTLED, admin_credential
 from logsvc.api.app import create_app
 from logsvc.auth.credential_service import NewCredential
 from logsvc.auth.sigv4 import SignedRequest, sign
-from logsvc.connection import HeadLimitedProtocol, ServerConfig
+from logsvc.connection import HeadLimitedProtocol, ServerConfig, tune_gc_for_serving
 from logsvc.settings import load_settings
 
 _CONNECTIONS = 64
@@ -107,6 +107,7 @@ async def _measure(data_dir: Path, requests: int, rounds: int, scheme: str) -> l
     settings = load_settings(overrides={"data_dir": str(data_dir)})
     key = admin_credential(data_dir)
     app = create_app(settings)
+    tune_gc_for_serving()  # as `logsvc serve` does
     inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     await inbox.put({"type": "lifespan.startup"})

@@ -29,9 +29,9 @@ SHUTDOWN_HOOK = "logsvc.shutdown_hook"
 # Set in a request's scope once its whole body is in (``logsvc.api.body`` then reads it without a timer).
 BODY_ARRIVED = "logsvc.body_arrived"
 _CONTINUE = b"HTTP/1.1 100 "
-# Young objects the collector lets pile up before it looks at them: Python's 700 is less than the requests
-# in flight hold, so it ran every 30-odd single POSTs; the cyclic garbage of a request (a few dozen objects)
-# is collected all the same, every few hundred.
+# Young objects the collector lets pile up before it looks at them: Python's 700 is less than 64 requests in
+# flight hold at once, so it ran every 30-odd single POSTs and found little (reference counts free most).
+# Cyclic garbage is collected all the same, only later.
 _YOUNG_OBJECTS: Final = 10_000
 
 
