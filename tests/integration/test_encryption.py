@@ -337,3 +337,43 @@ def test_a_file_made_before_recovers_its_wal_after_a_crash(tmp_path: Path, wal_i
         conn.close()
     with pytest.raises(ConfigError, match="cannot be read with the store's key"):
         connect(path, secrets.token_bytes(32))
+
+
+_KILLED_IN_A_TRANSACTION = """
+import os, sys, apsw
+conn = apsw.Connection(sys.argv[1])
+conn.execute("PRAGMA cipher = 'chacha20'")
+conn.execute("PRAGMA key = \\"x'" + sys.argv[2] + "'\\"")
+conn.execute("PRAGMA journal_mode=DELETE").fetchall()
+conn.execute("CREATE TABLE t(n INTEGER, pad BLOB)")
+with conn:
+    for n in range(2000):
+        conn.execute("INSERT INTO t VALUES (?, randomblob(500))", (n,))
+conn.execute("PRAGMA cache_size=5")
+conn.execute("BEGIN")
+conn.execute("UPDATE t SET n = n + 1000000")
+os.kill(os.getpid(), 9)
+"""
+
+
+def test_a_file_made_before_rolls_back_a_hot_journal(tmp_path: Path) -> None:
+    """A process killed in a transaction of a file in rollback-journal mode (as `store rekey` puts it in)
+    leaves a hot journal, which the next connection plays back. A cache of a few pages has spilled the
+    transaction's first pages into the file, and the journal begins with one of them, not the first page:
+    read with the other cipher, that page is reported as corruption (CorruptError), not as "not a
+    database". Only the cipher of the file may roll the journal back."""
+    path, key = tmp_path / "old.db", secrets.token_bytes(32)
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_IN_A_TRANSACTION, str(path), key.hex()], check=False
+    )
+    assert killed.returncode == -signal.SIGKILL
+    journal = path.with_name("old.db-journal")
+    assert journal.stat().st_size > 0
+    conn = connect(path, key)
+    try:
+        assert conn.execute("SELECT count(*), sum(n) FROM t").fetchall() == [(2000, sum(range(2000)))]
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        conn.close()
+    assert not journal.exists()
+    assert cipher_of(path, key) == "chacha20"
