@@ -21,7 +21,8 @@ import pytest
 from logsvc.crypto import store_key
 from logsvc.crypto.sqlite import connect
 from logsvc.errors import ConfigError
-from tests.conftest import ServerThread, bearer, make_settings, run_logsvc
+from logsvc.settings import Settings
+from tests.conftest import ServerThread, bearer, logsvc_environment, make_settings, run_logsvc
 
 
 def assert_markers_after_restart(server: ServerThread, markers: list[str]) -> None:
@@ -337,3 +338,100 @@ def test_a_file_made_before_recovers_its_wal_after_a_crash(tmp_path: Path, wal_i
         conn.close()
     with pytest.raises(ConfigError, match="cannot be read with the store's key"):
         connect(path, secrets.token_bytes(32))
+
+
+_KILLED_IN_A_TRANSACTION = """
+import os, sys, apsw
+conn = apsw.Connection(sys.argv[1])
+conn.execute("PRAGMA cipher = 'chacha20'")
+conn.execute("PRAGMA key = \\"x'" + sys.argv[2] + "'\\"")
+conn.execute("PRAGMA journal_mode=DELETE").fetchall()
+conn.execute("CREATE TABLE t(n INTEGER, pad BLOB)")
+with conn:
+    for n in range(2000):
+        conn.execute("INSERT INTO t VALUES (?, randomblob(500))", (n,))
+conn.execute("PRAGMA cache_size=5")
+conn.execute("BEGIN")
+conn.execute("UPDATE t SET n = n + 1000000")
+os.kill(os.getpid(), 9)
+"""
+
+
+def test_a_file_made_before_rolls_back_a_hot_journal(tmp_path: Path) -> None:
+    """A process killed in a transaction of a file in rollback-journal mode (as `store rekey` puts it in)
+    leaves a hot journal, which the next connection plays back. A cache of a few pages has spilled the
+    transaction's first pages into the file, and the journal begins with one of them, not the first page:
+    read with the other cipher, that page is reported as corruption (CorruptError), not as "not a
+    database". Only the cipher of the file may roll the journal back."""
+    path, key = tmp_path / "old.db", secrets.token_bytes(32)
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_IN_A_TRANSACTION, str(path), key.hex()], check=False
+    )
+    assert killed.returncode == -signal.SIGKILL
+    journal = path.with_name("old.db-journal")
+    assert journal.stat().st_size > 0
+    conn = connect(path, key)
+    try:
+        assert conn.execute("SELECT count(*), sum(n) FROM t").fetchall() == [(2000, sum(range(2000)))]
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        conn.close()
+    assert not journal.exists()
+    assert cipher_of(path, key) == "chacha20"
+
+
+# ``logsvc`` run in a process that reports the most memory it held: its own peak (VmHWM), which, unlike a
+# child's ru_maxrss, does not start from the memory of the process that started it.
+_PEAK_OF_LOGSVC = """
+import runpy, sys
+sys.argv[0] = "logsvc"
+try:
+    runpy.run_module("logsvc", run_name="__main__")
+finally:
+    with open("/proc/self/status") as status:
+        print(next(line for line in status if line.startswith("VmHWM:")).split()[1], file=sys.stderr)
+"""
+
+
+def rekey_peak_rss(settings: Settings) -> int:
+    """``logsvc store rekey`` run to its end; the most memory (RSS, bytes) its process held."""
+    result = subprocess.run(
+        [sys.executable, "-c", _PEAK_OF_LOGSVC, "store", "rekey", "--data-dir", settings.data_dir],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=logsvc_environment(settings),
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return int(result.stderr.split()[-1]) * 1024
+
+
+def test_rekey_to_aegis_does_not_hold_the_database_in_memory(filled: tuple[ServerThread, list[str]]) -> None:
+    """AEGIS-256 reserves more bytes a page than ChaCha20-Poly1305, so moving a file made before decision
+    48 to it is a VACUUM, which builds the new file in a temporary database: in memory by default, as
+    large as the store. The same command on the same file already in AEGIS-256 (rewritten page by page)
+    is the measure of what the process needs."""
+    server, markers = filled
+    server.stop()
+    settings = server.settings
+    data = Path(settings.data_dir)
+    key = store_key(settings)
+    assert key is not None
+    as_before_aegis(data / "logs.db", key)
+    grown = connect(data / "logs.db", key)
+    try:
+        grown.execute("CREATE TABLE filler(pad BLOB)")
+        grown.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 80000) "
+            "INSERT INTO filler SELECT randomblob(500) FROM n"
+        )
+    finally:
+        grown.close()
+    size = (data / "logs.db").stat().st_size
+    assert size > 40 << 20
+    moved = rekey_peak_rss(settings)
+    assert cipher_of(data / "logs.db", store_key(settings) or b"") == "aegis"
+    again = rekey_peak_rss(settings)
+    assert moved - again < size / 4, f"{(moved - again) >> 20} MiB more to move a {size >> 20} MiB file"
+    assert_markers_after_restart(server, markers)

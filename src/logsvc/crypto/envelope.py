@@ -153,6 +153,10 @@ def _reencrypt(path: Path, old_key: bytes, new_key: bytes) -> bool:
             raise ConfigError(f"{path} is in use (a server is running?); stop it for the re-encryption")
         # Re-encrypted with the cipher of new files: a store made before decision 48 moves to AEGIS-256.
         conn.execute(f"PRAGMA cipher = '{CIPHERS[0]}'")
+        # AEGIS-256 reserves more bytes a page than ChaCha20-Poly1305, so sqlite3mc moves a file to it by a
+        # VACUUM, whose temporary copy of the whole database would be in memory (this build's default): in
+        # a file instead, which sqlite3mc encrypts like the database (checked: none of a row's text in it).
+        conn.execute("PRAGMA temp_store = FILE")
         conn.execute(f"PRAGMA rekey = \"x'{new_key.hex()}'\"")
         conn.execute("PRAGMA journal_mode=WAL").fetchall()
         return True

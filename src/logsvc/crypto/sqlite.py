@@ -24,6 +24,7 @@ def connect(path: Path, key: bytes | None, *, busy_timeout_ms: int = 0) -> apsw.
     and a key that does not fit is reported as such, before any write. ``busy_timeout_ms`` waits that
     long for another process's lock already at this first read (a WAL recovery after a crash locks
     the file for a moment)."""
+    damaged: apsw.CorruptError | None = None
     for cipher in CIPHERS if key is not None else (None,):
         try:
             conn = apsw.Connection(str(path))
@@ -39,9 +40,17 @@ def connect(path: Path, key: bytes | None, *, busy_timeout_ms: int = 0) -> apsw.
             return conn
         except apsw.NotADBError:
             conn.close()
+        except apsw.CorruptError as exc:
+            # Also what the other cipher makes of a hot journal that does not begin with the first page
+            # (a process killed in a rollback-journal transaction): the journal is played back only by
+            # the cipher that reads it, so the next one is tried.
+            conn.close()
+            damaged = damaged or exc
         except apsw.Error as exc:
             conn.close()
             raise ConfigError(f"cannot open {path}: {exc}") from None
+    if damaged is not None:
+        raise ConfigError(f"cannot open {path}: {damaged}")
     state = "with the store's key" if key is not None else "without a key (encryption = false)"
     raise ConfigError(
         f"cannot open {path}: it cannot be read {state}; it is not a logsvc database, "
