@@ -20,6 +20,7 @@ request are also given as a ratio to the ``none`` variant of the same source tre
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import statistics
@@ -88,36 +89,33 @@ def _commits(server: Server, key: NewCredential) -> tuple[float, float]:
     return values["count"], values["sum"]
 
 
-def _switches(pids: list[int]) -> tuple[int, int]:
-    voluntary = forced = 0
+def _tasks(pids: list[int]) -> list[tuple[int, int]]:
+    """Every thread of these processes, as (pid, thread id)."""
+    found = []
     for pid in pids:
-        try:
-            tasks = [t.name for t in Path(f"/proc/{pid}/task").iterdir()]
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                text = Path(f"/proc/{pid}/task/{task}/status").read_text()
-            except OSError:
-                continue
-            for line in text.splitlines():
-                if line.startswith("voluntary_ctxt_switches"):
-                    voluntary += int(line.split()[1])
-                elif line.startswith("nonvoluntary_ctxt_switches"):
-                    forced += int(line.split()[1])
-    return voluntary, forced
-
-
-def _threads(pids: list[int]) -> dict[tuple[int, int], float]:
-    found = {}
-    for pid in pids:
-        try:
-            tasks = [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
-        except OSError:
-            continue
-        for task in tasks:
-            found[(pid, task)] = _cpu_s(pid, task)
+        with contextlib.suppress(OSError):
+            found += [(pid, int(t.name)) for t in Path(f"/proc/{pid}/task").iterdir()]
     return found
+
+
+def _switches(tasks: list[tuple[int, int]]) -> dict[tuple[int, int], tuple[int, int]]:
+    """Context switches of each of these threads so far: (voluntary, forced)."""
+    found = {}
+    for pid, task in tasks:
+        try:
+            text = Path(f"/proc/{pid}/task/{task}/status").read_text()
+        except OSError:
+            continue
+        counts = dict(line.partition(":")[::2] for line in text.splitlines())
+        found[(pid, task)] = (
+            int(counts["voluntary_ctxt_switches"]),
+            int(counts["nonvoluntary_ctxt_switches"]),
+        )
+    return found
+
+
+def _threads(tasks: list[tuple[int, int]]) -> dict[tuple[int, int], float]:
+    return {(pid, task): _cpu_s(pid, task) for pid, task in tasks}
 
 
 def _connections_per_pid(pids: list[int], port: int) -> list[int]:
@@ -188,8 +186,9 @@ def _one(
             drive(2)
             pids = [server.process.pid, *descendants(server.process.pid)]
             cpu_before = {pid: _cpu_s(pid) for pid in pids}
-            threads_before = _threads(pids)
-            switches_before = _switches(pids)
+            tasks = _tasks(pids)
+            threads_before = _threads(tasks)
+            switches_before = _switches(tasks)
             commits_before = _commits(server, key)
             children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
             load = os.getloadavg()[0]
@@ -203,7 +202,13 @@ def _one(
             commits_after = _commits(server, key)
             cpu = {pid: _cpu_s(pid) - before for pid, before in cpu_before.items()}
             threads = {k: _cpu_s(*k) - before for k, before in threads_before.items()}
-            switches_after = _switches(pids)
+            # Of the threads seen at both ends (one that ended meanwhile took its counts with it).
+            switches_after = _switches(tasks)
+            switched = [
+                (after[0] - switches_before[key][0], after[1] - switches_before[key][1])
+                for key, after in switches_after.items()
+                if key in switches_before
+            ]
     finally:
         os.environ.pop("PYTHONPATH", None)
         os.environ.pop("LOGSVC_ALLOW_ANONYMOUS", None)
@@ -232,8 +237,8 @@ def _one(
         "entries_per_commit": entries / commits if commits else 0.0,
         "connections": spread,
         "load": load,
-        "voluntary_per_req": (switches_after[0] - switches_before[0]) / requests,
-        "forced_per_req": (switches_after[1] - switches_before[1]) / requests,
+        "voluntary_per_req": sum(v for v, _ in switched) / requests,
+        "forced_per_req": sum(f for _, f in switched) / requests,
     }
 
 

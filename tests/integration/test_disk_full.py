@@ -6,9 +6,7 @@ The store lives on a tmpfs of a few MB mounted for the test (root only; skipped,
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,21 +17,6 @@ from logsvc.crypto.sqlite import connect
 from logsvc.datadir import DataDir
 from logsvc.storage.tiers import ColdFile, HotFile
 from tests.conftest import ServerThread, bearer, make_settings
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount_point = tmp_path / "small"
-    mount_point.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount_point)], capture_output=True, check=False
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.decode().strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", str(mount_point)], check=False)
 
 
 @pytest.mark.parametrize("engine", ["sqlite", "tiered"])

@@ -435,3 +435,45 @@ def test_rekey_to_aegis_does_not_hold_the_database_in_memory(filled: tuple[Serve
     again = rekey_peak_rss(settings)
     assert moved - again < size / 4, f"{(moved - again) >> 20} MiB more to move a {size >> 20} MiB file"
     assert_markers_after_restart(server, markers)
+
+
+def test_a_rekey_short_of_temporary_space_changes_nothing_and_says_why(
+    filled: tuple[ServerThread, list[str]], small_disk: Path
+) -> None:
+    """Moving a file made before decision 48 to AEGIS-256 copies it through SQLite's temporary directory:
+    with too little room there, the command names the problem and the store stays as it was."""
+    server, markers = filled
+    server.stop()
+    settings = server.settings
+    data = Path(settings.data_dir)
+    key = store_key(settings)
+    assert key is not None
+    conn = connect(data / "logs.db", key)
+    conn.execute("CREATE TABLE ballast(b BLOB)")
+    conn.execute("INSERT INTO ballast VALUES (randomblob(5000000))")  # more than the 3 MB of small_disk
+    conn.close()
+    as_before_aegis(data / "logs.db", key)
+
+    def rekey(**env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "logsvc", "store", "rekey", "--data-dir", str(data)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=logsvc_environment(settings) | env,
+            check=False,
+        )
+
+    short = rekey(SQLITE_TMPDIR=str(small_disk))
+    assert short.returncode == 2, short.stderr
+    assert "needs free space" in short.stderr
+    assert "Traceback" not in short.stderr
+    assert store_key(settings) == key, "the keyring is as it was, no re-encryption pending"
+    assert cipher_of(data / "logs.db", key) == "chacha20"
+    assert_markers_after_restart(server, markers)
+    assert rekey().returncode == 0
+    new_key = store_key(settings)
+    assert new_key is not None
+    assert new_key != key
+    assert cipher_of(data / "logs.db", new_key) == "aegis"
+    assert_markers_after_restart(server, markers)

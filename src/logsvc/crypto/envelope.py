@@ -162,5 +162,12 @@ def _reencrypt(path: Path, old_key: bytes, new_key: bytes) -> bool:
         return True
     except apsw.BusyError:
         raise ConfigError(f"{path} is in use (a server is running?); stop it for the re-encryption") from None
+    except apsw.Error as exc:
+        # The re-encryption is one transaction: the file is as it was, under its old key.
+        raise ConfigError(
+            f"the re-encryption of {path} failed ({exc}); it needs free space about its size in SQLite's "
+            "temporary directory (SQLITE_TMPDIR, else TMPDIR, else /var/tmp) and beside it. Nothing of it "
+            "changed: free space and run `logsvc store rekey` again"
+        ) from None
     finally:
         conn.close()

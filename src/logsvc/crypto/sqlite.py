@@ -12,10 +12,10 @@ from logsvc.errors import ConfigError, StoreUnavailable
 
 __all__ = ["CIPHERS", "connect", "snapshot"]
 
-# The ciphers a file is opened with, in this order: every file made from now on is AEGIS-256 (a third of
-# the writer's CPU a commit less than ChaCha20-Poly1305, decision 48); the files made before are
+# The ciphers a file is opened with, in this order: every file made from now on is AEGIS-256 (30% less of
+# the writer's CPU per entry than ChaCha20-Poly1305, decision 48); the files made before are
 # ChaCha20-Poly1305, sqlite3mc's default. Both authenticate every page, so a file read with the other one
-# fails at its first page (NotADBError) and changes nothing; which one wrote a file need not be recorded.
+# fails at the first page it reads and writes nothing; which one wrote a file need not be recorded.
 CIPHERS: Final = ("aegis", "chacha20")
 
 
