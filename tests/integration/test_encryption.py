@@ -241,6 +241,15 @@ def test_rekey_re_encrypts_both_files_of_a_tiered_store(tmp_path: Path) -> None:
     assert_markers_after_restart(server, markers)
 
 
+def at_rest(server: ServerThread) -> tuple[Settings, Path, bytes]:
+    """The server stopped, so that its files are at rest: its settings, data directory and store key."""
+    server.stop()
+    settings = server.settings
+    key = store_key(settings)
+    assert key is not None
+    return settings, Path(settings.data_dir), key
+
+
 def cipher_of(path: Path, key: bytes) -> str:
     """The cipher that reads ``path`` with ``key``, tried with SQLite3 Multiple Ciphers itself."""
     for cipher in ("aegis", "chacha20"):
@@ -275,11 +284,7 @@ def test_new_files_are_aegis_and_files_made_before_keep_working(
     filled: tuple[ServerThread, list[str]],
 ) -> None:
     server, markers = filled
-    server.stop()
-    settings = server.settings
-    data = Path(settings.data_dir)
-    key = store_key(settings)
-    assert key is not None
+    settings, data, key = at_rest(server)
     for name in ("logs.db", "auth.db"):
         assert cipher_of(data / name, key) == "aegis"
         as_before_aegis(data / name, key)
@@ -304,12 +309,14 @@ def test_new_files_are_aegis_and_files_made_before_keep_working(
     assert_markers_after_restart(server, markers)
 
 
-_KILLED_WRITER = """
+# A script's opening: the file (argv 1) opened as logsvc did before decision 48, with the key (argv 2, hex).
+_OPENED_AS_BEFORE = """
 import os, sys, apsw
 conn = apsw.Connection(sys.argv[1])
 conn.execute("PRAGMA cipher = 'chacha20'")
 conn.execute("PRAGMA key = \\"x'" + sys.argv[2] + "'\\"")
-conn.execute("PRAGMA journal_mode=WAL").fetchall()
+"""
+_KILLED_WRITER = _OPENED_AS_BEFORE + """conn.execute("PRAGMA journal_mode=WAL").fetchall()
 conn.execute("PRAGMA wal_autocheckpoint=0")
 conn.execute("CREATE TABLE t(n INTEGER)")
 for n in range(100):
@@ -318,7 +325,7 @@ conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 for n in range(100, 200):
     conn.execute("INSERT INTO t VALUES (?)", (n,))
 os.kill(os.getpid(), 9)
-"""
+"""  # noqa: S608 (a Python script for a child process, not SQL)
 
 
 @pytest.mark.parametrize("wal_index", ["kept", "lost"])
@@ -340,12 +347,7 @@ def test_a_file_made_before_recovers_its_wal_after_a_crash(tmp_path: Path, wal_i
         connect(path, secrets.token_bytes(32))
 
 
-_KILLED_IN_A_TRANSACTION = """
-import os, sys, apsw
-conn = apsw.Connection(sys.argv[1])
-conn.execute("PRAGMA cipher = 'chacha20'")
-conn.execute("PRAGMA key = \\"x'" + sys.argv[2] + "'\\"")
-conn.execute("PRAGMA journal_mode=DELETE").fetchall()
+_KILLED_IN_A_TRANSACTION = _OPENED_AS_BEFORE + """conn.execute("PRAGMA journal_mode=DELETE").fetchall()
 conn.execute("CREATE TABLE t(n INTEGER, pad BLOB)")
 with conn:
     for n in range(2000):
@@ -354,7 +356,7 @@ conn.execute("PRAGMA cache_size=5")
 conn.execute("BEGIN")
 conn.execute("UPDATE t SET n = n + 1000000")
 os.kill(os.getpid(), 9)
-"""
+"""  # noqa: S608 (a Python script for a child process, not SQL)
 
 
 def test_a_file_made_before_rolls_back_a_hot_journal(tmp_path: Path) -> None:
@@ -413,11 +415,7 @@ def test_rekey_to_aegis_does_not_hold_the_database_in_memory(filled: tuple[Serve
     large as the store. The same command on the same file already in AEGIS-256 (rewritten page by page)
     is the measure of what the process needs."""
     server, markers = filled
-    server.stop()
-    settings = server.settings
-    data = Path(settings.data_dir)
-    key = store_key(settings)
-    assert key is not None
+    settings, data, key = at_rest(server)
     as_before_aegis(data / "logs.db", key)
     grown = connect(data / "logs.db", key)
     try:
@@ -443,11 +441,7 @@ def test_a_rekey_short_of_temporary_space_changes_nothing_and_says_why(
     """Moving a file made before decision 48 to AEGIS-256 copies it through SQLite's temporary directory:
     with too little room there, the command names the problem and the store stays as it was."""
     server, markers = filled
-    server.stop()
-    settings = server.settings
-    data = Path(settings.data_dir)
-    key = store_key(settings)
-    assert key is not None
+    settings, data, key = at_rest(server)
     conn = connect(data / "logs.db", key)
     conn.execute("CREATE TABLE ballast(b BLOB)")
     conn.execute("INSERT INTO ballast VALUES (randomblob(5000000))")  # more than the 3 MB of small_disk
