@@ -316,7 +316,14 @@ conn = apsw.Connection(sys.argv[1])
 conn.execute("PRAGMA cipher = 'chacha20'")
 conn.execute("PRAGMA key = \\"x'" + sys.argv[2] + "'\\"")
 """
-_KILLED_WRITER = _OPENED_AS_BEFORE + """conn.execute("PRAGMA journal_mode=WAL").fetchall()
+
+
+def _as_before(body: str) -> str:
+    """The script ``body`` run on the file opened as before decision 48."""
+    return _OPENED_AS_BEFORE + body
+
+
+_KILLED_WRITER = _as_before("""conn.execute("PRAGMA journal_mode=WAL").fetchall()
 conn.execute("PRAGMA wal_autocheckpoint=0")
 conn.execute("CREATE TABLE t(n INTEGER)")
 for n in range(100):
@@ -325,7 +332,7 @@ conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 for n in range(100, 200):
     conn.execute("INSERT INTO t VALUES (?)", (n,))
 os.kill(os.getpid(), 9)
-"""  # noqa: S608 (a Python script for a child process, not SQL)
+""")
 
 
 @pytest.mark.parametrize("wal_index", ["kept", "lost"])
@@ -347,7 +354,7 @@ def test_a_file_made_before_recovers_its_wal_after_a_crash(tmp_path: Path, wal_i
         connect(path, secrets.token_bytes(32))
 
 
-_KILLED_IN_A_TRANSACTION = _OPENED_AS_BEFORE + """conn.execute("PRAGMA journal_mode=DELETE").fetchall()
+_KILLED_IN_A_TRANSACTION = _as_before("""conn.execute("PRAGMA journal_mode=DELETE").fetchall()
 conn.execute("CREATE TABLE t(n INTEGER, pad BLOB)")
 with conn:
     for n in range(2000):
@@ -356,7 +363,7 @@ conn.execute("PRAGMA cache_size=5")
 conn.execute("BEGIN")
 conn.execute("UPDATE t SET n = n + 1000000")
 os.kill(os.getpid(), 9)
-"""  # noqa: S608 (a Python script for a child process, not SQL)
+""")
 
 
 def test_a_file_made_before_rolls_back_a_hot_journal(tmp_path: Path) -> None:
