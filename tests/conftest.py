@@ -60,6 +60,13 @@ def _serial(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+class Commits(list[int]):
+    """A store's ``on_commit`` that keeps the entry count of each commit, in order."""
+
+    def __call__(self, count: int, seconds: float) -> None:
+        self.append(count)
+
+
 def eventually(check: Callable[[], bool], seconds: float = 30.0) -> bool:
     """Whether ``check`` holds by the deadline, polled: generous, as a loaded machine must not fail a test
     (no test waits on a bare sleep)."""

@@ -27,7 +27,7 @@ from logsvc.jobs import JobsLease
 from logsvc.service import AdminService, IngestObserver, LogService, Retention
 from logsvc.settings import Settings
 from logsvc.storage.open import open_store
-from logsvc.storage.port import LogStore, exportable
+from logsvc.storage.port import LogStore, OnCommit, exportable
 from logsvc.store_url import engine_of
 from logsvc.tail import TailHub, TailLimits
 
@@ -53,7 +53,7 @@ class Root:
         *,
         store: LogStore | None = None,
         observer: IngestObserver | None = None,
-        on_commit: Callable[[int], None] | None = None,
+        on_commit: OnCommit | None = None,
         shared_writer: str | None = None,
     ) -> None:
         self.settings = settings

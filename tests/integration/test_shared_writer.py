@@ -22,7 +22,7 @@ from logsvc.storage.shared_writer import serve_sqlite_writer
 from logsvc.storage.sqlite import SQLiteStore
 from logsvc.storage.sqlite_schema import new_rows
 from logsvc.storage.sqlite_writer import encode_rows
-from tests.conftest import eventually
+from tests.conftest import Commits, eventually
 from tests.integration.test_sqlite_store import entry
 
 
@@ -38,13 +38,13 @@ def test_a_workers_rows_are_committed_by_the_shared_writer_and_by_its_own_once_t
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "logs.db"
-    shared_commits: list[int] = []
-    local_commits: list[int] = []
-    shared = serve_sqlite_writer(path, None, shared_commits.append)
+    shared_commits = Commits()
+    local_commits = Commits()
+    shared = serve_sqlite_writer(path, None, shared_commits)
     sent = [entry(i, f"entry {i}") for i in range(40)]
 
     async def worker() -> None:
-        store = SQLiteStore(path, on_commit=local_commits.append, shared_writer=shared.name)
+        store = SQLiteStore(path, on_commit=local_commits, shared_writer=shared.name)
         try:
             await asyncio.gather(*(store.append([e]) for e in sent[:30]))
             await asyncio.to_thread(shared.stop)
@@ -65,7 +65,7 @@ def test_a_row_the_group_cannot_carry_fails_only_its_own_request_through_the_sha
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "logs.db"
-    shared = serve_sqlite_writer(path, None, lambda count: None)
+    shared = serve_sqlite_writer(path, None, Commits())
     good, bad = entry(1, "kept"), entry(2, "short id")
     bad = msgspec.structs.replace(bad, log_id=bad.log_id[:15])
 
@@ -87,8 +87,8 @@ def test_a_row_the_group_cannot_carry_fails_only_its_own_request_through_the_sha
 
 def test_a_frame_the_shared_writer_cannot_read_ends_only_its_own_connection(tmp_path: Path) -> None:
     path = tmp_path / "logs.db"
-    commits: list[int] = []
-    shared = serve_sqlite_writer(path, None, commits.append)
+    commits = Commits()
+    shared = serve_sqlite_writer(path, None, commits)
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stranger:
             stranger.connect(f"\0{shared.name}")
@@ -154,7 +154,7 @@ needs_root = pytest.mark.skipif(os.getuid() != 0, reason="acting as another user
 def test_the_shared_writer_serves_its_own_user_only(tmp_path: Path) -> None:
     """Its socket has no file modes (abstract namespace): the peer's user id is checked instead."""
     path = tmp_path / "logs.db"
-    shared = serve_sqlite_writer(path, None, lambda count: None)
+    shared = serve_sqlite_writer(path, None, Commits())
     own, stranger = entry(1, "from this user"), entry(2, "from another user")
     try:
         assert _as_nobody(lambda: _send_and_read(shared.name, _frame(stranger))) == b"hung up"
@@ -239,8 +239,8 @@ def test_a_request_whose_reply_is_lost_is_written_by_its_worker(tmp_path: Path) 
 
 def test_a_request_cancelled_while_its_worker_connects_leaves_the_others_connected(tmp_path: Path) -> None:
     path = tmp_path / "logs.db"
-    commits: list[int] = []
-    shared = serve_sqlite_writer(path, None, commits.append)
+    commits = Commits()
+    shared = serve_sqlite_writer(path, None, commits)
     first, second = entry(1, "cancelled"), entry(2, "sent after")
 
     async def worker() -> None:

@@ -26,6 +26,7 @@ from logsvc.storage.sqlite import SQLiteStore
 from logsvc.storage.sqlite_reads import select_newest
 from logsvc.storage.sqlite_schema import BLOCK_SHIFT
 from logsvc.store_url import sqlite_url
+from tests.conftest import Commits
 
 T = TypeVar("T")
 WORDS = ["alpha", "beta", "gamma", "delta", "disk", "timeout", "user", "login"]
@@ -167,13 +168,13 @@ def test_reads_walk_an_index_without_sorting(searchable: tuple[Path, list[NewEnt
 
 
 def test_concurrent_appends_share_commits(tmp_path: Path) -> None:
-    commits: list[int] = []
+    commits = Commits()
 
     async def hammer(store: SQLiteStore) -> int:
         await asyncio.gather(*(store.append([entry(i, f"m{i}")]) for i in range(500)))
         return (await store.recent(Query(limit=1000))).count
 
-    assert run(hammer, tmp_path / "logs.db", on_commit=commits.append) == 500
+    assert run(hammer, tmp_path / "logs.db", on_commit=commits) == 500
     assert sum(commits) == 500
     assert len(commits) < 500  # group commit: several requests were acknowledged by one fsync
 
@@ -181,7 +182,7 @@ def test_concurrent_appends_share_commits(tmp_path: Path) -> None:
 def test_what_queues_while_another_writer_commits_joins_the_next_commit(tmp_path: Path) -> None:
     """Another worker's writer holds the turn (the writer lock); the requests that arrive while this writer
     waits for it are committed together with the one it waits with, in one transaction and one fsync."""
-    commits: list[int] = []
+    commits = Commits()
     path = tmp_path / "logs.db"
 
     async def wait_for_turn(store: SQLiteStore) -> int:
@@ -199,7 +200,7 @@ def test_what_queues_while_another_writer_commits_joins_the_next_commit(tmp_path
             os.close(other)
         return (await store.recent(Query(limit=100))).count
 
-    assert run(wait_for_turn, path, on_commit=commits.append) == 20
+    assert run(wait_for_turn, path, on_commit=commits) == 20
     assert commits == [20]
 
 

@@ -41,6 +41,7 @@ _INGESTED = ("logsvc_entries_ingested", "Log entries stored and acknowledged")
 # Each bucket's ``le`` label, as prometheus_client writes its bound.
 _LE = tuple(floatToGoString(bound) for bound in (*_LATENCY_BUCKETS, INF))  # type: ignore[no-untyped-call]
 _BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000)
+_COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _PUBLISH_SECONDS: Final = 1.0
 # Each worker's request counts: this, its pid and a token, ``.json``; with the layout's version, so that the
 # workers of another version (a SIGHUP restart onto new code) never read each other's.
@@ -203,6 +204,15 @@ class Metrics:
             buckets=_BATCH_BUCKETS,
             registry=self.registry,
         )
+        # How long the store's one writer is busy per commit: rate(..._sum) near 1 is a writer at its limit,
+        # and the upper buckets show commits that stalled (a disk slow to fsync, an index merge).
+        self.commit_duration = Histogram(
+            "logsvc_store_commit_duration_seconds",
+            "Time a store transaction of entries took (group commit), from its first statement until it "
+            "committed, fsync included",
+            buckets=_COMMIT_BUCKETS,
+            registry=self.registry,
+        )
 
     def ingested(self, count: int) -> None:
         self._counted.ingested += count
@@ -219,8 +229,9 @@ class Metrics:
     def syslog_closed(self, reason: str) -> None:
         self.syslog_closes.labels(reason).inc()
 
-    def committed(self, count: int) -> None:
+    def committed(self, count: int, seconds: float) -> None:
         self.write_batch.observe(count)
+        self.commit_duration.observe(seconds)
 
     def start(self) -> None:
         """With several workers: write this process's counts to its file, every second until ``stop``."""

@@ -3,14 +3,14 @@ SQLite, the server no boto3 use."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 from urllib.parse import parse_qs, urlsplit
 
 from logsvc.domain.retention import RetentionRule
 from logsvc.errors import ConfigError
-from logsvc.storage.port import LogStore, StoreFiles
+from logsvc.storage.port import LogStore, OnCommit, StoreFiles
 from logsvc.store_url import engine_of
 
 # Entries per hot generation of a tiered store: small ones compact often (the tests' do), large ones keep
@@ -25,7 +25,7 @@ def open_store(
     url: str,
     *,
     read_threads: int = 4,
-    on_commit: Callable[[int], None] | None = None,
+    on_commit: OnCommit | None = None,
     key: bytes | None = None,
     retention: Sequence[RetentionRule] = (),
     shared_writer: str | None = None,

@@ -7,7 +7,7 @@ a clear error where the backend has none, instead of every adapter carrying meth
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,11 +27,17 @@ __all__ = [
     "Export",
     "Exportable",
     "LogStore",
+    "OnCommit",
     "ServiceStats",
     "StoreFiles",
     "StoreStats",
     "exportable",
 ]
+
+
+# Told of each transaction that stored entries, once it committed: how many entries, and the seconds the
+# transaction took (group commit sizes and durations, for the metrics).
+OnCommit = Callable[[int, float], None]
 
 
 class Arrival(msgspec.Struct, frozen=True):

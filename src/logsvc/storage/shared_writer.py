@@ -36,6 +36,7 @@ from typing import Any, Final
 import msgspec
 
 from logsvc.errors import LogServiceError, StoreFull, StoreUnavailable
+from logsvc.storage.port import OnCommit
 from logsvc.storage.sqlite_schema import open_connection
 from logsvc.storage.sqlite_writer import encode_rows, sqlite_writer
 from logsvc.storage.writer import Encoded, Frame, LoopBatches, Rows, Writer, translate
@@ -88,7 +89,7 @@ class _Frames:
         return messages
 
 
-def serve_sqlite_writer(path: Path, key: bytes | None, on_commit: Callable[[int], None]) -> SharedWriter:
+def serve_sqlite_writer(path: Path, key: bytes | None, on_commit: OnCommit) -> SharedWriter:
     """The one writer of the SQLite store at ``path``, serving the workers from now on."""
     shared = SharedWriter(sqlite_writer(open_connection(path, key, write=True), on_commit))
     shared.start()

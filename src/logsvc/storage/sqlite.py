@@ -24,7 +24,7 @@ from logsvc.domain.queries import Page, Query
 from logsvc.domain.stats import MAX_COUNTED, ServiceTotal, StatsQuery
 from logsvc.errors import ConfigError, StoreUnavailable
 from logsvc.storage.encoded import DEFAULT_ENCODED_BYTES, EncodedEntries
-from logsvc.storage.port import Arrivals, Export
+from logsvc.storage.port import Arrivals, Export, OnCommit
 from logsvc.storage.shared_writer import WriterClient
 from logsvc.storage.sqlite_reads import (
     NEWEST_FIRST,
@@ -60,7 +60,7 @@ class SQLiteStore:
         path: Path,
         *,
         read_threads: int = 4,
-        on_commit: Callable[[int], None] | None = None,
+        on_commit: OnCommit | None = None,
         inline_read_budget: float = _INLINE_BUDGET_SECONDS,
         key: bytes | None = None,
         count_limit: int = MAX_COUNTED,

@@ -17,13 +17,13 @@ trigger and the table are TEMP: this connection's own, never in the file.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
 import apsw
 import msgspec
 
+from logsvc.storage.port import OnCommit
 from logsvc.storage.sqlite_rollups import FRESH_COUNTS, counting
 from logsvc.storage.sqlite_schema import BLOCK_SHIFT, INDEX_NEW_ROWS
 from logsvc.storage.writer import Encoded, Job, Rows, Writer, turns_lock
@@ -82,7 +82,7 @@ _GROUP_WRITTEN = "INSERT INTO group_written SELECT (SELECT coalesce(max(seq), 0)
 WRITER_SCHEMA: Final = (FRESH_COUNTS, _GROUP_TABLE, _AFTER_GROUP)
 
 
-def sqlite_writer(conn: apsw.Connection, on_commit: Callable[[int], None] | None) -> Writer[apsw.Connection]:
+def sqlite_writer(conn: apsw.Connection, on_commit: OnCommit | None) -> Writer[apsw.Connection]:
     """The writer thread of the store whose write connection is ``conn`` (it owns and closes it)."""
     path = conn.filename
     for statement in WRITER_SCHEMA:

@@ -39,7 +39,7 @@ from logsvc.domain.queries import Page, Query
 from logsvc.domain.stats import MAX_COUNTED, ServiceTotal, StatsQuery
 from logsvc.errors import ConfigError, StoreUnavailable
 from logsvc.storage import tiers_ops, tiers_reads
-from logsvc.storage.port import Arrivals, Export
+from logsvc.storage.port import Arrivals, Export, OnCommit
 from logsvc.storage.sqlite_schema import new_rows
 from logsvc.storage.sqlite_stats import KEYS, check_countable_minutes, rollup_histogram, too_many_matches
 from logsvc.storage.tiered_compactor import Compactor
@@ -84,7 +84,7 @@ class TieredStore:
         path: Path,
         *,
         read_threads: int = 4,
-        on_commit: Callable[[int], None] | None = None,
+        on_commit: OnCommit | None = None,
         key: bytes | None = None,
         count_limit: int = MAX_COUNTED,
         rows_per_generation: int | None = None,

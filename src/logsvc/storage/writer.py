@@ -16,6 +16,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final, Generic, TypeVar
@@ -24,6 +25,7 @@ import apsw
 import msgspec
 
 from logsvc.errors import LogServiceError, StoreFull, StoreUnavailable
+from logsvc.storage.port import OnCommit
 
 __all__ = [
     "Encoded",
@@ -178,7 +180,7 @@ class Writer(Generic[T]):
         transaction: Transaction[T],
         *,
         lock: Path | None,
-        on_commit: Callable[[int], None] | None,
+        on_commit: OnCommit | None,
         close: Callable[[], None],
     ) -> None:
         self._target = target
@@ -249,11 +251,13 @@ class Writer(Generic[T]):
             # worker's writer committed joins it, so each turn commits (and fsyncs) as much as there is.
             with taking_turns(self._turns):
                 group, count, stopping = self._gather(item)
+                started = time.perf_counter()
                 outcomes = self._commit_group(group)
+                seconds = time.perf_counter() - started
             # Counted before the requests are answered, so that a client's next scrape counts its own.
             if self._on_commit is not None and count:
                 try:
-                    self._on_commit(count)
+                    self._on_commit(count, seconds)
                 except Exception:  # the writer thread must outlive it
                     log.exception("the store's commit could not be counted")
             _settle(group, outcomes)
