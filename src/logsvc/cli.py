@@ -25,7 +25,8 @@ from logsvc.aws.package import build as build_lambda_zips
 from logsvc.backup import create_backup, restore_backup
 from logsvc.client import AwsChain, Client, ClientError, CredentialsUnavailable, load_profile, region_of
 from logsvc.client.ndjson import BadLine, Batch, batches, read_batches
-from logsvc.crypto import key_source, rekey_store, rotate_master_key, store_key
+from logsvc.crypto import database_ciphers, key_source, rekey_store, rotate_master_key, store_key
+from logsvc.crypto.sqlite import CIPHER_NAMES, CIPHERS
 from logsvc.datadir import DataDir
 from logsvc.display import json_line, printable, untrusted
 from logsvc.domain.queries import QUERY_PARAMETERS
@@ -272,9 +273,11 @@ def stats(as_json: bool, data_dir: str | None, config_file: str | None) -> None:
     """Entries, bytes, oldest and newest entry per service (reads the whole store)."""
     settings = load_settings(config_file, overrides={"data_dir": data_dir})
     files = store_files(settings.store_url)
-    result = files.stats(store_key(settings))
+    key = store_key(settings)
+    result = files.stats(key)
+    ciphers = database_ciphers(Path(settings.data_dir).resolve(), key)
     if as_json:
-        _json_out(result)
+        _json_out({**msgspec.to_builtins(result), "encryption": ciphers})
         return
     table = Table("service", "entries", "bytes", "oldest", "newest")
     for service in result.services:
@@ -287,6 +290,15 @@ def stats(as_json: bool, data_dir: str | None, config_file: str | None) -> None:
         )
     _out.print(table)
     _out.print(untrusted(f"{result.entries:,} entries; {result.file_bytes:,} bytes on disk in {result.path}"))
+    _out.print(
+        "encryption: " + ", ".join(f"{name} {CIPHER_NAMES.get(c, c)}" for name, c in ciphers.items()),
+        soft_wrap=True,
+    )
+    if any(cipher not in (CIPHERS[0], "none") for cipher in ciphers.values()):
+        _out.print(
+            f"`logsvc store rekey` (the server stopped) moves every file to {CIPHER_NAMES[CIPHERS[0]]}",
+            soft_wrap=True,
+        )
 
 
 @store.command("purge")

@@ -161,6 +161,19 @@ def test_encryption_can_be_off_but_not_for_an_encrypted_store(tmp_path: Path) ->
         store_key(make_settings(tmp_path / "lost"))
 
 
+def test_store_stats_says_a_store_without_encryption_is_not_encrypted(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "plain", encryption=False)
+    server = ServerThread(settings).start()
+    with httpx.Client(base_url=server.url, headers=bearer(server.admin), timeout=30) as client:
+        assert client.post("/logs", json={"service_name": "plain", "message": "hello"}).status_code == 201
+    server.stop()
+    stats = run_logsvc(settings, "store", "stats", "--json", "--data-dir", settings.data_dir)
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout)["encryption"] == {"logs.db": "none", "auth.db": "none"}
+    table = run_logsvc(settings, "store", "stats", "--data-dir", settings.data_dir).stdout
+    assert "encryption: logs.db not encrypted, auth.db not encrypted" in table
+
+
 def test_rekey_re_encrypts_and_keeps_every_entry(filled: tuple[ServerThread, list[str]]) -> None:
     server, markers = filled
     settings = server.settings
@@ -211,8 +224,11 @@ def test_store_stats_reads_the_encrypted_store(filled: tuple[ServerThread, list[
     assert service["bytes"] > sum(len(m) for m in markers)
     assert stats["entries"] == len(markers)
     assert stats["file_bytes"] > 0
+    assert stats["encryption"] == {"logs.db": "aegis", "auth.db": "aegis"}
     table = run_logsvc(settings, "store", "stats", "--data-dir", settings.data_dir)
     assert "secret-svc" in table.stdout
+    assert "encryption: logs.db AEGIS-256, auth.db AEGIS-256" in table.stdout
+    assert "rekey" not in table.stdout
     missing = run_logsvc(
         settings, "store", "stats", "--data-dir", str(Path(settings.data_dir).parent / "nowhere")
     )
@@ -300,12 +316,20 @@ def test_new_files_are_aegis_and_files_made_before_keep_working(
     markers.append(later)
     assert cipher_of(data / "logs.db", key) == "chacha20"
     assert_markers_after_restart(server, markers)
+    # The operator sees it, and what moves them on.
+    stats = run_logsvc(settings, "store", "stats", "--json", "--data-dir", str(data))
+    assert json.loads(stats.stdout)["encryption"] == {"logs.db": "chacha20", "auth.db": "chacha20"}
+    table = run_logsvc(settings, "store", "stats", "--data-dir", str(data)).stdout
+    assert "encryption: logs.db ChaCha20-Poly1305, auth.db ChaCha20-Poly1305" in table
+    assert "`logsvc store rekey` (the server stopped) moves every file to AEGIS-256" in table
     # A re-encryption moves every file to AEGIS-256.
     assert run_logsvc(settings, "store", "rekey", "--data-dir", str(data)).returncode == 0
     new_key = store_key(settings)
     assert new_key is not None
     for name in ("logs.db", "auth.db"):
         assert cipher_of(data / name, new_key) == "aegis"
+    stats = run_logsvc(settings, "store", "stats", "--json", "--data-dir", str(data))
+    assert json.loads(stats.stdout)["encryption"] == {"logs.db": "aegis", "auth.db": "aegis"}
     assert_markers_after_restart(server, markers)
 
 

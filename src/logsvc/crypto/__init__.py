@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from logsvc.crypto.envelope import Keyring, database_key, rekey_store, rotate_master_key
+from logsvc.crypto.envelope import Keyring, database_ciphers, database_key, rekey_store, rotate_master_key
 from logsvc.crypto.keys import KeySource, MasterKey, master_key_from
 from logsvc.datadir import DataDir
 from logsvc.errors import ConfigError
@@ -12,6 +12,7 @@ __all__ = [
     "KeySource",
     "Keyring",
     "MasterKey",
+    "database_ciphers",
     "database_key",
     "key_source",
     "master_key_from",

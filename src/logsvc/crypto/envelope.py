@@ -140,6 +140,26 @@ def rekey_store(data_dir: Path, source: KeySource) -> None:
     os.replace(following.path, current.path)
 
 
+def database_ciphers(data_dir: Path, key: bytes | None) -> dict[str, str]:
+    """The cipher of each database of the store that exists, by its name in ``DataDir.DATABASES``: one of
+    ``CIPHERS``, or "none" when the store is not encrypted. ``rekey_store`` moves them all to the first."""
+    found: dict[str, str] = {}
+    for name in DataDir.DATABASES:
+        path = data_dir / name
+        if not path.exists():
+            continue
+        if key is None:
+            found[name] = "none"
+            continue
+        conn = connect(path, key)
+        try:
+            # What sqlite3mc reports once a cipher has read the file: the one ``connect`` found.
+            found[name] = str(conn.execute("PRAGMA cipher").get)
+        finally:
+            conn.close()
+    return found
+
+
 def _reencrypt(path: Path, old_key: bytes, new_key: bytes) -> bool:
     """Whether ``path`` was re-encrypted now (False: an interrupted run had done it already)."""
     try:

@@ -10,13 +10,14 @@ import apsw
 
 from logsvc.errors import ConfigError, StoreUnavailable
 
-__all__ = ["CIPHERS", "connect", "snapshot"]
+__all__ = ["CIPHERS", "CIPHER_NAMES", "connect", "snapshot"]
 
 # The ciphers a file is opened with, in this order: every file made from now on is AEGIS-256 (30% less of
 # the writer's CPU per entry than ChaCha20-Poly1305, decision 48); the files made before are
 # ChaCha20-Poly1305, sqlite3mc's default. Both authenticate every page, so a file read with the other one
 # fails at the first page it reads and writes nothing; which one wrote a file need not be recorded.
 CIPHERS: Final = ("aegis", "chacha20")
+CIPHER_NAMES: Final = {"aegis": "AEGIS-256", "chacha20": "ChaCha20-Poly1305", "none": "not encrypted"}
 
 
 def connect(path: Path, key: bytes | None, *, busy_timeout_ms: int = 0) -> apsw.Connection:
