@@ -275,7 +275,7 @@ def stats(as_json: bool, data_dir: str | None, config_file: str | None) -> None:
     files = store_files(settings.store_url)
     key = store_key(settings)
     result = files.stats(key)
-    ciphers = database_ciphers(Path(settings.data_dir).resolve(), key)
+    ciphers = database_ciphers(Path(settings.data_dir), key, files.databases)
     if as_json:
         _json_out({**msgspec.to_builtins(result), "encryption": ciphers})
         return
@@ -291,7 +291,9 @@ def stats(as_json: bool, data_dir: str | None, config_file: str | None) -> None:
     _out.print(table)
     _out.print(untrusted(f"{result.entries:,} entries; {result.file_bytes:,} bytes on disk in {result.path}"))
     _out.print(
-        "encryption: " + ", ".join(f"{name} {CIPHER_NAMES.get(c, c)}" for name, c in ciphers.items()),
+        untrusted(
+            "encryption: " + ", ".join(f"{name} {CIPHER_NAMES.get(c, c)}" for name, c in ciphers.items())
+        ),
         soft_wrap=True,
     )
     if any(cipher not in (CIPHERS[0], "none") for cipher in ciphers.values()):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 
 import apsw
@@ -140,14 +141,19 @@ def rekey_store(data_dir: Path, source: KeySource) -> None:
     os.replace(following.path, current.path)
 
 
-def database_ciphers(data_dir: Path, key: bytes | None) -> dict[str, str]:
-    """The cipher of each database of the store that exists, by its name in ``DataDir.DATABASES``: one of
-    ``CIPHERS``, or "none" when the store is not encrypted. ``rekey_store`` moves them all to the first."""
+def database_ciphers(data_dir: Path, key: bytes | None, store: Sequence[Path]) -> dict[str, str]:
+    """The cipher of each database that exists, of the data directory (by its name in
+    ``DataDir.DATABASES``) and of the store (``store``, its files, which a ``store`` setting may put
+    elsewhere: by their path there): one of ``CIPHERS``, or "none" when the store is not encrypted.
+    ``rekey_store`` moves those of the data directory to the first."""
+    data_dir = data_dir.resolve()
+    paths = [data_dir / name for name in DataDir.DATABASES]
+    paths += [path for path in (p.resolve() for p in store) if path not in paths]
     found: dict[str, str] = {}
-    for name in DataDir.DATABASES:
-        path = data_dir / name
+    for path in paths:
         if not path.exists():
             continue
+        name = str(path.relative_to(data_dir) if path.is_relative_to(data_dir) else path)
         if key is None:
             found[name] = "none"
             continue
