@@ -210,6 +210,22 @@ def test_rekey_re_encrypts_and_keeps_every_entry(filled: tuple[ServerThread, lis
     assert_markers_after_restart(server, markers)
 
 
+def test_rekey_re_encrypts_a_store_outside_the_data_directory(tmp_path: Path) -> None:
+    """The keyring in the data directory also encrypts a store the ``store`` setting puts elsewhere: a
+    re-encryption that left it under the old key, whose keyring it replaces, would lose every entry."""
+    settings = make_settings(tmp_path / "data", store=f"sqlite:///{tmp_path / 'elsewhere' / 'logs.db'}")
+    server = ServerThread(settings).start()
+    markers = [f"MARKER-{uuid.uuid4().hex}" for _ in range(5)]
+    with httpx.Client(base_url=server.url, headers=bearer(server.admin), timeout=30) as client:
+        for marker in markers:
+            entry = {"service_name": "away", "message": marker, "metadata": {"m": marker}}
+            assert client.post("/logs", json=entry).status_code == 201
+    server.stop()
+    rekeyed = run_logsvc(settings, "store", "rekey", "--data-dir", settings.data_dir)
+    assert rekeyed.returncode == 0, rekeyed.stderr
+    assert_markers_after_restart(server, markers)
+
+
 def test_an_interrupted_rekey_is_finished_by_running_it_again(filled: tuple[ServerThread, list[str]]) -> None:
     server, markers = filled
     server.stop()

@@ -181,10 +181,6 @@ class StoreFiles(Protocol):
     def path(self) -> Path:
         """The database file."""
 
-    @property
-    def databases(self) -> tuple[Path, ...]:
-        """The SQLite files that hold the store (encrypted with the data key when encryption is on)."""
-
     def stats(self, key: bytes | None) -> StoreStats:
         """Entries, bytes and time range per service (a full scan)."""
 

@@ -21,10 +21,6 @@ class SQLiteFiles:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    @property
-    def databases(self) -> tuple[Path, ...]:
-        return (self.path,)
-
     def stats(self, key: bytes | None) -> StoreStats:
         """Entries, bytes and time range per service, read from the file (a full scan)."""
         conn = connect(self.path, key)

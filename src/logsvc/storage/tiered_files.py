@@ -34,10 +34,6 @@ class TieredFiles:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    @property
-    def databases(self) -> tuple[Path, ...]:
-        return (self.path / HOT, self.path / COLD)
-
     def _files(self, key: bytes | None) -> tuple[HotFile, ColdFile]:
         for name in (HOT, COLD):
             if not (self.path / name).exists():
