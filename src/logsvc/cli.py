@@ -36,7 +36,7 @@ from logsvc.root import Root
 from logsvc.server import serve as run_server
 from logsvc.service import check_destroy, purge
 from logsvc.settings import Settings, load_settings
-from logsvc.storage.open import sqlite_path, store_files
+from logsvc.storage.open import sqlite_path, store_databases, store_files
 from logsvc.store_url import tiered_url
 
 __all__ = ["main"]
@@ -275,7 +275,7 @@ def stats(as_json: bool, data_dir: str | None, config_file: str | None) -> None:
     files = store_files(settings.store_url)
     key = store_key(settings)
     result = files.stats(key)
-    ciphers = database_ciphers(Path(settings.data_dir).resolve(), key)
+    ciphers = database_ciphers(Path(settings.data_dir), key, store_databases(settings.store_url))
     if as_json:
         _json_out({**msgspec.to_builtins(result), "encryption": ciphers})
         return
@@ -291,7 +291,9 @@ def stats(as_json: bool, data_dir: str | None, config_file: str | None) -> None:
     _out.print(table)
     _out.print(untrusted(f"{result.entries:,} entries; {result.file_bytes:,} bytes on disk in {result.path}"))
     _out.print(
-        "encryption: " + ", ".join(f"{name} {CIPHER_NAMES.get(c, c)}" for name, c in ciphers.items()),
+        untrusted(
+            "encryption: " + ", ".join(f"{name} {CIPHER_NAMES.get(c, c)}" for name, c in ciphers.items())
+        ),
         soft_wrap=True,
     )
     if any(cipher not in (CIPHERS[0], "none") for cipher in ciphers.values()):
@@ -386,7 +388,7 @@ def migrate_store(into: str | None, batch_size: int, data_dir: str | None, confi
 def rekey(data_dir: str | None, config_file: str | None) -> None:
     """Re-encrypt the store with a new data key (stop the server first: a short maintenance window)."""
     settings = load_settings(config_file, overrides={"data_dir": data_dir})
-    rekey_store(Path(settings.data_dir).resolve(), key_source(settings))
+    rekey_store(Path(settings.data_dir).resolve(), key_source(settings), store_databases(settings.store_url))
     click.echo(f"re-encrypted the store in {settings.data_dir} with a new data key")
 
 

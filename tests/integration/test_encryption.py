@@ -174,6 +174,22 @@ def test_store_stats_says_a_store_without_encryption_is_not_encrypted(tmp_path: 
     assert "encryption: logs.db not encrypted, auth.db not encrypted" in table
 
 
+def test_store_stats_names_the_cipher_of_a_store_outside_the_data_directory(tmp_path: Path) -> None:
+    """The store's own file is encrypted with the data key wherever ``store`` puts it: its cipher is listed
+    beside the data directory's, by its path."""
+    elsewhere = tmp_path / "else[bold]where" / "logs.db"  # a path is shown as it is, never as markup
+    settings = make_settings(tmp_path / "data", store=f"sqlite:///{elsewhere}")
+    server = ServerThread(settings).start()
+    with httpx.Client(base_url=server.url, headers=bearer(server.admin), timeout=30) as client:
+        assert client.post("/logs", json={"service_name": "away", "message": "hello"}).status_code == 201
+    server.stop()
+    stats = run_logsvc(settings, "store", "stats", "--json", "--data-dir", settings.data_dir)
+    assert stats.returncode == 0, stats.stderr
+    assert json.loads(stats.stdout)["encryption"] == {"auth.db": "aegis", str(elsewhere): "aegis"}
+    table = run_logsvc(settings, "store", "stats", "--data-dir", settings.data_dir).stdout
+    assert f"encryption: auth.db AEGIS-256, {elsewhere} AEGIS-256" in table
+
+
 def test_rekey_re_encrypts_and_keeps_every_entry(filled: tuple[ServerThread, list[str]]) -> None:
     server, markers = filled
     settings = server.settings
@@ -191,6 +207,22 @@ def test_rekey_re_encrypts_and_keeps_every_entry(filled: tuple[ServerThread, lis
     for name in ("logs.db", "auth.db"):
         with pytest.raises(ConfigError, match="cannot open"):
             connect(data / name, old_key)
+    assert_markers_after_restart(server, markers)
+
+
+def test_rekey_re_encrypts_a_store_outside_the_data_directory(tmp_path: Path) -> None:
+    """The keyring in the data directory also encrypts a store the ``store`` setting puts elsewhere: a
+    re-encryption that left it under the old key, whose keyring it replaces, would lose every entry."""
+    settings = make_settings(tmp_path / "data", store=f"sqlite:///{tmp_path / 'elsewhere' / 'logs.db'}")
+    server = ServerThread(settings).start()
+    markers = [f"MARKER-{uuid.uuid4().hex}" for _ in range(5)]
+    with httpx.Client(base_url=server.url, headers=bearer(server.admin), timeout=30) as client:
+        for marker in markers:
+            entry = {"service_name": "away", "message": marker, "metadata": {"m": marker}}
+            assert client.post("/logs", json=entry).status_code == 201
+    server.stop()
+    rekeyed = run_logsvc(settings, "store", "rekey", "--data-dir", settings.data_dir)
+    assert rekeyed.returncode == 0, rekeyed.stderr
     assert_markers_after_restart(server, markers)
 
 

@@ -79,12 +79,13 @@ def _check(text: str) -> None:
     assert _value(samples, "logsvc_entries_rejected_total") == _INVALID
     # Counted by the writer: with several workers, the one they share in the supervisor process.
     assert _value(samples, "logsvc_store_write_batch_entries_sum") == _POSTS + 2
-    # Each of those commits timed: as many as there were, each under a second and longer than nothing.
+    # Each of those commits timed, in one bucket each (how long they took is the benchmarks' business: a
+    # loaded machine may stall one).
     commits = _value(samples, "logsvc_store_write_batch_entries_count")
     duration = "logsvc_store_commit_duration_seconds"
     assert 0 < commits == _value(samples, f"{duration}_count")
-    assert _value(samples, f"{duration}_bucket", le="1.0") == commits
-    assert 0 < _value(samples, f"{duration}_sum") < commits
+    assert _value(samples, f"{duration}_bucket", le="+Inf") == commits
+    assert _value(samples, f"{duration}_sum") > 0
 
 
 def test_one_worker_counts_every_request(tmp_path: Path) -> None:

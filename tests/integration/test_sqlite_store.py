@@ -319,6 +319,26 @@ def test_a_row_the_group_cannot_carry_fails_only_its_own_request(tmp_path: Path)
     assert conn.execute("SELECT log_id, message FROM logs").fetchall() == [(good.log_id, "kept")]
 
 
+def test_only_the_transactions_that_committed_are_counted(tmp_path: Path) -> None:
+    """A group refused for one request's row is written request by request: each of those transactions is
+    a commit of its own (its own fsync), and the refused rows, and a request refused alone, none."""
+    first, bad, last = entry(1, "kept"), entry(2, "short id"), entry(3, "kept too")
+    bad = msgspec.structs.replace(bad, log_id=bad.log_id[:15])
+    commits = Commits()
+
+    async def write(store: SQLiteStore) -> list[BaseException | None]:
+        together = await asyncio.gather(
+            store.append([first]), store.append([bad, bad]), store.append([last]), return_exceptions=True
+        )
+        alone = await asyncio.gather(store.append([bad]), return_exceptions=True)
+        return [*together, *alone]
+
+    kept, refused, kept_too, refused_alone = run(write, tmp_path / "logs.db", on_commit=commits)
+    assert (kept, kept_too) == (None, None)
+    assert all(isinstance(outcome, StoreUnavailable) for outcome in (refused, refused_alone))
+    assert commits == [1, 1]
+
+
 def test_a_write_not_handed_over_when_another_loop_closes_the_store_is_refused(tmp_path: Path) -> None:
     """A request whose loop had not yet handed it to the writer when the store was closed elsewhere fails
     with 503's error (nothing from it stored), instead of waiting forever behind the writer's stop."""

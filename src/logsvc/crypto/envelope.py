@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 
 import apsw
@@ -106,8 +107,9 @@ def rotate_master_key(data_dir: Path, *, key_file: Path) -> MasterKey:
     return new
 
 
-def rekey_store(data_dir: Path, source: KeySource) -> None:
-    """Re-encrypt every database of the store with a new data key. The server must be stopped.
+def rekey_store(data_dir: Path, source: KeySource, store: Sequence[Path]) -> None:
+    """Re-encrypt every database of the store (``store``: its files, wherever they are) with a new data
+    key. The server must be stopped.
 
     SQLite3 Multiple Ciphers re-encrypts only outside WAL mode, so each database is switched to a rollback
     journal, re-encrypted in one transaction, and switched back. The new key is written (wrapped) to
@@ -129,8 +131,7 @@ def rekey_store(data_dir: Path, source: KeySource) -> None:
         following.write(new_key, master)
     changed = False
     try:
-        for name in DataDir.DATABASES:
-            path = files.root / name
+        for path in _databases(files.root, store):
             if path.exists():
                 changed = _reencrypt(path, old_key, new_key) or changed
     except ConfigError:
@@ -140,14 +141,17 @@ def rekey_store(data_dir: Path, source: KeySource) -> None:
     os.replace(following.path, current.path)
 
 
-def database_ciphers(data_dir: Path, key: bytes | None) -> dict[str, str]:
-    """The cipher of each database of the store that exists, by its name in ``DataDir.DATABASES``: one of
-    ``CIPHERS``, or "none" when the store is not encrypted. ``rekey_store`` moves them all to the first."""
+def database_ciphers(data_dir: Path, key: bytes | None, store: Sequence[Path]) -> dict[str, str]:
+    """The cipher of each database that exists, of the data directory (by its name in
+    ``DataDir.DATABASES``) and of the store (``store``, its files, which a ``store`` setting may put
+    elsewhere: by their path there): one of ``CIPHERS``, or "none" when the store is not encrypted.
+    ``rekey_store`` moves them all to the first."""
+    data_dir = data_dir.resolve()
     found: dict[str, str] = {}
-    for name in DataDir.DATABASES:
-        path = data_dir / name
+    for path in _databases(data_dir, store):
         if not path.exists():
             continue
+        name = str(path.relative_to(data_dir) if path.is_relative_to(data_dir) else path)
         if key is None:
             found[name] = "none"
             continue
@@ -158,6 +162,13 @@ def database_ciphers(data_dir: Path, key: bytes | None) -> dict[str, str]:
         finally:
             conn.close()
     return found
+
+
+def _databases(data_dir: Path, store: Sequence[Path]) -> list[Path]:
+    """The files the data key encrypts: those of the data directory, and the store's wherever its URL
+    puts them (maybe among those)."""
+    paths = [data_dir.resolve() / name for name in DataDir.DATABASES]
+    return paths + [path for path in (p.resolve() for p in store) if path not in paths]
 
 
 def _reencrypt(path: Path, old_key: bytes, new_key: bytes) -> bool:

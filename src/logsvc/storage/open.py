@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import parse_qs, urlsplit
 
+from logsvc.datadir import DataDir
 from logsvc.domain.retention import RetentionRule
 from logsvc.errors import ConfigError
 from logsvc.storage.port import LogStore, OnCommit, StoreFiles
@@ -78,6 +79,16 @@ def store_files(url: str) -> StoreFiles:
     from logsvc.storage.sqlite_files import SQLiteFiles  # noqa: PLC0415
 
     return SQLiteFiles(path)
+
+
+def store_databases(url: str) -> tuple[Path, ...]:
+    """The SQLite files of an embedded store (whether they exist or not), which the data key encrypts
+    wherever the URL puts them; none for DynamoDB."""
+    engine = engine_of(url)
+    if engine == "tiered":
+        directory = tiered_path(url)
+        return (directory / DataDir.HOT, directory / DataDir.COLD)
+    return (sqlite_path(url),) if engine == "sqlite" else ()
 
 
 def sqlite_path(url: str) -> Path:

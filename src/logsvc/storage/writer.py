@@ -250,55 +250,68 @@ class Writer(Generic[T]):
             # The group is gathered only once this writer has its turn: what arrived while another
             # worker's writer committed joins it, so each turn commits (and fsyncs) as much as there is.
             with taking_turns(self._turns):
-                group, count, stopping = self._gather(item)
-                started = time.perf_counter()
-                outcomes = self._commit_group(group)
-                seconds = time.perf_counter() - started
+                group, stopping = self._gather(item)
+                outcomes, commits = self._commit_group(group)
             # Counted before the requests are answered, so that a client's next scrape counts its own.
-            if self._on_commit is not None and count:
-                try:
-                    self._on_commit(count, seconds)
-                except Exception:  # the writer thread must outlive it
-                    log.exception("the store's commit could not be counted")
+            if self._on_commit is not None:
+                for count, seconds in commits:
+                    if not count:
+                        continue  # retention or a probe: no entries committed
+                    try:
+                        self._on_commit(count, seconds)
+                    except Exception:  # the writer thread must outlive it
+                        log.exception("the store's commit could not be counted")
             _settle(group, outcomes)
         self._close_target()
         if self._turns is not None:
             os.close(self._turns)
 
-    def _gather(self, item: object) -> tuple[list[Job[T]], int, bool]:
-        """The group of ``item`` and every job queued behind it (up to the group's limit); the count of
-        rows; whether the stop came with them."""
+    def _gather(self, item: object) -> tuple[list[Job[T]], bool]:
+        """The group of ``item`` and every job queued behind it (up to the group's limit); whether the stop
+        came with them."""
         group: list[Job[T]] = []
         count = 0
         while True:
             if item is _STOP:
-                return group, count, True
+                return group, True
             assert isinstance(item, list)
             group.extend(item)
-            count += sum(len(job.rows or ()) for job in item)
+            count += _rows_in(item)
             if count >= _MAX_GROUP_ROWS:
-                return group, count, False
+                return group, False
             try:
                 item = self._jobs.get_nowait()
             except queue.Empty:
-                return group, count, False
+                return group, False
 
-    def _commit_group(self, group: list[Job[T]]) -> list[LogServiceError | None]:
+    def _commit_group(
+        self, group: list[Job[T]]
+    ) -> tuple[list[LogServiceError | None], list[tuple[int, float]]]:
+        """Each job's outcome, and the rows and seconds of each transaction that committed: the group's,
+        or, when it failed, those of its jobs written one by one (each a commit of its own)."""
+        started = time.perf_counter()
         try:
             self._transaction_of(self._target, group)
-            return [None] * len(group)
+            return [None] * len(group), [(_rows_in(group), time.perf_counter() - started)]
         except Exception as exc:  # the thread must outlive any failure, or every later write would hang
             if len(group) == 1:
-                return [translate(exc)]
+                return [translate(exc)], []
         # One request must not fail the others that happened to share its transaction.
         outcomes: list[LogServiceError | None] = []
+        commits: list[tuple[int, float]] = []
         for job in group:
+            started = time.perf_counter()
             try:
                 self._transaction_of(self._target, [job])
+                commits.append((_rows_in([job]), time.perf_counter() - started))
                 outcomes.append(None)
             except Exception as single_exc:
                 outcomes.append(translate(single_exc))
-        return outcomes
+        return outcomes, commits
+
+
+def _rows_in(jobs: list[Job[T]]) -> int:
+    return sum(len(job.rows or ()) for job in jobs)
 
 
 def translate(exc: Exception) -> LogServiceError:
