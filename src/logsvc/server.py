@@ -163,7 +163,9 @@ def serve(settings: Settings) -> None:
     if settings.workers == 1:
         app = create_app(settings)
         tune_gc_for_serving()
-        uvicorn.Server(ServerConfig(app, **common)).run()
+        config = ServerConfig(app, **common)
+        # Bound here and given to the server, as the workers' are: served by its own accepting (decision 50).
+        uvicorn.Server(config).run(sockets=[config.bind_socket()])
         return
     # Workers are separate processes that rebuild the app from the environment; metrics go through files
     # so that a scrape of any worker reports the whole server.
