@@ -154,9 +154,9 @@ class _AcceptingServer(asyncio.AbstractServer):
             return
         with contextlib.suppress(ValueError, OSError):  # a socket closed already
             self._loop.remove_reader(self._sock.fileno())
+        # The connections being set up (a TLS handshake) are left to finish, as asyncio's Server.close leaves
+        # the connections it accepted: uvicorn may already count one (its handshake over) among its own.
         self._sock.close()
-        for task in self._connecting:
-            task.cancel()
         self._closed.set_result(None)
 
     async def wait_closed(self) -> None:
