@@ -145,8 +145,11 @@ class _AcceptingServer(asyncio.AbstractServer):
         except asyncio.CancelledError:
             conn.close()
             raise
-        except Exception as exc:  # a TLS handshake that failed, a client gone: that connection only
+        except OSError as exc:  # a TLS handshake that failed or timed out, a client gone: that client's
             log.debug("a connection could not be set up: %s", exc)
+            conn.close()
+        except Exception:  # ours, not the client's: an error, as asyncio's loop reports it
+            log.exception("a connection accepted could not be set up")
             conn.close()
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ new connections to a busy server is served at the next turn, not one connection 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl
 import subprocess
@@ -11,6 +12,8 @@ import sys
 import threading
 from pathlib import Path
 from typing import cast
+
+import pytest
 
 from logsvc.connection import new_event_loop
 from tests.integration.test_auth_schemes import self_signed
@@ -191,3 +194,32 @@ def test_closing_the_server_leaves_the_connections_made_open(tmp_path: Path) -> 
     finally:
         loop.close()
     assert answers == [b"answer to a request"]
+
+
+def _broken() -> asyncio.Protocol:
+    raise RuntimeError("a protocol that cannot be made")
+
+
+def test_a_connection_that_cannot_be_set_up_for_want_of_code_is_logged_as_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A client's own trouble (a failed handshake, a reset) is logged at debug only, but a connection that
+    our code fails to set up is an error in the log, as asyncio's loop reports it."""
+    loop = new_event_loop()
+    sock = socket.create_server(("127.0.0.1", 0))
+
+    async def serve() -> None:
+        server = await loop.create_server(_broken, sock=sock, backlog=8)
+        with socket.create_connection(sock.getsockname(), timeout=30) as client:
+            assert await asyncio.to_thread(client.recv, 10) == b""  # closed, not left open
+        server.close()
+        await server.wait_closed()
+
+    with caplog.at_level(logging.INFO, logger="uvicorn.error"):
+        try:
+            loop.run_until_complete(asyncio.wait_for(serve(), 30))
+        finally:
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+    assert [record.levelno for record in caplog.records] == [logging.ERROR], caplog.text
+    assert "a protocol that cannot be made" in caplog.text
