@@ -145,8 +145,11 @@ class _AcceptingServer(asyncio.AbstractServer):
         except asyncio.CancelledError:
             conn.close()
             raise
-        except Exception as exc:  # a TLS handshake that failed, a client gone: that connection only
+        except OSError as exc:  # a TLS handshake that failed or timed out, a client gone: that client's
             log.debug("a connection could not be set up: %s", exc)
+            conn.close()
+        except Exception:  # ours, not the client's: an error, as asyncio's loop reports it
+            log.exception("a connection accepted could not be set up")
             conn.close()
 
     def close(self) -> None:
@@ -154,9 +157,9 @@ class _AcceptingServer(asyncio.AbstractServer):
             return
         with contextlib.suppress(ValueError, OSError):  # a socket closed already
             self._loop.remove_reader(self._sock.fileno())
+        # The connections being set up (a TLS handshake) are left to finish, as asyncio's Server.close leaves
+        # the connections it accepted: uvicorn may already count one (its handshake over) among its own.
         self._sock.close()
-        for task in self._connecting:
-            task.cancel()
         self._closed.set_result(None)
 
     async def wait_closed(self) -> None:

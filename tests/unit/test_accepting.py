@@ -4,14 +4,19 @@ new connections to a busy server is served at the next turn, not one connection 
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 from pathlib import Path
 from typing import cast
 
+import pytest
+
 from logsvc.connection import new_event_loop
+from tests.integration.test_auth_schemes import self_signed
 
 _CONNECTIONS = 40
 
@@ -141,3 +146,80 @@ def test_out_of_descriptors_the_connections_wait_and_are_served(tmp_path: Path) 
     assert result.returncode == 0, result.stderr
     assert "cannot accept connections" in result.stdout
     assert "served 12 of 12" in result.stdout
+
+
+class _Closing(asyncio.Protocol):
+    """Closes the server as soon as a connection is made, as a shutdown beginning just then does."""
+
+    server: list[asyncio.AbstractServer]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        asyncio.get_running_loop().call_soon(self.server[0].close)
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(b"answer to " + data)
+
+
+def test_closing_the_server_leaves_the_connections_made_open(tmp_path: Path) -> None:
+    """asyncio's Server.close stops listening and leaves the connections already made open (uvicorn then
+    asks each of them to end after its answer): a TLS connection whose handshake ended as the server closed
+    still gets its answer."""
+    cert, key = self_signed(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    loop = new_event_loop()
+    sock = socket.create_server(("127.0.0.1", 0))
+    _Closing.server = []
+    answers: list[bytes] = []
+
+    def client() -> None:
+        trusted = ssl.create_default_context(cafile=str(cert))
+        with trusted.wrap_socket(
+            socket.create_connection(sock.getsockname(), timeout=30), server_hostname="127.0.0.1"
+        ) as tls:
+            tls.sendall(b"a request")
+            answers.append(tls.recv(100))
+
+    async def serve() -> None:
+        _Closing.server.append(await loop.create_server(_Closing, sock=sock, ssl=context, backlog=8))
+        connecting = threading.Thread(target=client, daemon=True)
+        connecting.start()
+        while connecting.is_alive():
+            await asyncio.sleep(0.01)
+        await _Closing.server[0].wait_closed()
+
+    try:
+        loop.run_until_complete(asyncio.wait_for(serve(), 60))
+    finally:
+        loop.close()
+    assert answers == [b"answer to a request"]
+
+
+def _broken() -> asyncio.Protocol:
+    raise RuntimeError("a protocol that cannot be made")
+
+
+def test_a_connection_that_cannot_be_set_up_for_want_of_code_is_logged_as_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A client's own trouble (a failed handshake, a reset) is logged at debug only, but a connection that
+    our code fails to set up is an error in the log, as asyncio's loop reports it."""
+    loop = new_event_loop()
+    sock = socket.create_server(("127.0.0.1", 0))
+
+    async def serve() -> None:
+        server = await loop.create_server(_broken, sock=sock, backlog=8)
+        with socket.create_connection(sock.getsockname(), timeout=30) as client:
+            assert await asyncio.to_thread(client.recv, 10) == b""  # closed, not left open
+        server.close()
+        await server.wait_closed()
+
+    with caplog.at_level(logging.INFO, logger="uvicorn.error"):
+        try:
+            loop.run_until_complete(asyncio.wait_for(serve(), 30))
+        finally:
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+    assert [record.levelno for record in caplog.records] == [logging.ERROR], caplog.text
+    assert "a protocol that cannot be made" in caplog.text
