@@ -161,16 +161,22 @@ def test_encryption_can_be_off_but_not_for_an_encrypted_store(tmp_path: Path) ->
         store_key(make_settings(tmp_path / "lost"))
 
 
-def test_store_stats_says_a_store_without_encryption_is_not_encrypted(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path / "plain", encryption=False)
+def _ciphers_after_one_entry(settings: Settings) -> tuple[dict[str, str], str]:
+    """A store given one entry by a server, then at rest: ``store stats``'s ciphers (``--json``) and its
+    table's text."""
     server = ServerThread(settings).start()
     with httpx.Client(base_url=server.url, headers=bearer(server.admin), timeout=30) as client:
-        assert client.post("/logs", json={"service_name": "plain", "message": "hello"}).status_code == 201
+        assert client.post("/logs", json={"service_name": "svc", "message": "hello"}).status_code == 201
     server.stop()
     stats = run_logsvc(settings, "store", "stats", "--json", "--data-dir", settings.data_dir)
     assert stats.returncode == 0, stats.stderr
-    assert json.loads(stats.stdout)["encryption"] == {"logs.db": "none", "auth.db": "none"}
     table = run_logsvc(settings, "store", "stats", "--data-dir", settings.data_dir).stdout
+    return json.loads(stats.stdout)["encryption"], table
+
+
+def test_store_stats_says_a_store_without_encryption_is_not_encrypted(tmp_path: Path) -> None:
+    ciphers, table = _ciphers_after_one_entry(make_settings(tmp_path / "plain", encryption=False))
+    assert ciphers == {"logs.db": "none", "auth.db": "none"}
     assert "encryption: logs.db not encrypted, auth.db not encrypted" in table
 
 
@@ -179,14 +185,8 @@ def test_store_stats_names_the_cipher_of_a_store_outside_the_data_directory(tmp_
     beside the data directory's, by its path."""
     elsewhere = tmp_path / "else[bold]where" / "logs.db"  # a path is shown as it is, never as markup
     settings = make_settings(tmp_path / "data", store=f"sqlite:///{elsewhere}")
-    server = ServerThread(settings).start()
-    with httpx.Client(base_url=server.url, headers=bearer(server.admin), timeout=30) as client:
-        assert client.post("/logs", json={"service_name": "away", "message": "hello"}).status_code == 201
-    server.stop()
-    stats = run_logsvc(settings, "store", "stats", "--json", "--data-dir", settings.data_dir)
-    assert stats.returncode == 0, stats.stderr
-    assert json.loads(stats.stdout)["encryption"] == {"auth.db": "aegis", str(elsewhere): "aegis"}
-    table = run_logsvc(settings, "store", "stats", "--data-dir", settings.data_dir).stdout
+    ciphers, table = _ciphers_after_one_entry(settings)
+    assert ciphers == {"auth.db": "aegis", str(elsewhere): "aegis"}
     assert f"encryption: auth.db AEGIS-256, {elsewhere} AEGIS-256" in table
 
 
