@@ -106,6 +106,45 @@ def test_a_credential_one_verifier_accepted_is_checked_by_another_against_its_ow
         other_service.check_head(headers_of(request))
 
 
+@pytest.mark.parametrize(
+    ("scope", "wrong"),
+    [
+        ({"region": "eu-west-1"}, "scoped to a valid region"),
+        ({"service": "logs"}, "scoped to correct service"),
+    ],
+)
+def test_a_credential_of_another_scope_gets_the_error_it_always_got_first(
+    scope: dict[str, str], wrong: str
+) -> None:
+    """The region and service are judged after the signed headers and the date, as they always were, so
+    that a request wrong in several ways gets the same error whether or not its credential could be kept."""
+    checker = SigV4Verifier({KEY: SECRET}.get, clock=NOW.timestamp)
+    request = SignedRequest("POST", "/logs", "", [("Host", "h"), ("Content-Type", "application/json")], b"{}")
+    request = replace(
+        request,
+        headers=[
+            *request.headers,
+            *sign(request, access_key_id=KEY, secret_access_key=SECRET, now=NOW, **scope),
+        ],
+    )
+    without_type = headers_of(request)
+    del without_type["content-type"]
+    repeated = [(name, value) for name, value in request.headers if name != "Content-Type"]
+    for headers, message in [
+        (without_type, "Signed header 'content-type' is not in the request"),
+        ([*repeated, ("X-Seen", "1"), ("X-Seen", "2")], "Signed header 'content-type' is not in the request"),
+        (headers_of(request, **{"x-amz-date": "soon"}), "X-Amz-Date must be a UTC time"),
+        (
+            headers_of(request, **{"x-amz-date": "20250616T120000Z"}),
+            "Date in Credential scope does not match",
+        ),
+        (headers_of(request), wrong),
+        (headers_of(request), wrong),  # nothing of it was kept
+    ]:
+        with pytest.raises(InvalidSignature, match=message):
+            checker.check_head(headers)
+
+
 def test_an_accepted_credential_still_needs_its_signed_headers_a_current_date_and_a_held_key() -> None:
     held = {KEY: SECRET}
     now = [NOW.timestamp()]

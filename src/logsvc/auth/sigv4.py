@@ -600,15 +600,16 @@ class SigV4Verifier:
             sent = None if len(found) == len(headers) else _header_map(headers)
         authorization = found.get("authorization") if sent is None else None
         # A client sends the same header but for the signature all day: once its credential passed the
-        # checks below, the header's kept part stands for it.
+        # checks below that depend on it alone, the header's kept part stands for it.
         if (
             authorization is not None
             and (credential := self._accepted.get(authorization[:-64])) is not None
             and _SIGNATURE.fullmatch(authorization, len(authorization) - 64)
         ):
-            signature = authorization[-64:]
+            signature, kept, usual = authorization[-64:], True, None
         else:
-            credential, signature = self._read_credential(authorization, sent)
+            kept = False
+            credential, signature, usual = self._read_credential(authorization, sent)
         if not found.keys() >= credential.names:
             absent = next(name for name in credential.signed_headers if name not in found)
             raise InvalidSignature(f"Signed header {_shown(absent)} is not in the request")
@@ -619,6 +620,12 @@ class SigV4Verifier:
                 "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: "
                 f"{_shown(credential.date)} != '{amz_date[:8]}', from '{amz_date}'."
             )
+        if not kept:
+            # Checked here, after the signed headers and the date, so that a request wrong in several ways
+            # gets the error it always got.
+            self._check_scope(credential)
+            if usual is not None:
+                self._keep(usual, credential)
         now = self._clock()
         if not now - self._max_skew <= request_time <= now + self._max_skew:
             self._refuse_time(amz_date, request_time, now)
@@ -637,23 +644,26 @@ class SigV4Verifier:
 
     def _read_credential(
         self, authorization: str | None, sent: dict[str, list[str]] | None
-    ) -> tuple[_Credential, str]:
+    ) -> tuple[_Credential, str, str | None]:
         """The credential and signature of a request's Authorization (``sent``: every header's values when
-        a name is repeated, else None and ``authorization`` is the one sent, if any), checked against the
-        rules that hold whatever else the request says; the usual header's kept part is remembered."""
+        a name is repeated, else None and ``authorization`` is the one sent, if any), and the header's part
+        before the signature when it has the usual form and may be kept once its scope is checked."""
         if sent is None:
             auth = None if authorization is None else _usual_authorization(authorization)
-            usual = auth is not None
+            usual = None if auth is None or authorization is None else authorization[:-64]
             if auth is None:
                 auth = _parse_any_authorization(None if authorization is None else [authorization])
         else:
-            usual = False
+            usual = None
             auth = _parse_authorization(sent.get("authorization"))
         credential = auth.credential
         if not credential.signs_required:
             for required in ("host", "x-amz-date"):
                 if required not in credential.signed_headers:
                     raise InvalidSignature(f"'{required}' must be among the SignedHeaders")
+        return credential, auth.signature, usual
+
+    def _check_scope(self, credential: _Credential) -> None:
         if credential.region != self._region:
             raise InvalidSignature(
                 f"Credential should be scoped to a valid region: '{self._region}', "
@@ -664,13 +674,14 @@ class SigV4Verifier:
                 f"Credential should be scoped to correct service: '{self._service}', "
                 f"not {_shown(credential.service)}."
             )
-        if usual and authorization is not None and len(authorization) <= _KEPT_BEFORE_SIGNATURE + 64:
+
+    def _keep(self, before_signature: str, credential: _Credential) -> None:
+        if len(before_signature) <= _KEPT_BEFORE_SIGNATURE:
             # Bounded, and keyed by text that holds no secret: anyone may fill it, at the cost of their
             # own requests (emptied when full: the usual clients send a handful of these).
             if len(self._accepted) >= _KEPT_CREDENTIALS:
                 self._accepted.clear()
-            self._accepted[authorization[:-64]] = credential
-        return credential, auth.signature
+            self._accepted[before_signature] = credential
 
     def verify(self, request: SignedRequest, head: SignedHead | None = None) -> str:
         """The access key ID that validly signed ``request``; raises a ``SignatureRejected`` otherwise.
