@@ -237,7 +237,6 @@ _OUTER_PAD: Final = bytes(byte ^ 0x5C for byte in range(256))
 _Keyed: TypeAlias = "tuple[hashlib._Hash, hashlib._Hash]"
 
 
-@lru_cache(maxsize=4096)
 def _keyed(key: bytes) -> _Keyed:
     """HMAC-SHA256 of ``key`` (RFC 2104) ready for any message: SHA-256 states that have hashed the key's
     inner and outer pads, copied for each message, so the pads are hashed once per signing key. This is
@@ -253,7 +252,7 @@ def _keyed(key: bytes) -> _Keyed:
 
 @lru_cache(maxsize=4096)
 def _keyed_for(secret_access_key: str, date: str, region: str, service: str) -> _Keyed:
-    """``_keyed`` of the signing key: one look-up a request instead of two."""
+    """``_keyed`` of the signing key, made once per secret, day, region and service: one look-up a request."""
     return _keyed(signing_key(secret_access_key, date, region, service))
 
 
