@@ -612,7 +612,7 @@ class SigV4Verifier:
         if not found.keys() >= credential.names:
             absent = next(name for name in credential.signed_headers if name not in found)
             raise InvalidSignature(f"Signed header {_shown(absent)} is not in the request")
-        amz_date = " ".join((found["x-amz-date"] if sent is None else ",".join(sent["x-amz-date"])).split())
+        amz_date = _trimall(found["x-amz-date"] if sent is None else ",".join(sent["x-amz-date"]))
         request_time = _parse_amz_date(amz_date)
         if credential.date != amz_date[:8]:
             raise InvalidSignature(
@@ -633,7 +633,7 @@ class SigV4Verifier:
         else:
             declared_values = sent.get("x-amz-content-sha256")
             declared = None if declared_values is None else ",".join(declared_values)
-        declared_hash = None if declared is None else " ".join(declared.split())
+        declared_hash = None if declared is None else _trimall(declared)
         if declared_hash is not None and declared_hash.startswith(_UNSIGNED_PAYLOADS):
             raise InvalidSignature(f"{_shown(declared_hash)} is not accepted: the body must be signed")
         # An unknown key is not refused here: it waits for the body and a decoy HMAC like a wrong secret,
