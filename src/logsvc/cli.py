@@ -36,8 +36,8 @@ from logsvc.root import Root
 from logsvc.server import serve as run_server
 from logsvc.service import check_destroy, purge
 from logsvc.settings import Settings, load_settings
-from logsvc.storage.open import sqlite_path, store_databases, store_files
-from logsvc.store_url import tiered_url
+from logsvc.storage.open import store_files
+from logsvc.store_url import sqlite_path, store_databases, tiered_url
 
 __all__ = ["main"]
 
