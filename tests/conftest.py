@@ -61,10 +61,10 @@ def _serial(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 class Commits(list[int]):
-    """A store's ``on_commit`` that keeps the entry count of each commit, in order."""
+    """A store's ``on_commit`` that keeps how many entries each commit stored, in order."""
 
-    def __call__(self, count: int, seconds: float) -> None:
-        self.append(count)
+    def __call__(self, stored: int, seconds: float) -> None:
+        self.append(stored)
 
 
 def eventually(check: Callable[[], bool], seconds: float = 30.0) -> bool:

@@ -25,6 +25,7 @@ import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from logsvc.backup import new_data_directory
 from logsvc.crypto import Keyring, KeySource, master_key_from
 from logsvc.datadir import DataDir
 from logsvc.domain.entries import Level, NewEntry
@@ -115,10 +116,11 @@ class Archiver:
 
 
 def restore_to_time(
-    folder: Path, into: Path, to_us: int, source: KeySource, *, engine: str = "sqlite"
+    folder: Path, into: Path, to_us: int, source: KeySource, *, served: str, engine: str = "sqlite"
 ) -> int:
     """A new store in ``into`` holding exactly the archived entries committed at or before ``to_us``; of
-    ``engine`` (``sqlite``, or ``tiered``: storage v2), whichever the archived store was."""
+    ``engine`` (``sqlite``, or ``tiered``: storage v2), whichever the archived store was. ``into`` is a new
+    data directory, from which the configuration serves the store ``served`` (see ``new_data_directory``)."""
     keyring = Keyring(folder / DataDir.KEYRING)
     if not keyring.exists():
         raise ConfigError(f"{folder} is not a logsvc archive: it has no {DataDir.KEYRING}")
@@ -142,10 +144,9 @@ def restore_to_time(
             ) from None
         exports.append(msgspec.msgpack.decode(payload, type=Export))
         expected_after = segment.last
-    if into.exists() and any(into.iterdir()):
-        raise ConfigError(f"{into} is not empty; restore into a new directory")
-    into.mkdir(parents=True, exist_ok=True, mode=0o700)
     restored = DataDir(into)
+    url = tiered_url(restored.tiered) if engine == "tiered" else sqlite_url(restored.logs)
+    new_data_directory(into, served, url)
     shutil.copyfile(keyring.path, restored.keyring)
     commits = sorted({commit for export in exports for commit in export.commits})
     last_seqs = [last_seq for last_seq, _ in commits]
@@ -155,7 +156,6 @@ def restore_to_time(
             position = bisect.bisect_left(last_seqs, row[0])
             if position < len(commits) and commits[position][1] <= to_us:
                 chosen.append(row)
-    url = tiered_url(restored.tiered) if engine == "tiered" else sqlite_url(restored.logs)
     asyncio.run(_replay(url, data_key, chosen))
     return len(chosen)
 

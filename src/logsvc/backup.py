@@ -24,9 +24,9 @@ from logsvc.domain.timestamps import format_timestamp
 from logsvc.errors import ConfigError
 from logsvc.settings import Settings
 from logsvc.storage.open import store_files
-from logsvc.store_url import engine_of
+from logsvc.store_url import engine_of, sqlite_url, store_databases, tiered_url
 
-__all__ = ["Manifest", "backup_in", "create_backup", "restore_backup"]
+__all__ = ["Manifest", "backup_in", "create_backup", "new_data_directory", "restore_backup"]
 
 MANIFEST = "manifest.json"
 # `logsvc backup --to DIR` makes DIR/logsvc-backup-<time>; names sort by time.
@@ -93,9 +93,10 @@ def backup_in(source: Path) -> Path:
     return made[-1]
 
 
-def restore_backup(source: Path, into: Path) -> Manifest:
+def restore_backup(source: Path, into: Path, served: str) -> Manifest:
     """Check every file of a backup (``source``, as ``backup_in`` reads it) against its manifest, then copy
-    it into a new data directory."""
+    it into a new data directory, ``into``, from which the configuration serves the store ``served`` (see
+    ``new_data_directory``)."""
     source = backup_in(source)
     try:
         manifest = msgspec.json.decode((source / MANIFEST).read_bytes(), type=Manifest)
@@ -116,14 +117,32 @@ def restore_backup(source: Path, into: Path) -> Manifest:
             raise ConfigError(f"the backup {source} is damaged: {name} is not a file of the backup")
         if _digest(path) != expected:
             raise ConfigError(f"the backup {source} is damaged: {name} does not match its checksum")
-    if into.exists() and any(into.iterdir()):
-        raise ConfigError(f"{into} is not empty; restore into a new directory")
-    into.mkdir(parents=True, exist_ok=True, mode=0o700)
+    restored = DataDir(into)
+    tiered = any(PurePosixPath(name).parts[0] == DataDir.TIERED for name in manifest.files)
+    new_data_directory(into, served, tiered_url(restored.tiered) if tiered else sqlite_url(restored.logs))
     for name in manifest.files:
         (into / name).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         shutil.copy2(source / name, into / name)
         os.chmod(into / name, 0o600)
     return manifest
+
+
+def new_data_directory(into: Path, served: str, restored: str) -> None:
+    """Make ``into``, the new data directory of a restore whose store is ``restored`` (its URL), once it is
+    checked to be empty, and to be served: ``served`` is the store a server serves with ``into`` as its data
+    directory and the configuration at hand, which a ``store`` setting may put elsewhere (or an engine
+    setting make another file), where the restore would silently have no effect."""
+    if {path.resolve() for path in store_databases(served)} != {
+        path.resolve() for path in store_databases(restored)
+    }:
+        raise ConfigError(
+            f"a server given this configuration and the data directory {into} serves the store {served}, "
+            f"not the one restored there ({restored}); nothing was written. Restore, and serve the restore, "
+            f'with a configuration whose store setting is empty and store_engine = "{engine_of(restored)}"'
+        )
+    if into.exists() and any(into.iterdir()):
+        raise ConfigError(f"{into} is not empty; restore into a new directory")
+    into.mkdir(parents=True, exist_ok=True, mode=0o700)
 
 
 def _inside(name: str) -> bool:

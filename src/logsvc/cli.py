@@ -36,8 +36,8 @@ from logsvc.root import Root
 from logsvc.server import serve as run_server
 from logsvc.service import check_destroy, purge
 from logsvc.settings import Settings, load_settings
-from logsvc.storage.open import sqlite_path, store_databases, store_files
-from logsvc.store_url import tiered_url
+from logsvc.storage.open import store_files
+from logsvc.store_url import sqlite_path, store_databases, tiered_url
 
 __all__ = ["main"]
 
@@ -419,7 +419,8 @@ def backup(into: str, data_dir: str | None, config_file: str | None) -> None:
 @click.option(
     "--store-engine",
     type=click.Choice(["sqlite", "tiered"]),
-    help="With --to-time: the embedded store to replay into.  [default: the configured store_engine]",
+    help="The embedded store the restore is served with (--to-time: replayed into).  "
+    "[default: the configured store_engine]",
 )
 @_CONFIG
 def restore(
@@ -427,20 +428,27 @@ def restore(
 ) -> None:
     """Restore a backup, or an archive up to a point in time, into a new data directory.
 
-    Every checksum is verified before anything is written. Serve the result with --data-dir pointing there
-    and the master key that wrapped the backup's or archive's keyring.
+    Every checksum is verified before anything is written. Serve the result with --data-dir pointing there,
+    the configuration given here (refused if it would serve another store: a store setting elsewhere, or
+    another store_engine) and the master key that wrapped the backup's or archive's keyring.
     """
+    # The configuration the restore will be served with: its store, with the restore as the data directory.
+    settings = load_settings(config_file, overrides={"data_dir": into, "store_engine": store_engine})
     if to_time is None:
-        manifest = restore_backup(Path(source), Path(into))
+        manifest = restore_backup(Path(source), Path(into), settings.store_url)
         click.echo(printable(f"restored the backup of {manifest.created_at} into {into}"))
         return
     try:
         to_us = parse_timestamp(to_time)
     except ValueError as exc:
         raise ConfigError(f"--to-time {exc}") from None
-    settings = load_settings(config_file, overrides={"store_engine": store_engine})
     count = restore_to_time(
-        Path(source), Path(into).resolve(), to_us, key_source(settings), engine=settings.store_engine
+        Path(source),
+        Path(into).resolve(),
+        to_us,
+        key_source(settings),
+        served=settings.store_url,
+        engine=settings.store_engine,
     )
     click.echo(f"restored {count:,} entries committed up to {format_timestamp(to_us)} into {into}")
 

@@ -28,9 +28,8 @@ from logsvc.display import untrusted
 from logsvc.logs import log_config
 from logsvc.root import Root
 from logsvc.settings import SHARED_WRITER_ENV, Settings, settings_environment
-from logsvc.storage.open import sqlite_path
 from logsvc.storage.shared_writer import SharedWriter, serve_sqlite_writer
-from logsvc.store_url import engine_of
+from logsvc.store_url import engine_of, sqlite_path
 from logsvc.supervisor import SpreadWorkers, bind_worker_sockets
 from logsvc.syslog_listener import probe_syslog_port
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import apsw
 import httpx
 import pytest
 
+from logsvc.domain.timestamps import format_timestamp
 from logsvc.settings import Settings
 from tests.conftest import ServerThread, bearer, eventually, make_settings, run_logsvc, stored_ids
 
@@ -159,3 +161,47 @@ def test_a_forged_manifest_naming_no_file_of_the_backup_is_refused(tmp_path: Pat
     assert f"damaged: {named} is not a file of the backup" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "restored").exists()
+
+
+@pytest.mark.parametrize("kind", ["backup", "point in time"])
+def test_a_restore_its_configuration_would_not_serve_is_refused(tmp_path: Path, kind: str) -> None:
+    """With the ``store`` setting naming a store outside the data directory, a server given that
+    configuration and the restored data directory serves that store, not the restore: refused, before
+    anything is written (the restore succeeded, and the live store was served, the entry made after the
+    backup with it). With the store setting empty, what was restored is what is served."""
+    elsewhere = tmp_path / "elsewhere" / "logs.db"
+    archive = tmp_path / "archive"
+    settings = make_settings(tmp_path / "data", store=f"sqlite:///{elsewhere}", archive_dir=str(archive))
+    server = ServerThread(settings).start()
+    try:
+        with httpx.Client(base_url=server.url, headers=bearer(server.admin), timeout=30) as client:
+            assert client.post("/logs", json={"message": "restored"}).status_code == 201
+            backed_up = run_logsvc(settings, "backup", "--to", str(tmp_path / "backups"))
+            assert backed_up.returncode == 0, backed_up.stderr
+            until = format_timestamp(time.time_ns() // 1000)
+            assert client.post("/logs", json={"message": "after the backup"}).status_code == 201
+    finally:
+        server.stop()  # archives what was committed until then
+    source = ("--from", str(tmp_path / "backups"))
+    if kind == "point in time":
+        source = ("--from", str(archive), "--to-time", until)
+    restored = tmp_path / "restored"
+
+    # The operator's configuration, given the restored data directory.
+    unserved = make_settings(restored, store=settings.store, master_key_file=settings.master_key_file)
+    refused = run_logsvc(unserved, "restore", *source, "--into", str(restored))
+    assert refused.returncode == 2, refused.stdout
+    assert f"serves the store {settings.store}, not the one restored there" in refused.stderr
+    assert 'whose store setting is empty and store_engine = "sqlite"' in refused.stderr
+    assert not restored.exists()
+    assert {p.name for p in elsewhere.parent.iterdir()} == {"logs.db", "logs.db-writer.lock"}
+
+    served = make_settings(restored, master_key_file=settings.master_key_file)
+    result = run_logsvc(served, "restore", *source, "--into", str(restored))
+    assert result.returncode == 0, result.stderr
+    server = ServerThread(served).start()
+    try:
+        with httpx.Client(base_url=server.url, headers=bearer(server.admin), timeout=30) as client:
+            assert [e["message"] for e in client.get("/logs").json()["logs"]] == ["restored"]
+    finally:
+        server.stop()

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +23,14 @@ from logsvc.crypto import store_key
 from logsvc.crypto.sqlite import connect
 from logsvc.errors import ConfigError
 from logsvc.settings import Settings
-from tests.conftest import ServerThread, bearer, logsvc_environment, make_settings, run_logsvc
+from tests.conftest import (
+    ServerProcess,
+    ServerThread,
+    bearer,
+    logsvc_environment,
+    make_settings,
+    run_logsvc,
+)
 
 
 def assert_markers_after_restart(server: ServerThread, markers: list[str]) -> None:
@@ -159,6 +167,42 @@ def test_encryption_can_be_off_but_not_for_an_encrypted_store(tmp_path: Path) ->
     (tmp_path / "lost" / "logs.db").write_bytes(b"")
     with pytest.raises(ConfigError, match=r"without keyring\.json"):
         store_key(make_settings(tmp_path / "lost"))
+
+
+def test_a_store_outside_the_data_directory_without_its_keyring_is_refused(tmp_path: Path) -> None:
+    """The keyring lost with the data directory, while the store the ``store`` setting puts elsewhere is
+    kept: start-up names the lost keyring, and makes none (a new one would wrap a data key the store was
+    never encrypted with, and stand in the way of the keyring restored from a backup)."""
+    data = tmp_path / "data"
+    settings = make_settings(data, store=f"sqlite:///{tmp_path / 'elsewhere' / 'logs.db'}")
+    server = ServerThread(settings).start()
+    marker = f"MARKER-{uuid.uuid4().hex}"
+    with httpx.Client(base_url=server.url, headers=bearer(server.admin), timeout=30) as client:
+        entry = {"service_name": "away", "message": marker, "metadata": {"m": marker}}
+        assert client.post("/logs", json=entry).status_code == 201
+    server.stop()
+    kept = (data / "keyring.json").read_bytes()
+    shutil.rmtree(data)
+
+    lost = ServerProcess(data, env={"LOGSVC_STORE": settings.store})
+    try:
+        with pytest.raises(RuntimeError, match="did not start"):
+            lost.start(timeout=30)
+    finally:
+        lost.kill()
+    log = lost.log_path.read_text()
+    assert f"{tmp_path / 'elsewhere' / 'logs.db'} exist without keyring.json in {data}" in log
+    assert "the keyring was lost (restore it from a backup)" in log
+    assert not (data / "keyring.json").exists()
+
+    data.mkdir(mode=0o700)
+    (data / "keyring.json").write_bytes(kept)
+    restored = ServerThread(settings).start()  # the credentials went with the data directory: a new admin
+    try:
+        with httpx.Client(base_url=restored.url, headers=bearer(restored.admin), timeout=30) as client:
+            assert [e["message"] for e in client.get("/logs").json()["logs"]] == [marker]
+    finally:
+        restored.stop()
 
 
 def _ciphers_after_one_entry(settings: Settings) -> tuple[dict[str, str], str]:

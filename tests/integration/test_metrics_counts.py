@@ -1,14 +1,17 @@
 """The request metrics count every request exactly, whether counted in the process (one worker) or in
-prometheus_client's files (several workers), read back with prometheus_client's own parser."""
+prometheus_client's files (several workers), read back with prometheus_client's own parser; an entry
+re-sent with its log_id is counted as acknowledged again, and as stored once."""
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import msgspec
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from logsvc.datadir import DataDir
@@ -122,5 +125,56 @@ def test_two_workers_count_every_request(tmp_path: Path) -> None:
         assert eventually(lambda: _published_all(server.data_dir), seconds=30)
         for _ in range(4):
             _check(httpx.get(f"{server.url}/metrics", headers=server.headers, timeout=10).text)
+    finally:
+        server.kill()
+
+
+def _resend(url: str, headers: dict[str, str]) -> None:
+    """An entry sent three times with its log_id (a client's retries after lost answers), the third time in
+    a batch with a new entry; one request after another, so each is a store transaction of its own."""
+    again = {"log_id": str(uuid.uuid4()), "service_name": "retried", "message": "sent again"}
+    new = {"service_name": "retried", "message": "new"}
+    for body in (again, again, [again, new]):
+        answer = httpx.post(f"{url}/logs", json=body, headers=headers, timeout=30)
+        assert answer.status_code == 201, answer.text
+    held = httpx.get(f"{url}/logs", params={"service_name": "retried"}, headers=headers, timeout=30)
+    assert sorted(e["message"] for e in held.json()["logs"]) == ["new", "sent again"]
+
+
+def _acknowledged(url: str, headers: dict[str, str]) -> float:
+    text = httpx.get(f"{url}/metrics", headers=headers, timeout=10).text
+    return _value(_samples(text), "logsvc_entries_ingested_total")
+
+
+def _check_resent(text: str) -> None:
+    samples = _samples(text)
+    assert _value(samples, "logsvc_entries_ingested_total") == 4  # every entry of every 201
+    # Two entries stored, in three transactions: the second stored none, the third only the new entry.
+    assert _value(samples, "logsvc_store_write_batch_entries_sum") == 2
+    assert _value(samples, "logsvc_store_write_batch_entries_count") == 3
+    assert _value(samples, "logsvc_store_write_batch_entries_bucket", le="1.0") == 3
+    assert _value(samples, "logsvc_store_commit_duration_seconds_count") == 3
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "tiered"])
+def test_one_worker_counts_a_resent_entry_as_stored_once(tmp_path: Path, engine: str) -> None:
+    server = ServerThread(make_settings(tmp_path / "data", store_engine=engine)).start()
+    try:
+        _resend(server.url, bearer(server.admin))
+        _check_resent(httpx.get(f"{server.url}/metrics", headers=bearer(server.admin), timeout=10).text)
+    finally:
+        server.stop()
+
+
+def test_the_shared_writer_counts_a_resent_entry_as_stored_once(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data", "--workers", "2")
+    try:
+        server.start()
+        _resend(server.url, server.headers)
+        # The stored entries are counted by the writer the workers share, in the supervisor process; the
+        # acknowledged ones by each worker, written to its file every second.
+        assert eventually(lambda: _acknowledged(server.url, server.headers) == 4, seconds=30)
+        for _ in range(4):  # scrapes answered by either worker
+            _check_resent(httpx.get(f"{server.url}/metrics", headers=server.headers, timeout=10).text)
     finally:
         server.kill()

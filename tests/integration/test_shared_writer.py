@@ -57,7 +57,7 @@ def test_a_workers_rows_are_committed_by_the_shared_writer_and_by_its_own_once_t
             await store.close()
 
     asyncio.run(worker())
-    assert sum(local_commits) == 15
+    assert sum(local_commits) == 10  # stored: the 5 it wrote again were skipped
     assert _stored(path) == [(e.log_id, e.message) for e in sent]
 
 

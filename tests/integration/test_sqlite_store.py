@@ -204,6 +204,36 @@ def test_what_queues_while_another_writer_commits_joins_the_next_commit(tmp_path
     assert commits == [20]
 
 
+def test_a_group_with_retention_counts_the_entries_it_stored(tmp_path: Path) -> None:
+    """Rows that share the writer's turn with retention's work are written in one explicit transaction:
+    its commit counts the entries it stored, not one whose log_id the service held already."""
+    commits = Commits()
+    path = tmp_path / "logs.db"
+    held = entry(1, "held")
+
+    async def resend_with_retention(store: SQLiteStore) -> list[str]:
+        await store.append([held])
+        other = os.open(f"{path}-writer.lock", os.O_RDWR)
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX)
+            first = asyncio.create_task(store.append([held]))
+            await _until(lambda: _lock_waiters(Path(f"{path}-writer.lock")) == 1)
+            rest = [
+                asyncio.create_task(store.delete_older(0)),
+                asyncio.create_task(store.append([entry(2, "new")])),
+            ]
+            await asyncio.sleep(0)  # every request submitted
+            await asyncio.sleep(0)  # and handed to the writer
+            fcntl.flock(other, fcntl.LOCK_UN)
+            await asyncio.gather(first, *rest)
+        finally:
+            os.close(other)
+        return [e.message for e in (await store.recent(Query())).logs]
+
+    assert run(resend_with_retention, path, on_commit=commits) == ["new", "held"]
+    assert commits == [1, 1]
+
+
 def _lock_waiters(lock_file: Path) -> int:
     """How many wait for a lock on ``lock_file`` (Linux lists them in /proc/locks, after ``->``)."""
     inode = f":{lock_file.stat().st_ino} "

@@ -28,6 +28,7 @@ from logsvc.storage.open import open_store
 from logsvc.storage.port import Arrival, Arrivals, LogStore
 from logsvc.storage.sqlite import SQLiteStore
 from logsvc.storage.tiered import TieredStore
+from tests.conftest import Commits
 from tests.integration.stats_reference import capped
 
 T = TypeVar("T")
@@ -215,6 +216,33 @@ def test_a_retried_batch_stores_no_duplicates(opener: Opener) -> None:
 
     got = run(opener, body)
     assert sorted(got) == sorted(expected(batch, Query()))
+
+
+@pytest.fixture(params=["sqlite", "tiered", "tiered-small"])
+def counted_opener(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Opener, Commits]:
+    """An embedded store, which tells its ``on_commit`` (the metrics') of each transaction of entries."""
+    commits = Commits()
+    if request.param == "sqlite":
+        return (lambda: SQLiteStore(tmp_path / "logs.db", on_commit=commits)), commits
+    rows = SMALL_GENERATIONS if request.param == "tiered-small" else None
+    return (lambda: TieredStore(tmp_path / "logs-v2", on_commit=commits, rows_per_generation=rows)), commits
+
+
+def test_a_retried_batch_is_committed_but_not_counted_as_stored_again(
+    counted_opener: tuple[Opener, Commits],
+) -> None:
+    opener, commits = counted_opener
+    batch = mixed_entries(60, seed=5)
+    new = entry(BASE, "new")
+
+    async def body(store: LogStore) -> int:
+        await store.append(batch)
+        await store.append(batch)  # the client never saw the first 201
+        await store.append([batch[0], new, new])
+        return len(await walk(store, Query(limit=1000)))
+
+    assert run(opener, body) == 61
+    assert commits == [60, 0, 1]
 
 
 def test_get_returns_the_entry_as_stored_and_nothing_for_unknown_ids(opener: Opener) -> None:

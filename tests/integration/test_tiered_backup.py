@@ -52,7 +52,15 @@ def test_backup_of_a_tiered_store_while_ingesting_then_restore(tmp_path: Path) -
             assert b"MARKER-" not in path.read_bytes(), path.name
 
     restored = tmp_path / "restored"
-    result = run_logsvc(settings, "restore", "--from", str(backup), "--into", str(restored))
+    # Under a configuration of the SQLite store a server would serve a new, empty logs.db beside it.
+    unserved = make_settings(restored, master_key_file=settings.master_key_file)
+    refused = run_logsvc(unserved, "restore", "--from", str(backup), "--into", str(restored))
+    assert refused.returncode == 2
+    assert 'whose store setting is empty and store_engine = "tiered"' in refused.stderr
+    assert not restored.exists()
+    # Restored with the configuration it is served with.
+    served = tiered_settings(restored, master_key_file=settings.master_key_file)
+    result = run_logsvc(served, "restore", "--from", str(backup), "--into", str(restored))
     assert result.returncode == 0, result.stderr
     key = store_key(make_settings(restored, master_key_file=settings.master_key_file))
     ids = tiered_ids(restored / "logs-v2", key)
@@ -61,7 +69,6 @@ def test_backup_of_a_tiered_store_while_ingesting_then_restore(tmp_path: Path) -
     assert before_backup <= set(ids) <= after_backup
 
     # `store stats` reads the restored store as the server would serve it.
-    served = tiered_settings(restored, master_key_file=settings.master_key_file)
     result = run_logsvc(served, "store", "stats", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["entries"] == len(ids)
@@ -89,8 +96,9 @@ def test_point_in_time_restore_of_a_tiered_store(tmp_path: Path) -> None:
     for name, to_us, expected in (("at-point", point, before), ("everything", None, before + after)):
         restored = tmp_path / name
         until = format_timestamp(to_us if to_us is not None else time.time_ns() // 1000)
+        served = tiered_settings(restored, master_key_file=settings.master_key_file)
         result = run_logsvc(
-            settings, "restore", "--from", str(archive), "--into", str(restored), "--to-time", until
+            served, "restore", "--from", str(archive), "--into", str(restored), "--to-time", until
         )
         assert result.returncode == 0, result.stderr
         key = store_key(make_settings(restored, master_key_file=settings.master_key_file))

@@ -16,8 +16,9 @@ import pytest
 from logsvc.crypto import store_key
 from logsvc.errors import ConfigError
 from logsvc.settings import load_settings
-from logsvc.storage.open import open_store, tiered_path
+from logsvc.storage.open import open_store
 from logsvc.storage.tiers import ColdFile, HotFile
+from logsvc.store_url import tiered_path
 from tests.conftest import ServerProcess, ServerThread, bearer, eventually, make_settings
 
 

@@ -8,8 +8,7 @@ import pytest
 
 from logsvc.errors import ConfigError
 from logsvc.settings import Settings
-from logsvc.storage.open import sqlite_path, tiered_path
-from logsvc.store_url import engine_of, sqlite_url, tiered_url
+from logsvc.store_url import engine_of, sqlite_path, sqlite_url, tiered_path, tiered_url
 
 
 @pytest.mark.parametrize(

@@ -1,12 +1,12 @@
 """Prometheus metrics of one app (``logsvc.api.app.Application`` records every request).
 
-What every request updates (its count and latency, the entries it stored) is counted, in a single process,
-in plain integers and floats, which the registry turns into the Prometheus families only when scraped
-(``_Counted``, a collector): prometheus_client's own values take a lock on each update, 3-5 µs a request
-(decision 36). With several worker processes the other metrics are prometheus_client's values, which it
-keeps in files so that a scrape of any worker reads them all; these stay plain numbers, and each worker
-writes them to a file of its own every second (its file's values in prometheus_client's files cost 6 µs a
-request; decision 46), which a scrape adds to its own.
+What every request updates (its count and latency, the entries it acknowledged) is counted, in a single
+process, in plain integers and floats, which the registry turns into the Prometheus families only when
+scraped (``_Counted``, a collector): prometheus_client's own values take a lock on each update, 3-5 µs a
+request (decision 36). With several worker processes the other metrics are prometheus_client's values,
+which it keeps in files so that a scrape of any worker reads them all; these stay plain numbers, and each
+worker writes them to a file of its own every second (its file's values in prometheus_client's files cost
+6 µs a request; decision 46), which a scrape adds to its own.
 """
 
 from __future__ import annotations
@@ -37,7 +37,13 @@ log = logging.getLogger("logsvc.api")
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _REQUESTS = ("logsvc_http_requests", "HTTP requests answered")
 _LATENCY = ("logsvc_http_request_duration_seconds", "Time from request start to the end of the response")
-_INGESTED = ("logsvc_entries_ingested", "Log entries stored and acknowledged")
+# Counted by the service for each request it answers, whatever the store: an entry re-sent with a log_id its
+# service holds (a retry) is acknowledged again though stored once, which only the store's writer knows
+# (``logsvc_store_write_batch_entries`` counts the entries stored; decision 52).
+_INGESTED = (
+    "logsvc_entries_ingested",
+    "Log entries acknowledged; one re-sent with a log_id its service holds already counts again",
+)
 # Each bucket's ``le`` label, as prometheus_client writes its bound.
 _LE = tuple(floatToGoString(bound) for bound in (*_LATENCY_BUCKETS, INF))  # type: ignore[no-untyped-call]
 _BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 25_000, 50_000)
@@ -217,7 +223,8 @@ class Metrics:
         )
         self.write_batch = Histogram(
             "logsvc_store_write_batch_entries",
-            "Entries committed per store transaction (group commit)",
+            "Entries stored per store transaction (group commit); not those re-sent with a log_id their "
+            "service holds already, which are acknowledged but not stored again",
             buckets=_BATCH_BUCKETS,
             registry=self.registry,
         )
@@ -246,8 +253,8 @@ class Metrics:
     def syslog_closed(self, reason: str) -> None:
         self.syslog_closes.labels(reason).inc()
 
-    def committed(self, count: int, seconds: float) -> None:
-        self.write_batch.observe(count)
+    def committed(self, stored: int, seconds: float) -> None:
+        self.write_batch.observe(stored)
         self.commit_duration.observe(seconds)
 
     def start(self) -> None:

@@ -7,6 +7,7 @@ from logsvc.crypto.keys import KeySource, MasterKey, master_key_from
 from logsvc.datadir import DataDir
 from logsvc.errors import ConfigError
 from logsvc.settings import Settings
+from logsvc.store_url import store_databases
 
 __all__ = [
     "KeySource",
@@ -23,7 +24,8 @@ __all__ = [
 
 
 def store_key(settings: Settings) -> bytes | None:
-    """The key of the databases in the data directory, or None when encryption is off."""
+    """The key of the databases in the data directory and of the store (wherever ``store`` puts it), or None
+    when encryption is off."""
     files = DataDir(settings.data_dir)
     if not settings.encryption:
         if files.keyring.exists():
@@ -31,7 +33,7 @@ def store_key(settings: Settings) -> bytes | None:
                 f"encryption = false, but the store in {files.root} is encrypted ({DataDir.KEYRING})"
             )
         return None
-    return database_key(files.root, key_source(settings))
+    return database_key(files.root, key_source(settings), store_databases(settings.store_url))
 
 
 def key_source(settings: Settings) -> KeySource:

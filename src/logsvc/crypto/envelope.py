@@ -61,8 +61,9 @@ class Keyring:
         return master.unwrap(document, self.path)
 
 
-def database_key(data_dir: Path, source: KeySource) -> bytes:
-    """The data key of the store in ``data_dir``; for a new store, made (with a key file if none exists)."""
+def database_key(data_dir: Path, source: KeySource, store: Sequence[Path]) -> bytes:
+    """The data key of the databases of ``data_dir`` and of the store (``store``: its files, wherever they
+    are); for a new store, made (with a key file if none exists)."""
     files = DataDir(data_dir)
     keyring = Keyring(files.keyring)
     if Keyring(files.keyring_next).exists():
@@ -72,10 +73,11 @@ def database_key(data_dir: Path, source: KeySource) -> bytes:
         )
     if keyring.exists():
         return keyring.unwrap(master_key_from(source, data_dir=data_dir, create=False))
-    existing = [name for name in DataDir.DATABASES if (files.root / name).exists()]
+    # Also a store kept outside the data directory: a new keyring would not open it.
+    existing = [_name(path, files.root) for path in _databases(files.root, store) if path.exists()]
     if existing:
         raise ConfigError(
-            f"{', '.join(existing)} in {data_dir} exist without {DataDir.KEYRING}: either the keyring was "
+            f"{', '.join(existing)} exist without {DataDir.KEYRING} in {data_dir}: either the keyring was "
             "lost (restore it from a backup) or the store was made without encryption "
             "(set encryption = false)"
         )
@@ -151,7 +153,7 @@ def database_ciphers(data_dir: Path, key: bytes | None, store: Sequence[Path]) -
     for path in _databases(data_dir, store):
         if not path.exists():
             continue
-        name = str(path.relative_to(data_dir) if path.is_relative_to(data_dir) else path)
+        name = _name(path, data_dir)
         if key is None:
             found[name] = "none"
             continue
@@ -169,6 +171,11 @@ def _databases(data_dir: Path, store: Sequence[Path]) -> list[Path]:
     puts them (maybe among those)."""
     paths = [data_dir.resolve() / name for name in DataDir.DATABASES]
     return paths + [path for path in (p.resolve() for p in store) if path not in paths]
+
+
+def _name(database: Path, data_dir: Path) -> str:
+    """A database as named to the operator: by its name in the data directory, else by its path."""
+    return str(database.relative_to(data_dir) if database.is_relative_to(data_dir) else database)
 
 
 def _reencrypt(path: Path, old_key: bytes, new_key: bytes) -> bool:

@@ -4,22 +4,20 @@ SQLite, the server no boto3 use."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Final
 from urllib.parse import parse_qs, urlsplit
 
-from logsvc.datadir import DataDir
 from logsvc.domain.retention import RetentionRule
 from logsvc.errors import ConfigError
 from logsvc.storage.port import LogStore, OnCommit, StoreFiles
-from logsvc.store_url import engine_of
+from logsvc.store_url import engine_of, sqlite_path, tiered_path
 
 # Entries per hot generation of a tiered store: small ones compact often (the tests' do), large ones keep
 # more entries uncompressed.
 _MIN_GENERATION_ROWS: Final = 64
 _MAX_GENERATION_ROWS: Final = 1_048_576
 
-__all__ = ["open_store", "sqlite_path", "store_files", "tiered_path"]
+__all__ = ["open_store", "store_files"]
 
 
 def open_store(
@@ -81,33 +79,6 @@ def store_files(url: str) -> StoreFiles:
     return SQLiteFiles(path)
 
 
-def store_databases(url: str) -> tuple[Path, ...]:
-    """The SQLite files of an embedded store (whether they exist or not), which the data key encrypts
-    wherever the URL puts them; none for DynamoDB."""
-    engine = engine_of(url)
-    if engine == "tiered":
-        directory = tiered_path(url)
-        return (directory / DataDir.HOT, directory / DataDir.COLD)
-    return (sqlite_path(url),) if engine == "sqlite" else ()
-
-
-def sqlite_path(url: str) -> Path:
-    """The file of a ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db`` URL."""
-    if engine_of(url) == "dynamodb":
-        raise ConfigError(
-            f"store URL {url!r}: this command works on the embedded sqlite store; for DynamoDB use its own "
-            "tools (point-in-time recovery, on-demand backups, the console)"
-        )
-    if engine_of(url) == "tiered":
-        raise ConfigError(f"store URL {url!r} is a tiered store, not an sqlite file")
-    return _local_path(url, "sqlite", "file.db")
-
-
-def tiered_path(url: str) -> Path:
-    """The directory of a ``tiered:///relative/dir`` or ``tiered:////absolute/dir`` URL."""
-    return _local_path(url, "tiered", "dir")
-
-
 def _generation_rows(url: str) -> int | None:
     options = parse_qs(urlsplit(url).query)
     unknown = set(options) - {"generation_rows"}
@@ -124,17 +95,3 @@ def _generation_rows(url: str) -> int | None:
             f"{_MAX_GENERATION_ROWS:,}"
         )
     return int(given)
-
-
-def _local_path(url: str, scheme: str, example: str) -> Path:
-    """The path of an embedded store's URL, ``SCHEME:///relative`` or ``SCHEME:////absolute``."""
-    parts = urlsplit(url)
-    if parts.scheme != scheme:
-        raise ConfigError(
-            f"store URL {url!r}: unsupported scheme {parts.scheme!r} (supported: sqlite, tiered, dynamodb)"
-        )
-    if parts.netloc or not parts.path.startswith("/") or len(parts.path) < 2:
-        raise ConfigError(
-            f"store URL {url!r}: write {scheme}:///relative/{example} or {scheme}:////absolute/{example}"
-        )
-    return Path(parts.path[1:])

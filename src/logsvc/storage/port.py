@@ -35,8 +35,9 @@ __all__ = [
 ]
 
 
-# Told of each transaction that stored entries, once it committed: how many entries, and the seconds the
-# transaction took (group commit sizes and durations, for the metrics).
+# Told of each transaction of entries, once it committed: how many of them it stored (not those whose log_id
+# their service held already: re-sent, acknowledged again but stored once), and the seconds the transaction
+# took (group commit sizes and durations, for the metrics).
 OnCommit = Callable[[int, float], None]
 
 

@@ -222,13 +222,12 @@ class TieredStore:
             await asyncio.to_thread(self._compactor.stop)
 
 
-def _write(files: _Files, group: list[Job[_Files]]) -> None:
+def _write(files: _Files, group: list[Job[_Files]]) -> int:
     """A group's rows in one durable append, then its other work (retention, which runs its own
-    transactions), or a writability probe when it has neither."""
+    transactions), or a writability probe when it has neither; how many rows it stored."""
     hot, cold = files.hot, files.cold
     rows = plain_rows(group)
-    if rows:
-        hot.append(rows, lambda keys: tiers_reads.contains(hot, cold, keys))
+    stored = hot.append(rows, lambda keys: tiers_reads.contains(hot, cold, keys)) if rows else 0
     works = [job for job in group if job.work is not None]
     for job in works:
         assert job.work is not None
@@ -237,6 +236,7 @@ def _write(files: _Files, group: list[Job[_Files]]) -> None:
         conn = hot.connection
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("COMMIT")
+    return stored
 
 
 def _histogram(files: _Files, query: StatsQuery, limit: int) -> list[tuple[int, int | str, int]]:

@@ -133,8 +133,9 @@ class Frame:
         self.settle = settle
 
 
-# Writes a group's rows and runs its work in one transaction (all or nothing: rolled back when it raises).
-Transaction = Callable[[T, list[Job[T]]], None]
+# Writes a group's rows and runs its work in one transaction (all or nothing: rolled back when it raises);
+# returns how many of the rows it stored (not those whose log_id their service holds already: retries).
+Transaction = Callable[[T, list[Job[T]]], int]
 X = TypeVar("X")
 
 
@@ -254,11 +255,9 @@ class Writer(Generic[T]):
                 outcomes, commits = self._commit_group(group)
             # Counted before the requests are answered, so that a client's next scrape counts its own.
             if self._on_commit is not None:
-                for count, seconds in commits:
-                    if not count:
-                        continue  # retention or a probe: no entries committed
+                for stored, seconds in commits:
                     try:
-                        self._on_commit(count, seconds)
+                        self._on_commit(stored, seconds)
                     except Exception:  # the writer thread must outlive it
                         log.exception("the store's commit could not be counted")
             _settle(group, outcomes)
@@ -287,12 +286,14 @@ class Writer(Generic[T]):
     def _commit_group(
         self, group: list[Job[T]]
     ) -> tuple[list[LogServiceError | None], list[tuple[int, float]]]:
-        """Each job's outcome, and the rows and seconds of each transaction that committed: the group's,
-        or, when it failed, those of its jobs written one by one (each a commit of its own)."""
+        """Each job's outcome, and the rows stored and seconds of each transaction of rows that committed
+        (not retention's or a probe's alone): the group's, or, when it failed, those of its jobs written one
+        by one (each a commit of its own)."""
         started = time.perf_counter()
         try:
-            self._transaction_of(self._target, group)
-            return [None] * len(group), [(_rows_in(group), time.perf_counter() - started)]
+            stored = self._transaction_of(self._target, group)
+            seconds = time.perf_counter() - started
+            return [None] * len(group), [(stored, seconds)] if _rows_in(group) else []
         except Exception as exc:  # the thread must outlive any failure, or every later write would hang
             if len(group) == 1:
                 return [translate(exc)], []
@@ -302,8 +303,9 @@ class Writer(Generic[T]):
         for job in group:
             started = time.perf_counter()
             try:
-                self._transaction_of(self._target, [job])
-                commits.append((_rows_in([job]), time.perf_counter() - started))
+                stored = self._transaction_of(self._target, [job])
+                if _rows_in([job]):
+                    commits.append((stored, time.perf_counter() - started))
                 outcomes.append(None)
             except Exception as single_exc:
                 outcomes.append(translate(single_exc))
