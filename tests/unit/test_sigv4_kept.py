@@ -14,7 +14,7 @@ from logsvc.auth.sigv4 import SignedRequest, SigV4Verifier, sign
 from logsvc.auth.sigv4 import _keyed_for as keyed_for
 from logsvc.auth.sigv4 import _parse_any_authorization as parse_any_authorization
 from logsvc.auth.sigv4 import _usual_authorization as usual_authorization
-from logsvc.errors import InvalidSignature, SignatureMismatch
+from logsvc.errors import InvalidSignature, SignatureExpired, SignatureMismatch
 
 KEY = "AKIDEXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"  # AWS's documented example secret
@@ -67,6 +67,103 @@ def test_a_credential_not_signing_host_and_date_is_refused_from_the_kept_reading
     headers = {name.lower(): value for name, value in request.headers} | {"authorization": header}
     with pytest.raises(InvalidSignature, match="'host' must be among the SignedHeaders"):
         SigV4Verifier({KEY: SECRET}.get, clock=NOW.timestamp).check_head(headers)
+
+
+def headers_of(request: SignedRequest, **replaced: str) -> dict[str, str]:
+    """The request's headers as the server has them, by lower-case name, with some replaced."""
+    return {name.lower(): value for name, value in request.headers} | replaced
+
+
+@pytest.mark.parametrize(
+    ("signature", "error", "message"),
+    [
+        ("A" * 64, InvalidSignature, "Signature must be 64 lowercase hexadecimal digits"),
+        ("é" * 64, InvalidSignature, "Signature must be 64 lowercase hexadecimal digits"),
+        ("0" * 63, InvalidSignature, "Signature must be 64 lowercase hexadecimal digits"),
+        ("0" * 64, SignatureMismatch, None),
+    ],
+)
+def test_a_header_accepted_before_with_another_signature_is_judged_afresh(
+    signature: str, error: type[Exception], message: str | None
+) -> None:
+    checker = SigV4Verifier({KEY: SECRET}.get, clock=NOW.timestamp)
+    accepted = signed(b'{"n":1}')
+    assert checker.verify(accepted) == KEY
+    header = authorization(accepted)
+    forged = headers_of(accepted, authorization=header[:-64] + signature)
+    with pytest.raises(error, match=message):
+        checker.verify(replace(accepted, headers=list(forged.items())))
+
+
+def test_a_credential_one_verifier_accepted_is_checked_by_another_against_its_own_scope() -> None:
+    request = signed(b"{}")
+    assert SigV4Verifier({KEY: SECRET}.get, clock=NOW.timestamp).verify(request) == KEY
+    elsewhere = SigV4Verifier({KEY: SECRET}.get, clock=NOW.timestamp, region="eu-west-1")
+    with pytest.raises(InvalidSignature, match="scoped to a valid region: 'eu-west-1'"):
+        elsewhere.check_head(headers_of(request))
+    other_service = SigV4Verifier({KEY: SECRET}.get, clock=NOW.timestamp, service="logs")
+    with pytest.raises(InvalidSignature, match="scoped to correct service: 'logs'"):
+        other_service.check_head(headers_of(request))
+
+
+@pytest.mark.parametrize(
+    ("scope", "wrong"),
+    [
+        ({"region": "eu-west-1"}, "scoped to a valid region"),
+        ({"service": "logs"}, "scoped to correct service"),
+    ],
+)
+def test_a_credential_of_another_scope_gets_the_error_it_always_got_first(
+    scope: dict[str, str], wrong: str
+) -> None:
+    """The region and service are judged after the signed headers and the date, as they always were, so
+    that a request wrong in several ways gets the same error whether or not its credential could be kept."""
+    checker = SigV4Verifier({KEY: SECRET}.get, clock=NOW.timestamp)
+    request = SignedRequest("POST", "/logs", "", [("Host", "h"), ("Content-Type", "application/json")], b"{}")
+    request = replace(
+        request,
+        headers=[
+            *request.headers,
+            *sign(request, access_key_id=KEY, secret_access_key=SECRET, now=NOW, **scope),
+        ],
+    )
+    without_type = headers_of(request)
+    del without_type["content-type"]
+    repeated = [(name, value) for name, value in request.headers if name != "Content-Type"]
+    for headers, message in [
+        (without_type, "Signed header 'content-type' is not in the request"),
+        ([*repeated, ("X-Seen", "1"), ("X-Seen", "2")], "Signed header 'content-type' is not in the request"),
+        (headers_of(request, **{"x-amz-date": "soon"}), "X-Amz-Date must be a UTC time"),
+        (
+            headers_of(request, **{"x-amz-date": "20250616T120000Z"}),
+            "Date in Credential scope does not match",
+        ),
+        (headers_of(request), wrong),
+        (headers_of(request), wrong),  # nothing of it was kept
+    ]:
+        with pytest.raises(InvalidSignature, match=message):
+            checker.check_head(headers)
+
+
+def test_an_accepted_credential_still_needs_its_signed_headers_a_current_date_and_a_held_key() -> None:
+    held = {KEY: SECRET}
+    now = [NOW.timestamp()]
+    checker = SigV4Verifier(held.get, clock=lambda: now[0])
+    request = signed(b"{}")
+    assert checker.verify(request) == KEY
+    without_type = headers_of(request)
+    del without_type["content-type"]
+    with pytest.raises(InvalidSignature, match="Signed header 'content-type' is not in the request"):
+        checker.check_head(without_type)
+    with pytest.raises(InvalidSignature, match="Date in Credential scope does not match"):
+        checker.check_head(headers_of(request, **{"x-amz-date": "20250616T120000Z"}))
+    now[0] += 3600
+    with pytest.raises(SignatureExpired):
+        checker.check_head(headers_of(request))
+    now[0] = NOW.timestamp()
+    del held[KEY]  # revoked
+    with pytest.raises(SignatureMismatch):
+        checker.verify(signed(b"[]"))
 
 
 def test_each_signing_key_is_derived_and_keyed_once_and_kept_apart_by_secret() -> None:

@@ -13,9 +13,10 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from logsvc.auth.sigv4 import _USUAL_AUTHORIZATION, signing_key
+from logsvc.auth.sigv4 import _keyed as keyed
+from logsvc.auth.sigv4 import _mac as mac
 from logsvc.auth.sigv4 import _parse_any_authorization as parse_any_authorization
 from logsvc.auth.sigv4 import _parse_authorization as read_authorization
-from logsvc.auth.sigv4 import _signature as signature_of
 
 KEY = "AKIDEXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"  # AWS's documented example secret
@@ -52,8 +53,11 @@ def test_other_spellings_of_the_same_parameters_read_the_same() -> None:
 
 
 def test_the_signature_is_hmac_sha256_of_the_derived_key() -> None:
-    key = signing_key(SECRET, "20250615", "us-east-1", "execute-api")
-    for text in ("", "AWS4-HMAC-SHA256\n20250615T120000Z\nscope\n" + "ab" * 32, "é" * 5000):
-        expected = hmac.new(key, text.encode(), "sha256").hexdigest()
-        assert signature_of(key, text) == expected
-        assert signature_of(key, text) == expected  # the kept HMAC is copied, never changed
+    derived = signing_key(SECRET, "20250615", "us-east-1", "execute-api")
+    # The derived key (32 bytes) and, for the construction's other branches, keys as long as a block,
+    # longer (hashed first) and empty.
+    for key in (derived, b"k" * 64, b"\x00" + b"k" * 64, bytes(range(200)), b""):
+        for text in ("", "AWS4-HMAC-SHA256\n20250615T120000Z\nscope\n" + "ab" * 32, "é" * 5000):
+            expected = hmac.new(key, text.encode(), "sha256").hexdigest()
+            assert mac(keyed(key), text.encode()) == expected
+            assert mac(keyed(key), text.encode()) == expected  # the kept states are copied, never changed
