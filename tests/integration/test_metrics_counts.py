@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from logsvc.datadir import DataDir
+from logsvc.settings import Settings
 from tests.conftest import ServerProcess, ServerThread, bearer, eventually, make_settings
 
 _POSTS = 120
@@ -91,13 +93,18 @@ def _check(text: str) -> None:
     assert _value(samples, f"{duration}_sum") > 0
 
 
-def test_one_worker_counts_every_request(tmp_path: Path) -> None:
-    server = ServerThread(make_settings(tmp_path / "data")).start()
+def _metrics_after(settings: Settings, load: Callable[[str, dict[str, str]], None]) -> str:
+    """``/metrics`` of a one-process server once ``load`` (given its URL and the admin's headers) ran."""
+    server = ServerThread(settings).start()
     try:
-        _load(server.url, bearer(server.admin))
-        _check(httpx.get(f"{server.url}/metrics", headers=bearer(server.admin), timeout=10).text)
+        load(server.url, bearer(server.admin))
+        return httpx.get(f"{server.url}/metrics", headers=bearer(server.admin), timeout=10).text
     finally:
         server.stop()
+
+
+def test_one_worker_counts_every_request(tmp_path: Path) -> None:
+    _check(_metrics_after(make_settings(tmp_path / "data"), _load))
 
 
 def _published_all(data: Path) -> bool:
@@ -158,12 +165,7 @@ def _check_resent(text: str) -> None:
 
 @pytest.mark.parametrize("engine", ["sqlite", "tiered"])
 def test_one_worker_counts_a_resent_entry_as_stored_once(tmp_path: Path, engine: str) -> None:
-    server = ServerThread(make_settings(tmp_path / "data", store_engine=engine)).start()
-    try:
-        _resend(server.url, bearer(server.admin))
-        _check_resent(httpx.get(f"{server.url}/metrics", headers=bearer(server.admin), timeout=10).text)
-    finally:
-        server.stop()
+    _check_resent(_metrics_after(make_settings(tmp_path / "data", store_engine=engine), _resend))
 
 
 def test_the_shared_writer_counts_a_resent_entry_as_stored_once(tmp_path: Path) -> None:
