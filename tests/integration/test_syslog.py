@@ -3,6 +3,7 @@ with every entry read back over the HTTP API."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -12,16 +13,20 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from logsvc.connection import new_event_loop
+from logsvc.domain.queries import Query
 from logsvc.domain.timestamps import parse_timestamp
 from logsvc.errors import ConfigError
+from logsvc.root import Root
 from logsvc.settings import load_settings
+from logsvc.syslog_listener import SyslogListener
 from tests.conftest import (
     ServerProcess,
     ServerThread,
@@ -316,6 +321,85 @@ def test_concurrent_connections_each_store_every_message(syslog: Syslog) -> None
     for number in range(8):
         entries = syslog.entries(f"app-c{number}", per_connection)
         assert {e["message"] for e in entries} == {f"message {i}" for i in range(per_connection)}
+
+
+class _TurnsOfReceipt:
+    """A SyslogObserver noting the turn of the event loop at which each message was received."""
+
+    def __init__(self) -> None:
+        self.turn = 0
+        self.received: list[int] = []
+        self.refused: list[str] = []
+
+    def syslog_received(self, transport: str, count: int) -> None:
+        self.received.extend([self.turn] * count)
+
+    def syslog_dropped(self, reason: str, count: int) -> None:
+        self.refused.append(f"{count} dropped: {reason}")
+
+    def syslog_closed(self, reason: str) -> None:
+        self.refused.append(f"closed: {reason}")
+
+
+_BURST = 40
+
+
+@pytest.mark.parametrize("loop_factory", [new_event_loop, asyncio.new_event_loop], ids=["served", "asyncio"])
+def test_a_burst_of_connections_is_accepted_at_once_by_a_busy_loop(
+    tmp_path: Path, loop_factory: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    """After a restart every sender reconnects at once. The serving loop (`logsvc serve`'s) accepts every
+    connection waiting at each turn (decision 54), where uvloop alone takes one a turn: 40 turns of a busy
+    loop; asyncio's own loop accepts them at once too. Each message is stored."""
+    settings = make_settings(tmp_path / "data", syslog_port=syslog_port(), syslog_services=SERVICES)
+    loop = loop_factory()
+    root = Root(settings)
+    observer = _TurnsOfReceipt()
+    listener = SyslogListener(settings, root.log_service(), observer)
+    clients: list[socket.socket] = []
+
+    def connect() -> None:
+        for number in range(_BURST):
+            clients.append(socket.create_connection(("127.0.0.1", settings.syslog_port), timeout=30))
+            clients[-1].sendall(b"<14>1 - - app-burst - - - message %d\n" % number)
+
+    def turn() -> None:
+        observer.turn += 1
+        time.sleep(0.01)  # not a wait: the work of a busy loop, 10 ms a turn
+        if len(observer.received) < _BURST and observer.turn < 1000:
+            loop.call_soon(turn)
+        else:
+            loop.stop()
+
+    async def start() -> None:
+        await root.start()
+        await listener.start()
+        # Every connection arrives while the loop is blocked, and waits in the listening socket's queue.
+        connecting = threading.Thread(target=connect, daemon=True)
+        connecting.start()
+        connecting.join(30)
+        loop.call_soon(turn)
+
+    async def stop() -> set[str]:
+        await listener.stop()  # what was read is committed
+        page = await root.store().recent(Query(limit=100, service_name="app-burst"))
+        await root.stop()
+        await loop.shutdown_default_executor()
+        return {entry.message for entry in page.logs}
+
+    try:
+        loop.run_until_complete(start())
+        loop.run_forever()
+    finally:
+        for client in clients:
+            client.close()
+        messages = loop.run_until_complete(stop())
+        loop.close()
+    assert len(observer.received) == _BURST, observer.turn
+    # Accepted at the first turn, set up and read at the next ones; one connection a turn would take 40.
+    assert max(observer.received) - min(observer.received) <= 3, observer.received
+    assert observer.refused == []
+    assert messages == {f"message {number}" for number in range(_BURST)}
 
 
 def test_idle_and_slow_connections_are_closed(tmp_path: Path) -> None:
