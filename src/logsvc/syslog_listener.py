@@ -193,8 +193,8 @@ class SyslogListener:
             self.tls = True
             self._listen_tls(self._tls_context())
         else:
-            # On sockets of its own, the serving loop's server accepts every connection waiting at each
-            # turn, where uvloop's takes one a turn (decision 54): a restart's reconnecting senders all at once.
+            # On sockets given, the serving loop's server accepts every connection waiting at each turn,
+            # where uvloop's takes one a turn (decision 54): every sender reconnects at once after a restart.
             for listening in self._bind():
                 server = await loop.create_server(
                     lambda: _Connection(self), sock=listening, backlog=ACCEPT_BACKLOG
@@ -254,14 +254,28 @@ class SyslogListener:
                 )
                 await asyncio.sleep(ACCEPT_RETRY_SECONDS)
                 continue
-            connection = _Connection(self)
-            connection.peer = str(address[0])
-            if not self.admit(connection):
-                sock.close()
-                continue
-            handshake = asyncio.create_task(connection.handshake(sock, context))
-            self._handshakes.add(handshake)
-            handshake.add_done_callback(self._handshakes.discard)
+            self._start_handshake(sock, str(address[0]), context)
+            # uvloop's sock_accept takes one connection a turn of the loop: the others waiting now are taken
+            # at once (decision 54). A failure is left to the next sock_accept, which waits if it persists.
+            for _ in range(ACCEPT_BACKLOG - 1):
+                try:
+                    sock, address = listening.accept()
+                except ConnectionAbortedError:
+                    continue
+                except OSError:  # BlockingIOError: none waits any more
+                    break
+                sock.setblocking(False)
+                self._start_handshake(sock, str(address[0]), context)
+
+    def _start_handshake(self, sock: socket.socket, peer: str, context: ssl.SSLContext) -> None:
+        connection = _Connection(self)
+        connection.peer = peer
+        if not self.admit(connection):
+            sock.close()
+            return
+        handshake = asyncio.create_task(connection.handshake(sock, context))
+        self._handshakes.add(handshake)
+        handshake.add_done_callback(self._handshakes.discard)
 
     def _tls_context(self) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -25,7 +25,7 @@ from logsvc.domain.queries import Query
 from logsvc.domain.timestamps import parse_timestamp
 from logsvc.errors import ConfigError
 from logsvc.root import Root
-from logsvc.settings import load_settings
+from logsvc.settings import Settings, load_settings
 from logsvc.syslog_listener import SyslogListener
 from tests.conftest import (
     ServerProcess,
@@ -323,62 +323,71 @@ def test_concurrent_connections_each_store_every_message(syslog: Syslog) -> None
         assert {e["message"] for e in entries} == {f"message {i}" for i in range(per_connection)}
 
 
-class _TurnsOfReceipt:
-    """A SyslogObserver noting the turn of the event loop at which each message was received."""
+class _Turns:
+    """A SyslogObserver noting the turn of the event loop at which each message was received and each
+    connection closed."""
 
     def __init__(self) -> None:
         self.turn = 0
         self.received: list[int] = []
-        self.refused: list[str] = []
+        self.dropped: list[str] = []
+        self.closed: list[tuple[str, int]] = []
 
     def syslog_received(self, transport: str, count: int) -> None:
         self.received.extend([self.turn] * count)
 
     def syslog_dropped(self, reason: str, count: int) -> None:
-        self.refused.append(f"{count} dropped: {reason}")
+        self.dropped.append(reason)
 
     def syslog_closed(self, reason: str) -> None:
-        self.refused.append(f"closed: {reason}")
+        self.closed.append((reason, self.turn))
 
 
 _BURST = 40
+_LOOP_FACTORIES = pytest.mark.parametrize(
+    "loop_factory", [new_event_loop, asyncio.new_event_loop], ids=["served", "asyncio"]
+)
 
 
-@pytest.mark.parametrize("loop_factory", [new_event_loop, asyncio.new_event_loop], ids=["served", "asyncio"])
-def test_a_burst_of_connections_is_accepted_at_once_by_a_busy_loop(
-    tmp_path: Path, loop_factory: Callable[[], asyncio.AbstractEventLoop]
-) -> None:
-    """After a restart every sender reconnects at once. The serving loop (`logsvc serve`'s) accepts every
-    connection waiting at each turn (decision 54), where uvloop alone takes one a turn: 40 turns of a busy
-    loop; asyncio's own loop accepts them at once too. Each message is stored."""
-    settings = make_settings(tmp_path / "data", syslog_port=syslog_port(), syslog_services=SERVICES)
+def _burst(
+    settings: Settings,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+    line: bytes | None,
+    over: Callable[[_Turns], bool],
+) -> tuple[_Turns, set[str]]:
+    """A listener on a loop busy with 10 ms of work a turn: _BURST connections arrive while it is blocked
+    and wait in the listening socket's queue, each sending ``line`` (and its number), then the loop turns
+    until ``over``. What it noted, and the messages of service app-burst stored."""
     loop = loop_factory()
     root = Root(settings)
-    observer = _TurnsOfReceipt()
+    observer = _Turns()
     listener = SyslogListener(settings, root.log_service(), observer)
     clients: list[socket.socket] = []
 
     def connect() -> None:
         for number in range(_BURST):
             clients.append(socket.create_connection(("127.0.0.1", settings.syslog_port), timeout=30))
-            clients[-1].sendall(b"<14>1 - - app-burst - - - message %d\n" % number)
+            if line is not None:
+                clients[-1].sendall(b"%s %d\n" % (line, number))
 
-    def turn() -> None:
-        observer.turn += 1
-        time.sleep(0.01)  # not a wait: the work of a busy loop, 10 ms a turn
-        if len(observer.received) < _BURST and observer.turn < 1000:
-            loop.call_soon(turn)
-        else:
-            loop.stop()
-
-    async def start() -> None:
+    async def serve() -> None:
         await root.start()
         await listener.start()
-        # Every connection arrives while the loop is blocked, and waits in the listening socket's queue.
         connecting = threading.Thread(target=connect, daemon=True)
         connecting.start()
         connecting.join(30)
+        done = loop.create_future()
+
+        def turn() -> None:
+            observer.turn += 1
+            time.sleep(0.01)  # not a wait: the work of a busy loop
+            if over(observer) or observer.turn >= 1000:
+                done.set_result(None)
+            else:
+                loop.call_soon(turn)
+
         loop.call_soon(turn)
+        await done
 
     async def stop() -> set[str]:
         await listener.stop()  # what was read is committed
@@ -388,18 +397,53 @@ def test_a_burst_of_connections_is_accepted_at_once_by_a_busy_loop(
         return {entry.message for entry in page.logs}
 
     try:
-        loop.run_until_complete(start())
-        loop.run_forever()
+        loop.run_until_complete(serve())
     finally:
         for client in clients:
             client.close()
         messages = loop.run_until_complete(stop())
         loop.close()
+    return observer, messages
+
+
+@_LOOP_FACTORIES
+def test_a_burst_of_connections_is_accepted_at_once_by_a_busy_loop(
+    tmp_path: Path, loop_factory: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    """After a restart every sender reconnects at once. The serving loop (`logsvc serve`'s) accepts every
+    connection waiting at each turn (decision 54), where uvloop alone takes one a turn: 40 turns of a busy
+    loop. asyncio's own loop accepts them at once too. Each message is stored."""
+    settings = make_settings(tmp_path / "data", syslog_port=syslog_port(), syslog_services=SERVICES)
+    line = b"<14>1 - - app-burst - - - message"
+    observer, messages = _burst(settings, loop_factory, line, lambda seen: len(seen.received) >= _BURST)
     assert len(observer.received) == _BURST, observer.turn
     # Accepted at the first turn, set up and read at the next ones; one connection a turn would take 40.
     assert max(observer.received) - min(observer.received) <= 3, observer.received
-    assert observer.refused == []
+    assert (observer.dropped, observer.closed) == ([], [])
     assert messages == {f"message {number}" for number in range(_BURST)}
+
+
+@_LOOP_FACTORIES
+def test_a_burst_of_tls_connections_is_admitted_at_once_by_a_busy_loop(
+    tmp_path: Path, loop_factory: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    """TLS connections are admitted as they are accepted, before their handshake: the last of a burst, one
+    over syslog_max_connections, is refused at the first turns (uvloop's sock_accept alone: the 40th)."""
+    cert, key = self_signed(tmp_path)
+    settings = make_settings(
+        tmp_path / "data",
+        syslog_port=syslog_port(),
+        syslog_services=SERVICES,
+        syslog_tls=True,
+        tls_cert=str(cert),
+        tls_key=str(key),
+        syslog_max_connections=_BURST - 1,
+    )
+    observer, _ = _burst(settings, loop_factory, None, lambda seen: bool(seen.closed))
+    assert observer.closed, observer.turn
+    ((reason, turn),) = observer.closed
+    assert reason == "too_many_connections"
+    assert turn <= 3, turn
 
 
 def test_idle_and_slow_connections_are_closed(tmp_path: Path) -> None:
