@@ -21,9 +21,11 @@ import httpx
 import pytest
 
 from logsvc.connection import new_event_loop
+from logsvc.datadir import DataDir
 from logsvc.domain.queries import Query
 from logsvc.domain.timestamps import parse_timestamp
 from logsvc.errors import ConfigError
+from logsvc.jobs import JobsLease
 from logsvc.root import Root
 from logsvc.settings import Settings, load_settings
 from logsvc.syslog_listener import SyslogListener
@@ -661,6 +663,43 @@ def test_a_port_in_use_stops_the_start(tmp_path: Path) -> None:
         )
     assert result.returncode == 2
     assert f"syslog_port: cannot listen on 127.0.0.1:{port}/UDP" in result.stderr
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+def test_a_tcp_port_taken_after_the_probe_is_named_and_let_go(tmp_path: Path, tls: bool) -> None:
+    """The port can be taken between the start's probe and the listener's bind (or before a worker takes the
+    listener over): the error names it as the probe's does, and the listener's lease is given back."""
+    cert, key = self_signed(tmp_path)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        settings = make_settings(
+            tmp_path / "data",
+            syslog_port=port,
+            syslog_services=SERVICES,
+            syslog_tls=tls,
+            tls_cert=str(cert),
+            tls_key=str(key),
+        )
+        loop = new_event_loop()
+        root = Root(settings)
+
+        async def start() -> None:
+            await root.start()
+            try:
+                listener = SyslogListener(settings, root.log_service(), None)
+                with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}/TCP: Address"):
+                    await listener.start()
+            finally:
+                await root.stop()
+                await loop.shutdown_default_executor()
+
+        try:
+            loop.run_until_complete(start())
+        finally:
+            loop.close()
+    lease = JobsLease(DataDir(settings.data_dir).syslog_lock)
+    assert lease.try_take()
+    lease.release()
 
 
 class Stream:
