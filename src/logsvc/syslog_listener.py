@@ -54,9 +54,10 @@ DROP_LOG_SECONDS = 10.0
 RETRY_FIRST_SECONDS = 0.1
 RETRY_MAX_SECONDS = 5.0
 MAX_HANDSHAKE_SECONDS = 60.0
-# The TCP port's listen backlog (the most connections accepted at one turn of the loop), and how long the
-# TLS port stops accepting after a failure such as EMFILE (the values of asyncio's own servers).
-ACCEPT_BACKLOG = 100
+# The TCP port's listen backlog, uvicorn's for the HTTP port: the senders reconnecting at once after a
+# restart wait in the kernel's queue, where past it they would try again only a second later (decision 54).
+ACCEPT_BACKLOG = 2048
+# How long the TLS port stops accepting after a failure such as EMFILE (as asyncio's own servers do).
 ACCEPT_RETRY_SECONDS = 1.0
 
 # Reasons, besides those of the parser and the service, that a message is dropped or a connection closed.
