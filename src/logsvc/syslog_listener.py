@@ -54,9 +54,10 @@ DROP_LOG_SECONDS = 10.0
 RETRY_FIRST_SECONDS = 0.1
 RETRY_MAX_SECONDS = 5.0
 MAX_HANDSHAKE_SECONDS = 60.0
-# The TLS port's listen backlog, and how long it stops accepting after a failure such as EMFILE (the
-# values of asyncio's own servers).
-ACCEPT_BACKLOG = 100
+# The TCP port's listen backlog, uvicorn's for the HTTP port: the senders reconnecting at once after a
+# restart wait in the kernel's queue, where past it they would try again only a second later (decision 54).
+ACCEPT_BACKLOG = 2048
+# How long the TLS port stops accepting after a failure such as EMFILE (as asyncio's own servers do).
 ACCEPT_RETRY_SECONDS = 1.0
 
 # Reasons, besides those of the parser and the service, that a message is dropped or a connection closed.
@@ -92,12 +93,16 @@ def probe_syslog_port(settings: Settings) -> None:
                         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                     probe.bind(address)
         except OSError as exc:
-            privileged = settings.syslog_port < 1024
-            hint = " (ports below 1024 need root or CAP_NET_BIND_SERVICE)" if privileged else ""
-            raise ConfigError(
-                f"syslog_port: cannot listen on {settings.host}:{settings.syslog_port}/{name}: "
-                f"{exc.strerror}{hint}"
-            ) from None
+            raise _cannot_listen(settings, name, exc) from None
+
+
+def _cannot_listen(settings: Settings, transport: str, exc: OSError) -> ConfigError:
+    privileged = settings.syslog_port < 1024
+    hint = " (ports below 1024 need root or CAP_NET_BIND_SERVICE)" if privileged else ""
+    return ConfigError(
+        f"syslog_port: cannot listen on {settings.host}:{settings.syslog_port}/{transport}: "
+        f"{exc.strerror}{hint}"
+    )
 
 
 def _addresses(host: str, port: int, kind: int) -> list[tuple[int, tuple[str, int]]]:
@@ -189,8 +194,13 @@ class SyslogListener:
             self.tls = True
             self._listen_tls(self._tls_context())
         else:
-            server = await loop.create_server(lambda: _Connection(self), settings.host, settings.syslog_port)
-            self._servers.append(server)
+            # On sockets given, the serving loop's server accepts every connection waiting at each turn,
+            # where uvloop's takes one a turn (decision 54): every sender reconnects at once after a restart.
+            for listening in self._bind():
+                server = await loop.create_server(
+                    lambda: _Connection(self), sock=listening, backlog=ACCEPT_BACKLOG
+                )
+                self._servers.append(server)
             for family, address in _addresses(settings.host, settings.syslog_port, socket.SOCK_DGRAM):
                 transport, _ = await loop.create_datagram_endpoint(
                     lambda: _Datagrams(self), local_addr=address, family=family
@@ -207,20 +217,30 @@ class SyslogListener:
             ", ".join(settings.syslog_services),
         )
 
-    def _listen_tls(self, context: ssl.SSLContext) -> None:
-        """Listen and accept here rather than through ``create_server(ssl=...)``, whose connections reach
-        their protocol, and so the connection limit, only once their handshake is done."""
+    def _bind(self) -> list[socket.socket]:
+        """A listening TCP socket for each address of host (an IPv6 one for IPv6 only: the IPv4 address has
+        its own, or the second bind would fail)."""
         settings = self.settings
+        bound: list[socket.socket] = []
         for family, address in _addresses(settings.host, settings.syslog_port, socket.SOCK_STREAM):
             listening = socket.socket(family, socket.SOCK_STREAM)
             self._listening.append(listening)  # closed by _close_servers, whatever happens next
+            bound.append(listening)
             listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if family == socket.AF_INET6:
                 listening.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            listening.bind(address)
+            try:
+                listening.bind(address)
+            except OSError as exc:
+                raise _cannot_listen(settings, "TCP", exc) from None
             listening.listen(ACCEPT_BACKLOG)
             listening.setblocking(False)
-        self._accepting = [asyncio.create_task(self._accept(sock, context)) for sock in self._listening]
+        return bound
+
+    def _listen_tls(self, context: ssl.SSLContext) -> None:
+        """Listen and accept here rather than through ``create_server(ssl=...)``, whose connections reach
+        their protocol, and so the connection limit, only once their handshake is done."""
+        self._accepting = [asyncio.create_task(self._accept(sock, context)) for sock in self._bind()]
 
     async def _accept(self, listening: socket.socket, context: ssl.SSLContext) -> None:
         loop = asyncio.get_running_loop()
@@ -235,14 +255,28 @@ class SyslogListener:
                 )
                 await asyncio.sleep(ACCEPT_RETRY_SECONDS)
                 continue
-            connection = _Connection(self)
-            connection.peer = str(address[0])
-            if not self.admit(connection):
-                sock.close()
-                continue
-            handshake = asyncio.create_task(connection.handshake(sock, context))
-            self._handshakes.add(handshake)
-            handshake.add_done_callback(self._handshakes.discard)
+            self._start_handshake(sock, str(address[0]), context)
+            # uvloop's sock_accept takes one connection a turn of the loop: the others waiting now are taken
+            # at once (decision 54). A failure is left to the next sock_accept, which waits if it persists.
+            for _ in range(ACCEPT_BACKLOG - 1):
+                try:
+                    sock, address = listening.accept()
+                except ConnectionAbortedError:
+                    continue
+                except OSError:  # BlockingIOError: none waits any more
+                    break
+                sock.setblocking(False)
+                self._start_handshake(sock, str(address[0]), context)
+
+    def _start_handshake(self, sock: socket.socket, peer: str, context: ssl.SSLContext) -> None:
+        connection = _Connection(self)
+        connection.peer = peer
+        if not self.admit(connection):
+            sock.close()
+            return
+        handshake = asyncio.create_task(connection.handshake(sock, context))
+        self._handshakes.add(handshake)
+        handshake.add_done_callback(self._handshakes.discard)
 
     def _tls_context(self) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

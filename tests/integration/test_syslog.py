@@ -3,6 +3,7 @@ with every entry read back over the HTTP API."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -12,16 +13,22 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from logsvc.connection import new_event_loop
+from logsvc.datadir import DataDir
+from logsvc.domain.queries import Query
 from logsvc.domain.timestamps import parse_timestamp
 from logsvc.errors import ConfigError
-from logsvc.settings import load_settings
+from logsvc.jobs import JobsLease
+from logsvc.root import Root
+from logsvc.settings import Settings, load_settings
+from logsvc.syslog_listener import SyslogListener
 from tests.conftest import (
     ServerProcess,
     ServerThread,
@@ -318,6 +325,129 @@ def test_concurrent_connections_each_store_every_message(syslog: Syslog) -> None
         assert {e["message"] for e in entries} == {f"message {i}" for i in range(per_connection)}
 
 
+class _Turns:
+    """A SyslogObserver noting the turn of the event loop at which each message was received and each
+    connection closed."""
+
+    def __init__(self) -> None:
+        self.turn = 0
+        self.received: list[int] = []
+        self.dropped: list[str] = []
+        self.closed: list[tuple[str, int]] = []
+
+    def syslog_received(self, transport: str, count: int) -> None:
+        self.received.extend([self.turn] * count)
+
+    def syslog_dropped(self, reason: str, count: int) -> None:
+        self.dropped.append(reason)
+
+    def syslog_closed(self, reason: str) -> None:
+        self.closed.append((reason, self.turn))
+
+
+_BURST = 40
+_LOOP_FACTORIES = pytest.mark.parametrize(
+    "loop_factory", [new_event_loop, asyncio.new_event_loop], ids=["served", "asyncio"]
+)
+
+
+def _burst(
+    settings: Settings,
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+    line: bytes | None,
+    over: Callable[[_Turns], bool],
+) -> tuple[_Turns, set[str]]:
+    """A listener on a loop busy with 10 ms of work a turn: _BURST connections arrive while it is blocked
+    and wait in the listening socket's queue, each sending ``line`` (and its number), then the loop turns
+    until ``over``. What it noted, and the messages of service app-burst stored."""
+    loop = loop_factory()
+    root = Root(settings)
+    observer = _Turns()
+    listener = SyslogListener(settings, root.log_service(), observer)
+    clients: list[socket.socket] = []
+
+    def connect() -> None:
+        for number in range(_BURST):
+            clients.append(socket.create_connection(("127.0.0.1", settings.syslog_port), timeout=30))
+            if line is not None:
+                clients[-1].sendall(b"%s %d\n" % (line, number))
+
+    async def serve() -> None:
+        await root.start()
+        await listener.start()
+        connecting = threading.Thread(target=connect, daemon=True)
+        connecting.start()
+        connecting.join(30)
+        done = loop.create_future()
+
+        def turn() -> None:
+            observer.turn += 1
+            time.sleep(0.01)  # not a wait: the work of a busy loop
+            if over(observer) or observer.turn >= 1000:
+                done.set_result(None)
+            else:
+                loop.call_soon(turn)
+
+        loop.call_soon(turn)
+        await done
+
+    async def stop() -> set[str]:
+        await listener.stop()  # what was read is committed
+        page = await root.store().recent(Query(limit=100, service_name="app-burst"))
+        await root.stop()
+        await loop.shutdown_default_executor()
+        return {entry.message for entry in page.logs}
+
+    try:
+        loop.run_until_complete(serve())
+    finally:
+        for client in clients:
+            client.close()
+        messages = loop.run_until_complete(stop())
+        loop.close()
+    return observer, messages
+
+
+@_LOOP_FACTORIES
+def test_a_burst_of_connections_is_accepted_at_once_by_a_busy_loop(
+    tmp_path: Path, loop_factory: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    """After a restart every sender reconnects at once. The serving loop (`logsvc serve`'s) accepts every
+    connection waiting at each turn (decision 54), where uvloop alone takes one a turn: 40 turns of a busy
+    loop. asyncio's own loop accepts them at once too. Each message is stored."""
+    settings = make_settings(tmp_path / "data", syslog_port=syslog_port(), syslog_services=SERVICES)
+    line = b"<14>1 - - app-burst - - - message"
+    observer, messages = _burst(settings, loop_factory, line, lambda seen: len(seen.received) >= _BURST)
+    assert len(observer.received) == _BURST, observer.turn
+    # Accepted at the first turn, set up and read at the next ones; one connection a turn would take 40.
+    assert max(observer.received) - min(observer.received) <= 3, observer.received
+    assert (observer.dropped, observer.closed) == ([], [])
+    assert messages == {f"message {number}" for number in range(_BURST)}
+
+
+@_LOOP_FACTORIES
+def test_a_burst_of_tls_connections_is_admitted_at_once_by_a_busy_loop(
+    tmp_path: Path, loop_factory: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    """TLS connections are admitted as they are accepted, before their handshake: the last of a burst, one
+    over syslog_max_connections, is refused at the first turns (uvloop's sock_accept alone: the 40th)."""
+    cert, key = self_signed(tmp_path)
+    settings = make_settings(
+        tmp_path / "data",
+        syslog_port=syslog_port(),
+        syslog_services=SERVICES,
+        syslog_tls=True,
+        tls_cert=str(cert),
+        tls_key=str(key),
+        syslog_max_connections=_BURST - 1,
+    )
+    observer, _ = _burst(settings, loop_factory, None, lambda seen: bool(seen.closed))
+    assert observer.closed, observer.turn
+    ((reason, turn),) = observer.closed
+    assert reason == "too_many_connections"
+    assert turn <= 3, turn
+
+
 def test_idle_and_slow_connections_are_closed(tmp_path: Path) -> None:
     syslog = start_syslog(tmp_path, syslog_idle_timeout=0.5)
     try:
@@ -533,6 +663,43 @@ def test_a_port_in_use_stops_the_start(tmp_path: Path) -> None:
         )
     assert result.returncode == 2
     assert f"syslog_port: cannot listen on 127.0.0.1:{port}/UDP" in result.stderr
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
+def test_a_tcp_port_taken_after_the_probe_is_named_and_let_go(tmp_path: Path, tls: bool) -> None:
+    """The port can be taken between the start's probe and the listener's bind (or before a worker takes the
+    listener over): the error names it as the probe's does, and the listener's lease is given back."""
+    cert, key = self_signed(tmp_path)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        settings = make_settings(
+            tmp_path / "data",
+            syslog_port=port,
+            syslog_services=SERVICES,
+            syslog_tls=tls,
+            tls_cert=str(cert),
+            tls_key=str(key),
+        )
+        loop = new_event_loop()
+        root = Root(settings)
+
+        async def start() -> None:
+            await root.start()
+            try:
+                listener = SyslogListener(settings, root.log_service(), None)
+                with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}/TCP: Address"):
+                    await listener.start()
+            finally:
+                await root.stop()
+                await loop.shutdown_default_executor()
+
+        try:
+            loop.run_until_complete(start())
+        finally:
+            loop.close()
+    lease = JobsLease(DataDir(settings.data_dir).syslog_lock)
+    assert lease.try_take()
+    lease.release()
 
 
 class Stream:
