@@ -26,7 +26,7 @@ from logsvc.domain.timestamps import parse_timestamp
 from logsvc.scopes import covers
 from logsvc.service import LogService
 from logsvc.storage.sqlite import SQLiteStore
-from logsvc.storage.sqlite_rollups import ROLLUP_TABLES
+from logsvc.storage.sqlite_rollups import ROLLUP_TABLES, count_new_rows, uncount_trigger
 from logsvc.storage.sqlite_schema import SCHEMA_VERSION, open_connection
 from tests.integration.stats_reference import OTHER, capped
 
@@ -276,7 +276,9 @@ def as_schema_3(path: Path, key: bytes | None) -> None:
     """The store back to what schema 3 held: no rollups, no trigger keeping them."""
     conn = connect(path, key)
     for table in ROLLUP_TABLES:
+        conn.execute(f"DROP VIEW {table}_all")
         conn.execute(f"DROP TABLE {table}")
+    conn.execute("DROP TABLE rollups_counted")
     conn.execute("DROP TRIGGER logs_counts_after_delete")
     conn.execute("PRAGMA user_version=3")
     conn.close()
@@ -380,4 +382,68 @@ def test_an_older_store_opened_by_two_processes_at_once_is_counted_once(tmp_path
     conn = connect(path, None)
     assert conn.execute("SELECT n FROM service_counts").fetchall() == [(len(entries),)]
     assert conn.execute("SELECT sum(n) FROM levels_1m").fetchall() == [(len(entries),)]
+    conn.close()
+
+
+def test_a_store_of_schema_4_keeps_its_counts_when_the_rollups_count_in_bulk(tmp_path: Path) -> None:
+    """A store of schema 4 (every commit counted at once) opened by this version (decision 55): what it
+    counted stays counted, new entries are counted after it, and deleting either kind is taken off."""
+    key = secrets.token_bytes(32)
+    path = tmp_path / "logs.db"
+    levels = [Level.INFO, Level.ERROR, Level.WARN]
+    older = [
+        make_entry(BASE + i * 7_000_000, service, levels[i % 3], "application", "disk", i)
+        for i, service in enumerate(["api", "web"] * 150)
+    ]
+    newer = [
+        make_entry(BASE + i * 5_000_000, service, levels[i % 2], "application", "disk", 1_000 + i)
+        for i, service in enumerate(["api", "db"] * 100)
+    ]
+
+    async def write(entries: list[NewEntry]) -> None:
+        store = SQLiteStore(path, key=key)
+        await store.append(entries)
+        await store.close()
+
+    asyncio.run(write(older))
+    as_schema_4(path, key)
+    asyncio.run(write(newer))
+
+    async def read() -> tuple[Any, ...]:
+        store = SQLiteStore(path, key=key)
+        service = LogService(store, Limits(), clock_us=lambda: NOW)
+        try:
+            await store.delete_older(BASE + 5_000_000 * 40)  # of both the older and the newer entries
+            return (
+                await service.stats([("hours", "80"), ("interval", "1h")], principal=ADMIN),
+                await service.services([], principal=ADMIN),
+            )
+        finally:
+            await store.close()
+
+    stats, services = asyncio.run(read())
+    kept = [e for e in older + newer if e.ts_us >= BASE + 5_000_000 * 40]
+    assert len(kept) < len(older) + len(newer)
+    assert sum(sum(bucket.counts.values()) for bucket in stats.buckets) == len(kept)
+    assert sum(bucket.counts.get("ERROR", 0) for bucket in stats.buckets) == sum(
+        1 for e in kept if e.level == Level.ERROR
+    )
+    assert {s.service_name: s.count for s in services.services} == {
+        name: sum(1 for e in kept if e.service_name == name) for name in ("api", "db", "web")
+    }
+
+
+def as_schema_4(path: Path, key: bytes | None) -> None:
+    """The store back to what schema 4 held: rollups counted at every commit, a trigger taking off every
+    deleted entry."""
+    conn = connect(path, key)
+    conn.execute("BEGIN")
+    count_new_rows(conn, conn.execute("SELECT last_seq FROM rollups_counted").get)
+    for table in ROLLUP_TABLES:
+        conn.execute(f"DROP VIEW {table}_all")
+    conn.execute("DROP TABLE rollups_counted")
+    conn.execute("DROP TRIGGER logs_counts_after_delete")
+    conn.execute(uncount_trigger("logs"))
+    conn.execute("PRAGMA user_version=4")
+    conn.execute("COMMIT")
     conn.close()

@@ -241,6 +241,7 @@ def test_the_hot_file_counts_as_the_store_does_and_a_compaction_keeps_the_counts
     reference.executemany(INSERT_ENTRY, entries)
     reference.execute(INDEX_NEW_ROWS, (0,))
     count_new_rows(reference, 0)
+    reference.execute("UPDATE rollups_counted SET last_seq = (SELECT max(seq) FROM logs)")
     reference.execute("COMMIT")
     hot = HotFile(files[0], KEY, rows_per_generation=PER_GENERATION)
     cold = ColdFile(files[1], KEY)

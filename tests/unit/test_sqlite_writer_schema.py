@@ -10,6 +10,7 @@ import sqlite3
 import apsw
 import msgspec
 
+from logsvc.storage.sqlite_rollups import FOLD_ROWS, ROLLUPS, Rollup
 from logsvc.storage.sqlite_schema import SCHEMA
 from logsvc.storage.sqlite_writer import WRITER_SCHEMA
 
@@ -21,9 +22,9 @@ def test_the_writer_schema_is_accepted_by_an_older_sqlite() -> None:
     conn.executescript(SCHEMA)
     for statement in WRITER_SCHEMA:
         conn.execute(statement)
-    assert conn.execute("SELECT name FROM sqlite_temp_master WHERE type = 'trigger'").fetchall() == [
-        ("group_written_after_insert",)
-    ]
+    assert conn.execute(
+        "SELECT name FROM sqlite_temp_master WHERE type = 'trigger' ORDER BY name"
+    ).fetchall() == [("group_written_after_insert",), ("rollups_fold",)]
 
 
 def test_a_group_written_through_the_trigger_is_stored_indexed_counted_and_recorded() -> None:
@@ -46,6 +47,69 @@ def test_a_group_written_through_the_trigger_is_stored_indexed_counted_and_recor
     assert conn.execute("SELECT rowid FROM logs_fts WHERE logs_fts MATCH 'shared'").fetchall() == [
         (n,) for n in range(1, 6)
     ]
-    assert dict(conn.execute("SELECT service, n FROM service_counts")) == {"api": 3, "db": 2}
+    assert dict(conn.execute("SELECT service, sum(n) FROM service_counts_all GROUP BY 1")) == {
+        "api": 3,
+        "db": 2,
+    }
     assert conn.execute("SELECT count(*) FROM group_written").fetchone() == (0,)
     assert conn.execute("SELECT max(max_ts) FROM ts_watermarks").fetchone() == (5 * MINUTE_US,)
+
+
+def _write_group(conn: apsw.Connection, first: int, count: int) -> None:
+    rows = [
+        (n.to_bytes(16, "big"), n * 7_000_000, f"svc-{n % 3}", 9 + 4 * (n % 2), "app", f"m{n}", None, n)
+        for n in range(first, first + count)
+    ]
+    conn.execute(
+        "INSERT INTO group_written SELECT (SELECT coalesce(max(seq), 0) FROM logs), 1, ?, ?",
+        (b"".join(row[0] for row in rows), msgspec.json.encode([row[1:] for row in rows]).decode()),
+    )
+
+
+def _counted(conn: apsw.Connection, rollup: Rollup, source: str) -> dict[tuple[object, ...], int]:
+    """Each key's count as the view ``source`` sums it, or (``source`` "logs") counted from the entries."""
+    keys = ", ".join(f"ts / {rollup.grain_us}" if k == "slot" else k for k in rollup.key_columns)
+    if source != "logs":
+        keys = ", ".join(rollup.key_columns)
+    total = "count(*)" if source == "logs" else "sum(n)"
+    places = ", ".join(str(i + 1) for i in range(len(rollup.key_columns)))
+    found = conn.execute(f"SELECT {keys}, {total} FROM {source} GROUP BY {places}").fetchall()  # noqa: S608
+    return {tuple(row[:-1]): row[-1] for row in found}
+
+
+def _every_rollup_counts_every_entry(conn: apsw.Connection) -> None:
+    for rollup in ROLLUPS:
+        assert _counted(conn, rollup, rollup.view) == _counted(conn, rollup, "logs"), rollup.table
+    services = dict(conn.execute("SELECT service, count(*) FROM logs GROUP BY 1").fetchall())
+    assert dict(conn.execute("SELECT service, sum(n) FROM service_counts_all GROUP BY 1")) == services
+
+
+def test_the_rollups_count_in_bulk_and_their_views_count_every_entry() -> None:
+    """The writer adds entries to the rollups FOLD_ROWS arrival numbers at a time (decision 55); the views
+    reads use count the entries after those on the spot, and the delete trigger takes off only entries
+    that were counted: whatever is written or deleted, and when, the views count every entry stored."""
+    conn = apsw.Connection(":memory:")
+    conn.execute(SCHEMA)
+    for statement in WRITER_SCHEMA:
+        conn.execute(statement)
+    group = 100
+    for first in range(1, FOLD_ROWS, group):
+        _write_group(conn, first, min(group, FOLD_ROWS - first))
+        _every_rollup_counts_every_entry(conn)
+    assert conn.execute("SELECT last_seq FROM rollups_counted").fetchall() == [(0,)]
+    assert conn.execute("SELECT count(*) FROM levels_1m").get == 0
+    # Deleted before it was counted: nothing to take off.
+    conn.execute("DELETE FROM logs WHERE seq = 10")
+    _every_rollup_counts_every_entry(conn)
+
+    _write_group(conn, FOLD_ROWS, group)  # its newest number is FOLD_ROWS + 99: the entries are added
+    newest = FOLD_ROWS + group - 1
+    assert conn.execute("SELECT last_seq FROM rollups_counted").fetchall() == [(newest,)]
+    assert conn.execute("SELECT sum(n) FROM service_counts").get == newest - 1
+    _every_rollup_counts_every_entry(conn)
+
+    _write_group(conn, newest + 1, 5)
+    # Counted ones taken off (the oldest, one of the newest counted), one not counted yet left alone.
+    conn.execute("DELETE FROM logs WHERE seq IN (1, 2, ?, ?)", (newest, newest + 3))
+    _every_rollup_counts_every_entry(conn)
+    assert conn.execute("SELECT sum(n) FROM service_counts").get == newest - 4

@@ -15,10 +15,17 @@ interval (``rollup_for``):
 
 Rollups with a service keep it first in their key, so that a read of one service, or of the services a
 scope covers, reads only their ranges. ``service_counts`` counts each service's entries (``GET
-/services``). The writer adds each transaction's new rows to every rollup in that transaction
-(``count_new_rows``), so the counts are exactly as durable as the entries, and encrypted with them; a
-trigger takes every deleted entry off again, whatever deletes it (retention, purge), and drops the counts
-that reach 0.
+/services``). The counts are in the store's file, so they are exactly as durable as the entries, and
+encrypted with them; a trigger takes every deleted entry off again, whatever deletes it (retention,
+purge), and drops the counts that reach 0.
+
+The embedded store adds its new rows to the rollups in bulk, ``FOLD_ROWS`` arrival numbers at a time
+(decision 55): adding a commit's few rows to thirteen tables wrote a page of each, a fifth of the
+writer's time a single-entry commit. ``rollups_counted`` holds the newest arrival number counted; reads
+use the views ``<table>_all`` (``Rollup.view``), which add the entries after it, counted on the spot, so
+that a histogram always counts every entry stored. The delete trigger takes off only entries that were
+counted. The tiered store's hot file counts every append in its own transaction; its views read the
+tables alone.
 """
 
 from __future__ import annotations
@@ -29,11 +36,15 @@ from typing import Final, NamedTuple
 import apsw
 
 __all__ = [
+    "FOLD",
+    "FOLD_ROWS",
+    "FOLD_TRIGGER",
     "FRESH_COUNTS",
     "ROLLUPS",
     "ROLLUP_SCHEMA",
     "ROLLUP_TABLES",
     "ROLLUP_TABLES_SCHEMA",
+    "ROLLUP_VIEWS",
     "Rollup",
     "count_new_rows",
     "counting",
@@ -62,6 +73,11 @@ class Rollup(NamedTuple):
         """The primary key: the service (when kept), the slot, then the other columns."""
         rest = tuple(key for key in self.keys if key != "service")
         return ("service", "slot", *rest) if "service" in self.keys else ("slot", *rest)
+
+    @property
+    def view(self) -> str:
+        """What a read counts from: the table and, in the embedded store, the entries not yet added."""
+        return f"{self.table}_all"
 
 
 def _rollups(name: str, keys: tuple[str, ...], grains: tuple[str, ...]) -> tuple[Rollup, ...]:
@@ -111,17 +127,53 @@ ROLLUP_TABLES_SCHEMA: Final = (
 )
 
 
-def uncount_trigger(entries: str) -> str:
-    """The trigger that takes every row deleted from the table ``entries`` off the counts."""
+def uncount_trigger(entries: str, when: str = "") -> str:
+    """The trigger that takes every row deleted from the table ``entries`` off the counts (only those
+    ``when``, an SQL condition on ``old``, holds for, if given)."""
     return (
-        f"CREATE TRIGGER IF NOT EXISTS {entries}_counts_after_delete AFTER DELETE ON {entries} BEGIN\n"
+        f"CREATE TRIGGER IF NOT EXISTS {entries}_counts_after_delete AFTER DELETE ON {entries} "
+        f"{f'WHEN {when} ' if when else ''}BEGIN\n"
         + "".join(_uncount(rollup.table, _old_key(rollup)) for rollup in ROLLUPS)
         + _uncount("service_counts", "service = old.service")
         + "END;\n"
     )
 
 
-ROLLUP_SCHEMA: Final = ROLLUP_TABLES_SCHEMA + uncount_trigger("logs")
+FOLD_ROWS: Final = 1024
+_COUNTED: Final = "(SELECT last_seq FROM rollups_counted)"
+
+
+def _view(table: str, key_columns: tuple[str, ...], grain_us: int, uncounted: str) -> str:
+    """``<table>_all``: the table's counts, and, with ``uncounted`` (the condition on ``logs`` that picks
+    the entries not yet added), theirs counted on the spot: a key's counts may then be in two rows."""
+    columns = ", ".join(key_columns)
+    view = f"CREATE VIEW IF NOT EXISTS {table}_all AS SELECT {columns}, n FROM {table}"
+    if uncounted:
+        counted = ", ".join(f"ts / {grain_us}" if column == "slot" else column for column in key_columns)
+        positions = ", ".join(str(position) for position in range(1, len(key_columns) + 1))
+        view += f" UNION ALL SELECT {counted}, count(*) FROM logs WHERE {uncounted} GROUP BY {positions}"
+    return view + ";\n"
+
+
+def _views(uncounted: str) -> str:
+    return "".join(_view(r.table, r.key_columns, r.grain_us, uncounted) for r in ROLLUPS) + _view(
+        "service_counts", ("service",), 0, uncounted
+    )
+
+
+# The hot file's: its tables count every entry.
+ROLLUP_VIEWS: Final = _views("")
+# The newest arrival number the rollups count (one row, made with the table: every entry stored before
+# is counted, by the rollups' triggers or, in a store made before them, by the migration); the writer's
+# TEMP trigger (``FOLD_TRIGGER``) adds the entries after it once there are FOLD_ROWS of them.
+ROLLUP_SCHEMA: Final = (
+    ROLLUP_TABLES_SCHEMA
+    + "CREATE TABLE IF NOT EXISTS rollups_counted (last_seq INTEGER NOT NULL) STRICT;\n"
+    + "INSERT INTO rollups_counted SELECT coalesce(max(seq), 0) FROM logs "
+    + "WHERE NOT EXISTS (SELECT * FROM rollups_counted);\n"
+    + _views(f"seq > {_COUNTED}")
+    + uncount_trigger("logs", f"old.seq <= {_COUNTED}")
+)
 
 # The new rows are grouped once, by minute, into a table of the connection's own (in memory: the writer
 # keeps temp_store=MEMORY), and every rollup is added from that. Only what was stored is counted, not the
@@ -162,6 +214,18 @@ def counting(entries: str, after: str) -> tuple[str, ...]:
     """The statements, in order, that add the rows of the table ``entries`` numbered after ``after`` (a
     parameter, or a trigger's ``new.`` column) to every rollup; ``FRESH_COUNTS`` must have been made."""
     return ("DELETE FROM fresh_counts", _GROUP_NEW_ROWS.format(entries=entries, after=after), *_ADD)
+
+
+# The writer's own (TEMP) trigger, and the statement of its group's trigger that fires it: once the store
+# holds FOLD_ROWS arrival numbers after the newest one counted, ``rollups_counted`` moves to its newest,
+# and the entries in between are added to every rollup. FRESH_COUNTS must have been made.
+FOLD_TRIGGER: Final = (
+    "CREATE TEMP TRIGGER IF NOT EXISTS rollups_fold AFTER UPDATE ON rollups_counted BEGIN\n"
+    + "".join(f"    {statement};\n" for statement in counting("logs", "old.last_seq"))
+    + "END"
+)
+_NEWEST = "(SELECT max(seq) FROM logs)"
+FOLD: Final = f"UPDATE rollups_counted SET last_seq = {_NEWEST} WHERE {_NEWEST} >= last_seq + {FOLD_ROWS}"
 
 
 def count_new_rows(conn: apsw.Connection, last_seq: int, entries: str = "logs") -> None:

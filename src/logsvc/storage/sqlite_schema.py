@@ -35,7 +35,7 @@ __all__ = [
     "open_connection",
 ]
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 # The schema version that added the rollups: a store made before has them filled from its entries.
 _ROLLUPS_SINCE: Final = 4
 # Rows are grouped in blocks of 2**12 arrival numbers for the full-text search watermarks (see sqlite_reads).
@@ -155,6 +155,8 @@ def _migrate(conn: apsw.Connection) -> None:
         version = _schema_version(conn)
         if version < SCHEMA_VERSION:
             conn.execute("DROP INDEX IF EXISTS logs_log_id")  # version 2: log_id unique store-wide
+            # Version 5: the trigger takes off only the entries the rollups counted (decision 55).
+            conn.execute("DROP TRIGGER IF EXISTS logs_counts_after_delete")
             conn.execute(SCHEMA)
             if version < _ROLLUPS_SINCE:
                 # The entries already stored, counted as the writer counts new ones (a full scan, once).

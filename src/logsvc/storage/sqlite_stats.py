@@ -56,7 +56,7 @@ def rollup_histogram(conn: apsw.Connection, query: StatsQuery) -> list[tuple[int
     # Summed per bucket and key by SQLite: a slot lies in one bucket, (slot - first slot) / slots per bucket
     # (StatsQuery.bucket_of, in slots).
     sql = (
-        f"SELECT (slot - ?) / ?, {key}, sum(n) FROM {rollup.table} WHERE {where} AND slot >= ? AND slot < ? "
+        f"SELECT (slot - ?) / ?, {key}, sum(n) FROM {rollup.view} WHERE {where} AND slot >= ? AND slot < ? "
         "GROUP BY 1, 2"
     )
     us = rollup.grain_us
@@ -85,7 +85,7 @@ def _rollup_filters(filters: Query) -> tuple[str, list[Any]]:
         where, args = "service = ?", [filters.service_name]
     elif filters.service_patterns:
         scope, args = service_scope("", filters.service_patterns, ())
-        where = f"service IN (SELECT service FROM service_counts WHERE 1{scope})"
+        where = f"service IN (SELECT service FROM service_counts_all WHERE 1{scope})"
     levels, level_args = _levels(filters)
     where += levels
     args += level_args
@@ -124,7 +124,7 @@ def check_countable_minutes(conn: apsw.Connection, query: StatsQuery, limit: int
     scope = Query(service_name=filters.service_name, service_patterns=filters.service_patterns)
     minutes = rollup_for(_MINUTE, _filtered_columns(scope))
     assert minutes is not None  # a minute rollup keeps the service
-    table = minutes.table
+    table = minutes.view
     where, args = _rollup_filters(scope)
     last_minute = -(-query.until_us // _MINUTE)
     held = cast(
@@ -209,8 +209,8 @@ def services(
     patterns, after, limit = request
     where, args = service_scope("s.", patterns, ())
     sql = (
-        "SELECT s.service, s.n, (SELECT max(ts) FROM logs WHERE service = s.service) "
-        f"FROM service_counts s WHERE s.service > ?{where} ORDER BY s.service LIMIT ?"
+        "SELECT s.service, sum(s.n), (SELECT max(ts) FROM logs WHERE service = s.service) "
+        f"FROM service_counts_all s WHERE s.service > ?{where} GROUP BY s.service ORDER BY s.service LIMIT ?"
     )
     bounds = (after or "", *args, -1 if limit is None else limit)
     return [ServiceTotal(*row) for row in conn.execute(sql, bounds)]

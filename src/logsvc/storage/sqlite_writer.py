@@ -1,7 +1,8 @@
 """The SQLite store's write transaction, run by the one writer thread with group commit (``writer``).
 
-A group's entries are numbered on in arrival order, indexed for full-text search, counted in the rollups,
-their watermarks raised and the commit recorded, all in one transaction; a request is acknowledged only
+A group's entries are numbered on in arrival order, indexed for full-text search, their watermarks raised
+and the commit recorded, all in one transaction (and every FOLD_ROWS arrival numbers, counted in the
+rollups: ``sqlite_rollups``); a request is acknowledged only
 after its COMMIT returned.
 
 apsw gives up the GIL around every call into SQLite, and the writer thread must then win it back from the
@@ -25,7 +26,7 @@ import apsw
 import msgspec
 
 from logsvc.storage.port import OnCommit
-from logsvc.storage.sqlite_rollups import FRESH_COUNTS, counting
+from logsvc.storage.sqlite_rollups import FOLD, FOLD_TRIGGER, FRESH_COUNTS
 from logsvc.storage.sqlite_schema import BLOCK_SHIFT, INDEX_NEW_ROWS
 from logsvc.storage.writer import Encoded, Job, Rows, Writer, turns_lock
 
@@ -69,7 +70,7 @@ _AFTER_GROUP = (
             _INSERT_ROWS,
             "UPDATE group_stored SET entries = changes()",  # the rows that insert stored, retries skipped
             INDEX_NEW_ROWS.replace("?", "new.last_seq"),
-            *counting("logs", "new.last_seq"),
+            FOLD,
             _RAISE_WATERMARKS,
             _RECORD_COMMIT,
             "DELETE FROM group_written",
@@ -83,7 +84,7 @@ _GROUP_WRITTEN = "INSERT INTO group_written SELECT (SELECT coalesce(max(seq), 0)
 # The write connection's own (TEMP) tables and trigger. Inside a trigger, SQLite before 3.51 refuses a
 # schema-qualified table as the target of an INSERT or DELETE: the temp tables are named bare, and found
 # in the temp schema first.
-WRITER_SCHEMA: Final = (FRESH_COUNTS, _GROUP_TABLE, _STORED_TABLE, _AFTER_GROUP)
+WRITER_SCHEMA: Final = (FRESH_COUNTS, FOLD_TRIGGER, _GROUP_TABLE, _STORED_TABLE, _AFTER_GROUP)
 
 
 def sqlite_writer(conn: apsw.Connection, on_commit: OnCommit | None) -> Writer[apsw.Connection]:

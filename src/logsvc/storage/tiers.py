@@ -41,7 +41,7 @@ from logsvc.domain.queries import Query
 from logsvc.errors import ConfigError
 from logsvc.storage.pages import PAGE_ENTRIES, PageCodec, PageSummary, PageView, train_dictionary
 from logsvc.storage.sqlite_reads import attribute_filters, match_expression
-from logsvc.storage.sqlite_rollups import ROLLUP_TABLES_SCHEMA, count_new_rows, uncount_trigger
+from logsvc.storage.sqlite_rollups import ROLLUP_TABLES_SCHEMA, ROLLUP_VIEWS, count_new_rows, uncount_trigger
 from logsvc.storage.sqlite_schema import COLUMNS, FTS_TOKENIZE, Row, make_private
 from logsvc.storage.writer import taking_turns
 
@@ -86,6 +86,7 @@ CREATE TABLE IF NOT EXISTS hot_generations (
 CREATE TABLE IF NOT EXISTS commits (last_seq INTEGER PRIMARY KEY, committed_at INTEGER NOT NULL) STRICT;
 """
     + ROLLUP_TABLES_SCHEMA
+    + ROLLUP_VIEWS
 )
 _COLD_SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS cold_pages (
