@@ -191,7 +191,9 @@ def _backfill(cached: Path, folder: Path) -> dict[str, Any]:
     conn = apsw.Connection(str(path))
     try:
         for table in ROLLUP_TABLES:
+            conn.execute(f"DROP VIEW {table}_all")
             conn.execute(f"DROP TABLE {table}")
+        conn.execute("DROP TABLE rollups_counted")
         conn.execute("DROP TRIGGER logs_counts_after_delete")
         conn.execute("PRAGMA user_version=3")
     finally:

@@ -12,7 +12,6 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-import apsw
 import pytest
 
 from logsvc.crypto.sqlite import connect
@@ -20,10 +19,11 @@ from logsvc.domain.entries import format_log_id
 from logsvc.errors import ConfigError
 from logsvc.storage import tiers_ops
 from logsvc.storage.pages import PageCodec, train_dictionary
-from logsvc.storage.sqlite_rollups import ROLLUP_TABLES, count_new_rows
 from logsvc.storage.sqlite_schema import INDEX_NEW_ROWS, INSERT_ENTRY, open_connection
 from logsvc.storage.tiers import ColdFile, HotFile, NewRow, compact, finish
 from logsvc.storage.token_filter import Tokenizer
+
+from .tiered_reference import counts
 
 KEY = secrets.token_bytes(32)
 PER_GENERATION = 300
@@ -224,24 +224,17 @@ def test_both_files_hold_no_plaintext(files: tuple[Path, Path]) -> None:
         assert not data.startswith(b"SQLite format 3"), path.name
 
 
-def counts(conn: apsw.Connection) -> dict[str, list[tuple[object, ...]]]:
-    every = "SELECT * FROM {}"
-    return {table: sorted(conn.execute(every.format(table)).fetchall()) for table in ROLLUP_TABLES}
-
-
 def test_the_hot_file_counts_as_the_store_does_and_a_compaction_keeps_the_counts(
     files: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """The rollups and service counts mean what they mean in today's store (decision 24): the same
-    entries counted by the store's own writer give the same tables; a compaction moves rows and keeps
+    entries give the counts today's store reads (its views count what its writer has not added yet); a compaction moves rows and keeps
     them; a deleted hot row is taken off, from the counts and from the full-text index."""
     entries = batch(0, 400) + batch(100, 50) + batch(380, 60)  # with retries, within and across appends
     reference = open_connection(tmp_path / "logs.db", KEY, write=True)
     reference.execute("BEGIN")
     reference.executemany(INSERT_ENTRY, entries)
     reference.execute(INDEX_NEW_ROWS, (0,))
-    count_new_rows(reference, 0)
-    reference.execute("UPDATE rollups_counted SET last_seq = (SELECT max(seq) FROM logs)")
     reference.execute("COMMIT")
     hot = HotFile(files[0], KEY, rows_per_generation=PER_GENERATION)
     cold = ColdFile(files[1], KEY)

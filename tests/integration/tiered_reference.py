@@ -13,7 +13,7 @@ import apsw
 from logsvc.crypto.sqlite import connect
 from logsvc.domain.entries import Level, NewEntry
 from logsvc.storage.sqlite import SQLiteStore
-from logsvc.storage.sqlite_rollups import ROLLUP_TABLES
+from logsvc.storage.sqlite_rollups import ROLLUPS
 from logsvc.storage.sqlite_schema import COLUMNS, Row
 from logsvc.storage.tiers import ColdFile, HotFile, NewRow
 
@@ -70,8 +70,17 @@ def tiered_rows(hot: HotFile, cold: ColdFile) -> list[Row]:
 
 
 def counts(conn: apsw.Connection) -> dict[str, list[tuple[Any, ...]]]:
-    """Every rollup's and service_counts' rows, sorted."""
-    return {table: sorted(conn.execute(f"SELECT * FROM {table}").fetchall()) for table in ROLLUP_TABLES}  # noqa: S608
+    """Every rollup's and service_counts' counts as reads find them (their views, decision 55): a row
+    per key, sorted."""
+    keys = {rollup.table: rollup.key_columns for rollup in ROLLUPS} | {"service_counts": ("service",)}
+    return {
+        table: sorted(
+            conn.execute(
+                f"SELECT {', '.join(columns)}, sum(n) FROM {table}_all GROUP BY {', '.join(columns)}"  # noqa: S608
+            ).fetchall()
+        )
+        for table, columns in keys.items()
+    }
 
 
 def sqlite_counts(path: Path, key: bytes | None) -> dict[str, list[tuple[Any, ...]]]:
