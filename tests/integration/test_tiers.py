@@ -228,8 +228,9 @@ def test_the_hot_file_counts_as_the_store_does_and_a_compaction_keeps_the_counts
     files: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """The rollups and service counts mean what they mean in today's store (decision 24): the same
-    entries give the counts today's store reads (its views count what its writer has not added yet); a compaction moves rows and keeps
-    them; a deleted hot row is taken off, from the counts and from the full-text index."""
+    entries give the counts today's store reads (its views count what its writer has not added yet);
+    a compaction moves rows and keeps them; a deleted hot row is taken off, from the counts and from
+    the full-text index."""
     entries = batch(0, 400) + batch(100, 50) + batch(380, 60)  # with retries, within and across appends
     reference = open_connection(tmp_path / "logs.db", KEY, write=True)
     reference.execute("BEGIN")
