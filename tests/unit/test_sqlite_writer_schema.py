@@ -113,3 +113,35 @@ def test_the_rollups_count_in_bulk_and_their_views_count_every_entry() -> None:
     conn.execute("DELETE FROM logs WHERE seq IN (1, 2, ?, ?)", (newest, newest + 3))
     _every_rollup_counts_every_entry(conn)
     assert conn.execute("SELECT sum(n) FROM service_counts").get == newest - 4
+
+
+def test_the_views_find_the_uncounted_entries_by_their_arrival_numbers() -> None:
+    """A read's conditions on a view reach its arm of uncounted entries too: that arm must still find them
+    by arrival number (the newest few), never by an index of a column, which would read every entry of a
+    service or level of the store."""
+    conn = apsw.Connection(":memory:")
+    conn.execute(SCHEMA)
+    conn.execute("ANALYZE")
+    for rollup in ROLLUPS:
+        conditions = " AND ".join(
+            "slot >= 1 AND slot < 9"
+            if column == "slot"
+            else f"{column} IN (9, 17)"
+            if column == "level"
+            else f"{column} = 'x'"
+            for column in rollup.key_columns
+        )
+        plan = [
+            row[3]
+            for row in conn.execute(f"EXPLAIN QUERY PLAN SELECT sum(n) FROM {rollup.view} WHERE {conditions}")  # noqa: S608
+        ]
+        assert [step for step in plan if " logs " in f"{step} "] == [
+            "SEARCH logs USING INTEGER PRIMARY KEY (rowid>?)"
+        ], (rollup.table, plan)
+    plan = [
+        row[3]
+        for row in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT sum(n) FROM service_counts_all WHERE service > 'x'"
+        )
+    ]
+    assert "SEARCH logs USING INTEGER PRIMARY KEY (rowid>?)" in plan
