@@ -304,11 +304,21 @@ def test_an_older_store_gets_its_rollups_when_opened(tmp_path: Path) -> None:
     asyncio.run(write())
     as_schema_3(path, key)
 
+    # The trigger is back: the rollups follow the deletes.
+    counted_after_deleting(path, key, BASE + 7_000_000 * 30, entries[30:])
+    on_disk = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("logs.db"))
+    assert service_name.encode() not in on_disk  # the rollups are encrypted like the rest
+
+
+def counted_after_deleting(path: Path, key: bytes | None, older_than_us: int, kept: list[NewEntry]) -> None:
+    """The store opened (so migrated), its entries older than ``older_than_us`` deleted: its histogram of
+    80 hours by the hour, by level, and its services count ``kept``, the entries left."""
+
     async def read() -> tuple[Any, ...]:
         store = SQLiteStore(path, key=key)
         service = LogService(store, Limits(), clock_us=lambda: NOW)
         try:
-            await store.delete_older(BASE + 7_000_000 * 30)  # the trigger is back: the rollups follow
+            await store.delete_older(older_than_us)
             return (
                 await service.stats([("hours", "80"), ("interval", "1h")], principal=ADMIN),
                 await service.services([], principal=ADMIN),
@@ -317,19 +327,16 @@ def test_an_older_store_gets_its_rollups_when_opened(tmp_path: Path) -> None:
             await store.close()
 
     stats, services = asyncio.run(read())
-    kept = entries[30:]
     assert sum(sum(bucket.counts.values()) for bucket in stats.buckets) == len(kept)
     assert sum(bucket.counts.get("ERROR", 0) for bucket in stats.buckets) == sum(
         1 for e in kept if e.level == Level.ERROR
     )
     assert {s.service_name: s.count for s in services.services} == {
-        name: sum(1 for e in kept if e.service_name == name) for name in (service_name, "api", "web")
+        name: sum(1 for e in kept if e.service_name == name) for name in {e.service_name for e in kept}
     }
     conn = connect(path, key)
     assert conn.execute("PRAGMA user_version").fetchall() == [(SCHEMA_VERSION,)]
     conn.close()
-    on_disk = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("logs.db"))
-    assert service_name.encode() not in on_disk  # the rollups are encrypted like the rest
 
 
 def test_an_older_store_opened_by_two_processes_at_once_is_counted_once(tmp_path: Path) -> None:
@@ -408,29 +415,11 @@ def test_a_store_of_schema_4_keeps_its_counts_when_the_rollups_count_in_bulk(tmp
     asyncio.run(write(older))
     as_schema_4(path, key)
     asyncio.run(write(newer))
-
-    async def read() -> tuple[Any, ...]:
-        store = SQLiteStore(path, key=key)
-        service = LogService(store, Limits(), clock_us=lambda: NOW)
-        try:
-            await store.delete_older(BASE + 5_000_000 * 40)  # of both the older and the newer entries
-            return (
-                await service.stats([("hours", "80"), ("interval", "1h")], principal=ADMIN),
-                await service.services([], principal=ADMIN),
-            )
-        finally:
-            await store.close()
-
-    stats, services = asyncio.run(read())
-    kept = [e for e in older + newer if e.ts_us >= BASE + 5_000_000 * 40]
+    # Of both the older entries and the newer ones.
+    threshold = BASE + 5_000_000 * 40
+    kept = [e for e in older + newer if e.ts_us >= threshold]
     assert len(kept) < len(older) + len(newer)
-    assert sum(sum(bucket.counts.values()) for bucket in stats.buckets) == len(kept)
-    assert sum(bucket.counts.get("ERROR", 0) for bucket in stats.buckets) == sum(
-        1 for e in kept if e.level == Level.ERROR
-    )
-    assert {s.service_name: s.count for s in services.services} == {
-        name: sum(1 for e in kept if e.service_name == name) for name in ("api", "db", "web")
-    }
+    counted_after_deleting(path, key, threshold, kept)
 
 
 def as_schema_4(path: Path, key: bytes | None) -> None:
