@@ -118,30 +118,26 @@ def test_the_rollups_count_in_bulk_and_their_views_count_every_entry() -> None:
 def test_the_views_find_the_uncounted_entries_by_their_arrival_numbers() -> None:
     """A read's conditions on a view reach its arm of uncounted entries too: that arm must still find them
     by arrival number (the newest few), never by an index of a column, which would read every entry of a
-    service or level of the store."""
+    service or level of the store, filtered by each key column or by none, grouped or not."""
     conn = apsw.Connection(":memory:")
     conn.execute(SCHEMA)
     conn.execute("ANALYZE")
-    for rollup in ROLLUPS:
-        conditions = " AND ".join(
-            "slot >= 1 AND slot < 9"
-            if column == "slot"
-            else f"{column} IN (9, 17)"
-            if column == "level"
-            else f"{column} = 'x'"
-            for column in rollup.key_columns
-        )
-        plan = [
-            row[3]
-            for row in conn.execute(f"EXPLAIN QUERY PLAN SELECT sum(n) FROM {rollup.view} WHERE {conditions}")  # noqa: S608
+    by_rowid = "SEARCH logs USING INTEGER PRIMARY KEY (rowid>?)"
+    views = [(rollup.view, rollup.key_columns) for rollup in ROLLUPS] + [("service_counts_all", ("service",))]
+    for view, columns in views:
+        conditions = {
+            "slot": "slot >= 1 AND slot < 9",
+            "level": "level IN (9, 17)",
+            "service": "service > 'svc-1' AND service < 'svc-2'",
+            "log_type": "log_type = 'x'",
+        }
+        wheres = [
+            "1",
+            *(conditions[column] for column in columns),
+            " AND ".join(conditions[c] for c in columns),
         ]
-        assert [step for step in plan if " logs " in f"{step} "] == [
-            "SEARCH logs USING INTEGER PRIMARY KEY (rowid>?)"
-        ], (rollup.table, plan)
-    plan = [
-        row[3]
-        for row in conn.execute(
-            "EXPLAIN QUERY PLAN SELECT sum(n) FROM service_counts_all WHERE service > 'x'"
-        )
-    ]
-    assert "SEARCH logs USING INTEGER PRIMARY KEY (rowid>?)" in plan
+        reads = [f"SELECT sum(n) FROM {view} WHERE {where}" for where in wheres]  # noqa: S608
+        reads.append(f"SELECT {columns[0]}, sum(n) FROM {view} GROUP BY 1")  # noqa: S608
+        for read in reads:
+            plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {read}")]
+            assert [step for step in plan if " logs " in f"{step} "] == [by_rowid], (read, plan)

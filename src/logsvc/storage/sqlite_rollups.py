@@ -149,14 +149,15 @@ def _view(table: str, key_columns: tuple[str, ...], grain_us: int, uncounted: st
     columns = ", ".join(key_columns)
     view = f"CREATE VIEW IF NOT EXISTS {table}_all AS SELECT {columns}, n FROM {table}"
     if uncounted:
-        # Unary + on each column: a read's conditions on the view reach this arm too, and without it
-        # SQLite would find the rows by an index of the column (every entry of a service) instead of by
-        # their arrival numbers (the newest few).
-        counted = ", ".join(
-            f"ts / {grain_us}" if column == "slot" else f"+{column}" for column in key_columns
-        )
+        # NOT INDEXED: a read's conditions on the view reach this arm too, and SQLite would then find the
+        # rows by an index of a column (every entry of a service or a level, or all of them to group by
+        # service) instead of by their arrival numbers, the newest few.
+        counted = ", ".join(f"ts / {grain_us}" if column == "slot" else column for column in key_columns)
         positions = ", ".join(str(position) for position in range(1, len(key_columns) + 1))
-        view += f" UNION ALL SELECT {counted}, count(*) FROM logs WHERE {uncounted} GROUP BY {positions}"
+        view += (
+            f" UNION ALL SELECT {counted}, count(*) FROM logs NOT INDEXED WHERE {uncounted} "
+            f"GROUP BY {positions}"
+        )
     return view + ";\n"
 
 
