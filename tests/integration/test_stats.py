@@ -394,7 +394,8 @@ def test_an_older_store_opened_by_two_processes_at_once_is_counted_once(tmp_path
 
 def test_a_store_of_schema_4_keeps_its_counts_when_the_rollups_count_in_bulk(tmp_path: Path) -> None:
     """A store of schema 4 (every commit counted at once) opened by this version (decision 55): what it
-    counted stays counted, new entries are counted after it, and deleting either kind is taken off."""
+    counted stays counted, new entries are added after it in bulk (and the newest counted on the spot),
+    and deleting any of the three kinds takes it off."""
     key = secrets.token_bytes(32)
     path = tmp_path / "logs.db"
     levels = [Level.INFO, Level.ERROR, Level.WARN]
@@ -402,23 +403,27 @@ def test_a_store_of_schema_4_keeps_its_counts_when_the_rollups_count_in_bulk(tmp
         make_entry(BASE + i * 7_000_000, service, levels[i % 3], "application", "disk", i)
         for i, service in enumerate(["api", "web"] * 150)
     ]
-    newer = [
-        make_entry(BASE + i * 5_000_000, service, levels[i % 2], "application", "disk", 1_000 + i)
-        for i, service in enumerate(["api", "db"] * 100)
+    newer = [  # enough to be added to the rollups in bulk, and then 100 more that are not yet
+        make_entry(BASE + (i % 1_100) * 5_000_000, service, levels[i % 2], "application", "disk", 1_000 + i)
+        for i, service in enumerate(["api", "db"] * 600)
     ]
 
-    async def write(entries: list[NewEntry]) -> None:
+    async def write(*batches: list[NewEntry]) -> None:
         store = SQLiteStore(path, key=key)
-        await store.append(entries)
+        for entries in batches:
+            await store.append(entries)
         await store.close()
 
     asyncio.run(write(older))
     as_schema_4(path, key)
-    asyncio.run(write(newer))
-    # Of both the older entries and the newer ones.
+    asyncio.run(write(newer[:1_100], newer[1_100:]))
+    conn = connect(path, key)
+    assert conn.execute("SELECT last_seq FROM rollups_counted").get == len(older) + 1_100
+    conn.close()
+    # Of the older entries, of those added in bulk and of those not yet added.
     threshold = BASE + 5_000_000 * 40
     kept = [e for e in older + newer if e.ts_us >= threshold]
-    assert len(kept) < len(older) + len(newer)
+    assert len(kept) < len(older) + len(newer) - 80
     counted_after_deleting(path, key, threshold, kept)
 
 
