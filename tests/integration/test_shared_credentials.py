@@ -183,21 +183,34 @@ def test_two_replicas_starting_at_once_create_one_admin(
         open_credentials(settings[0]).close()
         barrier = threading.Barrier(len(settings))
         made: list[NewCredential | None] = [None] * len(settings)
+        failed: list[BaseException | None] = [None] * len(settings)
 
         def start(
-            index: int, barrier: threading.Barrier, made: list[NewCredential | None], settings: list[Settings]
+            index: int,
+            barrier: threading.Barrier,
+            made: list[NewCredential | None],
+            failed: list[BaseException | None],
+            settings: list[Settings],
         ) -> None:
-            barrier.wait()
-            first_start = bootstrap_admin(settings[index])
-            made[index] = None if first_start is None else first_start[0]
+            try:
+                barrier.wait()
+                first_start = bootstrap_admin(settings[index])
+                made[index] = None if first_start is None else first_start[0]
+            except BaseException as exc:  # kept, so that the test fails with the replica's own reason
+                failed[index] = exc
 
         threads = [
-            threading.Thread(target=start, args=(i, barrier, made, settings)) for i in range(len(settings))
+            threading.Thread(target=start, args=(i, barrier, made, failed, settings))
+            for i in range(len(settings))
         ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(timeout=30)
+        assert not any(thread.is_alive() for thread in threads), "a replica's start took over 30 s"
+        for error in failed:
+            if error is not None:
+                raise error
         winners = [i for i, credential in enumerate(made) if credential is not None]
         assert len(winners) == 1, made
         written = [Path(s.credentials_file).exists() for s in settings]
