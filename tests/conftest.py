@@ -318,16 +318,49 @@ def stored_ids(data_dir: Path, settings: Settings) -> set[str]:
         conn.close()
 
 
+class _OneRequestAtATime:
+    """A WSGI app that serves one request at a time.
+
+    moto's server mode serves each request on a thread of its own, and its TransactWriteItems is neither
+    atomic nor isolated: it checks a condition, then writes, and a cancelled transaction puts back a copy of
+    the whole table taken when it began, undoing what another transaction committed meanwhile. DynamoDB's
+    transactions are serializable, and the product relies on that (the first admin is decided by one
+    conditional write); under load, moto made two first admins, or lost the one it had stored. One request
+    at a time makes every moto operation atomic and isolated, as DynamoDB's are."""
+
+    def __init__(self, app: Callable[..., Any]) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        with self._lock:
+            answer = self._app(environ, start_response)
+            try:
+                return [b"".join(answer)]
+            finally:
+                if hasattr(answer, "close"):
+                    answer.close()
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    """moto's server mode on 127.0.0.1: a stand-in for DynamoDB (and KMS), not AWS itself."""
-    from moto.server import ThreadedMotoServer
+    """moto's server mode on 127.0.0.1: a stand-in for DynamoDB (and KMS), not AWS itself; it serves one
+    request at a time (``_OneRequestAtATime``)."""
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{server._server.server_port}"  # type: ignore[attr-defined]
-    server.stop()
+    app = _OneRequestAtATime(DomainDispatcherApplication(create_backend_app))
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
 
 
 @pytest.fixture

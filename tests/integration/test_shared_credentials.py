@@ -183,21 +183,34 @@ def test_two_replicas_starting_at_once_create_one_admin(
         open_credentials(settings[0]).close()
         barrier = threading.Barrier(len(settings))
         made: list[NewCredential | None] = [None] * len(settings)
+        failed: list[BaseException | None] = [None] * len(settings)
 
         def start(
-            index: int, barrier: threading.Barrier, made: list[NewCredential | None], settings: list[Settings]
+            index: int,
+            barrier: threading.Barrier,
+            made: list[NewCredential | None],
+            failed: list[BaseException | None],
+            settings: list[Settings],
         ) -> None:
-            barrier.wait()
-            first_start = bootstrap_admin(settings[index])
-            made[index] = None if first_start is None else first_start[0]
+            try:
+                barrier.wait()
+                first_start = bootstrap_admin(settings[index])
+                made[index] = None if first_start is None else first_start[0]
+            except BaseException as exc:  # kept, so that the test fails with the replica's own reason
+                failed[index] = exc
 
         threads = [
-            threading.Thread(target=start, args=(i, barrier, made, settings)) for i in range(len(settings))
+            threading.Thread(target=start, args=(i, barrier, made, failed, settings))
+            for i in range(len(settings))
         ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(timeout=30)
+        assert not any(thread.is_alive() for thread in threads), "a replica's start took over 30 s"
+        for error in failed:
+            if error is not None:
+                raise error
         winners = [i for i, credential in enumerate(made) if credential is not None]
         assert len(winners) == 1, made
         written = [Path(s.credentials_file).exists() for s in settings]
@@ -212,6 +225,57 @@ def test_two_replicas_starting_at_once_create_one_admin(
             assert bootstrap_admin(settings[2]) is not None
         finally:
             store.close()
+
+
+def test_the_dynamodb_stand_in_serves_one_transaction_at_a_time(
+    auth_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the first-admin test above proves holds only if two transactions cannot interleave, as in
+    DynamoDB. moto's own server let them (two first admins, or the stored one undone, under load): the
+    fixture serves one request at a time. Here a first claim is held inside moto; a second, sent meanwhile,
+    must not be served before the first ends, and loses to it."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    target = parse_url(auth_url)
+    client = boto3.client("dynamodb", region_name=target.region, endpoint_url=target.endpoint)
+    held, second_served = threading.Event(), threading.Event()
+    served_while_held: list[bool] = []
+    transact = DynamoDBBackend.transact_write_items
+
+    def holding(backend: DynamoDBBackend, items: list[dict[str, Any]]) -> None:
+        who = items[0]["Put"]["Item"]["who"]["S"]
+        if who == "first":
+            held.set()
+            # Bounded, and only to see that the second is not served meanwhile: with the fixture's lock it
+            # cannot be, however loaded the machine.
+            served_while_held.append(second_served.wait(2))
+        try:
+            transact(backend, items)
+        finally:
+            if who == "second":
+                second_served.set()
+
+    monkeypatch.setattr(DynamoDBBackend, "transact_write_items", holding)
+
+    def claim(who: str) -> str:
+        item = {"pk": {"S": "#race"}, "sk": {"S": "#race"}, "who": {"S": who}}
+        put = {"TableName": target.table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
+        try:
+            client.transact_write_items(TransactItems=[{"Put": put}])
+        except client.exceptions.TransactionCanceledException:
+            return "cancelled"
+        return "stored"
+
+    outcome: dict[str, str] = {}
+    first = threading.Thread(target=lambda: outcome.update(first=claim("first")))
+    first.start()
+    assert held.wait(30)
+    outcome["second"] = claim("second")
+    first.join(30)
+    assert served_while_held == [False]
+    assert outcome == {"first": "stored", "second": "cancelled"}
+    (stored,) = [item for item in raw_items(auth_url) if item["pk"]["S"] == "#race"]
+    assert stored["who"]["S"] == "first"
 
 
 def test_a_replica_with_another_master_key_does_not_start(tmp_path: Path, auth_url: str) -> None:
