@@ -10,10 +10,10 @@ event loop, which (under uvloop) gives it up and takes it again between every tw
 mostly gets it only when the loop idles. So a group of rows is written in ONE call (decisions 36 and 44):
 the insert of the group's row into a scratch table, its rows bound as two values (their ids as one blob,
 the rest as one JSON array), whose trigger inserts the rows and does everything that follows them (the
-full-text index, the watermarks, the commit record, the rollups when due) inside SQLite. Without other work in the
-group the statement runs in autocommit mode: it is its own transaction, committed before it returns. The
-trigger and the table are TEMP: this connection's own, never in the file. The trigger also keeps how many
-rows the group stored (a re-sent log_id is skipped), which one more small read returns for the metrics.
+full-text index, the watermarks, the commit record, the rollups when due) inside SQLite. Without other
+work in the group the statement runs in autocommit mode: it is its own transaction, committed before it
+returns. The trigger and the table are TEMP: this connection's own, never in the file. The trigger also
+keeps how many rows the group stored (a re-sent log_id is skipped), which one more small read returns for the metrics.
 """
 
 from __future__ import annotations
