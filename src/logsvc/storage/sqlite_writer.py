@@ -13,7 +13,8 @@ the rest as one JSON array), whose trigger inserts the rows and does everything 
 full-text index, the watermarks, the commit record, the rollups when due) inside SQLite. Without other
 work in the group the statement runs in autocommit mode: it is its own transaction, committed before it
 returns. The trigger and the table are TEMP: this connection's own, never in the file. The trigger also
-keeps how many rows the group stored (a re-sent log_id is skipped), which one more small read returns for the metrics.
+keeps how many rows the group stored (a re-sent log_id is skipped), which one more small read returns for
+the metrics.
 """
 
 from __future__ import annotations
