@@ -20,12 +20,12 @@ encrypted with them; a trigger takes every deleted entry off again, whatever del
 purge), and drops the counts that reach 0.
 
 The embedded store adds its new rows to the rollups in bulk, ``FOLD_ROWS`` arrival numbers at a time
-(decision 55): adding a commit's few rows to thirteen tables wrote a page of each, a fifth of the
-writer's time a single-entry commit. ``rollups_counted`` holds the newest arrival number counted; reads
-use the views ``<table>_all`` (``Rollup.view``), which add the entries after it, counted on the spot, so
-that a histogram always counts every entry stored. The delete trigger takes off only entries that were
-counted. The tiered store's hot file counts every append in its own transaction; its views read the
-tables alone.
+(decision 55): adding each commit's few rows to thirteen tables wrote a page of each, a fifth of the
+writer's time when requests carry one entry each. ``rollups_counted`` holds the newest arrival number
+counted; reads use the views ``<table>_all`` (``Rollup.view``), which add the entries after it, counted
+on the spot, so that a histogram always counts every entry stored. The delete trigger takes off only
+entries that were counted. The tiered store's hot file counts every append in its own transaction; its
+views read the tables alone.
 """
 
 from __future__ import annotations

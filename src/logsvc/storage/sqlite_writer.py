@@ -2,8 +2,7 @@
 
 A group's entries are numbered on in arrival order, indexed for full-text search, their watermarks raised
 and the commit recorded, all in one transaction (and every FOLD_ROWS arrival numbers, counted in the
-rollups: ``sqlite_rollups``); a request is acknowledged only
-after its COMMIT returned.
+rollups: ``sqlite_rollups``); a request is acknowledged only after its COMMIT returned.
 
 apsw gives up the GIL around every call into SQLite, and the writer thread must then win it back from the
 event loop, which (under uvloop) gives it up and takes it again between every two callbacks, so the writer
