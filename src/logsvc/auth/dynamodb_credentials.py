@@ -384,7 +384,12 @@ class DynamoCredentialStore:
         ``#bootstrap`` epoch, on condition that it is still the epoch this replica read before it found no
         admin. A replica that read the same epoch loses the condition and stores nothing. DynamoDB may
         instead cancel concurrent transactions on ``#bootstrap`` as a conflict: then read again, a few
-        times, after a random pause."""
+        times, after a random pause.
+
+        A write that failed may still have been stored: its answer lost after botocore's last retry, or a
+        retry refused because the first try had moved the epoch. Reporting that as a failure would leave
+        an admin whose secret nobody was shown, and a restart would find it and make none. So after any
+        failure ``#bootstrap`` is read again, and it names the admin that was stored."""
         attempts = 0
         while True:
             try:
@@ -392,10 +397,28 @@ class DynamoCredentialStore:
             except ClientError as exc:
                 attempts += 1
                 if not _transaction_conflict(exc) or attempts >= _BOOTSTRAP_ATTEMPTS:
-                    raise self._unavailable(exc) from None
+                    failure: ClientError | BotoCoreError = exc
+                    break
             except BotoCoreError as exc:
-                raise self._unavailable(exc) from None
+                failure = exc
+                break
             time.sleep(secrets.SystemRandom().uniform(0.05, 0.2 * attempts))
+        try:
+            stored = self._stored_first_admin(record, event)
+        except _BACKEND_ERRORS:
+            stored = False
+        if not stored:
+            raise self._unavailable(failure) from None
+        return True
+
+    def _stored_first_admin(self, record: CredentialRecord, event: AuditRecord) -> bool:
+        """Whether ``#bootstrap`` names ``record``'s admin: the transaction that stored it moved the epoch,
+        so the whole of it was stored."""
+        found = self._client.get_item(TableName=self.table, Key=_BOOTSTRAP, ConsistentRead=True)
+        if found.get("Item", {}).get("admin", {}).get("S") != record.access_key_id:
+            return False
+        self._days.add(_day(event.at))
+        return True
 
     def _first_admin_once(
         self,
@@ -422,7 +445,9 @@ class DynamoCredentialStore:
             self._client.transact_write_items(TransactItems=items)
         except ClientError as exc:
             if _first_condition_failed(exc):
-                return False  # another replica moved the epoch first: it stores the admin
+                # The epoch moved: another replica stores its admin, or an earlier try of this
+                # transaction, whose answer was lost, stored this one.
+                return self._stored_first_admin(record, event)
             raise
         self._days.add(_day(event.at))
         return True
