@@ -125,14 +125,26 @@ def decode_snappy_body(body: bytes, headers: Mapping[str, str], *, max_decompres
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:
-    inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
-    try:
-        # Inflating at most limit + 1 bytes bounds the memory a gzip bomb can take.
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error:
-        raise ValidationFailed([FieldError("body", "is not valid gzip data")]) from None
-    if len(data) > limit:
-        raise PayloadTooLarge(f"the body inflates to more than the limit of {limit} bytes")
-    if not inflater.eof:
-        raise ValidationFailed([FieldError("body", "is truncated gzip data")])
-    return data
+    """Every member of the gzip data, as gunzip reads it (RFC 1952 allows several, one after the other; a
+    sender may append to a file or compress in parts): reading only the first would acknowledge entries it
+    never stored. Zero bytes after the last member are padding, as gunzip takes them; anything else is 400."""
+    members: list[bytes] = []
+    size = 0
+    rest = body
+    while True:
+        inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+        try:
+            # Inflating at most what is left of the limit, plus one byte, bounds what a gzip bomb can take.
+            data = inflater.decompress(rest, limit - size + 1)
+        except zlib.error:
+            problem = "is not valid gzip data" if not members else "has bytes after its gzip data"
+            raise ValidationFailed([FieldError("body", problem)]) from None
+        size += len(data)
+        if size > limit:
+            raise PayloadTooLarge(f"the body inflates to more than the limit of {limit} bytes")
+        if not inflater.eof:
+            raise ValidationFailed([FieldError("body", "is truncated gzip data")])
+        members.append(data)
+        rest = inflater.unused_data
+        if not rest.strip(b"\0"):
+            return members[0] if len(members) == 1 else b"".join(members)

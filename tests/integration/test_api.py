@@ -94,6 +94,16 @@ class TestIngestShapes:
         assert response.status_code == 201
         assert response.json()["count"] == 100
 
+    def test_gzip_of_several_members_stores_every_entry(self, client: httpx.Client) -> None:
+        parts = [f'{{"message": "member {i}"}}\n'.encode() for i in range(3)]
+        body = b"".join(gzip.compress(part) for part in parts)
+        headers = {"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"}
+        response = client.post("/logs", content=body, headers=headers)
+        assert response.status_code == 201
+        assert response.json()["count"] == 3
+        stored = {entry["message"] for entry in client.get("/logs/recent").json()["logs"]}
+        assert {"member 0", "member 1", "member 2"} <= stored
+
     def test_batch_is_atomic_and_lists_every_bad_entry(self, client: httpx.Client) -> None:
         response = post(
             client, [{"message": "fine"}, {"message": ""}, {"message": "x", "level": "loud"}, "no"]

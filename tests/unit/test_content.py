@@ -54,12 +54,30 @@ def test_gzip_up_to_the_limit_inflates_and_past_it_is_413() -> None:
         decode_content(gzip.compress(b"x" * (LIMIT + 1)), headers, max_decompressed_bytes=LIMIT)
 
 
+def test_every_gzip_member_is_inflated_as_gunzip_reads_them() -> None:
+    members = gzip.compress(b"[1,") + gzip.compress(b"2,") + gzip.compress(b"3]") + b"\0" * 8
+    assert decode_content(members, {"content-encoding": "gzip"}, max_decompressed_bytes=LIMIT) == b"[1,2,3]"
+    assert gzip.decompress(members) == b"[1,2,3]"  # the reference
+
+
+def test_the_limit_counts_every_gzip_member() -> None:
+    half = gzip.compress(b"x" * (LIMIT // 2))
+    headers = {"content-encoding": "gzip"}
+    assert len(decode_content(half + half, headers, max_decompressed_bytes=LIMIT)) == LIMIT
+    with pytest.raises(PayloadTooLarge, match=f"inflates to more than the limit of {LIMIT} bytes"):
+        decode_content(half + half + gzip.compress(b"x"), headers, max_decompressed_bytes=LIMIT)
+
+
 @pytest.mark.parametrize(
     ("body", "problem"),
     [
         (b"not gzip at all", "is not valid gzip data"),
         (gzip.compress(PAYLOAD, mtime=0)[:-8], "is truncated gzip data"),
+        (gzip.compress(PAYLOAD, mtime=0) + b"GARBAGE", "has bytes after its gzip data"),
+        (gzip.compress(PAYLOAD, mtime=0) * 2 + b"\0\1", "has bytes after its gzip data"),
+        (gzip.compress(PAYLOAD, mtime=0) + gzip.compress(PAYLOAD, mtime=0)[:-8], "is truncated gzip data"),
     ],
+    ids=["not gzip", "truncated", "garbage after", "garbage after padding", "second member truncated"],
 )
 def test_broken_gzip_is_400_naming_the_body(body: bytes, problem: str) -> None:
     with pytest.raises(ValidationFailed) as caught:

@@ -225,16 +225,18 @@ def test_streams_with_bad_labels_and_entries_with_impossible_times_are_refused_a
     body = _json(
         {"stream": {}, "values": [[str(NS), "a"], [str(NS), "b"]]},
         {"stream": {"bad-name": "x"}, "values": [[str(NS), "c"]]},
-        {"stream": {"app": "ok"}, "values": [[str(NS), "d"], ["9" * 30, "e"]]},
+        {"stream": {"app": "ok"}, "values": [[str(NS), "d"], ["9" * 30, "e"], ["1" * 5000, "f"]]},
+        {"stream": {"app": "ok"}, "values": [["0" * 5000 + str(NS), "g"]]},
     )
     push = _docs(body)
-    assert [e.message for e in push.outcomes if isinstance(e, NewEntry)] == ["d"]
-    assert push.places == [(2, 0)]
-    assert push.refused_entries == 4
+    assert [e.message for e in push.outcomes if isinstance(e, NewEntry)] == ["d", "g"]
+    assert push.places == [(2, 0), (3, 0)]
+    assert push.refused_entries == 5
     assert [str(e) for e in push.refused] == [
         "streams[0]: labels: a stream needs at least one label (its 2 entries refused)",
         "streams[1]: labels: 'bad-name' is not a label name ([a-zA-Z_][a-zA-Z0-9_]*) (its 1 entries refused)",
         "streams[2].values[1]: timestamp must be a time between the years 0001 and 9999",
+        "streams[2].values[2]: timestamp must be a time between the years 0001 and 9999",
     ]
     proto = push_request([('{app="x"', [(NS, "a")]), ('{app="y"}', [(NS, "b")])]).SerializeToString()
     push = _docs(proto, as_json=False)

@@ -151,7 +151,10 @@ def _json_time(ts: str, stream: int, index: int) -> int:
                 )
             ]
         )
-    return int(ts)
+    digits = ts.lstrip("0")
+    # Over 22 digits is past the year 9999, refused by the rules as the first such number is (int() would
+    # refuse a string of over 4,300 digits with an error of its own).
+    return int(digits or "0") if len(digits) <= 22 else 10**22
 
 
 def _protobuf_streams(body: bytes, limits: Limits) -> list[_Stream]:
