@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import ipaddress
 import json
 import ssl
@@ -135,6 +136,33 @@ def test_bad_signatures_are_refused(
     assert response.status_code == status, response.text
     assert response.json()["code"] == code
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_a_signature_does_not_carry_a_request_to_a_path_that_normalizes_to_the_signed_one(
+    signed_server: tuple[ServerThread, NewCredential],
+) -> None:
+    """The signature covers the path normalized, as AWS defines it; the router reads it as sent, where
+    /./_bulk is the bulk route of an index (a service) named '.'."""
+    server, key = signed_server
+    host = server.url.removeprefix("http://")
+    body = b'{"create": {}}\n{"message": "signed bulk line"}\n'
+    headers = [("Host", host), ("Content-Type", "application/x-ndjson")]
+    request = SignedRequest("POST", "/_bulk", "", headers, body)
+    signed = [
+        *headers,
+        *sign(request, access_key_id=key.access_key_id, secret_access_key=key.secret_access_key),
+    ]
+    for path in ("/./_bulk", "//_bulk", "/x/../_bulk"):
+        connection = http.client.HTTPConnection(host, timeout=10)
+        try:
+            connection.request("POST", path, body=body, headers=dict(signed))
+            answer = connection.getresponse()
+            problem = json.loads(answer.read())
+        finally:
+            connection.close()
+        assert (answer.status, problem["code"]) == (403, "invalid_signature"), path
+        assert "send it as it was signed" in problem["detail"]
+    assert httpx.post(f"{server.url}/_bulk", content=body, headers=signed, timeout=10).status_code == 200
 
 
 def test_identical_signed_requests_are_two_events(signed_server: tuple[ServerThread, NewCredential]) -> None:
@@ -310,6 +338,7 @@ def test_http_basic_carries_an_api_key(signed_server: tuple[ServerThread, NewCre
     assert httpx.post(url, json=entry, auth=(key.api_key, "")).status_code == 201
     wrong = httpx.post(url, json=entry, auth=("logsvc", "lsk_not_a_key"))
     assert (wrong.status_code, wrong.json()["code"]) == (401, "invalid_api_key")
-    garbage = httpx.post(url, json=entry, headers={"Authorization": "Basic %%%not-base64"})
-    assert (garbage.status_code, garbage.json()["code"]) == (401, "invalid_token")
-    assert "Basic credentials" in garbage.json()["detail"]
+    for garbage in (b"Basic %%%not-base64", b"Basic \xff\xfe", "Basic é".encode("latin-1")):
+        refused = httpx.post(url, json=entry, headers={"Authorization": garbage})
+        assert (refused.status_code, refused.json()["code"]) == (401, "invalid_token"), garbage
+        assert "Basic credentials" in refused.json()["detail"]

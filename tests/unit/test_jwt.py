@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from logsvc.auth.jwt import JwtVerifier, TokenClaims
-from logsvc.errors import AuthenticationFailed, ConfigError
+from logsvc.errors import AuthenticationFailed, ConfigError, Forbidden
 
 ISSUER = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Example"
 AUDIENCE = "logsvc-app-client"
@@ -199,8 +199,21 @@ def test_service_claim(verifier: JwtVerifier, rsa_signer: SigningKey) -> None:
 def test_cognito_access_token_with_client_id_and_no_aud(
     verifier: JwtVerifier, rsa_signer: SigningKey
 ) -> None:
+    token = rsa_signer.sign(
+        claims(aud=OMIT, client_id=AUDIENCE, token_use="access", **{"logsvc:services": ["billing"]})
+    )
+    assert verifier.verify(token).services == ("billing",)
+
+
+def test_cognito_access_token_without_the_service_claim_is_refused_not_every_service(
+    verifier: JwtVerifier, rsa_signer: SigningKey
+) -> None:
+    """Cognito puts the user's attributes in ID tokens only: an access token's missing claim is not the
+    "every service" of an ID token's (a pre-token-generation trigger may add the claim; then it counts)."""
     token = rsa_signer.sign(claims(aud=OMIT, client_id=AUDIENCE, token_use="access", scope="openid"))
-    assert verifier.verify(token).subject == "user-1"
+    with pytest.raises(Forbidden, match="has no 'logsvc:services' claim, so its user's services are unknown"):
+        verifier.verify(token)
+    assert verifier.verify(rsa_signer.sign(claims())).services is None  # an ID token's: every service
 
 
 # Rejected tokens

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 
 from logsvc.auth.credential_service import API_KEY_PREFIX, CredentialService
 from logsvc.auth.jwt import JwtVerifier
 from logsvc.auth.policy import Principal, Role, token_principal
-from logsvc.auth.sigv4 import SignedHead, SigV4Verifier
+from logsvc.auth.sigv4 import SignedHead, SigV4Verifier, is_normalized
 from logsvc.domain.compat import raw_token_accepted
-from logsvc.errors import ACCEPTED_CREDENTIALS, AuthenticationFailed, SignatureMismatch
+from logsvc.errors import ACCEPTED_CREDENTIALS, AuthenticationFailed, InvalidSignature, SignatureMismatch
 
 __all__ = ["SIGV4_SCHEME", "Authenticator", "credential_token"]
 
@@ -29,7 +28,8 @@ def credential_token(authorization: str, *, path: str) -> str:
     if scheme.lower() == "basic":
         try:
             user, _, password = base64.b64decode(rest.strip(), validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
+        # binascii.Error, UnicodeDecodeError, and the ValueError of text that is not ASCII.
+        except ValueError:
             raise AuthenticationFailed(
                 "the Basic credentials are not base64 of user:password", code="invalid_token"
             ) from None
@@ -65,6 +65,11 @@ class Authenticator:
     ) -> Principal:
         """The signer of a request: ``head`` is what ``sigv4.check_head`` found in its headers before the
         body came; ``path`` is raw (as on the wire), without the query."""
+        if not is_normalized(path):
+            # The signature covers the path normalized; the router reads it as sent.
+            raise InvalidSignature(
+                "the path has '.' or '..' segments or repeated slashes; send it as it was signed, normalized"
+            )
         access_key_id = self.sigv4.check_body(head, method, path, query, body)
         principal = self.store.principal_for(access_key_id, "sigv4")
         if principal is None:  # revoked or expired between the two look-ups

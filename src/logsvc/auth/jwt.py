@@ -39,7 +39,7 @@ import jwt
 from jwt.types import Options
 
 from logsvc.auth.policy import claim_values
-from logsvc.errors import AuthenticationFailed, ConfigError
+from logsvc.errors import AuthenticationFailed, ConfigError, Forbidden
 
 __all__ = ["JwtVerifier", "TokenClaims"]
 
@@ -147,10 +147,19 @@ class JwtVerifier:
             raise _wrong_audience()
         if not claims["sub"]:
             raise AuthenticationFailed("the bearer token's subject ('sub') is empty", code="invalid_token")
+        services = claim_values(claims.get(self.service_claim), self.service_claim)
+        if services is None and not has_audience:
+            # A Cognito access token never carries the user's attributes: its missing service claim says
+            # nothing of the user's scope, where an ID token's means every service. Read as every service,
+            # it would free a scoped user from the scope.
+            raise Forbidden(
+                f"this Cognito access token has no '{self.service_claim}' claim, so its user's services are "
+                "unknown; send the ID token"
+            )
         return TokenClaims(
             subject=claims["sub"],
             roles=claim_values(claims.get(self._role_claim), self._role_claim),
-            services=claim_values(claims.get(self.service_claim), self.service_claim),
+            services=services,
             expires_at=int(claims["exp"]),
         )
 

@@ -41,6 +41,7 @@ __all__ = [
     "SignedHead",
     "SignedRequest",
     "canonical_request",
+    "is_normalized",
     "sign",
     "signing_key",
     "string_to_sign",
@@ -142,6 +143,18 @@ def _encoded_path(path: str, normalize: bool) -> str:
 
 
 _known_path = lru_cache(maxsize=1024)(_encoded_path)
+
+
+@lru_cache(maxsize=1024)
+def _normal(path: str) -> bool:
+    return _remove_dot_segments(path) == path
+
+
+def is_normalized(path: str) -> bool:
+    """Whether a raw path is as the verifier normalizes it: no '.' or '..' segments, no runs of slashes.
+    A server that routes on the path as sent must refuse a signed request whose path is not, or a
+    signature for one path would carry a request to another (``/./_bulk`` for ``/_bulk``)."""
+    return _normal(path) if len(path) <= 256 else _remove_dot_segments(path) == path
 
 
 def _query_component(text: str) -> str:
