@@ -91,10 +91,10 @@ def loki_request(entries: list[dict[str, Any]]) -> Any:
         stream = by_service.get(entry["service_name"])
         if stream is None:
             labels = f'{{service_name="{entry["service_name"]}", env="bench"}}'
-            stream = by_service[entry["service_name"]] = request.streams.add(labels=labels)
-        pushed = stream.entries.add(line=f"level={entry['level'].lower()} {entry['message']}")
+            stream = by_service[entry["service_name"]] = request.streams.add(labels=labels.encode())
+        pushed = stream.entries.add(line=f"level={entry['level'].lower()} {entry['message']}".encode())
         for key, value in entry["metadata"].items():
-            pushed.structuredMetadata.add(name=key, value=str(value))
+            pushed.structuredMetadata.add(name=key.encode(), value=str(value).encode())
     return request
 
 

@@ -129,7 +129,7 @@ def test_the_unzipped_x86_64_package_answers_under_python_3_12(
         "from logsvc.domain.loki_proto import push_request\n"
         "assert cramjam.__file__.startswith(sys.path[0])\n"
         "assert bytes(cramjam.snappy.decompress_raw(cramjam.snappy.compress_raw(b'ab' * 50))) == b'ab' * 50\n"
-        "assert push_request()(streams=[{'labels': '{a=\"b\"}'}]).streams[0].labels == '{a=\"b\"}'\n"
+        "assert push_request()(streams=[{'labels': b'{a=\"b\"}'}]).streams[0].labels == b'{a=\"b\"}'\n"
         "event = json.load(open(sys.argv[1]))\n"
         "print(json.dumps(handlers.ingest(event, None)))\n"
     )

@@ -176,6 +176,36 @@ def test_json_push_gzipped_over_httpx(server: ServerThread, ingest_key: str) -> 
     assert _us(first["timestamp"]) == ns // 1000
 
 
+def test_bytes_that_are_not_utf8_are_stored_as_replacement_characters(
+    server: ServerThread, ingest_key: str
+) -> None:
+    """Agents send a file's bytes as they are, and Loki stores a line that is not UTF-8: the push is stored
+    whole, each such byte as U+FFFD, rather than refused (which would lose the agent's batch)."""
+    service = _service()
+    ns = 1_764_460_800_000_000_000
+    push = push_request(
+        [
+            (
+                f'{{app="{service}", shop="caf_"}}',
+                [(ns, "before"), (ns + 1_000, "caf_ au lait", {"menu": "caf_"}), (ns + 2_000, "after")],
+            )
+        ]
+    )
+    raw = push.SerializeToString()
+    # The reference encoder writes only UTF-8: the byte goes in afterwards, in place of "_" (same length).
+    assert raw.count(b"caf_") == 3
+    answer = _post(server, snappy(raw.replace(b"caf_", b"caf\xe9")), ingest_key)
+    assert answer.status_code == 204, answer.text
+
+    after, middle, before = read_service(server, service)
+    assert [e["message"] for e in (before, middle, after)] == ["before", "caf\ufffd au lait", "after"]
+    assert middle["metadata"] == {
+        "labels": {"shop": "caf\ufffd"},
+        "structured_metadata": {"menu": "caf\ufffd"},
+    }
+    assert before["metadata"] == after["metadata"] == {"labels": {"shop": "caf\ufffd"}}
+
+
 def test_content_types_and_encodings_as_loki_takes_them(server: ServerThread, ingest_key: str) -> None:
     service = _service()
     body = push_body([(f'{{app="{service}"}}', [(time.time_ns(), "snappy said twice")])])

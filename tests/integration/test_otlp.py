@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import logging
+import math
 import time
 import uuid
 import warnings
@@ -203,6 +204,52 @@ def test_otlp_json_is_read_by_its_own_mapping(server: ServerThread, ingest_key: 
         '{"k": true}',
         "2023-11-14T22:13:21.000000Z",
     )
+
+
+def test_doubles_that_are_not_finite_are_stored_as_otlp_json_writes_them(
+    server: ServerThread, ingest_key: str
+) -> None:
+    """JSON has no NaN or infinities: they are kept as OTLP/JSON's strings, not as null (no value)."""
+    written = {"nan": "NaN", "inf": "Infinity", "minus": "-Infinity", "half": 0.5}
+    service = _service()
+    record = _record("protobuf")
+    for key, number in (("nan", math.nan), ("inf", math.inf), ("minus", -math.inf), ("half", 0.5)):
+        record.attributes.add(key=key, value=AnyValue(double_value=number))
+    listed = record.attributes.add(key="list").value.array_value.values
+    listed.extend([AnyValue(double_value=math.nan), AnyValue(double_value=-math.inf)])
+    answer = _post(server, _request(service, record).SerializeToString(), ingest_key)
+    assert answer.status_code == 200, answer.text
+    (stored,) = read_service(server, service)
+    assert stored["metadata"]["attributes"] == written | {"list": ["NaN", "-Infinity"]}
+
+    service = _service()
+    body = {
+        "resourceLogs": [
+            {
+                "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": service}}]},
+                "scopeLogs": [
+                    {
+                        "logRecords": [
+                            {
+                                "timeUnixNano": str(time.time_ns()),
+                                "body": {"stringValue": "json"},
+                                "attributes": [
+                                    {"key": key, "value": {"doubleValue": value}}
+                                    for key, value in written.items()
+                                ],
+                            }
+                        ]
+                    }
+                ],
+            }
+        ]
+    }
+    answer = httpx.post(
+        f"{server.url}/v1/logs", json=body, headers={"Authorization": f"Bearer {ingest_key}"}, timeout=10
+    )
+    assert answer.status_code == 200, answer.text
+    (stored,) = read_service(server, service)
+    assert stored["metadata"]["attributes"] == written
 
 
 def test_gzip_and_a_retried_request_stores_each_record_once(server: ServerThread, ingest_key: str) -> None:

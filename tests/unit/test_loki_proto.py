@@ -1,5 +1,7 @@
 """The Loki push messages logsvc builds from descriptors are those of the vendored push.proto, as protoc
-compiles it: the same fields, numbers, types and names, so the same bytes on the wire."""
+compiles it: the same fields, numbers, types and names, so the same bytes on the wire. The one difference is
+that its strings are bytes (the same on the wire), so that a line that is not UTF-8 does not make the whole
+push unreadable."""
 
 from __future__ import annotations
 
@@ -16,6 +18,13 @@ def test_the_descriptors_are_those_protoc_compiles_from_the_vendored_file() -> N
     # logsvc serves no gRPC: the file's Pusher service is the one part it does not describe.
     assert [service.name for service in compiled.service] == ["Pusher"]
     compiled.ClearField("service")
+    strings = 0
+    for message in compiled.message_type:
+        for field in message.field:
+            if field.type == field.TYPE_STRING:
+                field.type = field.TYPE_BYTES
+                strings += 1
+    assert strings == 5  # labels, line, format, and a label pair's name and value
     assert push_file() == compiled
 
 
@@ -26,9 +35,9 @@ def test_a_push_reads_the_same_as_the_reference_writes_it() -> None:
     ours = push_request().FromString(reference.SerializeToString())
     (stream,) = ours.streams
     first, second = stream.entries
-    assert (stream.labels, first.line, second.line) == ('{app="api"}', "line", "no time")
+    assert (stream.labels, first.line, second.line) == (b'{app="api"}', b"line", b"no time")
     assert (first.timestamp.seconds, first.timestamp.nanos) == (1_700_000_000, 123_456_789)
-    assert [(p.name, p.value) for p in first.structuredMetadata] == [("trace_id", "t1")]
+    assert [(p.name, p.value) for p in first.structuredMetadata] == [(b"trace_id", b"t1")]
     assert not second.HasField("timestamp")
     assert ours.SerializeToString() == reference.SerializeToString()
 

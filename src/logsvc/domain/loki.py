@@ -174,13 +174,20 @@ def _protobuf_streams(body: bytes, limits: Limits) -> list[_Stream]:
     streams: list[_Stream] = []
     for number, stream in enumerate(request.streams):
         labels: tuple[tuple[str, str], ...] | str
+        text = _text(stream.labels)
         try:
-            labels = parse_labels(stream.labels)
+            labels = parse_labels(text)
         except ValueError as exc:
-            labels = f"{stream.labels[:100]!r} {exc}"
+            labels = f"{text[:100]!r} {exc}"
         entries = _protobuf_entries(stream.entries, number)
         streams.append((labels, len(stream.labels), entries, len(stream.entries)))
     return streams
+
+
+def _text(raw: bytes) -> str:
+    """A protobuf string, read as bytes (``logsvc.domain.loki_proto``): bytes that are not UTF-8 become
+    U+FFFD, as on the syslog listener, so that the entry is kept, as Loki keeps it."""
+    return raw.decode("utf-8", "replace")
 
 
 def _protobuf_entries(entries: Any, stream: int) -> Iterable[_Entry]:
@@ -194,8 +201,8 @@ def _protobuf_entries(entries: Any, stream: int) -> Iterable[_Entry]:
                 where = f"streams[{stream}].entries[{index}].timestamp.nanos"
                 raise ValidationFailed([FieldError(where, f"must be 0 to 999999999; got {nanos}")])
             ns = time.seconds * _NANOS + nanos
-        metadata = {pair.name: pair.value for pair in entry.structuredMetadata} or None
-        yield ns, entry.line, metadata
+        metadata = {_text(pair.name): _text(pair.value) for pair in entry.structuredMetadata} or None
+        yield ns, _text(entry.line), metadata
 
 
 def _entries(streams: list[_Stream], entries_field: str, limits: Limits, now_us: int) -> LokiPush:

@@ -4,8 +4,9 @@ The messages are those of Loki's ``pkg/push/push.proto`` (Apache-2.0), vendored 
 with its licence; they are written out here as a ``FileDescriptorProto`` and made into classes by the
 protobuf runtime, so there is no generated code to keep in step with the runtime's version.
 ``tests/unit/test_loki_proto.py`` compiles the vendored file with protoc and checks that both describe the
-same messages. Nothing of protobuf is imported until the first Loki request needs it (the Lambda handlers
-import the domain, and a cold start serving only ``POST /logs`` need not load it).
+same messages, but for the strings, which are bytes here (below). Nothing of protobuf is imported until the
+first Loki request needs it (the Lambda handlers import the domain, and a cold start serving only
+``POST /logs`` need not load it).
 """
 
 from __future__ import annotations
@@ -18,23 +19,26 @@ __all__ = ["PUSH_REQUEST", "push_file", "push_request"]
 PUSH_REQUEST = "logproto.PushRequest"
 TIMESTAMP_PROTO = "google/protobuf/timestamp.proto"
 
-# (name, number, type, repeated, message type) of each field, message by message, as push.proto has them.
-_STRING, _UINT64, _MESSAGE = "TYPE_STRING", "TYPE_UINT64", "TYPE_MESSAGE"
+# (name, number, type, repeated, message type) of each field, message by message, as push.proto has them,
+# but that its strings are bytes (the same on the wire). Under proto3 a string that is not UTF-8 makes the
+# whole push unreadable, so one such line would lose the agent's batch; Loki's unmarshal checks no UTF-8 and
+# stores it, and the agents send a file's bytes as they are. ``logsvc.domain.loki`` decodes them.
+_BYTES, _UINT64, _MESSAGE = "TYPE_BYTES", "TYPE_UINT64", "TYPE_MESSAGE"
 _MESSAGES: dict[str, list[tuple[str, int, str, bool, str]]] = {
     "PushRequest": [
         ("streams", 1, _MESSAGE, True, ".logproto.StreamAdapter"),
-        ("format", 2, _STRING, False, ""),
+        ("format", 2, _BYTES, False, ""),
     ],
     "PushResponse": [],
     "StreamAdapter": [
-        ("labels", 1, _STRING, False, ""),
+        ("labels", 1, _BYTES, False, ""),
         ("entries", 2, _MESSAGE, True, ".logproto.EntryAdapter"),
         ("hash", 3, _UINT64, False, ""),
     ],
-    "LabelPairAdapter": [("name", 1, _STRING, False, ""), ("value", 2, _STRING, False, "")],
+    "LabelPairAdapter": [("name", 1, _BYTES, False, ""), ("value", 2, _BYTES, False, "")],
     "EntryAdapter": [
         ("timestamp", 1, _MESSAGE, False, ".google.protobuf.Timestamp"),
-        ("line", 2, _STRING, False, ""),
+        ("line", 2, _BYTES, False, ""),
         ("structuredMetadata", 3, _MESSAGE, True, ".logproto.LabelPairAdapter"),
         ("parsed", 4, _MESSAGE, True, ".logproto.LabelPairAdapter"),
     ],

@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -256,14 +257,22 @@ def _attributes(pairs: Any) -> dict[str, Any]:
     return attributes
 
 
-_SCALARS = frozenset({"string_value", "bool_value", "int_value", "double_value"})
+# Not doubles: _value writes those that are not finite, which JSON has no number for.
+_SCALARS = frozenset({"string_value", "bool_value", "int_value"})
 
 
 def _value(value: Any) -> Any:
-    """An AnyValue as JSON: scalars as themselves, bytes as base64 text, arrays and key-value lists nested."""
+    """An AnyValue as JSON: scalars as themselves (doubles that are not finite as "NaN", "Infinity",
+    "-Infinity"), bytes as base64 text, arrays and key-value lists nested."""
     kind = value.WhichOneof("value")
     if kind is None:
         return None
+    if kind == "double_value":
+        number: float = value.double_value
+        if math.isfinite(number):
+            return number
+        # JSON has none of these (msgspec would write null, which reads as no value): OTLP/JSON's strings.
+        return "NaN" if math.isnan(number) else "Infinity" if number > 0 else "-Infinity"
     if kind == "array_value":
         return [_value(item) for item in value.array_value.values]
     if kind == "kvlist_value":
