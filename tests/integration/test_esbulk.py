@@ -192,6 +192,43 @@ def test_invalid_items_are_refused_one_by_one_and_the_others_stored(
     assert stored[1]["timestamp"] == "2024-05-01T12:00:00.000000Z"
 
 
+def test_times_in_the_forms_elasticsearch_accepts(server: ServerThread, ingest_key: str) -> None:
+    """Elasticsearch's default date format (strict_date_optional_time||epoch_millis): no zone is UTC, an
+    offset may have no colon, the time or its parts may be left out, epoch milliseconds may be digits."""
+    service = _service()
+    sent = {
+        "no zone": "2026-11-30T10:00:00.000",
+        "offset without colon": "2026-11-30T10:00:00.000+0000",
+        "offset of hours": "2026-11-30T12:30:00+0230",
+        "date only": "2026-11-30",
+        "minutes only": "2026-11-30T10:07",
+        "comma fraction": "2026-11-30T10:00:00,250Z",
+        "millis as digits": "1764496800123",
+        "rfc 3339": "2026-11-30T10:00:00.5Z",
+    }
+    body = b"".join(
+        _bulk([{"create": {}}, {"@timestamp": time, "message": message}]) for message, time in sent.items()
+    ) + _bulk([{"create": {}}, {"@timestamp": "2026-11-30T25:00:00", "message": "no such hour"}])
+    answer = _post(server, body, ingest_key, path=f"/{service}/_bulk")
+    assert answer.status_code == 200, answer.text
+    items = [item["create"] for item in answer.json()["items"]]
+    assert [item["status"] for item in items] == [201] * len(sent) + [400]
+    # The refused item had no _id and was given none: null, as Elasticsearch answers such an item.
+    assert items[-1]["_id"] is None
+    assert items[-1]["error"]["type"] == "mapper_parsing_exception"
+    stored = {e["message"]: e["timestamp"] for e in read_service(server, service)}
+    assert stored == {
+        "no zone": "2026-11-30T10:00:00.000000Z",
+        "offset without colon": "2026-11-30T10:00:00.000000Z",
+        "offset of hours": "2026-11-30T10:00:00.000000Z",
+        "date only": "2026-11-30T00:00:00.000000Z",
+        "minutes only": "2026-11-30T10:07:00.000000Z",
+        "comma fraction": "2026-11-30T10:00:00.250000Z",
+        "millis as digits": "2025-11-30T10:00:00.123000Z",
+        "rfc 3339": "2026-11-30T10:00:00.500000Z",
+    }
+
+
 def test_refusals_of_the_whole_request(server: ServerThread, ingest_key: str) -> None:
     service = _service()
     body = _bulk([{"create": {"_index": service}}, {"message": "m"}])

@@ -248,12 +248,23 @@ def test_malformed_messages_are_counted_and_the_connection_reads_on(syslog: Sysl
     assert syslog.dropped("invalid") == 1
 
 
-def test_broken_framing_closes_the_connection(syslog: Syslog) -> None:
+def test_a_line_without_pri_that_starts_with_a_digit_is_a_line(syslog: Syslog) -> None:
+    """rsyslog forwards a message without PRI with an RFC 3339 time first: digits, but not an octet count,
+    so the connection reads on and keeps what was sent after it."""
+    sent = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 60)).encode()
     with syslog.connect() as sock:
-        sock.sendall(octet(b"<13>1 - - myapp - - - before") + b"12x <13>1 - - myapp - - - after\n")
-        assert closed_by_server(sock)
-    assert [e["message"] for e in syslog.entries("myapp", 1)] == ["before"]
-    assert syslog.closed("bad_framing") == 1
+        sock.sendall(
+            b"<13>1 - host app-iso - - - before\n"
+            + sent
+            + b" host app-iso: iso no pri\n"
+            + octet(b"<13>1 - host app-iso - - - after")
+        )
+        entries = {e["message"]: e for e in syslog.entries("app-iso", 3)}
+        sock.sendall(b"<13>1 - host app-iso - - - still open\n")  # the same connection reads on
+        syslog.entries("app-iso", 4)
+    assert entries.keys() == {"before", "iso no pri", "after"}
+    assert entries["iso no pri"]["timestamp"] == sent.decode().replace("Z", ".000000Z")
+    assert entries["iso no pri"]["metadata"]["hostname"] == "host"
 
 
 def test_oversized_frames(tmp_path: Path) -> None:

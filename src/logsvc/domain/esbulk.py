@@ -5,7 +5,8 @@ A bulk body is NDJSON: an action line (``{"create": {...}}`` or ``{"index": {...
 ``_index`` and ``_id``) followed by its source document. Each source becomes one entry document in the shape
 ``POST /logs`` takes, so that the same validation decides what is stored. The mapping (ECS field names):
 
-- ``timestamp``: ``@timestamp``, else ``timestamp`` (Vector's field), else the receive time;
+- ``timestamp``: ``@timestamp``, else ``timestamp`` (Vector's field), as Elasticsearch's default date format
+  reads it (``_es_time``), else the receive time;
 - ``message``: ``message``, else ``log`` when it is a string (Fluent Bit's tail and Docker records);
 - ``level``: ``log.level`` (a dotted key, or ``{"log": {"level": ...}}``) when it names a level; any other
   value stays in the metadata and the level is INFO, since an agent's level words are not ours to refuse;
@@ -20,6 +21,7 @@ A bulk body is NDJSON: an action line (``{"create": {...}}`` or ``{"index": {...
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -37,6 +39,14 @@ __all__ = ["BulkItem", "BulkOutcome", "bulk_items", "bulk_response", "license_do
 ES_VERSION = "8.19.0"
 # The namespace of the ids made from an ``_id`` that is not a UUID (a constant: retries must agree).
 _ID_NAMESPACE = uuid.UUID("6f1c1a8e-4f0e-5b7a-9d35-3d6f6c0b9e11")
+# Elasticsearch's default date format, ``strict_date_optional_time||epoch_millis``: a date whose time, time
+# parts and zone may each be left out (no zone is UTC), a zone with or without its colon; or epoch millis.
+_ES_DATE = re.compile(
+    r"([0-9]{4})(?:-([0-9]{2})(?:-([0-9]{2}))?)?"
+    r"(?:T(?:([0-9]{2})(?::([0-9]{2})(?::([0-9]{2})(?:[.,]([0-9]{1,9}))?)?)?)?(Z|[+-][0-9]{2}(?::?[0-9]{2})?)?)?"
+)
+# Bounded: a longer string is no time, and int() of thousands of digits raises.
+_EPOCH_MILLIS = re.compile(r"-?[0-9]{1,20}(?:\.[0-9]{1,9})?")
 _WRITES = frozenset({"create", "index"})
 _ACTIONS = _WRITES | {"delete", "update"}
 
@@ -115,7 +125,7 @@ def entry_document(source: dict[str, Any], index: str | None, doc_id: str | None
     doc: dict[str, Any] = {}
     for field in ("@timestamp", "timestamp"):
         if field in source:
-            doc["timestamp"] = source.pop(field)
+            doc["timestamp"] = _es_time(source.pop(field))
             break
     if "message" in source:
         doc["message"] = source.pop("message")
@@ -136,11 +146,33 @@ def entry_document(source: dict[str, Any], index: str | None, doc_id: str | None
     return doc
 
 
+def _es_time(value: Any) -> Any:
+    """A time as Elasticsearch reads it, written in a form the rule of POST /logs takes: that rule stays
+    strict RFC 3339 for our own API, while agents send what Elasticsearch accepts. What this does not
+    recognise is passed on as it is, for that rule to take (an RFC 3339 form Elasticsearch refuses) or
+    refuse."""
+    if not isinstance(value, str):
+        return value  # a JSON number: that rule reads epoch numbers already
+    date = _ES_DATE.fullmatch(value)
+    if date is None:
+        if _EPOCH_MILLIS.fullmatch(value) is None:
+            return value
+        return float(value) if "." in value else int(value)
+    year, month, day, hour, minute, second, fraction, zone = date.groups()
+    offset = "Z" if zone is None or zone == "Z" else f"{zone[:3]}:{zone[-2:] if len(zone) > 3 else '00'}"
+    return (
+        f"{year}-{month or '01'}-{day or '01'}T{hour or '00'}:{minute or '00'}:{second or '00'}"
+        f"{'.' + fraction if fraction else ''}{offset}"
+    )
+
+
 def bulk_response(items: Sequence[BulkItem], outcomes: Sequence[BulkOutcome], took_ms: int) -> bytes:
     """Elasticsearch's answer to a bulk request: one result per item, in order, ``errors`` if any failed."""
     results = []
     for item, outcome in zip(items, outcomes, strict=True):
-        result: dict[str, Any] = {"_index": item.index or "", "_id": item.id or outcome.log_id}
+        # A refused item without an _id never had one: null, as Elasticsearch answers an item that failed
+        # before it was given an id.
+        result: dict[str, Any] = {"_index": item.index or "", "_id": item.id or outcome.log_id or None}
         if outcome.error_type:
             result |= {"status": 400, "error": {"type": outcome.error_type, "reason": outcome.reason}}
         else:

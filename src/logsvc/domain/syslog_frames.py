@@ -1,10 +1,12 @@
 """Syslog messages out of a TCP stream (RFC 6587), with each frame's size bounded while it is read.
 
 Senders use one of two framings, and some switch: each frame is read by what it starts with, as rsyslog
-does. A digit starts octet counting (``MSG-LEN SP MSG``, RFC 6587 section 3.4.1; RFC 5425 over TLS); anything
-else is non-transparent framing, a message ended by LF (section 3.4.2; a CR before the LF is dropped). Empty
-lines, CRs and NULs between frames are skipped. A frame longer than ``max_frame_bytes``, or an octet count
-that is not one, ends the stream (``FramingError``): after either, where the next frame starts is unknown.
+does. 1-10 digits (no leading 0) and a single SP start octet counting (``MSG-LEN SP MSG``, RFC 6587 section
+3.4.1; RFC 5425 over TLS); anything else is non-transparent framing, a message ended by LF (section 3.4.2; a
+CR before the LF is dropped). So a line without PRI that starts with digits, such as the RFC 3339 time
+rsyslog forwards, is a line: only digits then SP are a count. Empty lines, CRs and NULs between frames are
+skipped. A frame longer than ``max_frame_bytes`` ends the stream (``FramingError``): after it, where the
+next frame starts is unknown.
 """
 
 from __future__ import annotations
@@ -12,20 +14,20 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["BAD_FRAMING", "FRAME_TOO_LARGE", "TRUNCATED", "FramingError", "SyslogFramer"]
+__all__ = ["FRAME_TOO_LARGE", "TRUNCATED", "FramingError", "SyslogFramer"]
 
 FRAME_TOO_LARGE: Final = "frame_too_large"
-BAD_FRAMING: Final = "bad_framing"
 TRUNCATED: Final = "truncated"
 
 # MSG-LEN = NONZERO-DIGIT *DIGIT; ten digits are more than any frame limit allows.
-_COUNT = re.compile(rb"[1-9][0-9]{0,9} ")
+_COUNT = re.compile(rb"([1-9][0-9]{0,9}) ")
+# Digits up to the end of what was read: the SP that makes them a count may be in the next read.
 _COUNT_PREFIX = re.compile(rb"[1-9][0-9]{0,9}\Z")
 _BETWEEN_FRAMES = b"\r\n\x00"
 
 
 class FramingError(ValueError):
-    """The stream cannot be read on: ``reason`` is FRAME_TOO_LARGE, BAD_FRAMING or TRUNCATED. ``frames``
+    """The stream cannot be read on: ``reason`` is FRAME_TOO_LARGE or TRUNCATED. ``frames``
     holds the complete frames read before the fault, which are still messages."""
 
     def __init__(self, reason: str, detail: str) -> None:
@@ -62,11 +64,13 @@ class SyslogFramer:
                     position += 1
                 if position == len(buffer):
                     break
-                if 0x30 <= buffer[position] <= 0x39:
-                    if not self._count(buffer, position):
+                if 0x31 <= buffer[position] <= 0x39:
+                    counted = self._count(buffer, position)
+                    if counted is None:
                         break
-                    position = buffer.index(b" ", position) + 1
-                    continue
+                    if counted:
+                        position = counted
+                        continue
                 end = buffer.find(b"\n", position, position + self.max_frame_bytes + 2)
                 if end == -1:
                     if len(buffer) - position > self.max_frame_bytes + 1:
@@ -89,27 +93,21 @@ class SyslogFramer:
         octet-counted frame was cut short."""
         rest = bytes(self._buffer).strip(_BETWEEN_FRAMES)
         self._buffer.clear()
-        if self._need is not None or rest[:1].isdigit():
+        if self._need is not None or _COUNT_PREFIX.match(rest) is not None:
             raise FramingError(TRUNCATED, "the connection ended inside an octet-counted frame")
         return rest or None
 
-    def _count(self, buffer: bytearray, position: int) -> bool:
-        """Read the octet count at ``position`` into ``_need``; False when it is not complete yet."""
+    def _count(self, buffer: bytearray, position: int) -> int | None:
+        """Read an octet count at ``position`` into ``_need`` and answer where its frame starts; 0 when the
+        frame is a line that starts with digits; None when only digits have come so far."""
         match = _COUNT.match(buffer, position)
         if match is None:
-            if _COUNT_PREFIX.match(buffer, position) is not None:
-                return False
-            shown = bytes(buffer[position : position + 12])
-            raise FramingError(
-                BAD_FRAMING,
-                f"a frame starting with a digit is octet-counted: 1-10 digits (no leading 0) and a space; "
-                f"got {shown!r}",
-            )
-        count = int(match[0])
+            return None if _COUNT_PREFIX.match(buffer, position) is not None else 0
+        count = int(match[1])
         if count > self.max_frame_bytes:
             raise self._too_large(f"an octet count of {count}")
         self._need = count
-        return True
+        return match.end()
 
     def _too_large(self, what: str) -> FramingError:
         return FramingError(
