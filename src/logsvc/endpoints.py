@@ -118,7 +118,7 @@ async def tail(call: Call) -> Answer:
     """Server-Sent Events when the client accepts them and this shape can stream (not a Lambda), else the
     polling page: one route, one set of rules, and the client tells the two apart by the media type."""
     service = await call.services.log()
-    request = service.tail_request(
+    request = await service.tail_request(
         call.query, principal=call.principal, last_event_id=call.headers.get("last-event-id")
     )
     if call.services.tail is None or not _accepts_stream(call.headers):

@@ -24,7 +24,7 @@ from logsvc.content import (
     is_otlp_json,
 )
 from logsvc.domain.context import Context, parse_context
-from logsvc.domain.cursors import decode_position, encode_position
+from logsvc.domain.cursors import decode_position, encode_position, past_head
 from logsvc.domain.documents import decode_documents
 from logsvc.domain.entries import Limits, LogEntry, NewEntry, format_log_id, parse_log_id
 from logsvc.domain.esbulk import BulkItem, BulkOutcome, bulk_items
@@ -467,12 +467,13 @@ class LogService:
         """A read's parameters as a Query held to the credential's scope."""
         return _scoped(parse_query(params, now_us=self._clock_us()), principal)
 
-    def tail_request(
+    async def tail_request(
         self, params: Iterable[tuple[str, str]], *, principal: Principal, last_event_id: str | None = None
     ) -> TailRequest:
         """A tail's filters (those of a read, held to the scope in the same way) and the position it goes
         on after: the ``Last-Event-ID`` of a reconnecting stream, else ``cursor``. A stream reconnects to
-        the URL it first opened, so the header, which is newer, wins over a cursor in the URL."""
+        the URL it first opened, so the header, which is newer, wins over a cursor in the URL. A position
+        past the store's newest commit is refused: the store gave no such cursor."""
         params = list(params)
         cursors = [value for name, value in params if name == "cursor"]
         query = self._read_query([(n, v) for n, v in params if n != "cursor"], principal)
@@ -484,11 +485,21 @@ class LogService:
             name, value = "cursor", cursors[0]
         else:
             return TailRequest(query=query, after=None)
+        rule = "is not a tail cursor this service returned (an event id or next_cursor, as given)"
         try:
-            return TailRequest(query=query, after=decode_position(value.strip()))
+            after = decode_position(value.strip())
         except ValueError:
-            rule = "is not a tail cursor this service returned (an event id or next_cursor, as given)"
             raise ValidationFailed([FieldError(name, rule)]) from None
+        # The head is read from the store now, not taken from this process's tail hub: another worker
+        # process or replica may have handed out positions of commits this one's hub has not read yet.
+        head = (await self.store.arrivals(None, limit=1)).position
+        # On DynamoDB a position is an arrival time, and the head this replica's clock less the tail delay:
+        # a replica whose clock runs ahead gives positions past it. Up to the delay ahead is taken; clocks
+        # further apart break the tail anyway (a lagging writer's entries arrive behind its readers). Where
+        # positions are arrival numbers the delay is 0 and the head exact.
+        if past_head(after, head, leeway=round(self.store.tail_delay * 1_000_000)):
+            raise ValidationFailed([FieldError(name, f"{rule}: it is past the newest commit")])
+        return TailRequest(query=query, after=after)
 
     async def tail_page(self, request: TailRequest) -> TailPage:
         """The polling form of a tail: what committed after its position, oldest first, up to the query's

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -84,6 +85,27 @@ def test_a_window_needing_too_many_buckets_is_widened_and_says_so(client: httpx.
     assert len(stats["buckets"]) <= 1000
     seven_days = client.get("/logs/stats", params={"hours": 168, "interval": "1m"}).json()
     assert (seven_days["interval"], seven_days["requested_interval"]) == ("15m", "1m")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"since": "2000-01-01T00:00:00Z", "until": "9999-12-31T23:59:59Z"},
+        {"since": "9999-12-01T00:00:00Z", "until": "9999-12-31T23:59:59Z", "interval": "36600d"},
+        {"since": "0001-01-01T00:00:00Z", "until": "9999-12-31T23:59:59.999999Z", "interval": "7d"},
+    ],
+)
+def test_a_window_up_to_the_year_9999_is_answered_in_times_given_back_as_parameters(
+    client: httpx.Client, params: dict[str, str]
+) -> None:
+    stats = client.get("/logs/stats", params=params).json()
+    since, until = datetime.fromisoformat(stats["since"]), datetime.fromisoformat(stats["until"])
+    assert since < until <= datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    assert since <= max(datetime.fromisoformat(params["since"]), datetime(1970, 1, 1, tzinfo=UTC))
+    assert stats["buckets"][-1]["start"] < stats["until"]  # the last bucket, cut at the end of time, is kept
+    again = client.get("/logs/stats", params={"since": stats["since"], "until": stats["until"]})
+    assert again.status_code == 200, again.text
+    assert again.json()["until"] == stats["until"]
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ another worker process or another replica (DynamoDB in moto), the polling page, 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import queue
@@ -21,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from httpx_sse import EventSource, ServerSentEvent
+from msgspec import msgpack
 
 from logsvc.auth.policy import Role
 from logsvc.auth.profiles import write_profile
@@ -349,6 +351,44 @@ def test_credentials_permissions_and_cursors_are_checked(
     read_cursor = open_tail(tails, tail_server, last_event_id=page["next_cursor"])
     assert read_cursor.status == 400
     assert read_cursor.problem["errors"][0]["field"] == "Last-Event-ID"
+
+
+def _position_cursor(number: int) -> str:
+    """A tail cursor as the service writes one (msgpack, base64url), made up here as a client could."""
+    raw = msgpack.encode((2, number, ""))
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "tiered"])
+def test_a_cursor_past_the_newest_commit_is_refused(tmp_path: Path, tails: list[Tail], engine: str) -> None:
+    server = ServerThread(tail_settings(tmp_path, store_engine=engine)).start()
+    try:
+        url, headers = f"{server.url}/logs/tail", bearer(server.admin)
+        send(server, {"message": "before"})
+        head = httpx.get(url, headers=headers, timeout=10).json()["next_cursor"]
+        _, number, _ = msgpack.decode(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+        for forged in (_position_cursor(2**63 - 1), _position_cursor(number + 1)):
+            page = httpx.get(url, params={"cursor": forged}, headers=headers, timeout=10)
+            assert page.status_code == 400, page.text
+            assert page.headers["content-type"] == "application/problem+json"
+            assert [error["field"] for error in page.json()["errors"]] == ["cursor"]
+            resumed = open_tail(tails, server, last_event_id=forged)
+            assert (resumed.status, resumed.problem["errors"][0]["field"]) == (400, "Last-Event-ID")
+            in_url = open_tail(tails, server, params=[("cursor", forged)])
+            assert (in_url.status, in_url.problem["errors"][0]["field"]) == (400, "cursor")
+        # The newest commit's own position is where a tail starts: taken by both forms.
+        stream = open_tail(tails, server, last_event_id=head)
+        assert stream.status == 200
+        assert httpx.get(url, params={"cursor": head}, headers=headers, timeout=10).json()["count"] == 0
+        send(server, {"message": "after"})
+        assert eventually(lambda: stream.messages() == ["after"])
+        page = httpx.get(url, params={"cursor": head}, headers=headers, timeout=10).json()
+        assert [entry["message"] for entry in page["logs"]] == ["after"]
+    finally:
+        for tail in tails:
+            tail.close()
+        tails.clear()
+        server.stop()
 
 
 def test_a_stream_ends_once_its_key_is_revoked_or_expires(

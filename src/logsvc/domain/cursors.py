@@ -10,7 +10,7 @@ import msgspec
 
 from logsvc.domain.timestamps import MAX_US
 
-__all__ = ["Position", "decode_cursor", "decode_position", "encode_cursor", "encode_position"]
+__all__ = ["Position", "decode_cursor", "decode_position", "encode_cursor", "encode_position", "past_head"]
 
 _CURSOR_VERSION = 1
 _POSITION_VERSION = 2
@@ -57,3 +57,11 @@ def decode_position(cursor: str) -> Position:
     if version != _POSITION_VERSION or not 0 <= number < 2**63 or len(tiebreak) > 64:
         raise ValueError("not a tail cursor")
     return number, tiebreak
+
+
+def past_head(position: Position, head: Position, *, leeway: int = 0) -> bool:
+    """Whether a tail position lies past ``head``, the position of a store's newest commit, by more than
+    ``leeway`` in its number. A store's head only moves on, so no position it gave is past it: such a cursor
+    was made up, and a tail after it would wait for entries that never come. The head itself is the
+    position of a tail started now."""
+    return (position[0] - leeway, position[1]) > head

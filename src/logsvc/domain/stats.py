@@ -4,7 +4,8 @@ services a credential may read (``GET /services``).
 A histogram counts the entries a read with the same filters would return, in buckets of ``interval`` laid
 at whole multiples of it since the epoch (UTC): the window is widened to whole buckets, ``since`` down and
 ``until`` up, and the answer says which window it counted. Whole buckets at fixed places are what lets a
-store answer from counts kept per minute or hour (decision 24) instead of counting entries.
+store answer from counts kept per minute or hour (decision 24) instead of counting entries. The one
+exception is at the end of time: a last bucket that would end past the year 9999 ends at MAX_US.
 
 Answers are bounded whatever the number of services: by service, at most ``series_limit`` keys per bucket
 (the services with the most entries in the window, the rest summed under ``OTHER_SERVICES``), and
@@ -21,7 +22,7 @@ import msgspec
 
 from logsvc.domain.entries import SERVICE_NAME_PATTERN, SERVICE_RULE, Level, is_service_name
 from logsvc.domain.queries import FILTER_PARAMETERS, Query, ReadFilters, parse_query
-from logsvc.domain.timestamps import DAY_US, format_timestamp, parse_whole_number
+from logsvc.domain.timestamps import DAY_US, MAX_US, format_timestamp, parse_whole_number
 from logsvc.errors import FieldError, ValidationFailed
 
 __all__ = [
@@ -109,8 +110,8 @@ STATS_PARAMETERS = frozenset(StatsParameters.__struct_fields__)
 
 class StatsQuery(msgspec.Struct, frozen=True):
     """A validated histogram: the read's filters, whose ``since_us``/``until_us`` are the counted window
-    (whole buckets), the bucket width and what to count by. ``interval`` is the width as answered,
-    ``requested_interval`` the one asked for when it had to be widened."""
+    (whole buckets, but a last one cut at MAX_US), the bucket width and what to count by. ``interval`` is
+    the width as answered, ``requested_interval`` the one asked for when it had to be widened."""
 
     filters: Query
     step_us: int
@@ -130,7 +131,8 @@ class StatsQuery(msgspec.Struct, frozen=True):
 
     @property
     def buckets(self) -> int:
-        return (self.until_us - self.since_us) // self.step_us
+        # Rounded up: a last bucket cut at MAX_US is a bucket too.
+        return -(-(self.until_us - self.since_us) // self.step_us)
 
     def bucket_of(self, ts_us: int) -> int:
         """The bucket of an event time in the window. (The stores' SQL writes the same as
@@ -205,7 +207,10 @@ def parse_stats(params: Iterable[tuple[str, str]], *, now_us: int) -> StatsQuery
         widened_from = own["interval"]
     else:
         step = requested
-    start, end = since // step * step, -(-until // step) * step
+    # An answer's since and until are given back as parameters, so they must be times RFC 3339 can write:
+    # a last bucket that would end past the year 9999 is cut there. It loses nothing, no entry being that
+    # far ahead (2 hours at most). ``since`` is 1970 or later (_window), so ``start`` needs no such bound.
+    start, end = since // step * step, min(-(-until // step) * step, MAX_US)
     return StatsQuery(
         filters=msgspec.structs.replace(query, since_us=start, until_us=end),
         step_us=step,
@@ -234,7 +239,7 @@ def _window(query: Query, now_us: int, errors: list[FieldError]) -> tuple[int, i
     if since >= until and query.until_us is None:  # (parse_query already refused since >= until)
         errors.append(FieldError("since", "must be earlier than until, which is now when not given"))
     # No entry is older than 1970 (they are refused): a window reaching further back starts there, which
-    # keeps the buckets within the times RFC 3339 can write.
+    # keeps the first bucket within the times RFC 3339 can write (parse_stats bounds the last one).
     return max(since, 0), max(until, 1)
 
 
