@@ -637,45 +637,37 @@ def test_a_first_admin_transaction_in_conflict_is_tried_again(tmp_path: Path, au
         store.close()
 
 
-def test_a_first_admin_stored_but_not_acknowledged_is_still_handed_out(tmp_path: Path, auth_url: str) -> None:
-    """The transaction that stores the first admin reaches the table, but its answer is lost after
-    botocore's last retry. The admin is stored: it must be the one returned, with its secret, not a failure
-    that leaves an admin nobody holds (a restart would find it and make none)."""
+@pytest.mark.parametrize("lost", ["the answer after the last retry", "the answer of a try, then a retry"])
+def test_a_first_admin_stored_but_not_acknowledged_is_still_handed_out(
+    tmp_path: Path, auth_url: str, lost: str
+) -> None:
+    """The transaction that stores the first admin reaches the table, but its answer is lost: after
+    botocore's last retry, or before a retry that finds the epoch moved (DynamoDB answers such a retry
+    from its idempotency token; a stand-in may not). The admin is stored: it must be the one returned, with
+    its secret, not a failure that leaves an admin nobody holds (a restart would find it and make none)."""
     settings = replica_settings(tmp_path, "one", auth_url)
     recorder = _Recorder(auth_url)
+    if lost == "the answer after the last retry":
 
-    def answer_lost(**_: Any) -> None:
-        raise ReadTimeoutError(endpoint_url=auth_url)
+        def answer_lost(**_: Any) -> None:
+            raise ReadTimeoutError(endpoint_url=auth_url)
 
-    recorder.client.meta.events.register("after-call.dynamodb.TransactWriteItems", answer_lost)
+        recorder.client.meta.events.register("after-call.dynamodb.TransactWriteItems", answer_lost)
+    else:
+        earlier_try = _Recorder(auth_url).client
+
+        def stored_by_an_earlier_try(params: dict[str, Any], **_: Any) -> None:
+            earlier_try.transact_write_items(**params)
+
+        recorder.client.meta.events.register(
+            "before-parameter-build.dynamodb.TransactWriteItems", stored_by_an_earlier_try
+        )
     store = open_store(settings, recorder.client, cache_seconds=30)
     try:
         made = store.bootstrap_admin(description="first", actor="test", source="test")
         assert made is not None
         assert [c.access_key_id for c in store.credentials()] == [made.access_key_id]
         assert store.check_api_key(made.api_key) is not None
-    finally:
-        store.close()
-
-
-def test_a_first_admin_whose_retry_finds_it_stored_is_handed_out(tmp_path: Path, auth_url: str) -> None:
-    """A try of the transaction stored the admin but its answer was lost, and the retry finds the epoch
-    moved (DynamoDB answers such a retry from its idempotency token; a stand-in may not)."""
-    settings = replica_settings(tmp_path, "one", auth_url)
-    recorder = _Recorder(auth_url)
-    earlier_try = _Recorder(auth_url).client
-
-    def stored_by_an_earlier_try(params: dict[str, Any], **_: Any) -> None:
-        earlier_try.transact_write_items(**params)
-
-    recorder.client.meta.events.register(
-        "before-parameter-build.dynamodb.TransactWriteItems", stored_by_an_earlier_try
-    )
-    store = open_store(settings, recorder.client, cache_seconds=30)
-    try:
-        made = store.bootstrap_admin(description="first", actor="test", source="test")
-        assert made is not None
-        assert [c.access_key_id for c in store.credentials()] == [made.access_key_id]
     finally:
         store.close()
 
