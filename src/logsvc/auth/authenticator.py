@@ -28,7 +28,7 @@ def credential_token(authorization: str, *, path: str) -> str:
     if scheme.lower() == "basic":
         try:
             user, _, password = base64.b64decode(rest.strip(), validate=True).decode().partition(":")
-        # binascii.Error, UnicodeDecodeError, and the ValueError of text that is not ASCII.
+        # All of base64's and UTF-8's refusals are ValueErrors, text that is not ASCII included.
         except ValueError:
             raise AuthenticationFailed(
                 "the Basic credentials are not base64 of user:password", code="invalid_token"
