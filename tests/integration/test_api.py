@@ -395,7 +395,13 @@ class TestOperations:
         assert_problem(client.get("/nope"), 404, "not_found")
         response = client.delete("/logs")
         assert_problem(response, 405, "method_not_allowed")
-        assert "POST" in response.headers["allow"]
+        # Every method of the path, not only the first route's (RFC 9110 section 15.5.6).
+        assert set(response.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
+        response = client.put("/admin/keys")
+        assert_problem(response, 405, "method_not_allowed")
+        assert set(response.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
+        assert client.head("/logs/recent").status_code == 200
+        assert client.head("/admin/keys").status_code == 200
 
     def test_metrics(self, client: httpx.Client) -> None:
         post(client, [{"message": "a"}, {"message": "b"}])

@@ -56,8 +56,12 @@ def call(client: httpx.Client, method: str, path: str, headers: dict[str, str]) 
 
 def test_the_server_serves_exactly_the_declared_routes() -> None:
     """Each route the server serves is one endpoint of the table, with the permission it declares."""
-    served = {(route.name, route.path) for route in starlette_routes(ENDPOINTS)}  # type: ignore[attr-defined]
-    assert served == {(endpoint.name, endpoint.path) for endpoint in ENDPOINTS}
+    served = {
+        (method, route.path, app.endpoint.name)
+        for route in starlette_routes(ENDPOINTS)
+        for method, app in route.app.apps.items()  # type: ignore[attr-defined]
+    }
+    assert served == {(endpoint.method, endpoint.path, endpoint.name) for endpoint in ENDPOINTS}
     assert all(isinstance(endpoint.permission, Permission) for endpoint in ENDPOINTS)
 
 

@@ -37,10 +37,25 @@ _V = TypeVar("_V")
 
 
 def starlette_routes(endpoints: Sequence[Endpoint]) -> list[BaseRoute]:
-    return [
-        Route(endpoint.path, EndpointApp(endpoint), methods=[endpoint.method], name=endpoint.name)
-        for endpoint in endpoints
-    ]
+    """One route per path, serving each of its methods: Starlette answers a wrong method from the first
+    route whose path matches, so a route per endpoint would list only that endpoint's method in ``Allow``."""
+    by_path: dict[str, dict[str, EndpointApp]] = {}
+    for endpoint in endpoints:
+        by_path.setdefault(endpoint.path, {})[endpoint.method] = EndpointApp(endpoint)
+    return [Route(path, _ByMethod(apps), methods=list(apps)) for path, apps in by_path.items()]
+
+
+class _ByMethod:
+    """The endpoints of one path, by method; HEAD is GET's (Starlette's Route allows it with GET)."""
+
+    __slots__ = ("apps",)
+
+    def __init__(self, apps: dict[str, EndpointApp]) -> None:
+        self.apps = apps
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        method = scope["method"]
+        return self.apps[method if method in self.apps else "GET"](scope, receive, send)
 
 
 class EndpointApp:
@@ -173,16 +188,19 @@ class EndpointRouter:
         self._fixed: dict[tuple[str, str], tuple[EndpointApp, Route]] = {}
         self._templates: dict[str, list[_Match]] = {}
         earlier: list[tuple[str, re.Pattern[str]]] = []
-        for endpoint, route in zip(endpoints, routes, strict=True):
-            if not isinstance(route, Route) or not isinstance(route.app, EndpointApp):
+        by_path = {route.path: route for route in routes if isinstance(route, Route)}
+        for endpoint in endpoints:
+            route = by_path.get(endpoint.path)
+            if route is None or not isinstance(route.app, _ByMethod):
                 raise TypeError(f"{endpoint.target} is not an endpoint's route")
             method = endpoint.method
+            app = route.app.apps[method]
             if route.param_convertors:
-                self._templates.setdefault(method, []).append((route.path_regex, route.app, route))
+                self._templates.setdefault(method, []).append((route.path_regex, app, route))
             elif not any(m == method and pattern.match(route.path) for m, pattern in earlier):
                 # A fixed path that an earlier template of the same method also matches is that
                 # template's (Starlette takes the first match): it is left to the ordered scan.
-                self._fixed.setdefault((method, route.path), (route.app, route))
+                self._fixed.setdefault((method, route.path), (app, route))
             earlier.append((method, route.path_regex))
 
     def _find(self, method: str, path: str) -> tuple[EndpointApp, Route, dict[str, Any]] | None:
