@@ -11,6 +11,7 @@ from logsvc.errors import FieldError, PayloadTooLarge, UnsupportedMediaType, Val
 __all__ = [
     "GZIP_MAGIC",
     "accepts_html",
+    "check_json",
     "check_size",
     "decode_content",
     "decode_snappy_body",
@@ -38,6 +39,13 @@ def is_ndjson(headers: Mapping[str, str]) -> bool:
     raise UnsupportedMediaType(
         f"Content-Type {media_type!r} is not accepted; send application/json or application/x-ndjson"
     )
+
+
+def check_json(headers: Mapping[str, str]) -> None:
+    """415 unless the body is JSON (or says nothing of its type), for a route that takes nothing else."""
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type not in _JSON_TYPES and not media_type.endswith("+json"):
+        raise UnsupportedMediaType(f"Content-Type {media_type!r} is not accepted; send application/json")
 
 
 def is_otlp_json(headers: Mapping[str, str]) -> bool:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import msgspec
 
 from logsvc.auth.policy import Permission
-from logsvc.content import decode_content, is_otlp_json
+from logsvc.content import check_json, decode_content, is_otlp_json
 from logsvc.domain.compat import (
     COGNITO_PREFIX,
     FUNCTION_URL_PREFIX,
@@ -131,7 +131,8 @@ async def tail(call: Call) -> Answer:
 
 async def get_entry(call: Call) -> Answer:
     service = await call.services.log()
-    return json_answer(await service.get(call.path_params["log_id"], principal=call.principal))
+    log_id = call.path_params["log_id"]
+    return json_answer(await service.get(log_id, principal=call.principal, params=call.query))
 
 
 # The older clients' shapes (logsvc.domain.compat): the same service, their bodies translated.
@@ -185,21 +186,27 @@ async def context(call: Call) -> Answer:
 
 
 async def list_keys(call: Call) -> Answer:
-    return json_answer(await asyncio.to_thread(call.services.admin_service().list_keys, call.principal))
+    admin = call.services.admin_service()
+    return json_answer(await asyncio.to_thread(admin.list_keys, call.principal, call.query))
 
 
 async def create_key(call: Call) -> Answer:
     limit = call.services.settings.max_decompressed_bytes
+    check_json(call.headers)
     body = decode_content(await call.body(), call.headers, max_decompressed_bytes=limit)
     admin = call.services.admin_service()
-    made = await asyncio.to_thread(admin.create_key, body, principal=call.principal, source=call.source)
+    made = await asyncio.to_thread(
+        admin.create_key, body, principal=call.principal, source=call.source, params=call.query
+    )
     return json_answer(made, 201)
 
 
 async def revoke_key(call: Call) -> Answer:
     admin, key_id = call.services.admin_service(), call.path_params["access_key_id"]
     return json_answer(
-        await asyncio.to_thread(admin.revoke_key, key_id, principal=call.principal, source=call.source)
+        await asyncio.to_thread(
+            admin.revoke_key, key_id, principal=call.principal, source=call.source, params=call.query
+        )
     )
 
 

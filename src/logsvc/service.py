@@ -31,6 +31,7 @@ from logsvc.domain.esbulk import BulkItem, BulkOutcome, bulk_items
 from logsvc.domain.loki import loki_entries
 from logsvc.domain.mapping import FieldMapping, parse_mapping
 from logsvc.domain.otlp import otlp_entries
+from logsvc.domain.parameters import no_parameters, parameter_values
 from logsvc.domain.queries import MAX_LIMIT, Page, Query, parse_query
 from logsvc.domain.retention import retention_rules
 from logsvc.domain.stats import ServiceList, Stats, parse_services, parse_stats, service_list, stats_answer
@@ -529,7 +530,10 @@ class LogService:
         found = await self.store.services(principal.services, after=page.after, limit=page.limit + 1)
         return service_list(found, page)
 
-    async def get(self, log_id: str, *, principal: Principal) -> LogEntry:
+    async def get(
+        self, log_id: str, *, principal: Principal, params: Iterable[tuple[str, str]] = ()
+    ) -> LogEntry:
+        no_parameters(params)
         key = _log_id(log_id)
         # Entries of services the credential may not read do not exist for it; ids are unique per service.
         for entry in await self.store.get(key):
@@ -560,17 +564,29 @@ class AdminService:
     def __init__(self, auth: CredentialService) -> None:
         self.auth = auth
 
-    def create_key(self, body: bytes, *, principal: Principal, source: str) -> NewCredential:
+    def create_key(
+        self, body: bytes, *, principal: Principal, source: str, params: Iterable[tuple[str, str]] = ()
+    ) -> NewCredential:
+        no_parameters(params)
         try:
             doc = msgspec.json.decode(body)
         except msgspec.DecodeError as exc:
             raise ValidationFailed([FieldError("body", f"is not valid JSON: {exc}")]) from None
         return self.auth.create_requested(doc, actor=principal.id, source=source, scope=principal.services)
 
-    def list_keys(self, principal: Principal) -> list[Credential]:
+    def list_keys(self, principal: Principal, params: Iterable[tuple[str, str]] = ()) -> list[Credential]:
+        no_parameters(params)
         return self.auth.credentials(principal.services)
 
-    def revoke_key(self, access_key_id: str, *, principal: Principal, source: str) -> Credential:
+    def revoke_key(
+        self,
+        access_key_id: str,
+        *,
+        principal: Principal,
+        source: str,
+        params: Iterable[tuple[str, str]] = (),
+    ) -> Credential:
+        no_parameters(params)
         return self.auth.revoke_keeping_an_admin(
             access_key_id, actor=principal.id, source=source, scope=principal.services
         )
@@ -580,12 +596,14 @@ class AdminService:
             raise Forbidden(
                 "the audit trail covers every service: it needs an admin credential without a service scope"
             )
+        errors: list[FieldError] = []
+        values = parameter_values(params, ("limit",), errors)
+        if errors:
+            raise ValidationFailed(errors)
         limit = 100
-        for name, value in params:
-            if name != "limit":
-                raise ValidationFailed([FieldError(name, "unknown parameter (allowed: limit)")])
+        if "limit" in values:
             try:
-                limit = parse_whole_number(value)
+                limit = parse_whole_number(values["limit"])
                 if not 1 <= limit <= MAX_LIMIT:
                     raise ValueError
             except ValueError:

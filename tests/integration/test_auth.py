@@ -230,6 +230,30 @@ def test_key_requests_are_validated(secured: tuple[ServerThread, dict[str, NewCr
             response = client.get("/admin/audit", params={"limit": loose})
             assert response.status_code == 400, response.text
             assert [e["field"] for e in response.json()["errors"]] == ["limit"]
+        # The admin routes hold to the rules of the others: a parameter they do not take is an error naming
+        # it (a misspelt one is never silently ignored), and a body is JSON.
+        key_id = keys["read"].access_key_id
+        before = client.get("/admin/keys").json()
+        for method, path in [
+            ("GET", "/admin/keys"),
+            ("POST", "/admin/keys"),
+            ("DELETE", f"/admin/keys/{key_id}"),
+            ("GET", f"/logs/{uuid.uuid4()}"),
+        ]:
+            body = {"role": "read"} if method == "POST" else None
+            response = client.request(method, path, params={"dry_run": "1"}, json=body)
+            assert response.status_code == 400, (method, path, response.text)
+            assert response.json()["errors"] == [
+                {"field": "dry_run", "message": "unknown parameter (this route takes none)"}
+            ]
+        response = client.get("/admin/audit", params=[("limit", "1"), ("limit", "2")])
+        assert response.json()["errors"] == [{"field": "limit", "message": "given more than once"}]
+        for media_type in ("text/plain", "application/x-www-form-urlencoded", "application/x-ndjson"):
+            response = client.post(
+                "/admin/keys", content=b'{"role": "read"}', headers={"Content-Type": media_type}
+            )
+            assert response.status_code == 415, (media_type, response.text)
+        assert client.get("/admin/keys").json() == before  # nothing was created or revoked
 
 
 def test_the_last_usable_admin_key_cannot_be_revoked(server: ServerThread, client: httpx.Client) -> None:

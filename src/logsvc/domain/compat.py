@@ -29,6 +29,7 @@ import msgspec
 
 from logsvc.domain.cursors import decode_cursor
 from logsvc.domain.entries import Level, LogEntry, NewEntry, format_log_id, parse_log_id
+from logsvc.domain.parameters import no_parameters, parameter_values
 from logsvc.domain.queries import Page, Query
 from logsvc.domain.timestamps import format_timestamp, parse_timestamp, parse_whole_number
 from logsvc.errors import FieldError, ValidationFailed
@@ -158,9 +159,7 @@ def function_url_log(entry: NewEntry) -> FunctionUrlLog:
 
 def function_url_query(params: Iterable[tuple[str, str]]) -> Query:
     """The read of ``GET /compat/function-url/logs/recent``, which takes no parameters."""
-    unknown = [FieldError(name, "unknown parameter (this read takes none)") for name, _ in params]
-    if unknown:
-        raise ValidationFailed(unknown)
+    no_parameters(params)
     return Query(limit=MAX_COMPAT_LIMIT, service_name=FUNCTION_URL_SERVICE)
 
 
@@ -247,15 +246,7 @@ def cognito_query(params: Iterable[tuple[str, str]]) -> Query:
     """The read of ``GET /compat/cognito/logs``: ``severity`` (info, warning, error), ``limit`` (1-100; over
     100 is a 400, not clamped, as the sample answered) and ``startKey`` (a ``nextToken``)."""
     errors: list[FieldError] = []
-    values: dict[str, str] = {}
-    for name, value in params:
-        if name not in _COGNITO_PARAMETERS:
-            allowed = ", ".join(sorted(_COGNITO_PARAMETERS))
-            errors.append(FieldError(name, f"unknown parameter (allowed: {allowed})"))
-        elif name in values:
-            errors.append(FieldError(name, "given more than once"))
-        else:
-            values[name] = value
+    values = parameter_values(params, _COGNITO_PARAMETERS, errors)
     levels = None
     if "severity" in values:
         if values["severity"] in SEVERITIES:

@@ -9,6 +9,7 @@ from typing import Annotated, Final
 import msgspec
 
 from logsvc.domain.entries import SERVICE_NAME_PATTERN, SERVICE_RULE, LogEntry, entry_bytes, is_service_name
+from logsvc.domain.parameters import parameter_values
 from logsvc.domain.queries import MAX_PAGE_BYTES
 from logsvc.domain.timestamps import parse_whole_number
 from logsvc.errors import FieldError, ValidationFailed
@@ -73,15 +74,7 @@ class Context(msgspec.Struct, frozen=True):
 def parse_context(params: Iterable[tuple[str, str]]) -> ContextRequest:
     """The parameters as a ContextRequest, or ValidationFailed naming every bad parameter."""
     errors: list[FieldError] = []
-    values: dict[str, str] = {}
-    for name, value in params:
-        if name not in CONTEXT_PARAMETERS:
-            allowed = ", ".join(sorted(CONTEXT_PARAMETERS))
-            errors.append(FieldError(name, f"unknown parameter (allowed: {allowed})"))
-        elif name in values:
-            errors.append(FieldError(name, "given more than once"))
-        else:
-            values[name] = value
+    values = parameter_values(params, CONTEXT_PARAMETERS, errors)
     around = {}
     for name in ("before", "after"):
         around[name] = DEFAULT_AROUND

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from logsvc.domain.parameters import parameter_values
 from logsvc.errors import FieldError, ValidationFailed
 
 __all__ = ["FieldMapping", "IngestParameters", "parse_mapping"]
@@ -93,17 +94,12 @@ def parse_mapping(params: Iterable[tuple[str, str]]) -> FieldMapping | None:
     """The mapping of POST /logs's query parameters, None without any; ValidationFailed names every unknown,
     repeated or malformed parameter."""
     errors: list[FieldError] = []
-    given: dict[str, str] = {}
-    for name, value in params:
-        if name not in _ENTRY_FIELD:
-            allowed = ", ".join(sorted(_ENTRY_FIELD))
-            errors.append(FieldError(name, f"unknown parameter (allowed: {allowed})"))
-        elif name in given:
-            errors.append(FieldError(name, "given more than once"))
-        elif len(value) > MAX_PATH_CHARS or _PATH.fullmatch(value) is None:
-            errors.append(FieldError(name, _PATH_RULE))
-        else:
-            given[name] = value
+    given = parameter_values(params, _ENTRY_FIELD, errors)
+    errors += [
+        FieldError(name, _PATH_RULE)
+        for name, value in given.items()
+        if len(value) > MAX_PATH_CHARS or _PATH.fullmatch(value) is None
+    ]
     if errors:
         raise ValidationFailed(errors)
     if not given:

@@ -21,6 +21,7 @@ from logsvc.domain.entries import (
     is_service_name,
     level_named,
 )
+from logsvc.domain.parameters import parameter_values
 from logsvc.domain.timestamps import parse_number, parse_timestamp_text, parse_whole_number
 from logsvc.errors import FieldError, ValidationFailed
 from logsvc.scopes import covers
@@ -161,7 +162,7 @@ def encoded_page(entries: list[bytes], next_cursor: str | None) -> bytes:
 def parse_query(params: Iterable[tuple[str, str]], *, now_us: int) -> Query:
     """A read's query-string parameters as a Query, or ValidationFailed naming every bad parameter."""
     errors: list[FieldError] = []
-    values = _values(params, errors)
+    values = parameter_values(params, QUERY_PARAMETERS, errors)
     limit = _limit(values, errors)
     service = values.get("service_name")
     if service is not None and not is_service_name(service):
@@ -199,21 +200,6 @@ def admits(query: Query, *, service: str, level: int, log_type: str, ts_us: int)
         and (query.until_us is None or ts_us < query.until_us)
         and covers(query.service_patterns, service)
     )
-
-
-def _values(params: Iterable[tuple[str, str]], errors: list[FieldError]) -> dict[str, str]:
-    """Each known parameter's value; an unknown or repeated one is an error."""
-    values: dict[str, str] = {}
-    for name, value in params:
-        if name not in QUERY_PARAMETERS:
-            errors.append(
-                FieldError(name, "unknown parameter (allowed: " + ", ".join(sorted(QUERY_PARAMETERS)) + ")")
-            )
-        elif name in values:
-            errors.append(FieldError(name, "given more than once"))
-        else:
-            values[name] = value
-    return values
 
 
 def _limit(values: dict[str, str], errors: list[FieldError]) -> int:

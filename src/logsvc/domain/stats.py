@@ -21,6 +21,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 
 from logsvc.domain.entries import SERVICE_NAME_PATTERN, SERVICE_RULE, Level, is_service_name
+from logsvc.domain.parameters import parameter_values
 from logsvc.domain.queries import FILTER_PARAMETERS, Query, ReadFilters, parse_query
 from logsvc.domain.timestamps import DAY_US, MAX_US, format_timestamp, parse_whole_number
 from logsvc.errors import FieldError, ValidationFailed
@@ -382,15 +383,7 @@ class ServicePage(msgspec.Struct, frozen=True):
 def parse_services(params: Iterable[tuple[str, str]]) -> ServicePage:
     """``GET /services``'s parameters as a ServicePage, or ValidationFailed naming every bad parameter."""
     errors: list[FieldError] = []
-    values: dict[str, str] = {}
-    for name, value in params:
-        if name not in SERVICES_PARAMETERS:
-            allowed = ", ".join(sorted(SERVICES_PARAMETERS))
-            errors.append(FieldError(name, f"unknown parameter (allowed: {allowed})"))
-        elif name in values:
-            errors.append(FieldError(name, "given more than once"))
-        else:
-            values[name] = value
+    values = parameter_values(params, SERVICES_PARAMETERS, errors)
     limit = MAX_SERVICES_PAGE
     if "limit" in values:
         try:
