@@ -120,6 +120,7 @@ class ServerThread:
             create_app(settings, endpoints=endpoints),
             max_header_bytes=settings.max_header_bytes,
             header_timeout=settings.header_timeout,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
             log_level="warning",
             ws="none",
             lifespan="on",

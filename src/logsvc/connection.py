@@ -23,7 +23,7 @@ import gc
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 import uvicorn
@@ -182,10 +182,27 @@ class ServerConfig(uvicorn.Config):
     """uvicorn's Config serving with HeadLimitedProtocol, and the limits it applies; its event loop is
     ``new_event_loop``'s unless another is asked for by name ("asyncio")."""
 
-    def __init__(self, app: Any, *, max_header_bytes: int, header_timeout: float, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        max_header_bytes: int,
+        header_timeout: float,
+        forwarded_allow_ips: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> None:
         if kwargs.get("loop", "auto") in ("auto", "uvloop"):
             kwargs["loop"] = _LOOP_FACTORY
-        super().__init__(app, http=HeadLimitedProtocol, **kwargs)
+        # Only the proxies named: uvicorn would otherwise trust 127.0.0.1, where the server listens by
+        # default, so any local client could name its own address and step past the failed-authentication
+        # throttle or write another address into the audit trail.
+        super().__init__(
+            app,
+            http=HeadLimitedProtocol,
+            proxy_headers=bool(forwarded_allow_ips),
+            forwarded_allow_ips=list(forwarded_allow_ips) or None,
+            **kwargs,
+        )
         self.max_header_bytes = max_header_bytes
         self.header_timeout = header_timeout
 

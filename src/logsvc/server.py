@@ -152,6 +152,7 @@ def serve(settings: Settings) -> None:
         "ws": "none",
         "max_header_bytes": settings.max_header_bytes,
         "header_timeout": settings.header_timeout,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
     }
     if settings.tls_cert:
         common |= {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from datetime import tzinfo
@@ -24,12 +25,15 @@ __all__ = ["ENV_PREFIX", "AwsGrant", "Settings", "load_settings"]
 ENV_PREFIX = "LOGSVC_"
 # Not a setting: how ``serve --workers N`` tells its workers where the writer they share listens.
 SHARED_WRITER_ENV: Final = f"{ENV_PREFIX}SHARED_WRITER"
-_JSON_FIELDS = frozenset({"retention_by_service", "aws_principals", "jwt_default_roles", "syslog_services"})
+_JSON_FIELDS = frozenset(
+    {"retention_by_service", "aws_principals", "jwt_default_roles", "syslog_services", "forwarded_allow_ips"}
+)
 _JSON_EXAMPLES = {
     "retention_by_service": 'a JSON object such as {"payments*": 30}',
     "aws_principals": 'a JSON object such as {"arn:aws:iam::123456789012:role/app": {"roles": ["read"]}}',
     "jwt_default_roles": 'a JSON array such as ["ingest", "read"]',
     "syslog_services": 'a JSON array such as ["myapp", "web-*"]',
+    "forwarded_allow_ips": 'a JSON array such as ["127.0.0.1"]',
 }
 # An IAM role or user ARN; a role or user may sit under a path (role/path/to/name).
 MiB = 1024 * 1024
@@ -137,6 +141,13 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
         float,
         msgspec.Meta(ge=0, description="failed authentications per client address and minute; 0: no limit"),
     ] = 30.0
+    forwarded_allow_ips: Annotated[
+        tuple[str, ...],
+        msgspec.Meta(
+            description="addresses or networks of the reverse proxies whose X-Forwarded-For is the client's "
+            "address; none by default"
+        ),
+    ] = ()
     jwt_issuer: Annotated[str, msgspec.Meta(description="OIDC issuer; empty disables JWT bearer tokens")] = ""
     jwt_audience: Annotated[str, msgspec.Meta(description="expected aud (or Cognito client_id)")] = ""
     jwt_jwks_url: Annotated[str, msgspec.Meta(description="URL of the issuer's JWKS")] = ""
@@ -300,6 +311,13 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
             except ValueError as exc:
                 raise ValueError(f"retention_by_service: {exc}") from None
         self._check_syslog()
+        for proxy in self.forwarded_allow_ips:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"forwarded_allow_ips: {proxy!r} is not an IP address or network (such as 10.0.0.0/8)"
+                ) from None
         for arn in self.aws_principals:
             if iam_role_or_user(arn) is None:
                 raise ValueError(

@@ -106,9 +106,9 @@ def test_identical_refusals_are_one_record_with_their_count(tmp_path: Path) -> N
 
 
 def test_failed_authentication_is_throttled_per_client_address(tmp_path: Path) -> None:
-    """The server trusts X-Forwarded-For from 127.0.0.1 (uvicorn's default), which gives each client here
-    an address of its own."""
-    settings = make_settings(tmp_path / "data", failed_auth_per_minute=5)
+    """The server trusts X-Forwarded-For from a proxy on 127.0.0.1 (``forwarded_allow_ips``), which gives
+    each client here an address of its own."""
+    settings = make_settings(tmp_path / "data", failed_auth_per_minute=5, forwarded_allow_ips=("127.0.0.1",))
     server = ServerThread(settings).start()
     reader = make_key(settings, Role.READ)
     attacker = {"X-Forwarded-For": "203.0.113.9"}
@@ -150,6 +150,29 @@ def test_failed_authentication_is_throttled_per_client_address(tmp_path: Path) -
     assert sum(e["count"] for e in events if e["source"] == "203.0.113.9") == 5
     assert sum(e["count"] for e in events if e["source"] == "198.51.100.7") == 1
     assert sum(e["count"] for e in events if e["source"] == "192.0.2.44") == 5
+
+
+def test_without_a_trusted_proxy_x_forwarded_for_names_no_client(tmp_path: Path) -> None:
+    """By default no proxy is trusted: a client that names a new address on each request is still one
+    client, throttled as one, and the audit trail records the address it came from."""
+    settings = make_settings(tmp_path / "data", failed_auth_per_minute=5)
+    server = ServerThread(settings).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            answers = [
+                client.get("/logs", headers={"X-Forwarded-For": f"203.0.113.{n}"} | BOGUS).status_code
+                for n in range(6)
+            ]
+    finally:
+        server.stop()
+    assert answers == [401] * 5 + [429]
+    events = [
+        e
+        for e in json.loads(run_logsvc(settings, "audit", "--json").stdout)
+        if e["action"] == "request.denied"
+    ]
+    assert {e["source"] for e in events} == {"127.0.0.1"}
+    assert sum(e["count"] for e in events) == 5
 
 
 def test_the_server_deletes_audit_records_past_their_retention(tmp_path: Path) -> None:
