@@ -73,7 +73,9 @@ MAX_SERVICES_PAGE: Final = 1000
 # minutes, every histogram on DynamoDB) counts entries one by one, and refuses (400) past this many.
 MAX_COUNTED: Final = 1_000_000
 _UNITS: Final = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": DAY_US}
-_MAX_INTERVAL_DAYS: Final = 36_600
+# The widest step a window is widened to (the years 1970-9999 in at most AUTO_BUCKETS), so that every
+# interval answered may be given back.
+_MAX_INTERVAL_DAYS: Final = 50_000
 INTERVAL_PATTERN = r"^[1-9][0-9]{0,8}[smhd]$"
 _INTERVAL = re.compile(INTERVAL_PATTERN.replace("$", r"\Z"))
 _INTERVAL_RULE = (
